@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds Kubernetes binaries from the Go module proxy into a cached folder and prints
+# that folder. With no arguments it builds what envtest needs (kube-apiserver, etcd,
+# kubectl), so `export KUBEBUILDER_ASSETS=$(hack/kube-binaries.sh)` is all a test needs.
+# Release binaries cannot be downloaded on our machines (no setup-envtest), so they are
+# compiled from hack/tools/kube, whose go.mod pins the versions. A binary already in
+# the folder is kept: the first run takes minutes, later runs none.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mod="$root/hack/tools/kube"
+k8s_version=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$mod/go.mod")
+out="${KUBE_BINARIES_DIR:-$root/bin/k8s/$k8s_version-$(go env GOOS)-$(go env GOARCH)}"
+commands=("$@")
+[ ${#commands[@]} -gt 0 ] || commands=(kube-apiserver etcd kubectl)
+
+mkdir -p "$out"
+minor=${k8s_version#v1.}; minor=${minor%%.*}
+ldflags="-s -w
+ -X k8s.io/component-base/version.gitVersion=$k8s_version
+ -X k8s.io/component-base/version.gitMajor=1
+ -X k8s.io/component-base/version.gitMinor=$minor
+ -X k8s.io/component-base/version.gitTreeState=clean
+ -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version"
+
+missing=()
+for c in "${commands[@]}"; do
+	[ -x "$out/$c" ] || missing+=("$c")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	pkgs=()
+	for c in "${missing[@]}"; do
+		case "$c" in
+		etcd) pkgs+=(./etcd) ;;
+		*) pkgs+=("k8s.io/kubernetes/cmd/$c") ;;
+		esac
+	done
+	echo "building ${missing[*]} ($k8s_version) into $out; the first build takes several minutes" >&2
+	tmp=$(mktemp -d "$out/.build.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
+	# Move into place only when the whole build succeeded, so a broken build leaves no half folder.
+	for c in "${missing[@]}"; do mv "$tmp/$c" "$out/$c"; done
+fi
+echo "$out"
