@@ -15,6 +15,9 @@ commands=("$@")
 [ ${#commands[@]} -gt 0 ] || commands=(kube-apiserver etcd kubectl)
 
 mkdir -p "$out"
+# One build at a time: a second caller waits for the first and then finds the binaries.
+exec 9>"$out/.lock"
+flock 9
 minor=${k8s_version#v1.}; minor=${minor%%.*}
 ldflags="-s -w
  -X k8s.io/component-base/version.gitVersion=$k8s_version

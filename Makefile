@@ -1,0 +1,127 @@
+# Shopkeeper: the operator (cmd/manager, api, controllers) and the shop's services (services/).
+# `make help` lists the targets. Tools are built from the pinned modules under hack/tools into
+# bin/, which git ignores; nothing is downloaded but Go modules and Debian packages.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath .)
+LOCALBIN := $(ROOT)/bin
+export PATH := $(LOCALBIN):$(PATH)
+export GOTOOLCHAIN := local
+
+# The services image the operator runs; also the tag `make images` writes.
+VERSION ?= v0.1.0
+IMG ?= ghcr.io/shopkeeper-dev/shopkeeper-manager:$(VERSION)
+
+CONTROLLER_GEN := $(LOCALBIN)/controller-gen
+KUSTOMIZE := $(LOCALBIN)/kustomize
+GOLANGCI_LINT := $(LOCALBIN)/golangci-lint
+ACTIONLINT := $(LOCALBIN)/actionlint
+FERRETDB := $(LOCALBIN)/ferretdb
+KUBECTL = $(shell hack/kube-binaries.sh kubectl)/kubectl
+
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the API's DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and the RBAC role from the markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: verify-generated
+verify-generated: ## Fail when generated code or manifests are older than their sources.
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## Format the Go code.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## Run golangci-lint, and actionlint on the workflows.
+	$(GOLANGCI_LINT) run ./...
+	@if compgen -G '.github/workflows/*.y*ml' >/dev/null; then $(ACTIONLINT); fi
+
+##@ Test
+
+.PHONY: test
+test: verify-generated check-fmt vet envtest-assets $(FERRETDB) rabbitmq-server ## Run every test: unit, envtest (real kube-apiserver + etcd), services (real FerretDB or MONGODB_URI, real RabbitMQ).
+	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" FERRETDB_BIN="$(FERRETDB)" \
+		go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: check-fmt
+check-fmt: ## Fail when a Go file is not gofmt-formatted.
+	@files=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
+
+.PHONY: envtest-assets
+envtest-assets: ## Build kube-apiserver, etcd and kubectl for envtest (cached under bin/k8s).
+	hack/kube-binaries.sh
+
+.PHONY: rabbitmq-server
+rabbitmq-server: ## Install RabbitMQ from Debian packages when missing (tests start private nodes).
+	hack/install-rabbitmq.sh
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager and the services' binaries into bin/.
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/manager ./services/...
+
+.PHONY: run-manager
+run-manager: manifests generate ## Run the operator against the cluster of the current kubeconfig.
+	go run ./cmd/manager
+
+##@ Deployment
+
+.PHONY: install
+install: manifests $(KUSTOMIZE) ## Install the CRDs into the cluster of the current kubeconfig.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests $(KUSTOMIZE) ## Remove the CRDs (and every Shop) from the cluster.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Deploy the operator (config/default) with image IMG.
+	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove the operator.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+##@ Tools
+
+$(CONTROLLER_GEN): hack/tools/go.mod
+	cd hack/tools && go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
+
+$(KUSTOMIZE): hack/tools/go.mod
+	cd hack/tools && go build -o $@ sigs.k8s.io/kustomize/kustomize/v5
+
+$(FERRETDB): hack/tools/go.mod hack/tools/ferretdb/main.go
+	cd hack/tools && go build -o $@ ./ferretdb
+
+$(GOLANGCI_LINT): hack/tools/lint/go.mod
+	cd hack/tools/lint && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+$(ACTIONLINT): hack/tools/lint/go.mod
+	cd hack/tools/lint && go build -o $@ github.com/rhysd/actionlint/cmd/actionlint
