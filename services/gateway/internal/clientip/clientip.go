@@ -1,0 +1,114 @@
+// Package clientip finds the address of the client behind a request.
+//
+// The client is the peer of the connection, unless that peer is a trusted proxy: then the
+// X-Forwarded-For chain is read from the right (the hop the trusted proxy appended last), past
+// every trusted proxy, and the first untrusted address is the client. Everything to the left of
+// it was written by the client itself and may be forged, so it is never read.
+package clientip
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// Resolver finds client addresses; its zero value trusts no proxy.
+type Resolver struct {
+	trusted []netip.Prefix
+}
+
+// NewResolver returns a resolver that honours X-Forwarded-For from peers inside trusted.
+func NewResolver(trusted []netip.Prefix) *Resolver {
+	ps := make([]netip.Prefix, len(trusted))
+	for i, p := range trusted {
+		// Compare unmapped addresses throughout, so 10.0.0.0/8 also covers ::ffff:10.0.0.1.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		ps[i] = p.Masked()
+	}
+	return &Resolver{trusted: ps}
+}
+
+// ParsePrefixes parses a comma-separated list of CIDRs; a bare address means that one host.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Trusted reports whether a is a trusted proxy.
+func (r *Resolver) Trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range r.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP returns the client address of req, and false when the connection's own address
+// cannot be parsed (only possible for requests that did not come from a network listener).
+func (r *Resolver) ClientIP(req *http.Request) (netip.Addr, bool) {
+	peer, ok := parseHost(req.RemoteAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	if len(r.trusted) == 0 || !r.Trusted(peer) {
+		return peer, true
+	}
+	client := peer
+	values := req.Header.Values("X-Forwarded-For")
+	for i := len(values) - 1; i >= 0; i-- {
+		v := values[i]
+		for v != "" {
+			var hop string
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				hop, v = v[j+1:], v[:j]
+			} else {
+				hop, v = v, ""
+			}
+			a, ok := parseHost(strings.TrimSpace(hop))
+			if !ok {
+				// A trusted proxy would not have written this: stop at the last hop it did write.
+				return client, true
+			}
+			client = a
+			if !r.Trusted(a) {
+				return client, true
+			}
+		}
+	}
+	return client, true // every hop is trusted: the farthest one is the client
+}
+
+// parseHost parses an address with or without a port ("192.0.2.1", "192.0.2.1:80", "[::1]:80").
+func parseHost(s string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().WithZone("").Unmap(), true
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.WithZone("").Unmap(), true
+}

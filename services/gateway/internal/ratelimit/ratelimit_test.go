@@ -1,0 +1,264 @@
+package ratelimit
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a manual clock for driving the limiter.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newLimiter(t *testing.T, cfg Config) (*Limiter, *clock) {
+	t.Helper()
+	c := newClock()
+	cfg.Now = c.Now
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, c
+}
+
+// keyFromUint64 makes a distinct IPv4-mapped key from n.
+func keyFromUint64(n uint64) Key {
+	var k Key
+	k[10], k[11] = 0xff, 0xff
+	binary.BigEndian.PutUint32(k[12:], uint32(n))
+	binary.BigEndian.PutUint32(k[4:8], uint32(n>>32))
+	return k
+}
+
+var alice = KeyFor(netip.MustParseAddr("192.0.2.1"))
+
+func TestLimitIsExact(t *testing.T) {
+	tests := []struct {
+		limit  int
+		window time.Duration
+	}{
+		{limit: 1, window: time.Second},
+		{limit: 3, window: time.Minute},
+		{limit: 100, window: 15 * time.Minute},
+		{limit: 7, window: 10 * time.Second}, // window/limit is not a whole number of nanoseconds
+	}
+	for _, tt := range tests {
+		l, _ := newLimiter(t, Config{Limit: tt.limit, Window: tt.window})
+		for i := range tt.limit {
+			d := l.Allow(alice)
+			if !d.Allowed {
+				t.Fatalf("limit %d/%s: request %d refused", tt.limit, tt.window, i+1)
+			}
+			if want := tt.limit - 1 - i; d.Remaining != want {
+				t.Fatalf("limit %d/%s: request %d remaining %d, want %d", tt.limit, tt.window, i+1, d.Remaining, want)
+			}
+		}
+		d := l.Allow(alice)
+		if d.Allowed {
+			t.Fatalf("limit %d/%s: request %d allowed", tt.limit, tt.window, tt.limit+1)
+		}
+		interval := tt.window / time.Duration(tt.limit)
+		// window/limit rounds down to whole nanoseconds, so the wait may be short by < limit ns.
+		if gap := interval - d.RetryAfter; gap < 0 || gap >= time.Duration(tt.limit) || d.Remaining != 0 {
+			t.Errorf("limit %d/%s: refused with retry after %s remaining %d, want %s and 0",
+				tt.limit, tt.window, d.RetryAfter, d.Remaining, interval)
+		}
+		if d.Reset < tt.window-time.Duration(tt.limit) || d.Reset > tt.window {
+			t.Errorf("limit %d/%s: reset %s, want the window", tt.limit, tt.window, d.Reset)
+		}
+	}
+}
+
+func TestRefill(t *testing.T) {
+	l, c := newLimiter(t, Config{Limit: 4, Window: 4 * time.Minute})
+	for range 4 {
+		l.Allow(alice)
+	}
+	steps := []struct {
+		advance   time.Duration
+		allowed   bool
+		remaining int
+	}{
+		{advance: 59 * time.Second, allowed: false},
+		{advance: time.Second, allowed: true, remaining: 0}, // one interval: one request back
+		{advance: 0, allowed: false},
+		{advance: 2 * time.Minute, allowed: true, remaining: 1},
+		{advance: 0, allowed: true, remaining: 0},
+		{advance: 0, allowed: false},
+		{advance: 10 * time.Minute, allowed: true, remaining: 3}, // idle past the window: full quota
+	}
+	for i, s := range steps {
+		c.Advance(s.advance)
+		d := l.Allow(alice)
+		if d.Allowed != s.allowed || (s.allowed && d.Remaining != s.remaining) {
+			t.Fatalf("step %d: allowed %v remaining %d, want %v %d", i, d.Allowed, d.Remaining, s.allowed, s.remaining)
+		}
+	}
+}
+
+func TestRefusedRequestsDoNotCount(t *testing.T) {
+	l, c := newLimiter(t, Config{Limit: 2, Window: 2 * time.Second})
+	l.Allow(alice)
+	l.Allow(alice)
+	for range 50 {
+		if l.Allow(alice).Allowed {
+			t.Fatal("allowed over the limit")
+		}
+	}
+	c.Advance(time.Second)
+	if !l.Allow(alice).Allowed {
+		t.Fatal("refused requests were counted against the client")
+	}
+}
+
+func TestKeys(t *testing.T) {
+	tests := []struct {
+		a, b string
+		same bool
+	}{
+		{a: "192.0.2.1", b: "192.0.2.2", same: false},
+		{a: "192.0.2.1", b: "::ffff:192.0.2.1", same: true},
+		{a: "2001:db8:1:2::1", b: "2001:db8:1:2:ffff::7", same: true}, // one /64
+		{a: "2001:db8:1:2::1", b: "2001:db8:1:3::1", same: false},
+		{a: "::1", b: "127.0.0.1", same: false},
+	}
+	for _, tt := range tests {
+		same := KeyFor(netip.MustParseAddr(tt.a)) == KeyFor(netip.MustParseAddr(tt.b))
+		if same != tt.same {
+			t.Errorf("KeyFor(%s) == KeyFor(%s): %v, want %v", tt.a, tt.b, same, tt.same)
+		}
+	}
+}
+
+func TestClientsAreIndependent(t *testing.T) {
+	l, _ := newLimiter(t, Config{Limit: 1, Window: time.Minute})
+	bob := KeyFor(netip.MustParseAddr("2001:db8::1"))
+	if !l.Allow(alice).Allowed || l.Allow(alice).Allowed {
+		t.Fatal("alice: want one allowed, then refused")
+	}
+	if !l.Allow(bob).Allowed {
+		t.Fatal("bob refused because of alice")
+	}
+}
+
+func TestSweepDropsOnlyIdleClients(t *testing.T) {
+	l, c := newLimiter(t, Config{Limit: 2, Window: time.Minute})
+	for i := range 100 {
+		l.Allow(keyFromUint64(uint64(i)))
+	}
+	c.Advance(30 * time.Second) // their buckets are full again: (one request) * 30 s per request
+	l.Allow(alice)
+	l.Allow(alice)
+	l.Sweep()
+	if n := l.Len(); n != 1 {
+		t.Fatalf("after sweep %d clients tracked, want 1 (alice)", n)
+	}
+	if l.Allow(alice).Allowed {
+		t.Fatal("sweep forgot alice's requests")
+	}
+}
+
+func TestSweepReleasesShrunkenMaps(t *testing.T) {
+	l, c := newLimiter(t, Config{Limit: 1, Window: time.Second})
+	for i := range 200_000 {
+		l.Allow(keyFromUint64(uint64(i)))
+	}
+	c.Advance(2 * time.Second)
+	l.Sweep()
+	for i := range l.shards {
+		if p := l.shards[i].peak; p != 0 {
+			t.Fatalf("shard %d keeps peak %d after every client went idle: map not rebuilt", i, p)
+		}
+	}
+}
+
+// TestMemoryBound calls with a million distinct clients, all active within the window, and
+// checks that the limiter never tracks more than its cap.
+func TestMemoryBound(t *testing.T) {
+	const maxClients = 64 * 100
+	l, c := newLimiter(t, Config{Limit: 10, Window: time.Hour, MaxClients: maxClients})
+	for i := range 1_000_000 {
+		if !l.Allow(keyFromUint64(uint64(i))).Allowed {
+			t.Fatalf("new client %d refused", i)
+		}
+		if i%100_000 == 0 {
+			c.Advance(time.Millisecond)
+		}
+	}
+	if n := l.Len(); n != maxClients {
+		t.Fatalf("%d clients tracked, want the cap %d", n, maxClients)
+	}
+}
+
+func TestEvictionPrefersExpiredEntries(t *testing.T) {
+	// One shard's worth of room: MaxClients 64 gives each shard room for one client.
+	l, c := newLimiter(t, Config{Limit: 1, Window: time.Minute, MaxClients: numShards})
+	s := l.shardOf(alice)
+	l.Allow(alice)
+	c.Advance(time.Minute) // alice is idle now
+	var other Key
+	for i := uint64(0); ; i++ {
+		if other = keyFromUint64(i); l.shardOf(other) == s && other != alice {
+			break
+		}
+	}
+	l.Allow(other)
+	if _, ok := s.tats[alice]; ok || len(s.tats) != 1 {
+		t.Fatalf("full shard kept the idle client (len %d)", len(s.tats))
+	}
+}
+
+func TestAllowDoesNotAllocate(t *testing.T) {
+	l, _ := newLimiter(t, Config{Limit: 1_000_000, Window: time.Hour})
+	l.Allow(alice)
+	if n := testing.AllocsPerRun(1000, func() { l.Allow(alice) }); n != 0 {
+		t.Fatalf("Allow allocates %v times per call", n)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	tests := []Config{
+		{Limit: 0, Window: time.Minute},
+		{Limit: 10, Window: 0},
+		{Limit: 1000, Window: time.Microsecond},
+		{Limit: 10, Window: time.Minute, MaxClients: -1},
+	}
+	for _, cfg := range tests {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+func BenchmarkAllowParallel(b *testing.B) {
+	l, err := New(Config{Limit: 1_000_000, Window: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := uint64(0)
+		for pb.Next() {
+			l.Allow(keyFromUint64(i % 4096))
+			i++
+		}
+	})
+}
