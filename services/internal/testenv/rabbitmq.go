@@ -1,0 +1,343 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// rabbitMQScripts is where the Debian package keeps the real RabbitMQ scripts. The
+// wrappers in /usr/sbin switch to user rabbitmq through su, which hides the node's PID
+// from us; the scripts themselves run the node as the calling user.
+const rabbitMQScripts = "/usr/lib/rabbitmq/bin"
+
+// RabbitMQUser and RabbitMQPassword are the credentials of every private node.
+const (
+	RabbitMQUser     = "guest"
+	RabbitMQPassword = "guest"
+)
+
+// rabbitMQVhostPool is how many virtual hosts a node defines at boot, so that handing
+// one to a test costs nothing; more are added with rabbitmqctl, which takes seconds.
+const rabbitMQVhostPool = 40
+
+// RabbitMQNode is a private RabbitMQ broker: its own node name, loopback ports, epmd
+// and folders. Stop and Start keep the data, so a test can take the broker away and
+// bring it back with its durable queues and messages.
+type RabbitMQNode struct {
+	dir      string
+	name     string
+	amqpPort int
+	env      []string
+
+	mu     sync.Mutex
+	node   *exec.Cmd
+	exited chan struct{}
+	epmd   *exec.Cmd
+	vhosts int // vhosts handed out so far
+}
+
+// StartRabbitMQ starts a node whose files live under dir (which must exist and is
+// left in place) and returns once it accepts AMQP connections.
+func StartRabbitMQ(ctx context.Context, dir string) (*RabbitMQNode, error) {
+	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
+		return nil, fmt.Errorf("rabbitmq-server is not installed (run hack/install-rabbitmq.sh): %w", err)
+	}
+	ports, err := freeLoopbackPorts(3)
+	if err != nil {
+		return nil, err
+	}
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	n := &RabbitMQNode{
+		dir:      dir,
+		name:     fmt.Sprintf("test-%x@localhost", suffix),
+		amqpPort: ports[0],
+	}
+	if err := n.writeConfig(); err != nil {
+		return nil, err
+	}
+	n.env = append(os.Environ(),
+		"RABBITMQ_NODENAME="+n.name,
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_PORT="+strconv.Itoa(ports[0]),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(ports[1]),
+		"ERL_EPMD_PORT="+strconv.Itoa(ports[2]),
+		"ERL_EPMD_ADDRESS=127.0.0.1",
+		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
+		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
+		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq"), // the node adds ".conf"
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
+		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
+		// Distribution (used by rabbitmqctl) on loopback too, not on every interface.
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+		"HOME="+dir, // the Erlang cookie goes here, shared by the node and rabbitmqctl
+	)
+	// Our own epmd, in the foreground and on the node's private port, so that it is a
+	// child we can stop by PID and no other node on the machine depends on it.
+	n.epmd = exec.Command("epmd", "-port", strconv.Itoa(ports[2]), "-address", "127.0.0.1")
+	n.epmd.Env = n.env
+	if err := startChild(n.epmd, filepath.Join(dir, "epmd.log")); err != nil {
+		return nil, fmt.Errorf("start epmd: %w", err)
+	}
+	if err := n.Start(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *RabbitMQNode) writeConfig() error {
+	for _, d := range []string{"mnesia", "log"} {
+		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	defs, err := rabbitMQDefinitions(rabbitMQVhostPool)
+	if err != nil {
+		return err
+	}
+	defsPath := filepath.Join(n.dir, "definitions.json")
+	conf := fmt.Sprintf(`listeners.tcp.default = 127.0.0.1:%d
+loopback_users = none
+load_definitions = %s
+log.console = false
+log.file.level = warning
+`, n.amqpPort, defsPath)
+	files := map[string]string{
+		"rabbitmq.conf":     conf,
+		"definitions.json":  string(defs),
+		"enabled_plugins":   "[].\n", // no management plugin: faster boot, no port 15672
+		"rabbitmq-env.conf": "",      // ignore /etc/rabbitmq/rabbitmq-env.conf
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(n.dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rabbitMQDefinitions makes the definitions file a node imports at boot: the guest user
+// and a pool of virtual hosts it may use, so tests need no management API and no CLI.
+func rabbitMQDefinitions(vhosts int) ([]byte, error) {
+	type user struct {
+		Name, PasswordHash, HashingAlgorithm string
+		Tags                                 []string
+	}
+	salt := make([]byte, 4)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	// rabbit_password_hashing_sha256: base64(salt ++ sha256(salt ++ password)).
+	sum := sha256.Sum256(append(append([]byte{}, salt...), RabbitMQPassword...))
+	hash := base64.StdEncoding.EncodeToString(append(salt, sum[:]...))
+	defs := map[string]any{
+		"users": []map[string]any{{
+			"name": RabbitMQUser, "password_hash": hash,
+			"hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []string{"administrator"},
+		}},
+	}
+	var hosts, perms []map[string]any
+	for i := 0; i <= vhosts; i++ {
+		name := rabbitMQVhostName(i)
+		hosts = append(hosts, map[string]any{"name": name})
+		perms = append(perms, map[string]any{
+			"user": RabbitMQUser, "vhost": name, "configure": ".*", "write": ".*", "read": ".*",
+		})
+	}
+	defs["vhosts"], defs["permissions"] = hosts, perms
+	return json.Marshal(defs)
+}
+
+// rabbitMQVhostName names vhost i; 0 is the default "/".
+func rabbitMQVhostName(i int) string {
+	if i == 0 {
+		return "/"
+	}
+	return fmt.Sprintf("test-%03d", i)
+}
+
+// Start starts the node (again, after Stop) and waits until it accepts AMQP connections.
+func (n *RabbitMQNode) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.node != nil {
+		return errors.New("rabbitmq node already running")
+	}
+	cmd := exec.Command(filepath.Join(rabbitMQScripts, "rabbitmq-server"))
+	cmd.Env = n.env
+	cmd.Dir = n.dir
+	if err := startChild(cmd, filepath.Join(n.dir, "log", "server.out")); err != nil {
+		return fmt.Errorf("start rabbitmq-server: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	n.node, n.exited = cmd, exited
+
+	// An AMQP handshake is the readiness that matters to clients and costs a few
+	// milliseconds; `rabbitmq-diagnostics check_port_connectivity` boots an Erlang VM
+	// per call (seconds on a busy machine).
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		conn, err := amqp.Dial(n.url("/"))
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			n.node = nil
+			return fmt.Errorf("rabbitmq-server exited during start; see %s", filepath.Join(n.dir, "log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("rabbitmq-server not ready after 2m: %w", err)
+		}
+	}
+}
+
+// Stop stops the node gracefully, keeping its data for Start. SIGTERM makes the
+// start script stop the node the way `rabbitmqctl stop` does, without an extra VM.
+func (n *RabbitMQNode) Stop(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.node == nil {
+		return nil
+	}
+	cmd, exited := n.node, n.exited
+	n.node = nil
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+	case <-time.After(time.Minute):
+	}
+	// Not gone in time: kill the whole process group (the script and the Erlang VM).
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
+	return errors.New("rabbitmq node did not stop in time and was killed")
+}
+
+// Close stops the node and its epmd. The folder is left to its owner.
+func (n *RabbitMQNode) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = n.Stop(ctx)
+	if n.epmd != nil && n.epmd.Process != nil {
+		_ = n.epmd.Process.Kill()
+		_ = n.epmd.Wait()
+	}
+}
+
+// URL is the AMQP URL of the node's default virtual host.
+func (n *RabbitMQNode) URL() string { return n.url("/") }
+
+func (n *RabbitMQNode) url(vhost string) string {
+	u := url.URL{
+		Scheme: "amqp",
+		User:   url.UserPassword(RabbitMQUser, RabbitMQPassword),
+		Host:   net.JoinHostPort("127.0.0.1", strconv.Itoa(n.amqpPort)),
+		Path:   "/" + vhost,
+	}
+	if vhost == "/" {
+		u.Path = "/"
+	}
+	return u.String()
+}
+
+// NewVhost returns the URL of a virtual host no one has used yet, so callers do not
+// see each other's queues.
+func (n *RabbitMQNode) NewVhost(ctx context.Context) (string, error) {
+	n.mu.Lock()
+	n.vhosts++
+	i := n.vhosts
+	n.mu.Unlock()
+	name := rabbitMQVhostName(i)
+	if i > rabbitMQVhostPool {
+		if err := n.ctl(ctx, "add_vhost", name); err != nil {
+			return "", err
+		}
+		if err := n.ctl(ctx, "set_permissions", "-p", name, RabbitMQUser, ".*", ".*", ".*"); err != nil {
+			return "", err
+		}
+	}
+	return n.url(name), nil
+}
+
+func (n *RabbitMQNode) ctl(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(rabbitMQScripts, "rabbitmqctl"), append([]string{"-q", "-n", n.name}, args...)...)
+	cmd.Env = n.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("rabbitmqctl %v: %w: %s", args, err, out)
+	}
+	return nil
+}
+
+// startChild starts cmd in its own process group with output to logPath, from a
+// thread that lives as long as the process: the child gets SIGTERM when this
+// process dies, however it dies, so a failed or killed test run leaks no broker.
+func startChild(cmd *exec.Cmd, logPath string) error {
+	out, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	errc := make(chan error)
+	childStarter <- func() { errc <- cmd.Start() }
+	err = <-errc
+	_ = out.Close() // the child holds its own descriptor
+	return err
+}
+
+// childStarter runs start requests on one locked OS thread that never exits:
+// Pdeathsig fires when the thread that started the child ends, not the process.
+var childStarter = func() chan func() {
+	c := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range c {
+			f()
+		}
+	}()
+	return c
+}()
+
+func freeLoopbackPorts(count int) ([]int, error) {
+	var ports []int
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}()
+	for range count {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

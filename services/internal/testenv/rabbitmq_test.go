@@ -1,0 +1,132 @@
+package testenv_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+)
+
+// TestRabbitMQNodeStopStart checks what the outage tests rely on: a stopped node
+// refuses connections, and after Start a durable queue and its persistent message
+// are back.
+func TestRabbitMQNodeStopStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	node := testenv.NewRabbitMQNode(t)
+
+	conn, err := amqp.Dial(node.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("kept", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "kept", false, false,
+		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+		t.Fatalf("confirm: ok=%v err=%v", ok, err)
+	}
+	_ = conn.Close()
+
+	if err := node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := amqp.Dial(node.URL()); err == nil {
+		_ = c.Close()
+		t.Fatal("dial succeeded while the node was stopped")
+	}
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err = amqp.Dial(node.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err = conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A quorum queue elects its leader shortly after boot: poll briefly.
+	var got amqp.Delivery
+	var ok bool
+	for i := 0; i < 100 && !ok; i++ {
+		if got, ok, err = ch.Get("kept", true); err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !ok || string(got.Body) != "hello" {
+		t.Fatalf("after restart got ok=%v body=%q, want the persisted message", ok, got.Body)
+	}
+}
+
+// TestRabbitMQVhostsAreIsolated checks that two callers' queues do not meet.
+func TestRabbitMQVhostsAreIsolated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	node := testenv.NewRabbitMQNode(t)
+	messages := func(url string) int {
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDeclare("q", false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			t.Fatal(err)
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "q", false, false, amqp.Publishing{Body: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dc.WaitContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		q, err := ch.QueueDeclarePassive("q", false, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q.Messages
+	}
+	a, err := node.NewVhost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := node.NewVhost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Fatalf("two calls returned the same vhost %s", a)
+	}
+	if n := messages(a); n != 1 {
+		t.Fatalf("vhost a holds %d messages, want 1", n)
+	}
+	if n := messages(b); n != 1 {
+		t.Fatalf("vhost b holds %d messages, want 1 (it saw vhost a's queue)", n)
+	}
+}

@@ -1,0 +1,126 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sharedRabbitMQ is the node every test of one test binary shares.
+var sharedRabbitMQ struct {
+	once sync.Once
+	node *RabbitMQNode
+	dir  string
+	err  error
+}
+
+// RabbitMQ returns the AMQP URL of a virtual host of its own for this test, on a node
+// shared by the test binary and started on first use. When RABBITMQ_URL is set, that
+// broker is used instead; with RABBITMQ_MANAGEMENT_URL also set (http://user:pass@host:15672)
+// a fresh virtual host is made there per test, else the URL is used as it is.
+//
+// A package that uses it should stop the node at the end of TestMain with
+// StopRabbitMQ; should the binary die first, the node is stopped anyway.
+func RabbitMQ(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if external := os.Getenv("RABBITMQ_URL"); external != "" {
+		u, err := externalRabbitMQVhost(ctx, t.Name(), external, os.Getenv("RABBITMQ_MANAGEMENT_URL"))
+		if err != nil {
+			t.Fatalf("RABBITMQ_URL: %v", err)
+		}
+		return u
+	}
+	s := &sharedRabbitMQ
+	s.once.Do(func() {
+		s.dir, s.err = os.MkdirTemp("", "rabbitmq-")
+		if s.err == nil {
+			s.node, s.err = StartRabbitMQ(ctx, s.dir)
+		}
+	})
+	if s.err != nil {
+		t.Fatalf("start RabbitMQ: %v", s.err)
+	}
+	u, err := s.node.NewVhost(ctx)
+	if err != nil {
+		t.Fatalf("RabbitMQ vhost: %v", err)
+	}
+	return u
+}
+
+// StopRabbitMQ stops the node RabbitMQ started, if any, and removes its files.
+func StopRabbitMQ() {
+	s := &sharedRabbitMQ
+	if s.node != nil {
+		s.node.Close()
+	}
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
+	}
+}
+
+// NewRabbitMQNode starts a node for this test alone, for tests that stop and start
+// the broker. It is closed when the test ends.
+func NewRabbitMQNode(t testing.TB) *RabbitMQNode {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	n, err := StartRabbitMQ(ctx, t.TempDir())
+	if err != nil {
+		t.Fatalf("start RabbitMQ: %v", err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+// externalRabbitMQVhost makes a vhost named after the test through the management API.
+func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL string) (string, error) {
+	if mgmtURL == "" {
+		return amqpURL, nil
+	}
+	au, err := url.Parse(amqpURL)
+	if err != nil {
+		return "", err
+	}
+	mu, err := url.Parse(mgmtURL)
+	if err != nil {
+		return "", err
+	}
+	vhost := fmt.Sprintf("test-%s-%d", strings.NewReplacer("/", "-", " ", "_").Replace(testName), time.Now().UnixNano())
+	user := au.User.Username()
+	put := func(path, body string) error {
+		u := *mu
+		u.Path = strings.TrimSuffix(mu.Path, "/") + path
+		u.RawPath = strings.TrimSuffix(mu.EscapedPath(), "/") + path
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("PUT %s: %s", path, resp.Status)
+		}
+		return nil
+	}
+	if err := put("/api/vhosts/"+url.PathEscape(vhost), `{}`); err != nil {
+		return "", err
+	}
+	if err := put("/api/permissions/"+url.PathEscape(vhost)+"/"+url.PathEscape(user),
+		`{"configure":".*","write":".*","read":".*"}`); err != nil {
+		return "", err
+	}
+	au.Path, au.RawPath = "/"+vhost, "/"+url.PathEscape(vhost)
+	return au.String(), nil
+}
