@@ -66,6 +66,12 @@ func (r *Resolver) Trusted(a netip.Addr) bool {
 	return false
 }
 
+// PeerTrusted reports whether the connection of req comes from a trusted proxy.
+func (r *Resolver) PeerTrusted(req *http.Request) bool {
+	peer, ok := parseHost(req.RemoteAddr)
+	return ok && r.Trusted(peer)
+}
+
 // ClientIP returns the client address of req, and false when the connection's own address
 // cannot be parsed (only possible for requests that did not come from a network listener).
 func (r *Resolver) ClientIP(req *http.Request) (netip.Addr, bool) {

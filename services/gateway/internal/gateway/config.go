@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+)
+
+// Config is the gateway's configuration, read from the environment.
+type Config struct {
+	config.Base
+
+	// UserServiceURL and the three below are the base URLs of the services (the seed's names).
+	UserServiceURL    string `env:"USER_SERVICE_URL,required,notEmpty"`
+	ProductServiceURL string `env:"PRODUCT_SERVICE_URL,required,notEmpty"`
+	OrderServiceURL   string `env:"ORDER_SERVICE_URL,required,notEmpty"`
+	PaymentServiceURL string `env:"PAYMENT_SERVICE_URL,required,notEmpty"`
+
+	// RateLimitRequests is how many requests a client may make per RateLimitWindow.
+	RateLimitRequests int `env:"RATE_LIMIT_REQUESTS" envDefault:"100"`
+	// RateLimitWindow is the window of the limit, as a Go duration ("15m", "1h").
+	RateLimitWindow time.Duration `env:"RATE_LIMIT_WINDOW" envDefault:"15m"`
+	// RateLimitMaxClients caps the clients the limiter tracks at once (memory bound).
+	RateLimitMaxClients int `env:"RATE_LIMIT_MAX_CLIENTS" envDefault:"1048576"`
+	// TrustedProxies lists the CIDRs (or single addresses), comma-separated, whose
+	// X-Forwarded-For is believed.
+	TrustedProxies string `env:"TRUSTED_PROXIES"`
+
+	// UpstreamTimeout bounds the wait for a service's response headers; past it → 504.
+	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"10s"`
+	// MaxIdleConnsPerService is the keep-alive pool to each service: at least the number of
+	// requests in flight to one service under peak load, or connections are churned.
+	MaxIdleConnsPerService int `env:"MAX_IDLE_CONNS_PER_SERVICE" envDefault:"512"`
+	// HealthTimeout bounds each service's /readyz check made for GET /health.
+	HealthTimeout time.Duration `env:"HEALTH_TIMEOUT" envDefault:"2s"`
+	// HealthCacheTTL is how long one /health result is served before the services are asked
+	// again, so that /health cannot be used to flood them.
+	HealthCacheTTL time.Duration `env:"HEALTH_CACHE_TTL" envDefault:"1s"`
+
+	// PprofAddr, when set (e.g. "127.0.0.1:6060"), serves net/http/pprof there; off by default.
+	PprofAddr string `env:"PPROF_ADDR"`
+}
+
+// Validate checks what the types alone cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, u := range []struct{ name, value string }{
+		{"USER_SERVICE_URL", c.UserServiceURL},
+		{"PRODUCT_SERVICE_URL", c.ProductServiceURL},
+		{"ORDER_SERVICE_URL", c.OrderServiceURL},
+		{"PAYMENT_SERVICE_URL", c.PaymentServiceURL},
+	} {
+		if _, err := parseServiceURL(u.value); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", u.name, u.value, err))
+		}
+	}
+	if c.RateLimitRequests < 1 {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_REQUESTS=%d: must be at least 1", c.RateLimitRequests))
+	}
+	if c.RateLimitWindow <= 0 {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_WINDOW=%s: must be positive", c.RateLimitWindow))
+	}
+	if c.RateLimitMaxClients < 1 {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_MAX_CLIENTS=%d: must be at least 1", c.RateLimitMaxClients))
+	}
+	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("TRUSTED_PROXIES=%q: %w", c.TrustedProxies, err))
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout},
+		{"HEALTH_TIMEOUT", c.HealthTimeout},
+	} {
+		if d.value <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%s: must be positive", d.name, d.value))
+		}
+	}
+	if c.HealthCacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("HEALTH_CACHE_TTL=%s: must not be negative", c.HealthCacheTTL))
+	}
+	if c.MaxIdleConnsPerService < 1 {
+		errs = append(errs, fmt.Errorf("MAX_IDLE_CONNS_PER_SERVICE=%d: must be at least 1", c.MaxIdleConnsPerService))
+	}
+	return errors.Join(errs...)
+}
+
+// parseServiceURL accepts an absolute http(s) URL with no query, such as http://user:8080.
+func parseServiceURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("want an absolute http or https URL")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("want no query or fragment")
+	}
+	return u, nil
+}

@@ -1,0 +1,92 @@
+// Package gateway is the shop's API gateway: it routes the public API to the four services
+// through one reverse proxy each, limits each client's request rate, and reports the health of
+// the suite.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
+)
+
+// Mux registers patterns, as *http.ServeMux does.
+type Mux interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Gateway holds the routes and the state behind them.
+type Gateway struct {
+	svcs      []service
+	routes    []route
+	transport *http.Transport
+	limiter   *ratelimit.Limiter
+	limit     *limitMiddleware
+	ips       *clientip.Resolver
+	health    *suiteHealth
+	log       *slog.Logger
+}
+
+// New builds the gateway of cfg.
+func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
+	svcs, err := services(cfg)
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := clientip.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	limiter, err := ratelimit.New(ratelimit.Config{
+		Limit:      cfg.RateLimitRequests,
+		Window:     cfg.RateLimitWindow,
+		MaxClients: cfg.RateLimitMaxClients,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ips := clientip.NewResolver(trusted)
+	transport := newTransport(cfg)
+	return &Gateway{
+		svcs:      svcs,
+		routes:    routes(svcs),
+		transport: transport,
+		limiter:   limiter,
+		limit:     newLimitMiddleware(limiter, ips),
+		ips:       ips,
+		health:    newSuiteHealth(svcs, transport, cfg.HealthTimeout, cfg.HealthCacheTTL),
+		log:       log,
+	}, nil
+}
+
+// Register adds the gateway's routes to mux: GET /health (not rate limited) and every route
+// of the table, behind the rate limit.
+func (g *Gateway) Register(mux Mux) {
+	mux.Handle("GET /health", g.health)
+	buffers := newBufferPool()
+	for _, r := range g.routes {
+		mux.Handle(r.pattern, g.limit.Wrap(newProxy(r, g.transport, buffers, g.ips, g.log)))
+	}
+}
+
+// Run does the gateway's background work, dropping idle rate-limit entries, until ctx ends.
+func (g *Gateway) Run(ctx context.Context) {
+	g.limiter.Run(ctx)
+}
+
+// Close releases the idle connections to the services.
+func (g *Gateway) Close() {
+	g.transport.CloseIdleConnections()
+}
+
+// Handler returns the gateway's whole HTTP handler.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	g.Register(mux)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		respondJSON(w, http.StatusNotFound, tooManyRequests{Error: "Not found"})
+	}))
+	return mux
+}

@@ -1,0 +1,398 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+)
+
+// upstream is a real HTTP server standing in for one service: it echoes what it received.
+type upstream struct {
+	name   string
+	srv    *httptest.Server
+	hits   atomic.Int64 // requests other than /readyz
+	readyz atomic.Int64 // /readyz requests
+	down   atomic.Bool  // /readyz answers 503 while set
+	delay  atomic.Int64 // nanoseconds to wait before answering anything
+}
+
+// echo is what an upstream answers: what it saw of the request.
+type echo struct {
+	Service       string `json:"service"`
+	Method        string `json:"method"`
+	RequestURI    string `json:"requestUri"`
+	Path          string `json:"path"`
+	Query         string `json:"query"`
+	RequestID     string `json:"requestId"`
+	Traceparent   string `json:"traceparent"`
+	ForwardedFor  string `json:"forwardedFor"`
+	ForwardedHost string `json:"forwardedHost"`
+}
+
+func newUpstream(t *testing.T, name string) *upstream {
+	t.Helper()
+	u := &upstream{name: name}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := time.Duration(u.delay.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if r.URL.Path == "/readyz" {
+			u.readyz.Add(1)
+			if u.down.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			return
+		}
+		u.hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(echo{
+			Service:       name,
+			Method:        r.Method,
+			RequestURI:    r.RequestURI,
+			Path:          r.URL.Path,
+			Query:         r.URL.RawQuery,
+			RequestID:     r.Header.Get("X-Request-ID"),
+			Traceparent:   r.Header.Get("Traceparent"),
+			ForwardedFor:  r.Header.Get("X-Forwarded-For"),
+			ForwardedHost: r.Header.Get("X-Forwarded-Host"),
+		})
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// suite is a gateway in front of four upstreams, all over real HTTP on loopback.
+type suite struct {
+	gw        *httptest.Server
+	upstreams map[string]*upstream
+}
+
+// newSuite starts the upstreams and a gateway; edit may change the configuration first.
+func newSuite(t *testing.T, edit func(*Config)) *suite {
+	t.Helper()
+	s := &suite{upstreams: map[string]*upstream{}}
+	for _, n := range []string{"user", "product", "order", "payment"} {
+		s.upstreams[n] = newUpstream(t, n)
+	}
+	cfg := &Config{
+		UserServiceURL:         s.upstreams["user"].srv.URL,
+		ProductServiceURL:      s.upstreams["product"].srv.URL,
+		OrderServiceURL:        s.upstreams["order"].srv.URL,
+		PaymentServiceURL:      s.upstreams["payment"].srv.URL,
+		RateLimitRequests:      1000,
+		RateLimitWindow:        time.Minute,
+		RateLimitMaxClients:    1000,
+		UpstreamTimeout:        5 * time.Second,
+		MaxIdleConnsPerService: 16,
+		HealthTimeout:          time.Second,
+		HealthCacheTTL:         0,
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.gw = httptest.NewServer(g.Handler())
+	t.Cleanup(func() { s.gw.Close(); g.Close() })
+	return s
+}
+
+// do sends a request to the gateway and returns the answer with its body read.
+func (s *suite) do(t *testing.T, method, target string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, s.gw.URL+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := s.gw.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func decode[T any](t *testing.T, body []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("body %q: %v", body, err)
+	}
+	return v
+}
+
+func TestRoutes(t *testing.T) {
+	s := newSuite(t, nil)
+	tests := []struct {
+		method, target string
+		service        string // "" means the gateway answers 404
+		requestURI     string // what the service receives
+	}{
+		// canonical form: path kept
+		{method: "GET", target: "/users", service: "user", requestURI: "/users"},
+		{method: "POST", target: "/users/", service: "user", requestURI: "/users/"},
+		{method: "GET", target: "/users/42?fields=a&b=c", service: "user", requestURI: "/users/42?fields=a&b=c"},
+		{method: "PATCH", target: "/products/p1", service: "product", requestURI: "/products/p1"},
+		{method: "GET", target: "/orders?userId=u1&status=PAID", service: "order", requestURI: "/orders?userId=u1&status=PAID"},
+		{method: "GET", target: "/payments/x", service: "payment", requestURI: "/payments/x"},
+		{method: "GET", target: "/users/a%2Fb", service: "user", requestURI: "/users/a%2Fb"},
+		// the seed's prefix form: prefix stripped
+		{method: "GET", target: "/user/users/42", service: "user", requestURI: "/users/42"},
+		{method: "POST", target: "/user/users", service: "user", requestURI: "/users"},
+		{method: "GET", target: "/product/products?limit=5&after=p9", service: "product", requestURI: "/products?limit=5&after=p9"},
+		{method: "DELETE", target: "/order/orders/o1", service: "order", requestURI: "/orders/o1"},
+		{method: "GET", target: "/payment/payments?orderId=o1", service: "payment", requestURI: "/payments?orderId=o1"},
+		{method: "GET", target: "/user/users/a%2Fb", service: "user", requestURI: "/users/a%2Fb"},
+		// internal paths, in either form, and the services' own endpoints
+		{method: "POST", target: "/internal/reservations"},
+		{method: "DELETE", target: "/internal/reservations/o1"},
+		{method: "POST", target: "/product/internal/reservations"},
+		{method: "DELETE", target: "/product/internal/reservations/o1"},
+		{method: "GET", target: "/products/../internal/reservations"},
+		{method: "GET", target: "/user/readyz"},
+		{method: "GET", target: "/order/metrics"},
+		// unknown
+		{method: "GET", target: "/"},
+		{method: "GET", target: "/user"},
+		{method: "GET", target: "/usersx"},
+		{method: "GET", target: "/user/products/1"},
+		{method: "GET", target: "/carts/1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			resp, body := s.do(t, tt.method, tt.target, nil)
+			if tt.service == "" {
+				if resp.StatusCode != http.StatusNotFound {
+					t.Fatalf("status %d, want 404; body %s", resp.StatusCode, body)
+				}
+				if e := decode[map[string]any](t, body); e["error"] == "" || e["error"] == nil {
+					t.Fatalf("404 body %s has no error", body)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d; body %s", resp.StatusCode, body)
+			}
+			e := decode[echo](t, body)
+			if e.Service != tt.service || e.RequestURI != tt.requestURI || e.Method != tt.method {
+				t.Fatalf("reached %s %s %s, want %s %s %s", e.Service, e.Method, e.RequestURI, tt.service, tt.method, tt.requestURI)
+			}
+		})
+	}
+	for name, u := range s.upstreams {
+		if name != "user" && u.hits.Load() == 0 {
+			t.Errorf("%s never reached", name)
+		}
+	}
+}
+
+func TestRateLimitIsExact(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 3; c.RateLimitWindow = time.Minute })
+	for i := range 3 {
+		resp, body := s.do(t, "GET", "/users", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: status %d %s", i+1, resp.StatusCode, body)
+		}
+		checkRateLimitHeaders(t, resp, 2-i)
+	}
+	resp, body := s.do(t, "GET", "/user/users/1", nil)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("request 4: status %d, want 429", resp.StatusCode)
+	}
+	if got := decode[map[string]string](t, body); got["error"] != "Too many requests" || len(got) != 1 {
+		t.Fatalf("429 body %s", body)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "20" { // one request every 60 s / 3
+		t.Fatalf("Retry-After %q, want 20", ra)
+	}
+	checkRateLimitHeaders(t, resp, 0)
+	if n := s.upstreams["user"].hits.Load(); n != 3 {
+		t.Fatalf("user reached %d times, want 3", n)
+	}
+}
+
+func checkRateLimitHeaders(t *testing.T, resp *http.Response, remaining int) {
+	t.Helper()
+	if p := resp.Header.Get("RateLimit-Policy"); p != `"default";q=3;w=60` {
+		t.Errorf("RateLimit-Policy %q", p)
+	}
+	want := `"default";r=` + string(rune('0'+remaining)) + ";t="
+	if rl := resp.Header.Get("RateLimit"); !strings.HasPrefix(rl, want) {
+		t.Errorf("RateLimit %q, want prefix %q", rl, want)
+	}
+}
+
+func TestRateLimitClientAddress(t *testing.T) {
+	tests := []struct {
+		name       string
+		trusted    string
+		otherAllow bool // whether a second X-Forwarded-For address gets its own quota
+	}{
+		{name: "untrusted peer cannot reset its limit with X-Forwarded-For", trusted: "10.0.0.0/8", otherAllow: false},
+		{name: "trusted proxy's X-Forwarded-For separates clients", trusted: "127.0.0.0/8,::1", otherAllow: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSuite(t, func(c *Config) { c.RateLimitRequests = 2; c.TrustedProxies = tt.trusted })
+			alice := http.Header{"X-Forwarded-For": {"198.51.100.1"}}
+			for range 2 {
+				if resp, _ := s.do(t, "GET", "/orders", alice); resp.StatusCode != http.StatusOK {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			if resp, _ := s.do(t, "GET", "/orders", alice); resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("third request: status %d, want 429", resp.StatusCode)
+			}
+			bob := http.Header{"X-Forwarded-For": {"198.51.100.2"}}
+			resp, body := s.do(t, "GET", "/orders", bob)
+			if got := resp.StatusCode == http.StatusOK; got != tt.otherAllow {
+				t.Fatalf("other X-Forwarded-For: status %d", resp.StatusCode)
+			}
+			if tt.otherAllow {
+				if e := decode[echo](t, body); !strings.HasPrefix(e.ForwardedFor, "198.51.100.2, ") {
+					t.Fatalf("service saw X-Forwarded-For %q, want the chain kept", e.ForwardedFor)
+				}
+			}
+		})
+	}
+}
+
+func TestUntrustedForwardedForIsNotPassedOn(t *testing.T) {
+	s := newSuite(t, nil)
+	_, body := s.do(t, "GET", "/users", http.Header{"X-Forwarded-For": {"6.6.6.6"}})
+	if e := decode[echo](t, body); e.ForwardedFor != "127.0.0.1" {
+		t.Fatalf("service saw X-Forwarded-For %q, want only the peer", e.ForwardedFor)
+	}
+}
+
+func TestHealthIsNotRateLimited(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 1 })
+	for i := range 3 {
+		if resp, body := s.do(t, "GET", "/health", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("/health %d: status %d %s", i, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestServiceDown(t *testing.T) {
+	// A port that was just free: nothing listens there.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := newSuite(t, func(c *Config) { c.ProductServiceURL = "http://" + addr })
+
+	resp, body := s.do(t, "GET", "/product/products/1", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+	got := decode[map[string]string](t, body)
+	if got["error"] != "Service unavailable" || got["service"] != "product" || got["message"] == "" {
+		t.Fatalf("body %s", body)
+	}
+	if strings.Contains(got["message"], "refused") || strings.Contains(got["message"], addr) {
+		t.Fatalf("message leaks the network error: %q", got["message"])
+	}
+}
+
+func TestServiceTooSlow(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.UpstreamTimeout = 200 * time.Millisecond })
+	s.upstreams["order"].delay.Store(int64(2 * time.Second))
+	start := time.Now()
+	resp, body := s.do(t, "POST", "/orders", nil)
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504; body %s", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("answered after %s, want about the 200ms timeout", took)
+	}
+	if got := decode[map[string]string](t, body); got["service"] != "order" || got["error"] == "" {
+		t.Fatalf("body %s", body)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	s := newSuite(t, nil)
+	resp, body := s.do(t, "GET", "/health", nil)
+	rep := decode[healthReport](t, body)
+	if resp.StatusCode != http.StatusOK || rep.Status != "healthy" || len(rep.Services) != 4 {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+	if time.Since(rep.Timestamp) > time.Minute {
+		t.Fatalf("timestamp %s", rep.Timestamp)
+	}
+	if !strings.Contains(string(body), `"user":{"status":"up"}`) {
+		t.Fatalf("body %s", body)
+	}
+
+	s.upstreams["payment"].down.Store(true)
+	resp, body = s.do(t, "GET", "/health", nil)
+	rep = decode[healthReport](t, body)
+	if resp.StatusCode != http.StatusServiceUnavailable || rep.Status != "degraded" ||
+		rep.Services["payment"].Status != "down" || rep.Services["order"].Status != "up" {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+}
+
+func TestHealthAnswersWithinTimeout(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.HealthTimeout = 200 * time.Millisecond })
+	s.upstreams["user"].delay.Store(int64(5 * time.Second)) // accepts, never answers in time
+	start := time.Now()
+	resp, body := s.do(t, "GET", "/health", nil)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("/health took %s with a 200ms check timeout", took)
+	}
+	rep := decode[healthReport](t, body)
+	if resp.StatusCode != http.StatusServiceUnavailable || rep.Services["user"].Status != "down" || rep.Services["product"].Status != "up" {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+}
+
+func TestHealthIsCached(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.HealthCacheTTL = time.Hour })
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if resp, _ := s.do(t, "GET", "/health", nil); resp.StatusCode != http.StatusOK {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	s.upstreams["user"].down.Store(true)
+	if resp, _ := s.do(t, "GET", "/health", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("cached report not served: status %d", resp.StatusCode)
+	}
+	for name, u := range s.upstreams {
+		if n := u.readyz.Load(); n != 1 {
+			t.Errorf("%s /readyz asked %d times for 21 /health calls, want 1", name, n)
+		}
+	}
+}

@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Health statuses of the suite and of one service, as GET /health reports them.
+const (
+	statusHealthy  = "healthy"
+	statusDegraded = "degraded"
+	statusUp       = "up"
+	statusDown     = "down"
+)
+
+// healthReport is the body of GET /health.
+type healthReport struct {
+	Status    string                   `json:"status"`
+	Timestamp time.Time                `json:"timestamp"`
+	Services  map[string]serviceHealth `json:"services"`
+}
+
+type serviceHealth struct {
+	Status string `json:"status"`
+}
+
+// suiteHealth asks every service's /readyz, concurrently and each within a timeout. A result
+// is kept for ttl and concurrent callers share one round of checks, so however often /health
+// is called, each service is asked at most once per ttl.
+type suiteHealth struct {
+	svcs    []service
+	client  *http.Client
+	timeout time.Duration
+	ttl     time.Duration
+	now     func() time.Time
+
+	group singleflight.Group
+	mu    sync.Mutex
+	last  healthReport
+}
+
+func newSuiteHealth(svcs []service, transport http.RoundTripper, timeout, ttl time.Duration) *suiteHealth {
+	return &suiteHealth{
+		svcs:    svcs,
+		client:  &http.Client{Transport: transport, Timeout: timeout},
+		timeout: timeout,
+		ttl:     ttl,
+		now:     time.Now,
+	}
+}
+
+// ServeHTTP answers 200 when every service is ready, else 503, with the report.
+func (h *suiteHealth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rep := h.report(r.Context())
+	status := http.StatusOK
+	if rep.Status != statusHealthy {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	respondJSON(w, status, rep)
+}
+
+// report returns the cached report while it is fresh, else one new round of checks.
+func (h *suiteHealth) report(ctx context.Context) healthReport {
+	h.mu.Lock()
+	last := h.last
+	h.mu.Unlock()
+	if !last.Timestamp.IsZero() && h.now().Sub(last.Timestamp) < h.ttl {
+		return last
+	}
+	// The round runs detached from the first caller's context: its answer serves every waiting
+	// caller, and one client hanging up must not turn it into "down" for the others.
+	ch := h.group.DoChan("health", func() (any, error) {
+		rep := h.check(context.WithoutCancel(ctx))
+		h.mu.Lock()
+		h.last = rep
+		h.mu.Unlock()
+		return rep, nil
+	})
+	select {
+	case res := <-ch:
+		return res.Val.(healthReport)
+	case <-ctx.Done():
+		return healthReport{Status: statusDegraded, Timestamp: h.now().UTC(), Services: map[string]serviceHealth{}}
+	}
+}
+
+// check asks every service once, concurrently.
+func (h *suiteHealth) check(ctx context.Context) healthReport {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	up := make([]bool, len(h.svcs))
+	var wg sync.WaitGroup
+	for i := range h.svcs {
+		wg.Go(func() { up[i] = h.ready(ctx, &h.svcs[i]) })
+	}
+	wg.Wait()
+
+	rep := healthReport{Status: statusHealthy, Timestamp: h.now().UTC(), Services: make(map[string]serviceHealth, len(h.svcs))}
+	for i, s := range h.svcs {
+		st := statusUp
+		if !up[i] {
+			st = statusDown
+			rep.Status = statusDegraded
+		}
+		rep.Services[s.name] = serviceHealth{Status: st}
+	}
+	return rep
+}
+
+// ready reports whether svc answers 2xx on /readyz.
+func (h *suiteHealth) ready(ctx context.Context, svc *service) bool {
+	u := *svc.base
+	u.Path = singleSlashJoin(u.Path, "/readyz")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return false
+	}
+	// Drained so the connection goes back to the pool.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 300
+}
+
+// singleSlashJoin joins a base path and a path starting with "/".
+func singleSlashJoin(base, p string) string {
+	for len(base) > 0 && base[len(base)-1] == '/' {
+		base = base[:len(base)-1]
+	}
+	return base + p
+}
