@@ -1,0 +1,352 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultImage is the repository of the services image when spec.image is empty.
+const DefaultImage = "ghcr.io/shopkeeper-dev/shopkeeper-services"
+
+// Defaults the controller applies where the API server cannot (the value depends on
+// other fields, or setting it would collide with `external`).
+const (
+	// DefaultMongoDBImage is the MongoDB image of an in-cluster store with engine MongoDB.
+	DefaultMongoDBImage = "mongo:8.0"
+	// DefaultRabbitMQImage is the RabbitMQ image of an in-cluster broker.
+	DefaultRabbitMQImage = "rabbitmq:4-management"
+)
+
+// DefaultStorageSize is the volume size of an in-cluster store that names no storage.
+var DefaultStorageSize = resource.MustParse("1Gi")
+
+// ShopSpec describes the shop a user wants: which build of the services runs, how the
+// gateway faces clients, how many replicas each service runs, and where its data lives.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('app.kubernetes.io/'))",message="podLabels cannot set app.kubernetes.io/ labels: the controller uses them to select the shop's pods"
+type ShopSpec struct {
+	// Version is the tag of the services image, a semantic version such as v0.1.0.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^v?[0-9]+[.][0-9]+[.][0-9]+([-+][0-9A-Za-z.-]+)?$')",message="version must be a semantic version such as v0.1.0 (it is the tag of the services image)"
+	Version string `json:"version"`
+
+	// Image is the repository of the services image, without a tag (the tag is version).
+	// One image holds every service binary: /gateway, /user, /product, /order, /payment.
+	// +kubebuilder:default="ghcr.io/shopkeeper-dev/shopkeeper-services"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.matches(':[^/]*$')",message="image is a repository without tag or digest, such as ghcr.io/shopkeeper-dev/shopkeeper-services; the tag comes from version"
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of every container the shop runs.
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +kubebuilder:default=IfNotPresent
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// ImagePullSecrets are handed to every pod of the shop.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// Gateway is the shop's single entry point.
+	// +kubebuilder:default={}
+	// +optional
+	Gateway GatewaySpec `json:"gateway,omitzero"`
+
+	// Services sets the replicas and resources of the four backend services.
+	// +kubebuilder:default={}
+	// +optional
+	Services ServicesSpec `json:"services,omitzero"`
+
+	// MongoDB is the document store: in the cluster, or external.
+	// +kubebuilder:default={}
+	// +optional
+	MongoDB MongoDBSpec `json:"mongodb,omitzero"`
+
+	// RabbitMQ is the message broker: in the cluster, or external.
+	// +kubebuilder:default={}
+	// +optional
+	RabbitMQ RabbitMQSpec `json:"rabbitmq,omitzero"`
+
+	// PodLabels are added to every pod of the shop.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	PodLabels map[string]string `json:"podLabels,omitempty"`
+
+	// PodAnnotations are added to every pod of the shop.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+}
+
+// GatewaySpec configures the API gateway.
+type GatewaySpec struct {
+	// Replicas of the gateway.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:XValidation:rule="self >= 1 && self <= 50",message="gateway replicas must be between 1 and 50"
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// RateLimit is the per-client-IP limit of requests.
+	// +kubebuilder:default={}
+	// +optional
+	RateLimit RateLimitSpec `json:"rateLimit,omitzero"`
+
+	// Service is how the gateway is exposed.
+	// +kubebuilder:default={}
+	// +optional
+	Service GatewayServiceSpec `json:"service,omitzero"`
+
+	// TrustedProxies are the CIDRs whose X-Forwarded-For header is believed when
+	// finding a client's address (for example a load balancer's range).
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="trustedProxies must be CIDRs such as 10.0.0.0/8 or fd00::/8"
+	// +listType=set
+	// +optional
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+
+	// UpstreamTimeout is how long the gateway waits for a service before answering 504.
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="upstreamTimeout must be a duration such as 10s or 1m30s"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
+	// +optional
+	UpstreamTimeout *metav1.Duration `json:"upstreamTimeout,omitempty"`
+}
+
+// RateLimitSpec is a fixed budget of requests per window and client IP.
+type RateLimitSpec struct {
+	// Requests allowed per client IP within one window.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:XValidation:rule="self > 0",message="rateLimit.requests must be greater than 0"
+	// +kubebuilder:validation:XValidation:rule="self <= 1000000",message="rateLimit.requests must be at most 1000000"
+	// +optional
+	Requests *int32 `json:"requests,omitempty"`
+
+	// Window is the length of one rate-limit window.
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="rateLimit.window must be a duration such as 15m or 1h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="rateLimit.window must be between 1s and 24h"
+	// +optional
+	Window *metav1.Duration `json:"window,omitempty"`
+}
+
+// GatewayServiceSpec is the Kubernetes Service in front of the gateway.
+type GatewayServiceSpec struct {
+	// Type of the gateway's Service.
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +kubebuilder:default=ClusterIP
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+}
+
+// ServicesSpec holds one entry per backend service.
+type ServicesSpec struct {
+	// User manages users.
+	// +kubebuilder:default={}
+	// +optional
+	User ServiceSpec `json:"user,omitzero"`
+	// Product manages the catalogue, stock and reservations.
+	// +kubebuilder:default={}
+	// +optional
+	Product ServiceSpec `json:"product,omitzero"`
+	// Order takes orders.
+	// +kubebuilder:default={}
+	// +optional
+	Order ServiceSpec `json:"order,omitzero"`
+	// Payment charges orders.
+	// +kubebuilder:default={}
+	// +optional
+	Payment PaymentServiceSpec `json:"payment,omitzero"`
+}
+
+// ServiceSpec is what every backend service accepts.
+type ServiceSpec struct {
+	// Replicas of the service.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XValidation:rule="self >= 1 && self <= 50",message="service replicas must be between 1 and 50"
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Resources of the service's container. Empty means the controller's defaults.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
+}
+
+// PaymentServiceSpec adds the payment service's own settings.
+type PaymentServiceSpec struct {
+	ServiceSpec `json:",inline"`
+
+	// LimitCents is the amount above which the simulated provider declines a charge.
+	// +kubebuilder:default=100000
+	// +kubebuilder:validation:XValidation:rule="self > 0",message="payment.limitCents must be greater than 0"
+	// +optional
+	LimitCents *int64 `json:"limitCents,omitempty"`
+}
+
+// MongoDBEngine names the server the in-cluster document store runs.
+// +kubebuilder:validation:Enum=MongoDB;FerretDB
+type MongoDBEngine string
+
+const (
+	// EngineMongoDB runs MongoDB (image mongo:8.0 unless set).
+	EngineMongoDB MongoDBEngine = "MongoDB"
+	// EngineFerretDB runs FerretDB over SQLite from the services image (binary /ferretdb).
+	EngineFerretDB MongoDBEngine = "FerretDB"
+)
+
+// StoreSpec is what an in-cluster store accepts; it is refused next to `external`.
+type StoreSpec struct {
+	// Image of the store. Empty means the default of the store (see each store).
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Storage is the store's volume. Empty means 1Gi of the default storage class.
+	// +optional
+	Storage *StorageSpec `json:"storage,omitempty"`
+
+	// Resources of the store's container. Empty means the controller's defaults.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// External points at a store outside the cluster instead: no in-cluster store is made.
+	// +optional
+	External *ExternalSpec `json:"external,omitempty"`
+}
+
+// MongoDBSpec is the document store. Each service uses a database of its own
+// (users, products, orders, payments).
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="mongodb.external cannot be combined with image, storage or resources: those describe an in-cluster MongoDB"
+type MongoDBSpec struct {
+	// Engine of the in-cluster store. MongoDB runs mongo:8.0 by default; FerretDB
+	// runs the FerretDB binary of the services image.
+	// +kubebuilder:default=MongoDB
+	// +optional
+	Engine MongoDBEngine `json:"engine,omitempty"`
+
+	StoreSpec `json:",inline"`
+}
+
+// RabbitMQSpec is the message broker. The shop uses a virtual host of its own.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="rabbitmq.external cannot be combined with image, storage or resources: those describe an in-cluster RabbitMQ"
+type RabbitMQSpec struct {
+	StoreSpec `json:",inline"`
+}
+
+// StorageSpec is a store's persistent volume.
+type StorageSpec struct {
+	// Size of the volume. It may grow (when the storage class allows expansion), never shrink.
+	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="storage size must be at least 64Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",message="storage size may grow but never shrink"
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+
+	// StorageClassName of the volume; empty means the cluster's default class.
+	// It cannot change once set: a volume does not move between classes.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storageClassName cannot be changed: a volume does not move between storage classes"
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// ExternalSpec names a Secret holding the URI of a store outside the cluster.
+type ExternalSpec struct {
+	// SecretRef is the Secret, in the Shop's namespace, and the key holding the URI.
+	// The Secret must carry the label commerce.shopkeeper.dev/shop=<shop name> so the
+	// controller sees it (and sees it change) without caching every Secret in the cluster.
+	SecretRef SecretKeyRef `json:"secretRef"`
+}
+
+// SecretKeyRef names one key of a Secret in the Shop's namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="secretRef.name must be a Secret name: lower-case letters, digits, '-' and '.'"
+	Name string `json:"name"`
+
+	// Key in the Secret's data that holds the URI.
+	// +kubebuilder:default=uri
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ComponentStatus counts the ready and desired replicas of one component.
+type ComponentStatus struct {
+	// Ready replicas (available, of the current revision).
+	Ready int32 `json:"ready"`
+	// Desired replicas.
+	Desired int32 `json:"desired"`
+	// Replicas is "ready/desired", as kubectl shows it.
+	Replicas string `json:"replicas"`
+}
+
+// ShopStatus is what the controller last observed.
+type ShopStatus struct {
+	// ObservedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Progressing and Degraded.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Components maps each component (gateway, user, product, order, payment,
+	// mongodb, rabbitmq) to its replicas; an external store is not listed.
+	// +optional
+	Components map[string]ComponentStatus `json:"components,omitempty"`
+
+	// Endpoint is the gateway's URL inside the cluster.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// Shop is a whole e-commerce suite: gateway, user, product, order and payment
+// services, MongoDB and RabbitMQ, made and kept by the controller.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=shop
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.status.components.gateway.replicas`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Shop struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ShopSpec `json:"spec"`
+	// +optional
+	Status ShopStatus `json:"status,omitzero"`
+}
+
+// ShopList is a list of Shops.
+//
+// +kubebuilder:object:root=true
+type ShopList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Shop `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Shop{}, &ShopList{})
+}
