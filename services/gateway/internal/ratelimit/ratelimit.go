@@ -103,10 +103,11 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, errors.New("ratelimit: window must be positive")
 	}
 	interval := int64(cfg.Window) / int64(cfg.Limit)
-	// With interval = floor(window/limit), limit requests fit in the window and the next does not
-	// only when the rounding error is below one interval.
-	if interval <= int64(cfg.Limit) {
-		return nil, errors.New("ratelimit: window too short for the limit")
+	// interval is window/limit rounded down to whole nanoseconds: limit requests always fit in
+	// the window, and the next one must not, which rounding breaks only for windows of a few
+	// nanoseconds per request.
+	if interval == 0 || (int64(cfg.Limit)+1)*interval <= int64(cfg.Window) {
+		return nil, errors.New("ratelimit: window too short to count the limit in nanoseconds")
 	}
 	maxClients := cfg.MaxClients
 	if maxClients == 0 {

@@ -59,6 +59,7 @@ func TestLimitIsExact(t *testing.T) {
 		{limit: 3, window: time.Minute},
 		{limit: 100, window: 15 * time.Minute},
 		{limit: 7, window: 10 * time.Second}, // window/limit is not a whole number of nanoseconds
+		{limit: 1000, window: 2001 * time.Nanosecond}, // 2 ns per request, 1 ns left over
 	}
 	for _, tt := range tests {
 		l, _ := newLimiter(t, Config{Limit: tt.limit, Window: tt.window})
@@ -238,7 +239,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	tests := []Config{
 		{Limit: 0, Window: time.Minute},
 		{Limit: 10, Window: 0},
-		{Limit: 1000, Window: time.Microsecond},
+		{Limit: 1000, Window: 999 * time.Nanosecond},
+		{Limit: 10, Window: 19 * time.Nanosecond}, // 11 requests of 1 ns fit in 19 ns
 		{Limit: 10, Window: time.Minute, MaxClients: -1},
 	}
 	for _, cfg := range tests {
