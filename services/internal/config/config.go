@@ -1,0 +1,156 @@
+// Package config reads a service's typed configuration from the environment, with the
+// defaults written once in struct tags (github.com/caarlos0/env):
+//
+//	type Config struct {
+//		config.Base
+//		Mongo mongodb.Config
+//		PaymentLimitCents int64 `env:"PAYMENT_LIMIT_CENTS" envDefault:"100000"`
+//	}
+//	var cfg Config
+//	if err := config.Load(&cfg); err != nil { return err } // names the bad variable
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Base is what every service binary reads; services embed it in their own Config.
+type Base struct {
+	// Port is the TCP port of the HTTP server.
+	Port int `env:"PORT" envDefault:"8080"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	// ReadHeaderTimeout bounds reading a request's headers (slow-loris protection).
+	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	// ReadTimeout bounds reading a whole request.
+	ReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"15s"`
+	// WriteTimeout bounds handling a request and writing its response.
+	WriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	// ShutdownTimeout is how long in-flight requests get to finish after SIGTERM.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// Validate checks what the types alone cannot.
+func (b Base) Validate() error {
+	if b.Port < 0 || b.Port > 65535 {
+		return fmt.Errorf("PORT=%d: must be between 0 and 65535", b.Port)
+	}
+	return nil
+}
+
+// Validator is a configuration with rules beyond types; Load calls Validate after parsing.
+type Validator interface {
+	Validate() error
+}
+
+// Load fills cfg (a pointer to a struct) from the environment. A value that does not
+// parse returns an error naming the variable and the value, so the binary stops at start
+// with a message an operator can act on. If cfg, or a struct it embeds or holds, has a
+// Validate method, Load calls it.
+func Load(cfg any) error {
+	return LoadFrom(cfg, nil)
+}
+
+// LoadFrom is Load reading the variables from environ ("KEY=value" entries) instead of
+// the process environment when environ is not nil; tests use it.
+func LoadFrom(cfg any, environ []string) error {
+	opts := env.Options{}
+	if environ != nil {
+		opts.Environment = env.ToMap(environ)
+	}
+	if err := env.ParseWithOptions(cfg, opts); err != nil {
+		return explain(cfg, err, opts.Environment)
+	}
+	return validate(reflect.ValueOf(cfg))
+}
+
+// validate calls Validate on v and on the structs it holds, outermost last.
+func validate(v reflect.Value) error {
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := range v.NumField() {
+		if f := v.Field(i); f.CanInterface() && f.Kind() == reflect.Struct {
+			if err := validate(f.Addr()); err != nil {
+				return err
+			}
+		}
+	}
+	if val, ok := v.Addr().Interface().(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return fmt.Errorf("invalid configuration: %w", err)
+		}
+	}
+	return nil
+}
+
+// explain rewrites env's errors, which name Go fields, to name environment variables.
+func explain(cfg any, err error, environ map[string]string) error {
+	keys := map[string][]string{}
+	collectKeys(reflect.TypeOf(cfg), "", keys)
+	lookup := func(k string) string {
+		if environ != nil {
+			return environ[k]
+		}
+		return os.Getenv(k)
+	}
+
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) && len(keys[pe.Name]) > 0 {
+			for _, k := range keys[pe.Name] {
+				msgs = append(msgs, fmt.Sprintf("%s=%q: %v", k, lookup(k), pe.Err))
+			}
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("invalid configuration: %s", strings.Join(msgs, "; "))
+}
+
+// collectKeys maps each Go field name to the environment variables it may come from
+// (a name can repeat in nested structs).
+func collectKeys(t reflect.Type, prefix string, keys map[string][]string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if key == "" && ft.Kind() == reflect.Struct {
+			collectKeys(ft, prefix+f.Tag.Get("envPrefix"), keys)
+			continue
+		}
+		if key != "" {
+			keys[f.Name] = append(keys[f.Name], prefix+key)
+		}
+	}
+}

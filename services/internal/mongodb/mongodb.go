@@ -1,0 +1,113 @@
+// Package mongodb connects a service to its MongoDB-wire database (MongoDB or FerretDB)
+// with mongo-driver v2, creates its indexes at start, reports readiness, and holds the
+// helpers every store shares: string ids over ObjectIDs and the contract's pagination.
+package mongodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
+)
+
+// Config says where the database is. Embed it in a service's config.
+type Config struct {
+	// URI is the connection string; its path may name the database.
+	URI string `env:"MONGODB_URI"`
+	// LegacyURL is the seed's name for URI, used when URI is empty.
+	LegacyURL string `env:"MONGODB_URL"`
+	// Database overrides the database named in the URI's path.
+	Database string `env:"MONGODB_DATABASE"`
+	// ConnectTimeout bounds dialing and server selection.
+	ConnectTimeout time.Duration `env:"MONGODB_CONNECT_TIMEOUT" envDefault:"10s"`
+	// OperationTimeout bounds each operation (the driver's client-side timeout), so a
+	// stuck database turns into an error instead of a hung request.
+	OperationTimeout time.Duration `env:"MONGODB_OPERATION_TIMEOUT" envDefault:"10s"`
+}
+
+// ConnectionURI is URI, or LegacyURL when URI is empty.
+func (c Config) ConnectionURI() string {
+	if c.URI != "" {
+		return c.URI
+	}
+	return c.LegacyURL
+}
+
+// Validate requires a parseable connection string.
+func (c Config) Validate() error {
+	uri := c.ConnectionURI()
+	if uri == "" {
+		return errors.New("MONGODB_URI must be set (MONGODB_URL is accepted too)")
+	}
+	if _, err := connstring.ParseAndValidate(uri); err != nil {
+		// The driver's message may quote the password: do not repeat it.
+		return errors.New("MONGODB_URI is not a valid MongoDB connection string")
+	}
+	return nil
+}
+
+// DatabaseName is Database, else the database in the URI's path, else fallback.
+func (c Config) DatabaseName(fallback string) string {
+	if c.Database != "" {
+		return c.Database
+	}
+	if cs, err := connstring.Parse(c.ConnectionURI()); err == nil && cs.Database != "" {
+		return cs.Database
+	}
+	return fallback
+}
+
+// Connect opens a client to cfg's server and pings it (within ConnectTimeout), and
+// returns the service's database: cfg.DatabaseName(defaultDatabase). Close it with
+// db.Client().Disconnect.
+func Connect(ctx context.Context, cfg Config, defaultDatabase string) (*mongo.Database, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := options.Client().
+		ApplyURI(cfg.ConnectionURI()).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetServerSelectionTimeout(cfg.ConnectTimeout)
+	if cfg.OperationTimeout > 0 {
+		opts.SetTimeout(cfg.OperationTimeout)
+	}
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb connect: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	if err := client.Ping(pctx, readpref.Primary()); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("mongodb ping: %w", err)
+	}
+	return client.Database(cfg.DatabaseName(defaultDatabase)), nil
+}
+
+// Check is the readiness check of db: a ping of its server.
+func Check(db *mongo.Database) health.Check {
+	return health.Check{Name: "mongodb", Run: func(ctx context.Context) error {
+		return db.Client().Ping(ctx, readpref.Primary())
+	}}
+}
+
+// EnsureIndexes creates models on coll (creating existing indexes is a no-op), so a
+// store's constraints, such as a unique email, hold before it serves.
+func EnsureIndexes(ctx context.Context, coll *mongo.Collection, models ...mongo.IndexModel) error {
+	if len(models) == 0 {
+		return nil
+	}
+	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
+		return fmt.Errorf("create indexes on %s: %w", coll.Name(), err)
+	}
+	return nil
+}
+
+func mongoIsDuplicateKey(err error) bool { return mongo.IsDuplicateKeyError(err) }

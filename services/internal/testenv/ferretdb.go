@@ -1,0 +1,170 @@
+// Package testenv gives tests (and local runs) the real parts the services talk to.
+//
+// For MongoDB: the server in MONGODB_URI when that is set, else a FerretDB server (the
+// MongoDB wire protocol over SQLite) started from the binary that hack/tools builds, on
+// a free loopback port in a temporary folder. Tests call MongoDB(t) for a fresh,
+// dropped-afterwards database; a test package's TestMain calls Main(m) so the shared
+// server is stopped when its tests end. StartFerretDB is the same server for programs.
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// FerretDB is a running FerretDB server process.
+type FerretDB struct {
+	// URI is the server's connection string, e.g. "mongodb://127.0.0.1:40123/".
+	URI string
+
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// startTimeout bounds how long a FerretDB server may take to listen.
+const startTimeout = 60 * time.Second
+
+// StartFerretDB starts a FerretDB server storing its SQLite files in dir, listening on
+// a free loopback port, and returns once it accepts connections. Its log goes to
+// dir/ferretdb.log. Stop it with Stop; it is also killed if this process dies.
+func StartFerretDB(ctx context.Context, dir string) (*FerretDB, error) {
+	bin, err := FerretDBBinary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "ferretdb.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = logFile.Close() }() // the child holds its own descriptor
+
+	cmd := exec.Command(bin, "-listen-addr", "127.0.0.1:0", "-data-dir", dir, "-log-level", "warn")
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = childProcAttr()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	f := &FerretDB{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(f.exited) }()
+
+	// The server prints its URI on one line once it listens.
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			line <- strings.TrimSpace(sc.Text())
+		}
+		close(line)
+	}()
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	select {
+	case uri, ok := <-line:
+		if ok && strings.HasPrefix(uri, "mongodb://") {
+			f.URI = uri
+			return f, nil
+		}
+		_ = f.Stop()
+		return nil, fmt.Errorf("ferretdb did not start; see %s", logFile.Name())
+	case <-timer.C:
+		_ = f.Stop()
+		return nil, fmt.Errorf("ferretdb did not listen within %s; see %s", startTimeout, logFile.Name())
+	case <-ctx.Done():
+		_ = f.Stop()
+		return nil, ctx.Err()
+	}
+}
+
+// Stop asks the server to stop (SIGTERM), kills it after 10 s, and waits for it.
+// Calling it again returns the first result.
+func (f *FerretDB) Stop() error {
+	f.stopOnce.Do(func() {
+		select {
+		case <-f.exited:
+			return
+		default:
+		}
+		_ = f.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-f.exited:
+		case <-time.After(10 * time.Second):
+			_ = f.cmd.Process.Kill()
+			<-f.exited
+			f.stopErr = errors.New("ferretdb did not stop on SIGTERM; killed")
+		}
+	})
+	return f.stopErr
+}
+
+// FerretDBBinary returns the path of the FerretDB server binary: $FERRETDB_BIN, else
+// <repository>/bin/ferretdb, building it from hack/tools (pinned version, Go module
+// proxy) when it is missing.
+func FerretDBBinary(ctx context.Context) (string, error) {
+	if p := os.Getenv("FERRETDB_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("FERRETDB_BIN: %w", err)
+		}
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "bin", "ferretdb")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	// Build next to the target and rename: test binaries of several packages may
+	// build at once, and a rename is atomic.
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./ferretdb")
+	cmd.Dir = filepath.Join(root, "hack", "tools")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("build ferretdb in hack/tools: %w\n%s", err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+// RepoRoot returns the repository's root: the closest folder above the working
+// directory that holds hack/tools/go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "hack", "tools", "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root (a folder holding hack/tools/go.mod) not found above the working directory")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,143 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+)
+
+// shared is the MongoDB-wire server and client of this test binary.
+var shared struct {
+	once   sync.Once
+	err    error
+	uri    string
+	client *mongo.Client
+	server *FerretDB
+	dir    string
+}
+
+// Main runs a test package's tests and then stops what they started, so no server
+// outlives the test binary:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// stoppers are the cleanups other shared servers of this package registered.
+var stoppers struct {
+	sync.Mutex
+	funcs []func()
+}
+
+// OnStop registers f to run in Stop, last registered first; a shared server of this
+// package (such as a message broker) registers its shutdown here when it starts.
+func OnStop(f func()) {
+	stoppers.Lock()
+	defer stoppers.Unlock()
+	stoppers.funcs = append(stoppers.funcs, f)
+}
+
+// Stop stops every shared server this test binary started: the registered ones, then
+// the MongoDB client and FerretDB server. Main calls it.
+func Stop() {
+	stoppers.Lock()
+	funcs := stoppers.funcs
+	stoppers.funcs = nil
+	stoppers.Unlock()
+	for i := len(funcs) - 1; i >= 0; i-- {
+		funcs[i]()
+	}
+	if shared.client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = shared.client.Disconnect(ctx)
+		cancel()
+	}
+	if shared.server != nil {
+		_ = shared.server.Stop()
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
+}
+
+// MongoURI returns the connection string of the test server (no database in its
+// path), starting FerretDB on first use when MONGODB_URI is unset.
+func MongoURI(t testing.TB) string {
+	t.Helper()
+	start()
+	if shared.err != nil {
+		t.Fatalf("test MongoDB: %v", shared.err)
+	}
+	return shared.uri
+}
+
+// MongoDB returns a new, empty database on the test server, dropped when the test ends.
+func MongoDB(t testing.TB) *mongo.Database {
+	t.Helper()
+	MongoURI(t)
+	db := shared.client.Database(databaseName(t))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := db.Drop(ctx); err != nil {
+			t.Logf("drop test database %s: %v", db.Name(), err)
+		}
+	})
+	return db
+}
+
+func start() {
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		shared.uri = os.Getenv("MONGODB_URI")
+		if shared.uri == "" {
+			if shared.dir, shared.err = os.MkdirTemp("", "ferretdb-"); shared.err != nil {
+				return
+			}
+			if shared.server, shared.err = StartFerretDB(ctx, shared.dir); shared.err != nil {
+				return
+			}
+			shared.uri = shared.server.URI
+		}
+		shared.client, shared.err = mongo.Connect(options.Client().ApplyURI(shared.uri).
+			SetServerSelectionTimeout(10 * time.Second).
+			SetTimeout(30 * time.Second))
+		if shared.err == nil {
+			shared.err = shared.client.Ping(ctx, readpref.Primary())
+		}
+	})
+}
+
+// databaseName is short (FerretDB limits names), unique, and says which test made it.
+func databaseName(t testing.TB) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		default:
+			return '_'
+		}
+	}, t.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return fmt.Sprintf("t_%s_%s", name, hex.EncodeToString(b[:]))
+}

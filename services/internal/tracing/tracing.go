@@ -1,0 +1,81 @@
+// Package tracing sets up OpenTelemetry from the standard OTEL_* variables.
+//
+// The W3C trace-context and baggage propagators are always installed, so an incoming
+// traceparent is continued by the web middleware and forwarded by clients made with
+// HTTPClient, even when no spans are exported. Export (OTLP over HTTP) is on when
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set and
+// OTEL_TRACES_EXPORTER is not "none"; the exporter itself reads the other
+// OTEL_EXPORTER_OTLP_* variables, the SDK reads OTEL_TRACES_SAMPLER*, and
+// OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override the resource.
+package tracing
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Shutdown flushes and stops the exporter; it is a no-op when export is off.
+type Shutdown func(ctx context.Context) error
+
+// Setup installs the propagators and, when the environment asks for it, a tracer
+// provider exporting over OTLP/HTTP for service. Call the returned Shutdown on exit.
+func Setup(ctx context.Context, service string) (Shutdown, error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
+		propagation.TraceContext{}, propagation.Baggage{}))
+
+	on, err := exportEnabled(os.Getenv)
+	if err != nil || !on {
+		return func(context.Context) error { return nil }, err
+	}
+
+	exp, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+	}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attribute.String("service.name", service)),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
+		resource.WithTelemetrySDK(),
+		resource.WithHost(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("trace resource: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	return tp.Shutdown, nil
+}
+
+// exportEnabled decides from the environment whether spans are exported.
+func exportEnabled(getenv func(string) string) (bool, error) {
+	switch exporter := getenv("OTEL_TRACES_EXPORTER"); exporter {
+	case "none":
+		return false, nil
+	case "", "otlp":
+	default:
+		return false, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: only \"otlp\" and \"none\" are supported", exporter)
+	}
+	if p := getenv("OTEL_EXPORTER_OTLP_PROTOCOL"); p != "" && p != "http/protobuf" {
+		return false, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: only \"http/protobuf\" is supported", p)
+	}
+	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "", nil
+}
+
+// Transport wraps base (http.DefaultTransport when nil) so outgoing requests carry the
+// caller's traceparent and get a client span.
+func Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return otelhttp.NewTransport(base)
+}

@@ -1,0 +1,145 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+)
+
+// MaxBodyBytes is the largest request body Decode reads (1 MiB); a larger one is 413.
+const MaxBodyBytes = 1 << 20
+
+const internalErrorMessage = "Internal server error"
+
+// ErrorBody is the contract's error answer: {"error": "...", "details": [...]}.
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Details []any  `json:"details,omitempty"`
+}
+
+// Respond writes v as JSON with status. A nil v, or status 204, writes no body.
+func Respond(w http.ResponseWriter, status int, v any) {
+	if v == nil || status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The status is sent: an encoding error here can only be a client gone away.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// RespondError is the one place where an error becomes an HTTP answer. An
+// *apperr.Error gets its kind's status with its message and details; anything else is
+// logged with the request's id and answered 500 {"error": "Internal server error"}, so
+// no driver message or stack ever reaches a client.
+func RespondError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apperr.Error
+	if errors.As(err, &ae) {
+		Respond(w, StatusOf(ae), ErrorBody{Error: ae.Error(), Details: ae.Details})
+		return
+	}
+	Logger(r.Context()).LogAttrs(r.Context(), slog.LevelError, "request failed",
+		slog.String("method", r.Method), slog.String("route", Route(r.Context())),
+		slog.String("error", err.Error()))
+	Respond(w, http.StatusInternalServerError, ErrorBody{Error: internalErrorMessage})
+}
+
+// StatusOf returns the HTTP status of a domain error's kind.
+func StatusOf(e *apperr.Error) int {
+	switch e.Kind {
+	case apperr.ErrBadRequest, apperr.ErrValidation:
+		return http.StatusBadRequest
+	case apperr.ErrNotFound:
+		return http.StatusNotFound
+	case apperr.ErrConflict:
+		return http.StatusConflict
+	case apperr.ErrTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case apperr.ErrUnprocessable:
+		return http.StatusUnprocessableEntity
+	case apperr.ErrUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Decode reads the request body as exactly one JSON value into v, strictly: unknown
+// fields, a wrong type, malformed JSON, an empty body or data after the value → a 400
+// apperr.Error saying what is wrong and where; a body over MaxBodyBytes → 413. Pass the
+// error to RespondError.
+func Decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	// Exactly one value: "{}{}" or "{} x" is refused.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err)
+		}
+		return apperr.BadRequest("request body must hold a single JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+		mbe    *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return apperr.TooLarge(fmt.Sprintf("request body must not be larger than %d bytes", mbe.Limit))
+	case errors.Is(err, io.EOF):
+		return apperr.BadRequest("request body must not be empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return apperr.BadRequest("request body is malformed JSON (unexpected end)")
+	case errors.As(err, &syntax):
+		return apperr.BadRequest(fmt.Sprintf("request body is malformed JSON at byte %d", syntax.Offset))
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return apperr.BadRequest(fmt.Sprintf("request body must be a JSON %s", jsonType(typ)))
+		}
+		return apperr.BadRequest(fmt.Sprintf("field %q must be a JSON %s", typ.Field, jsonType(typ)),
+			apperr.FieldError{Field: typ.Field, Message: "must be a JSON " + jsonType(typ)})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no typed error for this one.
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return apperr.BadRequest(fmt.Sprintf("unknown field %q", field),
+			apperr.FieldError{Field: field, Message: "unknown field"})
+	default:
+		return apperr.BadRequest("request body is not valid JSON")
+	}
+}
+
+// jsonType names the JSON type a Go type expects.
+func jsonType(e *json.UnmarshalTypeError) string {
+	switch e.Type.Kind().String() {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "integer"
+	case "float32", "float64":
+		return "number"
+	case "slice", "array":
+		return "array"
+	case "struct", "map":
+		return "object"
+	default:
+		return e.Type.String()
+	}
+}
