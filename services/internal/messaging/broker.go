@@ -1,0 +1,184 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrDown is returned while no connection to the broker is open.
+var ErrDown = errors.New("message broker unavailable")
+
+// Config says where the broker is and what to declare on it.
+type Config struct {
+	// URL is the AMQP URL, e.g. amqp://guest:guest@localhost:5672/.
+	URL string
+	// Name is shown by the broker as the connection's name (the service name).
+	Name string
+	// Topology is declared on every new connection.
+	Topology Topology
+	// ReconnectDelay is the pause between connection attempts; default 500ms.
+	ReconnectDelay time.Duration
+	// Logger receives connection changes; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker keeps one connection to RabbitMQ open for as long as it runs, dialling again
+// whenever the connection drops, and declares the topology on each new connection.
+//
+// Why not amqp091-go's own recovery (Config.Recovery): it reopens the same *Channel
+// with delivery tags restarting at 1, so an ack for a delivery received before the drop
+// lands on the new channel and can acknowledge a different, unprocessed message, and
+// deliveries buffered from the old channel are handed out after recovery with stale
+// tags. Here each connection is a fresh session: deliveries are acked on the channel
+// that delivered them, and an ack for a dead channel fails instead of hitting another
+// message; the broker redelivers what was not acked.
+type Broker struct {
+	cfg    Config
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu   sync.Mutex
+	conn *amqp.Connection // nil while down
+	up   chan struct{}    // closed while conn is set
+	down chan struct{}    // closed when conn is lost; a fresh one per connection
+}
+
+// Connect starts keeping a connection to cfg.URL. It returns at once; Ready reports
+// whether the broker is reachable and WaitReady waits for it.
+func Connect(cfg Config) *Broker {
+	if cfg.ReconnectDelay <= 0 {
+		cfg.ReconnectDelay = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "amqp"),
+		cancel: cancel,
+		done:   make(chan struct{}),
+		up:     make(chan struct{}),
+	}
+	go b.run(ctx)
+	return b
+}
+
+func (b *Broker) run(ctx context.Context) {
+	defer close(b.done)
+	wasDown := false
+	for {
+		conn, err := b.dial()
+		if err != nil {
+			if !wasDown {
+				b.log.Warn("broker unreachable, retrying", "error", err)
+				wasDown = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(b.cfg.ReconnectDelay):
+				continue
+			}
+		}
+		wasDown = false
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		down := b.setConn(conn)
+		b.log.Info("broker connected")
+		select {
+		case <-ctx.Done():
+			b.clearConn(down)
+			_ = conn.Close()
+			return
+		case err := <-closed:
+			b.clearConn(down)
+			b.log.Warn("broker connection lost", "error", err)
+		}
+	}
+}
+
+func (b *Broker) dial() (*amqp.Connection, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(b.cfg.Name)
+	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: 5 * time.Second, Properties: props})
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = b.cfg.Topology.declare(ch)
+		_ = ch.Close()
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("declare topology: %w", err)
+	}
+	return conn, nil
+}
+
+func (b *Broker) setConn(conn *amqp.Connection) chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.conn = conn
+	b.down = make(chan struct{})
+	close(b.up)
+	return b.down
+}
+
+func (b *Broker) clearConn(down chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.conn = nil
+	b.up = make(chan struct{})
+	close(down)
+}
+
+// session waits until a connection is open and returns it with a channel closed when
+// that connection is lost.
+func (b *Broker) session(ctx context.Context) (*amqp.Connection, <-chan struct{}, error) {
+	for {
+		b.mu.Lock()
+		conn, up, down := b.conn, b.up, b.down
+		b.mu.Unlock()
+		if conn != nil {
+			return conn, down, nil
+		}
+		select {
+		case <-up:
+		case <-b.done:
+			return nil, nil, ErrDown
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w: %w", ErrDown, ctx.Err())
+		}
+	}
+}
+
+// Ready returns nil while a connection is open, else ErrDown; it fits health.Check.
+func (b *Broker) Ready(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn == nil || b.conn.IsClosed() {
+		return ErrDown
+	}
+	return nil
+}
+
+// WaitReady waits until a connection is open or ctx ends.
+func (b *Broker) WaitReady(ctx context.Context) error {
+	_, _, err := b.session(ctx)
+	return err
+}
+
+// Close closes the connection and stops reconnecting. Stop consumers first so their
+// in-flight work can still be acknowledged.
+func (b *Broker) Close() {
+	b.cancel()
+	<-b.done
+}

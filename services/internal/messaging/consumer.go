@@ -1,0 +1,226 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Delivery is one received event.
+type Delivery struct {
+	// ID is the message_id: the event id, the key for deduplication.
+	ID string
+	// Type is the event type (the routing key it was published with).
+	Type string
+	// Body is the event's JSON.
+	Body []byte
+	// Attempt counts deliveries of this message, 1 for the first.
+	Attempt int
+}
+
+// Handler stores the effect of one delivery. It returns nil once the effect is stored
+// (the delivery is then acknowledged), a Permanent error for a message that can never
+// be handled (dead-lettered at once), or any other error for a transient failure (the
+// message is requeued after a pause and dead-lettered once the queue's delivery limit
+// is reached). It may be called again for a delivery it already handled.
+type Handler func(ctx context.Context, d Delivery) error
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth a retry, e.g. a malformed message.
+func Permanent(err error) error { return permanentError{err} }
+
+// ConsumerConfig says what to consume and how.
+type ConsumerConfig struct {
+	// Queue to consume; it must be part of the broker's Topology.
+	Queue string
+	// Prefetch is how many deliveries are handled at once; default 16.
+	Prefetch int
+	// Handler stores each delivery's effect.
+	Handler Handler
+	// RetryDelay is the pause before a failed delivery is requeued, doubled per
+	// attempt up to 5s; default 100ms. The pause keeps a consumer whose store is down
+	// from burning through the delivery limit in a few milliseconds.
+	RetryDelay time.Duration
+}
+
+// Consumer consumes one queue with manual acknowledgement, across reconnections,
+// until Stop.
+type Consumer struct {
+	b      *Broker
+	cfg    ConsumerConfig
+	log    *slog.Logger
+	stop   chan struct{}
+	done   chan struct{}
+	hardCx context.Context // handlers' context, cancelled only when Stop gives up waiting
+	hardFn context.CancelFunc
+
+	mu     sync.Mutex
+	cancel func() // cancels the current subscription
+}
+
+// Consume starts consuming cfg.Queue; it keeps consuming after the broker comes back.
+func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 16
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = 100 * time.Millisecond
+	}
+	hardCx, hardFn := context.WithCancel(context.Background())
+	c := &Consumer{
+		b: b, cfg: cfg, log: b.log.With("queue", cfg.Queue),
+		stop: make(chan struct{}), done: make(chan struct{}),
+		hardCx: hardCx, hardFn: hardFn,
+	}
+	go c.run()
+	return c
+}
+
+func (c *Consumer) run() {
+	defer close(c.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-c.stop; cancel() }()
+	for {
+		conn, down, err := c.b.session(ctx)
+		if err != nil {
+			return // stopped
+		}
+		if err := c.consume(conn, down); err != nil {
+			c.log.Warn("consume", "error", err)
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(c.b.cfg.ReconnectDelay):
+			}
+		}
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+	}
+}
+
+// consume runs one subscription on conn until the connection drops or Stop is called,
+// then waits for the in-flight handlers, whose acks go to this subscription's channel.
+func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ch.Close() }()
+	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+		return err
+	}
+	tag := fmt.Sprintf("%s-%p", c.b.cfg.Name, ch)
+	deliveries, err := ch.Consume(c.cfg.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.cancel = func() { _ = ch.Cancel(tag, false) }
+	c.mu.Unlock()
+	select {
+	case <-c.stop: // Stop ran before the subscription existed
+		_ = ch.Cancel(tag, false)
+	default:
+	}
+
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return nil // cancelled by Stop, or the channel closed
+			}
+			inflight.Go(func() { c.handle(d) })
+		case <-down:
+			return nil
+		}
+	}
+}
+
+func (c *Consumer) handle(d amqp.Delivery) {
+	attempt := 1
+	// Quorum queues count earlier deliveries in x-delivery-count (an integer of
+	// whichever width the broker chose).
+	switch n := d.Headers["x-delivery-count"].(type) {
+	case int64:
+		attempt = int(n) + 1
+	case int32:
+		attempt = int(n) + 1
+	case int16:
+		attempt = int(n) + 1
+	}
+	traceparent, _ := d.Headers["traceparent"].(string)
+	ctx := contextWithTraceparent(c.hardCx, traceparent)
+	err := c.call(ctx, Delivery{ID: d.MessageId, Type: d.Type, Body: d.Body, Attempt: attempt})
+
+	var ackErr error
+	switch {
+	case err == nil:
+		ackErr = d.Ack(false)
+	case errors.As(err, new(permanentError)):
+		c.log.Error("dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
+		ackErr = d.Nack(false, false)
+	default:
+		c.log.Warn("handling failed, requeueing", "id", d.MessageId, "type", d.Type, "attempt", attempt, "error", err)
+		delay := min(c.cfg.RetryDelay<<min(attempt-1, 16), 5*time.Second)
+		select {
+		case <-time.After(delay):
+		case <-c.hardCx.Done():
+		}
+		ackErr = d.Nack(false, true)
+	}
+	if ackErr != nil {
+		// The channel is gone: the broker requeues the message and the handler sees it
+		// again, which it must tolerate.
+		c.log.Warn("acknowledgement not sent", "id", d.MessageId, "error", ackErr)
+	}
+}
+
+// call runs the handler, turning a panic into a transient error so that one bad
+// message cannot take the consumer down; the delivery limit ends its retries.
+func (c *Consumer) call(ctx context.Context, d Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return c.cfg.Handler(ctx, d)
+}
+
+// Stop stops receiving, lets the handlers in flight finish and acknowledge, and
+// returns. When ctx ends first, the handlers' context is cancelled and Stop returns
+// ctx's error; their unacknowledged messages are redelivered later.
+func (c *Consumer) Stop(ctx context.Context) error {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	c.mu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Unlock()
+	select {
+	case <-c.done:
+		c.hardFn()
+		return nil
+	case <-ctx.Done():
+		c.hardFn()
+		<-c.done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,209 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Errors of Publish. Either way the message may or may not have reached a queue, so
+// the caller keeps it and publishes it again (consumers drop duplicates by ID).
+var (
+	// ErrNotConfirmed: the broker refused the message or the connection dropped
+	// before it confirmed it.
+	ErrNotConfirmed = errors.New("message not confirmed by the broker")
+	// ErrUnroutable: a mandatory message matched no queue and was returned.
+	ErrUnroutable = errors.New("message returned by the broker: no queue bound for it")
+)
+
+// Message is one event to publish.
+type Message struct {
+	// ID is the event's unique id, sent as message_id; consumers deduplicate by it.
+	ID string
+	// Type is the event type, used as routing key and sent as type, e.g. "order.created".
+	Type string
+	// Body is the event's JSON.
+	Body []byte
+	// Traceparent is the W3C trace context of the request that caused the event.
+	Traceparent string
+	// Time the event happened; zero means now.
+	Time time.Time
+	// Mandatory asks the broker to return the message when no queue is bound for it.
+	// Set it for events some service must receive, so a missing binding is an error
+	// rather than a silently dropped event.
+	Mandatory bool
+}
+
+// Publisher publishes persistent JSON messages to Exchange with publisher confirms.
+// It is safe for concurrent use; concurrent publishes share one channel and wait for
+// their confirms in parallel.
+type Publisher struct {
+	b *Broker
+
+	mu       sync.Mutex
+	ch       *amqp.Channel // confirm-mode channel of the current connection
+	chDown   <-chan struct{}
+	returned map[string]bool // message ids returned, drained by another publish than their own
+	returns  chan amqp.Return
+}
+
+// NewPublisher returns a publisher over b's connection.
+func NewPublisher(b *Broker) *Publisher {
+	return &Publisher{b: b, returned: map[string]bool{}}
+}
+
+// Publish sends m and returns nil only once the broker confirmed it (it is then
+// stored in every queue bound for it). It waits for a connection while the broker is
+// down, up to ctx's deadline.
+func (p *Publisher) Publish(ctx context.Context, m Message) error {
+	if m.ID == "" || m.Type == "" {
+		return errors.New("messaging: message needs an ID and a Type")
+	}
+	ch, returns, err := p.channel(ctx)
+	if err != nil {
+		return err
+	}
+	if m.Time.IsZero() {
+		m.Time = time.Now()
+	}
+	headers := amqp.Table{}
+	if m.Traceparent != "" {
+		headers["traceparent"] = m.Traceparent
+	}
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, Exchange, m.Type, m.Mandatory, false, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    m.ID,
+		Type:         m.Type,
+		Timestamp:    m.Time.UTC(),
+		AppId:        p.b.cfg.Name,
+		Headers:      headers,
+		Body:         m.Body,
+	})
+	if err != nil {
+		p.dropChannel(ch)
+		return fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+	}
+	// The broker sends basic.return before the ack of the same message, and the client
+	// hands it to our buffered channel before processing the ack: it is there by now.
+	if p.takeReturned(returns, m.ID) {
+		return fmt.Errorf("%w (type %s)", ErrUnroutable, m.Type)
+	}
+	if !acked {
+		return ErrNotConfirmed
+	}
+	return nil
+}
+
+// channel returns the confirm channel of the current connection, opening it when needed.
+func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, chan amqp.Return, error) {
+	for {
+		p.mu.Lock()
+		if p.ch != nil && !p.ch.IsClosed() {
+			ch, returns := p.ch, p.returns
+			p.mu.Unlock()
+			return ch, returns, nil
+		}
+		p.ch = nil
+		p.mu.Unlock()
+
+		conn, down, err := p.b.session(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			err = ch.Confirm(false)
+		}
+		if err != nil {
+			// The connection is going away; wait for the next one.
+			select {
+			case <-down:
+				continue
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("%w: %w", ErrDown, ctx.Err())
+			case <-time.After(p.b.cfg.ReconnectDelay):
+				continue
+			}
+		}
+		returns := ch.NotifyReturn(make(chan amqp.Return, 256))
+		p.mu.Lock()
+		if p.ch != nil && !p.ch.IsClosed() { // another publish won the race
+			p.mu.Unlock()
+			_ = ch.Close()
+			continue
+		}
+		p.ch, p.chDown, p.returns = ch, down, returns
+		p.mu.Unlock()
+		return ch, returns, nil
+	}
+}
+
+// takeReturned drains the returns received so far and reports whether id was among
+// them. Returns are drained here, by the publishes, rather than by a goroutine of
+// their own: a return always precedes its ack, so the publish waiting for that ack
+// finds it in the buffer, with no race against another reader. The buffer cannot
+// fill, since each return is followed by the publish that drains it.
+func (p *Publisher) takeReturned(returns chan amqp.Return, id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for drained := false; !drained; {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				drained = true
+				break
+			}
+			p.returned[r.MessageId] = true
+		default:
+			drained = true
+		}
+	}
+	was := p.returned[id]
+	delete(p.returned, id)
+	return was
+}
+
+func (p *Publisher) dropChannel(ch *amqp.Channel) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == ch {
+		p.ch = nil
+		_ = ch.Close()
+	}
+}
+
+// Close closes the publisher's channel.
+func (p *Publisher) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch != nil {
+		_ = p.ch.Close()
+		p.ch = nil
+	}
+}
+
+// Traceparent returns the W3C traceparent of the span in ctx, or "" when there is none,
+// for storing with an event that will be published later.
+func Traceparent(ctx context.Context) string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
+}
+
+// contextWithTraceparent returns ctx carrying the remote span context of traceparent.
+func contextWithTraceparent(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}

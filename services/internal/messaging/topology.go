@@ -1,0 +1,95 @@
+// Package messaging carries the shop's events over RabbitMQ: a connection that outlives
+// broker restarts, the exchanges and queues every service declares, a publisher that
+// returns only once the broker has the message, and a consumer that acknowledges only
+// after the handler stored its effect.
+//
+// Delivery is at least once: a publish whose confirm is lost is sent again by the
+// caller's outbox, and a delivery whose ack is lost comes again. Handlers must therefore
+// be idempotent, keyed by Delivery.ID.
+package messaging
+
+import (
+	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Exchange names.
+const (
+	// Exchange is the topic exchange every event is published to, with its type as key.
+	Exchange = "shop.events"
+	// DeadLetterExchange receives what a queue gives up on; each queue's dead letters
+	// are routed to its own dead-letter queue by the queue's name.
+	DeadLetterExchange = "shop.events.dlx"
+)
+
+// DefaultDeliveryLimit is how often a queue delivers a message its consumers keep
+// failing before it dead-letters it.
+const DefaultDeliveryLimit = 10
+
+// Queue is a durable quorum work queue bound to Exchange.
+type Queue struct {
+	// Name of the queue, e.g. "payment.order-created".
+	Name string
+	// RoutingKeys the queue is bound with, e.g. "order.created" or "payment.*".
+	RoutingKeys []string
+	// DeliveryLimit overrides DefaultDeliveryLimit when positive. It counts returns to
+	// the queue: a message is delivered at most DeliveryLimit+1 times.
+	DeliveryLimit int
+}
+
+// DeadLetterQueue names the queue holding q's dead letters.
+func (q Queue) DeadLetterQueue() string { return q.Name + ".dlq" }
+
+func (q Queue) deliveryLimit() int {
+	if q.DeliveryLimit > 0 {
+		return q.DeliveryLimit
+	}
+	return DefaultDeliveryLimit
+}
+
+// Topology is what a service needs to exist on the broker. Declaring it again is
+// harmless, so every connection declares it before use (after an outage the broker
+// may be a fresh one).
+type Topology struct {
+	Queues []Queue
+}
+
+func (t Topology) declare(ch *amqp.Channel) error {
+	for _, name := range []string{Exchange, DeadLetterExchange} {
+		if err := ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("declare exchange %s: %w", name, err)
+		}
+	}
+	for _, q := range t.Queues {
+		dlq := q.DeadLetterQueue()
+		if err := declareQueue(ch, dlq, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+			return err
+		}
+		if err := ch.QueueBind(dlq, q.Name, DeadLetterExchange, false, nil); err != nil {
+			return fmt.Errorf("bind %s: %w", dlq, err)
+		}
+		args := amqp.Table{
+			amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
+			"x-delivery-limit":          int64(q.deliveryLimit()),
+			"x-dead-letter-exchange":    DeadLetterExchange,
+			"x-dead-letter-routing-key": q.Name,
+		}
+		if err := declareQueue(ch, q.Name, args); err != nil {
+			return err
+		}
+		for _, key := range q.RoutingKeys {
+			if err := ch.QueueBind(q.Name, key, Exchange, false, nil); err != nil {
+				return fmt.Errorf("bind %s to %s: %w", q.Name, key, err)
+			}
+		}
+	}
+	return nil
+}
+
+func declareQueue(ch *amqp.Channel, name string, args amqp.Table) error {
+	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %s: %w", name, err)
+	}
+	return nil
+}
