@@ -5,22 +5,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/gateway"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 func main() {
@@ -56,17 +55,7 @@ func run(ctx context.Context) error {
 		go servePprof(cfg.PprofAddr, log)
 	}
 
-	srv := &http.Server{
-		Addr:              net.JoinHostPort("", strconv.Itoa(cfg.Port)),
-		Handler:           g.Handler(),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-	}
-	go func() { <-ctx.Done(); _ = srv.Shutdown(context.Background()) }()
-	log.Info("listening", "addr", srv.Addr)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return web.Serve(ctx, g.Handler(metrics.NewRegistry()), cfg.Base, log)
 }
 
 // servePprof serves the runtime profiles on their own listener, kept off the public port.

@@ -8,8 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Mux registers patterns, as *http.ServeMux does.
@@ -81,12 +86,15 @@ func (g *Gateway) Close() {
 	g.transport.CloseIdleConnections()
 }
 
-// Handler returns the gateway's whole HTTP handler.
-func (g *Gateway) Handler() http.Handler {
-	mux := http.NewServeMux()
+// Handler returns the gateway's whole HTTP handler: its routes, GET /health, its own
+// /healthz, /readyz and /metrics (from reg), behind the suite's middleware (request id, tracing,
+// access log, metrics per route and status, panic recovery), with JSON 404 and 405 answers.
+func (g *Gateway) Handler(reg *prometheus.Registry) http.Handler {
+	mux := web.NewMux(g.log, reg)
+	// The gateway is ready when it can serve; a service being down is reported by /health and
+	// answered 503 per request, and must not take every gateway replica out of its Service.
+	health.Register(mux)
+	mux.Handle("GET /metrics", metrics.Handler(reg))
 	g.Register(mux)
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		respondJSON(w, http.StatusNotFound, tooManyRequests{Error: "Not found"})
-	}))
 	return mux
 }

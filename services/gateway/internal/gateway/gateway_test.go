@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 )
 
 // upstream is a real HTTP server standing in for one service: it echoes what it received.
@@ -58,6 +61,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 		}
 		u.hits.Add(1)
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-ID", r.Header.Get("X-Request-ID")) // as the services do
 		_ = json.NewEncoder(w).Encode(echo{
 			Service:       name,
 			Method:        r.Method,
@@ -77,6 +81,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 // suite is a gateway in front of four upstreams, all over real HTTP on loopback.
 type suite struct {
 	gw        *httptest.Server
+	reg       *prometheus.Registry
 	upstreams map[string]*upstream
 }
 
@@ -110,7 +115,8 @@ func newSuite(t *testing.T, edit func(*Config)) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.gw = httptest.NewServer(g.Handler())
+	s.reg = metrics.NewRegistry()
+	s.gw = httptest.NewServer(g.Handler(s.reg))
 	t.Cleanup(func() { s.gw.Close(); g.Close() })
 	return s
 }
@@ -393,6 +399,119 @@ func TestHealthIsCached(t *testing.T) {
 	for name, u := range s.upstreams {
 		if n := u.readyz.Load(); n != 1 {
 			t.Errorf("%s /readyz asked %d times for 21 /health calls, want 1", name, n)
+		}
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	s := newSuite(t, nil)
+	tests := []struct {
+		name, sent string
+	}{
+		{name: "kept", sent: "req-1234"},
+		{name: "made when missing"},
+		{name: "made when unsafe", sent: strings.Repeat("x", 200)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			if tt.sent != "" {
+				h.Set("X-Request-ID", tt.sent)
+			}
+			resp, body := s.do(t, "GET", "/products", h)
+			e := decode[echo](t, body)
+			got := resp.Header.Values("X-Request-ID")
+			if len(got) != 1 || got[0] == "" || got[0] != e.RequestID {
+				t.Fatalf("answered X-Request-ID %q, service saw %q", got, e.RequestID)
+			}
+			if tt.sent != "" && len(tt.sent) <= 128 && got[0] != tt.sent {
+				t.Fatalf("X-Request-ID %q, want %q kept", got[0], tt.sent)
+			}
+			if len(tt.sent) > 128 && got[0] == tt.sent {
+				t.Fatal("unsafe X-Request-ID kept")
+			}
+		})
+	}
+}
+
+func TestTraceparentContinued(t *testing.T) {
+	s := newSuite(t, nil)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	_, body := s.do(t, "GET", "/payments", http.Header{"Traceparent": {"00-" + traceID + "-00f067aa0ba902b7-01"}})
+	if e := decode[echo](t, body); !strings.HasPrefix(e.Traceparent, "00-"+traceID+"-") {
+		t.Fatalf("service saw traceparent %q, want trace %s continued", e.Traceparent, traceID)
+	}
+}
+
+func TestMetricsPerRouteAndStatus(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 2 })
+	for range 3 {
+		s.do(t, "GET", "/users/1", nil)
+	}
+	s.do(t, "GET", "/nowhere", nil)
+	for _, tt := range []struct {
+		route, status string
+		want          float64
+	}{
+		{route: "/users/", status: "200", want: 2},
+		{route: "/users/", status: "429", want: 1},
+		{route: "unmatched", status: "404", want: 1},
+	} {
+		got := counterValue(t, s.reg, "http_requests_total", map[string]string{"route": tt.route, "status": tt.status})
+		if got != tt.want {
+			t.Errorf("http_requests_total{route=%q,status=%q} = %v, want %v", tt.route, tt.status, got, tt.want)
+		}
+	}
+	resp, body := s.do(t, "GET", "/metrics", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "http_requests_total") {
+		t.Fatalf("/metrics: status %d", resp.StatusCode)
+	}
+}
+
+// counterValue sums the counter samples of name whose labels include want.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue metric
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func TestOwnEndpoints(t *testing.T) {
+	s := newSuite(t, nil)
+	tests := []struct {
+		method, target string
+		status         int
+	}{
+		{method: "GET", target: "/healthz", status: http.StatusOK},
+		{method: "GET", target: "/readyz", status: http.StatusOK},
+		{method: "GET", target: "/metrics", status: http.StatusOK},
+		{method: "POST", target: "/health", status: http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		resp, body := s.do(t, tt.method, tt.target, nil)
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s %s: status %d, want %d; %s", tt.method, tt.target, resp.StatusCode, tt.status, body)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -62,7 +63,7 @@ func (h *suiteHealth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	respondJSON(w, status, rep)
+	web.Respond(w, status, rep)
 }
 
 // report returns the cached report while it is fresh, else one new round of checks.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // rateLimitPolicy is the name of the one quota policy in the RateLimit headers.
@@ -49,7 +50,7 @@ func (m *limitMiddleware) Wrap(next http.Handler) http.Handler {
 		h["Ratelimit"] = []string{rateLimitValue(d)}
 		if !d.Allowed {
 			h["Retry-After"] = []string{strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10)}
-			respondJSON(w, http.StatusTooManyRequests, tooManyRequests{Error: "Too many requests"})
+			web.Respond(w, http.StatusTooManyRequests, tooManyRequests{Error: "Too many requests"})
 			return
 		}
 		next.ServeHTTP(w, r)

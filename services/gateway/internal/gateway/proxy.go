@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // service is one upstream of the gateway.
@@ -133,6 +134,12 @@ func newProxy(r route, transport http.RoundTripper, buffers httputil.BufferPool,
 			// exists, this replaces it so the service's span is its child.
 			propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
 		},
+		ModifyResponse: func(resp *http.Response) error {
+			// The request-id middleware already set the gateway's answer's X-Request-ID; the
+			// service echoes the same id, and ReverseProxy would add it a second time.
+			resp.Header.Del(web.RequestIDHeader)
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			upstreamError(w, req, svc.name, err, log)
 		},
@@ -187,7 +194,7 @@ func upstreamError(w http.ResponseWriter, r *http.Request, svc string, err error
 	}
 	if isTimeout(err) {
 		log.WarnContext(r.Context(), "service timed out", "upstream", svc, "err", err)
-		respondJSON(w, http.StatusGatewayTimeout, errorBody{
+		web.Respond(w, http.StatusGatewayTimeout, errorBody{
 			Error:   "Gateway timeout",
 			Service: svc,
 			Message: "the " + svc + " service did not answer in time",
@@ -195,7 +202,7 @@ func upstreamError(w http.ResponseWriter, r *http.Request, svc string, err error
 		return
 	}
 	log.WarnContext(r.Context(), "service unavailable", "upstream", svc, "err", err)
-	respondJSON(w, http.StatusServiceUnavailable, errorBody{
+	web.Respond(w, http.StatusServiceUnavailable, errorBody{
 		Error:   "Service unavailable",
 		Service: svc,
 		Message: "the " + svc + " service cannot be reached",

@@ -58,7 +58,7 @@ func TestLimitIsExact(t *testing.T) {
 		{limit: 1, window: time.Second},
 		{limit: 3, window: time.Minute},
 		{limit: 100, window: 15 * time.Minute},
-		{limit: 7, window: 10 * time.Second}, // window/limit is not a whole number of nanoseconds
+		{limit: 7, window: 10 * time.Second},          // window/limit is not a whole number of nanoseconds
 		{limit: 1000, window: 2001 * time.Nanosecond}, // 2 ns per request, 1 ns left over
 	}
 	for _, tt := range tests {
