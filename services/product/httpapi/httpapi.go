@@ -1,0 +1,164 @@
+// Package httpapi serves the product service's HTTP API (openapi.yaml): products CRUD
+// and the internal reservations API the order service calls. Handlers decode, validate,
+// call the store and encode; errors go to web.RespondError, the one mapping to statuses.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+	"github.com/shopkeeper-dev/shopkeeper/services/product/catalog"
+)
+
+// Store is what the handlers need from storage (store.Store).
+type Store interface {
+	Create(ctx context.Context, np catalog.NewProduct) (catalog.Product, error)
+	Get(ctx context.Context, id string) (catalog.Product, error)
+	List(ctx context.Context, req mongodb.PageRequest) (mongodb.Page[catalog.Product], error)
+	Update(ctx context.Context, id string, p catalog.Patch) (catalog.Product, error)
+	Delete(ctx context.Context, id string) error
+	Reserve(ctx context.Context, req catalog.ReservationRequest) (res catalog.Reservation, created bool, err error)
+	Release(ctx context.Context, orderID string) error
+}
+
+// NewHandler returns the service's whole HTTP handler: the API, /healthz, /readyz
+// (running checks) and /metrics of reg, behind the kit's middleware.
+func NewHandler(store Store, logger *slog.Logger, reg *prometheus.Registry, checks ...health.Check) http.Handler {
+	mux := web.NewMux(logger, reg)
+	health.Register(mux, checks...)
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+
+	h := handlers{store: store}
+	mux.HandleFunc("POST /products", h.createProduct)
+	mux.HandleFunc("GET /products", h.listProducts)
+	mux.HandleFunc("GET /products/{id}", h.getProduct)
+	mux.HandleFunc("PATCH /products/{id}", h.updateProduct)
+	mux.HandleFunc("DELETE /products/{id}", h.deleteProduct)
+	mux.HandleFunc("POST /internal/reservations", h.reserve)
+	mux.HandleFunc("DELETE /internal/reservations/{orderId}", h.release)
+	return mux
+}
+
+type handlers struct {
+	store Store
+}
+
+func (h handlers) createProduct(w http.ResponseWriter, r *http.Request) {
+	var np catalog.NewProduct
+	if err := web.Decode(w, r, &np); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	if err := np.Normalize(); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	p, err := h.store.Create(r.Context(), np)
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/products/"+p.ID)
+	web.Respond(w, http.StatusCreated, p)
+}
+
+func (h handlers) listProducts(w http.ResponseWriter, r *http.Request) {
+	req, err := mongodb.ParsePageRequest(r.URL.Query())
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	page, err := h.store.List(r.Context(), req)
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	web.Respond(w, http.StatusOK, page)
+}
+
+func (h handlers) getProduct(w http.ResponseWriter, r *http.Request) {
+	p, err := h.store.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	web.Respond(w, http.StatusOK, p)
+}
+
+func (h handlers) updateProduct(w http.ResponseWriter, r *http.Request) {
+	// A malformed or unknown id is 404 before the body is looked at.
+	if _, err := h.store.Get(r.Context(), r.PathValue("id")); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	var patch catalog.Patch
+	if err := web.Decode(w, r, &patch); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	if err := patch.Normalize(); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	p, err := h.store.Update(r.Context(), r.PathValue("id"), patch)
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	web.Respond(w, http.StatusOK, p)
+}
+
+func (h handlers) deleteProduct(w http.ResponseWriter, r *http.Request) {
+	if err := h.store.Delete(r.Context(), r.PathValue("id")); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	web.Respond(w, http.StatusNoContent, nil)
+}
+
+func (h handlers) reserve(w http.ResponseWriter, r *http.Request) {
+	var req catalog.ReservationRequest
+	if err := web.Decode(w, r, &req); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	if err := req.Validate(); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	res, created, err := h.store.Reserve(r.Context(), req)
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	web.Respond(w, status, res)
+}
+
+func (h handlers) release(w http.ResponseWriter, r *http.Request) {
+	order := r.PathValue("orderId")
+	if !catalog.ValidOrderID(order) {
+		web.RespondError(w, r, errOrderNotFound)
+		return
+	}
+	if err := h.store.Release(r.Context(), order); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	web.Respond(w, http.StatusNoContent, nil)
+}
+
+// errOrderNotFound answers a release of an order id that cannot exist (the contract:
+// a malformed id is 404). A well-formed unknown one is released: 204.
+var errOrderNotFound = apperr.NotFound("Reservation not found")
