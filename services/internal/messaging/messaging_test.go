@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,11 +16,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testenv.StopRabbitMQ()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 var workQueue = messaging.Queue{Name: "test.work", RoutingKeys: []string{"work.*"}, DeliveryLimit: 3}
 

@@ -93,3 +93,29 @@ func declareQueue(ch *amqp.Channel, name string, args amqp.Table) error {
 	}
 	return nil
 }
+
+// Event types of the shop (the routing keys).
+const (
+	OrderCreated     = "order.created"
+	OrderUpdated     = "order.updated"
+	PaymentSucceeded = "payment.succeeded"
+	PaymentFailed    = "payment.failed"
+)
+
+// The shop's work queues. Every service declares all of them (ShopTopology), so that a
+// publisher finds its consumers' queue even when it starts before them.
+var (
+	// PaymentOrderCreated feeds the payment service.
+	PaymentOrderCreated = Queue{Name: "payment.order-created", RoutingKeys: []string{OrderCreated}}
+	// OrderPaymentResults feeds the order service.
+	OrderPaymentResults = Queue{Name: "order.payment-results", RoutingKeys: []string{PaymentSucceeded, PaymentFailed}}
+)
+
+// ShopTopology is the topology of the shop's services.
+var ShopTopology = Topology{Queues: []Queue{PaymentOrderCreated, OrderPaymentResults}}
+
+// Settings is the broker part of a service's configuration (from the environment).
+type Settings struct {
+	// URL of the broker; RABBITMQ_URL is the seed's name.
+	URL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
+}

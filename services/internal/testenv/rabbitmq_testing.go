@@ -25,8 +25,8 @@ var sharedRabbitMQ struct {
 // broker is used instead; with RABBITMQ_MANAGEMENT_URL also set (http://user:pass@host:15672)
 // a fresh virtual host is made there per test, else the URL is used as it is.
 //
-// A package that uses it should stop the node at the end of TestMain with
-// StopRabbitMQ; should the binary die first, the node is stopped anyway.
+// The node is stopped by Stop (TestMain: testenv.Main(m)); should the binary die
+// first, the kernel stops it anyway.
 func RabbitMQ(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -43,6 +43,7 @@ func RabbitMQ(t testing.TB) string {
 		s.dir, s.err = os.MkdirTemp("", "rabbitmq-")
 		if s.err == nil {
 			s.node, s.err = StartRabbitMQ(ctx, s.dir)
+			OnStop(stopSharedRabbitMQ)
 		}
 	})
 	if s.err != nil {
@@ -55,8 +56,8 @@ func RabbitMQ(t testing.TB) string {
 	return u
 }
 
-// StopRabbitMQ stops the node RabbitMQ started, if any, and removes its files.
-func StopRabbitMQ() {
+// stopSharedRabbitMQ stops the node RabbitMQ started and removes its files.
+func stopSharedRabbitMQ() {
 	s := &sharedRabbitMQ
 	if s.node != nil {
 		s.node.Close()

@@ -1,0 +1,79 @@
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+)
+
+// WorkerConfig describes a service's event plumbing.
+type WorkerConfig struct {
+	// Broker is the broker part of the service's configuration.
+	Broker messaging.Settings
+	// Name is the service's name, shown by the broker.
+	Name string
+	// Outbox is the collection whose documents carry outgoing events.
+	Outbox *mongo.Collection
+	// Queue is consumed with Handler; Prefetch deliveries at once.
+	Queue    string
+	Prefetch int
+	Logger   *slog.Logger
+}
+
+// Worker is a service's event plumbing: the broker connection (declaring the shop's
+// topology), the relay of its outbox collection and the consumer of its queue.
+type Worker struct {
+	cfg      WorkerConfig
+	broker   *messaging.Broker
+	pub      *messaging.Publisher
+	relay    *Relay
+	consumer *messaging.Consumer
+
+	stopRelay context.CancelFunc
+	relayDone sync.WaitGroup
+}
+
+// NewWorker connects to the broker (in the background) and starts the relay, which
+// sends at once what earlier runs left in the outbox. Start begins consuming.
+func NewWorker(cfg WorkerConfig) *Worker {
+	b := messaging.Connect(messaging.Config{URL: cfg.Broker.URL, Name: cfg.Name, Topology: messaging.ShopTopology, Logger: cfg.Logger})
+	w := &Worker{cfg: cfg, broker: b, pub: messaging.NewPublisher(b)}
+	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Logger, time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopRelay = cancel
+	w.relayDone.Go(func() { w.relay.Run(ctx) })
+	return w
+}
+
+// Start consumes the configured queue with h.
+func (w *Worker) Start(h messaging.Handler) {
+	w.consumer = w.broker.Consume(messaging.ConsumerConfig{Queue: w.cfg.Queue, Prefetch: w.cfg.Prefetch, Handler: h})
+}
+
+// Notify tells the relay an outbox got an event.
+func (w *Worker) Notify() { w.relay.Notify() }
+
+// Ready reports whether the broker connection is open; it fits health.Check.
+func (w *Worker) Ready(ctx context.Context) error { return w.broker.Ready(ctx) }
+
+// Broker is the worker's broker connection.
+func (w *Worker) Broker() *messaging.Broker { return w.broker }
+
+// Close stops consuming (the deliveries in flight finish and are acknowledged, within
+// ctx), stops the relay and closes the connection.
+func (w *Worker) Close(ctx context.Context) error {
+	var err error
+	if w.consumer != nil {
+		err = w.consumer.Stop(ctx)
+	}
+	w.stopRelay()
+	w.relayDone.Wait()
+	w.pub.Close()
+	w.broker.Close()
+	return err
+}

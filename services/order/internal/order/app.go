@@ -1,0 +1,78 @@
+package order
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// Config is the order service's configuration, read from the environment.
+type Config struct {
+	config.Base
+	Mongo  mongodb.Config
+	Broker messaging.Settings
+	// UserServiceURL and ProductServiceURL are the peers' base URLs.
+	UserServiceURL    string `env:"USER_SERVICE_URL" envDefault:"http://user:8080"`
+	ProductServiceURL string `env:"PRODUCT_SERVICE_URL" envDefault:"http://product:8080"`
+	// PeerTimeout bounds each call to a peer.
+	PeerTimeout time.Duration `env:"PEER_TIMEOUT" envDefault:"5s"`
+	// Prefetch is how many payment results are handled at once.
+	Prefetch int `env:"CONSUMER_PREFETCH" envDefault:"64"`
+}
+
+// App is a running order service: HTTP API, payment-result consumer, outbox relay.
+type App struct {
+	svc    *service
+	db     *mongo.Database
+	worker *outbox.Worker
+	log    *slog.Logger
+}
+
+// New builds the service on db and connects to the broker (in the background: the
+// service runs, not ready, while the broker is down), then starts consuming.
+func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) (*App, error) {
+	st, err := newStore(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPeers(cfg.UserServiceURL, cfg.ProductServiceURL, cfg.PeerTimeout)
+	if err != nil {
+		return nil, err
+	}
+	w := outbox.NewWorker(outbox.WorkerConfig{
+		Broker: cfg.Broker, Name: "order", Outbox: st.orders,
+		Queue: messaging.OrderPaymentResults.Name, Prefetch: cfg.Prefetch, Logger: log,
+	})
+	svc := &service{store: st, peers: p, relay: w, log: log,
+		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
+	w.Start(svc.handlePaymentResult)
+	return &App{svc: svc, db: db, worker: w, log: log}, nil
+}
+
+// Handler serves the HTTP API with /healthz, /readyz (store and broker) and /metrics.
+func (a *App) Handler(reg *prometheus.Registry) http.Handler {
+	mux := web.NewMux(a.log, reg)
+	a.routes(mux)
+	health.Register(mux, mongodb.Check(a.db), health.Check{Name: "rabbitmq", Run: a.worker.Ready})
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	return mux
+}
+
+// Broker is the app's broker connection (tests wait for it).
+func (a *App) Broker() *messaging.Broker { return a.worker.Broker() }
+
+// Close stops consuming, letting the results in flight finish, stops the relay and
+// closes the broker connection, within ctx.
+func (a *App) Close(ctx context.Context) error { return a.worker.Close(ctx) }

@@ -1,0 +1,147 @@
+package order
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// peers calls the user and product services.
+type peers struct {
+	http    *http.Client
+	user    *url.URL
+	product *url.URL
+}
+
+func newPeers(userURL, productURL string, timeout time.Duration) (*peers, error) {
+	u, err := url.Parse(userURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("USER_SERVICE_URL %q is not a URL", userURL)
+	}
+	p, err := url.Parse(productURL)
+	if err != nil || p.Host == "" {
+		return nil, fmt.Errorf("PRODUCT_SERVICE_URL %q is not a URL", productURL)
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	// Every order makes two calls to the same two hosts: keep enough connections idle
+	// for the concurrency we serve, or each burst opens (and leaves in TIME_WAIT) new ones.
+	base.MaxIdleConnsPerHost = 256
+	return &peers{
+		http: &http.Client{Transport: tracing.Transport(base), Timeout: timeout},
+		user: u, product: p,
+	}, nil
+}
+
+// call sends a JSON request and decodes a JSON answer into out when the status is in ok.
+// It returns the status; any transport error or unexpected status is an Unavailable error
+// naming the peer, never the peer's own message.
+func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL, path string, body, out any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.JoinPath(path).String(), rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if id := web.RequestID(ctx); id != "" {
+		req.Header.Set(web.RequestIDHeader, id)
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return 0, nil, apperr.Unavailable(peer + " service unavailable")
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, apperr.Unavailable(peer + " service unavailable")
+	}
+	if resp.StatusCode/100 == 2 && out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return 0, nil, fmt.Errorf("%s service answered malformed JSON: %w", peer, err)
+		}
+	}
+	return resp.StatusCode, data, nil
+}
+
+// checkUser returns nil when the user exists, an Unprocessable error when not.
+func (p *peers) checkUser(ctx context.Context, userID string) error {
+	status, _, err := p.call(ctx, "user", http.MethodGet, p.user, "/users/"+url.PathEscape(userID), nil, nil)
+	switch {
+	case err != nil:
+		return err
+	case status == http.StatusOK:
+		return nil
+	case status == http.StatusNotFound:
+		return apperr.Unprocessable("unknown user", apperr.FieldError{Field: "userId", Message: "no such user"})
+	default:
+		return apperr.Unavailable(fmt.Sprintf("user service answered %d", status))
+	}
+}
+
+// reservation is the product service's answer to a reservation.
+type reservation struct {
+	OrderID string `json:"orderId"`
+	Items   []struct {
+		ProductID      string `json:"productId"`
+		Quantity       int    `json:"quantity"`
+		UnitPriceCents int64  `json:"unitPriceCents"`
+		Currency       string `json:"currency"`
+	} `json:"items"`
+	TotalCents int64 `json:"totalCents"`
+}
+
+// reserve takes the stock of every line for orderID, or none. Reserving the same
+// order again returns the first reservation, so a retry takes nothing twice.
+func (p *peers) reserve(ctx context.Context, orderID string, items []RequestItem) (reservation, error) {
+	var res reservation
+	body := map[string]any{"orderId": orderID, "items": items}
+	status, data, err := p.call(ctx, "product", http.MethodPost, p.product, "/internal/reservations", body, &res)
+	if err != nil {
+		return reservation{}, err
+	}
+	switch status {
+	case http.StatusOK, http.StatusCreated:
+		return res, nil
+	case http.StatusConflict, http.StatusUnprocessableEntity:
+		// Short stock or unknown product: pass the product service's details on; they
+		// are part of its contract (product ids and quantities), not internals.
+		var e web.ErrorBody
+		_ = json.Unmarshal(data, &e)
+		if status == http.StatusConflict {
+			return reservation{}, apperr.Conflict("insufficient stock", e.Details...)
+		}
+		return reservation{}, apperr.Unprocessable("unknown product", e.Details...)
+	default:
+		return reservation{}, apperr.Unavailable(fmt.Sprintf("product service answered %d", status))
+	}
+}
+
+// release gives an order's stock back; releasing twice is harmless.
+func (p *peers) release(ctx context.Context, orderID string) error {
+	status, _, err := p.call(ctx, "product", http.MethodDelete, p.product, "/internal/reservations/"+url.PathEscape(orderID), nil, nil)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusNoContent && status != http.StatusOK && status != http.StatusNotFound {
+		return fmt.Errorf("release stock of order %s: product service answered %d", orderID, status)
+	}
+	return nil
+}

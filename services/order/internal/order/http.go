@@ -1,0 +1,75 @@
+package order
+
+import (
+	"net/http"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// IdempotencyKeyHeader names the header that makes a retried POST /orders return the
+// first order.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+func (a *App) routes(mux *web.Mux) {
+	mux.HandleFunc("POST /orders", a.placeOrder)
+	mux.HandleFunc("GET /orders", a.listOrders)
+	mux.HandleFunc("GET /orders/{id}", a.getOrder)
+}
+
+func (a *App) placeOrder(w http.ResponseWriter, r *http.Request) {
+	var req PlaceRequest
+	if err := web.Decode(w, r, &req); err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	key := r.Header.Get(IdempotencyKeyHeader)
+	if len(key) > 255 {
+		web.RespondError(w, r, apperr.BadRequest(IdempotencyKeyHeader+" must be at most 255 characters"))
+		return
+	}
+	o, created, err := a.svc.place(r.Context(), req, key)
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		// The same order as the first request with this key; 200 tells the client
+		// nothing new was made.
+		status = http.StatusOK
+	}
+	web.Respond(w, status, o)
+}
+
+func (a *App) getOrder(w http.ResponseWriter, r *http.Request) {
+	o, err := a.svc.get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	web.Respond(w, http.StatusOK, o)
+}
+
+func (a *App) listOrders(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	page, err := mongodb.ParsePageRequest(q)
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	status := Status(q.Get("status"))
+	switch status {
+	case "", Pending, Paid, Cancelled:
+	default:
+		web.RespondError(w, r, apperr.Validation(apperr.FieldError{Field: "status", Message: "must be PENDING, PAID or CANCELLED"}))
+		return
+	}
+	items, next, err := a.svc.store.list(r.Context(), q.Get("userId"), status, page)
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
+	web.Respond(w, http.StatusOK, mongodb.Page[Order]{Items: items, Next: next})
+}

@@ -1,0 +1,170 @@
+package order
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+)
+
+// service is the order domain over its store, its peers and its outbox relay.
+type service struct {
+	store *store
+	peers *peers
+	relay interface{ Notify() } // the outbox relay, told of new events
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// place places an order: it checks the user, reserves the stock under the order's id,
+// and stores the order PENDING with its order.created event in one write. With an
+// idempotency key, a retry reuses the first attempt's order id, so every step repeats
+// harmlessly and the same order comes back. created is false for such a replay.
+func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (o Order, created bool, err error) {
+	if err := req.Validate(); err != nil {
+		return Order{}, false, err
+	}
+	id := mongodb.NewID()
+	if idemKey != "" {
+		fp, _ := json.Marshal(req)
+		sum := sha256.Sum256(fp)
+		k, err := s.store.claimKey(ctx, idempotencyKey{ID: req.UserID + "\x00" + idemKey, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
+		if err != nil {
+			return Order{}, false, err
+		}
+		if k.Fingerprint != hex.EncodeToString(sum[:]) {
+			return Order{}, false, apperr.Unprocessable("Idempotency-Key was used for a different request")
+		}
+		id = k.OrderID
+		if o, err := s.store.get(ctx, id); err == nil {
+			return o, false, nil
+		} else if !errors.Is(err, errNotFound) {
+			return Order{}, false, err
+		}
+	}
+
+	if err := s.peers.checkUser(ctx, req.UserID); err != nil {
+		return Order{}, false, err
+	}
+	res, err := s.peers.reserve(ctx, id.Hex(), req.Items)
+	if err != nil {
+		return Order{}, false, err
+	}
+	now := s.now()
+	o = Order{ID: id, UserID: req.UserID, TotalCents: res.TotalCents, Currency: "USD",
+		Status: Pending, CreatedAt: now, UpdatedAt: now}
+	for _, it := range res.Items {
+		o.Items = append(o.Items, Item{ProductID: it.ProductID, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents})
+		if it.Currency != "" {
+			o.Currency = it.Currency
+		}
+	}
+	ev, err := outbox.NewEvent(ctx, messaging.OrderCreated, CreatedEvent{
+		OrderID: id.Hex(), UserID: o.UserID, Items: o.Items, TotalCents: o.TotalCents,
+		Currency: o.Currency, CreatedAt: now,
+	}, true)
+	if err != nil {
+		return Order{}, false, err
+	}
+	stored, inserted, err := s.store.insert(ctx, document{Order: o, Outbox: []outbox.Event{ev}, OutboxPending: true})
+	if err != nil {
+		if idemKey == "" {
+			// No retry can find this reservation again: give the stock back.
+			s.releaseQuietly(context.WithoutCancel(ctx), id)
+		}
+		return Order{}, false, err
+	}
+	if inserted {
+		s.relay.Notify()
+	}
+	return stored, inserted, nil
+}
+
+func (s *service) releaseQuietly(ctx context.Context, id bson.ObjectID) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.peers.release(ctx, id.Hex()); err != nil {
+		s.log.Error("stock of an unstored order not released", "order", id.Hex(), "error", err)
+	}
+}
+
+func (s *service) get(ctx context.Context, id string) (Order, error) {
+	oid, ok := mongodb.ParseID(id)
+	if !ok {
+		return Order{}, apperr.NotFound("Order not found")
+	}
+	o, err := s.store.get(ctx, oid)
+	if errors.Is(err, errNotFound) {
+		return Order{}, apperr.NotFound("Order not found")
+	}
+	return o, err
+}
+
+// handlePaymentResult settles an order from a payment.succeeded or payment.failed
+// delivery. Handling it again changes nothing: only a PENDING order is settled. A
+// failed payment releases the stock before the order is marked CANCELLED, so that a
+// crash in between leaves the order PENDING and the redelivery finishes the job.
+func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery) error {
+	var r PaymentResult
+	if err := json.Unmarshal(d.Body, &r); err != nil {
+		return messaging.Permanent(fmt.Errorf("malformed %s: %w", d.Type, err))
+	}
+	id, ok := mongodb.ParseID(r.OrderID)
+	if !ok {
+		return messaging.Permanent(fmt.Errorf("%s for malformed order id %q", d.Type, r.OrderID))
+	}
+	var status Status
+	var reason string
+	switch d.Type {
+	case messaging.PaymentSucceeded:
+		status = Paid
+	case messaging.PaymentFailed:
+		status, reason = Cancelled, "payment failed"
+		if r.Reason != "" {
+			reason = "payment failed: " + r.Reason
+		}
+	default:
+		return messaging.Permanent(fmt.Errorf("unexpected event type %q", d.Type))
+	}
+
+	current, err := s.store.get(ctx, id)
+	if errors.Is(err, errNotFound) {
+		return messaging.Permanent(fmt.Errorf("%s for unknown order %s", d.Type, r.OrderID))
+	}
+	if err != nil {
+		return err
+	}
+	if current.Status != Pending {
+		return nil // handled before
+	}
+	if status == Cancelled {
+		if err := s.peers.release(ctx, r.OrderID); err != nil {
+			return err
+		}
+	}
+	now := s.now()
+	ev, err := outbox.NewEvent(ctx, messaging.OrderUpdated,
+		UpdatedEvent{OrderID: r.OrderID, Status: status, Reason: reason, UpdatedAt: now}, false)
+	if err != nil {
+		return err
+	}
+	changed, err := s.store.settle(ctx, id, status, reason, ev, now)
+	if err != nil {
+		return err
+	}
+	if changed {
+		s.relay.Notify()
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+)
+
+// errNotFound is returned by the store for an unknown order.
+var errNotFound = errors.New("order not found")
+
+// store keeps orders (each with its outbox) and idempotency keys.
+type store struct {
+	orders *mongo.Collection
+	keys   *mongo.Collection
+}
+
+func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
+	s := &store{orders: db.Collection("orders"), keys: db.Collection("idempotency_keys")}
+	models := append(outbox.Indexes(),
+		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: 1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "_id", Value: 1}}},
+	)
+	if err := mongodb.EnsureIndexes(ctx, s.orders, models...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// idempotencyKey maps a client's Idempotency-Key to the order it made.
+type idempotencyKey struct {
+	ID          string        `bson:"_id"` // user id + key
+	OrderID     bson.ObjectID `bson:"orderId"`
+	Fingerprint string        `bson:"fingerprint"` // of the request body
+}
+
+// claimKey records key for a new order id, or returns the one recorded first.
+func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey, error) {
+	_, err := s.keys.InsertOne(ctx, k)
+	if err == nil {
+		return k, nil
+	}
+	if !mongodb.IsDuplicateKey(err) {
+		return idempotencyKey{}, err
+	}
+	var first idempotencyKey
+	if err := s.keys.FindOne(ctx, bson.D{{Key: "_id", Value: k.ID}}).Decode(&first); err != nil {
+		return idempotencyKey{}, err
+	}
+	return first, nil
+}
+
+// insert stores a new order with its outbox; inserted is false when an order with
+// this id exists already (a retried request), which is then returned.
+func (s *store) insert(ctx context.Context, d document) (o Order, inserted bool, err error) {
+	if _, err := s.orders.InsertOne(ctx, d); err != nil {
+		if mongodb.IsDuplicateKey(err) {
+			o, err := s.get(ctx, d.ID)
+			return o, false, err
+		}
+		return Order{}, false, err
+	}
+	return d.Order, true, nil
+}
+
+func (s *store) get(ctx context.Context, id bson.ObjectID) (Order, error) {
+	var o Order
+	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
+		options.FindOne().SetProjection(bson.D{{Key: outbox.Field, Value: 0}})).Decode(&o)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return Order{}, errNotFound
+	}
+	return o, err
+}
+
+// list returns a page of orders, filtered by user and status when given.
+func (s *store) list(ctx context.Context, userID string, status Status, page mongodb.PageRequest) ([]Order, string, error) {
+	filter := bson.D{}
+	if userID != "" {
+		filter = append(filter, bson.E{Key: "userId", Value: userID})
+	}
+	if status != "" {
+		filter = append(filter, bson.E{Key: "status", Value: status})
+	}
+	return mongodb.FindPage[Order](ctx, s.orders, filter, page)
+}
+
+// settle moves a PENDING order to status, appending its order.updated event in the same
+// write. changed is false when the order was not PENDING (a result handled before).
+func (s *store) settle(ctx context.Context, id bson.ObjectID, status Status, reason string, ev outbox.Event, now time.Time) (changed bool, err error) {
+	set := bson.D{
+		{Key: "status", Value: status},
+		{Key: "updatedAt", Value: now},
+		{Key: outbox.PendingField, Value: true},
+	}
+	if reason != "" {
+		set = append(set, bson.E{Key: "reason", Value: reason})
+	}
+	update := append(bson.D{{Key: "$set", Value: set}}, outbox.Push(ev)...)
+	res, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: Pending}}, update)
+	if err != nil {
+		return false, fmt.Errorf("settle order %s: %w", id.Hex(), err)
+	}
+	return res.ModifiedCount == 1, nil
+}

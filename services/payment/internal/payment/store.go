@@ -1,0 +1,65 @@
+package payment
+
+import (
+	"context"
+	"errors"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+)
+
+var errNotFound = errors.New("payment not found")
+
+// document is a payment with its outbox, as stored.
+type document struct {
+	Payment       `bson:",inline"`
+	Outbox        []outbox.Event `bson:"outbox"`
+	OutboxPending bool           `bson:"outboxPending"`
+}
+
+type store struct{ payments *mongo.Collection }
+
+func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
+	s := &store{payments: db.Collection("payments")}
+	// The unique order id is what makes a payment happen once per order.
+	models := append(outbox.Indexes(), mongo.IndexModel{
+		Keys: bson.D{{Key: "orderId", Value: 1}}, Options: options.Index().SetUnique(true),
+	})
+	if err := mongodb.EnsureIndexes(ctx, s.payments, models...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// insert stores d; inserted is false when the order has a payment already.
+func (s *store) insert(ctx context.Context, d document) (inserted bool, err error) {
+	if _, err := s.payments.InsertOne(ctx, d); err != nil {
+		if mongodb.IsDuplicateKey(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+func (s *store) get(ctx context.Context, id bson.ObjectID) (Payment, error) {
+	var p Payment
+	err := s.payments.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
+		options.FindOne().SetProjection(bson.D{{Key: outbox.Field, Value: 0}})).Decode(&p)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return Payment{}, errNotFound
+	}
+	return p, err
+}
+
+func (s *store) list(ctx context.Context, orderID string, page mongodb.PageRequest) ([]Payment, string, error) {
+	filter := bson.D{}
+	if orderID != "" {
+		filter = append(filter, bson.E{Key: "orderId", Value: orderID})
+	}
+	return mongodb.FindPage[Payment](ctx, s.payments, filter, page)
+}
