@@ -103,7 +103,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 }
 
 // quietRoutes are probes and scrapes: logged at debug level so they do not drown the log.
-var quietRoutes = map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
+var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
 // observe writes one access-log line per request and records its metrics. Its logger
 // gains the trace id here, where the span exists.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -32,7 +33,10 @@ func NewMux(logger *slog.Logger, reg prometheus.Registerer) *Mux {
 	h = observe(h, newHTTPMetrics(reg))
 	h = otelhttp.NewHandler(h, "http.server",
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			return r.Method + " " + Route(r.Context())
+			if route := Route(r.Context()); route != unmatchedRoute {
+				return r.Method + " " + route
+			}
+			return r.Method
 		}))
 	m.handler = withRequestID(h, logger)
 	return m
@@ -50,10 +54,15 @@ func (m *Mux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Reque
 // in spans, logs and metrics, then runs the chain.
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, pattern := m.mux.Handler(r)
-	if pattern == "" {
-		pattern = unmatchedRoute
+	route := unmatchedRoute
+	if pattern != "" {
+		// "GET /users/{id}" → "/users/{id}": the method is a label of its own.
+		_, route, _ = strings.Cut(pattern, " ")
+		if route == "" {
+			route = pattern
+		}
 	}
-	ctx := context.WithValue(r.Context(), routeKey{}, pattern)
+	ctx := context.WithValue(r.Context(), routeKey{}, route)
 	m.handler.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -62,7 +71,7 @@ const unmatchedRoute = "unmatched"
 
 type routeKey struct{}
 
-// Route returns the pattern that matched the request ("GET /users/{id}"), or
+// Route returns the path of the pattern that matched the request ("/users/{id}"), or
 // "unmatched".
 func Route(ctx context.Context) string {
 	if s, ok := ctx.Value(routeKey{}).(string); ok {

@@ -1,0 +1,73 @@
+package config_test
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+)
+
+type serviceConfig struct {
+	config.Base
+	Limit int64 `env:"PAYMENT_LIMIT_CENTS" envDefault:"100000"`
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		check   func(t *testing.T, c serviceConfig)
+		wantErr []string // substrings of the error; nil means success
+	}{
+		{
+			name:    "defaults",
+			environ: []string{},
+			check: func(t *testing.T, c serviceConfig) {
+				if c.Port != 8080 || c.LogLevel != slog.LevelInfo || c.ShutdownTimeout != 20*time.Second || c.Limit != 100000 {
+					t.Errorf("defaults = %+v", c)
+				}
+			},
+		},
+		{
+			name:    "values",
+			environ: []string{"PORT=9000", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=3s", "PAYMENT_LIMIT_CENTS=5"},
+			check: func(t *testing.T, c serviceConfig) {
+				if c.Port != 9000 || c.LogLevel != slog.LevelDebug || c.ShutdownTimeout != 3*time.Second || c.Limit != 5 {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+		{name: "bad port", environ: []string{"PORT=eighty"}, wantErr: []string{`PORT="eighty"`}},
+		{name: "port out of range", environ: []string{"PORT=70000"}, wantErr: []string{"PORT=70000"}},
+		{name: "bad duration", environ: []string{"SHUTDOWN_TIMEOUT=soon"}, wantErr: []string{`SHUTDOWN_TIMEOUT="soon"`}},
+		{name: "bad level", environ: []string{"LOG_LEVEL=loud"}, wantErr: []string{`LOG_LEVEL="loud"`}},
+		{
+			name:    "every bad variable is named",
+			environ: []string{"PORT=x", "PAYMENT_LIMIT_CENTS=y"},
+			wantErr: []string{`PORT="x"`, `PAYMENT_LIMIT_CENTS="y"`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c serviceConfig
+			err := config.LoadFrom(&c, tt.environ)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("LoadFrom: %v", err)
+				}
+				tt.check(t, c)
+				return
+			}
+			if err == nil {
+				t.Fatalf("LoadFrom succeeded: %+v", c)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+		})
+	}
+}

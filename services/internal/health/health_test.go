@@ -1,0 +1,70 @@
+package health_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
+)
+
+func TestReady(t *testing.T) {
+	ok := health.Check{Name: "db", Run: func(context.Context) error { return nil }}
+	down := health.Check{Name: "broker", Run: func(context.Context) error { return errors.New("connection refused") }}
+	hangs := health.Check{Name: "slow", Run: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+
+	tests := []struct {
+		name   string
+		checks []health.Check
+		status int
+		report health.Report
+	}{
+		{"no checks", nil, 200, health.Report{Status: "ok", Checks: map[string]string{}}},
+		{"all pass", []health.Check{ok}, 200, health.Report{Status: "ok", Checks: map[string]string{"db": "ok"}}},
+		{"one fails", []health.Check{ok, down}, 503, health.Report{Status: "unavailable",
+			Checks: map[string]string{"db": "ok", "broker": "connection refused"}}},
+		{"one times out", []health.Check{ok, hangs}, 503, health.Report{Status: "unavailable",
+			Checks: map[string]string{"db": "ok", "slow": "context deadline exceeded"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			health.Ready(50*time.Millisecond, tt.checks...).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+			if time.Since(start) > time.Second {
+				t.Errorf("readiness took %s despite a 50ms timeout", time.Since(start))
+			}
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d", rec.Code, tt.status)
+			}
+			var got health.Report
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != tt.report.Status || len(got.Checks) != len(tt.report.Checks) {
+				t.Fatalf("report = %+v, want %+v", got, tt.report)
+			}
+			for k, v := range tt.report.Checks {
+				if got.Checks[k] != v {
+					t.Errorf("check %s = %q, want %q", k, got.Checks[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestRegister(t *testing.T) {
+	mux := http.NewServeMux()
+	health.Register(mux)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("GET %s = %d %s", path, rec.Code, rec.Header().Get("Content-Type"))
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package web_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+type item struct {
+	Name  string   `json:"name"`
+	Count int      `json:"count"`
+	Tags  []string `json:"tags"`
+	Inner struct {
+		OK bool `json:"ok"`
+	} `json:"inner"`
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		status int    // 0: decoded
+		errMsg string // substring of the error message
+	}{
+		{"valid", `{"name":"a","count":2,"tags":["x"],"inner":{"ok":true}}`, 0, ""},
+		{"valid with spaces after", "{\"name\":\"a\"}\n  \n", 0, ""},
+		{"empty", ``, 400, "must not be empty"},
+		{"malformed", `{"name":}`, 400, "malformed JSON at byte"},
+		{"truncated", `{"name":"a"`, 400, "malformed JSON"},
+		{"unknown field", `{"name":"a","admin":true}`, 400, `unknown field "admin"`},
+		{"wrong type", `{"count":"two"}`, 400, `field "count" must be a JSON integer`},
+		{"wrong type in array", `{"tags":[1]}`, 400, `field "tags" must be a JSON string`},
+		{"wrong nested type", `{"inner":{"ok":"yes"}}`, 400, `field "inner.ok" must be a JSON boolean`},
+		{"not an object", `[1,2]`, 400, "must be a JSON object"},
+		{"two values", `{"name":"a"}{"name":"b"}`, 400, "single JSON value"},
+		{"trailing garbage", `{"name":"a"} x`, 400, "single JSON value"},
+		{"too large", `{"name":"` + strings.Repeat("a", web.MaxBodyBytes) + `"}`, 413, "must not be larger than 1048576 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got item
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := web.Decode(w, r, &got); err != nil {
+					web.RespondError(w, r, err)
+					return
+				}
+				web.Respond(w, http.StatusOK, got)
+			})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("POST", "/", strings.NewReader(tt.body)))
+			if tt.status == 0 {
+				if rec.Code != 200 || got.Name != "a" {
+					t.Fatalf("decode failed: %d %s", rec.Code, rec.Body)
+				}
+				return
+			}
+			if rec.Code != tt.status {
+				t.Fatalf("status = %d, want %d (%s)", rec.Code, tt.status, rec.Body)
+			}
+			if msg := errorOf(t, rec); !strings.Contains(msg, tt.errMsg) {
+				t.Errorf("error = %q, want it to contain %q", msg, tt.errMsg)
+			}
+		})
+	}
+}
+
+func TestRespondError(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		status int
+		body   string
+		logged bool
+	}{
+		{"not found", apperr.NotFound("User not found"), 404, `{"error":"User not found"}`, false},
+		{"wrapped not found", fmt.Errorf("get: %w", apperr.NotFound("User not found")), 404, `{"error":"User not found"}`, false},
+		{"validation", apperr.Validation(apperr.FieldError{Field: "name", Message: "too short"}), 400,
+			`{"error":"validation failed","details":[{"field":"name","message":"too short"}]}`, false},
+		{"conflict with details", apperr.Conflict("insufficient stock", map[string]any{"productId": "p1", "requested": 2, "available": 1}), 409,
+			`{"error":"insufficient stock","details":[{"available":1,"productId":"p1","requested":2}]}`, false},
+		{"too large", apperr.TooLarge("too big"), 413, `{"error":"too big"}`, false},
+		{"unprocessable", apperr.Unprocessable("unknown product"), 422, `{"error":"unknown product"}`, false},
+		{"unavailable", apperr.Unavailable("product service unavailable"), 503, `{"error":"product service unavailable"}`, false},
+		{"bad request", apperr.BadRequest("bad"), 400, `{"error":"bad"}`, false},
+		{"driver error never leaks", errors.New("connection(127.0.0.1:27017) incomplete read"), 500, `{"error":"Internal server error"}`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			mux := web.NewMux(logging.NewTo(&logs, "test", slog.LevelInfo), nil)
+			mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) { web.RespondError(w, r, tt.err) })
+			rec := serve(mux, "GET", "/x")
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d", rec.Code, tt.status)
+			}
+			var got, want any
+			_ = json.Unmarshal(rec.Body.Bytes(), &got)
+			_ = json.Unmarshal([]byte(tt.body), &want)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("body = %s, want %s", rec.Body, tt.body)
+			}
+			if logged := strings.Contains(logs.String(), "request failed"); logged != tt.logged {
+				t.Errorf("error logged = %v, want %v: %s", logged, tt.logged, logs.String())
+			}
+			if tt.logged && !strings.Contains(logs.String(), "incomplete read") {
+				t.Errorf("the hidden error is not in the log: %s", logs.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,216 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// newTestMux serves GET and DELETE /things/{id}, a panicking route and a route that
+// reports its request id, logging into the returned buffer.
+func newTestMux(t *testing.T, reg prometheus.Registerer) (*web.Mux, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	mux := web.NewMux(logging.NewTo(&logs, "test", slog.LevelDebug), reg)
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) {
+		web.Respond(w, http.StatusOK, map[string]string{"id": r.PathValue("id")})
+	})
+	mux.HandleFunc("DELETE /things/{id}", func(w http.ResponseWriter, _ *http.Request) {
+		web.Respond(w, http.StatusNoContent, nil)
+	})
+	mux.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	mux.HandleFunc("GET /id", func(w http.ResponseWriter, r *http.Request) {
+		web.Respond(w, http.StatusOK, map[string]string{"id": web.RequestID(r.Context())})
+	})
+	return mux, &logs
+}
+
+func serve(h http.Handler, method, target string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func errorOf(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	var body web.ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatalf("body %q is not a JSON error: %v", rec.Body, err)
+	}
+	return body.Error
+}
+
+func TestMuxRouting(t *testing.T) {
+	mux, _ := newTestMux(t, nil)
+	tests := []struct {
+		method, target string
+		status         int
+		allow          string
+		errMsg         string
+	}{
+		{"GET", "/things/42", 200, "", ""},
+		{"DELETE", "/things/42", 204, "", ""},
+		{"GET", "/nothing", 404, "", "Not found"},
+		{"GET", "/things", 404, "", "Not found"},
+		{"PUT", "/things/42", 405, "DELETE, GET, HEAD", "Method not allowed"},
+		{"POST", "/panic", 405, "GET, HEAD", "Method not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			rec := serve(mux, tt.method, tt.target)
+			if rec.Code != tt.status {
+				t.Fatalf("status = %d, want %d (body %s)", rec.Code, tt.status, rec.Body)
+			}
+			if got := rec.Header().Get("Allow"); got != tt.allow {
+				t.Errorf("Allow = %q, want %q", got, tt.allow)
+			}
+			if tt.errMsg != "" {
+				if got := errorOf(t, rec); got != tt.errMsg {
+					t.Errorf("error = %q, want %q", got, tt.errMsg)
+				}
+			}
+		})
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	mux, logs := newTestMux(t, nil)
+	tests := []struct {
+		name, incoming string
+		kept           bool
+	}{
+		{"kept", "abc-123", true},
+		{"made when missing", "", false},
+		{"made when unprintable", "bad id\x01", false},
+		{"made when too long", strings.Repeat("a", 129), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs.Reset()
+			rec := serve(mux, "GET", "/id", "X-Request-ID", tt.incoming)
+			got := rec.Header().Get("X-Request-ID")
+			var body map[string]string
+			_ = json.Unmarshal(rec.Body.Bytes(), &body)
+			switch {
+			case tt.kept && got != tt.incoming:
+				t.Errorf("X-Request-ID = %q, want %q", got, tt.incoming)
+			case !tt.kept && (len(got) != 32 || got == tt.incoming):
+				t.Errorf("X-Request-ID = %q, want a new 32-hex id", got)
+			}
+			if body["id"] != got {
+				t.Errorf("handler saw id %q, response carries %q", body["id"], got)
+			}
+			line := accessLine(t, logs)
+			if line["request_id"] != got || line["route"] != "/id" || line["method"] != "GET" ||
+				line["status"] != float64(200) || line["duration"] == nil {
+				t.Errorf("access log line = %v", line)
+			}
+		})
+	}
+}
+
+// accessLine returns the access-log line in logs.
+func accessLine(t *testing.T, logs *bytes.Buffer) map[string]any {
+	t.Helper()
+	for l := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", l, err)
+		}
+		if m["msg"] == "request" {
+			return m
+		}
+	}
+	t.Fatalf("no access log line in %q", logs)
+	return nil
+}
+
+func TestPanicRecovery(t *testing.T) {
+	mux, logs := newTestMux(t, nil)
+	rec := serve(mux, "GET", "/panic")
+	if rec.Code != 500 || errorOf(t, rec) != "Internal server error" {
+		t.Fatalf("GET /panic = %d %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(logs.String(), `"panic":"boom"`) || !strings.Contains(logs.String(), "goroutine") {
+		t.Errorf("panic and stack not logged: %s", logs)
+	}
+	if line := accessLine(t, logs); line["status"] != float64(500) {
+		t.Errorf("access log status = %v, want 500", line["status"])
+	}
+	// The server still serves.
+	if rec := serve(mux, "GET", "/things/1"); rec.Code != 200 {
+		t.Errorf("after a panic GET /things/1 = %d", rec.Code)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	mux, _ := newTestMux(t, reg)
+	serve(mux, "GET", "/things/1")
+	serve(mux, "GET", "/things/2")
+	serve(mux, "GET", "/nowhere")
+	// A second mux on the same registry (as tests do) shares the collectors.
+	mux2, _ := newTestMux(t, reg)
+	serve(mux2, "GET", "/things/3")
+
+	want := `
+# HELP http_requests_total HTTP requests served, by method, route pattern and status code.
+# TYPE http_requests_total counter
+http_requests_total{method="GET",route="/things/{id}",status="200"} 3
+http_requests_total{method="GET",route="unmatched",status="404"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "http_requests_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "http_request_duration_seconds"); n != 2 {
+		t.Errorf("latency histograms = %d, want 2 (one per method and route)", n)
+	}
+}
+
+func TestTraceparentContinued(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+
+	mux, _ := newTestMux(t, nil)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	serve(mux, "GET", "/things/7", "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("spans = %d, want 1", len(spans))
+	}
+	if got := spans[0].SpanContext.TraceID().String(); got != traceID {
+		t.Errorf("trace id = %s, want the incoming %s", got, traceID)
+	}
+	if got := spans[0].Parent.SpanID().String(); got != "00f067aa0ba902b7" {
+		t.Errorf("parent span = %s, want the incoming one", got)
+	}
+	if spans[0].Name != "GET /things/{id}" {
+		t.Errorf("span name = %q, want the method and route", spans[0].Name)
+	}
+}
