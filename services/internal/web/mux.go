@@ -12,6 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 )
 
 // Mux routes requests by Go 1.22 http.ServeMux patterns ("GET /users/{id}") and wraps
@@ -39,6 +42,15 @@ func NewMux(logger *slog.Logger, reg prometheus.Registerer) *Mux {
 			return r.Method
 		}))
 	m.handler = withRequestID(h, logger)
+	return m
+}
+
+// NewServiceMux is NewMux with what every service binary serves besides its API:
+// GET /healthz, GET /readyz (running checks) and GET /metrics (reg).
+func NewServiceMux(logger *slog.Logger, reg *prometheus.Registry, checks ...health.Check) *Mux {
+	m := NewMux(logger, reg)
+	health.Register(m, checks...)
+	m.Handle("GET /metrics", metrics.Handler(reg))
 	return m
 }
 

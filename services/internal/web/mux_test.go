@@ -214,3 +214,17 @@ func TestTraceparentContinued(t *testing.T) {
 		t.Errorf("span name = %q, want the method and route", spans[0].Name)
 	}
 }
+
+func TestServiceMux(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	mux := web.NewServiceMux(logging.Discard(), reg)
+	serve(mux, "GET", "/healthz")
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if rec := serve(mux, "GET", path); rec.Code != 200 {
+			t.Errorf("GET %s = %d", path, rec.Code)
+		}
+	}
+	if rec := serve(mux, "GET", "/metrics"); !strings.Contains(rec.Body.String(), `http_requests_total{method="GET",route="/healthz",status="200"} 2`) {
+		t.Errorf("/metrics does not count the probes:\n%s", rec.Body)
+	}
+}
