@@ -14,7 +14,9 @@ import (
 func testBadInput(t *testing.T, c *apitest.Client) {
 	id := createProduct(t, c, "Lamp", 4000, 5, "")
 	product := "/products/" + id
-	item := func(q any) string { return fmt.Sprintf(`{"orderId": "bad-1", "items": [{"productId": %q, "quantity": %v}]}`, id, q) }
+	item := func(q any) string {
+		return fmt.Sprintf(`{"orderId": "bad-1", "items": [{"productId": %q, "quantity": %v}]}`, id, q)
+	}
 	tooManyLines := make([]string, 51)
 	for i := range tooManyLines {
 		tooManyLines[i] = fmt.Sprintf(`{"productId": "%024x", "quantity": 1}`, i)
