@@ -44,47 +44,46 @@ import (
 
 // Reservation states.
 const (
-	StatePending  = "pending"
-	StateReserved = "reserved"
-	StateFailed   = "failed"
-	StateReleased = "released"
+	statePending  = "pending"
+	stateReserved = "reserved"
+	stateFailed   = "failed"
+	stateReleased = "released"
 )
 
-// ReservationDoc is a reservation as stored. It is exported, with its fields, so tests
-// can write one in the state a crash leaves behind.
-type ReservationDoc struct {
+// reservationDoc is a reservation as stored.
+type reservationDoc struct {
 	OrderID    string    `bson:"_id"`
 	State      string    `bson:"state"`
-	Lines      []LineDoc `bson:"lines"`
+	Lines      []lineDoc `bson:"lines"`
 	TotalCents int64     `bson:"totalCents"`
 	// Failure is why a failed reservation failed, answered again to a repeated request.
-	Failure   *FailureDoc `bson:"failure,omitempty"`
+	Failure   *failureDoc `bson:"failure,omitempty"`
 	CreatedAt time.Time   `bson:"createdAt"`
 	UpdatedAt time.Time   `bson:"updatedAt"`
 }
 
-// LineDoc is one line of a reservation, priced when the reservation was made.
-type LineDoc struct {
+// lineDoc is one line of a reservation, priced when the reservation was made.
+type lineDoc struct {
 	ProductID      string `bson:"productId"`
 	Quantity       int64  `bson:"quantity"`
 	UnitPriceCents int64  `bson:"unitPriceCents"`
 	Currency       string `bson:"currency"`
 }
 
-// FailureDoc records a failed reservation's answer: the short lines, or the products gone.
-type FailureDoc struct {
-	Shortages []ShortageDoc `bson:"shortages,omitempty"`
+// failureDoc records a failed reservation's answer: the short lines, or the products gone.
+type failureDoc struct {
+	Shortages []shortageDoc `bson:"shortages,omitempty"`
 	Unknown   []string      `bson:"unknown,omitempty"`
 }
 
-// ShortageDoc is a catalog.Shortage as stored.
-type ShortageDoc struct {
+// shortageDoc is a catalog.Shortage as stored.
+type shortageDoc struct {
 	ProductID string `bson:"productId"`
 	Requested int64  `bson:"requested"`
 	Available int64  `bson:"available"`
 }
 
-func (f *FailureDoc) err() error {
+func (f *failureDoc) err() error {
 	if len(f.Unknown) > 0 {
 		return catalog.UnknownProducts(f.Unknown...)
 	}
@@ -95,7 +94,7 @@ func (f *FailureDoc) err() error {
 	return catalog.InsufficientStock(shortages...)
 }
 
-func (d ReservationDoc) reservation() catalog.Reservation {
+func (d reservationDoc) reservation() catalog.Reservation {
 	res := catalog.Reservation{OrderID: d.OrderID, Items: make([]catalog.ReservedItem, len(d.Lines)), TotalCents: d.TotalCents}
 	for i, l := range d.Lines {
 		res.Items[i] = catalog.ReservedItem(l)
@@ -118,13 +117,11 @@ func (s *Store) Reserve(ctx context.Context, req catalog.ReservationRequest) (re
 	if err != nil {
 		return catalog.Reservation{}, false, err
 	}
-	if doc.State == StateReleased {
-		return catalog.Reservation{}, false, catalog.ErrReleased
-	}
-	if !doc.reservation().SameItems(req) {
+	// A released order answers "released" whatever it asks for (settle says it).
+	if doc.State != stateReleased && !doc.reservation().SameItems(req) {
 		return catalog.Reservation{}, false, catalog.ErrDifferentItems
 	}
-	if doc.State == StatePending {
+	if doc.State == statePending {
 		if doc, err = s.takeLines(ctx, doc); err != nil {
 			return catalog.Reservation{}, false, err
 		}
@@ -138,7 +135,7 @@ func (s *Store) Reserve(ctx context.Context, req catalog.ReservationRequest) (re
 // createReservation prices req and stores it as pending. An unknown product or mixed
 // currencies refuse it before anything is written. When another request stored the
 // same order first, it returns that one.
-func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRequest) (ReservationDoc, bool, error) {
+func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRequest) (reservationDoc, bool, error) {
 	products := make(map[string]catalog.Product, len(req.Items))
 	for _, it := range req.Items {
 		// One lookup by _id per line: FerretDB answers those from its index, while an $in
@@ -148,21 +145,21 @@ func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRe
 			continue
 		}
 		if err != nil {
-			return ReservationDoc{}, false, err
+			return reservationDoc{}, false, err
 		}
 		products[it.ProductID] = p
 	}
 	priced, err := catalog.Price(req, products)
 	if err != nil {
-		return ReservationDoc{}, false, err
+		return reservationDoc{}, false, err
 	}
 	now := s.now()
-	doc := ReservationDoc{
-		OrderID: req.OrderID, State: StatePending, Lines: make([]LineDoc, len(priced.Items)),
+	doc := reservationDoc{
+		OrderID: req.OrderID, State: statePending, Lines: make([]lineDoc, len(priced.Items)),
 		TotalCents: priced.TotalCents, CreatedAt: now, UpdatedAt: now,
 	}
 	for i, it := range priced.Items {
-		doc.Lines[i] = LineDoc(it)
+		doc.Lines[i] = lineDoc(it)
 	}
 	_, err = s.reservations.InsertOne(ctx, doc)
 	if mongodb.IsDuplicateKey(err) {
@@ -170,7 +167,7 @@ func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRe
 		return doc, false, err
 	}
 	if err != nil {
-		return ReservationDoc{}, false, fmt.Errorf("insert reservation: %w", err)
+		return reservationDoc{}, false, fmt.Errorf("insert reservation: %w", err)
 	}
 	return doc, true, nil
 }
@@ -178,32 +175,32 @@ func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRe
 // takeLines takes every line of a pending reservation, then moves it to reserved, or to
 // failed when a line cannot be served, and returns it as it then stands (the outcome of
 // a racing request may have won).
-func (s *Store) takeLines(ctx context.Context, doc ReservationDoc) (ReservationDoc, error) {
-	var failure FailureDoc
+func (s *Store) takeLines(ctx context.Context, doc reservationDoc) (reservationDoc, error) {
+	var failure failureDoc
 	for i, l := range doc.Lines {
 		available, err := s.take(ctx, doc.OrderID, l)
 		switch {
 		case errors.Is(err, errProductNotFound):
 			failure.Unknown = append(failure.Unknown, l.ProductID)
 		case errors.Is(err, errShort):
-			failure.Shortages = append(failure.Shortages, ShortageDoc{ProductID: l.ProductID, Requested: l.Quantity, Available: available})
+			failure.Shortages = append(failure.Shortages, shortageDoc{ProductID: l.ProductID, Requested: l.Quantity, Available: available})
 		case err != nil:
-			return ReservationDoc{}, err
+			return reservationDoc{}, err
 		default:
 			continue
 		}
 		// Nothing more is taken; the answer still names every line that cannot be served.
 		if err := s.checkRest(ctx, doc.OrderID, doc.Lines[i+1:], &failure); err != nil {
-			return ReservationDoc{}, err
+			return reservationDoc{}, err
 		}
 		break
 	}
-	to, set := StateReserved, bson.D{}
+	to, set := stateReserved, bson.D{}
 	if len(failure.Unknown) > 0 || len(failure.Shortages) > 0 {
-		to, set = StateFailed, bson.D{{Key: "failure", Value: failure}}
+		to, set = stateFailed, bson.D{{Key: "failure", Value: failure}}
 	}
-	if err := s.transition(ctx, doc.OrderID, []string{StatePending}, to, set); err != nil {
-		return ReservationDoc{}, err
+	if err := s.transition(ctx, doc.OrderID, []string{statePending}, to, set); err != nil {
+		return reservationDoc{}, err
 	}
 	return s.findReservation(ctx, doc.OrderID)
 }
@@ -213,7 +210,7 @@ var errShort = errors.New("insufficient stock")
 // take takes line l's units for order from its product, once. It returns nil when the
 // units are held for the order (now or already), errShort with the units available, or
 // errProductNotFound.
-func (s *Store) take(ctx context.Context, order string, l LineDoc) (available int64, err error) {
+func (s *Store) take(ctx context.Context, order string, l lineDoc) (available int64, err error) {
 	oid, ok := mongodb.ParseID(l.ProductID)
 	if !ok {
 		return 0, errProductNotFound
@@ -252,7 +249,7 @@ func (s *Store) take(ctx context.Context, order string, l LineDoc) (available in
 
 // checkRest adds to failure the lines of lines that could not be served either, without
 // taking anything.
-func (s *Store) checkRest(ctx context.Context, order string, lines []LineDoc, failure *FailureDoc) error {
+func (s *Store) checkRest(ctx context.Context, order string, lines []lineDoc, failure *failureDoc) error {
 	for _, l := range lines {
 		oid, ok := mongodb.ParseID(l.ProductID)
 		if !ok {
@@ -266,7 +263,7 @@ func (s *Store) checkRest(ctx context.Context, order string, lines []LineDoc, fa
 		case err != nil:
 			return err
 		case !held && stock < l.Quantity:
-			failure.Shortages = append(failure.Shortages, ShortageDoc{ProductID: l.ProductID, Requested: l.Quantity, Available: stock})
+			failure.Shortages = append(failure.Shortages, shortageDoc{ProductID: l.ProductID, Requested: l.Quantity, Available: stock})
 		}
 	}
 	return nil
@@ -293,11 +290,11 @@ func (s *Store) stockOf(ctx context.Context, id bson.ObjectID, order string) (st
 // settle finishes what doc's state asks for: a failed or released reservation gives
 // back every line still held (again after a crash; a repeat gives back nothing). It
 // returns the answer a failed reservation gives.
-func (s *Store) settle(ctx context.Context, doc ReservationDoc) error {
+func (s *Store) settle(ctx context.Context, doc reservationDoc) error {
 	switch doc.State {
-	case StateReserved:
+	case stateReserved:
 		return nil
-	case StateFailed:
+	case stateFailed:
 		if err := s.giveBack(ctx, doc); err != nil {
 			return err
 		}
@@ -305,7 +302,7 @@ func (s *Store) settle(ctx context.Context, doc ReservationDoc) error {
 			return errors.New("failed reservation " + doc.OrderID + " has no failure recorded")
 		}
 		return doc.Failure.err()
-	case StateReleased:
+	case stateReleased:
 		if err := s.giveBack(ctx, doc); err != nil {
 			return err
 		}
@@ -316,7 +313,7 @@ func (s *Store) settle(ctx context.Context, doc ReservationDoc) error {
 }
 
 // giveBack returns each line of doc held for its order to its product's stock, once.
-func (s *Store) giveBack(ctx context.Context, doc ReservationDoc) error {
+func (s *Store) giveBack(ctx context.Context, doc reservationDoc) error {
 	prefix := "holds." + doc.OrderID + "."
 	for _, l := range doc.Lines {
 		oid, ok := mongodb.ParseID(l.ProductID)
@@ -344,8 +341,8 @@ func (s *Store) Release(ctx context.Context, order string) error {
 	doc, err := s.findReservation(ctx, order)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		now := s.now()
-		_, err = s.reservations.InsertOne(ctx, ReservationDoc{
-			OrderID: order, State: StateReleased, Lines: []LineDoc{}, CreatedAt: now, UpdatedAt: now,
+		_, err = s.reservations.InsertOne(ctx, reservationDoc{
+			OrderID: order, State: stateReleased, Lines: []lineDoc{}, CreatedAt: now, UpdatedAt: now,
 		})
 		if err == nil {
 			return nil
@@ -359,8 +356,8 @@ func (s *Store) Release(ctx context.Context, order string) error {
 	if err != nil {
 		return err
 	}
-	if doc.State == StatePending || doc.State == StateReserved {
-		if err := s.transition(ctx, order, []string{StatePending, StateReserved}, StateReleased, nil); err != nil {
+	if doc.State == statePending || doc.State == stateReserved {
+		if err := s.transition(ctx, order, []string{statePending, stateReserved}, stateReleased, nil); err != nil {
 			return err
 		}
 		if doc, err = s.findReservation(ctx, order); err != nil {
@@ -384,11 +381,11 @@ func (s *Store) transition(ctx context.Context, order string, from []string, to 
 	return nil
 }
 
-func (s *Store) findReservation(ctx context.Context, order string) (ReservationDoc, error) {
-	var doc ReservationDoc
+func (s *Store) findReservation(ctx context.Context, order string) (reservationDoc, error) {
+	var doc reservationDoc
 	err := s.reservations.FindOne(ctx, bson.D{{Key: "_id", Value: order}}).Decode(&doc)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return ReservationDoc{}, fmt.Errorf("find reservation: %w", err)
+		return reservationDoc{}, fmt.Errorf("find reservation: %w", err)
 	}
 	return doc, err
 }

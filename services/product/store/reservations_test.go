@@ -1,0 +1,196 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+	"github.com/shopkeeper-dev/shopkeeper/services/product/catalog"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// crashState is what a process that stopped midway leaves in the database: the
+// reservation document in some state, and for some lines the stock taken (held) or
+// taken and given back (returned).
+type crashState struct {
+	state    string
+	failure  *failureDoc
+	held     []int // lines whose stock was taken
+	returned []int // lines whose stock was taken, then given back
+}
+
+func TestCrashMidwayIsRepaired(t *testing.T) {
+	const stock = 10
+	tests := []struct {
+		name  string
+		crash crashState
+		// quantities of the two lines; the second product has stock 10 too
+		quantities [2]int64
+		// what is retried: a reservation request (POST) or a release (DELETE)
+		release bool
+		wantErr error
+		// stock of each product once repaired
+		want [2]int64
+	}{
+		{name: "pending, first line taken: the retry takes the second",
+			crash: crashState{state: statePending, held: []int{0}}, quantities: [2]int64{3, 4},
+			want: [2]int64{7, 6}},
+		{name: "pending, both lines taken: the retry takes nothing more",
+			crash: crashState{state: statePending, held: []int{0, 1}}, quantities: [2]int64{3, 4},
+			want: [2]int64{7, 6}},
+		{name: "pending, first line taken, second short: the retry gives the first back",
+			crash: crashState{state: statePending, held: []int{0}}, quantities: [2]int64{3, 11},
+			wantErr: catalog.InsufficientStock(catalog.Shortage{Requested: 11, Available: 10}),
+			want:    [2]int64{10, 10}},
+		{name: "failed before its first line was given back: the retry gives it back",
+			crash: crashState{state: stateFailed, held: []int{0},
+				failure: &failureDoc{Shortages: []shortageDoc{{Requested: 11, Available: 10}}}},
+			quantities: [2]int64{3, 11},
+			wantErr:    catalog.InsufficientStock(catalog.Shortage{Requested: 11, Available: 10}),
+			want:       [2]int64{10, 10}},
+		{name: "pending, first line taken, then released: the release gives it back",
+			crash: crashState{state: statePending, held: []int{0}}, quantities: [2]int64{3, 4}, release: true,
+			want: [2]int64{10, 10}},
+		{name: "released with one line given back: the repeated release gives back the other",
+			crash: crashState{state: stateReleased, returned: []int{0}, held: []int{1}}, quantities: [2]int64{3, 4}, release: true,
+			want: [2]int64{10, 10}},
+		{name: "released with one line given back: a reservation request gives back the other",
+			crash: crashState{state: stateReleased, returned: []int{0}, held: []int{1}}, quantities: [2]int64{3, 4},
+			wantErr: catalog.ErrReleased, want: [2]int64{10, 10}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := New(testenv.MongoDB(t))
+			var ids [2]string
+			for i := range ids {
+				p, err := s.Create(ctx, catalog.NewProduct{Name: "P", PriceCents: 100, Currency: "USD", Stock: stock})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids[i] = p.ID
+			}
+			req := catalog.ReservationRequest{OrderID: "crashed", Items: []catalog.ReservationItem{
+				{ProductID: ids[0], Quantity: tc.quantities[0]}, {ProductID: ids[1], Quantity: tc.quantities[1]},
+			}}
+			writeCrashState(t, s, req, tc.crash)
+
+			var err error
+			if tc.release {
+				err = s.Release(ctx, req.OrderID)
+			} else {
+				_, _, err = s.Reserve(ctx, req)
+			}
+			checkErr(t, err, tc.wantErr)
+			checkStock(t, s, ids, tc.want)
+
+			// Repairing again changes nothing.
+			if _, _, err := s.Reserve(ctx, req); tc.wantErr == nil && !tc.release && err != nil {
+				t.Errorf("second retry: %v", err)
+			}
+			checkStock(t, s, ids, tc.want)
+		})
+	}
+}
+
+// writeCrashState writes req's reservation document and its products' stock as a
+// process that stopped in crash would have left them.
+func writeCrashState(t *testing.T, s *Store, req catalog.ReservationRequest, crash crashState) {
+	t.Helper()
+	ctx := t.Context()
+	now := time.Now().UTC()
+	doc := reservationDoc{OrderID: req.OrderID, State: crash.state, Failure: crash.failure, CreatedAt: now, UpdatedAt: now}
+	for _, it := range req.Items {
+		doc.Lines = append(doc.Lines, lineDoc{ProductID: it.ProductID, Quantity: it.Quantity, UnitPriceCents: 100, Currency: "USD"})
+		doc.TotalCents += 100 * it.Quantity
+	}
+	if doc.Failure != nil {
+		for i := range doc.Failure.Shortages {
+			doc.Failure.Shortages[i].ProductID = req.Items[1].ProductID
+		}
+	}
+	if _, err := s.reservations.InsertOne(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	setHold := func(line int, returned bool) {
+		l := doc.Lines[line]
+		oid, _ := bson.ObjectIDFromHex(l.ProductID)
+		taken := -l.Quantity
+		if returned {
+			taken = 0
+		}
+		_, err := s.products.UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{
+			{Key: "$inc", Value: bson.D{{Key: "stock", Value: taken}}},
+			{Key: "$set", Value: bson.D{{Key: "holds." + doc.OrderID, Value: hold{Quantity: l.Quantity, Returned: returned}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, i := range crash.held {
+		setHold(i, false)
+	}
+	for _, i := range crash.returned {
+		setHold(i, true)
+	}
+}
+
+func checkErr(t *testing.T, got, want error) {
+	t.Helper()
+	if want == nil {
+		if got != nil {
+			t.Fatalf("retry: %v, want success", got)
+		}
+		return
+	}
+	var g, w *apperr.Error
+	if !errors.As(got, &g) || !errors.As(want, &w) || g.Kind != w.Kind || g.Message != w.Message || len(g.Details) != len(w.Details) {
+		t.Fatalf("retry: %v, want %v", got, want)
+	}
+}
+
+func checkStock(t *testing.T, s *Store, ids [2]string, want [2]int64) {
+	t.Helper()
+	for i, id := range ids {
+		p, err := s.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Stock != want[i] {
+			t.Errorf("stock of product %d = %d, want %d", i, p.Stock, want[i])
+		}
+	}
+}
+
+// A product deleted while an order holds it: the reservation request that finds it gone
+// fails and gives back the other lines; releasing later has nothing to give back to.
+func TestProductDeletedMidway(t *testing.T) {
+	ctx := t.Context()
+	s := New(testenv.MongoDB(t))
+	a, _ := s.Create(ctx, catalog.NewProduct{Name: "A", PriceCents: 100, Currency: "USD", Stock: 5})
+	b, _ := s.Create(ctx, catalog.NewProduct{Name: "B", PriceCents: 100, Currency: "USD", Stock: 5})
+	req := catalog.ReservationRequest{OrderID: "gone", Items: []catalog.ReservationItem{
+		{ProductID: a.ID, Quantity: 2}, {ProductID: b.ID, Quantity: 2},
+	}}
+	writeCrashState(t, s, req, crashState{state: statePending, held: []int{0}})
+	if err := s.Delete(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.Reserve(ctx, req)
+	checkErr(t, err, catalog.UnknownProducts(b.ID))
+	if p, _ := s.Get(ctx, a.ID); p.Stock != 5 {
+		t.Errorf("stock of A = %d, want 5 (given back)", p.Stock)
+	}
+	if err := s.Release(ctx, req.OrderID); err != nil {
+		t.Errorf("release: %v", err)
+	}
+	if p, _ := s.Get(ctx, a.ID); p.Stock != 5 {
+		t.Errorf("stock of A after release = %d, want 5", p.Stock)
+	}
+}
