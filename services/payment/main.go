@@ -16,7 +16,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
-	"github.com/shopkeeper-dev/shopkeeper/services/payment/internal/payment"
+	"github.com/shopkeeper-dev/shopkeeper/services/payment/payment"
 )
 
 func main() {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // sharedRabbitMQ is the node every test of one test binary shares.
@@ -124,4 +126,29 @@ func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL strin
 	}
 	au.Path, au.RawPath = "/"+vhost, "/"+url.PathEscape(vhost)
 	return au.String(), nil
+}
+
+// RabbitMQTake removes and returns the messages ready in queue on the broker at url.
+func RabbitMQTake(t testing.TB, url, queue string) []amqp.Delivery {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("dial RabbitMQ: %v", err)
+	}
+	defer func() { _ = conn.Close() }()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("RabbitMQ channel: %v", err)
+	}
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("get from %s: %v", queue, err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
 }

@@ -170,8 +170,10 @@ func (r *Relay) relay(ctx context.Context, d pendingDoc) error {
 		if err != nil {
 			return err // kept; the next pass sends it again
 		}
+		// $pull by the whole element: FerretDB does not match a $pull condition
+		// ({id: ...}) against array elements, but does remove an equal value.
 		_, err = r.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
-			bson.D{{Key: "$pull", Value: bson.D{{Key: Field, Value: bson.D{{Key: "id", Value: e.ID}}}}}})
+			bson.D{{Key: "$pull", Value: bson.D{{Key: Field, Value: e}}}})
 		if err != nil {
 			return err
 		}
