@@ -1,6 +1,12 @@
 package mongodb
 
-import "go.mongodb.org/mongo-driver/v2/bson"
+import (
+	"errors"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
 
 // Every entity's id is its ObjectID, given to clients as its 24-character hex string:
 // ids sort by creation time, which pagination relies on, and need no counter.
@@ -15,5 +21,14 @@ func ParseID(s string) (id bson.ObjectID, ok bool) {
 	return id, err == nil
 }
 
-// IsDuplicateKey reports whether err is a unique-index violation.
-func IsDuplicateKey(err error) bool { return mongoIsDuplicateKey(err) }
+// IsDuplicateKey reports whether err is a unique-index violation. FerretDB v1 (SQLite)
+// reports one as E11000 on insert but, on update and findAndModify, as an
+// InternalError carrying SQLite's "UNIQUE constraint failed"; both count.
+func IsDuplicateKey(err error) bool {
+	if mongo.IsDuplicateKeyError(err) {
+		return true
+	}
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && ce.Name == "InternalError" &&
+		strings.Contains(ce.Message, "UNIQUE constraint failed")
+}

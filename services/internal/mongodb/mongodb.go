@@ -109,5 +109,3 @@ func EnsureIndexes(ctx context.Context, coll *mongo.Collection, models ...mongo.
 	}
 	return nil
 }
-
-func mongoIsDuplicateKey(err error) bool { return mongo.IsDuplicateKeyError(err) }

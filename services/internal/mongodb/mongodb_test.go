@@ -138,6 +138,22 @@ func TestUniqueIndex(t *testing.T) {
 	if !mongodb.IsDuplicateKey(err) {
 		t.Errorf("duplicate insert: %v, want a duplicate-key error", err)
 	}
+	res, err := coll.InsertOne(ctx, bson.D{{Key: "email", Value: "b@x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "email", Value: "a@x"}}}}
+	_, err = coll.UpdateByID(ctx, res.InsertedID, set)
+	if !mongodb.IsDuplicateKey(err) {
+		t.Errorf("duplicate update: %v, want a duplicate-key error", err)
+	}
+	err = coll.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: res.InsertedID}}, set).Err()
+	if !mongodb.IsDuplicateKey(err) {
+		t.Errorf("duplicate findAndModify: %v, want a duplicate-key error", err)
+	}
+	if mongodb.IsDuplicateKey(errors.New("E11000 in a plain error")) || mongodb.IsDuplicateKey(nil) {
+		t.Error("IsDuplicateKey is true for an error that is no server's")
+	}
 }
 
 func TestConnect(t *testing.T) {

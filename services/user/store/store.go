@@ -1,0 +1,136 @@
+// Package store keeps the user service's users in MongoDB (or FerretDB). Emails are
+// unique through a unique index, so two requests racing for one email cannot both win:
+// the database refuses the second insert and the store answers users.EmailTaken.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/user/users"
+)
+
+// Store is the users collection.
+type Store struct {
+	coll *mongo.Collection
+	now  func() time.Time
+}
+
+// userDoc is a user as stored.
+type userDoc struct {
+	ID        bson.ObjectID `bson:"_id"`
+	Name      string        `bson:"name"`
+	Email     string        `bson:"email"`
+	CreatedAt time.Time     `bson:"createdAt"`
+	UpdatedAt time.Time     `bson:"updatedAt"`
+}
+
+func (d userDoc) user() users.User {
+	return users.User{ID: d.ID.Hex(), Name: d.Name, Email: d.Email, CreatedAt: d.CreatedAt}
+}
+
+// New returns the store of db's "users" collection. Call EnsureIndexes before serving.
+func New(db *mongo.Database) *Store {
+	return &Store{coll: db.Collection("users"), now: time.Now}
+}
+
+// EnsureIndexes creates the unique index on email.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	return mongodb.EnsureIndexes(ctx, s.coll, mongo.IndexModel{
+		Keys:    bson.D{{Key: "email", Value: 1}},
+		Options: options.Index().SetName("email_unique").SetUnique(true),
+	})
+}
+
+// Create stores a new, normalized user.
+func (s *Store) Create(ctx context.Context, n users.NewUser) (users.User, error) {
+	// Millisecond precision: what BSON dates hold, so a read gives back what was written.
+	now := s.now().UTC().Truncate(time.Millisecond)
+	d := userDoc{ID: mongodb.NewID(), Name: n.Name, Email: n.Email, CreatedAt: now, UpdatedAt: now}
+	if _, err := s.coll.InsertOne(ctx, d); err != nil {
+		if mongodb.IsDuplicateKey(err) {
+			return users.User{}, users.EmailTaken()
+		}
+		return users.User{}, fmt.Errorf("insert user: %w", err)
+	}
+	return d.user(), nil
+}
+
+// Get returns the user with id.
+func (s *Store) Get(ctx context.Context, id string) (users.User, error) {
+	oid, ok := mongodb.ParseID(id)
+	if !ok {
+		return users.User{}, users.NotFound()
+	}
+	var d userDoc
+	if err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: oid}}).Decode(&d); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return users.User{}, users.NotFound()
+		}
+		return users.User{}, fmt.Errorf("find user: %w", err)
+	}
+	return d.user(), nil
+}
+
+// List returns a page of users in id (creation) order.
+func (s *Store) List(ctx context.Context, req mongodb.PageRequest) (mongodb.Page[users.User], error) {
+	docs, next, err := mongodb.FindPage[userDoc](ctx, s.coll, nil, req)
+	if err != nil {
+		return mongodb.Page[users.User]{}, err
+	}
+	page := mongodb.Page[users.User]{Items: make([]users.User, len(docs)), Next: next}
+	for i, d := range docs {
+		page.Items[i] = d.user()
+	}
+	return page, nil
+}
+
+// Update applies a normalized patch to the user with id and returns the result.
+func (s *Store) Update(ctx context.Context, id string, p users.Patch) (users.User, error) {
+	oid, ok := mongodb.ParseID(id)
+	if !ok {
+		return users.User{}, users.NotFound()
+	}
+	set := bson.D{{Key: "updatedAt", Value: s.now().UTC().Truncate(time.Millisecond)}}
+	if p.Name != nil {
+		set = append(set, bson.E{Key: "name", Value: *p.Name})
+	}
+	if p.Email != nil {
+		set = append(set, bson.E{Key: "email", Value: *p.Email})
+	}
+	var d userDoc
+	err := s.coll.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: set}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return users.User{}, users.NotFound()
+	case mongodb.IsDuplicateKey(err):
+		return users.User{}, users.EmailTaken()
+	case err != nil:
+		return users.User{}, fmt.Errorf("update user: %w", err)
+	}
+	return d.user(), nil
+}
+
+// Delete removes the user with id.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	oid, ok := mongodb.ParseID(id)
+	if !ok {
+		return users.NotFound()
+	}
+	res, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}})
+	if err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	if res.DeletedCount == 0 {
+		return users.NotFound()
+	}
+	return nil
+}

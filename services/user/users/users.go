@@ -1,0 +1,104 @@
+// Package users is the user service's domain: what a user is and the rules its
+// fields follow. It knows nothing of HTTP or MongoDB.
+package users
+
+import (
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+)
+
+// Rules of the fields.
+const (
+	MinNameLength  = 2
+	MaxNameLength  = 100
+	MaxEmailLength = 254 // RFC 5321's limit on a forward path
+)
+
+// User is a customer of the shop.
+type User struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// NotFound is the error of an unknown or malformed user id.
+func NotFound() error { return apperr.NotFound("User not found") }
+
+// EmailTaken is the error of an email another user already has.
+func EmailTaken() error {
+	return apperr.Conflict("email already in use",
+		apperr.FieldError{Field: "email", Message: "is already used by another user"})
+}
+
+// NewUser is a user to create.
+type NewUser struct {
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+// Normalize trims the name and lower-cases the email, then checks every rule, reporting
+// all broken ones at once.
+func (n *NewUser) Normalize() error {
+	var v apperr.Validator
+	n.Name = checkName(&v, n.Name)
+	n.Email = checkEmail(&v, n.Email)
+	return v.Err()
+}
+
+// Patch holds the fields of a user to change; nil ones keep their value.
+type Patch struct {
+	Name  *string
+	Email *string
+}
+
+// Normalize applies NewUser's rules to the fields present.
+func (p *Patch) Normalize() error {
+	var v apperr.Validator
+	if p.Name != nil {
+		*p.Name = checkName(&v, *p.Name)
+	}
+	if p.Email != nil {
+		*p.Email = checkEmail(&v, *p.Email)
+	}
+	return v.Err()
+}
+
+// checkName returns name trimmed, recording in v why it is invalid.
+func checkName(v *apperr.Validator, name string) string {
+	name = strings.TrimSpace(name)
+	n := utf8.RuneCountInString(name)
+	switch {
+	case n < MinNameLength || n > MaxNameLength:
+		v.Add("name", fmt.Sprintf("must be %d to %d characters", MinNameLength, MaxNameLength))
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl):
+		v.Add("name", "must not contain control characters")
+	}
+	return name
+}
+
+// checkEmail returns email trimmed and lower-cased, recording in v why it is invalid:
+// it must be a bare address (local@domain, no display name) that net/mail parses.
+func checkEmail(v *apperr.Validator, email string) string {
+	email = strings.ToLower(strings.TrimSpace(email))
+	local, domain, found := strings.Cut(email, "@")
+	switch {
+	case email == "":
+		v.Add("email", "is required")
+	case !found || local == "" || domain == "":
+		v.Add("email", "must be an email address such as name@example.com (it must contain @)")
+	case len(email) > MaxEmailLength:
+		v.Add("email", fmt.Sprintf("must be at most %d characters", MaxEmailLength))
+	default:
+		if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
+			v.Add("email", "must be an email address such as name@example.com")
+		}
+	}
+	return email
+}

@@ -1,0 +1,78 @@
+package users_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/user/users"
+)
+
+func TestNewUserNormalize(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        users.NewUser
+		want      users.NewUser
+		badFields []string
+	}{
+		{"valid", users.NewUser{Name: "Ada", Email: "ada@example.com"}, users.NewUser{Name: "Ada", Email: "ada@example.com"}, nil},
+		{"trimmed and lower-cased", users.NewUser{Name: "  Ada Lovelace ", Email: " Ada@Example.COM "},
+			users.NewUser{Name: "Ada Lovelace", Email: "ada@example.com"}, nil},
+		{"two characters", users.NewUser{Name: "Al", Email: "a@b"}, users.NewUser{Name: "Al", Email: "a@b"}, nil},
+		{"100 characters", users.NewUser{Name: strings.Repeat("é", 100), Email: "a@b.c"}, users.NewUser{Name: strings.Repeat("é", 100), Email: "a@b.c"}, nil},
+		{"one character once trimmed", users.NewUser{Name: " A ", Email: "a@b.c"}, users.NewUser{}, []string{"name"}},
+		{"101 characters", users.NewUser{Name: strings.Repeat("x", 101), Email: "a@b.c"}, users.NewUser{}, []string{"name"}},
+		{"control character", users.NewUser{Name: "Ada\x00", Email: "a@b.c"}, users.NewUser{}, []string{"name"}},
+		{"no @", users.NewUser{Name: "Ada", Email: "ada.example.com"}, users.NewUser{}, []string{"email"}},
+		{"nothing before @", users.NewUser{Name: "Ada", Email: "@example.com"}, users.NewUser{}, []string{"email"}},
+		{"nothing after @", users.NewUser{Name: "Ada", Email: "ada@"}, users.NewUser{}, []string{"email"}},
+		{"display name", users.NewUser{Name: "Ada", Email: "Ada <ada@example.com>"}, users.NewUser{}, []string{"email"}},
+		{"spaces inside", users.NewUser{Name: "Ada", Email: "ada lovelace@example.com"}, users.NewUser{}, []string{"email"}},
+		{"too long", users.NewUser{Name: "Ada", Email: strings.Repeat("a", 250) + "@b.cd"}, users.NewUser{}, []string{"email"}},
+		{"both bad", users.NewUser{}, users.NewUser{}, []string{"name", "email"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.in
+			err := got.Normalize()
+			if tt.badFields == nil {
+				if err != nil || got != tt.want {
+					t.Errorf("Normalize() = %+v, %v; want %+v", got, err, tt.want)
+				}
+				return
+			}
+			assertFields(t, err, tt.badFields)
+		})
+	}
+}
+
+func TestPatchNormalize(t *testing.T) {
+	name, email := "  Grace ", "GRACE@Example.org"
+	p := users.Patch{Name: &name, Email: &email}
+	if err := p.Normalize(); err != nil || *p.Name != "Grace" || *p.Email != "grace@example.org" {
+		t.Errorf("Normalize() = %q %q %v", *p.Name, *p.Email, err)
+	}
+	if err := (&users.Patch{}).Normalize(); err != nil {
+		t.Errorf("empty patch: %v", err)
+	}
+	bad := "x"
+	assertFields(t, (&users.Patch{Email: &bad}).Normalize(), []string{"email"})
+	assertFields(t, (&users.Patch{Name: &bad}).Normalize(), []string{"name"})
+}
+
+func assertFields(t *testing.T, err error, fields []string) {
+	t.Helper()
+	var ae *apperr.Error
+	if !errors.As(err, &ae) || !errors.Is(err, apperr.ErrValidation) {
+		t.Fatalf("error = %v, want a validation error", err)
+	}
+	if len(ae.Details) != len(fields) {
+		t.Fatalf("details = %+v, want fields %v", ae.Details, fields)
+	}
+	for i, f := range fields {
+		if got := ae.Details[i].(apperr.FieldError).Field; got != f {
+			t.Errorf("detail %d field = %s, want %s", i, got, f)
+		}
+	}
+}
