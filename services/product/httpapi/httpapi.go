@@ -51,14 +51,23 @@ type handlers struct {
 	store Store
 }
 
+// decode reads the body into v, then runs check (which normalizes or validates v); on
+// failure it answers the error and returns false.
+func decode(w http.ResponseWriter, r *http.Request, v any, check func() error) bool {
+	err := web.Decode(w, r, v)
+	if err == nil {
+		err = check()
+	}
+	if err != nil {
+		web.RespondError(w, r, err)
+		return false
+	}
+	return true
+}
+
 func (h handlers) createProduct(w http.ResponseWriter, r *http.Request) {
 	var np catalog.NewProduct
-	if err := web.Decode(w, r, &np); err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	if err := np.Normalize(); err != nil {
-		web.RespondError(w, r, err)
+	if !decode(w, r, &np, np.Normalize) {
 		return
 	}
 	p, err := h.store.Create(r.Context(), np)
@@ -100,12 +109,7 @@ func (h handlers) updateProduct(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var patch catalog.Patch
-	if err := web.Decode(w, r, &patch); err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	if err := patch.Normalize(); err != nil {
-		web.RespondError(w, r, err)
+	if !decode(w, r, &patch, patch.Normalize) {
 		return
 	}
 	p, err := h.store.Update(r.Context(), r.PathValue("id"), patch)
@@ -126,12 +130,7 @@ func (h handlers) deleteProduct(w http.ResponseWriter, r *http.Request) {
 
 func (h handlers) reserve(w http.ResponseWriter, r *http.Request) {
 	var req catalog.ReservationRequest
-	if err := web.Decode(w, r, &req); err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	if err := req.Validate(); err != nil {
-		web.RespondError(w, r, err)
+	if !decode(w, r, &req, func() error { return req.Validate() }) {
 		return
 	}
 	res, created, err := h.store.Reserve(r.Context(), req)
