@@ -36,7 +36,7 @@ func TestContract(t *testing.T) {
 		{"PATCH", unknown, map[string]string{"name": "Nobody"}, 404},
 		{"PATCH", "/users/" + ada.ID, map[string]string{"email": "bob@example.com"}, 409},
 		{"PATCH", "/users/" + ada.ID, huge, 413},
-		
+
 		{"DELETE", "/users/" + bob.ID, nil, 204},
 		{"DELETE", "/users/" + bob.ID, nil, 404},
 		{"GET", "/healthz", nil, 200},
