@@ -41,6 +41,10 @@ type Config struct {
 	// again, so that /health cannot be used to flood them.
 	HealthCacheTTL time.Duration `env:"HEALTH_CACHE_TTL" envDefault:"1s"`
 
+	// LogFlushInterval batches log lines and writes them at least this often (0: one write per
+	// line). Access logs are a line per request; batching saves a system call per request.
+	LogFlushInterval time.Duration `env:"LOG_FLUSH_INTERVAL" envDefault:"200ms"`
+
 	// PprofAddr, when set (e.g. "127.0.0.1:6060"), serves net/http/pprof there; off by default.
 	PprofAddr string `env:"PPROF_ADDR"`
 }
@@ -80,6 +84,9 @@ func (c *Config) Validate() error {
 		if d.value <= 0 {
 			errs = append(errs, fmt.Errorf("%s=%s: must be positive", d.name, d.value))
 		}
+	}
+	if c.LogFlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("LOG_FLUSH_INTERVAL=%s: must not be negative", c.LogFlushInterval))
 	}
 	if c.HealthCacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("HEALTH_CACHE_TTL=%s: must not be negative", c.HealthCacheTTL))
