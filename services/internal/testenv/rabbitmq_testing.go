@@ -152,3 +152,23 @@ func RabbitMQTake(t testing.TB, url, queue string) []amqp.Delivery {
 		out = append(out, d)
 	}
 }
+
+// RabbitMQQueueDepth returns how many messages are ready in queue (not counting those
+// a consumer holds unacknowledged).
+func RabbitMQQueueDepth(t testing.TB, url, queue string) int {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("dial RabbitMQ: %v", err)
+	}
+	defer func() { _ = conn.Close() }()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("RabbitMQ channel: %v", err)
+	}
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("inspect queue %s: %v", queue, err)
+	}
+	return q.Messages
+}
