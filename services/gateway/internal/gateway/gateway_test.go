@@ -80,6 +80,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 
 // suite is a gateway in front of four upstreams, all over real HTTP on loopback.
 type suite struct {
+	cfg       *Config
 	gw        *httptest.Server
 	reg       *prometheus.Registry
 	upstreams map[string]*upstream
@@ -111,6 +112,7 @@ func newSuite(t *testing.T, edit func(*Config)) *suite {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	s.cfg = cfg
 	g, err := New(cfg, logging.Discard())
 	if err != nil {
 		t.Fatal(err)

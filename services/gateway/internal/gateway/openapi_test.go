@@ -1,0 +1,37 @@
+package gateway
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apitest"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+)
+
+// TestOpenAPI checks the gateway's own endpoints against services/gateway/openapi.yaml, and
+// that every response the document lists is produced.
+func TestOpenAPI(t *testing.T) {
+	s := newSuite(t, nil)
+	g, err := New(s.cfg, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	api := apitest.New(t, "../../openapi.yaml", g.Handler(metrics.NewRegistry()))
+
+	for _, path := range []string{"/health", "/healthz", "/readyz", "/metrics"} {
+		if res := api.Request(t, http.MethodGet, path, nil); res.Status != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, res.Status, res.Body)
+		}
+	}
+	s.upstreams["order"].down.Store(true)
+	if res := api.Request(t, http.MethodGet, "/health", nil); res.Status != http.StatusServiceUnavailable {
+		t.Errorf("GET /health with order down: %d %s", res.Status, res.Body)
+	}
+	api.Request(t, http.MethodGet, "/nowhere", nil)
+	api.Request(t, http.MethodDelete, "/health", nil)
+	if missing := api.Uncovered(); len(missing) > 0 {
+		t.Errorf("documented responses never produced: %v", missing)
+	}
+}
