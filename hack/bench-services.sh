@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Measures the user and product services against FerretDB on this machine: requests/s and
+# latency percentiles of GET /users/{id} and POST /internal/reservations (each request a new
+# order of one unit, so every one takes stock), next to a reference measured in the same run:
+# GET /healthz of the same user binary (the same middleware stack, no database).
+#
+# FerretDB (bin/ferretdb, built from hack/tools when missing), the two services and wrk all run
+# on loopback here and share the machine's cores.
+#
+# Environment:
+#   CONNECTIONS  wrk connections (32)   DURATION  length of each measured run (10s)
+#   THREADS      wrk threads (2)        STRICT    "1": exit 1 on any non-2xx answer
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CONNECTIONS="${CONNECTIONS:-32}"
+DURATION="${DURATION:-10s}"
+THREADS="${THREADS:-2}"
+STRICT="${STRICT:-0}"
+STOCK=1000000000
+
+if ! command -v wrk >/dev/null; then
+	echo "installing wrk (Debian package)" >&2
+	apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+
+WORK="$(mktemp -d)"
+PIDS=()
+stop_all() {
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap stop_all EXIT
+
+echo "building ferretdb, user and product" >&2
+if [ ! -x "$ROOT/bin/ferretdb" ]; then (cd "$ROOT/hack/tools" && go build -o "$ROOT/bin/ferretdb" ./ferretdb); fi
+(cd "$ROOT" && go build -o "$WORK/user" ./services/user && go build -o "$WORK/product" ./services/product)
+
+# FerretDB prints its URI on its first line of output once it listens.
+"$ROOT/bin/ferretdb" -listen-addr 127.0.0.1:0 -data-dir "$WORK/data" >"$WORK/ferretdb.out" 2>"$WORK/ferretdb.log" &
+PIDS+=($!)
+for _ in $(seq 300); do [ -s "$WORK/ferretdb.out" ] && break; sleep 0.1; done
+MONGO="$(head -n1 "$WORK/ferretdb.out")"
+[[ "$MONGO" == mongodb://* ]] || { echo "ferretdb did not start:" >&2; cat "$WORK/ferretdb.log" >&2; exit 1; }
+
+port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start NAME DATABASE: runs a service with only PORT and MONGODB_URI set (and its log to a file).
+start() {
+	local port
+	port="$(port_of)"
+	env -i PATH="$PATH" PORT="$port" MONGODB_URI="${MONGO}$2" "$WORK/$1" >"$WORK/$1.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		if curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then echo "http://127.0.0.1:$port"; return; fi
+		sleep 0.1
+	done
+	echo "$1 did not become ready:" >&2
+	cat "$WORK/$1.log" >&2
+	exit 1
+}
+USER_URL="$(start user bench_users)"
+PRODUCT_URL="$(start product bench_products)"
+
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+post() { curl -fsS -H 'Content-Type: application/json' -d "$2" "$1"; }
+
+USER_ID="$(post "$USER_URL/users" '{"name":"Bench User","email":"bench@example.com"}' | json_field id)"
+PRODUCT_ID="$(post "$PRODUCT_URL/products" \
+	"{\"name\":\"Bench product\",\"description\":\"for the benchmark\",\"priceCents\":1999,\"currency\":\"USD\",\"stock\":$STOCK}" |
+	json_field id)"
+
+# Each wrk thread has its own prefix and counter, so every request is a new order id.
+cat >"$WORK/reserve.lua" <<'LUA'
+local threads = 0
+function setup(thread)
+	threads = threads + 1
+	thread:set("prefix", string.format("bench-%d-%d", os.time(), threads))
+end
+local counter = 0
+local product = os.getenv("PRODUCT_ID")
+function request()
+	counter = counter + 1
+	local body = string.format('{"orderId":"%s-%d","items":[{"productId":"%s","quantity":1}]}', prefix, counter, product)
+	return wrk.format("POST", "/internal/reservations", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+
+# to_ms turns a wrk latency (812.00us, 1.23ms, 1.01s) into milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /[^m]s$/) n *= 1000; printf "%.2f", n }'
+}
+
+# bench LABEL URL [wrk args...]: a 2 s warm-up, then one measured run; prints a table row.
+FAILED=0
+bench() {
+	local label="$1" url="$2" out rps p50 p99 bad
+	shift 2
+	wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$@" "$url" >/dev/null
+	out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")"
+	rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
+	p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
+	p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+	bad="$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
+	if [ -n "$bad" ]; then FAILED=1; echo "$label: $bad non-2xx answers" >&2; fi
+	printf '%-34s %12s %10s %10s\n' "$label" "$rps" "$p50" "$p99"
+}
+
+echo
+echo "services benchmark: $CONNECTIONS connections, $THREADS wrk threads, $DURATION per run, $(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg) at start, FerretDB (SQLite) on loopback"
+printf '%-34s %12s %10s %10s\n' "" "requests/s" "p50 ms" "p99 ms"
+bench "reference: user GET /healthz" "$USER_URL/healthz"
+bench "user GET /users/{id}" "$USER_URL/users/$USER_ID"
+PRODUCT_ID="$PRODUCT_ID" bench "product POST /internal/reservations" "$PRODUCT_URL" -s "$WORK/reserve.lua"
+
+# Every reservation took one unit: the product's stock says how many were served.
+LEFT="$(curl -fsS "$PRODUCT_URL/products/$PRODUCT_ID" | json_field stock)"
+echo "reservations stored during the runs (warm-up included): $((STOCK - LEFT))"
+if [ "$FAILED" = 1 ] && [ "$STRICT" = 1 ]; then exit 1; fi

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestRun starts the service as the binary does, with only PORT and MONGODB_URI set
+// (the seed's MONGODB_URL in one case), serves a request, and stops cleanly when its
+// context ends, as on SIGTERM.
+func TestRun(t *testing.T) {
+	for _, uriVar := range []string{"MONGODB_URI", "MONGODB_URL"} {
+		t.Run(uriVar, func(t *testing.T) {
+			db := testenv.MongoDB(t) // a fresh database, dropped afterwards
+			port := freePort(t)
+			t.Setenv("MONGODB_URI", "")
+			t.Setenv("MONGODB_URL", "")
+			t.Setenv("PORT", strconv.Itoa(port))
+			t.Setenv(uriVar, testenv.MongoURI(t)+db.Name())
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- run(ctx) }()
+
+			base := "http://127.0.0.1:" + strconv.Itoa(port)
+			waitReady(t, base+"/readyz", done)
+			res, err := http.Post(base+"/users", "application/json", strings.NewReader(`{"name":"Ada","email":"ada@example.com"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = res.Body.Close()
+			if res.StatusCode != 201 {
+				t.Fatalf("POST /users = %d", res.StatusCode)
+			}
+			if n, _ := db.Collection("users").CountDocuments(ctx, map[string]any{}); n != 1 {
+				t.Errorf("users stored in %s = %d, want 1: the URI's database is not used", db.Name(), n)
+			}
+
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run = %v after shutdown, want nil", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("run did not return after its context ended")
+			}
+		})
+	}
+}
+
+func TestRunRefusesBadConfig(t *testing.T) {
+	tests := []struct {
+		name, port, uri, want string
+	}{
+		{"bad port", "http", "mongodb://127.0.0.1:1/", `PORT="http"`},
+		{"no database", "8080", "", "MONGODB_URI must be set"},
+		{"bad URI", "8080", "postgres://x", "MONGODB_URI is not a valid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PORT", tt.port)
+			t.Setenv("MONGODB_URI", tt.uri)
+			t.Setenv("MONGODB_URL", "")
+			err := run(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("run = %v, want an error saying %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitReady(t *testing.T, url string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned before serving: %v", err)
+		default:
+		}
+		if res, err := http.Get(url); err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready in time", url)
+}
