@@ -1,0 +1,305 @@
+package order_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+	"github.com/shopkeeper-dev/shopkeeper/services/order/order"
+	"github.com/shopkeeper-dev/shopkeeper/services/order/shoptest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// startShop runs the four services on fresh databases against amqpURL.
+func startShop(t *testing.T, amqpURL string) *shoptest.Shop {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dbs := map[string]*mongo.Database{}
+	s, err := shoptest.Start(ctx, shoptest.Options{
+		AMQPURL: amqpURL,
+		Database: func(service string) *mongo.Database {
+			dbs[service] = testenv.MongoDB(t)
+			return dbs[service]
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// watchOrderUpdated binds a queue to order.updated (no service consumes it) and
+// returns a function counting the events received per order so far.
+func watchOrderUpdated(t *testing.T, url string) func() map[string][]order.Status {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Declared here as the services declare it, so the watch may start before them.
+	err = ch.ExchangeDeclare(messaging.Exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("test.order-updated", false, false, true, false, nil)
+	if err == nil {
+		err = ch.QueueBind(q.Name, messaging.OrderUpdated, messaging.Exchange, false, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string][]order.Status{}
+	go func() {
+		for d := range deliveries {
+			var e order.UpdatedEvent
+			_ = json.Unmarshal(d.Body, &e)
+			mu.Lock()
+			seen[e.OrderID] = append(seen[e.OrderID], e.Status)
+			mu.Unlock()
+		}
+	}()
+	return func() map[string][]order.Status {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[string][]order.Status, len(seen))
+		for k, v := range seen {
+			out[k] = append([]order.Status(nil), v...)
+		}
+		return out
+	}
+}
+
+// TestOrderIsPaidOrCancelled: an order under the provider's limit ends PAID with its
+// stock taken; one over it ends CANCELLED with a reason and its stock back. Each
+// change is announced once as order.updated.
+func TestOrderIsPaidOrCancelled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	url := testenv.RabbitMQ(t)
+	updates := watchOrderUpdated(t, url)
+	shop := startShop(t, url)
+	user, err := shop.CreateUser(ctx, "Ada Lovelace", "ada@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		price      int64
+		quantity   int
+		want       order.Status
+		stockAfter int64
+	}{
+		{name: "paid", price: 2500, quantity: 4, want: order.Paid, stockAfter: 6},
+		{name: "declined over the limit", price: 60000, quantity: 2, want: order.Cancelled, stockAfter: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			product, err := shop.CreateProduct(ctx, "widget "+tt.name, tt.price, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			placed, err := shop.PlaceOrder(ctx, user, product, tt.quantity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if placed.Status != order.Pending || placed.TotalCents != tt.price*int64(tt.quantity) {
+				t.Fatalf("placed %+v", placed)
+			}
+			got, err := shop.WaitSettled(ctx, placed.ID.Hex())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != tt.want || (tt.want == order.Cancelled) != (got.Reason != "") {
+				t.Fatalf("order ended %s (reason %q), want %s", got.Status, got.Reason, tt.want)
+			}
+			if stock, err := shop.Stock(ctx, product); err != nil || stock != tt.stockAfter {
+				t.Fatalf("stock %d (%v), want %d", stock, err, tt.stockAfter)
+			}
+			if ps, err := shop.Payments(ctx, placed.ID.Hex()); err != nil || len(ps) != 1 {
+				t.Fatalf("%d payments (%v), want 1", len(ps), err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for len(updates()[placed.ID.Hex()]) == 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if u := updates()[placed.ID.Hex()]; len(u) != 1 || u[0] != tt.want {
+				t.Fatalf("order.updated events %v, want one %s", u, tt.want)
+			}
+		})
+	}
+}
+
+// TestPaymentResultTwice: a payment result delivered again (a redelivery after a lost
+// ack, or a duplicate publish) changes nothing and announces nothing twice.
+func TestPaymentResultTwice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	url := testenv.RabbitMQ(t)
+	updates := watchOrderUpdated(t, url)
+	shop := startShop(t, url)
+	user, _ := shop.CreateUser(ctx, "Grace Hopper", "grace@example.com")
+	product, err := shop.CreateProduct(ctx, "cable", 300, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed, err := shop.PlaceOrder(ctx, user, product, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := shop.WaitSettled(ctx, placed.ID.Hex())
+	if err != nil || paid.Status != order.Paid {
+		t.Fatalf("order %s (%v), want PAID", paid.Status, err)
+	}
+
+	b := messaging.Connect(messaging.Config{URL: url, Name: "replay", Topology: messaging.ShopTopology})
+	defer b.Close()
+	pub := messaging.NewPublisher(b)
+	defer pub.Close()
+	for i, typ := range []string{messaging.PaymentSucceeded, messaging.PaymentFailed, messaging.PaymentSucceeded} {
+		body, _ := json.Marshal(order.PaymentResult{OrderID: placed.ID.Hex(), AmountCents: 300, Status: "replayed"})
+		if err := pub.Publish(ctx, messaging.Message{ID: fmt.Sprintf("replay-%d", i), Type: typ, Body: body, Mandatory: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for testenv.RabbitMQQueueDepth(t, url, messaging.OrderPaymentResults.Name) != 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a wrong second update would be out by now
+	got, err := shop.GetOrder(ctx, placed.ID.Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != order.Paid || !got.UpdatedAt.Equal(paid.UpdatedAt) {
+		t.Fatalf("after replays: %s updated %v, want PAID unchanged since %v", got.Status, got.UpdatedAt, paid.UpdatedAt)
+	}
+	if stock, _ := shop.Stock(ctx, product); stock != 4 {
+		t.Fatalf("stock %d after a replayed payment.failed, want 4 (no release of a paid order)", stock)
+	}
+	if u := updates()[placed.ID.Hex()]; len(u) != 1 {
+		t.Fatalf("order.updated events %v, want exactly one", u)
+	}
+}
+
+// TestBrokerOutage: RabbitMQ stops while 200 orders are being placed and starts again.
+// Orders are accepted throughout (their events wait in the outbox), and in the end every
+// order is PAID or CANCELLED with exactly one payment: none lost, none stuck.
+func TestBrokerOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	node := testenv.NewRabbitMQNode(t)
+	shop := startShop(t, node.URL())
+	user, _ := shop.CreateUser(ctx, "Outage Tester", "outage@example.com")
+	cheap, err := shop.CreateProduct(ctx, "cheap", 1000, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dear, err := shop.CreateProduct(ctx, "dear", 150000, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const total = 200
+	ids := make([]string, total)
+	var placed atomic.Int32
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				product := cheap
+				if i%5 == 0 { // one in five over the limit: declined, CANCELLED
+					product = dear
+				}
+				o, err := shop.PlaceOrder(ctx, user, product, 1)
+				if err != nil {
+					t.Errorf("order %d: %v", i, err)
+					continue
+				}
+				ids[i] = o.ID.Hex()
+				placed.Add(1)
+			}
+		})
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for placed.Load() < 30 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := node.Stop(ctx); err != nil {
+			t.Errorf("stop RabbitMQ: %v", err)
+		}
+	}()
+	for i := range total {
+		if i == 120 {
+			<-stopped // the rest are placed while the broker is down
+			if err := shop.Order.Broker().Ready(ctx); err == nil {
+				t.Error("order service ready while RabbitMQ is down")
+			}
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var paid, cancelled, payments, lost int
+	for _, id := range ids {
+		if id == "" {
+			lost++
+			continue
+		}
+		o, err := shop.WaitSettled(ctx, id)
+		if err != nil {
+			t.Errorf("order %s: %v", id, err)
+			lost++
+			continue
+		}
+		switch o.Status {
+		case order.Paid:
+			paid++
+		case order.Cancelled:
+			cancelled++
+		}
+		ps, err := shop.Payments(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != 1 {
+			t.Errorf("order %s has %d payments, want 1", id, len(ps))
+		}
+		payments += len(ps)
+	}
+	t.Logf("broker outage: orders placed=%d PAID=%d CANCELLED=%d payments=%d lost=%d", placed.Load(), paid, cancelled, payments, lost)
+	if int(placed.Load()) != total || paid != total*4/5 || cancelled != total/5 || payments != total || lost != 0 {
+		t.Fatalf("want placed=%d PAID=%d CANCELLED=%d payments=%d lost=0", total, total*4/5, total/5, total)
+	}
+	stock, _ := shop.Stock(ctx, dear)
+	if stock != 100000 {
+		t.Errorf("stock of the declined product %d, want all of it back (100000)", stock)
+	}
+}
