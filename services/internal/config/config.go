@@ -40,6 +40,10 @@ type Base struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 }
 
+// Settings returns b; a service's config, embedding Base, thus tells the kit its base
+// settings.
+func (b Base) Settings() Base { return b }
+
 // Validate checks what the types alone cannot.
 func (b Base) Validate() error {
 	if b.Port < 0 || b.Port > 65535 {

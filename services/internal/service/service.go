@@ -1,0 +1,109 @@
+// Package service is the life of a service binary, written once: main's signal
+// handling and exit code, and the first steps of run (configuration, logger, tracing,
+// database) with their cleanup in reverse order.
+//
+//	func main() { service.Main("user", run) }
+//
+//	func run(ctx context.Context) error {
+//		var cfg Config // embeds config.Base
+//		rt, err := service.Start(ctx, "user", &cfg)
+//		if err != nil {
+//			return err
+//		}
+//		defer rt.Close()
+//		db, err := rt.MongoDB(ctx, cfg.Mongo, "users")
+//		...
+//		return web.Serve(ctx, handler, cfg.Base, rt.Logger)
+//	}
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+)
+
+// Main runs a service binary: run's context ends on SIGTERM or SIGINT; an error is
+// printed as "name: error" and the process exits 1.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// Configuration is a service's config struct: it embeds config.Base.
+type Configuration interface {
+	Settings() config.Base
+}
+
+// Runtime is what Start made; Close releases it.
+type Runtime struct {
+	// Logger is the service's JSON logger at the configured level.
+	Logger *slog.Logger
+
+	ctx     context.Context
+	base    config.Base
+	closers []func(context.Context) error
+}
+
+// Start loads cfg from the environment (config.Load), makes the service's logger and
+// sets up tracing from the OTEL_* variables.
+func Start(ctx context.Context, name string, cfg Configuration) (*Runtime, error) {
+	if err := config.Load(cfg); err != nil {
+		return nil, err
+	}
+	base := cfg.Settings()
+	rt := &Runtime{Logger: logging.New(name, base.LogLevel), ctx: ctx, base: base}
+	shutdownTracing, err := tracing.Setup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	rt.OnClose(shutdownTracing)
+	return rt, nil
+}
+
+// MongoDB connects to cfg's database (mongodb.Connect) and disconnects on Close.
+func (rt *Runtime) MongoDB(ctx context.Context, cfg mongodb.Config, defaultDatabase string) (*mongo.Database, error) {
+	db, err := mongodb.Connect(ctx, cfg, defaultDatabase)
+	if err != nil {
+		return nil, err
+	}
+	rt.OnClose(db.Client().Disconnect)
+	return db, nil
+}
+
+// OnClose registers f to run in Close; the last registered runs first.
+func (rt *Runtime) OnClose(f func(context.Context) error) {
+	rt.closers = append(rt.closers, f)
+}
+
+// Close runs the registered cleanups, last first, within the shutdown timeout, even
+// when Start's context has ended, and logs what fails.
+func (rt *Runtime) Close() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rt.ctx), rt.base.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, f := range slices.Backward(rt.closers) {
+		errs = append(errs, f(ctx))
+	}
+	rt.closers = nil
+	if err := errors.Join(errs...); err != nil {
+		rt.Logger.Error("shutdown", slog.String("error", err.Error()))
+	}
+}
