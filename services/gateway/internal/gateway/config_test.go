@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+)
+
+var serviceURLs = []string{
+	"USER_SERVICE_URL=http://user:8080",
+	"PRODUCT_SERVICE_URL=http://product:8080",
+	"ORDER_SERVICE_URL=http://order:8080",
+	"PAYMENT_SERVICE_URL=http://payment:8080",
+}
+
+func TestConfigDefaults(t *testing.T) {
+	var cfg Config
+	if err := config.LoadFrom(&cfg, serviceURLs); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port != 8080 || cfg.RateLimitRequests != 100 || cfg.RateLimitWindow != 15*time.Minute ||
+		cfg.UpstreamTimeout != 10*time.Second || cfg.TrustedProxies != "" || cfg.PprofAddr != "" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		want    string // the variable the error names
+	}{
+		{name: "service URL missing", environ: serviceURLs[1:], want: "USER_SERVICE_URL"},
+		{name: "service URL not absolute", environ: withServiceURLs("ORDER_SERVICE_URL=order:8080"), want: "ORDER_SERVICE_URL"},
+		{name: "window not a duration", environ: withServiceURLs("RATE_LIMIT_WINDOW=900000"), want: "RATE_LIMIT_WINDOW"},
+		{name: "no requests allowed", environ: withServiceURLs("RATE_LIMIT_REQUESTS=0"), want: "RATE_LIMIT_REQUESTS"},
+		{name: "bad proxy CIDR", environ: withServiceURLs("TRUSTED_PROXIES=10.0.0.0/8,10.0.0.0/40"), want: "TRUSTED_PROXIES"},
+		{name: "upstream timeout past write deadline", environ: withServiceURLs("UPSTREAM_TIMEOUT=1m"), want: "UPSTREAM_TIMEOUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg Config
+			err := config.LoadFrom(&cfg, tt.environ)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// withServiceURLs returns the service URLs with overrides set over them.
+func withServiceURLs(overrides ...string) []string {
+	out := append([]string(nil), overrides...)
+	for _, kv := range serviceURLs {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.Contains(strings.Join(overrides, "\n")+"\n", k+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
