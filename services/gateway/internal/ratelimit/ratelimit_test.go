@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"encoding/binary"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -207,6 +208,26 @@ func TestMemoryBound(t *testing.T) {
 	if n := l.Len(); n != maxClients {
 		t.Fatalf("%d clients tracked, want the cap %d", n, maxClients)
 	}
+}
+
+// TestMemoryPerClient checks the heap a full limiter holds: a client costs a map slot of a
+// 16-byte key and an 8-byte TAT, not an allocation of its own.
+func TestMemoryPerClient(t *testing.T) {
+	const maxClients = 1 << 16
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	l, _ := newLimiter(t, Config{Limit: 10, Window: time.Hour, MaxClients: maxClients})
+	for i := range 4 * maxClients {
+		l.Allow(keyFromUint64(uint64(i)))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perClient := float64(after.HeapAlloc-before.HeapAlloc) / maxClients
+	if perClient > 100 {
+		t.Fatalf("%.0f bytes of heap per tracked client, want under 100", perClient)
+	}
+	runtime.KeepAlive(l)
 }
 
 func TestEvictionPrefersExpiredEntries(t *testing.T) {
