@@ -93,17 +93,20 @@ to_ms() {
 }
 
 # bench LABEL URL [wrk args...]: a 2 s warm-up, then one measured run; prints a table row.
+# Requests get 30 s before wrk counts them as timeouts (its 2 s default would drop the slow
+# ones from the percentiles).
 FAILED=0
 bench() {
 	local label="$1" url="$2" out rps p50 p99 bad
 	shift 2
-	wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$@" "$url" >/dev/null
-	out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")"
+	wrk -t"$THREADS" -c"$CONNECTIONS" -d2s --timeout 30s "$@" "$url" >/dev/null
+	out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 30s --latency "$@" "$url")"
 	rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
 	p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
 	p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
 	bad="$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
 	if [ -n "$bad" ]; then FAILED=1; echo "$label: $bad non-2xx answers" >&2; fi
+	if grep -q 'Socket errors' <<<"$out"; then FAILED=1; echo "$label: $(grep 'Socket errors' <<<"$out")" >&2; fi
 	printf '%-34s %12s %10s %10s\n' "$label" "$rps" "$p50" "$p99"
 }
 
