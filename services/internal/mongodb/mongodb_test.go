@@ -114,6 +114,15 @@ func TestFindPage(t *testing.T) {
 	if len(items) != 3 || next != "" || items[0].ID != all[2] {
 		t.Errorf("red after the first = %d items, next %q", len(items), next)
 	}
+
+	// ListPage converts each document.
+	page, err := mongodb.ListPage(ctx, coll, nil, mongodb.PageRequest{Limit: 2}, func(d doc) string { return d.ID.Hex() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 2 || page.Items[1] != all[1].Hex() || page.Next != all[1].Hex() {
+		t.Errorf("ListPage = %+v", page)
+	}
 }
 
 func TestUniqueIndex(t *testing.T) {

@@ -98,3 +98,17 @@ func FindPage[D any](ctx context.Context, coll *mongo.Collection, filter bson.D,
 	}
 	return items, next, nil
 }
+
+// ListPage is FindPage answering the contract's page of domain values: each stored
+// document D becomes a T through convert.
+func ListPage[D, T any](ctx context.Context, coll *mongo.Collection, filter bson.D, req PageRequest, convert func(D) T) (Page[T], error) {
+	docs, next, err := FindPage[D](ctx, coll, filter, req)
+	if err != nil {
+		return Page[T]{}, err
+	}
+	page := Page[T]{Items: make([]T, len(docs)), Next: next}
+	for i, d := range docs {
+		page.Items[i] = convert(d)
+	}
+	return page, nil
+}

@@ -81,15 +81,7 @@ func (s *Store) Get(ctx context.Context, id string) (users.User, error) {
 
 // List returns a page of users in id (creation) order.
 func (s *Store) List(ctx context.Context, req mongodb.PageRequest) (mongodb.Page[users.User], error) {
-	docs, next, err := mongodb.FindPage[userDoc](ctx, s.coll, nil, req)
-	if err != nil {
-		return mongodb.Page[users.User]{}, err
-	}
-	page := mongodb.Page[users.User]{Items: make([]users.User, len(docs)), Next: next}
-	for i, d := range docs {
-		page.Items[i] = d.user()
-	}
-	return page, nil
+	return mongodb.ListPage(ctx, s.coll, nil, req, userDoc.user)
 }
 
 // Update applies a normalized patch to the user with id and returns the result.
