@@ -80,6 +80,23 @@ envtest-assets: ## Build kube-apiserver, etcd and kubectl for envtest (cached un
 rabbitmq-server: ## Install RabbitMQ from Debian packages when missing (tests start private nodes).
 	hack/install-rabbitmq.sh
 
+##@ Benchmarks
+
+.PHONY: bench-services
+bench-services: ## Benchmark user (GET /users/{id}) and product (POST /internal/reservations) on FerretDB, beside a reference.
+	hack/bench-services.sh
+
+.PHONY: bench-gateway
+bench-gateway: ## Benchmark the gateway against a fixed-response upstream, direct vs through it (wrk, 64 connections).
+	hack/bench-gateway.sh
+
+.PHONY: bench-orders
+bench-orders: ## Benchmark orders placed -> PAID through order, product, user, payment, RabbitMQ and FerretDB.
+	hack/bench-orders.sh
+
+.PHONY: bench
+bench: bench-services bench-gateway bench-orders ## Run every benchmark.
+
 ##@ Build
 
 .PHONY: build
