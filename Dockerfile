@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# Images of Shopkeeper for hosts with Docker (`make images` builds the same images with no
+# daemon). Two targets:
+#   docker build --target manager  -t ghcr.io/shopkeeper-dev/shopkeeper-manager:v0.1.0 .
+#   docker build --target services -t ghcr.io/shopkeeper-dev/shopkeeper-services:v0.1.0 .
+# The services image holds /gateway /user /product /order /payment and /ferretdb; it has
+# no entrypoint, because each Deployment the operator makes runs its own binary.
+
+ARG GO_VERSION=1.26.8
+
+# The builder runs on the build host and cross-compiles: static binaries need no
+# emulation of the target platform.
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+ARG TARGETOS TARGETARCH
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+
+FROM build AS build-manager
+COPY api/ api/
+COPY controllers/ controllers/
+COPY cmd/ cmd/
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/manager ./cmd/manager
+
+FROM build AS build-services
+COPY services/ services/
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/ \
+	./services/gateway ./services/user ./services/product ./services/order ./services/payment
+# FerretDB (engine FerretDB of a Shop) comes from the tools module, which pins its version.
+WORKDIR /src/hack/tools
+COPY hack/tools/go.mod hack/tools/go.sum ./
+COPY hack/tools/ferretdb/ ferretdb/
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/ferretdb ./ferretdb
+
+# distroless/static: CA certificates, tzdata, /tmp and the nonroot user (65532), no shell.
+FROM gcr.io/distroless/static-debian12:nonroot AS manager
+COPY --from=build-manager /out/manager /manager
+USER 65532:65532
+ENTRYPOINT ["/manager"]
+
+FROM gcr.io/distroless/static-debian12:nonroot AS services
+COPY --from=build-services /out/ /
+USER 65532:65532
+EXPOSE 8080

@@ -1,0 +1,108 @@
+# Images, the Helm chart, the local cluster, the end-to-end suite and the demo.
+# Included by the Makefile, whose ROOT, LOCALBIN, VERSION, IMG and KUBECTL it uses.
+
+IMAGES_DIR := $(LOCALBIN)/images
+MKIMAGE := $(LOCALBIN)/mkimage
+HELM := $(LOCALBIN)/helm
+COREDNS := $(LOCALBIN)/coredns
+
+# Where the images are tagged. The operator's default services image is
+# ghcr.io/shopkeeper-dev/shopkeeper-services:<Shop spec.version>.
+MANAGER_IMG ?= $(IMG)
+SERVICES_IMG ?= ghcr.io/shopkeeper-dev/shopkeeper-services:$(VERSION)
+# Images of the local cluster only: its sandbox (pause) image and a RabbitMQ made from
+# Debian's package (no registry can be reached there).
+PAUSE_IMG ?= localhost/shopkeeper/pause:$(VERSION)
+RABBITMQ_IMG ?= localhost/shopkeeper/rabbitmq:$(VERSION)
+
+# Image files are stamped with the last commit's time, so rebuilding the same commit gives
+# the same image digests.
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+GO_IMAGE_BUILD = CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w"
+IMAGE_LABELS = -label org.opencontainers.image.source=https://github.com/shopkeeper-dev/shopkeeper \
+	-label org.opencontainers.image.version=$(VERSION) -label org.opencontainers.image.licenses=Apache-2.0
+SERVICES := gateway user product order payment
+
+##@ Images and cluster
+
+.PHONY: images
+images: image-manager image-services image-pause image-rabbitmq ## Build every image as a docker-archive under bin/images (no daemon needed) and print their sizes.
+	@cd $(IMAGES_DIR) && for f in manager services pause rabbitmq; do \
+		printf '%-9s %6s  %s\n' $$f "$$(du -h --apparent-size $$f.tar | cut -f1)" "$$(tar -xOf $$f.tar manifest.json | sed -E 's/.*"RepoTags":\["([^"]*)".*/\1/')"; \
+	done
+
+.PHONY: image-manager
+image-manager: $(MKIMAGE) ## Build the operator's image (bin/images/manager.tar).
+	@mkdir -p $(IMAGES_DIR)/manager
+	$(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/manager/manager ./cmd/manager
+	$(MKIMAGE) -o $(IMAGES_DIR)/manager.tar -t $(MANAGER_IMG) $(IMAGE_LABELS) \
+		-add $(IMAGES_DIR)/manager/manager:/manager -dir /tmp:0:0:1777 \
+		-user 65532:65532 -entrypoint /manager
+
+.PHONY: image-services
+image-services: $(MKIMAGE) ## Build the services image: the five services and FerretDB (bin/images/services.tar).
+	@mkdir -p $(IMAGES_DIR)/services
+	$(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/services/ $(addprefix ./services/,$(SERVICES))
+	cd hack/tools && $(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/services/ferretdb ./ferretdb
+	$(MKIMAGE) -o $(IMAGES_DIR)/services.tar -t $(SERVICES_IMG) $(IMAGE_LABELS) \
+		$(foreach b,$(SERVICES) ferretdb,-add $(IMAGES_DIR)/services/$(b):/$(b)) -dir /tmp:0:0:1777 \
+		-user 65532:65532 -port 8080/tcp
+
+.PHONY: image-pause
+image-pause: $(MKIMAGE) ## Build the local cluster's sandbox image (bin/images/pause.tar).
+	@mkdir -p $(IMAGES_DIR)/pause
+	$(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/pause/pause ./hack/local-cluster/pause
+	$(MKIMAGE) -o $(IMAGES_DIR)/pause.tar -t $(PAUSE_IMG) $(IMAGE_LABELS) \
+		-add $(IMAGES_DIR)/pause/pause:/pause -user 65535:65535 -entrypoint /pause
+
+.PHONY: image-rabbitmq
+image-rabbitmq: $(IMAGES_DIR)/rabbitmq.tar ## Build the local cluster's RabbitMQ image from Debian's package (bin/images/rabbitmq.tar).
+
+# The root filesystem takes a couple of minutes of debootstrap: it is remade only when
+# its script changes, and the image only when the root filesystem does.
+$(IMAGES_DIR)/cache/rabbitmq-rootfs.tar: hack/images/rabbitmq-rootfs.sh
+	@mkdir -p $(@D)
+	rm -f $@
+	hack/images/rabbitmq-rootfs.sh $@
+
+$(IMAGES_DIR)/rabbitmq.tar: $(IMAGES_DIR)/cache/rabbitmq-rootfs.tar $(MKIMAGE)
+	$(MKIMAGE) -o $@ -t $(RABBITMQ_IMG) $(IMAGE_LABELS) -layer $< \
+		-user 999:999 -entrypoint /usr/lib/rabbitmq/bin/rabbitmq-server \
+		-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		-env HOME=/var/lib/rabbitmq -env LANG=C.UTF-8 \
+		-port 5672/tcp -port 15672/tcp -volume /var/lib/rabbitmq
+
+$(MKIMAGE): hack/tools/go.mod $(wildcard hack/tools/mkimage/*.go)
+	cd hack/tools && go build -o $@ ./mkimage
+
+$(HELM): hack/tools/go.mod
+	cd hack/tools && go build -o $@ helm.sh/helm/v3/cmd/helm
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the Helm chart and test its render and its copies of config/ (charts/chart_test.go).
+	$(HELM) lint --strict charts/shopkeeper
+	HELM=$(HELM) go test $(GO_TEST_FLAGS) ./charts/...
+
+.PHONY: sync-chart
+sync-chart: ## Copy the CRDs and the manager's ClusterRole from config/ into the chart.
+	hack/sync-chart.sh
+
+# The local cluster: a real single node built here (hack/local-cluster.sh); needs root.
+LOCAL_KUBECONFIG := $(LOCALBIN)/local-cluster/kubeconfig
+
+.PHONY: cluster-up
+cluster-up: image-pause ## Start the local single-node cluster (KUBECONFIG=bin/local-cluster/kubeconfig).
+	VERSION=$(VERSION) PAUSE_IMG=$(PAUSE_IMG) hack/local-cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster; leaves no process, mount, bridge or iptables rule.
+	hack/local-cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Say what of the local cluster runs.
+	hack/local-cluster.sh status
+
+.PHONY: cluster-images
+cluster-images: images ## Build the images and load them into the local cluster's node.
+	hack/local-cluster.sh import $(addprefix $(IMAGES_DIR)/,manager.tar services.tar rabbitmq.tar)
