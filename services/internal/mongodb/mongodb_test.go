@@ -123,6 +123,25 @@ func TestFindPage(t *testing.T) {
 	if len(page.Items) != 2 || page.Items[1] != all[1].Hex() || page.Next != all[1].Hex() {
 		t.Errorf("ListPage = %+v", page)
 	}
+
+	// A projection leaves out what it drops; paging still works (it needs _id).
+	for _, tc := range []struct {
+		name       string
+		projection bson.D
+		wantColor  string
+	}{
+		{"drop color", bson.D{{Key: "color", Value: 0}}, ""},
+		{"keep color", bson.D{{Key: "color", Value: 1}}, "red"},
+	} {
+		page, err := mongodb.ListPage(ctx, coll, nil, mongodb.PageRequest{Limit: 1},
+			func(d doc) doc { return d }, mongodb.Projection(tc.projection))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != 1 || page.Items[0].ID != all[0] || page.Items[0].Color != tc.wantColor || page.Next != all[0].Hex() {
+			t.Errorf("%s: page %+v, want the first document with color %q and a next", tc.name, page, tc.wantColor)
+		}
+	}
 }
 
 func TestUniqueIndex(t *testing.T) {

@@ -55,10 +55,20 @@ func ParsePageRequest(q url.Values) (PageRequest, error) {
 	return req, v.Err()
 }
 
+// PageOption changes how FindPage reads a page.
+type PageOption func(*options.FindOptionsBuilder)
+
+// Projection makes FindPage read only the fields projection keeps (or all but those it
+// drops, e.g. {bookkeeping: 0}), so what a list never shows is not shipped. _id is always
+// read: the page's next depends on it.
+func Projection(projection bson.D) PageOption {
+	return func(o *options.FindOptionsBuilder) { o.SetProjection(projection) }
+}
+
 // FindPage returns the documents of coll matching filter (nil for all), in id order,
 // one page of req, decoded as D. next is the id to pass as after for the following
 // page, or "" when there is none. It reads one document more than the page to know.
-func FindPage[D any](ctx context.Context, coll *mongo.Collection, filter bson.D, req PageRequest) (items []D, next string, err error) {
+func FindPage[D any](ctx context.Context, coll *mongo.Collection, filter bson.D, req PageRequest, opts ...PageOption) (items []D, next string, err error) {
 	if req.Limit <= 0 {
 		req.Limit = DefaultLimit
 	}
@@ -69,9 +79,13 @@ func FindPage[D any](ctx context.Context, coll *mongo.Collection, filter bson.D,
 	if f == nil {
 		f = bson.D{}
 	}
-	cur, err := coll.Find(ctx, f, options.Find().
+	find := options.Find().
 		SetSort(bson.D{{Key: "_id", Value: 1}}).
-		SetLimit(int64(req.Limit)+1))
+		SetLimit(int64(req.Limit) + 1)
+	for _, o := range opts {
+		o(find)
+	}
+	cur, err := coll.Find(ctx, f, find)
 	if err != nil {
 		return nil, "", fmt.Errorf("find %s: %w", coll.Name(), err)
 	}
@@ -101,8 +115,8 @@ func FindPage[D any](ctx context.Context, coll *mongo.Collection, filter bson.D,
 
 // ListPage is FindPage answering the contract's page of domain values: each stored
 // document D becomes a T through convert.
-func ListPage[D, T any](ctx context.Context, coll *mongo.Collection, filter bson.D, req PageRequest, convert func(D) T) (Page[T], error) {
-	docs, next, err := FindPage[D](ctx, coll, filter, req)
+func ListPage[D, T any](ctx context.Context, coll *mongo.Collection, filter bson.D, req PageRequest, convert func(D) T, opts ...PageOption) (Page[T], error) {
+	docs, next, err := FindPage[D](ctx, coll, filter, req, opts...)
 	if err != nil {
 		return Page[T]{}, err
 	}
