@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
@@ -23,11 +25,20 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // startShop runs the four services on fresh databases against amqpURL.
 func startShop(t *testing.T, amqpURL string) *shoptest.Shop {
 	t.Helper()
+	s, _ := startShopWithDatabases(t, amqpURL)
+	return s
+}
+
+// startShopWithDatabases is startShop also returning each service's database.
+func startShopWithDatabases(t *testing.T, amqpURL string) (*shoptest.Shop, map[string]*mongo.Database) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dbs := map[string]*mongo.Database{}
 	s, err := shoptest.Start(ctx, shoptest.Options{
 		AMQPURL: amqpURL,
+		// Warnings (broker lost, retries) show with a failing test's output.
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Database: func(service string) *mongo.Database {
 			dbs[service] = testenv.MongoDB(t)
 			return dbs[service]
@@ -37,7 +48,7 @@ func startShop(t *testing.T, amqpURL string) *shoptest.Shop {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	return s
+	return s, dbs
 }
 
 // watchOrderUpdated binds a queue to order.updated (no service consumes it) and
@@ -209,7 +220,7 @@ func TestBrokerOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	node := testenv.NewRabbitMQNode(t)
-	shop := startShop(t, node.URL())
+	shop, dbs := startShopWithDatabases(t, node.URL())
 	user, _ := shop.CreateUser(ctx, "Outage Tester", "outage@example.com")
 	cheap, err := shop.CreateProduct(ctx, "cheap", 1000, 100000)
 	if err != nil {
@@ -265,6 +276,29 @@ func TestBrokerOutage(t *testing.T) {
 	wg.Wait()
 	if err := node.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Wait until no order is PENDING; on timeout, say where the work stands.
+	pending := bson.D{{Key: "status", Value: order.Pending}}
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		n, err := dbs["orders"].Collection("orders").CountDocuments(ctx, pending)
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			count := func(db, coll string, filter bson.D) int64 {
+				n, _ := dbs[db].Collection(coll).CountDocuments(ctx, filter)
+				return n
+			}
+			unsent := bson.D{{Key: "outboxPending", Value: true}}
+			t.Fatalf("%d orders still PENDING: orders with unsent events %d, payments %d (unsent %d), ready in %s %d, %s %d, dead letters %d+%d",
+				n, count("orders", "orders", unsent), count("payments", "payments", bson.D{}), count("payments", "payments", unsent),
+				messaging.PaymentOrderCreated.Name, testenv.RabbitMQQueueDepth(t, node.URL(), messaging.PaymentOrderCreated.Name),
+				messaging.OrderPaymentResults.Name, testenv.RabbitMQQueueDepth(t, node.URL(), messaging.OrderPaymentResults.Name),
+				testenv.RabbitMQQueueDepth(t, node.URL(), messaging.PaymentOrderCreated.DeadLetterQueue()),
+				testenv.RabbitMQQueueDepth(t, node.URL(), messaging.OrderPaymentResults.DeadLetterQueue()))
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 
 	var paid, cancelled, payments, lost int

@@ -165,6 +165,17 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 	}
 	if changed {
 		s.relay.Notify()
+		return nil
+	}
+	// Nothing modified: fine if another delivery settled the order meanwhile, but the
+	// store has also been seen to report no match under write contention (FerretDB on
+	// a busy SQLite file). Acknowledge only once the order is settled.
+	after, err := s.store.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if after.Status == Pending {
+		return fmt.Errorf("order %s still PENDING after settling it %s", r.OrderID, status)
 	}
 	return nil
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Measures the order flow (orders/s, placed -> PAID p50/p99) with every service in one
+# process on a private RabbitMQ node and FerretDB; see services/order/internal/benchorders. Arguments go
+# to the program, e.g. hack/bench-orders.sh -orders 5000 -concurrency 64.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+hack/install-rabbitmq.sh
+exec go run ./services/order/internal/benchorders "$@"
