@@ -1,0 +1,216 @@
+package resources
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+)
+
+// Apps are the shop's own services in the order they are applied: the backends
+// first, the gateway that routes to them last.
+var Apps = []string{User, Product, Order, Payment, Gateway}
+
+// Default replicas and settings, used when a Shop was stored before the API server
+// defaulted these fields (they are all defaulted by the CRD).
+const (
+	defaultGatewayReplicas = 2
+	defaultServiceReplicas = 1
+)
+
+// defaultAppResources fit a small Go HTTP service.
+var defaultAppResources = requirements("50m", "64Mi", "256Mi")
+
+// app is what distinguishes one of the shop's services from the others.
+type app struct {
+	name      string
+	replicas  int32
+	resources corev1.ResourceRequirements
+	// env is set inline; secretKeys are the connections Secret keys the app reads.
+	env        []corev1.EnvVar
+	secretKeys []string
+	// callers are the components allowed to connect to it; none means anyone.
+	callers []string
+}
+
+// serviceURL is the in-cluster URL of one of the shop's services.
+func serviceURL(shop *shopv1.Shop, component string) string {
+	return fmt.Sprintf("http://%s:80", Name(shop, component))
+}
+
+// Endpoint is the gateway's URL inside the cluster, reported in the Shop's status.
+func Endpoint(shop *shopv1.Shop) string {
+	return fmt.Sprintf("http://%s.%s.svc:80", Name(shop, Gateway), shop.Namespace)
+}
+
+// appFor describes component of shop.
+func appFor(shop *shopv1.Shop, component string) app {
+	spec := shop.Spec
+	backend := func(s shopv1.ServiceSpec) app {
+		return app{
+			name:       component,
+			replicas:   ptr.Deref(s.Replicas, defaultServiceReplicas),
+			resources:  resourcesOr(&s.Resources, defaultAppResources),
+			env:        []corev1.EnvVar{secretEnv("MONGODB_URI", ConnectionsSecretName(shop), MongoDBURIKey(component))},
+			secretKeys: []string{MongoDBURIKey(component)},
+			callers:    []string{Gateway},
+		}
+	}
+	urls := func(components ...string) []corev1.EnvVar {
+		var env []corev1.EnvVar
+		for _, c := range components {
+			env = append(env, corev1.EnvVar{Name: strings.ToUpper(c) + "_SERVICE_URL", Value: serviceURL(shop, c)})
+		}
+		return env
+	}
+	rabbitmq := secretEnv("RABBITMQ_URL", ConnectionsSecretName(shop), RabbitMQURLKey)
+
+	switch component {
+	case User:
+		a := backend(spec.Services.User)
+		a.callers = []string{Gateway, Order} // order checks the user of an order
+		return a
+	case Product:
+		a := backend(spec.Services.Product)
+		a.callers = []string{Gateway, Order} // order reserves stock
+		return a
+	case Order:
+		a := backend(spec.Services.Order)
+		a.env = append(a.env, rabbitmq)
+		a.env = append(a.env, urls(User, Product)...)
+		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
+		return a
+	case Payment:
+		a := backend(spec.Services.Payment.ServiceSpec)
+		a.env = append(a.env, rabbitmq, corev1.EnvVar{
+			Name:  "PAYMENT_LIMIT_CENTS",
+			Value: strconv.FormatInt(ptr.Deref(spec.Services.Payment.LimitCents, 100000), 10),
+		})
+		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
+		return a
+	case Gateway:
+		g := spec.Gateway
+		env := urls(User, Product, Order, Payment)
+		env = append(env,
+			corev1.EnvVar{Name: "RATE_LIMIT_REQUESTS", Value: strconv.Itoa(int(ptr.Deref(g.RateLimit.Requests, 100)))},
+			corev1.EnvVar{Name: "RATE_LIMIT_WINDOW", Value: durationOr(g.RateLimit.Window, "15m")},
+			// Always set, even empty, so removing the last proxy removes it from the pods.
+			corev1.EnvVar{Name: "TRUSTED_PROXIES", Value: strings.Join(g.TrustedProxies, ",")},
+			corev1.EnvVar{Name: "UPSTREAM_TIMEOUT", Value: durationOr(g.UpstreamTimeout, "10s")},
+		)
+		return app{
+			name:      Gateway,
+			replicas:  ptr.Deref(g.Replicas, defaultGatewayReplicas),
+			resources: defaultAppResources,
+			env:       env,
+		}
+	}
+	panic("resources: unknown app " + component)
+}
+
+// AppReplicas is the number of replicas the Shop asks of app.
+func AppReplicas(shop *shopv1.Shop, component string) int32 {
+	return appFor(shop, component).replicas
+}
+
+// AppDeployment is the Deployment of one of the shop's services. connections is the
+// desired connections Secret: its values the app reads make the pods' checksum.
+func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secret) *appsv1.Deployment {
+	a := appFor(shop, component)
+	env := append([]corev1.EnvVar{{Name: "PORT", Value: strconv.Itoa(HTTPPort)}}, a.env...)
+	var data map[string][]byte
+	if connections != nil {
+		data = connections.Data
+	}
+	volumes, mounts := scratchVolumes(map[string]string{"tmp": "/tmp"})
+	return &appsv1.Deployment{
+		ObjectMeta: objectMeta(shop, Name(shop, component), component),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(a.replicas),
+			Selector: selector(shop, component),
+			// Never fewer ready pods than asked for while rolling out.
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromInt32(1)),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: podTemplateMeta(shop, component, checksum(data, a.secretKeys...)),
+				Spec: corev1.PodSpec{
+					SecurityContext:              podSecurityContext(nonRootID),
+					ImagePullSecrets:             shop.Spec.ImagePullSecrets,
+					AutomountServiceAccountToken: ptr.To(false),
+					Containers: []corev1.Container{{
+						Name:            component,
+						Image:           servicesImage(shop),
+						ImagePullPolicy: shop.Spec.ImagePullPolicy,
+						Command:         []string{"/" + component},
+						Env:             env,
+						Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}},
+						LivenessProbe:   httpProbe("/healthz", 10, 3),
+						ReadinessProbe:  httpProbe("/readyz", 5, 2),
+						Resources:       a.resources,
+						SecurityContext: containerSecurityContext(true),
+						VolumeMounts:    mounts,
+					}},
+					Volumes: volumes,
+				},
+			},
+		},
+	}
+}
+
+// AppService is the ClusterIP Service of one of the shop's services (for the gateway,
+// of the type the Shop asks). It listens on 80 and forwards to the pods' HTTP port.
+func AppService(shop *shopv1.Shop, component string) *corev1.Service {
+	svcType := corev1.ServiceTypeClusterIP
+	if component == Gateway && shop.Spec.Gateway.Service.Type != "" {
+		svcType = shop.Spec.Gateway.Service.Type
+	}
+	return &corev1.Service{
+		ObjectMeta: objectMeta(shop, Name(shop, component), component),
+		Spec: corev1.ServiceSpec{
+			Type:     svcType,
+			Selector: SelectorLabels(shop, component),
+			Ports: []corev1.ServicePort{{
+				Name: "http", Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP,
+			}},
+		},
+	}
+}
+
+// AppPodDisruptionBudget lets a voluntary disruption (a node drain) take one pod of
+// the app at a time: with several replicas the app stays up, with one it never
+// blocks the drain.
+func AppPodDisruptionBudget(shop *shopv1.Shop, component string) *policyv1.PodDisruptionBudget {
+	return &policyv1.PodDisruptionBudget{
+		ObjectMeta: objectMeta(shop, Name(shop, component), component),
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+			Selector:       selector(shop, component),
+		},
+	}
+}
+
+// durationOr formats d as the services parse it (a Go duration), or def when unset.
+func durationOr(d *metav1.Duration, def string) string {
+	if d == nil {
+		return def
+	}
+	return d.Duration.String()
+}
+
+// selector selects the pods of component.
+func selector(shop *shopv1.Shop, component string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: SelectorLabels(shop, component)}
+}

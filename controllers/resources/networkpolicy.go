@@ -1,0 +1,46 @@
+package resources
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+)
+
+// NetworkPolicy admits traffic to component's pods: to the gateway from anywhere, to
+// a service only from the components that call it, to a store only from the services
+// that use it. Only ingress is restricted; the shop's pods may still reach DNS and an
+// external store.
+func NetworkPolicy(shop *shopv1.Shop, component string) *networkingv1.NetworkPolicy {
+	var callers []string
+	port := intstr.FromInt32(HTTPPort)
+	switch component {
+	case MongoDB, RabbitMQ:
+		s := storeFor(shop, component)
+		callers, port = s.callers, intstr.FromInt32(s.port)
+	default:
+		callers = appFor(shop, component).callers
+	}
+	rule := networkingv1.NetworkPolicyIngressRule{
+		Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolTCP), Port: &port}},
+	}
+	if len(callers) > 0 {
+		rule.From = []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{
+			MatchLabels: map[string]string{LabelInstance: shop.Name, LabelManagedBy: ManagedBy},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: LabelName, Operator: metav1.LabelSelectorOpIn, Values: callers,
+			}},
+		}}}
+	}
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: objectMeta(shop, Name(shop, component), component),
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: *selector(shop, component),
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{rule},
+		},
+	}
+}

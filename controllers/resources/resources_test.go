@@ -1,0 +1,508 @@
+package resources
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+)
+
+// newShop is a Shop as the API server stores it after defaulting, changed by edits.
+func newShop(edits ...func(*shopv1.Shop)) *shopv1.Shop {
+	s := &shopv1.Shop{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "shops", UID: "uid-1"},
+		Spec: shopv1.ShopSpec{
+			Version:         "v0.1.0",
+			Image:           shopv1.DefaultImage,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Gateway: shopv1.GatewaySpec{
+				Replicas:        ptr.To[int32](2),
+				RateLimit:       shopv1.RateLimitSpec{Requests: ptr.To[int32](100), Window: &metav1.Duration{Duration: 15 * time.Minute}},
+				Service:         shopv1.GatewayServiceSpec{Type: corev1.ServiceTypeClusterIP},
+				UpstreamTimeout: &metav1.Duration{Duration: 10 * time.Second},
+			},
+			Services: shopv1.ServicesSpec{
+				User:    shopv1.ServiceSpec{Replicas: ptr.To[int32](1)},
+				Product: shopv1.ServiceSpec{Replicas: ptr.To[int32](1)},
+				Order:   shopv1.ServiceSpec{Replicas: ptr.To[int32](1)},
+				Payment: shopv1.PaymentServiceSpec{ServiceSpec: shopv1.ServiceSpec{Replicas: ptr.To[int32](1)}, LimitCents: ptr.To[int64](100000)},
+			},
+			MongoDB: shopv1.MongoDBSpec{Engine: shopv1.EngineMongoDB},
+		},
+	}
+	for _, e := range edits {
+		e(s)
+	}
+	return s
+}
+
+func connectionsOf(t *testing.T, shop *shopv1.Shop) *corev1.Secret {
+	t.Helper()
+	mc := CredentialsSecret(shop, MongoDB, nil)
+	rc := CredentialsSecret(shop, RabbitMQ, nil)
+	c, err := ConnectionsSecret(shop, StoreURIs{MongoDB: InClusterMongoDBURI(shop, mc), RabbitMQ: InClusterRabbitMQURL(shop, rc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// allObjects builds every child of shop.
+func allObjects(t *testing.T, shop *shopv1.Shop) []client.Object {
+	t.Helper()
+	conn := connectionsOf(t, shop)
+	objs := []client.Object{conn}
+	for _, s := range InClusterStores(shop) {
+		creds := CredentialsSecret(shop, s, nil)
+		objs = append(objs, creds, StoreDeployment(shop, s, creds), StoreService(shop, s),
+			StorePersistentVolumeClaim(shop, s), NetworkPolicy(shop, s))
+	}
+	for _, a := range Apps {
+		objs = append(objs, AppDeployment(shop, a, conn), AppService(shop, a),
+			AppPodDisruptionBudget(shop, a), NetworkPolicy(shop, a))
+	}
+	return objs
+}
+
+func TestEveryChildIsLabelledAndOwned(t *testing.T) {
+	shop := newShop()
+	objs := allObjects(t, shop)
+	if got, want := len(objs), 1+2*5+5*4; got != want {
+		t.Fatalf("built %d objects, want %d", got, want)
+	}
+	for _, o := range objs {
+		name := o.GetObjectKind().GroupVersionKind().Kind + " " + o.GetName()
+		if o.GetNamespace() != "shops" || !strings.HasPrefix(o.GetName(), "demo-") {
+			t.Errorf("%s: namespace %q, want shops and a demo- prefix", name, o.GetNamespace())
+		}
+		l := o.GetLabels()
+		for _, k := range []string{LabelName, LabelInstance, LabelComponent, LabelPartOf, LabelManagedBy, LabelShop} {
+			if l[k] == "" {
+				t.Errorf("%s: label %s missing", name, k)
+			}
+		}
+		if l[LabelManagedBy] != ManagedBy || l[LabelInstance] != "demo" || l[LabelShop] != "demo" {
+			t.Errorf("%s: labels %v", name, l)
+		}
+		refs := o.GetOwnerReferences()
+		if len(refs) != 1 || refs[0].UID != "uid-1" || refs[0].Kind != "Shop" || !ptr.Deref(refs[0].Controller, false) {
+			t.Errorf("%s: owner references %+v, want the Shop as controller", name, refs)
+		}
+	}
+}
+
+func TestAppDeploymentEnvironment(t *testing.T) {
+	tests := []struct {
+		app        string
+		edit       func(*shopv1.Shop)
+		wantValues map[string]string
+		wantSecret map[string]string // env -> connections key
+	}{
+		{app: User, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "user-mongodb-uri"}},
+		{app: Product, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "product-mongodb-uri"}},
+		{
+			app:        Order,
+			wantValues: map[string]string{"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80"},
+			wantSecret: map[string]string{"MONGODB_URI": "order-mongodb-uri", "RABBITMQ_URL": "rabbitmq-url"},
+		},
+		{
+			app:        Payment,
+			edit:       func(s *shopv1.Shop) { s.Spec.Services.Payment.LimitCents = ptr.To[int64](5000) },
+			wantValues: map[string]string{"PAYMENT_LIMIT_CENTS": "5000"},
+			wantSecret: map[string]string{"MONGODB_URI": "payment-mongodb-uri", "RABBITMQ_URL": "rabbitmq-url"},
+		},
+		{
+			app: Gateway,
+			wantValues: map[string]string{
+				"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80",
+				"ORDER_SERVICE_URL": "http://demo-order:80", "PAYMENT_SERVICE_URL": "http://demo-payment:80",
+				"RATE_LIMIT_REQUESTS": "100", "RATE_LIMIT_WINDOW": "15m0s", "TRUSTED_PROXIES": "", "UPSTREAM_TIMEOUT": "10s",
+			},
+		},
+		{
+			app: Gateway,
+			edit: func(s *shopv1.Shop) {
+				s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](7)
+				s.Spec.Gateway.RateLimit.Window = &metav1.Duration{Duration: time.Hour}
+				s.Spec.Gateway.TrustedProxies = []string{"10.0.0.0/8", "fd00::/8"}
+				s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 1500 * time.Millisecond}
+			},
+			wantValues: map[string]string{
+				"RATE_LIMIT_REQUESTS": "7", "RATE_LIMIT_WINDOW": "1h0m0s",
+				"TRUSTED_PROXIES": "10.0.0.0/8,fd00::/8", "UPSTREAM_TIMEOUT": "1.5s",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.app, func(t *testing.T) {
+			shop := newShop()
+			if tt.edit != nil {
+				tt.edit(shop)
+			}
+			d := AppDeployment(shop, tt.app, connectionsOf(t, shop))
+			c := d.Spec.Template.Spec.Containers[0]
+			if got := c.Command; !slices.Equal(got, []string{"/" + tt.app}) {
+				t.Errorf("command %v", got)
+			}
+			if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper-services:v0.1.0" {
+				t.Errorf("image %q", c.Image)
+			}
+			env := map[string]corev1.EnvVar{}
+			for _, e := range c.Env {
+				env[e.Name] = e
+			}
+			for k, v := range tt.wantValues {
+				if e, ok := env[k]; !ok || e.Value != v {
+					t.Errorf("env %s = %q (set %v), want %q", k, e.Value, ok, v)
+				}
+			}
+			for k, key := range tt.wantSecret {
+				ref := env[k].ValueFrom
+				if ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "demo-connections" || ref.SecretKeyRef.Key != key {
+					t.Errorf("env %s from %+v, want demo-connections/%s", k, ref, key)
+				}
+			}
+			if got, want := len(c.Env), 1+len(tt.wantSecret)+len(tt.wantValues)-boolInt(tt.wantValues["PORT"] != ""); tt.edit == nil && got != want {
+				t.Errorf("%d env vars, want %d: %v", got, want, c.Env)
+			}
+		})
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestAppDeploymentPodSpec(t *testing.T) {
+	shop := newShop(func(s *shopv1.Shop) {
+		s.Spec.PodLabels = map[string]string{"team": "shop"}
+		s.Spec.PodAnnotations = map[string]string{"example.com/scrape": "true"}
+		s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
+		s.Spec.Services.User.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}
+	})
+	conn := connectionsOf(t, shop)
+	for _, a := range Apps {
+		d := AppDeployment(shop, a, conn)
+		p := d.Spec.Template
+		c := p.Spec.Containers[0]
+		if !ptr.Deref(p.Spec.SecurityContext.RunAsNonRoot, false) || p.Spec.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("%s: pod security context %+v", a, p.Spec.SecurityContext)
+		}
+		sc := c.SecurityContext
+		if ptr.Deref(sc.AllowPrivilegeEscalation, true) || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+			t.Errorf("%s: container security context %+v", a, sc)
+		}
+		if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.Ports[0].ContainerPort != 8080 {
+			t.Errorf("%s: probes or port wrong", a)
+		}
+		if p.Labels["team"] != "shop" || p.Labels[LabelName] != a || p.Annotations["example.com/scrape"] != "true" || p.Annotations[ChecksumAnnotation] == "" {
+			t.Errorf("%s: template metadata %+v", a, p.ObjectMeta)
+		}
+		if !maps.Equal(d.Spec.Selector.MatchLabels, map[string]string{LabelName: a, LabelInstance: "demo"}) {
+			t.Errorf("%s: selector %v", a, d.Spec.Selector.MatchLabels)
+		}
+		if len(p.Spec.ImagePullSecrets) != 1 {
+			t.Errorf("%s: image pull secrets %v", a, p.Spec.ImagePullSecrets)
+		}
+		wantCPU := "50m"
+		if a == User {
+			wantCPU = "2"
+		}
+		if got := c.Resources.Requests[corev1.ResourceCPU]; got.String() != wantCPU {
+			t.Errorf("%s: cpu request %s, want %s", a, got.String(), wantCPU)
+		}
+	}
+	if got := *AppDeployment(shop, Gateway, conn).Spec.Replicas; got != 2 {
+		t.Errorf("gateway replicas %d, want 2", got)
+	}
+}
+
+func TestChecksumFollowsWhatThePodReads(t *testing.T) {
+	shop := newShop()
+	conn := connectionsOf(t, shop)
+	changed := conn.DeepCopy()
+	changed.Data[RabbitMQURLKey] = []byte("amqp://other")
+	tests := []struct {
+		app         string
+		wantChanged bool
+	}{
+		{User, false}, {Product, false}, {Gateway, false}, {Order, true}, {Payment, true},
+	}
+	for _, tt := range tests {
+		before := AppDeployment(shop, tt.app, conn).Spec.Template.Annotations[ChecksumAnnotation]
+		after := AppDeployment(shop, tt.app, changed).Spec.Template.Annotations[ChecksumAnnotation]
+		if again := AppDeployment(shop, tt.app, conn).Spec.Template.Annotations[ChecksumAnnotation]; again != before {
+			t.Errorf("%s: checksum not stable", tt.app)
+		}
+		if (before != after) != tt.wantChanged {
+			t.Errorf("%s: checksum changed=%v after the broker URL changed, want %v", tt.app, before != after, tt.wantChanged)
+		}
+	}
+}
+
+func TestCredentialsSecret(t *testing.T) {
+	shop := newShop()
+	first := CredentialsSecret(shop, MongoDB, nil)
+	second := CredentialsSecret(shop, MongoDB, nil)
+	if len(first.Data[PasswordKey]) < 20 || string(first.Data[PasswordKey]) == string(second.Data[PasswordKey]) {
+		t.Errorf("passwords %q and %q: want long random values", first.Data[PasswordKey], second.Data[PasswordKey])
+	}
+	tests := []struct {
+		name     string
+		existing map[string][]byte
+		want     func(got map[string][]byte) bool
+	}{
+		{"kept", first.Data, func(got map[string][]byte) bool { return maps.EqualFunc(got, first.Data, slices.Equal) }},
+		{"missing password generated", map[string][]byte{UsernameKey: []byte("admin")}, func(got map[string][]byte) bool {
+			return string(got[UsernameKey]) == "admin" && len(got[PasswordKey]) >= 20
+		}},
+		{"empty password regenerated", map[string][]byte{PasswordKey: {}}, func(got map[string][]byte) bool { return len(got[PasswordKey]) >= 20 }},
+		{"foreign keys dropped", map[string][]byte{"other": []byte("x")}, func(got map[string][]byte) bool { _, ok := got["other"]; return !ok }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := CredentialsSecret(shop, MongoDB, &corev1.Secret{Data: tt.existing}).Data
+			if !tt.want(got) {
+				t.Errorf("data %q", got)
+			}
+		})
+	}
+	if n := CredentialsSecretName(shop, RabbitMQ); n != "demo-rabbitmq-credentials" {
+		t.Errorf("name %q", n)
+	}
+}
+
+func TestConnectionsSecret(t *testing.T) {
+	creds := &corev1.Secret{Data: map[string][]byte{UsernameKey: []byte("u"), PasswordKey: []byte("p@ss")}}
+	tests := []struct {
+		name  string
+		shop  *shopv1.Shop
+		uris  func(*shopv1.Shop) StoreURIs
+		want  map[string]string
+		error bool
+	}{
+		{
+			name: "in-cluster MongoDB and RabbitMQ",
+			shop: newShop(),
+			uris: func(s *shopv1.Shop) StoreURIs {
+				return StoreURIs{MongoDB: InClusterMongoDBURI(s, creds), RabbitMQ: InClusterRabbitMQURL(s, creds)}
+			},
+			want: map[string]string{
+				"user-mongodb-uri":    "mongodb://u:p%40ss@demo-mongodb:27017/users?authSource=admin",
+				"payment-mongodb-uri": "mongodb://u:p%40ss@demo-mongodb:27017/payments?authSource=admin",
+				"rabbitmq-url":        "amqp://u:p%40ss@demo-rabbitmq:5672/shop",
+			},
+		},
+		{
+			name: "FerretDB has no credentials",
+			shop: newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB }),
+			uris: func(s *shopv1.Shop) StoreURIs { return StoreURIs{MongoDB: InClusterMongoDBURI(s, creds)} },
+			want: map[string]string{"order-mongodb-uri": "mongodb://demo-mongodb:27017/orders", "product-mongodb-uri": "mongodb://demo-mongodb:27017/products"},
+		},
+		{
+			name:  "external URI that is no MongoDB URI",
+			shop:  newShop(),
+			uris:  func(*shopv1.Shop) StoreURIs { return StoreURIs{MongoDB: "postgres://db"} },
+			error: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ConnectionsSecret(tt.shop, tt.uris(tt.shop))
+			if (err != nil) != tt.error {
+				t.Fatalf("error %v, want error %v", err, tt.error)
+			}
+			if err != nil {
+				return
+			}
+			for k, v := range tt.want {
+				if got := string(s.Data[k]); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	tests := []struct{ uri, want, err string }{
+		{uri: "mongodb://h:27017", want: "mongodb://h:27017/users"},
+		{uri: "mongodb://h:27017/", want: "mongodb://h:27017/users"},
+		{uri: "mongodb://h/other?replicaSet=rs0", want: "mongodb://h/users?replicaSet=rs0"},
+		{uri: "mongodb://u:p@h1:27017,h2:27017/?replicaSet=rs0", want: "mongodb://u:p@h1:27017,h2:27017/users?authSource=admin&replicaSet=rs0"},
+		{uri: "mongodb://u:p@h/app", want: "mongodb://u:p@h/users?authSource=app"},
+		{uri: "mongodb+srv://u:p@cluster.example.com/?authSource=x", want: "mongodb+srv://u:p@cluster.example.com/users?authSource=x"},
+		{uri: "mongodb://u:p@h?tls=true", want: "mongodb://u:p@h/users?authSource=admin&tls=true"},
+		{uri: "http://h", err: "must start with mongodb://"},
+		{uri: "mongodb://", err: "names no host"},
+		{uri: "mongodb://u:p@/db", err: "names no host"},
+		{uri: "mongodb://h/?a=%zz", err: "bad options"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.uri, func(t *testing.T) {
+			got, err := WithDatabase(tt.uri, "users")
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestStores(t *testing.T) {
+	external := &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "s", Key: "uri"}}
+	tests := []struct {
+		name       string
+		edit       func(*shopv1.Shop)
+		wantStores []string
+		check      func(t *testing.T, shop *shopv1.Shop)
+	}{
+		{
+			name:       "MongoDB and RabbitMQ by default",
+			wantStores: []string{MongoDB, RabbitMQ},
+			check: func(t *testing.T, shop *shopv1.Shop) {
+				d := StoreDeployment(shop, MongoDB, CredentialsSecret(shop, MongoDB, nil))
+				c := d.Spec.Template.Spec.Containers[0]
+				if c.Image != "mongo:8.0" || ptr.Deref(d.Spec.Template.Spec.SecurityContext.RunAsUser, 0) != 999 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+					t.Errorf("mongodb: image %q, pod security %+v, strategy %s", c.Image, d.Spec.Template.Spec.SecurityContext, d.Spec.Strategy.Type)
+				}
+				r := StoreDeployment(shop, RabbitMQ, CredentialsSecret(shop, RabbitMQ, nil)).Spec.Template.Spec.Containers[0]
+				if r.Image != "rabbitmq:4-management" || r.Env[2].Value != "shop" {
+					t.Errorf("rabbitmq: image %q env %v", r.Image, r.Env)
+				}
+				pvc := StorePersistentVolumeClaim(shop, MongoDB)
+				if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.String() != "1Gi" || pvc.Spec.StorageClassName != nil {
+					t.Errorf("pvc size %s class %v", got.String(), pvc.Spec.StorageClassName)
+				}
+				if got := StoreService(shop, RabbitMQ).Spec.Ports[0].Port; got != 5672 {
+					t.Errorf("rabbitmq service port %d", got)
+				}
+			},
+		},
+		{
+			name: "FerretDB engine runs the services image",
+			edit: func(s *shopv1.Shop) {
+				s.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+				s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("5Gi")), StorageClassName: ptr.To("fast")}
+			},
+			wantStores: []string{MongoDB, RabbitMQ},
+			check: func(t *testing.T, shop *shopv1.Shop) {
+				d := StoreDeployment(shop, MongoDB, nil)
+				c := d.Spec.Template.Spec.Containers[0]
+				wantArgs := []string{"-listen-addr", "0.0.0.0:27017", "-data-dir", "/data"}
+				if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper-services:v0.1.0" || !slices.Equal(c.Command, []string{"/ferretdb"}) || !slices.Equal(c.Args, wantArgs) {
+					t.Errorf("ferretdb container %s %v %v", c.Image, c.Command, c.Args)
+				}
+				if !ptr.Deref(c.SecurityContext.ReadOnlyRootFilesystem, false) || len(c.Env) != 0 {
+					t.Errorf("ferretdb security %+v env %v", c.SecurityContext, c.Env)
+				}
+				pvc := StorePersistentVolumeClaim(shop, MongoDB)
+				if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.String() != "5Gi" || ptr.Deref(pvc.Spec.StorageClassName, "") != "fast" {
+					t.Errorf("pvc size %s class %v", got.String(), pvc.Spec.StorageClassName)
+				}
+			},
+		},
+		{
+			name: "image and resources override",
+			edit: func(s *shopv1.Shop) {
+				s.Spec.RabbitMQ.Image = "registry.local/rabbitmq:4.1"
+				s.Spec.RabbitMQ.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}}
+			},
+			wantStores: []string{MongoDB, RabbitMQ},
+			check: func(t *testing.T, shop *shopv1.Shop) {
+				c := StoreDeployment(shop, RabbitMQ, nil).Spec.Template.Spec.Containers[0]
+				if got := c.Resources.Limits[corev1.ResourceMemory]; c.Image != "registry.local/rabbitmq:4.1" || got.String() != "2Gi" || len(c.Resources.Requests) != 0 {
+					t.Errorf("rabbitmq %s %+v", c.Image, c.Resources)
+				}
+			},
+		},
+		{name: "external MongoDB", edit: func(s *shopv1.Shop) { s.Spec.MongoDB.External = external }, wantStores: []string{RabbitMQ}},
+		{name: "external RabbitMQ", edit: func(s *shopv1.Shop) { s.Spec.RabbitMQ.External = external }, wantStores: []string{MongoDB}},
+		{name: "both external", edit: func(s *shopv1.Shop) { s.Spec.MongoDB.External = external; s.Spec.RabbitMQ.External = external }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shop := newShop()
+			if tt.edit != nil {
+				tt.edit(shop)
+			}
+			if got := InClusterStores(shop); !slices.Equal(got, tt.wantStores) {
+				t.Errorf("stores %v, want %v", got, tt.wantStores)
+			}
+			if tt.check != nil {
+				tt.check(t, shop)
+			}
+		})
+	}
+}
+
+func TestNetworkPolicyAdmitsOnlyCallers(t *testing.T) {
+	tests := []struct {
+		component string
+		port      int32
+		callers   []string // nil: anyone
+	}{
+		{Gateway, 8080, nil},
+		{User, 8080, []string{Gateway, Order}},
+		{Product, 8080, []string{Gateway, Order}},
+		{Order, 8080, []string{Gateway}},
+		{Payment, 8080, []string{Gateway}},
+		{MongoDB, 27017, []string{User, Product, Order, Payment}},
+		{RabbitMQ, 5672, []string{Order, Payment}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.component, func(t *testing.T) {
+			np := NetworkPolicy(newShop(), tt.component)
+			if np.Spec.PodSelector.MatchLabels[LabelName] != tt.component || len(np.Spec.Ingress) != 1 {
+				t.Fatalf("policy %+v", np.Spec)
+			}
+			rule := np.Spec.Ingress[0]
+			if rule.Ports[0].Port.IntVal != tt.port {
+				t.Errorf("port %v, want %d", rule.Ports[0].Port, tt.port)
+			}
+			if tt.callers == nil {
+				if len(rule.From) != 0 {
+					t.Errorf("from %+v, want anyone", rule.From)
+				}
+				return
+			}
+			sel := rule.From[0].PodSelector
+			if sel.MatchLabels[LabelInstance] != "demo" || !slices.Equal(sel.MatchExpressions[0].Values, tt.callers) {
+				t.Errorf("from %+v, want %v of shop demo", sel, tt.callers)
+			}
+		})
+	}
+}
+
+func TestGatewayServiceTypeAndEndpoint(t *testing.T) {
+	for _, typ := range []corev1.ServiceType{corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer} {
+		shop := newShop(func(s *shopv1.Shop) { s.Spec.Gateway.Service.Type = typ })
+		if got := AppService(shop, Gateway).Spec.Type; got != typ {
+			t.Errorf("gateway service type %s, want %s", got, typ)
+		}
+		if got := AppService(shop, User).Spec.Type; got != corev1.ServiceTypeClusterIP {
+			t.Errorf("user service type %s, want ClusterIP", got)
+		}
+	}
+	if got := Endpoint(newShop()); got != "http://demo-gateway.shops.svc:80" {
+		t.Errorf("endpoint %q", got)
+	}
+}

@@ -1,0 +1,155 @@
+package resources
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/url"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+)
+
+// Keys of the credentials Secrets.
+const (
+	UsernameKey = "username"
+	PasswordKey = "password"
+)
+
+// RabbitMQVhost is the virtual host the shop's services use in an in-cluster broker.
+const RabbitMQVhost = "shop"
+
+// Ports of the stores.
+const (
+	MongoDBPort  = 27017
+	RabbitMQPort = 5672
+)
+
+// Databases maps each service that stores data to its own MongoDB database.
+var Databases = map[string]string{
+	User:    "users",
+	Product: "products",
+	Order:   "orders",
+	Payment: "payments",
+}
+
+// RabbitMQURLKey is the key of the connections Secret holding the broker's URL.
+const RabbitMQURLKey = "rabbitmq-url"
+
+// MongoDBURIKey is the key of the connections Secret holding service's MongoDB URI.
+func MongoDBURIKey(service string) string { return service + "-mongodb-uri" }
+
+// CredentialsSecretName is the name of store's credentials Secret: <shop>-<store>-credentials.
+func CredentialsSecretName(shop *shopv1.Shop, store string) string {
+	return Name(shop, store+"-"+credentials)
+}
+
+// ConnectionsSecretName is the name of the Secret holding every service's URIs.
+func ConnectionsSecretName(shop *shopv1.Shop) string { return Name(shop, connections) }
+
+// CredentialsSecret is the credentials Secret of an in-cluster store. Values already in
+// existing are kept as they are: the store initialised its users with them on first
+// start, so a new password would lock the services out. Missing values are generated.
+func CredentialsSecret(shop *shopv1.Shop, store string, existing *corev1.Secret) *corev1.Secret {
+	s := &corev1.Secret{
+		ObjectMeta: objectMeta(shop, CredentialsSecretName(shop, store), credentials),
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			UsernameKey: []byte("shopkeeper"),
+			PasswordKey: []byte(rand.Text()),
+		},
+	}
+	if existing != nil {
+		for k, v := range existing.Data {
+			if _, ours := s.Data[k]; ours && len(v) > 0 {
+				s.Data[k] = v
+			}
+		}
+	}
+	return s
+}
+
+// StoreURIs are the base URIs of the shop's stores, before a database is chosen.
+type StoreURIs struct {
+	MongoDB  string
+	RabbitMQ string
+}
+
+// InClusterMongoDBURI is the URI of the shop's in-cluster MongoDB. MongoDB gets the
+// root user of creds (its users live in the admin database); FerretDB over SQLite
+// checks no credentials, so its URI carries none and the NetworkPolicy guards it.
+func InClusterMongoDBURI(shop *shopv1.Shop, creds *corev1.Secret) string {
+	u := url.URL{Scheme: "mongodb", Host: fmt.Sprintf("%s:%d", Name(shop, MongoDB), MongoDBPort), Path: "/"}
+	if shop.Spec.MongoDB.Engine != shopv1.EngineFerretDB {
+		u.User = url.UserPassword(string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey]))
+		u.RawQuery = "authSource=admin"
+	}
+	return u.String()
+}
+
+// InClusterRabbitMQURL is the AMQP URL of the shop's in-cluster broker and virtual host.
+func InClusterRabbitMQURL(shop *shopv1.Shop, creds *corev1.Secret) string {
+	u := url.URL{
+		Scheme: "amqp",
+		User:   url.UserPassword(string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey])),
+		Host:   fmt.Sprintf("%s:%d", Name(shop, RabbitMQ), RabbitMQPort),
+		Path:   "/" + RabbitMQVhost,
+	}
+	return u.String()
+}
+
+// ConnectionsSecret holds the URI each service connects with: a MongoDB URI per
+// service naming its own database, and the broker's URL. It fails only when the
+// MongoDB URI is not one (an external URI is the user's input).
+func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs) (*corev1.Secret, error) {
+	data := map[string][]byte{RabbitMQURLKey: []byte(uris.RabbitMQ)}
+	for service, db := range Databases {
+		uri, err := WithDatabase(uris.MongoDB, db)
+		if err != nil {
+			return nil, err
+		}
+		data[MongoDBURIKey(service)] = []byte(uri)
+	}
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(shop, ConnectionsSecretName(shop), connections),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       data,
+	}, nil
+}
+
+// WithDatabase returns the MongoDB connection string uri with db as its database.
+// The string is cut by hand rather than by net/url: a MongoDB URI may list several
+// hosts ("h1:27017,h2:27017"), which net/url refuses. When uri carries credentials
+// and no authSource, the database they were checked against (the path, else admin) is
+// kept as authSource, since the driver would otherwise check them against db.
+func WithDatabase(uri, db string) (string, error) {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok || (scheme != "mongodb" && scheme != "mongodb+srv") {
+		return "", fmt.Errorf("not a MongoDB connection string: it must start with mongodb:// or mongodb+srv://")
+	}
+	authority, pathQuery := rest, ""
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		authority, pathQuery = rest[:i], rest[i:]
+	}
+	if authority == "" || strings.HasSuffix(authority, "@") {
+		return "", fmt.Errorf("not a MongoDB connection string: it names no host")
+	}
+	path, query, _ := strings.Cut(strings.TrimPrefix(pathQuery, "/"), "?")
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return "", fmt.Errorf("not a MongoDB connection string: bad options: %w", err)
+	}
+	if strings.Contains(authority, "@") && !values.Has("authSource") {
+		authDB := path
+		if authDB == "" {
+			authDB = "admin"
+		}
+		values.Set("authSource", authDB)
+	}
+	out := scheme + "://" + authority + "/" + db
+	if len(values) > 0 {
+		out += "?" + values.Encode()
+	}
+	return out, nil
+}
