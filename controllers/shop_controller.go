@@ -1,0 +1,333 @@
+// Package controllers holds the Shop controller: it reads a Shop, builds the objects
+// the shop is made of (package resources), applies them in order, and reports what it
+// sees in the Shop's status.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
+)
+
+// ShopReconciler makes and keeps the objects of each Shop.
+type ShopReconciler struct {
+	// Client reads from the manager's cache (only objects with our labels) and writes
+	// to the API server.
+	client.Client
+	// APIReader reads from the API server directly, for the rare object out of the
+	// cache's sight: a child that lost its labels, an external Secret that lacks one.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops,verbs=get;list;watch
+// +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=services;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one Shop's children to what its spec asks and records the result.
+// Children are applied in dependency order (credentials, stores, connections,
+// services, gateway). A Problem (a spec the cluster cannot satisfy, a missing external
+// Secret) is reported in the Degraded condition and not retried: a change of the Shop
+// or of the object it waits on triggers the next reconcile. Other errors are returned
+// and retried with backoff.
+func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	shop := &shopv1.Shop{}
+	if err := r.Get(ctx, req.NamespacedName, shop); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !shop.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // the garbage collector removes the children
+	}
+
+	problem, err := r.applyChildren(ctx, shop)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	components, err := r.observe(ctx, shop)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.updateStatus(ctx, shop, components, problem); err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem != nil {
+		log.Info("shop degraded", "reason", problem.Reason, "message", problem.Message)
+	}
+	return ctrl.Result{}, nil
+}
+
+// applyChildren applies every child in order. It stops at the first Problem that
+// later children depend on and returns it; a Problem with one child does not stop
+// the others that do not depend on it.
+func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
+	var first *Problem
+	apply := func(objs ...client.Object) error {
+		for _, o := range objs {
+			err := r.apply(ctx, shop, o)
+			if p, ok := errors.AsType[*Problem](err); ok {
+				if first == nil {
+					first = p
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	creds := map[string]*corev1.Secret{}
+	for _, store := range resources.InClusterStores(shop) {
+		existing := &corev1.Secret{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.CredentialsSecretName(shop, store)}, existing)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("get credentials of %s: %w", store, err)
+		}
+		if apierrors.IsNotFound(err) {
+			existing = nil
+		}
+		creds[store] = resources.CredentialsSecret(shop, store, existing)
+		if err := apply(creds[store]); err != nil {
+			return nil, err
+		}
+	}
+	for _, store := range resources.InClusterStores(shop) {
+		readCreds := creds[store]
+		if store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
+			readCreds = nil
+		}
+		if err := apply(
+			resources.StorePersistentVolumeClaim(shop, store),
+			resources.StoreDeployment(shop, store, readCreds),
+			resources.StoreService(shop, store),
+			resources.NetworkPolicy(shop, store),
+		); err != nil {
+			return nil, err
+		}
+	}
+
+	uris, problem, err := r.storeURIs(ctx, shop, creds)
+	if err != nil || problem != nil {
+		return problem, err
+	}
+	connections, err := resources.ConnectionsSecret(shop, uris)
+	if err != nil {
+		return &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
+			"mongodb.external: Secret %s key %s: %v", shop.Spec.MongoDB.External.SecretRef.Name, shop.Spec.MongoDB.External.SecretRef.Key, err)}, nil
+	}
+	if err := apply(connections); err != nil {
+		return nil, err
+	}
+	for _, app := range resources.Apps {
+		if err := apply(
+			resources.AppDeployment(shop, app, connections),
+			resources.AppService(shop, app),
+			resources.AppPodDisruptionBudget(shop, app),
+			resources.NetworkPolicy(shop, app),
+		); err != nil {
+			return nil, err
+		}
+	}
+	return first, nil
+}
+
+// storeURIs resolves the base URI of each store: built from the credentials for an
+// in-cluster store, read from the referenced Secret for an external one.
+func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds map[string]*corev1.Secret) (resources.StoreURIs, *Problem, error) {
+	var uris resources.StoreURIs
+	var problem *Problem
+	var err error
+	if ext := shop.Spec.MongoDB.External; ext != nil {
+		uris.MongoDB, problem, err = r.externalURI(ctx, shop, "mongodb", ext.SecretRef)
+	} else {
+		uris.MongoDB = resources.InClusterMongoDBURI(shop, creds[resources.MongoDB])
+	}
+	if problem != nil || err != nil {
+		return uris, problem, err
+	}
+	if ext := shop.Spec.RabbitMQ.External; ext != nil {
+		uris.RabbitMQ, problem, err = r.externalURI(ctx, shop, "rabbitmq", ext.SecretRef)
+	} else {
+		uris.RabbitMQ = resources.InClusterRabbitMQURL(shop, creds[resources.RabbitMQ])
+	}
+	return uris, problem, err
+}
+
+// externalURI reads the URI of an external store. The Secret is looked up in the
+// cache, which holds only Secrets labelled commerce.shopkeeper.dev/shop: that keeps
+// unrelated Secrets out of memory, and the label's watch brings the Shop back to
+// reconcile as soon as the Secret appears or changes, so a missing Secret needs no
+// periodic retry. When it is not in the cache, one read of the API server tells the
+// user whether it is missing or only unlabelled.
+func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, field string, ref shopv1.SecretKeyRef) (string, *Problem, error) {
+	key := types.NamespacedName{Namespace: shop.Namespace, Name: ref.Name}
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}})
+		switch {
+		case apierrors.IsNotFound(err):
+			return "", &Problem{Reason: ReasonExternalSecretNotFound, Message: fmt.Sprintf(
+				"%s.external: Secret %s not found in namespace %s", field, ref.Name, shop.Namespace)}, nil
+		case err == nil:
+			return "", &Problem{Reason: ReasonExternalSecretNotLabelled, Message: fmt.Sprintf(
+				"%s.external: Secret %s lacks the label %s=%s, without which the controller does not see it",
+				field, ref.Name, resources.LabelShop, shop.Name)}, nil
+		}
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("get Secret %s: %w", ref.Name, err)
+	}
+	uri := string(secret.Data[ref.Key])
+	if uri == "" {
+		return "", &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
+			"%s.external: Secret %s has no key %q (or it is empty)", field, ref.Name, ref.Key)}, nil
+	}
+	return uri, nil, nil
+}
+
+// observe reads the Deployment of every component the Shop should run.
+func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) ([]ComponentState, error) {
+	var states []ComponentState
+	read := func(name string, desired int32) error {
+		d := &appsv1.Deployment{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, name)}, d)
+		switch {
+		case apierrors.IsNotFound(err):
+			d = nil
+		case err != nil:
+			return fmt.Errorf("get Deployment %s: %w", resources.Name(shop, name), err)
+		}
+		states = append(states, ComponentState{Name: name, Desired: desired, Deployment: d})
+		return nil
+	}
+	for _, store := range resources.InClusterStores(shop) {
+		if err := read(store, 1); err != nil {
+			return nil, err
+		}
+	}
+	for _, app := range resources.Apps {
+		if err := read(app, resources.AppReplicas(shop, app)); err != nil {
+			return nil, err
+		}
+	}
+	return states, nil
+}
+
+// updateStatus patches the status only when it changed, and records an Event when
+// the shop becomes degraded or recovers, so a reconcile that changes nothing writes
+// nothing.
+func (r *ShopReconciler) updateStatus(ctx context.Context, shop *shopv1.Shop, components []ComponentState, problem *Problem) error {
+	status := ComputeStatus(shop, components, problem, metav1.NewTime(time.Now()))
+	if equality.Semantic.DeepEqual(status, shop.Status) {
+		return nil
+	}
+	before := meta.FindStatusCondition(shop.Status.Conditions, ConditionDegraded)
+	after := meta.FindStatusCondition(status.Conditions, ConditionDegraded)
+	base := shop.DeepCopy()
+	shop.Status = status
+	if err := r.Status().Patch(ctx, shop, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("patch status: %w", err)
+	}
+	switch {
+	case after.Status == metav1.ConditionTrue && (before == nil || before.Status != metav1.ConditionTrue || before.Reason != after.Reason):
+		r.event(shop, nil, corev1.EventTypeWarning, after.Reason, "Reconcile", "%s", after.Message)
+	case after.Status == metav1.ConditionFalse && before != nil && before.Status == metav1.ConditionTrue:
+		r.event(shop, nil, corev1.EventTypeNormal, "Recovered", "Reconcile", "no longer degraded")
+	}
+	return nil
+}
+
+// event records an Event about shop, regarding the child related when there is one.
+func (r *ShopReconciler) event(shop *shopv1.Shop, related runtime.Object, eventType, reason, action, note string, args ...any) {
+	r.Recorder.Eventf(shop, related, eventType, reason, action, note, args...)
+}
+
+// SetupWithManager registers the controller: it reconciles Shops, and a Shop again
+// whenever one of its children changes or is deleted (so drift is repaired), or a
+// Secret labelled with its name changes (so an external store's Secret is followed).
+func (r *ShopReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&shopv1.Shop{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(shopOfSecret)).
+		Named("shop").
+		Complete(r)
+}
+
+// shopOfSecret maps a Secret to the Shop named by its label: our own Secrets and the
+// Secrets of external stores carry it.
+func shopOfSecret(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[resources.LabelShop]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// CacheOptions restricts the manager's cache to the objects the controller makes:
+// children by their managed-by label, Secrets by the shop label (ours and external
+// stores'). Unrelated objects in the cluster cost no memory. namespaces, when not
+// empty, limits the cache (and so the controller) to those namespaces.
+func CacheOptions(namespaces ...string) cache.Options {
+	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
+	hasShop, err := labels.NewRequirement(resources.LabelShop, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant key: cannot fail
+	}
+	opts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}:            {Label: managed},
+			&corev1.Service{}:               {Label: managed},
+			&corev1.PersistentVolumeClaim{}: {Label: managed},
+			&networkingv1.NetworkPolicy{}:   {Label: managed},
+			&policyv1.PodDisruptionBudget{}: {Label: managed},
+			&corev1.Secret{}:                {Label: labels.NewSelector().Add(*hasShop)},
+		},
+	}
+	if len(namespaces) > 0 {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
+}

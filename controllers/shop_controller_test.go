@@ -1,0 +1,541 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
+)
+
+const (
+	timeout  = 30 * time.Second
+	interval = 20 * time.Millisecond
+)
+
+// minimalShop is the smallest Shop a user may write: the API server defaults the rest.
+func minimalShop(ns, name string) *shopv1.Shop {
+	return &shopv1.Shop{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       shopv1.ShopSpec{Version: "v0.1.0"},
+	}
+}
+
+// expectedChildren lists, empty but named, every object the controller makes for shop.
+func expectedChildren(shop *shopv1.Shop) []client.Object {
+	meta := func(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: shop.Namespace, Name: name} }
+	objs := []client.Object{&corev1.Secret{ObjectMeta: meta(resources.ConnectionsSecretName(shop))}}
+	for _, s := range resources.InClusterStores(shop) {
+		n := resources.Name(shop, s)
+		objs = append(objs,
+			&corev1.Secret{ObjectMeta: meta(resources.CredentialsSecretName(shop, s))},
+			&appsv1.Deployment{ObjectMeta: meta(n)}, &corev1.Service{ObjectMeta: meta(n)},
+			&corev1.PersistentVolumeClaim{ObjectMeta: meta(n)}, &networkingv1.NetworkPolicy{ObjectMeta: meta(n)})
+	}
+	for _, a := range resources.Apps {
+		n := resources.Name(shop, a)
+		objs = append(objs, &appsv1.Deployment{ObjectMeta: meta(n)}, &corev1.Service{ObjectMeta: meta(n)},
+			&policyv1.PodDisruptionBudget{ObjectMeta: meta(n)}, &networkingv1.NetworkPolicy{ObjectMeta: meta(n)})
+	}
+	return objs
+}
+
+// missingChildren returns the names of the expected children not in the cluster.
+func missingChildren(shop *shopv1.Shop) []string {
+	var missing []string
+	for _, o := range expectedChildren(shop) {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+			missing = append(missing, fmt.Sprintf("%T %s", o, o.GetName()))
+		}
+	}
+	return missing
+}
+
+func getShop(shop *shopv1.Shop) *shopv1.Shop {
+	got := &shopv1.Shop{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), got)).To(Succeed())
+	return got
+}
+
+// conditionOf returns "Status/Reason" of a condition of the stored shop, or "" if unset.
+func conditionOf(shop *shopv1.Shop, typ string) func() string {
+	return func() string {
+		c := meta.FindStatusCondition(getShop(shop).Status.Conditions, typ)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason
+	}
+}
+
+// updateShop applies edit to the stored shop, retrying on conflicts.
+func updateShop(shop *shopv1.Shop, edit func(*shopv1.Shop)) {
+	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := getShop(shop)
+		edit(s)
+		return k8sClient.Update(ctx, s)
+	})).To(Succeed())
+}
+
+// markAvailable does what the kubelet and the Deployment controller would: report
+// every replica of each of the shop's Deployments as updated, ready and available.
+func markAvailable(c client.Client, shop *shopv1.Shop) {
+	list := &appsv1.DeploymentList{}
+	ExpectWithOffset(1, k8sClient.List(ctx, list, client.InNamespace(shop.Namespace),
+		client.MatchingLabels{resources.LabelInstance: shop.Name})).To(Succeed())
+	ExpectWithOffset(1, list.Items).NotTo(BeEmpty())
+	for i := range list.Items {
+		d := &list.Items[i]
+		n := ptr.Deref(d.Spec.Replicas, 1)
+		d.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+			Conditions: []appsv1.DeploymentCondition{{
+				Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
+				LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+			}},
+		}
+		ExpectWithOffset(1, c.Status().Update(ctx, d)).To(Succeed())
+	}
+}
+
+// eventReasons lists the reasons of the Events regarding shop.
+func eventReasons(shop *shopv1.Shop) []string {
+	list := &eventsv1.EventList{}
+	ExpectWithOffset(1, k8sClient.List(ctx, list, client.InNamespace(shop.Namespace))).To(Succeed())
+	var reasons []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Shop" && e.Regarding.Name == shop.Name {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	return reasons
+}
+
+func deployment(shop *shopv1.Shop, component string) *appsv1.Deployment {
+	d := &appsv1.Deployment{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, component)}, d)).To(Succeed())
+	return d
+}
+
+func envOf(d *appsv1.Deployment, name string) string {
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return "<unset>"
+}
+
+func secretData(shop *shopv1.Shop, name string) map[string][]byte {
+	s := &corev1.Secret{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: name}, s)).To(Succeed())
+	return s.Data
+}
+
+// createShopAndWait creates shop and waits until every child exists; it returns how long that took.
+func createShopAndWait(shop *shopv1.Shop) time.Duration {
+	start := time.Now()
+	ExpectWithOffset(1, k8sClient.Create(ctx, shop)).To(Succeed())
+	EventuallyWithOffset(1, func() []string { return missingChildren(shop) }).WithTimeout(timeout).WithPolling(interval).Should(BeEmpty())
+	return time.Since(start)
+}
+
+var _ = Describe("Shop controller", func() {
+	It("makes every child, owned and labelled, from a minimal Shop with the API's defaults", func() {
+		shop := minimalShop(takeNamespace(), "demo")
+		took := createShopAndWait(shop)
+		AddReportEntry("time from Shop creation to all children present", took.String())
+		fmt.Fprintf(GinkgoWriter, "all %d children present %s after the Shop was created\n", len(expectedChildren(shop)), took)
+
+		stored := getShop(shop)
+		spec := stored.Spec
+		Expect(spec.Image).To(Equal(shopv1.DefaultImage))
+		Expect(spec.ImagePullPolicy).To(Equal(corev1.PullIfNotPresent))
+		Expect(spec.Gateway.Replicas).To(HaveValue(BeEquivalentTo(2)))
+		Expect(spec.Gateway.RateLimit.Requests).To(HaveValue(BeEquivalentTo(100)))
+		Expect(spec.Gateway.RateLimit.Window.Duration).To(Equal(15 * time.Minute))
+		Expect(spec.Gateway.UpstreamTimeout.Duration).To(Equal(10 * time.Second))
+		Expect(spec.Gateway.Service.Type).To(Equal(corev1.ServiceTypeClusterIP))
+		for _, s := range []shopv1.ServiceSpec{spec.Services.User, spec.Services.Product, spec.Services.Order, spec.Services.Payment.ServiceSpec} {
+			Expect(s.Replicas).To(HaveValue(BeEquivalentTo(1)))
+		}
+		Expect(spec.Services.Payment.LimitCents).To(HaveValue(BeEquivalentTo(100000)))
+		Expect(spec.MongoDB.Engine).To(Equal(shopv1.EngineMongoDB))
+
+		for _, o := range expectedChildren(stored) {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+			Expect(metav1.IsControlledBy(o, stored)).To(BeTrue(), "%T %s is not controlled by the Shop", o, o.GetName())
+			Expect(o.GetLabels()).To(HaveKeyWithValue(resources.LabelManagedBy, "shopkeeper"))
+			Expect(o.GetLabels()).To(HaveKeyWithValue(resources.LabelInstance, "demo"))
+			Expect(o.GetLabels()).To(HaveKey(resources.LabelName))
+			Expect(o.GetLabels()).To(HaveKey(resources.LabelComponent))
+			Expect(o.GetLabels()).To(HaveKeyWithValue(resources.LabelPartOf, "shopkeeper"))
+		}
+		Expect(deployment(stored, resources.Gateway).Spec.Replicas).To(HaveValue(BeEquivalentTo(2)))
+		Expect(deployment(stored, resources.MongoDB).Spec.Strategy.Type).To(Equal(appsv1.RecreateDeploymentStrategyType))
+		Expect(envOf(deployment(stored, resources.Gateway), "RATE_LIMIT_WINDOW")).To(Equal("15m0s"))
+	})
+
+	It("reports Progressing until the Deployments are available, then Ready", func() {
+		shop := minimalShop(takeNamespace(), "demo")
+		createShopAndWait(shop)
+		Eventually(conditionOf(shop, ConditionProgressing)).WithTimeout(timeout).Should(Equal("True/RollingOut"))
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("False/ComponentsNotReady"))
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(getShop(shop).Status.Components).To(HaveKeyWithValue("gateway", shopv1.ComponentStatus{Ready: 0, Desired: 2, Replicas: "0/2"}))
+
+		markAvailable(k8sClient, shop)
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		s := getShop(shop)
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/RolloutComplete"))
+		Expect(s.Status.ObservedGeneration).To(Equal(s.Generation))
+		Expect(s.Status.Endpoint).To(Equal(fmt.Sprintf("http://demo-gateway.%s.svc:80", shop.Namespace)))
+		Expect(s.Status.Components).To(HaveLen(7))
+		Expect(s.Status.Components).To(HaveKeyWithValue("gateway", shopv1.ComponentStatus{Ready: 2, Desired: 2, Replicas: "2/2"}))
+	})
+
+	DescribeTable("refuses an invalid Shop with a message a person understands",
+		func(create, update func(*shopv1.Shop), message string) {
+			shop := minimalShop(unwatchedNamespace, fmt.Sprintf("invalid-%d", time.Now().UnixNano()))
+			create(shop)
+			if update == nil {
+				err := k8sClient.Create(ctx, shop)
+				Expect(err).To(HaveOccurred())
+				Expect(err.Error()).To(ContainSubstring(message))
+				return
+			}
+			Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+			DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+			update(shop)
+			err := k8sClient.Update(ctx, shop)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("version is not a semantic version", func(s *shopv1.Shop) { s.Spec.Version = "latest" }, nil,
+			"version must be a semantic version such as v0.1.0"),
+		Entry("image carries a tag", func(s *shopv1.Shop) { s.Spec.Image = "registry.local/shop:v1" }, nil,
+			"image is a repository without tag or digest"),
+		Entry("gateway replicas 0", func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](0) }, nil,
+			"gateway replicas must be between 1 and 50"),
+		Entry("service replicas 51", func(s *shopv1.Shop) { s.Spec.Services.Order.Replicas = ptr.To[int32](51) }, nil,
+			"service replicas must be between 1 and 50"),
+		Entry("rate limit of 0 requests", func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](0) }, nil,
+			"rateLimit.requests must be greater than 0"),
+		Entry("rate limit window too long", func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Window = &metav1.Duration{Duration: 48 * time.Hour} }, nil,
+			"rateLimit.window must be between 1s and 24h"),
+		Entry("upstream timeout too short", func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: time.Millisecond} }, nil,
+			"upstreamTimeout must be between 100ms and 5m"),
+		Entry("trusted proxy is no CIDR", func(s *shopv1.Shop) { s.Spec.Gateway.TrustedProxies = []string{"10.0.0.0/8", "proxy.local"} }, nil,
+			"trustedProxies must be CIDRs such as 10.0.0.0/8"),
+		Entry("unknown gateway service type", func(s *shopv1.Shop) { s.Spec.Gateway.Service.Type = "ExternalName" }, nil,
+			`supported values: "ClusterIP", "NodePort", "LoadBalancer"`),
+		Entry("payment limit of 0", func(s *shopv1.Shop) { s.Spec.Services.Payment.LimitCents = ptr.To[int64](0) }, nil,
+			"payment.limitCents must be greater than 0"),
+		Entry("external MongoDB next to an in-cluster image", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
+			s.Spec.MongoDB.Image = "mongo:7.0"
+		}, nil, "mongodb.external cannot be combined with image, storage or resources"),
+		Entry("external RabbitMQ next to in-cluster storage", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "rabbit"}}
+			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}
+		}, nil, "rabbitmq.external cannot be combined with image, storage or resources"),
+		Entry("unknown MongoDB engine", func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = "Postgres" }, nil,
+			`supported values: "MongoDB", "FerretDB"`),
+		Entry("storage below 64Mi", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Mi"))}
+		}, nil, "storage size must be at least 64Mi"),
+		Entry("podLabels taking over app.kubernetes.io/", func(s *shopv1.Shop) {
+			s.Spec.PodLabels = map[string]string{"app.kubernetes.io/name": "x"}
+		}, nil, "podLabels cannot set app.kubernetes.io/ labels"),
+		Entry("external Secret name that is no name", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "Not_A_Name"}}
+		}, nil, "secretRef.name must be a Secret name"),
+		Entry("storage shrinking", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}
+		}, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage.Size = ptr.To(resource.MustParse("1536Mi"))
+		}, "storage size may grow but never shrink"),
+		Entry("storage class changing", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("standard")}
+		}, func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.Storage.StorageClassName = ptr.To("fast")
+		}, "storageClassName cannot be changed"),
+	)
+
+	It("lets storage grow", func() {
+		shop := minimalShop(unwatchedNamespace, "growing")
+		shop.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))}
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+		shop.Spec.MongoDB.Storage.Size = ptr.To(resource.MustParse("3Gi"))
+		Expect(k8sClient.Update(ctx, shop)).To(Succeed())
+	})
+
+	It("is Degraded while an external store's Secret is missing or unlabelled, and recovers when it appears", func() {
+		shop := minimalShop(takeNamespace(), "ext")
+		shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo-uri"}}
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretNotFound"))
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("False/ExternalSecretNotFound"))
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
+		Eventually(func() []string { return eventReasons(shop) }).WithTimeout(timeout).Should(ContainElement("ExternalSecretNotFound"))
+		// The in-cluster broker is made; nothing that needs the missing URI is.
+		Eventually(func() error {
+			return k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "ext-rabbitmq"}, &appsv1.Deployment{})
+		}).WithTimeout(timeout).Should(Succeed())
+		missing := missingChildren(shop)
+		Expect(missing).To(HaveLen(1+4*len(resources.Apps)), "the connections Secret and every object of the five services")
+		for _, m := range missing {
+			Expect(m).To(Or(HaveSuffix("ext-connections"), MatchRegexp(`ext-(user|product|order|payment|gateway)$`)))
+		}
+
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "mongo-uri"},
+			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/?tls=true"},
+		}
+		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](3) }) // any spec change reconciles
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretNotLabelled"))
+
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+			secret.Labels = map[string]string{resources.LabelShop: shop.Name}
+			return k8sClient.Update(ctx, secret)
+		})).To(Succeed())
+		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(BeEmpty())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
+		Expect(string(secretData(shop, "ext-connections")[resources.MongoDBURIKey(resources.User)])).
+			To(Equal("mongodb://u:p@db.example.com:27017/users?authSource=admin&tls=true"))
+		Expect(eventReasons(shop)).To(ContainElement("Recovered"))
+
+		markAvailable(k8sClient, shop)
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		Expect(getShop(shop).Status.Components).NotTo(HaveKey("mongodb"))
+
+		By("rolling the pods that read the URI when the Secret changes")
+		before := deployment(shop, resources.User).Spec.Template.Annotations[resources.ChecksumAnnotation]
+		gatewayBefore := deployment(shop, resources.Gateway).Spec.Template.Annotations[resources.ChecksumAnnotation]
+		secret.Data = map[string][]byte{"uri": []byte("mongodb://u:p@db2.example.com:27017/")}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Eventually(func() string {
+			return deployment(shop, resources.User).Spec.Template.Annotations[resources.ChecksumAnnotation]
+		}).WithTimeout(timeout).ShouldNot(Equal(before))
+		Expect(deployment(shop, resources.Gateway).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(gatewayBefore))
+	})
+
+	It("restores deleted and edited children", func() {
+		shop := minimalShop(takeNamespace(), "drift")
+		createShopAndWait(shop)
+
+		user := deployment(shop, resources.User)
+		Expect(k8sClient.Delete(ctx, user)).To(Succeed())
+		Eventually(func() types.UID { return deployment(shop, resources.User).UID }).WithTimeout(timeout).ShouldNot(Equal(user.UID))
+
+		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "drift-mongodb"}}
+		Expect(k8sClient.Delete(ctx, np)).To(Succeed())
+		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(BeEmpty())
+
+		gw := deployment(shop, resources.Gateway)
+		gw.Spec.Replicas = ptr.To[int32](7)
+		gw.Spec.Template.Spec.Containers[0].Env = append(gw.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "EXTRA", Value: "1"})
+		Expect(k8sClient.Update(ctx, gw)).To(Succeed())
+		Eventually(func() int32 { return *deployment(shop, resources.Gateway).Spec.Replicas }).WithTimeout(timeout).Should(BeEquivalentTo(2))
+		Expect(envOf(deployment(shop, resources.Gateway), "EXTRA")).To(Equal("<unset>"))
+
+		svc := &corev1.Service{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "drift-order"}, svc)).To(Succeed())
+		svc.Spec.Selector = map[string]string{"app": "elsewhere"}
+		Expect(k8sClient.Update(ctx, svc)).To(Succeed())
+		Eventually(func() map[string]string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(svc), svc)).To(Succeed())
+			return svc.Spec.Selector
+		}).WithTimeout(timeout).Should(Equal(resources.SelectorLabels(shop, resources.Order)))
+
+		conn := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "drift-connections"}, conn)).To(Succeed())
+		want := conn.Data[resources.RabbitMQURLKey]
+		conn.Data[resources.RabbitMQURLKey] = []byte("amqp://tampered")
+		Expect(k8sClient.Update(ctx, conn)).To(Succeed())
+		Eventually(func() []byte { return secretData(shop, "drift-connections")[resources.RabbitMQURLKey] }).WithTimeout(timeout).Should(Equal(want))
+
+		By("taking back a child that lost its labels, which puts it out of the cache's sight")
+		pdb := &policyv1.PodDisruptionBudget{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "drift-payment"}, pdb)).To(Succeed())
+		pdb.Labels = nil
+		Expect(k8sClient.Update(ctx, pdb)).To(Succeed())
+		Eventually(func() map[string]string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pdb), pdb)).To(Succeed())
+			return pdb.Labels
+		}).WithTimeout(timeout).Should(HaveKeyWithValue(resources.LabelManagedBy, resources.ManagedBy))
+	})
+
+	It("rolls out a changed spec", func() {
+		shop := minimalShop(takeNamespace(), "change")
+		createShopAndWait(shop)
+		markAvailable(k8sClient, shop)
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		templateBefore := deployment(shop, resources.Gateway).Spec.Template
+
+		updateShop(shop, func(s *shopv1.Shop) {
+			s.Spec.Gateway.Replicas = ptr.To[int32](4)
+			s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](250)
+			s.Spec.Gateway.TrustedProxies = []string{"10.0.0.0/8"}
+			s.Spec.Services.Payment.LimitCents = ptr.To[int64](5000)
+			s.Spec.Version = "v0.2.0"
+		})
+		Eventually(func() int32 { return *deployment(shop, resources.Gateway).Spec.Replicas }).WithTimeout(timeout).Should(BeEquivalentTo(4))
+		gw := deployment(shop, resources.Gateway)
+		Expect(envOf(gw, "RATE_LIMIT_REQUESTS")).To(Equal("250"))
+		Expect(envOf(gw, "TRUSTED_PROXIES")).To(Equal("10.0.0.0/8"))
+		Expect(gw.Spec.Template).NotTo(Equal(templateBefore))
+		Expect(gw.Spec.Template.Spec.Containers[0].Image).To(HaveSuffix(":v0.2.0"))
+		Eventually(func() string { return envOf(deployment(shop, resources.Payment), "PAYMENT_LIMIT_CENTS") }).WithTimeout(timeout).Should(Equal("5000"))
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("False/ComponentsNotReady"))
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
+
+		By("removing the last trusted proxy from the pods too")
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.TrustedProxies = nil })
+		Eventually(func() string { return envOf(deployment(shop, resources.Gateway), "TRUSTED_PROXIES") }).WithTimeout(timeout).Should(BeEmpty())
+	})
+
+	It("keeps the credentials it generated once", func() {
+		shop := minimalShop(takeNamespace(), "creds")
+		createShopAndWait(shop)
+		mongo := secretData(shop, "creds-mongodb-credentials")
+		rabbit := secretData(shop, "creds-rabbitmq-credentials")
+		Expect(mongo[resources.PasswordKey]).NotTo(BeEmpty())
+
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Services.User.Replicas = ptr.To[int32](2) })
+		Eventually(func() int32 { return *deployment(shop, resources.User).Spec.Replicas }).WithTimeout(timeout).Should(BeEquivalentTo(2))
+		conn := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "creds-connections"}}
+		Expect(k8sClient.Delete(ctx, conn)).To(Succeed())
+		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(BeEmpty())
+
+		Expect(secretData(shop, "creds-mongodb-credentials")).To(Equal(mongo))
+		Expect(secretData(shop, "creds-rabbitmq-credentials")).To(Equal(rabbit))
+		Expect(string(secretData(shop, "creds-connections")[resources.MongoDBURIKey(resources.Order)])).
+			To(ContainSubstring(":" + string(mongo[resources.PasswordKey]) + "@creds-mongodb:27017/orders"))
+	})
+
+	It("writes nothing when a reconcile finds everything as desired", func() {
+		By("driving a Shop in a namespace the manager does not watch, with a counting reconciler")
+		shop := minimalShop(unwatchedNamespace, "quiet")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		r, writes, events := countingReconciler()
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+
+		_, err := r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(missingChildren(shop)).To(BeEmpty())
+		// Every child created, the status patched: the counter sees writes.
+		Expect(writes.Load()).To(BeNumerically(">=", int32(len(expectedChildren(shop))+1)))
+		Expect(events.Load()).To(BeNumerically(">=", int32(len(expectedChildren(shop)))))
+
+		markAvailable(k8sClient, shop)
+		writes.Store(0)
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(writes.Load()).To(BeEquivalentTo(1), "the status moves to Ready: one patch")
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+
+		writes.Store(0)
+		events.Store(0)
+		for range 3 {
+			_, err = r.Reconcile(ctx, req)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(writes.Load()).To(BeZero(), "a reconcile with nothing to change sent writes")
+		Expect(events.Load()).To(BeZero(), "a reconcile with nothing to change recorded events")
+
+		By("and so does a reconcile of a Shop the manager keeps")
+		kept := minimalShop(takeNamespace(), "kept")
+		createShopAndWait(kept)
+		markAvailable(k8sClient, kept)
+		Eventually(conditionOf(kept, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		writes.Store(0)
+		events.Store(0)
+		_, err = r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(kept)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(writes.Load()).To(BeZero())
+		Expect(events.Load()).To(BeZero())
+	})
+})
+
+// countingReconciler is a ShopReconciler that reads straight from the API server and
+// counts every write it sends and every Event it records.
+func countingReconciler() (*ShopReconciler, *atomic.Int32, *atomic.Int32) {
+	var writes atomic.Int32
+	direct, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	count := func() { writes.Add(1) }
+	c := interceptor.NewClient(direct, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			count()
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			count()
+			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			count()
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			count()
+			return c.Delete(ctx, obj, opts...)
+		},
+		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
+			count()
+			return c.DeleteAllOf(ctx, obj, opts...)
+		},
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			count()
+			return c.Apply(ctx, obj, opts...)
+		},
+		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
+			count()
+			return c.SubResource(sub).Create(ctx, obj, subObj, opts...)
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			count()
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			count()
+			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+		SubResourceApply: func(ctx context.Context, c client.Client, sub string, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+			count()
+			return c.SubResource(sub).Apply(ctx, obj, opts...)
+		},
+	})
+	rec := &countingRecorder{}
+	return &ShopReconciler{Client: c, APIReader: direct, Scheme: scheme, Recorder: rec}, &writes, &rec.n
+}
+
+// countingRecorder counts Events instead of sending them.
+type countingRecorder struct{ n atomic.Int32 }
+
+func (r *countingRecorder) Eventf(_, _ runtime.Object, _, _, _, _ string, _ ...any) { r.n.Add(1) }

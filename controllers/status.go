@@ -1,0 +1,160 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
+)
+
+// Condition types of a Shop, the ones kubectl wait and GitOps health checks know.
+const (
+	ConditionReady       = "Ready"
+	ConditionProgressing = "Progressing"
+	ConditionDegraded    = "Degraded"
+)
+
+// Condition reasons.
+const (
+	// ReasonAvailable (Ready=True): every component runs its desired replicas.
+	ReasonAvailable = "Available"
+	// ReasonComponentsNotReady (Ready=False): some component is not rolled out yet.
+	ReasonComponentsNotReady = "ComponentsNotReady"
+	// ReasonRollingOut (Progressing=True): a component is being created or rolled out.
+	ReasonRollingOut = "RollingOut"
+	// ReasonRolloutComplete (Progressing=False): every component runs its current revision.
+	ReasonRolloutComplete = "RolloutComplete"
+	// ReasonBlocked (Progressing=False): a problem stops the controller from making the shop.
+	ReasonBlocked = "Blocked"
+	// ReasonAsExpected (Degraded=False): nothing is wrong.
+	ReasonAsExpected = "AsExpected"
+	// ReasonRolloutStalled (Degraded=True): a Deployment exceeded its progress deadline.
+	ReasonRolloutStalled = "RolloutStalled"
+	// ReasonExternalSecretNotFound (Degraded=True): the Secret of an external store is missing.
+	ReasonExternalSecretNotFound = "ExternalSecretNotFound"
+	// ReasonExternalSecretNotLabelled (Degraded=True): it exists but lacks the label that
+	// lets the controller see it.
+	ReasonExternalSecretNotLabelled = "ExternalSecretNotLabelled"
+	// ReasonExternalSecretInvalid (Degraded=True): the key is missing or holds no URI of the store.
+	ReasonExternalSecretInvalid = "ExternalSecretInvalid"
+	// ReasonChildRejected (Degraded=True): the API server refused a child as invalid
+	// (for example a volume that cannot shrink or change class).
+	ReasonChildRejected = "ChildRejected"
+	// ReasonChildConflict (Degraded=True): an object with a child's name belongs to someone else.
+	ReasonChildConflict = "ChildConflict"
+)
+
+// Problem is something the controller cannot fix by retrying: it waits for the user
+// (or for the object it waits on) to change, and says so in the Degraded condition.
+type Problem struct {
+	Reason  string
+	Message string
+}
+
+func (p *Problem) Error() string { return p.Reason + ": " + p.Message }
+
+// ComponentState is what the controller read of one component's Deployment.
+type ComponentState struct {
+	Name string
+	// Desired replicas, from the Shop.
+	Desired int32
+	// Deployment is nil when it does not exist (yet).
+	Deployment *appsv1.Deployment
+}
+
+// rolledOut tells whether the Deployment runs desired replicas of its current
+// revision, all available, with no old pod left (kubectl rollout status's rule).
+func (c ComponentState) rolledOut() bool {
+	d := c.Deployment
+	if d == nil || d.Status.ObservedGeneration < d.Generation {
+		return false
+	}
+	s := d.Status
+	return s.UpdatedReplicas == c.Desired && s.Replicas == s.UpdatedReplicas && s.AvailableReplicas == s.UpdatedReplicas
+}
+
+// stalled returns the Deployment controller's message when it gave up progressing.
+func (c ComponentState) stalled() (string, bool) {
+	if c.Deployment == nil {
+		return "", false
+	}
+	for _, cond := range c.Deployment.Status.Conditions {
+		if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded" {
+			return cond.Message, true
+		}
+	}
+	return "", false
+}
+
+// ComputeStatus is the Shop's status given its components and the problem met while
+// applying (nil if none). It starts from the current status so that a condition whose
+// status does not change keeps its lastTransitionTime, and it reads no clock but now.
+func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Problem, now metav1.Time) shopv1.ShopStatus {
+	status := shopv1.ShopStatus{
+		ObservedGeneration: shop.Generation,
+		Conditions:         append([]metav1.Condition(nil), shop.Status.Conditions...),
+		Components:         map[string]shopv1.ComponentStatus{},
+	}
+	var waiting, stalled []string
+	for _, c := range components {
+		var ready int32
+		if c.Deployment != nil {
+			ready = min(c.Deployment.Status.ReadyReplicas, c.Deployment.Status.UpdatedReplicas)
+			if c.Name == resources.Gateway {
+				status.Endpoint = resources.Endpoint(shop)
+			}
+		}
+		status.Components[c.Name] = shopv1.ComponentStatus{Ready: ready, Desired: c.Desired, Replicas: fmt.Sprintf("%d/%d", ready, c.Desired)}
+		if msg, ok := c.stalled(); ok {
+			stalled = append(stalled, c.Name+": "+msg)
+		}
+		if !c.rolledOut() {
+			waiting = append(waiting, fmt.Sprintf("%s (%d/%d)", c.Name, ready, c.Desired))
+		}
+	}
+
+	set := func(typ string, ok bool, reason, message string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+			Type: typ, Status: s, Reason: reason, Message: message,
+			ObservedGeneration: shop.Generation, LastTransitionTime: now,
+		})
+	}
+	switch {
+	case problem != nil:
+		set(ConditionDegraded, true, problem.Reason, problem.Message)
+		set(ConditionProgressing, false, ReasonBlocked, "waiting for the problem to be fixed: "+problem.Message)
+	case len(stalled) > 0:
+		set(ConditionDegraded, true, ReasonRolloutStalled, strings.Join(stalled, "; "))
+	default:
+		set(ConditionDegraded, false, ReasonAsExpected, "no problem found")
+	}
+	if problem == nil {
+		if len(waiting) > 0 {
+			set(ConditionProgressing, true, ReasonRollingOut, "waiting for "+strings.Join(waiting, ", "))
+		} else {
+			set(ConditionProgressing, false, ReasonRolloutComplete, "every component runs its desired replicas")
+		}
+	}
+	switch {
+	case problem != nil:
+		set(ConditionReady, false, problem.Reason, problem.Message)
+	case len(waiting) > 0:
+		set(ConditionReady, false, ReasonComponentsNotReady, "not ready: "+strings.Join(waiting, ", "))
+	default:
+		set(ConditionReady, true, ReasonAvailable, "every component runs its desired replicas")
+	}
+	if len(status.Components) == 0 {
+		status.Components = nil
+	}
+	return status
+}
