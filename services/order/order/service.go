@@ -22,7 +22,7 @@ import (
 type service struct {
 	store *store
 	peers *peers
-	relay interface{ Notify() } // the outbox relay, told of new events
+	relay interface{ Notify(id any) } // the outbox relay, told of new events
 	log   *slog.Logger
 	now   func() time.Time
 }
@@ -86,7 +86,7 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		return Order{}, false, err
 	}
 	if inserted {
-		s.relay.Notify()
+		s.relay.Notify(id)
 	}
 	return stored, inserted, nil
 }
@@ -164,18 +164,7 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 		return err
 	}
 	if changed {
-		s.relay.Notify()
-		return nil
-	}
-	// Nothing modified: fine if another delivery settled the order meanwhile, but the
-	// store has also been seen to report no match under write contention (FerretDB on
-	// a busy SQLite file). Acknowledge only once the order is settled.
-	after, err := s.store.get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if after.Status == Pending {
-		return fmt.Errorf("order %s still PENDING after settling it %s", r.OrderID, status)
+		s.relay.Notify(id)
 	}
 	return nil
 }

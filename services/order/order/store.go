@@ -21,6 +21,9 @@ var errNotFound = errors.New("order not found")
 type store struct {
 	orders *mongo.Collection
 	keys   *mongo.Collection
+	// locks serializes the updates of an order (and the outbox relay's), which the
+	// store cannot do atomically itself (see mongodb.KeyedMutex).
+	locks mongodb.KeyedMutex
 }
 
 func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
@@ -100,18 +103,28 @@ func (s *store) list(ctx context.Context, userID string, status Status, page mon
 // settle moves a PENDING order to status, appending its order.updated event in the same
 // write. changed is false when the order was not PENDING (a result handled before).
 func (s *store) settle(ctx context.Context, id bson.ObjectID, status Status, reason string, ev outbox.Event, now time.Time) (changed bool, err error) {
-	set := bson.D{
-		{Key: "status", Value: status},
-		{Key: "updatedAt", Value: now},
-		{Key: outbox.PendingField, Value: true},
-	}
-	if reason != "" {
-		set = append(set, bson.E{Key: "reason", Value: reason})
-	}
-	update := append(bson.D{{Key: "$set", Value: set}}, outbox.Push(ev)...)
-	res, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: Pending}}, update)
+	err = s.locks.Serialize(s.orders, id, func() error {
+		o, err := s.get(ctx, id)
+		if err != nil || o.Status != Pending {
+			return err
+		}
+		set := bson.D{
+			{Key: "status", Value: status},
+			{Key: "updatedAt", Value: now},
+			{Key: outbox.PendingField, Value: true},
+		}
+		if reason != "" {
+			set = append(set, bson.E{Key: "reason", Value: reason})
+		}
+		update := append(bson.D{{Key: "$set", Value: set}}, outbox.Push(ev)...)
+		if _, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, update); err != nil {
+			return err
+		}
+		changed = true
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("settle order %s: %w", id.Hex(), err)
 	}
-	return res.ModifiedCount == 1, nil
+	return changed, nil
 }

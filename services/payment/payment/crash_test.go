@@ -16,7 +16,7 @@ import (
 // notifyNobody stands for the relay of a process that is about to die: it never runs.
 type notifyNobody struct{}
 
-func (notifyNobody) Notify() {}
+func (notifyNobody) Notify(any) {}
 
 // TestCrashBetweenStoreAndAck: a process stores the payment (and its outbox event) and
 // dies before it acknowledges order.created or relays the event. The restarted service

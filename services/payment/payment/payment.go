@@ -69,7 +69,7 @@ func (p provider) charge(amountCents int64) (Status, string) {
 type charger struct {
 	store    *store
 	provider provider
-	relay    interface{ Notify() } // the outbox relay, told of new events
+	relay    interface{ Notify(id any) } // the outbox relay, told of new events
 	log      *slog.Logger
 }
 
@@ -108,7 +108,7 @@ func (c *charger) handleOrderCreated(ctx context.Context, d messaging.Delivery) 
 		return err
 	}
 	if inserted {
-		c.relay.Notify()
+		c.relay.Notify(p.ID)
 	} else {
 		c.log.Info("order already charged", "order", oc.OrderID, "event", d.ID)
 	}

@@ -21,7 +21,12 @@ type document struct {
 	OutboxPending bool           `bson:"outboxPending"`
 }
 
-type store struct{ payments *mongo.Collection }
+type store struct {
+	payments *mongo.Collection
+	// locks serializes the outbox relay's updates of a payment; payments themselves
+	// are only inserted.
+	locks mongodb.KeyedMutex
+}
 
 func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
 	s := &store{payments: db.Collection("payments")}

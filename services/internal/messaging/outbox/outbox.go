@@ -22,6 +22,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
 // Field names in the documents.
@@ -62,7 +63,8 @@ func NewEvent(ctx context.Context, typ string, payload any, mandatory bool) (Eve
 }
 
 // Push returns the update operators that append events to a document's outbox; the
-// caller adds its own $set to the same update.
+// caller adds its own $set to the same update, which must set PendingField to true,
+// and holds the document's lock (Relay.Locks) while it runs the update.
 func Push(events ...Event) bson.D {
 	return bson.D{
 		{Key: "$push", Value: bson.D{{Key: Field, Value: bson.D{{Key: "$each", Value: events}}}}},
@@ -80,56 +82,77 @@ type Publisher interface {
 }
 
 // Relay publishes the events waiting in one collection's documents.
+//
+// On FerretDB an update rewrites the whole document from a copy read before it, so
+// two concurrent updates of one document can undo each other (see mongodb.KeyedMutex).
+// The relay therefore changes a document only under its lock in Locks, and every other
+// writer of the collection's documents must hold the same lock (Locks().Serialize).
 type Relay struct {
 	coll     *mongo.Collection
 	pub      Publisher
+	locks    *mongodb.KeyedMutex
 	log      *slog.Logger
 	interval time.Duration
 	batch    int
-	wake     chan struct{}
+	ids      chan any      // documents that just got events: the fast path
+	inflight chan struct{} // bounds the documents relayed at once
 }
 
-// NewRelay returns a relay for coll. It polls every interval (default 1s) and when
-// Notify is called after a write.
-func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, interval time.Duration) *Relay {
+// NewRelay returns a relay for coll whose writers serialize on locks. It sends the
+// documents named by Notify at once, and scans the collection every interval
+// (default 1s) for events left by a crash, an outage or a full notification queue.
+func NewRelay(coll *mongo.Collection, pub Publisher, locks *mongodb.KeyedMutex, log *slog.Logger, interval time.Duration) *Relay {
 	if interval <= 0 {
 		interval = time.Second
 	}
 	return &Relay{
-		coll: coll, pub: pub, log: log.With("component", "outbox", "collection", coll.Name()),
-		interval: interval, batch: 256, wake: make(chan struct{}, 1),
+		coll: coll, pub: pub, locks: locks, log: log.With("component", "outbox", "collection", coll.Name()),
+		interval: interval, batch: 256, ids: make(chan any, 4096), inflight: make(chan struct{}, 128),
 	}
 }
 
-// Notify tells the relay that a document got events, so they go out now rather than
-// at the next poll.
-func (r *Relay) Notify() {
+// Notify tells the relay that the document with _id id got events, so they go out now
+// rather than at the next scan.
+func (r *Relay) Notify(id any) {
 	select {
-	case r.wake <- struct{}{}:
-	default:
+	case r.ids <- id:
+	default: // queue full: the next scan finds the document
 	}
 }
 
-// Run relays until ctx ends: at once (events left by a crash or an outage), after
-// every Notify, and every interval.
+// Run relays until ctx ends: a scan at once (events left by earlier runs), the
+// documents named by Notify as they come, and a scan every interval.
 func (r *Relay) Run(ctx context.Context) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
-	for {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	scan := func() {
 		for {
 			n, err := r.Drain(ctx)
 			if err != nil && ctx.Err() == nil {
 				r.log.Warn("relay", "error", err)
 			}
 			if err != nil || n < r.batch {
-				break
+				return
 			}
 		}
+	}
+	scan()
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.wake:
+		case id := <-r.ids:
+			r.inflight <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-r.inflight }()
+				if err := r.relay(ctx, id); err != nil && ctx.Err() == nil {
+					r.log.Warn("relay", "error", err) // the next scan retries
+				}
+			})
 		case <-t.C:
+			scan()
 		}
 	}
 }
@@ -144,7 +167,7 @@ type pendingDoc struct {
 // so an aggregate's events are published in the order they happened.
 func (r *Relay) Drain(ctx context.Context) (int, error) {
 	cur, err := r.coll.Find(ctx, bson.D{{Key: PendingField, Value: true}},
-		options.Find().SetProjection(bson.D{{Key: Field, Value: 1}}).SetLimit(int64(r.batch)))
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(r.batch)))
 	if err != nil {
 		return 0, err
 	}
@@ -155,32 +178,58 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(docs))
 	for i, d := range docs {
-		wg.Go(func() { errs[i] = r.relay(ctx, d) })
+		r.inflight <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-r.inflight }()
+			errs[i] = r.relay(ctx, d.ID)
+		})
 	}
 	wg.Wait()
 	return len(docs), errors.Join(errs...)
 }
 
-func (r *Relay) relay(ctx context.Context, d pendingDoc) error {
+// relay publishes the events of the document with _id id, in order, then removes
+// those the broker confirmed. An event added meanwhile stays for the next pass.
+func (r *Relay) relay(ctx context.Context, id any) error {
+	byID := bson.D{{Key: "_id", Value: id}}
+	var d pendingDoc
+	err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&d)
+	if err != nil || len(d.Outbox) == 0 {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			err = nil
+		}
+		return err
+	}
+	sent := map[string]bool{}
+	var pubErr error
 	for _, e := range d.Outbox {
-		err := r.pub.Publish(ctx, messaging.Message{
+		pubErr = r.pub.Publish(ctx, messaging.Message{
 			ID: e.ID, Type: e.Type, Body: []byte(e.Body),
 			Traceparent: e.Traceparent, Time: e.Time, Mandatory: e.Mandatory,
 		})
-		if err != nil {
-			return err // kept; the next pass sends it again
+		if pubErr != nil {
+			break // the rest waits, to keep the order
 		}
-		// $pull by the whole element: FerretDB does not match a $pull condition
-		// ({id: ...}) against array elements, but does remove an equal value.
-		_, err = r.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
-			bson.D{{Key: "$pull", Value: bson.D{{Key: Field, Value: e}}}})
-		if err != nil {
+		sent[e.ID] = true
+	}
+	if len(sent) == 0 {
+		return pubErr
+	}
+	err = r.locks.Serialize(r.coll, id, func() error {
+		var cur pendingDoc
+		if err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&cur); err != nil {
 			return err
 		}
-	}
-	// Clear the flag only if no event was added meanwhile.
-	_, err := r.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: d.ID}, {Key: Field, Value: bson.D{{Key: "$size", Value: 0}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: PendingField, Value: false}}}})
-	return err
+		left := make([]Event, 0, len(cur.Outbox))
+		for _, e := range cur.Outbox {
+			if !sent[e.ID] {
+				left = append(left, e)
+			}
+		}
+		_, err := r.coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: bson.D{
+			{Key: Field, Value: left}, {Key: PendingField, Value: len(left) > 0},
+		}}})
+		return err
+	})
+	return errors.Join(pubErr, err)
 }

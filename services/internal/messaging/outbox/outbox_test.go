@@ -12,6 +12,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
@@ -46,7 +47,8 @@ func TestRelay(t *testing.T) {
 	ctx := context.Background()
 	coll := testenv.MongoDB(t).Collection("things")
 	pub := &recordingPublisher{}
-	relay := outbox.NewRelay(coll, pub, logging.Discard(), time.Hour)
+	var locks mongodb.KeyedMutex
+	relay := outbox.NewRelay(coll, pub, &locks, logging.Discard(), time.Hour)
 
 	e1, _ := outbox.NewEvent(ctx, "thing.created", map[string]int{"n": 1}, true)
 	e2, _ := outbox.NewEvent(ctx, "thing.updated", map[string]int{"n": 2}, false)

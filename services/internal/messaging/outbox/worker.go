@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
 // WorkerConfig describes a service's event plumbing.
@@ -17,8 +18,10 @@ type WorkerConfig struct {
 	Broker messaging.Settings
 	// Name is the service's name, shown by the broker.
 	Name string
-	// Outbox is the collection whose documents carry outgoing events.
+	// Outbox is the collection whose documents carry outgoing events, and Locks the
+	// locks its writers hold around each update of a document (see Relay).
 	Outbox *mongo.Collection
+	Locks  *mongodb.KeyedMutex
 	// Queue is consumed with Handler; Prefetch deliveries at once.
 	Queue    string
 	Prefetch int
@@ -43,7 +46,7 @@ type Worker struct {
 func NewWorker(cfg WorkerConfig) *Worker {
 	b := messaging.Connect(messaging.Config{URL: cfg.Broker.URL, Name: cfg.Name, Topology: messaging.ShopTopology, Logger: cfg.Logger})
 	w := &Worker{cfg: cfg, broker: b, pub: messaging.NewPublisher(b)}
-	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Logger, time.Second)
+	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Locks, cfg.Logger, time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopRelay = cancel
 	w.relayDone.Go(func() { w.relay.Run(ctx) })
@@ -55,8 +58,8 @@ func (w *Worker) Start(h messaging.Handler) {
 	w.consumer = w.broker.Consume(messaging.ConsumerConfig{Queue: w.cfg.Queue, Prefetch: w.cfg.Prefetch, Handler: h})
 }
 
-// Notify tells the relay an outbox got an event.
-func (w *Worker) Notify() { w.relay.Notify() }
+// Notify tells the relay that the document with _id id got events.
+func (w *Worker) Notify(id any) { w.relay.Notify(id) }
 
 // Ready reports whether the broker connection is open; it fits health.Check.
 func (w *Worker) Ready(ctx context.Context) error { return w.broker.Ready(ctx) }
