@@ -1,0 +1,87 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+)
+
+// rolled is a Deployment of generation 2 whose status reports replicas as given.
+func rolled(desired, observedGen, replicas, updated, available int32, conds ...appsv1.DeploymentCondition) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Generation: 2},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(desired)},
+		Status: appsv1.DeploymentStatus{
+			ObservedGeneration: int64(observedGen), Replicas: replicas, UpdatedReplicas: updated,
+			ReadyReplicas: available, AvailableReplicas: available, Conditions: conds,
+		},
+	}
+}
+
+func TestComputeStatus(t *testing.T) {
+	stalled := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "too slow"}
+	tests := []struct {
+		name        string
+		gateway     *appsv1.Deployment
+		problem     *Problem
+		ready       string
+		progressing string
+		degraded    string
+		replicas    string
+		endpoint    bool
+	}{
+		{name: "nothing made yet", ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "0/2"},
+		{name: "rolled out", gateway: rolled(2, 2, 2, 2, 2), ready: "True/Available", progressing: "False/RolloutComplete", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
+		{name: "new generation not observed", gateway: rolled(2, 1, 2, 2, 2), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
+		{name: "old pods still running", gateway: rolled(2, 2, 3, 2, 2), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
+		{name: "one replica unavailable", gateway: rolled(2, 2, 2, 2, 1), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "1/2", endpoint: true},
+		{name: "rollout stalled", gateway: rolled(2, 2, 2, 1, 1, stalled), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "True/RolloutStalled", replicas: "1/2", endpoint: true},
+		{
+			name: "problem", gateway: rolled(2, 2, 2, 2, 2), problem: &Problem{Reason: ReasonExternalSecretNotFound, Message: "gone"},
+			ready: "False/ExternalSecretNotFound", progressing: "False/Blocked", degraded: "True/ExternalSecretNotFound", replicas: "2/2", endpoint: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shop := &shopv1.Shop{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "ns", Generation: 5}}
+			s := ComputeStatus(shop, []ComponentState{{Name: "gateway", Desired: 2, Deployment: tt.gateway}}, tt.problem, metav1.Now())
+			for typ, want := range map[string]string{ConditionReady: tt.ready, ConditionProgressing: tt.progressing, ConditionDegraded: tt.degraded} {
+				c := meta.FindStatusCondition(s.Conditions, typ)
+				if c == nil || string(c.Status)+"/"+c.Reason != want || c.ObservedGeneration != 5 || c.Message == "" {
+					t.Errorf("%s = %+v, want %s", typ, c, want)
+				}
+			}
+			if got := s.Components["gateway"].Replicas; got != tt.replicas {
+				t.Errorf("gateway replicas %q, want %q", got, tt.replicas)
+			}
+			if (s.Endpoint == "http://demo-gateway.ns.svc:80") != tt.endpoint || s.ObservedGeneration != 5 {
+				t.Errorf("endpoint %q observedGeneration %d", s.Endpoint, s.ObservedGeneration)
+			}
+		})
+	}
+}
+
+func TestComputeStatusKeepsTransitionTimes(t *testing.T) {
+	shop := &shopv1.Shop{ObjectMeta: metav1.ObjectMeta{Name: "demo", Generation: 1}}
+	components := []ComponentState{{Name: "gateway", Desired: 2, Deployment: rolled(2, 2, 2, 2, 2)}}
+	first := metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))
+	shop.Status = ComputeStatus(shop, components, nil, first)
+
+	again := ComputeStatus(shop, components, nil, metav1.Now())
+	if !meta.FindStatusCondition(again.Conditions, ConditionReady).LastTransitionTime.Equal(&first) {
+		t.Errorf("an unchanged condition moved its lastTransitionTime")
+	}
+	components[0].Deployment.Status.AvailableReplicas = 1
+	later := metav1.NewTime(first.Add(time.Minute))
+	changed := ComputeStatus(shop, components, nil, later)
+	if c := meta.FindStatusCondition(changed.Conditions, ConditionReady); c.Status != metav1.ConditionFalse || !c.LastTransitionTime.Equal(&later) {
+		t.Errorf("Ready = %+v, want False since %v", c, later)
+	}
+}
