@@ -3,30 +3,65 @@ package store
 // Reservations without multi-document transactions.
 //
 // A reservation document, keyed by the order id (unique _id), records the request as
-// priced when it was first seen and its state:
+// priced when it was first seen, its state, and for each line what it did to the stock:
 //
 //	pending ──all lines taken──▶ reserved ──release──▶ released
 //	   │ └──────────────release──────────────────────▲
 //	   └──a line short or gone──▶ failed
 //
-// Each state change is an update conditional on the current state, so of two racing
-// changes one wins and the loser reads the winner's. The stock itself moves in the
-// product document, where a hold, keyed by order id, records each line next to the stock
-// it came from; taking and giving back are single-document updates whose filter makes
-// them happen once:
+//	line: ""  ──take recorded──▶ taken ──give back recorded──▶ settled
+//	      └──────(failed or released, never taken)───────────▲
 //
-//	take:      {_id: p, stock: {$gte: n}, holds.<order>: {$exists: false}}
-//	           → $inc stock -n, set holds.<order> = {quantity: n, returned: false}
-//	give back: {_id: p, holds.<order>.returned: false}
-//	           → $inc stock +n, set holds.<order>.returned = true
+// The stock moves in the product document, where a hold keyed by order id,
+// holds.<order> = {quantity, returned}, stands for the line until the reservation has
+// recorded what happened; then the hold is removed, so a product document carries only
+// the orders in flight, not every order that ever bought it.
 //
-// A hold is never removed, so no line is taken twice for an order, nor given back twice,
-// whoever runs the steps and however often. That is what makes repair safe: any request
-// for an order drives its reservation forward from whatever state a crash left it in.
-// A pending reservation's lines are taken (a line already held counts as taken), then it
-// becomes reserved or failed; a failed or released reservation gives back every line
-// still held. A request that took a line after another request ended the reservation
-// sees the end when its own state change loses, and gives the line back itself.
+// Serialization. All the work on one order (Reserve, Release) runs holding that order's
+// lock, and every read-check-write of a product document holds that product's lock
+// (mongodb.KeyedMutex; the order lock is taken first, a product lock inside it, one at
+// a time, so they cannot deadlock). So the steps of one order never interleave with
+// other steps of the same order, and a product's hold for an order changes only under
+// both locks. The locks are in-process: one process serves a database. A crash stops
+// every step at once, so after a crash no step of the old process is still running and
+// only crash points matter.
+//
+// What a line's record r and its product's hold h mean together, and why no line is
+// taken twice or given back twice whatever step a crash interrupts:
+//
+//	r        h                      the line's units are
+//	""       none                   not taken
+//	""       {returned: false}      taken (crash before the record)
+//	""       {returned: true}       taken and given back (crash before the record)
+//	taken    {returned: false}      taken (crash before the hold was removed)
+//	taken    none                   taken
+//	taken    {returned: true}       given back (crash before the record)
+//	settled  any                    given back, or never taken: nothing is held
+//
+// Every state names the units unambiguously, because a hold is only ever removed after
+// r records it: {returned: false} only once r = taken, {returned: true} only once
+// r = settled. The one pair that would be ambiguous, r = "" with no hold, cannot mean
+// "taken" for that reason. The steps:
+//
+//   - take (pending, r = ""): under the product lock, read stock and holds.<order>; a
+//     hold means a crashed attempt already took it; else take:
+//     {$inc: {stock: -n}, $set: {holds.<order>: {quantity: n, returned: false}}}.
+//   - record (one reservation update): r = taken for the lines taken, state reserved or
+//     failed. Only then is the hold removed ($unset), which leaves (taken, none).
+//   - give back (failed or released, r ≠ settled): under the product lock, read
+//     holds.<order>: {returned: false} → $inc +n and set returned; (taken, none) → $inc +n
+//     and set the hold {returned: true} again, so a crash before the record still shows
+//     "given back"; {returned: true} → nothing; ("", none) → nothing (never taken).
+//     Then r = settled for all those lines in one update, then the holds are removed.
+//
+// A retry reads the reservation first and drives it on from whatever state a crash left:
+// a pending one takes its lines with r = "" (a hold found counts as taken), then records;
+// a failed or released one gives back every line not settled. Each product update is one
+// single-document write that moves the stock and changes the hold together, so a crash
+// falls before or after it, never in between, and the table above covers every point.
+// A crash between a record and the removal of the hold it allows leaves that hold behind
+// (consistent with the record, so harmless); such leftovers are bounded by the number of
+// crashes, not by the number of orders.
 
 import (
 	"context"
@@ -68,7 +103,16 @@ type lineDoc struct {
 	Quantity       int64  `bson:"quantity"`
 	UnitPriceCents int64  `bson:"unitPriceCents"`
 	Currency       string `bson:"currency"`
+	// Stock is what the reservation has recorded about the line's units: "" (nothing
+	// yet), lineTaken or lineSettled (see the top).
+	Stock string `bson:"stock,omitempty"`
 }
+
+// Line records.
+const (
+	lineTaken   = "taken"   // the units are taken; the hold may be gone
+	lineSettled = "settled" // nothing is held: given back, or never taken and never to be
+)
 
 // failureDoc records a failed reservation's answer: the short lines, or the products gone.
 type failureDoc struct {
@@ -97,7 +141,7 @@ func (f *failureDoc) err() error {
 func (d reservationDoc) reservation() catalog.Reservation {
 	res := catalog.Reservation{OrderID: d.OrderID, Items: make([]catalog.ReservedItem, len(d.Lines)), TotalCents: d.TotalCents}
 	for i, l := range d.Lines {
-		res.Items[i] = catalog.ReservedItem(l)
+		res.Items[i] = catalog.ReservedItem{ProductID: l.ProductID, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents, Currency: l.Currency}
 	}
 	return res
 }
@@ -110,10 +154,8 @@ func (s *Store) Reserve(ctx context.Context, req catalog.ReservationRequest) (re
 	// client's timeout does not leave it half taken (each operation is still bounded by
 	// the client's operation timeout).
 	ctx = context.WithoutCancel(ctx)
-	doc, err := s.findReservation(ctx, req.OrderID)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		doc, created, err = s.createReservation(ctx, req)
-	}
+	defer s.lockOrder(req.OrderID)()
+	doc, created, err := s.findOrCreateReservation(ctx, req)
 	if err != nil {
 		return catalog.Reservation{}, false, err
 	}
@@ -122,20 +164,46 @@ func (s *Store) Reserve(ctx context.Context, req catalog.ReservationRequest) (re
 		return catalog.Reservation{}, false, catalog.ErrDifferentItems
 	}
 	if doc.State == statePending {
-		if doc, err = s.takeLines(ctx, doc); err != nil {
+		if err := s.takeLines(ctx, &doc); err != nil {
 			return catalog.Reservation{}, false, err
 		}
 	}
-	if err := s.settle(ctx, doc); err != nil {
+	if err := s.settle(ctx, &doc); err != nil {
 		return catalog.Reservation{}, false, err
 	}
 	return doc.reservation(), created, nil
 }
 
-// createReservation prices req and stores it as pending. An unknown product or mixed
-// currencies refuse it before anything is written. When another request stored the
-// same order first, it returns that one.
-func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRequest) (reservationDoc, bool, error) {
+// lockOrder locks order: the steps of one order run one at a time (see the top).
+func (s *Store) lockOrder(order string) (unlock func()) {
+	return s.locks.Lock(mongodb.DocumentKey(s.reservations, order))
+}
+
+// findOrCreateReservation returns order's reservation, storing req priced as pending
+// when there is none. A new order is the common case, so it prices and inserts first and
+// reads only when the insert finds the order stored already. An unknown product or
+// mixed currencies refuse a new order before anything is written.
+func (s *Store) findOrCreateReservation(ctx context.Context, req catalog.ReservationRequest) (reservationDoc, bool, error) {
+	doc, priceErr := s.price(ctx, req)
+	if priceErr == nil {
+		_, err := s.reservations.InsertOne(ctx, doc)
+		if err == nil {
+			return doc, true, nil
+		}
+		if !mongodb.IsDuplicateKey(err) {
+			return reservationDoc{}, false, fmt.Errorf("insert reservation: %w", err)
+		}
+	}
+	// Stored already (the products it names may have changed or gone since).
+	doc, err := s.findReservation(ctx, req.OrderID)
+	if errors.Is(err, mongo.ErrNoDocuments) && priceErr != nil {
+		return reservationDoc{}, false, priceErr
+	}
+	return doc, false, err
+}
+
+// price makes req's pending reservation document from its products as they are now.
+func (s *Store) price(ctx context.Context, req catalog.ReservationRequest) (reservationDoc, error) {
 	products := make(map[string]catalog.Product, len(req.Items))
 	for _, it := range req.Items {
 		// One lookup by _id per line: FerretDB answers those from its index, while an $in
@@ -145,13 +213,13 @@ func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRe
 			continue
 		}
 		if err != nil {
-			return reservationDoc{}, false, err
+			return reservationDoc{}, err
 		}
 		products[it.ProductID] = p
 	}
 	priced, err := catalog.Price(req, products)
 	if err != nil {
-		return reservationDoc{}, false, err
+		return reservationDoc{}, err
 	}
 	now := s.now()
 	doc := reservationDoc{
@@ -159,96 +227,90 @@ func (s *Store) createReservation(ctx context.Context, req catalog.ReservationRe
 		TotalCents: priced.TotalCents, CreatedAt: now, UpdatedAt: now,
 	}
 	for i, it := range priced.Items {
-		doc.Lines[i] = lineDoc(it)
+		doc.Lines[i] = lineDoc{ProductID: it.ProductID, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents, Currency: it.Currency}
 	}
-	_, err = s.reservations.InsertOne(ctx, doc)
-	if mongodb.IsDuplicateKey(err) {
-		doc, err = s.findReservation(ctx, req.OrderID)
-		return doc, false, err
-	}
-	if err != nil {
-		return reservationDoc{}, false, fmt.Errorf("insert reservation: %w", err)
-	}
-	return doc, true, nil
+	return doc, nil
 }
 
-// takeLines takes every line of a pending reservation, then moves it to reserved, or to
-// failed when a line cannot be served, and returns it as it then stands (the outcome of
-// a racing request may have won).
-func (s *Store) takeLines(ctx context.Context, doc reservationDoc) (reservationDoc, error) {
+// takeLines takes every line of a pending reservation not taken yet, then records the
+// lines taken and moves it to reserved, or to failed when a line cannot be served, and
+// removes the holds the record made useless. doc is updated to match.
+func (s *Store) takeLines(ctx context.Context, doc *reservationDoc) error {
 	var failure failureDoc
-	for i, l := range doc.Lines {
-		available, err := s.take(ctx, doc.OrderID, l)
+	for i := range doc.Lines {
+		l := &doc.Lines[i]
+		if l.Stock != "" {
+			continue
+		}
+		available, err := s.take(ctx, doc.OrderID, *l)
 		switch {
 		case errors.Is(err, errProductNotFound):
 			failure.Unknown = append(failure.Unknown, l.ProductID)
 		case errors.Is(err, errShort):
 			failure.Shortages = append(failure.Shortages, shortageDoc{ProductID: l.ProductID, Requested: l.Quantity, Available: available})
 		case err != nil:
-			return reservationDoc{}, err
+			return err
 		default:
+			l.Stock = lineTaken
 			continue
 		}
 		// Nothing more is taken; the answer still names every line that cannot be served.
 		if err := s.checkRest(ctx, doc.OrderID, doc.Lines[i+1:], &failure); err != nil {
-			return reservationDoc{}, err
+			return err
 		}
 		break
 	}
-	to, set := stateReserved, bson.D{}
+	set := bson.D{{Key: "lines", Value: doc.Lines}}
+	doc.State = stateReserved
 	if len(failure.Unknown) > 0 || len(failure.Shortages) > 0 {
-		to, set = stateFailed, bson.D{{Key: "failure", Value: failure}}
+		doc.State, doc.Failure = stateFailed, &failure
+		set = append(set, bson.E{Key: "failure", Value: failure})
 	}
-	if err := s.transition(ctx, doc.OrderID, []string{statePending}, to, set); err != nil {
-		return reservationDoc{}, err
+	if err := s.setReservation(ctx, doc, set); err != nil {
+		return err
 	}
-	return s.findReservation(ctx, doc.OrderID)
+	if doc.State == stateReserved {
+		// Recorded: the holds can go. (A failed reservation gives its lines back first.)
+		for _, l := range doc.Lines {
+			if err := s.removeHold(ctx, doc.OrderID, l); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 var errShort = errors.New("insufficient stock")
 
 // take takes line l's units for order from its product, once. It returns nil when the
-// units are held for the order (now or already), errShort with the units available, or
-// errProductNotFound.
+// units are held for the order (now, or by an attempt a crash interrupted), errShort
+// with the units available, or errProductNotFound.
 func (s *Store) take(ctx context.Context, order string, l lineDoc) (available int64, err error) {
 	oid, ok := mongodb.ParseID(l.ProductID)
 	if !ok {
 		return 0, errProductNotFound
 	}
-	holdKey := "holds." + order
-	for {
-		taken, err := s.update(ctx, s.products, oid,
-			bson.D{
-				{Key: "_id", Value: oid},
-				{Key: "stock", Value: bson.D{{Key: "$gte", Value: l.Quantity}}},
-				{Key: holdKey, Value: bson.D{{Key: "$exists", Value: false}}},
-			},
-			bson.D{
-				{Key: "$inc", Value: bson.D{{Key: "stock", Value: -l.Quantity}}},
-				{Key: "$set", Value: bson.D{{Key: holdKey, Value: hold{Quantity: l.Quantity}}}},
-			})
-		if err != nil {
-			return 0, fmt.Errorf("take stock: %w", err)
-		}
-		if taken {
-			return 0, nil
-		}
-		// Why not: gone, already held, or short. Stock may also have grown in between;
-		// then try again.
-		stock, held, err := s.stockOf(ctx, oid, order)
+	err = s.locks.Serialize(s.products, oid, func() error {
+		p, err := s.holdOf(ctx, oid, order, true)
 		switch {
 		case err != nil:
-			return 0, err
-		case held:
-			return 0, nil
-		case stock < l.Quantity:
-			return stock, errShort
+			return err
+		case p.hold != nil:
+			return nil
+		case p.stock < l.Quantity:
+			available = p.stock
+			return errShort
 		}
-	}
+		return s.updateProduct(ctx, oid, "take stock", bson.D{
+			{Key: "$inc", Value: bson.D{{Key: "stock", Value: -l.Quantity}}},
+			{Key: "$set", Value: bson.D{{Key: holdKey(order), Value: hold{Quantity: l.Quantity}}}},
+		})
+	})
+	return available, err
 }
 
-// checkRest adds to failure the lines of lines that could not be served either, without
-// taking anything.
+// checkRest adds to failure the lines of lines that could not be served either (a line
+// a crashed attempt took could), without taking anything.
 func (s *Store) checkRest(ctx context.Context, order string, lines []lineDoc, failure *failureDoc) error {
 	for _, l := range lines {
 		oid, ok := mongodb.ParseID(l.ProductID)
@@ -256,41 +318,85 @@ func (s *Store) checkRest(ctx context.Context, order string, lines []lineDoc, fa
 			failure.Unknown = append(failure.Unknown, l.ProductID)
 			continue
 		}
-		stock, held, err := s.stockOf(ctx, oid, order)
+		p, err := s.holdOf(ctx, oid, order, true)
 		switch {
 		case errors.Is(err, errProductNotFound):
 			failure.Unknown = append(failure.Unknown, l.ProductID)
 		case err != nil:
 			return err
-		case !held && stock < l.Quantity:
-			failure.Shortages = append(failure.Shortages, shortageDoc{ProductID: l.ProductID, Requested: l.Quantity, Available: stock})
+		case p.hold == nil && p.stock < l.Quantity:
+			failure.Shortages = append(failure.Shortages, shortageDoc{ProductID: l.ProductID, Requested: l.Quantity, Available: p.stock})
 		}
 	}
 	return nil
 }
 
-// stockOf reads product id's stock and whether order holds units of it.
-func (s *Store) stockOf(ctx context.Context, id bson.ObjectID, order string) (stock int64, held bool, err error) {
+// productHold is what a step needs of a product: its stock and order's hold, if any.
+type productHold struct {
+	stock int64
+	hold  *hold
+}
+
+// holdOf reads product id's stock (when withStock) and order's hold on it, or
+// errProductNotFound. Only those fields travel.
+func (s *Store) holdOf(ctx context.Context, id bson.ObjectID, order string, withStock bool) (productHold, error) {
 	var doc struct {
 		Stock int64           `bson:"stock"`
 		Holds map[string]hold `bson:"holds"`
 	}
-	err = s.products.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
-		options.FindOne().SetProjection(bson.D{{Key: "stock", Value: 1}, {Key: "holds." + order, Value: 1}})).Decode(&doc)
+	projection := bson.D{{Key: holdKey(order), Value: 1}}
+	if withStock {
+		projection = append(projection, bson.E{Key: "stock", Value: 1})
+	}
+	err := s.products.FindOne(ctx, byID(id), options.FindOne().SetProjection(projection)).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, false, errProductNotFound
+		return productHold{}, errProductNotFound
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("read stock: %w", err)
+		return productHold{}, fmt.Errorf("read stock: %w", err)
 	}
-	_, held = doc.Holds[order]
-	return doc.Stock, held, nil
+	p := productHold{stock: doc.Stock}
+	if h, ok := doc.Holds[order]; ok {
+		p.hold = &h
+	}
+	return p, nil
 }
 
+// updateProduct applies update to product id (whose lock the caller holds). A product
+// deleted meanwhile is errProductNotFound.
+func (s *Store) updateProduct(ctx context.Context, id bson.ObjectID, what string, update bson.D) error {
+	res, err := s.products.UpdateOne(ctx, byID(id), update)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if res.MatchedCount == 0 {
+		return errProductNotFound
+	}
+	return nil
+}
+
+// removeHold removes order's hold on l's product, which the reservation's record has
+// made useless (r = taken with the hold not returned, or r = settled; see the top).
+func (s *Store) removeHold(ctx context.Context, order string, l lineDoc) error {
+	oid, ok := mongodb.ParseID(l.ProductID)
+	if !ok {
+		return nil
+	}
+	err := s.locks.Serialize(s.products, oid, func() error {
+		return s.updateProduct(ctx, oid, "remove hold", bson.D{{Key: "$unset", Value: bson.D{{Key: holdKey(order), Value: ""}}}})
+	})
+	if errors.Is(err, errProductNotFound) {
+		return nil
+	}
+	return err
+}
+
+func holdKey(order string) string { return "holds." + order }
+
 // settle finishes what doc's state asks for: a failed or released reservation gives
-// back every line still held (again after a crash; a repeat gives back nothing). It
-// returns the answer a failed reservation gives.
-func (s *Store) settle(ctx context.Context, doc reservationDoc) error {
+// back every line not settled (again after a crash; a repeat gives back nothing). It
+// returns the answer a failed or released reservation gives.
+func (s *Store) settle(ctx context.Context, doc *reservationDoc) error {
 	switch doc.State {
 	case stateReserved:
 		return nil
@@ -312,25 +418,67 @@ func (s *Store) settle(ctx context.Context, doc reservationDoc) error {
 	}
 }
 
-// giveBack returns each line of doc held for its order to its product's stock, once.
-func (s *Store) giveBack(ctx context.Context, doc reservationDoc) error {
-	prefix := "holds." + doc.OrderID + "."
-	for _, l := range doc.Lines {
-		oid, ok := mongodb.ParseID(l.ProductID)
-		if !ok {
+// giveBack returns each line of doc (failed or released) not settled to its product's
+// stock, once, records the lines settled, then removes their holds. doc is updated.
+func (s *Store) giveBack(ctx context.Context, doc *reservationDoc) error {
+	var settled []lineDoc
+	for i := range doc.Lines {
+		l := &doc.Lines[i]
+		if l.Stock == lineSettled {
 			continue
 		}
-		_, err := s.update(ctx, s.products, oid,
-			bson.D{{Key: "_id", Value: oid}, {Key: prefix + "returned", Value: false}},
-			bson.D{
-				{Key: "$inc", Value: bson.D{{Key: "stock", Value: l.Quantity}}},
-				{Key: "$set", Value: bson.D{{Key: prefix + "returned", Value: true}}},
-			})
-		if err != nil {
-			return fmt.Errorf("give back stock: %w", err)
+		if err := s.giveBackLine(ctx, doc.OrderID, *l); err != nil {
+			return err
+		}
+		l.Stock = lineSettled
+		settled = append(settled, *l)
+	}
+	if len(settled) == 0 {
+		return nil
+	}
+	if err := s.setReservation(ctx, doc, bson.D{{Key: "lines", Value: doc.Lines}}); err != nil {
+		return err
+	}
+	for _, l := range settled {
+		if err := s.removeHold(ctx, doc.OrderID, l); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// giveBackLine gives line l of order back to its product's stock unless that is done or
+// it was never taken, leaving the hold {returned: true} in every case where units were
+// taken (see the table at the top).
+func (s *Store) giveBackLine(ctx context.Context, order string, l lineDoc) error {
+	oid, ok := mongodb.ParseID(l.ProductID)
+	if !ok {
+		return nil
+	}
+	err := s.locks.Serialize(s.products, oid, func() error {
+		p, err := s.holdOf(ctx, oid, order, false)
+		if err != nil {
+			return err
+		}
+		set := bson.E{Key: holdKey(order) + ".returned", Value: true}
+		switch {
+		case p.hold != nil && p.hold.Returned:
+			return nil // given back before a crash
+		case p.hold == nil && l.Stock != lineTaken:
+			return nil // never taken
+		case p.hold == nil:
+			// Taken, recorded, hold removed: set it again, returned, with the units.
+			set = bson.E{Key: holdKey(order), Value: hold{Quantity: l.Quantity, Returned: true}}
+		}
+		return s.updateProduct(ctx, oid, "give back stock", bson.D{
+			{Key: "$inc", Value: bson.D{{Key: "stock", Value: l.Quantity}}},
+			{Key: "$set", Value: bson.D{set}},
+		})
+	})
+	if errors.Is(err, errProductNotFound) {
+		return nil // nothing left to give back to
+	}
+	return err
 }
 
 // Release gives back the stock of order's reservation, once; releasing again, or an
@@ -338,52 +486,45 @@ func (s *Store) giveBack(ctx context.Context, doc reservationDoc) error {
 // arrives is remembered as released, so a late reservation request takes nothing.
 func (s *Store) Release(ctx context.Context, order string) error {
 	ctx = context.WithoutCancel(ctx) // as in Reserve
+	defer s.lockOrder(order)()
 	doc, err := s.findReservation(ctx, order)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		now := s.now()
-		_, err = s.reservations.InsertOne(ctx, reservationDoc{
+		_, err := s.reservations.InsertOne(ctx, reservationDoc{
 			OrderID: order, State: stateReleased, Lines: []lineDoc{}, CreatedAt: now, UpdatedAt: now,
 		})
-		if err == nil {
-			return nil
-		}
-		if !mongodb.IsDuplicateKey(err) {
+		if err != nil {
 			return fmt.Errorf("insert released reservation: %w", err)
 		}
-		// A reservation request made it first: release that one.
-		doc, err = s.findReservation(ctx, order)
+		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if doc.State == statePending || doc.State == stateReserved {
-		if err := s.transition(ctx, order, []string{statePending, stateReserved}, stateReleased, nil); err != nil {
-			return err
-		}
-		if doc, err = s.findReservation(ctx, order); err != nil {
+		doc.State = stateReleased
+		if err := s.setReservation(ctx, &doc, nil); err != nil {
 			return err
 		}
 	}
 	// Released now, or failed: give back whatever is still held.
-	return s.giveBack(ctx, doc)
+	return s.giveBack(ctx, &doc)
 }
 
-// transition moves order's reservation to state to (setting set too) if it is in one of
-// from; when it is not, another request changed it first, and the caller reads it again.
-func (s *Store) transition(ctx context.Context, order string, from []string, to string, set bson.D) error {
-	set = append(set, bson.E{Key: "state", Value: to}, bson.E{Key: "updatedAt", Value: s.now()})
-	_, err := s.update(ctx, s.reservations, order,
-		bson.D{{Key: "_id", Value: order}, {Key: "state", Value: bson.D{{Key: "$in", Value: from}}}},
-		bson.D{{Key: "$set", Value: set}})
-	if err != nil {
-		return fmt.Errorf("reservation %s → %s: %w", order, to, err)
+// setReservation writes doc's state and updatedAt, and set, to order's reservation. The
+// caller holds the order's lock, so it writes over what it read.
+func (s *Store) setReservation(ctx context.Context, doc *reservationDoc, set bson.D) error {
+	doc.UpdatedAt = s.now()
+	set = append(set, bson.E{Key: "state", Value: doc.State}, bson.E{Key: "updatedAt", Value: doc.UpdatedAt})
+	if _, err := s.reservations.UpdateOne(ctx, byID(doc.OrderID), bson.D{{Key: "$set", Value: set}}); err != nil {
+		return fmt.Errorf("reservation %s → %s: %w", doc.OrderID, doc.State, err)
 	}
 	return nil
 }
 
 func (s *Store) findReservation(ctx context.Context, order string) (reservationDoc, error) {
 	var doc reservationDoc
-	err := s.reservations.FindOne(ctx, bson.D{{Key: "_id", Value: order}}).Decode(&doc)
+	err := s.reservations.FindOne(ctx, byID(order)).Decode(&doc)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return reservationDoc{}, fmt.Errorf("find reservation: %w", err)
 	}

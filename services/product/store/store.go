@@ -1,9 +1,13 @@
 // Package store keeps products and reservations in MongoDB (or FerretDB).
 //
-// Stock changes are single-document updates guarded by their filter: a reservation takes
-// stock with {stock: {$gte: n}} and $inc, so stock is never negative. There are no
+// Every write is a single-document update by _id made while holding that document's
+// lock in this process (mongodb.KeyedMutex): FerretDB v1 does not make a conditional
+// update atomic, and answers only a filter that is exactly {_id} from its index, so
+// conditions are checked in Go on the document read under the lock. Stock is never
+// negative: a take reads the stock and writes the $inc under one lock. There are no
 // multi-document transactions (FerretDB has none), so the reservation algorithm in
-// reservations.go is built from such updates alone; see its comment.
+// reservations.go is built from such updates alone; see its comment. The locks being
+// in-process, one process serves a database (one replica).
 package store
 
 import (
@@ -34,8 +38,9 @@ var errProductNotFound = apperr.NotFound("Product not found")
 type Store struct {
 	products     *mongo.Collection
 	reservations *mongo.Collection
-	// locks serializes this process's conditional updates of one document; see update.
-	locks keyedMutex
+	// locks serializes this process's work on one document (a product) or one order;
+	// see reservations.go.
+	locks mongodb.KeyedMutex
 	now   func() time.Time
 }
 
@@ -50,8 +55,10 @@ func New(db *mongo.Database) *Store {
 }
 
 // productDoc is a product as stored. Holds records, per order id, the units a
-// reservation took from this product's stock: it lives in the same document as stock so
-// that taking and giving back are each one atomic update (see reservations.go).
+// reservation took from this product's stock while the reservation has not yet recorded
+// it: it lives in the same document as stock so that taking and giving back are each
+// one update (see reservations.go), and it is removed once recorded, so it holds only
+// the orders in flight.
 type productDoc struct {
 	ID          bson.ObjectID   `bson:"_id"`
 	Name        string          `bson:"name"`
@@ -110,8 +117,7 @@ func (s *Store) Get(ctx context.Context, id string) (catalog.Product, error) {
 
 func (s *Store) findProduct(ctx context.Context, id bson.ObjectID) (productDoc, error) {
 	var doc productDoc
-	err := s.products.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
-		options.FindOne().SetProjection(withoutHolds)).Decode(&doc)
+	err := s.products.FindOne(ctx, byID(id), options.FindOne().SetProjection(withoutHolds)).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return productDoc{}, errProductNotFound
 	}
@@ -123,15 +129,7 @@ func (s *Store) findProduct(ctx context.Context, id bson.ObjectID) (productDoc, 
 
 // List returns one page of products in id (creation) order.
 func (s *Store) List(ctx context.Context, req mongodb.PageRequest) (mongodb.Page[catalog.Product], error) {
-	docs, next, err := mongodb.FindPage[productDoc](ctx, s.products, nil, req)
-	if err != nil {
-		return mongodb.Page[catalog.Product]{}, err
-	}
-	page := mongodb.Page[catalog.Product]{Items: make([]catalog.Product, len(docs)), Next: next}
-	for i, d := range docs {
-		page.Items[i] = d.product()
-	}
-	return page, nil
+	return mongodb.ListPage(ctx, s.products, nil, req, productDoc.product, mongodb.Projection(withoutHolds))
 }
 
 // Update applies a (normalized) patch to product id and returns the result. Setting
@@ -158,14 +156,23 @@ func (s *Store) Update(ctx context.Context, id string, p catalog.Patch) (catalog
 	if p.Stock != nil {
 		add("stock", *p.Stock)
 	}
-	matched, err := s.update(ctx, s.products, oid, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: set}})
+	var doc productDoc
+	err := s.locks.Serialize(s.products, oid, func() error {
+		res, err := s.products.UpdateOne(ctx, byID(oid), bson.D{{Key: "$set", Value: set}})
+		if err != nil {
+			return fmt.Errorf("update product: %w", err)
+		}
+		if res.MatchedCount == 0 {
+			return errProductNotFound
+		}
+		// Read under the lock: the answer is this update's result, not a later one's.
+		doc, err = s.findProduct(ctx, oid)
+		return err
+	})
 	if err != nil {
-		return catalog.Product{}, fmt.Errorf("update product: %w", err)
+		return catalog.Product{}, err
 	}
-	if !matched {
-		return catalog.Product{}, errProductNotFound
-	}
-	return s.Get(ctx, id)
+	return doc.product(), nil
 }
 
 // Delete removes product id. Reservations holding it keep their price and quantity;
@@ -175,31 +182,18 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if !ok {
 		return errProductNotFound
 	}
-	res, err := s.products.DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}})
-	if err != nil {
-		return fmt.Errorf("delete product: %w", err)
-	}
-	if res.DeletedCount == 0 {
-		return errProductNotFound
-	}
-	return nil
+	return s.locks.Serialize(s.products, oid, func() error {
+		res, err := s.products.DeleteOne(ctx, byID(oid))
+		if err != nil {
+			return fmt.Errorf("delete product: %w", err)
+		}
+		if res.DeletedCount == 0 {
+			return errProductNotFound
+		}
+		return nil
+	})
 }
 
-// update runs a conditional UpdateOne on the document key of coll and reports whether
-// filter matched it.
-//
-// FerretDB v1 evaluates an update's filter, then writes the whole document back by _id,
-// with no check that it did not change in between: concurrent conditional updates of one
-// document lose writes there (measured: 50 concurrent {stock: {$gte: 1}} / $inc -1 on
-// stock 10 all matched and left stock at 8). MongoDB does both atomically. Holding a
-// per-document lock around the call makes it atomic on FerretDB too, for all the
-// updates of this process; with FerretDB, run one replica of the service.
-func (s *Store) update(ctx context.Context, coll *mongo.Collection, key any, filter, update bson.D) (bool, error) {
-	unlock := s.locks.lock(coll.Name() + "/" + fmt.Sprint(key))
-	defer unlock()
-	res, err := coll.UpdateOne(ctx, filter, update)
-	if err != nil {
-		return false, err
-	}
-	return res.MatchedCount == 1, nil
-}
+// byID is the filter of the document with _id id: the only filter FerretDB v1 answers
+// from an index (any other reads the whole collection).
+func byID(id any) bson.D { return bson.D{{Key: "_id", Value: id}} }
