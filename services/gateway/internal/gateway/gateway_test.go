@@ -123,8 +123,14 @@ func newSuite(t *testing.T, edit func(*Config)) *suite {
 	return s
 }
 
-// do sends a request to the gateway and returns the answer with its body read.
-func (s *suite) do(t *testing.T, method, target string, header http.Header) (*http.Response, []byte) {
+// answer is what the gateway answered, its body already read.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
+// do sends a request to the gateway and returns the answer and its body.
+func (s *suite) do(t *testing.T, method, target string, header http.Header) (answer, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, s.gw.URL+target, nil)
 	if err != nil {
@@ -142,7 +148,7 @@ func (s *suite) do(t *testing.T, method, target string, header http.Header) (*ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, body
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header}, body
 }
 
 func decode[T any](t *testing.T, body []byte) T {
@@ -244,7 +250,7 @@ func TestRateLimitIsExact(t *testing.T) {
 	}
 }
 
-func checkRateLimitHeaders(t *testing.T, resp *http.Response, remaining int) {
+func checkRateLimitHeaders(t *testing.T, resp answer, remaining int) {
 	t.Helper()
 	if p := resp.Header.Get("RateLimit-Policy"); p != `"default";q=3;w=60` {
 		t.Errorf("RateLimit-Policy %q", p)

@@ -29,8 +29,12 @@ func TestOpenAPI(t *testing.T) {
 	if res := api.Request(t, http.MethodGet, "/health", nil); res.Status != http.StatusServiceUnavailable {
 		t.Errorf("GET /health with order down: %d %s", res.Status, res.Body)
 	}
-	api.Request(t, http.MethodGet, "/nowhere", nil)
-	api.Request(t, http.MethodDelete, "/health", nil)
+	if res := api.Request(t, http.MethodGet, "/nowhere", nil); res.Status != http.StatusNotFound {
+		t.Errorf("GET /nowhere: %d", res.Status)
+	}
+	if res := api.Request(t, http.MethodDelete, "/health", nil); res.Status != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE /health: %d", res.Status)
+	}
 	if missing := api.Uncovered(); len(missing) > 0 {
 		t.Errorf("documented responses never produced: %v", missing)
 	}
