@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -266,8 +267,10 @@ func TestBrokerOutage(t *testing.T) {
 	for i := range total {
 		if i == 120 {
 			<-stopped // the rest are placed while the broker is down
-			if err := shop.Order.Broker().Ready(ctx); err == nil {
-				t.Error("order service ready while RabbitMQ is down")
+			for _, svc := range []string{shop.OrderURL, shop.PaymentURL} {
+				if status, body, err := shop.Call(ctx, "GET", svc+"/readyz", nil, nil); err != nil || status != http.StatusServiceUnavailable {
+					t.Errorf("GET %s/readyz while RabbitMQ is down: %d %s %v, want 503", svc, status, body, err)
+				}
 			}
 		}
 		next <- i

@@ -1,0 +1,116 @@
+package order_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apitest"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+	"github.com/shopkeeper-dev/shopkeeper/services/order/order"
+)
+
+// TestOrdersAPI checks the HTTP contract of the order service against openapi.yaml,
+// with the real user and product services behind it.
+func TestOrdersAPI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	shop := startShop(t, testenv.RabbitMQ(t))
+	api := apitest.New(t, "../openapi.yaml", shop.Order.Handler(metrics.NewRegistry()))
+	user, err := shop.CreateUser(ctx, "Api Tester", "api@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	product, err := shop.CreateProduct(ctx, "gadget", 1999, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := func(productID string, q int) []map[string]any {
+		return []map[string]any{{"productId": productID, "quantity": q}}
+	}
+	unknown := bson.NewObjectID().Hex()
+
+	tests := []struct {
+		name   string
+		body   any
+		header []string
+		status int
+	}{
+		{"malformed JSON", `{"userId":`, nil, http.StatusBadRequest},
+		{"unknown field", map[string]any{"userId": user, "items": line(product, 1), "coupon": "x"}, nil, http.StatusBadRequest},
+		{"no lines", map[string]any{"userId": user, "items": []any{}}, nil, http.StatusBadRequest},
+		{"quantity 0", map[string]any{"userId": user, "items": line(product, 0)}, nil, http.StatusBadRequest},
+		{"quantity over 1000", map[string]any{"userId": user, "items": line(product, 1001)}, nil, http.StatusBadRequest},
+		{"unknown user", map[string]any{"userId": unknown, "items": line(product, 1)}, nil, http.StatusUnprocessableEntity},
+		{"unknown product", map[string]any{"userId": user, "items": line(unknown, 1)}, nil, http.StatusUnprocessableEntity},
+		{"short stock", map[string]any{"userId": user, "items": line(product, 4)}, nil, http.StatusConflict},
+		{"placed", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "k1"}, http.StatusCreated},
+		{"retry with the same key", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "k1"}, http.StatusOK},
+		{"same key, other request", map[string]any{"userId": user, "items": line(product, 2)}, []string{"Idempotency-Key", "k1"}, http.StatusUnprocessableEntity},
+	}
+	var first order.Order
+	for _, tt := range tests {
+		res := api.Request(t, "POST", "/orders", tt.body, tt.header...)
+		if res.Status != tt.status {
+			t.Errorf("%s: %d %s, want %d", tt.name, res.Status, res.Body, tt.status)
+			continue
+		}
+		switch tt.name {
+		case "placed":
+			res.JSON(t, &first)
+		case "retry with the same key":
+			var again order.Order
+			res.JSON(t, &again)
+			if again.ID != first.ID {
+				t.Errorf("retry made order %s, want the first one %s", again.ID.Hex(), first.ID.Hex())
+			}
+		}
+	}
+	// One unit taken, once, despite the retry; the rest is still there.
+	if stock, err := shop.Stock(ctx, product); err != nil || stock != 2 {
+		t.Fatalf("stock %d (%v), want 2", stock, err)
+	}
+	if _, err := shop.WaitSettled(ctx, first.ID.Hex()); err != nil {
+		t.Fatal(err)
+	}
+
+	reads := []struct {
+		path   string
+		status int
+		items  int
+	}{
+		{"/orders/" + first.ID.Hex(), http.StatusOK, -1},
+		{"/orders/" + unknown, http.StatusNotFound, -1},
+		{"/orders/not-an-id", http.StatusNotFound, -1},
+		{"/orders?userId=" + user, http.StatusOK, 1},
+		{"/orders?userId=" + user + "&status=PAID", http.StatusOK, 1},
+		{"/orders?userId=" + user + "&status=CANCELLED", http.StatusOK, 0},
+		{"/orders?userId=" + unknown, http.StatusOK, 0},
+		{"/orders?status=SHIPPED", http.StatusBadRequest, -1},
+		{"/orders?limit=0", http.StatusBadRequest, -1},
+		{"/orders?limit=101", http.StatusBadRequest, -1},
+		{"/orders?after=x", http.StatusBadRequest, -1},
+	}
+	for _, r := range reads {
+		res := api.Request(t, "GET", r.path, nil)
+		if res.Status != r.status {
+			t.Errorf("GET %s: %d %s, want %d", r.path, res.Status, res.Body, r.status)
+			continue
+		}
+		if r.items >= 0 {
+			var page mongodb.Page[order.Order]
+			res.JSON(t, &page)
+			if len(page.Items) != r.items {
+				t.Errorf("GET %s: %d orders, want %d", r.path, len(page.Items), r.items)
+			}
+		}
+	}
+	if res := api.Request(t, "DELETE", "/orders/"+first.ID.Hex(), nil); res.Status != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE /orders/{id}: %d, want 405", res.Status)
+	}
+}
