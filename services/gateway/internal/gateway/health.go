@@ -40,9 +40,10 @@ type suiteHealth struct {
 	ttl     time.Duration
 	now     func() time.Time
 
-	group singleflight.Group
-	mu    sync.Mutex
-	last  healthReport
+	group     singleflight.Group
+	mu        sync.Mutex
+	last      healthReport
+	checkedAt time.Time // with its monotonic reading, unlike the report's UTC timestamp
 }
 
 func newSuiteHealth(svcs []service, transport http.RoundTripper, timeout, ttl time.Duration) *suiteHealth {
@@ -68,18 +69,21 @@ func (h *suiteHealth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // report returns the cached report while it is fresh, else one new round of checks.
 func (h *suiteHealth) report(ctx context.Context) healthReport {
-	h.mu.Lock()
-	last := h.last
-	h.mu.Unlock()
-	if !last.Timestamp.IsZero() && h.now().Sub(last.Timestamp) < h.ttl {
-		return last
+	if rep, ok := h.fresh(); ok {
+		return rep
 	}
 	// The round runs detached from the first caller's context: its answer serves every waiting
 	// caller, and one client hanging up must not turn it into "down" for the others.
 	ch := h.group.DoChan("health", func() (any, error) {
+		// A caller that found the cache stale just as another round ended must not start a
+		// second round.
+		if rep, ok := h.fresh(); ok {
+			return rep, nil
+		}
+		started := h.now()
 		rep := h.check(context.WithoutCancel(ctx))
 		h.mu.Lock()
-		h.last = rep
+		h.last, h.checkedAt = rep, started
 		h.mu.Unlock()
 		return rep, nil
 	})
@@ -89,6 +93,14 @@ func (h *suiteHealth) report(ctx context.Context) healthReport {
 	case <-ctx.Done():
 		return healthReport{Status: statusDegraded, Timestamp: h.now().UTC(), Services: map[string]serviceHealth{}}
 	}
+}
+
+// fresh returns the last report while it is younger than the TTL.
+func (h *suiteHealth) fresh() (healthReport, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ok := !h.checkedAt.IsZero() && h.now().Sub(h.checkedAt) < h.ttl
+	return h.last, ok
 }
 
 // check asks every service once, concurrently.
