@@ -71,6 +71,18 @@ func exportEnabled(getenv func(string) string) (bool, error) {
 	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "", nil
 }
 
+// defaultProvider is the global tracer provider before anything installs one: it records
+// no spans. It is read at package initialisation, before main can call Setup.
+var defaultProvider = otel.GetTracerProvider()
+
+// Recording reports whether a tracer provider is installed, so spans are recorded: Setup
+// installs one only when export is on (a test may install its own). Servers call it per
+// request to skip span bookkeeping while it is false; it is an atomic load.
+func Recording() bool {
+	// Comparing interfaces of different dynamic types is false, never a panic.
+	return otel.GetTracerProvider() != defaultProvider
+}
+
 // Transport wraps base (http.DefaultTransport when nil) so outgoing requests carry the
 // caller's traceparent and get a client span.
 func Transport(base http.RoundTripper) http.RoundTripper {

@@ -1,6 +1,12 @@
 package tracing
 
-import "testing"
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
 
 func TestExportEnabled(t *testing.T) {
 	tests := []struct {
@@ -21,5 +27,34 @@ func TestExportEnabled(t *testing.T) {
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("exportEnabled(%v) = %v, %v; want %v, error %v", tt.env, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+func TestRecording(t *testing.T) {
+	if Recording() {
+		t.Fatal("Recording() = true before any tracer provider is installed")
+	}
+	prev := otel.GetTracerProvider()
+	tp := sdktrace.NewTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() {
+		otel.SetTracerProvider(prev)
+		_ = tp.Shutdown(context.Background())
+	})
+	if !Recording() {
+		t.Fatal("Recording() = false with an SDK tracer provider installed")
+	}
+}
+
+func TestSetupWithoutExportRecordsNothing(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	shutdown, err := Setup(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+	if Recording() {
+		t.Error("Recording() = true after Setup with export off")
 	}
 }

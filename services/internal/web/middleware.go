@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,43 +22,56 @@ import (
 // RequestIDHeader carries the request id in and out of every service.
 const RequestIDHeader = "X-Request-ID"
 
-type requestIDKey struct{}
-type loggerKey struct{}
+// requestIDKey is http.CanonicalHeaderKey(RequestIDHeader): indexing the header map
+// with it spares Get and Set their per-call canonicalisation.
+var requestIDKey = http.CanonicalHeaderKey(RequestIDHeader)
 
-// RequestID returns the request id of ctx, or "".
+type forwardedIDKey struct{}
+
+// RequestID returns the request id of ctx: the one given to WithRequestID, else that of
+// the request being served, else "".
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if id, ok := ctx.Value(forwardedIDKey{}).(string); ok {
+		return id
+	}
+	if st := stateOf(ctx); st != nil {
+		return st.id
+	}
+	return ""
 }
 
 // WithRequestID returns ctx carrying id, so a client can forward it.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	return context.WithValue(ctx, forwardedIDKey{}, id)
 }
 
 // Logger returns the request's logger (it carries request_id and, when traced,
-// trace_id), or slog.Default() outside a request.
+// trace_id), or slog.Default() outside a request. It is made on each call, for the
+// uncommon lines a handler logs: the access log line adds the same attributes itself.
 func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
+	st := stateOf(ctx)
+	if st == nil {
+		return slog.Default()
 	}
-	return slog.Default()
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return st.logger.With(slog.String("request_id", st.id), slog.String("trace_id", sc.TraceID().String()))
+	}
+	return st.logger.With(slog.String("request_id", st.id))
 }
 
-// withRequestID keeps a sane incoming X-Request-ID or makes one, returns it in the
-// response and puts it, with a logger carrying it, in the request context.
-func withRequestID(next http.Handler, logger *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
-			id = newRequestID()
-			r.Header.Set(RequestIDHeader, id)
-		}
-		w.Header().Set(RequestIDHeader, id)
-		ctx := WithRequestID(r.Context(), id)
-		ctx = context.WithValue(ctx, loggerKey{}, logger.With(slog.String("request_id", id)))
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+// requestID keeps a sane incoming X-Request-ID or makes one (and sets it on r, for a
+// proxy to forward), returns it in the response and returns it.
+func requestID(w http.ResponseWriter, r *http.Request) string {
+	var id string
+	if v := r.Header[requestIDKey]; len(v) > 0 {
+		id = v[0]
+	}
+	if !validRequestID(id) {
+		id = newRequestID()
+		r.Header[requestIDKey] = []string{id}
+	}
+	w.Header()[requestIDKey] = []string{id}
+	return id
 }
 
 // validRequestID accepts what is safe to log and echo: 1-128 visible ASCII characters.
@@ -83,6 +97,19 @@ func newRequestID() string {
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// series caches the children of requests and duration by seriesKey: the few label
+	// sets a server sees are looked up once, not hashed and validated on every request.
+	series sync.Map
+}
+
+type seriesKey struct {
+	method, route string
+	status        int
+}
+
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -102,42 +129,60 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	}
 }
 
+// record counts one request and observes its duration.
+func (m *httpMetrics) record(method, route string, status int, elapsed time.Duration) {
+	key := seriesKey{method: method, route: route, status: status}
+	v, ok := m.series.Load(key)
+	if !ok {
+		v, _ = m.series.LoadOrStore(key, &series{
+			requests: m.requests.WithLabelValues(method, route, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(method, route),
+		})
+	}
+	s := v.(*series)
+	s.requests.Inc()
+	s.duration.Observe(elapsed.Seconds())
+}
+
 // quietRoutes are probes and scrapes: logged at debug level so they do not drown the log.
 var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
-// observe writes one access-log line per request and records its metrics. Its logger
-// gains the trace id here, where the span exists.
+// observe writes one access-log line per request and records its metrics.
 func observe(next http.Handler, m *httpMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ctx := r.Context()
-		logger := Logger(ctx)
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-			logger = logger.With(slog.String("trace_id", sc.TraceID().String()))
-			ctx = context.WithValue(ctx, loggerKey{}, logger)
-		}
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(ctx))
+		next.ServeHTTP(sw, r)
 
-		route := Route(ctx)
+		ctx := r.Context()
+		st := stateOf(ctx)
 		elapsed := time.Since(start)
 		status := sw.Status()
 		if m != nil {
-			m.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
-			m.duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
+			m.record(r.Method, st.route, status, elapsed)
 		}
 		level := slog.LevelInfo
-		if quietRoutes[route] {
+		if quietRoutes[st.route] {
 			level = slog.LevelDebug
 		}
-		logger.LogAttrs(ctx, level, "request",
+		if !st.logger.Enabled(ctx, level) {
+			return
+		}
+		// request_id and trace_id first, where a logger made by Logger has them.
+		attrs := make([]slog.Attr, 0, 8)
+		attrs = append(attrs, slog.String("request_id", st.id))
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+		}
+		attrs = append(attrs,
 			slog.String("method", r.Method),
-			slog.String("route", route),
+			slog.String("route", st.route),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", status),
 			slog.Int64("bytes", sw.bytes),
 			slog.Duration("duration", elapsed),
 		)
+		st.logger.LogAttrs(ctx, level, "request", attrs...)
 	})
 }
 

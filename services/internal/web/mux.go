@@ -12,9 +12,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 )
 
 // Mux routes requests by Go 1.22 http.ServeMux patterns ("GET /users/{id}") and wraps
@@ -22,26 +25,37 @@ import (
 // request id, tracing (continues an incoming W3C traceparent), access log and metrics,
 // panic recovery. Unlike http.ServeMux it answers an unknown path with JSON 404 and a
 // known path with the wrong method with JSON 405 and an Allow header.
+//
+// While no tracer provider is installed (tracing export off) the tracing step only
+// extracts the incoming trace context, so logs carry its trace id and clients forward
+// it, without the cost of a server span.
 type Mux struct {
-	mux     *http.ServeMux
-	handler http.Handler
+	// mux serves: the patterns, plus the catch-all "/" answering what none matches, so
+	// a request is routed once.
+	mux *http.ServeMux
+	// patterns holds the patterns alone; unmatched asks it whether a path is known
+	// under another method (405) or not at all (404).
+	patterns *http.ServeMux
+	logger   *slog.Logger
+	// traced is the chain under a server span, untraced the chain without one.
+	traced, untraced http.Handler
 }
 
 // NewMux returns an empty Mux logging to logger and recording request metrics on reg
 // (nil records none).
 func NewMux(logger *slog.Logger, reg prometheus.Registerer) *Mux {
-	m := &Mux{mux: http.NewServeMux()}
-	var h http.Handler = http.HandlerFunc(m.dispatch)
-	h = recoverPanics(h)
-	h = observe(h, newHTTPMetrics(reg))
-	h = otelhttp.NewHandler(h, "http.server",
+	m := &Mux{mux: http.NewServeMux(), patterns: http.NewServeMux(), logger: logger}
+	m.mux.HandleFunc("/", m.unmatched)
+	m.untraced = observe(recoverPanics(m.mux), newHTTPMetrics(reg))
+	m.traced = otelhttp.NewHandler(m.untraced, "http.server",
+		// Called at the start with the route still unknown, and again by otelhttp once
+		// the ServeMux has matched (it sets the request's Pattern).
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 			if route := Route(r.Context()); route != unmatchedRoute {
 				return r.Method + " " + route
 			}
 			return r.Method
 		}))
-	m.handler = withRequestID(h, logger)
 	return m
 }
 
@@ -54,54 +68,83 @@ func NewServiceMux(logger *slog.Logger, reg *prometheus.Registry, checks ...heal
 	return m
 }
 
-// Handle registers h for pattern, as http.ServeMux.Handle does.
-func (m *Mux) Handle(pattern string, h http.Handler) { m.mux.Handle(pattern, h) }
+// Handle registers h for pattern, as http.ServeMux.Handle does (and panics as it does
+// on an invalid or conflicting pattern).
+func (m *Mux) Handle(pattern string, h http.Handler) {
+	// "GET /users/{id}" → "/users/{id}": the method is a label of its own.
+	route := pattern
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		route = path
+	}
+	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Set before h runs, so that h's own logs and errors name the route too.
+		if st := stateOf(r.Context()); st != nil {
+			st.route = route
+		}
+		h.ServeHTTP(w, r)
+	})
+	m.patterns.Handle(pattern, routed)
+	if pattern != "/" { // "/" itself is served by unmatched, which finds it in patterns
+		m.mux.Handle(pattern, routed)
+	}
+}
 
 // HandleFunc registers f for pattern, as http.ServeMux.HandleFunc does.
 func (m *Mux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
-	m.mux.HandleFunc(pattern, f)
+	m.Handle(pattern, http.HandlerFunc(f))
 }
 
-// ServeHTTP finds the route pattern first, so that every middleware can name the route
-// in spans, logs and metrics, then runs the chain.
+// ServeHTTP runs the middleware chain; the ServeMux at its end routes the request once.
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, pattern := m.mux.Handler(r)
-	route := unmatchedRoute
-	if pattern != "" {
-		// "GET /users/{id}" → "/users/{id}": the method is a label of its own.
-		_, route, _ = strings.Cut(pattern, " ")
-		if route == "" {
-			route = pattern
-		}
+	st := &requestState{id: requestID(w, r), route: unmatchedRoute, logger: m.logger}
+	ctx := r.Context()
+	next := m.traced
+	if !tracing.Recording() {
+		// No span to start: continue the caller's trace context as it is, so the access
+		// log carries its trace id and outgoing requests forward it.
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+		next = m.untraced
 	}
-	ctx := context.WithValue(r.Context(), routeKey{}, route)
-	m.handler.ServeHTTP(w, r.WithContext(ctx))
+	next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
 }
 
 // unmatchedRoute labels requests no pattern matched, keeping metric labels bounded.
 const unmatchedRoute = "unmatched"
 
-type routeKey struct{}
+// requestState is what the middleware knows of a request, in its context under
+// stateKey: one context value and one request copy per request, whatever the chain.
+type requestState struct {
+	id     string
+	route  string // set by the matched pattern's handler, before it runs
+	logger *slog.Logger
+}
+
+type stateKey struct{}
+
+func stateOf(ctx context.Context) *requestState {
+	st, _ := ctx.Value(stateKey{}).(*requestState)
+	return st
+}
 
 // Route returns the path of the pattern that matched the request ("/users/{id}"), or
 // "unmatched".
 func Route(ctx context.Context) string {
-	if s, ok := ctx.Value(routeKey{}).(string); ok {
-		return s
+	if st := stateOf(ctx); st != nil {
+		return st.route
 	}
 	return unmatchedRoute
 }
 
-// dispatch serves a matched request with its handler, and turns ServeMux's plain-text
-// 404 and 405 into the contract's JSON.
-func (m *Mux) dispatch(w http.ResponseWriter, r *http.Request) {
-	if Route(r.Context()) != unmatchedRoute {
-		m.mux.ServeHTTP(w, r)
+// unmatched answers what no pattern matched, and turns ServeMux's plain-text 404 and
+// 405 into the contract's JSON. A handler registered for "/" itself is served here.
+func (m *Mux) unmatched(w http.ResponseWriter, r *http.Request) {
+	h, pattern := m.patterns.Handler(r)
+	if pattern == "/" {
+		h.ServeHTTP(w, r)
 		return
 	}
 	// Run ServeMux's own answer into a capture to learn whether it is a 405 and which
 	// methods it allows.
-	h, _ := m.mux.Handler(r)
 	var c headerCapture
 	h.ServeHTTP(&c, r)
 	if c.status == http.StatusMethodNotAllowed {
