@@ -290,23 +290,9 @@ func (s *Store) take(ctx context.Context, order string, l lineDoc) (available in
 	if !ok {
 		return 0, errProductNotFound
 	}
-	err = s.locks.Serialize(s.products, oid, func() error {
-		p, err := s.holdOf(ctx, oid, order, true)
-		switch {
-		case err != nil:
-			return err
-		case p.hold != nil:
-			return nil
-		case p.stock < l.Quantity:
-			available = p.stock
-			return errShort
-		}
-		return s.updateProduct(ctx, oid, "take stock", bson.D{
-			{Key: "$inc", Value: bson.D{{Key: "stock", Value: -l.Quantity}}},
-			{Key: "$set", Value: bson.D{{Key: holdKey(order), Value: hold{Quantity: l.Quantity}}}},
-		})
-	})
-	return available, err
+	step := &productStep{order: order, quantity: l.Quantity}
+	err = s.onProduct(ctx, oid, step)
+	return step.available, err
 }
 
 // checkRest adds to failure the lines of lines that could not be served either (a line
@@ -382,9 +368,7 @@ func (s *Store) removeHold(ctx context.Context, order string, l lineDoc) error {
 	if !ok {
 		return nil
 	}
-	err := s.locks.Serialize(s.products, oid, func() error {
-		return s.updateProduct(ctx, oid, "remove hold", bson.D{{Key: "$unset", Value: bson.D{{Key: holdKey(order), Value: ""}}}})
-	})
+	err := s.onProduct(ctx, oid, &productStep{order: order})
 	if errors.Is(err, errProductNotFound) {
 		return nil
 	}

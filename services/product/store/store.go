@@ -41,7 +41,9 @@ type Store struct {
 	// locks serializes this process's work on one document (a product) or one order;
 	// see reservations.go.
 	locks mongodb.KeyedMutex
-	now   func() time.Time
+	// batches queues the takes and hold removals waiting for each product (batch.go).
+	batches batches
+	now     func() time.Time
 }
 
 // New returns the Store of db. Both collections are keyed by _id only, so there is no
