@@ -62,16 +62,15 @@ func Logger(ctx context.Context) *slog.Logger {
 // requestID keeps a sane incoming X-Request-ID or makes one (and sets it on r, for a
 // proxy to forward), returns it in the response and returns it.
 func requestID(w http.ResponseWriter, r *http.Request) string {
-	var id string
-	if v := r.Header[requestIDKey]; len(v) > 0 {
-		id = v[0]
+	v := r.Header[requestIDKey]
+	if len(v) == 0 || !validRequestID(v[0]) {
+		v = []string{newRequestID()}
+		r.Header[requestIDKey] = v
 	}
-	if !validRequestID(id) {
-		id = newRequestID()
-		r.Header[requestIDKey] = []string{id}
-	}
-	w.Header()[requestIDKey] = []string{id}
-	return id
+	// The response shares the request's value; a capacity of 1 makes an Add on either
+	// side copy instead of writing into the other's.
+	w.Header()[requestIDKey] = v[:1:1]
+	return v[0]
 }
 
 // validRequestID accepts what is safe to log and echo: 1-128 visible ASCII characters.
@@ -90,7 +89,9 @@ func validRequestID(id string) bool {
 func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
-	return hex.EncodeToString(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // httpMetrics are the RED metrics of a service's HTTP server.

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -134,16 +135,22 @@ func TestRequestID(t *testing.T) {
 // accessLine returns the access-log line in logs.
 func accessLine(t *testing.T, logs *bytes.Buffer) map[string]any {
 	t.Helper()
+	return logLine(t, logs, "request")
+}
+
+// logLine returns the first line in logs with message msg.
+func logLine(t *testing.T, logs *bytes.Buffer, msg string) map[string]any {
+	t.Helper()
 	for l := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q is not JSON: %v", l, err)
 		}
-		if m["msg"] == "request" {
+		if m["msg"] == msg {
 			return m
 		}
 	}
-	t.Fatalf("no access log line in %q", logs)
+	t.Fatalf("no %q line in %q", msg, logs)
 	return nil
 }
 
@@ -189,29 +196,117 @@ http_requests_total{method="GET",route="unmatched",status="404"} 1
 	}
 }
 
-func TestTraceparentContinued(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
-	otel.SetTracerProvider(tp)
+func TestTraceContextContinued(t *testing.T) {
+	const (
+		traceID  = "4bf92f3577b34da6a3ce929d0e0e4736"
+		parentID = "00f067aa0ba902b7"
+	)
+	prevPropagator := otel.GetTextMapPropagator()
 	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(prevPropagator) })
+	tests := []struct {
+		name      string
+		recording bool // a tracer provider is installed, as when export is on
+	}{
+		{"export off", false},
+		{"export on", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exp := tracetest.NewInMemoryExporter()
+			if tt.recording {
+				prev := otel.GetTracerProvider()
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+				otel.SetTracerProvider(tp)
+				t.Cleanup(func() {
+					otel.SetTracerProvider(prev)
+					_ = tp.Shutdown(context.Background())
+				})
+			}
+			if tracing.Recording() != tt.recording {
+				t.Fatalf("tracing.Recording() = %v, want %v", tracing.Recording(), tt.recording)
+			}
 
-	mux, _ := newTestMux(t, nil)
-	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	serve(mux, "GET", "/things/7", "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+			var logs bytes.Buffer
+			mux := web.NewMux(logging.NewTo(&logs, "test", slog.LevelInfo), nil)
+			var forwarded http.Header
+			mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) {
+				// What a client or proxy does with the request's context.
+				forwarded = http.Header{}
+				otel.GetTextMapPropagator().Inject(r.Context(), propagation.HeaderCarrier(forwarded))
+				web.Logger(r.Context()).Info("handler line")
+				web.Respond(w, http.StatusOK, nil)
+			})
+			rec := serve(mux, "GET", "/things/7", "traceparent", "00-"+traceID+"-"+parentID+"-01")
 
-	spans := exp.GetSpans()
-	if len(spans) != 1 {
-		t.Fatalf("spans = %d, want 1", len(spans))
+			// The outgoing traceparent continues the incoming trace: from the incoming span
+			// itself when no span is recorded, from the server span when one is.
+			parts := strings.Split(forwarded.Get("traceparent"), "-")
+			if len(parts) != 4 || parts[1] != traceID || parts[3] != "01" {
+				t.Fatalf("forwarded traceparent = %q, want trace %s continued, sampled", forwarded.Get("traceparent"), traceID)
+			}
+			spans := exp.GetSpans()
+			if !tt.recording {
+				if parts[2] != parentID {
+					t.Errorf("forwarded parent span = %s, want the incoming %s", parts[2], parentID)
+				}
+				if len(spans) != 0 {
+					t.Errorf("spans = %d, want none", len(spans))
+				}
+			} else {
+				if len(spans) != 1 {
+					t.Fatalf("spans = %d, want 1", len(spans))
+				}
+				if got := spans[0].Parent.SpanID().String(); got != parentID {
+					t.Errorf("server span parent = %s, want the incoming %s", got, parentID)
+				}
+				if got := spans[0].SpanContext.SpanID().String(); parts[2] != got {
+					t.Errorf("forwarded parent span = %s, want the server span %s", parts[2], got)
+				}
+				if spans[0].Name != "GET /things/{id}" {
+					t.Errorf("span name = %q, want the method and route", spans[0].Name)
+				}
+			}
+
+			// Both the handler's line and the access log line name the request and trace.
+			requestID := rec.Header().Get("X-Request-ID")
+			for _, msg := range []string{"handler line", "request"} {
+				line := logLine(t, &logs, msg)
+				if line["request_id"] != requestID || line["trace_id"] != traceID {
+					t.Errorf("%q line has request_id %v, trace_id %v; want %s, %s",
+						msg, line["request_id"], line["trace_id"], requestID, traceID)
+				}
+			}
+		})
 	}
-	if got := spans[0].SpanContext.TraceID().String(); got != traceID {
-		t.Errorf("trace id = %s, want the incoming %s", got, traceID)
+}
+
+func TestRootPattern(t *testing.T) {
+	// A "/" pattern gets what no other pattern matches, as with http.ServeMux.
+	mux := web.NewMux(logging.Discard(), nil)
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, _ *http.Request) {
+		web.Respond(w, http.StatusOK, nil)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		web.Respond(w, http.StatusTeapot, map[string]string{"route": web.Route(r.Context())})
+	})
+	tests := []struct {
+		method, target string
+		status         int
+	}{
+		{"GET", "/things/1", http.StatusOK},
+		{"GET", "/elsewhere", http.StatusTeapot},
+		{"PUT", "/things/1", http.StatusTeapot},
+		{"GET", "/", http.StatusTeapot},
 	}
-	if got := spans[0].Parent.SpanID().String(); got != "00f067aa0ba902b7" {
-		t.Errorf("parent span = %s, want the incoming one", got)
-	}
-	if spans[0].Name != "GET /things/{id}" {
-		t.Errorf("span name = %q, want the method and route", spans[0].Name)
+	for _, tt := range tests {
+		rec := serve(mux, tt.method, tt.target)
+		if rec.Code != tt.status {
+			t.Errorf("%s %s = %d, want %d", tt.method, tt.target, rec.Code, tt.status)
+		}
+		if tt.status == http.StatusTeapot && !strings.Contains(rec.Body.String(), `"route":"/"`) {
+			t.Errorf("%s %s: root handler saw %s, want route /", tt.method, tt.target, rec.Body)
+		}
 	}
 }
 
