@@ -23,7 +23,7 @@ trap 'rm -rf "$root"' EXIT
 
 echo "debootstrap $suite with rabbitmq-server (about 2 minutes)" >&2
 # The downloaded packages are kept next to OUT, so a rerun does not fetch them again.
-debs="$(dirname "$out")/debootstrap-debs"
+debs="$(cd "$(dirname "$out")" && pwd)/debootstrap-debs"
 mkdir -p "$debs"
 if ! debootstrap --variant=minbase --include=rabbitmq-server --cache-dir="$debs" \
 	"$suite" "$root" "$mirror" >"$root.log" 2>&1; then

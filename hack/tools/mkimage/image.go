@@ -32,6 +32,7 @@ type imageSpec struct {
 	ports      []string
 	volumes    []string
 	created    time.Time
+	gzipLevel  int
 }
 
 // fileEntry is a file copied into the image, or an empty directory made in it.
@@ -72,7 +73,7 @@ func (s *imageSpec) write(out string) error {
 func (s *imageSpec) build() (v1.Image, error) {
 	var layers []v1.Layer
 	for _, p := range s.layerTars {
-		l, err := tarball.LayerFromFile(p)
+		l, err := tarball.LayerFromFile(p, tarball.WithCompressionLevel(s.gzipLevel))
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", p, err)
 		}
@@ -85,7 +86,7 @@ func (s *imageSpec) build() (v1.Image, error) {
 		}
 		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 			return io.NopCloser(bytes.NewReader(b)), nil
-		})
+		}, tarball.WithCompressionLevel(s.gzipLevel))
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,6 +50,7 @@ func parseArgs(args []string) (*imageSpec, string, error) {
 		user                                     = fs.String("user", "", "user the image runs as, UID[:GID]")
 		workdir                                  = fs.String("workdir", "", "working directory")
 		platform                                 = fs.String("platform", "linux/"+runtime.GOARCH, "OS/ARCH of the image")
+		gzipLevel                                = fs.Int("gzip-level", 6, "gzip level of the layers, 1 (fast) to 9 (small)")
 		tags, adds, dirs, layers, entrypoint, cm listFlag
 		env, labels, ports, volumes              listFlag
 	)
@@ -74,6 +76,9 @@ func parseArgs(args []string) (*imageSpec, string, error) {
 	if len(adds)+len(dirs)+len(layers) == 0 {
 		return nil, "", errors.New("the image would be empty: give -add, -dir or -layer")
 	}
+	if *gzipLevel < gzip.BestSpeed || *gzipLevel > gzip.BestCompression {
+		return nil, "", fmt.Errorf("-gzip-level %d: want 1 to 9", *gzipLevel)
+	}
 	osName, arch, ok := strings.Cut(*platform, "/")
 	if !ok {
 		return nil, "", fmt.Errorf("-platform %q: want OS/ARCH", *platform)
@@ -91,6 +96,7 @@ func parseArgs(args []string) (*imageSpec, string, error) {
 		env:        env,
 		ports:      ports,
 		volumes:    volumes,
+		gzipLevel:  *gzipLevel,
 	}
 	var err error
 	if spec.created, err = sourceDate(); err != nil {

@@ -28,6 +28,7 @@ func TestParseArgsRejects(t *testing.T) {
 		{"dir bad mode", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d:1:1:9"}, "mode"},
 		{"bad env", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d", "-env", "X"}, "KEY=VALUE"},
 		{"bad platform", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d", "-platform", "linux"}, "OS/ARCH"},
+		{"bad gzip level", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d", "-gzip-level", "0"}, "want 1 to 9"},
 		{"stray argument", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d", "extra"}, "unexpected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
