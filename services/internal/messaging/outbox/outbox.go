@@ -15,6 +15,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -96,11 +97,17 @@ type Relay struct {
 	batch    int
 	ids      chan any      // documents that just got events: the fast path
 	inflight chan struct{} // bounds the documents relayed at once
+	behind   atomic.Bool   // a relay failed or a notification was dropped since the last scan
 }
 
+// idleScan is how often the relay scans when nothing failed: on FerretDB a scan reads
+// every document of the collection, so it runs only as a safety net.
+const idleScan = 30 * time.Second
+
 // NewRelay returns a relay for coll whose writers serialize on locks. It sends the
-// documents named by Notify at once, and scans the collection every interval
-// (default 1s) for events left by a crash, an outage or a full notification queue.
+// documents named by Notify at once, and scans the collection for events left by a
+// crash, an outage or a full notification queue: at start, every interval (default
+// 1s) while sending fails, and every 30s otherwise.
 func NewRelay(coll *mongo.Collection, pub Publisher, locks *mongodb.KeyedMutex, log *slog.Logger, interval time.Duration) *Relay {
 	if interval <= 0 {
 		interval = time.Second
@@ -117,6 +124,7 @@ func (r *Relay) Notify(id any) {
 	select {
 	case r.ids <- id:
 	default: // queue full: the next scan finds the document
+		r.behind.Store(true)
 	}
 }
 
@@ -127,11 +135,15 @@ func (r *Relay) Run(ctx context.Context) {
 	defer t.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	lastScan := time.Now()
 	scan := func() {
+		lastScan = time.Now()
+		r.behind.Store(false)
 		for {
 			n, err := r.Drain(ctx)
 			if err != nil && ctx.Err() == nil {
 				r.log.Warn("relay", "error", err)
+				r.behind.Store(true)
 			}
 			if err != nil || n < r.batch {
 				return
@@ -148,11 +160,14 @@ func (r *Relay) Run(ctx context.Context) {
 			wg.Go(func() {
 				defer func() { <-r.inflight }()
 				if err := r.relay(ctx, id); err != nil && ctx.Err() == nil {
-					r.log.Warn("relay", "error", err) // the next scan retries
+					r.log.Warn("relay", "error", err)
+					r.behind.Store(true) // the next scan retries
 				}
 			})
 		case <-t.C:
-			scan()
+			if r.behind.Load() || time.Since(lastScan) >= idleScan {
+				scan()
+			}
 		}
 	}
 }

@@ -144,7 +144,8 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 	placedAt := make(map[string]time.Time, total)
 	posts := make([]time.Duration, 0, total)
 	var next atomic.Int64
-	var failed atomic.Value
+	var failOnce sync.Once
+	var failed error
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range concurrency {
@@ -158,7 +159,7 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 				o, err := shop.PlaceOrder(ctx, users[i%len(users)], products[i%len(products)], 1)
 				t1 := time.Now()
 				if err != nil {
-					failed.Store(err)
+					failOnce.Do(func() { failed = err })
 					return
 				}
 				mu.Lock()
@@ -170,8 +171,8 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 	}
 	wg.Wait()
 	placing := time.Since(start)
-	if err, _ := failed.Load().(error); err != nil {
-		return ordersResult{}, err
+	if failed != nil {
+		return ordersResult{}, fmt.Errorf("placing orders: %w", failed)
 	}
 
 	deadline := time.Now().Add(2 * time.Minute)
