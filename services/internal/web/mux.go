@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
@@ -102,7 +101,7 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !tracing.Recording() {
 		// No span to start: continue the caller's trace context as it is, so the access
 		// log carries its trace id and outgoing requests forward it.
-		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx = otel.GetTextMapPropagator().Extract(ctx, headerCarrier(r.Header))
 		next = m.untraced
 	}
 	next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
