@@ -76,8 +76,12 @@ $(IMAGES_DIR)/rabbitmq.tar: $(IMAGES_DIR)/cache/rabbitmq-rootfs.tar $(MKIMAGE)
 $(MKIMAGE): hack/tools/go.mod $(wildcard hack/tools/mkimage/*.go)
 	cd hack/tools && go build -o $@ ./mkimage
 
+# Helm's release build stamps its version and the Kubernetes version it assumes when no
+# cluster is asked (else v1.20, which the chart's kubeVersion refuses).
 $(HELM): hack/tools/go.mod
-	cd hack/tools && go build -o $@ helm.sh/helm/v3/cmd/helm
+	cd hack/tools && go build -ldflags "-X helm.sh/helm/v3/internal/version.version=v3.22.0 \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37" \
+		-o $@ helm.sh/helm/v3/cmd/helm
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the Helm chart and test its render and its copies of config/ (charts/chart_test.go).

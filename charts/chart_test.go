@@ -1,0 +1,373 @@
+// Package charts tests the Helm chart of the operator (charts/shopkeeper): that it carries
+// the same CRDs and permissions as config/, passes `helm lint`, and renders what its values
+// promise. The chart is plain files; these tests are its only Go.
+package charts
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+const chartDir = "shopkeeper"
+
+// kubeVersion is the cluster version the chart is rendered for: the one the operator is
+// built against. Helm built from source would otherwise assume its default, v1.20.
+const kubeVersion = "v1.37.2"
+
+// TestCRDsMatchConfig keeps the chart's CRDs identical to what controller-gen writes to
+// config/crd/bases (hack/sync-chart.sh copies them).
+func TestCRDsMatchConfig(t *testing.T) {
+	want := readDir(t, filepath.Join("..", "config", "crd", "bases"))
+	got := readDir(t, filepath.Join(chartDir, "crds"))
+	if len(want) == 0 {
+		t.Fatal("config/crd/bases holds no CRD")
+	}
+	for name, w := range want {
+		if g, ok := got[name]; !ok {
+			t.Errorf("charts/shopkeeper/crds lacks %s; run hack/sync-chart.sh", name)
+		} else if !bytes.Equal(g, w) {
+			t.Errorf("charts/shopkeeper/crds/%s differs from config/crd/bases; run hack/sync-chart.sh", name)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("charts/shopkeeper/crds/%s is not in config/crd/bases; run hack/sync-chart.sh", name)
+		}
+	}
+}
+
+// TestRoleMatchesConfig keeps the rules the chart grants identical to the ClusterRole
+// controller-gen writes from the controllers' RBAC markers.
+func TestRoleMatchesConfig(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(chartDir, "files", "manager-role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("charts/shopkeeper/files/manager-role.yaml differs from config/rbac/role.yaml; run hack/sync-chart.sh")
+	}
+}
+
+func TestLint(t *testing.T) {
+	helm := helmBinary(t)
+	for _, set := range [][]string{
+		nil,
+		{"watchNamespaces={shop-a,shop-b}", "metrics.enabled=false", "leaderElection.enabled=false"},
+	} {
+		args := []string{"lint", "--strict", chartDir}
+		for _, s := range set {
+			args = append(args, "--set", s)
+		}
+		if out, err := run(t, helm, args...); err != nil {
+			t.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// TestTemplate renders the chart with the values a user would set and checks what each
+// promises in the objects a cluster would receive.
+func TestTemplate(t *testing.T) {
+	helm := helmBinary(t)
+	rules := managerRules(t)
+	for _, tc := range []struct {
+		name  string
+		set   []string
+		check func(t *testing.T, r rendered)
+	}{
+		{
+			name: "defaults: every namespace, leader election, metrics, appVersion tag",
+			check: func(t *testing.T, r rendered) {
+				d := r.deployment(t)
+				c := d.Spec.Template.Spec.Containers[0]
+				if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper-manager:"+r.appVersion(t) {
+					t.Errorf("image = %s", c.Image)
+				}
+				wantArgs := []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}
+				if !slices.Equal(c.Args, wantArgs) {
+					t.Errorf("args = %q, want %q", c.Args, wantArgs)
+				}
+				sc := c.SecurityContext
+				if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+					sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+					d.Spec.Template.Spec.SecurityContext.RunAsNonRoot == nil || !*d.Spec.Template.Spec.SecurityContext.RunAsNonRoot {
+					t.Errorf("the manager does not run restricted: %+v", sc)
+				}
+				if d.Spec.Template.Spec.ServiceAccountName != "shop-shopkeeper" {
+					t.Errorf("service account = %q", d.Spec.Template.Spec.ServiceAccountName)
+				}
+				r.want(t, "ServiceAccount", "shops-system", "shop-shopkeeper")
+				r.want(t, "ClusterRoleBinding", "", "shop-shopkeeper-manager")
+				r.want(t, "Role", "shops-system", "shop-shopkeeper-leader-election")
+				r.want(t, "RoleBinding", "shops-system", "shop-shopkeeper-leader-election")
+				r.want(t, "Service", "shops-system", "shop-shopkeeper-metrics")
+				if n := r.count("RoleBinding"); n != 1 {
+					t.Errorf("%d RoleBindings, want only the leader election's", n)
+				}
+				var role rbacv1.ClusterRole
+				r.decode(t, "ClusterRole", "", "shop-shopkeeper-manager", &role)
+				if !equalRules(role.Rules, rules) {
+					t.Errorf("ClusterRole rules = %+v, want config/rbac/role.yaml's %+v", role.Rules, rules)
+				}
+			},
+		},
+		{
+			name: "watched namespaces: a RoleBinding in each, no ClusterRoleBinding",
+			set:  []string{"watchNamespaces={shop-a,shop-b}"},
+			check: func(t *testing.T, r rendered) {
+				c := r.deployment(t).Spec.Template.Spec.Containers[0]
+				if !slices.Contains(c.Args, "--watch-namespaces=shop-a,shop-b") {
+					t.Errorf("args = %q, want --watch-namespaces=shop-a,shop-b", c.Args)
+				}
+				if r.count("ClusterRoleBinding") != 0 {
+					t.Error("a ClusterRoleBinding grants every namespace although only two are watched")
+				}
+				for _, ns := range []string{"shop-a", "shop-b"} {
+					var b rbacv1.RoleBinding
+					r.decode(t, "RoleBinding", ns, "shop-shopkeeper-manager", &b)
+					if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "shop-shopkeeper-manager" ||
+						len(b.Subjects) != 1 || b.Subjects[0].Namespace != "shops-system" {
+						t.Errorf("RoleBinding in %s = %+v", ns, b)
+					}
+				}
+			},
+		},
+		{
+			name: "metrics and leader election off, image and resources set",
+			set: []string{
+				"metrics.enabled=false", "leaderElection.enabled=false",
+				"image.repository=localhost/manager", "image.tag=dev", "resources.limits.memory=128Mi",
+			},
+			check: func(t *testing.T, r rendered) {
+				c := r.deployment(t).Spec.Template.Spec.Containers[0]
+				if !slices.Contains(c.Args, "--metrics-bind-address=0") || !slices.Contains(c.Args, "--leader-elect=false") {
+					t.Errorf("args = %q", c.Args)
+				}
+				if c.Image != "localhost/manager:dev" {
+					t.Errorf("image = %s", c.Image)
+				}
+				if got := c.Resources.Limits.Memory().String(); got != "128Mi" {
+					t.Errorf("memory limit = %s", got)
+				}
+				for _, kind := range []string{"Service", "Role"} {
+					if r.count(kind) != 0 {
+						t.Errorf("a %s is rendered although its feature is off", kind)
+					}
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"template", "shop", chartDir, "--namespace", "shops-system", "--kube-version", kubeVersion}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out, err := run(t, helm, args...)
+			if err != nil {
+				t.Fatalf("helm template: %v\n%s", err, out)
+			}
+			tc.check(t, parse(t, out))
+		})
+	}
+}
+
+func TestTemplateRefusesReplicasWithoutLeaderElection(t *testing.T) {
+	out, err := run(t, helmBinary(t), "template", "shop", chartDir, "--kube-version", kubeVersion,
+		"--set", "replicaCount=2", "--set", "leaderElection.enabled=false")
+	if err == nil || !strings.Contains(string(out), "needs leaderElection.enabled") {
+		t.Fatalf("helm template with two replicas and no leader election: err %v\n%s", err, out)
+	}
+}
+
+// rendered is the output of `helm template`, one object per document.
+type rendered []*unstructured.Unstructured
+
+func parse(t *testing.T, out []byte) rendered {
+	t.Helper()
+	var r rendered
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+			return r
+		} else if err != nil {
+			t.Fatalf("decode rendered chart: %v", err)
+		}
+		if obj != nil {
+			r = append(r, &unstructured.Unstructured{Object: obj})
+		}
+	}
+}
+
+func (r rendered) find(kind, namespace, name string) *unstructured.Unstructured {
+	for _, o := range r {
+		if o.GetKind() == kind && o.GetNamespace() == namespace && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func (r rendered) want(t *testing.T, kind, namespace, name string) {
+	t.Helper()
+	if r.find(kind, namespace, name) == nil {
+		t.Errorf("no %s %s/%s rendered", kind, namespace, name)
+	}
+}
+
+func (r rendered) count(kind string) int {
+	n := 0
+	for _, o := range r {
+		if o.GetKind() == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// decode converts the rendered object into a typed one.
+func (r rendered) decode(t *testing.T, kind, namespace, name string, into any) {
+	t.Helper()
+	o := r.find(kind, namespace, name)
+	if o == nil {
+		t.Fatalf("no %s %s/%s rendered", kind, namespace, name)
+	}
+	b, err := o.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r rendered) deployment(t *testing.T) *appsv1.Deployment {
+	t.Helper()
+	var d appsv1.Deployment
+	r.decode(t, "Deployment", "shops-system", "shop-shopkeeper", &d)
+	if len(d.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("%d containers, want the manager only", len(d.Spec.Template.Spec.Containers))
+	}
+	return &d
+}
+
+func (r rendered) appVersion(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(b, &chart); err != nil {
+		t.Fatal(err)
+	}
+	return chart.AppVersion
+}
+
+func managerRules(t *testing.T) []rbacv1.PolicyRule {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.Unmarshal(b, &role); err != nil {
+		t.Fatal(err)
+	}
+	if len(role.Rules) == 0 {
+		t.Fatal("config/rbac/role.yaml grants nothing")
+	}
+	return role.Rules
+}
+
+func equalRules(a, b []rbacv1.PolicyRule) bool {
+	return slices.EqualFunc(a, b, func(x, y rbacv1.PolicyRule) bool {
+		return slices.Equal(x.APIGroups, y.APIGroups) && slices.Equal(x.Resources, y.Resources) &&
+			slices.Equal(x.Verbs, y.Verbs) && slices.Equal(x.ResourceNames, y.ResourceNames) &&
+			slices.Equal(x.NonResourceURLs, y.NonResourceURLs)
+	})
+}
+
+func readDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = b
+	}
+	return files
+}
+
+// helmBinary returns $HELM, else bin/helm of the repository, building it from the
+// pinned version in hack/tools when missing (no release download is possible here).
+func helmBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("HELM"); p != "" {
+		return p
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, "bin", "helm")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	// Build next to the target and rename, so a concurrent test never runs half a binary.
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", helmLDFlags, "-o", tmp, "helm.sh/helm/v3/cmd/helm")
+	cmd.Dir = filepath.Join(root, "hack", "tools")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
+		t.Fatalf("build helm in hack/tools: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// helmLDFlags set what Helm's release build sets: its version and the Kubernetes version
+// it assumes when no cluster is asked. hack/cluster.mk builds bin/helm with the same.
+const helmLDFlags = "-X helm.sh/helm/v3/internal/version.version=v3.22.0 " +
+	"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37"
+
+func run(t *testing.T, name string, args ...string) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}
