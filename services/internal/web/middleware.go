@@ -152,11 +152,12 @@ var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics":
 func observe(next http.Handler, m *httpMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-
 		ctx := r.Context()
 		st := stateOf(ctx)
+		sw := &st.w
+		sw.ResponseWriter = w
+		next.ServeHTTP(sw, r)
+
 		elapsed := time.Since(start)
 		status := sw.Status()
 		if m != nil {

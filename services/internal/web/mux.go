@@ -116,6 +116,8 @@ type requestState struct {
 	id     string
 	route  string // set by the matched pattern's handler, before it runs
 	logger *slog.Logger
+	// w is the response writer observe hands down, allocated with the rest.
+	w statusWriter
 }
 
 type stateKey struct{}
