@@ -130,8 +130,21 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	}
 }
 
+// metricMethod is the method label: the client chooses the method, so anything but the
+// standard ones is counted as "other", and the number of series stays bounded.
+func metricMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	default:
+		return "other"
+	}
+}
+
 // record counts one request and observes its duration.
 func (m *httpMetrics) record(method, route string, status int, elapsed time.Duration) {
+	method = metricMethod(method)
 	key := seriesKey{method: method, route: route, status: status}
 	v, ok := m.series.Load(key)
 	if !ok {

@@ -178,6 +178,9 @@ func TestMetrics(t *testing.T) {
 	serve(mux, "GET", "/things/1")
 	serve(mux, "GET", "/things/2")
 	serve(mux, "GET", "/nowhere")
+	// Methods a client makes up share one label value, so they cannot grow the series.
+	serve(mux, "BREW", "/nowhere")
+	serve(mux, "FROB", "/nowhere")
 	// A second mux on the same registry (as tests do) shares the collectors.
 	mux2, _ := newTestMux(t, reg)
 	serve(mux2, "GET", "/things/3")
@@ -187,12 +190,13 @@ func TestMetrics(t *testing.T) {
 # TYPE http_requests_total counter
 http_requests_total{method="GET",route="/things/{id}",status="200"} 3
 http_requests_total{method="GET",route="unmatched",status="404"} 1
+http_requests_total{method="other",route="unmatched",status="404"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "http_requests_total"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(reg, "http_request_duration_seconds"); n != 2 {
-		t.Errorf("latency histograms = %d, want 2 (one per method and route)", n)
+	if n := testutil.CollectAndCount(reg, "http_request_duration_seconds"); n != 3 {
+		t.Errorf("latency histograms = %d, want 3 (one per method and route)", n)
 	}
 }
 
