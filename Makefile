@@ -83,16 +83,16 @@ rabbitmq-server: ## Install RabbitMQ from Debian packages when missing (tests st
 ##@ Benchmarks
 
 .PHONY: bench-services
-bench-services: ## Benchmark user (GET /users/{id}) and product (POST /internal/reservations) on FerretDB, beside a reference.
-	hack/bench-services.sh
+bench-services: $(FERRETDB) ## Benchmark user (GET /users/{id}) and product (POST /internal/reservations) on FerretDB, beside a reference.
+	FERRETDB_BIN="$(FERRETDB)" hack/bench-services.sh
 
 .PHONY: bench-gateway
 bench-gateway: ## Benchmark the gateway against a fixed-response upstream, direct vs through it (wrk, 64 connections).
 	hack/bench-gateway.sh
 
 .PHONY: bench-orders
-bench-orders: ## Benchmark orders placed -> PAID through order, product, user, payment, RabbitMQ and FerretDB.
-	hack/bench-orders.sh
+bench-orders: $(FERRETDB) rabbitmq-server ## Measure the order flow: orders/s and placed -> PAID p50/p99 (private RabbitMQ + FerretDB), beside a raw publish/consume reference.
+	FERRETDB_BIN="$(FERRETDB)" hack/bench-orders.sh $(BENCH_ORDERS_ARGS)
 
 .PHONY: bench
 bench: bench-services bench-gateway bench-orders ## Run every benchmark.
