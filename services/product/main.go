@@ -54,6 +54,9 @@ func run(ctx context.Context) error {
 	}
 	defer func() { _ = db.Client().Disconnect(context.WithoutCancel(ctx)) }()
 
-	h := httpapi.NewHandler(store.New(db), log, metrics.NewRegistry(), mongodb.Check(db))
+	st := store.New(db)
+	// Deferred after the disconnect, so it runs first: background hold removals finish.
+	defer st.Wait()
+	h := httpapi.NewHandler(st, log, metrics.NewRegistry(), mongodb.Check(db))
 	return web.Serve(ctx, h, cfg.Base, log)
 }

@@ -1,6 +1,7 @@
 package mongodb
 
 import (
+	"context"
 	"fmt"
 	"sync"
 
@@ -76,4 +77,34 @@ func (k *KeyedMutex) Serialize(coll *mongo.Collection, id any, fn func() error) 
 // DocumentKey is the KeyedMutex key of the document of coll with _id id.
 func DocumentKey(coll *mongo.Collection, id any) string {
 	return fmt.Sprintf("%s.%s/%v", coll.Database().Name(), coll.Name(), id)
+}
+
+// Gate lets at most a fixed number of operations run at once, the others waiting their
+// turn in this process.
+//
+// A store on FerretDB puts its writes through a Gate of 1. SQLite, under FerretDB v1,
+// lets one transaction write a database at a time, and a writer that finds the database
+// locked sleeps in steps of 1 to 100 ms (its busy handler) before it tries again, so
+// writes sent at once mostly wait in those sleeps (measured: with 32 reservations at
+// once, an update by _id took 100-200 ms, about 1 ms alone). Queued in Go instead, each
+// starts the moment the previous one ends: the same product service served 117
+// reservations/s gated against 64 ungated, on the same machine and FerretDB.
+type Gate struct {
+	slots chan struct{}
+}
+
+// NewGate returns a Gate letting n (at least 1) operations run at once.
+func NewGate(n int) *Gate {
+	return &Gate{slots: make(chan struct{}, max(n, 1))}
+}
+
+// Do runs fn when a slot is free, or returns ctx's error if ctx ends first.
+func (g *Gate) Do(ctx context.Context, fn func() error) error {
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-g.slots }()
+	return fn()
 }

@@ -24,15 +24,17 @@ import (
 //
 // For the reasoning in reservations.go nothing changes: each step's effect on the stock
 // and its order's hold is still in one single-document write, now shared with other
-// orders' steps; a crash falls before or after all of them. Each order has at most one
-// step in flight (its steps run under its lock), so no two steps of a batch touch one
-// hold.
+// orders' steps; a crash falls before or after all of them. A batch takes at most one
+// step per order (one update cannot both set and unset a hold); a second one waits for
+// the next batch.
 
 // productStep is one step of one order on a product: a take of quantity units, or the
-// removal of the order's hold (quantity 0).
+// removal of the order's hold if it is {returned: returned}.
 type productStep struct {
 	order    string
 	quantity int64
+	remove   bool
+	returned bool
 
 	// The outcome, written by the batch that ran the step, under the product's lock.
 	done      bool
@@ -70,7 +72,7 @@ func (s *Store) onProduct(ctx context.Context, id bson.ObjectID, step *productSt
 	err := s.locks.Serialize(s.products, id, func() error {
 		// A step queued before this one got the lock ran it, or this one runs it now:
 		// whoever holds the lock runs everything queued.
-		if !step.done {
+		for !step.done {
 			s.runBatch(ctx, id, s.batches.takeAll(id))
 		}
 		return nil
@@ -82,8 +84,22 @@ func (s *Store) onProduct(ctx context.Context, id bson.ObjectID, step *productSt
 }
 
 // runBatch runs steps on product id (whose lock the caller holds) with one read and at
-// most one write, and records each step's outcome.
+// most one write, and records each step's outcome; a second step of one order goes back
+// to the queue.
 func (s *Store) runBatch(ctx context.Context, id bson.ObjectID, steps []*productStep) {
+	orders := make(map[string]bool, len(steps))
+	n := 0
+	for _, st := range steps {
+		if orders[st.order] {
+			s.batches.add(id, st)
+			continue
+		}
+		orders[st.order] = true
+		steps[n] = st
+		n++
+	}
+	steps = steps[:n]
+
 	finish := func(steps []*productStep, err error) {
 		for _, st := range steps {
 			st.done, st.err = true, err
@@ -113,10 +129,10 @@ func (s *Store) runBatch(ctx context.Context, id bson.ObjectID, steps []*product
 		set, unset bson.D
 	)
 	for _, st := range steps {
-		_, held := doc.Holds[st.order]
+		h, held := doc.Holds[st.order]
 		switch {
-		case st.quantity == 0: // remove the hold
-			if held {
+		case st.remove:
+			if held && h.Returned == st.returned {
 				unset = append(unset, bson.E{Key: holdKey(st.order), Value: ""})
 				written = append(written, st)
 				continue

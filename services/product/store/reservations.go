@@ -21,10 +21,14 @@ package store
 // lock, and every read-check-write of a product document holds that product's lock
 // (mongodb.KeyedMutex; the order lock is taken first, a product lock inside it, one at
 // a time, so they cannot deadlock). So the steps of one order never interleave with
-// other steps of the same order, and a product's hold for an order changes only under
-// both locks. The locks are in-process: one process serves a database. A crash stops
-// every step at once, so after a crash no step of the old process is still running and
-// only crash points matter.
+// other steps of the same order: takes and give-backs happen under both locks. The one
+// exception is the removal of a hold, which runs in the background after the request
+// that allowed it (the answer does not wait for it): it removes the hold only if it
+// still is what the record allowed to remove, checked under the product lock, and a
+// record never goes back (taken → settled), so it is right whenever it runs. The locks
+// are in-process: one process serves a database. A crash stops every step at once, so
+// after a crash no step of the old process is still running and only crash points
+// matter.
 //
 // What a line's record r and its product's hold h mean together, and why no line is
 // taken twice or given back twice whatever step a crash interrupts:
@@ -40,19 +44,22 @@ package store
 //
 // Every state names the units unambiguously, because a hold is only ever removed after
 // r records it: {returned: false} only once r = taken, {returned: true} only once
-// r = settled. The one pair that would be ambiguous, r = "" with no hold, cannot mean
-// "taken" for that reason. The steps:
+// r = settled, and r = settled only once the hold is {returned: true} or gone. The one
+// pair that would be ambiguous, r = "" with no hold, cannot mean "taken" for that
+// reason. The steps:
 //
 //   - take (pending, r = ""): under the product lock, read stock and holds.<order>; a
 //     hold means a crashed attempt already took it; else take:
 //     {$inc: {stock: -n}, $set: {holds.<order>: {quantity: n, returned: false}}}.
 //   - record (one reservation update): r = taken for the lines taken, state reserved or
-//     failed. Only then is the hold removed ($unset), which leaves (taken, none).
+//     failed. Only then is the hold removed ($unset, if still {returned: false}), which
+//     leaves (taken, none).
 //   - give back (failed or released, r ≠ settled): under the product lock, read
 //     holds.<order>: {returned: false} → $inc +n and set returned; (taken, none) → $inc +n
 //     and set the hold {returned: true} again, so a crash before the record still shows
 //     "given back"; {returned: true} → nothing; ("", none) → nothing (never taken).
-//     Then r = settled for all those lines in one update, then the holds are removed.
+//     Then r = settled for all those lines in one update, then the holds are removed
+//     (if {returned: true}).
 //
 // A retry reads the reservation first and drives it on from whatever state a crash left:
 // a pending one takes its lines with r = "" (a hold found counts as taken), then records;
@@ -186,7 +193,7 @@ func (s *Store) lockOrder(order string) (unlock func()) {
 func (s *Store) findOrCreateReservation(ctx context.Context, req catalog.ReservationRequest) (reservationDoc, bool, error) {
 	doc, priceErr := s.price(ctx, req)
 	if priceErr == nil {
-		_, err := s.reservations.InsertOne(ctx, doc)
+		err := s.write(ctx, func() error { _, err := s.reservations.InsertOne(ctx, doc); return err })
 		if err == nil {
 			return doc, true, nil
 		}
@@ -272,9 +279,7 @@ func (s *Store) takeLines(ctx context.Context, doc *reservationDoc) error {
 	if doc.State == stateReserved {
 		// Recorded: the holds can go. (A failed reservation gives its lines back first.)
 		for _, l := range doc.Lines {
-			if err := s.removeHold(ctx, doc.OrderID, l); err != nil {
-				return err
-			}
+			s.removeHold(doc.OrderID, l, false)
 		}
 	}
 	return nil
@@ -351,29 +356,40 @@ func (s *Store) holdOf(ctx context.Context, id bson.ObjectID, order string, with
 // updateProduct applies update to product id (whose lock the caller holds). A product
 // deleted meanwhile is errProductNotFound.
 func (s *Store) updateProduct(ctx context.Context, id bson.ObjectID, what string, update bson.D) error {
-	res, err := s.products.UpdateOne(ctx, byID(id), update)
+	var matched int64
+	err := s.write(ctx, func() error {
+		res, err := s.products.UpdateOne(ctx, byID(id), update)
+		if err == nil {
+			matched = res.MatchedCount
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if res.MatchedCount == 0 {
+	if matched == 0 {
 		return errProductNotFound
 	}
 	return nil
 }
 
-// removeHold removes order's hold on l's product, which the reservation's record has
-// made useless (r = taken with the hold not returned, or r = settled; see the top).
-func (s *Store) removeHold(ctx context.Context, order string, l lineDoc) error {
+// removeHold removes order's hold on l's product, in the background, if it is still
+// {returned: returned}: the reservation has recorded r = taken (returned false) or
+// r = settled (returned true), which makes such a hold useless (see the top). The answer
+// does not wait for it; Wait does.
+func (s *Store) removeHold(order string, l lineDoc, returned bool) {
 	oid, ok := mongodb.ParseID(l.ProductID)
 	if !ok {
-		return nil
+		return
 	}
-	err := s.onProduct(ctx, oid, &productStep{order: order})
-	if errors.Is(err, errProductNotFound) {
-		return nil
-	}
-	return err
+	s.removals.Go(func() {
+		// An error leaves the hold behind, which is harmless (see the top).
+		_ = s.onProduct(context.Background(), oid, &productStep{order: order, remove: true, returned: returned})
+	})
 }
+
+// Wait waits for the hold removals started so far: call it before closing the database.
+func (s *Store) Wait() { s.removals.Wait() }
 
 func holdKey(order string) string { return "holds." + order }
 
@@ -424,9 +440,7 @@ func (s *Store) giveBack(ctx context.Context, doc *reservationDoc) error {
 		return err
 	}
 	for _, l := range settled {
-		if err := s.removeHold(ctx, doc.OrderID, l); err != nil {
-			return err
-		}
+		s.removeHold(doc.OrderID, l, true)
 	}
 	return nil
 }
@@ -474,8 +488,11 @@ func (s *Store) Release(ctx context.Context, order string) error {
 	doc, err := s.findReservation(ctx, order)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		now := s.now()
-		_, err := s.reservations.InsertOne(ctx, reservationDoc{
-			OrderID: order, State: stateReleased, Lines: []lineDoc{}, CreatedAt: now, UpdatedAt: now,
+		err := s.write(ctx, func() error {
+			_, err := s.reservations.InsertOne(ctx, reservationDoc{
+				OrderID: order, State: stateReleased, Lines: []lineDoc{}, CreatedAt: now, UpdatedAt: now,
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("insert released reservation: %w", err)
@@ -500,7 +517,11 @@ func (s *Store) Release(ctx context.Context, order string) error {
 func (s *Store) setReservation(ctx context.Context, doc *reservationDoc, set bson.D) error {
 	doc.UpdatedAt = s.now()
 	set = append(set, bson.E{Key: "state", Value: doc.State}, bson.E{Key: "updatedAt", Value: doc.UpdatedAt})
-	if _, err := s.reservations.UpdateOne(ctx, byID(doc.OrderID), bson.D{{Key: "$set", Value: set}}); err != nil {
+	err := s.write(ctx, func() error {
+		_, err := s.reservations.UpdateOne(ctx, byID(doc.OrderID), bson.D{{Key: "$set", Value: set}})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("reservation %s → %s: %w", doc.OrderID, doc.State, err)
 	}
 	return nil

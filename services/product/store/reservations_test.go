@@ -124,6 +124,7 @@ func TestCrashMidwayIsRepaired(t *testing.T) {
 			checkErr(t, err, tc.wantErr)
 			checkStock(t, s, ids, tc.want)
 
+			s.Wait()
 			if n := countHolds(t, s, ids, req.OrderID); n != tc.leftHolds {
 				t.Errorf("%d holds of the order left on its products, want %d", n, tc.leftHolds)
 			}
@@ -231,6 +232,7 @@ func TestHoldsLeaveWithTheRecord(t *testing.T) {
 	}})
 	checkErr(t, err, catalog.InsufficientStock(catalog.Shortage{Requested: 1000, Available: 91}))
 	checkStock(t, s, [2]string{a.ID, b.ID}, [2]int64{94, 91})
+	s.Wait()
 	for _, id := range []string{a.ID, b.ID} {
 		oid, _ := bson.ObjectIDFromHex(id)
 		var doc productDoc

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -43,7 +44,12 @@ type Store struct {
 	locks mongodb.KeyedMutex
 	// batches queues the takes and hold removals waiting for each product (batch.go).
 	batches batches
-	now     func() time.Time
+	// removals runs the removals of holds the requests do not wait for.
+	removals sync.WaitGroup
+	// writes queues this process's writes, one at a time (see mongodb.Gate: on FerretDB
+	// that is much faster than letting SQLite arbitrate).
+	writes *mongodb.Gate
+	now    func() time.Time
 }
 
 // New returns the Store of db. Both collections are keyed by _id only, so there is no
@@ -52,6 +58,7 @@ func New(db *mongo.Database) *Store {
 	return &Store{
 		products:     db.Collection(ProductsCollection),
 		reservations: db.Collection(ReservationsCollection),
+		writes:       mongodb.NewGate(1),
 		now:          func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
 	}
 }
@@ -98,7 +105,7 @@ func (s *Store) Create(ctx context.Context, np catalog.NewProduct) (catalog.Prod
 		PriceCents: np.PriceCents, Currency: np.Currency, Stock: np.Stock,
 		CreatedAt: now, UpdatedAt: now,
 	}
-	if _, err := s.products.InsertOne(ctx, doc); err != nil {
+	if err := s.write(ctx, func() error { _, err := s.products.InsertOne(ctx, doc); return err }); err != nil {
 		return catalog.Product{}, fmt.Errorf("insert product: %w", err)
 	}
 	return doc.product(), nil
@@ -160,14 +167,11 @@ func (s *Store) Update(ctx context.Context, id string, p catalog.Patch) (catalog
 	}
 	var doc productDoc
 	err := s.locks.Serialize(s.products, oid, func() error {
-		res, err := s.products.UpdateOne(ctx, byID(oid), bson.D{{Key: "$set", Value: set}})
-		if err != nil {
-			return fmt.Errorf("update product: %w", err)
-		}
-		if res.MatchedCount == 0 {
-			return errProductNotFound
+		if err := s.updateProduct(ctx, oid, "update product", bson.D{{Key: "$set", Value: set}}); err != nil {
+			return err
 		}
 		// Read under the lock: the answer is this update's result, not a later one's.
+		var err error
 		doc, err = s.findProduct(ctx, oid)
 		return err
 	})
@@ -185,16 +189,26 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return errProductNotFound
 	}
 	return s.locks.Serialize(s.products, oid, func() error {
-		res, err := s.products.DeleteOne(ctx, byID(oid))
+		var deleted int64
+		err := s.write(ctx, func() error {
+			res, err := s.products.DeleteOne(ctx, byID(oid))
+			if err == nil {
+				deleted = res.DeletedCount
+			}
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("delete product: %w", err)
 		}
-		if res.DeletedCount == 0 {
+		if deleted == 0 {
 			return errProductNotFound
 		}
 		return nil
 	})
 }
+
+// write runs the write fn in its turn (s.writes).
+func (s *Store) write(ctx context.Context, fn func() error) error { return s.writes.Do(ctx, fn) }
 
 // byID is the filter of the document with _id id: the only filter FerretDB v1 answers
 // from an index (any other reads the whole collection).
