@@ -1,0 +1,173 @@
+// Command runsuite runs the whole shop on this machine as local processes: a
+// MongoDB-wire server (MONGODB_URI when set, else FerretDB), RabbitMQ (RABBITMQ_URL when
+// set, else a private node), the user, product, order and payment services and the
+// gateway, each on a loopback port. It prints the gateway's URL, waits until the
+// gateway's /health is healthy, and stops everything on Ctrl-C or SIGTERM, or as soon as
+// one of the children dies (then it exits non-zero naming it).
+//
+//	make build && go run ./hack/runsuite            # gateway on :8080
+//	go run ./hack/runsuite -port 0 -ready-file /tmp/gw  # free port, URL written once healthy
+//	go run ./hack/runsuite -demo                     # run hack/demo.sh against it, then stop
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// options are the command line.
+type options struct {
+	port         int
+	rateLimit    int
+	rateWindow   time.Duration
+	paymentLimit int64
+	binDir       string
+	logDir       string
+	readyFile    string
+	startTimeout time.Duration
+	demo         bool
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, opts)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "runsuite:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("runsuite", flag.ContinueOnError)
+	fs.IntVar(&o.port, "port", 8080, "gateway port on 127.0.0.1 (0: a free port)")
+	fs.IntVar(&o.rateLimit, "rate-limit", 100, "gateway rate limit: requests per client per -rate-window")
+	fs.DurationVar(&o.rateWindow, "rate-window", 15*time.Minute, "gateway rate limit window")
+	fs.Int64Var(&o.paymentLimit, "payment-limit-cents", 100000, "payments above this total are declined")
+	fs.StringVar(&o.binDir, "bin-dir", "", "folder holding the user, product, order, payment and gateway binaries (default <repo>/bin, made by `make build`)")
+	fs.StringVar(&o.logDir, "log-dir", "", "folder for the children's logs (default <repo>/.run/logs)")
+	fs.StringVar(&o.readyFile, "ready-file", "", "write the gateway URL to this file once /health is healthy (removed on exit)")
+	fs.DurationVar(&o.startTimeout, "start-timeout", 3*time.Minute, "how long the suite may take to become healthy")
+	fs.BoolVar(&o.demo, "demo", false, "run hack/demo.sh against the suite once healthy, then stop and exit with its status")
+	return o, fs.Parse(args)
+}
+
+func run(ctx context.Context, o options) (err error) {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if o.binDir == "" {
+		o.binDir = filepath.Join(root, "bin")
+	}
+	if o.logDir == "" {
+		o.logDir = filepath.Join(root, ".run", "logs")
+	}
+	if err := os.MkdirAll(o.logDir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "shopkeeper-run-")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("logs: %s\n", o.logDir)
+
+	s := &suite{logDir: o.logDir, exited: make(chan *child, 16)}
+	defer func() {
+		fmt.Println("stopping the suite")
+		err = errors.Join(err, s.stop())
+		if o.readyFile != "" {
+			_ = os.Remove(o.readyFile)
+		}
+		err = errors.Join(err, os.RemoveAll(tmp))
+	}()
+
+	gatewayURL, err := s.start(ctx, o, root, tmp)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("gateway: %s (waiting for /health)\n", gatewayURL)
+	if err := s.waitHealthy(ctx, gatewayURL, o.startTimeout); err != nil {
+		return err
+	}
+	fmt.Printf("suite healthy: %s\n", gatewayURL)
+	if o.readyFile != "" {
+		if err := writeFileAtomic(o.readyFile, gatewayURL+"\n"); err != nil {
+			return err
+		}
+	}
+	if o.demo {
+		return s.runDemo(ctx, root, gatewayURL, o.paymentLimit)
+	}
+	fmt.Println("press Ctrl-C to stop")
+	select {
+	case <-ctx.Done():
+		return nil
+	case c := <-s.exited:
+		return c.exitError()
+	}
+}
+
+// runDemo runs hack/demo.sh against the gateway, stopping early if a child dies.
+func (s *suite) runDemo(ctx context.Context, root, gatewayURL string, paymentLimit int64) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "demo.sh"), gatewayURL)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PAYMENT_LIMIT_CENTS=%d", paymentLimit))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("demo failed: %w", err)
+		}
+		return nil
+	case c := <-s.exited:
+		_ = cmd.Process.Kill()
+		<-done
+		return c.exitError()
+	}
+}
+
+// repoRoot is the closest folder above the working directory holding hack/tools/go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "hack", "tools", "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from inside the repository (no hack/tools/go.mod above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// writeFileAtomic writes content to path through a rename, so a reader polling for the
+// file never sees it half written.
+func writeFileAtomic(path, content string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
