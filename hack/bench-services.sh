@@ -10,6 +10,10 @@
 # Environment:
 #   CONNECTIONS  wrk connections (32)   DURATION  length of each measured run (10s)
 #   THREADS      wrk threads (2)        STRICT    "1": exit 1 on any non-2xx answer
+#   ONLY         "product": only the reservations (no user runs)
+#   BASELINE     a git revision: also measure the product service built from it, in the same
+#                run, against the same FerretDB (its own database), before the current one
+#   FERRETDB     the FerretDB server binary (bin/ferretdb, built from hack/tools when missing)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +21,9 @@ CONNECTIONS="${CONNECTIONS:-32}"
 DURATION="${DURATION:-10s}"
 THREADS="${THREADS:-2}"
 STRICT="${STRICT:-0}"
+ONLY="${ONLY:-}"
+BASELINE="${BASELINE:-}"
+FERRETDB="${FERRETDB:-$ROOT/bin/ferretdb}"
 STOCK=1000000000
 
 if ! command -v wrk >/dev/null; then
@@ -27,18 +34,29 @@ fi
 WORK="$(mktemp -d)"
 PIDS=()
 stop_all() {
+	# start runs in a command substitution (a subshell): its children are in the file.
+	if [ -f "$WORK/pids" ]; then mapfile -t -O "${#PIDS[@]}" PIDS <"$WORK/pids"; fi
 	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	done
 	rm -rf "$WORK"
 }
 trap stop_all EXIT
 
 echo "building ferretdb, user and product" >&2
-if [ ! -x "$ROOT/bin/ferretdb" ]; then (cd "$ROOT/hack/tools" && go build -o "$ROOT/bin/ferretdb" ./ferretdb); fi
+if [ ! -x "$FERRETDB" ]; then (cd "$ROOT/hack/tools" && go build -o "$FERRETDB" ./ferretdb); fi
 (cd "$ROOT" && go build -o "$WORK/user" ./services/user && go build -o "$WORK/product" ./services/product)
+if [ -n "$BASELINE" ]; then
+	echo "building product at $BASELINE" >&2
+	mkdir "$WORK/baseline"
+	git -C "$ROOT" archive "$BASELINE" go.mod go.sum services | tar -x -C "$WORK/baseline"
+	(cd "$WORK/baseline" && go build -o "$WORK/product-baseline" ./services/product)
+fi
 
 # FerretDB prints its URI on its first line of output once it listens.
-"$ROOT/bin/ferretdb" -listen-addr 127.0.0.1:0 -data-dir "$WORK/data" >"$WORK/ferretdb.out" 2>"$WORK/ferretdb.log" &
+"$FERRETDB" -listen-addr 127.0.0.1:0 -data-dir "$WORK/data" >"$WORK/ferretdb.out" 2>"$WORK/ferretdb.log" &
 PIDS+=($!)
 for _ in $(seq 300); do [ -s "$WORK/ferretdb.out" ] && break; sleep 0.1; done
 MONGO="$(head -n1 "$WORK/ferretdb.out")"
@@ -51,7 +69,7 @@ start() {
 	local port
 	port="$(port_of)"
 	env -i PATH="$PATH" PORT="$port" MONGODB_URI="${MONGO}$2" "$WORK/$1" >"$WORK/$1.log" 2>&1 &
-	PIDS+=($!)
+	echo "$!" >>"$WORK/pids"
 	for _ in $(seq 100); do
 		if curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then echo "http://127.0.0.1:$port"; return; fi
 		sleep 0.1
@@ -60,16 +78,14 @@ start() {
 	cat "$WORK/$1.log" >&2
 	exit 1
 }
-USER_URL="$(start user bench_users)"
-PRODUCT_URL="$(start product bench_products)"
-
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 post() { curl -fsS -H 'Content-Type: application/json' -d "$2" "$1"; }
-
-USER_ID="$(post "$USER_URL/users" '{"name":"Bench User","email":"bench@example.com"}' | json_field id)"
-PRODUCT_ID="$(post "$PRODUCT_URL/products" \
-	"{\"name\":\"Bench product\",\"description\":\"for the benchmark\",\"priceCents\":1999,\"currency\":\"USD\",\"stock\":$STOCK}" |
-	json_field id)"
+# new_product URL: creates the product every reservation takes from; prints its id.
+new_product() {
+	post "$1/products" \
+		"{\"name\":\"Bench product\",\"description\":\"for the benchmark\",\"priceCents\":1999,\"currency\":\"USD\",\"stock\":$STOCK}" |
+		json_field id
+}
 
 # Each wrk thread has its own prefix and counter, so every request is a new order id.
 cat >"$WORK/reserve.lua" <<'LUA'
@@ -92,7 +108,8 @@ to_ms() {
 	awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /[^m]s$/) n *= 1000; printf "%.2f", n }'
 }
 
-# bench LABEL URL [wrk args...]: a 2 s warm-up, then one measured run; prints a table row.
+# bench LABEL URL [wrk args...]: a 2 s warm-up, then one measured run; prints a table row
+# with the load average (1 min) at its end.
 # Requests get 30 s before wrk counts them as timeouts (its 2 s default would drop the slow
 # ones from the percentiles).
 FAILED=0
@@ -107,17 +124,31 @@ bench() {
 	bad="$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
 	if [ -n "$bad" ]; then FAILED=1; echo "$label: $bad non-2xx answers" >&2; fi
 	if grep -q 'Socket errors' <<<"$out"; then FAILED=1; echo "$label: $(grep 'Socket errors' <<<"$out")" >&2; fi
-	printf '%-34s %12s %10s %10s\n' "$label" "$rps" "$p50" "$p99"
+	printf '%-38s %12s %10s %10s %6s\n' "$label" "$rps" "$p50" "$p99" "$(cut -d' ' -f1 /proc/loadavg)"
+}
+
+# bench_reservations LABEL BINARY DATABASE: starts the product BINARY on its own database,
+# measures reservations, and prints how many were stored (the product's stock says it).
+bench_reservations() {
+	local url id left
+	url="$(start "$2" "$3")"
+	id="$(new_product "$url")"
+	PRODUCT_ID="$id" bench "$1" "$url" -s "$WORK/reserve.lua"
+	left="$(curl -fsS "$url/products/$id" | json_field stock)"
+	echo "  reservations stored during the runs (warm-up included): $((STOCK - left))"
 }
 
 echo
 echo "services benchmark: $CONNECTIONS connections, $THREADS wrk threads, $DURATION per run, $(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg) at start, FerretDB (SQLite) on loopback"
-printf '%-34s %12s %10s %10s\n' "" "requests/s" "p50 ms" "p99 ms"
-bench "reference: user GET /healthz" "$USER_URL/healthz"
-bench "user GET /users/{id}" "$USER_URL/users/$USER_ID"
-PRODUCT_ID="$PRODUCT_ID" bench "product POST /internal/reservations" "$PRODUCT_URL" -s "$WORK/reserve.lua"
-
-# Every reservation took one unit: the product's stock says how many were served.
-LEFT="$(curl -fsS "$PRODUCT_URL/products/$PRODUCT_ID" | json_field stock)"
-echo "reservations stored during the runs (warm-up included): $((STOCK - LEFT))"
+printf '%-38s %12s %10s %10s %6s\n' "" "requests/s" "p50 ms" "p99 ms" "load"
+if [ "$ONLY" != product ]; then
+	USER_URL="$(start user bench_users)"
+	USER_ID="$(post "$USER_URL/users" '{"name":"Bench User","email":"bench@example.com"}' | json_field id)"
+	bench "reference: user GET /healthz" "$USER_URL/healthz"
+	bench "user GET /users/{id}" "$USER_URL/users/$USER_ID"
+fi
+if [ -n "$BASELINE" ]; then
+	bench_reservations "product $BASELINE POST /internal/reserv." product-baseline bench_products_baseline
+fi
+bench_reservations "product POST /internal/reservations" product bench_products
 if [ "$FAILED" = 1 ] && [ "$STRICT" = 1 ]; then exit 1; fi
