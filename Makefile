@@ -24,6 +24,8 @@ KUBECTL = $(shell hack/kube-binaries.sh kubectl)/kubectl
 
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
+include hack/cluster.mk
+
 ##@ General
 
 .PHONY: help
@@ -42,6 +44,7 @@ generate: $(CONTROLLER_GEN) ## Generate the API's DeepCopy methods.
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and the RBAC role from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	hack/sync-chart.sh
 
 .PHONY: verify-generated
 verify-generated: ## Fail when generated code or manifests are older than their sources.
@@ -63,8 +66,8 @@ lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## Run golangci-lint, and actionlint on the
 ##@ Test
 
 .PHONY: test
-test: verify-generated check-fmt vet envtest-assets $(FERRETDB) rabbitmq-server ## Run every test: unit, envtest (real kube-apiserver + etcd), services (real FerretDB or MONGODB_URI, real RabbitMQ).
-	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" FERRETDB_BIN="$(FERRETDB)" \
+test: verify-generated check-fmt vet envtest-assets $(FERRETDB) $(HELM) rabbitmq-server ## Run every test: unit, envtest (real kube-apiserver + etcd), services (real FerretDB or MONGODB_URI, real RabbitMQ), the Helm chart.
+	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" FERRETDB_BIN="$(FERRETDB)" HELM="$(HELM)" \
 		go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: check-fmt
@@ -126,7 +129,7 @@ deploy: manifests $(KUSTOMIZE) ## Deploy the operator (config/default) with imag
 undeploy: $(KUSTOMIZE) ## Remove the operator.
 	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
 
-##@ Tools
+# Tools, built from the pinned modules under hack/tools.
 
 $(CONTROLLER_GEN): hack/tools/go.mod
 	cd hack/tools && go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen

@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 generated() {
 	find api -name 'zz_generated.*.go' 2>/dev/null
-	find config/crd/bases config/rbac -name '*.yaml' 2>/dev/null
+	find config/crd/bases config/rbac charts/shopkeeper/crds charts/shopkeeper/files -name '*.yaml' 2>/dev/null
 }
 fingerprint() { generated | LC_ALL=C sort | xargs -r sha256sum; }
 
