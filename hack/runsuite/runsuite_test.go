@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestWithDatabase(t *testing.T) {
+	tests := []struct {
+		uri, db, want string
+	}{
+		{"mongodb://127.0.0.1:27017/", "users", "mongodb://127.0.0.1:27017/users"},
+		{"mongodb://127.0.0.1:27017", "orders", "mongodb://127.0.0.1:27017/orders"},
+		{"mongodb://u:p%40ss@db:27017/other?authSource=admin", "payments", "mongodb://u:p%40ss@db:27017/payments?authSource=admin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.db, func(t *testing.T) {
+			got, err := withDatabase(tt.uri, tt.db)
+			if err != nil || got != tt.want {
+				t.Fatalf("withDatabase(%q, %q) = %q, %v; want %q", tt.uri, tt.db, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSuite starts the suite with the program, as `make run` does, and checks that it
+// serves the demo and that nothing it started outlives it, whether it is stopped with
+// SIGTERM or one of its children dies.
+func TestSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole suite")
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildBinaries(t, root)
+
+	tests := []struct {
+		name string
+		demo bool
+		// end ends the program's run, given the processes it started by name.
+		end        func(t *testing.T, prog *os.Process, procs []process)
+		wantExit   int
+		wantOutput string
+	}{
+		{
+			name: "SIGTERM after the demo",
+			demo: true,
+			end: func(t *testing.T, prog *os.Process, _ []process) {
+				if err := prog.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantExit:   0,
+			wantOutput: "stopping the suite",
+		},
+		{
+			name: "a service dies",
+			end: func(t *testing.T, _ *os.Process, procs []process) {
+				if err := syscall.Kill(find(procs, "payment").pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantExit:   1,
+			wantOutput: "payment exited early",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			readyFile := filepath.Join(dir, "gateway-url")
+			var out lockedBuffer
+			cmd := exec.Command(filepath.Join(bin, "runsuite"), "-bin-dir", bin, "-port", "0",
+				"-rate-limit", "40", "-rate-window", "1m",
+				"-ready-file", readyFile, "-log-dir", filepath.Join(dir, "logs"))
+			cmd.Dir = root
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			t.Cleanup(func() {
+				// Only when the test failed before stopping it.
+				_ = cmd.Process.Kill()
+				<-exited
+				t.Logf("runsuite output:\n%s", out.String())
+			})
+
+			gatewayURL := waitReady(t, readyFile, exited)
+			procs := descendants(t, cmd.Process.Pid)
+			for _, name := range []string{"ferretdb", "epmd", "beam.smp", "user", "product", "order", "payment", "gateway"} {
+				if find(procs, name).pid == 0 {
+					t.Fatalf("no %s process under runsuite; found %v", name, procs)
+				}
+			}
+
+			if tt.demo {
+				runDemo(t, root, gatewayURL)
+			}
+			tt.end(t, cmd.Process, procs)
+			select {
+			case <-exited:
+			case <-time.After(3 * time.Minute):
+				t.Fatal("runsuite did not stop within 3m")
+			}
+			if got := cmd.ProcessState.ExitCode(); got != tt.wantExit {
+				t.Errorf("runsuite exit code %d, want %d", got, tt.wantExit)
+			}
+			if !strings.Contains(out.String(), tt.wantOutput) {
+				t.Errorf("runsuite output does not say %q", tt.wantOutput)
+			}
+			for _, p := range procs {
+				if p.alive() {
+					t.Errorf("%s (pid %d) still runs after runsuite stopped", p.comm, p.pid)
+				}
+			}
+			u, _ := url.Parse(gatewayURL)
+			if conn, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
+				_ = conn.Close()
+				t.Errorf("the gateway's port %s still accepts connections", u.Host)
+			}
+			if _, err := os.Stat(readyFile); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("ready file left behind: %v", err)
+			}
+		})
+	}
+}
+
+// buildBinaries builds the services, the gateway and the program into a fresh folder.
+func buildBinaries(t *testing.T, root string) string {
+	t.Helper()
+	bin := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator),
+		"./services/user", "./services/product", "./services/order", "./services/payment",
+		"./services/gateway", "./hack/runsuite")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// waitReady waits for the program to write the gateway URL into readyFile.
+func waitReady(t *testing.T, readyFile string, exited <-chan struct{}) string {
+	t.Helper()
+	deadline := time.After(5 * time.Minute)
+	for {
+		if b, err := os.ReadFile(readyFile); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+		select {
+		case <-exited:
+			t.Fatal("runsuite exited before the suite was healthy")
+		case <-deadline:
+			t.Fatal("the suite was not healthy within 5m")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func runDemo(t *testing.T, root, gatewayURL string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	demo := exec.CommandContext(ctx, filepath.Join(root, "hack", "demo.sh"), gatewayURL)
+	out, err := demo.CombinedOutput()
+	t.Logf("hack/demo.sh:\n%s", out)
+	if err != nil {
+		t.Fatalf("hack/demo.sh failed: %v", err)
+	}
+}
+
+// process is one process for its lifetime: a PID may be reused, with its start time not.
+type process struct {
+	comm      string
+	pid       int
+	startTime string
+}
+
+// alive reports whether the process still exists (a zombie counts as gone).
+func (p process) alive() bool {
+	_, state, _, start, err := readStat(p.pid)
+	return err == nil && start == p.startTime && state != "Z"
+}
+
+// find returns the first of procs named comm, or the zero process.
+func find(procs []process, comm string) process {
+	for _, p := range procs {
+		if p.comm == comm {
+			return p
+		}
+	}
+	return process{}
+}
+
+// descendants returns every process below pid.
+func descendants(t *testing.T, pid int) []process {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := map[int][]process{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _, ppid, start, err := readStat(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		children[ppid] = append(children[ppid], process{comm, p, start})
+	}
+	var found []process
+	queue := []int{pid}
+	for len(queue) > 0 {
+		for _, c := range children[queue[0]] {
+			found = append(found, c)
+			queue = append(queue, c.pid)
+		}
+		queue = queue[1:]
+	}
+	return found
+}
+
+// readStat reads a process's command name, state, parent and start time from /proc.
+func readStat(pid int) (comm, state string, ppid int, startTime string, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", "", 0, "", err
+	}
+	s := string(b)
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return "", "", 0, "", errors.New("unexpected /proc stat format")
+	}
+	fields := strings.Fields(s[end+1:])
+	if len(fields) < 20 {
+		return "", "", 0, "", errors.New("unexpected /proc stat format")
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	// fields[19] is field 22 of stat(5), the start time.
+	return s[open+1 : end], fields[0], ppid, fields[19], err
+}
+
+// lockedBuffer is a bytes.Buffer safe for the program's two output streams.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
