@@ -4,54 +4,32 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/service"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 	"github.com/shopkeeper-dev/shopkeeper/services/payment/payment"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "payment:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("payment", run) }
 
 func run(ctx context.Context) error {
 	var cfg payment.Config
-	if err := config.Load(&cfg); err != nil {
-		return err
-	}
-	log := logging.New("payment", cfg.LogLevel)
-	shutdownTracing, err := tracing.Setup(ctx, "payment")
+	rt, err := service.Start(ctx, "payment", &cfg)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	defer rt.Close()
 
-	db, err := mongodb.Connect(ctx, cfg.Mongo, "payments")
+	db, err := rt.MongoDB(ctx, cfg.Mongo, "payments")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = db.Client().Disconnect(context.WithoutCancel(ctx)) }()
-
-	app, err := payment.New(ctx, cfg, db, log)
+	app, err := payment.New(ctx, cfg, db, rt.Logger)
 	if err != nil {
 		return err
 	}
-	err = web.Serve(ctx, app.Handler(metrics.NewRegistry()), cfg.Base, log)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	return errors.Join(err, app.Close(sctx))
+	// Closed before the database: in-flight messages finish and their effects are stored.
+	rt.OnClose(app.Close)
+	return web.Serve(ctx, app.Handler(metrics.NewRegistry()), cfg.Base, rt.Logger)
 }
