@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,14 +103,7 @@ func TestCrashMidwayIsRepaired(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
 			s := New(testenv.MongoDB(t))
-			var ids [2]string
-			for i := range ids {
-				p, err := s.Create(ctx, catalog.NewProduct{Name: "P", PriceCents: 100, Currency: "USD", Stock: stock})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids[i] = p.ID
-			}
+			ids := twoProducts(t, s, stock)
 			req := catalog.ReservationRequest{OrderID: "crashed", Items: []catalog.ReservationItem{
 				{ProductID: ids[0], Quantity: tc.quantities[0]}, {ProductID: ids[1], Quantity: tc.quantities[1]},
 			}}
@@ -141,6 +135,20 @@ func TestCrashMidwayIsRepaired(t *testing.T) {
 			checkStock(t, s, ids, tc.want)
 		})
 	}
+}
+
+// twoProducts creates two products of 100 USD cents with stock units each.
+func twoProducts(t *testing.T, s *Store, stock int64) [2]string {
+	t.Helper()
+	var ids [2]string
+	for i := range ids {
+		p, err := s.Create(t.Context(), catalog.NewProduct{Name: "P", PriceCents: 100, Currency: "USD", Stock: stock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = p.ID
+	}
+	return ids
 }
 
 // writeCrashState writes req's reservation document and its products' stock as a
@@ -296,5 +304,68 @@ func TestProductDeletedMidway(t *testing.T) {
 	}
 	if p, _ := s.Get(ctx, a.ID); p.Stock != 5 {
 		t.Errorf("stock of A after release = %d, want 5", p.Stock)
+	}
+}
+
+// Many orders at once on two products, some released while others reserve, some too
+// big to serve: whatever the batches, each product's stock ends at its start minus the
+// units of the orders that hold it, and no hold is left once the removals are done.
+func TestConcurrentOrdersKeepTheBooks(t *testing.T) {
+	ctx := t.Context()
+	s := New(testenv.MongoDB(t))
+	const start = 20
+	ids := twoProducts(t, s, start)
+	const orders = 40
+	type outcome struct {
+		reserved, released bool
+	}
+	outcomes := make([]outcome, orders)
+	quantity := func(i, line int) int64 { return int64(1 + (i+line)%4) }
+	var wg sync.WaitGroup
+	for i := range orders {
+		wg.Go(func() {
+			order := fmt.Sprintf("o-%d", i)
+			req := catalog.ReservationRequest{OrderID: order, Items: []catalog.ReservationItem{
+				{ProductID: ids[0], Quantity: quantity(i, 0)}, {ProductID: ids[1], Quantity: quantity(i, 1)},
+			}}
+			if i%7 == 0 {
+				req.Items[1].Quantity = catalog.MaxQuantity // never served
+			}
+			_, _, err := s.Reserve(ctx, req)
+			switch {
+			case err == nil:
+				outcomes[i].reserved = true
+			case errors.Is(err, apperr.ErrConflict):
+				// short: it holds nothing
+			default:
+				t.Errorf("reserve %s: %v", order, err)
+			}
+			if i%3 == 0 {
+				if err := s.Release(ctx, order); err != nil {
+					t.Errorf("release %s: %v", order, err)
+				}
+				outcomes[i].released = true
+			}
+		})
+	}
+	wg.Wait()
+	s.Wait()
+	var want [2]int64
+	for line := range want {
+		want[line] = start
+		for i, o := range outcomes {
+			if o.reserved && !o.released {
+				want[line] -= quantity(i, line)
+			}
+		}
+	}
+	if want[0] < 0 || want[1] < 0 {
+		t.Errorf("the orders holding stock hold more than there was: %v left", want)
+	}
+	checkStock(t, s, ids, want)
+	for i := range orders {
+		if n := countHolds(t, s, ids, fmt.Sprintf("o-%d", i)); n != 0 {
+			t.Errorf("order %d left %d holds", i, n)
+		}
 	}
 }
