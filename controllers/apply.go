@@ -144,20 +144,21 @@ func syncSpec(desired, existing client.Object) bool {
 		}
 		e.Data, e.StringData = d.Data, nil
 	case *networkingv1.NetworkPolicy:
-		e := existing.(*networkingv1.NetworkPolicy)
-		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) {
-			return false
-		}
-		e.Spec = d.Spec
+		return syncDerived(d.Spec, &existing.(*networkingv1.NetworkPolicy).Spec)
 	case *policyv1.PodDisruptionBudget:
-		e := existing.(*policyv1.PodDisruptionBudget)
-		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) {
-			return false
-		}
-		e.Spec = d.Spec
+		return syncDerived(d.Spec, &existing.(*policyv1.PodDisruptionBudget).Spec)
 	default:
 		panic(fmt.Sprintf("controllers: no spec sync for %T", desired))
 	}
+	return true
+}
+
+// syncDerived replaces existing with desired unless existing already derives from it.
+func syncDerived[S any](desired S, existing *S) bool {
+	if equality.Semantic.DeepDerivative(desired, *existing) {
+		return false
+	}
+	*existing = desired
 	return true
 }
 

@@ -104,17 +104,22 @@ func markAvailable(c client.Client, shop *shopv1.Shop) {
 	ExpectWithOffset(1, k8sClient.List(ctx, list, client.InNamespace(shop.Namespace),
 		client.MatchingLabels{resources.LabelInstance: shop.Name})).To(Succeed())
 	ExpectWithOffset(1, list.Items).NotTo(BeEmpty())
-	for i := range list.Items {
-		d := &list.Items[i]
-		n := ptr.Deref(d.Spec.Replicas, 1)
-		d.Status = appsv1.DeploymentStatus{
-			ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
-			Conditions: []appsv1.DeploymentCondition{{
-				Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
-				LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
-			}},
-		}
-		ExpectWithOffset(1, c.Status().Update(ctx, d)).To(Succeed())
+	for _, item := range list.Items {
+		ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := &appsv1.Deployment{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(&item), d); err != nil {
+				return err
+			}
+			n := ptr.Deref(d.Spec.Replicas, 1)
+			d.Status = appsv1.DeploymentStatus{
+				ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+				Conditions: []appsv1.DeploymentCondition{{
+					Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
+					LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+				}},
+			}
+			return c.Status().Update(ctx, d)
+		})).To(Succeed())
 	}
 }
 
@@ -350,7 +355,11 @@ var _ = Describe("Shop controller", func() {
 
 		user := deployment(shop, resources.User)
 		Expect(k8sClient.Delete(ctx, user)).To(Succeed())
-		Eventually(func() types.UID { return deployment(shop, resources.User).UID }).WithTimeout(timeout).ShouldNot(Equal(user.UID))
+		Eventually(func() (types.UID, error) {
+			d := &appsv1.Deployment{}
+			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(user), d)
+			return d.UID, err
+		}).WithTimeout(timeout).ShouldNot(Equal(user.UID))
 
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "drift-mongodb"}}
 		Expect(k8sClient.Delete(ctx, np)).To(Succeed())
