@@ -61,7 +61,8 @@ package store
 //     Then r = settled for all those lines in one update, then the holds are removed
 //     (if {returned: true}).
 //
-// A retry reads the reservation first and drives it on from whatever state a crash left:
+// A retry finds the reservation stored (its insert is refused as a duplicate, then it
+// reads it) and drives it on from whatever state a crash left:
 // a pending one takes its lines with r = "" (a hold found counts as taken), then records;
 // a failed or released one gives back every line not settled. Each product update is one
 // single-document write that moves the stock and changes the hold together, so a crash
