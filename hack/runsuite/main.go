@@ -93,6 +93,7 @@ func run(ctx context.Context, o options) (err error) {
 			_ = os.Remove(o.readyFile)
 		}
 		err = errors.Join(err, os.RemoveAll(tmp))
+		fmt.Println("suite stopped")
 	}()
 
 	gatewayURL, err := s.start(ctx, o, root, tmp)

@@ -139,6 +139,14 @@ func (s *suite) start(ctx context.Context, o options, root, tmp string) (string,
 			return "", fmt.Errorf("binary %s missing in %s (run `make build`, or pass -bin-dir)", name, o.binDir)
 		}
 	}
+	if o.port != 0 {
+		// Checked first: a gateway that cannot listen would only be seen once it died.
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
+		if err != nil {
+			return "", fmt.Errorf("port %d is not free for the gateway (pass -port 0 for any free port): %w", o.port, err)
+		}
+		_ = l.Close()
+	}
 	mongoURI, err := s.startMongoDB(ctx, root, tmp)
 	if err != nil {
 		return "", err
