@@ -108,23 +108,40 @@ to_ms() {
 	awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /[^m]s$/) n *= 1000; printf "%.2f", n }'
 }
 
+# cpu_ticks PID...: the CPU time (user + system, in clock ticks) the processes used so far.
+cpu_ticks() {
+	local pid total=0
+	for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+	echo "$total"
+}
+
 # bench LABEL URL [wrk args...]: a 2 s warm-up, then one measured run; prints a table row
-# with the load average (1 min) at its end.
+# with the load average (1 min) at its end and, when CPU_PIDS names processes (the service
+# and FerretDB), the CPU time they spent per request: unlike requests/s, it hardly depends
+# on what else the machine runs.
 # Requests get 30 s before wrk counts them as timeouts (its 2 s default would drop the slow
 # ones from the percentiles).
 FAILED=0
 bench() {
-	local label="$1" url="$2" out rps p50 p99 bad
+	local label="$1" url="$2" out rps p50 p99 bad ticks requests cpu="-"
 	shift 2
 	wrk -t"$THREADS" -c"$CONNECTIONS" -d2s --timeout 30s "$@" "$url" >/dev/null
+	# shellcheck disable=SC2086 # CPU_PIDS is a list
+	[ -z "${CPU_PIDS:-}" ] || ticks="$(cpu_ticks $CPU_PIDS)"
 	out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 30s --latency "$@" "$url")"
+	if [ -n "${CPU_PIDS:-}" ]; then
+		# shellcheck disable=SC2086
+		ticks=$(($(cpu_ticks $CPU_PIDS) - ticks))
+		requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+		cpu="$(awk -v t="$ticks" -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t * 1000 / hz / n }')"
+	fi
 	rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
 	p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
 	p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
 	bad="$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
 	if [ -n "$bad" ]; then FAILED=1; echo "$label: $bad non-2xx answers" >&2; fi
 	if grep -q 'Socket errors' <<<"$out"; then FAILED=1; echo "$label: $(grep 'Socket errors' <<<"$out")" >&2; fi
-	printf '%-38s %12s %10s %10s %6s\n' "$label" "$rps" "$p50" "$p99" "$(cut -d' ' -f1 /proc/loadavg)"
+	printf '%-38s %12s %10s %10s %6s %10s\n' "$label" "$rps" "$p50" "$p99" "$(cut -d' ' -f1 /proc/loadavg)" "$cpu"
 }
 
 # bench_reservations LABEL BINARY DATABASE: starts the product BINARY on its own database,
@@ -133,19 +150,20 @@ bench_reservations() {
 	local url id left
 	url="$(start "$2" "$3")"
 	id="$(new_product "$url")"
-	PRODUCT_ID="$id" bench "$1" "$url" -s "$WORK/reserve.lua"
+	PRODUCT_ID="$id" CPU_PIDS="$(tail -n1 "$WORK/pids") ${PIDS[0]}" bench "$1" "$url" -s "$WORK/reserve.lua"
 	left="$(curl -fsS "$url/products/$id" | json_field stock)"
 	echo "  reservations stored during the runs (warm-up included): $((STOCK - left))"
 }
 
 echo
 echo "services benchmark: $CONNECTIONS connections, $THREADS wrk threads, $DURATION per run, $(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg) at start, FerretDB (SQLite) on loopback"
-printf '%-38s %12s %10s %10s %6s\n' "" "requests/s" "p50 ms" "p99 ms" "load"
+printf '%-38s %12s %10s %10s %6s %10s\n' "" "requests/s" "p50 ms" "p99 ms" "load" "cpu ms/req"
 if [ "$ONLY" != product ]; then
 	USER_URL="$(start user bench_users)"
 	USER_ID="$(post "$USER_URL/users" '{"name":"Bench User","email":"bench@example.com"}' | json_field id)"
-	bench "reference: user GET /healthz" "$USER_URL/healthz"
-	bench "user GET /users/{id}" "$USER_URL/users/$USER_ID"
+	USER_PID="$(tail -n1 "$WORK/pids")"
+	CPU_PIDS="$USER_PID" bench "reference: user GET /healthz" "$USER_URL/healthz"
+	CPU_PIDS="$USER_PID ${PIDS[0]}" bench "user GET /users/{id}" "$USER_URL/users/$USER_ID"
 fi
 if [ -n "$BASELINE" ]; then
 	bench_reservations "product $BASELINE POST /internal/reserv." product-baseline bench_products_baseline
