@@ -57,7 +57,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.rateLimit, "rate-limit", 100, "gateway rate limit: requests per client per -rate-window")
 	fs.DurationVar(&o.rateWindow, "rate-window", 15*time.Minute, "gateway rate limit window")
 	fs.Int64Var(&o.paymentLimit, "payment-limit-cents", 100000, "payments above this total are declined")
-	fs.StringVar(&o.binDir, "bin-dir", "", "folder holding the user, product, order, payment and gateway binaries (default <repo>/bin, made by `make build`)")
+	fs.StringVar(&o.binDir, "bin-dir", "", "folder holding the user, product, order, payment and gateway binaries (default <repo>/bin, made by make build)")
 	fs.StringVar(&o.logDir, "log-dir", "", "folder for the children's logs (default <repo>/.run/logs)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the gateway URL to this file once /health is healthy (removed on exit)")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 3*time.Minute, "how long the suite may take to become healthy")
