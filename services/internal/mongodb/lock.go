@@ -27,9 +27,11 @@ import (
 // process writing those documents (one replica).
 //
 // Checking in Go under the lock also lets a store keep every filter FerretDB sees to
-// exactly {_id: <string or ObjectID>}: FerretDB v1 answers only that filter from the
-// _id index, and scans and decodes the whole collection for any other one (an update
-// filter {_id: x, state: "pending"} reads every document of the collection).
+// exactly {_id: <string or ObjectID>}, the only filter FerretDB v1 hands to SQLite: for
+// any other one it decodes every document of the collection in Go (an update filter
+// {_id: x, state: "pending"} reads the whole collection). SQLite itself still reads the
+// whole table for {_id} in v1.24.2, whose _id index is on an expression its queries do
+// not use (_ferretdb_sjson->"_id" against ->'$._id'), but it does so far faster.
 type KeyedMutex struct {
 	mu    sync.Mutex
 	locks map[string]*keyedLock

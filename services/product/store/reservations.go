@@ -214,8 +214,8 @@ func (s *Store) findOrCreateReservation(ctx context.Context, req catalog.Reserva
 func (s *Store) price(ctx context.Context, req catalog.ReservationRequest) (reservationDoc, error) {
 	products := make(map[string]catalog.Product, len(req.Items))
 	for _, it := range req.Items {
-		// One lookup by _id per line: FerretDB answers those from its index, while an $in
-		// filter reads the whole collection.
+		// One lookup by _id per line: FerretDB leaves those to SQLite, while for an $in
+		// filter it decodes the whole collection.
 		p, err := s.Get(ctx, it.ProductID)
 		if errors.Is(err, errProductNotFound) {
 			continue

@@ -2,8 +2,8 @@
 //
 // Every write is a single-document update by _id made while holding that document's
 // lock in this process (mongodb.KeyedMutex): FerretDB v1 does not make a conditional
-// update atomic, and answers only a filter that is exactly {_id} from its index, so
-// conditions are checked in Go on the document read under the lock. Stock is never
+// update atomic, and it decodes the whole collection in Go for any filter but exactly
+// {_id}, so conditions are checked in Go on the document read under the lock. Stock is never
 // negative: a take reads the stock and writes the $inc under one lock. There are no
 // multi-document transactions (FerretDB has none), so the reservation algorithm in
 // reservations.go is built from such updates alone; see its comment. The locks being
@@ -210,6 +210,6 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // write runs the write fn in its turn (s.writes).
 func (s *Store) write(ctx context.Context, fn func() error) error { return s.writes.Do(ctx, fn) }
 
-// byID is the filter of the document with _id id: the only filter FerretDB v1 answers
-// from an index (any other reads the whole collection).
+// byID is the filter of the document with _id id: the only filter FerretDB v1 leaves to
+// SQLite (for any other it decodes the whole collection; see mongodb.KeyedMutex).
 func byID(id any) bson.D { return bson.D{{Key: "_id", Value: id}} }
