@@ -13,7 +13,7 @@ export GOTOOLCHAIN := local
 
 # The services image the operator runs; also the tag `make images` writes.
 VERSION ?= v0.1.0
-IMG ?= ghcr.io/shopkeeper-dev/shopkeeper-manager:$(VERSION)
+IMG ?= ghcr.io/shopkeeper-dev/shopkeeper:$(VERSION)
 
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen
 KUSTOMIZE := $(LOCALBIN)/kustomize
