@@ -106,6 +106,16 @@ bench: bench-services bench-gateway bench-orders ## Run every benchmark.
 build: ## Build the manager and the services' binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/manager ./services/...
 
+.PHONY: run
+run: build $(FERRETDB) rabbitmq-server ## Run the whole suite as local processes (gateway on :8080, logs in .run/logs); Ctrl-C stops it.
+	go build -o $(LOCALBIN)/runsuite ./hack/runsuite
+	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite $(RUN_ARGS)
+
+.PHONY: demo
+demo: build $(FERRETDB) rabbitmq-server ## Start the suite, run the demo story (hack/demo.sh) through the gateway, stop it.
+	go build -o $(LOCALBIN)/runsuite ./hack/runsuite
+	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite -port 0 -demo
+
 .PHONY: run-manager
 run-manager: manifests generate ## Run the operator against the cluster of the current kubeconfig.
 	go run ./cmd/manager
