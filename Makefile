@@ -79,6 +79,9 @@ check-fmt: ## Fail when a Go file is not gofmt-formatted.
 envtest-assets: ## Build kube-apiserver, etcd and kubectl for envtest (cached under bin/k8s).
 	hack/kube-binaries.sh
 
+.PHONY: ferretdb
+ferretdb: $(FERRETDB) ## Build FerretDB, the MongoDB-wire server the tests and `make run` use, into bin/.
+
 .PHONY: rabbitmq-server
 rabbitmq-server: ## Install RabbitMQ from Debian packages when missing (tests start private nodes).
 	hack/install-rabbitmq.sh
@@ -108,12 +111,12 @@ build: ## Build the manager and the services' binaries into bin/.
 
 .PHONY: run
 run: build $(FERRETDB) rabbitmq-server ## Run the whole suite as local processes (gateway on :8080, logs in .run/logs); Ctrl-C stops it.
-	go build -o $(LOCALBIN)/runsuite ./hack/runsuite
+	go build -o $(LOCALBIN)/runsuite ./services/internal/cmd/runsuite
 	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite $(RUN_ARGS)
 
 .PHONY: demo
 demo: build $(FERRETDB) rabbitmq-server ## Start the suite, run the demo story (hack/demo.sh) through the gateway, stop it.
-	go build -o $(LOCALBIN)/runsuite ./hack/runsuite
+	go build -o $(LOCALBIN)/runsuite ./services/internal/cmd/runsuite
 	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite -port 0 -demo
 
 .PHONY: run-manager
