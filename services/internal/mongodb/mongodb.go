@@ -99,13 +99,14 @@ func Check(db *mongo.Database) health.Check {
 }
 
 // EnsureIndexes creates models on coll (creating existing indexes is a no-op), so a
-// store's constraints, such as a unique email, hold before it serves.
+// store's constraints, such as a unique email, hold before it serves. It creates them one
+// at a time: FerretDB drops the connection when one createIndexes names several indexes
+// that all exist already, as they do at every restart.
 func EnsureIndexes(ctx context.Context, coll *mongo.Collection, models ...mongo.IndexModel) error {
-	if len(models) == 0 {
-		return nil
-	}
-	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
-		return fmt.Errorf("create indexes on %s: %w", coll.Name(), err)
+	for _, m := range models {
+		if _, err := coll.Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("create indexes on %s: %w", coll.Name(), err)
+		}
 	}
 	return nil
 }

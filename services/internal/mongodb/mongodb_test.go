@@ -144,6 +144,29 @@ func TestFindPage(t *testing.T) {
 	}
 }
 
+// A service creates its indexes at every start, so several that exist already must pass.
+func TestEnsureIndexesAgain(t *testing.T) {
+	ctx := context.Background()
+	coll := testenv.MongoDB(t).Collection("things")
+	models := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "a", Value: 1}}},
+		{Keys: bson.D{{Key: "b", Value: 1}, {Key: "_id", Value: 1}}},
+		{Keys: bson.D{{Key: "c", Value: 1}}, Options: options.Index().SetUnique(true)},
+	}
+	for i := range 3 {
+		if err := mongodb.EnsureIndexes(ctx, coll, models...); err != nil {
+			t.Fatalf("EnsureIndexes, start %d: %v", i+1, err)
+		}
+	}
+	specs, err := coll.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != len(models)+1 { // and _id
+		t.Errorf("indexes = %d, want %d", len(specs), len(models)+1)
+	}
+}
+
 func TestUniqueIndex(t *testing.T) {
 	ctx := context.Background()
 	coll := testenv.MongoDB(t).Collection("people")

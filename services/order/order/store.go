@@ -32,12 +32,8 @@ func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
 		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: 1}}},
 		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "_id", Value: 1}}},
 	)
-	// One at a time: FerretDB drops the connection when createIndexes names several
-	// indexes that all exist already (every restart).
-	for _, m := range models {
-		if err := mongodb.EnsureIndexes(ctx, s.orders, m); err != nil {
-			return nil, err
-		}
+	if err := mongodb.EnsureIndexes(ctx, s.orders, models...); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -34,12 +34,8 @@ func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
 	models := append(outbox.Indexes(), mongo.IndexModel{
 		Keys: bson.D{{Key: "orderId", Value: 1}}, Options: options.Index().SetUnique(true),
 	})
-	// One at a time: FerretDB drops the connection when createIndexes names several
-	// indexes that all exist already (every restart).
-	for _, m := range models {
-		if err := mongodb.EnsureIndexes(ctx, s.payments, m); err != nil {
-			return nil, err
-		}
+	if err := mongodb.EnsureIndexes(ctx, s.payments, models...); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
