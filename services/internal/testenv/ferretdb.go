@@ -32,13 +32,31 @@ type FerretDB struct {
 	stopErr  error
 }
 
+// Option changes how StartFerretDB or StartRabbitMQ runs its server.
+type Option func(*startOptions)
+
+type startOptions struct {
+	logDir string
+}
+
+// LogDir makes the server write its logs into dir (created if missing) instead of
+// its own folder, e.g. next to the logs of the programs that use it.
+func LogDir(dir string) Option {
+	return func(o *startOptions) { o.logDir = dir }
+}
+
 // startTimeout bounds how long a FerretDB server may take to listen.
 const startTimeout = 60 * time.Second
 
 // StartFerretDB starts a FerretDB server storing its SQLite files in dir, listening on
 // a free loopback port, and returns once it accepts connections. Its log goes to
-// dir/ferretdb.log. Stop it with Stop; it is also killed if this process dies.
-func StartFerretDB(ctx context.Context, dir string) (*FerretDB, error) {
+// dir/ferretdb.log, or into the folder LogDir names. Stop it with Stop; it also gets
+// SIGTERM if this process dies.
+func StartFerretDB(ctx context.Context, dir string, opts ...Option) (*FerretDB, error) {
+	o := startOptions{logDir: dir}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin, err := FerretDBBinary(ctx)
 	if err != nil {
 		return nil, err
@@ -46,20 +64,17 @@ func StartFerretDB(ctx context.Context, dir string) (*FerretDB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "ferretdb.log"))
-	if err != nil {
+	if err := os.MkdirAll(o.logDir, 0o755); err != nil {
 		return nil, err
 	}
-	defer func() { _ = logFile.Close() }() // the child holds its own descriptor
+	logPath := filepath.Join(o.logDir, "ferretdb.log")
 
 	cmd := exec.Command(bin, "-listen-addr", "127.0.0.1:0", "-data-dir", dir, "-log-level", "warn")
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = childProcAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := StartChild(cmd, logPath); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	f := &FerretDB{cmd: cmd, exited: make(chan struct{})}
@@ -83,15 +98,18 @@ func StartFerretDB(ctx context.Context, dir string) (*FerretDB, error) {
 			return f, nil
 		}
 		_ = f.Stop()
-		return nil, fmt.Errorf("ferretdb did not start; see %s", logFile.Name())
+		return nil, fmt.Errorf("ferretdb did not start; see %s", logPath)
 	case <-timer.C:
 		_ = f.Stop()
-		return nil, fmt.Errorf("ferretdb did not listen within %s; see %s", startTimeout, logFile.Name())
+		return nil, fmt.Errorf("ferretdb did not listen within %s; see %s", startTimeout, logPath)
 	case <-ctx.Done():
 		_ = f.Stop()
 		return nil, ctx.Err()
 	}
 }
+
+// Done is closed once the server process has exited, by Stop or by itself.
+func (f *FerretDB) Done() <-chan struct{} { return f.exited }
 
 // Stop asks the server to stop (SIGTERM), kills it after 10 s, and waits for it.
 // Calling it again returns the first result.

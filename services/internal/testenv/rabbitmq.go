@@ -42,6 +42,7 @@ const rabbitMQVhostPool = 40
 // bring it back with its durable queues and messages.
 type RabbitMQNode struct {
 	dir      string
+	logDir   string
 	name     string
 	amqpPort int
 	env      []string
@@ -54,19 +55,26 @@ type RabbitMQNode struct {
 }
 
 // StartRabbitMQ starts a node whose files live under dir (which must exist and is
-// left in place) and returns once it accepts AMQP connections.
-func StartRabbitMQ(ctx context.Context, dir string) (*RabbitMQNode, error) {
+// left in place) and returns once it accepts AMQP connections. Its logs (epmd.log,
+// rabbitmq.log for the start script, the node's own) go to dir/log unless LogDir says
+// otherwise. The node and its epmd get SIGTERM if this process dies.
+func StartRabbitMQ(ctx context.Context, dir string, opts ...Option) (*RabbitMQNode, error) {
 	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
 		return nil, fmt.Errorf("rabbitmq-server is not installed (run hack/install-rabbitmq.sh): %w", err)
 	}
-	ports, err := freeLoopbackPorts(3)
+	ports, err := FreeLoopbackPorts(3)
 	if err != nil {
 		return nil, err
+	}
+	o := startOptions{logDir: filepath.Join(dir, "log")}
+	for _, opt := range opts {
+		opt(&o)
 	}
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	n := &RabbitMQNode{
 		dir:      dir,
+		logDir:   o.logDir,
 		name:     fmt.Sprintf("test-%x@localhost", suffix),
 		amqpPort: ports[0],
 	}
@@ -81,7 +89,7 @@ func StartRabbitMQ(ctx context.Context, dir string) (*RabbitMQNode, error) {
 		"ERL_EPMD_PORT="+strconv.Itoa(ports[2]),
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
-		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
+		"RABBITMQ_LOG_BASE="+n.logDir,
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq"), // the node adds ".conf"
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
@@ -93,7 +101,7 @@ func StartRabbitMQ(ctx context.Context, dir string) (*RabbitMQNode, error) {
 	// child we can stop by PID and no other node on the machine depends on it.
 	n.epmd = exec.Command("epmd", "-port", strconv.Itoa(ports[2]), "-address", "127.0.0.1")
 	n.epmd.Env = n.env
-	if err := startChild(n.epmd, filepath.Join(dir, "epmd.log")); err != nil {
+	if err := StartChild(n.epmd, filepath.Join(n.logDir, "epmd.log")); err != nil {
 		return nil, fmt.Errorf("start epmd: %w", err)
 	}
 	if err := n.Start(ctx); err != nil {
@@ -104,8 +112,8 @@ func StartRabbitMQ(ctx context.Context, dir string) (*RabbitMQNode, error) {
 }
 
 func (n *RabbitMQNode) writeConfig() error {
-	for _, d := range []string{"mnesia", "log"} {
-		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
+	for _, d := range []string{filepath.Join(n.dir, "mnesia"), n.logDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
@@ -184,7 +192,7 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 	cmd := exec.Command(filepath.Join(rabbitMQScripts, "rabbitmq-server"))
 	cmd.Env = n.env
 	cmd.Dir = n.dir
-	if err := startChild(cmd, filepath.Join(n.dir, "log", "server.out")); err != nil {
+	if err := StartChild(cmd, filepath.Join(n.logDir, "rabbitmq.log")); err != nil {
 		return fmt.Errorf("start rabbitmq-server: %w", err)
 	}
 	exited := make(chan struct{})
@@ -204,7 +212,7 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 		select {
 		case <-exited:
 			n.node = nil
-			return fmt.Errorf("rabbitmq-server exited during start; see %s", filepath.Join(n.dir, "log"))
+			return fmt.Errorf("rabbitmq-server exited during start; see %s", n.logDir)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -226,17 +234,35 @@ func (n *RabbitMQNode) Stop(ctx context.Context) error {
 	cmd, exited := n.node, n.exited
 	n.node = nil
 	_ = cmd.Process.Signal(syscall.SIGTERM)
+	var err error
 	select {
 	case <-exited:
-		return nil
 	case <-ctx.Done():
+		err = errors.New("rabbitmq node did not stop in time and was killed")
 	case <-time.After(time.Minute):
+		err = errors.New("rabbitmq node did not stop in time and was killed")
 	}
-	// Not gone in time: kill the whole process group (the script and the Erlang VM).
+	// Kill whatever is left in the process group: the script and the Erlang VM when
+	// they did not stop in time, and helpers of the VM (erl_child_setup, inet_gethost)
+	// that may outlive it by a moment even when it stopped.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-exited
-	return errors.New("rabbitmq node did not stop in time and was killed")
+	return err
 }
+
+// Done is closed when the node started by the last Start exits, by Stop or by itself;
+// it is nil (never ready) while the node is stopped.
+func (n *RabbitMQNode) Done() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.node == nil {
+		return nil
+	}
+	return n.exited
+}
+
+// LogDir is the folder holding the node's logs.
+func (n *RabbitMQNode) LogDir() string { return n.logDir }
 
 // Close stops the node and its epmd. The folder is left to its owner.
 func (n *RabbitMQNode) Close() {
@@ -293,15 +319,21 @@ func (n *RabbitMQNode) ctl(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// startChild starts cmd in its own process group with output to logPath, from a
-// thread that lives as long as the process: the child gets SIGTERM when this
-// process dies, however it dies, so a failed or killed test run leaks no broker.
-func startChild(cmd *exec.Cmd, logPath string) error {
+// StartChild starts cmd in its own process group with its output (standard error,
+// and standard output unless cmd already has one) to logPath, from a thread that lives
+// as long as the process: the child gets SIGTERM when this process dies, however it
+// dies, so a failed or killed run leaks no server. Its own process group keeps a
+// terminal's Ctrl-C from reaching it, so its parent decides when and in which order
+// its children stop.
+func StartChild(cmd *exec.Cmd, logPath string) error {
 	out, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
-	cmd.Stdout, cmd.Stderr = out, out
+	if cmd.Stdout == nil {
+		cmd.Stdout = out
+	}
+	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	errc := make(chan error)
 	childStarter <- func() { errc <- cmd.Start() }
@@ -323,7 +355,8 @@ var childStarter = func() chan func() {
 	return c
 }()
 
-func freeLoopbackPorts(count int) ([]int, error) {
+// FreeLoopbackPorts returns count distinct ports free on 127.0.0.1 right now.
+func FreeLoopbackPorts(count int) ([]int, error) {
 	var ports []int
 	var listeners []net.Listener
 	defer func() {

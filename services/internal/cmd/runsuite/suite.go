@@ -11,12 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // stopTimeout is how long a child may take to stop after SIGTERM before it is killed.
@@ -25,8 +26,8 @@ const stopTimeout = 30 * time.Second
 // suite is what runsuite started, stopped in reverse order of start.
 type suite struct {
 	logDir string
-	// exited receives each child that ends before the suite is stopped.
-	exited   chan *child
+	// exited receives why each child or store ended before the suite was stopped.
+	exited   chan error
 	children []*child
 	// cleanups run after the children stopped, last added first (the stores).
 	cleanups []func() error
@@ -41,59 +42,42 @@ type child struct {
 	done    chan struct{}
 }
 
-// exitError says that c ended by itself.
-func (c *child) exitError() error {
-	return fmt.Errorf("%s exited early (%v); see %s", c.name, c.cmd.ProcessState, c.logPath)
-}
-
-// startChild starts bin with env added to this process's environment, its output to
-// logDir/name.log; stdout, when not nil, takes the standard output instead.
-func (s *suite) startChild(name, bin string, args, env []string, stdout *os.File) (*child, error) {
+// startChild starts bin with env added to this process's environment and its output
+// to logDir/name.log. Like the stores, it runs in its own process group and gets
+// SIGTERM from the kernel if runsuite dies without stopping it.
+func (s *suite) startChild(name, bin string, env []string) error {
 	logPath := filepath.Join(s.logDir, name+".log")
-	out, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = out.Close() }() // the child holds its own descriptor
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if stdout != nil {
-		cmd.Stdout = stdout
-	}
-	// Pdeathsig: the kernel ends the child if runsuite dies without stopping it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	errc := make(chan error)
-	childStarter <- func() { errc <- cmd.Start() }
-	if err := <-errc; err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	if err := testenv.StartChild(cmd, logPath); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	c := &child{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	s.children = append(s.children, c)
 	go func() {
 		_ = cmd.Wait()
 		close(c.done)
-		// Buffered for every child; once the suite is stopping nobody reads it.
-		select {
-		case s.exited <- c:
-		default:
-		}
+		s.report(fmt.Errorf("%s exited early (%v); see %s", name, cmd.ProcessState, logPath))
 	}()
-	return c, nil
+	return nil
 }
 
-// childStarter runs process starts on one locked OS thread that never exits:
-// Pdeathsig fires when the thread that started the child ends, not the process.
-var childStarter = func() chan func() {
-	c := make(chan func())
+// watch reports that the store name ended once done is closed.
+func (s *suite) watch(name string, done <-chan struct{}, logPath string) {
 	go func() {
-		runtime.LockOSThread()
-		for f := range c {
-			f()
-		}
+		<-done
+		s.report(fmt.Errorf("%s exited early; see %s", name, logPath))
 	}()
-	return c
-}()
+}
+
+// report passes on why a child or store ended. s.exited is buffered for all of them;
+// once the suite is stopping nobody reads it, and the report is dropped.
+func (s *suite) report(err error) {
+	select {
+	case s.exited <- err:
+	default:
+	}
+}
 
 // stopChild sends SIGTERM, kills the child's process group after stopTimeout, and then
 // kills whatever else is left in the group (grandchildren such as Erlang's helpers).
@@ -147,7 +131,7 @@ func (s *suite) start(ctx context.Context, o options, root, tmp string) (string,
 		}
 		_ = l.Close()
 	}
-	mongoURI, err := s.startMongoDB(ctx, root, tmp)
+	mongoURI, err := s.startMongoDB(ctx, tmp)
 	if err != nil {
 		return "", err
 	}
@@ -155,7 +139,7 @@ func (s *suite) start(ctx context.Context, o options, root, tmp string) (string,
 	if err != nil {
 		return "", err
 	}
-	ports, err := freeLoopbackPorts(len(services) + 1)
+	ports, err := testenv.FreeLoopbackPorts(len(services) + 1)
 	if err != nil {
 		return "", err
 	}
@@ -182,7 +166,7 @@ func (s *suite) start(ctx context.Context, o options, root, tmp string) (string,
 			"RABBITMQ_URL=" + rabbitURL,
 			"PAYMENT_LIMIT_CENTS=" + strconv.FormatInt(o.paymentLimit, 10),
 		}, serviceURLs...)
-		if _, err := s.startChild(svc.name, filepath.Join(o.binDir, svc.name), nil, env, nil); err != nil {
+		if err := s.startChild(svc.name, filepath.Join(o.binDir, svc.name), env); err != nil {
 			return "", err
 		}
 	}
@@ -191,7 +175,7 @@ func (s *suite) start(ctx context.Context, o options, root, tmp string) (string,
 		"RATE_LIMIT_REQUESTS=" + strconv.Itoa(o.rateLimit),
 		"RATE_LIMIT_WINDOW=" + o.rateWindow.String(),
 	}, serviceURLs...)
-	if _, err := s.startChild("gateway", filepath.Join(o.binDir, "gateway"), nil, env, nil); err != nil {
+	if err := s.startChild("gateway", filepath.Join(o.binDir, "gateway"), env); err != nil {
 		return "", err
 	}
 	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(gatewayPort)), nil
@@ -241,8 +225,8 @@ func (s *suite) waitHealthy(ctx context.Context, gatewayURL string, timeout time
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("interrupted while waiting for the suite (%s)", last)
-		case c := <-s.exited:
-			return c.exitError()
+		case err := <-s.exited:
+			return err
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -263,19 +247,4 @@ func getHealth(ctx context.Context, client *http.Client, gatewayURL string) (*he
 		return nil, err
 	}
 	return &report, nil
-}
-
-// freeLoopbackPorts returns count distinct ports free on 127.0.0.1 right now.
-func freeLoopbackPorts(count int) ([]int, error) {
-	var ports []int
-	for range count {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		// Held open until all are chosen, so no port is returned twice.
-		defer func() { _ = l.Close() }()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

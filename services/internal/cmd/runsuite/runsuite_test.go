@@ -42,7 +42,7 @@ func TestSuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole suite")
 	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := filepath.Abs(filepath.Join("..", "..", "..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +57,9 @@ func TestSuite(t *testing.T) {
 		end        func(t *testing.T, prog *os.Process, procs []process)
 		wantExit   int
 		wantOutput string
+		// crash: the program dies without stopping anything. What it started must stop
+		// anyway (the kernel sends it SIGTERM), within a while; the ready file stays.
+		crash bool
 	}{
 		{
 			name: "SIGTERM after the demo",
@@ -80,6 +83,17 @@ func TestSuite(t *testing.T) {
 			wantOutput: "payment exited early",
 		},
 		{
+			name: "the program is killed",
+			end: func(t *testing.T, prog *os.Process, _ []process) {
+				if err := prog.Kill(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantExit:   -1,
+			wantOutput: "suite healthy",
+			crash:      true,
+		},
+		{
 			name:       "-demo runs the demo and stops",
 			args:       []string{"-demo"},
 			wantExit:   0,
@@ -98,6 +112,8 @@ func TestSuite(t *testing.T) {
 				"-ready-file", readyFile, "-log-dir", filepath.Join(dir, "logs"))
 			cmd.Args = append(cmd.Args, tt.args...)
 			cmd.Dir = root
+			// Its temporary folder inside the test's, so a crash leaves nothing behind.
+			cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -139,7 +155,14 @@ func TestSuite(t *testing.T) {
 			if !strings.Contains(out.String(), tt.wantOutput) {
 				t.Errorf("runsuite output does not say %q", tt.wantOutput)
 			}
+			var grace time.Time // a stopped runsuite has already stopped everything
+			if tt.crash {
+				grace = time.Now().Add(2 * time.Minute)
+			}
 			for _, p := range procs {
+				for p.alive() && time.Now().Before(grace) {
+					time.Sleep(100 * time.Millisecond)
+				}
 				if p.alive() {
 					t.Errorf("%s (pid %d) still runs after runsuite stopped", p.comm, p.pid)
 				}
@@ -149,7 +172,7 @@ func TestSuite(t *testing.T) {
 				_ = conn.Close()
 				t.Errorf("the gateway's port %s still accepts connections", u.Host)
 			}
-			if _, err := os.Stat(readyFile); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(readyFile); !tt.crash && !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("ready file left behind: %v", err)
 			}
 		})
@@ -164,7 +187,7 @@ func buildBinaries(t *testing.T, root string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator),
 		"./services/user", "./services/product", "./services/order", "./services/payment",
-		"./services/gateway", "./hack/runsuite")
+		"./services/gateway", "./services/internal/cmd/runsuite")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

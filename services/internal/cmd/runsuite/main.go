@@ -5,9 +5,9 @@
 // gateway's /health is healthy, and stops everything on Ctrl-C or SIGTERM, or as soon as
 // one of the children dies (then it exits non-zero naming it).
 //
-//	make build && go run ./hack/runsuite            # gateway on :8080
-//	go run ./hack/runsuite -port 0 -ready-file /tmp/gw  # free port, URL written once healthy
-//	go run ./hack/runsuite -demo                     # run hack/demo.sh against it, then stop
+//	make build && go run ./services/internal/cmd/runsuite  # gateway on :8080
+//	go run ./services/internal/cmd/runsuite -port 0 -ready-file /tmp/gw  # free port, URL written once healthy
+//	go run ./services/internal/cmd/runsuite -demo  # run hack/demo.sh against it, then stop
 package main
 
 import (
@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // options are the command line.
@@ -66,7 +68,7 @@ func parseFlags(args []string) (options, error) {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("logs: %s\n", o.logDir)
 
-	s := &suite{logDir: o.logDir, exited: make(chan *child, 16)}
+	s := &suite{logDir: o.logDir, exited: make(chan error, 16)}
 	defer func() {
 		fmt.Println("stopping the suite")
 		err = errors.Join(err, s.stop())
@@ -117,8 +119,8 @@ func run(ctx context.Context, o options) (err error) {
 	select {
 	case <-ctx.Done():
 		return nil
-	case c := <-s.exited:
-		return c.exitError()
+	case err := <-s.exited:
+		return err
 	}
 }
 
@@ -138,28 +140,10 @@ func (s *suite) runDemo(ctx context.Context, root, gatewayURL string, paymentLim
 			return fmt.Errorf("demo failed: %w", err)
 		}
 		return nil
-	case c := <-s.exited:
+	case err := <-s.exited:
 		_ = cmd.Process.Kill()
 		<-done
-		return c.exitError()
-	}
-}
-
-// repoRoot is the closest folder above the working directory holding hack/tools/go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "hack", "tools", "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the repository (no hack/tools/go.mod above the working directory)")
-		}
-		dir = parent
+		return err
 	}
 }
 
