@@ -31,8 +31,8 @@ import (
 )
 
 func main() {
-	orders := flag.Int("orders", 3000, "orders to place")
-	concurrency := flag.Int("concurrency", 32, "clients placing orders at once")
+	orders := flag.Int("orders", 500, "orders to place")
+	concurrency := flag.Int("concurrency", 16, "clients placing orders at once")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
