@@ -145,10 +145,6 @@ log.file.level = warning
 // rabbitMQDefinitions makes the definitions file a node imports at boot: the guest user
 // and a pool of virtual hosts it may use, so tests need no management API and no CLI.
 func rabbitMQDefinitions(vhosts int) ([]byte, error) {
-	type user struct {
-		Name, PasswordHash, HashingAlgorithm string
-		Tags                                 []string
-	}
 	salt := make([]byte, 4)
 	if _, err := rand.Read(salt); err != nil {
 		return nil, err

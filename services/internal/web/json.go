@@ -53,7 +53,7 @@ func RespondError(w http.ResponseWriter, r *http.Request, err error) {
 
 // StatusOf returns the HTTP status of a domain error's kind.
 func StatusOf(e *apperr.Error) int {
-	switch e.Kind {
+	switch e.Kind { //nolint:errorlint // Kind holds one of apperr's sentinels, never a wrapped error
 	case apperr.ErrBadRequest, apperr.ErrValidation:
 		return http.StatusBadRequest
 	case apperr.ErrNotFound:

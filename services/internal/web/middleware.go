@@ -211,7 +211,7 @@ func recoverPanics(next http.Handler) http.Handler {
 			if v == nil {
 				return
 			}
-			if v == http.ErrAbortHandler {
+			if v == http.ErrAbortHandler { //nolint:errorlint // net/http panics with this exact value
 				panic(v)
 			}
 			Logger(r.Context()).Error("panic serving request",
