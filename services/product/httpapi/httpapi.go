@@ -38,8 +38,8 @@ func NewHandler(store Store, logger *slog.Logger, reg *prometheus.Registry, chec
 
 	h := handlers{store: store}
 	mux.HandleFunc("POST /products", h.createProduct)
-	mux.HandleFunc("GET /products", h.listProducts)
-	mux.HandleFunc("GET /products/{id}", h.getProduct)
+	mux.HandleFunc("GET /products", web.List(h.store.List))
+	mux.HandleFunc("GET /products/{id}", web.Get(h.store.Get))
 	mux.HandleFunc("PATCH /products/{id}", h.updateProduct)
 	mux.HandleFunc("DELETE /products/{id}", h.deleteProduct)
 	mux.HandleFunc("POST /internal/reservations", h.reserve)
@@ -77,29 +77,6 @@ func (h handlers) createProduct(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/products/"+p.ID)
 	web.Respond(w, http.StatusCreated, p)
-}
-
-func (h handlers) listProducts(w http.ResponseWriter, r *http.Request) {
-	req, err := mongodb.ParsePageRequest(r.URL.Query())
-	if err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	page, err := h.store.List(r.Context(), req)
-	if err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	web.Respond(w, http.StatusOK, page)
-}
-
-func (h handlers) getProduct(w http.ResponseWriter, r *http.Request) {
-	p, err := h.store.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	web.Respond(w, http.StatusOK, p)
 }
 
 func (h handlers) updateProduct(w http.ResponseWriter, r *http.Request) {

@@ -34,8 +34,8 @@ func NewHandler(store Store, logger *slog.Logger, reg *prometheus.Registry, chec
 	mux := web.NewServiceMux(logger, reg, checks...)
 	h := handlers{store: store}
 	mux.HandleFunc("POST /users", h.create)
-	mux.HandleFunc("GET /users", h.list)
-	mux.HandleFunc("GET /users/{id}", h.get)
+	mux.HandleFunc("GET /users", web.List(h.store.List))
+	mux.HandleFunc("GET /users/{id}", web.Get(h.store.Get))
 	mux.HandleFunc("PATCH /users/{id}", h.update)
 	mux.HandleFunc("DELETE /users/{id}", h.delete)
 	return mux
@@ -62,29 +62,6 @@ func (h handlers) create(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/users/"+u.ID)
 	web.Respond(w, http.StatusCreated, u)
-}
-
-func (h handlers) list(w http.ResponseWriter, r *http.Request) {
-	req, err := mongodb.ParsePageRequest(r.URL.Query())
-	if err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	page, err := h.store.List(r.Context(), req)
-	if err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	web.Respond(w, http.StatusOK, page)
-}
-
-func (h handlers) get(w http.ResponseWriter, r *http.Request) {
-	u, err := h.store.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		web.RespondError(w, r, err)
-		return
-	}
-	web.Respond(w, http.StatusOK, u)
 }
 
 // patchBody is a PATCH request: a field left out keeps its value; null is refused like
