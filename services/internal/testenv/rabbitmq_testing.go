@@ -128,18 +128,28 @@ func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL strin
 	return au.String(), nil
 }
 
-// RabbitMQTake removes and returns the messages ready in queue on the broker at url.
-func RabbitMQTake(t testing.TB, url, queue string) []amqp.Delivery {
+// rabbitMQChannel opens a connection and a channel to the broker at url; the caller
+// closes the connection (tests poll with it, so it must not wait for the test's end).
+func rabbitMQChannel(t testing.TB, url string) (*amqp.Channel, func()) {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		t.Fatalf("dial RabbitMQ: %v", err)
 	}
-	defer func() { _ = conn.Close() }()
+	closeConn := func() { _ = conn.Close() }
 	ch, err := conn.Channel()
 	if err != nil {
+		closeConn()
 		t.Fatalf("RabbitMQ channel: %v", err)
 	}
+	return ch, closeConn
+}
+
+// RabbitMQTake removes and returns the messages ready in queue on the broker at url.
+func RabbitMQTake(t testing.TB, url, queue string) []amqp.Delivery {
+	t.Helper()
+	ch, closeConn := rabbitMQChannel(t, url)
+	defer closeConn()
 	var out []amqp.Delivery
 	for {
 		d, ok, err := ch.Get(queue, true)
@@ -157,15 +167,8 @@ func RabbitMQTake(t testing.TB, url, queue string) []amqp.Delivery {
 // a consumer holds unacknowledged).
 func RabbitMQQueueDepth(t testing.TB, url, queue string) int {
 	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatalf("dial RabbitMQ: %v", err)
-	}
-	defer func() { _ = conn.Close() }()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("RabbitMQ channel: %v", err)
-	}
+	ch, closeConn := rabbitMQChannel(t, url)
+	defer closeConn()
 	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
 		t.Fatalf("inspect queue %s: %v", queue, err)
