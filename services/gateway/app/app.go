@@ -1,0 +1,95 @@
+// Package app is the gateway's program: Run is what its binary runs, importable so that one
+// multi-call binary can run every service of the suite.
+//
+//	func main() { service.Main("gateway", app.Run) }
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/gateway"
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/logbuf"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// Run runs the gateway, configured from the environment (gateway.Config), until ctx ends;
+// then it shuts down gracefully and returns nil. It sets the process's GC target (see
+// gatewayGCPercent), so a binary running several services runs the gateway alone.
+func Run(ctx context.Context) error {
+	setGCPercent()
+	var cfg gateway.Config
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	logOut := io.Writer(os.Stdout)
+	if cfg.LogFlushInterval > 0 {
+		buffered := logbuf.New(os.Stdout, 64<<10, cfg.LogFlushInterval)
+		defer buffered.Close()
+		logOut = buffered
+	}
+	log := logging.NewTo(logOut, "gateway", cfg.LogLevel)
+
+	shutdownTracing, err := tracing.Setup(ctx, "gateway")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+
+	g, err := gateway.New(&cfg, log)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	go g.Run(ctx)
+
+	if cfg.PprofAddr != "" {
+		stopPprof := servePprof(cfg.PprofAddr, log)
+		defer stopPprof()
+	}
+
+	return web.Serve(ctx, g.Handler(metrics.NewRegistry()), cfg.Base, log)
+}
+
+// gatewayGCPercent is the gateway's GOGC unless the environment sets one. A proxied request
+// allocates about 15 KiB that dies with it while the live heap stays a few MiB, so at the default
+// of 100 the collector runs dozens of times a second under load; measured under load, 400 cuts
+// the gateway's CPU per request by 15-25%. Memory stays bounded: the live heap is small and
+// GOMEMLIMIT, when set, still caps the total.
+const gatewayGCPercent = 400
+
+func setGCPercent() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gatewayGCPercent)
+	}
+}
+
+// servePprof serves the runtime profiles on their own listener, kept off the public port, until
+// the returned function is called.
+func servePprof(addr string, log *slog.Logger) (stop func()) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("pprof listening", "addr", addr)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("pprof server stopped", "err", err)
+		}
+	}()
+	return func() { _ = srv.Close() }
+}
