@@ -35,13 +35,15 @@ type imageSpec struct {
 	gzipLevel  int
 }
 
-// fileEntry is a file copied into the image, or an empty directory made in it.
+// fileEntry is a file copied into the image, or an empty directory or a symbolic link
+// made in it.
 type fileEntry struct {
-	src      string // host file; empty for a directory
-	dst      string // absolute path in the image
-	dir      bool
-	uid, gid int
-	mode     int64 // chmod bits (0755, 01777) of a directory; files keep their own
+	src        string // host file; empty for a directory or a link
+	dst        string // absolute path in the image
+	dir        bool
+	linkTarget string // set for a symbolic link
+	uid, gid   int
+	mode       int64 // chmod bits (0755, 01777) of a directory; files keep their own
 }
 
 // write builds the image and writes it, under every tag, to out.
@@ -171,6 +173,11 @@ func (s *imageSpec) writeEntry(tw *tar.Writer, e fileEntry, made map[string]bool
 		}
 		made[dst] = true
 		return tw.WriteHeader(s.header(dst, tar.TypeDir, e.mode, e.uid, e.gid, 0))
+	}
+	if e.linkTarget != "" {
+		h := s.header(dst, tar.TypeSymlink, 0o777, 0, 0, 0)
+		h.Linkname = e.linkTarget
+		return tw.WriteHeader(h)
 	}
 	f, err := os.Open(e.src)
 	if err != nil {

@@ -46,17 +46,19 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func parseArgs(args []string) (*imageSpec, string, error) {
 	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
 	var (
-		out                                      = fs.String("o", "", "output tarball (docker-archive format)")
-		user                                     = fs.String("user", "", "user the image runs as, UID[:GID]")
-		workdir                                  = fs.String("workdir", "", "working directory")
-		platform                                 = fs.String("platform", "linux/"+runtime.GOARCH, "OS/ARCH of the image")
-		gzipLevel                                = fs.Int("gzip-level", 6, "gzip level of the layers, 1 (fast) to 9 (small)")
-		tags, adds, dirs, layers, entrypoint, cm listFlag
-		env, labels, ports, volumes              listFlag
+		out                                = fs.String("o", "", "output tarball (docker-archive format)")
+		user                               = fs.String("user", "", "user the image runs as, UID[:GID]")
+		workdir                            = fs.String("workdir", "", "working directory")
+		platform                           = fs.String("platform", "linux/"+runtime.GOARCH, "OS/ARCH of the image")
+		gzipLevel                          = fs.Int("gzip-level", 6, "gzip level of the layers, 1 (fast) to 9 (small)")
+		tags, adds, dirs, links, layers    listFlag
+		entrypoint, cm, env, labels, ports listFlag
+		volumes                            listFlag
 	)
 	fs.Var(&tags, "t", "tag of the image, e.g. example.com/name:v1 (repeatable)")
 	fs.Var(&adds, "add", "SRC:DST: put file SRC at DST in the image, keeping its permission bits (repeatable)")
 	fs.Var(&dirs, "dir", "PATH[:UID:GID[:MODE]]: make an empty directory, e.g. /data:65532:65532:0750 (repeatable)")
+	fs.Var(&links, "symlink", "/LINK:TARGET: make a symbolic link, e.g. /user:shop-services for a multi-call binary (repeatable)")
 	fs.Var(&layers, "layer", "an uncompressed tar to add as a layer of its own, e.g. a root filesystem (repeatable)")
 	fs.Var(&entrypoint, "entrypoint", "one argument of the entrypoint (repeat for each)")
 	fs.Var(&cm, "cmd", "one argument of the default command (repeat for each)")
@@ -73,8 +75,8 @@ func parseArgs(args []string) (*imageSpec, string, error) {
 	if *out == "" || len(tags) == 0 {
 		return nil, "", errors.New("-o and at least one -t are required")
 	}
-	if len(adds)+len(dirs)+len(layers) == 0 {
-		return nil, "", errors.New("the image would be empty: give -add, -dir or -layer")
+	if len(adds)+len(dirs)+len(links)+len(layers) == 0 {
+		return nil, "", errors.New("the image would be empty: give -add, -dir, -symlink or -layer")
 	}
 	if *gzipLevel < gzip.BestSpeed || *gzipLevel > gzip.BestCompression {
 		return nil, "", fmt.Errorf("-gzip-level %d: want 1 to 9", *gzipLevel)
@@ -124,7 +126,23 @@ func parseArgs(args []string) (*imageSpec, string, error) {
 		}
 		spec.files = append(spec.files, f)
 	}
+	for _, l := range links {
+		f, err := parseSymlink(l)
+		if err != nil {
+			return nil, "", err
+		}
+		spec.files = append(spec.files, f)
+	}
 	return spec, *out, nil
+}
+
+// parseSymlink reads /LINK:TARGET.
+func parseSymlink(v string) (fileEntry, error) {
+	link, target, ok := strings.Cut(v, ":")
+	if !ok || target == "" || !strings.HasPrefix(link, "/") {
+		return fileEntry{}, fmt.Errorf("-symlink %q: want /LINK:TARGET", v)
+	}
+	return fileEntry{dst: link, linkTarget: target}, nil
 }
 
 // parseAdd reads SRC:DST.

@@ -26,6 +26,8 @@ func TestParseArgsRejects(t *testing.T) {
 		{"relative destination", []string{"-o", "x.tar", "-t", "x:v1", "-add", "a:b"}, "SRC:/ABSOLUTE/DST"},
 		{"dir without gid", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d:1"}, "/PATH[:UID:GID[:MODE]]"},
 		{"dir bad mode", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d:1:1:9"}, "mode"},
+		{"relative link", []string{"-o", "x.tar", "-t", "x:v1", "-symlink", "user:server"}, "/LINK:TARGET"},
+		{"link without target", []string{"-o", "x.tar", "-t", "x:v1", "-symlink", "/user"}, "/LINK:TARGET"},
 		{"bad env", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d", "-env", "X"}, "KEY=VALUE"},
 		{"bad platform", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d", "-platform", "linux"}, "OS/ARCH"},
 		{"bad gzip level", []string{"-o", "x.tar", "-t", "x:v1", "-dir", "/d", "-gzip-level", "0"}, "want 1 to 9"},
@@ -62,7 +64,7 @@ func TestWriteImage(t *testing.T) {
 		"-o", out, "-t", "example.com/app:v1", "-t", "example.com/app:latest-test",
 		"-layer", base,
 		"-add", bin + ":/server", "-add", conf + ":/etc/app/app.conf",
-		"-dir", "/data:65532:65532:0750", "-dir", "/tmp:0:0:1777",
+		"-dir", "/data:65532:65532:0750", "-dir", "/tmp:0:0:1777", "-symlink", "/bin/app:../server",
 		"-user", "65532:65532", "-entrypoint", "/server", "-entrypoint", "-v",
 		"-env", "HOME=/data", "-label", "org.opencontainers.image.version=v1",
 		"-port", "8080/tcp", "-volume", "/data", "-platform", "linux/arm64",
@@ -136,6 +138,8 @@ func TestWriteImage(t *testing.T) {
 		{"server", tar.TypeReg, 0o755, 0, 0},
 		{"data/", tar.TypeDir, 0o750, 65532, 65532},
 		{"tmp/", tar.TypeDir, 0o1777, 0, 0},
+		{"bin/", tar.TypeDir, 0o755, 0, 0},
+		{"bin/app", tar.TypeSymlink, 0o777, 0, 0},
 	} {
 		h, ok := files[tc.name]
 		if !ok {
@@ -145,6 +149,9 @@ func TestWriteImage(t *testing.T) {
 		if h.Typeflag != tc.typ || h.Mode != tc.mode || h.Uid != tc.uid || h.Gid != tc.gid {
 			t.Errorf("%s: type %c mode %o owner %d:%d, want type %c mode %o owner %d:%d",
 				tc.name, h.Typeflag, h.Mode, h.Uid, h.Gid, tc.typ, tc.mode, tc.uid, tc.gid)
+		}
+		if tc.typ == tar.TypeSymlink && h.Linkname != "../server" {
+			t.Errorf("%s: links to %q, want ../server", tc.name, h.Linkname)
 		}
 		if h.ModTime.Unix() != 1700000000 {
 			t.Errorf("%s: mtime %v, want SOURCE_DATE_EPOCH", tc.name, h.ModTime)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// TestRun starts the service as the binary does, with only PORT and MONGODB_URI set
+// TestRun starts the service as its binaries do, with only PORT and MONGODB_URI set
 // (the seed's MONGODB_URL in one case), serves a request, and stops cleanly when its
 // context ends, as on SIGTERM.
 func TestRun(t *testing.T) {
@@ -30,7 +30,7 @@ func TestRun(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
-			go func() { done <- run(ctx) }()
+			go func() { done <- Run(ctx) }()
 
 			base := "http://127.0.0.1:" + strconv.Itoa(port)
 			waitReady(t, base+"/readyz", done)
@@ -72,7 +72,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 			t.Setenv("PORT", tt.port)
 			t.Setenv("MONGODB_URI", tt.uri)
 			t.Setenv("MONGODB_URL", "")
-			err := run(context.Background())
+			err := Run(context.Background())
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("run = %v, want an error saying %q", err, tt.want)
 			}
