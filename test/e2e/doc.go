@@ -1,0 +1,39 @@
+// Package e2e is the end-to-end suite of Shopkeeper: it runs against the real cluster
+// of the current kubeconfig and checks that one Shop manifest gives a working shop.
+//
+// It installs the CRD and the operator from config/default (with kubectl's built-in
+// kustomize, the manager's image replaced by E2E_MANAGER_IMAGE), creates a Shop in a
+// namespace of its own, and checks on the cluster: `kubectl wait --for=condition=Ready`
+// and the columns of `kubectl get shop`; the demo story through the gateway (a user,
+// products, an order that becomes PAID, one over the payment limit CANCELLED with its
+// stock back, a 400, a 404, the 429 at the Shop's rate limit); a deleted child
+// Deployment put back and a scaled one scaled back; a changed rate limit rolling the
+// gateway; orders placed while the RabbitMQ pod is deleted all reaching a final state
+// with one payment each; and every child removed by the garbage collector when the
+// Shop is deleted. The gateway is reached through a port-forward made with client-go
+// to a Ready gateway pod, so the suite needs no route into the cluster.
+//
+// The images must already be in the cluster's nodes (kind load docker-image, or the
+// local cluster's import): nothing is pushed. The test files carry the build tag e2e,
+// so `go test ./...` without a cluster does not run them. Run it with
+//
+//	make e2e
+//	KUBECONFIG=bin/local-cluster/kubeconfig go test -tags e2e -count=1 -timeout 45m ./test/e2e -ginkgo.v
+//
+// The environment chooses what runs:
+//
+//	KUBECONFIG           the cluster (the usual kubeconfig rules)
+//	KUBECTL              the kubectl to run; default: the one hack/kube-binaries.sh builds
+//	E2E_MANAGER_IMAGE    the operator's image (default ghcr.io/shopkeeper-dev/shopkeeper:v0.1.0)
+//	E2E_SHOP_VERSION     the Shop's spec.version, the services image's tag (default v0.1.0)
+//	E2E_SERVICES_IMAGE   the Shop's spec.image, a repository without tag (default: the CRD's)
+//	E2E_MONGODB_ENGINE   MongoDB or FerretDB (default FerretDB, which needs no other image)
+//	E2E_MONGODB_IMAGE    the Shop's spec.mongodb.image (default: the operator's)
+//	E2E_RABBITMQ_IMAGE   the Shop's spec.rabbitmq.image (default: the operator's)
+//	E2E_READY_TIMEOUT    how long the Shop may take to become Ready (default 10m)
+//	E2E_KEEP             when set, the operator stays installed after the suite
+//
+// The suite removes its namespace (and so its Shop) at the end. It removes the
+// operator too unless E2E_KEEP is set or the operator's CRD was there before the
+// suite began, in which case the suite updated it in place and leaves it.
+package e2e
