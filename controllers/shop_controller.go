@@ -126,13 +126,30 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 	}
 	for _, store := range resources.InClusterStores(shop) {
-		readCreds := creds[store]
-		if store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
-			readCreds = nil
+		// What the store's pods read at start: MongoDB its credentials, RabbitMQ the
+		// files made from them, FerretDB nothing.
+		read := creds[store]
+		switch {
+		case store == resources.RabbitMQ:
+			config, err := resources.RabbitMQConfigSecret(shop, creds[store])
+			if err != nil {
+				// Without its files the broker would start with another user; the
+				// services, whose URL names this one, are made all the same.
+				if first == nil {
+					first = &Problem{Reason: ReasonCredentialsInvalid, Message: "rabbitmq: " + err.Error()}
+				}
+				continue
+			}
+			if err := apply(config); err != nil {
+				return nil, err
+			}
+			read = config
+		case store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB:
+			read = nil
 		}
 		if err := apply(
 			resources.StorePersistentVolumeClaim(shop, store),
-			resources.StoreDeployment(shop, store, readCreds),
+			resources.StoreDeployment(shop, store, read),
 			resources.StoreService(shop, store),
 			resources.NetworkPolicy(shop, store),
 		); err != nil {

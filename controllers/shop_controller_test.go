@@ -47,6 +47,9 @@ func expectedChildren(shop *shopv1.Shop) []client.Object {
 	objs := []client.Object{&corev1.Secret{ObjectMeta: meta(resources.ConnectionsSecretName(shop))}}
 	for _, s := range resources.InClusterStores(shop) {
 		n := resources.Name(shop, s)
+		if s == resources.RabbitMQ {
+			objs = append(objs, &corev1.Secret{ObjectMeta: meta(resources.RabbitMQConfigSecretName(shop))})
+		}
 		objs = append(objs,
 			&corev1.Secret{ObjectMeta: meta(resources.CredentialsSecretName(shop, s))},
 			&appsv1.Deployment{ObjectMeta: meta(n)}, &corev1.Service{ObjectMeta: meta(n)},
@@ -451,6 +454,58 @@ var _ = Describe("Shop controller", func() {
 		Expect(secretData(shop, "creds-rabbitmq-credentials")).To(Equal(rabbit))
 		Expect(string(secretData(shop, "creds-connections")[resources.MongoDBURIKey(resources.Order)])).
 			To(ContainSubstring(":" + string(mongo[resources.PasswordKey]) + "@creds-mongodb:27017/orders"))
+	})
+
+	It("configures the broker through files made from its credentials, and waits for credentials it cannot write", func() {
+		shop := minimalShop(takeNamespace(), "files")
+		createShopAndWait(shop)
+		creds := secretData(shop, "files-rabbitmq-credentials")
+		conf := string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])
+		Expect(conf).To(ContainSubstring("default_user = " + string(creds[resources.UsernameKey]) + "\n"))
+		Expect(conf).To(ContainSubstring("default_pass = " + string(creds[resources.PasswordKey]) + "\n"))
+		rabbit := deployment(shop, resources.RabbitMQ)
+		Expect(rabbit.Spec.Template.Spec.Containers[0].Env).To(BeEmpty())
+		Expect(rabbit.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "files-rabbitmq-config")))
+		checksumBefore := rabbit.Spec.Template.Annotations[resources.ChecksumAnnotation]
+		markAvailable(k8sClient, shop)
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+
+		By("refusing a password rabbitmq.conf cannot carry, without showing it")
+		setPassword := func(password string) {
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				s := &corev1.Secret{}
+				Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "files-rabbitmq-credentials"}, s)).To(Succeed())
+				s.Data[resources.PasswordKey] = []byte(password)
+				return k8sClient.Update(ctx, s)
+			})).To(Succeed())
+		}
+		setPassword("before#after")
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/CredentialsInvalid"))
+		degraded := meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded)
+		Expect(degraded.Message).To(ContainSubstring("password of Secret files-rabbitmq-credentials holds '#'"))
+		Expect(degraded.Message).NotTo(ContainSubstring("before#after"))
+		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(Equal(conf), "the broker's files are left as they were")
+		Expect(deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(checksumBefore))
+
+		By("rolling the broker when its files change")
+		setPassword("after")
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
+		Eventually(func() []byte { return secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey] }).
+			WithTimeout(timeout).Should(ContainSubstring("default_pass = after\n"))
+		Eventually(func() string {
+			return deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]
+		}).WithTimeout(timeout).ShouldNot(Equal(checksumBefore))
+	})
+
+	It("runs FerretDB from its own image with no credentials", func() {
+		shop := minimalShop(takeNamespace(), "ferret")
+		shop.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+		createShopAndWait(shop)
+		c := deployment(shop, resources.MongoDB).Spec.Template.Spec.Containers[0]
+		Expect(c.Image).To(Equal(shopv1.DefaultFerretDBImage))
+		Expect(c.Command).To(BeEmpty())
+		Expect(c.Env).To(ContainElement(corev1.EnvVar{Name: "FERRETDB_HANDLER", Value: "sqlite"}))
+		Expect(string(secretData(shop, "ferret-connections")[resources.MongoDBURIKey(resources.Order)])).To(Equal("mongodb://ferret-mongodb:27017/orders"))
 	})
 
 	It("writes nothing when a reconcile finds everything as desired", func() {

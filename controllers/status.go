@@ -48,6 +48,9 @@ const (
 	ReasonChildRejected = "ChildRejected"
 	// ReasonChildConflict (Degraded=True): an object with a child's name belongs to someone else.
 	ReasonChildConflict = "ChildConflict"
+	// ReasonCredentialsInvalid (Degraded=True): a store's credentials Secret holds a value
+	// the store's configuration cannot carry.
+	ReasonCredentialsInvalid = "CredentialsInvalid"
 )
 
 // Problem is something the controller cannot fix by retrying: it waits for the user

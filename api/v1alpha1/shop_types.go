@@ -14,6 +14,9 @@ const DefaultImage = "ghcr.io/shopkeeper-dev/shopkeeper-services"
 const (
 	// DefaultMongoDBImage is the MongoDB image of an in-cluster store with engine MongoDB.
 	DefaultMongoDBImage = "mongo:8.0"
+	// DefaultFerretDBImage is the image of an in-cluster store with engine FerretDB:
+	// FerretDB's own, at the version the project tests with (hack/tools/go.mod).
+	DefaultFerretDBImage = "ghcr.io/ferretdb/ferretdb:1.24.2"
 	// DefaultRabbitMQImage is the RabbitMQ image of an in-cluster broker.
 	DefaultRabbitMQImage = "rabbitmq:4-management"
 )
@@ -203,13 +206,16 @@ type MongoDBEngine string
 const (
 	// EngineMongoDB runs MongoDB (image mongo:8.0 unless set).
 	EngineMongoDB MongoDBEngine = "MongoDB"
-	// EngineFerretDB runs FerretDB over SQLite from the services image (binary /ferretdb).
+	// EngineFerretDB runs FerretDB over SQLite (image ghcr.io/ferretdb/ferretdb:1.24.2 unless set).
 	EngineFerretDB MongoDBEngine = "FerretDB"
 )
 
 // StoreSpec is what an in-cluster store accepts; it is refused next to `external`.
 type StoreSpec struct {
 	// Image of the store. Empty means the default of the store (see each store).
+	// The operator configures a store through files and variables of the server
+	// itself, not of an image's entrypoint, so an image of one's own works when it
+	// runs the same server the same way (see each store).
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Image string `json:"image,omitempty"`
@@ -232,8 +238,11 @@ type StoreSpec struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="mongodb.external cannot be combined with image, storage or resources: those describe an in-cluster MongoDB"
 type MongoDBSpec struct {
-	// Engine of the in-cluster store. MongoDB runs mongo:8.0 by default; FerretDB
-	// runs the FerretDB binary of the services image.
+	// Engine of the in-cluster store. MongoDB runs mongo:8.0 by default, with its root
+	// user from the official image's MONGO_INITDB_ROOT_USERNAME and _PASSWORD.
+	// FerretDB runs ghcr.io/ferretdb/ferretdb:1.24.2 by default: MongoDB's wire
+	// protocol over SQLite in the volume, set through FerretDB's own FERRETDB_*
+	// variables; an image of one's own must start FerretDB 1.x as its entrypoint.
 	// +kubebuilder:default=MongoDB
 	// +optional
 	Engine MongoDBEngine `json:"engine,omitempty"`
@@ -242,6 +251,10 @@ type MongoDBSpec struct {
 }
 
 // RabbitMQSpec is the message broker. The shop uses a virtual host of its own.
+// The in-cluster broker reads its user, virtual host and listener from
+// /etc/rabbitmq/conf.d/90-shopkeeper.conf and its node name from
+// /etc/rabbitmq/rabbitmq-env.conf, both mounted from a Secret, so any image running
+// rabbitmq-server 3.10 or later as user 999 with HOME=/var/lib/rabbitmq works.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="rabbitmq.external cannot be combined with image, storage or resources: those describe an in-cluster RabbitMQ"
 type RabbitMQSpec struct {

@@ -160,7 +160,7 @@ func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secr
 						LivenessProbe:   httpProbe("/healthz", 10, 3),
 						ReadinessProbe:  httpProbe("/readyz", 5, 2),
 						Resources:       a.resources,
-						SecurityContext: containerSecurityContext(true),
+						SecurityContext: containerSecurityContext(),
 						VolumeMounts:    mounts,
 					}},
 					Volumes: volumes,

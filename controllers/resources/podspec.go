@@ -53,23 +53,29 @@ func checksum(data map[string][]byte, keys ...string) string {
 
 // podSecurityContext runs a pod as uid/gid id, never as root, with the runtime's
 // default seccomp profile; fsGroup makes mounted volumes writable for that group.
+//
+// The kubelet hands a volume to fsGroup once, when its root is not the group's yet,
+// rather than at every mount: each pass adds group read and write to every file,
+// and Erlang refuses a cookie file ($HOME/.erlang.cookie, on RabbitMQ's volume)
+// that others than its owner may read, so the broker would not start a second time.
 func podSecurityContext(id int64) *corev1.PodSecurityContext {
 	return &corev1.PodSecurityContext{
-		RunAsNonRoot:   ptr.To(true),
-		RunAsUser:      ptr.To(id),
-		RunAsGroup:     ptr.To(id),
-		FSGroup:        ptr.To(id),
-		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		RunAsNonRoot:        ptr.To(true),
+		RunAsUser:           ptr.To(id),
+		RunAsGroup:          ptr.To(id),
+		FSGroup:             ptr.To(id),
+		FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
+		SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 
 // containerSecurityContext is the restricted Pod Security Standard for a container:
-// no privilege escalation, no capabilities, and a read-only root filesystem unless the
-// image must write outside its volumes.
-func containerSecurityContext(readOnlyRoot bool) *corev1.SecurityContext {
+// no privilege escalation, no capabilities, and a read-only root filesystem (what a
+// container writes goes to its volumes).
+func containerSecurityContext() *corev1.SecurityContext {
 	return &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
-		ReadOnlyRootFilesystem:   ptr.To(readOnlyRoot),
+		ReadOnlyRootFilesystem:   ptr.To(true),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
 }

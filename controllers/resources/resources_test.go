@@ -64,7 +64,12 @@ func allObjects(t *testing.T, shop *shopv1.Shop) []client.Object {
 	objs := []client.Object{conn}
 	for _, s := range InClusterStores(shop) {
 		creds := CredentialsSecret(shop, s, nil)
-		objs = append(objs, creds, StoreDeployment(shop, s, creds), StoreService(shop, s),
+		read := creds
+		if s == RabbitMQ {
+			read = rabbitMQConfig(t, shop, creds)
+			objs = append(objs, read)
+		}
+		objs = append(objs, creds, StoreDeployment(shop, s, read), StoreService(shop, s),
 			StorePersistentVolumeClaim(shop, s), NetworkPolicy(shop, s))
 	}
 	for _, a := range Apps {
@@ -74,10 +79,20 @@ func allObjects(t *testing.T, shop *shopv1.Shop) []client.Object {
 	return objs
 }
 
+// rabbitMQConfig is the broker's configuration Secret made from creds.
+func rabbitMQConfig(t *testing.T, shop *shopv1.Shop, creds *corev1.Secret) *corev1.Secret {
+	t.Helper()
+	config, err := RabbitMQConfigSecret(shop, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
+
 func TestEveryChildIsLabelledAndOwned(t *testing.T) {
 	shop := newShop()
 	objs := allObjects(t, shop)
-	if got, want := len(objs), 1+2*5+5*4; got != want {
+	if got, want := len(objs), 1+2*5+1+5*4; got != want {
 		t.Fatalf("built %d objects, want %d", got, want)
 	}
 	for _, o := range objs {
@@ -384,21 +399,55 @@ func TestStores(t *testing.T) {
 				if c.Image != "mongo:8.0" || ptr.Deref(d.Spec.Template.Spec.SecurityContext.RunAsUser, 0) != 999 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 					t.Errorf("mongodb: image %q, pod security %+v, strategy %s", c.Image, d.Spec.Template.Spec.SecurityContext, d.Spec.Strategy.Type)
 				}
-				r := StoreDeployment(shop, RabbitMQ, CredentialsSecret(shop, RabbitMQ, nil)).Spec.Template.Spec.Containers[0]
-				if r.Image != "rabbitmq:4-management" || r.Env[2].Value != "shop" {
-					t.Errorf("rabbitmq: image %q env %v", r.Image, r.Env)
+				if got := envNames(c.Env); !slices.Equal(got, []string{"MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD"}) || c.Env[1].ValueFrom.SecretKeyRef.Name != "demo-mongodb-credentials" {
+					t.Errorf("mongodb env %v", c.Env)
 				}
 				pvc := StorePersistentVolumeClaim(shop, MongoDB)
 				if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.String() != "1Gi" || pvc.Spec.StorageClassName != nil {
 					t.Errorf("pvc size %s class %v", got.String(), pvc.Spec.StorageClassName)
 				}
-				if got := StoreService(shop, RabbitMQ).Spec.Ports[0].Port; got != 5672 {
-					t.Errorf("rabbitmq service port %d", got)
+				if got := StoreService(shop, RabbitMQ).Spec.Ports[0]; got.Port != 5672 || got.TargetPort.StrVal != "amqp" {
+					t.Errorf("rabbitmq service port %+v", got)
 				}
 			},
 		},
 		{
-			name: "FerretDB engine runs the services image",
+			name:       "RabbitMQ reads mounted files, no variables",
+			wantStores: []string{MongoDB, RabbitMQ},
+			check: func(t *testing.T, shop *shopv1.Shop) {
+				d := StoreDeployment(shop, RabbitMQ, rabbitMQConfig(t, shop, CredentialsSecret(shop, RabbitMQ, nil)))
+				p := d.Spec.Template.Spec
+				c := p.Containers[0]
+				if c.Image != "rabbitmq:4-management" || len(c.Env) != 0 || len(c.Command) != 0 || len(c.Args) != 0 {
+					t.Errorf("rabbitmq: image %q env %v command %v args %v: want the image's entrypoint and no variables", c.Image, c.Env, c.Command, c.Args)
+				}
+				if ptr.Deref(p.SecurityContext.RunAsUser, 0) != 999 || ptr.Deref(p.SecurityContext.FSGroup, 0) != 999 {
+					t.Errorf("rabbitmq pod security %+v", p.SecurityContext)
+				}
+				wantMounts := []string{
+					"log:/var/log/rabbitmq", "tmp:/tmp", "data:/var/lib/rabbitmq",
+					"config:/etc/rabbitmq/conf.d/90-shopkeeper.conf<90-shopkeeper.conf",
+					"config:/etc/rabbitmq/rabbitmq-env.conf<rabbitmq-env.conf",
+				}
+				if got := mountsOf(c.VolumeMounts); !slices.Equal(got, wantMounts) {
+					t.Errorf("rabbitmq mounts %v, want %v", got, wantMounts)
+				}
+				for _, m := range c.VolumeMounts {
+					if m.SubPath != "" && !m.ReadOnly {
+						t.Errorf("mount %s is writable", m.MountPath)
+					}
+				}
+				config := volumeNamed(p.Volumes, "config").Secret
+				if config == nil || config.SecretName != "demo-rabbitmq-config" || ptr.Deref(config.DefaultMode, 0) != 0o440 || len(config.Items) != 2 {
+					t.Errorf("config volume %+v", config)
+				}
+				if c.LivenessProbe.TCPSocket.Port.StrVal != "amqp" || c.ReadinessProbe.TCPSocket.Port.StrVal != "amqp" || len(c.Ports) != 1 || c.Ports[0].ContainerPort != 5672 {
+					t.Errorf("rabbitmq probes %+v %+v ports %v", c.LivenessProbe, c.ReadinessProbe, c.Ports)
+				}
+			},
+		},
+		{
+			name: "FerretDB engine runs FerretDB's image, set by FerretDB's variables",
 			edit: func(s *shopv1.Shop) {
 				s.Spec.MongoDB.Engine = shopv1.EngineFerretDB
 				s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("5Gi")), StorageClassName: ptr.To("fast")}
@@ -406,17 +455,40 @@ func TestStores(t *testing.T) {
 			wantStores: []string{MongoDB, RabbitMQ},
 			check: func(t *testing.T, shop *shopv1.Shop) {
 				d := StoreDeployment(shop, MongoDB, nil)
-				c := d.Spec.Template.Spec.Containers[0]
-				wantArgs := []string{"-listen-addr", "0.0.0.0:27017", "-data-dir", "/data"}
-				if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper-services:v0.1.0" || !slices.Equal(c.Command, []string{"/ferretdb"}) || !slices.Equal(c.Args, wantArgs) {
-					t.Errorf("ferretdb container %s %v %v", c.Image, c.Command, c.Args)
+				p := d.Spec.Template.Spec
+				c := p.Containers[0]
+				if c.Image != "ghcr.io/ferretdb/ferretdb:1.24.2" || len(c.Command) != 0 || len(c.Args) != 0 {
+					t.Errorf("ferretdb container %s %v %v: want FerretDB's image and its entrypoint", c.Image, c.Command, c.Args)
 				}
-				if !ptr.Deref(c.SecurityContext.ReadOnlyRootFilesystem, false) || len(c.Env) != 0 {
-					t.Errorf("ferretdb security %+v env %v", c.SecurityContext, c.Env)
+				wantEnv := map[string]string{
+					"FERRETDB_HANDLER": "sqlite", "FERRETDB_SQLITE_URL": "file:/data/", "FERRETDB_LISTEN_ADDR": ":27017",
+					"FERRETDB_STATE_DIR": "/data", "FERRETDB_DEBUG_ADDR": "127.0.0.1:8088", "FERRETDB_TELEMETRY": "disable",
+				}
+				if got := envValues(c.Env); !maps.Equal(got, wantEnv) {
+					t.Errorf("ferretdb env %v, want %v", got, wantEnv)
+				}
+				if got := mountsOf(c.VolumeMounts); !slices.Equal(got, []string{"tmp:/tmp", "data:/data"}) {
+					t.Errorf("ferretdb mounts %v", got)
+				}
+				if ptr.Deref(p.SecurityContext.RunAsUser, 0) != 65532 || d.Spec.Template.Annotations[ChecksumAnnotation] != checksum(nil) {
+					t.Errorf("ferretdb pod security %+v, annotations %v", p.SecurityContext, d.Spec.Template.Annotations)
 				}
 				pvc := StorePersistentVolumeClaim(shop, MongoDB)
 				if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.String() != "5Gi" || ptr.Deref(pvc.Spec.StorageClassName, "") != "fast" {
 					t.Errorf("pvc size %s class %v", got.String(), pvc.Spec.StorageClassName)
+				}
+			},
+		},
+		{
+			name: "FerretDB image of one's own",
+			edit: func(s *shopv1.Shop) {
+				s.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+				s.Spec.MongoDB.Image = "localhost/shopkeeper/ferretdb:v1.24.2"
+			},
+			wantStores: []string{MongoDB, RabbitMQ},
+			check: func(t *testing.T, shop *shopv1.Shop) {
+				if c := StoreDeployment(shop, MongoDB, nil).Spec.Template.Spec.Containers[0]; c.Image != "localhost/shopkeeper/ferretdb:v1.24.2" || len(c.Env) != 6 {
+					t.Errorf("ferretdb %s env %v", c.Image, c.Env)
 				}
 			},
 		},
@@ -505,4 +577,45 @@ func TestGatewayServiceTypeAndEndpoint(t *testing.T) {
 	if got := Endpoint(newShop()); got != "http://demo-gateway.shops.svc:80" {
 		t.Errorf("endpoint %q", got)
 	}
+}
+
+// envNames lists the names of env in order.
+func envNames(env []corev1.EnvVar) []string {
+	var out []string
+	for _, e := range env {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+// envValues maps the names of env set inline to their values.
+func envValues(env []corev1.EnvVar) map[string]string {
+	out := map[string]string{}
+	for _, e := range env {
+		out[e.Name] = e.Value
+	}
+	return out
+}
+
+// mountsOf describes mounts as "volume:path", with "<subPath" when one is set.
+func mountsOf(mounts []corev1.VolumeMount) []string {
+	var out []string
+	for _, m := range mounts {
+		d := m.Name + ":" + m.MountPath
+		if m.SubPath != "" {
+			d += "<" + m.SubPath
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// volumeNamed returns the volume called name, or an empty one.
+func volumeNamed(volumes []corev1.Volume, name string) corev1.Volume {
+	for _, v := range volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	return corev1.Volume{}
 }

@@ -1,6 +1,8 @@
 package resources
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -11,7 +13,8 @@ import (
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
 
-// storeUID is the user of the official mongo and rabbitmq images.
+// storeUID is the user of the official mongo and rabbitmq images, and of the
+// RabbitMQ image made for the local cluster.
 const storeUID = 999
 
 // defaultStoreResources fit a small single-instance store.
@@ -19,20 +22,21 @@ var defaultStoreResources = requirements("100m", "256Mi", "1Gi")
 
 // store is what distinguishes one in-cluster store from the other.
 type store struct {
-	name      string
-	spec      shopv1.StoreSpec
-	image     string
-	command   []string
-	args      []string
-	port      int32
-	ports     []corev1.ContainerPort
-	env       []corev1.EnvVar
-	dataPath  string
-	scratch   map[string]string
-	uid       int64
-	readOnly  bool
-	callers   []string
-	checksums []string // credentials keys the pods read
+	name     string
+	spec     shopv1.StoreSpec
+	image    string
+	port     int32
+	portName string
+	env      []corev1.EnvVar
+	dataPath string
+	scratch  map[string]string
+	uid      int64
+	callers  []string
+	// files maps keys of the Secret the pods read (see StoreDeployment) to the paths
+	// where the store reads them; the Secret is mounted only when files is set.
+	files map[string]string
+	// checksums are the keys of that Secret whose values the pods read at start.
+	checksums []string
 }
 
 // InClusterStores are the stores the shop runs in the cluster, in the order they are
@@ -50,88 +54,109 @@ func InClusterStores(shop *shopv1.Shop) []string {
 
 // storeFor describes the in-cluster store name of shop.
 func storeFor(shop *shopv1.Shop, name string) store {
-	creds := CredentialsSecretName(shop, name)
-	switch name {
-	case MongoDB:
-		s := store{
+	var s store
+	switch {
+	case name == MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB:
+		s = ferretDBStore(shop)
+	case name == MongoDB:
+		creds := CredentialsSecretName(shop, MongoDB)
+		s = store{
 			name:     MongoDB,
 			spec:     shop.Spec.MongoDB.StoreSpec,
 			image:    shopv1.DefaultMongoDBImage,
 			port:     MongoDBPort,
+			portName: "mongodb",
 			dataPath: "/data/db",
 			// mongod writes its socket to /tmp; the entrypoint keeps state in /data/configdb.
 			scratch:   map[string]string{"tmp": "/tmp", "configdb": "/data/configdb"},
 			uid:       storeUID,
-			readOnly:  true,
-			callers:   []string{User, Product, Order, Payment},
+			callers:   mongoDBCallers,
 			checksums: []string{UsernameKey, PasswordKey},
 			env: []corev1.EnvVar{
 				secretEnv("MONGO_INITDB_ROOT_USERNAME", creds, UsernameKey),
 				secretEnv("MONGO_INITDB_ROOT_PASSWORD", creds, PasswordKey),
 			},
 		}
-		if shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
-			// FerretDB over SQLite from the services image: our binary, our user, no credentials.
-			s.image = servicesImage(shop)
-			s.command = []string{"/ferretdb"}
-			s.args = []string{"-listen-addr", "0.0.0.0:" + strconv.Itoa(MongoDBPort), "-data-dir", "/data"}
-			s.dataPath = "/data"
-			s.scratch = map[string]string{"tmp": "/tmp"}
-			s.uid = nonRootID
-			s.env = nil
-			s.checksums = nil
-		}
-		if s.spec.Image != "" {
-			s.image = s.spec.Image
-		}
-		s.ports = []corev1.ContainerPort{{Name: "mongodb", ContainerPort: MongoDBPort, Protocol: corev1.ProtocolTCP}}
-		return s
-	case RabbitMQ:
-		s := store{
+	case name == RabbitMQ:
+		s = store{
 			name:     RabbitMQ,
 			spec:     shop.Spec.RabbitMQ.StoreSpec,
 			image:    shopv1.DefaultRabbitMQImage,
 			port:     RabbitMQPort,
-			dataPath: "/var/lib/rabbitmq",
-			uid:      storeUID,
-			// The image's entrypoint and the node write configuration and logs outside
-			// the data volume at start, so its root filesystem stays writable.
-			readOnly:  false,
+			portName: "amqp",
+			// Data, and the Erlang cookie in HOME, live on the volume. With the logs on
+			// standard output the node writes only the (empty) upgrade log, and an Erlang
+			// crash dump, to /var/log/rabbitmq.
+			dataPath:  "/var/lib/rabbitmq",
+			scratch:   map[string]string{"tmp": "/tmp", "log": "/var/log/rabbitmq"},
+			uid:       storeUID,
 			callers:   []string{Order, Payment},
-			checksums: []string{UsernameKey, PasswordKey},
-			env: []corev1.EnvVar{
-				secretEnv("RABBITMQ_DEFAULT_USER", creds, UsernameKey),
-				secretEnv("RABBITMQ_DEFAULT_PASS", creds, PasswordKey),
-				{Name: "RABBITMQ_DEFAULT_VHOST", Value: RabbitMQVhost},
-			},
-			ports: []corev1.ContainerPort{
-				{Name: "amqp", ContainerPort: RabbitMQPort, Protocol: corev1.ProtocolTCP},
-				{Name: "management", ContainerPort: 15672, Protocol: corev1.ProtocolTCP},
-			},
+			files:     rabbitMQFiles,
+			checksums: slices.Sorted(maps.Keys(rabbitMQFiles)),
 		}
-		if s.spec.Image != "" {
-			s.image = s.spec.Image
-		}
-		return s
+	default:
+		panic("resources: unknown store " + name)
 	}
-	panic("resources: unknown store " + name)
+	if s.spec.Image != "" {
+		s.image = s.spec.Image
+	}
+	return s
+}
+
+// mongoDBCallers are the services with a database of their own.
+var mongoDBCallers = []string{User, Product, Order, Payment}
+
+// ferretDBStore is the MongoDB store with engine FerretDB: FerretDB over SQLite files
+// in the volume. It is set through FerretDB's own FERRETDB_* variables, which its
+// official image (entrypoint /ferretdb) and a build of its cmd/ferretdb read alike,
+// and it checks no credentials (the NetworkPolicy guards it). Every location is
+// set, so none of an image's defaults (FerretDB's state in /state, say) applies.
+func ferretDBStore(shop *shopv1.Shop) store {
+	return store{
+		name:     MongoDB,
+		spec:     shop.Spec.MongoDB.StoreSpec,
+		image:    shopv1.DefaultFerretDBImage,
+		port:     MongoDBPort,
+		portName: "mongodb",
+		dataPath: "/data",
+		// SQLite puts temporary files of large sorts in /tmp; the official image has none.
+		scratch: map[string]string{"tmp": "/tmp"},
+		// A static binary that needs no account: the user of distroless images.
+		uid:     nonRootID,
+		callers: mongoDBCallers,
+		env: []corev1.EnvVar{
+			{Name: "FERRETDB_HANDLER", Value: "sqlite"},
+			{Name: "FERRETDB_SQLITE_URL", Value: "file:/data/"},
+			{Name: "FERRETDB_LISTEN_ADDR", Value: ":" + strconv.Itoa(MongoDBPort)},
+			// state.json (an instance id) next to the databases, not in the image.
+			{Name: "FERRETDB_STATE_DIR", Value: "/data"},
+			// Metrics and pprof stay inside the pod.
+			{Name: "FERRETDB_DEBUG_ADDR", Value: "127.0.0.1:8088"},
+			{Name: "FERRETDB_TELEMETRY", Value: "disable"},
+		},
+	}
 }
 
 // StoreDeployment is the single-instance Deployment of an in-cluster store. It uses
-// the Recreate strategy: two pods must never share the ReadWriteOnce volume. creds is
-// the store's credentials Secret (nil for FerretDB, which reads none).
-func StoreDeployment(shop *shopv1.Shop, name string, creds *corev1.Secret) *appsv1.Deployment {
+// the Recreate strategy: two pods must never share the ReadWriteOnce volume. read is
+// the Secret whose values the store's pods read at start: the credentials Secret for
+// MongoDB, the configuration Secret for RabbitMQ (RabbitMQConfigSecret), nil for
+// FerretDB, which reads none.
+func StoreDeployment(shop *shopv1.Shop, name string, read *corev1.Secret) *appsv1.Deployment {
 	s := storeFor(shop, name)
 	var data map[string][]byte
-	if creds != nil {
-		data = creds.Data
+	if read != nil {
+		data = read.Data
 	}
 	volumes, mounts := scratchVolumes(s.scratch)
 	volumes = append(volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{
 		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: Name(shop, name)},
 	}})
 	mounts = append(mounts, corev1.VolumeMount{Name: "data", MountPath: s.dataPath})
-	portName := s.ports[0].Name
+	if len(s.files) > 0 {
+		v, m := secretFileVolume("config", RabbitMQConfigSecretName(shop), s.files)
+		volumes, mounts = append(volumes, v), append(mounts, m...)
+	}
 	return &appsv1.Deployment{
 		ObjectMeta: objectMeta(shop, Name(shop, name), name),
 		Spec: appsv1.DeploymentSpec{
@@ -150,15 +175,16 @@ func StoreDeployment(shop *shopv1.Shop, name string, creds *corev1.Secret) *apps
 						Name:            name,
 						Image:           s.image,
 						ImagePullPolicy: shop.Spec.ImagePullPolicy,
-						Command:         s.command,
-						Args:            s.args,
 						Env:             s.env,
-						Ports:           s.ports,
-						// Stores start slowly (RabbitMQ boots Erlang): liveness waits, readiness polls.
-						LivenessProbe:   tcpProbe(portName, 60, 20, 6),
-						ReadinessProbe:  tcpProbe(portName, 5, 5, 3),
+						Ports:           []corev1.ContainerPort{{Name: s.portName, ContainerPort: s.port, Protocol: corev1.ProtocolTCP}},
+						// Stores start slowly (RabbitMQ boots Erlang): liveness waits, readiness
+						// polls. A TCP check works with every image and costs nothing, where
+						// `rabbitmq-diagnostics ping` boots an Erlang VM per probe. RabbitMQ
+						// opens its listener only once its user and virtual host exist.
+						LivenessProbe:   tcpProbe(s.portName, 60, 20, 6),
+						ReadinessProbe:  tcpProbe(s.portName, 5, 5, 3),
 						Resources:       resourcesOr(s.spec.Resources, defaultStoreResources),
-						SecurityContext: containerSecurityContext(s.readOnly),
+						SecurityContext: containerSecurityContext(),
 						VolumeMounts:    mounts,
 					}},
 					Volumes: volumes,
@@ -166,6 +192,24 @@ func StoreDeployment(shop *shopv1.Shop, name string, creds *corev1.Secret) *apps
 			},
 		},
 	}
+}
+
+// secretFileVolume mounts keys of Secret name as single files at their paths
+// (files maps key to path). Each is mounted by subPath, so the files an image keeps
+// next to them (the official RabbitMQ image's conf.d/10-defaults.conf) stay. A
+// file mounted by subPath does not follow later changes of the Secret: the pod
+// template's checksum rolls the pods instead. The files are readable by the pod's
+// group only (fsGroup), as they hold a password.
+func secretFileVolume(volume, name string, files map[string]string) (corev1.Volume, []corev1.VolumeMount) {
+	v := corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: name, DefaultMode: ptr.To[int32](0o440),
+	}}}
+	var mounts []corev1.VolumeMount
+	for _, key := range slices.Sorted(maps.Keys(files)) {
+		v.Secret.Items = append(v.Secret.Items, corev1.KeyToPath{Key: key, Path: key})
+		mounts = append(mounts, corev1.VolumeMount{Name: volume, MountPath: files[key], SubPath: key, ReadOnly: true})
+	}
+	return v, mounts
 }
 
 // StoreService is the ClusterIP Service in front of an in-cluster store.
@@ -177,7 +221,7 @@ func StoreService(shop *shopv1.Shop, name string) *corev1.Service {
 			Type:     corev1.ServiceTypeClusterIP,
 			Selector: SelectorLabels(shop, name),
 			Ports: []corev1.ServicePort{{
-				Name: s.ports[0].Name, Port: s.port, TargetPort: intstr.FromString(s.ports[0].Name), Protocol: corev1.ProtocolTCP,
+				Name: s.portName, Port: s.port, TargetPort: intstr.FromString(s.portName), Protocol: corev1.ProtocolTCP,
 			}},
 		},
 	}

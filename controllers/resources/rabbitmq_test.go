@@ -1,0 +1,362 @@
+package resources
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	corev1 "k8s.io/api/core/v1"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+)
+
+func rabbitCreds(user, pass string) *corev1.Secret {
+	s := &corev1.Secret{Data: map[string][]byte{UsernameKey: []byte(user), PasswordKey: []byte(pass)}}
+	s.Name = "demo-rabbitmq-credentials"
+	return s
+}
+
+func TestRabbitMQConfigSecret(t *testing.T) {
+	shop := newShop()
+	config := rabbitMQConfig(t, shop, rabbitCreds("shopkeeper", `p@ss:w/rd$%^&*()=\;'"x y`))
+	if config.Name != "demo-rabbitmq-config" || config.Namespace != "shops" || config.Labels[LabelShop] != "demo" {
+		t.Errorf("metadata %+v", config.ObjectMeta)
+	}
+	wantConf := `# Written by the Shopkeeper operator from Secret demo-rabbitmq-credentials.
+# The default user and virtual host are created at the broker's first start, when
+# its data folder is empty; later starts keep the users they find.
+default_user = shopkeeper
+default_pass = p@ss:w/rd$%^&*()=\;'"x y
+default_vhost = shop
+# A user other than guest is not held to loopback anyway; this says so for any name.
+loopback_users = none
+listeners.tcp.default = 5672
+`
+	if got := string(config.Data[RabbitMQConfKey]); got != wantConf {
+		t.Errorf("%s:\n%s\nwant:\n%s", RabbitMQConfKey, got, wantConf)
+	}
+	wantEnv := "# Written by the Shopkeeper operator; read by rabbitmq-server and the CLI tools.\nNODENAME=rabbit@localhost\nLOGS=-\n"
+	if got := string(config.Data[RabbitMQEnvKey]); got != wantEnv {
+		t.Errorf("%s:\n%s\nwant:\n%s", RabbitMQEnvKey, got, wantEnv)
+	}
+	if len(config.Data) != 2 {
+		t.Errorf("keys %v", config.Data)
+	}
+	if again := rabbitMQConfig(t, shop, rabbitCreds("shopkeeper", `p@ss:w/rd$%^&*()=\;'"x y`)); string(again.Data[RabbitMQConfKey]) != wantConf {
+		t.Error("the same credentials gave another file: every reconcile would roll the broker")
+	}
+
+	refused := []struct{ name, user, pass, want string }{
+		{"comment sign", "shopkeeper", "abc#def", "password of Secret demo-rabbitmq-credentials holds '#'"},
+		{"leading space", " shopkeeper", "secret", "username of Secret demo-rabbitmq-credentials starts or ends with a space"},
+		{"trailing tab", "shopkeeper", "secret\t", "password of Secret demo-rabbitmq-credentials starts or ends with a space"},
+		{"new line", "shopkeeper", "sec\nret", "other than printable ASCII"},
+		{"not ASCII", "shopkeeper", "naïve", "other than printable ASCII"},
+		{"empty", "", "secret", "username of Secret demo-rabbitmq-credentials is empty"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := RabbitMQConfigSecret(shop, rabbitCreds(tt.user, tt.pass))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), tt.pass) && tt.pass != "" {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+}
+
+func TestStoreChecksumFollowsItsFiles(t *testing.T) {
+	shop := newShop()
+	config := func(pass string) *corev1.Secret { return rabbitMQConfig(t, shop, rabbitCreds("shopkeeper", pass)) }
+	sum := func(read *corev1.Secret) string {
+		return StoreDeployment(shop, RabbitMQ, read).Spec.Template.Annotations[ChecksumAnnotation]
+	}
+	if sum(config("one")) != sum(config("one")) {
+		t.Error("checksum not stable")
+	}
+	if sum(config("one")) == sum(config("two")) {
+		t.Error("a new password in the files left the pods as they are")
+	}
+	changedEnv := config("one")
+	changedEnv.Data[RabbitMQEnvKey] = []byte("NODENAME=other@localhost\n")
+	if sum(config("one")) == sum(changedEnv) {
+		t.Error("a new environment file left the pods as they are")
+	}
+}
+
+func TestStorePodsAreRestricted(t *testing.T) {
+	for _, engine := range []shopv1.MongoDBEngine{shopv1.EngineMongoDB, shopv1.EngineFerretDB} {
+		shop := newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = engine })
+		for _, name := range InClusterStores(shop) {
+			p := StoreDeployment(shop, name, nil).Spec.Template.Spec
+			sc, c := p.SecurityContext, p.Containers[0].SecurityContext
+			if !*sc.RunAsNonRoot || *sc.RunAsUser == 0 || *sc.FSGroupChangePolicy != corev1.FSGroupChangeOnRootMismatch ||
+				sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault || *p.AutomountServiceAccountToken {
+				t.Errorf("%s %s: pod security %+v", engine, name, sc)
+			}
+			if *c.AllowPrivilegeEscalation || !*c.ReadOnlyRootFilesystem || len(c.Capabilities.Drop) != 1 || c.Capabilities.Drop[0] != "ALL" {
+				t.Errorf("%s %s: container security %+v", engine, name, c)
+			}
+		}
+	}
+}
+
+// rabbitMQScripts is where Debian's rabbitmq-server package keeps the scripts the
+// local cluster's image runs (its entrypoint is rabbitmq-server there).
+const rabbitMQScripts = "/usr/lib/rabbitmq/bin"
+
+// TestRabbitMQConfigRunsABroker starts the broker installed on this machine (Debian's
+// rabbitmq-server, the one the local cluster's image holds) with the files of the
+// configuration Secret laid out where the Deployment mounts them, and connects the
+// way the services do. Only what keeps the node private to the test is added: its
+// folders live under a temporary root, and its ports are free loopback ones (a
+// conf.d file sorted after ours moves the listener).
+func TestRabbitMQConfigRunsABroker(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
+		t.Fatalf("rabbitmq-server is not installed (hack/install-rabbitmq.sh; make test runs it): %v", err)
+	}
+	shop := newShop()
+	creds := CredentialsSecret(shop, RabbitMQ, nil)
+	config := rabbitMQConfig(t, shop, creds)
+	d := StoreDeployment(shop, RabbitMQ, config)
+
+	root := t.TempDir()
+	in := func(path string) string { return filepath.Join(root, path) }
+	for _, m := range d.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.SubPath == "" {
+			mustMkdir(t, in(m.MountPath))
+			continue
+		}
+		mustMkdir(t, filepath.Dir(in(m.MountPath)))
+		if err := os.WriteFile(in(m.MountPath), config.Data[m.SubPath], 0o440); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ports := freePorts(t, 3)
+	amqpPort, distPort, epmdPort := ports[0], ports[1], ports[2]
+	listener := "listeners.tcp.default = 127.0.0.1:" + strconv.Itoa(amqpPort) + "\n"
+	if err := os.WriteFile(in("/etc/rabbitmq/conf.d/99-test-listener.conf"), []byte(listener), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		// What the local cluster's image sets.
+		"LANG=C.UTF-8",
+		"HOME=" + in("/var/lib/rabbitmq"),
+		// The image's default locations, moved under root.
+		"RABBITMQ_CONF_ENV_FILE=" + in("/etc/rabbitmq/rabbitmq-env.conf"),
+		"RABBITMQ_CONFIG_FILES=" + in("/etc/rabbitmq/conf.d"),
+		"RABBITMQ_CONFIG_FILE=" + in("/etc/rabbitmq/rabbitmq"),
+		"RABBITMQ_ADVANCED_CONFIG_FILE=" + in("/etc/rabbitmq/advanced.config"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE=" + in("/etc/rabbitmq/enabled_plugins"),
+		"RABBITMQ_MNESIA_BASE=" + in("/var/lib/rabbitmq/mnesia"),
+		"RABBITMQ_LOG_BASE=" + in("/var/log/rabbitmq"),
+		// Private ports, on loopback.
+		"RABBITMQ_DIST_PORT=" + strconv.Itoa(distPort),
+		"ERL_EPMD_PORT=" + strconv.Itoa(epmdPort),
+		"ERL_EPMD_ADDRESS=127.0.0.1",
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+	}
+	epmd := exec.Command("epmd", "-port", strconv.Itoa(epmdPort), "-address", "127.0.0.1")
+	epmd.Env = env
+	startProcess(t, epmd, filepath.Join(root, "epmd.log"), 5*time.Second)
+	node := exec.Command(filepath.Join(rabbitMQScripts, "rabbitmq-server"))
+	node.Env, node.Dir = env, root
+	stdout := filepath.Join(root, "stdout.log")
+	exited := startProcess(t, node, stdout, time.Minute)
+
+	// The URL the services get, pointed at the private listener.
+	u, err := url.Parse(InClusterRabbitMQURL(shop, creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(amqpPort))
+	var conn *amqp.Connection
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		if conn, err = amqp.Dial(u.String()); err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("rabbitmq-server exited during start:\n%s", readFile(t, stdout))
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the services' URL is refused after 3m: %v\n%s", err, readFile(t, stdout))
+		}
+	}
+	defer func() { _ = conn.Close() }()
+
+	t.Run("the services' user works in the shop's virtual host", func(t *testing.T) {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := ch.QueueDeclare("orders", true, false, false, false, nil)
+		if err != nil {
+			t.Fatalf("declare a queue: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ch.PublishWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: []byte("order 1")}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			msg, ok, err := ch.Get(q.Name, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				if string(msg.Body) != "order 1" {
+					t.Errorf("got %q", msg.Body)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatal("the message published never arrived")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	t.Run("guest is gone", func(t *testing.T) {
+		guest := *u
+		guest.User, guest.Path = url.UserPassword("guest", "guest"), "/"
+		c, err := amqp.Dial(guest.String())
+		if err == nil {
+			_ = c.Close()
+			t.Fatal("guest logged in: the default user was not replaced")
+		}
+		if !errors.Is(err, amqp.ErrCredentials) && !strings.Contains(err.Error(), "ACCESS_REFUSED") {
+			t.Errorf("guest refused with %v, want bad credentials", err)
+		}
+	})
+
+	t.Run("the node is named by the environment file, and logs to standard output only", func(t *testing.T) {
+		if _, err := os.Stat(in("/var/lib/rabbitmq/mnesia/" + RabbitMQNodeName)); err != nil {
+			t.Errorf("data folder: %v", err)
+		}
+		logs, err := os.ReadDir(in("/var/log/rabbitmq"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range logs {
+			if info, err := f.Info(); err != nil || info.Size() > 0 {
+				t.Errorf("%s in the log folder is not empty (%v): logs must go to standard output", f.Name(), err)
+			}
+		}
+		if out := readFile(t, stdout); !strings.Contains(out, "node           : "+RabbitMQNodeName) || !strings.Contains(out, "Server startup complete") {
+			t.Errorf("standard output lacks the node's log:\n%s", out)
+		}
+	})
+
+	t.Run("the CLI tools find the node through the environment file", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		ping := exec.CommandContext(ctx, filepath.Join(rabbitMQScripts, "rabbitmq-diagnostics"), "-q", "ping")
+		ping.Env = env
+		if out, err := ping.CombinedOutput(); err != nil {
+			t.Errorf("rabbitmq-diagnostics -q ping: %v\n%s", err, out)
+		}
+	})
+}
+
+// startProcess starts cmd in its own process group with its output to logPath and
+// stops it when the test ends: SIGTERM, then SIGKILL to the whole group after grace.
+// The child also gets SIGTERM should the test binary die first. The returned channel
+// is closed when the process exits.
+func startProcess(t *testing.T, cmd *exec.Cmd, logPath string, grace time.Duration) <-chan struct{} {
+	t.Helper()
+	out, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = out.Close() }() // the child holds its own descriptor
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := startOnLastingThread(cmd); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(grace):
+			t.Errorf("%s did not stop within %s", cmd.Path, grace)
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever the group left behind
+		<-exited
+	})
+	return exited
+}
+
+// starter starts processes from one OS thread that never exits: Pdeathsig fires when
+// the thread that started a child ends, not when the process does.
+var starter = func() chan func() {
+	c := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range c {
+			f()
+		}
+	}()
+	return c
+}()
+
+func startOnLastingThread(cmd *exec.Cmd) error {
+	errc := make(chan error)
+	starter <- func() { errc <- cmd.Start() }
+	return <-errc
+}
+
+// freePorts returns n distinct loopback ports free at the moment.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+func mustMkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
