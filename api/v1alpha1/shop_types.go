@@ -72,7 +72,13 @@ type ShopSpec struct {
 	// +optional
 	MongoDB MongoDBSpec `json:"mongodb,omitzero"`
 
-	// RabbitMQ is the message broker: in the cluster, or external.
+	// RabbitMQ is the message broker: in the cluster, or external. The in-cluster
+	// broker runs rabbitmq:4-management by default. It reads its user, virtual host
+	// and listener from /etc/rabbitmq/conf.d/90-shopkeeper.conf and its node name
+	// from /etc/rabbitmq/rabbitmq-env.conf, both mounted from the Secret
+	// <shop>-rabbitmq-config, and no image-specific variable: an image of one's own
+	// must run rabbitmq-server 3.10 or later as its entrypoint, as user 999, with
+	// HOME=/var/lib/rabbitmq.
 	// +kubebuilder:default={}
 	// +optional
 	RabbitMQ RabbitMQSpec `json:"rabbitmq,omitzero"`
@@ -212,10 +218,8 @@ const (
 
 // StoreSpec is what an in-cluster store accepts; it is refused next to `external`.
 type StoreSpec struct {
-	// Image of the store. Empty means the default of the store (see each store).
-	// The operator configures a store through files and variables of the server
-	// itself, not of an image's entrypoint, so an image of one's own works when it
-	// runs the same server the same way (see each store).
+	// Image of the store. Empty means the store's default (see mongodb.engine and
+	// rabbitmq); an image of one's own must run the same server the same way.
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Image string `json:"image,omitempty"`
@@ -251,10 +255,6 @@ type MongoDBSpec struct {
 }
 
 // RabbitMQSpec is the message broker. The shop uses a virtual host of its own.
-// The in-cluster broker reads its user, virtual host and listener from
-// /etc/rabbitmq/conf.d/90-shopkeeper.conf and its node name from
-// /etc/rabbitmq/rabbitmq-env.conf, both mounted from a Secret, so any image running
-// rabbitmq-server 3.10 or later as user 999 with HOME=/var/lib/rabbitmq works.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="rabbitmq.external cannot be combined with image, storage or resources: those describe an in-cluster RabbitMQ"
 type RabbitMQSpec struct {
