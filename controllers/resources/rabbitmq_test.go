@@ -123,7 +123,8 @@ const rabbitMQScripts = "/usr/lib/rabbitmq/bin"
 // configuration Secret laid out where the Deployment mounts them, and connects the
 // way the services do. Only what keeps the node private to the test is added: its
 // folders live under a temporary root, and its ports are free loopback ones (a
-// conf.d file sorted after ours moves the listener).
+// conf.d file sorted after ours moves the listener). The official image's
+// conf.d/10-defaults.conf is there too, as it is in that image.
 func TestRabbitMQConfigRunsABroker(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
 		t.Fatalf("rabbitmq-server is not installed (hack/install-rabbitmq.sh; make test runs it): %v", err)
@@ -144,6 +145,11 @@ func TestRabbitMQConfigRunsABroker(t *testing.T) {
 		if err := os.WriteFile(in(m.MountPath), config.Data[m.SubPath], 0o440); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The official image's own conf.d file, which ours must leave in place and agree with.
+	imageDefaults := "loopback_users.guest = false\nlog.console = true\n"
+	if err := os.WriteFile(in("/etc/rabbitmq/conf.d/10-defaults.conf"), []byte(imageDefaults), 0o444); err != nil {
+		t.Fatal(err)
 	}
 	ports := freePorts(t, 3)
 	amqpPort, distPort, epmdPort := ports[0], ports[1], ports[2]
