@@ -5,6 +5,10 @@
 // command, whose module zip lacks build/version/version.txt and panics at start. It
 // prints one line "mongodb://HOST:PORT/" on standard output once it listens, so a caller
 // may pass port 0 and read the address it got.
+//
+// It also gives every collection the _id index FerretDB's queries can use, which
+// FerretDB v1.24.2 itself does not (see idIndexer): without it every lookup by _id reads
+// the whole collection.
 package main
 
 import (
@@ -12,34 +16,57 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served on -debug-addr
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
 
+// flags are the command's flags.
+type flags struct {
+	listen, dataDir, logLevel, debugAddr string
+	synchronous                          string
+}
+
 func main() {
-	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on (port 0 picks a free one)")
-	dataDir := flag.String("data-dir", "data", "folder of the SQLite databases")
-	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn or error")
+	var o flags
+	flag.StringVar(&o.listen, "listen-addr", "127.0.0.1:27017", "TCP address to listen on (port 0 picks a free one)")
+	flag.StringVar(&o.dataDir, "data-dir", "data", "folder of the SQLite databases")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	flag.StringVar(&o.debugAddr, "debug-addr", "", "TCP address serving /debug/pprof (profiles of this process); empty: none")
+	// normal is what a standalone mongod does by default too: a write is acknowledged
+	// before its journal reaches the disk (within 100 ms there).
+	flag.StringVar(&o.synchronous, "sqlite-synchronous", "normal",
+		"SQLite's synchronous setting: normal (a commit survives a crash of this process; the last ones may not "+
+			"survive a crash of the machine) or full (every commit is on disk before it is acknowledged)")
 	flag.Parse()
 
-	if err := run(*listen, *dataDir, *logLevel); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "ferretdb:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, dataDir, logLevel string) error {
+func run(o flags) error {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
+	}
+	if o.synchronous != "full" && o.synchronous != "normal" {
+		return fmt.Errorf("-sqlite-synchronous: %q is neither full nor normal", o.synchronous)
+	}
+	if o.debugAddr != "" {
+		// net/http/pprof registers its handlers on the default mux.
+		go func() { _ = http.ListenAndServe(o.debugAddr, nil) }() //nolint:gosec // a local profiling port, off by default
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	dir, err := filepath.Abs(dataDir)
+	dir, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return err
 	}
@@ -47,19 +74,25 @@ func run(listen, dataDir, logLevel string) error {
 		return err
 	}
 
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Before serving, so that a restarted server answers by _id from the index at once.
+	indexer := idIndexer{dir: dir, interval: 500 * time.Millisecond, log: logger}
+	indexer.sweep(ctx)
+
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: listen},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
+		Listener: ferretdb.ListenerConfig{TCP: o.listen},
+		Logger:   logger,
+		Handler:  "sqlite",
+		// FerretDB adds its own defaults (WAL journal, busy timeout) to these.
+		SQLiteURL: "file:" + dir + "/?_pragma=synchronous(" + o.synchronous + ")",
 	})
 	if err != nil {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
+	go indexer.run(ctx)
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 	fmt.Println(f.MongoDBURI())

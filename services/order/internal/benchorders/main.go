@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,16 +34,17 @@ import (
 func main() {
 	orders := flag.Int("orders", 500, "orders to place")
 	concurrency := flag.Int("concurrency", 16, "clients placing orders at once")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the services (this process) while orders are placed to `file`")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *orders, *concurrency); err != nil {
+	if err := run(ctx, *orders, *concurrency, *cpuProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "benchorders:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, total, concurrency int) error {
+func run(ctx context.Context, total, concurrency int, cpuProfile string) error {
 	dir, err := os.MkdirTemp("", "benchorders-")
 	if err != nil {
 		return err
@@ -67,7 +69,8 @@ func run(ctx context.Context, total, concurrency int) error {
 		defer func() { _ = fdb.Stop() }()
 		mongoURI = fdb.URI
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(mongoURI))
+	counter := newCommandCounter()
+	client, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetMonitor(counter.monitor()))
 	if err != nil {
 		return err
 	}
@@ -89,7 +92,12 @@ func run(ctx context.Context, total, concurrency int) error {
 	fmt.Printf("reference  confirmed publish -> consume over RabbitMQ: %6.0f msg/s  p50 %6.2f ms  p99 %6.2f ms\n",
 		ref.rate, ms(ref.p50), ms(ref.p99))
 
-	res, err := placeOrders(ctx, shop, amqpURL, total, concurrency)
+	stopProfile, err := startCPUProfile(cpuProfile)
+	if err != nil {
+		return err
+	}
+	res, err := placeOrders(ctx, shop, amqpURL, total, concurrency, counter)
+	stopProfile()
 	if err != nil {
 		return err
 	}
@@ -97,7 +105,25 @@ func run(ctx context.Context, total, concurrency int) error {
 		total, concurrency, res.placing.Seconds(), float64(total)/res.placing.Seconds(), float64(total)/res.allPaid.Seconds())
 	fmt.Printf("           POST /orders      p50 %6.2f ms  p99 %6.2f ms\n", ms(res.post.p50), ms(res.post.p99))
 	fmt.Printf("           placed -> PAID    p50 %6.2f ms  p99 %6.2f ms  (goal: >= 300 orders/s, p99 < 50 ms)\n", ms(res.paid.p50), ms(res.paid.p99))
+	printCommands(os.Stdout, res.commands, total)
 	return nil
+}
+
+// startCPUProfile profiles this process into path until the returned function is
+// called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func mkdir(parent, name string) string {
@@ -119,11 +145,12 @@ func percentilesOf(ds []time.Duration) percentiles {
 type ordersResult struct {
 	placing, allPaid time.Duration
 	post, paid       percentiles
+	commands         map[string]int
 }
 
 // placeOrders places total orders with concurrency clients; placed → PAID is measured
 // from the 201 answer to the order.updated(PAID) event, seen on a queue of our own.
-func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total, concurrency int) (ordersResult, error) {
+func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total, concurrency int, counter *commandCounter) (ordersResult, error) {
 	users, products := make([]string, 16), make([]string, 16)
 	for i := range users {
 		var err error
@@ -140,6 +167,7 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 	}
 	defer stopWatch()
 
+	counter.reset()
 	var mu sync.Mutex
 	placedAt := make(map[string]time.Time, total)
 	posts := make([]time.Duration, 0, total)
@@ -196,7 +224,11 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return ordersResult{placing: placing, allPaid: last.Sub(start), post: percentilesOf(posts), paid: percentilesOf(latencies)}, nil
+	// The background work an order leaves (hold removals, outbox removals) is done by
+	// the time its PAID event is seen, or within a moment.
+	time.Sleep(500 * time.Millisecond)
+	return ordersResult{placing: placing, allPaid: last.Sub(start), post: percentilesOf(posts), paid: percentilesOf(latencies),
+		commands: counter.reset()}, nil
 }
 
 // watchPaid records when each order's order.updated(PAID) event arrives.
