@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -495,6 +496,30 @@ var _ = Describe("Shop controller", func() {
 		Eventually(func() string {
 			return deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]
 		}).WithTimeout(timeout).ShouldNot(Equal(checksumBefore))
+	})
+
+	It("makes pods the restricted Pod Security Standard admits", func() {
+		restricted := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+			Name:   "restricted-pods",
+			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"},
+		}}
+		Expect(k8sClient.Create(ctx, restricted)).To(Succeed())
+		for _, engine := range []shopv1.MongoDBEngine{shopv1.EngineMongoDB, shopv1.EngineFerretDB} {
+			shop := minimalShop(takeNamespace(), "psa")
+			shop.Spec.MongoDB.Engine = engine
+			createShopAndWait(shop)
+			list := &appsv1.DeploymentList{}
+			Expect(k8sClient.List(ctx, list, client.InNamespace(shop.Namespace))).To(Succeed())
+			Expect(list.Items).To(HaveLen(len(resources.InClusterStores(shop)) + len(resources.Apps)))
+			for _, d := range list.Items {
+				// The template as a pod of its own, which the namespace's admission judges.
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Namespace: restricted.Name, Name: strings.ToLower(string(engine)) + "-" + d.Name},
+					Spec:       d.Spec.Template.Spec,
+				}
+				Expect(k8sClient.Create(ctx, pod)).To(Succeed(), "%s with engine %s", d.Name, engine)
+			}
+		}
 	})
 
 	It("runs FerretDB from its own image with no credentials", func() {

@@ -32,9 +32,9 @@ type store struct {
 	scratch  map[string]string
 	uid      int64
 	callers  []string
-	// files maps keys of the Secret the pods read (see StoreDeployment) to the paths
-	// where the store reads them; the Secret is mounted only when files is set.
-	files map[string]string
+	// files maps keys of Secret filesFrom to the paths where the store reads them.
+	filesFrom string
+	files     map[string]string
 	// checksums are the keys of that Secret whose values the pods read at start.
 	checksums []string
 }
@@ -91,6 +91,7 @@ func storeFor(shop *shopv1.Shop, name string) store {
 			scratch:   map[string]string{"tmp": "/tmp", "log": "/var/log/rabbitmq"},
 			uid:       storeUID,
 			callers:   []string{Order, Payment},
+			filesFrom: RabbitMQConfigSecretName(shop),
 			files:     rabbitMQFiles,
 			checksums: slices.Sorted(maps.Keys(rabbitMQFiles)),
 		}
@@ -154,7 +155,7 @@ func StoreDeployment(shop *shopv1.Shop, name string, read *corev1.Secret) *appsv
 	}})
 	mounts = append(mounts, corev1.VolumeMount{Name: "data", MountPath: s.dataPath})
 	if len(s.files) > 0 {
-		v, m := secretFileVolume("config", RabbitMQConfigSecretName(shop), s.files)
+		v, m := secretFileVolume("config", s.filesFrom, s.files)
 		volumes, mounts = append(volumes, v), append(mounts, m...)
 	}
 	return &appsv1.Deployment{
