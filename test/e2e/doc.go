@@ -14,8 +14,9 @@
 // to a Ready gateway pod, so the suite needs no route into the cluster.
 //
 // The images must already be in the cluster's nodes (kind load docker-image, or the
-// local cluster's import): nothing is pushed. The test files carry the build tag e2e,
-// so `go test ./...` without a cluster does not run them. Run it with
+// local cluster's import): nothing is pushed. The suite's files carry the build tag
+// e2e, so `go test ./...` without a cluster runs only the unit test of the RateLimit
+// header parser. Run the suite with
 //
 //	make e2e
 //	KUBECONFIG=bin/local-cluster/kubeconfig go test -tags e2e -count=1 -timeout 45m ./test/e2e -ginkgo.v

@@ -87,8 +87,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	// Whatever fails, in the suite's setup or in a spec, the operator's state and logs
 	// are in the report.
 	DeferOnFailure(dumpOperatorState, NodeTimeout(time.Minute))
-	operator = installOperator(ctx)
-}, NodeTimeout(10*time.Minute))
+	operator, err = newOperatorInstall(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	operator.install(ctx)
+}, NodeTimeout(20*time.Minute))
 
 var _ = AfterSuite(func(ctx SpecContext) {
 	if operator != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -73,6 +74,22 @@ func (d *dump) kubectl(ctx context.Context, args ...string) {
 		fmt.Fprintf(d, "(%v)\n", err)
 	}
 	d.WriteString("\n")
+}
+
+// readyPodNames are the names of the Ready pods with the labels selector, sorted.
+func readyPodNames(ctx context.Context, namespace string, selector map[string]string) ([]string, error) {
+	pods := &corev1.PodList{}
+	if err := k8sClient.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels(selector)); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range pods.Items {
+		if podReady(&p) {
+			names = append(names, p.Name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // podReady says whether p serves: running, Ready, and not on its way out.

@@ -35,23 +35,30 @@ type operatorInstall struct {
 	preexisting bool
 }
 
-// installOperator installs the CRD, RBAC and the manager from config/default, with
-// kubectl's own kustomize (no file of the repository is edited), and waits until the
-// manager's Deployment has rolled out and is Available.
-func installOperator(ctx context.Context) *operatorInstall {
-	GinkgoHelper()
-	op := &operatorInstall{}
+// newOperatorInstall notes whether the operator is there already and writes the
+// kustomization that installs it with the image under test.
+func newOperatorInstall(ctx context.Context) (*operatorInstall, error) {
 	crd := &metav1.PartialObjectMetadata{}
 	crd.SetGroupVersionKind(crdGVK)
 	err := k8sClient.Get(ctx, types.NamespacedName{Name: shopCRD}, crd)
-	Expect(client.IgnoreNotFound(err)).To(Succeed())
-	op.preexisting = err == nil
-
+	if client.IgnoreNotFound(err) != nil {
+		return nil, err
+	}
+	preexisting := err == nil
 	dir, err := os.MkdirTemp("", "shopkeeper-e2e-operator-")
-	Expect(err).NotTo(HaveOccurred())
-	op.overlay = dir
-	Expect(writeOperatorOverlay(dir, env.managerImage)).To(Succeed())
+	if err != nil {
+		return nil, err
+	}
+	op := &operatorInstall{overlay: dir, preexisting: preexisting}
+	return op, writeOperatorOverlay(dir, env.managerImage)
+}
 
+// install installs the CRD, RBAC and the manager from config/default, with kubectl's
+// own kustomize (no file of the repository is edited), and waits until the manager's
+// Deployment has rolled out and is Available.
+func (op *operatorInstall) install(ctx context.Context) {
+	GinkgoHelper()
+	dir := op.overlay
 	// --force-conflicts: an earlier install by another field manager (helm, a
 	// client-side apply) must not stop the suite from taking the fields over.
 	Expect(kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-k", dir)).Error().NotTo(HaveOccurred())
@@ -66,7 +73,6 @@ func installOperator(ctx context.Context) *operatorInstall {
 	Expect(manager.Spec.Template.Spec.Containers[0].Image).To(Equal(env.managerImage))
 	AddReportEntry("operator", fmt.Sprintf("%s/%s runs %s (CRD there before the suite: %v)",
 		operatorNamespace, managerDeployment, env.managerImage, op.preexisting))
-	return op
 }
 
 // uninstall removes what installOperator installed, unless E2E_KEEP is set or the

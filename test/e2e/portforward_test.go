@@ -12,10 +12,8 @@ import (
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // podForward reaches the pods selected by a label set through a port-forward made
@@ -25,7 +23,7 @@ import (
 // Ready (rolled out, deleted, terminating) or the stream to it broke.
 type podForward struct {
 	namespace string
-	selector  client.MatchingLabels
+	selector  map[string]string
 	port      int
 
 	mu      sync.Mutex
@@ -48,7 +46,7 @@ func newPodForward(namespace string, selector map[string]string, port int) *podF
 func (f *podForward) URL(ctx context.Context) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ready, err := f.readyPods(ctx)
+	ready, err := readyPodNames(ctx, f.namespace, f.selector)
 	if err != nil {
 		return "", err
 	}
@@ -82,21 +80,6 @@ func (f *podForward) Close() {
 		f.current.stop()
 		f.current = nil
 	}
-}
-
-func (f *podForward) readyPods(ctx context.Context) ([]string, error) {
-	pods := &corev1.PodList{}
-	if err := k8sClient.List(ctx, pods, client.InNamespace(f.namespace), f.selector); err != nil {
-		return nil, err
-	}
-	var ready []string
-	for _, p := range pods.Items {
-		if podReady(&p) {
-			ready = append(ready, p.Name)
-		}
-	}
-	slices.Sort(ready)
-	return ready, nil
 }
 
 // open starts a port-forward to pod on a free local port and waits until it listens.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -371,8 +370,10 @@ var _ = Describe("A Shop", Ordered, func() {
 		var got product
 		api.expect(ctx, http.MethodGet, "/products/"+cheap.ID, nil, http.StatusOK, &got)
 		Expect(got.Stock).To(Equal(stock-pencilsSold), "the paid orders' stock is taken once")
-		api.expect(ctx, http.MethodGet, "/products/"+dear.ID, nil, http.StatusOK, &got)
-		Expect(got.Stock).To(Equal(int64(stock)), "the cancelled orders' stock is back")
+		Eventually(ctx, func(g Gomega) {
+			g.Expect(api.get(ctx, "/products/"+dear.ID, &got)).To(Succeed())
+			g.Expect(got.Stock).To(Equal(int64(stock)), "the cancelled orders' stock is back")
+		}).Should(Succeed())
 
 		AddReportEntry("RabbitMQ restart", fmt.Sprintf(
 			"%d orders: %d placed before the broker's pod was deleted, %d while it came back (%s), %d after; all final %s after the broker was back",
@@ -509,20 +510,9 @@ func expectRateLimit(ctx context.Context, api *shopAPI, limit int, window time.D
 		limit, window, len(allowed), took.Round(time.Millisecond), last.header.Get("Retry-After"), last.header.Get("RateLimit")))
 }
 
-// readyPods are the names of component's Ready pods (none being deleted).
+// readyPods are the names of component's Ready pods.
 func readyPods(ctx context.Context, shop *shopv1.Shop, component string) ([]string, error) {
-	pods := &corev1.PodList{}
-	if err := k8sClient.List(ctx, pods, client.InNamespace(shop.Namespace), client.MatchingLabels(resources.SelectorLabels(shop, component))); err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, p := range pods.Items {
-		if podReady(&p) {
-			names = append(names, p.Name)
-		}
-	}
-	slices.Sort(names)
-	return names, nil
+	return readyPodNames(ctx, shop.Namespace, resources.SelectorLabels(shop, component))
 }
 
 // deleteNamespace deletes the suite's namespace, with its Shop, and waits until it is

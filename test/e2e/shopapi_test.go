@@ -111,16 +111,35 @@ func (r reply) decode(v any) error {
 	return nil
 }
 
-// send makes one request (body, when not nil, as JSON); it does not retry.
+// send makes a request (body, when not nil, as JSON) as a polite client does: when
+// the gateway answers 429 it waits the Retry-After and asks again. Every spec shares
+// the one client's quota, and only the rate-limit checks want to see the 429: they
+// use sendTo.
 func (a *shopAPI) send(ctx context.Context, method, path string, body any, header http.Header) (reply, error) {
-	base, err := a.gateway.URL(ctx)
-	if err != nil {
-		return reply{}, err
+	for {
+		base, err := a.gateway.URL(ctx)
+		if err != nil {
+			return reply{}, err
+		}
+		r, err := a.sendTo(ctx, base, method, path, body, header)
+		if err != nil || r.status != http.StatusTooManyRequests {
+			return r, err
+		}
+		wait := time.Second
+		if s, err := strconv.Atoi(r.header.Get("Retry-After")); err == nil {
+			wait = time.Duration(s) * time.Second
+		}
+		fmt.Fprintf(GinkgoWriter, "%s: waiting %s\n", r, wait)
+		select {
+		case <-ctx.Done():
+			return reply{}, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	return a.sendTo(ctx, base, method, path, body, header)
 }
 
-// sendTo is send to a known base URL: a burst resolves the forward once.
+// sendTo makes one request to the gateway at base and returns its answer, whatever
+// it is.
 func (a *shopAPI) sendTo(ctx context.Context, base, method, path string, body any, header http.Header) (reply, error) {
 	var in io.Reader
 	if body != nil {
@@ -186,38 +205,35 @@ func listAll[T any](ctx context.Context, a *shopAPI, path string) ([]T, error) {
 		sep = "&"
 	}
 	var all []T
-	after := ""
+	query := "limit=100"
 	for {
 		var p page[T]
-		if err := a.get(ctx, path+sep+"limit=100&after="+url.QueryEscape(after), &p); err != nil {
+		if err := a.get(ctx, path+sep+query, &p); err != nil {
 			return nil, err
 		}
 		all = append(all, p.Items...)
 		if p.Next == "" {
 			return all, nil
 		}
-		after = p.Next
+		query = "limit=100&after=" + url.QueryEscape(p.Next)
 	}
 }
 
-// placeOrder places an order under an Idempotency-Key and retries while the shop
-// cannot take it (502, 503, 504, a broken forward, 429 after its Retry-After): the key
-// makes a retry of a request that did arrive return the same order, never a second.
+// placeOrder places an order under an Idempotency-Key and retries, once a second,
+// while the shop cannot take it (a broken forward, 502, 503, 504): the key makes a
+// retry of a request that did arrive return the same order, never a second one.
 func (a *shopAPI) placeOrder(ctx context.Context, key string, o newOrder) (order, error) {
 	header := http.Header{"Idempotency-Key": {key}}
 	for {
 		r, err := a.send(ctx, http.MethodPost, "/orders", o, header)
-		wait := time.Second
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return order{}, fmt.Errorf("order %s: %w", key, err)
 		case err != nil:
 			fmt.Fprintf(GinkgoWriter, "order %s: %v; retrying\n", key, err)
 		case r.status == http.StatusCreated || r.status == http.StatusOK:
 			var placed order
 			return placed, r.decode(&placed)
-		case r.status == http.StatusTooManyRequests:
-			if s, err := strconv.Atoi(r.header.Get("Retry-After")); err == nil {
-				wait = time.Duration(s) * time.Second
-			}
 		case r.status == http.StatusBadGateway || r.status == http.StatusServiceUnavailable || r.status == http.StatusGatewayTimeout:
 			fmt.Fprintf(GinkgoWriter, "order %s: %s; retrying\n", key, r)
 		default:
@@ -226,37 +242,9 @@ func (a *shopAPI) placeOrder(ctx context.Context, key string, o newOrder) (order
 		select {
 		case <-ctx.Done():
 			return order{}, fmt.Errorf("order %s: %w", key, ctx.Err())
-		case <-time.After(wait):
+		case <-time.After(time.Second):
 		}
 	}
-}
-
-// rateLimitField is one parsed RateLimit or RateLimit-Policy header value of the IETF
-// draft, such as `"default";q=60;w=60`: the policy's name and its integer parameters.
-type rateLimitField struct {
-	policy string
-	params map[string]int64
-}
-
-func parseRateLimitField(v string) (rateLimitField, error) {
-	parts := strings.Split(v, ";")
-	name, err := strconv.Unquote(strings.TrimSpace(parts[0]))
-	if err != nil {
-		return rateLimitField{}, fmt.Errorf("rate-limit field %q: policy name: %w", v, err)
-	}
-	f := rateLimitField{policy: name, params: map[string]int64{}}
-	for _, p := range parts[1:] {
-		k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
-		if !ok {
-			return rateLimitField{}, fmt.Errorf("rate-limit field %q: parameter %q has no value", v, p)
-		}
-		n, err := strconv.ParseInt(val, 10, 64)
-		if err != nil {
-			return rateLimitField{}, fmt.Errorf("rate-limit field %q: parameter %q: %w", v, p, err)
-		}
-		f.params[k] = n
-	}
-	return f, nil
 }
 
 // rateLimit parses the header name (RateLimit or RateLimit-Policy) of r.
@@ -269,9 +257,14 @@ func (r reply) rateLimit(name string) (rateLimitField, error) {
 }
 
 // waitForFullQuota waits until this client's whole rate-limit quota is back: one
-// request reads the RateLimit header's t, the seconds until the quota is full again.
+// request (answered 200 or 429) reads the RateLimit header's t, the seconds until the
+// quota is full again.
 func (a *shopAPI) waitForFullQuota(ctx context.Context, path string) error {
-	r, err := a.send(ctx, http.MethodGet, path, nil, nil)
+	base, err := a.gateway.URL(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := a.sendTo(ctx, base, http.MethodGet, path, nil, nil)
 	if err != nil {
 		return err
 	}
