@@ -6,6 +6,12 @@
 // prints one line "mongodb://HOST:PORT/" on standard output once it listens, so a caller
 // may pass port 0 and read the address it got.
 //
+// As FerretDB's own command and its official image do, it reads its settings from
+// FERRETDB_* variables too (a flag given wins): FERRETDB_LISTEN_ADDR,
+// FERRETDB_SQLITE_URL (file:DIR/), FERRETDB_LOG_LEVEL, FERRETDB_DEBUG_ADDR and
+// FERRETDB_HANDLER, which must be sqlite, the only backend built in. So the operator
+// configures this build and the official image the same way.
+//
 // It also gives every collection the _id index FerretDB's queries can use, which
 // FerretDB v1.24.2 itself does not (see idIndexer): without it every lookup by _id reads
 // the whole collection.
@@ -21,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,10 +42,15 @@ type flags struct {
 
 func main() {
 	var o flags
-	flag.StringVar(&o.listen, "listen-addr", "127.0.0.1:27017", "TCP address to listen on (port 0 picks a free one)")
-	flag.StringVar(&o.dataDir, "data-dir", "data", "folder of the SQLite databases")
-	flag.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
-	flag.StringVar(&o.debugAddr, "debug-addr", "", "TCP address serving /debug/pprof (profiles of this process); empty: none")
+	dataDir, err := envDefaults(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferretdb:", err)
+		os.Exit(2)
+	}
+	flag.StringVar(&o.listen, "listen-addr", envOr("FERRETDB_LISTEN_ADDR", "127.0.0.1:27017"), "TCP address to listen on (port 0 picks a free one)")
+	flag.StringVar(&o.dataDir, "data-dir", dataDir, "folder of the SQLite databases")
+	flag.StringVar(&o.logLevel, "log-level", envOr("FERRETDB_LOG_LEVEL", "warn"), "log level: debug, info, warn or error")
+	flag.StringVar(&o.debugAddr, "debug-addr", os.Getenv("FERRETDB_DEBUG_ADDR"), "TCP address serving /debug/pprof (profiles of this process); empty: none")
 	// normal is what a standalone mongod does by default too: a write is acknowledged
 	// before its journal reaches the disk (within 100 ms there).
 	flag.StringVar(&o.synchronous, "sqlite-synchronous", "normal",
@@ -50,6 +62,31 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ferretdb:", err)
 		os.Exit(1)
 	}
+}
+
+// envOr is the variable name's value, or def when it is unset or empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// envDefaults checks FERRETDB_HANDLER and turns FERRETDB_SQLITE_URL (file:DIR/, as
+// FerretDB's own command takes it) into the data folder; "data" when it is unset.
+func envDefaults(getenv func(string) string) (dataDir string, err error) {
+	if h := getenv("FERRETDB_HANDLER"); h != "" && h != "sqlite" {
+		return "", fmt.Errorf("FERRETDB_HANDLER=%s: this build has only the sqlite backend", h)
+	}
+	u := getenv("FERRETDB_SQLITE_URL")
+	if u == "" {
+		return "data", nil
+	}
+	dir, ok := strings.CutPrefix(u, "file:")
+	if dir, _, _ = strings.Cut(dir, "?"); !ok || dir == "" || !strings.HasSuffix(dir, "/") {
+		return "", fmt.Errorf("FERRETDB_SQLITE_URL=%s: want file:DIR/", u)
+	}
+	return dir, nil
 }
 
 func run(o flags) error {
