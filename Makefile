@@ -69,6 +69,7 @@ lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## Run golangci-lint, and actionlint on the
 test: verify-generated check-fmt vet envtest-assets $(FERRETDB) $(HELM) rabbitmq-server ## Run every test: unit, envtest (real kube-apiserver + etcd), services (real FerretDB or MONGODB_URI, real RabbitMQ), the Helm chart.
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" FERRETDB_BIN="$(FERRETDB)" HELM="$(HELM)" \
 		go test $(GO_TEST_FLAGS) ./...
+	cd hack/tools && go test $(GO_TEST_FLAGS) ./mkimage/ ./ferretdb/
 
 .PHONY: check-fmt
 check-fmt: ## Fail when a Go file is not gofmt-formatted.
@@ -114,8 +115,8 @@ run: build $(FERRETDB) rabbitmq-server ## Run the whole suite as local processes
 	go build -o $(LOCALBIN)/runsuite ./services/internal/cmd/runsuite
 	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite $(RUN_ARGS)
 
-.PHONY: demo
-demo: build $(FERRETDB) rabbitmq-server ## Start the suite, run the demo story (hack/demo.sh) through the gateway, stop it.
+.PHONY: run-demo
+run-demo: build $(FERRETDB) rabbitmq-server ## Start the suite as local processes, run the demo story (hack/demo.sh) through the gateway, stop it.
 	go build -o $(LOCALBIN)/runsuite ./services/internal/cmd/runsuite
 	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite -port 0 -demo
 

@@ -14,6 +14,10 @@ SERVICES_IMG ?= ghcr.io/shopkeeper-dev/shopkeeper-services:$(VERSION)
 # Debian's package (no registry can be reached there).
 PAUSE_IMG ?= localhost/shopkeeper/pause:$(VERSION)
 RABBITMQ_IMG ?= localhost/shopkeeper/rabbitmq:$(VERSION)
+# FerretDB as the official image runs it (its own flags and FERRETDB_* variables), built
+# from the version hack/tools pins.
+FERRETDB_VERSION := $(shell awk '$$1 == "github.com/FerretDB/FerretDB" {print $$2}' hack/tools/go.mod)
+FERRETDB_IMG ?= localhost/shopkeeper/ferretdb:$(FERRETDB_VERSION)
 
 # Image files are stamped with the last commit's time, so rebuilding the same commit gives
 # the same image digests.
@@ -27,8 +31,8 @@ SERVICES := gateway user product order payment
 ##@ Images and cluster
 
 .PHONY: images
-images: image-manager image-services image-pause image-rabbitmq ## Build every image as a docker-archive under bin/images (no daemon needed) and print their sizes.
-	@cd $(IMAGES_DIR) && for f in manager services pause rabbitmq; do \
+images: image-manager image-services image-ferretdb image-pause image-rabbitmq ## Build every image as a docker-archive under bin/images (no daemon needed) and print their compressed sizes.
+	@cd $(IMAGES_DIR) && for f in manager services ferretdb pause rabbitmq; do \
 		printf '%-9s %6s  %s\n' $$f "$$(du -h --apparent-size $$f.tar | cut -f1)" "$$(tar -xOf $$f.tar manifest.json | sed -E 's/.*"RepoTags":\["([^"]*)".*/\1/')"; \
 	done
 
@@ -41,13 +45,22 @@ image-manager: $(MKIMAGE) ## Build the operator's image (bin/images/manager.tar)
 		-user 65532:65532 -entrypoint /manager
 
 .PHONY: image-services
-image-services: $(MKIMAGE) ## Build the services image: the five services and FerretDB (bin/images/services.tar).
+image-services: $(MKIMAGE) ## Build the services image: one multi-call binary, linked as /gateway /user /product /order /payment (bin/images/services.tar).
 	@mkdir -p $(IMAGES_DIR)/services
-	$(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/services/ $(addprefix ./services/,$(SERVICES))
-	cd hack/tools && $(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/services/ferretdb ./ferretdb
+	$(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/services/shopkeeper-services ./services/cmd/shopkeeper-services
 	$(MKIMAGE) -o $(IMAGES_DIR)/services.tar -t $(SERVICES_IMG) $(IMAGE_LABELS) \
-		$(foreach b,$(SERVICES) ferretdb,-add $(IMAGES_DIR)/services/$(b):/$(b)) -dir /tmp:0:0:1777 \
+		-add $(IMAGES_DIR)/services/shopkeeper-services:/shopkeeper-services \
+		$(foreach b,$(SERVICES),-symlink /$(b):shopkeeper-services) -dir /tmp:0:0:1777 \
 		-user 65532:65532 -port 8080/tcp
+
+.PHONY: image-ferretdb
+image-ferretdb: $(MKIMAGE) ## Build a FerretDB image for clusters that cannot pull the official one (bin/images/ferretdb.tar).
+	@mkdir -p $(IMAGES_DIR)/ferretdb
+	cd hack/tools && $(GO_IMAGE_BUILD) -o $(IMAGES_DIR)/ferretdb/ferretdb ./ferretdb
+	$(MKIMAGE) -o $(IMAGES_DIR)/ferretdb.tar -t $(FERRETDB_IMG) \
+		-label org.opencontainers.image.version=$(FERRETDB_VERSION) -label org.opencontainers.image.licenses=Apache-2.0 \
+		-add $(IMAGES_DIR)/ferretdb/ferretdb:/ferretdb -dir /state:65532:65532:0750 -dir /tmp:0:0:1777 \
+		-user 65532:65532 -entrypoint /ferretdb -port 27017/tcp -volume /state
 
 .PHONY: image-pause
 image-pause: $(MKIMAGE) ## Build the local cluster's sandbox image (bin/images/pause.tar).
@@ -108,5 +121,41 @@ cluster-status: ## Say what of the local cluster runs.
 	hack/local-cluster.sh status
 
 .PHONY: cluster-images
-cluster-images: images ## Build the images and load them into the local cluster's node.
-	hack/local-cluster.sh import $(addprefix $(IMAGES_DIR)/,manager.tar services.tar rabbitmq.tar)
+cluster-images: images cluster-import ## Build the images and load them into the local cluster's node.
+
+.PHONY: cluster-import
+cluster-import: ## Load the images already under bin/images into the local cluster's node.
+	hack/local-cluster.sh import $(addprefix $(IMAGES_DIR)/,manager.tar services.tar ferretdb.tar rabbitmq.tar)
+
+##@ End to end
+
+# The suite's knobs (test/e2e): the store engine and images of its Shop. Empty images are
+# the operator's defaults (the official ones, which a cluster with a registry pulls).
+E2E_MONGODB_ENGINE ?= FerretDB
+E2E_MONGODB_IMAGE ?=
+E2E_RABBITMQ_IMAGE ?=
+E2E_FLAGS ?= -count=1 -timeout 45m
+
+.PHONY: e2e
+e2e: ## Run the end-to-end suite (test/e2e) against the cluster of the current kubeconfig, which holds the images.
+	E2E_MONGODB_ENGINE=$(E2E_MONGODB_ENGINE) E2E_MONGODB_IMAGE=$(E2E_MONGODB_IMAGE) E2E_RABBITMQ_IMAGE=$(E2E_RABBITMQ_IMAGE) \
+		E2E_MANAGER_IMAGE=$(MANAGER_IMG) KUBECTL=$(KUBECTL) \
+		go test -tags e2e $(E2E_FLAGS) ./test/e2e/ -ginkgo.v
+
+.PHONY: e2e-local
+e2e-local: ## Local cluster up, images built and imported, the e2e suite, cluster down (needs root).
+	hack/e2e-local.sh
+
+##@ Demo
+
+.PHONY: demo
+demo: ## The shop on Kubernetes: a cluster (the current one, else the local one), the operator, the sample Shop until Ready, the demo story.
+	hack/demo-cluster.sh up
+
+.PHONY: demo-down
+demo-down: ## Remove the demo's Shop and the operator, and stop the local cluster when it runs.
+	hack/demo-cluster.sh down
+
+# print-VAR prints a variable of the Makefile, for scripts that need the same value.
+print-%:
+	@echo '$($*)'

@@ -24,7 +24,7 @@ state=${LOCAL_CLUSTER_DIR:-$root/bin/local-cluster}
 templates="$root/hack/local-cluster"
 version=${VERSION:-v0.1.0}
 pause_image=${PAUSE_IMG:-localhost/shopkeeper/pause:$version}
-coredns_image=localhost/shopkeeper/coredns:$(awk '$1 == "github.com/coredns/coredns" {print $2}' "$root/hack/tools/coredns/go.mod")
+coredns_image=localhost/shopkeeper/coredns:$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/coredns/coredns") {print $(i + 1); exit}}' "$root/hack/tools/coredns/go.mod")
 
 node=local-node
 bridge=cni0

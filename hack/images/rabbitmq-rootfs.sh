@@ -19,7 +19,13 @@ command -v debootstrap >/dev/null || apt-get install -y --no-install-recommends 
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 root=$(mktemp -d "$(dirname "$out")/.rabbitmq-rootfs.XXXXXX")
-trap 'rm -rf "$root"' EXIT
+# debootstrap mounts /proc and /sys inside the new root and, when it fails, may leave them.
+cleanup() {
+	awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r |
+		while read -r m; do umount -l "$m" || true; done
+	rm -rf "$root"
+}
+trap cleanup EXIT
 
 echo "debootstrap $suite with rabbitmq-server (about 2 minutes)" >&2
 # The downloaded packages are kept next to OUT, so a rerun does not fetch them again.

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# `make demo`: the shop on Kubernetes, from one Shop manifest.
+#
+#   hack/demo-cluster.sh up     a cluster, the operator, the sample Shop, the demo story
+#   hack/demo-cluster.sh down   remove the Shop and the operator (and the local cluster)
+#
+# The cluster is the current kubeconfig's when it answers; otherwise the local single-node
+# cluster of hack/local-cluster.sh is brought up (needs root; the first time builds its
+# binaries and images, about 15 minutes on 2 cores, then seconds). The images come from
+# `make images`: on the local cluster they are imported into its node; any other cluster
+# must be able to pull or already hold them (`kind load image-archive bin/images/*.tar`).
+#
+# Then: the operator from config/default, the sample Shop (config/samples; on the local
+# cluster config/samples/local, which runs FerretDB and the stores' local images), a wait
+# for condition Ready with the components printed as they come up, and hack/demo.sh through
+# a port-forward to the gateway. Running it again reuses all of it.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+shop=${SHOP:-demo}
+namespace=${NAMESPACE:-default}
+ready_timeout=${READY_TIMEOUT:-900} # seconds
+local_kubeconfig=$root/bin/local-cluster/kubeconfig
+
+log() { printf '\n### %s\n' "$*"; }
+die() {
+	printf 'demo: %s\n' "$*" >&2
+	exit 1
+}
+
+kubectl_bin=$(hack/kube-binaries.sh kubectl)/kubectl
+kubectl() { "$kubectl_bin" "$@"; }
+
+# cluster_answers: the current kubeconfig names a cluster that is up.
+cluster_answers() {
+	kubectl get --raw /readyz --request-timeout 5s >/dev/null 2>&1
+}
+
+use_cluster() {
+	local_cluster=false
+	if [ -n "${KUBECONFIG:-}" ] && [ "$KUBECONFIG" = "$local_kubeconfig" ]; then
+		local_cluster=true
+	elif [ -z "${KUBECONFIG:-}" ] && [ ! -s "$HOME/.kube/config" ]; then
+		local_cluster=true
+	elif ! cluster_answers; then
+		echo "the current kubeconfig's cluster does not answer: using the local cluster instead"
+		local_cluster=true
+	fi
+	if $local_cluster; then
+		export KUBECONFIG=$local_kubeconfig
+		if ! cluster_answers; then
+			log "Bringing up the local cluster (hack/local-cluster.sh)"
+			make --no-print-directory cluster-up
+		fi
+	fi
+	log "Cluster: $(kubectl config current-context) ($(kubectl get nodes --no-headers 2>/dev/null | wc -l) node)"
+}
+
+images() {
+	log "Images (make images)"
+	make --no-print-directory images
+	if $local_cluster; then
+		make --no-print-directory cluster-import
+	fi
+}
+
+operator() {
+	log "The operator (config/default)"
+	make --no-print-directory deploy >/dev/null
+	kubectl -n shopkeeper-system rollout status deployment/shopkeeper-controller-manager --timeout=300s
+}
+
+apply_shop() {
+	local sample=config/samples
+	$local_cluster && sample=config/samples/local
+	restart_gateway=false
+	if kubectl -n "$namespace" get "shop/$shop" >/dev/null 2>&1; then
+		# The gateway remembers the last run's requests per client: a fresh one lets the story's
+		# rate-limit step count from zero again.
+		restart_gateway=true
+	fi
+	log "kubectl apply -k $sample"
+	kubectl -n "$namespace" apply -k "$sample"
+	if $restart_gateway; then
+		kubectl -n "$namespace" rollout restart "deployment/$shop-gateway"
+	fi
+}
+
+wait_ready() {
+	log "Waiting for shop/$shop to be Ready"
+	local deadline=$((SECONDS + ready_timeout)) last="" now
+	while :; do
+		now=$(kubectl -n "$namespace" get "shop/$shop" -o go-template='{{range $n, $c := .status.components}}{{$n}} {{$c.ready}}/{{$c.desired}}  {{end}}{{range .status.conditions}}{{if eq .type "Ready"}}| Ready={{.status}} ({{.reason}}){{end}}{{end}}' 2>/dev/null || true)
+		if [ "$now" != "$last" ]; then
+			printf '%4ds  %s\n' "$((SECONDS - start))" "$now"
+			last=$now
+		fi
+		if kubectl -n "$namespace" wait --for=condition=Ready "shop/$shop" --timeout=2s >/dev/null 2>&1 &&
+			kubectl -n "$namespace" rollout status "deployment/$shop-gateway" --timeout=2s >/dev/null 2>&1; then
+			break
+		fi
+		[ $SECONDS -lt $deadline ] || {
+			kubectl -n "$namespace" get "shop/$shop" -o yaml >&2
+			die "shop/$shop not Ready after ${ready_timeout}s"
+		}
+		sleep 2
+	done
+	kubectl -n "$namespace" get "shop/$shop"
+}
+
+story() {
+	local pf_log port pf
+	pf_log=$(mktemp)
+	log "Port-forward to the gateway: kubectl port-forward svc/$shop-gateway"
+	kubectl -n "$namespace" port-forward "svc/$shop-gateway" :80 >"$pf_log" 2>&1 &
+	pf=$!
+	trap 'kill $pf 2>/dev/null || true; rm -f "$pf_log"' EXIT
+	for _ in $(seq 1 60); do
+		port=$(sed -nE 's/^Forwarding from 127\.0\.0\.1:([0-9]+) .*/\1/p' "$pf_log" | head -n1)
+		[ -n "$port" ] && break
+		kill -0 "$pf" 2>/dev/null || die "port-forward failed: $(cat "$pf_log")"
+		sleep 0.5
+	done
+	[ -n "$port" ] || die "port-forward did not start: $(cat "$pf_log")"
+	log "The story, through the gateway at 127.0.0.1:$port"
+	limit=$(kubectl -n "$namespace" get "shop/$shop" -o jsonpath='{.spec.services.payment.limitCents}')
+	PAYMENT_LIMIT_CENTS=${limit:-100000} hack/demo.sh "http://127.0.0.1:$port"
+}
+
+down() {
+	if [ -z "${KUBECONFIG:-}" ] && [ ! -s "$HOME/.kube/config" ]; then
+		export KUBECONFIG=$local_kubeconfig
+	fi
+	if cluster_answers; then
+		kubectl -n "$namespace" delete "shop/$shop" --ignore-not-found --wait=true --timeout=120s || true
+		make --no-print-directory undeploy >/dev/null 2>&1 || true
+	fi
+	if [ "${KUBECONFIG:-}" = "$local_kubeconfig" ] && [ -s "$root/bin/local-cluster/run/bins" ]; then
+		make --no-print-directory cluster-down
+	fi
+}
+
+start=$SECONDS
+case "${1:-up}" in
+up)
+	use_cluster
+	images
+	operator
+	apply_shop
+	wait_ready
+	story
+	log "Done in $((SECONDS - start)) s. The shop keeps running: kubectl get shop,pods; make demo-down removes it."
+	;;
+down) down ;;
+*) die "usage: $0 up|down" ;;
+esac
