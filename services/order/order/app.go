@@ -52,7 +52,7 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 		return nil, err
 	}
 	w := outbox.NewWorker(outbox.WorkerConfig{
-		Broker: cfg.Broker, Name: "order", Outbox: st.orders, Locks: &st.locks,
+		Broker: cfg.Broker, Name: "order", Outbox: st.orders, Locks: &st.locks, Writes: st.writes,
 		Queue: messaging.OrderPaymentResults.Name, Prefetch: cfg.Prefetch, Logger: log,
 	})
 	svc := &service{store: st, peers: p, relay: w, log: log,

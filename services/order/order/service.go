@@ -22,9 +22,11 @@ import (
 type service struct {
 	store *store
 	peers *peers
-	relay interface{ Notify(id any) } // the outbox relay, told of new events
-	log   *slog.Logger
-	now   func() time.Time
+	relay interface {
+		Notify(id any, events ...outbox.Event)
+	} // the outbox relay, told of new events
+	log *slog.Logger
+	now func() time.Time
 }
 
 // place places an order: it checks the user, reserves the stock under the order's id,
@@ -86,7 +88,7 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		return Order{}, false, err
 	}
 	if inserted {
-		s.relay.Notify(id)
+		s.relay.Notify(id, ev)
 	}
 	return stored, inserted, nil
 }
@@ -113,8 +115,9 @@ func (s *service) get(ctx context.Context, id string) (Order, error) {
 
 // handlePaymentResult settles an order from a payment.succeeded or payment.failed
 // delivery. Handling it again changes nothing: only a PENDING order is settled. A
-// failed payment releases the stock before the order is marked CANCELLED, so that a
-// crash in between leaves the order PENDING and the redelivery finishes the job.
+// failed payment releases the stock before the order is marked CANCELLED (under the
+// order's lock, once it is known PENDING), so that a crash in between leaves the order
+// PENDING and the redelivery finishes the job.
 func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery) error {
 	var r PaymentResult
 	if err := json.Unmarshal(d.Body, &r); err != nil {
@@ -138,33 +141,25 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 		return messaging.Permanent(fmt.Errorf("unexpected event type %q", d.Type))
 	}
 
-	current, err := s.store.get(ctx, id)
-	if errors.Is(err, errNotFound) {
-		return messaging.Permanent(fmt.Errorf("%s for unknown order %s", d.Type, r.OrderID))
-	}
-	if err != nil {
-		return err
-	}
-	if current.Status != Pending {
-		return nil // handled before
-	}
-	if status == Cancelled {
-		if err := s.peers.release(ctx, r.OrderID); err != nil {
-			return err
-		}
-	}
 	now := s.now()
 	ev, err := outbox.NewEvent(ctx, messaging.OrderUpdated,
 		UpdatedEvent{OrderID: r.OrderID, Status: status, Reason: reason, UpdatedAt: now}, false)
 	if err != nil {
 		return err
 	}
-	changed, err := s.store.settle(ctx, id, status, reason, ev, now)
+	var releaseStock func() error
+	if status == Cancelled {
+		releaseStock = func() error { return s.peers.release(ctx, r.OrderID) }
+	}
+	changed, err := s.store.settle(ctx, id, status, reason, ev, now, releaseStock)
+	if errors.Is(err, errNotFound) {
+		return messaging.Permanent(fmt.Errorf("%s for unknown order %s", d.Type, r.OrderID))
+	}
 	if err != nil {
 		return err
 	}
 	if changed {
-		s.relay.Notify(id)
+		s.relay.Notify(id, ev)
 	}
 	return nil
 }

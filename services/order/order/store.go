@@ -24,10 +24,12 @@ type store struct {
 	// locks serializes the updates of an order (and the outbox relay's), which the
 	// store cannot do atomically itself (see mongodb.KeyedMutex).
 	locks mongodb.KeyedMutex
+	// writes queues the database's writes, the relay's too (see mongodb.Gate).
+	writes *mongodb.Gate
 }
 
 func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
-	s := &store{orders: db.Collection("orders"), keys: db.Collection("idempotency_keys")}
+	s := &store{orders: db.Collection("orders"), keys: db.Collection("idempotency_keys"), writes: mongodb.NewGate(1)}
 	models := append(outbox.Indexes(),
 		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: 1}}},
 		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "_id", Value: 1}}},
@@ -47,7 +49,7 @@ type idempotencyKey struct {
 
 // claimKey records key for a new order id, or returns the one recorded first.
 func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey, error) {
-	_, err := s.keys.InsertOne(ctx, k)
+	err := s.writes.Do(ctx, func() error { _, err := s.keys.InsertOne(ctx, k); return err })
 	if err == nil {
 		return k, nil
 	}
@@ -64,7 +66,7 @@ func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey,
 // insert stores a new order with its outbox; inserted is false when an order with
 // this id exists already (a retried request), which is then returned.
 func (s *store) insert(ctx context.Context, d document) (o Order, inserted bool, err error) {
-	if _, err := s.orders.InsertOne(ctx, d); err != nil {
+	if err := s.writes.Do(ctx, func() error { _, err := s.orders.InsertOne(ctx, d); return err }); err != nil {
 		if mongodb.IsDuplicateKey(err) {
 			o, err := s.get(ctx, d.ID)
 			return o, false, err
@@ -97,12 +99,19 @@ func (s *store) list(ctx context.Context, userID string, status Status, page mon
 }
 
 // settle moves a PENDING order to status, appending its order.updated event in the same
-// write. changed is false when the order was not PENDING (a result handled before).
-func (s *store) settle(ctx context.Context, id bson.ObjectID, status Status, reason string, ev outbox.Event, now time.Time) (changed bool, err error) {
+// write; before that, still holding the order's lock, it runs prepare (nil: nothing).
+// changed is false when the order was not PENDING (a result handled before); an
+// unknown order is errNotFound.
+func (s *store) settle(ctx context.Context, id bson.ObjectID, status Status, reason string, ev outbox.Event, now time.Time, prepare func() error) (changed bool, err error) {
 	err = s.locks.Serialize(s.orders, id, func() error {
 		o, err := s.get(ctx, id)
 		if err != nil || o.Status != Pending {
 			return err
+		}
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				return err
+			}
 		}
 		set := bson.D{
 			{Key: "status", Value: status},
@@ -113,14 +122,15 @@ func (s *store) settle(ctx context.Context, id bson.ObjectID, status Status, rea
 			set = append(set, bson.E{Key: "reason", Value: reason})
 		}
 		update := append(bson.D{{Key: "$set", Value: set}}, outbox.Push(ev)...)
-		if _, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, update); err != nil {
+		err = s.writes.Do(ctx, func() error {
+			_, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, update)
 			return err
-		}
-		changed = true
-		return nil
+		})
+		changed = err == nil
+		return err
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errNotFound) {
 		return false, fmt.Errorf("settle order %s: %w", id.Hex(), err)
 	}
-	return changed, nil
+	return changed, err
 }

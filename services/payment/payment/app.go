@@ -44,7 +44,7 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 		return nil, err
 	}
 	w := outbox.NewWorker(outbox.WorkerConfig{
-		Broker: cfg.Broker, Name: "payment", Outbox: st.payments, Locks: &st.locks,
+		Broker: cfg.Broker, Name: "payment", Outbox: st.payments, Locks: &st.locks, Writes: st.writes,
 		Queue: messaging.PaymentOrderCreated.Name, Prefetch: cfg.Prefetch, Logger: log,
 	})
 	c := &charger{store: st, provider: provider{limitCents: cfg.LimitCents}, relay: w, log: log}

@@ -10,13 +10,14 @@ import (
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // notifyNobody stands for the relay of a process that is about to die: it never runs.
 type notifyNobody struct{}
 
-func (notifyNobody) Notify(any) {}
+func (notifyNobody) Notify(any, ...outbox.Event) {}
 
 // TestCrashBetweenStoreAndAck: a process stores the payment (and its outbox event) and
 // dies before it acknowledges order.created or relays the event. The restarted service

@@ -69,8 +69,10 @@ func (p provider) charge(amountCents int64) (Status, string) {
 type charger struct {
 	store    *store
 	provider provider
-	relay    interface{ Notify(id any) } // the outbox relay, told of new events
-	log      *slog.Logger
+	relay    interface {
+		Notify(id any, events ...outbox.Event)
+	} // the outbox relay, told of new events
+	log *slog.Logger
 }
 
 // handleOrderCreated charges the order once. The payment and its result event are one
@@ -108,7 +110,7 @@ func (c *charger) handleOrderCreated(ctx context.Context, d messaging.Delivery) 
 		return err
 	}
 	if inserted {
-		c.relay.Notify(p.ID)
+		c.relay.Notify(p.ID, ev)
 	} else {
 		c.log.Info("order already charged", "order", oc.OrderID, "event", d.ID)
 	}

@@ -26,10 +26,12 @@ type store struct {
 	// locks serializes the outbox relay's updates of a payment; payments themselves
 	// are only inserted.
 	locks mongodb.KeyedMutex
+	// writes queues the database's writes, the relay's too (see mongodb.Gate).
+	writes *mongodb.Gate
 }
 
 func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
-	s := &store{payments: db.Collection("payments")}
+	s := &store{payments: db.Collection("payments"), writes: mongodb.NewGate(1)}
 	// The unique order id is what makes a payment happen once per order.
 	models := append(outbox.Indexes(), mongo.IndexModel{
 		Keys: bson.D{{Key: "orderId", Value: 1}}, Options: options.Index().SetUnique(true),
@@ -42,7 +44,7 @@ func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
 
 // insert stores d; inserted is false when the order has a payment already.
 func (s *store) insert(ctx context.Context, d document) (inserted bool, err error) {
-	if _, err := s.payments.InsertOne(ctx, d); err != nil {
+	if err := s.writes.Do(ctx, func() error { _, err := s.payments.InsertOne(ctx, d); return err }); err != nil {
 		if mongodb.IsDuplicateKey(err) {
 			return false, nil
 		}

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -88,48 +87,93 @@ type Publisher interface {
 // two concurrent updates of one document can undo each other (see mongodb.KeyedMutex).
 // The relay therefore changes a document only under its lock in Locks, and every other
 // writer of the collection's documents must hold the same lock (Locks().Serialize).
+//
+// A document's events go out in the order they were added: the relay works on one
+// document at a time (passes), and it publishes the events a writer hands to Notify
+// without reading them back only while it knows of no event left unsent in any
+// document (a failed publish, a dropped notification, a restart); otherwise it reads
+// the document's whole outbox and sends it from the first event.
 type Relay struct {
 	coll     *mongo.Collection
 	pub      Publisher
 	locks    *mongodb.KeyedMutex
+	writes   *mongodb.Gate
 	log      *slog.Logger
 	interval time.Duration
 	batch    int
-	ids      chan any      // documents that just got events: the fast path
-	inflight chan struct{} // bounds the documents relayed at once
-	behind   atomic.Bool   // a relay failed or a notification was dropped since the last scan
+	notes    chan notification // documents that just got events: the fast path
+	inflight chan struct{}     // bounds the documents relayed at once
+	passes   mongodb.KeyedMutex
+
+	mu       sync.Mutex
+	behind   bool   // events may wait that no notification names; a scan is due
+	failures uint64 // how many times behind was set, so a scan knows it saw them all
+}
+
+// notification names a document that got events, and the events when the writer
+// handed them over.
+type notification struct {
+	id     any
+	events []Event
 }
 
 // idleScan is how often the relay scans when nothing failed: on FerretDB a scan reads
 // every document of the collection, so it runs only as a safety net.
 const idleScan = 30 * time.Second
 
-// NewRelay returns a relay for coll whose writers serialize on locks. It sends the
-// documents named by Notify at once, and scans the collection for events left by a
-// crash, an outage or a full notification queue: at start, every interval (default
-// 1s) while sending fails, and every 30s otherwise.
-func NewRelay(coll *mongo.Collection, pub Publisher, locks *mongodb.KeyedMutex, log *slog.Logger, interval time.Duration) *Relay {
+// NewRelay returns a relay for coll whose writers serialize on locks and writes (nil:
+// no gate; see mongodb.Gate). It sends the documents named by Notify at once, and scans
+// the collection for events left by a crash, an outage or a full notification queue:
+// at start, every interval (default 1s) while sending fails, and every 30s otherwise.
+func NewRelay(coll *mongo.Collection, pub Publisher, locks *mongodb.KeyedMutex, writes *mongodb.Gate, log *slog.Logger, interval time.Duration) *Relay {
 	if interval <= 0 {
 		interval = time.Second
 	}
 	return &Relay{
-		coll: coll, pub: pub, locks: locks, log: log.With("component", "outbox", "collection", coll.Name()),
-		interval: interval, batch: 256, ids: make(chan any, 4096), inflight: make(chan struct{}, 128),
+		coll: coll, pub: pub, locks: locks, writes: writes, log: log.With("component", "outbox", "collection", coll.Name()),
+		interval: interval, batch: 256, notes: make(chan notification, 4096), inflight: make(chan struct{}, 128),
+		behind: true, // until the first scan has sent what earlier runs left
 	}
 }
 
 // Notify tells the relay that the document with _id id got events, so they go out now
-// rather than at the next scan.
-func (r *Relay) Notify(id any) {
+// rather than at the next scan. events are the events the caller's write added, in
+// order; with them the relay need not read the document back before publishing.
+func (r *Relay) Notify(id any, events ...Event) {
 	select {
-	case r.ids <- id:
+	case r.notes <- notification{id: id, events: events}:
 	default: // queue full: the next scan finds the document
-		r.behind.Store(true)
+		r.fellBehind()
+	}
+}
+
+// fellBehind records that an event may wait with no notification naming it.
+func (r *Relay) fellBehind() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.behind = true
+	r.failures++
+}
+
+// state returns whether the relay is behind and the failures so far.
+func (r *Relay) state() (behind bool, failures uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.behind, r.failures
+}
+
+// caughtUp records a scan that sent everything it found, unless something failed
+// since it started (failures then differs).
+func (r *Relay) caughtUp(failures uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failures == failures {
+		r.behind = false
 	}
 }
 
 // Run relays until ctx ends: a scan at once (events left by earlier runs), the
-// documents named by Notify as they come, and a scan every interval.
+// documents named by Notify as they come, and a scan every interval while behind.
 func (r *Relay) Run(ctx context.Context) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
@@ -138,14 +182,18 @@ func (r *Relay) Run(ctx context.Context) {
 	lastScan := time.Now()
 	scan := func() {
 		lastScan = time.Now()
-		r.behind.Store(false)
+		_, failures := r.state()
 		for {
 			n, err := r.Drain(ctx)
-			if err != nil && ctx.Err() == nil {
-				r.log.Warn("relay", "error", err)
-				r.behind.Store(true)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn("relay", "error", err)
+				}
+				r.fellBehind()
+				return
 			}
-			if err != nil || n < r.batch {
+			if n < r.batch {
+				r.caughtUp(failures)
 				return
 			}
 		}
@@ -155,17 +203,19 @@ func (r *Relay) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case id := <-r.ids:
+		case n := <-r.notes:
 			r.inflight <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-r.inflight }()
-				if err := r.relay(ctx, id); err != nil && ctx.Err() == nil {
-					r.log.Warn("relay", "error", err)
-					r.behind.Store(true) // the next scan retries
+				if err := r.relay(ctx, n); err != nil {
+					if ctx.Err() == nil {
+						r.log.Warn("relay", "error", err)
+					}
+					r.fellBehind() // the next scan retries
 				}
 			})
 		case <-t.C:
-			if r.behind.Load() || time.Since(lastScan) >= idleScan {
+			if behind, _ := r.state(); behind || time.Since(lastScan) >= idleScan {
 				scan()
 			}
 		}
@@ -196,28 +246,37 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		r.inflight <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-r.inflight }()
-			errs[i] = r.relay(ctx, d.ID)
+			errs[i] = r.relay(ctx, notification{id: d.ID})
 		})
 	}
 	wg.Wait()
 	return len(docs), errors.Join(errs...)
 }
 
-// relay publishes the events of the document with _id id, in order, then removes
-// those the broker confirmed. An event added meanwhile stays for the next pass.
-func (r *Relay) relay(ctx context.Context, id any) error {
-	byID := bson.D{{Key: "_id", Value: id}}
-	var d pendingDoc
-	err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&d)
-	if err != nil || len(d.Outbox) == 0 {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			err = nil
+// relay publishes the events of the document n names, in order, then removes those
+// the broker confirmed. It sends the events n carries as they are, unless the relay is
+// behind: then an older event of the document may still wait, and it reads the
+// document's outbox and sends all of it. An event added meanwhile stays for its own
+// notification or the next scan.
+func (r *Relay) relay(ctx context.Context, n notification) error {
+	// One pass per document at a time, so that its events cannot overtake each other.
+	defer r.passes.Lock(mongodb.DocumentKey(r.coll, n.id))()
+	byID := bson.D{{Key: "_id", Value: n.id}}
+	events := n.events
+	if behind, _ := r.state(); behind || len(events) == 0 {
+		var d pendingDoc
+		err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&d)
+		if err != nil || len(d.Outbox) == 0 {
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				err = nil
+			}
+			return err
 		}
-		return err
+		events = d.Outbox
 	}
 	sent := map[string]bool{}
 	var pubErr error
-	for _, e := range d.Outbox {
+	for _, e := range events {
 		pubErr = r.pub.Publish(ctx, messaging.Message{
 			ID: e.ID, Type: e.Type, Body: []byte(e.Body),
 			Traceparent: e.Traceparent, Time: e.Time, Mandatory: e.Mandatory,
@@ -230,7 +289,7 @@ func (r *Relay) relay(ctx context.Context, id any) error {
 	if len(sent) == 0 {
 		return pubErr
 	}
-	err = r.locks.Serialize(r.coll, id, func() error {
+	err := r.locks.Serialize(r.coll, n.id, func() error {
 		var cur pendingDoc
 		if err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&cur); err != nil {
 			return err
@@ -241,10 +300,15 @@ func (r *Relay) relay(ctx context.Context, id any) error {
 				left = append(left, e)
 			}
 		}
-		_, err := r.coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: bson.D{
-			{Key: Field, Value: left}, {Key: PendingField, Value: len(left) > 0},
-		}}})
-		return err
+		if len(left) == len(cur.Outbox) {
+			return nil // removed by another pass (a scan's) already
+		}
+		return r.writes.Do(ctx, func() error {
+			_, err := r.coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: bson.D{
+				{Key: Field, Value: left}, {Key: PendingField, Value: len(left) > 0},
+			}}})
+			return err
+		})
 	})
 	return errors.Join(pubErr, err)
 }

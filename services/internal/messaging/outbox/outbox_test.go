@@ -48,7 +48,7 @@ func TestRelay(t *testing.T) {
 	coll := testenv.MongoDB(t).Collection("things")
 	pub := &recordingPublisher{}
 	var locks mongodb.KeyedMutex
-	relay := outbox.NewRelay(coll, pub, &locks, logging.Discard(), time.Hour)
+	relay := outbox.NewRelay(coll, pub, &locks, nil, logging.Discard(), time.Hour)
 
 	e1, _ := outbox.NewEvent(ctx, "thing.created", map[string]int{"n": 1}, true)
 	e2, _ := outbox.NewEvent(ctx, "thing.updated", map[string]int{"n": 2}, false)

@@ -18,10 +18,12 @@ type WorkerConfig struct {
 	Broker messaging.Settings
 	// Name is the service's name, shown by the broker.
 	Name string
-	// Outbox is the collection whose documents carry outgoing events, and Locks the
-	// locks its writers hold around each update of a document (see Relay).
+	// Outbox is the collection whose documents carry outgoing events, Locks the locks
+	// its writers hold around each update of a document, and Writes the gate its
+	// database's writes go through (nil: none) (see Relay).
 	Outbox *mongo.Collection
 	Locks  *mongodb.KeyedMutex
+	Writes *mongodb.Gate
 	// Queue is consumed with Handler; Prefetch deliveries at once.
 	Queue    string
 	Prefetch int
@@ -46,7 +48,7 @@ type Worker struct {
 func NewWorker(cfg WorkerConfig) *Worker {
 	b := messaging.Connect(messaging.Config{URL: cfg.Broker.URL, Name: cfg.Name, Topology: messaging.ShopTopology, Logger: cfg.Logger})
 	w := &Worker{cfg: cfg, broker: b, pub: messaging.NewPublisher(b)}
-	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Locks, cfg.Logger, time.Second)
+	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Locks, cfg.Writes, cfg.Logger, time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopRelay = cancel
 	w.relayDone.Go(func() { w.relay.Run(ctx) })
@@ -58,8 +60,8 @@ func (w *Worker) Start(h messaging.Handler) {
 	w.consumer = w.broker.Consume(messaging.ConsumerConfig{Queue: w.cfg.Queue, Prefetch: w.cfg.Prefetch, Handler: h})
 }
 
-// Notify tells the relay that the document with _id id got events.
-func (w *Worker) Notify(id any) { w.relay.Notify(id) }
+// Notify tells the relay that the document with _id id got events (see Relay.Notify).
+func (w *Worker) Notify(id any, events ...Event) { w.relay.Notify(id, events...) }
 
 // Ready reports whether the broker connection is open; it fits health.Check.
 func (w *Worker) Ready(ctx context.Context) error { return w.broker.Ready(ctx) }
