@@ -69,6 +69,12 @@ func (b *batches) takeAll(id bson.ObjectID) []*productStep {
 // for it meanwhile, and returns its outcome.
 func (s *Store) onProduct(ctx context.Context, id bson.ObjectID, step *productStep) error {
 	s.batches.add(id, step)
+	return s.runQueued(ctx, id, step)
+}
+
+// runQueued waits until step, queued for product id, has run, running it (and all the
+// steps queued with it) when it gets the product's lock first, and returns its outcome.
+func (s *Store) runQueued(ctx context.Context, id bson.ObjectID, step *productStep) error {
 	err := s.locks.Serialize(s.products, id, func() error {
 		// A step queued before this one got the lock ran it, or this one runs it now:
 		// whoever holds the lock runs everything queued.

@@ -214,9 +214,7 @@ func (s *Store) findOrCreateReservation(ctx context.Context, req catalog.Reserva
 func (s *Store) price(ctx context.Context, req catalog.ReservationRequest) (reservationDoc, error) {
 	products := make(map[string]catalog.Product, len(req.Items))
 	for _, it := range req.Items {
-		// One lookup by _id per line: FerretDB leaves those to SQLite, while for an $in
-		// filter it decodes the whole collection.
-		p, err := s.Get(ctx, it.ProductID)
+		p, err := s.priced(ctx, it.ProductID)
 		if errors.Is(err, errProductNotFound) {
 			continue
 		}
@@ -238,6 +236,27 @@ func (s *Store) price(ctx context.Context, req catalog.ReservationRequest) (rese
 		doc.Lines[i] = lineDoc{ProductID: it.ProductID, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents, Currency: it.Currency}
 	}
 	return doc, nil
+}
+
+// priced returns product id as pricing needs it: from the cache, else read by _id (one
+// lookup per line: FerretDB leaves those to SQLite, while for an $in filter it decodes
+// the whole collection).
+func (s *Store) priced(ctx context.Context, id string) (catalog.Product, error) {
+	oid, ok := mongodb.ParseID(id)
+	if !ok {
+		return catalog.Product{}, errProductNotFound
+	}
+	p, ok, gen := s.prices.get(oid)
+	if ok {
+		return p, nil
+	}
+	doc, err := s.findProduct(ctx, oid)
+	if err != nil {
+		return catalog.Product{}, err
+	}
+	p = doc.product()
+	s.prices.fill(oid, p, gen)
+	return p, nil
 }
 
 // takeLines takes every line of a pending reservation not taken yet, then records the
@@ -377,17 +396,27 @@ func (s *Store) updateProduct(ctx context.Context, id bson.ObjectID, what string
 // removeHold removes order's hold on l's product, in the background, if it is still
 // {returned: returned}: the reservation has recorded r = taken (returned false) or
 // r = settled (returned true), which makes such a hold useless (see the top). The answer
-// does not wait for it; Wait does.
+// does not wait for it: the removal waits in the product's queue for the next take of
+// that product, whose read and write it shares (batch.go), or runs alone after
+// holdRemovalDelay. Wait waits for it.
 func (s *Store) removeHold(order string, l lineDoc, returned bool) {
 	oid, ok := mongodb.ParseID(l.ProductID)
 	if !ok {
 		return
 	}
-	s.removals.Go(func() {
+	step := &productStep{order: order, remove: true, returned: returned}
+	s.batches.add(oid, step)
+	s.removals.Add(1)
+	time.AfterFunc(holdRemovalDelay, func() {
+		defer s.removals.Done()
 		// An error leaves the hold behind, which is harmless (see the top).
-		_ = s.onProduct(context.Background(), oid, &productStep{order: order, remove: true, returned: returned})
+		_ = s.runQueued(context.Background(), oid, step)
 	})
 }
+
+// holdRemovalDelay is how long a hold removal waits for a take of its product to ride
+// along with. It bounds how long a product document keeps the holds of orders done.
+const holdRemovalDelay = 500 * time.Millisecond
 
 // Wait waits for the hold removals started so far: call it before closing the database.
 func (s *Store) Wait() { s.removals.Wait() }

@@ -46,6 +46,8 @@ type Store struct {
 	batches batches
 	// removals runs the removals of holds the requests do not wait for.
 	removals sync.WaitGroup
+	// prices caches what pricing a reservation reads of a product (prices.go).
+	prices priceCache
 	// writes queues this process's writes, one at a time (see mongodb.Gate: on FerretDB
 	// that is much faster than letting SQLite arbitrate).
 	writes *mongodb.Gate
@@ -167,11 +169,12 @@ func (s *Store) Update(ctx context.Context, id string, p catalog.Patch) (catalog
 	}
 	var doc productDoc
 	err := s.locks.Serialize(s.products, oid, func() error {
-		if err := s.updateProduct(ctx, oid, "update product", bson.D{{Key: "$set", Value: set}}); err != nil {
+		err := s.updateProduct(ctx, oid, "update product", bson.D{{Key: "$set", Value: set}})
+		s.prices.invalidate(oid) // also after an error: the write may have happened
+		if err != nil {
 			return err
 		}
 		// Read under the lock: the answer is this update's result, not a later one's.
-		var err error
 		doc, err = s.findProduct(ctx, oid)
 		return err
 	})
@@ -197,6 +200,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			}
 			return err
 		})
+		s.prices.invalidate(oid)
 		if err != nil {
 			return fmt.Errorf("delete product: %w", err)
 		}

@@ -1,0 +1,67 @@
+package store
+
+import (
+	"testing"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+	"github.com/shopkeeper-dev/shopkeeper/services/product/catalog"
+)
+
+// Prices are cached for reservations: a reservation made after a product changed or
+// went is priced, or refused, as the product is then; one made before keeps its price.
+func TestReservationsSeeProductChanges(t *testing.T) {
+	ctx := t.Context()
+	s := New(testenv.MongoDB(t))
+	p, err := s.Create(ctx, catalog.NewProduct{Name: "Mug", PriceCents: 100, Currency: "USD", Stock: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserve := func(order string) (catalog.Reservation, error) {
+		res, _, err := s.Reserve(ctx, catalog.ReservationRequest{OrderID: order, Items: []catalog.ReservationItem{{ProductID: p.ID, Quantity: 2}}})
+		return res, err
+	}
+	price := func(cents int64) catalog.Patch { return catalog.Patch{PriceCents: &cents} }
+	currency := func(c string) catalog.Patch { return catalog.Patch{Currency: &c} }
+
+	tests := []struct {
+		order     string
+		change    *catalog.Patch // applied before the reservation
+		wantTotal int64
+		wantUnit  int64
+		wantCurr  string
+		wantFirst int64 // total of order "o1" asked again: never repriced
+	}{
+		{order: "o1", wantTotal: 200, wantUnit: 100, wantCurr: "USD", wantFirst: 200},
+		{order: "o2", wantTotal: 200, wantUnit: 100, wantCurr: "USD", wantFirst: 200}, // from the cache
+		{order: "o3", change: ptr(price(250)), wantTotal: 500, wantUnit: 250, wantCurr: "USD", wantFirst: 200},
+		{order: "o4", wantTotal: 500, wantUnit: 250, wantCurr: "USD", wantFirst: 200},
+		{order: "o5", change: ptr(currency("EUR")), wantTotal: 500, wantUnit: 250, wantCurr: "EUR", wantFirst: 200},
+	}
+	for _, tt := range tests {
+		if tt.change != nil {
+			if _, err := s.Update(ctx, p.ID, *tt.change); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := reserve(tt.order)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.order, err)
+		}
+		if res.TotalCents != tt.wantTotal || res.Items[0].UnitPriceCents != tt.wantUnit || res.Items[0].Currency != tt.wantCurr {
+			t.Errorf("%s: total %d, unit %d %s; want %d, %d %s", tt.order, res.TotalCents,
+				res.Items[0].UnitPriceCents, res.Items[0].Currency, tt.wantTotal, tt.wantUnit, tt.wantCurr)
+		}
+		if first, err := reserve("o1"); err != nil || first.TotalCents != tt.wantFirst {
+			t.Errorf("o1 again after %s: total %d, %v; want %d", tt.order, first.TotalCents, err, tt.wantFirst)
+		}
+	}
+
+	if err := s.Delete(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reserve("after-delete")
+	checkErr(t, err, catalog.UnknownProducts(p.ID))
+	s.Wait()
+}
+
+func ptr[T any](v T) *T { return &v }
