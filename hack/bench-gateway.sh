@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # Measures the gateway's overhead: wrk drives a fixed-response upstream (hack/benchgateway)
 # directly, then through the gateway (rate limiter on, with a limit it never reaches, access logs
-# on as deployed), and prints requests/s, p50 and p99 of both and their ratio.
+# on as deployed) and, beside it in the same run, through a reference reverse proxy (nginx, one
+# worker, upstream keep-alive, rate limit and buffered access log as well), and prints requests/s,
+# p50 and p99 of each and their ratio to the direct figure.
 #
-# Everything runs on loopback on this machine, so wrk, the gateway and the upstream share its
+# Everything runs on loopback on this machine, so wrk, the proxy and the upstream share its
 # cores; that is the setting the goal (ratio >= 0.55, gateway p99 < 5 ms at 64 connections) is
-# stated for.
+# stated for. The targets are measured in turns (direct, gateway, reference, direct, ...) so that
+# a burst of load from elsewhere falls on all of them alike; the best run of each is kept.
+#
+# Beside each figure: the CPU time each process spent per request (from /proc/PID/stat), which
+# other load on the machine changes much less than requests/s, and the 1-minute load average when
+# the run started.
 #
 # Environment:
 #   CONNECTIONS  wrk connections (64)        DURATION  length of each measured run (10s)
-#   THREADS      wrk threads (2)             RUNS      measured runs of each side (3); best is kept
+#   THREADS      wrk threads (2)             RUNS      measured runs of each target (3)
+#   GATEWAY_GOMAXPROCS  the gateway's GOMAXPROCS (1: one core's worth, as the reference's one
+#                worker; "" leaves the Go default, every core)
+#   REFERENCE    "nginx" (default when nginx is installed) or "none"
 #   PIN          "1": wrk on CPU 1, servers on CPU 0 (default: no pinning, the scheduler decides)
-#   PROFILE      a file: write a 10 s CPU profile of the gateway under load there
+#   PROFILE      a file: after the measured runs, one more gateway run writes a CPU profile there
+#                (kept out of the measured runs, which the profiler would slow)
 #   STRICT       "1": exit 1 when the goal is not met
 set -euo pipefail
 
@@ -20,9 +31,14 @@ CONNECTIONS="${CONNECTIONS:-64}"
 DURATION="${DURATION:-10s}"
 THREADS="${THREADS:-2}"
 RUNS="${RUNS:-3}"
+GATEWAY_GOMAXPROCS="${GATEWAY_GOMAXPROCS-1}"
 PIN="${PIN:-0}"
 PROFILE="${PROFILE:-}"
 STRICT="${STRICT:-0}"
+if [ -z "${REFERENCE:-}" ]; then
+	REFERENCE=none
+	if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then REFERENCE=nginx; fi
+fi
 
 if ! command -v wrk >/dev/null; then
 	echo "installing wrk (Debian package)" >&2
@@ -61,18 +77,71 @@ UP_PORT="$(free_port)"
 "${SERVER_CPU[@]}" "$WORK/upstream" -addr "127.0.0.1:$UP_PORT" &
 UP_PID=$!
 PIDS+=("$UP_PID")
+UP="http://127.0.0.1:$UP_PORT"
 
 GW_PORT="$(free_port)"
 PPROF_PORT="$(free_port)"
-UP="http://127.0.0.1:$UP_PORT"
-PORT="$GW_PORT" USER_SERVICE_URL="$UP" PRODUCT_SERVICE_URL="$UP" ORDER_SERVICE_URL="$UP" PAYMENT_SERVICE_URL="$UP" \
-	RATE_LIMIT_REQUESTS=5000000 RATE_LIMIT_WINDOW=24h LOG_LEVEL=info PPROF_ADDR="127.0.0.1:$PPROF_PORT" \
-	"${SERVER_CPU[@]}" "$WORK/gateway" >"$WORK/gateway.log" 2>&1 &
+GW_ENV=(PORT="$GW_PORT" USER_SERVICE_URL="$UP" PRODUCT_SERVICE_URL="$UP" ORDER_SERVICE_URL="$UP" PAYMENT_SERVICE_URL="$UP"
+	RATE_LIMIT_REQUESTS=5000000 RATE_LIMIT_WINDOW=24h LOG_LEVEL=info PPROF_ADDR="127.0.0.1:$PPROF_PORT")
+if [ -n "$GATEWAY_GOMAXPROCS" ]; then GW_ENV+=(GOMAXPROCS="$GATEWAY_GOMAXPROCS"); fi
+env "${GW_ENV[@]}" "${SERVER_CPU[@]}" "$WORK/gateway" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
 
 wait_http "$UP/readyz"
 wait_http "http://127.0.0.1:$GW_PORT/health" # the route to the upstream works
+
+TARGETS=(direct gateway)
+declare -A URL PROXY_PID
+URL[direct]="$UP/products/1" PROXY_PID[direct]=""
+URL[gateway]="http://127.0.0.1:$GW_PORT/products/1" PROXY_PID[gateway]="$GW_PID"
+
+if [ "$REFERENCE" = nginx ]; then
+	# The reference does what the gateway does on this path: a per-client rate limit it never
+	# reaches, a request id and X-Forwarded-For to the upstream over kept-alive connections, and
+	# a JSON access line per request, buffered as the gateway's. One worker, no master process, so
+	# its CPU time is that of the one process started here.
+	NG_PORT="$(free_port)"
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<-EOF
+		daemon off;
+		master_process off;
+		worker_processes 1;
+		pid $WORK/nginx/nginx.pid;
+		error_log $WORK/nginx/error.log warn;
+		events { worker_connections 4096; }
+		http {
+			client_body_temp_path $WORK/nginx/body;
+			proxy_temp_path $WORK/nginx/proxy;
+			fastcgi_temp_path $WORK/nginx/fastcgi;
+			uwsgi_temp_path $WORK/nginx/uwsgi;
+			scgi_temp_path $WORK/nginx/scgi;
+			log_format json escape=json '{"time":"\$time_iso8601","request_id":"\$request_id","method":"\$request_method",'
+				'"path":"\$uri","status":\$status,"bytes":\$body_bytes_sent,"duration":\$request_time}';
+			access_log $WORK/nginx/access.log json buffer=64k flush=200ms;
+			limit_req_zone \$binary_remote_addr zone=perclient:10m rate=1000000r/s;
+			upstream service { server 127.0.0.1:$UP_PORT; keepalive 128; }
+			server {
+				listen 127.0.0.1:$NG_PORT;
+				location / {
+					limit_req zone=perclient burst=1000000 nodelay;
+					proxy_pass http://service;
+					proxy_http_version 1.1;
+					proxy_set_header Connection "";
+					proxy_set_header X-Request-ID \$request_id;
+					proxy_set_header X-Forwarded-For \$remote_addr;
+				}
+			}
+		}
+	EOF
+	NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+	"${SERVER_CPU[@]}" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+	NG_PID=$!
+	PIDS+=("$NG_PID")
+	wait_http "http://127.0.0.1:$NG_PORT/products/1"
+	TARGETS+=(reference)
+	URL[reference]="http://127.0.0.1:$NG_PORT/products/1" PROXY_PID[reference]="$NG_PID"
+fi
 
 # wrk prints latencies as 812.00us, 1.23ms or 1.01s; ms() turns one into milliseconds.
 ms() {
@@ -82,60 +151,78 @@ ms() {
 		printf "%.2f", n }'
 }
 
-# cpu_ticks PID prints the user+system CPU time of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_ticks PID prints the user+system CPU time of a process, in clock ticks (0 for no PID).
+cpu_ticks() { if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
 TICKS="$(getconf CLK_TCK)"
 
 # us_per_req TICKS_BEFORE TICKS_AFTER REQUESTS prints CPU microseconds per request.
 us_per_req() { awk -v a="$1" -v b="$2" -v n="$3" -v hz="$TICKS" 'BEGIN {printf "%.0f", (b - a) * 1e6 / hz / n}'; }
 
-# measure URL prints "requests/s p50_ms p99_ms wrk_us upstream_us gateway_us" of the best of
-# RUNS runs (highest requests/s); the last three are CPU microseconds per request of each process.
-measure() {
-	local url="$1" best="" out rps p50 p99 n u0 u1 g0 g1 wrk_cpu
-	"${WRK_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$url" >/dev/null # warm-up: pools, caches
-	for _ in $(seq "$RUNS"); do
-		u0="$(cpu_ticks "$UP_PID")" g0="$(cpu_ticks "$GW_PID")"
-		out="$( { TIMEFORMAT='wrk-cpu %U %S'; time "${WRK_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url"; } 2>&1)"
-		u1="$(cpu_ticks "$UP_PID")" g1="$(cpu_ticks "$GW_PID")"
-		if grep -q 'Non-2xx' <<<"$out"; then
-			echo "non-2xx answers from $url:" >&2
-			echo "$out" >&2
-			exit 1
-		fi
-		rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
-		n="$(awk '/requests in/ {print $1}' <<<"$out")"
-		p50="$(ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
-		p99="$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
-		wrk_cpu="$(awk -v n="$n" '$1 == "wrk-cpu" {printf "%.0f", ($2 + $3) * 1e6 / n}' <<<"$out")"
-		local cpu="$wrk_cpu $(us_per_req "$u0" "$u1" "$n") $(us_per_req "$g0" "$g1" "$n")"
-		echo "  $url: $rps req/s, p50 $p50 ms, p99 $p99 ms; CPU us/request: wrk, upstream, gateway: $cpu" >&2
-		if [ -z "$best" ] || [ "$rps" -gt "${best%% *}" ]; then best="$rps $p50 $p99 $cpu"; fi
-	done
-	echo "$best"
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# run_once TARGET prints "requests/s p50_ms p99_ms wrk_us upstream_us proxy_us load" of one run;
+# the CPU figures are microseconds per request of each process ("-" for no proxy).
+run_once() {
+	local target="$1" url="${URL[$1]}" proxy="${PROXY_PID[$1]}" out rps p50 p99 n u0 u1 p0 p1 wrk_cpu load proxy_us
+	load="$(load1)"
+	u0="$(cpu_ticks "$UP_PID")" p0="$(cpu_ticks "$proxy")"
+	out="$( { TIMEFORMAT='wrk-cpu %U %S'; time "${WRK_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url"; } 2>&1)"
+	u1="$(cpu_ticks "$UP_PID")" p1="$(cpu_ticks "$proxy")"
+	if grep -q 'Non-2xx' <<<"$out"; then
+		echo "non-2xx answers from $target ($url):" >&2
+		echo "$out" >&2
+		exit 1
+	fi
+	# Connection errors and wrk's 2 s timeouts are counted, not fatal: under other load a
+	# server may be descheduled that long; the line says so.
+	grep 'Socket errors' <<<"$out" | sed "s/^ */  $target: /" >&2 || true
+	rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
+	n="$(awk '/requests in/ {print $1}' <<<"$out")"
+	p50="$(ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
+	p99="$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+	wrk_cpu="$(awk -v n="$n" '$1 == "wrk-cpu" {printf "%.0f", ($2 + $3) * 1e6 / n}' <<<"$out")"
+	proxy_us=-
+	if [ -n "$proxy" ]; then proxy_us="$(us_per_req "$p0" "$p1" "$n")"; fi
+	echo "$rps $p50 $p99 $wrk_cpu $(us_per_req "$u0" "$u1" "$n") $proxy_us $load"
 }
 
-LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-echo "direct: wrk -c$CONNECTIONS -t$THREADS -d$DURATION against the upstream" >&2
-DIRECT="$(measure "$UP/products/1")"
-read -r D_RPS D_P50 D_P99 D_WRK D_UP _ <<<"$DIRECT"
-echo "gateway: the same through the gateway" >&2
+echo "warming up (pools, caches)" >&2
+for t in "${TARGETS[@]}"; do "${WRK_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${URL[$t]}" >/dev/null; done
+
+declare -A BEST
+for round in $(seq "$RUNS"); do
+	for t in "${TARGETS[@]}"; do
+		r="$(run_once "$t")"
+		read -r rps p50 p99 wc uc pc load <<<"$r"
+		printf '  run %d %-9s %6s req/s, p50 %6s ms, p99 %7s ms; CPU us/request wrk %s, upstream %s, proxy %s; load %s\n' \
+			"$round" "$t" "$rps" "$p50" "$p99" "$wc" "$uc" "$pc" "$load" >&2
+		if [ -z "${BEST[$t]:-}" ] || [ "$rps" -gt "${BEST[$t]%% *}" ]; then BEST[$t]="$r"; fi
+	done
+done
+
 if [ -n "$PROFILE" ]; then
+	echo "profiling the gateway under load (one more run, not counted)" >&2
 	curl -fsS -o "$PROFILE" "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=10" &
 	PROFILER=$!
+	"${WRK_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d12s "${URL[gateway]}" >/dev/null
+	wait "$PROFILER"
+	echo "CPU profile: $PROFILE (go tool pprof -top $PROFILE)" >&2
 fi
-GATEWAY="$(measure "http://127.0.0.1:$GW_PORT/products/1")"
-read -r G_RPS G_P50 G_P99 G_WRK G_UP G_GW <<<"$GATEWAY"
-if [ -n "$PROFILE" ]; then wait "$PROFILER"; echo "CPU profile: $PROFILE" >&2; fi
 
-RATIO="$(awk -v g="$G_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2f", g / d}')"
+read -r D_RPS _ <<<"${BEST[direct]}"
+read -r G_RPS _ G_P99 _ <<<"${BEST[gateway]}"
+ratio() { awk -v g="$1" -v d="$D_RPS" 'BEGIN {printf "%.2f", g / d}'; }
+RATIO="$(ratio "$G_RPS")"
 LOG_LINES="$(wc -l <"$WORK/gateway.log")"
 
 echo
-echo "gateway benchmark: $CONNECTIONS connections, $THREADS wrk threads, best of $RUNS x $DURATION, $(nproc) CPUs, pinning: $([ "$PIN" = 1 ] && echo 'wrk CPU 1, servers CPU 0' || echo none), load average before: $LOAD_BEFORE"
-printf '%-10s %12s %10s %10s   %s\n' "" "requests/s" "p50 ms" "p99 ms" "CPU us/request: wrk, upstream, gateway"
-printf '%-10s %12s %10s %10s   %s\n' direct "$D_RPS" "$D_P50" "$D_P99" "$D_WRK, $D_UP, -"
-printf '%-10s %12s %10s %10s   %s\n' gateway "$G_RPS" "$G_P50" "$G_P99" "$G_WRK, $G_UP, $G_GW"
+echo "gateway benchmark: $CONNECTIONS connections, $THREADS wrk threads, best of $RUNS x $DURATION, $(nproc) CPUs," \
+	"gateway GOMAXPROCS ${GATEWAY_GOMAXPROCS:-default}, pinning: $([ "$PIN" = 1 ] && echo 'wrk CPU 1, servers CPU 0' || echo none)"
+printf '%-10s %10s %8s %8s %7s   %-28s %s\n' "" "requests/s" "p50 ms" "p99 ms" "ratio" "CPU us/req: wrk/upstream/proxy" "load average (1 min) at start"
+for t in "${TARGETS[@]}"; do
+	read -r rps p50 p99 wc uc pc load <<<"${BEST[$t]}"
+	printf '%-10s %10s %8s %8s %7s   %-28s %s\n' "$t" "$rps" "$p50" "$p99" "$(ratio "$rps")" "$wc / $uc / $pc" "$load"
+done
 echo "ratio gateway/direct: $RATIO (goal >= 0.55, gateway p99 < 5 ms); gateway wrote $LOG_LINES log lines"
 
 if awk -v r="$RATIO" -v p="$G_P99" 'BEGIN {exit !(r >= 0.55 && p < 5)}'; then

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -13,9 +14,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 )
 
 // upstream is a real HTTP server standing in for one service: it echoes what it received.
@@ -442,12 +448,56 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
+// TestTraceparentContinued checks the service sees the client's trace continued: while no span
+// is recorded the client's traceparent as it came; while spans are recorded one naming the
+// gateway's server span as the parent.
 func TestTraceparentContinued(t *testing.T) {
-	s := newSuite(t, nil)
-	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	_, body := s.do(t, "GET", "/payments", http.Header{"Traceparent": {"00-" + traceID + "-00f067aa0ba902b7-01"}})
-	if e := decode[echo](t, body); !strings.HasPrefix(e.Traceparent, "00-"+traceID+"-") {
-		t.Fatalf("service saw traceparent %q, want trace %s continued", e.Traceparent, traceID)
+	prevPropagator := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(prevPropagator) })
+	const (
+		traceID     = "4bf92f3577b34da6a3ce929d0e0e4736"
+		traceparent = "00-" + traceID + "-00f067aa0ba902b7-01"
+	)
+	for _, tt := range []struct {
+		name      string
+		recording bool
+	}{
+		{"export off", false},
+		{"export on", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			exp := tracetest.NewInMemoryExporter()
+			if tt.recording {
+				prev := otel.GetTracerProvider()
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+				otel.SetTracerProvider(tp)
+				t.Cleanup(func() {
+					otel.SetTracerProvider(prev)
+					_ = tp.Shutdown(context.Background())
+				})
+			}
+			if tracing.Recording() != tt.recording {
+				t.Fatalf("tracing.Recording() = %v, want %v", tracing.Recording(), tt.recording)
+			}
+			s := newSuite(t, nil)
+			_, body := s.do(t, "GET", "/payments", http.Header{"Traceparent": {traceparent}})
+			got := decode[echo](t, body).Traceparent
+			if !tt.recording {
+				if got != traceparent {
+					t.Fatalf("service saw traceparent %q, want %q as the client sent it", got, traceparent)
+				}
+				return
+			}
+			spans := exp.GetSpans()
+			if len(spans) != 1 {
+				t.Fatalf("recorded %d spans, want the gateway's server span", len(spans))
+			}
+			sc := spans[0].SpanContext
+			if want := "00-" + traceID + "-" + sc.SpanID().String() + "-01"; got != want {
+				t.Fatalf("service saw traceparent %q, want %q (the gateway's span as parent)", got, want)
+			}
+		})
 	}
 }
 

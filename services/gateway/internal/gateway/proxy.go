@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -130,14 +131,18 @@ func newProxy(r route, transport http.RoundTripper, buffers httputil.BufferPool,
 			}
 			pr.SetURL(svc.base)
 			setForwarded(pr, ips)
-			// The incoming traceparent is already among the copied headers; when a server span
-			// exists, this replaces it so the service's span is its child.
-			propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
+			// The incoming traceparent, tracestate and baggage are already among the copied
+			// headers, and that is the whole of continuing the trace while no span is recorded.
+			// When spans are recorded, the gateway's server span replaces them, so the service's
+			// span is its child.
+			if tracing.Recording() {
+				propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
+			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			// The request-id middleware already set the gateway's answer's X-Request-ID; the
 			// service echoes the same id, and ReverseProxy would add it a second time.
-			resp.Header.Del(web.RequestIDHeader)
+			delete(resp.Header, requestIDKey)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
@@ -145,6 +150,9 @@ func newProxy(r route, transport http.RoundTripper, buffers httputil.BufferPool,
 		},
 	}
 }
+
+// requestIDKey is web.RequestIDHeader as the header map holds it.
+var requestIDKey = http.CanonicalHeaderKey(web.RequestIDHeader)
 
 // stripPrefix removes prefix (plain ASCII, so the same in the escaped form) from u's path.
 func stripPrefix(u *url.URL, prefix string) {
@@ -158,19 +166,23 @@ func stripPrefix(u *url.URL, prefix string) {
 // is kept and extended; one from anyone else is dropped, so the services never see a forged
 // hop as if the gateway had vouched for it.
 func setForwarded(pr *httputil.ProxyRequest, ips *clientip.Resolver) {
-	if peer, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-		xff := peer
-		if chain := pr.In.Header.Values("X-Forwarded-For"); len(chain) > 0 && ips.PeerTrusted(pr.In) {
-			xff = strings.Join(chain, ", ") + ", " + peer
-		}
-		pr.Out.Header["X-Forwarded-For"] = []string{xff}
-	}
-	pr.Out.Header["X-Forwarded-Host"] = []string{pr.In.Host}
 	proto := "http"
 	if pr.In.TLS != nil {
 		proto = "https"
 	}
-	pr.Out.Header["X-Forwarded-Proto"] = []string{proto}
+	// One backing array for the three values; each header gets a capacity-1 slice of it, so
+	// an Add to one of them copies instead of writing into the next.
+	vals := [...]string{pr.In.Host, proto, ""}
+	h := pr.Out.Header
+	h["X-Forwarded-Host"] = vals[0:1:1]
+	h["X-Forwarded-Proto"] = vals[1:2:2]
+	if peer, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		vals[2] = peer
+		if chain := pr.In.Header["X-Forwarded-For"]; len(chain) > 0 && ips.PeerTrusted(pr.In) {
+			vals[2] = strings.Join(chain, ", ") + ", " + peer
+		}
+		h["X-Forwarded-For"] = vals[2:3:3]
+	}
 }
 
 // errorBody is the JSON the gateway answers when a service fails; the message never carries
