@@ -398,7 +398,7 @@ func (s *Store) updateProduct(ctx context.Context, id bson.ObjectID, what string
 // r = settled (returned true), which makes such a hold useless (see the top). The answer
 // does not wait for it: the removal waits in the product's queue for the next take of
 // that product, whose read and write it shares (batch.go), or runs alone after
-// holdRemovalDelay. Wait waits for it.
+// holdRemovalDelay. Wait runs the waiting ones at once and waits for them.
 func (s *Store) removeHold(order string, l lineDoc, returned bool) {
 	oid, ok := mongodb.ParseID(l.ProductID)
 	if !ok {
@@ -407,19 +407,48 @@ func (s *Store) removeHold(order string, l lineDoc, returned bool) {
 	step := &productStep{order: order, remove: true, returned: returned}
 	s.batches.add(oid, step)
 	s.removals.Add(1)
-	time.AfterFunc(holdRemovalDelay, func() {
+	s.delayed.mu.Lock()
+	defer s.delayed.mu.Unlock()
+	if s.delayed.timers == nil {
+		s.delayed.timers = map[*time.Timer]func(){}
+	}
+	var t *time.Timer
+	run := func() {
 		defer s.removals.Done()
 		// An error leaves the hold behind, which is harmless (see the top).
 		_ = s.runQueued(context.Background(), oid, step)
+	}
+	t = time.AfterFunc(holdRemovalDelay, func() {
+		s.delayed.mu.Lock()
+		delete(s.delayed.timers, t)
+		s.delayed.mu.Unlock()
+		run()
 	})
+	s.delayed.timers[t] = run
 }
 
 // holdRemovalDelay is how long a hold removal waits for a take of its product to ride
-// along with. It bounds how long a product document keeps the holds of orders done.
-const holdRemovalDelay = 500 * time.Millisecond
+// along with. A product taken often has its holds removed with its next take, within
+// moments; this bounds how long one taken rarely keeps the holds of orders done.
+const holdRemovalDelay = 2 * time.Second
 
-// Wait waits for the hold removals started so far: call it before closing the database.
-func (s *Store) Wait() { s.removals.Wait() }
+// Wait runs the hold removals still waiting for a take, and waits for every removal
+// started so far: call it before closing the database.
+func (s *Store) Wait() {
+	s.delayed.mu.Lock()
+	var now []func()
+	for t, run := range s.delayed.timers {
+		if t.Stop() { // not started: run it now instead
+			now = append(now, run)
+		}
+		delete(s.delayed.timers, t)
+	}
+	s.delayed.mu.Unlock()
+	for _, run := range now {
+		go run()
+	}
+	s.removals.Wait()
+}
 
 func holdKey(order string) string { return "holds." + order }
 

@@ -44,8 +44,13 @@ type Store struct {
 	locks mongodb.KeyedMutex
 	// batches queues the takes and hold removals waiting for each product (batch.go).
 	batches batches
-	// removals runs the removals of holds the requests do not wait for.
+	// removals runs the removals of holds the requests do not wait for; delayed holds
+	// the timers of those waiting for a take to ride along with (removeHold).
 	removals sync.WaitGroup
+	delayed  struct {
+		mu     sync.Mutex
+		timers map[*time.Timer]func()
+	}
 	// prices caches what pricing a reservation reads of a product (prices.go).
 	prices priceCache
 	// writes queues this process's writes, one at a time (see mongodb.Gate: on FerretDB
