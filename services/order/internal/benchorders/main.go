@@ -34,17 +34,18 @@ import (
 func main() {
 	orders := flag.Int("orders", 500, "orders to place")
 	concurrency := flag.Int("concurrency", 16, "clients placing orders at once")
+	rate := flag.Float64("rate", 0, "orders per second to place (an open load); 0: as fast as the clients go")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the services (this process) while orders are placed to `file`")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *orders, *concurrency, *cpuProfile); err != nil {
+	if err := run(ctx, *orders, *concurrency, *rate, *cpuProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "benchorders:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, total, concurrency int, cpuProfile string) error {
+func run(ctx context.Context, total, concurrency int, rate float64, cpuProfile string) error {
 	dir, err := os.MkdirTemp("", "benchorders-")
 	if err != nil {
 		return err
@@ -96,13 +97,17 @@ func run(ctx context.Context, total, concurrency int, cpuProfile string) error {
 	if err != nil {
 		return err
 	}
-	res, err := placeOrders(ctx, shop, amqpURL, total, concurrency, counter)
+	res, err := placeOrders(ctx, shop, amqpURL, total, concurrency, rate, counter)
 	stopProfile()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("orders     %d placed by %d clients in %.2fs: %6.0f orders/s placed, %6.0f orders/s PAID\n",
-		total, concurrency, res.placing.Seconds(), float64(total)/res.placing.Seconds(), float64(total)/res.allPaid.Seconds())
+	load := fmt.Sprintf("by %d clients", concurrency)
+	if rate > 0 {
+		load += fmt.Sprintf(" at %g/s", rate)
+	}
+	fmt.Printf("orders     %d placed %s in %.2fs: %6.0f orders/s placed, %6.0f orders/s PAID\n",
+		total, load, res.placing.Seconds(), float64(total)/res.placing.Seconds(), float64(total)/res.allPaid.Seconds())
 	fmt.Printf("           POST /orders      p50 %6.2f ms  p99 %6.2f ms\n", ms(res.post.p50), ms(res.post.p99))
 	fmt.Printf("           placed -> PAID    p50 %6.2f ms  p99 %6.2f ms  (goal: >= 300 orders/s, p99 < 50 ms)\n", ms(res.paid.p50), ms(res.paid.p99))
 	printCommands(os.Stdout, res.commands, total)
@@ -148,9 +153,36 @@ type ordersResult struct {
 	commands         map[string]int
 }
 
+// dispatch hands the order numbers 0..total-1 to the clients: at rate per second
+// (an open load: latencies at a rate the shop sustains), or as fast as the clients take
+// them when rate is 0 (a closed load: the shop's capacity).
+func dispatch(ctx context.Context, work chan<- int, total int, rate float64) {
+	defer close(work)
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	for i := range total {
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // placeOrders places total orders with concurrency clients; placed → PAID is measured
 // from the 201 answer to the order.updated(PAID) event, seen on a queue of our own.
-func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total, concurrency int, counter *commandCounter) (ordersResult, error) {
+func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total, concurrency int, rate float64, counter *commandCounter) (ordersResult, error) {
 	users, products := make([]string, 16), make([]string, 16)
 	for i := range users {
 		var err error
@@ -171,24 +203,21 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 	var mu sync.Mutex
 	placedAt := make(map[string]time.Time, total)
 	posts := make([]time.Duration, 0, total)
-	var next atomic.Int64
 	var failOnce sync.Once
 	var failed error
 	start := time.Now()
+	work := make(chan int)
+	go dispatch(ctx, work, total, rate)
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= total || ctx.Err() != nil {
-					return
-				}
+			for i := range work {
 				t0 := time.Now()
 				o, err := shop.PlaceOrder(ctx, users[i%len(users)], products[i%len(products)], 1)
 				t1 := time.Now()
 				if err != nil {
 					failOnce.Do(func() { failed = err })
-					return
+					continue
 				}
 				mu.Lock()
 				placedAt[o.ID.Hex()] = t1
