@@ -136,8 +136,10 @@ uninstall: manifests $(KUSTOMIZE) ## Remove the CRDs (and every Shop) from the c
 
 .PHONY: deploy
 deploy: manifests $(KUSTOMIZE) ## Deploy the operator (config/default) with image IMG.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+	@# The image is set in a copy of config/, so the tree stays as committed.
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r config "$$tmp/" && \
+		(cd "$$tmp/config/manager" && $(KUSTOMIZE) edit set image controller=$(IMG)) && \
+		$(KUSTOMIZE) build "$$tmp/config/default" | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: $(KUSTOMIZE) ## Remove the operator.

@@ -110,12 +110,12 @@ wait_ready() {
 }
 
 story() {
-	local pf_log port pf
+	local port=""
 	pf_log=$(mktemp)
 	log "Port-forward to the gateway: kubectl port-forward svc/$shop-gateway"
 	kubectl -n "$namespace" port-forward "svc/$shop-gateway" :80 >"$pf_log" 2>&1 &
 	pf=$!
-	trap 'kill $pf 2>/dev/null || true; rm -f "$pf_log"' EXIT
+	trap 'kill "$pf" 2>/dev/null || true; rm -f "$pf_log"' EXIT
 	for _ in $(seq 1 60); do
 		port=$(sed -nE 's/^Forwarding from 127\.0\.0\.1:([0-9]+) .*/\1/p' "$pf_log" | head -n1)
 		[ -n "$port" ] && break

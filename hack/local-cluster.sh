@@ -155,11 +155,23 @@ EOF
 
 # ---------------------------------------------------------------- configuration
 
-# render TEMPLATE OUT: the template with ${VARIABLES} of this script filled in.
+# render TEMPLATE OUT: the template with ${VARIABLES} of this script filled in. OUT is
+# rewritten only when its content changes: kube-proxy exits when its file is touched.
 render() {
+	local tmp
+	tmp=$(mktemp)
 	STATE=$state RUN_DIR=$run_dir SOCK=$sock NODE=$node NODE_IP=$node_ip POD_CIDR=$pod_cidr \
 		DNS_IP=$dns_ip PAUSE_IMAGE=$pause_image COREDNS_IMAGE=$coredns_image BRIDGE=$bridge API_PORT=$api_port \
-		envsubst <"$templates/$1" >"$2"
+		envsubst <"$templates/$1" >"$tmp"
+	if [ "$2" = /dev/stdout ]; then
+		cat "$tmp"
+		rm -f "$tmp"
+	elif cmp -s "$tmp" "$2"; then
+		rm -f "$tmp"
+	else
+		mv "$tmp" "$2"
+		chmod 644 "$2"
+	fi
 }
 
 configure() {
@@ -224,6 +236,7 @@ start_control_plane() {
 		--tls-cert-file "$state/pki/apiserver.crt" --tls-private-key-file "$state/pki/apiserver.key" \
 		--kubelet-client-certificate "$state/pki/apiserver-kubelet-client.crt" \
 		--kubelet-client-key "$state/pki/apiserver-kubelet-client.key" \
+		--kubelet-preferred-address-types InternalIP,Hostname \
 		--service-account-key-file "$state/pki/sa.pub" --service-account-signing-key-file "$state/pki/sa.key" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
