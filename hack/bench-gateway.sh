@@ -17,8 +17,8 @@
 # Environment:
 #   CONNECTIONS  wrk connections (64)        DURATION  length of each measured run (10s)
 #   THREADS      wrk threads (2)             RUNS      measured runs of each target (3)
-#   GATEWAY_GOMAXPROCS  the gateway's GOMAXPROCS (1: one core's worth, as the reference's one
-#                worker; "" leaves the Go default, every core)
+#   GATEWAY_GOMAXPROCS  the gateway's GOMAXPROCS (default: Go's, every core; 1 measured no better:
+#                the gateway spends less, the upstream behind it much more)
 #   REFERENCE    "nginx" (default when nginx is installed) or "none"
 #   PIN          "1": wrk on CPU 1, servers on CPU 0 (default: no pinning, the scheduler decides)
 #   PROFILE      a file: after the measured runs, one more gateway run writes a CPU profile there
@@ -31,7 +31,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 DURATION="${DURATION:-10s}"
 THREADS="${THREADS:-2}"
 RUNS="${RUNS:-3}"
-GATEWAY_GOMAXPROCS="${GATEWAY_GOMAXPROCS-1}"
+GATEWAY_GOMAXPROCS="${GATEWAY_GOMAXPROCS:-}"
 PIN="${PIN:-0}"
 PROFILE="${PROFILE:-}"
 STRICT="${STRICT:-0}"
