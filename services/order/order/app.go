@@ -53,7 +53,10 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 	}
 	w := outbox.NewWorker(outbox.WorkerConfig{
 		Broker: cfg.Broker, Name: "order", Outbox: st.orders, Locks: &st.locks, Writes: st.writes,
-		Queue: messaging.OrderPaymentResults.Name, Prefetch: cfg.Prefetch, Logger: log,
+		// order.created is published before its payment result comes back, which
+		// settles the order: that write removes it.
+		RemovalDelay: 2 * time.Second,
+		Queue:        messaging.OrderPaymentResults.Name, Prefetch: cfg.Prefetch, Logger: log,
 	})
 	svc := &service{store: st, peers: p, relay: w, log: log,
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}

@@ -18,15 +18,21 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
+// relay is what the service needs of the outbox relay (outbox.Worker).
+type relay interface {
+	// Notify tells it of new events.
+	Notify(id any, events ...outbox.Event)
+	// TakeConfirmed hands over the removal of published events.
+	TakeConfirmed(id any) map[string]bool
+}
+
 // service is the order domain over its store, its peers and its outbox relay.
 type service struct {
 	store *store
 	peers *peers
-	relay interface {
-		Notify(id any, events ...outbox.Event)
-	} // the outbox relay, told of new events
-	log *slog.Logger
-	now func() time.Time
+	relay relay
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 // place places an order: it checks the user, reserves the stock under the order's id,
@@ -151,11 +157,22 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 	if status == Cancelled {
 		releaseStock = func() error { return s.peers.release(ctx, r.OrderID) }
 	}
-	changed, err := s.store.settle(ctx, id, status, reason, ev, now, releaseStock)
+	var published map[string]bool
+	changed, err := s.store.settle(ctx, id, settlement{
+		status: status, reason: reason, event: ev, now: now, prepare: releaseStock,
+		published: func(id bson.ObjectID) map[string]bool {
+			published = s.relay.TakeConfirmed(id)
+			return published
+		},
+	})
 	if errors.Is(err, errNotFound) {
 		return messaging.Permanent(fmt.Errorf("%s for unknown order %s", d.Type, r.OrderID))
 	}
 	if err != nil {
+		if len(published) > 0 {
+			// Their removal was ours: the relay reads the order again and sends what is left.
+			s.relay.Notify(id)
+		}
 		return err
 	}
 	if changed {

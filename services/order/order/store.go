@@ -98,32 +98,44 @@ func (s *store) list(ctx context.Context, userID string, status Status, page mon
 	return mongodb.FindPage[Order](ctx, s.orders, filter, page)
 }
 
-// settle moves a PENDING order to status, appending its order.updated event in the same
-// write; before that, still holding the order's lock, it runs prepare (nil: nothing).
-// changed is false when the order was not PENDING (a result handled before); an
-// unknown order is errNotFound.
-func (s *store) settle(ctx context.Context, id bson.ObjectID, status Status, reason string, ev outbox.Event, now time.Time, prepare func() error) (changed bool, err error) {
+// settlement is a move of a PENDING order to PAID or CANCELLED.
+type settlement struct {
+	status Status
+	reason string
+	event  outbox.Event // its order.updated
+	now    time.Time
+	// prepare runs before the write, holding the order's lock (nil: nothing).
+	prepare func() error
+	// published returns the events of the order the relay published and left for this
+	// write to remove (outbox.Relay.TakeConfirmed).
+	published func(id bson.ObjectID) map[string]bool
+}
+
+// settle applies st to order id if it is PENDING, appending its event in the same write
+// and removing the published ones. changed is false when the order was not PENDING (a
+// result handled before); an unknown order is errNotFound.
+func (s *store) settle(ctx context.Context, id bson.ObjectID, st settlement) (changed bool, err error) {
 	err = s.locks.Serialize(s.orders, id, func() error {
-		o, err := s.get(ctx, id)
-		if err != nil || o.Status != Pending {
+		var d document
+		err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return errNotFound
+		}
+		if err != nil || d.Status != Pending {
 			return err
 		}
-		if prepare != nil {
-			if err := prepare(); err != nil {
+		if st.prepare != nil {
+			if err := st.prepare(); err != nil {
 				return err
 			}
 		}
-		set := bson.D{
-			{Key: "status", Value: status},
-			{Key: "updatedAt", Value: now},
-			{Key: outbox.PendingField, Value: true},
+		set := bson.D{{Key: "status", Value: st.status}, {Key: "updatedAt", Value: st.now}}
+		if st.reason != "" {
+			set = append(set, bson.E{Key: "reason", Value: st.reason})
 		}
-		if reason != "" {
-			set = append(set, bson.E{Key: "reason", Value: reason})
-		}
-		update := append(bson.D{{Key: "$set", Value: set}}, outbox.Push(ev)...)
+		set = append(set, outbox.Set(d.Outbox, st.published(id), st.event)...)
 		err = s.writes.Do(ctx, func() error {
-			_, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, update)
+			_, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: set}})
 			return err
 		})
 		changed = err == nil

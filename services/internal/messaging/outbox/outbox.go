@@ -71,6 +71,20 @@ func Push(events ...Event) bson.D {
 	}
 }
 
+// Set returns the fields of a $set that rewrites a document's outbox: current without
+// the events in drop (those the relay handed over with TakeConfirmed), then events. The
+// caller holds the document's lock and read current under it.
+func Set(current []Event, drop map[string]bool, events ...Event) bson.D {
+	kept := make([]Event, 0, len(current)+len(events))
+	for _, e := range current {
+		if !drop[e.ID] {
+			kept = append(kept, e)
+		}
+	}
+	kept = append(kept, events...)
+	return bson.D{{Key: Field, Value: kept}, {Key: PendingField, Value: len(kept) > 0}}
+}
+
 // Indexes are the indexes a collection with an outbox needs.
 func Indexes() []mongo.IndexModel {
 	return []mongo.IndexModel{{Keys: bson.D{{Key: PendingField, Value: 1}}}}
@@ -88,6 +102,10 @@ type Publisher interface {
 // The relay therefore changes a document only under its lock in Locks, and every other
 // writer of the collection's documents must hold the same lock (Locks().Serialize).
 //
+// With a removal delay, the relay does not remove a published event at once: a writer
+// that changes the document meanwhile takes it over (TakeConfirmed) and removes it in
+// its own update, which saves a read and a write of the document.
+//
 // A document's events go out in the order they were added: the relay works on one
 // document at a time (passes), and it publishes the events a writer hands to Notify
 // without reading them back only while it knows of no event left unsent in any
@@ -104,10 +122,18 @@ type Relay struct {
 	notes    chan notification // documents that just got events: the fast path
 	inflight chan struct{}     // bounds the documents relayed at once
 	passes   mongodb.KeyedMutex
+	delay    time.Duration // how long a published event waits for a writer to remove it
 
-	mu       sync.Mutex
-	behind   bool   // events may wait that no notification names; a scan is due
-	failures uint64 // how many times behind was set, so a scan knows it saw them all
+	mu        sync.Mutex
+	behind    bool                // events may wait that no notification names; a scan is due
+	failures  uint64              // how many times behind was set, so a scan knows it saw them all
+	confirmed map[string]*pending // by document key: published events not yet removed
+}
+
+// pending are the published events of one document whose removal waits.
+type pending struct {
+	id  any
+	ids map[string]bool
 }
 
 // notification names a document that got events, and the events when the writer
@@ -132,7 +158,78 @@ func NewRelay(coll *mongo.Collection, pub Publisher, locks *mongodb.KeyedMutex, 
 	return &Relay{
 		coll: coll, pub: pub, locks: locks, writes: writes, log: log.With("component", "outbox", "collection", coll.Name()),
 		interval: interval, batch: 256, notes: make(chan notification, 4096), inflight: make(chan struct{}, 128),
-		behind: true, // until the first scan has sent what earlier runs left
+		behind:    true, // until the first scan has sent what earlier runs left
+		confirmed: map[string]*pending{},
+	}
+}
+
+// SetRemovalDelay makes the relay wait d after publishing a document's events before it
+// removes them, so that a writer of the document can take them over (TakeConfirmed).
+// Call it before Run.
+func (r *Relay) SetRemovalDelay(d time.Duration) { r.delay = d }
+
+// TakeConfirmed returns the ids of the events of document id that the broker confirmed
+// and the relay has not removed yet, and leaves their removal to the caller: it holds
+// the document's lock and removes them in its next update (see Set). If that update
+// fails, it calls Notify(id), and the relay sends what is left again.
+func (r *Relay) TakeConfirmed(id any) map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := mongodb.DocumentKey(r.coll, id)
+	p := r.confirmed[key]
+	delete(r.confirmed, key)
+	if p == nil {
+		return nil
+	}
+	return p.ids
+}
+
+// confirm records events of document id as published, for removal after the delay.
+func (r *Relay) confirm(id any, ids map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := mongodb.DocumentKey(r.coll, id)
+	p := r.confirmed[key]
+	if p == nil {
+		p = &pending{id: id, ids: map[string]bool{}}
+		r.confirmed[key] = p
+	}
+	for e := range ids {
+		p.ids[e] = true
+	}
+}
+
+// isConfirmed reports whether event e of document id waits for its removal.
+func (r *Relay) isConfirmed(id any, e string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.confirmed[mongodb.DocumentKey(r.coll, id)]
+	return p != nil && p.ids[e]
+}
+
+// removeConfirmed removes the published events of document id that no writer took over.
+func (r *Relay) removeConfirmed(ctx context.Context, id any) error {
+	return r.locks.Serialize(r.coll, id, func() error {
+		ids := r.TakeConfirmed(id)
+		if len(ids) == 0 {
+			return nil
+		}
+		return r.removeLocked(ctx, id, ids)
+	})
+}
+
+// removeAllConfirmed removes every published event still waiting, as the relay stops.
+func (r *Relay) removeAllConfirmed(ctx context.Context) {
+	r.mu.Lock()
+	ids := make([]any, 0, len(r.confirmed))
+	for _, p := range r.confirmed {
+		ids = append(ids, p.id)
+	}
+	r.mu.Unlock()
+	for _, id := range ids {
+		if err := r.removeConfirmed(ctx, id); err != nil {
+			r.log.Warn("relay: published events left in their document (sent again at the next start)", "error", err)
+		}
 	}
 }
 
@@ -178,7 +275,13 @@ func (r *Relay) Run(ctx context.Context) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		// What waits for a writer is removed now, so a restart does not send it again.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		r.removeAllConfirmed(ctx)
+	}()
 	lastScan := time.Now()
 	scan := func() {
 		lastScan = time.Now()
@@ -272,7 +375,12 @@ func (r *Relay) relay(ctx context.Context, n notification) error {
 			}
 			return err
 		}
-		events = d.Outbox
+		events = events[:0:0]
+		for _, e := range d.Outbox {
+			if !r.isConfirmed(n.id, e.ID) { // published; its removal waits
+				events = append(events, e)
+			}
+		}
 	}
 	sent := map[string]bool{}
 	var pubErr error
@@ -289,26 +397,37 @@ func (r *Relay) relay(ctx context.Context, n notification) error {
 	if len(sent) == 0 {
 		return pubErr
 	}
-	err := r.locks.Serialize(r.coll, n.id, func() error {
-		var cur pendingDoc
-		if err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&cur); err != nil {
-			return err
-		}
-		left := make([]Event, 0, len(cur.Outbox))
-		for _, e := range cur.Outbox {
-			if !sent[e.ID] {
-				left = append(left, e)
+	if r.delay > 0 {
+		r.confirm(n.id, sent)
+		time.AfterFunc(r.delay, func() {
+			if err := r.removeConfirmed(context.WithoutCancel(ctx), n.id); err != nil {
+				r.log.Warn("relay", "error", err)
+				r.fellBehind()
 			}
-		}
-		if len(left) == len(cur.Outbox) {
-			return nil // removed by another pass (a scan's) already
-		}
-		return r.writes.Do(ctx, func() error {
-			_, err := r.coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: bson.D{
-				{Key: Field, Value: left}, {Key: PendingField, Value: len(left) > 0},
-			}}})
-			return err
 		})
-	})
+		return pubErr
+	}
+	err := r.locks.Serialize(r.coll, n.id, func() error { return r.removeLocked(ctx, n.id, sent) })
 	return errors.Join(pubErr, err)
+}
+
+// removeLocked removes the events sent from document id, whose lock the caller holds.
+func (r *Relay) removeLocked(ctx context.Context, id any, sent map[string]bool) error {
+	byID := bson.D{{Key: "_id", Value: id}}
+	var cur pendingDoc
+	err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&cur)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	update := Set(cur.Outbox, sent)
+	if len(update[0].Value.([]Event)) == len(cur.Outbox) {
+		return nil // removed by another pass (a scan's) already
+	}
+	return r.writes.Do(ctx, func() error {
+		_, err := r.coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: update}})
+		return err
+	})
 }

@@ -95,3 +95,86 @@ func TestRelay(t *testing.T) {
 		t.Fatalf("second drain: %d documents, %v, %d published", n, err, len(pub.published))
 	}
 }
+
+// With a removal delay the relay leaves a published event in its document for a while:
+// a writer of the document takes it over and removes it in its own update; what no
+// writer takes is removed after the delay, or when the relay stops.
+func TestRelayLeavesPublishedEventsToTheNextWriter(t *testing.T) {
+	ctx := context.Background()
+	coll := testenv.MongoDB(t).Collection("things")
+	pub := &recordingPublisher{}
+	var locks mongodb.KeyedMutex
+	relay := outbox.NewRelay(coll, pub, &locks, nil, logging.Discard(), time.Hour)
+	relay.SetRemovalDelay(2 * time.Second)
+
+	e1, _ := outbox.NewEvent(ctx, "thing.created", map[string]int{"n": 1}, true)
+	e2, _ := outbox.NewEvent(ctx, "thing.updated", map[string]int{"n": 2}, false)
+	e3, _ := outbox.NewEvent(ctx, "thing.created", map[string]int{"n": 3}, true)
+	for id, e := range map[string]outbox.Event{"a": e1, "b": e3} {
+		if _, err := coll.InsertOne(ctx, doc{ID: id, Outbox: []outbox.Event{e}, OutboxPending: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); relay.Run(runCtx) }()
+	waitPublished := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			pub.mu.Lock()
+			got := len(pub.published)
+			pub.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d events published, want %d", got, n)
+			}
+		}
+	}
+	get := func(id string) doc {
+		t.Helper()
+		var d doc
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	waitPublished(2) // the start's scan sends both documents' events
+
+	// A writer changes "a" at once: it takes e1 over and adds e2 in one update.
+	err := locks.Serialize(coll, "a", func() error {
+		cur := get("a")
+		taken := relay.TakeConfirmed("a")
+		if !taken[e1.ID] {
+			t.Errorf("taken over: %v, want %s", taken, e1.ID)
+		}
+		_, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "a"}}, bson.D{{Key: "$set", Value: outbox.Set(cur.Outbox, taken, e2)}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := get("a"); len(d.Outbox) != 1 || d.Outbox[0].ID != e2.ID || !d.OutboxPending {
+		t.Fatalf("a after the writer: %+v, want e2 alone, pending", d)
+	}
+	relay.Notify("a", e2)
+	waitPublished(3)
+
+	// Nobody writes "b": its event goes after the delay.
+	for deadline := time.Now().Add(10 * time.Second); get("b").OutboxPending; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b's published event was never removed")
+		}
+	}
+	stop() // e2 may still wait for its delay: stopping removes it
+	<-done
+	if d := get("a"); len(d.Outbox) != 0 || d.OutboxPending {
+		t.Fatalf("a after the relay stopped: %+v, want an empty outbox", d)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.published) != 3 {
+		t.Fatalf("published %v, want each of the 3 events once", pub.published)
+	}
+}

@@ -24,6 +24,9 @@ type WorkerConfig struct {
 	Outbox *mongo.Collection
 	Locks  *mongodb.KeyedMutex
 	Writes *mongodb.Gate
+	// RemovalDelay is how long a published event stays for a writer of its document to
+	// remove (Relay.SetRemovalDelay); 0 removes it at once.
+	RemovalDelay time.Duration
 	// Queue is consumed with Handler; Prefetch deliveries at once.
 	Queue    string
 	Prefetch int
@@ -49,6 +52,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	b := messaging.Connect(messaging.Config{URL: cfg.Broker.URL, Name: cfg.Name, Topology: messaging.ShopTopology, Logger: cfg.Logger})
 	w := &Worker{cfg: cfg, broker: b, pub: messaging.NewPublisher(b)}
 	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Locks, cfg.Writes, cfg.Logger, time.Second)
+	w.relay.SetRemovalDelay(cfg.RemovalDelay)
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopRelay = cancel
 	w.relayDone.Go(func() { w.relay.Run(ctx) })
@@ -62,6 +66,10 @@ func (w *Worker) Start(h messaging.Handler) {
 
 // Notify tells the relay that the document with _id id got events (see Relay.Notify).
 func (w *Worker) Notify(id any, events ...Event) { w.relay.Notify(id, events...) }
+
+// TakeConfirmed hands the caller the removal of document id's published events (see
+// Relay.TakeConfirmed).
+func (w *Worker) TakeConfirmed(id any) map[string]bool { return w.relay.TakeConfirmed(id) }
 
 // Ready reports whether the broker connection is open; it fits health.Check.
 func (w *Worker) Ready(ctx context.Context) error { return w.broker.Ready(ctx) }
