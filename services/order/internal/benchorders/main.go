@@ -253,9 +253,9 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// The background work an order leaves (hold removals, outbox removals) is done by
-	// the time its PAID event is seen, or within a moment.
-	time.Sleep(500 * time.Millisecond)
+	// Count the background work an order leaves too: hold removals and outbox removals
+	// wait up to 2 s for a write to ride along with.
+	time.Sleep(3 * time.Second)
 	return ordersResult{placing: placing, allPaid: last.Sub(start), post: percentilesOf(posts), paid: percentilesOf(latencies),
 		commands: counter.reset()}, nil
 }
