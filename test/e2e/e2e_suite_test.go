@@ -73,7 +73,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	env, err = readSettings(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	AddReportEntry("settings", fmt.Sprintf("%+v", env))
+	AddReportEntry("settings", env.String())
 
 	restCfg, err = config.GetConfig()
 	Expect(err).NotTo(HaveOccurred(), "no cluster: set KUBECONFIG")
@@ -129,6 +129,20 @@ func readSettings(ctx context.Context) (settings, error) {
 		s.kubectl = filepath.Join(strings.TrimSpace(string(dir)), "kubectl")
 	}
 	return s, nil
+}
+
+// String shows the settings in the report, one per line.
+func (s settings) String() string {
+	orDefault := func(v string) string {
+		if v == "" {
+			return "(the operator's default)"
+		}
+		return v
+	}
+	return fmt.Sprintf("kubectl %s\nmanager image %s\nshop version %s\nservices image %s\n"+
+		"MongoDB engine %s, image %s\nRabbitMQ image %s\nReady within %s\nkeep the operator: %v",
+		s.kubectl, s.managerImage, s.shopVersion, orDefault(s.servicesImage),
+		s.engine, orDefault(s.mongoDBImage), orDefault(s.rabbitMQImage), s.readyTimeout, s.keepOperator)
 }
 
 func envOr(name, def string) string {

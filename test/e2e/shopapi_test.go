@@ -26,7 +26,7 @@ type (
 		Email string `json:"email"`
 	}
 	product struct {
-		ID          string `json:"id"`
+		ID          string `json:"id,omitempty"` // empty in a POST: the service names it
 		Name        string `json:"name"`
 		Description string `json:"description,omitempty"`
 		PriceCents  int64  `json:"priceCents"`
