@@ -30,8 +30,8 @@ func kubectl(ctx context.Context, args ...string) (string, error) {
 }
 
 // dumpShopState records what a person debugging a failed spec looks at first: the
-// objects of the Shop's namespace, the pods that are not ready (described, with their
-// last logs) and the namespace's events. It goes into the spec's report, which ginkgo
+// objects of the Shop's namespace, the pods that are not ready described, every pod's
+// last logs, and the namespace's events. It goes into the spec's report, which ginkgo
 // prints when the spec failed.
 func dumpShopState(ctx context.Context, namespace string) {
 	var d dump
@@ -42,10 +42,9 @@ func dumpShopState(ctx context.Context, namespace string) {
 		fmt.Fprintf(&d, "list pods: %v\n", err)
 	}
 	for _, p := range pods.Items {
-		if podReady(&p) {
-			continue
+		if !podReady(&p) {
+			d.kubectl(ctx, "describe", "pod", p.Name, "-n", namespace)
 		}
-		d.kubectl(ctx, "describe", "pod", p.Name, "-n", namespace)
 		d.kubectl(ctx, "logs", p.Name, "-n", namespace, "--all-containers", "--tail=50")
 		if restarted(&p) {
 			d.kubectl(ctx, "logs", p.Name, "-n", namespace, "--all-containers", "--previous", "--tail=50")
