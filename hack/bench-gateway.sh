@@ -63,7 +63,7 @@ free_port() {
 
 wait_http() {
 	for _ in $(seq 100); do
-		if curl -fsS -o /dev/null "$1"; then return 0; fi
+		if curl -fs -o /dev/null "$1"; then return 0; fi
 		sleep 0.1
 	done
 	echo "$1 did not answer" >&2
