@@ -29,9 +29,10 @@ import (
 // Checking in Go under the lock also lets a store keep every filter FerretDB sees to
 // exactly {_id: <string or ObjectID>}, the only filter FerretDB v1 hands to SQLite: for
 // any other one it decodes every document of the collection in Go (an update filter
-// {_id: x, state: "pending"} reads the whole collection). SQLite itself still reads the
-// whole table for {_id} in v1.24.2, whose _id index is on an expression its queries do
-// not use (_ferretdb_sjson->"_id" against ->'$._id'), but it does so far faster.
+// {_id: x, state: "pending"} reads the whole collection). FerretDB v1.24.2's own _id
+// index is on an expression its queries do not use (_ferretdb_sjson->"_id" against
+// ->'$._id'); the FerretDB server of hack/tools adds one they use, so there a lookup by
+// _id costs the same however large the collection.
 type KeyedMutex struct {
 	mu    sync.Mutex
 	locks map[string]*keyedLock
