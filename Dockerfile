@@ -3,8 +3,10 @@
 # daemon). Two targets:
 #   docker build --target manager  -t ghcr.io/shopkeeper-dev/shopkeeper-manager:v0.1.0 .
 #   docker build --target services -t ghcr.io/shopkeeper-dev/shopkeeper-services:v0.1.0 .
-# The services image holds /gateway /user /product /order /payment and /ferretdb; it has
-# no entrypoint, because each Deployment the operator makes runs its own binary.
+# The services image holds one multi-call binary, /shopkeeper-services, linked as /gateway
+# /user /product /order /payment; it has no entrypoint, because each Deployment the
+# operator makes runs its own link. FerretDB has an image of its own (the official one, or
+# `make image-ferretdb`).
 
 ARG GO_VERSION=1.26.8
 
@@ -27,14 +29,9 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 FROM build AS build-services
 COPY services/ services/
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/ \
-	./services/gateway ./services/user ./services/product ./services/order ./services/payment
-# FerretDB (engine FerretDB of a Shop) comes from the tools module, which pins its version.
-WORKDIR /src/hack/tools
-COPY hack/tools/go.mod hack/tools/go.sum ./
-COPY hack/tools/ferretdb/ ferretdb/
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/ferretdb ./ferretdb
+	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/shopkeeper-services \
+	./services/cmd/shopkeeper-services && \
+	for s in gateway user product order payment; do ln -s shopkeeper-services "/out/$s"; done
 
 # distroless/static: CA certificates, tzdata, /tmp and the nonroot user (65532), no shell.
 FROM gcr.io/distroless/static-debian12:nonroot AS manager
