@@ -19,7 +19,10 @@
 // header parser. Run the suite with
 //
 //	make e2e
-//	KUBECONFIG=bin/local-cluster/kubeconfig go test -tags e2e -count=1 -timeout 45m ./test/e2e -ginkgo.v
+//	KUBECONFIG=bin/local-cluster/kubeconfig go test -v -tags e2e -count=1 -timeout 45m ./test/e2e -ginkgo.v -ginkgo.timeout 40m
+//
+// (-v streams the progress instead of holding it until the end; the ginkgo timeout,
+// shorter than go test's, leaves time to remove the suite's namespace on a timeout.)
 //
 // The environment chooses what runs:
 //
