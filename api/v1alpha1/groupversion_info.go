@@ -6,17 +6,27 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
 	// GroupVersion is the group and version of the Shop API.
 	GroupVersion = schema.GroupVersion{Group: "commerce.shopkeeper.dev", Version: "v1alpha1"}
 
-	// SchemeBuilder registers the API's Go types with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	// SchemeBuilder registers the API's Go types with a runtime.Scheme. It is
+	// apimachinery's own builder, so that importing the API pulls in no controller-runtime.
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the API's types to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// addKnownTypes registers Shop and ShopList, and the meta types (ListOptions,
+// WatchEvent, ...) clients send along with them, under GroupVersion.
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &Shop{}, &ShopList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -362,7 +362,3 @@ type ShopList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Shop `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Shop{}, &ShopList{})
-}

@@ -8,10 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 )
 
 func rabbitCreds(user, pass string) *corev1.Secret {
@@ -84,8 +83,9 @@ func TestStoreChecksumFollowsItsFiles(t *testing.T) {
 	sum := func(read *corev1.Secret) string {
 		return StoreDeployment(shop, RabbitMQ, read).Spec.Template.Annotations[ChecksumAnnotation]
 	}
-	if sum(config("one")) != sum(config("one")) {
-		t.Error("checksum not stable")
+	// Two builds from equal inputs: a checksum that moved would roll the pods on every reconcile.
+	if first, again := sum(config("one")), sum(config("one")); first != again {
+		t.Errorf("checksum not stable: %s, then %s", first, again)
 	}
 	if sum(config("one")) == sum(config("two")) {
 		t.Error("a new password in the files left the pods as they are")
@@ -151,7 +151,10 @@ func TestRabbitMQConfigRunsABroker(t *testing.T) {
 	if err := os.WriteFile(in("/etc/rabbitmq/conf.d/10-defaults.conf"), []byte(imageDefaults), 0o444); err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 3)
+	ports, err := testproc.FreeLoopbackPorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	amqpPort, distPort, epmdPort := ports[0], ports[1], ports[2]
 	listener := "listeners.tcp.default = 127.0.0.1:" + strconv.Itoa(amqpPort) + "\n"
 	if err := os.WriteFile(in("/etc/rabbitmq/conf.d/99-test-listener.conf"), []byte(listener), 0o444); err != nil {
@@ -286,69 +289,18 @@ func TestRabbitMQConfigRunsABroker(t *testing.T) {
 // is closed when the process exits.
 func startProcess(t *testing.T, cmd *exec.Cmd, logPath string, grace time.Duration) <-chan struct{} {
 	t.Helper()
-	out, err := os.Create(logPath)
+	p, err := testproc.Start(cmd, logPath)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = out.Close() }() // the child holds its own descriptor
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := startOnLastingThread(cmd); err != nil {
 		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(grace):
-			t.Errorf("%s did not stop within %s", cmd.Path, grace)
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := p.Stop(ctx); err != nil {
+			t.Error(err)
 		}
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever the group left behind
-		<-exited
 	})
-	return exited
-}
-
-// starter starts processes from one OS thread that never exits: Pdeathsig fires when
-// the thread that started a child ends, not when the process does.
-var starter = func() chan func() {
-	c := make(chan func())
-	go func() {
-		runtime.LockOSThread()
-		for f := range c {
-			f()
-		}
-	}()
-	return c
-}()
-
-func startOnLastingThread(cmd *exec.Cmd) error {
-	errc := make(chan error)
-	starter <- func() { errc <- cmd.Start() }
-	return <-errc
-}
-
-// freePorts returns n distinct loopback ports free at the moment.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
+	return p.Done()
 }
 
 func mustMkdir(t *testing.T, dir string) {

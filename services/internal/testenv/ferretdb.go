@@ -16,9 +16,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 )
 
 // FerretDB is a running FerretDB server process.
@@ -26,10 +26,7 @@ type FerretDB struct {
 	// URI is the server's connection string, e.g. "mongodb://127.0.0.1:40123/".
 	URI string
 
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	stopOnce sync.Once
-	stopErr  error
+	proc *testproc.Process
 }
 
 // Option changes how StartFerretDB or StartRabbitMQ runs its server.
@@ -69,16 +66,17 @@ func StartFerretDB(ctx context.Context, dir string, opts ...Option) (*FerretDB, 
 	}
 	logPath := filepath.Join(o.logDir, "ferretdb.log")
 
-	cmd := exec.Command(bin, "-listen-addr", "127.0.0.1:0", "-data-dir", dir, "-log-level", "warn")
+	// The server runs until Stop: ctx bounds its start only.
+	cmd := exec.Command(bin, "-listen-addr", "127.0.0.1:0", "-data-dir", dir, "-log-level", "warn") //nolint:noctx // outlives ctx; Stop stops it
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := StartChild(cmd, logPath); err != nil {
+	proc, err := testproc.Start(cmd, logPath)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	f := &FerretDB{cmd: cmd, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(f.exited) }()
+	f := &FerretDB{proc: proc}
 
 	// The server prints its URI on one line once it listens.
 	line := make(chan string, 1)
@@ -109,27 +107,17 @@ func StartFerretDB(ctx context.Context, dir string, opts ...Option) (*FerretDB, 
 }
 
 // Done is closed once the server process has exited, by Stop or by itself.
-func (f *FerretDB) Done() <-chan struct{} { return f.exited }
+func (f *FerretDB) Done() <-chan struct{} { return f.proc.Done() }
 
 // Stop asks the server to stop (SIGTERM), kills it after 10 s, and waits for it.
 // Calling it again returns the first result.
 func (f *FerretDB) Stop() error {
-	f.stopOnce.Do(func() {
-		select {
-		case <-f.exited:
-			return
-		default:
-		}
-		_ = f.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-f.exited:
-		case <-time.After(10 * time.Second):
-			_ = f.cmd.Process.Kill()
-			<-f.exited
-			f.stopErr = errors.New("ferretdb did not stop on SIGTERM; killed")
-		}
-	})
-	return f.stopErr
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.proc.Stop(ctx); err != nil {
+		return fmt.Errorf("ferretdb: %w", err)
+	}
+	return nil
 }
 
 // FerretDBBinary returns the path of the FerretDB server binary: $FERRETDB_BIN, else

@@ -13,13 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 )
 
 // rabbitMQScripts is where the Debian package keeps the real RabbitMQ scripts. The
@@ -48,9 +48,8 @@ type RabbitMQNode struct {
 	env      []string
 
 	mu     sync.Mutex
-	node   *exec.Cmd
-	exited chan struct{}
-	epmd   *exec.Cmd
+	node   *testproc.Process // nil while stopped
+	epmd   *testproc.Process
 	vhosts int // vhosts handed out so far
 }
 
@@ -62,7 +61,7 @@ func StartRabbitMQ(ctx context.Context, dir string, opts ...Option) (*RabbitMQNo
 	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
 		return nil, fmt.Errorf("rabbitmq-server is not installed (run hack/install-rabbitmq.sh): %w", err)
 	}
-	ports, err := FreeLoopbackPorts(3)
+	ports, err := testproc.FreeLoopbackPorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -99,9 +98,10 @@ func StartRabbitMQ(ctx context.Context, dir string, opts ...Option) (*RabbitMQNo
 	)
 	// Our own epmd, in the foreground and on the node's private port, so that it is a
 	// child we can stop by PID and no other node on the machine depends on it.
-	n.epmd = exec.Command("epmd", "-port", strconv.Itoa(ports[2]), "-address", "127.0.0.1")
-	n.epmd.Env = n.env
-	if err := StartChild(n.epmd, filepath.Join(n.logDir, "epmd.log")); err != nil {
+	// It serves until Close, past the ctx that bounds the start.
+	epmd := exec.Command("epmd", "-port", strconv.Itoa(ports[2]), "-address", "127.0.0.1") //nolint:noctx // outlives ctx; Close stops it
+	epmd.Env = n.env
+	if n.epmd, err = testproc.Start(epmd, filepath.Join(n.logDir, "epmd.log")); err != nil {
 		return nil, fmt.Errorf("start epmd: %w", err)
 	}
 	if err := n.Start(ctx); err != nil {
@@ -185,15 +185,15 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 	if n.node != nil {
 		return errors.New("rabbitmq node already running")
 	}
-	cmd := exec.Command(filepath.Join(rabbitMQScripts, "rabbitmq-server"))
+	// The node runs until Stop: ctx bounds its start only.
+	cmd := exec.Command(filepath.Join(rabbitMQScripts, "rabbitmq-server")) //nolint:noctx // outlives ctx; Stop stops it
 	cmd.Env = n.env
 	cmd.Dir = n.dir
-	if err := StartChild(cmd, filepath.Join(n.logDir, "rabbitmq.log")); err != nil {
+	node, err := testproc.Start(cmd, filepath.Join(n.logDir, "rabbitmq.log"))
+	if err != nil {
 		return fmt.Errorf("start rabbitmq-server: %w", err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	n.node, n.exited = cmd, exited
+	n.node = node
 
 	// An AMQP handshake is the readiness that matters to clients and costs a few
 	// milliseconds; `rabbitmq-diagnostics check_port_connectivity` boots an Erlang VM
@@ -206,7 +206,7 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-exited:
+		case <-node.Done():
 			n.node = nil
 			return fmt.Errorf("rabbitmq-server exited during start; see %s", n.logDir)
 		case <-ctx.Done():
@@ -227,23 +227,16 @@ func (n *RabbitMQNode) Stop(ctx context.Context) error {
 	if n.node == nil {
 		return nil
 	}
-	cmd, exited := n.node, n.exited
+	node := n.node
 	n.node = nil
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	select {
-	case <-exited:
-	case <-ctx.Done():
-		err = errors.New("rabbitmq node did not stop in time and was killed")
-	case <-time.After(time.Minute):
-		err = errors.New("rabbitmq node did not stop in time and was killed")
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// Stop also kills what the VM leaves in the process group: its helpers
+	// (erl_child_setup, inet_gethost) may outlive it by a moment.
+	if err := node.Stop(ctx); err != nil {
+		return fmt.Errorf("rabbitmq node: %w", err)
 	}
-	// Kill whatever is left in the process group: the script and the Erlang VM when
-	// they did not stop in time, and helpers of the VM (erl_child_setup, inet_gethost)
-	// that may outlive it by a moment even when it stopped.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-exited
-	return err
+	return nil
 }
 
 // Done is closed when the node started by the last Start exits, by Stop or by itself;
@@ -254,7 +247,7 @@ func (n *RabbitMQNode) Done() <-chan struct{} {
 	if n.node == nil {
 		return nil
 	}
-	return n.exited
+	return n.node.Done()
 }
 
 // LogDir is the folder holding the node's logs.
@@ -265,9 +258,8 @@ func (n *RabbitMQNode) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_ = n.Stop(ctx)
-	if n.epmd != nil && n.epmd.Process != nil {
-		_ = n.epmd.Process.Kill()
-		_ = n.epmd.Wait()
+	if n.epmd != nil {
+		_ = n.epmd.Stop(ctx)
 	}
 }
 
@@ -313,60 +305,4 @@ func (n *RabbitMQNode) ctl(ctx context.Context, args ...string) error {
 		return fmt.Errorf("rabbitmqctl %v: %w: %s", args, err, out)
 	}
 	return nil
-}
-
-// StartChild starts cmd in its own process group with its output (standard error,
-// and standard output unless cmd already has one) to logPath, from a thread that lives
-// as long as the process: the child gets SIGTERM when this process dies, however it
-// dies, so a failed or killed run leaks no server. Its own process group keeps a
-// terminal's Ctrl-C from reaching it, so its parent decides when and in which order
-// its children stop.
-func StartChild(cmd *exec.Cmd, logPath string) error {
-	out, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	if cmd.Stdout == nil {
-		cmd.Stdout = out
-	}
-	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	errc := make(chan error)
-	childStarter <- func() { errc <- cmd.Start() }
-	err = <-errc
-	_ = out.Close() // the child holds its own descriptor
-	return err
-}
-
-// childStarter runs start requests on one locked OS thread that never exits:
-// Pdeathsig fires when the thread that started the child ends, not the process.
-var childStarter = func() chan func() {
-	c := make(chan func())
-	go func() {
-		runtime.LockOSThread()
-		for f := range c {
-			f()
-		}
-	}()
-	return c
-}()
-
-// FreeLoopbackPorts returns count distinct ports free on 127.0.0.1 right now.
-func FreeLoopbackPorts(count int) ([]int, error) {
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			_ = l.Close()
-		}
-	}()
-	for range count {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -53,18 +53,21 @@ func RespondError(w http.ResponseWriter, r *http.Request, err error) {
 
 // StatusOf returns the HTTP status of a domain error's kind.
 func StatusOf(e *apperr.Error) int {
-	switch e.Kind { //nolint:errorlint // Kind holds one of apperr's sentinels, never a wrapped error
-	case apperr.ErrBadRequest, apperr.ErrValidation:
+	// Kind is one of apperr's sentinels; errors.Is keeps the mapping right should a
+	// wrapped one ever get there.
+	k := e.Kind
+	switch {
+	case errors.Is(k, apperr.ErrBadRequest), errors.Is(k, apperr.ErrValidation):
 		return http.StatusBadRequest
-	case apperr.ErrNotFound:
+	case errors.Is(k, apperr.ErrNotFound):
 		return http.StatusNotFound
-	case apperr.ErrConflict:
+	case errors.Is(k, apperr.ErrConflict):
 		return http.StatusConflict
-	case apperr.ErrTooLarge:
+	case errors.Is(k, apperr.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case apperr.ErrUnprocessable:
+	case errors.Is(k, apperr.ErrUnprocessable):
 		return http.StatusUnprocessableEntity
-	case apperr.ErrUnavailable:
+	case errors.Is(k, apperr.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

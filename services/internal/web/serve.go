@@ -31,7 +31,8 @@ func NewServer(h http.Handler, cfg config.Base, logger *slog.Logger) *http.Serve
 // from signal.NotifyContext for SIGTERM and SIGINT); then it stops accepting, lets
 // in-flight requests finish within cfg.ShutdownTimeout and returns nil.
 func Serve(ctx context.Context, h http.Handler, cfg config.Base, logger *slog.Logger) error {
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

@@ -54,19 +54,24 @@ func TestContract(t *testing.T) {
 	// The database down: 500 on every operation, 503 on /readyz.
 	broken := newBrokenAPI(t)
 	id := mongodb.NewID().Hex()
-	for _, s := range []struct{ method, path, body string }{
-		{"POST", "/users", `{"name":"Ada","email":"ada@example.com"}`},
-		{"GET", "/users", ""},
-		{"GET", "/users/" + id, ""},
-		{"PATCH", "/users/" + id, `{"name":"Ada"}`},
-		{"DELETE", "/users/" + id, ""},
-		{"GET", "/readyz", ""},
+	for _, s := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/users", `{"name":"Ada","email":"ada@example.com"}`, 500},
+		{"GET", "/users", "", 500},
+		{"GET", "/users/" + id, "", 500},
+		{"PATCH", "/users/" + id, `{"name":"Ada"}`, 500},
+		{"DELETE", "/users/" + id, "", 500},
+		{"GET", "/readyz", "", 503},
 	} {
 		var body any
 		if s.body != "" {
 			body = s.body
 		}
-		broken.Request(t, s.method, s.path, body)
+		if res := broken.Request(t, s.method, s.path, body); res.Status != s.status {
+			t.Errorf("database down: %s %s = %d %.200s, want %d", s.method, s.path, res.Status, res.Body, s.status)
+		}
 	}
 
 	// A response counts when either client exercised it.

@@ -98,7 +98,7 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Println("suite stopped")
 	}()
 
-	gatewayURL, err := s.start(ctx, o, root, tmp)
+	gatewayURL, err := s.start(ctx, o, tmp)
 	if err != nil {
 		return err
 	}
@@ -129,15 +129,16 @@ func (s *suite) runDemo(ctx context.Context, root, gatewayURL string, paymentLim
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "demo.sh"), gatewayURL)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PAYMENT_LIMIT_CENTS=%d", paymentLimit))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	go func() { done <- cmd.Wait() }()
+	var demoErr error // written before done is closed
+	done := make(chan struct{})
+	go func() { demoErr = cmd.Wait(); close(done) }()
 	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("demo failed: %w", err)
+	case <-done:
+		if demoErr != nil {
+			return fmt.Errorf("demo failed: %w", demoErr)
 		}
 		return nil
 	case err := <-s.exited:

@@ -14,10 +14,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 )
 
 // stopTimeout is how long a child may take to stop after SIGTERM before it is killed.
@@ -36,10 +35,8 @@ type suite struct {
 // child is a process of the suite, in its own process group so that a terminal's
 // Ctrl-C reaches runsuite alone and the children are stopped in order.
 type child struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
+	name string
+	proc *testproc.Process
 }
 
 // startChild starts bin with env added to this process's environment and its output
@@ -47,16 +44,15 @@ type child struct {
 // SIGTERM from the kernel if runsuite dies without stopping it.
 func (s *suite) startChild(name, bin string, env []string) error {
 	logPath := filepath.Join(s.logDir, name+".log")
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin) //nolint:noctx // runs until stop, past any context; stopChild ends it
 	cmd.Env = append(os.Environ(), env...)
-	if err := testenv.StartChild(cmd, logPath); err != nil {
+	proc, err := testproc.Start(cmd, logPath)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &child{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	s.children = append(s.children, c)
+	s.children = append(s.children, &child{name: name, proc: proc})
 	go func() {
-		_ = cmd.Wait()
-		close(c.done)
+		<-proc.Done()
 		s.report(fmt.Errorf("%s exited early (%v); see %s", name, cmd.ProcessState, logPath))
 	}()
 	return nil
@@ -80,18 +76,14 @@ func (s *suite) report(err error) {
 }
 
 // stopChild sends SIGTERM, kills the child's process group after stopTimeout, and then
-// kills whatever else is left in the group (grandchildren such as Erlang's helpers).
+// kills whatever else is left in the group.
 func stopChild(c *child) error {
-	var err error
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(stopTimeout):
-		err = fmt.Errorf("%s did not stop within %s; killed", c.name, stopTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := c.proc.Stop(ctx); err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
 	}
-	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-	<-c.done
-	return err
+	return nil
 }
 
 // stop stops the children, the last started first, then runs the cleanups.
@@ -117,7 +109,7 @@ var services = []service{
 }
 
 // start starts the stores, the services and the gateway and returns the gateway's URL.
-func (s *suite) start(ctx context.Context, o options, root, tmp string) (string, error) {
+func (s *suite) start(ctx context.Context, o options, tmp string) (string, error) {
 	for _, name := range []string{"user", "product", "order", "payment", "gateway"} {
 		if _, err := os.Stat(filepath.Join(o.binDir, name)); err != nil {
 			return "", fmt.Errorf("binary %s missing in %s (run `make build`, or pass -bin-dir)", name, o.binDir)
@@ -125,7 +117,8 @@ func (s *suite) start(ctx context.Context, o options, root, tmp string) (string,
 	}
 	if o.port != 0 {
 		// Checked first: a gateway that cannot listen would only be seen once it died.
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
+		var lc net.ListenConfig
+		l, err := lc.Listen(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
 		if err != nil {
 			return "", fmt.Errorf("port %d is not free for the gateway (pass -port 0 for any free port): %w", o.port, err)
 		}
@@ -139,7 +132,7 @@ func (s *suite) start(ctx context.Context, o options, root, tmp string) (string,
 	if err != nil {
 		return "", err
 	}
-	ports, err := testenv.FreeLoopbackPorts(len(services) + 1)
+	ports, err := testproc.FreeLoopbackPorts(len(services) + 1)
 	if err != nil {
 		return "", err
 	}
