@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Images of Shopkeeper for hosts with Docker (`make images` builds the same images with no
 # daemon). Two targets:
-#   docker build --target manager  -t ghcr.io/shopkeeper-dev/shopkeeper-manager:v0.1.0 .
+#   docker build --target manager  -t ghcr.io/shopkeeper-dev/shopkeeper:v0.1.0 .
 #   docker build --target services -t ghcr.io/shopkeeper-dev/shopkeeper-services:v0.1.0 .
 # The services image holds one multi-call binary, /shopkeeper-services, linked as /gateway
 # /user /product /order /payment; it has no entrypoint, because each Deployment the

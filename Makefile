@@ -159,5 +159,5 @@ $(FERRETDB): hack/tools/go.mod hack/tools/ferretdb/main.go
 $(GOLANGCI_LINT): hack/tools/lint/go.mod
 	cd hack/tools/lint && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
-$(ACTIONLINT): hack/tools/lint/go.mod
-	cd hack/tools/lint && go build -o $@ github.com/rhysd/actionlint/cmd/actionlint
+$(ACTIONLINT): hack/tools/actionlint/go.mod
+	cd hack/tools/actionlint && go build -o $@ github.com/rhysd/actionlint/cmd/actionlint

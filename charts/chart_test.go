@@ -99,7 +99,7 @@ func TestTemplate(t *testing.T) {
 			check: func(t *testing.T, r rendered) {
 				d := r.deployment(t)
 				c := d.Spec.Template.Spec.Containers[0]
-				if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper-manager:"+r.appVersion(t) {
+				if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper:"+r.appVersion(t) {
 					t.Errorf("image = %s", c.Image)
 				}
 				wantArgs := []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}

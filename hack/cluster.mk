@@ -134,13 +134,15 @@ cluster-import: ## Load the images already under bin/images into the local clust
 E2E_MONGODB_ENGINE ?= FerretDB
 E2E_MONGODB_IMAGE ?=
 E2E_RABBITMQ_IMAGE ?=
-E2E_FLAGS ?= -count=1 -timeout 45m
+# -v streams the suite's progress; ginkgo's own timeout, shorter than go test's, leaves
+# time for its clean-up.
+E2E_FLAGS ?= -v -count=1 -timeout 45m
 
 .PHONY: e2e
 e2e: ## Run the end-to-end suite (test/e2e) against the cluster of the current kubeconfig, which holds the images.
 	E2E_MONGODB_ENGINE=$(E2E_MONGODB_ENGINE) E2E_MONGODB_IMAGE=$(E2E_MONGODB_IMAGE) E2E_RABBITMQ_IMAGE=$(E2E_RABBITMQ_IMAGE) \
 		E2E_MANAGER_IMAGE=$(MANAGER_IMG) KUBECTL=$(KUBECTL) \
-		go test -tags e2e $(E2E_FLAGS) ./test/e2e/ -ginkgo.v
+		go test -tags e2e $(E2E_FLAGS) ./test/e2e/ -ginkgo.v -ginkgo.timeout 40m
 
 .PHONY: e2e-local
 e2e-local: ## Local cluster up, images built and imported, the e2e suite, cluster down (needs root).
