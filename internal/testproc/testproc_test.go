@@ -42,8 +42,8 @@ func TestStartSendsOutputToTheLog(t *testing.T) {
 			if !cmd.ProcessState.Success() {
 				t.Fatalf("child: %v", cmd.ProcessState)
 			}
-			if got := readFile(t, logPath); got != tt.wantLog {
-				t.Errorf("log %q, want %q", got, tt.wantLog)
+			if got, err := os.ReadFile(logPath); err != nil || string(got) != tt.wantLog {
+				t.Errorf("log %q (%v), want %q", got, err, tt.wantLog)
 			}
 			if got := stdout.String(); got != tt.wantStdout {
 				t.Errorf("standard output %q, want %q", got, tt.wantStdout)
@@ -94,22 +94,28 @@ func TestStop(t *testing.T) {
 	tests := []struct {
 		name string
 		// script prints, once ready for the signal, the PIDs that must be gone after Stop.
-		script     string
+		script string
+		// grace is how long Stop waits before it kills: long where the child stops by
+		// itself, so that a slow machine does not fail the test.
+		grace      time.Duration
 		wantKilled bool
 	}{
 		{
 			name:   "child stops on SIGTERM",
 			script: `sleep 60 & child=$!; trap 'kill $child; exit 0' TERM; echo $child $$; wait`,
+			grace:  10 * time.Second,
 		},
 		{
 			name:       "child ignores SIGTERM",
 			script:     `trap '' TERM; echo $$; while :; do sleep 0.05; done`,
+			grace:      300 * time.Millisecond,
 			wantKilled: true,
 		},
 		{
 			// sh dies of SIGTERM, its background sleep carries on in the group.
 			name:   "grandchild left behind",
 			script: `sleep 60 & echo $! $$; wait`,
+			grace:  10 * time.Second,
 		},
 	}
 	for _, tt := range tests {
@@ -120,7 +126,7 @@ func TestStop(t *testing.T) {
 				t.Fatal(err)
 			}
 			pids := waitPIDs(t, logPath)
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), tt.grace)
 			defer cancel()
 			err = p.Stop(ctx)
 			if killed := err != nil; killed != tt.wantKilled {
@@ -210,7 +216,11 @@ func waitDone(t *testing.T, p *Process) {
 func waitPIDs(t *testing.T, logPath string) []int {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		line, complete := strings.CutSuffix(readFile(t, logPath), "\n")
+		log, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, complete := strings.CutSuffix(string(log), "\n")
 		if !complete {
 			continue
 		}
@@ -243,13 +253,4 @@ func waitGone(t *testing.T, pid int) {
 		}
 	}
 	t.Errorf("process %d still runs", pid)
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
