@@ -360,6 +360,7 @@ cmd_down() {
 		while read -r r; do eval "iptables $r"; done
 	[ -x "$bins/kube-proxy" ] && "$bins/kube-proxy" --cleanup >/dev/null 2>&1 || true
 	clean_cni_rules
+	clean_kube_chains
 	rm -rf "$run_dir" "$state/cni/ipam" "$state/kubelet/pods"
 	log "down"
 }
@@ -369,6 +370,26 @@ pkill_shims() {
 	local pid
 	for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" || true); do
 		kill -KILL "$pid" 2>/dev/null || true
+	done
+}
+
+# clean_kube_chains removes the KUBE-* chains the kubelet makes in every table, for IPv4
+# and IPv6 (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT), which kube-proxy's
+# own clean-up leaves: first the rules that jump to them, then the chains.
+clean_kube_chains() {
+	local cmd table chain
+	for cmd in iptables ip6tables; do
+		command -v "$cmd" >/dev/null || continue
+		for table in filter nat mangle; do
+			"$cmd" -t "$table" -S 2>/dev/null | awk '/^-A / && / -j KUBE-/' | sed -E 's/^-A /-D /' |
+				while read -r r; do eval "$cmd -t $table $r" 2>/dev/null || true; done
+			for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
+				"$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+			done
+			for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
+				"$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+			done
+		done
 	done
 }
 
