@@ -153,7 +153,7 @@ $(CONTROLLER_GEN): hack/tools/go.mod
 $(KUSTOMIZE): hack/tools/go.mod
 	cd hack/tools && go build -o $@ sigs.k8s.io/kustomize/kustomize/v5
 
-$(FERRETDB): hack/tools/go.mod hack/tools/ferretdb/main.go
+$(FERRETDB): hack/tools/go.mod $(wildcard hack/tools/ferretdb/*.go)
 	cd hack/tools && go build -o $@ ./ferretdb
 
 $(GOLANGCI_LINT): hack/tools/lint/go.mod
