@@ -242,8 +242,8 @@ func TestStopLetsInFlightWorkFinish(t *testing.T) {
 	stopped := make(chan error)
 	go func() { stopped <- c.Stop(context.Background()) }()
 	select {
-	case <-stopped:
-		t.Fatal("Stop returned while a handler was running")
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while a handler was running", err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	close(rec.release)

@@ -86,7 +86,7 @@ func (e *env) results(t *testing.T, n int) []payment.ResultEvent {
 			if err := json.Unmarshal(d.Body, &r); err != nil {
 				t.Fatalf("result %s: %v", d.Body, err)
 			}
-			if d.Type != string("payment."+map[payment.Status]string{payment.Succeeded: "succeeded", payment.Failed: "failed"}[r.Status]) || d.MessageId == "" {
+			if d.Type != "payment."+map[payment.Status]string{payment.Succeeded: "succeeded", payment.Failed: "failed"}[r.Status] || d.MessageId == "" {
 				t.Errorf("result of type %q id %q for status %s", d.Type, d.MessageId, r.Status)
 			}
 			out = append(out, r)

@@ -15,7 +15,7 @@ func fields(t *testing.T, err error) []string {
 		return nil
 	}
 	var ae *apperr.Error
-	if !errors.As(err, &ae) || ae.Kind != apperr.ErrValidation {
+	if !errors.As(err, &ae) || !errors.Is(ae, apperr.ErrValidation) {
 		t.Fatalf("error %v is not a validation error", err)
 	}
 	var out []string
@@ -157,7 +157,7 @@ func TestPrice(t *testing.T) {
 				return
 			}
 			var ae *apperr.Error
-			if !errors.As(err, &ae) || ae.Kind != apperr.ErrUnprocessable || ae.Message != tc.errMsg || len(ae.Details) != tc.details {
+			if !errors.As(err, &ae) || !errors.Is(ae, apperr.ErrUnprocessable) || ae.Message != tc.errMsg || len(ae.Details) != tc.details {
 				t.Errorf("error %#v, want 422 %q with %d details", err, tc.errMsg, tc.details)
 			}
 		})

@@ -179,7 +179,7 @@ func testPagination(t *testing.T, c *apitest.Client) {
 		made = append(made, createProduct(t, c, fmt.Sprintf("page item %d", i), 100, 1, ""))
 	}
 	all := listAll(t, c, 2)
-	if want := append(before, made...); !slices.Equal(all, want) {
+	if want := slices.Concat(before, made); !slices.Equal(all, want) {
 		t.Errorf("pages of 2 listed %v, want %v (creation order, each once)", all, want)
 	}
 	var page struct {

@@ -93,7 +93,8 @@ func TestReleaseRacingReservation(t *testing.T) {
 	concurrently(2*orders, func(i int) {
 		order := fmt.Sprintf("cancel-%d", i/2)
 		if i%2 == 0 {
-			c.Request(t, http.MethodPost, "/internal/reservations", reservation(order,
+			// Either answer is right: the release may come first and refuse the reservation.
+			_ = c.Request(t, http.MethodPost, "/internal/reservations", reservation(order,
 				line{"productId": a, "quantity": 2}, line{"productId": b, "quantity": 3}))
 			return
 		}

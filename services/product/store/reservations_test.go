@@ -262,7 +262,7 @@ func checkErr(t *testing.T, got, want error) {
 		return
 	}
 	var g, w *apperr.Error
-	if !errors.As(got, &g) || !errors.As(want, &w) || g.Kind != w.Kind || g.Message != w.Message || len(g.Details) != len(w.Details) {
+	if !errors.As(got, &g) || !errors.As(want, &w) || !errors.Is(g, w.Kind) || g.Message != w.Message || len(g.Details) != len(w.Details) {
 		t.Fatalf("retry: %v, want %v", got, want)
 	}
 }

@@ -38,8 +38,9 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the services (this process) while orders are placed to `file`")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *orders, *concurrency, *rate, *cpuProfile); err != nil {
+	err := run(ctx, *orders, *concurrency, *rate, *cpuProfile)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchorders:", err)
 		os.Exit(1)
 	}
@@ -193,7 +194,7 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 			return ordersResult{}, err
 		}
 	}
-	paidAt, stopWatch, err := watchPaid(ctx, amqpURL)
+	paidAt, stopWatch, err := watchPaid(amqpURL)
 	if err != nil {
 		return ordersResult{}, err
 	}
@@ -261,12 +262,11 @@ func placeOrders(ctx context.Context, shop *shoptest.Shop, amqpURL string, total
 }
 
 // watchPaid records when each order's order.updated(PAID) event arrives.
-func watchPaid(ctx context.Context, amqpURL string) (func(id string) (time.Time, bool), func(), error) {
-	conn, ch, deliveries, err := subscribe(amqpURL, "bench.order-updated", messaging.OrderUpdated)
+func watchPaid(amqpURL string) (func(id string) (time.Time, bool), func(), error) {
+	conn, deliveries, err := subscribe(amqpURL, "bench.order-updated", messaging.OrderUpdated)
 	if err != nil {
 		return nil, nil, err
 	}
-	_ = ch
 	var mu sync.Mutex
 	paid := map[string]time.Time{}
 	go func() {
@@ -290,10 +290,10 @@ func watchPaid(ctx context.Context, amqpURL string) (func(id string) (time.Time,
 }
 
 // subscribe binds a new auto-delete queue to key on the shop's exchange and consumes it.
-func subscribe(amqpURL, queue, key string) (*amqp.Connection, *amqp.Channel, <-chan amqp.Delivery, error) {
+func subscribe(amqpURL, queue, key string) (*amqp.Connection, <-chan amqp.Delivery, error) {
 	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	ch, err := conn.Channel()
 	if err == nil {
@@ -311,9 +311,9 @@ func subscribe(amqpURL, queue, key string) (*amqp.Connection, *amqp.Channel, <-c
 	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return conn, ch, deliveries, nil
+	return conn, deliveries, nil
 }
 
 type roundTrip struct {
@@ -326,7 +326,7 @@ type roundTrip struct {
 // delivery on a consumer.
 func publishRoundTrip(ctx context.Context, amqpURL string, n, concurrency int) (roundTrip, error) {
 	const key = "bench.reference"
-	conn, _, deliveries, err := subscribe(amqpURL, "bench.reference", key)
+	conn, deliveries, err := subscribe(amqpURL, "bench.reference", key)
 	if err != nil {
 		return roundTrip{}, err
 	}
