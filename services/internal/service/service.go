@@ -22,17 +22,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Main runs a service binary: run's context ends on SIGTERM or SIGINT; an error is
@@ -106,4 +110,39 @@ func (rt *Runtime) Close() {
 	if err := errors.Join(errs...); err != nil {
 		rt.Logger.Error("shutdown", slog.String("error", err.Error()))
 	}
+}
+
+// Service is what a service that keeps its state in MongoDB builds once its
+// configuration is loaded and its database connected: the HTTP handler it serves, and
+// what must close before the database does (consumers finishing their in-flight
+// messages, relays, background writes).
+type Service interface {
+	Handler(reg *prometheus.Registry) http.Handler
+	Close(ctx context.Context) error
+}
+
+// RunWithMongoDB is the whole life of such a service: Start with cfg, connect the
+// database *mongoCfg names (a field of cfg, filled when cfg is loaded; defaultDatabase
+// when its URI names none), build the service, serve it until ctx ends, then close it
+// before the database.
+func RunWithMongoDB(ctx context.Context, name, defaultDatabase string, cfg Configuration, mongoCfg *mongodb.Config,
+	build func(ctx context.Context, db *mongo.Database, log *slog.Logger) (Service, error),
+) error {
+	rt, err := Start(ctx, name, cfg)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	db, err := rt.MongoDB(ctx, *mongoCfg, defaultDatabase)
+	if err != nil {
+		return err
+	}
+	svc, err := build(ctx, db, rt.Logger)
+	if err != nil {
+		return err
+	}
+	// Closers run last first: the service closes before the database it writes to.
+	rt.OnClose(svc.Close)
+	return web.Serve(ctx, svc.Handler(metrics.NewRegistry()), cfg.Settings(), rt.Logger)
 }

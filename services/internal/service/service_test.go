@@ -3,12 +3,19 @@ package service_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/service"
@@ -60,5 +67,91 @@ func TestCloseRunsCleanupsLastFirst(t *testing.T) {
 	}
 	if err := db.Client().Ping(context.Background(), nil); !errors.Is(err, mongo.ErrClientDisconnected) {
 		t.Errorf("after Close, ping = %v, want the client disconnected", err)
+	}
+}
+
+// fakeService answers every request with its database's name and checks, when it is
+// closed, that the database is still connected.
+type fakeService struct {
+	t      *testing.T
+	db     *mongo.Database
+	closed chan struct{}
+}
+
+func (f *fakeService) Handler(*prometheus.Registry) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, f.db.Name()) })
+}
+
+func (f *fakeService) Close(ctx context.Context) error {
+	if err := f.db.Client().Ping(ctx, nil); err != nil {
+		f.t.Errorf("the service closed after its database: ping = %v", err)
+	}
+	close(f.closed)
+	return nil
+}
+
+func TestRunWithMongoDB(t *testing.T) {
+	ports, err := testproc.FreeLoopbackPorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ports[0]
+	t.Setenv("PORT", strconv.Itoa(port))
+	t.Setenv("MONGODB_URI", testenv.MongoURI(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var cfg testConfig
+	svc := &fakeService{t: t, closed: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		done <- service.RunWithMongoDB(ctx, "test", "fallback-db", &cfg, &cfg.Mongo,
+			func(_ context.Context, db *mongo.Database, _ *slog.Logger) (service.Service, error) {
+				svc.db = db
+				return svc, nil
+			})
+	}()
+
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/anything"
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		res, err := http.Get(url) //nolint:noctx // a test's short poll
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		body = string(b)
+		break
+	}
+	if body != "fallback-db" {
+		t.Fatalf("served %q, want the default database's name (the URI names none)", body)
+	}
+
+	cancel() // as on SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("RunWithMongoDB = %v, want nil after a graceful stop", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("RunWithMongoDB did not return after its context ended")
+	}
+	select {
+	case <-svc.closed:
+	default:
+		t.Error("the service was not closed")
+	}
+}
+
+func TestRunWithMongoDBReturnsBuildError(t *testing.T) {
+	t.Setenv("PORT", "0")
+	t.Setenv("MONGODB_URI", testenv.MongoURI(t))
+	var cfg testConfig
+	want := errors.New("broker unreachable")
+	err := service.RunWithMongoDB(context.Background(), "test", "db", &cfg, &cfg.Mongo,
+		func(context.Context, *mongo.Database, *slog.Logger) (service.Service, error) { return nil, want })
+	if !errors.Is(err, want) {
+		t.Errorf("RunWithMongoDB = %v, want the build's error", err)
 	}
 }

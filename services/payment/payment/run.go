@@ -2,32 +2,24 @@ package payment
 
 import (
 	"context"
+	"log/slog"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/service"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Run runs the payment service as its binary does: configuration from the environment,
 // the database, the broker and the HTTP server, until ctx ends (SIGTERM), then a
-// graceful stop.
+// graceful stop in which in-flight messages finish and their effects are stored.
 func Run(ctx context.Context) error {
 	var cfg Config
-	rt, err := service.Start(ctx, "payment", &cfg)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-
-	db, err := rt.MongoDB(ctx, cfg.Mongo, "payments")
-	if err != nil {
-		return err
-	}
-	app, err := New(ctx, cfg, db, rt.Logger)
-	if err != nil {
-		return err
-	}
-	// Closed before the database: in-flight messages finish and their effects are stored.
-	rt.OnClose(app.Close)
-	return web.Serve(ctx, app.Handler(metrics.NewRegistry()), cfg.Base, rt.Logger)
+	return service.RunWithMongoDB(ctx, "payment", "payments", &cfg, &cfg.Mongo,
+		func(ctx context.Context, db *mongo.Database, log *slog.Logger) (service.Service, error) {
+			app, err := New(ctx, cfg, db, log)
+			if err != nil {
+				return nil, err // not a nil *App in a non-nil interface
+			}
+			return app, nil
+		})
 }
