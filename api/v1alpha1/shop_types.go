@@ -129,6 +129,10 @@ type GatewaySpec struct {
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
 	// +optional
 	UpstreamTimeout *metav1.Duration `json:"upstreamTimeout,omitempty"`
+
+	// Resources of the gateway's container. Empty means the controller's defaults.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 }
 
 // RateLimitSpec is a fixed budget of requests per window and client IP.

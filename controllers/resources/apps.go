@@ -109,7 +109,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 		return app{
 			name:      Gateway,
 			replicas:  ptr.Deref(g.Replicas, defaultGatewayReplicas),
-			resources: defaultAppResources,
+			resources: resourcesOr(&g.Resources, defaultAppResources),
 			env:       env,
 		}
 	}

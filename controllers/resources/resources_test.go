@@ -207,6 +207,7 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 		s.Spec.PodAnnotations = map[string]string{"example.com/scrape": "true"}
 		s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
 		s.Spec.Services.User.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}
+		s.Spec.Gateway.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}
 	})
 	conn := connectionsOf(t, shop)
 	for _, a := range Apps {
@@ -232,9 +233,9 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 		if len(p.Spec.ImagePullSecrets) != 1 {
 			t.Errorf("%s: image pull secrets %v", a, p.Spec.ImagePullSecrets)
 		}
-		wantCPU := "50m"
-		if a == User {
-			wantCPU = "2"
+		wantCPU := map[string]string{User: "2", Gateway: "500m"}[a]
+		if wantCPU == "" {
+			wantCPU = "50m"
 		}
 		if got := c.Resources.Requests[corev1.ResourceCPU]; got.String() != wantCPU {
 			t.Errorf("%s: cpu request %s, want %s", a, got.String(), wantCPU)
