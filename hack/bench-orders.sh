@@ -6,4 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 hack/install-rabbitmq.sh
-exec go run ./services/order/internal/benchorders "$@"
+# Built, then exec'd: a signal (Ctrl-C, SIGTERM) then reaches the program itself, which
+# stops its orders and its RabbitMQ and FerretDB children (`go run` would not pass it on).
+go build -o bin/benchorders ./services/order/internal/benchorders
+exec bin/benchorders "$@"
