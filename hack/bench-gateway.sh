@@ -19,7 +19,7 @@
 #   THREADS      wrk threads (2)             RUNS      measured runs of each target (3)
 #   GATEWAY_GOMAXPROCS  the gateway's GOMAXPROCS (default: Go's, every core; 1 measured no better:
 #                the gateway spends less, the upstream behind it much more)
-#   REFERENCE    "nginx" (default when nginx is installed) or "none"
+#   REFERENCE    "nginx" (default; nginx-light is installed from Debian when missing) or "none"
 #   PIN          "1": wrk on CPU 1, servers on CPU 0 (default: no pinning, the scheduler decides)
 #   PROFILE      a file: after the measured runs, one more gateway run writes a CPU profile there
 #                (kept out of the measured runs, which the profiler would slow)
@@ -35,9 +35,13 @@ GATEWAY_GOMAXPROCS="${GATEWAY_GOMAXPROCS:-}"
 PIN="${PIN:-0}"
 PROFILE="${PROFILE:-}"
 STRICT="${STRICT:-0}"
-if [ -z "${REFERENCE:-}" ]; then
-	REFERENCE=none
-	if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then REFERENCE=nginx; fi
+REFERENCE="${REFERENCE:-nginx}"
+if [ "$REFERENCE" = nginx ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+	echo "installing nginx-light (Debian package), the reference proxy" >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+	# Where an init system runs, the package starts a daemon of its own; the benchmark
+	# starts its own nginx on a free port and needs no other.
+	if [ -x /etc/init.d/nginx ]; then /etc/init.d/nginx stop >/dev/null 2>&1 || true; fi
 fi
 
 if ! command -v wrk >/dev/null; then
