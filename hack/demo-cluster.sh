@@ -60,8 +60,17 @@ use_cluster() {
 images() {
 	log "Images (make images)"
 	make --no-print-directory images
+	local ctx
+	ctx=$(kubectl config current-context 2>/dev/null || true)
 	if $local_cluster; then
 		make --no-print-directory cluster-import
+	elif [[ $ctx == kind-* ]] && command -v kind >/dev/null; then
+		local f
+		for f in manager services ferretdb rabbitmq; do
+			kind load image-archive --name "${ctx#kind-}" "bin/images/$f.tar"
+		done
+	else
+		echo "cluster $ctx: its nodes must pull or already hold these images (kind load image-archive, or a push)"
 	fi
 }
 
