@@ -58,19 +58,23 @@ use_cluster() {
 }
 
 images() {
-	log "Images (make images)"
-	make --no-print-directory images
-	local ctx
+	local ctx f
 	ctx=$(kubectl config current-context 2>/dev/null || true)
 	if $local_cluster; then
+		log "Images (make images), loaded into the node"
+		make --no-print-directory images
 		make --no-print-directory cluster-import
-	elif [[ $ctx == kind-* ]] && command -v kind >/dev/null; then
-		local f
-		for f in manager services ferretdb rabbitmq; do
+		return
+	fi
+	# Elsewhere the sample Shop runs the official store images, which the cluster pulls.
+	log "Images (make image-manager image-services)"
+	make --no-print-directory image-manager image-services
+	if [[ $ctx == kind-* ]] && command -v kind >/dev/null; then
+		for f in manager services; do
 			kind load image-archive --name "${ctx#kind-}" "bin/images/$f.tar"
 		done
 	else
-		echo "cluster $ctx: its nodes must pull or already hold these images (kind load image-archive, or a push)"
+		echo "cluster $ctx: its nodes must pull or already hold bin/images/manager.tar and services.tar (kind load image-archive, or a push)"
 	fi
 }
 
