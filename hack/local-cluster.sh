@@ -259,9 +259,16 @@ start_control_plane() {
 start_node() {
 	start containerd containerd --config "$state/containerd/config.toml"
 	wait_for containerd 30 ctr --address "$sock" version
-	import_images "$root"/bin/images/pause.tar "$state/coredns.tar"
-	ctr --address "$sock" -n k8s.io images check "name==$pause_image" | grep -q . ||
-		die "no sandbox image $pause_image in the node: run make images (or make image-pause) first"
+	[ -s "$root/bin/images/pause.tar" ] ||
+		die "no sandbox image bin/images/pause.tar: run make image-pause (make cluster-up does) first"
+	# A containerd that has just started may answer before it can import: try a few times.
+	local try
+	for try in 1 2 3 4 5; do
+		import_images "$root"/bin/images/pause.tar "$state/coredns.tar" || true
+		ctr --address "$sock" -n k8s.io images check "name==$pause_image" 2>/dev/null | grep -q . && break
+		[ $try -lt 5 ] || die "the sandbox image $pause_image could not be imported; see $state/logs/containerd.log"
+		sleep 1
+	done
 	start kubelet "$bins/kubelet" --config "$state/kubelet.yaml" \
 		--kubeconfig "$state/kubelet.kubeconfig" --hostname-override "$node" --node-ip "$node_ip" \
 		--root-dir "$state/kubelet"
