@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -83,6 +84,10 @@ type ShopSpec struct {
 	// +optional
 	RabbitMQ RabbitMQSpec `json:"rabbitmq,omitzero"`
 
+	// Monitoring says who, besides the shop itself, may reach the services' metrics.
+	// +optional
+	Monitoring MonitoringSpec `json:"monitoring,omitzero"`
+
 	// PodLabels are added to every pod of the shop.
 	// +kubebuilder:validation:MaxProperties=32
 	// +optional
@@ -92,6 +97,18 @@ type ShopSpec struct {
 	// +kubebuilder:validation:MaxProperties=32
 	// +optional
 	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+}
+
+// MonitoringSpec says who may scrape the services.
+type MonitoringSpec struct {
+	// Scrapers are the peers, such as Prometheus's namespace, that the services'
+	// NetworkPolicies admit to their HTTP port, which serves /metrics beside the API
+	// (the gateway admits anyone already). Empty: only the shop's own callers reach the
+	// services.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	// +optional
+	Scrapers []networkingv1.NetworkPolicyPeer `json:"scrapers,omitempty"`
 }
 
 // GatewaySpec configures the API gateway.

@@ -16,6 +16,7 @@ import (
 // external store.
 func NetworkPolicy(shop *shopv1.Shop, component string) *networkingv1.NetworkPolicy {
 	var callers []string
+	var scrapers []networkingv1.NetworkPolicyPeer
 	port := intstr.FromInt32(HTTPPort)
 	switch component {
 	case MongoDB, RabbitMQ:
@@ -23,6 +24,7 @@ func NetworkPolicy(shop *shopv1.Shop, component string) *networkingv1.NetworkPol
 		callers, port = s.callers, intstr.FromInt32(s.port)
 	default:
 		callers = appFor(shop, component).callers
+		scrapers = shop.Spec.Monitoring.Scrapers
 	}
 	rule := networkingv1.NetworkPolicyIngressRule{
 		Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolTCP), Port: &port}},
@@ -34,6 +36,9 @@ func NetworkPolicy(shop *shopv1.Shop, component string) *networkingv1.NetworkPol
 				Key: LabelName, Operator: metav1.LabelSelectorOpIn, Values: callers,
 			}},
 		}}}
+		for _, p := range scrapers {
+			rule.From = append(rule.From, *p.DeepCopy())
+		}
 	}
 	return &networkingv1.NetworkPolicy{
 		ObjectMeta: objectMeta(shop, Name(shop, component), component),

@@ -9,6 +9,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -562,6 +564,30 @@ func TestNetworkPolicyAdmitsOnlyCallers(t *testing.T) {
 				t.Errorf("from %+v, want %v of shop demo", sel, tt.callers)
 			}
 		})
+	}
+}
+
+func TestNetworkPolicyAdmitsScrapers(t *testing.T) {
+	prometheus := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
+		MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"},
+	}}
+	shop := newShop(func(s *shopv1.Shop) { s.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{prometheus} })
+	for _, c := range []string{Gateway, User, Product, Order, Payment, MongoDB, RabbitMQ} {
+		from := NetworkPolicy(shop, c).Spec.Ingress[0].From
+		switch c {
+		case Gateway: // open to anyone already
+			if len(from) != 0 {
+				t.Errorf("%s: from %+v, want anyone", c, from)
+			}
+		case MongoDB, RabbitMQ: // serve no metrics
+			if len(from) != 1 {
+				t.Errorf("%s: from %+v, want only the shop's callers", c, from)
+			}
+		default:
+			if len(from) != 2 || !equality.Semantic.DeepEqual(from[1], prometheus) {
+				t.Errorf("%s: from %+v, want the callers and the scraper", c, from)
+			}
+		}
 	}
 }
 
