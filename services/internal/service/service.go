@@ -121,6 +121,26 @@ type Service interface {
 	Close(ctx context.Context) error
 }
 
+// Funcs is a Service made of a function building its handler and, unless nil, a
+// function closing what it runs in the background.
+func Funcs(handler func(reg *prometheus.Registry) http.Handler, close func(ctx context.Context) error) Service {
+	return funcs{handler: handler, close: close}
+}
+
+type funcs struct {
+	handler func(*prometheus.Registry) http.Handler
+	close   func(context.Context) error
+}
+
+func (f funcs) Handler(reg *prometheus.Registry) http.Handler { return f.handler(reg) }
+
+func (f funcs) Close(ctx context.Context) error {
+	if f.close == nil {
+		return nil
+	}
+	return f.close(ctx)
+}
+
 // RunWithMongoDB is the whole life of such a service: Start with cfg, connect the
 // database *mongoCfg names (a field of cfg, filled when cfg is loaded; defaultDatabase
 // when its URI names none), build the service, serve it until ctx ends, then close it

@@ -5,12 +5,15 @@ package app
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/service"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 	"github.com/shopkeeper-dev/shopkeeper/services/product/httpapi"
 	"github.com/shopkeeper-dev/shopkeeper/services/product/store"
 )
@@ -25,20 +28,15 @@ type Config struct {
 // the database and the HTTP server, until ctx ends (SIGTERM), then a graceful stop.
 func Run(ctx context.Context) error {
 	var cfg Config
-	rt, err := service.Start(ctx, "product", &cfg)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-
-	db, err := rt.MongoDB(ctx, cfg.Mongo, "products")
-	if err != nil {
-		return err
-	}
-	st := store.New(db)
-	// Registered after the database, so it runs before the disconnect: background hold
-	// removals finish first.
-	rt.OnClose(func(context.Context) error { st.Wait(); return nil })
-	h := httpapi.NewHandler(st, rt.Logger, metrics.NewRegistry(), mongodb.Check(db))
-	return web.Serve(ctx, h, cfg.Base, rt.Logger)
+	return service.RunWithMongoDB(ctx, "product", "products", &cfg, &cfg.Mongo,
+		func(_ context.Context, db *mongo.Database, log *slog.Logger) (service.Service, error) {
+			st := store.New(db)
+			return service.Funcs(
+				func(reg *prometheus.Registry) http.Handler {
+					return httpapi.NewHandler(st, log, reg, mongodb.Check(db))
+				},
+				// Closed before the database: background hold removals finish first.
+				func(context.Context) error { st.Wait(); return nil },
+			), nil
+		})
 }

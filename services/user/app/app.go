@@ -5,12 +5,15 @@ package app
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/service"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 	"github.com/shopkeeper-dev/shopkeeper/services/user/httpapi"
 	"github.com/shopkeeper-dev/shopkeeper/services/user/store"
 )
@@ -27,20 +30,14 @@ type Config struct {
 // Run serves the user service until ctx ends, then shuts it down gracefully.
 func Run(ctx context.Context) error {
 	var cfg Config
-	rt, err := service.Start(ctx, Name, &cfg)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-
-	db, err := rt.MongoDB(ctx, cfg.Mongo, "users")
-	if err != nil {
-		return err
-	}
-	users := store.New(db)
-	if err := users.EnsureIndexes(ctx); err != nil {
-		return err
-	}
-	h := httpapi.NewHandler(users, rt.Logger, metrics.NewRegistry(), mongodb.Check(db))
-	return web.Serve(ctx, h, cfg.Base, rt.Logger)
+	return service.RunWithMongoDB(ctx, Name, "users", &cfg, &cfg.Mongo,
+		func(ctx context.Context, db *mongo.Database, log *slog.Logger) (service.Service, error) {
+			users := store.New(db)
+			if err := users.EnsureIndexes(ctx); err != nil {
+				return nil, err
+			}
+			return service.Funcs(func(reg *prometheus.Registry) http.Handler {
+				return httpapi.NewHandler(users, log, reg, mongodb.Check(db))
+			}, nil), nil
+		})
 }
