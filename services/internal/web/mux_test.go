@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -14,11 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing/tracingtest"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -205,9 +203,6 @@ func TestTraceContextContinued(t *testing.T) {
 		traceID  = "4bf92f3577b34da6a3ce929d0e0e4736"
 		parentID = "00f067aa0ba902b7"
 	)
-	prevPropagator := otel.GetTextMapPropagator()
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { otel.SetTextMapPropagator(prevPropagator) })
 	tests := []struct {
 		name      string
 		recording bool // a tracer provider is installed, as when export is on
@@ -217,16 +212,7 @@ func TestTraceContextContinued(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			exp := tracetest.NewInMemoryExporter()
-			if tt.recording {
-				prev := otel.GetTracerProvider()
-				tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-				otel.SetTracerProvider(tp)
-				t.Cleanup(func() {
-					otel.SetTracerProvider(prev)
-					_ = tp.Shutdown(context.Background())
-				})
-			}
+			exp := tracingtest.Use(t, tt.recording)
 			if tracing.Recording() != tt.recording {
 				t.Fatalf("tracing.Recording() = %v, want %v", tracing.Recording(), tt.recording)
 			}

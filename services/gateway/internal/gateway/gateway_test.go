@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -14,14 +13,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing/tracingtest"
 )
 
 // upstream is a real HTTP server standing in for one service: it echoes what it received.
@@ -452,9 +448,6 @@ func TestRequestID(t *testing.T) {
 // is recorded the client's traceparent as it came; while spans are recorded one naming the
 // gateway's server span as the parent.
 func TestTraceparentContinued(t *testing.T) {
-	prevPropagator := otel.GetTextMapPropagator()
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { otel.SetTextMapPropagator(prevPropagator) })
 	const (
 		traceID     = "4bf92f3577b34da6a3ce929d0e0e4736"
 		traceparent = "00-" + traceID + "-00f067aa0ba902b7-01"
@@ -467,16 +460,7 @@ func TestTraceparentContinued(t *testing.T) {
 		{"export on", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			exp := tracetest.NewInMemoryExporter()
-			if tt.recording {
-				prev := otel.GetTracerProvider()
-				tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-				otel.SetTracerProvider(tp)
-				t.Cleanup(func() {
-					otel.SetTracerProvider(prev)
-					_ = tp.Shutdown(context.Background())
-				})
-			}
+			exp := tracingtest.Use(t, tt.recording)
 			if tracing.Recording() != tt.recording {
 				t.Fatalf("tracing.Recording() = %v, want %v", tracing.Recording(), tt.recording)
 			}
