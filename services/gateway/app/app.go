@@ -21,7 +21,6 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Run runs the gateway, configured from the environment (gateway.Config), until ctx ends;
@@ -59,7 +58,7 @@ func Run(ctx context.Context) error {
 		defer stopPprof()
 	}
 
-	return web.Serve(ctx, g.Handler(metrics.NewRegistry()), cfg.Base, log)
+	return gateway.Serve(ctx, g.Handler(metrics.NewRegistry()), cfg.Base, log)
 }
 
 // gatewayGCPercent is the gateway's GOGC unless the environment sets one. A proxied request

@@ -63,8 +63,8 @@ func Logger(ctx context.Context) *slog.Logger {
 // proxy to forward), returns it in the response and returns it.
 func requestID(w http.ResponseWriter, r *http.Request) string {
 	v := r.Header[requestIDKey]
-	if len(v) == 0 || !validRequestID(v[0]) {
-		v = []string{newRequestID()}
+	if len(v) == 0 || !ValidRequestID(v[0]) {
+		v = []string{NewRequestID()}
 		r.Header[requestIDKey] = v
 	}
 	// The response shares the request's value; a capacity of 1 makes an Add on either
@@ -73,9 +73,10 @@ func requestID(w http.ResponseWriter, r *http.Request) string {
 	return v[0]
 }
 
-// validRequestID accepts what is safe to log and echo: 1-128 visible ASCII characters.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
+// ValidRequestID accepts what is safe to log and echo: 1-128 visible ASCII characters.
+// An incoming X-Request-ID that fails it is replaced by NewRequestID.
+func ValidRequestID[S string | []byte](id S) bool {
+	if len(id) == 0 || len(id) > 128 {
 		return false
 	}
 	for i := range len(id) {
@@ -86,7 +87,8 @@ func validRequestID(id string) bool {
 	return true
 }
 
-func newRequestID() string {
+// NewRequestID returns a new request id: 32 random hex digits.
+func NewRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
 	var h [32]byte
@@ -94,8 +96,10 @@ func newRequestID() string {
 	return string(h[:])
 }
 
-// httpMetrics are the RED metrics of a service's HTTP server.
-type httpMetrics struct {
+// HTTPMetrics are the RED metrics of an HTTP server: http_requests_total by method, route
+// and status, and http_request_duration_seconds by method and route. Every server of the
+// suite records them through this type, so the series are the same everywhere.
+type HTTPMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	// series caches the children of requests and duration by seriesKey: the few label
@@ -113,11 +117,13 @@ type series struct {
 	duration prometheus.Observer
 }
 
-func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+// NewHTTPMetrics registers the metrics on reg (sharing them with another server's on the
+// same registry) and returns them; a nil reg returns nil, which records nothing.
+func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 	if reg == nil {
 		return nil
 	}
-	return &httpMetrics{
+	return &HTTPMetrics{
 		requests: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_total",
 			Help: "HTTP requests served, by method, route pattern and status code.",
@@ -142,8 +148,12 @@ func metricMethod(method string) string {
 	}
 }
 
-// record counts one request and observes its duration.
-func (m *httpMetrics) record(method, route string, status int, elapsed time.Duration) {
+// Record counts one request and observes its duration; route is the pattern that matched
+// (a bounded set), never the path.
+func (m *HTTPMetrics) Record(method, route string, status int, elapsed time.Duration) {
+	if m == nil {
+		return
+	}
 	method = metricMethod(method)
 	key := seriesKey{method: method, route: route, status: status}
 	v, ok := m.series.Load(key)
@@ -161,8 +171,49 @@ func (m *httpMetrics) record(method, route string, status int, elapsed time.Dura
 // quietRoutes are probes and scrapes: logged at debug level so they do not drown the log.
 var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
+// AccessLevel is the level of the access-log lines of route: debug for probes and scrapes,
+// info for the rest.
+func AccessLevel(route string) slog.Level {
+	if quietRoutes[route] {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// Access is what the access log says of one served request.
+type Access struct {
+	RequestID string
+	TraceID   string // "" when the request is not traced
+	Method    string
+	Route     string
+	Path      string
+	Status    int
+	Bytes     int64
+	Duration  time.Duration
+}
+
+// LogAccess writes the access-log line of a at level: the one format of every server's
+// access log.
+func LogAccess(ctx context.Context, logger *slog.Logger, level slog.Level, a *Access) {
+	// request_id and trace_id first, where a logger made by Logger has them.
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs, slog.String("request_id", a.RequestID))
+	if a.TraceID != "" {
+		attrs = append(attrs, slog.String("trace_id", a.TraceID))
+	}
+	attrs = append(attrs,
+		slog.String("method", a.Method),
+		slog.String("route", a.Route),
+		slog.String("path", a.Path),
+		slog.Int("status", a.Status),
+		slog.Int64("bytes", a.Bytes),
+		slog.Duration("duration", a.Duration),
+	)
+	logger.LogAttrs(ctx, level, "request", attrs...)
+}
+
 // observe writes one access-log line per request and records its metrics.
-func observe(next http.Handler, m *httpMetrics) http.Handler {
+func observe(next http.Handler, m *HTTPMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := r.Context()
@@ -173,31 +224,19 @@ func observe(next http.Handler, m *httpMetrics) http.Handler {
 
 		elapsed := time.Since(start)
 		status := sw.Status()
-		if m != nil {
-			m.record(r.Method, st.route, status, elapsed)
-		}
-		level := slog.LevelInfo
-		if quietRoutes[st.route] {
-			level = slog.LevelDebug
-		}
+		m.Record(r.Method, st.route, status, elapsed)
+		level := AccessLevel(st.route)
 		if !st.logger.Enabled(ctx, level) {
 			return
 		}
-		// request_id and trace_id first, where a logger made by Logger has them.
-		attrs := make([]slog.Attr, 0, 8)
-		attrs = append(attrs, slog.String("request_id", st.id))
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+		a := Access{
+			RequestID: st.id, Method: r.Method, Route: st.route, Path: r.URL.Path,
+			Status: status, Bytes: sw.bytes, Duration: elapsed,
 		}
-		attrs = append(attrs,
-			slog.String("method", r.Method),
-			slog.String("route", st.route),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", status),
-			slog.Int64("bytes", sw.bytes),
-			slog.Duration("duration", elapsed),
-		)
-		st.logger.LogAttrs(ctx, level, "request", attrs...)
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			a.TraceID = sc.TraceID().String()
+		}
+		LogAccess(ctx, st.logger, level, &a)
 	})
 }
 

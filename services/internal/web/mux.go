@@ -45,7 +45,7 @@ type Mux struct {
 func NewMux(logger *slog.Logger, reg prometheus.Registerer) *Mux {
 	m := &Mux{mux: http.NewServeMux(), patterns: http.NewServeMux(), logger: logger}
 	m.mux.HandleFunc("/", m.unmatched)
-	m.untraced = observe(recoverPanics(m.mux), newHTTPMetrics(reg))
+	m.untraced = observe(recoverPanics(m.mux), NewHTTPMetrics(reg))
 	m.traced = otelhttp.NewHandler(m.untraced, "http.server",
 		// Called at the start with the route still unknown, and again by otelhttp once
 		// the ServeMux has matched (it sets the request's Pattern).

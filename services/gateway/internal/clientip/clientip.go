@@ -7,7 +7,7 @@
 package clientip
 
 import (
-	"net/http"
+	"bytes"
 	"net/netip"
 	"strings"
 )
@@ -66,45 +66,35 @@ func (r *Resolver) Trusted(a netip.Addr) bool {
 	return false
 }
 
-// PeerTrusted reports whether the connection of req comes from a trusted proxy.
-func (r *Resolver) PeerTrusted(req *http.Request) bool {
-	peer, ok := parseHost(req.RemoteAddr)
-	return ok && r.Trusted(peer)
-}
-
-// ClientIP returns the client address of req, and false when the connection's own address
-// cannot be parsed (only possible for requests that did not come from a network listener).
-func (r *Resolver) ClientIP(req *http.Request) (netip.Addr, bool) {
-	peer, ok := parseHost(req.RemoteAddr)
-	if !ok {
-		return netip.Addr{}, false
+// ClientIP returns the client address of a request that came over a connection from peer
+// with the X-Forwarded-For header lines forwardedFor (in order). An invalid peer (a request
+// that did not come from a network listener) is returned as it is.
+func (r *Resolver) ClientIP(peer netip.Addr, forwardedFor [][]byte) netip.Addr {
+	if !peer.IsValid() || len(r.trusted) == 0 || !r.Trusted(peer) {
+		return peer
 	}
-	if len(r.trusted) == 0 || !r.Trusted(peer) {
-		return peer, true
-	}
-	client := peer
-	values := req.Header.Values("X-Forwarded-For")
-	for i := len(values) - 1; i >= 0; i-- {
-		v := values[i]
-		for v != "" {
-			var hop string
-			if j := strings.LastIndexByte(v, ','); j >= 0 {
+	client := peer.Unmap()
+	for i := len(forwardedFor) - 1; i >= 0; i-- {
+		v := forwardedFor[i]
+		for len(v) > 0 {
+			var hop []byte
+			if j := bytes.LastIndexByte(v, ','); j >= 0 {
 				hop, v = v[j+1:], v[:j]
 			} else {
-				hop, v = v, ""
+				hop, v = v, nil
 			}
-			a, ok := parseHost(strings.TrimSpace(hop))
+			a, ok := parseHost(string(bytes.TrimSpace(hop)))
 			if !ok {
 				// A trusted proxy would not have written this: stop at the last hop it did write.
-				return client, true
+				return client
 			}
 			client = a
 			if !r.Trusted(a) {
-				return client, true
+				return client
 			}
 		}
 	}
-	return client, true // every hop is trusted: the farthest one is the client
+	return client // every hop is trusted: the farthest one is the client
 }
 
 // parseHost parses an address with or without a port ("192.0.2.1", "192.0.2.1:80", "[::1]:80").

@@ -30,11 +30,13 @@ type Config struct {
 	// X-Forwarded-For is believed.
 	TrustedProxies string `env:"TRUSTED_PROXIES"`
 
-	// UpstreamTimeout bounds the wait for a service's response headers; past it → 504.
+	// UpstreamTimeout bounds a service's whole answer, from sending it the request to reading the
+	// last byte of its response; past it → 504.
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"10s"`
-	// MaxIdleConnsPerService is the keep-alive pool to each service: at least the number of
-	// requests in flight to one service under peak load, or connections are churned.
-	MaxIdleConnsPerService int `env:"MAX_IDLE_CONNS_PER_SERVICE" envDefault:"512"`
+	// MaxConnsPerService caps the kept-alive connections to each service, so the requests in
+	// flight to it; a request finding them all busy waits for one up to UpstreamTimeout, then
+	// is answered 503.
+	MaxConnsPerService int `env:"MAX_CONNS_PER_SERVICE" envDefault:"512"`
 	// HealthTimeout bounds each service's /readyz check made for GET /health.
 	HealthTimeout time.Duration `env:"HEALTH_TIMEOUT" envDefault:"2s"`
 	// HealthCacheTTL is how long one /health result is served before the services are asked
@@ -96,8 +98,8 @@ func (c *Config) Validate() error {
 	if c.HealthCacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("HEALTH_CACHE_TTL=%s: must not be negative", c.HealthCacheTTL))
 	}
-	if c.MaxIdleConnsPerService < 1 {
-		errs = append(errs, fmt.Errorf("MAX_IDLE_CONNS_PER_SERVICE=%d: must be at least 1", c.MaxIdleConnsPerService))
+	if c.MaxConnsPerService < 1 {
+		errs = append(errs, fmt.Errorf("MAX_CONNS_PER_SERVICE=%d: must be at least 1", c.MaxConnsPerService))
 	}
 	return errors.Join(errs...)
 }

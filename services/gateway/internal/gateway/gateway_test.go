@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,11 +16,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing/tracingtest"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // upstream is a real HTTP server standing in for one service: it echoes what it received.
@@ -83,7 +89,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 // suite is a gateway in front of four upstreams, all over real HTTP on loopback.
 type suite struct {
 	cfg       *Config
-	gw        *httptest.Server
+	url       string // the gateway's
 	reg       *prometheus.Registry
 	upstreams map[string]*upstream
 }
@@ -96,17 +102,17 @@ func newSuite(t *testing.T, edit func(*Config)) *suite {
 		s.upstreams[n] = newUpstream(t, n)
 	}
 	cfg := &Config{
-		UserServiceURL:         s.upstreams["user"].srv.URL,
-		ProductServiceURL:      s.upstreams["product"].srv.URL,
-		OrderServiceURL:        s.upstreams["order"].srv.URL,
-		PaymentServiceURL:      s.upstreams["payment"].srv.URL,
-		RateLimitRequests:      1000,
-		RateLimitWindow:        time.Minute,
-		RateLimitMaxClients:    1000,
-		UpstreamTimeout:        5 * time.Second,
-		MaxIdleConnsPerService: 16,
-		HealthTimeout:          time.Second,
-		HealthCacheTTL:         0,
+		UserServiceURL:      s.upstreams["user"].srv.URL,
+		ProductServiceURL:   s.upstreams["product"].srv.URL,
+		OrderServiceURL:     s.upstreams["order"].srv.URL,
+		PaymentServiceURL:   s.upstreams["payment"].srv.URL,
+		RateLimitRequests:   1000,
+		RateLimitWindow:     time.Minute,
+		RateLimitMaxClients: 1000,
+		UpstreamTimeout:     5 * time.Second,
+		MaxConnsPerService:  16,
+		HealthTimeout:       time.Second,
+		HealthCacheTTL:      0,
 	}
 	if edit != nil {
 		edit(cfg)
@@ -120,9 +126,30 @@ func newSuite(t *testing.T, edit func(*Config)) *suite {
 		t.Fatal(err)
 	}
 	s.reg = metrics.NewRegistry()
-	s.gw = httptest.NewServer(g.Handler(s.reg))
-	t.Cleanup(func() { s.gw.Close(); g.Close() })
+	s.url = serve(t, g.Handler(s.reg))
+	t.Cleanup(g.Close)
 	return s
+}
+
+// serve serves h on a loopback port, as Serve does, until the test ends, and returns its URL.
+func serve(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeListener(ctx, ln, h, config.Base{ShutdownTimeout: 5 * time.Second}, logging.Discard())
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway server: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // answer is what the gateway answered, its body already read.
@@ -134,14 +161,14 @@ type answer struct {
 // do sends a request to the gateway and returns the answer and its body.
 func (s *suite) do(t *testing.T, method, target string, header http.Header) (answer, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, s.gw.URL+target, nil)
+	req, err := http.NewRequestWithContext(t.Context(), method, s.url+target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	resp, err := s.gw.Client().Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,5 +582,47 @@ func TestOwnEndpoints(t *testing.T) {
 		if resp.StatusCode != tt.status {
 			t.Errorf("%s %s: status %d, want %d; %s", tt.method, tt.target, resp.StatusCode, tt.status, body)
 		}
+	}
+}
+
+// TestUnreadableRequests checks a request the gateway will not read is answered in JSON with
+// its status, and reaches no service. The requests are written by hand: the gateway answers
+// before reading a body it will not take, which an HTTP client still sending it sees as a reset.
+func TestUnreadableRequests(t *testing.T) {
+	s := newSuite(t, nil)
+	tests := []struct {
+		name   string
+		head   string
+		status int
+	}{
+		{name: "head over the buffer", head: "X-Big: " + strings.Repeat("x", readBufferSize) + "\r\n", status: http.StatusRequestHeaderFieldsTooLarge},
+		{name: "body over the limit", head: "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(web.MaxBodyBytes+1) + "\r\n", status: http.StatusRequestEntityTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, "POST /users HTTP/1.1\r\nHost: gateway\r\n"+tt.head+"\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("status %d %q, want %d JSON; body %s", resp.StatusCode, resp.Header.Get("Content-Type"), tt.status, body)
+			}
+			if e := decode[map[string]any](t, body); e["error"] == nil {
+				t.Fatalf("body %s has no error", body)
+			}
+		})
+	}
+	if n := s.upstreams["user"].hits.Load(); n != 0 {
+		t.Fatalf("user reached %d times", n)
 	}
 }

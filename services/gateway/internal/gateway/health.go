@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -44,6 +45,19 @@ type suiteHealth struct {
 	mu        sync.Mutex
 	last      healthReport
 	checkedAt time.Time // with its monotonic reading, unlike the report's UTC timestamp
+}
+
+// newHealthTransport returns the transport of the /readyz checks: one kept-alive connection per
+// service is plenty for a check made at most once per HEALTH_CACHE_TTL.
+func newHealthTransport(cfg *Config) *http.Transport {
+	dialer := &net.Dialer{Timeout: cfg.HealthTimeout}
+	return &http.Transport{
+		Proxy:               nil, // the services are reached directly, never through HTTP_PROXY
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
 }
 
 func newSuiteHealth(svcs []service, transport http.RoundTripper, timeout, ttl time.Duration) *suiteHealth {

@@ -1,24 +1,17 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-
-	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+	"github.com/valyala/fasthttp"
 )
 
 // service is one upstream of the gateway.
@@ -31,6 +24,11 @@ type service struct {
 	prefix string
 	// base is the service's URL.
 	base *url.URL
+	// basePath is base's path without its trailing slash, put in front of every forwarded
+	// path ("" for a service at the root).
+	basePath string
+	// client holds the keep-alive connections to the service.
+	client *fasthttp.HostClient
 }
 
 // services lists the upstreams in the order /health reports them.
@@ -47,13 +45,46 @@ func services(cfg *Config) ([]service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s service URL %q: %w", s.name, s.rawURL, err)
 		}
-		out = append(out, service{name: s.name, resource: "/" + s.name + "s", prefix: "/" + s.name, base: u})
+		out = append(out, service{
+			name:     s.name,
+			resource: "/" + s.name + "s",
+			prefix:   "/" + s.name,
+			base:     u,
+			basePath: strings.TrimRight(u.EscapedPath(), "/"),
+			client:   newClient(u, cfg),
+		})
 	}
 	return out, nil
 }
 
-// route is one entry of the route table: requests matching pattern go to svc, with strip
-// removed from the front of the path.
+// newClient returns the connection pool to the service at u: up to MaxConnsPerService
+// kept-alive connections (a request waits for a free one up to the upstream timeout), a bounded
+// connect, and the upstream timeout on every read and write. Paths are sent as the client sent
+// them, never re-normalised, and the client adds no User-Agent of its own.
+func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
+	tls := u.Scheme == "https"
+	dialTimeout := min(cfg.UpstreamTimeout, 5*time.Second)
+	return &fasthttp.HostClient{
+		Addr:                     fasthttp.AddMissingPort(u.Host, tls),
+		IsTLS:                    tls,
+		Dial:                     func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) },
+		MaxConns:                 cfg.MaxConnsPerService,
+		MaxConnWaitTimeout:       cfg.UpstreamTimeout,
+		MaxIdleConnDuration:      90 * time.Second,
+		ReadTimeout:              cfg.UpstreamTimeout,
+		WriteTimeout:             cfg.UpstreamTimeout,
+		MaxResponseBodySize:      maxResponseBodyBytes,
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
+	}
+}
+
+// maxResponseBodyBytes bounds a service's answer the gateway buffers; the services' largest
+// answers (a page of 100 products or orders) are far below it.
+const maxResponseBodyBytes = 16 << 20
+
+// route is one entry of the route table: a path equal to pattern, or under it when pattern
+// ends in "/", goes to svc, with strip removed from the front of the path.
 type route struct {
 	pattern string
 	svc     *service
@@ -79,110 +110,71 @@ func routes(svcs []service) []route {
 	return out
 }
 
-// newTransport returns the transport shared by every proxy: keep-alive pools large enough for
-// the load (net/http's default keeps 2 idle connections per host, which under load turns most
-// requests into new connections), bounded connect and response-header waits, HTTP/1.1 only
-// (the services speak plain HTTP/1.1), and no transparent gzip (the proxy passes bodies as
-// they are, and the client's own Accept-Encoding through).
-func newTransport(cfg *Config) *http.Transport {
-	dialer := &net.Dialer{Timeout: min(cfg.UpstreamTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 nil, // the services are reached directly, never through HTTP_PROXY
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          4 * cfg.MaxIdleConnsPerService,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerService,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: cfg.UpstreamTimeout,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
-		DisableCompression:    true,
+// matches reports whether path is pattern, or under it when pattern ends in "/".
+func (r *route) matches(path []byte) bool {
+	if strings.HasSuffix(r.pattern, "/") {
+		return bytes.HasPrefix(path, []byte(r.pattern))
 	}
+	return string(path) == r.pattern
 }
 
-// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies through, which it would
-// otherwise allocate for every request.
-type bufferPool struct{ pool sync.Pool }
-
-const proxyBufferSize = 32 << 10
-
-func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any { return new([proxyBufferSize]byte) }}}
-}
-
-func (p *bufferPool) Get() []byte { return p.pool.Get().(*[proxyBufferSize]byte)[:] }
-
-func (p *bufferPool) Put(b []byte) {
-	if cap(b) == proxyBufferSize {
-		p.pool.Put((*[proxyBufferSize]byte)(b[:proxyBufferSize]))
-	}
-}
-
-// newProxy returns the reverse proxy of one route.
-func newProxy(r route, transport http.RoundTripper, buffers httputil.BufferPool, ips *clientip.Resolver, log *slog.Logger) *httputil.ReverseProxy {
-	svc := r.svc
-	propagator := otel.GetTextMapPropagator()
-	return &httputil.ReverseProxy{
-		Transport:  transport,
-		BufferPool: buffers,
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			if r.strip != "" {
-				stripPrefix(pr.Out.URL, r.strip)
-			}
-			pr.SetURL(svc.base)
-			setForwarded(pr, ips)
-			// The incoming traceparent, tracestate and baggage are already among the copied
-			// headers, and that is the whole of continuing the trace while no span is recorded.
-			// When spans are recorded, the gateway's server span replaces them, so the service's
-			// span is its child.
-			if tracing.Recording() {
-				propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
-			}
-		},
-		ModifyResponse: func(resp *http.Response) error {
-			// The request-id middleware already set the gateway's answer's X-Request-ID; the
-			// service echoes the same id, and ReverseProxy would add it a second time.
-			delete(resp.Header, requestIDKey)
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			upstreamError(w, req, svc.name, err, log)
-		},
-	}
-}
-
-// requestIDKey is web.RequestIDHeader as the header map holds it.
-var requestIDKey = http.CanonicalHeaderKey(web.RequestIDHeader)
-
-// stripPrefix removes prefix (plain ASCII, so the same in the escaped form) from u's path.
-func stripPrefix(u *url.URL, prefix string) {
-	u.Path = strings.TrimPrefix(u.Path, prefix)
-	if u.RawPath != "" {
-		u.RawPath = strings.TrimPrefix(u.RawPath, prefix)
-	}
-}
-
-// setForwarded sets X-Forwarded-For, -Host and -Proto. A chain that came from a trusted proxy
-// is kept and extended; one from anyone else is dropped, so the services never see a forged
-// hop as if the gateway had vouched for it.
-func setForwarded(pr *httputil.ProxyRequest, ips *clientip.Resolver) {
-	proto := "http"
-	if pr.In.TLS != nil {
-		proto = "https"
-	}
-	// One backing array for the three values; each header gets a capacity-1 slice of it, so
-	// an Add to one of them copies instead of writing into the next.
-	vals := [...]string{pr.In.Host, proto, ""}
-	h := pr.Out.Header
-	h["X-Forwarded-Host"] = vals[0:1:1]
-	h["X-Forwarded-Proto"] = vals[1:2:2]
-	if peer, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-		vals[2] = peer
-		if chain := pr.In.Header["X-Forwarded-For"]; len(chain) > 0 && ips.PeerTrusted(pr.In) {
-			vals[2] = strings.Join(chain, ", ") + ", " + peer
+// match returns the route of path, or nil. path is the request's path as the server made it:
+// unescaped, with dot segments and repeated slashes resolved, so "/products/../internal/x"
+// is "/internal/x" here and matches nothing.
+func match(table []route, path []byte) *route {
+	for i := range table {
+		if table[i].matches(path) {
+			return &table[i]
 		}
-		h["X-Forwarded-For"] = vals[2:3:3]
 	}
+	return nil
+}
+
+// hopHeaders are the hop-by-hop headers (RFC 9110, section 7.6.1), which concern one connection
+// and are never forwarded. Connection and Transfer-Encoding are handled by fasthttp itself.
+var hopHeaders = []string{
+	"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade",
+}
+
+// forwardRequest turns the request the gateway received from peer into the one it sends to
+// r's service: the path the client sent (still escaped, as received) without r.strip and under
+// the service's base path, the service's host, the X-Forwarded-* headers and no hop-by-hop
+// headers. trusted says whether peer is a trusted proxy. buf is scratch space for the path.
+func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bool, buf []byte) {
+	uri := req.URI()
+	// The path as sent, when it carries the route's pattern as such; else (a pattern spelt with
+	// escapes, which the server unescaped to match) the matched path, escaped again.
+	path := buf[:0]
+	path = append(path, uri.PathOriginal()...)
+	if !r.matches(path) {
+		path = append(path[:0], (&url.URL{Path: string(uri.Path())}).EscapedPath()...)
+	}
+	path = path[len(r.strip):]
+	if r.svc.basePath != "" {
+		path = append([]byte(r.svc.basePath), path...)
+	}
+
+	h := &req.Header
+	h.SetBytesV("X-Forwarded-Host", req.Host())
+	h.Set("X-Forwarded-Proto", "http")
+	// A chain that came from a trusted proxy is kept and extended; one from anyone else is
+	// dropped, so the services never see a forged hop as if the gateway had vouched for it.
+	var xff []byte
+	if trusted {
+		for _, v := range h.PeekAll("X-Forwarded-For") {
+			xff = append(append(xff, v...), ", "...)
+		}
+	}
+	h.Del("X-Forwarded-For")
+	if peer.IsValid() {
+		h.SetBytesV("X-Forwarded-For", peer.AppendTo(xff))
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	uri.SetPathBytes(path)
+	req.SetHost(r.svc.base.Host)
+	req.UseHostHeader = false
 }
 
 // errorBody is the JSON the gateway answers when a service fails; the message never carries
@@ -193,32 +185,21 @@ type errorBody struct {
 	Message string `json:"message"`
 }
 
-// statusClientClosedRequest is recorded when the client went away before the service answered
-// (nginx's 499): nobody reads the answer, and it is neither the service's fault nor ours.
-const statusClientClosedRequest = 499
-
-// upstreamError answers for a service that could not be reached (503) or did not answer in
-// time (504).
-func upstreamError(w http.ResponseWriter, r *http.Request, svc string, err error, log *slog.Logger) {
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		w.WriteHeader(statusClientClosedRequest)
-		return
-	}
+// upstreamFailure is the answer for a service that could not be reached (503) or did not answer
+// in time (504), and whether it was a timeout.
+func upstreamFailure(svc string, err error) (int, errorBody) {
 	if isTimeout(err) {
-		log.WarnContext(r.Context(), "service timed out", "upstream", svc, "err", err)
-		web.Respond(w, http.StatusGatewayTimeout, errorBody{
+		return fasthttp.StatusGatewayTimeout, errorBody{
 			Error:   "Gateway timeout",
 			Service: svc,
 			Message: "the " + svc + " service did not answer in time",
-		})
-		return
+		}
 	}
-	log.WarnContext(r.Context(), "service unavailable", "upstream", svc, "err", err)
-	web.Respond(w, http.StatusServiceUnavailable, errorBody{
+	return fasthttp.StatusServiceUnavailable, errorBody{
 		Error:   "Service unavailable",
 		Service: svc,
 		Message: "the " + svc + " service cannot be reached",
-	})
+	}
 }
 
 // isTimeout tells a service that accepted the request but did not answer in time from one that
@@ -228,7 +209,10 @@ func isTimeout(err error) bool {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		return false
+	}
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	var ne net.Error

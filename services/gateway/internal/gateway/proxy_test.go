@@ -8,9 +8,11 @@ import (
 	"os"
 	"syscall"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
-// timeoutErr is a net.Error that timed out, as the transport's response-header timeout is.
+// timeoutErr is a net.Error that timed out, as a read past its deadline is.
 type timeoutErr struct{}
 
 func (timeoutErr) Error() string   { return "timeout awaiting response headers" }
@@ -23,7 +25,10 @@ func TestIsTimeout(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{name: "response headers late", err: timeoutErr{}, want: true},
+		{name: "read past the deadline", err: timeoutErr{}, want: true},
+		{name: "answer not complete within the upstream timeout", err: fasthttp.ErrTimeout, want: true},
+		{name: "connect timed out (fasthttp)", err: fasthttp.ErrDialTimeout, want: false},
+		{name: "every connection busy", err: fasthttp.ErrNoFreeConns, want: false},
 		{name: "deadline", err: fmt.Errorf("round trip: %w", context.DeadlineExceeded), want: true},
 		{name: "connect timed out: unreachable, not slow", err: &net.OpError{Op: "dial", Err: timeoutErr{}}, want: false},
 		{name: "connection refused", err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, want: false},

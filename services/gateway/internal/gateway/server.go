@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// readBufferSize bounds a request's line and headers, as nginx's large_client_header_buffers;
+// a longer head is answered 431.
+const readBufferSize = 16 << 10
+
+// NewServer returns the server of h with cfg's timeouts: ReadTimeout for a request's head and
+// body, WriteTimeout for writing the answer, IdleTimeout between requests on a kept-alive
+// connection. A request body is at most web.MaxBodyBytes, as the services read. A request that
+// cannot be read is answered in JSON, as everything else the gateway says.
+func NewServer(h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               h,
+		ErrorHandler:          answerReadError,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		MaxRequestBodySize:    web.MaxBodyBytes,
+		ReadBufferSize:        readBufferSize,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		Logger:                printfLogger{logger},
+	}
+}
+
+// answerReadError answers a request the server could not read: 431 for a head over
+// readBufferSize, 413 for a body over web.MaxBodyBytes, 408 for one not read in time, else 400.
+func answerReadError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		writeJSON(&ctx.Response, fasthttp.StatusRequestHeaderFieldsTooLarge, web.ErrorBody{Error: "Request header fields too large"})
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeJSON(&ctx.Response, fasthttp.StatusRequestEntityTooLarge, web.ErrorBody{Error: "Request body too large"})
+	case errors.As(err, &ne) && ne.Timeout():
+		writeJSON(&ctx.Response, fasthttp.StatusRequestTimeout, web.ErrorBody{Error: "Request timeout"})
+	default:
+		writeJSON(&ctx.Response, fasthttp.StatusBadRequest, web.ErrorBody{Error: "Malformed request"})
+	}
+}
+
+// printfLogger passes the server's own messages (accept errors and the like) to the log.
+type printfLogger struct{ log *slog.Logger }
+
+func (l printfLogger) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...))
+}
+
+// Serve listens on cfg.Port and serves h until ctx is cancelled; then it stops accepting, lets
+// in-flight requests finish within cfg.ShutdownTimeout and returns nil (web.Serve, for fasthttp).
+func Serve(ctx context.Context, h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return ServeListener(ctx, ln, h, cfg, logger)
+}
+
+// ServeListener is Serve on a listener the caller made (tests listen on port 0).
+func ServeListener(ctx context.Context, ln net.Listener, h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) error {
+	srv := NewServer(h, cfg, logger)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", slog.String("addr", ln.Addr().String()))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down", slog.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.ShutdownWithContext(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-served; err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
