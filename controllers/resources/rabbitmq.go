@@ -69,7 +69,7 @@ default_vhost = %s
 # A user other than guest is not held to loopback anyway; this says so for any name.
 loopback_users = none
 listeners.tcp.default = %d
-`, creds.Name, user, pass, RabbitMQVhost, RabbitMQPort)
+`, creds.Name, user, pass, RabbitMQVhost, RabbitMQPort) + rabbitMQMemoryWatermark(resourcesOr(shop.Spec.RabbitMQ.Resources, defaultStoreResources))
 	return &corev1.Secret{
 		ObjectMeta: objectMeta(shop, RabbitMQConfigSecretName(shop), RabbitMQ),
 		Type:       corev1.SecretTypeOpaque,
@@ -78,6 +78,28 @@ listeners.tcp.default = %d
 			RabbitMQEnvKey:  []byte(rabbitMQEnv),
 		},
 	}, nil
+}
+
+// rabbitMQWatermarkShare is the share of the container's memory limit at which the broker
+// raises its memory alarm and blocks publishers. The alarm is a threshold, not a cap: the rest
+// is room for the Erlang VM's overhead and for the garbage collector to catch up before the
+// kernel kills the container.
+const rabbitMQWatermarkShare = 0.5
+
+// rabbitMQMemoryWatermark sets the broker's memory alarm from the container's memory limit,
+// in rabbitmq.conf's format, or says nothing when there is no limit. Left relative, the
+// threshold is a share of the memory the broker finds on the node (/proc/meminfo), not of its
+// cgroup limit, so on a large node the container is killed long before the alarm would fire;
+// RabbitMQ's documentation recommends an absolute threshold in containers for this reason.
+func rabbitMQMemoryWatermark(r corev1.ResourceRequirements) string {
+	limit, ok := r.Limits[corev1.ResourceMemory]
+	if !ok || limit.Value() <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(`# The memory alarm at half the container's %s limit: the broker would size it from the
+# node's memory otherwise.
+vm_memory_high_watermark.absolute = %d
+`, limit.String(), int64(float64(limit.Value())*rabbitMQWatermarkShare))
 }
 
 // rabbitMQConfValue tells whether v survives rabbitmq.conf's parser (cuttlefish) as

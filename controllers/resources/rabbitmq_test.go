@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
@@ -41,6 +42,9 @@ default_vhost = shop
 # A user other than guest is not held to loopback anyway; this says so for any name.
 loopback_users = none
 listeners.tcp.default = 5672
+# The memory alarm at half the container's 1Gi limit: the broker would size it from the
+# node's memory otherwise.
+vm_memory_high_watermark.absolute = 536870912
 `
 	if got := string(config.Data[RabbitMQConfKey]); got != wantConf {
 		t.Errorf("%s:\n%s\nwant:\n%s", RabbitMQConfKey, got, wantConf)
@@ -110,6 +114,24 @@ func TestStorePodsAreRestricted(t *testing.T) {
 			if *c.AllowPrivilegeEscalation || !*c.ReadOnlyRootFilesystem || len(c.Capabilities.Drop) != 1 || c.Capabilities.Drop[0] != "ALL" {
 				t.Errorf("%s %s: container security %+v", engine, name, c)
 			}
+		}
+	}
+}
+
+func TestRabbitMQMemoryWatermark(t *testing.T) {
+	tests := []struct {
+		name      string
+		resources corev1.ResourceRequirements
+		want      string
+	}{
+		{name: "the default limit", resources: defaultStoreResources, want: "vm_memory_high_watermark.absolute = 536870912\n"},
+		{name: "a limit of 3Gi", resources: requirements("1", "2Gi", "3Gi"), want: "vm_memory_high_watermark.absolute = 1610612736\n"},
+		{name: "no limit: the broker's own default", resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}},
+	}
+	for _, tt := range tests {
+		got := rabbitMQMemoryWatermark(tt.resources)
+		if tt.want == "" && got != "" || tt.want != "" && !strings.HasSuffix(got, tt.want) {
+			t.Errorf("%s: %q, want it to end in %q", tt.name, got, tt.want)
 		}
 	}
 }
@@ -269,6 +291,21 @@ func TestRabbitMQConfigRunsABroker(t *testing.T) {
 		}
 		if out := readFile(t, stdout); !strings.Contains(out, "node           : "+RabbitMQNodeName) || !strings.Contains(out, "Server startup complete") {
 			t.Errorf("standard output lacks the node's log:\n%s", out)
+		}
+	})
+
+	t.Run("the memory alarm is half the container's memory limit", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		eval := exec.CommandContext(ctx, filepath.Join(rabbitMQScripts, "rabbitmqctl"), "-q", "eval", "vm_memory_monitor:get_memory_limit().")
+		eval.Env = env
+		out, err := eval.CombinedOutput()
+		if err != nil {
+			t.Fatalf("rabbitmqctl eval: %v\n%s", err, out)
+		}
+		want := defaultStoreResources.Limits.Memory().Value() / 2
+		if got := strings.TrimSpace(string(out)); got != strconv.FormatInt(want, 10) {
+			t.Errorf("memory limit %s, want %d", got, want)
 		}
 	})
 
