@@ -31,17 +31,40 @@ func NewServer(h http.Handler, cfg config.Base, logger *slog.Logger) *http.Serve
 // from signal.NotifyContext for SIGTERM and SIGINT); then it stops accepting, lets
 // in-flight requests finish within cfg.ShutdownTimeout and returns nil.
 func Serve(ctx context.Context, h http.Handler, cfg config.Base, logger *slog.Logger) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	ln, err := Listen(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	return ServeListener(ctx, ln, h, cfg, logger)
 }
 
+// Listen listens on cfg.Port, on every address.
+func Listen(ctx context.Context, cfg config.Base) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
 // ServeListener is Serve on a listener the caller made (tests listen on port 0).
 func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Base, logger *slog.Logger) error {
-	srv := NewServer(h, cfg, logger)
+	return Run(ctx, ln, NewServer(h, cfg, logger), cfg, logger)
+}
+
+// Server is a server Run can serve and stop: an *http.Server, or an adapter to another
+// HTTP server (the gateway's fasthttp one). Serve returns once Shutdown was called, with nil
+// or http.ErrServerClosed; Shutdown stops accepting and waits for in-flight requests until
+// ctx ends. A Server that also has Close() error is closed when Shutdown runs out of time.
+type Server interface {
+	Serve(ln net.Listener) error
+	Shutdown(ctx context.Context) error
+}
+
+// Run is the life cycle every server of the suite has: it serves ln until ctx is cancelled,
+// then shuts srv down within cfg.ShutdownTimeout and returns nil, or why it could not.
+func Run(ctx context.Context, ln net.Listener, srv Server, cfg config.Base, logger *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", slog.String("addr", ln.Addr().String()))
@@ -56,10 +79,12 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, cfg con
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
+		if c, ok := srv.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("stopped")

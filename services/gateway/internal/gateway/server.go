@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 
 	"github.com/valyala/fasthttp"
 
@@ -63,38 +62,22 @@ func (l printfLogger) Printf(format string, args ...any) {
 }
 
 // Serve listens on cfg.Port and serves h until ctx is cancelled; then it stops accepting, lets
-// in-flight requests finish within cfg.ShutdownTimeout and returns nil (web.Serve, for fasthttp).
+// in-flight requests finish within cfg.ShutdownTimeout and returns nil, as web.Serve does.
 func Serve(ctx context.Context, h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	ln, err := web.Listen(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	return ServeListener(ctx, ln, h, cfg, logger)
 }
 
 // ServeListener is Serve on a listener the caller made (tests listen on port 0).
 func ServeListener(ctx context.Context, ln net.Listener, h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) error {
-	srv := NewServer(h, cfg, logger)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("listening", slog.String("addr", ln.Addr().String()))
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	logger.Info("shutting down", slog.Duration("timeout", cfg.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.ShutdownWithContext(sctx); err != nil {
-		return fmt.Errorf("graceful shutdown: %w", err)
-	}
-	if err := <-served; err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	logger.Info("stopped")
-	return nil
+	return web.Run(ctx, ln, runnable{NewServer(h, cfg, logger)}, cfg, logger)
 }
+
+// runnable is a fasthttp server as web.Run runs servers.
+type runnable struct{ *fasthttp.Server }
+
+// Shutdown stops accepting and waits for in-flight requests until ctx ends.
+func (s runnable) Shutdown(ctx context.Context) error { return s.ShutdownWithContext(ctx) }
