@@ -87,11 +87,6 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s=%s: must be positive", d.name, d.value))
 		}
 	}
-	// The server's write deadline must leave room for the 504: past it the connection is cut
-	// and the client gets no answer at all.
-	if c.WriteTimeout > 0 && c.UpstreamTimeout >= c.WriteTimeout {
-		errs = append(errs, fmt.Errorf("UPSTREAM_TIMEOUT=%s: must be shorter than HTTP_WRITE_TIMEOUT=%s", c.UpstreamTimeout, c.WriteTimeout))
-	}
 	if c.LogFlushInterval < 0 {
 		errs = append(errs, fmt.Errorf("LOG_FLUSH_INTERVAL=%s: must not be negative", c.LogFlushInterval))
 	}

@@ -126,13 +126,15 @@ func newSuite(t *testing.T, edit func(*Config)) *suite {
 		t.Fatal(err)
 	}
 	s.reg = metrics.NewRegistry()
-	s.url = serve(t, g.Handler(s.reg))
+	base := cfg.Base
+	base.ShutdownTimeout = 5 * time.Second
+	s.url = serve(t, g.Handler(s.reg), base)
 	t.Cleanup(g.Close)
 	return s
 }
 
 // serve serves h on a loopback port, as Serve does, until the test ends, and returns its URL.
-func serve(t *testing.T, h fasthttp.RequestHandler) string {
+func serve(t *testing.T, h fasthttp.RequestHandler, cfg config.Base) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -378,6 +380,16 @@ func TestServiceTooSlow(t *testing.T) {
 	}
 	if got := decode[map[string]string](t, body); got["service"] != "order" || got["error"] == "" {
 		t.Fatalf("body %s", body)
+	}
+}
+
+// TestWriteTimeoutLeavesTheUpstreamTimeout checks HTTP_WRITE_TIMEOUT bounds writing the answer
+// only: a service slower than it, within UPSTREAM_TIMEOUT, is still answered.
+func TestWriteTimeoutLeavesTheUpstreamTimeout(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.WriteTimeout = 200 * time.Millisecond; c.UpstreamTimeout = 5 * time.Second })
+	s.upstreams["order"].delay.Store(int64(time.Second))
+	if resp, body := s.do(t, "GET", "/orders/o1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200 from a service slower than the write timeout; body %s", resp.StatusCode, body)
 	}
 }
 

@@ -74,6 +74,7 @@ func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 		ReadTimeout:              cfg.UpstreamTimeout,
 		WriteTimeout:             cfg.UpstreamTimeout,
 		MaxResponseBodySize:      maxResponseBodyBytes,
+		ReadBufferSize:           readBufferSize, // a service's answer head, as the server's for requests
 		NoDefaultUserAgentHeader: true,
 		DisablePathNormalizing:   true,
 	}
