@@ -47,6 +47,8 @@ type echo struct {
 	Traceparent   string `json:"traceparent"`
 	ForwardedFor  string `json:"forwardedFor"`
 	ForwardedHost string `json:"forwardedHost"`
+	Body          string `json:"body"`
+	Connection    string `json:"connection"`
 }
 
 func newUpstream(t *testing.T, name string) *upstream {
@@ -68,6 +70,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 			return
 		}
 		u.hits.Add(1)
+		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Request-ID", r.Header.Get("X-Request-ID")) // as the services do
 		_ = json.NewEncoder(w).Encode(echo{
@@ -80,6 +83,8 @@ func newUpstream(t *testing.T, name string) *upstream {
 			Traceparent:   r.Header.Get("Traceparent"),
 			ForwardedFor:  r.Header.Get("X-Forwarded-For"),
 			ForwardedHost: r.Header.Get("X-Forwarded-Host"),
+			Body:          string(body),
+			Connection:    r.Header.Get("Connection"),
 		})
 	}))
 	t.Cleanup(u.srv.Close)
@@ -158,6 +163,7 @@ func serve(t *testing.T, h fasthttp.RequestHandler, cfg config.Base) string {
 type answer struct {
 	StatusCode int
 	Header     http.Header
+	Close      bool // the gateway said it closes the connection
 }
 
 // do sends a request to the gateway and returns the answer and its body.
@@ -179,7 +185,7 @@ func (s *suite) do(t *testing.T, method, target string, header http.Header) (ans
 	if err != nil {
 		t.Fatal(err)
 	}
-	return answer{StatusCode: resp.StatusCode, Header: resp.Header}, body
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header, Close: resp.Close}, body
 }
 
 func decode[T any](t *testing.T, body []byte) T {
@@ -595,6 +601,44 @@ func TestOwnEndpoints(t *testing.T) {
 			t.Errorf("%s %s: status %d, want %d; %s", tt.method, tt.target, resp.StatusCode, tt.status, body)
 		}
 	}
+}
+
+// TestForwarding checks what crosses the gateway besides the path: request bodies however the
+// client sent them, HEAD answers without a body, and a client's Connection: close, which ends
+// the client's connection but not the gateway's to the service.
+func TestForwarding(t *testing.T) {
+	s := newSuite(t, nil)
+	t.Run("a chunked body arrives whole", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+"/orders", io.MultiReader(strings.NewReader(`{"userId":`), strings.NewReader(`"u1"}`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = -1 // unknown: sent chunked
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if e := decode[echo](t, body); e.Body != `{"userId":"u1"}` || e.Method != http.MethodPost {
+			t.Fatalf("service saw %s %q", e.Method, e.Body)
+		}
+	})
+	t.Run("HEAD", func(t *testing.T) {
+		resp, body := s.do(t, http.MethodHead, "/products/p1", nil)
+		if resp.StatusCode != http.StatusOK || len(body) != 0 {
+			t.Fatalf("status %d, body %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("Connection: close stays on the client's side", func(t *testing.T) {
+		resp, body := s.do(t, http.MethodGet, "/users/1", http.Header{"Connection": {"close"}})
+		if e := decode[echo](t, body); e.Connection == "close" {
+			t.Fatal("the service was asked to close the gateway's connection")
+		}
+		if !resp.Close {
+			t.Fatal("the answer does not close the client's connection, which asked for it")
+		}
+	})
 }
 
 // TestUnreadableRequests checks a request the gateway will not read is answered in JSON with
