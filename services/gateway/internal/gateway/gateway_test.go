@@ -641,6 +641,26 @@ func TestForwarding(t *testing.T) {
 	})
 }
 
+// TestServiceOnIPv6 checks a service reachable only over IPv6 (as in an IPv6-only cluster,
+// where service names resolve to AAAA records alone) is proxied to.
+func TestServiceOnIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"path":"`+r.URL.Path+`"}`)
+	}))
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newSuite(t, func(c *Config) { c.PaymentServiceURL = srv.URL })
+	resp, body := s.do(t, "GET", "/payments/p1", nil)
+	if resp.StatusCode != http.StatusOK || string(body) != `{"path":"/payments/p1"}` {
+		t.Fatalf("status %d, body %s", resp.StatusCode, body)
+	}
+}
+
 // TestUnreadableRequests checks a request the gateway will not read is answered in JSON with
 // its status, and reaches no service. The requests are written by hand: the gateway answers
 // before reading a body it will not take, which an HTTP client still sending it sees as a reset.

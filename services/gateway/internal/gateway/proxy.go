@@ -65,9 +65,11 @@ func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 	tls := u.Scheme == "https"
 	dialTimeout := min(cfg.UpstreamTimeout, 5*time.Second)
 	return &fasthttp.HostClient{
-		Addr:                     fasthttp.AddMissingPort(u.Host, tls),
-		IsTLS:                    tls,
-		Dial:                     func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) },
+		Addr:  fasthttp.AddMissingPort(u.Host, tls),
+		IsTLS: tls,
+		// Dual stack: fasthttp's plain dialer resolves IPv4 only, which reaches no service in an
+		// IPv6-only cluster.
+		Dial:                     func(addr string) (net.Conn, error) { return fasthttp.DialDualStackTimeout(addr, dialTimeout) },
 		MaxConns:                 cfg.MaxConnsPerService,
 		MaxConnWaitTimeout:       cfg.UpstreamTimeout,
 		MaxIdleConnDuration:      90 * time.Second,
