@@ -79,6 +79,7 @@ func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 		ReadBufferSize:           readBufferSize, // a service's answer head, as the server's for requests
 		NoDefaultUserAgentHeader: true,
 		DisablePathNormalizing:   true,
+		SecureErrorLogMessage:    true,
 	}
 }
 

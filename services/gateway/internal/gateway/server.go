@@ -32,8 +32,12 @@ func NewServer(h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) 
 		ReadBufferSize:        readBufferSize,
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
-		CloseOnShutdown:       true,
-		Logger:                printfLogger{logger},
+		// A proxy passes multipart bodies on as they are, and its own messages carry no
+		// request contents.
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		CloseOnShutdown:              true,
+		Logger:                       printfLogger{logger},
 	}
 }
 
