@@ -624,6 +624,21 @@ func TestForwarding(t *testing.T) {
 			t.Fatalf("service saw %s %q", e.Method, e.Body)
 		}
 	})
+	t.Run("a large chunked answer arrives whole", func(t *testing.T) {
+		big := strings.Repeat(`{"id":"p1","name":"Espresso cup"},`, 4000) // 140 KB, sent in pieces
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			for i := 0; i < len(big); i += 16 << 10 {
+				_, _ = io.WriteString(w, big[i:min(i+16<<10, len(big))])
+				_ = http.NewResponseController(w).Flush()
+			}
+		}))
+		t.Cleanup(srv.Close)
+		s := newSuite(t, func(c *Config) { c.ProductServiceURL = srv.URL })
+		resp, body := s.do(t, http.MethodGet, "/products", nil)
+		if resp.StatusCode != http.StatusOK || string(body) != big {
+			t.Fatalf("status %d, %d bytes of %d", resp.StatusCode, len(body), len(big))
+		}
+	})
 	t.Run("HEAD", func(t *testing.T) {
 		resp, body := s.do(t, http.MethodHead, "/products/p1", nil)
 		if resp.StatusCode != http.StatusOK || len(body) != 0 {
