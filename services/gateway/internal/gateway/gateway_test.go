@@ -49,6 +49,7 @@ type echo struct {
 	ForwardedHost string `json:"forwardedHost"`
 	Body          string `json:"body"`
 	Connection    string `json:"connection"`
+	Expect        string `json:"expect"`
 }
 
 func newUpstream(t *testing.T, name string) *upstream {
@@ -85,6 +86,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 			ForwardedHost: r.Header.Get("X-Forwarded-Host"),
 			Body:          string(body),
 			Connection:    r.Header.Get("Connection"),
+			Expect:        r.Header.Get("Expect"),
 		})
 	}))
 	t.Cleanup(u.srv.Close)
@@ -622,6 +624,22 @@ func TestForwarding(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		if e := decode[echo](t, body); e.Body != `{"userId":"u1"}` || e.Method != http.MethodPost {
 			t.Fatalf("service saw %s %q", e.Method, e.Body)
+		}
+	})
+	t.Run("Expect: 100-continue is met by the gateway", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+"/orders", strings.NewReader(`{"userId":"u2"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Expect", "100-continue")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if e := decode[echo](t, body); e.Body != `{"userId":"u2"}` || e.Expect != "" {
+			t.Fatalf("service saw body %q and Expect %q", e.Body, e.Expect)
 		}
 	})
 	t.Run("a large chunked answer arrives whole", func(t *testing.T) {

@@ -176,6 +176,9 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
+	// The server answered a client's Expect: 100-continue and read the whole body; the service
+	// gets the body at once, with nothing to expect.
+	h.Del("Expect")
 	uri.SetPathBytes(path)
 	req.SetHost(r.svc.base.Host)
 	req.UseHostHeader = false
