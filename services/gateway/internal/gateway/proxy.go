@@ -193,7 +193,7 @@ type errorBody struct {
 }
 
 // upstreamFailure is the answer for a service that could not be reached (503) or did not answer
-// in time (504), and whether it was a timeout.
+// in time (504): its status and body.
 func upstreamFailure(svc string, err error) (int, errorBody) {
 	if isTimeout(err) {
 		return fasthttp.StatusGatewayTimeout, errorBody{
