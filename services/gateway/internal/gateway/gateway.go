@@ -5,7 +5,7 @@
 // request's and connection's buffers and run a request in one goroutine, where net/http's
 // server and http.Transport take three goroutines, several allocations and two extra reads per
 // proxied request. Measured by make bench-gateway on this project's 2-core machines, that is
-// 0.40-0.46 of the upstream's direct request rate instead of 0.27 with
+// 0.35-0.46 of the upstream's direct request rate instead of 0.27 with
 // net/http/httputil.ReverseProxy (services/gateway/README.md has the figures). Everything else the gateway answers (GET /health, /healthz,
 // /readyz, /metrics, the JSON 404 and 405) is served by the suite's net/http plumbing
 // (services/internal/web) through fasthttpadaptor, as in every other service.
