@@ -69,7 +69,7 @@ default_vhost = %s
 # A user other than guest is not held to loopback anyway; this says so for any name.
 loopback_users = none
 listeners.tcp.default = %d
-`, creds.Name, user, pass, RabbitMQVhost, RabbitMQPort) + rabbitMQMemoryWatermark(resourcesOr(shop.Spec.RabbitMQ.Resources, defaultStoreResources))
+`, creds.Name, user, pass, RabbitMQVhost, RabbitMQPort) + rabbitMQMemoryWatermark(storeResources(shop.Spec.RabbitMQ.StoreSpec))
 	return &corev1.Secret{
 		ObjectMeta: objectMeta(shop, RabbitMQConfigSecretName(shop), RabbitMQ),
 		Type:       corev1.SecretTypeOpaque,

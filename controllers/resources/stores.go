@@ -20,6 +20,12 @@ const storeUID = 999
 // defaultStoreResources fit a small single-instance store.
 var defaultStoreResources = requirements("100m", "256Mi", "1Gi")
 
+// storeResources are the resources of an in-cluster store's container: the Shop's, else the
+// defaults.
+func storeResources(spec shopv1.StoreSpec) corev1.ResourceRequirements {
+	return resourcesOr(spec.Resources, defaultStoreResources)
+}
+
 // store is what distinguishes one in-cluster store from the other.
 type store struct {
 	name     string
@@ -184,7 +190,7 @@ func StoreDeployment(shop *shopv1.Shop, name string, read *corev1.Secret) *appsv
 						// opens its listener only once its user and virtual host exist.
 						LivenessProbe:   tcpProbe(s.portName, 60, 20, 6),
 						ReadinessProbe:  tcpProbe(s.portName, 5, 5, 3),
-						Resources:       resourcesOr(s.spec.Resources, defaultStoreResources),
+						Resources:       storeResources(s.spec),
 						SecurityContext: containerSecurityContext(),
 						VolumeMounts:    mounts,
 					}},

@@ -136,16 +136,21 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 	}
 }
 
+// StandardMethods are the HTTP methods of RFC 9110 and PATCH.
+var StandardMethods = [...]string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace,
+}
+
 // metricMethod is the method label: the client chooses the method, so anything but the
 // standard ones is counted as "other", and the number of series stays bounded.
 func metricMethod(method string) string {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return method
-	default:
-		return "other"
+	for _, m := range StandardMethods {
+		if method == m {
+			return m
+		}
 	}
+	return "other"
 }
 
 // Record counts one request and observes its duration; route is the pattern that matched

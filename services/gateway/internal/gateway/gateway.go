@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"strings"
@@ -249,27 +248,15 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return netip.Addr{}
 }
 
-// methodName returns the method of a request as a constant string, without an allocation for the
-// standard methods; others are copied.
+// methodName returns the method of a request as a string, the constant one for a standard
+// method, so that the common case does not allocate.
 func methodName(m []byte) string {
-	switch string(m) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodOptions:
-		return http.MethodOptions
-	default:
-		return string(m)
+	for _, s := range web.StandardMethods {
+		if string(m) == s {
+			return s
+		}
 	}
+	return string(m)
 }
 
 // writeJSON makes resp a JSON answer of v with status, as web.Respond does.

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,6 +92,8 @@ type route struct {
 	pattern string
 	svc     *service
 	strip   string
+	// under is pattern ending in "/": paths under it match too, not only the pattern itself.
+	under bool
 }
 
 // routes is the route table. Each service owns its resource path, in the canonical form
@@ -106,9 +107,9 @@ func routes(svcs []service) []route {
 		s := &svcs[i]
 		out = append(out,
 			route{pattern: s.resource, svc: s},
-			route{pattern: s.resource + "/", svc: s},
+			route{pattern: s.resource + "/", svc: s, under: true},
 			route{pattern: s.prefix + s.resource, svc: s, strip: s.prefix},
-			route{pattern: s.prefix + s.resource + "/", svc: s, strip: s.prefix},
+			route{pattern: s.prefix + s.resource + "/", svc: s, strip: s.prefix, under: true},
 		)
 	}
 	return out
@@ -116,8 +117,8 @@ func routes(svcs []service) []route {
 
 // matches reports whether path is pattern, or under it when pattern ends in "/".
 func (r *route) matches(path []byte) bool {
-	if strings.HasSuffix(r.pattern, "/") {
-		return bytes.HasPrefix(path, []byte(r.pattern))
+	if r.under {
+		return len(path) >= len(r.pattern) && string(path[:len(r.pattern)]) == r.pattern
 	}
 	return string(path) == r.pattern
 }

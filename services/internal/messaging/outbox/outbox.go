@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -422,10 +423,10 @@ func (r *Relay) removeLocked(ctx context.Context, id any, sent map[string]bool) 
 	if err != nil {
 		return err
 	}
-	update := Set(cur.Outbox, sent)
-	if len(update[0].Value.([]Event)) == len(cur.Outbox) {
+	if !slices.ContainsFunc(cur.Outbox, func(e Event) bool { return sent[e.ID] }) {
 		return nil // removed by another pass (a scan's) already
 	}
+	update := Set(cur.Outbox, sent)
 	return r.writes.Do(ctx, func() error {
 		_, err := r.coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: update}})
 		return err
