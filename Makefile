@@ -51,8 +51,8 @@ verify-generated: ## Fail when generated code or manifests are older than their 
 	hack/verify-generated.sh
 
 .PHONY: fmt
-fmt: ## Format the Go code.
-	go fmt ./...
+fmt: ## Format the Go code (every module, as check-fmt checks it).
+	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
 vet: ## Run go vet.
@@ -91,14 +91,14 @@ rabbitmq-server: ## Install RabbitMQ from Debian packages when missing (tests st
 
 .PHONY: bench-services
 bench-services: $(FERRETDB) ## Benchmark user (GET /users/{id}) and product (POST /internal/reservations) on FerretDB, beside a reference.
-	FERRETDB_BIN="$(FERRETDB)" hack/bench-services.sh
+	FERRETDB="$(FERRETDB)" hack/bench-services.sh
 
 .PHONY: bench-gateway
 bench-gateway: ## Benchmark the gateway: a fixed-response upstream direct, through the gateway and through nginx (reference), wrk 64 connections.
 	hack/bench-gateway.sh
 
 .PHONY: bench-orders
-bench-orders: $(FERRETDB) rabbitmq-server ## Measure the order flow: orders/s and placed -> PAID p50/p99 (private RabbitMQ + FerretDB), beside a raw publish/consume reference.
+bench-orders: $(FERRETDB) rabbitmq-server ## Measure the order flow: orders/s and placed -> PAID p50/p99 (private RabbitMQ + FerretDB), beside a raw publish/consume reference (flags: BENCH_ORDERS_ARGS, e.g. '-rate 75').
 	FERRETDB_BIN="$(FERRETDB)" hack/bench-orders.sh $(BENCH_ORDERS_ARGS)
 
 .PHONY: bench
@@ -142,7 +142,7 @@ deploy: manifests $(KUSTOMIZE) ## Deploy the operator (config/default) with imag
 		$(KUSTOMIZE) build "$$tmp/config/default" | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
-undeploy: $(KUSTOMIZE) ## Remove the operator.
+undeploy: $(KUSTOMIZE) ## Remove the operator and its CRD: every Shop in the cluster is deleted too, with its volumes (as uninstall).
 	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
 
 # Tools, built from the pinned modules under hack/tools.

@@ -36,18 +36,11 @@ PIN="${PIN:-0}"
 PROFILE="${PROFILE:-}"
 STRICT="${STRICT:-0}"
 REFERENCE="${REFERENCE:-nginx}"
-if [ "$REFERENCE" = nginx ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-	echo "installing nginx-light (Debian package), the reference proxy" >&2
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
-	# Where an init system runs, the package starts a daemon of its own; the benchmark
-	# starts its own nginx on a free port and needs no other.
-	if [ -x /etc/init.d/nginx ]; then /etc/init.d/nginx stop >/dev/null 2>&1 || true; fi
-fi
-
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk (Debian package)" >&2
-	apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+PACKAGES=(wrk curl python3)
+# nginx-light is the reference proxy; the benchmark starts its own nginx on a free port (no
+# package-started daemon is needed, and apt-install.sh starts none).
+if [ "$REFERENCE" = nginx ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then PACKAGES+=(nginx-light); fi
+"$ROOT/hack/apt-install.sh" "${PACKAGES[@]}"
 
 WORK="$(mktemp -d)"
 PIDS=()

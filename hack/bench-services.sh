@@ -26,10 +26,7 @@ BASELINE="${BASELINE:-}"
 FERRETDB="${FERRETDB:-$ROOT/bin/ferretdb}"
 STOCK=1000000000
 
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk (Debian package)" >&2
-	apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+"$ROOT/hack/apt-install.sh" wrk curl python3
 
 WORK="$(mktemp -d)"
 PIDS=()

@@ -31,7 +31,7 @@ SERVICES := gateway user product order payment
 ##@ Images and cluster
 
 .PHONY: images
-images: image-manager image-services image-ferretdb image-pause image-rabbitmq ## Build every image as a docker-archive under bin/images (no daemon needed) and print their compressed sizes.
+images: image-manager image-services image-ferretdb image-pause image-rabbitmq ## Build every image as a docker-archive under bin/images (no daemon needed) and print their compressed sizes (the RabbitMQ image needs root: debootstrap).
 	@cd $(IMAGES_DIR) && for f in manager services ferretdb pause rabbitmq; do \
 		printf '%-9s %6s  %s\n' $$f "$$(du -h --apparent-size $$f.tar | cut -f1)" "$$(tar -xOf $$f.tar manifest.json | sed -E 's/.*"RepoTags":\["([^"]*)".*/\1/')"; \
 	done
@@ -70,7 +70,7 @@ image-pause: $(MKIMAGE) ## Build the local cluster's sandbox image (bin/images/p
 		-add $(IMAGES_DIR)/pause/pause:/pause -user 65535:65535 -entrypoint /pause
 
 .PHONY: image-rabbitmq
-image-rabbitmq: $(IMAGES_DIR)/rabbitmq.tar ## Build the local cluster's RabbitMQ image from Debian's package (bin/images/rabbitmq.tar).
+image-rabbitmq: $(IMAGES_DIR)/rabbitmq.tar ## Build the local cluster's RabbitMQ image from Debian's package (bin/images/rabbitmq.tar; needs root: debootstrap).
 
 # The root filesystem takes a couple of minutes of debootstrap: it is remade only when
 # its script changes, and the image only when the root filesystem does.
@@ -134,6 +134,7 @@ cluster-import: ## Load the images already under bin/images into the local clust
 E2E_MONGODB_ENGINE ?= FerretDB
 E2E_MONGODB_IMAGE ?=
 E2E_RABBITMQ_IMAGE ?=
+E2E_MANAGER_IMAGE ?= $(MANAGER_IMG)
 # -v streams the suite's progress; ginkgo's own timeout, shorter than go test's, leaves
 # time for its clean-up.
 E2E_FLAGS ?= -v -count=1 -timeout 45m
@@ -141,7 +142,7 @@ E2E_FLAGS ?= -v -count=1 -timeout 45m
 .PHONY: e2e
 e2e: ## Run the end-to-end suite (test/e2e) against the cluster of the current kubeconfig, which holds the images.
 	E2E_MONGODB_ENGINE=$(E2E_MONGODB_ENGINE) E2E_MONGODB_IMAGE=$(E2E_MONGODB_IMAGE) E2E_RABBITMQ_IMAGE=$(E2E_RABBITMQ_IMAGE) \
-		E2E_MANAGER_IMAGE=$(MANAGER_IMG) KUBECTL=$(KUBECTL) \
+		E2E_MANAGER_IMAGE=$(E2E_MANAGER_IMAGE) KUBECTL=$(KUBECTL) \
 		go test -tags e2e $(E2E_FLAGS) ./test/e2e/ -ginkgo.v -ginkgo.timeout 40m
 
 .PHONY: e2e-local

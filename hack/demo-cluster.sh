@@ -37,9 +37,15 @@ cluster_answers() {
 	kubectl get --raw /readyz --request-timeout 5s >/dev/null 2>&1
 }
 
+# kubeconfig_is_local: KUBECONFIG names the local cluster's kubeconfig, however it is spelt
+# (make runs this script from the repository's root, which a relative path is read from).
+kubeconfig_is_local() {
+	[ -n "${KUBECONFIG:-}" ] && [ "$(realpath -m -- "$KUBECONFIG")" = "$local_kubeconfig" ]
+}
+
 use_cluster() {
 	local_cluster=false
-	if [ -n "${KUBECONFIG:-}" ] && [ "$KUBECONFIG" = "$local_kubeconfig" ]; then
+	if kubeconfig_is_local; then
 		local_cluster=true
 	elif [ -z "${KUBECONFIG:-}" ] && [ ! -s "$HOME/.kube/config" ]; then
 		local_cluster=true
@@ -142,14 +148,17 @@ story() {
 }
 
 down() {
+	# The cluster up chose: the local one when no other was configured or answered.
 	if [ -z "${KUBECONFIG:-}" ] && [ ! -s "$HOME/.kube/config" ]; then
+		export KUBECONFIG=$local_kubeconfig
+	elif ! cluster_answers && [ -s "$root/bin/local-cluster/run/bins" ]; then
 		export KUBECONFIG=$local_kubeconfig
 	fi
 	if cluster_answers; then
 		kubectl -n "$namespace" delete "shop/$shop" --ignore-not-found --wait=true --timeout=120s || true
 		make --no-print-directory undeploy >/dev/null 2>&1 || true
 	fi
-	if [ "${KUBECONFIG:-}" = "$local_kubeconfig" ] && [ -s "$root/bin/local-cluster/run/bins" ]; then
+	if kubeconfig_is_local && [ -s "$root/bin/local-cluster/run/bins" ]; then
 		make --no-print-directory cluster-down
 	fi
 }

@@ -13,6 +13,7 @@
 set -euo pipefail
 
 gateway=${1:?usage: $0 GATEWAY_URL}
+command -v curl >/dev/null || { echo "demo.sh: curl is needed (apt-get install curl)" >&2; exit 2; }
 gateway=${gateway%/}
 payment_limit=${PAYMENT_LIMIT_CENTS:-100000}
 poll_max=${DEMO_POLL_MAX:-30} # polls of one order or product, one a second

@@ -51,14 +51,7 @@ kubectl() { "$bins/kubectl" --kubeconfig "$state/kubeconfig" "$@"; }
 # ---------------------------------------------------------------- parts
 
 install_packages() {
-	local missing=()
-	for p in containerd runc containernetworking-plugins iptables conntrack openssl; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return
-	log "installing ${missing[*]} from Debian"
-	apt-get update -qq >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	"$root/hack/apt-install.sh" containerd runc containernetworking-plugins iptables conntrack openssl curl gettext-base
 }
 
 build_binaries() {
@@ -208,9 +201,25 @@ start() {
 	echo $! >"$state/run/$name.pid"
 }
 
+# running NAME: the daemon NAME of this cluster runs. Its PID file outlives a reboot, after which
+# the PID may be another process's: only one whose command line names the state folder counts.
 running() {
-	local pidfile="$state/run/$1.pid"
-	[ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+	local pidfile="$state/run/$1.pid" pid
+	[ -s "$pidfile" ] || return 1
+	pid=$(cat "$pidfile")
+	kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$state/"
+}
+
+# stop_daemon NAME: SIGTERM to the daemon NAME, SIGKILL after 10 s.
+stop_daemon() {
+	local pid
+	if running "$1"; then
+		pid=$(cat "$state/run/$1.pid")
+		kill -TERM "$pid"
+		for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$state/run/$1.pid"
 }
 
 # wait_for WHAT SECONDS COMMAND...: retry COMMAND each half second until it succeeds.
@@ -335,32 +344,33 @@ cmd_status() {
 
 cmd_down() {
 	[ "$(id -u)" = 0 ] || die "down needs root"
-	local name pid
-	# Pods first, while the kubelet and containerd still run: their containers and sandboxes
-	# stop cleanly and their network namespaces are released through the CNI plugins.
+	local name c netns=""
+	if ! command -v iptables >/dev/null; then
+		log "nothing to take down: iptables, which up installs, is not here"
+		return 0
+	fi
+	# The kubelet first, so that it restarts none of the containers stopped next.
+	for name in volume-provisioner kube-proxy kubelet; do stop_daemon "$name"; done
 	if running containerd; then
-		for ns in k8s.io; do
-			for c in $(ctr --address "$sock" -n "$ns" tasks list -q 2>/dev/null); do
-				ctr --address "$sock" -n "$ns" tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
-			done
+		# The network namespaces of this cluster's pods, deleted once nothing runs in them.
+		netns=$(for c in $(ctr --address "$sock" -n k8s.io containers list -q 2>/dev/null); do
+			ctr --address "$sock" -n k8s.io containers info "$c" 2>/dev/null | grep -o '/var/run/netns/cni-[0-9a-f-]*' || true
+		done | sort -u)
+		for c in $(ctr --address "$sock" -n k8s.io tasks list -q 2>/dev/null); do
+			ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+		done
+		for _ in $(seq 1 40); do
+			ctr --address "$sock" -n k8s.io tasks list 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" {found = 1} END {exit !found}' || break
+			sleep 0.25
 		done
 	fi
-	for name in volume-provisioner kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do
-		pid=$(cat "$state/run/$name.pid" 2>/dev/null || true)
-		[ -n "$pid" ] || continue
-		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid"
-			for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-		rm -f "$state/run/$name.pid"
-	done
+	for name in kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop_daemon "$name"; done
 	# containerd's shims outlive it by design; each runs in the session it started.
 	pkill_shims
 	# Mounts: pod volumes under the kubelet's folder, containerd's snapshots and sandboxes.
 	awk -v a="$state" -v b="$run_dir" 'index($2, a) == 1 || index($2, b) == 1 {print $2}' /proc/mounts |
 		sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	ip netns list 2>/dev/null | awk '/^cni-/{print $1}' | while read -r n; do ip netns delete "$n"; done
+	for c in $netns; do ip netns delete "${c##*/}" 2>/dev/null || true; done
 	# Network: the bridge and the veths on it, the rules of kube-proxy and the CNI plugins.
 	ip link delete "$bridge" 2>/dev/null || true
 	iptables -S | awk -v tag="$rule_tag" 'index($0, tag) && /^-A /' | sed -E 's/^-A /-D /' |
@@ -400,11 +410,11 @@ clean_kube_chains() {
 	done
 }
 
-# clean_cni_rules removes the NAT chains the bridge plugin's ipMasq made (CNI-<hash>),
-# which name this cluster's pod network in their comments.
+# clean_cni_rules removes the NAT chains the bridge plugin's ipMasq made (CNI-<hash>) for this
+# cluster's pod network, whose name the rules that jump to them carry in their comments.
 clean_cni_rules() {
 	local chain
-	for chain in $(iptables -t nat -S | awk '/-A POSTROUTING .*CNI-/{for (i=1;i<=NF;i++) if ($i ~ /^CNI-/) print $i}' | sort -u); do
+	for chain in $(iptables -t nat -S POSTROUTING | awk '/name: \\"shopkeeper\\"/ {for (i = 1; i <= NF; i++) if ($i ~ /^CNI-/) print $i}' | sort -u); do
 		iptables -t nat -S POSTROUTING | awk -v c="$chain" '$0 ~ "-j " c "$" || $0 ~ "-j " c " "' | sed -E 's/^-A /-D /' |
 			while read -r r; do eval "iptables -t nat $r"; done
 		iptables -t nat -F "$chain" 2>/dev/null || true

@@ -14,11 +14,7 @@ set -euo pipefail
 
 out=${1:?usage: $0 OUT.tar}
 [ "$(id -u)" = 0 ] || { echo "$0: debootstrap needs root" >&2; exit 1; }
-if ! command -v debootstrap >/dev/null; then
-	echo "installing debootstrap (Debian package)" >&2
-	apt-get update -qq >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-fi
+"$(dirname "${BASH_SOURCE[0]}")/../apt-install.sh" debootstrap
 
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# apt-install.sh PACKAGE...: installs the Debian packages among PACKAGE that are missing, and
+# prints what it installs on standard error. Nothing else is downloaded by the project but Go
+# modules and these packages.
+#
+# Package install scripts start the daemons they ship (rabbitmq-server, containerd, nginx) as
+# system services. The project starts the daemons it needs itself, on free ports and in folders
+# of its own, so those starts are refused during the install through policy-rc.d, the Debian
+# mechanism made for exactly this: no second, unmanaged daemon is left on the machine.
+set -euo pipefail
+
+missing=()
+for p in "$@"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -gt 0 ] || exit 0
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+policy=/usr/sbin/policy-rc.d
+made_policy=false
+cleanup() { if $made_policy; then "${sudo[@]}" rm -f "$policy"; fi; }
+trap cleanup EXIT
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\n# refuse service starts while packages are installed (hack/apt-install.sh)\nexit 101\n' |
+		"${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod 755 "$policy"
+	made_policy=true
+fi
+echo "installing ${missing[*]} (Debian packages)" >&2
+"${sudo[@]}" apt-get update -qq >/dev/null
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
