@@ -39,6 +39,10 @@ type app struct {
 	secretKeys []string
 	// callers are the components allowed to connect to it; none means anyone.
 	callers []string
+	// oneProcess: at most one process of the app may run at any moment, rollouts included,
+	// because its exactly-once updates rest on locks inside its one process (the API holds
+	// such an app to one replica).
+	oneProcess bool
 }
 
 // serviceURL is the in-cluster URL of one of the shop's services.
@@ -72,6 +76,8 @@ func appFor(shop *shopv1.Shop, component string) app {
 		return env
 	}
 	rabbitmq := secretEnv("RABBITMQ_URL", ConnectionsSecretName(shop), RabbitMQURLKey)
+	// FerretDB does not make a conditional update atomic between processes.
+	ferretDB := spec.MongoDB.Engine == shopv1.EngineFerretDB
 
 	switch component {
 	case User:
@@ -81,15 +87,18 @@ func appFor(shop *shopv1.Shop, component string) app {
 	case Product:
 		a := backend(spec.Services.Product)
 		a.callers = []string{Gateway, Order} // order reserves stock
+		a.oneProcess = true
 		return a
 	case Order:
 		a := backend(spec.Services.Order)
+		a.oneProcess = ferretDB
 		a.env = append(a.env, rabbitmq)
 		a.env = append(a.env, urls(User, Product)...)
 		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
 		return a
 	case Payment:
 		a := backend(spec.Services.Payment.ServiceSpec)
+		a.oneProcess = ferretDB
 		a.env = append(a.env, rabbitmq, corev1.EnvVar{
 			Name:  "PAYMENT_LIMIT_CENTS",
 			Value: strconv.FormatInt(ptr.Deref(spec.Services.Payment.LimitCents, 100000), 10),
@@ -136,14 +145,7 @@ func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secr
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(a.replicas),
 			Selector: selector(shop, component),
-			// Never fewer ready pods than asked for while rolling out.
-			Strategy: appsv1.DeploymentStrategy{
-				Type: appsv1.RollingUpdateDeploymentStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDeployment{
-					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
-					MaxSurge:       ptr.To(intstr.FromInt32(1)),
-				},
-			},
+			Strategy: a.strategy(),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: podTemplateMeta(shop, component, checksum(data, a.secretKeys...)),
 				Spec: corev1.PodSpec{
@@ -166,6 +168,22 @@ func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secr
 					Volumes: volumes,
 				},
 			},
+		},
+	}
+}
+
+// strategy is how a's pods are replaced. An app that must run as one process has its old
+// pod gone before the new one starts (a short gap in service, never two processes); any
+// other never has fewer ready pods than asked for while rolling out.
+func (a app) strategy() appsv1.DeploymentStrategy {
+	if a.oneProcess {
+		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	}
+	return appsv1.DeploymentStrategy{
+		Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{
+			MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+			MaxSurge:       ptr.To(intstr.FromInt32(1)),
 		},
 	}
 }

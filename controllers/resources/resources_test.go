@@ -248,6 +248,44 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 	}
 }
 
+// TestAppDeploymentStrategy: an app whose exactly-once updates rest on locks in its one
+// process (product always; order and payment on FerretDB) never runs two pods, not even
+// while rolling out; any other keeps every asked-for pod ready while rolling out.
+func TestAppDeploymentStrategy(t *testing.T) {
+	onMongoDB, onFerretDB := newShop(), newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB })
+	tests := []struct {
+		shop       *shopv1.Shop
+		app        string
+		oneProcess bool
+	}{
+		{onMongoDB, User, false},
+		{onMongoDB, Product, true},
+		{onMongoDB, Order, false},
+		{onMongoDB, Payment, false},
+		{onMongoDB, Gateway, false},
+		{onFerretDB, User, false},
+		{onFerretDB, Product, true},
+		{onFerretDB, Order, true},
+		{onFerretDB, Payment, true},
+		{onFerretDB, Gateway, false},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.shop.Spec.MongoDB.Engine)+"/"+tt.app, func(t *testing.T) {
+			got := AppDeployment(tt.shop, tt.app, connectionsOf(t, tt.shop)).Spec.Strategy
+			if tt.oneProcess {
+				if got.Type != appsv1.RecreateDeploymentStrategyType || got.RollingUpdate != nil {
+					t.Errorf("strategy %+v, want Recreate", got)
+				}
+				return
+			}
+			ru := got.RollingUpdate
+			if got.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge.IntValue() != 1 {
+				t.Errorf("strategy %+v, want RollingUpdate with maxUnavailable 0, maxSurge 1", got)
+			}
+		})
+	}
+}
+
 func TestChecksumFollowsWhatThePodReads(t *testing.T) {
 	shop := newShop()
 	conn := connectionsOf(t, shop)
