@@ -49,8 +49,7 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 	}
 
 	if !metav1.IsControlledBy(existing, shop) {
-		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
-			"%s %s already exists and does not belong to this Shop; delete or rename it", kind, desired.GetName())}
+		return conflict(kind, desired.GetName())
 	}
 	metaChanged := mergeLabels(desired, existing)
 	if !syncSpec(desired, existing) && !metaChanged {
@@ -61,6 +60,13 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 	}
 	r.event(shop, existing, corev1.EventTypeNormal, "Updated", "Update", "updated %s %s", kind, desired.GetName())
 	return nil
+}
+
+// conflict is the Problem of a child whose name is taken by an object the Shop does
+// not control.
+func conflict(kind, name string) *Problem {
+	return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
+		"%s %s already exists and does not belong to this Shop; delete or rename it", kind, name)}
 }
 
 // applyFailed turns a refused write into a Problem when the object itself is invalid

@@ -112,13 +112,14 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 
 	creds := map[string]*corev1.Secret{}
 	for _, store := range resources.InClusterStores(shop) {
-		existing := &corev1.Secret{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.CredentialsSecretName(shop, store)}, existing)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("get credentials of %s: %w", store, err)
+		existing, problem, err := r.existingCredentials(ctx, shop, store)
+		if err != nil {
+			return nil, err
 		}
-		if apierrors.IsNotFound(err) {
-			existing = nil
+		if problem != nil {
+			// Everything after this point is built from the credentials: a password
+			// made up here would change at every reconcile and roll the pods each time.
+			return problem, nil
 		}
 		creds[store] = resources.CredentialsSecret(shop, store, existing)
 		if err := apply(creds[store]); err != nil {
@@ -180,6 +181,31 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 	}
 	return first, nil
+}
+
+// existingCredentials returns the credentials Secret of store as it is in the
+// cluster, nil when there is none yet. Credentials are made once and never
+// overwritten, since the store set its users up with them on first start, so a
+// miss in the cache, which holds only labelled Secrets and may lag behind a Secret
+// just created, is confirmed with the API server before a new password is made.
+// A Secret of that name the Shop does not control is a ChildConflict: nothing may
+// be built from it, nor from a password generated in its place.
+func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, *Problem, error) {
+	key := types.NamespacedName{Namespace: shop.Namespace, Name: resources.CredentialsSecretName(shop, store)}
+	existing := &corev1.Secret{}
+	err := r.Get(ctx, key, existing)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, existing)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("get credentials of %s: %w", store, err)
+	case !metav1.IsControlledBy(existing, shop):
+		return nil, conflict("Secret", key.Name), nil
+	}
+	return existing, nil, nil
 }
 
 // storeURIs resolves the base URI of each store: built from the credentials for an

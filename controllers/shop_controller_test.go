@@ -14,6 +14,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -455,6 +456,72 @@ var _ = Describe("Shop controller", func() {
 		Expect(secretData(shop, "creds-rabbitmq-credentials")).To(Equal(rabbit))
 		Expect(string(secretData(shop, "creds-connections")[resources.MongoDBURIKey(resources.Order)])).
 			To(ContainSubstring(":" + string(mongo[resources.PasswordKey]) + "@creds-mongodb:27017/orders"))
+	})
+
+	It("keeps the password of credentials that lost their label, out of the cache's sight", func() {
+		shop := minimalShop(takeNamespace(), "unlabelled")
+		createShopAndWait(shop)
+		name := types.NamespacedName{Namespace: shop.Namespace, Name: "unlabelled-mongodb-credentials"}
+		before := secretData(shop, name.Name)
+		connBefore := secretData(shop, "unlabelled-connections")
+
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s := &corev1.Secret{}
+			Expect(k8sClient.Get(ctx, name, s)).To(Succeed())
+			delete(s.Labels, resources.LabelShop)
+			return k8sClient.Update(ctx, s)
+		})).To(Succeed())
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](3) })
+		Eventually(func() map[string]string {
+			s := &corev1.Secret{}
+			Expect(k8sClient.Get(ctx, name, s)).To(Succeed())
+			return s.Labels
+		}).WithTimeout(timeout).Should(HaveKeyWithValue(resources.LabelShop, shop.Name))
+		Expect(secretData(shop, name.Name)).To(Equal(before))
+		Expect(secretData(shop, "unlabelled-connections")).To(Equal(connBefore))
+	})
+
+	It("keeps the password when its cache has not yet seen the credentials it made", func() {
+		shop := minimalShop(unwatchedNamespace, "lagging")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+		r, _, _ := countingReconciler()
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+		_, err := r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		before := secretData(shop, "lagging-mongodb-credentials")
+
+		By("reconciling through a cache that misses every Secret")
+		cached := r.Client.(client.WithWatch)
+		r.Client = interceptor.NewClient(cached, interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*corev1.Secret); ok {
+					return apierrors.NewNotFound(corev1.Resource("secrets"), key.Name)
+				}
+				return c.Get(ctx, key, obj, opts...)
+			},
+		})
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(secretData(shop, "lagging-mongodb-credentials")).To(Equal(before))
+	})
+
+	It("builds nothing from credentials it does not own, so a foreign Secret causes no rollout loop", func() {
+		ns := takeNamespace()
+		foreign := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-mongodb-credentials"},
+			Data:       map[string][]byte{resources.UsernameKey: []byte("x"), resources.PasswordKey: []byte("y")},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		shop := minimalShop(ns, "taken")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
+		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).
+			To(ContainSubstring("Secret taken-mongodb-credentials already exists and does not belong to this Shop"))
+
+		Consistently(func() []string { return missingChildren(shop) }).WithTimeout(3 * time.Second).
+			Should(ContainElements("*v1.Deployment taken-mongodb", "*v1.Secret taken-connections", "*v1.Deployment taken-user"))
+		Expect(secretData(shop, foreign.Name)).To(Equal(foreign.Data), "the foreign Secret is left alone")
 	})
 
 	It("configures the broker through files made from its credentials, and waits for credentials it cannot write", func() {
