@@ -29,7 +29,19 @@ type Error struct {
 	Message string
 	// Details are encoded as the "details" array (FieldError, or any JSON-encodable value).
 	Details []any
+	// Cause is what led to the error (a peer's transport error, say): logged with the
+	// request, never shown to the client.
+	Cause error
 }
+
+// Because sets the error's cause and returns the error.
+func (e *Error) Because(cause error) *Error {
+	e.Cause = cause
+	return e
+}
+
+// Unwrap returns the cause, so errors.Is and errors.As see through to it.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Error returns the message, with the kind when the message does not already say it.
 func (e *Error) Error() string {

@@ -36,12 +36,18 @@ func Respond(w http.ResponseWriter, status int, v any) {
 }
 
 // RespondError is the one place where an error becomes an HTTP answer. An
-// *apperr.Error gets its kind's status with its message and details; anything else is
+// *apperr.Error gets its kind's status with its message and details (its cause, if any, is
+// logged with the request's id and not shown); anything else is
 // logged with the request's id and answered 500 {"error": "Internal server error"}, so
 // no driver message or stack ever reaches a client.
 func RespondError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apperr.Error
 	if errors.As(err, &ae) {
+		if ae.Cause != nil {
+			Logger(r.Context()).LogAttrs(r.Context(), slog.LevelWarn, "request failed",
+				slog.String("method", r.Method), slog.String("route", Route(r.Context())),
+				slog.String("error", ae.Error()), slog.String("cause", ae.Cause.Error()))
+		}
 		Respond(w, StatusOf(ae), ErrorBody{Error: ae.Error(), Details: ae.Details})
 		return
 	}

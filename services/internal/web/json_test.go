@@ -92,6 +92,8 @@ func TestRespondError(t *testing.T) {
 		{"unavailable", apperr.Unavailable("product service unavailable"), 503, `{"error":"product service unavailable"}`, false},
 		{"bad request", apperr.BadRequest("bad"), 400, `{"error":"bad"}`, false},
 		{"driver error never leaks", errors.New("connection(127.0.0.1:27017) incomplete read"), 500, `{"error":"Internal server error"}`, true},
+		{"a cause is logged, not shown", apperr.Unavailable("product service unavailable").Because(errors.New("dial tcp: incomplete read")), 503,
+			`{"error":"product service unavailable"}`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,6 +47,10 @@ func TestOrdersAPI(t *testing.T) {
 		{"quantity 0", map[string]any{"userId": user, "items": line(product, 0)}, nil, http.StatusBadRequest},
 		{"quantity over 1000", map[string]any{"userId": user, "items": line(product, 1001)}, nil, http.StatusBadRequest},
 		{"unknown user", map[string]any{"userId": unknown, "items": line(product, 1)}, nil, http.StatusUnprocessableEntity},
+		// "." would be the user service's list, "/users/.": no id it makes.
+		{"user id \".\"", map[string]any{"userId": ".", "items": line(product, 1)}, nil, http.StatusUnprocessableEntity},
+		{"malformed user id", map[string]any{"userId": "42", "items": line(product, 1)}, nil, http.StatusUnprocessableEntity},
+		{"a product on two lines", map[string]any{"userId": user, "items": append(line(product, 1), line(product, 1)...)}, nil, http.StatusBadRequest},
 		{"unknown product", map[string]any{"userId": user, "items": line(unknown, 1)}, nil, http.StatusUnprocessableEntity},
 		{"short stock", map[string]any{"userId": user, "items": line(product, 4)}, nil, http.StatusConflict},
 		{"placed", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "k1"}, http.StatusCreated},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
@@ -36,7 +38,13 @@ func newPeers(userURL, productURL string, timeout time.Duration) (*peers, error)
 	// for the concurrency we serve, or each burst opens (and leaves in TIME_WAIT) new ones.
 	base.MaxIdleConnsPerHost = 256
 	return &peers{
-		http: &http.Client{Transport: tracing.Transport(base), Timeout: timeout},
+		http: &http.Client{
+			Transport: tracing.Transport(base),
+			Timeout:   timeout,
+			// A peer's API never redirects; a redirect would be answered as it is, not followed
+			// to some other resource.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 		user: u, product: p,
 	}, nil
 }
@@ -66,12 +74,12 @@ func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL
 	}
 	resp, err := p.http.Do(req)
 	if err != nil {
-		return 0, nil, apperr.Unavailable(peer + " service unavailable")
+		return 0, nil, apperr.Unavailable(peer + " service unavailable").Because(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, nil, apperr.Unavailable(peer + " service unavailable")
+		return 0, nil, apperr.Unavailable(peer + " service unavailable").Because(err)
 	}
 	if resp.StatusCode/100 == 2 && out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -81,8 +89,13 @@ func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL
 	return resp.StatusCode, data, nil
 }
 
-// checkUser returns nil when the user exists, an Unprocessable error when not.
+// checkUser returns nil when the user exists, an Unprocessable error when not. An id that
+// is not one the user service makes names no user and is not sent: a path such as
+// "/users/." would be read as another resource.
 func (p *peers) checkUser(ctx context.Context, userID string) error {
+	if _, ok := mongodb.ParseID(userID); !ok {
+		return unknownUser()
+	}
 	status, _, err := p.call(ctx, "user", http.MethodGet, p.user, "/users/"+url.PathEscape(userID), nil, nil)
 	switch {
 	case err != nil:
@@ -90,10 +103,15 @@ func (p *peers) checkUser(ctx context.Context, userID string) error {
 	case status == http.StatusOK:
 		return nil
 	case status == http.StatusNotFound:
-		return apperr.Unprocessable("unknown user", apperr.FieldError{Field: "userId", Message: "no such user"})
+		return unknownUser()
 	default:
 		return apperr.Unavailable(fmt.Sprintf("user service answered %d", status))
 	}
+}
+
+// unknownUser is the answer for an order whose user does not exist.
+func unknownUser() error {
+	return apperr.Unprocessable("unknown user", apperr.FieldError{Field: "userId", Message: "no such user"})
 }
 
 // reservation is the product service's answer to a reservation.
@@ -132,6 +150,13 @@ func (p *peers) reserve(ctx context.Context, orderID string, items []RequestItem
 	default:
 		return reservation{}, apperr.Unavailable(fmt.Sprintf("product service answered %d", status))
 	}
+}
+
+// reservationSettled tells a reserve error that settles the reservation (the product service
+// answered that it took nothing) from one that leaves it unknown: the request may have
+// taken the stock before the answer was lost.
+func reservationSettled(err error) bool {
+	return errors.Is(err, apperr.ErrConflict) || errors.Is(err, apperr.ErrUnprocessable)
 }
 
 // release gives an order's stock back; releasing twice is harmless.

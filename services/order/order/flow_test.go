@@ -30,13 +30,14 @@ func startShop(t *testing.T, amqpURL string) *shoptest.Shop {
 	return s
 }
 
-// startShopWithDatabases is startShop also returning each service's database.
-func startShopWithDatabases(t *testing.T, amqpURL string) (*shoptest.Shop, map[string]*mongo.Database) {
+// startShopWithDatabases is startShop also returning each service's database; edits
+// change the options before the start.
+func startShopWithDatabases(t *testing.T, amqpURL string, edits ...func(*shoptest.Options)) (*shoptest.Shop, map[string]*mongo.Database) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dbs := map[string]*mongo.Database{}
-	s, err := shoptest.Start(ctx, shoptest.Options{
+	opts := shoptest.Options{
 		AMQPURL: amqpURL,
 		// Warnings (broker lost, retries) show with a failing test's output.
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -44,7 +45,11 @@ func startShopWithDatabases(t *testing.T, amqpURL string) (*shoptest.Shop, map[s
 			dbs[service] = testenv.MongoDB(t)
 			return dbs[service]
 		},
-	})
+	}
+	for _, e := range edits {
+		e(&opts)
+	}
+	s, err := shoptest.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +165,75 @@ func TestOrderIsPaidOrCancelled(t *testing.T) {
 				t.Fatalf("order.updated events %v, want one %s", u, tt.want)
 			}
 		})
+	}
+}
+
+// TestReservationAnswerLost: when the product service takes the stock but its answer
+// never reaches order (here: it comes after order's peer timeout), the order is not
+// placed and the stock comes back. A retry with the same Idempotency-Key then places the
+// order afresh, taking the stock once.
+func TestReservationAnswerLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const peerTimeout = 300 * time.Millisecond
+	var lose atomic.Bool
+	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
+		o.PeerTimeout = peerTimeout
+		o.WrapProduct = func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.ServeHTTP(w, r) // the reservation is made...
+				if r.Method == http.MethodPost && r.URL.Path == "/internal/reservations" && lose.Load() {
+					time.Sleep(3 * peerTimeout) // ...and its answer comes too late.
+				}
+			})
+		}
+	})
+	user, err := shop.CreateUser(ctx, "Grace Hopper", "grace@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	product, err := shop.CreateProduct(ctx, "lamp", 1500, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": 2}}}
+	stockIs := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			stock, err := shop.Stock(ctx, product)
+			if err == nil && stock == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stock %d (%v), want %d", stock, err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	lose.Store(true)
+	for _, key := range []string{"", "retry-me"} {
+		var header []string
+		if key != "" {
+			header = []string{"Idempotency-Key", key}
+		}
+		status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, nil, header...)
+		if err != nil || status != http.StatusServiceUnavailable {
+			t.Fatalf("key %q: %d %s (%v), want 503", key, status, answer, err)
+		}
+		stockIs(5)
+	}
+
+	lose.Store(false)
+	var placed order.Order
+	status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, &placed, "Idempotency-Key", "retry-me")
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("retry: %d %s (%v), want 201", status, answer, err)
+	}
+	stockIs(3)
+	if got, err := shop.WaitSettled(ctx, placed.ID.Hex()); err != nil || got.Status != order.Paid {
+		t.Fatalf("retried order %+v (%v), want PAID", got, err)
 	}
 }
 

@@ -73,11 +73,14 @@ func (r PlaceRequest) Validate() error {
 	var v apperr.Validator
 	v.Check(r.UserID != "", "userId", "is required")
 	if v.Check(len(r.Items) >= 1 && len(r.Items) <= maxLines, "items", "must hold 1 to 50 lines") {
+		seen := make(map[string]bool, len(r.Items))
 		for _, it := range r.Items {
 			if !v.Check(it.ProductID != "", "items.productId", "is required") ||
-				!v.Check(it.Quantity >= 1 && it.Quantity <= maxQuantity, "items.quantity", "must be from 1 to 1000") {
+				!v.Check(it.Quantity >= 1 && it.Quantity <= maxQuantity, "items.quantity", "must be from 1 to 1000") ||
+				!v.Check(!seen[it.ProductID], "items.productId", "names a product already on another line") {
 				break
 			}
+			seen[it.ProductID] = true
 		}
 	}
 	return v.Err()

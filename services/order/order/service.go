@@ -44,10 +44,12 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		return Order{}, false, err
 	}
 	id := mongodb.NewID()
+	keyID := ""
 	if idemKey != "" {
 		fp, _ := json.Marshal(req)
 		sum := sha256.Sum256(fp)
-		k, err := s.store.claimKey(ctx, idempotencyKey{ID: req.UserID + "\x00" + idemKey, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
+		keyID = req.UserID + "\x00" + idemKey
+		k, err := s.store.claimKey(ctx, idempotencyKey{ID: keyID, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
 		if err != nil {
 			return Order{}, false, err
 		}
@@ -67,6 +69,10 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	}
 	res, err := s.peers.reserve(ctx, id.Hex(), req.Items)
 	if err != nil {
+		if !reservationSettled(err) {
+			// The stock may have been taken before the answer was lost: give it back.
+			s.abandon(ctx, id, keyID)
+		}
 		return Order{}, false, err
 	}
 	now := s.now()
@@ -87,9 +93,18 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	}
 	stored, inserted, err := s.store.insert(ctx, document{Order: o, Outbox: []outbox.Event{ev}, OutboxPending: true})
 	if err != nil {
-		if idemKey == "" {
-			// No retry can find this reservation again: give the stock back.
-			s.releaseQuietly(context.WithoutCancel(ctx), id)
+		// The write may have landed although its answer did not: such an order is kept, with
+		// its stock. Only an order known not to be stored gives its stock back.
+		lookup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		switch found, gerr := s.store.get(lookup, id); {
+		case gerr == nil:
+			s.relay.Notify(id, ev)
+			return found, true, nil
+		case errors.Is(gerr, errNotFound):
+			s.abandon(ctx, id, keyID)
+		default:
+			s.log.Error("order not stored, or not known to be: its stock stays reserved", "order", id.Hex(), "error", err, "lookup", gerr)
 		}
 		return Order{}, false, err
 	}
@@ -99,11 +114,22 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	return stored, inserted, nil
 }
 
-func (s *service) releaseQuietly(ctx context.Context, id bson.ObjectID) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// abandon gives back the stock of order id, which was not and will not be stored, even
+// when the client has gone (ctx done). With an idempotency key (keyID), the key's claim is
+// removed too, so a retry places the order afresh instead of finding its stock released.
+// The product service remembers a release that arrives before its reservation, so a late
+// reservation takes nothing.
+func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.peers.release(ctx, id.Hex()); err != nil {
 		s.log.Error("stock of an unstored order not released", "order", id.Hex(), "error", err)
+		return
+	}
+	if keyID != "" {
+		if err := s.store.forgetKey(ctx, keyID, id); err != nil {
+			s.log.Error("idempotency key of an unstored order kept", "order", id.Hex(), "error", err)
+		}
 	}
 }
 

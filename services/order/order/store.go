@@ -63,6 +63,15 @@ func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey,
 	return first, nil
 }
 
+// forgetKey removes the claim of idempotency key keyID for orderID, so that a retry with
+// the key places a new order; a claim since made for another order is kept.
+func (s *store) forgetKey(ctx context.Context, keyID string, orderID bson.ObjectID) error {
+	return s.writes.Do(ctx, func() error {
+		_, err := s.keys.DeleteOne(ctx, bson.D{{Key: "_id", Value: keyID}, {Key: "orderId", Value: orderID}})
+		return err
+	})
+}
+
 // insert stores a new order with its outbox; inserted is false when an order with
 // this id exists already (a retried request), which is then returned.
 func (s *store) insert(ctx context.Context, d document) (o Order, inserted bool, err error) {

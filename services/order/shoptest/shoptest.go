@@ -39,6 +39,11 @@ type Options struct {
 	PaymentLimitCents int64
 	// Logger for the services; nil discards.
 	Logger *slog.Logger
+	// PeerTimeout bounds order's calls to user and product; 0 means 10 s.
+	PeerTimeout time.Duration
+	// WrapProduct, if set, wraps the product service's handler: a test's way to slow it
+	// down or lose its answers.
+	WrapProduct func(http.Handler) http.Handler
 }
 
 // Shop is the running suite. Its URLs are the services' base URLs.
@@ -68,12 +73,19 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 		return nil, err
 	}
 	s.UserURL = s.serve(userhttp.NewHandler(users, opts.Logger, metrics.NewRegistry()))
-	s.ProductURL = s.serve(producthttp.NewHandler(productstore.New(opts.Database("products")), opts.Logger, metrics.NewRegistry()))
+	product := producthttp.NewHandler(productstore.New(opts.Database("products")), opts.Logger, metrics.NewRegistry())
+	if opts.WrapProduct != nil {
+		product = opts.WrapProduct(product)
+	}
+	s.ProductURL = s.serve(product)
+	if opts.PeerTimeout == 0 {
+		opts.PeerTimeout = 10 * time.Second
+	}
 
 	var err error
 	s.Order, err = order.New(ctx, order.Config{
 		Broker: messaging.Settings{URL: opts.AMQPURL}, UserServiceURL: s.UserURL, ProductServiceURL: s.ProductURL,
-		PeerTimeout: 10 * time.Second, Prefetch: 64,
+		PeerTimeout: opts.PeerTimeout, Prefetch: 64,
 	}, opts.Database("orders"), opts.Logger)
 	if err != nil {
 		s.Close()
