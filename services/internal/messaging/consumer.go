@@ -46,10 +46,24 @@ type ConsumerConfig struct {
 	Prefetch int
 	// Handler stores each delivery's effect.
 	Handler Handler
-	// RetryDelay is the pause before a failed delivery is requeued, doubled per
-	// attempt up to 5s; default 100ms. The pause keeps a consumer whose store is down
-	// from burning through the delivery limit in a few milliseconds.
+	// RetryDelay is the pause before a failed delivery is first requeued; default 100ms.
+	// Each later attempt waits four times longer, up to MaxRetryDelay. The pauses keep a
+	// consumer whose store or peer is down from burning through the queue's delivery limit:
+	// with the defaults and the default limit of 10, a message is retried for about five
+	// and a half minutes (a pod restart, a store's rollout) before it is dead-lettered.
 	RetryDelay time.Duration
+	// MaxRetryDelay caps the pause between attempts; default 1m. Only the failing delivery
+	// waits: the others are handled meanwhile, up to Prefetch at once.
+	MaxRetryDelay time.Duration
+}
+
+// retryDelay is the pause after failed attempt n (1 for the first delivery).
+func retryDelay(first, maxDelay time.Duration, attempt int) time.Duration {
+	d := first
+	for i := 1; i < attempt && d < maxDelay; i++ {
+		d *= 4
+	}
+	return min(d, maxDelay)
 }
 
 // Consumer consumes one queue with manual acknowledgement, across reconnections,
@@ -74,6 +88,9 @@ func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
 	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = 100 * time.Millisecond
+	}
+	if cfg.MaxRetryDelay <= 0 {
+		cfg.MaxRetryDelay = time.Minute
 	}
 	hardCx, hardFn := context.WithCancel(context.Background())
 	c := &Consumer{
@@ -175,9 +192,10 @@ func (c *Consumer) handle(d amqp.Delivery) {
 		ackErr = d.Nack(false, false)
 	default:
 		c.log.Warn("handling failed, requeueing", "id", d.MessageId, "type", d.Type, "attempt", attempt, "error", err)
-		delay := min(c.cfg.RetryDelay<<min(attempt-1, 16), 5*time.Second)
+		// A Stop ends the pause: the message goes back to the queue for the next consumer.
 		select {
-		case <-time.After(delay):
+		case <-time.After(retryDelay(c.cfg.RetryDelay, c.cfg.MaxRetryDelay, attempt)):
+		case <-c.stop:
 		case <-c.hardCx.Done():
 		}
 		ackErr = d.Nack(false, true)
