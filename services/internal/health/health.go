@@ -1,6 +1,6 @@
 // Package health serves the probes: /healthz says the process lives and answers;
 // /readyz runs the named checks of its dependencies, each under a timeout, and answers
-// 200 when all pass, else 503, with the result of each in JSON.
+// 200 when all the required ones pass, else 503, with the result of each in JSON.
 package health
 
 import (
@@ -17,6 +17,10 @@ type Check struct {
 	Name string
 	// Run returns nil when the dependency answers; it must honour ctx's deadline.
 	Run func(ctx context.Context) error
+	// Optional marks a dependency the service keeps serving without for a while (the
+	// broker, behind an outbox): its failure is reported, as "degraded", but keeps the
+	// service ready, so that an outage of it takes no pod out of its Service.
+	Optional bool
 }
 
 // Handler registers patterns, as *http.ServeMux and web.Mux do.
@@ -42,20 +46,21 @@ func Live() http.Handler {
 
 // Report is the /readyz answer.
 type Report struct {
-	// Status is "ok" when every check passed, else "unavailable".
+	// Status is "ok" when every check passed, "degraded" when only optional ones failed
+	// (still ready), else "unavailable".
 	Status string `json:"status"`
 	// Checks holds "ok" or the error of each check by name.
 	Checks map[string]string `json:"checks"`
 }
 
-// Ready runs every check concurrently, each bounded by timeout, and answers 200 when all
-// pass, else 503. Errors are reported by check name only in the body of a probe, which
+// Ready runs every check concurrently, each bounded by timeout, and answers 200 when every
+// required one passes, else 503. Errors are reported by check name only in the body of a probe, which
 // the gateway never exposes.
 func Ready(timeout time.Duration, checks ...Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rep := Run(r.Context(), timeout, checks...)
 		status := http.StatusOK
-		if rep.Status != "ok" {
+		if rep.Status == statusUnavailable {
 			status = http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, rep)
@@ -64,7 +69,7 @@ func Ready(timeout time.Duration, checks ...Check) http.Handler {
 
 // Run runs the checks concurrently, each bounded by timeout, and reports them.
 func Run(ctx context.Context, timeout time.Duration, checks ...Check) Report {
-	rep := Report{Status: "ok", Checks: make(map[string]string, len(checks))}
+	rep := Report{Status: statusOK, Checks: make(map[string]string, len(checks))}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, c := range checks {
@@ -78,14 +83,25 @@ func Run(ctx context.Context, timeout time.Duration, checks ...Check) Report {
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Checks[c.Name] = result
-			if result != "ok" {
-				rep.Status = "unavailable"
+			switch {
+			case result == statusOK:
+			case !c.Optional:
+				rep.Status = statusUnavailable
+			case rep.Status == statusOK:
+				rep.Status = statusDegraded
 			}
 		})
 	}
 	wg.Wait()
 	return rep
 }
+
+// Report statuses.
+const (
+	statusOK          = "ok"
+	statusDegraded    = "degraded"
+	statusUnavailable = "unavailable"
+)
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -16,6 +16,8 @@ func TestReady(t *testing.T) {
 	ok := health.Check{Name: "db", Run: func(context.Context) error { return nil }}
 	down := health.Check{Name: "broker", Run: func(context.Context) error { return errors.New("connection refused") }}
 	hangs := health.Check{Name: "slow", Run: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+	optionalDown := down
+	optionalDown.Optional = true
 
 	tests := []struct {
 		name   string
@@ -29,6 +31,10 @@ func TestReady(t *testing.T) {
 			Checks: map[string]string{"db": "ok", "broker": "connection refused"}}},
 		{"one times out", []health.Check{ok, hangs}, 503, health.Report{Status: "unavailable",
 			Checks: map[string]string{"db": "ok", "slow": "context deadline exceeded"}}},
+		{"an optional one fails", []health.Check{ok, optionalDown}, 200, health.Report{Status: "degraded",
+			Checks: map[string]string{"db": "ok", "broker": "connection refused"}}},
+		{"a required one fails beside an optional one", []health.Check{hangs, optionalDown}, 503, health.Report{Status: "unavailable",
+			Checks: map[string]string{"slow": "context deadline exceeded", "broker": "connection refused"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,11 +64,11 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 	return &App{svc: svc, db: db, worker: w, log: log}, nil
 }
 
-// Handler serves the HTTP API with /healthz, /readyz (store and broker) and /metrics.
+// Handler serves the HTTP API with /healthz, /readyz (the store; the broker is reported but optional: its events wait in the outbox) and /metrics.
 func (a *App) Handler(reg *prometheus.Registry) http.Handler {
 	mux := web.NewMux(a.log, reg)
 	a.routes(mux)
-	health.Register(mux, mongodb.Check(a.db), health.Check{Name: "rabbitmq", Run: a.worker.Ready})
+	health.Register(mux, mongodb.Check(a.db), health.Check{Name: "rabbitmq", Run: a.worker.Ready, Optional: true})
 	mux.Handle("GET /metrics", metrics.Handler(reg))
 	return mux
 }
