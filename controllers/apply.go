@@ -2,6 +2,9 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 
@@ -26,6 +29,9 @@ import (
 // belongs to someone else: retrying would not help, the user must act.
 func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired client.Object) error {
 	kind := kindOf(desired)
+	if d, ok := desired.(*appsv1.Deployment); ok {
+		setSpecHash(d)
+	}
 	existing := desired.DeepCopyObject().(client.Object)
 	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
@@ -103,21 +109,39 @@ func mergeLabels(desired, existing client.Object) bool {
 // syncSpec copies into existing the fields the controller owns when they differ
 // from desired, and tells whether it changed anything.
 //
-// Specs are compared with equality.Semantic.DeepDerivative: a field desired leaves
-// empty is not compared, so the API server's defaults never look like drift. Where
-// an empty value is meaningful (an environment variable set to "", a command the
-// image default replaces) the comparison is exact.
+// The specs the API server fills with defaults are compared so that those defaults
+// never look like drift, yet a field the Shop no longer asks for is still taken away:
+//   - a Deployment carries, in specHashAnnotation, a digest of the spec last
+//     written from the Shop, so any change of the Shop (a removed annotation, pull
+//     Secret or limit included) is written; drift made by someone else is found with
+//     equality.Semantic.DeepDerivative (fields desired leaves empty are the API
+//     server's to default), plus an exact comparison where an empty value means
+//     something (an environment variable set to "", a command the image replaces);
+//   - a Service's selector is compared exactly, its ports by count and DeepDerivative
+//     (the API server fills clusterIP, node ports and protocols);
+//   - NetworkPolicies and PodDisruptionBudgets are built with every field the API
+//     server would default, so they are compared exactly: an extra rule admitting
+//     everyone is drift.
 func syncSpec(desired, existing client.Object) bool {
 	switch d := desired.(type) {
 	case *appsv1.Deployment:
 		e := existing.(*appsv1.Deployment)
-		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) && containersMatch(d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers) {
+		hash := d.Annotations[specHashAnnotation]
+		if e.Annotations[specHashAnnotation] == hash && equality.Semantic.DeepDerivative(d.Spec, e.Spec) &&
+			containersMatch(d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers) {
 			return false
 		}
 		e.Spec = d.Spec
+		annotations := maps.Clone(e.Annotations)
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[specHashAnnotation] = hash
+		e.Annotations = annotations
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
-		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) && len(d.Spec.Ports) == len(e.Spec.Ports) {
+		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) && len(d.Spec.Ports) == len(e.Spec.Ports) &&
+			maps.Equal(d.Spec.Selector, e.Spec.Selector) {
 			return false
 		}
 		ports := d.DeepCopy().Spec.Ports
@@ -150,22 +174,40 @@ func syncSpec(desired, existing client.Object) bool {
 		}
 		e.Data, e.StringData = d.Data, nil
 	case *networkingv1.NetworkPolicy:
-		return syncDerived(d.Spec, &existing.(*networkingv1.NetworkPolicy).Spec)
+		return syncEqual(d.Spec, &existing.(*networkingv1.NetworkPolicy).Spec)
 	case *policyv1.PodDisruptionBudget:
-		return syncDerived(d.Spec, &existing.(*policyv1.PodDisruptionBudget).Spec)
+		return syncEqual(d.Spec, &existing.(*policyv1.PodDisruptionBudget).Spec)
 	default:
 		panic(fmt.Sprintf("controllers: no spec sync for %T", desired))
 	}
 	return true
 }
 
-// syncDerived replaces existing with desired unless existing already derives from it.
-func syncDerived[S any](desired S, existing *S) bool {
-	if equality.Semantic.DeepDerivative(desired, *existing) {
+// syncEqual replaces existing with desired unless they are semantically equal.
+func syncEqual[S any](desired S, existing *S) bool {
+	if equality.Semantic.DeepEqual(desired, *existing) {
 		return false
 	}
 	*existing = desired
 	return true
+}
+
+// specHashAnnotation on a Deployment holds specHash of the spec the controller last
+// wrote, so that a change of the Shop is told apart from the API server's defaults.
+const specHashAnnotation = "commerce.shopkeeper.dev/spec-hash"
+
+// setSpecHash records in d's specHashAnnotation a digest of its spec as the builders
+// made it. encoding/json writes map keys in order, so equal specs give equal digests.
+func setSpecHash(d *appsv1.Deployment) {
+	b, err := json.Marshal(d.Spec)
+	if err != nil {
+		panic(fmt.Sprintf("controllers: marshal a Deployment spec: %v", err)) // plain data: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	if d.Annotations == nil {
+		d.Annotations = map[string]string{}
+	}
+	d.Annotations[specHashAnnotation] = hex.EncodeToString(sum[:16])
 }
 
 // containersMatch compares exactly what DeepDerivative would let slip: the number of

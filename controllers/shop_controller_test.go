@@ -410,6 +410,68 @@ var _ = Describe("Shop controller", func() {
 		}).WithTimeout(timeout).Should(HaveKeyWithValue(resources.LabelManagedBy, resources.ManagedBy))
 	})
 
+	It("repairs drift that only adds to a child: an allow-all ingress rule, a selector key", func() {
+		shop := minimalShop(takeNamespace(), "added")
+		createShopAndWait(shop)
+
+		np := &networkingv1.NetworkPolicy{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "added-mongodb"}, np)).To(Succeed())
+		want := np.Spec
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{}) // admits everyone
+		Expect(k8sClient.Update(ctx, np)).To(Succeed())
+		Eventually(func() networkingv1.NetworkPolicySpec {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(np), np)).To(Succeed())
+			return np.Spec
+		}).WithTimeout(timeout).Should(Equal(want))
+
+		svc := &corev1.Service{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "added-user"}, svc)).To(Succeed())
+		svc.Spec.Selector["extra"] = "key"
+		Expect(k8sClient.Update(ctx, svc)).To(Succeed())
+		Eventually(func() map[string]string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(svc), svc)).To(Succeed())
+			return svc.Spec.Selector
+		}).WithTimeout(timeout).Should(Equal(resources.SelectorLabels(shop, resources.User)))
+	})
+
+	It("takes away from the children what the Shop no longer asks for", func() {
+		shop := minimalShop(takeNamespace(), "removed")
+		scraper := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
+			MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}
+		shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{scraper}
+		shop.Spec.PodAnnotations = map[string]string{"example.com/note": "1"}
+		shop.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+		shop.Spec.Services.User.Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+		}
+		createShopAndWait(shop)
+		user := deployment(shop, resources.User)
+		Expect(user.Spec.Template.Annotations).To(HaveKey("example.com/note"))
+		Expect(user.Spec.Template.Spec.ImagePullSecrets).NotTo(BeEmpty())
+		Expect(user.Spec.Template.Spec.Containers[0].Resources.Limits).NotTo(BeEmpty())
+		userNP := func() []networkingv1.NetworkPolicyPeer {
+			np := &networkingv1.NetworkPolicy{}
+			Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "removed-user"}, np)).To(Succeed())
+			return np.Spec.Ingress[0].From
+		}
+		Expect(userNP()).To(ContainElement(scraper))
+
+		updateShop(shop, func(s *shopv1.Shop) {
+			s.Spec.Monitoring.Scrapers = nil
+			s.Spec.PodAnnotations = nil
+			s.Spec.ImagePullSecrets = nil
+			s.Spec.Services.User.Resources.Limits = nil
+		})
+		Eventually(userNP).WithTimeout(timeout).Should(HaveLen(1))
+		Eventually(func() map[string]string { return deployment(shop, resources.User).Spec.Template.Annotations }).
+			WithTimeout(timeout).ShouldNot(HaveKey("example.com/note"))
+		user = deployment(shop, resources.User)
+		Expect(user.Spec.Template.Spec.ImagePullSecrets).To(BeEmpty())
+		Expect(user.Spec.Template.Spec.Containers[0].Resources.Limits).To(BeEmpty())
+		Expect(user.Spec.Template.Spec.Containers[0].Resources.Requests).To(HaveKey(corev1.ResourceCPU))
+	})
+
 	It("rolls out a changed spec", func() {
 		shop := minimalShop(takeNamespace(), "change")
 		createShopAndWait(shop)
