@@ -21,6 +21,9 @@ import (
 type Store struct {
 	coll *mongo.Collection
 	now  func() time.Time
+	// locks serializes the writes of one user: FerretDB rewrites the whole document on any
+	// update, so two PATCHes of different fields at once could lose one (mongodb.KeyedMutex).
+	locks mongodb.KeyedMutex
 }
 
 // userDoc is a user as stored.
@@ -90,6 +93,7 @@ func (s *Store) Update(ctx context.Context, id string, p users.Patch) (users.Use
 	if !ok {
 		return users.User{}, users.NotFound()
 	}
+	defer s.locks.Lock(id)()
 	set := bson.D{{Key: "updatedAt", Value: s.now().UTC().Truncate(time.Millisecond)}}
 	if p.Name != nil {
 		set = append(set, bson.E{Key: "name", Value: *p.Name})
@@ -117,6 +121,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if !ok {
 		return users.NotFound()
 	}
+	defer s.locks.Lock(id)()
 	res, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}})
 	if err != nil {
 		return fmt.Errorf("delete user: %w", err)
