@@ -26,7 +26,7 @@ import (
 // controllers fill (defaults, a Service's clusterIP, a claim's volume) are left alone.
 //
 // It returns a *Problem when the API server refuses the object as invalid or the name
-// belongs to someone else: retrying would not help, the user must act.
+// belongs to someone else: retrying at once would not help, the user must act.
 func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired client.Object) error {
 	kind := kindOf(desired)
 	if d, ok := desired.(*appsv1.Deployment); ok {

@@ -56,12 +56,18 @@ type ShopReconciler struct {
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
+// ConflictRetry is how often a Shop is reconciled again while a ChildConflict is
+// reported. The conflicting object lies outside the cache (it lacks our labels), so
+// its deletion brings no event: only a timed retry notices that the name is free.
+const ConflictRetry = time.Minute
+
 // Reconcile brings one Shop's children to what its spec asks and records the result.
 // Children are applied in dependency order (credentials, stores, connections,
 // services, gateway). A Problem (a spec the cluster cannot satisfy, a missing external
-// Secret) is reported in the Degraded condition and not retried: a change of the Shop
-// or of the object it waits on triggers the next reconcile. Other errors are returned
-// and retried with backoff.
+// Secret) is reported in the Degraded condition and not retried with backoff: a change
+// of the Shop or of the object it waits on triggers the next reconcile, and a
+// ChildConflict, whose object the controller does not watch, is looked at again after
+// ConflictRetry. Other errors are returned and retried with backoff.
 func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	shop := &shopv1.Shop{}
@@ -85,6 +91,9 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	if problem != nil {
 		log.Info("shop degraded", "reason", problem.Reason, "message", problem.Message)
+		if problem.Reason == ReasonChildConflict {
+			return ctrl.Result{RequeueAfter: ConflictRetry}, nil
+		}
 	}
 	return ctrl.Result{}, nil
 }

@@ -662,6 +662,34 @@ var _ = Describe("Shop controller", func() {
 		Expect(string(secretData(shop, "ferret-connections")[resources.MongoDBURIKey(resources.Order)])).To(Equal("mongodb://ferret-mongodb:27017/orders"))
 	})
 
+	It("looks again at a name taken by someone else, and takes it once it is free", func() {
+		foreign := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: unwatchedNamespace, Name: "freed-user"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		shop := minimalShop(unwatchedNamespace, "freed")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+		r, _, _ := countingReconciler()
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+
+		res, err := r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/ChildConflict"))
+		Expect(res.RequeueAfter).To(Equal(ConflictRetry), "the deleted object brings no event: the retry is the only way back")
+
+		Expect(k8sClient.Delete(ctx, foreign)).To(Succeed())
+		res, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.RequeueAfter).To(BeZero())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(missingChildren(shop)).To(BeEmpty())
+		svc := &corev1.Service{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), svc)).To(Succeed())
+		Expect(metav1.IsControlledBy(svc, getShop(shop))).To(BeTrue())
+	})
+
 	It("writes nothing when a reconcile finds everything as desired", func() {
 		By("driving a Shop in a namespace the manager does not watch, with a counting reconciler")
 		shop := minimalShop(unwatchedNamespace, "quiet")

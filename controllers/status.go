@@ -46,7 +46,8 @@ const (
 	// ReasonChildRejected (Degraded=True): the API server refused a child as invalid
 	// (for example a volume that cannot shrink or change class).
 	ReasonChildRejected = "ChildRejected"
-	// ReasonChildConflict (Degraded=True): an object with a child's name belongs to someone else.
+	// ReasonChildConflict (Degraded=True): an object with a child's name belongs to
+	// someone else. The controller looks again every ConflictRetry.
 	ReasonChildConflict = "ChildConflict"
 	// ReasonCredentialsInvalid (Degraded=True): a store's credentials Secret holds a value
 	// the store's configuration cannot carry.
@@ -55,6 +56,8 @@ const (
 
 // Problem is something the controller cannot fix by retrying: it waits for the user
 // (or for the object it waits on) to change, and says so in the Degraded condition.
+// It is not retried with backoff; only a ChildConflict is looked at again, every
+// ConflictRetry, since the deletion of the conflicting object brings no event.
 type Problem struct {
 	Reason  string
 	Message string
