@@ -26,7 +26,9 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -64,6 +66,12 @@ type Runtime struct {
 	ctx     context.Context
 	base    config.Base
 	closers []func(context.Context) error
+
+	mu sync.Mutex
+	// stopBy is when the shutdown that began as ctx ended must be over: the HTTP server's
+	// drain and the closers share one ShutdownTimeout, which the pod's termination grace
+	// period is sized for.
+	stopBy time.Time
 }
 
 // Start loads cfg from the environment (config.Load), makes the service's logger and
@@ -74,6 +82,11 @@ func Start(ctx context.Context, name string, cfg Configuration) (*Runtime, error
 	}
 	base := cfg.Settings()
 	rt := &Runtime{Logger: logging.New(name, base.LogLevel), ctx: ctx, base: base}
+	context.AfterFunc(ctx, func() {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		rt.stopBy = time.Now().Add(base.ShutdownTimeout)
+	})
 	shutdownTracing, err := tracing.Setup(ctx, name)
 	if err != nil {
 		return nil, err
@@ -97,10 +110,17 @@ func (rt *Runtime) OnClose(f func(context.Context) error) {
 	rt.closers = append(rt.closers, f)
 }
 
-// Close runs the registered cleanups, last first, within the shutdown timeout, even
-// when Start's context has ended, and logs what fails.
+// Close runs the registered cleanups, last first, and logs what fails. They get what is
+// left of the shutdown timeout that began when Start's context ended (the HTTP server's
+// drain has used the rest), or the whole timeout when it has not ended.
 func (rt *Runtime) Close() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(rt.ctx), rt.base.ShutdownTimeout)
+	rt.mu.Lock()
+	stopBy := rt.stopBy
+	rt.mu.Unlock()
+	if stopBy.IsZero() {
+		stopBy = time.Now().Add(rt.base.ShutdownTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(rt.ctx), stopBy)
 	defer cancel()
 	var errs []error
 	for _, f := range slices.Backward(rt.closers) {

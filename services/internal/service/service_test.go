@@ -70,6 +70,29 @@ func TestCloseRunsCleanupsLastFirst(t *testing.T) {
 	}
 }
 
+// TestCloseSharesTheShutdownTimeout: the cleanups get what the shutdown that began with
+// the context's end has left, not a whole timeout of their own after the HTTP drain, so
+// that the pod's termination grace period covers the whole shutdown.
+func TestCloseSharesTheShutdownTimeout(t *testing.T) {
+	t.Setenv("SHUTDOWN_TIMEOUT", "2s")
+	t.Setenv("MONGODB_URI", "mongodb://127.0.0.1:1/") // required; never dialled here
+	var cfg testConfig
+	ctx, cancel := context.WithCancel(context.Background())
+	rt, err := service.Start(ctx, "test", &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deadline time.Time
+	rt.OnClose(func(ctx context.Context) error { deadline, _ = ctx.Deadline(); return nil })
+	stopped := time.Now()
+	cancel()
+	time.Sleep(500 * time.Millisecond) // the HTTP server's drain
+	rt.Close()
+	if want := stopped.Add(2 * time.Second); deadline.Before(want.Add(-200*time.Millisecond)) || deadline.After(want.Add(200*time.Millisecond)) {
+		t.Errorf("cleanups' deadline %s after the stop, want 2s", deadline.Sub(stopped))
+	}
+}
+
 // fakeService answers every request with its database's name and checks, when it is
 // closed, that the database is still connected.
 type fakeService struct {
