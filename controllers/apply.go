@@ -157,10 +157,12 @@ func syncSpec(desired, existing client.Object) bool {
 		}
 		e.Spec.Type, e.Spec.Selector, e.Spec.Ports = d.Spec.Type, d.Spec.Selector, ports
 	case *corev1.PersistentVolumeClaim:
-		// Everything but the requested size is immutable once bound.
+		// Everything but the requested size is immutable once bound, and the size only
+		// grows: storage added to a Shop later may ask less than the default the claim
+		// was made with, and a volume never shrinks.
 		e := existing.(*corev1.PersistentVolumeClaim)
 		want := d.Spec.Resources.Requests[corev1.ResourceStorage]
-		if have, ok := e.Spec.Resources.Requests[corev1.ResourceStorage]; ok && have.Cmp(want) == 0 {
+		if have, ok := e.Spec.Resources.Requests[corev1.ResourceStorage]; ok && have.Cmp(want) >= 0 {
 			return false
 		}
 		if e.Spec.Resources.Requests == nil {

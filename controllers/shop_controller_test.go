@@ -296,7 +296,48 @@ var _ = Describe("Shop controller", func() {
 		}, func(s *shopv1.Shop) {
 			s.Spec.RabbitMQ.Storage.StorageClassName = ptr.To("fast")
 		}, "storageClassName cannot be changed"),
+		Entry("name longer than 54", func(s *shopv1.Shop) { s.Name = strings.Repeat("a", 55) }, nil,
+			"a Shop's name must be at most 54 characters"),
+		Entry("name starting with a digit", func(s *shopv1.Shop) { s.Name = "1shop" }, nil,
+			"a Shop's name must start with a lower-case letter"),
+		Entry("name with a dot", func(s *shopv1.Shop) { s.Name = "my.shop" }, nil,
+			"a Shop's name must start with a lower-case letter"),
+		Entry("MongoDB switching to external", func(*shopv1.Shop) {}, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
+		}, "mongodb cannot switch between in-cluster and external"),
+		Entry("RabbitMQ switching to in-cluster", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "rabbit"}}
+		}, func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.External = nil
+		}, "rabbitmq cannot switch between in-cluster and external"),
+		Entry("MongoDB engine changing", func(*shopv1.Shop) {}, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+		}, "mongodb.engine cannot be changed"),
+		Entry("storage removed", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}
+		}, func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.Storage = nil
+		}, "rabbitmq.storage cannot be removed once set"),
+		Entry("storage class set on storage added later", func(*shopv1.Shop) {}, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("fast")}
+		}, "mongodb.storage.storageClassName can be set only when the Shop is made"),
+		Entry("storage class added to storage", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}
+		}, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage.StorageClassName = ptr.To("fast")
+		}, "mongodb.storage.storageClassName can be set only when the Shop is made"),
+		Entry("storage class removed", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("standard")}
+		}, func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.Storage.StorageClassName = nil
+		}, "rabbitmq.storage.storageClassName can be set only when the Shop is made"),
 	)
+
+	It("accepts the longest name its children can carry", func() {
+		shop := minimalShop(unwatchedNamespace, "s"+strings.Repeat("0", 53))
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
+	})
 
 	It("lets storage grow", func() {
 		shop := minimalShop(unwatchedNamespace, "growing")
@@ -305,6 +346,30 @@ var _ = Describe("Shop controller", func() {
 		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
 		shop.Spec.MongoDB.Storage.Size = ptr.To(resource.MustParse("3Gi"))
 		Expect(k8sClient.Update(ctx, shop)).To(Succeed())
+	})
+
+	It("never shrinks a volume when storage added later asks less than it holds", func() {
+		shop := minimalShop(unwatchedNamespace, "smaller")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+		r, _, _ := countingReconciler()
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+		_, err := r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		pvc := &corev1.PersistentVolumeClaim{}
+		key := types.NamespacedName{Namespace: shop.Namespace, Name: "smaller-mongodb"}
+		Expect(k8sClient.Get(ctx, key, pvc)).To(Succeed())
+		before := pvc.ResourceVersion
+		Expect(pvc.Spec.Resources.Requests.Storage().Equal(shopv1.DefaultStorageSize)).To(BeTrue())
+
+		updateShop(shop, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("512Mi"))}
+		})
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(k8sClient.Get(ctx, key, pvc)).To(Succeed())
+		Expect(pvc.ResourceVersion).To(Equal(before), "the claim was written")
 	})
 
 	It("is Degraded while an external store's Secret is missing or unlabelled, and recovers when it appears", func() {

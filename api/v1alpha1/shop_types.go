@@ -246,6 +246,7 @@ type StoreSpec struct {
 	Image string `json:"image,omitempty"`
 
 	// Storage is the store's volume. Empty means 1Gi of the default storage class.
+	// Once set it cannot be removed; a size below the volume's present one is ignored.
 	// +optional
 	Storage *StorageSpec `json:"storage,omitempty"`
 
@@ -261,6 +262,9 @@ type StoreSpec struct {
 // MongoDBSpec is the document store. Each service uses a database of its own
 // (users, products, orders, payments).
 //
+// +kubebuilder:validation:XValidation:rule="has(self.external) == has(oldSelf.external)",message="mongodb cannot switch between in-cluster and external: the in-cluster store and its data would be left behind; make a new Shop to move"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="mongodb.storage cannot be removed once set: its size would fall back to the default, and a volume never shrinks"
+// +kubebuilder:validation:XValidation:rule="(has(self.storage) && has(self.storage.storageClassName)) == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName))",message="mongodb.storage.storageClassName can be set only when the Shop is made, and never removed: a volume does not move between storage classes"
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="mongodb.external cannot be combined with image, storage or resources: those describe an in-cluster MongoDB"
 type MongoDBSpec struct {
 	// Engine of the in-cluster store. MongoDB runs mongo:8.0 by default, with its root
@@ -268,7 +272,9 @@ type MongoDBSpec struct {
 	// FerretDB runs ghcr.io/ferretdb/ferretdb:1.24.2 by default: MongoDB's wire
 	// protocol over SQLite in the volume, set through FerretDB's own FERRETDB_*
 	// variables; an image of one's own must start FerretDB 1.x as its entrypoint.
+	// It cannot change: neither server reads the other's data.
 	// +kubebuilder:default=MongoDB
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="mongodb.engine cannot be changed: MongoDB and FerretDB do not read each other's data; make a new Shop to move"
 	// +optional
 	Engine MongoDBEngine `json:"engine,omitempty"`
 
@@ -277,6 +283,9 @@ type MongoDBSpec struct {
 
 // RabbitMQSpec is the message broker. The shop uses a virtual host of its own.
 //
+// +kubebuilder:validation:XValidation:rule="has(self.external) == has(oldSelf.external)",message="rabbitmq cannot switch between in-cluster and external: the in-cluster store and its data would be left behind; make a new Shop to move"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="rabbitmq.storage cannot be removed once set: its size would fall back to the default, and a volume never shrinks"
+// +kubebuilder:validation:XValidation:rule="(has(self.storage) && has(self.storage.storageClassName)) == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName))",message="rabbitmq.storage.storageClassName can be set only when the Shop is made, and never removed: a volume does not move between storage classes"
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="rabbitmq.external cannot be combined with image, storage or resources: those describe an in-cluster RabbitMQ"
 type RabbitMQSpec struct {
 	StoreSpec `json:",inline"`
@@ -292,7 +301,8 @@ type StorageSpec struct {
 	Size *resource.Quantity `json:"size,omitempty"`
 
 	// StorageClassName of the volume; empty means the cluster's default class.
-	// It cannot change once set: a volume does not move between classes.
+	// It is chosen when the Shop is made and cannot be set, changed or removed later:
+	// a volume does not move between classes.
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storageClassName cannot be changed: a volume does not move between storage classes"
 	// +optional
@@ -358,6 +368,11 @@ type ShopStatus struct {
 // Shop is a whole e-commerce suite: gateway, user, product, order and payment
 // services, MongoDB and RabbitMQ, made and kept by the controller.
 //
+// Its name begins the name of every child (<name>-<component>): Service names are
+// DNS-1035 labels of at most 63 characters, and the longest suffix is "-rabbitmq".
+//
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="a Shop's name must be at most 54 characters: its Services are named <name>-<component>, at most 63"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="a Shop's name must start with a lower-case letter and hold only lower-case letters, digits and '-', ending with a letter or digit: its Services are named <name>-<component>, which must be DNS-1035 labels"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=shop
