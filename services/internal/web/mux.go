@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,7 +46,7 @@ type Mux struct {
 func NewMux(logger *slog.Logger, reg prometheus.Registerer) *Mux {
 	m := &Mux{mux: http.NewServeMux(), patterns: http.NewServeMux(), logger: logger}
 	m.mux.HandleFunc("/", m.unmatched)
-	m.untraced = observe(recoverPanics(m.mux), NewHTTPMetrics(reg))
+	m.untraced = observe(recoverPanics(cleanPathsOnly(m.mux)), NewHTTPMetrics(reg))
 	m.traced = otelhttp.NewHandler(m.untraced, "http.server",
 		// Called at the start with the route still unknown, and again by otelhttp once
 		// the ServeMux has matched (it sets the request's Pattern).
@@ -154,6 +155,24 @@ func (m *Mux) unmatched(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	Respond(w, http.StatusNotFound, ErrorBody{Error: "Not found"})
+}
+
+// cleanPathsOnly answers a path with "." or ".." segments or repeated slashes 404, as
+// an unknown path, where http.ServeMux would redirect to the cleaned path with an HTML
+// body: "/users/." is no user, and an API client has no use for the redirect.
+func cleanPathsOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && clean != "/" {
+			clean += "/"
+		}
+		if p != "" && clean != p {
+			Respond(w, http.StatusNotFound, ErrorBody{Error: "Not found"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // headerCapture is a ResponseWriter that keeps the status and headers and drops the body.

@@ -75,6 +75,11 @@ func TestMuxRouting(t *testing.T) {
 		{"GET", "/things", 404, "", "Not found"},
 		{"PUT", "/things/42", 405, "DELETE, GET, HEAD", "Method not allowed"},
 		{"POST", "/panic", 405, "GET, HEAD", "Method not allowed"},
+		// Unclean paths are unknown, not redirected (ServeMux would answer 301 to the clean one).
+		{"GET", "/things/.", 404, "", "Not found"},
+		{"DELETE", "/things/42/..", 404, "", "Not found"},
+		{"GET", "/things//42", 404, "", "Not found"},
+		{"GET", "/nothing/../things/42", 404, "", "Not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
