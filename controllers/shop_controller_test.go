@@ -243,6 +243,8 @@ var _ = Describe("Shop controller", func() {
 		},
 		Entry("version is not a semantic version", func(s *shopv1.Shop) { s.Spec.Version = "latest" }, nil,
 			"version must be a semantic version such as v0.1.0"),
+		Entry("version with build metadata, which no image tag can hold", func(s *shopv1.Shop) { s.Spec.Version = "v0.1.0+build.5" }, nil,
+			"without build metadata ('+')"),
 		Entry("image carries a tag", func(s *shopv1.Shop) { s.Spec.Image = "registry.local/shop:v1" }, nil,
 			"image is a repository without tag or digest"),
 		Entry("gateway replicas 0", func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](0) }, nil,
@@ -333,11 +335,17 @@ var _ = Describe("Shop controller", func() {
 		}, "rabbitmq.storage.storageClassName can be set only when the Shop is made"),
 	)
 
-	It("accepts the longest name its children can carry", func() {
-		shop := minimalShop(unwatchedNamespace, "s"+strings.Repeat("0", 53))
-		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
-	})
+	DescribeTable("accepts a Shop at the edge of what is valid",
+		func(edit func(*shopv1.Shop)) {
+			shop := minimalShop(unwatchedNamespace, fmt.Sprintf("valid-%d", time.Now().UnixNano()))
+			edit(shop)
+			Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+			Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
+		},
+		Entry("the longest name its children can carry", func(s *shopv1.Shop) { s.Name = "s" + strings.Repeat("0", 53) }),
+		Entry("a pre-release version", func(s *shopv1.Shop) { s.Spec.Version = "v0.2.0-rc.1" }),
+		Entry("a version without the v", func(s *shopv1.Shop) { s.Spec.Version = "1.2.3" }),
+	)
 
 	It("lets storage grow", func() {
 		shop := minimalShop(unwatchedNamespace, "growing")

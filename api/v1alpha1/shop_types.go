@@ -31,10 +31,11 @@ var DefaultStorageSize = resource.MustParse("1Gi")
 // +kubebuilder:validation:XValidation:rule="!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('app.kubernetes.io/'))",message="podLabels cannot set app.kubernetes.io/ labels: the controller uses them to select the shop's pods"
 // +kubebuilder:validation:XValidation:rule="!has(self.mongodb) || !has(self.mongodb.engine) || self.mongodb.engine != 'FerretDB' || !has(self.services) || ((!has(self.services.order) || !has(self.services.order.replicas) || self.services.order.replicas == 1) && (!has(self.services.payment) || !has(self.services.payment.replicas) || self.services.payment.replicas == 1))",message="with mongodb.engine FerretDB, services.order and services.payment run 1 replica each: FerretDB does not make a conditional update atomic between processes"
 type ShopSpec struct {
-	// Version is the tag of the services image, a semantic version such as v0.1.0.
+	// Version is the tag of the services image, a semantic version such as v0.1.0 or
+	// v0.2.0-rc.1. Build metadata ("+...") is refused: an image tag cannot hold '+'.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:XValidation:rule="self.matches('^v?[0-9]+[.][0-9]+[.][0-9]+([-+][0-9A-Za-z.-]+)?$')",message="version must be a semantic version such as v0.1.0 (it is the tag of the services image)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^v?[0-9]+[.][0-9]+[.][0-9]+(-[0-9A-Za-z.-]+)?$')",message="version must be a semantic version such as v0.1.0 or v0.2.0-rc.1, without build metadata ('+'): it is the tag of the services image"
 	Version string `json:"version"`
 
 	// Image is the repository of the services image, without a tag (the tag is version).
