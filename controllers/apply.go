@@ -77,9 +77,13 @@ func conflict(kind, name string) *Problem {
 
 // applyFailed turns a refused write into a Problem when the object itself is invalid
 // (no retry helps) and into a returned error otherwise (controller-runtime backs off).
+// A conflict (the object changed since it was read) is ordinary under concurrent
+// writers and gone at the next reconcile: it is retried without a Warning Event.
 func (r *ShopReconciler) applyFailed(shop *shopv1.Shop, obj client.Object, verb string, err error) error {
 	kind := kindOf(obj)
-	r.event(shop, obj, corev1.EventTypeWarning, "ApplyFailed", verb, "cannot %s %s %s: %v", verb, kind, obj.GetName(), err)
+	if !apierrors.IsConflict(err) {
+		r.event(shop, obj, corev1.EventTypeWarning, "ApplyFailed", verb, "cannot %s %s %s: %v", verb, kind, obj.GetName(), err)
+	}
 	if apierrors.IsInvalid(err) {
 		return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf("the API server refused %s %s: %v", kind, obj.GetName(), err)}
 	}

@@ -763,6 +763,37 @@ var _ = Describe("Shop controller", func() {
 		Expect(metav1.IsControlledBy(svc, getShop(shop))).To(BeTrue())
 	})
 
+	It("retries an update that lost a race without a Warning Event", func() {
+		shop := minimalShop(unwatchedNamespace, "raced")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+		r, _, events := countingReconciler()
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+		_, err := r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](3) })
+
+		By("reconciling while another writer changes the gateway between read and write")
+		direct := r.Client.(client.WithWatch)
+		r.Client = interceptor.NewClient(direct, interceptor.Funcs{
+			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+				if _, ok := obj.(*appsv1.Deployment); ok {
+					return apierrors.NewConflict(appsv1.Resource("deployments"), obj.GetName(), fmt.Errorf("the object has been modified"))
+				}
+				return c.Update(ctx, obj, opts...)
+			},
+		})
+		events.Store(0)
+		_, err = r.Reconcile(ctx, req)
+		Expect(apierrors.IsConflict(err)).To(BeTrue(), "the conflict is returned, so the Shop is reconciled again: %v", err)
+		Expect(events.Load()).To(BeZero())
+
+		r.Client = direct
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(deployment(shop, resources.Gateway).Spec.Replicas).To(HaveValue(BeEquivalentTo(3)))
+	})
+
 	It("writes nothing when a reconcile finds everything as desired", func() {
 		By("driving a Shop in a namespace the manager does not watch, with a counting reconciler")
 		shop := minimalShop(unwatchedNamespace, "quiet")

@@ -35,11 +35,11 @@ type service struct {
 	now   func() time.Time
 }
 
-// place places an order: it checks the user, claims the idempotency key if there is
-// one, reserves the stock under the order's id,
-// and stores the order PENDING with its order.created event in one write. With an
-// idempotency key, a retry reuses the first attempt's order id, so every step repeats
-// harmlessly and the same order comes back. created is false for such a replay.
+// place places an order: it checks the user, claims the idempotency key if there is one,
+// reserves the stock under the order's id, and stores the order PENDING with its
+// order.created event in one write. With an idempotency key, a retry reuses the first
+// attempt's order id, so every step repeats harmlessly and the same order comes back.
+// created is false for such a replay.
 func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (o Order, created bool, err error) {
 	if err := req.Validate(); err != nil {
 		return Order{}, false, err
