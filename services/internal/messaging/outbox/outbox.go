@@ -148,6 +148,22 @@ type notification struct {
 // every document of the collection, so it runs only as a safety net.
 const idleScan = 30 * time.Second
 
+// scanTimeout bounds the query of a scan. On FerretDB it reads every document of the
+// collection (some 2 s per 20,000 orders on 2 cores), which the client's per-operation
+// timeout, sized for single-document operations, would cut short once the collection
+// is large, and then no scan would ever finish.
+const scanTimeout = 5 * time.Minute
+
+// scanWait is how long after the last scan, which took took, the next one is due: every
+// interval while the relay is behind, else every idleScan; but never so often that
+// scanning takes more than a fifth of the time while behind, or a twentieth otherwise.
+func scanWait(behind bool, interval, took time.Duration) time.Duration {
+	if behind {
+		return max(interval, 5*took)
+	}
+	return max(idleScan, 20*took)
+}
+
 // NewRelay returns a relay for coll whose writers serialize on locks and writes (nil:
 // no gate; see mongodb.Gate). It sends the documents named by Notify at once, and scans
 // the collection for events left by a crash, an outage or a full notification queue:
@@ -284,8 +300,10 @@ func (r *Relay) Run(ctx context.Context) {
 		r.removeAllConfirmed(ctx)
 	}()
 	lastScan := time.Now()
+	var took time.Duration
 	scan := func() {
 		lastScan = time.Now()
+		defer func() { took = time.Since(lastScan) }()
 		_, failures := r.state()
 		for {
 			n, err := r.Drain(ctx)
@@ -319,11 +337,27 @@ func (r *Relay) Run(ctx context.Context) {
 				}
 			})
 		case <-t.C:
-			if behind, _ := r.state(); behind || time.Since(lastScan) >= idleScan {
+			if behind, _ := r.state(); time.Since(lastScan) >= scanWait(behind, r.interval, took) {
 				scan()
 			}
 		}
 	}
+}
+
+// pendingDocs finds up to one batch of documents with events, within scanTimeout.
+func (r *Relay) pendingDocs(ctx context.Context) ([]pendingDoc, error) {
+	ctx, cancel := context.WithTimeout(ctx, scanTimeout) // a deadline of its own overrides the client's timeout
+	defer cancel()
+	cur, err := r.coll.Find(ctx, bson.D{{Key: PendingField, Value: true}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(r.batch)))
+	if err != nil {
+		return nil, err
+	}
+	var docs []pendingDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	return docs, nil
 }
 
 type pendingDoc struct {
@@ -335,13 +369,8 @@ type pendingDoc struct {
 // documents it looked at. Documents go in parallel; a document's events go in order,
 // so an aggregate's events are published in the order they happened.
 func (r *Relay) Drain(ctx context.Context) (int, error) {
-	cur, err := r.coll.Find(ctx, bson.D{{Key: PendingField, Value: true}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(r.batch)))
+	docs, err := r.pendingDocs(ctx)
 	if err != nil {
-		return 0, err
-	}
-	var docs []pendingDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return 0, err
 	}
 	var wg sync.WaitGroup
