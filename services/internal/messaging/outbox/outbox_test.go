@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -145,7 +146,12 @@ func TestRelayLeavesPublishedEventsToTheNextWriter(t *testing.T) {
 	// A writer changes "a" at once: it takes e1 over and adds e2 in one update.
 	err := locks.Serialize(coll, "a", func() error {
 		cur := get("a")
-		taken := relay.TakeConfirmed("a")
+		// The relay records a publish as confirmed just after the publisher returns: wait
+		// for that too, not only for the publish.
+		taken := map[string]bool{}
+		for deadline := time.Now().Add(10 * time.Second); !taken[e1.ID] && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			maps.Copy(taken, relay.TakeConfirmed("a"))
+		}
 		if !taken[e1.ID] {
 			t.Errorf("taken over: %v, want %s", taken, e1.ID)
 		}
