@@ -358,11 +358,8 @@ var _ = Describe("Shop controller", func() {
 
 	It("never shrinks a volume when storage added later asks less than it holds", func() {
 		shop := minimalShop(unwatchedNamespace, "smaller")
-		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
-		r, _, _ := countingReconciler()
-		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
-		_, err := r.Reconcile(ctx, req)
+		_, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		pvc := &corev1.PersistentVolumeClaim{}
 		key := types.NamespacedName{Namespace: shop.Namespace, Name: "smaller-mongodb"}
@@ -373,7 +370,7 @@ var _ = Describe("Shop controller", func() {
 		updateShop(shop, func(s *shopv1.Shop) {
 			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("512Mi"))}
 		})
-		_, err = r.Reconcile(ctx, req)
+		_, err = reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
 		Expect(k8sClient.Get(ctx, key, pvc)).To(Succeed())
@@ -618,11 +615,8 @@ var _ = Describe("Shop controller", func() {
 
 	It("keeps the password when its cache has not yet seen the credentials it made", func() {
 		shop := minimalShop(unwatchedNamespace, "lagging")
-		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
-		r, _, _ := countingReconciler()
-		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
-		_, err := r.Reconcile(ctx, req)
+		r, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		before := secretData(shop, "lagging-mongodb-credentials")
 
@@ -636,7 +630,7 @@ var _ = Describe("Shop controller", func() {
 				return c.Get(ctx, key, obj, opts...)
 			},
 		})
-		_, err = r.Reconcile(ctx, req)
+		_, err = reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(secretData(shop, "lagging-mongodb-credentials")).To(Equal(before))
 	})
@@ -742,18 +736,15 @@ var _ = Describe("Shop controller", func() {
 		}
 		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
 		shop := minimalShop(unwatchedNamespace, "freed")
-		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
-		r, _, _ := countingReconciler()
-		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+		_, _, reconcileShop := drivenByHand(shop)
 
-		res, err := r.Reconcile(ctx, req)
+		res, err := reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/ChildConflict"))
 		Expect(res.RequeueAfter).To(Equal(ConflictRetry), "the deleted object brings no event: the retry is the only way back")
 
 		Expect(k8sClient.Delete(ctx, foreign)).To(Succeed())
-		res, err = r.Reconcile(ctx, req)
+		res, err = reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.RequeueAfter).To(BeZero())
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
@@ -765,11 +756,8 @@ var _ = Describe("Shop controller", func() {
 
 	It("retries an update that lost a race without a Warning Event", func() {
 		shop := minimalShop(unwatchedNamespace, "raced")
-		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
-		r, _, events := countingReconciler()
-		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
-		_, err := r.Reconcile(ctx, req)
+		r, events, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](3) })
 
@@ -784,12 +772,12 @@ var _ = Describe("Shop controller", func() {
 			},
 		})
 		events.Store(0)
-		_, err = r.Reconcile(ctx, req)
+		_, err = reconcileShop()
 		Expect(apierrors.IsConflict(err)).To(BeTrue(), "the conflict is returned, so the Shop is reconciled again: %v", err)
 		Expect(events.Load()).To(BeZero())
 
 		r.Client = direct
-		_, err = r.Reconcile(ctx, req)
+		_, err = reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(deployment(shop, resources.Gateway).Spec.Replicas).To(HaveValue(BeEquivalentTo(3)))
 	})
@@ -837,6 +825,18 @@ var _ = Describe("Shop controller", func() {
 		Expect(events.Load()).To(BeZero())
 	})
 })
+
+// drivenByHand creates shop, in the namespace the manager does not watch, for a
+// spec to reconcile by hand: it returns a countingReconciler, its Event counter and a
+// function running one reconcile of shop with it (whose Client the spec may swap).
+func drivenByHand(shop *shopv1.Shop) (*ShopReconciler, *atomic.Int32, func() (reconcile.Result, error)) {
+	ExpectWithOffset(1, shop.Namespace).To(Equal(unwatchedNamespace))
+	ExpectWithOffset(1, k8sClient.Create(ctx, shop)).To(Succeed())
+	DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+	r, _, events := countingReconciler()
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+	return r, events, func() (reconcile.Result, error) { return r.Reconcile(ctx, req) }
+}
 
 // countingReconciler is a ShopReconciler that reads straight from the API server and
 // counts every write it sends and every Event it records.
