@@ -43,8 +43,8 @@ const (
 	ReasonExternalSecretNotLabelled = "ExternalSecretNotLabelled"
 	// ReasonExternalSecretInvalid (Degraded=True): the key is missing or holds no URI of the store.
 	ReasonExternalSecretInvalid = "ExternalSecretInvalid"
-	// ReasonChildRejected (Degraded=True): the API server refused a child as invalid
-	// (for example a volume that cannot shrink or change class).
+	// ReasonChildRejected (Degraded=True): the API server refused a child as invalid:
+	// a value the Shop's own validation lets through but the child's does not.
 	ReasonChildRejected = "ChildRejected"
 	// ReasonChildConflict (Degraded=True): an object with a child's name belongs to
 	// someone else. The controller looks again every ConflictRetry.
