@@ -249,14 +249,16 @@ var _ = Describe("Shop controller", func() {
 			"image is a repository without tag or digest"),
 		Entry("gateway replicas 0", func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](0) }, nil,
 			"gateway replicas must be between 1 and 50"),
-		Entry("service replicas 51", func(s *shopv1.Shop) { s.Spec.Services.Order.Replicas = ptr.To[int32](51) }, nil,
+		Entry("service replicas 51", func(s *shopv1.Shop) { s.Spec.Services.User.Replicas = ptr.To[int32](51) }, nil,
 			"service replicas must be between 1 and 50"),
 		Entry("two product replicas", func(s *shopv1.Shop) { s.Spec.Services.Product.Replicas = ptr.To[int32](2) }, nil,
 			"services.product.replicas must be 1"),
-		Entry("two order replicas on FerretDB", func(s *shopv1.Shop) {
+		Entry("two order replicas", func(s *shopv1.Shop) { s.Spec.Services.Order.Replicas = ptr.To[int32](2) }, nil,
+			"services.order.replicas must be 1"),
+		Entry("two payment replicas on FerretDB", func(s *shopv1.Shop) {
 			s.Spec.MongoDB.Engine = shopv1.EngineFerretDB
-			s.Spec.Services.Order.Replicas = ptr.To[int32](2)
-		}, nil, "with mongodb.engine FerretDB, services.order and services.payment run 1 replica each"),
+			s.Spec.Services.Payment.Replicas = ptr.To[int32](2)
+		}, nil, "with mongodb.engine FerretDB, services.payment runs 1 replica"),
 		Entry("rate limit of 0 requests", func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](0) }, nil,
 			"rateLimit.requests must be greater than 0"),
 		Entry("rate limit window too long", func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Window = &metav1.Duration{Duration: 48 * time.Hour} }, nil,

@@ -29,7 +29,7 @@ var DefaultStorageSize = resource.MustParse("1Gi")
 // gateway faces clients, how many replicas each service runs, and where its data lives.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('app.kubernetes.io/'))",message="podLabels cannot set app.kubernetes.io/ labels: the controller uses them to select the shop's pods"
-// +kubebuilder:validation:XValidation:rule="!has(self.mongodb) || !has(self.mongodb.engine) || self.mongodb.engine != 'FerretDB' || !has(self.services) || ((!has(self.services.order) || !has(self.services.order.replicas) || self.services.order.replicas == 1) && (!has(self.services.payment) || !has(self.services.payment.replicas) || self.services.payment.replicas == 1))",message="with mongodb.engine FerretDB, services.order and services.payment run 1 replica each: FerretDB does not make a conditional update atomic between processes"
+// +kubebuilder:validation:XValidation:rule="!has(self.mongodb) || !has(self.mongodb.engine) || self.mongodb.engine != 'FerretDB' || !has(self.services) || !has(self.services.payment) || !has(self.services.payment.replicas) || self.services.payment.replicas == 1",message="with mongodb.engine FerretDB, services.payment runs 1 replica: FerretDB does not make a conditional update atomic between processes"
 type ShopSpec struct {
 	// Version is the tag of the services image, a semantic version such as v0.1.0 or
 	// v0.2.0-rc.1. Build metadata ("+...") is refused: an image tag cannot hold '+'.
@@ -184,6 +184,7 @@ type GatewayServiceSpec struct {
 // ServicesSpec holds one entry per backend service.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.product) || !has(self.product.replicas) || self.product.replicas == 1",message="services.product.replicas must be 1: the product service keeps every stock change exactly-once with locks inside its one process"
+// +kubebuilder:validation:XValidation:rule="!has(self.order) || !has(self.order.replicas) || self.order.replicas == 1",message="services.order.replicas must be 1: the order service settles each order and sends its events exactly once with locks inside its one process"
 type ServicesSpec struct {
 	// User manages users.
 	// +kubebuilder:default={}

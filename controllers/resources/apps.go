@@ -26,6 +26,14 @@ const (
 	defaultServiceReplicas = 1
 )
 
+// appPreStopSeconds is how long a terminating pod of a service keeps serving before it is
+// told to stop; appTerminationGraceSeconds is how long it then has in all, which the pause
+// and the services' default SHUTDOWN_TIMEOUT (20 s) fit in.
+const (
+	appPreStopSeconds          = 5
+	appTerminationGraceSeconds = int64(30)
+)
+
 // defaultAppResources fit a small Go HTTP service.
 var defaultAppResources = requirements("50m", "64Mi", "256Mi")
 
@@ -76,7 +84,8 @@ func appFor(shop *shopv1.Shop, component string) app {
 		return env
 	}
 	rabbitmq := secretEnv("RABBITMQ_URL", ConnectionsSecretName(shop), RabbitMQURLKey)
-	// FerretDB does not make a conditional update atomic between processes.
+	// FerretDB does not make a conditional update atomic between processes: payment's
+	// once-per-order insert then rests on its one process too.
 	ferretDB := spec.MongoDB.Engine == shopv1.EngineFerretDB
 
 	switch component {
@@ -91,7 +100,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 		return a
 	case Order:
 		a := backend(spec.Services.Order)
-		a.oneProcess = ferretDB
+		a.oneProcess = true
 		a.env = append(a.env, rabbitmq)
 		a.env = append(a.env, urls(User, Product)...)
 		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
@@ -149,9 +158,12 @@ func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secr
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: podTemplateMeta(shop, component, checksum(data, a.secretKeys...)),
 				Spec: corev1.PodSpec{
-					SecurityContext:              podSecurityContext(nonRootID),
-					ImagePullSecrets:             shop.Spec.ImagePullSecrets,
-					AutomountServiceAccountToken: ptr.To(false),
+					SecurityContext: podSecurityContext(nonRootID),
+					// The preStop pause, then the service's own SHUTDOWN_TIMEOUT (20 s) for its
+					// requests in flight and its consumers, then the kill.
+					TerminationGracePeriodSeconds: ptr.To(appTerminationGraceSeconds),
+					ImagePullSecrets:              shop.Spec.ImagePullSecrets,
+					AutomountServiceAccountToken:  ptr.To(false),
 					Containers: []corev1.Container{{
 						Name:            component,
 						Image:           servicesImage(shop),
@@ -164,6 +176,12 @@ func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secr
 						Resources:       a.resources,
 						SecurityContext: containerSecurityContext(),
 						VolumeMounts:    mounts,
+						// A terminating pod leaves its Service's endpoints while it is told to stop,
+						// not before: it keeps serving a moment, so that the requests routed to it
+						// meanwhile are answered instead of refused.
+						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+							Sleep: &corev1.SleepAction{Seconds: appPreStopSeconds},
+						}},
 					}},
 					Volumes: volumes,
 				},

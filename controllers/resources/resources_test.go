@@ -226,6 +226,11 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 		if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.Ports[0].ContainerPort != 8080 {
 			t.Errorf("%s: probes or port wrong", a)
 		}
+		// Serving on while its endpoints go, then the services' 20 s shutdown, within the grace period.
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds != 5 ||
+			ptr.Deref(p.Spec.TerminationGracePeriodSeconds, 0) < 5+20 {
+			t.Errorf("%s: preStop %+v, grace period %v", a, c.Lifecycle, p.Spec.TerminationGracePeriodSeconds)
+		}
 		if p.Labels["team"] != "shop" || p.Labels[LabelName] != a || p.Annotations["example.com/scrape"] != "true" || p.Annotations[ChecksumAnnotation] == "" {
 			t.Errorf("%s: template metadata %+v", a, p.ObjectMeta)
 		}
@@ -249,7 +254,7 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 }
 
 // TestAppDeploymentStrategy: an app whose exactly-once updates rest on locks in its one
-// process (product always; order and payment on FerretDB) never runs two pods, not even
+// process (product and order always; payment on FerretDB) never runs two pods, not even
 // while rolling out; any other keeps every asked-for pod ready while rolling out.
 func TestAppDeploymentStrategy(t *testing.T) {
 	onMongoDB, onFerretDB := newShop(), newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB })
@@ -260,7 +265,7 @@ func TestAppDeploymentStrategy(t *testing.T) {
 	}{
 		{onMongoDB, User, false},
 		{onMongoDB, Product, true},
-		{onMongoDB, Order, false},
+		{onMongoDB, Order, true},
 		{onMongoDB, Payment, false},
 		{onMongoDB, Gateway, false},
 		{onFerretDB, User, false},
