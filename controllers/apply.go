@@ -160,6 +160,7 @@ func syncSpec(desired, existing client.Object) bool {
 			}
 		}
 		e.Spec.Type, e.Spec.Selector, e.Spec.Ports = d.Spec.Type, d.Spec.Selector, ports
+		e.Spec.ExternalTrafficPolicy = d.Spec.ExternalTrafficPolicy
 	case *corev1.PersistentVolumeClaim:
 		// Everything but the requested size is immutable once bound, and the size only
 		// grows: storage added to a Shop later may ask less than the default the claim

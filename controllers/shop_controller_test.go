@@ -573,6 +573,35 @@ var _ = Describe("Shop controller", func() {
 		Eventually(func() string { return envOf(deployment(shop, resources.Gateway), "TRUSTED_PROXIES") }).WithTimeout(timeout).Should(BeEmpty())
 	})
 
+	It("switches the gateway's Service type both ways, keeping its clients' addresses from outside", func() {
+		shop := minimalShop(takeNamespace(), "svctype")
+		createShopAndWait(shop)
+		gateway := func() *corev1.Service {
+			svc := &corev1.Service{}
+			Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, resources.Gateway)}, svc)).To(Succeed())
+			return svc
+		}
+		typeAndPolicy := func() string {
+			svc := gateway()
+			return string(svc.Spec.Type) + "/" + string(svc.Spec.ExternalTrafficPolicy)
+		}
+		Expect(typeAndPolicy()).To(Equal("ClusterIP/"))
+
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Service.Type = corev1.ServiceTypeNodePort })
+		Eventually(typeAndPolicy).WithTimeout(timeout).Should(Equal("NodePort/Local"))
+		nodePort := gateway().Spec.Ports[0].NodePort
+		Expect(nodePort).NotTo(BeZero())
+		By("leaving the Service alone once it is as desired")
+		version := gateway().ResourceVersion
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](101) })
+		Eventually(func() string { return envOf(deployment(shop, resources.Gateway), "RATE_LIMIT_REQUESTS") }).WithTimeout(timeout).Should(Equal("101"))
+		Consistently(func() string { return gateway().ResourceVersion }).WithTimeout(2 * time.Second).Should(Equal(version))
+		Expect(gateway().Spec.Ports[0].NodePort).To(Equal(nodePort))
+
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Service.Type = corev1.ServiceTypeClusterIP })
+		Eventually(typeAndPolicy).WithTimeout(timeout).Should(Equal("ClusterIP/"))
+	})
+
 	It("keeps the credentials it generated once", func() {
 		shop := minimalShop(takeNamespace(), "creds")
 		createShopAndWait(shop)

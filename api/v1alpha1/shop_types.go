@@ -174,7 +174,9 @@ type RateLimitSpec struct {
 
 // GatewayServiceSpec is the Kubernetes Service in front of the gateway.
 type GatewayServiceSpec struct {
-	// Type of the gateway's Service.
+	// Type of the gateway's Service. A NodePort or LoadBalancer Service gets
+	// externalTrafficPolicy Local: outside traffic goes only to nodes running a gateway pod
+	// and keeps its client's address, which the per-client rate limit counts by.
 	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
 	// +kubebuilder:default=ClusterIP
 	// +optional

@@ -213,11 +213,20 @@ func AppService(shop *shopv1.Shop, component string) *corev1.Service {
 	if component == Gateway && shop.Spec.Gateway.Service.Type != "" {
 		svcType = shop.Spec.Gateway.Service.Type
 	}
+	// Traffic from outside the cluster goes only to nodes running a gateway pod and keeps
+	// its client's address, which the gateway's per-client rate limit counts by: with the
+	// default policy, kube-proxy would hand every client's requests over from a node's
+	// address, and all clients coming through a node would share one limit.
+	var trafficPolicy corev1.ServiceExternalTrafficPolicy
+	if svcType == corev1.ServiceTypeNodePort || svcType == corev1.ServiceTypeLoadBalancer {
+		trafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	}
 	return &corev1.Service{
 		ObjectMeta: objectMeta(shop, Name(shop, component), component),
 		Spec: corev1.ServiceSpec{
-			Type:     svcType,
-			Selector: SelectorLabels(shop, component),
+			Type:                  svcType,
+			ExternalTrafficPolicy: trafficPolicy,
+			Selector:              SelectorLabels(shop, component),
 			Ports: []corev1.ServicePort{{
 				Name: "http", Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP,
 			}},

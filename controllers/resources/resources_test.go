@@ -635,10 +635,16 @@ func TestNetworkPolicyAdmitsScrapers(t *testing.T) {
 }
 
 func TestGatewayServiceTypeAndEndpoint(t *testing.T) {
-	for _, typ := range []corev1.ServiceType{corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer} {
+	// Clients outside the cluster keep their address (the rate limit counts by it).
+	policies := map[corev1.ServiceType]corev1.ServiceExternalTrafficPolicy{
+		corev1.ServiceTypeClusterIP:    "",
+		corev1.ServiceTypeNodePort:     corev1.ServiceExternalTrafficPolicyLocal,
+		corev1.ServiceTypeLoadBalancer: corev1.ServiceExternalTrafficPolicyLocal,
+	}
+	for typ, policy := range policies {
 		shop := newShop(func(s *shopv1.Shop) { s.Spec.Gateway.Service.Type = typ })
-		if got := AppService(shop, Gateway).Spec.Type; got != typ {
-			t.Errorf("gateway service type %s, want %s", got, typ)
+		if got := AppService(shop, Gateway).Spec; got.Type != typ || got.ExternalTrafficPolicy != policy {
+			t.Errorf("gateway service type %s, traffic policy %q; want %s, %q", got.Type, got.ExternalTrafficPolicy, typ, policy)
 		}
 		if got := AppService(shop, User).Spec.Type; got != corev1.ServiceTypeClusterIP {
 			t.Errorf("user service type %s, want ClusterIP", got)
