@@ -3,11 +3,13 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -15,7 +17,9 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
@@ -25,9 +29,17 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr, leaderElectionNamespace, namespaces string
-		leaderElection                                              bool
+		metricsCertPath, metricsCertName, metricsCertKey            string
+		leaderElection, secureMetrics, enableHTTP2                  bool
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the Prometheus metrics endpoint binds to; 0 disables it")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "address the Prometheus metrics endpoint binds to; 0 disables it")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true,
+		"serve metrics over HTTPS to authenticated and authorized clients only; false serves plain HTTP to anyone")
+	flag.StringVar(&metricsCertPath, "metrics-cert-path", "",
+		"directory holding the metrics server's certificate and key (default: a self-signed certificate made at start)")
+	flag.StringVar(&metricsCertName, "metrics-cert-name", "tls.crt", "file name of the metrics server's certificate in --metrics-cert-path")
+	flag.StringVar(&metricsCertKey, "metrics-cert-key", "tls.key", "file name of the metrics server's key in --metrics-cert-path")
+	flag.BoolVar(&enableHTTP2, "enable-http2", false, "offer HTTP/2 on the HTTPS metrics endpoint")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz probes bind to")
 	flag.BoolVar(&leaderElection, "leader-elect", false, "elect a leader, so that only one of several replicas reconciles")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
@@ -52,10 +64,39 @@ func main() {
 		}
 	}
 
+	metricsOptions := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics}
+	// HTTP/2 stays off unless asked for: its stream resets let one client exhaust the
+	// server (CVE-2023-44487, CVE-2023-39325), and a scraper gains nothing from it.
+	if !enableHTTP2 {
+		metricsOptions.TLSOpts = append(metricsOptions.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	var metricsCertWatcher *certwatcher.CertWatcher
+	if secureMetrics {
+		// Every request must carry a bearer token that the API server accepts (a
+		// TokenReview) for a user allowed to get /metrics (a SubjectAccessReview):
+		// config/rbac/metrics_auth_role.yaml lets the manager ask both, and
+		// metrics_reader_role.yaml is what a scraper is bound to.
+		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
+		if metricsCertPath != "" {
+			// A watcher, not the metrics server's own CertDir: that one falls back to a
+			// self-signed certificate when the files are missing, where a mistyped path
+			// must stop the manager instead. The watcher also picks up a renewed
+			// certificate (cert-manager rotates the Secret in place).
+			var err error
+			metricsCertWatcher, err = certwatcher.New(
+				filepath.Join(metricsCertPath, metricsCertName), filepath.Join(metricsCertPath, metricsCertKey))
+			if err != nil {
+				log.Error(err, "cannot load the metrics certificate", "path", metricsCertPath)
+				os.Exit(1)
+			}
+			metricsOptions.TLSOpts = append(metricsOptions.TLSOpts, func(c *tls.Config) { c.GetCertificate = metricsCertWatcher.GetCertificate })
+		}
+	}
+
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   controllers.CacheOptions(watched...),
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOptions,
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElection,
 		LeaderElectionID:        "shopkeeper.commerce.shopkeeper.dev",
@@ -66,6 +107,12 @@ func main() {
 	if err != nil {
 		log.Error(err, "cannot create the manager")
 		os.Exit(1)
+	}
+	if metricsCertWatcher != nil {
+		if err := mgr.Add(metricsCertWatcher); err != nil {
+			log.Error(err, "cannot add the metrics certificate watcher")
+			os.Exit(1)
+		}
 	}
 
 	if err := (&controllers.ShopReconciler{
@@ -92,7 +139,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting the manager", "watchNamespaces", watched, "leaderElection", leaderElection)
+	log.Info("starting the manager", "watchNamespaces", watched, "leaderElection", leaderElection,
+		"metricsBindAddress", metricsAddr, "metricsSecure", secureMetrics)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "the manager stopped")
 		os.Exit(1)
