@@ -18,6 +18,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -73,6 +74,8 @@ func TestLint(t *testing.T) {
 	for _, set := range [][]string{
 		nil,
 		{"watchNamespaces={shop-a,shop-b}", "metrics.enabled=false", "leaderElection.enabled=false"},
+		{"metrics.secure=false", "metrics.port=8080"},
+		{"metrics.certSecret=shop-metrics-tls"},
 	} {
 		args := []string{"lint", "--strict", chartDir}
 		for _, s := range set {
@@ -88,7 +91,8 @@ func TestLint(t *testing.T) {
 // promises in the objects a cluster would receive.
 func TestTemplate(t *testing.T) {
 	helm := helmBinary(t)
-	rules := managerRules(t)
+	rules := configRules(t, "role.yaml")
+	metrics := configMetrics(t)
 	for _, tc := range []struct {
 		name  string
 		set   []string
@@ -102,7 +106,7 @@ func TestTemplate(t *testing.T) {
 				if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper:"+r.appVersion(t) {
 					t.Errorf("image = %s", c.Image)
 				}
-				wantArgs := []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}
+				wantArgs := []string{"--leader-elect=true", "--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081"}
 				if !slices.Equal(c.Args, wantArgs) {
 					t.Errorf("args = %q, want %q", c.Args, wantArgs)
 				}
@@ -128,6 +132,7 @@ func TestTemplate(t *testing.T) {
 				if !equalRules(role.Rules, rules) {
 					t.Errorf("ClusterRole rules = %+v, want config/rbac/role.yaml's %+v", role.Rules, rules)
 				}
+				r.checkSecureMetrics(t, metrics)
 			},
 		},
 		{
@@ -138,7 +143,9 @@ func TestTemplate(t *testing.T) {
 				if !slices.Contains(c.Args, "--watch-namespaces=shop-a,shop-b") {
 					t.Errorf("args = %q, want --watch-namespaces=shop-a,shop-b", c.Args)
 				}
-				if r.count("ClusterRoleBinding") != 0 {
+				// The one ClusterRoleBinding left is the metrics filter's: TokenReviews and
+				// SubjectAccessReviews are cluster-wide, and grant no namespace.
+				if r.find("ClusterRoleBinding", "", "shop-shopkeeper-manager") != nil || r.count("ClusterRoleBinding") != 1 {
 					t.Error("a ClusterRoleBinding grants every namespace although only two are watched")
 				}
 				for _, ns := range []string{"shop-a", "shop-b"} {
@@ -173,6 +180,58 @@ func TestTemplate(t *testing.T) {
 						t.Errorf("a %s is rendered although its feature is off", kind)
 					}
 				}
+				if n := r.count("ClusterRole"); n != 1 {
+					t.Errorf("%d ClusterRoles, want only the manager's: the metrics ones are rendered without metrics", n)
+				}
+			},
+		},
+		{
+			name: "plain HTTP metrics: no authentication, so no metrics RBAC",
+			set:  []string{"metrics.secure=false", "metrics.port=8080"},
+			check: func(t *testing.T, r rendered) {
+				d := r.deployment(t)
+				c := d.Spec.Template.Spec.Containers[0]
+				for _, arg := range []string{"--metrics-bind-address=:8080", "--metrics-secure=false"} {
+					if !slices.Contains(c.Args, arg) {
+						t.Errorf("args = %q, want %s", c.Args, arg)
+					}
+				}
+				var svc corev1.Service
+				r.decode(t, "Service", "shops-system", "shop-shopkeeper-metrics", &svc)
+				if p := svc.Spec.Ports; len(p) != 1 || p[0].Name != "http" || p[0].Port != 8080 {
+					t.Errorf("metrics Service ports = %+v, want http 8080", p)
+				}
+				for _, name := range []string{"shop-shopkeeper-metrics-auth", "shop-shopkeeper-metrics-reader"} {
+					if r.find("ClusterRole", "", name) != nil {
+						t.Errorf("ClusterRole %s rendered, although plain HTTP metrics ask no one", name)
+					}
+				}
+				if r.find("ClusterRoleBinding", "", "shop-shopkeeper-metrics-auth") != nil {
+					t.Error("the manager may review tokens although plain HTTP metrics need none")
+				}
+				if len(d.Spec.Template.Spec.Volumes) != 0 {
+					t.Errorf("volumes = %+v, want none", d.Spec.Template.Spec.Volumes)
+				}
+			},
+		},
+		{
+			name: "metrics certificate from a Secret",
+			set:  []string{"metrics.certSecret=shop-metrics-tls"},
+			check: func(t *testing.T, r rendered) {
+				d := r.deployment(t)
+				c := d.Spec.Template.Spec.Containers[0]
+				const dir = "/etc/shopkeeper/metrics-certs"
+				if !slices.Contains(c.Args, "--metrics-cert-path="+dir) {
+					t.Errorf("args = %q, want --metrics-cert-path=%s", c.Args, dir)
+				}
+				vols := d.Spec.Template.Spec.Volumes
+				if len(vols) != 1 || vols[0].Secret == nil || vols[0].Secret.SecretName != "shop-metrics-tls" {
+					t.Fatalf("volumes = %+v, want the Secret shop-metrics-tls", vols)
+				}
+				if m := c.VolumeMounts; len(m) != 1 || m[0].Name != vols[0].Name || m[0].MountPath != dir || !m[0].ReadOnly {
+					t.Errorf("volume mounts = %+v, want %s read-only at %s", m, vols[0].Name, dir)
+				}
+				r.checkSecureMetrics(t, metrics)
 			},
 		},
 	} {
@@ -190,11 +249,103 @@ func TestTemplate(t *testing.T) {
 	}
 }
 
-func TestTemplateRefusesReplicasWithoutLeaderElection(t *testing.T) {
-	out, err := run(t, helmBinary(t), "template", "shop", chartDir, "--kube-version", kubeVersion,
-		"--set", "replicaCount=2", "--set", "leaderElection.enabled=false")
-	if err == nil || !strings.Contains(string(out), "needs leaderElection.enabled") {
-		t.Fatalf("helm template with two replicas and no leader election: err %v\n%s", err, out)
+// TestTemplateRefuses checks that values which cannot work together fail to render, with
+// a message that says why.
+func TestTemplateRefuses(t *testing.T) {
+	helm := helmBinary(t)
+	for _, tc := range []struct {
+		name string
+		set  []string
+		want string
+	}{
+		{"replicas without leader election", []string{"replicaCount=2", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
+		{"a certificate for plain HTTP", []string{"metrics.certSecret=shop-metrics-tls", "metrics.secure=false"}, "metrics.certSecret needs"},
+		{"a certificate without metrics", []string{"metrics.certSecret=shop-metrics-tls", "metrics.enabled=false"}, "metrics.certSecret needs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"template", "shop", chartDir, "--kube-version", kubeVersion}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out, err := run(t, helm, args...)
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("helm %s: err %v, want %q\n%s", strings.Join(args, " "), err, tc.want, out)
+			}
+		})
+	}
+}
+
+// metricsConfig is what config/ (kustomize) sets for the metrics endpoint, which the
+// chart's defaults must match.
+type metricsConfig struct {
+	bindArg     string // the manager's --metrics-bind-address argument
+	port        int32  // the manager's container port named metrics
+	servicePort corev1.ServicePort
+	authRules   []rbacv1.PolicyRule // config/rbac/metrics_auth_role.yaml
+	readerRules []rbacv1.PolicyRule // config/rbac/metrics_reader_role.yaml
+}
+
+func configMetrics(t *testing.T) metricsConfig {
+	t.Helper()
+	var m metricsConfig
+	var manager appsv1.Deployment
+	readYAMLDocument(t, filepath.Join("..", "config", "manager", "manager.yaml"), "Deployment", &manager)
+	c := manager.Spec.Template.Spec.Containers[0]
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--metrics-bind-address=") {
+			m.bindArg = arg
+		}
+	}
+	for _, p := range c.Ports {
+		if p.Name == "metrics" {
+			m.port = p.ContainerPort
+		}
+	}
+	var svc corev1.Service
+	readYAMLDocument(t, filepath.Join("..", "config", "default", "metrics_service.yaml"), "Service", &svc)
+	if m.bindArg == "" || m.port == 0 || len(svc.Spec.Ports) != 1 {
+		t.Fatalf("config/ sets no metrics endpoint: argument %q, port %d, Service ports %+v", m.bindArg, m.port, svc.Spec.Ports)
+	}
+	m.servicePort = svc.Spec.Ports[0]
+	m.authRules = configRules(t, "metrics_auth_role.yaml")
+	m.readerRules = configRules(t, "metrics_reader_role.yaml")
+	return m
+}
+
+// checkSecureMetrics checks that the chart serves metrics as config/ does: the same
+// port and arguments, the same Service port, and the RBAC of the authentication filter
+// (the manager may review tokens and access; a scraper is bound to metrics-reader).
+func (r rendered) checkSecureMetrics(t *testing.T, want metricsConfig) {
+	t.Helper()
+	c := r.deployment(t).Spec.Template.Spec.Containers[0]
+	for _, arg := range []string{want.bindArg, "--metrics-secure=true"} {
+		if !slices.Contains(c.Args, arg) {
+			t.Errorf("args = %q, want %s as config/manager", c.Args, arg)
+		}
+	}
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" && p.ContainerPort == want.port }) {
+		t.Errorf("container ports = %+v, want metrics %d as config/manager", c.Ports, want.port)
+	}
+	var svc corev1.Service
+	r.decode(t, "Service", "shops-system", "shop-shopkeeper-metrics", &svc)
+	if p := svc.Spec.Ports; len(p) != 1 || p[0].Name != want.servicePort.Name || p[0].Port != want.servicePort.Port ||
+		p[0].TargetPort != want.servicePort.TargetPort {
+		t.Errorf("metrics Service ports = %+v, want config/default's %+v", p, want.servicePort)
+	}
+	var auth, reader rbacv1.ClusterRole
+	r.decode(t, "ClusterRole", "", "shop-shopkeeper-metrics-auth", &auth)
+	if !equalRules(auth.Rules, want.authRules) {
+		t.Errorf("metrics-auth rules = %+v, want config/rbac/metrics_auth_role.yaml's %+v", auth.Rules, want.authRules)
+	}
+	r.decode(t, "ClusterRole", "", "shop-shopkeeper-metrics-reader", &reader)
+	if !equalRules(reader.Rules, want.readerRules) {
+		t.Errorf("metrics-reader rules = %+v, want config/rbac/metrics_reader_role.yaml's %+v", reader.Rules, want.readerRules)
+	}
+	var b rbacv1.ClusterRoleBinding
+	r.decode(t, "ClusterRoleBinding", "", "shop-shopkeeper-metrics-auth", &b)
+	if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "shop-shopkeeper-metrics-auth" || len(b.Subjects) != 1 ||
+		b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != "shop-shopkeeper" || b.Subjects[0].Namespace != "shops-system" {
+		t.Errorf("metrics-auth ClusterRoleBinding = %+v, want the manager's ServiceAccount", b)
 	}
 }
 
@@ -221,6 +372,15 @@ func parse(t *testing.T, out []byte) rendered {
 func (r rendered) find(kind, namespace, name string) *unstructured.Unstructured {
 	for _, o := range r {
 		if o.GetKind() == kind && o.GetNamespace() == namespace && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func (r rendered) findKind(kind string) *unstructured.Unstructured {
+	for _, o := range r {
+		if o.GetKind() == kind {
 			return o
 		}
 	}
@@ -285,20 +445,35 @@ func (r rendered) appVersion(t *testing.T) string {
 	return chart.AppVersion
 }
 
-func managerRules(t *testing.T) []rbacv1.PolicyRule {
+// configRules returns the rules of the ClusterRole in config/rbac/<file>.
+func configRules(t *testing.T, file string) []rbacv1.PolicyRule {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	var role rbacv1.ClusterRole
+	readYAMLDocument(t, filepath.Join("..", "config", "rbac", file), "ClusterRole", &role)
+	if len(role.Rules) == 0 {
+		t.Fatalf("config/rbac/%s grants nothing", file)
+	}
+	return role.Rules
+}
+
+// readYAMLDocument decodes into into the first document of kind in a YAML file.
+func readYAMLDocument(t *testing.T, path, kind string, into any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var role rbacv1.ClusterRole
-	if err := yaml.Unmarshal(b, &role); err != nil {
+	o := parse(t, b).findKind(kind)
+	if o == nil {
+		t.Fatalf("%s holds no %s", path, kind)
+	}
+	j, err := o.MarshalJSON()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(role.Rules) == 0 {
-		t.Fatal("config/rbac/role.yaml grants nothing")
+	if err := yaml.Unmarshal(j, into); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
-	return role.Rules
 }
 
 func equalRules(a, b []rbacv1.PolicyRule) bool {
