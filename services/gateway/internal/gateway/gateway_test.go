@@ -34,6 +34,7 @@ type upstream struct {
 	readyz atomic.Int64 // /readyz requests
 	down   atomic.Bool  // /readyz answers 503 while set
 	delay  atomic.Int64 // nanoseconds to wait before answering anything
+	abort  atomic.Bool  // requests other than /readyz are dropped unanswered while set
 }
 
 // echo is what an upstream answers: what it saw of the request.
@@ -71,6 +72,9 @@ func newUpstream(t *testing.T, name string) *upstream {
 			return
 		}
 		u.hits.Add(1)
+		if u.abort.Load() {
+			panic(http.ErrAbortHandler) // the connection is dropped with no answer
+		}
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Request-ID", r.Header.Get("X-Request-ID")) // as the services do
@@ -149,8 +153,11 @@ func serve(t *testing.T, h fasthttp.RequestHandler, cfg config.Base) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 5 * time.Second
+	}
 	go func() {
-		done <- ServeListener(ctx, ln, h, config.Base{ShutdownTimeout: 5 * time.Second}, logging.Discard())
+		done <- ServeListener(ctx, ln, h, cfg, logging.Discard())
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -388,6 +395,43 @@ func TestServiceTooSlow(t *testing.T) {
 	}
 	if got := decode[map[string]string](t, body); got["service"] != "order" || got["error"] == "" {
 		t.Fatalf("body %s", body)
+	}
+}
+
+// TestServiceClosedPooledConnections: a service that closed the gateway's kept-alive
+// connections (as on shutdown, at every rolling update) costs no request, whatever its
+// method, while a request the service received and then failed on is never sent twice.
+func TestServiceClosedPooledConnections(t *testing.T) {
+	s := newSuite(t, nil)
+	order := s.upstreams["order"]
+	methods := []string{"POST", "PATCH", "DELETE", "GET"}
+	for round := range 3 {
+		// Several requests at once leave several connections in the pool.
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() { s.do(t, "GET", "/orders/o1", nil) })
+		}
+		wg.Wait()
+		order.srv.Config.SetKeepAlivesEnabled(false) // closes every idle connection
+		order.srv.Config.SetKeepAlivesEnabled(true)
+		time.Sleep(50 * time.Millisecond) // the closes reach the gateway's side
+		for _, m := range methods {
+			if resp, body := s.do(t, m, "/orders/o1", nil); resp.StatusCode != http.StatusOK {
+				t.Fatalf("round %d: %s after the service closed its idle connections: %d %s, want 200", round, m, resp.StatusCode, body)
+			}
+		}
+	}
+
+	// A request the service received is not sent again.
+	order.abort.Store(true)
+	for _, m := range []string{"GET", "POST"} {
+		before := order.hits.Load()
+		if resp, body := s.do(t, m, "/orders/o1", nil); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s to a service that drops it: %d %s, want 503", m, resp.StatusCode, body)
+		}
+		if n := order.hits.Load() - before; n != 1 {
+			t.Errorf("%s reached the service %d times, want once", m, n)
+		}
 	}
 }
 

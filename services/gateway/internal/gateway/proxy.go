@@ -68,19 +68,38 @@ func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 		IsTLS: tls,
 		// Dual stack: fasthttp's plain dialer resolves IPv4 only, which reaches no service in an
 		// IPv6-only cluster.
-		Dial:                     func(addr string) (net.Conn, error) { return fasthttp.DialDualStackTimeout(addr, dialTimeout) },
-		MaxConns:                 cfg.MaxConnsPerService,
-		MaxConnWaitTimeout:       cfg.UpstreamTimeout,
-		MaxIdleConnDuration:      90 * time.Second,
-		ReadTimeout:              cfg.UpstreamTimeout,
-		WriteTimeout:             cfg.UpstreamTimeout,
-		MaxResponseBodySize:      maxResponseBodyBytes,
-		ReadBufferSize:           readBufferSize, // a service's answer head, as the server's for requests
-		NoDefaultUserAgentHeader: true,
-		DisablePathNormalizing:   true,
-		SecureErrorLogMessage:    true,
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := fasthttp.DialDualStackTimeout(addr, dialTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return checkConn(c), nil
+		},
+		// A request goes again, on another connection, only when the one it was given had
+		// been closed by the service before anything was written (checkedConn): never one
+		// the service may have received, whatever its method, so a request that crashes a
+		// service reaches it once. Each such retry costs only a closed socket, so a pool full
+		// of connections a restarted service closed empties without failing requests.
+		RetryIfErr: func(_ *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {
+			return false, errors.Is(err, errStaleConn)
+		},
+		MaxIdemponentCallAttempts: staleRetries,
+		MaxConns:                  cfg.MaxConnsPerService,
+		MaxConnWaitTimeout:        cfg.UpstreamTimeout,
+		MaxIdleConnDuration:       90 * time.Second,
+		ReadTimeout:               cfg.UpstreamTimeout,
+		WriteTimeout:              cfg.UpstreamTimeout,
+		MaxResponseBodySize:       maxResponseBodyBytes,
+		ReadBufferSize:            readBufferSize, // a service's answer head, as the server's for requests
+		NoDefaultUserAgentHeader:  true,
+		DisablePathNormalizing:    true,
+		SecureErrorLogMessage:     true,
 	}
 }
+
+// staleRetries bounds the attempts of one request through pooled connections the service
+// has closed; each costs a non-blocking system call.
+const staleRetries = 32
 
 // maxResponseBodyBytes bounds a service's answer the gateway buffers; the services' largest
 // answers (a page of 100 products or orders) are far below it.
