@@ -229,9 +229,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		writeJSON(resp, status, body)
 	} else {
 		resp.Header.ResetConnectionClose()
-		for _, k := range hopHeaders {
-			resp.Header.Del(k)
-		}
+		dropHopHeaders(&resp.Header)
 	}
 	if clientClose {
 		ctx.SetConnectionClose()

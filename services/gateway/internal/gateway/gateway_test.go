@@ -707,6 +707,42 @@ func TestForwarding(t *testing.T) {
 			t.Fatalf("status %d, body %q", resp.StatusCode, body)
 		}
 	})
+	t.Run("headers named in Connection stay on their hop, both ways", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "X-Up-Secret")
+			w.Header().Set("X-Up-Secret", "s")
+			w.Header().Set("Keep-Alive", "timeout=5")
+			_, _ = io.WriteString(w, `{"secret":"`+r.Header.Get("X-Secret")+`","connection":"`+r.Header.Get("Connection")+`"}`)
+		}))
+		t.Cleanup(srv.Close)
+		s := newSuite(t, func(c *Config) { c.UserServiceURL = srv.URL })
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = io.WriteString(conn, "GET /users/1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Secret\r\nX-Secret: hop\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if got := decode[map[string]string](t, body); got["secret"] != "" || got["connection"] != "" {
+			t.Errorf("the service saw X-Secret %q and Connection %q, meant for the gateway", got["secret"], got["connection"])
+		}
+		for _, h := range []string{"X-Up-Secret", "Keep-Alive"} {
+			if v := resp.Header.Get(h); v != "" {
+				t.Errorf("the client got %s: %q, meant for the gateway", h, v)
+			}
+		}
+		if c := resp.Header.Get("Connection"); strings.Contains(c, "X-Up-Secret") {
+			t.Errorf("the client got Connection: %q", c)
+		}
+	})
 	t.Run("Connection: close stays on the client's side", func(t *testing.T) {
 		resp, body := s.do(t, http.MethodGet, "/users/1", http.Header{"Connection": {"close"}})
 		if e := decode[echo](t, body); e.Connection == "close" {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -154,10 +155,40 @@ func match(table []route, path []byte) *route {
 	return nil
 }
 
-// hopHeaders are the hop-by-hop headers (RFC 9110, section 7.6.1), which concern one connection
-// and are never forwarded. Connection and Transfer-Encoding are handled by fasthttp itself.
+// hopHeaders are the standard hop-by-hop headers (RFC 9110, section 7.6.1), which concern one
+// connection and are never forwarded. Transfer-Encoding is handled by fasthttp itself.
 var hopHeaders = []string{
 	"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade",
+}
+
+// headers is what dropHopHeaders needs of a request's or an answer's header.
+type headers interface {
+	PeekAll(key string) [][]byte
+	Del(key string)
+}
+
+// dropHopHeaders removes the hop-by-hop headers of h: the standard ones, and those its
+// Connection header names (RFC 9110, section 7.6.1), which concern one connection only and
+// so must not cross the gateway, in either direction. Connection itself (its close is the
+// caller's to handle) goes too.
+func dropHopHeaders(h headers) {
+	var named []string
+	for _, v := range h.PeekAll("Connection") {
+		for tok := range bytes.SplitSeq(v, []byte(",")) {
+			tok = bytes.TrimSpace(tok)
+			if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) {
+				continue
+			}
+			named = append(named, string(tok)) // copied: the header's bytes change as headers go
+		}
+	}
+	for _, k := range named {
+		h.Del(k)
+	}
+	h.Del("Connection")
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
 }
 
 // forwardRequest turns the request the gateway received from peer into the one it sends to
@@ -193,9 +224,7 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	if peer.IsValid() {
 		h.SetBytesV("X-Forwarded-For", peer.AppendTo(xff))
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	dropHopHeaders(h)
 	// The server answered a client's Expect: 100-continue and read the whole body; the service
 	// gets the body at once, with nothing to expect.
 	h.Del("Expect")
