@@ -435,6 +435,25 @@ func TestServiceClosedPooledConnections(t *testing.T) {
 	}
 }
 
+// TestServiceOverloaded: a request that finds every connection to its service busy waits
+// a moment for one, then gets a 503 (the service is overloaded), not a 504.
+func TestServiceOverloaded(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.MaxConnsPerService = 1; c.UpstreamTimeout = 5 * time.Second })
+	s.upstreams["order"].delay.Store(int64(2500 * time.Millisecond))
+	statuses := make(chan int, 2)
+	for range 2 {
+		go func() {
+			resp, _ := s.do(t, "GET", "/orders/o1", nil)
+			statuses <- resp.StatusCode
+		}()
+	}
+	got := map[int]int{<-statuses: 1}
+	got[<-statuses]++
+	if got[http.StatusOK] != 1 || got[http.StatusServiceUnavailable] != 1 {
+		t.Fatalf("statuses %v, want one 200 and one 503", got)
+	}
+}
+
 // TestWriteTimeoutLeavesTheUpstreamTimeout checks HTTP_WRITE_TIMEOUT bounds writing the answer
 // only: a service slower than it, within UPSTREAM_TIMEOUT, is still answered.
 func TestWriteTimeoutLeavesTheUpstreamTimeout(t *testing.T) {

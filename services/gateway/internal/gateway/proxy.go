@@ -86,17 +86,25 @@ func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 		},
 		MaxIdemponentCallAttempts: staleRetries,
 		MaxConns:                  cfg.MaxConnsPerService,
-		MaxConnWaitTimeout:        cfg.UpstreamTimeout,
-		MaxIdleConnDuration:       90 * time.Second,
-		ReadTimeout:               cfg.UpstreamTimeout,
-		WriteTimeout:              cfg.UpstreamTimeout,
-		MaxResponseBodySize:       maxResponseBodyBytes,
-		ReadBufferSize:            readBufferSize, // a service's answer head, as the server's for requests
-		NoDefaultUserAgentHeader:  true,
-		DisablePathNormalizing:    true,
-		SecureErrorLogMessage:     true,
+		// A request finding every connection busy waits a moment for one, then gets a 503: a
+		// service that busy is overloaded, not slow with this request (a 504).
+		MaxConnWaitTimeout:  min(cfg.UpstreamTimeout/2, maxConnWait),
+		MaxIdleConnDuration: 90 * time.Second,
+		// A connection is replaced after a while even when always busy, so that pods a
+		// service scales out to behind its Service get their share of the gateway's traffic.
+		MaxConnDuration:          3 * time.Minute,
+		ReadTimeout:              cfg.UpstreamTimeout,
+		WriteTimeout:             cfg.UpstreamTimeout,
+		MaxResponseBodySize:      maxResponseBodyBytes,
+		ReadBufferSize:           readBufferSize, // a service's answer head, as the server's for requests
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
+		SecureErrorLogMessage:    true,
 	}
 }
+
+// maxConnWait is the longest a request waits for a free connection to its service.
+const maxConnWait = time.Second
 
 // staleRetries bounds the attempts of one request through pooled connections the service
 // has closed; each costs a non-blocking system call.
