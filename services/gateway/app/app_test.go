@@ -120,3 +120,21 @@ func TestSetGCPercent(t *testing.T) {
 		})
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tt := range []struct {
+		memoryMax string
+		want      int64
+		ok        bool
+	}{
+		{"268435456\n", 241591910, true}, // the operator's 256Mi: 90%
+		{"max\n", 0, false},              // no limit
+		{"", 0, false},
+		{"0\n", 0, false},
+	} {
+		got, ok := memoryLimit(tt.memoryMax)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("memoryLimit(%q) = %d, %v; want %d, %v", tt.memoryMax, got, ok, tt.want, tt.ok)
+		}
+	}
+}

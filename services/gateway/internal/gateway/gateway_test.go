@@ -796,6 +796,46 @@ func TestServiceOnIPv6(t *testing.T) {
 // TestUnreadableRequests checks a request the gateway will not read is answered in JSON with
 // its status, and reaches no service. The requests are written by hand: the gateway answers
 // before reading a body it will not take, which an HTTP client still sending it sees as a reset.
+// TestSlowRequests: a request head must arrive within HTTP_READ_HEADER_TIMEOUT (408 JSON
+// after it), while its body has the longer HTTP_READ_TIMEOUT.
+func TestSlowRequests(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.ReadHeaderTimeout = 300 * time.Millisecond; c.ReadTimeout = 3 * time.Second })
+	send := func(t *testing.T, parts ...string) *http.Response {
+		t.Helper()
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		for i, p := range parts {
+			if i > 0 {
+				time.Sleep(500 * time.Millisecond)
+			}
+			if _, err := io.WriteString(conn, p); err != nil {
+				break // the gateway gave up on the request
+			}
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		return resp
+	}
+	t.Run("a head slower than the header timeout", func(t *testing.T) {
+		resp := send(t, "POST /users HTTP/1.1\r\nHost: gateway\r\n", "Content-Length: 2\r\n\r\n{}")
+		if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("status %d %q, want 408 JSON", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	})
+	t.Run("a body slower than the header timeout, within the read timeout", func(t *testing.T) {
+		resp := send(t, "POST /users HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\n\r\n{", "}")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, want 200", resp.StatusCode)
+		}
+	})
+}
+
 func TestUnreadableRequests(t *testing.T) {
 	s := newSuite(t, nil)
 	tests := []struct {

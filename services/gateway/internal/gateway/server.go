@@ -17,15 +17,23 @@ import (
 // a longer head is answered 431.
 const readBufferSize = 16 << 10
 
-// NewServer returns the server of h with cfg's timeouts: ReadTimeout for a request's head and
-// body, WriteTimeout for writing the answer, IdleTimeout between requests on a kept-alive
-// connection. A request body is at most web.MaxBodyBytes, as the services read. A request that
+// NewServer returns the server of h with cfg's timeouts: ReadHeaderTimeout for a request's
+// head, ReadTimeout for its body, WriteTimeout for writing the answer, IdleTimeout between
+// requests on a kept-alive connection. A request body is at most web.MaxBodyBytes, as the services read. A request that
 // cannot be read is answered in JSON, as everything else the gateway says.
 func NewServer(h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) *fasthttp.Server {
+	headerTimeout := cfg.ReadTimeout
+	if cfg.ReadHeaderTimeout > 0 && (headerTimeout <= 0 || cfg.ReadHeaderTimeout < headerTimeout) {
+		headerTimeout = cfg.ReadHeaderTimeout
+	}
+	bodyConfig := fasthttp.RequestConfig{ReadTimeout: cfg.ReadTimeout}
 	return &fasthttp.Server{
-		Handler:               h,
-		ErrorHandler:          answerReadError,
-		ReadTimeout:           cfg.ReadTimeout,
+		Handler:      h,
+		ErrorHandler: answerReadError,
+		// The head must come within the header timeout (a client holding a connection with a
+		// head sent byte by byte ties up memory); the body then has the read timeout.
+		ReadTimeout:           headerTimeout,
+		HeaderReceived:        func(*fasthttp.RequestHeader) fasthttp.RequestConfig { return bodyConfig },
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
 		MaxRequestBodySize:    web.MaxBodyBytes,
