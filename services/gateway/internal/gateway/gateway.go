@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,10 +155,16 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		carrier := headerCarrier{&req.Header}
 		propagator := otel.GetTextMapPropagator()
 		var sctx context.Context
-		sctx, span = g.tracer.Start(propagator.Extract(context.Background(), carrier), method+" "+r.pattern,
+		// A method the client made up names no span and sets no attribute value of its own
+		// (OpenTelemetry's conventions): the client could otherwise make them without bound.
+		spanMethod, methodAttr := method, method
+		if !slices.Contains(web.StandardMethods[:], method) {
+			spanMethod, methodAttr = "HTTP", "_OTHER"
+		}
+		sctx, span = g.tracer.Start(propagator.Extract(context.Background(), carrier), spanMethod+" "+r.pattern,
 			trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(
-				attribute.String("http.request.method", method),
+				attribute.String("http.request.method", methodAttr),
 				attribute.String("http.route", r.pattern),
 				attribute.String("url.path", string(ctx.Path())),
 			))

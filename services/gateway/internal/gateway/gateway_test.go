@@ -39,18 +39,21 @@ type upstream struct {
 
 // echo is what an upstream answers: what it saw of the request.
 type echo struct {
-	Service       string `json:"service"`
-	Method        string `json:"method"`
-	RequestURI    string `json:"requestUri"`
-	Path          string `json:"path"`
-	Query         string `json:"query"`
-	RequestID     string `json:"requestId"`
-	Traceparent   string `json:"traceparent"`
-	ForwardedFor  string `json:"forwardedFor"`
-	ForwardedHost string `json:"forwardedHost"`
-	Body          string `json:"body"`
-	Connection    string `json:"connection"`
-	Expect        string `json:"expect"`
+	Service        string `json:"service"`
+	Method         string `json:"method"`
+	RequestURI     string `json:"requestUri"`
+	Path           string `json:"path"`
+	Query          string `json:"query"`
+	RequestID      string `json:"requestId"`
+	Traceparent    string `json:"traceparent"`
+	ForwardedFor   string `json:"forwardedFor"`
+	ForwardedHost  string `json:"forwardedHost"`
+	ForwardedProto string `json:"forwardedProto"`
+	Forwarded      string `json:"forwarded"`
+	RealIP         string `json:"realIp"`
+	Body           string `json:"body"`
+	Connection     string `json:"connection"`
+	Expect         string `json:"expect"`
 }
 
 func newUpstream(t *testing.T, name string) *upstream {
@@ -79,18 +82,21 @@ func newUpstream(t *testing.T, name string) *upstream {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Request-ID", r.Header.Get("X-Request-ID")) // as the services do
 		_ = json.NewEncoder(w).Encode(echo{
-			Service:       name,
-			Method:        r.Method,
-			RequestURI:    r.RequestURI,
-			Path:          r.URL.Path,
-			Query:         r.URL.RawQuery,
-			RequestID:     r.Header.Get("X-Request-ID"),
-			Traceparent:   r.Header.Get("Traceparent"),
-			ForwardedFor:  r.Header.Get("X-Forwarded-For"),
-			ForwardedHost: r.Header.Get("X-Forwarded-Host"),
-			Body:          string(body),
-			Connection:    r.Header.Get("Connection"),
-			Expect:        r.Header.Get("Expect"),
+			Service:        name,
+			Method:         r.Method,
+			RequestURI:     r.RequestURI,
+			Path:           r.URL.Path,
+			Query:          r.URL.RawQuery,
+			RequestID:      r.Header.Get("X-Request-ID"),
+			Traceparent:    r.Header.Get("Traceparent"),
+			ForwardedFor:   r.Header.Get("X-Forwarded-For"),
+			ForwardedHost:  r.Header.Get("X-Forwarded-Host"),
+			ForwardedProto: r.Header.Get("X-Forwarded-Proto"),
+			Forwarded:      r.Header.Get("Forwarded"),
+			RealIP:         r.Header.Get("X-Real-IP"),
+			Body:           string(body),
+			Connection:     r.Header.Get("Connection"),
+			Expect:         r.Header.Get("Expect"),
 		})
 	}))
 	t.Cleanup(u.srv.Close)
@@ -347,6 +353,39 @@ func TestUntrustedForwardedForIsNotPassedOn(t *testing.T) {
 	_, body := s.do(t, "GET", "/users", http.Header{"X-Forwarded-For": {"6.6.6.6"}})
 	if e := decode[echo](t, body); e.ForwardedFor != "127.0.0.1" {
 		t.Fatalf("service saw X-Forwarded-For %q, want only the peer", e.ForwardedFor)
+	}
+}
+
+// TestForwardingHeaders: what a trusted proxy says of the client's request (scheme, host)
+// reaches the services; from anyone else, forwarding headers are replaced or dropped.
+func TestForwardingHeaders(t *testing.T) {
+	forged := http.Header{
+		"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"shop.example"},
+		"Forwarded": {"for=6.6.6.6"}, "X-Real-Ip": {"6.6.6.6"},
+	}
+	tests := []struct {
+		name    string
+		trusted string
+		want    echo
+	}{
+		{"from a client", "", echo{ForwardedProto: "http", Forwarded: "", RealIP: ""}},
+		{"from a trusted proxy", "127.0.0.0/8,::1", echo{ForwardedProto: "https", ForwardedHost: "shop.example", Forwarded: "for=6.6.6.6", RealIP: "6.6.6.6"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSuite(t, func(c *Config) { c.TrustedProxies = tt.trusted })
+			_, body := s.do(t, "GET", "/users", forged)
+			e := decode[echo](t, body)
+			if tt.want.ForwardedHost == "" {
+				tt.want.ForwardedHost = strings.TrimPrefix(s.url, "http://") // the Host the client used
+			}
+			if e.ForwardedProto != tt.want.ForwardedProto || e.ForwardedHost != tt.want.ForwardedHost ||
+				e.Forwarded != tt.want.Forwarded || e.RealIP != tt.want.RealIP {
+				t.Errorf("service saw proto %q host %q Forwarded %q X-Real-IP %q; want %q %q %q %q",
+					e.ForwardedProto, e.ForwardedHost, e.Forwarded, e.RealIP,
+					tt.want.ForwardedProto, tt.want.ForwardedHost, tt.want.Forwarded, tt.want.RealIP)
+			}
+		})
 	}
 }
 
@@ -718,6 +757,17 @@ func TestForwarding(t *testing.T) {
 		resp, body := s.do(t, http.MethodGet, "/products", nil)
 		if resp.StatusCode != http.StatusOK || string(body) != big {
 			t.Fatalf("status %d, %d bytes of %d", resp.StatusCode, len(body), len(big))
+		}
+	})
+	t.Run("an answer over the limit is a 502", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write(make([]byte, maxResponseBodyBytes+1))
+		}))
+		t.Cleanup(srv.Close)
+		s := newSuite(t, func(c *Config) { c.ProductServiceURL = srv.URL })
+		resp, body := s.do(t, http.MethodGet, "/products", nil)
+		if resp.StatusCode != http.StatusBadGateway || decode[map[string]string](t, body)["service"] != "product" {
+			t.Fatalf("status %d, body %.200s; want 502 naming the product service", resp.StatusCode, body)
 		}
 	})
 	t.Run("HEAD", func(t *testing.T) {

@@ -218,8 +218,18 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	}
 
 	h := &req.Header
-	h.SetBytesV("X-Forwarded-Host", req.Host())
-	h.Set("X-Forwarded-Proto", "http")
+	// What a trusted proxy in front says of the client's request stands; anyone else's
+	// forwarding headers are dropped, so the services never see a forged one.
+	if !trusted || len(h.Peek("X-Forwarded-Host")) == 0 {
+		h.SetBytesV("X-Forwarded-Host", req.Host())
+	}
+	if !trusted || len(h.Peek("X-Forwarded-Proto")) == 0 {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	if !trusted {
+		h.Del("Forwarded")
+		h.Del("X-Real-IP")
+	}
 	// A chain that came from a trusted proxy is kept and extended; one from anyone else is
 	// dropped, so the services never see a forged hop as if the gateway had vouched for it.
 	var xff []byte
@@ -249,9 +259,16 @@ type errorBody struct {
 	Message string `json:"message"`
 }
 
-// upstreamFailure is the answer for a service that could not be reached (503) or did not answer
-// in time (504): its status and body.
+// upstreamFailure is the answer for a service that could not be reached (503), did not answer
+// in time (504) or answered more than maxResponseBodyBytes (502): its status and body.
 func upstreamFailure(svc string, err error) (int, errorBody) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		return fasthttp.StatusBadGateway, errorBody{
+			Error:   "Bad gateway",
+			Service: svc,
+			Message: "the " + svc + " service answered more than the gateway passes on",
+		}
+	}
 	if isTimeout(err) {
 		return fasthttp.StatusGatewayTimeout, errorBody{
 			Error:   "Gateway timeout",
@@ -272,6 +289,10 @@ func isTimeout(err error) bool {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return false
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return false // the name did not resolve in time: the service cannot be found
 	}
 	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
 		return false
