@@ -230,21 +230,46 @@ func TestMemoryPerClient(t *testing.T) {
 	runtime.KeepAlive(l)
 }
 
-func TestEvictionPrefersExpiredEntries(t *testing.T) {
-	// One shard's worth of room: MaxClients 64 gives each shard room for one client.
-	l, c := newLimiter(t, Config{Limit: 1, Window: time.Minute, MaxClients: numShards})
+// TestEviction: a full shard makes room for a new client by dropping one whose allowance is
+// whole again (forgetting it changes nothing), else the one closest to that, never the
+// client furthest over its allowance (forgetting it would reset its limit).
+func TestEviction(t *testing.T) {
+	// Room for three clients in each shard.
+	l, c := newLimiter(t, Config{Limit: 10, Window: time.Minute, MaxClients: 3 * numShards})
 	s := l.shardOf(alice)
-	l.Allow(alice)
-	c.Advance(time.Minute) // alice is idle now
-	var other Key
-	for i := uint64(0); ; i++ {
-		if other = keyFromUint64(i); l.shardOf(other) == s && other != alice {
-			break
+	sameShard := func(n int) []Key {
+		var keys []Key
+		for i := uint64(0); len(keys) < n; i++ {
+			if k := keyFromUint64(i); l.shardOf(k) == s && k != alice {
+				keys = append(keys, k)
+			}
 		}
+		return keys
 	}
-	l.Allow(other)
-	if _, ok := s.tats[alice]; ok || len(s.tats) != 1 {
-		t.Fatalf("full shard kept the idle client (len %d)", len(s.tats))
+	keys := sameShard(4)
+	heavy, light, idle, newcomer := keys[0], keys[1], keys[2], keys[3]
+
+	for range 10 {
+		l.Allow(heavy) // its whole allowance: a minute until it is whole again
+	}
+	l.Allow(idle) // whole again in 6 s
+	c.Advance(10 * time.Second)
+	l.Allow(light) // whole again in 6 s from now
+	l.Allow(newcomer)
+	if _, ok := s.tats[idle]; ok {
+		t.Errorf("the client whose allowance is whole again was kept")
+	}
+	if _, ok := s.tats[heavy]; !ok {
+		t.Fatalf("the heaviest client was evicted: its limit is reset")
+	}
+
+	// None whole again: the one closest to it goes.
+	l.Allow(alice)
+	if _, ok := s.tats[heavy]; !ok {
+		t.Fatalf("the heaviest client was evicted, not the one closest to a whole allowance")
+	}
+	if len(s.tats) != 3 {
+		t.Fatalf("shard holds %d clients, want 3", len(s.tats))
 	}
 }
 
