@@ -35,6 +35,7 @@ type upstream struct {
 	down   atomic.Bool  // /readyz answers 503 while set
 	delay  atomic.Int64 // nanoseconds to wait before answering anything
 	abort  atomic.Bool  // requests other than /readyz are dropped unanswered while set
+	conns  atomic.Int64 // connections accepted
 }
 
 // echo is what an upstream answers: what it saw of the request.
@@ -59,7 +60,7 @@ type echo struct {
 func newUpstream(t *testing.T, name string) *upstream {
 	t.Helper()
 	u := &upstream{name: name}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := time.Duration(u.delay.Load()); d > 0 {
 			select {
 			case <-time.After(d):
@@ -99,6 +100,12 @@ func newUpstream(t *testing.T, name string) *upstream {
 			Expect:         r.Header.Get("Expect"),
 		})
 	}))
+	u.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			u.conns.Add(1)
+		}
+	}
+	u.srv.Start()
 	t.Cleanup(u.srv.Close)
 	return u
 }
@@ -459,6 +466,21 @@ func TestServiceClosedPooledConnections(t *testing.T) {
 				t.Fatalf("round %d: %s after the service closed its idle connections: %d %s, want 200", round, m, resp.StatusCode, body)
 			}
 		}
+	}
+
+	// A connection idle past its last request's deadline is as good as any.
+	s2 := newSuite(t, func(c *Config) { c.UpstreamTimeout = 200 * time.Millisecond })
+	user := s2.upstreams["user"]
+	s2.do(t, "GET", "/users/u1", nil)
+	time.Sleep(300 * time.Millisecond)
+	before := user.conns.Load()
+	for _, m := range methods {
+		if resp, body := s2.do(t, m, "/users/u1", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s on a connection idle past its deadline: %d %s", m, resp.StatusCode, body)
+		}
+	}
+	if n := user.conns.Load() - before; n != 0 {
+		t.Errorf("%d new connections to the service: a connection idle past its deadline was taken for closed", n)
 	}
 
 	// A request the service received is not sent again.

@@ -58,9 +58,10 @@ func (c *checkedConn) Write(b []byte) (int, error) {
 func (c *checkedConn) closedByPeer() bool {
 	var buf [1]byte
 	var err error
-	if cerr := c.raw.Read(func(fd uintptr) bool {
+	// Control, not Read: a pooled connection keeps the read deadline of its last request,
+	// long past by now, which Read would report instead of looking.
+	if cerr := c.raw.Control(func(fd uintptr) {
 		_, _, err = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // never wait: only what is there now counts
 	}); cerr != nil {
 		return true
 	}
