@@ -181,6 +181,42 @@ func serve(t *testing.T, h fasthttp.RequestHandler, cfg config.Base) string {
 	return "http://" + ln.Addr().String()
 }
 
+// rawRequest writes parts to the gateway over a connection of its own, pausing pause between
+// them, exactly as given (what an HTTP client would not send), and returns the answer and its
+// body.
+func rawRequest(t *testing.T, gatewayURL string, pause time.Duration, parts ...string) (answer, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(gatewayURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i, p := range parts {
+		if i > 0 {
+			time.Sleep(pause)
+		}
+		if _, err := io.WriteString(conn, p); err != nil {
+			break // the gateway gave up on the request and answered
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readAnswer(t, resp)
+}
+
+// readAnswer reads resp whole and closes it.
+func readAnswer(t *testing.T, resp *http.Response) (answer, []byte) {
+	t.Helper()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header, Close: resp.Close}, body
+}
+
 // answer is what the gateway answered, its body already read.
 type answer struct {
 	StatusCode int
@@ -202,12 +238,7 @@ func (s *suite) do(t *testing.T, method, target string, header http.Header) (ans
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{StatusCode: resp.StatusCode, Header: resp.Header, Close: resp.Close}, body
+	return readAnswer(t, resp)
 }
 
 func decode[T any](t *testing.T, body []byte) T {
@@ -807,21 +838,7 @@ func TestForwarding(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 		s := newSuite(t, func(c *Config) { c.UserServiceURL = srv.URL })
-		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_, err = io.WriteString(conn, "GET /users/1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Secret\r\nX-Secret: hop\r\n\r\n")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+		resp, body := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Secret\r\nX-Secret: hop\r\n\r\n")
 		if got := decode[map[string]string](t, body); got["secret"] != "" || got["connection"] != "" {
 			t.Errorf("the service saw X-Secret %q and Connection %q, meant for the gateway", got["secret"], got["connection"])
 		}
@@ -872,36 +889,15 @@ func TestServiceOnIPv6(t *testing.T) {
 // after it), while its body has the longer HTTP_READ_TIMEOUT.
 func TestSlowRequests(t *testing.T) {
 	s := newSuite(t, func(c *Config) { c.ReadHeaderTimeout = 300 * time.Millisecond; c.ReadTimeout = 3 * time.Second })
-	send := func(t *testing.T, parts ...string) *http.Response {
-		t.Helper()
-		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = conn.Close() })
-		for i, p := range parts {
-			if i > 0 {
-				time.Sleep(500 * time.Millisecond)
-			}
-			if _, err := io.WriteString(conn, p); err != nil {
-				break // the gateway gave up on the request
-			}
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = resp.Body.Close() })
-		return resp
-	}
+	const pause = 500 * time.Millisecond
 	t.Run("a head slower than the header timeout", func(t *testing.T) {
-		resp := send(t, "POST /users HTTP/1.1\r\nHost: gateway\r\n", "Content-Length: 2\r\n\r\n{}")
+		resp, _ := rawRequest(t, s.url, pause, "POST /users HTTP/1.1\r\nHost: gateway\r\n", "Content-Length: 2\r\n\r\n{}")
 		if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Content-Type") != "application/json" {
 			t.Fatalf("status %d %q, want 408 JSON", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	})
 	t.Run("a body slower than the header timeout, within the read timeout", func(t *testing.T) {
-		resp := send(t, "POST /users HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\n\r\n{", "}")
+		resp, _ := rawRequest(t, s.url, pause, "POST /users HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\n\r\n{", "}")
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d, want 200", resp.StatusCode)
 		}
@@ -920,20 +916,7 @@ func TestUnreadableRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if _, err := io.WriteString(conn, "POST /users HTTP/1.1\r\nHost: gateway\r\n"+tt.head+"\r\n"); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
+			resp, body := rawRequest(t, s.url, 0, "POST /users HTTP/1.1\r\nHost: gateway\r\n"+tt.head+"\r\n")
 			if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/json" {
 				t.Fatalf("status %d %q, want %d JSON; body %s", resp.StatusCode, resp.Header.Get("Content-Type"), tt.status, body)
 			}
