@@ -12,15 +12,19 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,6 +226,20 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		return
 	}
 
+	// A body announced over the services' limit is refused before a byte of it is read; the
+	// connection, with the body unread on it, is closed after the answer.
+	if req.Header.ContentLength() > web.MaxBodyBytes {
+		writeJSON(resp, fasthttp.StatusRequestEntityTooLarge, web.ErrorBody{Error: "Request body too large"})
+		ctx.SetConnectionClose()
+		limitHeaders(&resp.Header, g.policy, d)
+		return
+	}
+
+	if !bufferBody(ctx) {
+		limitHeaders(&resp.Header, g.policy, d)
+		return
+	}
+
 	var buf [256]byte
 	clientClose := req.Header.ConnectionClose()
 	forwardRequest(req, r, peer, trusted, buf[:0])
@@ -243,6 +261,43 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	}
 	limitHeaders(&resp.Header, g.policy, d)
 }
+
+// bufferedBodyBytes bounds the request bodies read whole before they are forwarded: those
+// announced with a Content-Length up to it, nearly every request of the shop's API. A buffered
+// request can go again on another connection when the one it was given turns out closed
+// (checkedConn); a streamed one cannot be read twice. Larger or chunked bodies stream.
+const bufferedBodyBytes = 64 << 10
+
+// bufferBody reads the body of ctx's request whole when bufferedBodyBytes allows, and
+// reports whether the request can go on; when not, the answer is written.
+func bufferBody(ctx *fasthttp.RequestCtx) bool {
+	req := &ctx.Request
+	stream := req.BodyStream()
+	n := req.Header.ContentLength()
+	if stream == nil || n < 0 || n > bufferedBodyBytes {
+		return true
+	}
+	b := bodyBuffers.Get().(*bytes.Buffer)
+	defer bodyBuffers.Put(b)
+	b.Reset()
+	if _, err := b.ReadFrom(io.LimitReader(stream, int64(n))); err != nil || b.Len() != n {
+		// The client stopped sending (or was too slow): the connection cannot carry another
+		// request.
+		status, msg := fasthttp.StatusBadRequest, "Malformed request"
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			status, msg = fasthttp.StatusRequestTimeout, "Request timeout"
+		}
+		writeJSON(&ctx.Response, status, web.ErrorBody{Error: msg})
+		ctx.SetConnectionClose()
+		return false
+	}
+	req.SetBody(b.Bytes()) // copied; closes the stream
+	return true
+}
+
+// bodyBuffers holds the buffers bufferBody reads bodies into.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // peerAddr returns the address of the connection ctx came on, or the zero Addr when it did not
 // come over TCP.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -781,6 +782,21 @@ func TestForwarding(t *testing.T) {
 			t.Fatalf("service saw %s %q", e.Method, e.Body)
 		}
 	})
+	t.Run("a body larger than the gateway buffers streams through whole", func(t *testing.T) {
+		big := strings.Repeat("p", 3*bufferedBodyBytes)
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+"/products", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, body := readAnswer(t, resp)
+		if e := decode[echo](t, body); e.Body != big {
+			t.Fatalf("service got %d bytes of %d", len(e.Body), len(big))
+		}
+	})
 	t.Run("Expect: 100-continue is met by the gateway", func(t *testing.T) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+"/orders", strings.NewReader(`{"userId":"u2"}`))
 		if err != nil {
@@ -904,19 +920,54 @@ func TestSlowRequests(t *testing.T) {
 	})
 }
 
+// TestLargeBodiesHalfSentCostLittle: clients holding connections with a large body announced
+// and barely begun cost the gateway kilobytes each, not the megabyte announced (the server
+// streams bodies, reading a few kilobytes before the handler runs).
+func TestLargeBodiesHalfSentCostLittle(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.ReadTimeout = time.Minute })
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	const clients = 100
+	for range clients {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		head := "POST /products HTTP/1.1\r\nHost: gateway\r\nContent-Length: " + strconv.Itoa(web.MaxBodyBytes) + "\r\n\r\n"
+		if _, err := io.WriteString(conn, head+strings.Repeat("x", 1024)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the gateway has read what was sent
+	grown := int64(heap()) - int64(before)
+	if perClient := grown / clients; perClient > 64<<10 {
+		t.Fatalf("heap grew %d KiB per half-sent request, want a few (the body is not buffered whole)", perClient>>10)
+	}
+}
+
 func TestUnreadableRequests(t *testing.T) {
 	s := newSuite(t, nil)
 	tests := []struct {
 		name   string
 		head   string
+		body   string
 		status int
 	}{
 		{name: "head over the buffer", head: "X-Big: " + strings.Repeat("x", readBufferSize) + "\r\n", status: http.StatusRequestHeaderFieldsTooLarge},
-		{name: "body over the limit", head: "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(web.MaxBodyBytes+1) + "\r\n", status: http.StatusRequestEntityTooLarge},
+		// Refused once its first bytes are in (the server reads up to 8 KiB of a body before
+		// the handler runs), not after the whole megabyte.
+		{name: "body over the limit", head: "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(web.MaxBodyBytes+1) + "\r\n",
+			body: strings.Repeat("x", 8<<10), status: http.StatusRequestEntityTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := rawRequest(t, s.url, 0, "POST /users HTTP/1.1\r\nHost: gateway\r\n"+tt.head+"\r\n")
+			resp, body := rawRequest(t, s.url, 0, "POST /users HTTP/1.1\r\nHost: gateway\r\n"+tt.head+"\r\n"+tt.body)
 			if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/json" {
 				t.Fatalf("status %d %q, want %d JSON; body %s", resp.StatusCode, resp.Header.Get("Content-Type"), tt.status, body)
 			}

@@ -32,10 +32,16 @@ func NewServer(h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) 
 		ErrorHandler: answerReadError,
 		// The head must come within the header timeout (a client holding a connection with a
 		// head sent byte by byte ties up memory); the body then has the read timeout.
-		ReadTimeout:           headerTimeout,
-		HeaderReceived:        func(*fasthttp.RequestHeader) fasthttp.RequestConfig { return bodyConfig },
-		WriteTimeout:          cfg.WriteTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
+		ReadTimeout:    headerTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig { return bodyConfig },
+		WriteTimeout:   cfg.WriteTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		// Request bodies stream: the server reads at most streamPreRead of one before the
+		// handler runs, however large a Content-Length is announced, so a client holding many
+		// connections with large bodies half sent costs kilobytes, not megabytes, and the rate
+		// limit sees a request before its body is read. The handler refuses what is over
+		// web.MaxBodyBytes (tooLarge) and passes the rest to the service as it arrives.
+		StreamRequestBody:     true,
 		MaxRequestBodySize:    web.MaxBodyBytes,
 		ReadBufferSize:        readBufferSize,
 		NoDefaultServerHeader: true,
