@@ -15,14 +15,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -132,7 +130,7 @@ var tooManyRequestsBody = mustJSON(tooManyRequests{Error: "Too many requests"})
 func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) {
 	start := time.Now()
 	req, resp := &ctx.Request, &ctx.Response
-	method := methodName(ctx.Method())
+	method, standard := methodName(ctx.Method())
 
 	// Request id: a sane incoming X-Request-ID is kept, else one is made; the service gets it
 	// and the client gets it back.
@@ -162,7 +160,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		// A method the client made up names no span and sets no attribute value of its own
 		// (OpenTelemetry's conventions): the client could otherwise make them without bound.
 		spanMethod, methodAttr := method, method
-		if !slices.Contains(web.StandardMethods[:], method) {
+		if !standard {
 			spanMethod, methodAttr = "HTTP", "_OTHER"
 		}
 		sctx, span = g.tracer.Start(propagator.Extract(context.Background(), carrier), spanMethod+" "+r.pattern,
@@ -218,25 +216,15 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	// A request without a network peer (never the case behind a listener) shares one bucket:
 	// failing closed beats letting it through unlimited.
 	d := g.limiter.Allow(ratelimit.KeyFor(client))
+	// Every answer from here on carries the limit's headers, whatever it is.
+	defer limitHeaders(&resp.Header, g.policy, d)
 	if !d.Allowed {
 		resp.SetStatusCode(fasthttp.StatusTooManyRequests)
 		resp.Header.SetContentType("application/json")
 		resp.SetBody(tooManyRequestsBody)
-		limitHeaders(&resp.Header, g.policy, d)
 		return
 	}
-
-	// A body announced over the services' limit is refused before a byte of it is read; the
-	// connection, with the body unread on it, is closed after the answer.
-	if req.Header.ContentLength() > web.MaxBodyBytes {
-		writeJSON(resp, fasthttp.StatusRequestEntityTooLarge, web.ErrorBody{Error: "Request body too large"})
-		ctx.SetConnectionClose()
-		limitHeaders(&resp.Header, g.policy, d)
-		return
-	}
-
-	if !bufferBody(ctx) {
-		limitHeaders(&resp.Header, g.policy, d)
+	if !readBody(ctx) {
 		return
 	}
 
@@ -268,12 +256,19 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 // (checkedConn); a streamed one cannot be read twice. Larger or chunked bodies stream.
 const bufferedBodyBytes = 64 << 10
 
-// bufferBody reads the body of ctx's request whole when bufferedBodyBytes allows, and
-// reports whether the request can go on; when not, the answer is written.
-func bufferBody(ctx *fasthttp.RequestCtx) bool {
+// readBody refuses a body announced over the services' limit before a byte of it is read,
+// and reads whole one that bufferedBodyBytes allows; the rest stream. It reports whether the
+// request can go on; when not, the answer is written as the server answers what it cannot
+// read (answerReadError), and the connection, with the body unread on it, closes after it.
+func readBody(ctx *fasthttp.RequestCtx) bool {
 	req := &ctx.Request
-	stream := req.BodyStream()
 	n := req.Header.ContentLength()
+	if n > web.MaxBodyBytes {
+		answerReadError(ctx, fasthttp.ErrBodyTooLarge)
+		ctx.SetConnectionClose()
+		return false
+	}
+	stream := req.BodyStream()
 	if stream == nil || n < 0 || n > bufferedBodyBytes {
 		return true
 	}
@@ -281,14 +276,10 @@ func bufferBody(ctx *fasthttp.RequestCtx) bool {
 	defer bodyBuffers.Put(b)
 	b.Reset()
 	if _, err := b.ReadFrom(io.LimitReader(stream, int64(n))); err != nil || b.Len() != n {
-		// The client stopped sending (or was too slow): the connection cannot carry another
-		// request.
-		status, msg := fasthttp.StatusBadRequest, "Malformed request"
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			status, msg = fasthttp.StatusRequestTimeout, "Request timeout"
+		if err == nil {
+			err = io.ErrUnexpectedEOF // the client stopped sending
 		}
-		writeJSON(&ctx.Response, status, web.ErrorBody{Error: msg})
+		answerReadError(ctx, err)
 		ctx.SetConnectionClose()
 		return false
 	}
@@ -309,14 +300,14 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 }
 
 // methodName returns the method of a request as a string, the constant one for a standard
-// method, so that the common case does not allocate.
-func methodName(m []byte) string {
+// method, so that the common case does not allocate, and whether it is a standard one.
+func methodName(m []byte) (name string, standard bool) {
 	for _, s := range web.StandardMethods {
 		if string(m) == s {
-			return s
+			return s, true
 		}
 	}
-	return string(m)
+	return string(m), false
 }
 
 // writeJSON makes resp a JSON answer of v with status, as web.Respond does.
