@@ -54,8 +54,8 @@ type Report struct {
 }
 
 // Ready runs every check concurrently, each bounded by timeout, and answers 200 when every
-// required one passes, else 503. Errors are reported by check name only in the body of a probe, which
-// the gateway never exposes.
+// required one passes, else 503. Errors are reported by check name only in the body of a
+// probe, which the gateway never exposes.
 func Ready(timeout time.Duration, checks ...Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rep := Run(r.Context(), timeout, checks...)
