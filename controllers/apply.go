@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
@@ -176,10 +177,10 @@ func syncSpec(desired, existing client.Object) bool {
 		e.Spec.Resources.Requests[corev1.ResourceStorage] = want
 	case *corev1.Secret:
 		e := existing.(*corev1.Secret)
-		if equality.Semantic.DeepEqual(d.Data, e.Data) && d.Type == e.Type {
+		if equality.Semantic.DeepEqual(d.Data, e.Data) && d.Type == e.Type && ptr.Equal(d.Immutable, e.Immutable) {
 			return false
 		}
-		e.Data, e.StringData = d.Data, nil
+		e.Data, e.StringData, e.Immutable = d.Data, nil, d.Immutable
 	case *networkingv1.NetworkPolicy:
 		return syncEqual(d.Spec, &existing.(*networkingv1.NetworkPolicy).Spec)
 	case *policyv1.PodDisruptionBudget:

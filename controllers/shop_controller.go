@@ -130,6 +130,11 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			// made up here would change at every reconcile and roll the pods each time.
 			return problem, nil
 		}
+		if existing == nil {
+			if existing, err = r.recoverCredentials(ctx, shop, store); err != nil {
+				return nil, err
+			}
+		}
 		creds[store] = resources.CredentialsSecret(shop, store, existing)
 		if err := apply(creds[store]); err != nil {
 			return nil, err
@@ -202,10 +207,7 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, *Problem, error) {
 	key := types.NamespacedName{Namespace: shop.Namespace, Name: resources.CredentialsSecretName(shop, store)}
 	existing := &corev1.Secret{}
-	err := r.Get(ctx, key, existing)
-	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, existing)
-	}
+	err := r.getConfirmed(ctx, key, existing)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil, nil
@@ -215,6 +217,60 @@ func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.S
 		return nil, conflict("Secret", key.Name), nil
 	}
 	return existing, nil, nil
+}
+
+// recoverCredentials returns the credentials of store that its credentials Secret, now
+// gone, held: the ones the services were given, which the connections Secret still
+// carries (resources.CredentialsFromConnections). The store keeps the users it was set
+// up with whatever its Secret says, so a deleted Secret is made again with them rather
+// than with a new password that would lock every service out. It returns nil when the
+// connections Secret holds none (a new Shop, FerretDB, or that Secret deleted too), and
+// then new credentials are made; with the store's volume already there, that is said
+// in a Warning Event, since the store may have been set up with the lost ones.
+func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, error) {
+	name := resources.CredentialsSecretName(shop, store)
+	conn := &corev1.Secret{}
+	err := r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.ConnectionsSecretName(shop)}, conn)
+	switch {
+	case apierrors.IsNotFound(err):
+		conn = nil
+	case err != nil:
+		return nil, fmt.Errorf("get connections to recover the credentials of %s: %w", store, err)
+	case !metav1.IsControlledBy(conn, shop):
+		conn = nil // not ours: nothing in it was given to the services by this Shop
+	}
+	if data := resources.CredentialsFromConnections(shop, store, conn); data != nil {
+		r.event(shop, nil, corev1.EventTypeWarning, "CredentialsRestored", "Reconcile",
+			"Secret %s was missing: made again with the credentials the services were given, which %s was set up with", name, store)
+		return &corev1.Secret{Data: data}, nil
+	}
+	if store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
+		return nil, nil // FerretDB checks no credentials: new ones lock nobody out
+	}
+	claim := &corev1.PersistentVolumeClaim{}
+	err = r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, store)}, claim)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("get the volume of %s: %w", store, err)
+	default:
+		r.event(shop, nil, corev1.EventTypeWarning, "CredentialsLost", "Reconcile",
+			"Secret %s and the credentials in Secret %s are gone: new ones were made, which %s refuses if it has started, since it keeps "+
+				"the users of its first start on its volume; restore the Secret from a backup, or delete the volume claim %s to start %s afresh",
+			name, resources.ConnectionsSecretName(shop), store, claim.Name, store)
+	}
+	return nil, nil
+}
+
+// getConfirmed reads key through the cache and, when the cache has no such object,
+// from the API server: the cache holds only labelled objects, and may lag behind one
+// just created.
+func (r *ShopReconciler) getConfirmed(ctx context.Context, key types.NamespacedName, obj client.Object) error {
+	err := r.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, obj)
+	}
+	return err
 }
 
 // storeURIs resolves the base URI of each store: built from the credentials for an

@@ -619,6 +619,49 @@ var _ = Describe("Shop controller", func() {
 		Expect(secretData(shop, "creds-rabbitmq-credentials")).To(Equal(rabbit))
 		Expect(string(secretData(shop, "creds-connections")[resources.MongoDBURIKey(resources.Order)])).
 			To(ContainSubstring(":" + string(mongo[resources.PasswordKey]) + "@creds-mongodb:27017/orders"))
+
+		By("refusing an edit, which the store would never see")
+		stored := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "creds-rabbitmq-credentials"}, stored)).To(Succeed())
+		Expect(stored.Immutable).To(HaveValue(BeTrue()))
+		stored.Data[resources.PasswordKey] = []byte("changed")
+		err := k8sClient.Update(ctx, stored)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "update: %v", err)
+
+		By("making deleted credentials again with those the services were given")
+		checksums := map[string]string{}
+		for _, c := range []string{resources.MongoDB, resources.RabbitMQ, resources.Order} {
+			checksums[c] = deployment(shop, c).Spec.Template.Annotations[resources.ChecksumAnnotation]
+		}
+		for _, name := range []string{"creds-mongodb-credentials", "creds-rabbitmq-credentials"} {
+			Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: name}})).To(Succeed())
+		}
+		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(BeEmpty())
+		Expect(secretData(shop, "creds-mongodb-credentials")).To(Equal(mongo))
+		Expect(secretData(shop, "creds-rabbitmq-credentials")).To(Equal(rabbit))
+		for c, sum := range checksums {
+			Expect(deployment(shop, c).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(sum), "%s rolled", c)
+		}
+		Eventually(func() []string { return eventReasons(shop) }).WithTimeout(timeout).Should(ContainElement("CredentialsRestored"))
+		Expect(eventReasons(shop)).NotTo(ContainElement("CredentialsLost"))
+	})
+
+	It("says when the credentials a store was set up with are lost for good", func() {
+		shop := minimalShop(unwatchedNamespace, "lost")
+		r, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		before := secretData(shop, "lost-rabbitmq-credentials")
+
+		for _, name := range []string{"lost-connections", "lost-rabbitmq-credentials"} {
+			Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: name}})).To(Succeed())
+		}
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(missingChildren(shop)).To(BeEmpty())
+		Expect(secretData(shop, "lost-rabbitmq-credentials")[resources.PasswordKey]).NotTo(Equal(before[resources.PasswordKey]))
+		Expect(r.Recorder.(*countingRecorder).reasons).To(ContainElement("CredentialsLost"))
+		Expect(r.Recorder.(*countingRecorder).reasons).NotTo(ContainElement("CredentialsRestored"))
 	})
 
 	It("keeps the password of credentials that lost their label, out of the cache's sight", func() {
@@ -685,8 +728,10 @@ var _ = Describe("Shop controller", func() {
 	})
 
 	It("configures the broker through files made from its credentials, and waits for credentials it cannot write", func() {
-		shop := minimalShop(takeNamespace(), "files")
-		createShopAndWait(shop)
+		shop := minimalShop(unwatchedNamespace, "files")
+		_, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
 		creds := secretData(shop, "files-rabbitmq-credentials")
 		conf := string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])
 		Expect(conf).To(ContainSubstring("default_user = " + string(creds[resources.UsernameKey]) + "\n"))
@@ -696,19 +741,29 @@ var _ = Describe("Shop controller", func() {
 		Expect(rabbit.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "files-rabbitmq-config")))
 		checksumBefore := rabbit.Spec.Template.Annotations[resources.ChecksumAnnotation]
 		markAvailable(k8sClient, shop)
-		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+
+		// The credentials Secret is immutable; one that is not, as an earlier version of
+		// the controller made them, may have been edited: it is replaced here by such a
+		// Secret holding password.
+		replaceCredentials := func(password string) {
+			key := types.NamespacedName{Namespace: shop.Namespace, Name: "files-rabbitmq-credentials"}
+			old := &corev1.Secret{}
+			Expect(k8sClient.Get(ctx, key, old)).To(Succeed())
+			Expect(k8sClient.Delete(ctx, old)).To(Succeed())
+			Expect(k8sClient.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: old.Labels, OwnerReferences: old.OwnerReferences},
+				Data:       map[string][]byte{resources.UsernameKey: old.Data[resources.UsernameKey], resources.PasswordKey: []byte(password)},
+			})).To(Succeed())
+			_, err := reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
+		}
 
 		By("refusing a password rabbitmq.conf cannot carry, without showing it")
-		setPassword := func(password string) {
-			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-				s := &corev1.Secret{}
-				Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "files-rabbitmq-credentials"}, s)).To(Succeed())
-				s.Data[resources.PasswordKey] = []byte(password)
-				return k8sClient.Update(ctx, s)
-			})).To(Succeed())
-		}
-		setPassword("before#after")
-		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/CredentialsInvalid"))
+		replaceCredentials("before#after")
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/CredentialsInvalid"))
 		degraded := meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded)
 		Expect(degraded.Message).To(ContainSubstring("password of Secret files-rabbitmq-credentials holds '#'"))
 		Expect(degraded.Message).NotTo(ContainSubstring("before#after"))
@@ -716,13 +771,13 @@ var _ = Describe("Shop controller", func() {
 		Expect(deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(checksumBefore))
 
 		By("rolling the broker when its files change")
-		setPassword("after")
-		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
-		Eventually(func() []byte { return secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey] }).
-			WithTimeout(timeout).Should(ContainSubstring("default_pass = after\n"))
-		Eventually(func() string {
-			return deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]
-		}).WithTimeout(timeout).ShouldNot(Equal(checksumBefore))
+		replaceCredentials("after")
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(ContainSubstring("default_pass = after\n"))
+		Expect(deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]).NotTo(Equal(checksumBefore))
+		stored := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "files-rabbitmq-credentials"}, stored)).To(Succeed())
+		Expect(stored.Immutable).To(HaveValue(BeTrue()), "the Secret is made immutable")
 	})
 
 	It("makes pods the restricted Pod Security Standard admits", func() {
@@ -927,7 +982,14 @@ func countingReconciler() (*ShopReconciler, *atomic.Int32, *atomic.Int32) {
 	return &ShopReconciler{Client: c, APIReader: direct, Scheme: scheme, Recorder: rec}, &writes, &rec.n
 }
 
-// countingRecorder counts Events instead of sending them.
-type countingRecorder struct{ n atomic.Int32 }
+// countingRecorder counts Events, and keeps their reasons, instead of sending them.
+// Reconciles by hand run one at a time, so reasons needs no lock.
+type countingRecorder struct {
+	n       atomic.Int32
+	reasons []string
+}
 
-func (r *countingRecorder) Eventf(_, _ runtime.Object, _, _, _, _ string, _ ...any) { r.n.Add(1) }
+func (r *countingRecorder) Eventf(_, _ runtime.Object, _, reason, _, _ string, _ ...any) {
+	r.n.Add(1)
+	r.reasons = append(r.reasons, reason)
+}

@@ -341,6 +341,9 @@ func TestCredentialsSecret(t *testing.T) {
 			}
 		})
 	}
+	if !ptr.Deref(first.Immutable, false) {
+		t.Error("credentials Secret is not immutable")
+	}
 	if n := CredentialsSecretName(shop, RabbitMQ); n != "demo-rabbitmq-credentials" {
 		t.Errorf("name %q", n)
 	}
@@ -393,6 +396,49 @@ func TestConnectionsSecret(t *testing.T) {
 				if got := string(s.Data[k]); got != v {
 					t.Errorf("%s = %q, want %q", k, got, v)
 				}
+			}
+		})
+	}
+}
+
+func TestCredentialsFromConnections(t *testing.T) {
+	creds := map[string][]byte{UsernameKey: []byte("u"), PasswordKey: []byte("p@ss:/#?")}
+	connections := func(s *shopv1.Shop, uris StoreURIs) *corev1.Secret {
+		conn, err := ConnectionsSecret(s, uris)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	inCluster := func(s *shopv1.Shop) *corev1.Secret {
+		c := &corev1.Secret{Data: creds}
+		return connections(s, StoreURIs{MongoDB: InClusterMongoDBURI(s, c), RabbitMQ: InClusterRabbitMQURL(s, c)})
+	}
+	tests := []struct {
+		name  string
+		shop  *shopv1.Shop
+		conn  func(*shopv1.Shop) *corev1.Secret
+		store string
+		want  map[string][]byte
+	}{
+		{"MongoDB read back", newShop(), inCluster, MongoDB, creds},
+		{"RabbitMQ read back", newShop(), inCluster, RabbitMQ, creds},
+		{"no connections Secret", newShop(), func(*shopv1.Shop) *corev1.Secret { return nil }, RabbitMQ, nil},
+		{"FerretDB's URI carries no user", newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB }), inCluster, MongoDB, nil},
+		{"another Shop's store", newShop(func(s *shopv1.Shop) { s.Name = "other" }), func(*shopv1.Shop) *corev1.Secret { return inCluster(newShop()) }, RabbitMQ, nil},
+		{"an external broker", newShop(), func(s *shopv1.Shop) *corev1.Secret {
+			return connections(s, StoreURIs{MongoDB: "mongodb://db/", RabbitMQ: "amqp://u:p@broker.example:5672/"})
+		}, RabbitMQ, nil},
+		{"a user without a password", newShop(), func(s *shopv1.Shop) *corev1.Secret {
+			return connections(s, StoreURIs{MongoDB: "mongodb://db/", RabbitMQ: "amqp://u@demo-rabbitmq:5672/shop"})
+		}, RabbitMQ, nil},
+		{"no store of that name", newShop(), inCluster, "redis", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := CredentialsFromConnections(tt.shop, tt.store, tt.conn(tt.shop))
+			if !maps.EqualFunc(got, tt.want, slices.Equal) || (got == nil) != (tt.want == nil) {
+				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}

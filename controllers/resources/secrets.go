@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
@@ -51,10 +52,14 @@ func ConnectionsSecretName(shop *shopv1.Shop) string { return Name(shop, connect
 // CredentialsSecret is the credentials Secret of an in-cluster store. Values already in
 // existing are kept as they are: the store initialised its users with them on first
 // start, so a new password would lock the services out. Missing values are generated.
+//
+// The Secret is immutable, so the API server refuses an edit that the store would never
+// see (it keeps the users of its first start) while the services were rolled onto it.
 func CredentialsSecret(shop *shopv1.Shop, store string, existing *corev1.Secret) *corev1.Secret {
 	s := &corev1.Secret{
 		ObjectMeta: objectMeta(shop, CredentialsSecretName(shop, store), credentials),
 		Type:       corev1.SecretTypeOpaque,
+		Immutable:  ptr.To(true),
 		Data: map[string][]byte{
 			UsernameKey: []byte("shopkeeper"),
 			PasswordKey: []byte(rand.Text()),
@@ -68,6 +73,36 @@ func CredentialsSecret(shop *shopv1.Shop, store string, existing *corev1.Secret)
 		}
 	}
 	return s
+}
+
+// CredentialsFromConnections returns the credentials the services were given for the
+// in-cluster store, read back from the connections Secret conn: the user and password of
+// the store's URI there. They are the credentials the store was set up with, so a deleted
+// credentials Secret can be made again with them. It returns nil when conn holds none for
+// the store: no Secret, a URI naming another host, or FerretDB's, which carries no user.
+func CredentialsFromConnections(shop *shopv1.Shop, store string, conn *corev1.Secret) map[string][]byte {
+	if conn == nil {
+		return nil
+	}
+	var key string
+	var port int
+	switch store {
+	case MongoDB:
+		key, port = MongoDBURIKey(User), MongoDBPort
+	case RabbitMQ:
+		key, port = RabbitMQURLKey, RabbitMQPort
+	default:
+		return nil
+	}
+	u, err := url.Parse(string(conn.Data[key]))
+	if err != nil || u.User == nil || u.Host != fmt.Sprintf("%s:%d", Name(shop, store), port) {
+		return nil
+	}
+	password, ok := u.User.Password()
+	if !ok || password == "" || u.User.Username() == "" {
+		return nil
+	}
+	return map[string][]byte{UsernameKey: []byte(u.User.Username()), PasswordKey: []byte(password)}
 }
 
 // StoreURIs are the base URIs of the shop's stores, before a database is chosen.
