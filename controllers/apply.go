@@ -30,8 +30,11 @@ import (
 // belongs to someone else: retrying at once would not help, the user must act.
 func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired client.Object) error {
 	kind := kindOf(desired)
-	if d, ok := desired.(*appsv1.Deployment); ok {
-		setSpecHash(d)
+	switch d := desired.(type) {
+	case *appsv1.Deployment:
+		setSpecHash(d, d.Spec)
+	case *appsv1.StatefulSet:
+		setSpecHash(d, d.Spec)
 	}
 	existing := desired.DeepCopyObject().(client.Object)
 	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
@@ -131,18 +134,20 @@ func syncSpec(desired, existing client.Object) bool {
 	switch d := desired.(type) {
 	case *appsv1.Deployment:
 		e := existing.(*appsv1.Deployment)
-		hash := d.Annotations[specHashAnnotation]
-		if e.Annotations[specHashAnnotation] == hash && equality.Semantic.DeepDerivative(d.Spec, e.Spec) &&
-			containersMatch(d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers) {
+		if workloadMatches(d, e, d.Spec, e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers) {
 			return false
 		}
 		e.Spec = d.Spec
-		annotations := maps.Clone(e.Annotations)
-		if annotations == nil {
-			annotations = map[string]string{}
+		copySpecHash(d, e)
+	case *appsv1.StatefulSet:
+		// The fields a StatefulSet cannot change (selector, serviceName, pod management)
+		// are the builders' constants, so its spec is replaced as a Deployment's is.
+		e := existing.(*appsv1.StatefulSet)
+		if workloadMatches(d, e, d.Spec, e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers) {
+			return false
 		}
-		annotations[specHashAnnotation] = hash
-		e.Annotations = annotations
+		e.Spec = d.Spec
+		copySpecHash(d, e)
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
 		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) && len(d.Spec.Ports) == len(e.Spec.Ports) &&
@@ -200,22 +205,44 @@ func syncEqual[S any](desired S, existing *S) bool {
 	return true
 }
 
-// specHashAnnotation on a Deployment holds specHash of the spec the controller last
-// wrote, so that a change of the Shop is told apart from the API server's defaults.
+// specHashAnnotation on a Deployment or StatefulSet holds a digest of the spec the
+// controller last wrote, so that a change of the Shop is told apart from the API
+// server's defaults.
 const specHashAnnotation = "commerce.shopkeeper.dev/spec-hash"
 
-// setSpecHash records in d's specHashAnnotation a digest of its spec as the builders
-// made it. encoding/json writes map keys in order, so equal specs give equal digests.
-func setSpecHash(d *appsv1.Deployment) {
-	b, err := json.Marshal(d.Spec)
+// setSpecHash records in the specHashAnnotation of o, a Deployment or StatefulSet, a
+// digest of spec, its spec as the builders made it. encoding/json writes map keys in
+// order, so equal specs give equal digests.
+func setSpecHash(o client.Object, spec any) {
+	b, err := json.Marshal(spec)
 	if err != nil {
-		panic(fmt.Sprintf("controllers: marshal a Deployment spec: %v", err)) // plain data: cannot fail
+		panic(fmt.Sprintf("controllers: marshal a %s spec: %v", kindOf(o), err)) // plain data: cannot fail
 	}
 	sum := sha256.Sum256(b)
-	if d.Annotations == nil {
-		d.Annotations = map[string]string{}
+	annotations := o.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
 	}
-	d.Annotations[specHashAnnotation] = hex.EncodeToString(sum[:16])
+	annotations[specHashAnnotation] = hex.EncodeToString(sum[:16])
+	o.SetAnnotations(annotations)
+}
+
+// workloadMatches tells whether existing, a Deployment or StatefulSet, is as desired:
+// the builders' spec unchanged (the same spec hash), nothing changed but what the API
+// server defaults (DeepDerivative), and the containers exactly (containersMatch).
+func workloadMatches(desired, existing client.Object, desiredSpec, existingSpec any, desiredContainers, existingContainers []corev1.Container) bool {
+	return existing.GetAnnotations()[specHashAnnotation] == desired.GetAnnotations()[specHashAnnotation] &&
+		equality.Semantic.DeepDerivative(desiredSpec, existingSpec) && containersMatch(desiredContainers, existingContainers)
+}
+
+// copySpecHash gives existing the spec hash of desired, keeping its other annotations.
+func copySpecHash(desired, existing client.Object) {
+	annotations := maps.Clone(existing.GetAnnotations())
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[specHashAnnotation] = desired.GetAnnotations()[specHashAnnotation]
+	existing.SetAnnotations(annotations)
 }
 
 // containersMatch compares exactly what DeepDerivative would let slip: the number of
@@ -239,6 +266,8 @@ func kindOf(obj client.Object) string {
 	switch obj.(type) {
 	case *appsv1.Deployment:
 		return "Deployment"
+	case *appsv1.StatefulSet:
+		return "StatefulSet"
 	case *corev1.Service:
 		return "Service"
 	case *corev1.PersistentVolumeClaim:

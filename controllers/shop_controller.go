@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -50,7 +51,7 @@ type ShopReconciler struct {
 // +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops,verbs=get;list;watch
 // +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=services;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
@@ -118,6 +119,13 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 		return nil
 	}
+	// A workload is made only once no workload of the other kind holds its name.
+	applyWorkload := func(w client.Object) error {
+		if waiting, err := r.replaceOtherKind(ctx, shop, w); err != nil || waiting {
+			return err
+		}
+		return apply(w)
+	}
 
 	creds := map[string]*corev1.Secret{}
 	for _, store := range resources.InClusterStores(shop) {
@@ -162,12 +170,13 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		case store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB:
 			read = nil
 		}
-		if err := apply(
-			resources.StorePersistentVolumeClaim(shop, store),
-			resources.StoreDeployment(shop, store, read),
-			resources.StoreService(shop, store),
-			resources.NetworkPolicy(shop, store),
-		); err != nil {
+		if err := apply(resources.StorePersistentVolumeClaim(shop, store)); err != nil {
+			return nil, err
+		}
+		if err := applyWorkload(resources.StoreStatefulSet(shop, store, read)); err != nil {
+			return nil, err
+		}
+		if err := apply(resources.StoreService(shop, store), resources.NetworkPolicy(shop, store)); err != nil {
 			return nil, err
 		}
 	}
@@ -185,8 +194,10 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		return nil, err
 	}
 	for _, app := range resources.Apps {
+		if err := applyWorkload(resources.AppWorkload(shop, app, connections)); err != nil {
+			return nil, err
+		}
 		if err := apply(
-			resources.AppDeployment(shop, app, connections),
 			resources.AppService(shop, app),
 			resources.AppPodDisruptionBudget(shop, app),
 			resources.NetworkPolicy(shop, app),
@@ -195,6 +206,43 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 	}
 	return first, nil
+}
+
+// replaceOtherKind deletes the workload of the other kind (Deployment or StatefulSet)
+// that the Shop owns under the name of desired: one an earlier version of the
+// controller made, before the component ran as a StatefulSet (resources.OneProcess).
+// It reports whether that workload is still there, and desired must wait: it is
+// deleted in the foreground, so that it goes only once its pods are gone and the two
+// never run pods at once. Its deletion, which the controller watches, brings the next
+// reconcile. A workload of the other kind that the Shop does not own is left alone.
+func (r *ShopReconciler) replaceOtherKind(ctx context.Context, shop *shopv1.Shop, desired client.Object) (bool, error) {
+	var other client.Object
+	switch desired.(type) {
+	case *appsv1.StatefulSet:
+		other = &appsv1.Deployment{}
+	case *appsv1.Deployment:
+		other = &appsv1.StatefulSet{}
+	default:
+		panic(fmt.Sprintf("controllers: %T is no workload", desired))
+	}
+	err := r.Get(ctx, client.ObjectKeyFromObject(desired), other)
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("get %s %s: %w", kindOf(other), desired.GetName(), err)
+	case !metav1.IsControlledBy(other, shop):
+		return false, nil
+	case !other.GetDeletionTimestamp().IsZero():
+		return true, nil
+	}
+	err = r.Delete(ctx, other, client.PropagationPolicy(metav1.DeletePropagationForeground), client.Preconditions{UID: ptr.To(other.GetUID())})
+	if client.IgnoreNotFound(err) != nil {
+		return false, fmt.Errorf("delete %s %s: %w", kindOf(other), other.GetName(), err)
+	}
+	r.event(shop, other, corev1.EventTypeNormal, "Replacing", "Delete", "deleting %s %s, once its pods are gone, to make it a %s",
+		kindOf(other), other.GetName(), kindOf(desired))
+	return true, nil
 }
 
 // existingCredentials returns the credentials Secret of store as it is in the
@@ -332,15 +380,18 @@ func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, fie
 func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) ([]ComponentState, error) {
 	var states []ComponentState
 	read := func(name string, desired int32) error {
-		d := &appsv1.Deployment{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, name)}, d)
+		var w client.Object = &appsv1.Deployment{}
+		if resources.OneProcess(shop, name) {
+			w = &appsv1.StatefulSet{}
+		}
+		err := r.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, name)}, w)
 		switch {
 		case apierrors.IsNotFound(err):
-			d = nil
+			w = nil
 		case err != nil:
-			return fmt.Errorf("get Deployment %s: %w", resources.Name(shop, name), err)
+			return fmt.Errorf("get %s %s: %w", kindOf(w), resources.Name(shop, name), err)
 		}
-		states = append(states, ComponentState{Name: name, Desired: desired, Deployment: d})
+		states = append(states, ComponentState{Name: name, Desired: desired, Workload: w})
 		return nil
 	}
 	for _, store := range resources.InClusterStores(shop) {
@@ -392,6 +443,7 @@ func (r *ShopReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&shopv1.Shop{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
 		Owns(&networkingv1.NetworkPolicy{}).
@@ -424,6 +476,7 @@ func CacheOptions(namespaces ...string) cache.Options {
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.Deployment{}:            {Label: managed},
+			&appsv1.StatefulSet{}:           {Label: managed},
 			&corev1.Service{}:               {Label: managed},
 			&corev1.PersistentVolumeClaim{}: {Label: managed},
 			&networkingv1.NetworkPolicy{}:   {Label: managed},

@@ -54,15 +54,35 @@ func expectedChildren(shop *shopv1.Shop) []client.Object {
 		}
 		objs = append(objs,
 			&corev1.Secret{ObjectMeta: meta(resources.CredentialsSecretName(shop, s))},
-			&appsv1.Deployment{ObjectMeta: meta(n)}, &corev1.Service{ObjectMeta: meta(n)},
+			&appsv1.StatefulSet{ObjectMeta: meta(n)}, &corev1.Service{ObjectMeta: meta(n)},
 			&corev1.PersistentVolumeClaim{ObjectMeta: meta(n)}, &networkingv1.NetworkPolicy{ObjectMeta: meta(n)})
 	}
 	for _, a := range resources.Apps {
 		n := resources.Name(shop, a)
-		objs = append(objs, &appsv1.Deployment{ObjectMeta: meta(n)}, &corev1.Service{ObjectMeta: meta(n)},
+		objs = append(objs, emptyWorkload(shop, a), &corev1.Service{ObjectMeta: meta(n)},
 			&policyv1.PodDisruptionBudget{ObjectMeta: meta(n)}, &networkingv1.NetworkPolicy{ObjectMeta: meta(n)})
 	}
 	return objs
+}
+
+// emptyWorkload is component's workload, empty but named: a StatefulSet for a component
+// that runs as one process, a Deployment otherwise.
+func emptyWorkload(shop *shopv1.Shop, component string) client.Object {
+	m := metav1.ObjectMeta{Namespace: shop.Namespace, Name: resources.Name(shop, component)}
+	if resources.OneProcess(shop, component) {
+		return &appsv1.StatefulSet{ObjectMeta: m}
+	}
+	return &appsv1.Deployment{ObjectMeta: m}
+}
+
+// podTemplate is the pod template of component's workload as stored.
+func podTemplate(shop *shopv1.Shop, component string) corev1.PodTemplateSpec {
+	w := emptyWorkload(shop, component)
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKeyFromObject(w), w)).To(Succeed())
+	if set, ok := w.(*appsv1.StatefulSet); ok {
+		return set.Spec.Template
+	}
+	return w.(*appsv1.Deployment).Spec.Template
 }
 
 // missingChildren returns the names of the expected children not in the cluster.
@@ -102,8 +122,9 @@ func updateShop(shop *shopv1.Shop, edit func(*shopv1.Shop)) {
 	})).To(Succeed())
 }
 
-// markAvailable does what the kubelet and the Deployment controller would: report
-// every replica of each of the shop's Deployments as updated, ready and available.
+// markAvailable does what the kubelet and the workload controllers would: report every
+// replica of each of the shop's Deployments and StatefulSets as updated, ready and
+// available.
 func markAvailable(c client.Client, shop *shopv1.Shop) {
 	list := &appsv1.DeploymentList{}
 	ExpectWithOffset(1, k8sClient.List(ctx, list, client.InNamespace(shop.Namespace),
@@ -124,6 +145,24 @@ func markAvailable(c client.Client, shop *shopv1.Shop) {
 				}},
 			}
 			return c.Status().Update(ctx, d)
+		})).To(Succeed())
+	}
+	sets := &appsv1.StatefulSetList{}
+	ExpectWithOffset(1, k8sClient.List(ctx, sets, client.InNamespace(shop.Namespace),
+		client.MatchingLabels{resources.LabelInstance: shop.Name})).To(Succeed())
+	for _, item := range sets.Items {
+		ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			set := &appsv1.StatefulSet{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(&item), set); err != nil {
+				return err
+			}
+			n := ptr.Deref(set.Spec.Replicas, 1)
+			revision := fmt.Sprintf("%s-%d", set.Name, set.Generation)
+			set.Status = appsv1.StatefulSetStatus{
+				ObservedGeneration: set.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+				CurrentReplicas: n, CurrentRevision: revision, UpdateRevision: revision,
+			}
+			return c.Status().Update(ctx, set)
 		})).To(Succeed())
 	}
 }
@@ -202,7 +241,13 @@ var _ = Describe("Shop controller", func() {
 			Expect(o.GetLabels()).To(HaveKeyWithValue(resources.LabelPartOf, "shopkeeper"))
 		}
 		Expect(deployment(stored, resources.Gateway).Spec.Replicas).To(HaveValue(BeEquivalentTo(2)))
-		Expect(deployment(stored, resources.MongoDB).Spec.Strategy.Type).To(Equal(appsv1.RecreateDeploymentStrategyType))
+		for _, c := range []string{resources.MongoDB, resources.RabbitMQ, resources.Product, resources.Order} {
+			set := emptyWorkload(stored, c).(*appsv1.StatefulSet)
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+			Expect(set.Spec.PodManagementPolicy).To(Equal(appsv1.ParallelPodManagement), c)
+			Expect(set.Spec.Replicas).To(HaveValue(BeEquivalentTo(1)), c)
+		}
+		Expect(deployment(stored, resources.Payment).Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue()).To(BeZero())
 		Expect(envOf(deployment(stored, resources.Gateway), "RATE_LIMIT_WINDOW")).To(Equal("15m0s"))
 	})
 
@@ -390,7 +435,7 @@ var _ = Describe("Shop controller", func() {
 		Eventually(func() []string { return eventReasons(shop) }).WithTimeout(timeout).Should(ContainElement("ExternalSecretNotFound"))
 		// The in-cluster broker is made; nothing that needs the missing URI is.
 		Eventually(func() error {
-			return k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "ext-rabbitmq"}, &appsv1.Deployment{})
+			return k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "ext-rabbitmq"}, &appsv1.StatefulSet{})
 		}).WithTimeout(timeout).Should(Succeed())
 		missing := missingChildren(shop)
 		Expect(missing).To(HaveLen(1+4*len(resources.Apps)), "the connections Secret and every object of the five services")
@@ -631,7 +676,7 @@ var _ = Describe("Shop controller", func() {
 		By("making deleted credentials again with those the services were given")
 		checksums := map[string]string{}
 		for _, c := range []string{resources.MongoDB, resources.RabbitMQ, resources.Order} {
-			checksums[c] = deployment(shop, c).Spec.Template.Annotations[resources.ChecksumAnnotation]
+			checksums[c] = podTemplate(shop, c).Annotations[resources.ChecksumAnnotation]
 		}
 		for _, name := range []string{"creds-mongodb-credentials", "creds-rabbitmq-credentials"} {
 			Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: name}})).To(Succeed())
@@ -640,10 +685,53 @@ var _ = Describe("Shop controller", func() {
 		Expect(secretData(shop, "creds-mongodb-credentials")).To(Equal(mongo))
 		Expect(secretData(shop, "creds-rabbitmq-credentials")).To(Equal(rabbit))
 		for c, sum := range checksums {
-			Expect(deployment(shop, c).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(sum), "%s rolled", c)
+			Expect(podTemplate(shop, c).Annotations[resources.ChecksumAnnotation]).To(Equal(sum), "%s rolled", c)
 		}
 		Eventually(func() []string { return eventReasons(shop) }).WithTimeout(timeout).Should(ContainElement("CredentialsRestored"))
 		Expect(eventReasons(shop)).NotTo(ContainElement("CredentialsLost"))
+	})
+
+	It("replaces the Deployment an earlier version made for a one-process component once its pods are gone", func() {
+		shop := minimalShop(unwatchedNamespace, "moved")
+		r, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+
+		By("putting a Deployment, as an earlier version made, in the place of the product StatefulSet")
+		set := emptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, set)).To(Succeed())
+		old := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: set.Namespace, Name: set.Name, Labels: set.Labels, OwnerReferences: set.OwnerReferences},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](1), Selector: set.Spec.Selector, Template: set.Spec.Template,
+				Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			},
+		}
+		Expect(k8sClient.Create(ctx, old)).To(Succeed())
+
+		By("deleting it in the foreground, and making nothing in its place while it is there")
+		events := r.Recorder.(*countingRecorder)
+		events.reasons = nil
+		for range 2 {
+			_, err = reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), old)).To(Succeed())
+			Expect(old.DeletionTimestamp).NotTo(BeNil())
+			Expect(old.Finalizers).To(ContainElement(metav1.FinalizerDeleteDependents))
+			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), &appsv1.StatefulSet{}))).To(BeTrue())
+		}
+		Expect(events.reasons).To(Equal([]string{"Replacing"}), "one deletion, nothing created")
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
+
+		By("making the StatefulSet once the garbage collector has removed the Deployment after its pods")
+		old.Finalizers = nil
+		Expect(k8sClient.Update(ctx, old)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), old)) }).Should(BeTrue())
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(missingChildren(shop)).To(BeEmpty())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), &appsv1.Deployment{}))).To(BeTrue())
 	})
 
 	It("says when the credentials a store was set up with are lost for good", func() {
@@ -723,7 +811,7 @@ var _ = Describe("Shop controller", func() {
 			To(ContainSubstring("Secret taken-mongodb-credentials already exists and does not belong to this Shop"))
 
 		Consistently(func() []string { return missingChildren(shop) }).WithTimeout(3 * time.Second).
-			Should(ContainElements("*v1.Deployment taken-mongodb", "*v1.Secret taken-connections", "*v1.Deployment taken-user"))
+			Should(ContainElements("*v1.StatefulSet taken-mongodb", "*v1.Secret taken-connections", "*v1.Deployment taken-user"))
 		Expect(secretData(shop, foreign.Name)).To(Equal(foreign.Data), "the foreign Secret is left alone")
 	})
 
@@ -736,10 +824,10 @@ var _ = Describe("Shop controller", func() {
 		conf := string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])
 		Expect(conf).To(ContainSubstring("default_user = " + string(creds[resources.UsernameKey]) + "\n"))
 		Expect(conf).To(ContainSubstring("default_pass = " + string(creds[resources.PasswordKey]) + "\n"))
-		rabbit := deployment(shop, resources.RabbitMQ)
-		Expect(rabbit.Spec.Template.Spec.Containers[0].Env).To(BeEmpty())
-		Expect(rabbit.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "files-rabbitmq-config")))
-		checksumBefore := rabbit.Spec.Template.Annotations[resources.ChecksumAnnotation]
+		rabbit := podTemplate(shop, resources.RabbitMQ)
+		Expect(rabbit.Spec.Containers[0].Env).To(BeEmpty())
+		Expect(rabbit.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "files-rabbitmq-config")))
+		checksumBefore := rabbit.Annotations[resources.ChecksumAnnotation]
 		markAvailable(k8sClient, shop)
 		_, err = reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
@@ -768,13 +856,13 @@ var _ = Describe("Shop controller", func() {
 		Expect(degraded.Message).To(ContainSubstring("password of Secret files-rabbitmq-credentials holds '#'"))
 		Expect(degraded.Message).NotTo(ContainSubstring("before#after"))
 		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(Equal(conf), "the broker's files are left as they were")
-		Expect(deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(checksumBefore))
+		Expect(podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]).To(Equal(checksumBefore))
 
 		By("rolling the broker when its files change")
 		replaceCredentials("after")
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
 		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(ContainSubstring("default_pass = after\n"))
-		Expect(deployment(shop, resources.RabbitMQ).Spec.Template.Annotations[resources.ChecksumAnnotation]).NotTo(Equal(checksumBefore))
+		Expect(podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]).NotTo(Equal(checksumBefore))
 		stored := &corev1.Secret{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "files-rabbitmq-credentials"}, stored)).To(Succeed())
 		Expect(stored.Immutable).To(HaveValue(BeTrue()), "the Secret is made immutable")
@@ -790,16 +878,13 @@ var _ = Describe("Shop controller", func() {
 			shop := minimalShop(takeNamespace(), "psa")
 			shop.Spec.MongoDB.Engine = engine
 			createShopAndWait(shop)
-			list := &appsv1.DeploymentList{}
-			Expect(k8sClient.List(ctx, list, client.InNamespace(shop.Namespace))).To(Succeed())
-			Expect(list.Items).To(HaveLen(len(resources.InClusterStores(shop)) + len(resources.Apps)))
-			for _, d := range list.Items {
+			for _, c := range append(resources.InClusterStores(shop), resources.Apps...) {
 				// The template as a pod of its own, which the namespace's admission judges.
 				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Namespace: restricted.Name, Name: strings.ToLower(string(engine)) + "-" + d.Name},
-					Spec:       d.Spec.Template.Spec,
+					ObjectMeta: metav1.ObjectMeta{Namespace: restricted.Name, Name: strings.ToLower(string(engine)) + "-" + c},
+					Spec:       podTemplate(shop, c).Spec,
 				}
-				Expect(k8sClient.Create(ctx, pod)).To(Succeed(), "%s with engine %s", d.Name, engine)
+				Expect(k8sClient.Create(ctx, pod)).To(Succeed(), "%s with engine %s", c, engine)
 			}
 		}
 	})
@@ -808,7 +893,7 @@ var _ = Describe("Shop controller", func() {
 		shop := minimalShop(takeNamespace(), "ferret")
 		shop.Spec.MongoDB.Engine = shopv1.EngineFerretDB
 		createShopAndWait(shop)
-		c := deployment(shop, resources.MongoDB).Spec.Template.Spec.Containers[0]
+		c := podTemplate(shop, resources.MongoDB).Spec.Containers[0]
 		Expect(c.Image).To(Equal(shopv1.DefaultFerretDBImage))
 		Expect(c.Command).To(BeEmpty())
 		Expect(c.Env).To(ContainElement(corev1.EnvVar{Name: "FERRETDB_HANDLER", Value: "sqlite"}))

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
@@ -65,37 +66,67 @@ type Problem struct {
 
 func (p *Problem) Error() string { return p.Reason + ": " + p.Message }
 
-// ComponentState is what the controller read of one component's Deployment.
+// ComponentState is what the controller read of one component's workload.
 type ComponentState struct {
 	Name string
 	// Desired replicas, from the Shop.
 	Desired int32
-	// Deployment is nil when it does not exist (yet).
-	Deployment *appsv1.Deployment
+	// Workload is the component's Deployment or StatefulSet (resources.OneProcess),
+	// nil when it does not exist (yet).
+	Workload client.Object
 }
 
-// rolledOut tells whether the Deployment runs desired replicas of its current
-// revision, all available, with no old pod left (kubectl rollout status's rule).
+// workloadStatus is what a Deployment and a StatefulSet both report of their pods.
+type workloadStatus struct {
+	generation, observedGeneration      int64
+	replicas, updated, ready, available int32
+	revisionsDiffer                     bool
+	stalled                             string
+}
+
+// status reads c's workload; ok is false when there is none.
+func (c ComponentState) status() (s workloadStatus, ok bool) {
+	switch w := c.Workload.(type) {
+	case *appsv1.Deployment:
+		st := w.Status
+		s = workloadStatus{generation: w.Generation, observedGeneration: st.ObservedGeneration,
+			replicas: st.Replicas, updated: st.UpdatedReplicas, ready: st.ReadyReplicas, available: st.AvailableReplicas}
+		for _, cond := range st.Conditions {
+			if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded" {
+				s.stalled = cond.Message
+			}
+		}
+		return s, true
+	case *appsv1.StatefulSet:
+		// A StatefulSet has no progress deadline: it is never reported stalled.
+		st := w.Status
+		return workloadStatus{generation: w.Generation, observedGeneration: st.ObservedGeneration,
+			replicas: st.Replicas, updated: st.UpdatedReplicas, ready: st.ReadyReplicas, available: st.AvailableReplicas,
+			revisionsDiffer: st.CurrentRevision != st.UpdateRevision}, true
+	}
+	return workloadStatus{}, false
+}
+
+// ready is the number of c's pods of the current revision that are ready.
+func (c ComponentState) ready() int32 {
+	s, _ := c.status()
+	return min(s.ready, s.updated)
+}
+
+// rolledOut tells whether the workload runs desired replicas of its current revision,
+// all available, with no old pod left (kubectl rollout status's rule).
 func (c ComponentState) rolledOut() bool {
-	d := c.Deployment
-	if d == nil || d.Status.ObservedGeneration < d.Generation {
+	s, ok := c.status()
+	if !ok || s.observedGeneration < s.generation || s.revisionsDiffer {
 		return false
 	}
-	s := d.Status
-	return s.UpdatedReplicas == c.Desired && s.Replicas == s.UpdatedReplicas && s.AvailableReplicas == s.UpdatedReplicas
+	return s.updated == c.Desired && s.replicas == s.updated && s.available == s.updated
 }
 
 // stalled returns the Deployment controller's message when it gave up progressing.
 func (c ComponentState) stalled() (string, bool) {
-	if c.Deployment == nil {
-		return "", false
-	}
-	for _, cond := range c.Deployment.Status.Conditions {
-		if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded" {
-			return cond.Message, true
-		}
-	}
-	return "", false
+	s, _ := c.status()
+	return s.stalled, s.stalled != ""
 }
 
 // ComputeStatus is the Shop's status given its components and the problem met while
@@ -109,12 +140,9 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 	}
 	var waiting, stalled []string
 	for _, c := range components {
-		var ready int32
-		if c.Deployment != nil {
-			ready = min(c.Deployment.Status.ReadyReplicas, c.Deployment.Status.UpdatedReplicas)
-			if c.Name == resources.Gateway {
-				status.Endpoint = resources.Endpoint(shop)
-			}
+		ready := c.ready()
+		if c.Workload != nil && c.Name == resources.Gateway {
+			status.Endpoint = resources.Endpoint(shop)
 		}
 		status.Components[c.Name] = shopv1.ComponentStatus{Ready: ready, Desired: c.Desired, Replicas: fmt.Sprintf("%d/%d", ready, c.Desired)}
 		if msg, ok := c.stalled(); ok {

@@ -9,9 +9,22 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
+
+// rolledSet is a StatefulSet of generation 2 whose status reports replicas as given
+// (ready and available alike) and its current and update revisions.
+func rolledSet(observedGen, replicas, updated, ready int32, current, update string) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Generation: 2},
+		Status: appsv1.StatefulSetStatus{
+			ObservedGeneration: int64(observedGen), Replicas: replicas, UpdatedReplicas: updated,
+			ReadyReplicas: ready, AvailableReplicas: ready, CurrentRevision: current, UpdateRevision: update,
+		},
+	}
+}
 
 // rolled is a Deployment of generation 2 whose status reports replicas as given.
 func rolled(desired, observedGen, replicas, updated, available int32, conds ...appsv1.DeploymentCondition) *appsv1.Deployment {
@@ -29,7 +42,7 @@ func TestComputeStatus(t *testing.T) {
 	stalled := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "too slow"}
 	tests := []struct {
 		name        string
-		gateway     *appsv1.Deployment
+		gateway     client.Object
 		problem     *Problem
 		ready       string
 		progressing string
@@ -43,6 +56,10 @@ func TestComputeStatus(t *testing.T) {
 		{name: "old pods still running", gateway: rolled(2, 2, 3, 2, 2), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
 		{name: "one replica unavailable", gateway: rolled(2, 2, 2, 2, 1), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "1/2", endpoint: true},
 		{name: "rollout stalled", gateway: rolled(2, 2, 2, 1, 1, stalled), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "True/RolloutStalled", replicas: "1/2", endpoint: true},
+		{name: "StatefulSet rolled out", gateway: rolledSet(2, 2, 2, 2, "r2", "r2"), ready: "True/Available", progressing: "False/RolloutComplete", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
+		{name: "StatefulSet still on its old revision", gateway: rolledSet(2, 2, 2, 2, "r1", "r2"), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
+		{name: "StatefulSet pod not ready", gateway: rolledSet(2, 2, 2, 1, "r2", "r2"), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "1/2", endpoint: true},
+		{name: "StatefulSet new generation not observed", gateway: rolledSet(1, 2, 2, 2, "r2", "r2"), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
 		{
 			name: "problem", gateway: rolled(2, 2, 2, 2, 2), problem: &Problem{Reason: ReasonExternalSecretNotFound, Message: "gone"},
 			ready: "False/ExternalSecretNotFound", progressing: "False/Blocked", degraded: "True/ExternalSecretNotFound", replicas: "2/2", endpoint: true,
@@ -51,7 +68,7 @@ func TestComputeStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			shop := &shopv1.Shop{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "ns", Generation: 5}}
-			s := ComputeStatus(shop, []ComponentState{{Name: "gateway", Desired: 2, Deployment: tt.gateway}}, tt.problem, metav1.Now())
+			s := ComputeStatus(shop, []ComponentState{{Name: "gateway", Desired: 2, Workload: tt.gateway}}, tt.problem, metav1.Now())
 			for typ, want := range map[string]string{ConditionReady: tt.ready, ConditionProgressing: tt.progressing, ConditionDegraded: tt.degraded} {
 				c := meta.FindStatusCondition(s.Conditions, typ)
 				if c == nil || string(c.Status)+"/"+c.Reason != want || c.ObservedGeneration != 5 || c.Message == "" {
@@ -70,7 +87,8 @@ func TestComputeStatus(t *testing.T) {
 
 func TestComputeStatusKeepsTransitionTimes(t *testing.T) {
 	shop := &shopv1.Shop{ObjectMeta: metav1.ObjectMeta{Name: "demo", Generation: 1}}
-	components := []ComponentState{{Name: "gateway", Desired: 2, Deployment: rolled(2, 2, 2, 2, 2)}}
+	gateway := rolled(2, 2, 2, 2, 2)
+	components := []ComponentState{{Name: "gateway", Desired: 2, Workload: gateway}}
 	first := metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))
 	shop.Status = ComputeStatus(shop, components, nil, first)
 
@@ -78,7 +96,7 @@ func TestComputeStatusKeepsTransitionTimes(t *testing.T) {
 	if !meta.FindStatusCondition(again.Conditions, ConditionReady).LastTransitionTime.Equal(&first) {
 		t.Errorf("an unchanged condition moved its lastTransitionTime")
 	}
-	components[0].Deployment.Status.AvailableReplicas = 1
+	gateway.Status.AvailableReplicas = 1
 	later := metav1.NewTime(first.Add(time.Minute))
 	changed := ComputeStatus(shop, components, nil, later)
 	if c := meta.FindStatusCondition(changed.Conditions, ConditionReady); c.Status != metav1.ConditionFalse || !c.LastTransitionTime.Equal(&later) {

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
@@ -47,9 +48,7 @@ type app struct {
 	secretKeys []string
 	// callers are the components allowed to connect to it; none means anyone.
 	callers []string
-	// oneProcess: at most one process of the app may run at any moment, rollouts included,
-	// because its exactly-once updates rest on locks inside its one process (the API holds
-	// such an app to one replica).
+	// oneProcess: at most one process of the app may run at any moment (OneProcess).
 	oneProcess bool
 }
 
@@ -139,9 +138,10 @@ func AppReplicas(shop *shopv1.Shop, component string) int32 {
 	return appFor(shop, component).replicas
 }
 
-// AppDeployment is the Deployment of one of the shop's services. connections is the
-// desired connections Secret: its values the app reads make the pods' checksum.
-func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secret) *appsv1.Deployment {
+// AppWorkload is what runs one of the shop's services: a StatefulSet when it must run
+// as one process (OneProcess), a Deployment otherwise. connections is the desired
+// connections Secret: its values the app reads make the pods' checksum.
+func AppWorkload(shop *shopv1.Shop, component string, connections *corev1.Secret) client.Object {
 	a := appFor(shop, component)
 	env := append([]corev1.EnvVar{{Name: "PORT", Value: strconv.Itoa(HTTPPort)}}, a.env...)
 	var data map[string][]byte
@@ -149,59 +149,86 @@ func AppDeployment(shop *shopv1.Shop, component string, connections *corev1.Secr
 		data = connections.Data
 	}
 	volumes, mounts := scratchVolumes(map[string]string{"tmp": "/tmp"})
+	template := corev1.PodTemplateSpec{
+		ObjectMeta: podTemplateMeta(shop, component, checksum(data, a.secretKeys...)),
+		Spec: corev1.PodSpec{
+			SecurityContext: podSecurityContext(nonRootID),
+			// The preStop pause, then the service's own SHUTDOWN_TIMEOUT (20 s) for its
+			// requests in flight and its consumers, then the kill.
+			TerminationGracePeriodSeconds: ptr.To(appTerminationGraceSeconds),
+			ImagePullSecrets:              shop.Spec.ImagePullSecrets,
+			AutomountServiceAccountToken:  ptr.To(false),
+			Containers: []corev1.Container{{
+				Name:            component,
+				Image:           servicesImage(shop),
+				ImagePullPolicy: shop.Spec.ImagePullPolicy,
+				Command:         []string{"/" + component},
+				Env:             env,
+				Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}},
+				LivenessProbe:   httpProbe("/healthz", 10, 3),
+				ReadinessProbe:  httpProbe("/readyz", 5, 2),
+				Resources:       a.resources,
+				SecurityContext: containerSecurityContext(),
+				VolumeMounts:    mounts,
+				// A terminating pod leaves its Service's endpoints while it is told to stop,
+				// not before: it keeps serving a moment, so that the requests routed to it
+				// meanwhile are answered instead of refused.
+				Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+					Sleep: &corev1.SleepAction{Seconds: appPreStopSeconds},
+				}},
+			}},
+			Volumes: volumes,
+		},
+	}
+	if a.oneProcess {
+		return statefulSet(shop, component, a.replicas, template)
+	}
 	return &appsv1.Deployment{
 		ObjectMeta: objectMeta(shop, Name(shop, component), component),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(a.replicas),
 			Selector: selector(shop, component),
-			Strategy: a.strategy(),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: podTemplateMeta(shop, component, checksum(data, a.secretKeys...)),
-				Spec: corev1.PodSpec{
-					SecurityContext: podSecurityContext(nonRootID),
-					// The preStop pause, then the service's own SHUTDOWN_TIMEOUT (20 s) for its
-					// requests in flight and its consumers, then the kill.
-					TerminationGracePeriodSeconds: ptr.To(appTerminationGraceSeconds),
-					ImagePullSecrets:              shop.Spec.ImagePullSecrets,
-					AutomountServiceAccountToken:  ptr.To(false),
-					Containers: []corev1.Container{{
-						Name:            component,
-						Image:           servicesImage(shop),
-						ImagePullPolicy: shop.Spec.ImagePullPolicy,
-						Command:         []string{"/" + component},
-						Env:             env,
-						Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}},
-						LivenessProbe:   httpProbe("/healthz", 10, 3),
-						ReadinessProbe:  httpProbe("/readyz", 5, 2),
-						Resources:       a.resources,
-						SecurityContext: containerSecurityContext(),
-						VolumeMounts:    mounts,
-						// A terminating pod leaves its Service's endpoints while it is told to stop,
-						// not before: it keeps serving a moment, so that the requests routed to it
-						// meanwhile are answered instead of refused.
-						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
-							Sleep: &corev1.SleepAction{Seconds: appPreStopSeconds},
-						}},
-					}},
-					Volumes: volumes,
+			// Never fewer ready pods than asked for while rolling out.
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromInt32(1)),
 				},
 			},
+			Template: template,
 		},
 	}
 }
 
-// strategy is how a's pods are replaced. An app that must run as one process has its old
-// pod gone before the new one starts (a short gap in service, never two processes); any
-// other never has fewer ready pods than asked for while rolling out.
-func (a app) strategy() appsv1.DeploymentStrategy {
-	if a.oneProcess {
-		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+// OneProcess tells whether at most one process of component may run at any moment: a
+// store, alone on its ReadWriteOnce volume, and a service whose exactly-once updates
+// rest on locks inside its one process (the API holds such a service to one replica).
+// Such a component runs as a StatefulSet (statefulSet).
+func OneProcess(shop *shopv1.Shop, component string) bool {
+	if component == MongoDB || component == RabbitMQ {
+		return true
 	}
-	return appsv1.DeploymentStrategy{
-		Type: appsv1.RollingUpdateDeploymentStrategyType,
-		RollingUpdate: &appsv1.RollingUpdateDeployment{
-			MaxUnavailable: ptr.To(intstr.FromInt32(0)),
-			MaxSurge:       ptr.To(intstr.FromInt32(1)),
+	return appFor(shop, component).oneProcess
+}
+
+// statefulSet runs the pods of a component that must run as one process. A
+// StatefulSet's pods have fixed names, so its controller starts a pod only once the one
+// it replaces is gone from the API: on a rollout, and also when a pod is deleted or
+// evicted, where a Deployment's ReplicaSet (whatever its strategy) starts the
+// replacement at once, beside the pod still shutting down. Pods are managed in
+// parallel: the ordered policy would wait forever for a broken pod to become ready
+// before replacing it with a fixed template, and one pod has no order to keep.
+func statefulSet(shop *shopv1.Shop, component string, replicas int32, template corev1.PodTemplateSpec) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		ObjectMeta: objectMeta(shop, Name(shop, component), component),
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            ptr.To(replicas),
+			Selector:            selector(shop, component),
+			ServiceName:         Name(shop, component),
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
+			Template:            template,
 		},
 	}
 }

@@ -85,7 +85,7 @@ func TestStoreChecksumFollowsItsFiles(t *testing.T) {
 	shop := newShop()
 	config := func(pass string) *corev1.Secret { return rabbitMQConfig(t, shop, rabbitCreds("shopkeeper", pass)) }
 	sum := func(read *corev1.Secret) string {
-		return StoreDeployment(shop, RabbitMQ, read).Spec.Template.Annotations[ChecksumAnnotation]
+		return StoreStatefulSet(shop, RabbitMQ, read).Spec.Template.Annotations[ChecksumAnnotation]
 	}
 	// Two builds from equal inputs: a checksum that moved would roll the pods on every reconcile.
 	if first, again := sum(config("one")), sum(config("one")); first != again {
@@ -105,7 +105,7 @@ func TestStorePodsAreRestricted(t *testing.T) {
 	for _, engine := range []shopv1.MongoDBEngine{shopv1.EngineMongoDB, shopv1.EngineFerretDB} {
 		shop := newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = engine })
 		for _, name := range InClusterStores(shop) {
-			p := StoreDeployment(shop, name, nil).Spec.Template.Spec
+			p := StoreStatefulSet(shop, name, nil).Spec.Template.Spec
 			sc, c := p.SecurityContext, p.Containers[0].SecurityContext
 			if !*sc.RunAsNonRoot || *sc.RunAsUser == 0 || *sc.FSGroupChangePolicy != corev1.FSGroupChangeOnRootMismatch ||
 				sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault || *p.AutomountServiceAccountToken {
@@ -142,7 +142,7 @@ const rabbitMQScripts = "/usr/lib/rabbitmq/bin"
 
 // TestRabbitMQConfigRunsABroker starts the broker installed on this machine (Debian's
 // rabbitmq-server, the one the local cluster's image holds) with the files of the
-// configuration Secret laid out where the Deployment mounts them, and connects the
+// configuration Secret laid out where the StatefulSet mounts them, and connects the
 // way the services do. Only what keeps the node private to the test is added: its
 // folders live under a temporary root, and its ports are free loopback ones (a
 // conf.d file sorted after ours moves the listener). The official image's
@@ -154,7 +154,7 @@ func TestRabbitMQConfigRunsABroker(t *testing.T) {
 	shop := newShop()
 	creds := CredentialsSecret(shop, RabbitMQ, nil)
 	config := rabbitMQConfig(t, shop, creds)
-	d := StoreDeployment(shop, RabbitMQ, config)
+	d := StoreStatefulSet(shop, RabbitMQ, config)
 
 	root := t.TempDir()
 	in := func(path string) string { return filepath.Join(root, path) }

@@ -71,11 +71,11 @@ func allObjects(t *testing.T, shop *shopv1.Shop) []client.Object {
 			read = rabbitMQConfig(t, shop, creds)
 			objs = append(objs, read)
 		}
-		objs = append(objs, creds, StoreDeployment(shop, s, read), StoreService(shop, s),
+		objs = append(objs, creds, StoreStatefulSet(shop, s, read), StoreService(shop, s),
 			StorePersistentVolumeClaim(shop, s), NetworkPolicy(shop, s))
 	}
 	for _, a := range Apps {
-		objs = append(objs, AppDeployment(shop, a, conn), AppService(shop, a),
+		objs = append(objs, AppWorkload(shop, a, conn), AppService(shop, a),
 			AppPodDisruptionBudget(shop, a), NetworkPolicy(shop, a))
 	}
 	return objs
@@ -118,7 +118,7 @@ func TestEveryChildIsLabelledAndOwned(t *testing.T) {
 	}
 }
 
-func TestAppDeploymentEnvironment(t *testing.T) {
+func TestAppEnvironment(t *testing.T) {
 	tests := []struct {
 		app        string
 		edit       func(*shopv1.Shop)
@@ -166,8 +166,7 @@ func TestAppDeploymentEnvironment(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(shop)
 			}
-			d := AppDeployment(shop, tt.app, connectionsOf(t, shop))
-			c := d.Spec.Template.Spec.Containers[0]
+			c := templateOf(t, AppWorkload(shop, tt.app, connectionsOf(t, shop))).Spec.Containers[0]
 			if got := c.Command; !slices.Equal(got, []string{"/" + tt.app}) {
 				t.Errorf("command %v", got)
 			}
@@ -203,7 +202,7 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func TestAppDeploymentPodSpec(t *testing.T) {
+func TestAppPodSpec(t *testing.T) {
 	shop := newShop(func(s *shopv1.Shop) {
 		s.Spec.PodLabels = map[string]string{"team": "shop"}
 		s.Spec.PodAnnotations = map[string]string{"example.com/scrape": "true"}
@@ -213,8 +212,8 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 	})
 	conn := connectionsOf(t, shop)
 	for _, a := range Apps {
-		d := AppDeployment(shop, a, conn)
-		p := d.Spec.Template
+		w := AppWorkload(shop, a, conn)
+		p := templateOf(t, w)
 		c := p.Spec.Containers[0]
 		if !ptr.Deref(p.Spec.SecurityContext.RunAsNonRoot, false) || p.Spec.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 			t.Errorf("%s: pod security context %+v", a, p.Spec.SecurityContext)
@@ -234,8 +233,8 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 		if p.Labels["team"] != "shop" || p.Labels[LabelName] != a || p.Annotations["example.com/scrape"] != "true" || p.Annotations[ChecksumAnnotation] == "" {
 			t.Errorf("%s: template metadata %+v", a, p.ObjectMeta)
 		}
-		if !maps.Equal(d.Spec.Selector.MatchLabels, map[string]string{LabelName: a, LabelInstance: "demo"}) {
-			t.Errorf("%s: selector %v", a, d.Spec.Selector.MatchLabels)
+		if sel := selectorOf(t, w); !maps.Equal(sel.MatchLabels, map[string]string{LabelName: a, LabelInstance: "demo"}) {
+			t.Errorf("%s: selector %v", a, sel.MatchLabels)
 		}
 		if len(p.Spec.ImagePullSecrets) != 1 {
 			t.Errorf("%s: image pull secrets %v", a, p.Spec.ImagePullSecrets)
@@ -248,15 +247,42 @@ func TestAppDeploymentPodSpec(t *testing.T) {
 			t.Errorf("%s: cpu request %s, want %s", a, got.String(), wantCPU)
 		}
 	}
-	if got := *AppDeployment(shop, Gateway, conn).Spec.Replicas; got != 2 {
+	if got := *AppWorkload(shop, Gateway, conn).(*appsv1.Deployment).Spec.Replicas; got != 2 {
 		t.Errorf("gateway replicas %d, want 2", got)
 	}
 }
 
-// TestAppDeploymentStrategy: an app whose exactly-once updates rest on locks in its one
-// process (product and order always; payment on FerretDB) never runs two pods, not even
-// while rolling out; any other keeps every asked-for pod ready while rolling out.
-func TestAppDeploymentStrategy(t *testing.T) {
+// templateOf is the pod template of w, a Deployment or a StatefulSet.
+func templateOf(t *testing.T, w client.Object) corev1.PodTemplateSpec {
+	t.Helper()
+	switch w := w.(type) {
+	case *appsv1.Deployment:
+		return w.Spec.Template
+	case *appsv1.StatefulSet:
+		return w.Spec.Template
+	}
+	t.Fatalf("%T is no workload", w)
+	return corev1.PodTemplateSpec{}
+}
+
+// selectorOf is the pod selector of w, a Deployment or a StatefulSet.
+func selectorOf(t *testing.T, w client.Object) *metav1.LabelSelector {
+	t.Helper()
+	switch w := w.(type) {
+	case *appsv1.Deployment:
+		return w.Spec.Selector
+	case *appsv1.StatefulSet:
+		return w.Spec.Selector
+	}
+	t.Fatalf("%T is no workload", w)
+	return nil
+}
+
+// TestAppWorkloadKind: an app whose exactly-once updates rest on locks in its one
+// process (product and order always; payment on FerretDB) runs as a StatefulSet, so that
+// its replacement never starts before it is gone, on a rollout or an eviction alike; any
+// other is a Deployment that keeps every asked-for pod ready while rolling out.
+func TestAppWorkloadKind(t *testing.T) {
 	onMongoDB, onFerretDB := newShop(), newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB })
 	tests := []struct {
 		shop       *shopv1.Shop
@@ -276,18 +302,36 @@ func TestAppDeploymentStrategy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.shop.Spec.MongoDB.Engine)+"/"+tt.app, func(t *testing.T) {
-			got := AppDeployment(tt.shop, tt.app, connectionsOf(t, tt.shop)).Spec.Strategy
-			if tt.oneProcess {
-				if got.Type != appsv1.RecreateDeploymentStrategyType || got.RollingUpdate != nil {
-					t.Errorf("strategy %+v, want Recreate", got)
-				}
-				return
+			if got := OneProcess(tt.shop, tt.app); got != tt.oneProcess {
+				t.Errorf("OneProcess = %v, want %v", got, tt.oneProcess)
 			}
-			ru := got.RollingUpdate
-			if got.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge.IntValue() != 1 {
-				t.Errorf("strategy %+v, want RollingUpdate with maxUnavailable 0, maxSurge 1", got)
+			switch w := AppWorkload(tt.shop, tt.app, connectionsOf(t, tt.shop)).(type) {
+			case *appsv1.StatefulSet:
+				if !tt.oneProcess {
+					t.Fatal("a StatefulSet, want a Deployment")
+				}
+				if w.Spec.PodManagementPolicy != appsv1.ParallelPodManagement || ptr.Deref(w.Spec.Replicas, 0) != 1 ||
+					w.Spec.ServiceName != w.Name || w.Spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType {
+					t.Errorf("spec %+v", w.Spec)
+				}
+			case *appsv1.Deployment:
+				if tt.oneProcess {
+					t.Fatal("a Deployment, want a StatefulSet")
+				}
+				got := w.Spec.Strategy
+				ru := got.RollingUpdate
+				if got.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge.IntValue() != 1 {
+					t.Errorf("strategy %+v, want RollingUpdate with maxUnavailable 0, maxSurge 1", got)
+				}
+			default:
+				t.Fatalf("%T", w)
 			}
 		})
+	}
+	for _, store := range []string{MongoDB, RabbitMQ} {
+		if !OneProcess(onMongoDB, store) || !OneProcess(onFerretDB, store) {
+			t.Errorf("%s may run as several processes", store)
+		}
 	}
 }
 
@@ -303,9 +347,9 @@ func TestChecksumFollowsWhatThePodReads(t *testing.T) {
 		{User, false}, {Product, false}, {Gateway, false}, {Order, true}, {Payment, true},
 	}
 	for _, tt := range tests {
-		before := AppDeployment(shop, tt.app, conn).Spec.Template.Annotations[ChecksumAnnotation]
-		after := AppDeployment(shop, tt.app, changed).Spec.Template.Annotations[ChecksumAnnotation]
-		if again := AppDeployment(shop, tt.app, conn).Spec.Template.Annotations[ChecksumAnnotation]; again != before {
+		before := templateOf(t, AppWorkload(shop, tt.app, conn)).Annotations[ChecksumAnnotation]
+		after := templateOf(t, AppWorkload(shop, tt.app, changed)).Annotations[ChecksumAnnotation]
+		if again := templateOf(t, AppWorkload(shop, tt.app, conn)).Annotations[ChecksumAnnotation]; again != before {
 			t.Errorf("%s: checksum not stable", tt.app)
 		}
 		if (before != after) != tt.wantChanged {
@@ -486,10 +530,10 @@ func TestStores(t *testing.T) {
 			name:       "MongoDB and RabbitMQ by default",
 			wantStores: []string{MongoDB, RabbitMQ},
 			check: func(t *testing.T, shop *shopv1.Shop) {
-				d := StoreDeployment(shop, MongoDB, CredentialsSecret(shop, MongoDB, nil))
+				d := StoreStatefulSet(shop, MongoDB, CredentialsSecret(shop, MongoDB, nil))
 				c := d.Spec.Template.Spec.Containers[0]
-				if c.Image != "mongo:8.0" || ptr.Deref(d.Spec.Template.Spec.SecurityContext.RunAsUser, 0) != 999 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-					t.Errorf("mongodb: image %q, pod security %+v, strategy %s", c.Image, d.Spec.Template.Spec.SecurityContext, d.Spec.Strategy.Type)
+				if c.Image != "mongo:8.0" || ptr.Deref(d.Spec.Template.Spec.SecurityContext.RunAsUser, 0) != 999 || d.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+					t.Errorf("mongodb: image %q, pod security %+v, pod management %s", c.Image, d.Spec.Template.Spec.SecurityContext, d.Spec.PodManagementPolicy)
 				}
 				if got := envNames(c.Env); !slices.Equal(got, []string{"MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD"}) || c.Env[1].ValueFrom.SecretKeyRef.Name != "demo-mongodb-credentials" {
 					t.Errorf("mongodb env %v", c.Env)
@@ -507,7 +551,7 @@ func TestStores(t *testing.T) {
 			name:       "RabbitMQ reads mounted files, no variables",
 			wantStores: []string{MongoDB, RabbitMQ},
 			check: func(t *testing.T, shop *shopv1.Shop) {
-				d := StoreDeployment(shop, RabbitMQ, rabbitMQConfig(t, shop, CredentialsSecret(shop, RabbitMQ, nil)))
+				d := StoreStatefulSet(shop, RabbitMQ, rabbitMQConfig(t, shop, CredentialsSecret(shop, RabbitMQ, nil)))
 				p := d.Spec.Template.Spec
 				c := p.Containers[0]
 				if c.Image != "rabbitmq:4-management" || len(c.Env) != 0 || len(c.Command) != 0 || len(c.Args) != 0 {
@@ -546,7 +590,7 @@ func TestStores(t *testing.T) {
 			},
 			wantStores: []string{MongoDB, RabbitMQ},
 			check: func(t *testing.T, shop *shopv1.Shop) {
-				d := StoreDeployment(shop, MongoDB, nil)
+				d := StoreStatefulSet(shop, MongoDB, nil)
 				p := d.Spec.Template.Spec
 				c := p.Containers[0]
 				if c.Image != "ghcr.io/ferretdb/ferretdb:1.24.2" || len(c.Command) != 0 || len(c.Args) != 0 {
@@ -579,7 +623,7 @@ func TestStores(t *testing.T) {
 			},
 			wantStores: []string{MongoDB, RabbitMQ},
 			check: func(t *testing.T, shop *shopv1.Shop) {
-				if c := StoreDeployment(shop, MongoDB, nil).Spec.Template.Spec.Containers[0]; c.Image != "localhost/shopkeeper/ferretdb:v1.24.2" || len(c.Env) != 6 {
+				if c := StoreStatefulSet(shop, MongoDB, nil).Spec.Template.Spec.Containers[0]; c.Image != "localhost/shopkeeper/ferretdb:v1.24.2" || len(c.Env) != 6 {
 					t.Errorf("ferretdb %s env %v", c.Image, c.Env)
 				}
 			},
@@ -592,7 +636,7 @@ func TestStores(t *testing.T) {
 			},
 			wantStores: []string{MongoDB, RabbitMQ},
 			check: func(t *testing.T, shop *shopv1.Shop) {
-				c := StoreDeployment(shop, RabbitMQ, nil).Spec.Template.Spec.Containers[0]
+				c := StoreStatefulSet(shop, RabbitMQ, nil).Spec.Template.Spec.Containers[0]
 				if got := c.Resources.Limits[corev1.ResourceMemory]; c.Image != "registry.local/rabbitmq:4.1" || got.String() != "2Gi" || len(c.Resources.Requests) != 0 {
 					t.Errorf("rabbitmq %s %+v", c.Image, c.Resources)
 				}

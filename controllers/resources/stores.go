@@ -144,12 +144,12 @@ func ferretDBStore(shop *shopv1.Shop) store {
 	}
 }
 
-// StoreDeployment is the single-instance Deployment of an in-cluster store. It uses
-// the Recreate strategy: two pods must never share the ReadWriteOnce volume. read is
-// the Secret whose values the store's pods read at start: the credentials Secret for
-// MongoDB, the configuration Secret for RabbitMQ (RabbitMQConfigSecret), nil for
-// FerretDB, which reads none.
-func StoreDeployment(shop *shopv1.Shop, name string, read *corev1.Secret) *appsv1.Deployment {
+// StoreStatefulSet runs the single instance of an in-cluster store (statefulSet: its
+// replacement starts only once it is gone, as two must never share the ReadWriteOnce
+// volume). read is the Secret whose values the store's pods read at start: the
+// credentials Secret for MongoDB, the configuration Secret for RabbitMQ
+// (RabbitMQConfigSecret), nil for FerretDB, which reads none.
+func StoreStatefulSet(shop *shopv1.Shop, name string, read *corev1.Secret) *appsv1.StatefulSet {
 	s := storeFor(shop, name)
 	var data map[string][]byte
 	if read != nil {
@@ -164,41 +164,33 @@ func StoreDeployment(shop *shopv1.Shop, name string, read *corev1.Secret) *appsv
 		v, m := secretFileVolume("config", s.filesFrom, s.files)
 		volumes, mounts = append(volumes, v), append(mounts, m...)
 	}
-	return &appsv1.Deployment{
-		ObjectMeta: objectMeta(shop, Name(shop, name), name),
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: selector(shop, name),
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: podTemplateMeta(shop, name, checksum(data, s.checksums...)),
-				Spec: corev1.PodSpec{
-					SecurityContext:              podSecurityContext(s.uid),
-					ImagePullSecrets:             shop.Spec.ImagePullSecrets,
-					AutomountServiceAccountToken: ptr.To(false),
-					// A store flushes to disk on SIGTERM; give it time.
-					TerminationGracePeriodSeconds: ptr.To[int64](60),
-					Containers: []corev1.Container{{
-						Name:            name,
-						Image:           s.image,
-						ImagePullPolicy: shop.Spec.ImagePullPolicy,
-						Env:             s.env,
-						Ports:           []corev1.ContainerPort{{Name: s.portName, ContainerPort: s.port, Protocol: corev1.ProtocolTCP}},
-						// Stores start slowly (RabbitMQ boots Erlang): liveness waits, readiness
-						// polls. A TCP check works with every image and costs nothing, where
-						// `rabbitmq-diagnostics ping` boots an Erlang VM per probe. RabbitMQ
-						// opens its listener only once its user and virtual host exist.
-						LivenessProbe:   tcpProbe(s.portName, 60, 20, 6),
-						ReadinessProbe:  tcpProbe(s.portName, 5, 5, 3),
-						Resources:       storeResources(s.spec),
-						SecurityContext: containerSecurityContext(),
-						VolumeMounts:    mounts,
-					}},
-					Volumes: volumes,
-				},
-			},
+	return statefulSet(shop, name, 1, corev1.PodTemplateSpec{
+		ObjectMeta: podTemplateMeta(shop, name, checksum(data, s.checksums...)),
+		Spec: corev1.PodSpec{
+			SecurityContext:              podSecurityContext(s.uid),
+			ImagePullSecrets:             shop.Spec.ImagePullSecrets,
+			AutomountServiceAccountToken: ptr.To(false),
+			// A store flushes to disk on SIGTERM; give it time.
+			TerminationGracePeriodSeconds: ptr.To[int64](60),
+			Containers: []corev1.Container{{
+				Name:            name,
+				Image:           s.image,
+				ImagePullPolicy: shop.Spec.ImagePullPolicy,
+				Env:             s.env,
+				Ports:           []corev1.ContainerPort{{Name: s.portName, ContainerPort: s.port, Protocol: corev1.ProtocolTCP}},
+				// Stores start slowly (RabbitMQ boots Erlang): liveness waits, readiness
+				// polls. A TCP check works with every image and costs nothing, where
+				// `rabbitmq-diagnostics ping` boots an Erlang VM per probe. RabbitMQ
+				// opens its listener only once its user and virtual host exist.
+				LivenessProbe:   tcpProbe(s.portName, 60, 20, 6),
+				ReadinessProbe:  tcpProbe(s.portName, 5, 5, 3),
+				Resources:       storeResources(s.spec),
+				SecurityContext: containerSecurityContext(),
+				VolumeMounts:    mounts,
+			}},
+			Volumes: volumes,
 		},
-	}
+	})
 }
 
 // secretFileVolume mounts keys of Secret name as single files at their paths

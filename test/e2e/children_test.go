@@ -29,6 +29,7 @@ type objectKind struct {
 // them though a Shop makes none today: deleting a Shop must leave none of its own.
 var childKinds = []objectKind{
 	{"Deployment", func() client.ObjectList { return &appsv1.DeploymentList{} }},
+	{"StatefulSet", func() client.ObjectList { return &appsv1.StatefulSetList{} }},
 	{"Service", func() client.ObjectList { return &corev1.ServiceList{} }},
 	{"Secret", func() client.ObjectList { return &corev1.SecretList{} }},
 	{"PersistentVolumeClaim", func() client.ObjectList { return &corev1.PersistentVolumeClaimList{} }},
@@ -37,10 +38,11 @@ var childKinds = []objectKind{
 	{"PodDisruptionBudget", func() client.ObjectList { return &policyv1.PodDisruptionBudgetList{} }},
 }
 
-// descendantKinds are what the children make in turn: the Deployments' ReplicaSets
-// and pods.
+// descendantKinds are what the children make in turn: the Deployments' ReplicaSets,
+// the StatefulSets' ControllerRevisions, and pods.
 var descendantKinds = []objectKind{
 	{"ReplicaSet", func() client.ObjectList { return &appsv1.ReplicaSetList{} }},
+	{"ControllerRevision", func() client.ObjectList { return &appsv1.ControllerRevisionList{} }},
 	{"Pod", func() client.ObjectList { return &corev1.PodList{} }},
 }
 
@@ -102,7 +104,11 @@ func expectedChildren(shop *shopv1.Shop) []string {
 		}
 	}
 	for _, c := range append(resources.InClusterStores(shop), resources.Apps...) {
-		add("Deployment", resources.Name(shop, c))
+		if resources.OneProcess(shop, c) {
+			add("StatefulSet", resources.Name(shop, c))
+		} else {
+			add("Deployment", resources.Name(shop, c))
+		}
 		add("Service", resources.Name(shop, c))
 		add("NetworkPolicy", resources.Name(shop, c))
 	}

@@ -7,10 +7,10 @@
 // and the columns of `kubectl get shop`; the demo story through the gateway (a user,
 // products, an order that becomes PAID, one over the payment limit CANCELLED with its
 // stock back, a 400, a 404, the 429 at the Shop's rate limit); a deleted child
-// Deployment put back and a scaled one scaled back; a changed rate limit rolling the
-// gateway; orders placed while the RabbitMQ pod is deleted all reaching a final state
-// with one payment each; and every child removed by the garbage collector when the
-// Shop is deleted. The gateway is reached through a port-forward made with client-go
+// StatefulSet (the product service) put back with its data, and a scaled Deployment
+// scaled back; a changed rate limit rolling the gateway; orders placed while the
+// RabbitMQ pod is deleted all reaching a final state with one payment each; and every
+// child removed by the garbage collector when the Shop is deleted. The gateway is reached through a port-forward made with client-go
 // to a Ready gateway pod, so the suite needs no route into the cluster.
 //
 // The images must already be in the cluster's nodes (kind load docker-image, or the

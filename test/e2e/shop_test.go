@@ -235,19 +235,19 @@ var _ = Describe("A Shop", Ordered, func() {
 		})
 	})
 
-	It("puts back a deleted child Deployment", func(ctx SpecContext) {
+	It("puts back a deleted child StatefulSet", func(ctx SpecContext) {
 		key := types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, resources.Product)}
-		before := &appsv1.Deployment{}
+		before := &appsv1.StatefulSet{}
 		Expect(k8sClient.Get(ctx, key, before)).To(Succeed())
-		Expect(kubectl(ctx, "delete", "deployment", key.Name, "-n", key.Namespace)).Error().NotTo(HaveOccurred())
+		Expect(kubectl(ctx, "delete", "statefulset", key.Name, "-n", key.Namespace)).Error().NotTo(HaveOccurred())
 
 		Eventually(ctx, func(g Gomega) {
-			d := &appsv1.Deployment{}
-			g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
-			g.Expect(d.UID).NotTo(Equal(before.UID), "still the deleted Deployment")
-			g.Expect(d.Status.ObservedGeneration).To(Equal(d.Generation))
-			g.Expect(d.Status.UpdatedReplicas).To(Equal(*d.Spec.Replicas))
-			g.Expect(d.Status.AvailableReplicas).To(Equal(*d.Spec.Replicas))
+			s := &appsv1.StatefulSet{}
+			g.Expect(k8sClient.Get(ctx, key, s)).To(Succeed())
+			g.Expect(s.UID).NotTo(Equal(before.UID), "still the deleted StatefulSet")
+			g.Expect(s.Status.ObservedGeneration).To(Equal(s.Generation))
+			g.Expect(s.Status.UpdatedReplicas).To(Equal(*s.Spec.Replicas))
+			g.Expect(s.Status.AvailableReplicas).To(Equal(*s.Spec.Replicas))
 		}).Should(Succeed())
 		expectReady(ctx, shop)
 		// The product service is back behind the gateway, with the data it had.
@@ -328,6 +328,14 @@ var _ = Describe("A Shop", Ordered, func() {
 		brokerPods, err := readyPods(ctx, shop, resources.RabbitMQ)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(brokerPods).To(HaveLen(1))
+		// The StatefulSet's new pod has the old one's name: they are told apart by UID.
+		podUID := func(name string) (types.UID, error) {
+			p := &corev1.Pod{}
+			err := k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: name}, p)
+			return p.UID, err
+		}
+		deletedUID, err := podUID(brokerPods[0])
+		Expect(err).NotTo(HaveOccurred())
 		Expect(kubectl(ctx, "delete", "pod", brokerPods[0], "-n", shop.Namespace, "--wait=false")).Error().NotTo(HaveOccurred())
 		deletedAt, placedBefore := time.Now(), placer.count()
 
@@ -335,7 +343,9 @@ var _ = Describe("A Shop", Ordered, func() {
 			pods, err := readyPods(ctx, shop, resources.RabbitMQ)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(pods).To(HaveLen(1))
-			g.Expect(pods[0]).NotTo(Equal(brokerPods[0]))
+			uid, err := podUID(pods[0])
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(uid).NotTo(Equal(deletedUID), "still the deleted pod")
 		}).WithTimeout(5 * time.Minute).Should(Succeed())
 		backAt, placedDuring := time.Now(), placer.count()-placedBefore
 		// Orders go on once the order service has its broker back.

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -39,7 +40,7 @@ func TestOperatorsEnvironmentIsAccepted(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "shops"},
 				Spec:       shopv1.ShopSpec{Version: "v0.1.0", Image: shopv1.DefaultImage, Gateway: tt.gateway},
 			}
-			d := resources.AppDeployment(shop, resources.Gateway, &corev1.Secret{})
+			d := resources.AppWorkload(shop, resources.Gateway, &corev1.Secret{}).(*appsv1.Deployment)
 			var environ []string
 			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
 				if e.ValueFrom != nil {
