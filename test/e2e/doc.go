@@ -10,8 +10,12 @@
 // StatefulSet (the product service) put back with its data, and a scaled Deployment
 // scaled back; a changed rate limit rolling the gateway; orders placed while the
 // RabbitMQ pod is deleted all reaching a final state with one payment each; and every
-// child removed by the garbage collector when the Shop is deleted. The gateway is reached through a port-forward made with client-go
-// to a Ready gateway pod, so the suite needs no route into the cluster.
+// child removed by the garbage collector when the Shop is deleted. Beside the Shop, the
+// operator's metrics: served over HTTPS through a port-forward to the manager, refused
+// without a token (401) and to a ServiceAccount's token without the metrics-reader
+// role (403), served to one bound to it. The gateway is reached through a port-forward
+// made with client-go to a Ready gateway pod, so the suite needs no route into the
+// cluster.
 //
 // The images must already be in the cluster's nodes (kind load docker-image, or the
 // local cluster's import): nothing is pushed. The suite's files carry the build tag
