@@ -119,9 +119,10 @@ func mergeLabels(desired, existing client.Object) bool {
 //
 // The specs the API server fills with defaults are compared so that those defaults
 // never look like drift, yet a field the Shop no longer asks for is still taken away:
-//   - a Deployment carries, in specHashAnnotation, a digest of the spec last
-//     written from the Shop, so any change of the Shop (a removed annotation, pull
-//     Secret or limit included) is written; drift made by someone else is found with
+//   - a Deployment or StatefulSet carries, in specHashAnnotation, a digest of the
+//     spec last written from the Shop, so any change of the Shop (a removed
+//     annotation, pull Secret or limit included) is written; drift made by someone
+//     else is found with
 //     equality.Semantic.DeepDerivative (fields desired leaves empty are the API
 //     server's to default), plus an exact comparison where an empty value means
 //     something (an environment variable set to "", a command the image replaces);

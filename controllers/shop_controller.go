@@ -376,7 +376,8 @@ func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, fie
 	return uri, nil, nil
 }
 
-// observe reads the Deployment of every component the Shop should run.
+// observe reads the workload (Deployment or StatefulSet) of every component the Shop
+// should run.
 func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) ([]ComponentState, error) {
 	var states []ComponentState
 	read := func(name string, desired int32) error {

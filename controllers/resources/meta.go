@@ -53,7 +53,7 @@ func Name(shop *shopv1.Shop, suffix string) string {
 }
 
 // SelectorLabels select the pods of one component of one Shop. They never change
-// once a Deployment exists (its selector is immutable).
+// once a Deployment or StatefulSet exists (their selectors are immutable).
 func SelectorLabels(shop *shopv1.Shop, component string) map[string]string {
 	return map[string]string{
 		LabelName:     component,
