@@ -122,10 +122,10 @@ func mergeLabels(desired, existing client.Object) bool {
 //   - a Deployment or StatefulSet carries, in specHashAnnotation, a digest of the
 //     spec last written from the Shop, so any change of the Shop (a removed
 //     annotation, pull Secret or limit included) is written; drift made by someone
-//     else is found with
-//     equality.Semantic.DeepDerivative (fields desired leaves empty are the API
-//     server's to default), plus an exact comparison where an empty value means
-//     something (an environment variable set to "", a command the image replaces);
+//     else is found with equality.Semantic.DeepDerivative (fields desired leaves
+//     empty are the API server's to default), plus an exact comparison where an
+//     empty value means something (an environment variable set to "", a command the
+//     image replaces);
 //   - a Service's selector is compared exactly, its ports by count and DeepDerivative
 //     (the API server fills clusterIP, node ports and protocols);
 //   - NetworkPolicies and PodDisruptionBudgets are built with every field the API
