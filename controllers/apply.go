@@ -183,10 +183,15 @@ func syncSpec(desired, existing client.Object) bool {
 		e.Spec.Resources.Requests[corev1.ResourceStorage] = want
 	case *corev1.Secret:
 		e := existing.(*corev1.Secret)
-		if equality.Semantic.DeepEqual(d.Data, e.Data) && d.Type == e.Type && ptr.Equal(d.Immutable, e.Immutable) {
+		// Immutable is the controller's only where it sets it (the credentials): an
+		// immutable Secret cannot be made mutable again, so elsewhere it is left alone.
+		if equality.Semantic.DeepEqual(d.Data, e.Data) && d.Type == e.Type && (d.Immutable == nil || ptr.Equal(d.Immutable, e.Immutable)) {
 			return false
 		}
-		e.Data, e.StringData, e.Immutable = d.Data, nil, d.Immutable
+		e.Data, e.StringData = d.Data, nil
+		if d.Immutable != nil {
+			e.Immutable = d.Immutable
+		}
 	case *networkingv1.NetworkPolicy:
 		return syncEqual(d.Spec, &existing.(*networkingv1.NetworkPolicy).Spec)
 	case *policyv1.PodDisruptionBudget:

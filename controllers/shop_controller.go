@@ -46,7 +46,14 @@ type ShopReconciler struct {
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  events.EventRecorder
+	// PodReadyDeadline is how long a StatefulSet's pod may stay unready before its
+	// rollout is reported stalled; zero means DefaultPodReadyDeadline.
+	PodReadyDeadline time.Duration
 }
+
+// DefaultPodReadyDeadline is the Deployment controller's default progress deadline
+// (progressDeadlineSeconds 600), so that every component is judged alike.
+const DefaultPodReadyDeadline = 10 * time.Minute
 
 // +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops,verbs=get;list;watch
 // +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/status,verbs=get;update;patch
@@ -56,6 +63,7 @@ type ShopReconciler struct {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 
 // ConflictRetry is how often a Shop is reconciled again while a ChildConflict is
 // reported. The conflicting object lies outside the cache (it lacks our labels), so
@@ -83,7 +91,7 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	components, err := r.observe(ctx, shop)
+	components, recheck, err := r.observe(ctx, shop)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -96,7 +104,9 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			return ctrl.Result{RequeueAfter: ConflictRetry}, nil
 		}
 	}
-	return ctrl.Result{}, nil
+	// A pod that stays unready changes nothing the controller watches: look again
+	// when it reaches its deadline.
+	return ctrl.Result{RequeueAfter: recheck}, nil
 }
 
 // applyChildren applies every child in order. It stops at the first Problem that
@@ -138,14 +148,19 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			// made up here would change at every reconcile and roll the pods each time.
 			return problem, nil
 		}
+		var recovery *eventNote
 		if existing == nil {
-			if existing, err = r.recoverCredentials(ctx, shop, store); err != nil {
+			if existing, recovery, err = r.recoverCredentials(ctx, shop, store); err != nil {
 				return nil, err
 			}
 		}
 		creds[store] = resources.CredentialsSecret(shop, store, existing)
+		before := first
 		if err := apply(creds[store]); err != nil {
 			return nil, err
+		}
+		if recovery != nil && first == before { // said once the Secret is made
+			r.event(shop, creds[store], corev1.EventTypeWarning, recovery.reason, "Reconcile", "%s", recovery.message)
 		}
 	}
 	for _, store := range resources.InClusterStores(shop) {
@@ -159,7 +174,8 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 				// Without its files the broker would start with another user; the
 				// services, whose URL names this one, are made all the same.
 				if first == nil {
-					first = &Problem{Reason: ReasonCredentialsInvalid, Message: "rabbitmq: " + err.Error()}
+					first = &Problem{Reason: ReasonCredentialsInvalid, Message: "rabbitmq: " + err.Error() +
+						"; set it back to the broker's password (the Secret stays editable until then)"}
 				}
 				continue
 			}
@@ -267,15 +283,19 @@ func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.S
 	return existing, nil, nil
 }
 
+// eventNote is an Event to record once what it tells of has been done.
+type eventNote struct{ reason, message string }
+
 // recoverCredentials returns the credentials of store that its credentials Secret, now
 // gone, held: the ones the services were given, which the connections Secret still
 // carries (resources.CredentialsFromConnections). The store keeps the users it was set
 // up with whatever its Secret says, so a deleted Secret is made again with them rather
 // than with a new password that would lock every service out. It returns nil when the
 // connections Secret holds none (a new Shop, FerretDB, or that Secret deleted too), and
-// then new credentials are made; with the store's volume already there, that is said
-// in a Warning Event, since the store may have been set up with the lost ones.
-func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, error) {
+// then new credentials are made; with the store's volume already there, that is worth
+// a Warning, since the store may have been set up with the lost ones. The note is the
+// Event to record once the Secret is made.
+func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, *eventNote, error) {
 	name := resources.CredentialsSecretName(shop, store)
 	conn := &corev1.Secret{}
 	err := r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.ConnectionsSecretName(shop)}, conn)
@@ -283,31 +303,29 @@ func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Sh
 	case apierrors.IsNotFound(err):
 		conn = nil
 	case err != nil:
-		return nil, fmt.Errorf("get connections to recover the credentials of %s: %w", store, err)
+		return nil, nil, fmt.Errorf("get connections to recover the credentials of %s: %w", store, err)
 	case !metav1.IsControlledBy(conn, shop):
 		conn = nil // not ours: nothing in it was given to the services by this Shop
 	}
 	if data := resources.CredentialsFromConnections(shop, store, conn); data != nil {
-		r.event(shop, nil, corev1.EventTypeWarning, "CredentialsRestored", "Reconcile",
-			"Secret %s was missing: made again with the credentials the services were given, which %s was set up with", name, store)
-		return &corev1.Secret{Data: data}, nil
+		return &corev1.Secret{Data: data}, &eventNote{"CredentialsRestored", fmt.Sprintf(
+			"Secret %s was missing: made again with the credentials the services were given, which %s was set up with", name, store)}, nil
 	}
 	if store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
-		return nil, nil // FerretDB checks no credentials: new ones lock nobody out
+		return nil, nil, nil // FerretDB checks no credentials: new ones lock nobody out
 	}
 	claim := &corev1.PersistentVolumeClaim{}
 	err = r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, store)}, claim)
 	switch {
 	case apierrors.IsNotFound(err):
+		return nil, nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("get the volume of %s: %w", store, err)
-	default:
-		r.event(shop, nil, corev1.EventTypeWarning, "CredentialsLost", "Reconcile",
-			"Secret %s and the credentials in Secret %s are gone: new ones were made, which %s refuses if it has started, since it keeps "+
-				"the users of its first start on its volume; restore the Secret from a backup, or delete the volume claim %s to start %s afresh",
-			name, resources.ConnectionsSecretName(shop), store, claim.Name, store)
+		return nil, nil, fmt.Errorf("get the volume of %s: %w", store, err)
 	}
-	return nil, nil
+	return nil, &eventNote{"CredentialsLost", fmt.Sprintf(
+		"Secret %s and the credentials in Secret %s are gone: new ones were made, which %s refuses if it has started, since it keeps "+
+			"the users of its first start on its volume; restore the Secret from a backup, or delete the volume claim %s to start %s afresh",
+		name, resources.ConnectionsSecretName(shop), store, claim.Name, store)}, nil
 }
 
 // getConfirmed reads key through the cache and, when the cache has no such object,
@@ -377,9 +395,13 @@ func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, fie
 }
 
 // observe reads the workload (Deployment or StatefulSet) of every component the Shop
-// should run.
-func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) ([]ComponentState, error) {
-	var states []ComponentState
+// should run and, for a StatefulSet that has not rolled out, its pods (stuckPod).
+// recheck, when not zero, is when a pod now unready reaches its deadline.
+func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states []ComponentState, recheck time.Duration, err error) {
+	deadline := r.PodReadyDeadline
+	if deadline == 0 {
+		deadline = DefaultPodReadyDeadline
+	}
 	read := func(name string, desired int32) error {
 		var w client.Object = &appsv1.Deployment{}
 		if resources.OneProcess(shop, name) {
@@ -392,20 +414,34 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) ([]Comp
 		case err != nil:
 			return fmt.Errorf("get %s %s: %w", kindOf(w), resources.Name(shop, name), err)
 		}
-		states = append(states, ComponentState{Name: name, Desired: desired, Workload: w})
+		state := ComponentState{Name: name, Desired: desired, Workload: w}
+		if _, ok := w.(*appsv1.StatefulSet); ok && !state.rolledOut() {
+			// Pods are not cached: they are listed from the API server, and only while
+			// a StatefulSet rolls out.
+			pods := &corev1.PodList{}
+			if err := r.APIReader.List(ctx, pods, client.InNamespace(shop.Namespace), client.MatchingLabels(resources.SelectorLabels(shop, name))); err != nil {
+				return fmt.Errorf("list the pods of %s: %w", resources.Name(shop, name), err)
+			}
+			var wait time.Duration
+			state.Stuck, wait = stuckPod(pods.Items, deadline, time.Now())
+			if wait > 0 && (recheck == 0 || wait < recheck) {
+				recheck = wait
+			}
+		}
+		states = append(states, state)
 		return nil
 	}
 	for _, store := range resources.InClusterStores(shop) {
 		if err := read(store, 1); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	for _, app := range resources.Apps {
 		if err := read(app, resources.AppReplicas(shop, app)); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return states, nil
+	return states, recheck, nil
 }
 
 // updateStatus patches the status only when it changed, and records an Event when

@@ -527,7 +527,7 @@ var _ = Describe("Shop controller", func() {
 		}).WithTimeout(timeout).Should(HaveKeyWithValue(resources.LabelManagedBy, resources.ManagedBy))
 	})
 
-	It("repairs drift that only adds to a child: an allow-all ingress rule, a selector key", func() {
+	It("repairs drift that only adds to a child: an allow-all ingress rule, a selector key, a partition", func() {
 		shop := minimalShop(takeNamespace(), "added")
 		createShopAndWait(shop)
 
@@ -549,6 +549,16 @@ var _ = Describe("Shop controller", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(svc), svc)).To(Succeed())
 			return svc.Spec.Selector
 		}).WithTimeout(timeout).Should(Equal(resources.SelectorLabels(shop, resources.User)))
+
+		// A partition would hold the pod back from every later update.
+		set := emptyWorkload(shop, resources.Order).(*appsv1.StatefulSet)
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+		set.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To[int32](1)
+		Expect(k8sClient.Update(ctx, set)).To(Succeed())
+		Eventually(func() *int32 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+			return set.Spec.UpdateStrategy.RollingUpdate.Partition
+		}).WithTimeout(timeout).Should(HaveValue(BeZero()))
 	})
 
 	It("takes away from the children what the Shop no longer asks for", func() {
@@ -734,6 +744,60 @@ var _ = Describe("Shop controller", func() {
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), &appsv1.Deployment{}))).To(BeTrue())
 	})
 
+	It("reports a StatefulSet whose pod stays unready past its deadline as stalled, and looks again at the deadline", func() {
+		shop := minimalShop(unwatchedNamespace, "stuck")
+		r, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		markAvailable(k8sClient, shop)
+
+		By("a product pod that crashes, as the kubelet would report it")
+		set := emptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: set.Name + "-0", Labels: set.Spec.Template.Labels},
+			Spec:       set.Spec.Template.Spec,
+		}
+		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+		pod.Status = corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "product", Image: "x", ImageID: "x", RestartCount: 5, State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 2m40s restarting failed container"},
+			}}},
+		}
+		Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+			set.Status.ReadyReplicas, set.Status.AvailableReplicas = 0, 0
+			return k8sClient.Status().Update(ctx, set)
+		})).To(Succeed())
+
+		By("within its deadline: rolling out, and a reconcile due when the deadline comes")
+		r.PodReadyDeadline = time.Hour
+		result, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+
+		By("past it: Degraded, saying which pod and why")
+		r.PodReadyDeadline = time.Nanosecond
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
+		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
+			"product: pod stuck-product-0 not ready 1ns after it was created: container product CrashLoopBackOff: back-off 2m40s restarting failed container"))
+
+		By("recovering once the StatefulSet runs its pod")
+		markAvailable(k8sClient, shop)
+		result, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(result.RequeueAfter).To(BeZero())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+	})
+
 	It("says when the credentials a store was set up with are lost for good", func() {
 		shop := minimalShop(unwatchedNamespace, "lost")
 		r, _, reconcileShop := drivenByHand(shop)
@@ -854,17 +918,24 @@ var _ = Describe("Shop controller", func() {
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/CredentialsInvalid"))
 		degraded := meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded)
 		Expect(degraded.Message).To(ContainSubstring("password of Secret files-rabbitmq-credentials holds '#'"))
+		Expect(degraded.Message).To(ContainSubstring("set it back to the broker's password"))
 		Expect(degraded.Message).NotTo(ContainSubstring("before#after"))
+		key := types.NamespacedName{Namespace: shop.Namespace, Name: "files-rabbitmq-credentials"}
+		stored := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, key, stored)).To(Succeed())
+		Expect(stored.Immutable).To(BeNil(), "left editable, to be set right")
 		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(Equal(conf), "the broker's files are left as they were")
 		Expect(podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]).To(Equal(checksumBefore))
 
-		By("rolling the broker when its files change")
-		replaceCredentials("after")
+		By("rolling the broker when its files change, once the password is set right in place")
+		stored.Data[resources.PasswordKey] = []byte("after")
+		Expect(k8sClient.Update(ctx, stored)).To(Succeed())
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
 		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(ContainSubstring("default_pass = after\n"))
 		Expect(podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]).NotTo(Equal(checksumBefore))
-		stored := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "files-rabbitmq-credentials"}, stored)).To(Succeed())
+		Expect(k8sClient.Get(ctx, key, stored)).To(Succeed())
 		Expect(stored.Immutable).To(HaveValue(BeTrue()), "the Secret is made immutable")
 	})
 

@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,7 +36,8 @@ const (
 	ReasonBlocked = "Blocked"
 	// ReasonAsExpected (Degraded=False): nothing is wrong.
 	ReasonAsExpected = "AsExpected"
-	// ReasonRolloutStalled (Degraded=True): a Deployment exceeded its progress deadline.
+	// ReasonRolloutStalled (Degraded=True): a Deployment exceeded its progress deadline,
+	// or a StatefulSet's pod stayed unready as long (stuckPod).
 	ReasonRolloutStalled = "RolloutStalled"
 	// ReasonExternalSecretNotFound (Degraded=True): the Secret of an external store is missing.
 	ReasonExternalSecretNotFound = "ExternalSecretNotFound"
@@ -74,6 +76,9 @@ type ComponentState struct {
 	// Workload is the component's Deployment or StatefulSet (resources.OneProcess),
 	// nil when it does not exist (yet).
 	Workload client.Object
+	// Stuck says which pod of a StatefulSet stayed unready past its deadline, and why
+	// (stuckPod); empty when none did.
+	Stuck string
 }
 
 // workloadStatus is what a Deployment and a StatefulSet both report of their pods.
@@ -98,7 +103,7 @@ func (c ComponentState) status() (s workloadStatus, ok bool) {
 		}
 		return s, true
 	case *appsv1.StatefulSet:
-		// A StatefulSet has no progress deadline: it is never reported stalled.
+		// A StatefulSet has no progress deadline: its pods are looked at instead (Stuck).
 		st := w.Status
 		return workloadStatus{generation: w.Generation, observedGeneration: st.ObservedGeneration,
 			replicas: st.Replicas, updated: st.UpdatedReplicas, ready: st.ReadyReplicas, available: st.AvailableReplicas,
@@ -123,10 +128,68 @@ func (c ComponentState) rolledOut() bool {
 	return s.updated == c.Desired && s.replicas == s.updated && s.available == s.updated
 }
 
-// stalled returns the Deployment controller's message when it gave up progressing.
+// stalled returns the Deployment controller's message when it gave up progressing,
+// or what keeps a StatefulSet's pod unready past its deadline.
 func (c ComponentState) stalled() (string, bool) {
+	if c.Stuck != "" {
+		return c.Stuck, true
+	}
 	s, _ := c.status()
 	return s.stalled, s.stalled != ""
+}
+
+// stuckPod names the first of pods that has stayed unready for deadline since it was
+// created, with the reason the kubelet or the scheduler gives: a container waiting
+// (CrashLoopBackOff, ImagePullBackOff...), or the pod unscheduled. wait, when not zero,
+// is how long until the first unready pod younger than that reaches the deadline. A pod
+// on its way out is not judged.
+func stuckPod(pods []corev1.Pod, deadline time.Duration, now time.Time) (stuck string, wait time.Duration) {
+	for i := range pods {
+		p := &pods[i]
+		if p.DeletionTimestamp != nil || podReady(p) {
+			continue
+		}
+		if left := deadline - now.Sub(p.CreationTimestamp.Time); left > 0 {
+			if wait == 0 || left < wait {
+				wait = left
+			}
+			continue
+		}
+		if stuck == "" {
+			stuck = fmt.Sprintf("pod %s not ready %s after it was created: %s", p.Name, deadline, unreadyReason(p))
+		}
+	}
+	return stuck, wait
+}
+
+// podReady tells whether p's Ready condition is true.
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// unreadyReason says why p is not ready, as far as its status tells.
+func unreadyReason(p *corev1.Pod) string {
+	for _, c := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "PodInitializing" && w.Reason != "ContainerCreating" {
+			return strings.TrimSuffix(fmt.Sprintf("container %s %s: %s", c.Name, w.Reason, w.Message), ": ")
+		}
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+			return strings.TrimSuffix(fmt.Sprintf("not scheduled: %s: %s", c.Reason, c.Message), ": ")
+		}
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if !c.Ready {
+			return fmt.Sprintf("container %s not ready (%d restarts)", c.Name, c.RestartCount)
+		}
+	}
+	return "phase " + string(p.Status.Phase)
 }
 
 // ComputeStatus is the Shop's status given its components and the problem met while

@@ -103,3 +103,89 @@ func TestComputeStatusKeepsTransitionTimes(t *testing.T) {
 		t.Errorf("Ready = %+v, want False since %v", c, later)
 	}
 }
+
+func TestStuckPod(t *testing.T) {
+	now := time.Now()
+	const deadline = 10 * time.Minute
+	pod := func(name string, age time.Duration, edit func(*corev1.Pod)) corev1.Pod {
+		p := corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age))},
+			Status: corev1.PodStatus{
+				Phase:      corev1.PodRunning,
+				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
+			},
+		}
+		if edit != nil {
+			edit(&p)
+		}
+		return p
+	}
+	crashing := func(p *corev1.Pod) {
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "product", RestartCount: 7, State: corev1.ContainerState{
+			Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 5m0s restarting failed container"},
+		}}}
+	}
+	tests := []struct {
+		name      string
+		pods      []corev1.Pod
+		wantStuck string
+		wantWait  time.Duration
+	}{
+		{name: "no pod"},
+		{name: "ready", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionTrue })}},
+		{name: "crashing, young", pods: []corev1.Pod{pod("p-0", 4*time.Minute, crashing)}, wantWait: 6 * time.Minute},
+		{
+			name: "crashing past the deadline", pods: []corev1.Pod{pod("p-0", 11*time.Minute, crashing)},
+			wantStuck: "pod p-0 not ready 10m0s after it was created: container product CrashLoopBackOff: back-off 5m0s restarting failed container",
+		},
+		{
+			name: "image not pulled", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+				p.Status.Phase = corev1.PodPending
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "rabbitmq", State: corev1.ContainerState{
+					Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"},
+				}}}
+			})},
+			wantStuck: "pod p-0 not ready 10m0s after it was created: container rabbitmq ImagePullBackOff",
+		},
+		{
+			name: "not scheduled", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+				p.Status.Phase = corev1.PodPending
+				p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/1 nodes are available"}}
+			})},
+			wantStuck: "pod p-0 not ready 10m0s after it was created: not scheduled: Unschedulable: 0/1 nodes are available",
+		},
+		{
+			name: "running, failing its readiness probe", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "mongodb", RestartCount: 2, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+			})},
+			wantStuck: "pod p-0 not ready 10m0s after it was created: container mongodb not ready (2 restarts)",
+		},
+		{
+			name: "terminating", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+				crashing(p)
+				p.DeletionTimestamp = &metav1.Time{Time: now}
+			})},
+		},
+		{
+			name: "the oldest stuck, a younger one rechecked", pods: []corev1.Pod{pod("p-1", 9*time.Minute, crashing), pod("p-0", time.Hour, crashing)},
+			wantStuck: "pod p-0 not ready 10m0s after it was created: container product CrashLoopBackOff: back-off 5m0s restarting failed container",
+			wantWait:  time.Minute,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stuck, wait := stuckPod(tt.pods, deadline, now)
+			if stuck != tt.wantStuck || wait != tt.wantWait {
+				t.Errorf("stuckPod = %q, %s; want %q, %s", stuck, wait, tt.wantStuck, tt.wantWait)
+			}
+		})
+	}
+
+	// A stuck pod makes the Shop Degraded, as a Deployment past its progress deadline does.
+	shop := &shopv1.Shop{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "ns", Generation: 1}}
+	set := rolledSet(2, 1, 1, 0, "r1", "r1")
+	s := ComputeStatus(shop, []ComponentState{{Name: "product", Desired: 1, Workload: set, Stuck: "pod demo-product-0 not ready"}}, nil, metav1.Now())
+	if c := meta.FindStatusCondition(s.Conditions, ConditionDegraded); c.Reason != ReasonRolloutStalled || c.Message != "product: pod demo-product-0 not ready" {
+		t.Errorf("Degraded = %+v", c)
+	}
+}

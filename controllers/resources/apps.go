@@ -227,8 +227,13 @@ func statefulSet(shop *shopv1.Shop, component string, replicas int32, template c
 			Selector:            selector(shop, component),
 			ServiceName:         Name(shop, component),
 			PodManagementPolicy: appsv1.ParallelPodManagement,
-			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
-			Template:            template,
+			// The partition set, 0, so that a partition someone else sets, which would hold
+			// the pod back from every later update, is drift to put back.
+			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{
+				Type:          appsv1.RollingUpdateStatefulSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To[int32](0)},
+			},
+			Template: template,
 		},
 	}
 }

@@ -54,12 +54,10 @@ func RabbitMQConfigSecretName(shop *shopv1.Shop) string { return Name(shop, Rabb
 // It fails when a credential cannot be written in rabbitmq.conf's format, whose
 // values end at a '#' or at the end of a line and lose their outer spaces.
 func RabbitMQConfigSecret(shop *shopv1.Shop, creds *corev1.Secret) (*corev1.Secret, error) {
-	user, pass := string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey])
-	for _, c := range []struct{ key, value string }{{UsernameKey, user}, {PasswordKey, pass}} {
-		if err := rabbitMQConfValue(c.value); err != nil {
-			return nil, fmt.Errorf("%s of Secret %s %w", c.key, creds.Name, err)
-		}
+	if err := rabbitMQCredentialsError(creds); err != nil {
+		return nil, err
 	}
+	user, pass := string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey])
 	conf := fmt.Sprintf(`# Written by the Shopkeeper operator from Secret %s.
 # The default user and virtual host are created at the broker's first start, when
 # its data folder is empty; later starts keep the users they find.
@@ -100,6 +98,17 @@ func rabbitMQMemoryWatermark(r corev1.ResourceRequirements) string {
 # node's memory otherwise.
 vm_memory_high_watermark.absolute = %d
 `, limit.String(), int64(float64(limit.Value())*rabbitMQWatermarkShare))
+}
+
+// rabbitMQCredentialsError tells whether the user and password of creds survive
+// rabbitMQ.conf's parser (rabbitMQConfValue), naming the first that does not.
+func rabbitMQCredentialsError(creds *corev1.Secret) error {
+	for _, key := range []string{UsernameKey, PasswordKey} {
+		if err := rabbitMQConfValue(string(creds.Data[key])); err != nil {
+			return fmt.Errorf("%s of Secret %s %w", key, creds.Name, err)
+		}
+	}
+	return nil
 }
 
 // rabbitMQConfValue tells whether v survives rabbitmq.conf's parser (cuttlefish) as

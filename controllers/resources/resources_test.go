@@ -388,6 +388,10 @@ func TestCredentialsSecret(t *testing.T) {
 	if !ptr.Deref(first.Immutable, false) {
 		t.Error("credentials Secret is not immutable")
 	}
+	broken := CredentialsSecret(shop, RabbitMQ, &corev1.Secret{Data: map[string][]byte{PasswordKey: []byte("a#b")}})
+	if broken.Immutable != nil || string(broken.Data[PasswordKey]) != "a#b" {
+		t.Errorf("a broker password its files cannot carry: immutable %v, password %q; want it kept, editable", broken.Immutable, broken.Data[PasswordKey])
+	}
 	if n := CredentialsSecretName(shop, RabbitMQ); n != "demo-rabbitmq-credentials" {
 		t.Errorf("name %q", n)
 	}
@@ -446,7 +450,8 @@ func TestConnectionsSecret(t *testing.T) {
 }
 
 func TestCredentialsFromConnections(t *testing.T) {
-	creds := map[string][]byte{UsernameKey: []byte("u"), PasswordKey: []byte("p@ss:/#?")}
+	creds := map[string][]byte{UsernameKey: []byte("u"), PasswordKey: []byte("p@ss:/?%")}
+	hashed := map[string][]byte{UsernameKey: []byte("u"), PasswordKey: []byte("p@ss#1")}
 	connections := func(s *shopv1.Shop, uris StoreURIs) *corev1.Secret {
 		conn, err := ConnectionsSecret(s, uris)
 		if err != nil {
@@ -477,6 +482,14 @@ func TestCredentialsFromConnections(t *testing.T) {
 			return connections(s, StoreURIs{MongoDB: "mongodb://db/", RabbitMQ: "amqp://u@demo-rabbitmq:5672/shop"})
 		}, RabbitMQ, nil},
 		{"no store of that name", newShop(), inCluster, "redis", nil},
+		{"a '#' in MongoDB's password", newShop(), func(s *shopv1.Shop) *corev1.Secret {
+			c := &corev1.Secret{Data: hashed}
+			return connections(s, StoreURIs{MongoDB: InClusterMongoDBURI(s, c), RabbitMQ: InClusterRabbitMQURL(s, c)})
+		}, MongoDB, hashed},
+		{"a '#' in the broker's password, which its files cannot carry", newShop(), func(s *shopv1.Shop) *corev1.Secret {
+			c := &corev1.Secret{Data: hashed}
+			return connections(s, StoreURIs{MongoDB: InClusterMongoDBURI(s, c), RabbitMQ: InClusterRabbitMQURL(s, c)})
+		}, RabbitMQ, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,6 +72,11 @@ func CredentialsSecret(shop *shopv1.Shop, store string, existing *corev1.Secret)
 			}
 		}
 	}
+	if store == RabbitMQ && rabbitMQCredentialsError(s) != nil {
+		// Only a Secret an earlier version made, edited by hand, can hold such values
+		// (RabbitMQConfigSecret refuses them): it stays editable, to be set right.
+		s.Immutable = nil
+	}
 	return s
 }
 
@@ -102,7 +107,11 @@ func CredentialsFromConnections(shop *shopv1.Shop, store string, conn *corev1.Se
 	if !ok || password == "" || u.User.Username() == "" {
 		return nil
 	}
-	return map[string][]byte{UsernameKey: []byte(u.User.Username()), PasswordKey: []byte(password)}
+	data := map[string][]byte{UsernameKey: []byte(u.User.Username()), PasswordKey: []byte(password)}
+	if store == RabbitMQ && rabbitMQCredentialsError(&corev1.Secret{Data: data}) != nil {
+		return nil // values the broker's files cannot carry: not what it was set up with
+	}
+	return data
 }
 
 // StoreURIs are the base URIs of the shop's stores, before a database is chosen.
