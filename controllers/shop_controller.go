@@ -114,16 +114,17 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // the others that do not depend on it.
 func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
 	var first *Problem
+	// record keeps the first Problem and tells whether err was one.
+	record := func(err error) bool {
+		p, ok := errors.AsType[*Problem](err)
+		if ok && first == nil {
+			first = p
+		}
+		return ok
+	}
 	apply := func(objs ...client.Object) error {
 		for _, o := range objs {
-			err := r.apply(ctx, shop, o)
-			if p, ok := errors.AsType[*Problem](err); ok {
-				if first == nil {
-					first = p
-				}
-				continue
-			}
-			if err != nil {
+			if err := r.apply(ctx, shop, o); err != nil && !record(err) {
 				return err
 			}
 		}
@@ -155,11 +156,14 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			}
 		}
 		creds[store] = resources.CredentialsSecret(shop, store, existing)
-		before := first
-		if err := apply(creds[store]); err != nil {
+		err = r.apply(ctx, shop, creds[store])
+		if record(err) {
+			continue
+		}
+		if err != nil {
 			return nil, err
 		}
-		if recovery != nil && first == before { // said once the Secret is made
+		if recovery != nil { // said once the Secret is made
 			r.event(shop, creds[store], corev1.EventTypeWarning, recovery.reason, "Reconcile", "%s", recovery.message)
 		}
 	}

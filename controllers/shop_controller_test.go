@@ -759,6 +759,7 @@ var _ = Describe("Shop controller", func() {
 			Spec:       set.Spec.Template.Spec,
 		}
 		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, pod))).To(Succeed()) })
 		pod.Status = corev1.PodStatus{
 			Phase:      corev1.PodRunning,
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
@@ -787,7 +788,7 @@ var _ = Describe("Shop controller", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
 		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
-			"product: pod stuck-product-0 not ready 1ns after it was created: container product CrashLoopBackOff: back-off 2m40s restarting failed container"))
+			"product: pod stuck-product-0 not ready for 1ns: container product keeps restarting"))
 
 		By("recovering once the StatefulSet runs its pod")
 		markAvailable(k8sClient, shop)

@@ -37,7 +37,7 @@ const (
 	// ReasonAsExpected (Degraded=False): nothing is wrong.
 	ReasonAsExpected = "AsExpected"
 	// ReasonRolloutStalled (Degraded=True): a Deployment exceeded its progress deadline,
-	// or a StatefulSet's pod stayed unready as long (stuckPod).
+	// or a StatefulSet's pod has not been ready for as long (stuckPod).
 	ReasonRolloutStalled = "RolloutStalled"
 	// ReasonExternalSecretNotFound (Degraded=True): the Secret of an external store is missing.
 	ReasonExternalSecretNotFound = "ExternalSecretNotFound"
@@ -76,8 +76,8 @@ type ComponentState struct {
 	// Workload is the component's Deployment or StatefulSet (resources.OneProcess),
 	// nil when it does not exist (yet).
 	Workload client.Object
-	// Stuck says which pod of a StatefulSet stayed unready past its deadline, and why
-	// (stuckPod); empty when none did.
+	// Stuck says which pod of a StatefulSet has not been ready for its deadline, and
+	// why (stuckPod); empty when none.
 	Stuck string
 }
 
@@ -129,7 +129,7 @@ func (c ComponentState) rolledOut() bool {
 }
 
 // stalled returns the Deployment controller's message when it gave up progressing,
-// or what keeps a StatefulSet's pod unready past its deadline.
+// or what has kept a StatefulSet's pod unready past its deadline.
 func (c ComponentState) stalled() (string, bool) {
 	if c.Stuck != "" {
 		return c.Stuck, true
@@ -138,25 +138,27 @@ func (c ComponentState) stalled() (string, bool) {
 	return s.stalled, s.stalled != ""
 }
 
-// stuckPod names the first of pods that has stayed unready for deadline since it was
-// created, with the reason the kubelet or the scheduler gives: a container waiting
-// (CrashLoopBackOff, ImagePullBackOff...), or the pod unscheduled. wait, when not zero,
-// is how long until the first unready pod younger than that reaches the deadline. A pod
-// on its way out is not judged.
+// stuckPod names the first of pods that has not been ready for deadline, with the
+// reason the kubelet or the scheduler gives: a container waiting (CrashLoopBackOff,
+// ImagePullBackOff...), or the pod unscheduled. The clock starts when the pod's Ready
+// condition last turned false (when it was created, if it has none yet), so a pod that
+// ran for days and was restarted a moment ago is not judged by its age. wait, when not
+// zero, is how long until the first unready pod not yet past the deadline reaches it. A
+// pod on its way out is not judged.
 func stuckPod(pods []corev1.Pod, deadline time.Duration, now time.Time) (stuck string, wait time.Duration) {
 	for i := range pods {
 		p := &pods[i]
 		if p.DeletionTimestamp != nil || podReady(p) {
 			continue
 		}
-		if left := deadline - now.Sub(p.CreationTimestamp.Time); left > 0 {
+		if left := deadline - now.Sub(unreadySince(p)); left > 0 {
 			if wait == 0 || left < wait {
 				wait = left
 			}
 			continue
 		}
 		if stuck == "" {
-			stuck = fmt.Sprintf("pod %s not ready %s after it was created: %s", p.Name, deadline, unreadyReason(p))
+			stuck = fmt.Sprintf("pod %s not ready for %s: %s", p.Name, deadline, unreadyReason(p))
 		}
 	}
 	return stuck, wait
@@ -172,21 +174,48 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// unreadyReason says why p is not ready, as far as its status tells.
+// unreadySince is when p's Ready condition last turned false, or when p was created if
+// it has no such condition yet.
+func unreadySince(p *corev1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && !c.LastTransitionTime.IsZero() {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return p.CreationTimestamp.Time
+}
+
+// unreadyReason says why p is not ready, in words that stay the same while the cause
+// does: no restart count, nor the kubelet's back-off message, both of which change at
+// every look and would rewrite the Shop's status each time (kubectl describe pod has
+// them). A crash loop shows now as a waiting container, now as a running one, and an
+// image pull as ErrImagePull or ImagePullBackOff: each is named one way.
 func unreadyReason(p *corev1.Pod) string {
-	for _, c := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
-		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "PodInitializing" && w.Reason != "ContainerCreating" {
-			return strings.TrimSuffix(fmt.Sprintf("container %s %s: %s", c.Name, w.Reason, w.Message), ": ")
+	statuses := append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+	for _, c := range statuses {
+		if w := c.State.Waiting; w != nil {
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
+				return fmt.Sprintf("container %s: its image cannot be pulled", c.Name)
+			case "", "PodInitializing", "ContainerCreating", "CrashLoopBackOff":
+			default:
+				return fmt.Sprintf("container %s: %s", c.Name, w.Reason)
+			}
+		}
+	}
+	for _, c := range statuses {
+		if c.RestartCount > 0 && !c.Ready {
+			return fmt.Sprintf("container %s keeps restarting", c.Name)
 		}
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-			return strings.TrimSuffix(fmt.Sprintf("not scheduled: %s: %s", c.Reason, c.Message), ": ")
+			return "not scheduled: " + c.Reason
 		}
 	}
-	for _, c := range p.Status.ContainerStatuses {
+	for _, c := range statuses {
 		if !c.Ready {
-			return fmt.Sprintf("container %s not ready (%d restarts)", c.Name, c.RestartCount)
+			return fmt.Sprintf("container %s not ready", c.Name)
 		}
 	}
 	return "phase " + string(p.Status.Phase)

@@ -107,12 +107,15 @@ func TestComputeStatusKeepsTransitionTimes(t *testing.T) {
 func TestStuckPod(t *testing.T) {
 	now := time.Now()
 	const deadline = 10 * time.Minute
-	pod := func(name string, age time.Duration, edit func(*corev1.Pod)) corev1.Pod {
+	// pod makes a pod unready for unready, created a day before.
+	pod := func(name string, unready time.Duration, edit func(*corev1.Pod)) corev1.Pod {
 		p := corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age))},
+			ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-24 * time.Hour))},
 			Status: corev1.PodStatus{
-				Phase:      corev1.PodRunning,
-				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
+				Phase: corev1.PodRunning,
+				Conditions: []corev1.PodCondition{{
+					Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: metav1.NewTime(now.Add(-unready)),
+				}},
 			},
 		}
 		if edit != nil {
@@ -133,10 +136,23 @@ func TestStuckPod(t *testing.T) {
 	}{
 		{name: "no pod"},
 		{name: "ready", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionTrue })}},
-		{name: "crashing, young", pods: []corev1.Pod{pod("p-0", 4*time.Minute, crashing)}, wantWait: 6 * time.Minute},
+		{name: "crashing for a short while, in a pod a day old", pods: []corev1.Pod{pod("p-0", 4*time.Minute, crashing)}, wantWait: 6 * time.Minute},
+		{
+			name: "not scheduled, no Ready condition yet: the clock starts at creation", pods: []corev1.Pod{pod("p-0", 0, func(p *corev1.Pod) {
+				p.CreationTimestamp = metav1.NewTime(now.Add(-3 * time.Minute))
+				p.Status = corev1.PodStatus{Phase: corev1.PodPending}
+			})},
+			wantWait: 7 * time.Minute,
+		},
 		{
 			name: "crashing past the deadline", pods: []corev1.Pod{pod("p-0", 11*time.Minute, crashing)},
-			wantStuck: "pod p-0 not ready 10m0s after it was created: container product CrashLoopBackOff: back-off 5m0s restarting failed container",
+			wantStuck: "pod p-0 not ready for 10m0s: container product keeps restarting",
+		},
+		{
+			name: "crashing, seen between two back-offs", pods: []corev1.Pod{pod("p-0", 11*time.Minute, func(p *corev1.Pod) {
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "product", RestartCount: 8, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+			})},
+			wantStuck: "pod p-0 not ready for 10m0s: container product keeps restarting",
 		},
 		{
 			name: "image not pulled", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
@@ -145,20 +161,31 @@ func TestStuckPod(t *testing.T) {
 					Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"},
 				}}}
 			})},
-			wantStuck: "pod p-0 not ready 10m0s after it was created: container rabbitmq ImagePullBackOff",
+			wantStuck: "pod p-0 not ready for 10m0s: container rabbitmq: its image cannot be pulled",
 		},
 		{
 			name: "not scheduled", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
 				p.Status.Phase = corev1.PodPending
-				p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/1 nodes are available"}}
+				p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{
+					Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/1 nodes are available",
+				})
 			})},
-			wantStuck: "pod p-0 not ready 10m0s after it was created: not scheduled: Unschedulable: 0/1 nodes are available",
+			wantStuck: "pod p-0 not ready for 10m0s: not scheduled: Unschedulable",
+		},
+		{
+			name: "a Secret it needs missing", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+				p.Status.Phase = corev1.PodPending
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "user", State: corev1.ContainerState{
+					Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: `secret "demo-connections" not found`},
+				}}}
+			})},
+			wantStuck: "pod p-0 not ready for 10m0s: container user: CreateContainerConfigError",
 		},
 		{
 			name: "running, failing its readiness probe", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
-				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "mongodb", RestartCount: 2, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "mongodb", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
 			})},
-			wantStuck: "pod p-0 not ready 10m0s after it was created: container mongodb not ready (2 restarts)",
+			wantStuck: "pod p-0 not ready for 10m0s: container mongodb not ready",
 		},
 		{
 			name: "terminating", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
@@ -168,7 +195,7 @@ func TestStuckPod(t *testing.T) {
 		},
 		{
 			name: "the oldest stuck, a younger one rechecked", pods: []corev1.Pod{pod("p-1", 9*time.Minute, crashing), pod("p-0", time.Hour, crashing)},
-			wantStuck: "pod p-0 not ready 10m0s after it was created: container product CrashLoopBackOff: back-off 5m0s restarting failed container",
+			wantStuck: "pod p-0 not ready for 10m0s: container product keeps restarting",
 			wantWait:  time.Minute,
 		},
 	}
