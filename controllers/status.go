@@ -143,22 +143,34 @@ func (c ComponentState) stalled() (string, bool) {
 // ImagePullBackOff...), or the pod unscheduled. The clock starts when the pod's Ready
 // condition last turned false (when it was created, if it has none yet), so a pod that
 // ran for days and was restarted a moment ago is not judged by its age. wait, when not
-// zero, is how long until the first unready pod not yet past the deadline reaches it. A
-// pod on its way out is not judged.
+// zero, is how long until the first pod not yet past the deadline reaches it.
+//
+// A pod on its way out is judged from the end of its grace period (its
+// deletionTimestamp): one still there a deadline later is held by a node that does not
+// answer, or by a finalizer, and a StatefulSet does not replace a pod before it is gone.
 func stuckPod(pods []corev1.Pod, deadline time.Duration, now time.Time) (stuck string, wait time.Duration) {
 	for i := range pods {
 		p := &pods[i]
-		if p.DeletionTimestamp != nil || podReady(p) {
+		since, why := unreadySince(p), ""
+		switch {
+		case p.DeletionTimestamp != nil:
+			since = p.DeletionTimestamp.Time
+			why = fmt.Sprintf("pod %s still there %s after its grace period ended: is its node down? Once the node is known "+
+				"to be off, kubectl delete pod %s --force lets it be replaced", p.Name, deadline, p.Name)
+		case podReady(p):
 			continue
 		}
-		if left := deadline - now.Sub(unreadySince(p)); left > 0 {
+		if left := deadline - now.Sub(since); left > 0 {
 			if wait == 0 || left < wait {
 				wait = left
 			}
 			continue
 		}
 		if stuck == "" {
-			stuck = fmt.Sprintf("pod %s not ready for %s: %s", p.Name, deadline, unreadyReason(p))
+			if why == "" {
+				why = fmt.Sprintf("pod %s not ready for %s: %s", p.Name, deadline, unreadyReason(p))
+			}
+			stuck = why
 		}
 	}
 	return stuck, wait

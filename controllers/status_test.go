@@ -188,10 +188,18 @@ func TestStuckPod(t *testing.T) {
 			wantStuck: "pod p-0 not ready for 10m0s: container mongodb not ready",
 		},
 		{
-			name: "terminating", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+			name: "terminating, within its grace period", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
 				crashing(p)
-				p.DeletionTimestamp = &metav1.Time{Time: now}
+				p.DeletionTimestamp = &metav1.Time{Time: now.Add(30 * time.Second)}
 			})},
+			wantWait: 10*time.Minute + 30*time.Second,
+		},
+		{
+			name: "still there long after its grace period, as on a node that does not answer", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+				p.DeletionTimestamp = &metav1.Time{Time: now.Add(-11 * time.Minute)}
+			})},
+			wantStuck: "pod p-0 still there 10m0s after its grace period ended: is its node down? Once the node is known to be off, " +
+				"kubectl delete pod p-0 --force lets it be replaced",
 		},
 		{
 			name: "the oldest stuck, a younger one rechecked", pods: []corev1.Pod{pod("p-1", 9*time.Minute, crashing), pod("p-0", time.Hour, crashing)},
