@@ -63,7 +63,7 @@ const DefaultPodReadyDeadline = 10 * time.Minute
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups="",resources=pods;events,verbs=list
 
 // ConflictRetry is how often a Shop is reconciled again while a ChildConflict is
 // reported. The conflicting object lies outside the cache (it lacks our labels), so
@@ -419,18 +419,29 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 			return fmt.Errorf("get %s %s: %w", kindOf(w), resources.Name(shop, name), err)
 		}
 		state := ComponentState{Name: name, Desired: desired, Workload: w}
-		if _, ok := w.(*appsv1.StatefulSet); ok && !state.rolledOut() {
-			// Pods are not cached: they are listed from the API server, and only while
-			// a StatefulSet rolls out.
+		if set, ok := w.(*appsv1.StatefulSet); ok && !state.rolledOut() {
+			// Pods and Events are not cached: they are listed from the API server, and
+			// only while a StatefulSet rolls out.
 			pods := &corev1.PodList{}
 			if err := r.APIReader.List(ctx, pods, client.InNamespace(shop.Namespace), client.MatchingLabels(resources.SelectorLabels(shop, name))); err != nil {
-				return fmt.Errorf("list the pods of %s: %w", resources.Name(shop, name), err)
+				return fmt.Errorf("list the pods of %s: %w", set.Name, err)
 			}
+			now := time.Now()
 			var wait time.Duration
-			state.Stuck, wait = stuckPod(pods.Items, deadline, time.Now())
-			if wait > 0 && (recheck == 0 || wait < recheck) {
-				recheck = wait
+			state.Stuck, wait = stuckPod(pods.Items, deadline, now)
+			if state.Stuck == "" && len(pods.Items) < int(desired) {
+				// A pod missing: the StatefulSet controller records its failures to make
+				// one as FailedCreate Events on the StatefulSet.
+				events := &corev1.EventList{}
+				if err := r.APIReader.List(ctx, events, client.InNamespace(shop.Namespace),
+					client.MatchingFields{"involvedObject.uid": string(set.UID), "reason": "FailedCreate"}); err != nil {
+					return fmt.Errorf("list the events of %s: %w", set.Name, err)
+				}
+				var createWait time.Duration
+				state.Stuck, createWait = failingCreate(set.Name, events.Items, deadline, now)
+				wait = sooner(wait, createWait)
 			}
+			recheck = sooner(recheck, wait)
 		}
 		states = append(states, state)
 		return nil

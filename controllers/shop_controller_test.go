@@ -799,6 +799,43 @@ var _ = Describe("Shop controller", func() {
 		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
 	})
 
+	It("reports a StatefulSet that has failed to make its pod past the deadline as stalled", func() {
+		shop := minimalShop(unwatchedNamespace, "nopod")
+		r, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		set := emptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+
+		By("the StatefulSet controller's FailedCreate events, failing for an hour")
+		failed := &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: set.Name + ".failed"},
+			InvolvedObject: corev1.ObjectReference{
+				Kind: "StatefulSet", APIVersion: "apps/v1", Namespace: set.Namespace, Name: set.Name, UID: set.UID,
+			},
+			Reason: "FailedCreate", Type: corev1.EventTypeWarning, Count: 30,
+			Message:        `create Pod nopod-product-0 in StatefulSet nopod-product failed error: pods "nopod-product-0" is forbidden: exceeded quota`,
+			FirstTimestamp: metav1.NewTime(time.Now().Add(-time.Hour)), LastTimestamp: metav1.Now(),
+			Source: corev1.EventSource{Component: "statefulset-controller"},
+		}
+		Expect(k8sClient.Create(ctx, failed)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, failed))).To(Succeed()) })
+
+		r.PodReadyDeadline = 10 * time.Minute
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
+		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
+			"product: StatefulSet nopod-product has failed to make its pod for 10m0s (kubectl describe statefulset nopod-product)"))
+
+		By("not before the deadline: looked at again when it comes")
+		r.PodReadyDeadline = 2 * time.Hour
+		result, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
+	})
+
 	It("says when the credentials a store was set up with are lost for good", func() {
 		shop := minimalShop(unwatchedNamespace, "lost")
 		r, _, reconcileShop := drivenByHand(shop)

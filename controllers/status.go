@@ -77,7 +77,8 @@ type ComponentState struct {
 	// nil when it does not exist (yet).
 	Workload client.Object
 	// Stuck says which pod of a StatefulSet has not been ready for its deadline, and
-	// why (stuckPod); empty when none.
+	// why (stuckPod), or that the StatefulSet has failed to make its pod as long
+	// (failingCreate); empty when neither.
 	Stuck string
 }
 
@@ -129,7 +130,7 @@ func (c ComponentState) rolledOut() bool {
 }
 
 // stalled returns the Deployment controller's message when it gave up progressing,
-// or what has kept a StatefulSet's pod unready past its deadline.
+// or what has kept a StatefulSet's pod unready, or missing, past its deadline.
 func (c ComponentState) stalled() (string, bool) {
 	if c.Stuck != "" {
 		return c.Stuck, true
@@ -161,9 +162,7 @@ func stuckPod(pods []corev1.Pod, deadline time.Duration, now time.Time) (stuck s
 			continue
 		}
 		if left := deadline - now.Sub(since); left > 0 {
-			if wait == 0 || left < wait {
-				wait = left
-			}
+			wait = sooner(wait, left)
 			continue
 		}
 		if stuck == "" {
@@ -174,6 +173,37 @@ func stuckPod(pods []corev1.Pod, deadline time.Duration, now time.Time) (stuck s
 		}
 	}
 	return stuck, wait
+}
+
+// failingCreate reports a StatefulSet named name that has failed to make a pod for
+// deadline, as its FailedCreate events (a quota, an admission webhook refusing the
+// pod...) tell; wait, when not zero, is how long until a younger failure reaches the
+// deadline. The message points to the events rather than quoting them, so that it stays
+// the same while the failure lasts.
+func failingCreate(name string, events []corev1.Event, deadline time.Duration, now time.Time) (stuck string, wait time.Duration) {
+	for i := range events {
+		first := events[i].FirstTimestamp.Time
+		if first.IsZero() {
+			first = events[i].EventTime.Time
+		}
+		if first.IsZero() {
+			first = events[i].CreationTimestamp.Time
+		}
+		if left := deadline - now.Sub(first); left > 0 {
+			wait = sooner(wait, left)
+			continue
+		}
+		return fmt.Sprintf("StatefulSet %s has failed to make its pod for %s (kubectl describe statefulset %s)", name, deadline, name), 0
+	}
+	return "", wait
+}
+
+// sooner is the shorter of two waits, a zero wait meaning none.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // podReady tells whether p's Ready condition is true.

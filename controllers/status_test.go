@@ -224,3 +224,47 @@ func TestStuckPod(t *testing.T) {
 		t.Errorf("Degraded = %+v", c)
 	}
 }
+
+func TestFailingCreate(t *testing.T) {
+	now := time.Now()
+	const deadline = 10 * time.Minute
+	event := func(first time.Duration) corev1.Event {
+		return corev1.Event{
+			Reason: "FailedCreate", Count: 12,
+			FirstTimestamp: metav1.NewTime(now.Add(-first)), LastTimestamp: metav1.NewTime(now.Add(-time.Second)),
+			Message: `create Pod demo-product-0 in StatefulSet demo-product failed error: pods "demo-product-0" is forbidden: exceeded quota`,
+		}
+	}
+	tests := []struct {
+		name      string
+		events    []corev1.Event
+		wantStuck string
+		wantWait  time.Duration
+	}{
+		{name: "no failure"},
+		{name: "failing for a while", events: []corev1.Event{event(3 * time.Minute)}, wantWait: 7 * time.Minute},
+		{
+			name: "failing past the deadline", events: []corev1.Event{event(3 * time.Minute), event(12 * time.Minute)},
+			wantStuck: "StatefulSet demo-product has failed to make its pod for 10m0s (kubectl describe statefulset demo-product)",
+		},
+		{
+			name: "an event with only an event time, as the events.k8s.io API writes", events: []corev1.Event{{
+				Reason: "FailedCreate", EventTime: metav1.NewMicroTime(now.Add(-time.Hour)),
+			}},
+			wantStuck: "StatefulSet demo-product has failed to make its pod for 10m0s (kubectl describe statefulset demo-product)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stuck, wait := failingCreate("demo-product", tt.events, deadline, now)
+			if stuck != tt.wantStuck || wait != tt.wantWait {
+				t.Errorf("failingCreate = %q, %s; want %q, %s", stuck, wait, tt.wantStuck, tt.wantWait)
+			}
+		})
+	}
+	for _, c := range []struct{ a, b, want time.Duration }{{0, 0, 0}, {0, 5, 5}, {5, 0, 5}, {3, 5, 3}, {5, 3, 3}} {
+		if got := sooner(c.a, c.b); got != c.want {
+			t.Errorf("sooner(%d, %d) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
