@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -46,7 +47,13 @@ func main() {
 	flag.StringVar(&namespaces, "watch-namespaces", "", "comma-separated namespaces to watch Shops in (default: all)")
 	var level slog.Level
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "lowest level logged: debug, info, warn or error")
+	stallDeadline := flag.Duration("stall-deadline", controllers.DefaultPodReadyDeadline,
+		"how long a StatefulSet's pod may stay unready, or missing, before the Shop is Degraded (RolloutStalled)")
 	flag.Parse()
+	if *stallDeadline <= 0 {
+		fmt.Fprintln(os.Stderr, "--stall-deadline must be positive")
+		os.Exit(2)
+	}
 
 	// JSON lines through log/slog, the services' format too; controller-runtime logs
 	// through logr, which slog backs here.
@@ -120,6 +127,8 @@ func main() {
 		APIReader: mgr.GetAPIReader(),
 		Scheme:    mgr.GetScheme(),
 		Recorder:  mgr.GetEventRecorder("shopkeeper"),
+
+		PodReadyDeadline: *stallDeadline,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "cannot set up the Shop controller")
 		os.Exit(1)

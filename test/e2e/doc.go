@@ -2,9 +2,9 @@
 // of the current kubeconfig and checks that one Shop manifest gives a working shop.
 //
 // It installs the CRD and the operator from config/default (with kubectl's built-in
-// kustomize, the manager's image replaced by E2E_MANAGER_IMAGE), creates a Shop in a
-// namespace of its own, and checks on the cluster: `kubectl wait --for=condition=Ready`
-// and the columns of `kubectl get shop`; the demo story through the gateway (a user,
+// kustomize, the manager's image replaced by E2E_MANAGER_IMAGE and a one-minute
+// --stall-deadline), creates a Shop in a namespace of its own, and checks on the
+// cluster: `kubectl wait --for=condition=Ready` and the columns of `kubectl get shop`; the demo story through the gateway (a user,
 // products, an order that becomes PAID, one over the payment limit CANCELLED with its
 // stock back, a 400, a 404, the 429 at the Shop's rate limit); a deleted child
 // StatefulSet (the product service) put back with its data, and a scaled Deployment
@@ -13,7 +13,9 @@
 // child removed by the garbage collector when the Shop is deleted. Beside the Shop, the
 // operator's metrics: served over HTTPS through a port-forward to the manager, refused
 // without a token (401) and to a ServiceAccount's token without the metrics-reader
-// role (403), served to one bound to it. The gateway is reached through a port-forward
+// role (403), served to one bound to it. And a second Shop whose broker image cannot be
+// pulled, Degraded once its pod has not been ready for the stall deadline (the operator
+// runs with --stall-deadline=1m0s here). The gateway is reached through a port-forward
 // made with client-go to a Ready gateway pod, so the suite needs no route into the
 // cluster.
 //

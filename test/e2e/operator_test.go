@@ -28,7 +28,8 @@ const (
 
 // operatorInstall is the operator as the suite installed it.
 type operatorInstall struct {
-	// overlay is a kustomization: config/default with the manager's image replaced.
+	// overlay is a kustomization: config/default with the manager's image replaced
+	// and a short stall deadline (writeOperatorOverlay).
 	overlay string
 	// preexisting: the CRD was in the cluster before the suite, so the operator is
 	// someone else's and stays.
@@ -92,16 +93,19 @@ func (op *operatorInstall) uninstall(ctx context.Context) {
 }
 
 // writeOperatorOverlay writes into dir a kustomization of config/default whose manager
-// runs image. The manager is found by its component label, as config/manager sets it,
-// so the overlay does not depend on the names config/default gives.
+// runs image, with --stall-deadline set to stallDeadline. The manager is found by its
+// component label, as config/manager sets it, so the overlay does not depend on the
+// names config/default gives.
 func writeOperatorOverlay(dir, image string) error {
 	base, err := filepath.Rel(dir, filepath.Join(repoRoot, "config", "default"))
 	if err != nil {
 		return err
 	}
-	patch, err := json.Marshal([]map[string]string{{
-		"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image,
-	}})
+	patch, err := json.Marshal([]map[string]string{
+		{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image},
+		// A short stall deadline, so that a spec can see a stalled rollout reported.
+		{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--stall-deadline=" + stallDeadline.String()},
+	})
 	if err != nil {
 		return err
 	}

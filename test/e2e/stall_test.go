@@ -1,0 +1,45 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
+)
+
+// stallDeadline is the operator's --stall-deadline in the suite: how long a
+// StatefulSet's pod may stay unready before the Shop is Degraded.
+const stallDeadline = time.Minute
+
+var _ = Describe("A Shop whose broker image cannot be pulled", func() {
+	It("is Degraded once the broker's pod has not been ready for the stall deadline, naming the pod and the cause", func(ctx SpecContext) {
+		if operator.preexisting {
+			Skip("the operator in the cluster was installed by someone else, with a stall deadline of its own")
+		}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "shopkeeper-e2e-stall-"}}
+		Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+		DeferCleanup(deleteNamespace, ns, NodeTimeout(6*time.Minute))
+
+		shop := newShop(ns.Name)
+		shop.Name = "stalled"
+		// Nothing serves this image: the kubelet's pulls fail for as long as the spec runs.
+		shop.Spec.RabbitMQ.Image = "localhost/shopkeeper/no-such-image:v0"
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+
+		out, err := kubectl(ctx, "wait", "--for=condition=Degraded", "shop/"+shop.Name, "-n", ns.Name,
+			"--timeout="+(stallDeadline+3*time.Minute).String())
+		Expect(err).NotTo(HaveOccurred(), out)
+		out, err = kubectl(ctx, "get", "shop/"+shop.Name, "-n", ns.Name,
+			"-o", `jsonpath={.status.conditions[?(@.type=="Degraded")].reason}: {.status.conditions[?(@.type=="Degraded")].message}`)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(fmt.Sprintf("RolloutStalled: %s: pod %s-0 not ready for %s: container %s: its image cannot be pulled",
+			resources.RabbitMQ, resources.Name(shop, resources.RabbitMQ), stallDeadline, resources.RabbitMQ)))
+	}, SpecTimeout(10*time.Minute))
+})
