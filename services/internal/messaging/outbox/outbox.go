@@ -126,9 +126,11 @@ type Relay struct {
 	delay    time.Duration // how long a published event waits for a writer to remove it
 
 	mu        sync.Mutex
-	behind    bool                // events may wait that no notification names; a scan is due
-	failures  uint64              // how many times behind was set, so a scan knows it saw them all
-	confirmed map[string]*pending // by document key: published events not yet removed
+	behind    bool                 // events may wait that no notification names; a scan is due
+	failures  uint64               // how many times behind was set, so a scan knows it saw them all
+	confirmed map[string]*pending  // by document key: published events not yet removed
+	timers    map[*time.Timer]bool // removals due after the delay, not started yet
+	removals  sync.WaitGroup       // removals due after the delay, not finished yet
 }
 
 // pending are the published events of one document whose removal waits.
@@ -176,7 +178,7 @@ func NewRelay(coll *mongo.Collection, pub Publisher, locks *mongodb.KeyedMutex, 
 		coll: coll, pub: pub, locks: locks, writes: writes, log: log.With("component", "outbox", "collection", coll.Name()),
 		interval: interval, batch: 256, notes: make(chan notification, 4096), inflight: make(chan struct{}, 128),
 		behind:    true, // until the first scan has sent what earlier runs left
-		confirmed: map[string]*pending{},
+		confirmed: map[string]*pending{}, timers: map[*time.Timer]bool{},
 	}
 }
 
@@ -222,6 +224,41 @@ func (r *Relay) isConfirmed(id any, e string) bool {
 	defer r.mu.Unlock()
 	p := r.confirmed[mongodb.DocumentKey(r.coll, id)]
 	return p != nil && p.ids[e]
+}
+
+// removeLater removes the published events of document id that no writer took over
+// once the delay has passed. Run, as it stops, stops the removals not started yet
+// (stopRemovals) and waits for those started.
+func (r *Relay) removeLater(ctx context.Context, id any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removals.Add(1)
+	var t *time.Timer
+	// The function takes r.mu first, so it sees t assigned.
+	t = time.AfterFunc(r.delay, func() {
+		defer r.removals.Done()
+		r.mu.Lock()
+		delete(r.timers, t)
+		r.mu.Unlock()
+		if err := r.removeConfirmed(context.WithoutCancel(ctx), id); err != nil {
+			r.log.Warn("relay", "error", err)
+			r.fellBehind()
+		}
+	})
+	r.timers[t] = true
+}
+
+// stopRemovals stops the removals due after the delay that have not started: their
+// events are removed at once by removeAllConfirmed.
+func (r *Relay) stopRemovals() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t := range r.timers {
+		if t.Stop() {
+			r.removals.Done()
+		}
+		delete(r.timers, t)
+	}
 }
 
 // removeConfirmed removes the published events of document id that no writer took over.
@@ -294,10 +331,13 @@ func (r *Relay) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
-		// What waits for a writer is removed now, so a restart does not send it again.
+		// What waits for a writer is removed now, so a restart does not send it again,
+		// and a removal already under way is waited for: the process may exit next.
+		r.stopRemovals()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		r.removeAllConfirmed(ctx)
+		r.removals.Wait()
 	}()
 	lastScan := time.Now()
 	var took time.Duration
@@ -429,12 +469,7 @@ func (r *Relay) relay(ctx context.Context, n notification) error {
 	}
 	if r.delay > 0 {
 		r.confirm(n.id, sent)
-		time.AfterFunc(r.delay, func() {
-			if err := r.removeConfirmed(context.WithoutCancel(ctx), n.id); err != nil {
-				r.log.Warn("relay", "error", err)
-				r.fellBehind()
-			}
-		})
+		r.removeLater(ctx, n.id)
 		return pubErr
 	}
 	err := r.locks.Serialize(r.coll, n.id, func() error { return r.removeLocked(ctx, n.id, sent) })
