@@ -460,7 +460,8 @@ var _ = Describe("Shop controller", func() {
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
 		Expect(string(secretData(shop, "ext-connections")[resources.MongoDBURIKey(resources.User)])).
 			To(Equal("mongodb://u:p@db.example.com:27017/users?authSource=admin&tls=true"))
-		Expect(eventReasons(shop)).To(ContainElement("Recovered"))
+		// Events are sent in the background: the condition may come first.
+		Eventually(func() []string { return eventReasons(shop) }).WithTimeout(timeout).Should(ContainElement("Recovered"))
 
 		markAvailable(k8sClient, shop)
 		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
