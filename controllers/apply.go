@@ -135,20 +135,12 @@ func syncSpec(desired, existing client.Object) bool {
 	switch d := desired.(type) {
 	case *appsv1.Deployment:
 		e := existing.(*appsv1.Deployment)
-		if workloadMatches(d, e, d.Spec, e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers) {
-			return false
-		}
-		e.Spec = d.Spec
-		copySpecHash(d, e)
+		return syncWorkload(d, e, d.Spec, &e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers)
 	case *appsv1.StatefulSet:
 		// The fields a StatefulSet cannot change (selector, serviceName, pod management)
 		// are the builders' constants, so its spec is replaced as a Deployment's is.
 		e := existing.(*appsv1.StatefulSet)
-		if workloadMatches(d, e, d.Spec, e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers) {
-			return false
-		}
-		e.Spec = d.Spec
-		copySpecHash(d, e)
+		return syncWorkload(d, e, d.Spec, &e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers)
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
 		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) && len(d.Spec.Ports) == len(e.Spec.Ports) &&
@@ -233,22 +225,24 @@ func setSpecHash(o client.Object, spec any) {
 	o.SetAnnotations(annotations)
 }
 
-// workloadMatches tells whether existing, a Deployment or StatefulSet, is as desired:
-// the builders' spec unchanged (the same spec hash), nothing changed but what the API
-// server defaults (DeepDerivative), and the containers exactly (containersMatch).
-func workloadMatches(desired, existing client.Object, desiredSpec, existingSpec any, desiredContainers, existingContainers []corev1.Container) bool {
-	return existing.GetAnnotations()[specHashAnnotation] == desired.GetAnnotations()[specHashAnnotation] &&
-		equality.Semantic.DeepDerivative(desiredSpec, existingSpec) && containersMatch(desiredContainers, existingContainers)
-}
-
-// copySpecHash gives existing the spec hash of desired, keeping its other annotations.
-func copySpecHash(desired, existing client.Object) {
+// syncWorkload makes existing, a Deployment or StatefulSet whose spec is existingSpec,
+// hold desiredSpec and the spec hash of desired, unless it is as desired already: the
+// builders' spec unchanged (the same spec hash), nothing changed but what the API server
+// defaults (DeepDerivative), and the containers exactly (containersMatch). It tells
+// whether it changed anything.
+func syncWorkload[S any](desired, existing client.Object, desiredSpec S, existingSpec *S, desiredContainers, existingContainers []corev1.Container) bool {
+	if existing.GetAnnotations()[specHashAnnotation] == desired.GetAnnotations()[specHashAnnotation] &&
+		equality.Semantic.DeepDerivative(desiredSpec, *existingSpec) && containersMatch(desiredContainers, existingContainers) {
+		return false
+	}
+	*existingSpec = desiredSpec
 	annotations := maps.Clone(existing.GetAnnotations())
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
 	annotations[specHashAnnotation] = desired.GetAnnotations()[specHashAnnotation]
 	existing.SetAnnotations(annotations)
+	return true
 }
 
 // containersMatch compares exactly what DeepDerivative would let slip: the number of

@@ -407,11 +407,8 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 		deadline = DefaultPodReadyDeadline
 	}
 	read := func(name string, desired int32) error {
-		var w client.Object = &appsv1.Deployment{}
-		if resources.OneProcess(shop, name) {
-			w = &appsv1.StatefulSet{}
-		}
-		err := r.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, name)}, w)
+		w := resources.EmptyWorkload(shop, name)
+		err := r.Get(ctx, client.ObjectKeyFromObject(w), w)
 		switch {
 		case apierrors.IsNotFound(err):
 			w = nil

@@ -59,25 +59,15 @@ func expectedChildren(shop *shopv1.Shop) []client.Object {
 	}
 	for _, a := range resources.Apps {
 		n := resources.Name(shop, a)
-		objs = append(objs, emptyWorkload(shop, a), &corev1.Service{ObjectMeta: meta(n)},
+		objs = append(objs, resources.EmptyWorkload(shop, a), &corev1.Service{ObjectMeta: meta(n)},
 			&policyv1.PodDisruptionBudget{ObjectMeta: meta(n)}, &networkingv1.NetworkPolicy{ObjectMeta: meta(n)})
 	}
 	return objs
 }
 
-// emptyWorkload is component's workload, empty but named: a StatefulSet for a component
-// that runs as one process, a Deployment otherwise.
-func emptyWorkload(shop *shopv1.Shop, component string) client.Object {
-	m := metav1.ObjectMeta{Namespace: shop.Namespace, Name: resources.Name(shop, component)}
-	if resources.OneProcess(shop, component) {
-		return &appsv1.StatefulSet{ObjectMeta: m}
-	}
-	return &appsv1.Deployment{ObjectMeta: m}
-}
-
 // podTemplate is the pod template of component's workload as stored.
 func podTemplate(shop *shopv1.Shop, component string) corev1.PodTemplateSpec {
-	w := emptyWorkload(shop, component)
+	w := resources.EmptyWorkload(shop, component)
 	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKeyFromObject(w), w)).To(Succeed())
 	if set, ok := w.(*appsv1.StatefulSet); ok {
 		return set.Spec.Template
@@ -242,7 +232,7 @@ var _ = Describe("Shop controller", func() {
 		}
 		Expect(deployment(stored, resources.Gateway).Spec.Replicas).To(HaveValue(BeEquivalentTo(2)))
 		for _, c := range []string{resources.MongoDB, resources.RabbitMQ, resources.Product, resources.Order} {
-			set := emptyWorkload(stored, c).(*appsv1.StatefulSet)
+			set := resources.EmptyWorkload(stored, c).(*appsv1.StatefulSet)
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
 			Expect(set.Spec.PodManagementPolicy).To(Equal(appsv1.ParallelPodManagement), c)
 			Expect(set.Spec.Replicas).To(HaveValue(BeEquivalentTo(1)), c)
@@ -552,7 +542,7 @@ var _ = Describe("Shop controller", func() {
 		}).WithTimeout(timeout).Should(Equal(resources.SelectorLabels(shop, resources.User)))
 
 		// A partition would hold the pod back from every later update.
-		set := emptyWorkload(shop, resources.Order).(*appsv1.StatefulSet)
+		set := resources.EmptyWorkload(shop, resources.Order).(*appsv1.StatefulSet)
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
 		set.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To[int32](1)
 		Expect(k8sClient.Update(ctx, set)).To(Succeed())
@@ -709,7 +699,7 @@ var _ = Describe("Shop controller", func() {
 		Expect(err).NotTo(HaveOccurred())
 
 		By("putting a Deployment, as an earlier version made, in the place of the product StatefulSet")
-		set := emptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
+		set := resources.EmptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
 		Expect(k8sClient.Delete(ctx, set)).To(Succeed())
 		old := &appsv1.Deployment{
@@ -753,7 +743,7 @@ var _ = Describe("Shop controller", func() {
 		markAvailable(k8sClient, shop)
 
 		By("a product pod that crashes, as the kubelet would report it")
-		set := emptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
+		set := resources.EmptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: set.Name + "-0", Labels: set.Spec.Template.Labels},
@@ -805,7 +795,7 @@ var _ = Describe("Shop controller", func() {
 		r, _, reconcileShop := drivenByHand(shop)
 		_, err := reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
-		set := emptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
+		set := resources.EmptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
 
 		By("the StatefulSet controller's FailedCreate events, failing for an hour")

@@ -212,6 +212,16 @@ func OneProcess(shop *shopv1.Shop, component string) bool {
 	return appFor(shop, component).oneProcess
 }
 
+// EmptyWorkload is component's workload, empty but named, to read into: a StatefulSet
+// for a component that runs as one process (OneProcess), a Deployment otherwise.
+func EmptyWorkload(shop *shopv1.Shop, component string) client.Object {
+	m := metav1.ObjectMeta{Namespace: shop.Namespace, Name: Name(shop, component)}
+	if OneProcess(shop, component) {
+		return &appsv1.StatefulSet{ObjectMeta: m}
+	}
+	return &appsv1.Deployment{ObjectMeta: m}
+}
+
 // statefulSet runs the pods of a component that must run as one process. A
 // StatefulSet's pods have fixed names, so its controller starts a pod only once the one
 // it replaces is gone from the API: on a rollout, and also when a pod is deleted or

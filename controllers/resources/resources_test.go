@@ -233,7 +233,7 @@ func TestAppPodSpec(t *testing.T) {
 		if p.Labels["team"] != "shop" || p.Labels[LabelName] != a || p.Annotations["example.com/scrape"] != "true" || p.Annotations[ChecksumAnnotation] == "" {
 			t.Errorf("%s: template metadata %+v", a, p.ObjectMeta)
 		}
-		if sel := selectorOf(t, w); !maps.Equal(sel.MatchLabels, map[string]string{LabelName: a, LabelInstance: "demo"}) {
+		if _, sel := podsOf(t, w); !maps.Equal(sel.MatchLabels, map[string]string{LabelName: a, LabelInstance: "demo"}) {
 			t.Errorf("%s: selector %v", a, sel.MatchLabels)
 		}
 		if len(p.Spec.ImagePullSecrets) != 1 {
@@ -252,30 +252,24 @@ func TestAppPodSpec(t *testing.T) {
 	}
 }
 
+// podsOf is the pod template and the pod selector of w, a Deployment or a StatefulSet.
+func podsOf(t *testing.T, w client.Object) (corev1.PodTemplateSpec, *metav1.LabelSelector) {
+	t.Helper()
+	switch w := w.(type) {
+	case *appsv1.Deployment:
+		return w.Spec.Template, w.Spec.Selector
+	case *appsv1.StatefulSet:
+		return w.Spec.Template, w.Spec.Selector
+	}
+	t.Fatalf("%T is no workload", w)
+	return corev1.PodTemplateSpec{}, nil
+}
+
 // templateOf is the pod template of w, a Deployment or a StatefulSet.
 func templateOf(t *testing.T, w client.Object) corev1.PodTemplateSpec {
 	t.Helper()
-	switch w := w.(type) {
-	case *appsv1.Deployment:
-		return w.Spec.Template
-	case *appsv1.StatefulSet:
-		return w.Spec.Template
-	}
-	t.Fatalf("%T is no workload", w)
-	return corev1.PodTemplateSpec{}
-}
-
-// selectorOf is the pod selector of w, a Deployment or a StatefulSet.
-func selectorOf(t *testing.T, w client.Object) *metav1.LabelSelector {
-	t.Helper()
-	switch w := w.(type) {
-	case *appsv1.Deployment:
-		return w.Spec.Selector
-	case *appsv1.StatefulSet:
-		return w.Spec.Selector
-	}
-	t.Fatalf("%T is no workload", w)
-	return nil
+	template, _ := podsOf(t, w)
+	return template
 }
 
 // TestAppWorkloadKind: an app whose exactly-once updates rest on locks in its one

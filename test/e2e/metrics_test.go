@@ -33,9 +33,7 @@ var _ = Describe("The operator's metrics", func() {
 		if operator.preexisting {
 			Skip("the operator in the cluster was installed by someone else: its metrics are not this suite's to read")
 		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "shopkeeper-e2e-metrics-"}}
-		Expect(k8sClient.Create(ctx, ns)).To(Succeed())
-		DeferCleanup(deleteNamespace, ns, NodeTimeout(6*time.Minute))
+		ns := ownNamespace(ctx, "shopkeeper-e2e-metrics-", nil)
 
 		By("a ServiceAccount bound to the metrics reader role, and one that is not")
 		for _, name := range []string{"scraper", "stranger"} {

@@ -77,14 +77,9 @@ var _ = Describe("A Shop", Ordered, func() {
 	)
 
 	BeforeAll(func(ctx SpecContext) {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-			GenerateName: "shopkeeper-e2e-",
-			// The shop's pods claim the restricted Pod Security Standard: hold them to it.
-			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"},
-		}}
-		Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+		// The shop's pods claim the restricted Pod Security Standard: hold them to it.
+		ns := ownNamespace(ctx, "shopkeeper-e2e-", map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
 		AddReportEntry("namespace", ns.Name)
-		DeferCleanup(deleteNamespace, ns, NodeTimeout(6*time.Minute))
 		DeferOnFailure(dumpShopState, ns.Name, NodeTimeout(2*time.Minute))
 
 		shop = newShop(ns.Name)
@@ -530,6 +525,16 @@ func expectRateLimit(ctx context.Context, api *shopAPI, limit int, window time.D
 // readyPods are the names of component's Ready pods.
 func readyPods(ctx context.Context, shop *shopv1.Shop, component string) ([]string, error) {
 	return readyPodNames(ctx, shop.Namespace, resources.SelectorLabels(shop, component))
+}
+
+// ownNamespace creates a namespace of the spec's own, its name generated from prefix,
+// and deletes it, waiting until it is gone, when the spec or container ends.
+func ownNamespace(ctx SpecContext, prefix string, labels map[string]string) *corev1.Namespace {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix, Labels: labels}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	DeferCleanup(deleteNamespace, ns, NodeTimeout(6*time.Minute))
+	return ns
 }
 
 // deleteNamespace deletes the suite's namespace, with its Shop, and waits until it is

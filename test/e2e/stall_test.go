@@ -8,8 +8,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
 )
@@ -23,9 +21,7 @@ var _ = Describe("A Shop whose broker image cannot be pulled", func() {
 		if operator.preexisting {
 			Skip("the operator in the cluster was installed by someone else, with a stall deadline of its own")
 		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "shopkeeper-e2e-stall-"}}
-		Expect(k8sClient.Create(ctx, ns)).To(Succeed())
-		DeferCleanup(deleteNamespace, ns, NodeTimeout(6*time.Minute))
+		ns := ownNamespace(ctx, "shopkeeper-e2e-stall-", nil)
 
 		shop := newShop(ns.Name)
 		shop.Name = "stalled"
