@@ -15,10 +15,13 @@ import (
 func NewID() bson.ObjectID { return bson.NewObjectID() }
 
 // ParseID reads a client's id. ok is false for anything that is not an id; stores
-// answer it as not found (the contract: a malformed id is 404).
+// answer it as not found (the contract: a malformed id is 404). An id has one spelling,
+// the lower-case one the services give out: stores, locks, idempotency keys and the check
+// for an order's duplicate lines all compare ids as strings, so "6650F1…" beside
+// "6650f1…" would be two products to them and one to the database.
 func ParseID(s string) (id bson.ObjectID, ok bool) {
 	id, err := bson.ObjectIDFromHex(s)
-	return id, err == nil
+	return id, err == nil && id.Hex() == s
 }
 
 // IsDuplicateKey reports whether err is a unique-index violation. FerretDB v1 (SQLite)

@@ -1,13 +1,17 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 )
@@ -84,20 +88,41 @@ func StatusOf(e *apperr.Error) int {
 // fields, a wrong type, malformed JSON, an empty body or data after the value → a 400
 // apperr.Error saying what is wrong and where; a body over MaxBodyBytes → 413. Pass the
 // error to RespondError.
+//
+// Names match the fields' JSON names exactly, and a name given twice is refused:
+// encoding/json matches names regardless of case and keeps the last of two, so "Stock" or a
+// second "stock" would set a field the client did not name as documented. The strict decoder
+// is Kubernetes' (sigs.k8s.io/json), which decodes API objects the same way for the same
+// reason.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
 		return decodeError(err)
 	}
-	// Exactly one value: "{}{}" or "{} x" is refused.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return decodeError(io.EOF)
+	}
+	strict, err := sigsjson.UnmarshalStrict(body, v, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
+	if syntax, _ := sigsjson.SyntaxErrorOffset(err); syntax {
+		// Said as encoding/json's decoder says it: where the JSON breaks, an unexpected
+		// end, or data after a whole value ("{}{}" or "{} x": exactly one value is taken).
+		var first json.RawMessage
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&first); err != nil {
 			return decodeError(err)
 		}
 		return apperr.BadRequest("request body must hold a single JSON value")
+	}
+	if err != nil {
+		return decodeError(err)
+	}
+	if len(strict) > 0 {
+		// The first, as for every other error: the client mends one thing at a time.
+		var fe sigsjson.FieldError
+		if errors.As(strict[0], &fe) {
+			msg := strings.TrimSuffix(fe.Error(), " "+strconv.Quote(fe.FieldPath()))
+			return apperr.BadRequest(fe.Error(), apperr.FieldError{Field: fe.FieldPath(), Message: msg})
+		}
+		return apperr.BadRequest(strict[0].Error())
 	}
 	return nil
 }
@@ -123,11 +148,6 @@ func decodeError(err error) error {
 		}
 		return apperr.BadRequest(fmt.Sprintf("field %q must be a JSON %s", typ.Field, jsonType(typ)),
 			apperr.FieldError{Field: typ.Field, Message: "must be a JSON " + jsonType(typ)})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// encoding/json has no typed error for this one.
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return apperr.BadRequest(fmt.Sprintf("unknown field %q", field),
-			apperr.FieldError{Field: field, Message: "unknown field"})
 	default:
 		return apperr.BadRequest("request body is not valid JSON")
 	}

@@ -37,6 +37,11 @@ func TestDecode(t *testing.T) {
 		{"malformed", `{"name":}`, 400, "malformed JSON at byte"},
 		{"truncated", `{"name":"a"`, 400, "malformed JSON"},
 		{"unknown field", `{"name":"a","admin":true}`, 400, `unknown field "admin"`},
+		// Names match exactly: encoding/json alone would take these for name and count.
+		{"name in another case", `{"NAME":"a"}`, 400, `unknown field "NAME"`},
+		{"second name in another case", `{"name":"a","count":1,"Count":1000}`, 400, `unknown field "Count"`},
+		{"nested name in another case", `{"name":"a","inner":{"OK":true}}`, 400, `unknown field "inner.OK"`},
+		{"name given twice", `{"name":"a","count":1,"count":1000}`, 400, `duplicate field "count"`},
 		{"wrong type", `{"count":"two"}`, 400, `field "count" must be a JSON integer`},
 		{"wrong type in array", `{"tags":[1]}`, 400, `field "tags" must be a JSON string`},
 		{"wrong nested type", `{"inner":{"ok":"yes"}}`, 400, `field "inner.ok" must be a JSON boolean`},

@@ -68,7 +68,7 @@ func testBadInput(t *testing.T, c *apitest.Client) {
 			`{"orderId": "bad-1", "items": [{"productId": "` + id + `", "quantity": 1}, {"productId": "` + id + `", "quantity": 2}]}`,
 			400, "validation failed", "items[1].productId"},
 		{"unknown field in a line", http.MethodPost, "/internal/reservations",
-			`{"orderId": "bad-1", "items": [{"productId": "` + id + `", "quantity": 1, "price": 1}]}`, 400, `unknown field "price"`, "price"},
+			`{"orderId": "bad-1", "items": [{"productId": "` + id + `", "quantity": 1, "price": 1}]}`, 400, `unknown field "items[0].price"`, "items[0].price"},
 	}
 	if len(tests) < 15 {
 		t.Fatalf("the bad-input table has %d cases; the contract asks for at least 15", len(tests))

@@ -313,6 +313,11 @@ func testReservations(t *testing.T, c *apitest.Client) {
 		{name: "malformed product id is unknown", method: http.MethodPost, path: "/internal/reservations",
 			body:   reservation("order-5", line{"productId": "nope", "quantity": 1}),
 			status: http.StatusUnprocessableEntity, error: "unknown product", mug: 8, pen: 0},
+		// An id is its lower-case spelling only: the upper-case one, as a second line of the
+		// same product, took no stock of its own and sold what was not there.
+		{name: "product id in upper case is unknown", method: http.MethodPost, path: "/internal/reservations",
+			body:   reservation("order-8", line{"productId": pen, "quantity": 1}, line{"productId": strings.ToUpper(pen), "quantity": 1000}),
+			status: http.StatusUnprocessableEntity, error: "unknown product", mug: 8, pen: 0},
 		{name: "mixed currencies", method: http.MethodPost, path: "/internal/reservations",
 			body:   reservation("order-6", line{"productId": mug, "quantity": 1}, line{"productId": euro, "quantity": 1}),
 			status: http.StatusUnprocessableEntity, error: "mixed currencies", mug: 8, pen: 0},
