@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +57,10 @@ func TestOrdersAPI(t *testing.T) {
 		{"placed", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "k1"}, http.StatusCreated},
 		{"retry with the same key", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "k1"}, http.StatusOK},
 		{"same key, other request", map[string]any{"userId": user, "items": line(product, 2)}, []string{"Idempotency-Key", "k1"}, http.StatusUnprocessableEntity},
+		// A key is stored and found again as sent only if it is printable ASCII.
+		{"key not UTF-8", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "\xff\xfe"}, http.StatusBadRequest},
+		{"key with a control character", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "a\x01b"}, http.StatusBadRequest},
+		{"key of 256 characters", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", strings.Repeat("k", 256)}, http.StatusBadRequest},
 	}
 	var first order.Order
 	for _, tt := range tests {

@@ -139,16 +139,33 @@ func (p *peers) reserve(ctx context.Context, orderID string, items []RequestItem
 	case http.StatusOK, http.StatusCreated:
 		return res, nil
 	case http.StatusConflict, http.StatusUnprocessableEntity:
-		// Short stock or unknown product: pass the product service's details on; they
-		// are part of its contract (product ids and quantities), not internals.
 		var e web.ErrorBody
 		_ = json.Unmarshal(data, &e)
-		if status == http.StatusConflict {
-			return reservation{}, apperr.Conflict("insufficient stock", e.Details...)
-		}
-		return reservation{}, apperr.Unprocessable("unknown product", e.Details...)
+		return reservation{}, reservationRefused(status, e)
 	default:
 		return reservation{}, apperr.Unavailable(fmt.Sprintf("product service answered %d", status))
+	}
+}
+
+// reservationRefused is the order's answer when the product service refused its
+// reservation (409 or 422, nothing taken). The refusals a client can act on pass on with
+// their details, which are part of the product service's contract (product ids, quantities,
+// currencies), not internals: short stock, an unknown product, products priced in different
+// currencies. A reservation released before it was made is an earlier attempt at this
+// order, given up. Any other refusal is an answer the order service does not expect: 503,
+// as for any other unexpected answer, and its stock is given back as when the answer is lost.
+func reservationRefused(status int, e web.ErrorBody) error {
+	switch {
+	case status == http.StatusConflict && e.Error == "insufficient stock":
+		return apperr.Conflict("insufficient stock", e.Details...)
+	case status == http.StatusConflict && e.Error == "reservation released":
+		return apperr.Conflict("an earlier attempt at this order was given up: send the request again")
+	case status == http.StatusUnprocessableEntity && e.Error == "unknown product":
+		return apperr.Unprocessable("unknown product", e.Details...)
+	case status == http.StatusUnprocessableEntity && e.Error == "mixed currencies":
+		return apperr.Unprocessable("mixed currencies: the products of an order must share one currency", e.Details...)
+	default:
+		return apperr.Unavailable(fmt.Sprintf("product service answered %d %q", status, e.Error))
 	}
 }
 

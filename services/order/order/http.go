@@ -2,6 +2,7 @@ package order
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
@@ -11,6 +12,14 @@ import (
 // IdempotencyKeyHeader names the header that makes a retried POST /orders return the
 // first order.
 const IdempotencyKeyHeader = "Idempotency-Key"
+
+// validIdempotencyKey reports whether key ("" for none) can be an Idempotency-Key: at most
+// 255 printable ASCII characters, the characters of the header's Structured Field string.
+// Other bytes could not be stored and found again as sent (a store may replace bytes that
+// are not UTF-8), so a retry would not find its key.
+func validIdempotencyKey(key string) bool {
+	return len(key) <= 255 && !strings.ContainsFunc(key, func(c rune) bool { return c < 0x20 || c > 0x7e })
+}
 
 func (a *App) routes(mux *web.Mux) {
 	mux.HandleFunc("POST /orders", a.placeOrder)
@@ -25,8 +34,8 @@ func (a *App) placeOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get(IdempotencyKeyHeader)
-	if len(key) > 255 {
-		web.RespondError(w, r, apperr.BadRequest(IdempotencyKeyHeader+" must be at most 255 characters"))
+	if !validIdempotencyKey(key) {
+		web.RespondError(w, r, apperr.BadRequest(IdempotencyKeyHeader+" must be at most 255 printable ASCII characters"))
 		return
 	}
 	o, created, err := a.svc.place(r.Context(), req, key)

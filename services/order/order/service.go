@@ -54,6 +54,11 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		fp, _ := json.Marshal(req)
 		sum := sha256.Sum256(fp)
 		keyID = req.UserID + "\x00" + idemKey
+		// The requests of one key take turns. They share an order id, so one that gives
+		// up (its answer lost, its client gone) and gives the stock back would otherwise
+		// release the reservation of another that stored the order meanwhile. The order
+		// service runs as one process, so a lock in it is enough.
+		defer s.store.locks.Lock(idempotencyLockPrefix + keyID)()
 		k, err := s.store.claimKey(ctx, idempotencyKey{ID: keyID, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
 		if err != nil {
 			return Order{}, false, err
@@ -71,7 +76,11 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 
 	res, err := s.peers.reserve(ctx, id.Hex(), req.Items)
 	if err != nil {
-		if !reservationSettled(err) {
+		if reservationSettled(err) {
+			// Nothing was reserved and no order made: the key is freed, so that a retry
+			// once the stock is back places the order instead of repeating this answer.
+			s.forgetKey(ctx, id, keyID)
+		} else {
 			// The stock may have been taken before the answer was lost: give it back.
 			s.abandon(ctx, id, keyID)
 		}
@@ -128,12 +137,25 @@ func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) {
 		s.log.Error("stock of an unstored order not released", "order", id.Hex(), "error", err)
 		return
 	}
-	if keyID != "" {
-		if err := s.store.forgetKey(ctx, keyID, id); err != nil {
-			s.log.Error("idempotency key of an unstored order kept", "order", id.Hex(), "error", err)
-		}
+	s.forgetKey(ctx, id, keyID)
+}
+
+// forgetKey removes the claim of idempotency key keyID (none when "") for order id, which
+// was not stored, even when the client has gone (ctx done).
+func (s *service) forgetKey(ctx context.Context, id bson.ObjectID, keyID string) {
+	if keyID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.store.forgetKey(ctx, keyID, id); err != nil {
+		s.log.Error("idempotency key of an unstored order kept", "order", id.Hex(), "error", err)
 	}
 }
+
+// idempotencyLockPrefix puts the locks of idempotency keys apart from the store's locks of
+// orders, in the same KeyedMutex.
+const idempotencyLockPrefix = "idempotency-key/"
 
 func (s *service) get(ctx context.Context, id string) (Order, error) {
 	oid, ok := mongodb.ParseID(id)

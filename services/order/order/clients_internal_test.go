@@ -1,0 +1,47 @@
+package order
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+func TestReservationRefused(t *testing.T) {
+	details := []any{map[string]any{"productId": "6650f1c2a4b7e3d9c1a2b3c4"}}
+	tests := []struct {
+		name        string
+		status      int
+		error       string
+		kind        error
+		message     string // prefix
+		keepDetails bool
+		settled     bool // nothing was taken: no release needed
+	}{
+		{"short stock", http.StatusConflict, "insufficient stock", apperr.ErrConflict, "insufficient stock", true, true},
+		{"released before it was made", http.StatusConflict, "reservation released", apperr.ErrConflict, "an earlier attempt at this order was given up", false, true},
+		{"unknown product", http.StatusUnprocessableEntity, "unknown product", apperr.ErrUnprocessable, "unknown product", true, true},
+		{"mixed currencies", http.StatusUnprocessableEntity, "mixed currencies", apperr.ErrUnprocessable, "mixed currencies", true, true},
+		// Not a refusal the order service knows: its stock may be taken, as for a lost answer.
+		{"another 409", http.StatusConflict, "something new", apperr.ErrUnavailable, "product service answered 409", false, false},
+		{"another 422", http.StatusUnprocessableEntity, "orderId already reserved with different items", apperr.ErrUnavailable, "product service answered 422", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := reservationRefused(tt.status, web.ErrorBody{Error: tt.error, Details: details})
+			var ae *apperr.Error
+			if !errors.As(err, &ae) || !errors.Is(ae.Kind, tt.kind) || !strings.HasPrefix(ae.Error(), tt.message) {
+				t.Fatalf("= %v, want a %v starting %q", err, tt.kind, tt.message)
+			}
+			if got := len(ae.Details) > 0; got != tt.keepDetails {
+				t.Errorf("details %v, want kept: %v", ae.Details, tt.keepDetails)
+			}
+			if got := reservationSettled(err); got != tt.settled {
+				t.Errorf("settled = %v, want %v", got, tt.settled)
+			}
+		})
+	}
+}

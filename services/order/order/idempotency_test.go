@@ -1,0 +1,140 @@
+package order_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+	"github.com/shopkeeper-dev/shopkeeper/services/order/order"
+	"github.com/shopkeeper-dev/shopkeeper/services/order/shoptest"
+)
+
+// TestIdempotencyKeyTakesTurns: two requests with one Idempotency-Key, the first of which
+// gives up (its reservation's answer comes after the peer timeout) while the second is
+// served. The first gives back only what it took; the order the second placed keeps its
+// stock, and a retry finds that order.
+func TestIdempotencyKeyTakesTurns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const peerTimeout = 300 * time.Millisecond
+	var reservations atomic.Int32
+	reached := make(chan struct{})
+	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
+		o.PeerTimeout = peerTimeout
+		o.WrapProduct = func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.ServeHTTP(w, r) // the reservation is made...
+				if r.Method == http.MethodPost && r.URL.Path == "/internal/reservations" && reservations.Add(1) == 1 {
+					close(reached)
+					time.Sleep(3 * peerTimeout) // ...and the first one's answer comes too late.
+				}
+			})
+		}
+	})
+	user, err := shop.CreateUser(ctx, "Ada Lovelace", "ada@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	product, err := shop.CreateProduct(ctx, "last lamp", 1500, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": 1}}}
+	place := func(out any) (int, []byte, error) {
+		return shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, out, "Idempotency-Key", "twice")
+	}
+
+	first := make(chan int, 1)
+	go func() {
+		status, _, _ := place(nil)
+		first <- status
+	}()
+	select {
+	case <-reached:
+	case <-ctx.Done():
+		t.Fatal("the first request never reached the product service")
+	}
+	var placed order.Order
+	if status, answer, err := place(&placed); err != nil || status != http.StatusCreated {
+		t.Fatalf("second request: %d %s (%v), want 201", status, answer, err)
+	}
+	if status := <-first; status != http.StatusServiceUnavailable {
+		t.Fatalf("first request: %d, want 503 (it gave up)", status)
+	}
+	// Both requests are done, the first one's giving up included.
+	if stock, err := shop.Stock(ctx, product); err != nil || stock != 0 {
+		t.Fatalf("stock %d (%v), want 0: the placed order's lamp was given back", stock, err)
+	}
+	if got, err := shop.WaitSettled(ctx, placed.ID.Hex()); err != nil || got.Status != order.Paid {
+		t.Fatalf("order %+v (%v), want PAID", got, err)
+	}
+	var again order.Order
+	if status, answer, err := place(&again); err != nil || status != http.StatusOK || again.ID != placed.ID {
+		t.Fatalf("retry: %d %s (%v), want 200 with order %s", status, answer, err, placed.ID.Hex())
+	}
+}
+
+// TestRefusedOrderFreesItsKey: a request refused for short stock made no order, so its
+// Idempotency-Key does not hold the refusal: once the stock is back, a retry with the key
+// places the order, and later retries find it. Products priced in different currencies are
+// refused as such, with their currencies.
+func TestRefusedOrderFreesItsKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	shop := startShop(t, testenv.RabbitMQ(t))
+	user, err := shop.CreateUser(ctx, "Alan Turing", "alan@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	product, err := shop.CreateProduct(ctx, "chair", 4900, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": 2}}}
+	place := func(out any) (int, []byte, error) {
+		return shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, out, "Idempotency-Key", "restocked")
+	}
+
+	if status, answer, err := place(nil); err != nil || status != http.StatusConflict {
+		t.Fatalf("short stock: %d %s (%v), want 409", status, answer, err)
+	}
+	if status, answer, err := shop.Call(ctx, http.MethodPatch, shop.ProductURL+"/products/"+product,
+		map[string]any{"stock": 5}, nil); err != nil || status != http.StatusOK {
+		t.Fatalf("restock: %d %s (%v)", status, answer, err)
+	}
+	var placed order.Order
+	if status, answer, err := place(&placed); err != nil || status != http.StatusCreated {
+		t.Fatalf("retry after the restock: %d %s (%v), want 201", status, answer, err)
+	}
+	var again order.Order
+	if status, answer, err := place(&again); err != nil || status != http.StatusOK || again.ID != placed.ID {
+		t.Fatalf("second retry: %d %s (%v), want 200 with order %s", status, answer, err, placed.ID.Hex())
+	}
+	if stock, err := shop.Stock(ctx, product); err != nil || stock != 3 {
+		t.Fatalf("stock %d (%v), want 3", stock, err)
+	}
+
+	var euro struct{ ID string }
+	if status, answer, err := shop.Call(ctx, http.MethodPost, shop.ProductURL+"/products",
+		map[string]any{"name": "Euro chair", "priceCents": 5900, "currency": "EUR", "stock": 5}, &euro); err != nil || status != http.StatusCreated {
+		t.Fatalf("create a product in EUR: %d %s (%v)", status, answer, err)
+	}
+	mixed := map[string]any{"userId": user, "items": []map[string]any{
+		{"productId": product, "quantity": 1}, {"productId": euro.ID, "quantity": 1}}}
+	status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", mixed, nil)
+	if err != nil || status != http.StatusUnprocessableEntity {
+		t.Fatalf("mixed currencies: %d %s (%v), want 422", status, answer, err)
+	}
+	var refusal struct {
+		Error   string
+		Details []map[string]string
+	}
+	if err := json.Unmarshal(answer, &refusal); err != nil || !strings.HasPrefix(refusal.Error, "mixed currencies") || len(refusal.Details) != 2 {
+		t.Fatalf("mixed currencies answered %s (%v), want the error and both lines' currencies", answer, err)
+	}
+}
