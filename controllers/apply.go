@@ -80,16 +80,21 @@ func conflict(kind, name string) *Problem {
 }
 
 // applyFailed turns a refused write into a Problem when the object itself is invalid
-// (no retry helps) and into a returned error otherwise (controller-runtime backs off).
-// A conflict (the object changed since it was read) is ordinary under concurrent
-// writers and gone at the next reconcile: it is retried without a Warning Event.
+// (no retry helps) or forbidden (a quota, an admission policy: the user must act), and
+// into a returned error otherwise (controller-runtime backs off). A Problem lets the
+// other children be made and the status say why; an error would stop both. A conflict
+// (the object changed since it was read) is ordinary under concurrent writers and gone
+// at the next reconcile: it is retried without a Warning Event.
 func (r *ShopReconciler) applyFailed(shop *shopv1.Shop, obj client.Object, verb string, err error) error {
 	kind := kindOf(obj)
 	if !apierrors.IsConflict(err) {
 		r.event(shop, obj, corev1.EventTypeWarning, "ApplyFailed", verb, "cannot %s %s %s: %v", verb, kind, obj.GetName(), err)
 	}
-	if apierrors.IsInvalid(err) {
+	switch {
+	case apierrors.IsInvalid(err):
 		return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf("the API server refused %s %s: %v", kind, obj.GetName(), err)}
+	case apierrors.IsForbidden(err):
+		return &Problem{Reason: ReasonChildForbidden, Message: fmt.Sprintf("the API server forbade %s %s: %v", kind, obj.GetName(), err)}
 	}
 	return fmt.Errorf("%s %s %s: %w", verb, kind, obj.GetName(), err)
 }

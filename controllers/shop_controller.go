@@ -65,18 +65,19 @@ const DefaultPodReadyDeadline = 10 * time.Minute
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=pods;events,verbs=list
 
-// ConflictRetry is how often a Shop is reconciled again while a ChildConflict is
-// reported. The conflicting object lies outside the cache (it lacks our labels), so
-// its deletion brings no event: only a timed retry notices that the name is free.
+// ConflictRetry is how often a Shop is reconciled again while a Problem whose end brings
+// no event is reported (Problem.lookAgain): a ChildConflict's object lies outside the
+// cache (it lacks our labels), so its deletion brings no event, nor does a quota raised
+// for a ChildForbidden: only a timed retry notices.
 const ConflictRetry = time.Minute
 
 // Reconcile brings one Shop's children to what its spec asks and records the result.
 // Children are applied in dependency order (credentials, stores, connections,
 // services, gateway). A Problem (a spec the cluster cannot satisfy, a missing external
 // Secret) is reported in the Degraded condition and not retried with backoff: a change
-// of the Shop or of the object it waits on triggers the next reconcile, and a
-// ChildConflict, whose object the controller does not watch, is looked at again after
-// ConflictRetry. Other errors are returned and retried with backoff.
+// of the Shop or of the object it waits on triggers the next reconcile, and a Problem
+// whose end the controller cannot watch (a ChildConflict, a ChildForbidden) is looked at
+// again after ConflictRetry. Other errors are returned and retried with backoff.
 func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	shop := &shopv1.Shop{}
@@ -100,8 +101,8 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	if problem != nil {
 		log.Info("shop degraded", "reason", problem.Reason, "message", problem.Message)
-		if problem.Reason == ReasonChildConflict {
-			return ctrl.Result{RequeueAfter: ConflictRetry}, nil
+		if problem.lookAgain() {
+			recheck = sooner(recheck, ConflictRetry)
 		}
 	}
 	// A pod that stays unready changes nothing the controller watches: look again

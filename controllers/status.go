@@ -52,6 +52,11 @@ const (
 	// ReasonChildConflict (Degraded=True): an object with a child's name belongs to
 	// someone else. The controller looks again every ConflictRetry.
 	ReasonChildConflict = "ChildConflict"
+	// ReasonChildForbidden (Degraded=True): the API server forbade writing a child: a
+	// ResourceQuota, an admission webhook or policy, a storage class that cannot grow a
+	// volume. The controller looks again every ConflictRetry, since lifting the limit may
+	// bring no event, and makes the other children meanwhile.
+	ReasonChildForbidden = "ChildForbidden"
 	// ReasonCredentialsInvalid (Degraded=True): a store's credentials Secret holds a value
 	// the store's configuration cannot carry.
 	ReasonCredentialsInvalid = "CredentialsInvalid"
@@ -59,14 +64,26 @@ const (
 
 // Problem is something the controller cannot fix by retrying: it waits for the user
 // (or for the object it waits on) to change, and says so in the Degraded condition.
-// It is not retried with backoff; only a ChildConflict is looked at again, every
-// ConflictRetry, since the deletion of the conflicting object brings no event.
+// It is not retried with backoff; those whose end brings no event are looked at again
+// every ConflictRetry (lookAgain).
 type Problem struct {
 	Reason  string
 	Message string
 }
 
 func (p *Problem) Error() string { return p.Reason + ": " + p.Message }
+
+// lookAgain reports whether the end of the Problem may come with no event the controller
+// watches: the deletion of an object it does not own (ChildConflict), a quota raised or a
+// policy changed (ChildForbidden), a Secret made without the label that lets the
+// controller see it (ExternalSecretNotFound, which then becomes ExternalSecretNotLabelled).
+func (p *Problem) lookAgain() bool {
+	switch p.Reason {
+	case ReasonChildConflict, ReasonChildForbidden, ReasonExternalSecretNotFound:
+		return true
+	}
+	return false
+}
 
 // ComponentState is what the controller read of one component's workload.
 type ComponentState struct {

@@ -153,9 +153,11 @@ type GatewaySpec struct {
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 }
 
-// RateLimitSpec is a fixed budget of requests per window and client IP.
+// RateLimitSpec is a fixed budget of requests per window and client IP, counted by each
+// gateway replica on its own.
 type RateLimitSpec struct {
-	// Requests allowed per client IP within one window.
+	// Requests allowed per client IP within one window, by each gateway replica: a client
+	// whose requests are spread over N replicas may make up to N times as many.
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:XValidation:rule="self > 0",message="rateLimit.requests must be greater than 0"
 	// +kubebuilder:validation:XValidation:rule="self <= 1000000",message="rateLimit.requests must be at most 1000000"
@@ -375,7 +377,7 @@ type ShopStatus struct {
 // Its name begins the name of every child (<name>-<component>): Service names are
 // DNS-1035 labels of at most 63 characters, and the longest suffix is "-rabbitmq".
 //
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="a Shop's name must be at most 54 characters: its Services are named <name>-<component>, at most 63"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 43",message="a Shop's name must be at most 43 characters: its StatefulSets' pods carry the label <name>-rabbitmq-<revision hash of up to 10 characters>, at most 63"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="a Shop's name must start with a lower-case letter and hold only lower-case letters, digits and '-', ending with a letter or digit: its Services are named <name>-<component>, which must be DNS-1035 labels"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

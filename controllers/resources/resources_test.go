@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -114,6 +115,45 @@ func TestEveryChildIsLabelledAndOwned(t *testing.T) {
 		refs := o.GetOwnerReferences()
 		if len(refs) != 1 || refs[0].UID != "uid-1" || refs[0].Kind != "Shop" || !ptr.Deref(refs[0].Controller, false) {
 			t.Errorf("%s: owner references %+v, want the Shop as controller", name, refs)
+		}
+	}
+}
+
+// TestLongestNameFits: with the longest name the API server accepts (43 characters), every
+// child's name is valid (a DNS label for a Service, a subdomain for the rest), and a StatefulSet's pods can be made: their name (the
+// StatefulSet's and "-0", also their hostname) is a DNS label, and their
+// controller-revision-hash label (the StatefulSet's name, "-" and a hash of up to 10
+// characters) is a label value.
+func TestLongestNameFits(t *testing.T) {
+	const longest = 43 // the Shop's CEL rule
+	for _, engine := range []shopv1.MongoDBEngine{shopv1.EngineMongoDB, shopv1.EngineFerretDB} {
+		shop := newShop(func(s *shopv1.Shop) {
+			s.Name = "s" + strings.Repeat("0", longest-1)
+			s.Spec.MongoDB.Engine = engine
+		})
+		sets := 0
+		for _, o := range allObjects(t, shop) {
+			name := o.GetName()
+			errs := validation.IsDNS1123Subdomain(name)
+			if _, ok := o.(*corev1.Service); ok {
+				errs = validation.IsDNS1035Label(name)
+			}
+			if len(errs) > 0 {
+				t.Errorf("%s %s: %v", engine, name, errs)
+			}
+			if _, ok := o.(*appsv1.StatefulSet); !ok {
+				continue
+			}
+			sets++
+			if errs := validation.IsDNS1123Label(name + "-0"); len(errs) > 0 {
+				t.Errorf("%s: pod %s-0: %v", engine, name, errs)
+			}
+			if errs := validation.IsValidLabelValue(name + "-" + strings.Repeat("f", 10)); len(errs) > 0 {
+				t.Errorf("%s: controller-revision-hash of %s: %v", engine, name, errs)
+			}
+		}
+		if sets < 4 {
+			t.Errorf("%s: %d StatefulSets checked, want the stores, product and order at least", engine, sets)
 		}
 	}
 }

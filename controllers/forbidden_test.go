@@ -1,0 +1,118 @@
+package controllers
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
+)
+
+// A child the API server forbids (a quota, an admission policy, a volume that cannot grow)
+// is the user's to mend: the Shop says so, the other children are made, and changes to
+// the Shop still roll out.
+var _ = Describe("A child the API server forbids", func() {
+	It("is reported, and the other children are made (a ResourceQuota on LoadBalancers)", func() {
+		ns := takeNamespace()
+		quota := &corev1.ResourceQuota{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-load-balancers"},
+			Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceServicesLoadBalancers: resource.MustParse("0")}},
+		}
+		Expect(k8sClient.Create(ctx, quota)).To(Succeed())
+		// No quota controller runs here: its usage is set by hand, as that controller would.
+		quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard,
+			Used: corev1.ResourceList{corev1.ResourceServicesLoadBalancers: resource.MustParse("0")}}
+		Expect(k8sClient.Status().Update(ctx, quota)).To(Succeed())
+
+		shop := minimalShop(ns, "quota")
+		shop.Spec.Gateway.Service.Type = corev1.ServiceTypeLoadBalancer
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
+		Expect(getShop(shop).Status.Conditions).To(ContainElement(And(
+			HaveField("Type", ConditionDegraded),
+			HaveField("Message", And(ContainSubstring("Service quota-gateway"), ContainSubstring("exceeded quota: no-load-balancers"))))))
+		// Everything but the forbidden Service, the gateway's PodDisruptionBudget and
+		// NetworkPolicy included, which come after it.
+		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(ConsistOf(HaveSuffix("Service quota-gateway")))
+		gateway := types.NamespacedName{Namespace: ns, Name: resources.Name(shop, resources.Gateway)}
+		Expect(k8sClient.Get(ctx, gateway, &policyv1.PodDisruptionBudget{})).To(Succeed())
+		Expect(k8sClient.Get(ctx, gateway, &networkingv1.NetworkPolicy{})).To(Succeed())
+		Expect(requeueOf(shop)).To(Equal(ConflictRetry), "a quota raised brings no event: the retry is the only way back")
+
+		Expect(k8sClient.Delete(ctx, quota)).To(Succeed())
+		Expect(requeueOf(shop)).To(BeZero())
+		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(BeEmpty())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
+	})
+
+	It("does not hold back a new version when a volume cannot grow", func() {
+		ns := takeNamespace()
+		class := &storagev1.StorageClass{
+			ObjectMeta:           metav1.ObjectMeta{Name: "fixed-size"},
+			Provisioner:          "example.com/none",
+			AllowVolumeExpansion: ptr.To(false),
+		}
+		Expect(k8sClient.Create(ctx, class)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, class)).To(Succeed()) })
+		shop := minimalShop(ns, "grow")
+		shop.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To(class.Name)}
+		createShopAndWait(shop)
+
+		// The claim bound to a volume, as a provisioner would: only a bound claim's growth
+		// is checked against its class.
+		claim := &corev1.PersistentVolumeClaim{}
+		key := types.NamespacedName{Namespace: ns, Name: resources.Name(shop, resources.MongoDB)}
+		Expect(k8sClient.Get(ctx, key, claim)).To(Succeed())
+		volume := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: "grow-mongodb"},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+				AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				StorageClassName:       class.Name,
+				PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/grow"}},
+				ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: key.Name},
+			},
+		}
+		Expect(k8sClient.Create(ctx, volume)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, volume)).To(Succeed()) })
+		claim.Spec.VolumeName = volume.Name
+		Expect(k8sClient.Update(ctx, claim)).To(Succeed())
+		claim.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: volume.Spec.Capacity, AccessModes: volume.Spec.AccessModes}
+		Expect(k8sClient.Status().Update(ctx, claim)).To(Succeed())
+
+		updateShop(shop, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage.Size = ptr.To(resource.MustParse("2Gi"))
+			s.Spec.Version = "v0.2.0"
+		})
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
+		Eventually(func() string { return deployment(shop, resources.User).Spec.Template.Spec.Containers[0].Image }).
+			WithTimeout(timeout).Should(HaveSuffix(":v0.2.0"))
+		Eventually(func() int64 { return getShop(shop).Status.ObservedGeneration }).WithTimeout(timeout).Should(Equal(getShop(shop).Generation))
+	})
+})
+
+// requeueOf reconciles shop once by hand, beside the manager, and returns when the
+// controller would look at it again unasked (0: only at an event). The reconciler reads
+// straight from the API server: it sees objects the manager's cache leaves out.
+func requeueOf(shop *shopv1.Shop) time.Duration {
+	r, _, _ := countingReconciler()
+	var res reconcile.Result
+	// The manager writes the same objects: a conflict is tried again.
+	EventuallyWithOffset(1, func() (err error) {
+		res, err = r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)})
+		return err
+	}).WithTimeout(timeout).Should(Succeed())
+	return res.RequeueAfter
+}
