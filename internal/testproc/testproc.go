@@ -9,10 +9,13 @@ package testproc
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -94,8 +97,18 @@ func (p *Process) Stop(ctx context.Context) error {
 	return p.stopErr
 }
 
-// FreeLoopbackPorts returns count distinct TCP ports free on 127.0.0.1 right now.
+// FreeLoopbackPorts returns count distinct TCP ports free on 127.0.0.1 right now, taken
+// below the kernel's range of ephemeral ports. A server is told its port and binds it
+// later, a RabbitMQ node some seconds later: a port from the ephemeral range (what
+// binding port 0 gives) can meanwhile become the local port of any outgoing connection on
+// the machine, and the server then fails to start. Below the range, only a process that
+// binds that very port can take it.
 func FreeLoopbackPorts(count int) ([]int, error) {
+	low, _ := ephemeralPorts()
+	low = min(low, maxPort)
+	// From a random point, so that processes asking at once start apart.
+	span := low - minPort
+	start := rand.IntN(span)
 	var ports []int
 	var listeners []net.Listener
 	defer func() {
@@ -103,15 +116,47 @@ func FreeLoopbackPorts(count int) ([]int, error) {
 			_ = l.Close()
 		}
 	}()
-	// Binding port 0 on loopback never blocks: there is nothing for a context to cancel.
+	// Binding on loopback never blocks: there is nothing for a context to cancel.
 	var lc net.ListenConfig
-	for range count {
-		l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	for i := 0; i < span && len(ports) < count; i++ {
+		port := minPort + (start+i)%span
+		l, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, err
+			continue // taken
 		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		listeners = append(listeners, l) // held until all are found, so none comes twice
+		ports = append(ports, port)
+	}
+	if len(ports) < count {
+		return nil, fmt.Errorf("only %d of %d loopback ports free between %d and %d", len(ports), count, minPort, low)
 	}
 	return ports, nil
+}
+
+// FreeLoopbackPorts hands out ports from minPort up to maxPort (or the ephemeral range):
+// above the ports servers are commonly configured on (a kubelet's 10250, say), and below
+// Kubernetes' NodePort range (30000-32767).
+const (
+	minPort = 20000
+	maxPort = 30000
+)
+
+// ephemeralPorts returns the kernel's range of local ports for outgoing connections, or
+// Linux's default when it cannot be read.
+func ephemeralPorts() (low, high int) {
+	low, high = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return low, high
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return low, high
+	}
+	l, err1 := strconv.Atoi(f[0])
+	h, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || l <= minPort+1000 || h < l {
+		return low, high // a range reaching down here leaves no port outside it worth taking
+	}
+	return l, h
 }

@@ -187,11 +187,16 @@ func TestFreeLoopbackPorts(t *testing.T) {
 				t.Fatalf("%d ports, want %d", len(ports), count)
 			}
 			seen := map[int]bool{}
+			low, _ := ephemeralPorts()
 			for _, port := range ports {
 				if seen[port] {
 					t.Errorf("port %d twice in %v", port, ports)
 				}
 				seen[port] = true
+				// An outgoing connection could take a port of the ephemeral range.
+				if port < minPort || port >= min(low, maxPort) {
+					t.Errorf("port %d outside [%d, %d)", port, minPort, min(low, maxPort))
+				}
 				l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 				if err != nil {
 					t.Errorf("port %d is not free: %v", port, err)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -208,7 +209,9 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 		select {
 		case <-node.Done():
 			n.node = nil
-			return fmt.Errorf("rabbitmq-server exited during start; see %s", n.logDir)
+			// The log folder is often a test's temporary one, gone with it: its end goes
+			// with the error.
+			return fmt.Errorf("rabbitmq-server exited during start; see %s, which ends:\n%s", n.logDir, logTails(n.logDir, 20))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -305,4 +308,22 @@ func (n *RabbitMQNode) ctl(ctx context.Context, args ...string) error {
 		return fmt.Errorf("rabbitmqctl %v: %w: %s", args, err, out)
 	}
 	return nil
+}
+
+// logTails returns the last n lines of every file in dir, each under its name.
+func logTails(dir string, n int) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || e.IsDir() {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		fmt.Fprintf(&b, "== %s\n%s\n", e.Name(), strings.Join(lines[max(0, len(lines)-n):], "\n"))
+	}
+	return b.String()
 }
