@@ -104,8 +104,7 @@ func (p *Process) Stop(ctx context.Context) error {
 // the machine, and the server then fails to start. Below the range, only a process that
 // binds that very port can take it.
 func FreeLoopbackPorts(count int) ([]int, error) {
-	low, _ := ephemeralPorts()
-	low = min(low, maxPort)
+	low := min(ephemeralLow(), maxPort)
 	// From a random point, so that processes asking at once start apart.
 	span := low - minPort
 	start := rand.IntN(span)
@@ -141,22 +140,21 @@ const (
 	maxPort = 30000
 )
 
-// ephemeralPorts returns the kernel's range of local ports for outgoing connections, or
-// Linux's default when it cannot be read.
-func ephemeralPorts() (low, high int) {
-	low, high = 32768, 60999
+// ephemeralLow returns the lowest local port of the kernel's range for outgoing
+// connections, or Linux's default when it cannot be read.
+func ephemeralLow() int {
+	const linuxDefault = 32768
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return low, high
+		return linuxDefault
 	}
 	f := strings.Fields(string(b))
 	if len(f) != 2 {
-		return low, high
+		return linuxDefault
 	}
-	l, err1 := strconv.Atoi(f[0])
-	h, err2 := strconv.Atoi(f[1])
-	if err1 != nil || err2 != nil || l <= minPort+1000 || h < l {
-		return low, high // a range reaching down here leaves no port outside it worth taking
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= minPort+1000 {
+		return linuxDefault // a range reaching down here leaves no port outside it worth taking
 	}
-	return l, h
+	return low
 }
