@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
@@ -44,15 +45,16 @@ import (
 
 // Gateway holds the routes and the state behind them.
 type Gateway struct {
-	svcs    []service
-	routes  []route
-	timeout time.Duration
-	limiter *ratelimit.Limiter
-	policy  []byte // the RateLimit-Policy field, the same on every answer
-	ips     *clientip.Resolver
-	health  *suiteHealth
-	log     *slog.Logger
-	tracer  trace.Tracer
+	svcs       []service
+	routes     []route
+	timeout    time.Duration
+	limiter    *ratelimit.Limiter
+	policy     []byte // the RateLimit-Policy field, the same on every answer
+	ips        *clientip.Resolver
+	health     *suiteHealth
+	log        *slog.Logger
+	tracer     trace.Tracer
+	bodyBudget *semaphore.Weighted
 }
 
 // New builds the gateway of cfg.
@@ -74,15 +76,16 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	return &Gateway{
-		svcs:    svcs,
-		routes:  routes(svcs),
-		timeout: cfg.UpstreamTimeout,
-		limiter: limiter,
-		policy:  rateLimitPolicyValue(limiter),
-		ips:     clientip.NewResolver(trusted),
-		health:  newSuiteHealth(svcs, newHealthTransport(cfg), cfg.HealthTimeout, cfg.HealthCacheTTL),
-		log:     log,
-		tracer:  otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
+		svcs:       svcs,
+		routes:     routes(svcs),
+		timeout:    cfg.UpstreamTimeout,
+		limiter:    limiter,
+		policy:     rateLimitPolicyValue(limiter),
+		ips:        clientip.NewResolver(trusted),
+		health:     newSuiteHealth(svcs, newHealthTransport(cfg), cfg.HealthTimeout, cfg.HealthCacheTTL),
+		log:        log,
+		bodyBudget: semaphore.NewWeighted(largeBodyBudget),
+		tracer:     otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
 	}, nil
 }
 
@@ -134,14 +137,20 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 
 	// Request id: a sane incoming X-Request-ID is kept, else one is made; the service gets it
 	// and the client gets it back.
+	// Hop-by-hop headers, and those the client's Connection names, go before the gateway adds
+	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
+	clientClose := req.Header.ConnectionClose()
+	dropHopHeaders(&req.Header)
 	id := req.Header.Peek(web.RequestIDHeader)
 	var requestID string
 	if web.ValidRequestID(id) {
 		requestID = string(id)
 	} else {
 		requestID = web.NewRequestID()
-		req.Header.Set(web.RequestIDHeader, requestID)
 	}
+	// Set replaces only the first of several: the service gets this one alone.
+	req.Header.Del(web.RequestIDHeader)
+	req.Header.Set(web.RequestIDHeader, requestID)
 	logging := g.log.Enabled(ctx, slog.LevelInfo)
 	var path string
 	if logging {
@@ -224,17 +233,26 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		resp.SetBody(tooManyRequestsBody)
 		return
 	}
-	if !readBody(ctx) {
+	ok, release := g.readBody(ctx, r.svc.name)
+	defer release()
+	if !ok {
 		return
 	}
 
 	var buf [256]byte
-	clientClose := req.Header.ConnectionClose()
 	forwardRequest(req, r, peer, trusted, buf[:0])
 	// Whether the client's connection stays open is the client's business, and the service's
 	// connection the pool's: neither side's Connection: close crosses the gateway.
 	req.Header.ResetConnectionClose()
-	if err := r.svc.client.DoTimeout(req, resp, g.timeout); err != nil {
+	// The service is always spoken to in HTTP/1.1, whatever version the client's request line
+	// named: an HTTP/1.0 request would make the service close the pooled connection after it,
+	// and "HTTP/2.0" would be answered 505 in plain text. The client's version is put back for
+	// the server's own answer.
+	proto := append(buf[:0:0], req.Header.Protocol()...)
+	req.Header.SetProtocol("HTTP/1.1")
+	err := r.svc.client.DoTimeout(req, resp, g.timeout)
+	req.Header.SetProtocolBytes(proto)
+	if err != nil {
 		resp.Reset()
 		status, body := upstreamFailure(r.svc.name, err)
 		g.log.Warn("service failed", slog.String("request_id", requestID),
@@ -250,44 +268,85 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	limitHeaders(&resp.Header, g.policy, d)
 }
 
-// bufferedBodyBytes bounds the request bodies read whole before they are forwarded: those
-// announced with a Content-Length up to it, nearly every request of the shop's API. A buffered
-// request can go again on another connection when the one it was given turns out closed
-// (checkedConn); a streamed one cannot be read twice. Larger or chunked bodies stream.
+// bufferedBodyBytes is the size up to which a request body is read whole at once: nearly
+// every request of the shop's API. A larger or chunked one is read within largeBodyBudget.
 const bufferedBodyBytes = 64 << 10
 
-// readBody refuses a body announced over the services' limit before a byte of it is read,
-// and reads whole one that bufferedBodyBytes allows; the rest stream. It reports whether the
-// request can go on; when not, the answer is written as the server answers what it cannot
-// read (answerReadError), and the connection, with the body unread on it, closes after it.
-func readBody(ctx *fasthttp.RequestCtx) bool {
+// largeBodyBudget bounds the bytes of request bodies over bufferedBodyBytes being read at
+// once: 32 of the largest bodies the services take.
+const largeBodyBudget = 32 << 20
+
+// readBody reads the request's body whole before a connection to the service is taken, so
+// that a client sending slowly, or stopping, holds only its own connection to the gateway:
+// a few holding the service's connections would shut it off for everyone, and a body the
+// client fails to send is answered as the client's error (400, 408), not the service's. A
+// buffered request can also go again on another connection when the one it was given turns
+// out closed (checkedConn). Bodies up to bufferedBodyBytes are read at once; the rest of a
+// larger or chunked one only within largeBodyBudget (else 503), so that clients holding
+// large bodies half sent cost bounded memory. A body over web.MaxBodyBytes, the services'
+// limit, is 413: announced, before a byte of it is read. It reports whether the request can
+// go on, and gives the caller release, to call once the request is sent and the body's
+// memory can be counted no more; when it cannot go on, the answer is written, and the
+// connection, with the rest of the body unread on it, closes after it.
+func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, release func()) {
+	release = func() {}
 	req := &ctx.Request
-	n := req.Header.ContentLength()
+	n := req.Header.ContentLength() // < 0: chunked
 	if n > web.MaxBodyBytes {
-		answerReadError(ctx, fasthttp.ErrBodyTooLarge)
-		ctx.SetConnectionClose()
-		return false
+		return refuseBody(ctx, fasthttp.ErrBodyTooLarge), release
 	}
 	stream := req.BodyStream()
-	if stream == nil || n < 0 || n > bufferedBodyBytes {
-		return true
+	if stream == nil {
+		return true, release // none, or read with the head
 	}
 	b := bodyBuffers.Get().(*bytes.Buffer)
 	defer bodyBuffers.Put(b)
 	b.Reset()
-	if _, err := b.ReadFrom(io.LimitReader(stream, int64(n))); err != nil || b.Len() != n {
-		if err == nil {
-			err = io.ErrUnexpectedEOF // the client stopped sending
+	first := int64(bufferedBodyBytes + 1) // one byte more tells a chunked body is larger
+	if n >= 0 {
+		first = min(first, int64(n))
+	}
+	_, err := b.ReadFrom(io.LimitReader(stream, first))
+	if err == nil && b.Len() > bufferedBodyBytes && (n < 0 || b.Len() < n) {
+		rest := int64(web.MaxBodyBytes + 1 - b.Len()) // chunked: up to one byte over the limit
+		if n >= 0 {
+			rest = int64(n - b.Len())
 		}
-		answerReadError(ctx, err)
-		ctx.SetConnectionClose()
-		return false
+		if !g.bodyBudget.TryAcquire(rest) {
+			ctx.SetConnectionClose()
+			writeJSON(&ctx.Response, fasthttp.StatusServiceUnavailable, errorBody{
+				Error: "Service unavailable", Service: svc,
+				Message: "the gateway is receiving too many large request bodies; send it again later",
+			})
+			return false, release
+		}
+		release = func() { g.bodyBudget.Release(rest) }
+		_, err = b.ReadFrom(io.LimitReader(stream, rest))
+	}
+	switch {
+	case err != nil:
+	case n < 0 && b.Len() > web.MaxBodyBytes:
+		err = fasthttp.ErrBodyTooLarge
+	case n >= 0 && b.Len() != n:
+		err = io.ErrUnexpectedEOF // the client stopped sending
+	}
+	if err != nil {
+		release()
+		return refuseBody(ctx, err), func() {}
 	}
 	req.SetBody(b.Bytes()) // copied; closes the stream
-	return true
+	return true, release
 }
 
-// bodyBuffers holds the buffers bufferBody reads bodies into.
+// refuseBody answers a request whose body cannot be read as the server answers what it
+// cannot read (answerReadError) and closes the connection after it; it returns false.
+func refuseBody(ctx *fasthttp.RequestCtx, err error) bool {
+	answerReadError(ctx, err)
+	ctx.SetConnectionClose()
+	return false
+}
+
+// bodyBuffers holds the buffers readBody reads bodies into.
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // peerAddr returns the address of the connection ctx came on, or the zero Addr when it did not
@@ -335,8 +394,12 @@ var _ propagation.TextMapCarrier = headerCarrier{}
 // Get returns the value of key.
 func (c headerCarrier) Get(key string) string { return string(c.h.Peek(key)) }
 
-// Set sets key to value.
-func (c headerCarrier) Set(key, value string) { c.h.Set(key, value) }
+// Set sets key to value, removing every other value of key (fasthttp's Set replaces only
+// the first).
+func (c headerCarrier) Set(key, value string) {
+	c.h.Del(key)
+	c.h.Set(key, value)
+}
 
 // Keys lists the keys present.
 func (c headerCarrier) Keys() []string {

@@ -41,21 +41,22 @@ type upstream struct {
 
 // echo is what an upstream answers: what it saw of the request.
 type echo struct {
-	Service        string `json:"service"`
-	Method         string `json:"method"`
-	RequestURI     string `json:"requestUri"`
-	Path           string `json:"path"`
-	Query          string `json:"query"`
-	RequestID      string `json:"requestId"`
-	Traceparent    string `json:"traceparent"`
-	ForwardedFor   string `json:"forwardedFor"`
-	ForwardedHost  string `json:"forwardedHost"`
-	ForwardedProto string `json:"forwardedProto"`
-	Forwarded      string `json:"forwarded"`
-	RealIP         string `json:"realIp"`
-	Body           string `json:"body"`
-	Connection     string `json:"connection"`
-	Expect         string `json:"expect"`
+	Service        string   `json:"service"`
+	Method         string   `json:"method"`
+	RequestURI     string   `json:"requestUri"`
+	Path           string   `json:"path"`
+	Query          string   `json:"query"`
+	RequestID      string   `json:"requestId"`
+	RequestIDs     []string `json:"requestIds"`
+	Traceparent    string   `json:"traceparent"`
+	ForwardedFor   string   `json:"forwardedFor"`
+	ForwardedHost  string   `json:"forwardedHost"`
+	ForwardedProto string   `json:"forwardedProto"`
+	Forwarded      string   `json:"forwarded"`
+	RealIP         string   `json:"realIp"`
+	Body           string   `json:"body"`
+	Connection     string   `json:"connection"`
+	Expect         string   `json:"expect"`
 }
 
 func newUpstream(t *testing.T, name string) *upstream {
@@ -90,6 +91,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 			Path:           r.URL.Path,
 			Query:          r.URL.RawQuery,
 			RequestID:      r.Header.Get("X-Request-ID"),
+			RequestIDs:     r.Header.Values("X-Request-ID"),
 			Traceparent:    r.Header.Get("Traceparent"),
 			ForwardedFor:   r.Header.Get("X-Forwarded-For"),
 			ForwardedHost:  r.Header.Get("X-Forwarded-Host"),
@@ -515,12 +517,13 @@ func TestServiceClosedPooledConnections(t *testing.T) {
 		t.Errorf("%d new connections to the service: a connection idle past its deadline was taken for closed", n)
 	}
 
-	// A request the service received is not sent again.
+	// A request the service received is not sent again, nor said not to have reached it: 502,
+	// not 503 "cannot be reached", which invites sending it again.
 	order.abort.Store(true)
 	for _, m := range []string{"GET", "POST"} {
 		before := order.hits.Load()
-		if resp, body := s.do(t, m, "/orders/o1", nil); resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("%s to a service that drops it: %d %s, want 503", m, resp.StatusCode, body)
+		if resp, body := s.do(t, m, "/orders/o1", nil); resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("%s to a service that drops it: %d %s, want 502", m, resp.StatusCode, body)
 		}
 		if n := order.hits.Load() - before; n != 1 {
 			t.Errorf("%s reached the service %d times, want once", m, n)

@@ -242,7 +242,6 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	if peer.IsValid() {
 		h.SetBytesV("X-Forwarded-For", peer.AppendTo(xff))
 	}
-	dropHopHeaders(h)
 	// The server answered a client's Expect: 100-continue and read the whole body; the service
 	// gets the body at once, with nothing to expect.
 	h.Del("Expect")
@@ -260,43 +259,52 @@ type errorBody struct {
 }
 
 // upstreamFailure is the answer for a service that could not be reached (503), did not answer
-// in time (504) or answered more than maxResponseBodyBytes (502): its status and body.
+// in time (504), broke the connection off after the request was sent, or answered more than
+// maxResponseBodyBytes (502): its status and body. "Cannot be reached" is said only when
+// nothing was sent: a client told so may send the request again, which must not be one the
+// service may already have received (a POST /orders).
 func upstreamFailure(svc string, err error) (int, errorBody) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return fasthttp.StatusBadGateway, errorBody{
 			Error:   "Bad gateway",
 			Service: svc,
 			Message: "the " + svc + " service answered more than the gateway passes on",
 		}
-	}
-	if isTimeout(err) {
+	case unreachable(err):
+		return fasthttp.StatusServiceUnavailable, errorBody{
+			Error:   "Service unavailable",
+			Service: svc,
+			Message: "the " + svc + " service cannot be reached",
+		}
+	case isTimeout(err):
 		return fasthttp.StatusGatewayTimeout, errorBody{
 			Error:   "Gateway timeout",
 			Service: svc,
 			Message: "the " + svc + " service did not answer in time",
 		}
-	}
-	return fasthttp.StatusServiceUnavailable, errorBody{
-		Error:   "Service unavailable",
-		Service: svc,
-		Message: "the " + svc + " service cannot be reached",
+	default:
+		return fasthttp.StatusBadGateway, errorBody{
+			Error:   "Bad gateway",
+			Service: svc,
+			Message: "the " + svc + " service broke the connection off before its answer was whole",
+		}
 	}
 }
 
-// isTimeout tells a service that accepted the request but did not answer in time from one that
-// could not be reached at all: a connect timeout is the latter.
-func isTimeout(err error) bool {
+// unreachable tells an error that came before anything of the request was sent: no
+// connection could be made (refused, the name not resolved, the connect timed out), none was
+// free in time, or every pooled one turned out closed by the service (checkedConn).
+func unreachable(err error) bool {
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return false
-	}
 	var dns *net.DNSError
-	if errors.As(err, &dns) {
-		return false // the name did not resolve in time: the service cannot be found
-	}
-	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
-		return false
-	}
+	return (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &dns) ||
+		errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) ||
+		errors.Is(err, errStaleConn)
+}
+
+// isTimeout tells a service that did not answer in time, once reached (see unreachable).
+func isTimeout(err error) bool {
 	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}

@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -19,25 +19,32 @@ func (timeoutErr) Error() string   { return "timeout awaiting response headers" 
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
-func TestIsTimeout(t *testing.T) {
+func TestUpstreamFailure(t *testing.T) {
 	tests := []struct {
-		name string
-		err  error
-		want bool
+		name   string
+		err    error
+		status int
 	}{
-		{name: "read past the deadline", err: timeoutErr{}, want: true},
-		{name: "answer not complete within the upstream timeout", err: fasthttp.ErrTimeout, want: true},
-		{name: "connect timed out (fasthttp)", err: fasthttp.ErrDialTimeout, want: false},
-		{name: "every connection busy", err: fasthttp.ErrNoFreeConns, want: false},
-		{name: "deadline", err: fmt.Errorf("round trip: %w", context.DeadlineExceeded), want: true},
-		{name: "connect timed out: unreachable, not slow", err: &net.OpError{Op: "dial", Err: timeoutErr{}}, want: false},
-		{name: "connection refused", err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, want: false},
-		{name: "reset while reading", err: &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, want: false},
-		{name: "other", err: errors.New("EOF"), want: false},
+		{name: "read past the deadline", err: timeoutErr{}, status: 504},
+		{name: "answer not complete within the upstream timeout", err: fasthttp.ErrTimeout, status: 504},
+		{name: "deadline", err: fmt.Errorf("round trip: %w", context.DeadlineExceeded), status: 504},
+		// Nothing was sent: the client may send the request again.
+		{name: "connect timed out (fasthttp)", err: fasthttp.ErrDialTimeout, status: 503},
+		{name: "every connection busy", err: fasthttp.ErrNoFreeConns, status: 503},
+		{name: "connect timed out: unreachable, not slow", err: &net.OpError{Op: "dial", Err: timeoutErr{}}, status: 503},
+		{name: "connection refused", err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, status: 503},
+		{name: "name not resolved", err: &net.DNSError{Err: "no such host", Name: "user", IsNotFound: true}, status: 503},
+		{name: "every pooled connection closed by the service", err: errStaleConn, status: 503},
+		// The request may have reached the service: not "cannot be reached".
+		{name: "reset while reading", err: &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, status: 502},
+		{name: "closed before the answer", err: fasthttp.ErrConnectionClosed, status: 502},
+		{name: "closed within the answer", err: io.ErrUnexpectedEOF, status: 502},
+		{name: "answer too large", err: fasthttp.ErrBodyTooLarge, status: 502},
 	}
 	for _, tt := range tests {
-		if got := isTimeout(tt.err); got != tt.want {
-			t.Errorf("%s: isTimeout = %v, want %v", tt.name, got, tt.want)
+		status, body := upstreamFailure("user", tt.err)
+		if status != tt.status || body.Service != "user" || body.Message == "" {
+			t.Errorf("%s: %d %+v, want %d", tt.name, status, body, tt.status)
 		}
 	}
 }

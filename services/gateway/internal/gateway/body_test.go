@@ -1,0 +1,97 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStalledBodiesHoldNoServiceConnection: clients that stop sending their bodies hold
+// their own connections to the gateway, not the service's: with as many of them as the
+// service has connections, an ordinary request is still served.
+func TestStalledBodiesHoldNoServiceConnection(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.MaxConnsPerService = 4; c.ReadTimeout = 10 * time.Second })
+	for range 4 {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		_, _ = io.WriteString(conn, "POST /users HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
+	}
+	time.Sleep(500 * time.Millisecond) // the four are being read
+	if resp, body := s.do(t, http.MethodGet, "/users/1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("an ordinary request got %d %s while 4 clients stall their bodies", resp.StatusCode, body)
+	}
+}
+
+// TestClientBodyErrorsAreTheClients: a body the client sends wrong or not at all is the
+// client's error (400, 408, 413), not the service's (503, 504), whatever its size or framing.
+func TestClientBodyErrorsAreTheClients(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.ReadTimeout = time.Second })
+	tests := []struct {
+		name   string
+		parts  []string
+		status int
+	}{
+		{"malformed chunk", []string{"POST /users HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"}, http.StatusBadRequest},
+		{"stalled chunked body", []string{"POST /users HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"}, http.StatusRequestTimeout},
+		{"stalled large body", []string{"POST /users HTTP/1.1\r\nHost: g\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("x", 70000)}, http.StatusRequestTimeout},
+		{"chunked body over the limit", []string{"POST /users HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			strings.Repeat("10000\r\n"+strings.Repeat("x", 0x10000)+"\r\n", 17) + "0\r\n\r\n"}, http.StatusRequestEntityTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := rawRequest(t, s.url, 0, tt.parts...)
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d %s, want %d", resp.StatusCode, body, tt.status)
+			}
+		})
+	}
+}
+
+// TestConnectionCannotStripGatewayHeaders: the headers the gateway adds reach the service
+// even when the client's Connection header names them (hop-by-hop headers go first).
+func TestConnectionCannotStripGatewayHeaders(t *testing.T) {
+	s := newSuite(t, nil)
+	resp, body := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: shop\r\nX-Request-ID: abc\r\n"+
+		"Connection: X-Request-ID, X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto\r\n\r\n")
+	e := decode[echo](t, body)
+	if e.RequestID == "" || e.RequestID != resp.Header.Get("X-Request-ID") || e.ForwardedFor == "" || e.ForwardedHost == "" || e.ForwardedProto == "" {
+		t.Fatalf("client %q, service saw id %q, X-Forwarded-For %q, -Host %q, -Proto %q",
+			resp.Header.Get("X-Request-ID"), e.RequestID, e.ForwardedFor, e.ForwardedHost, e.ForwardedProto)
+	}
+}
+
+// TestServiceSpokenToInHTTP11: whatever version the client's request line names, the
+// service is spoken to in HTTP/1.1 over a kept-alive connection, and the client's answer
+// keeps its own version's rules.
+func TestServiceSpokenToInHTTP11(t *testing.T) {
+	s := newSuite(t, nil)
+	user := s.upstreams["user"]
+	s.do(t, http.MethodGet, "/users/1", nil) // a pooled connection
+	before := user.conns.Load()
+	for _, proto := range []string{"HTTP/1.0", "HTTP/1.1", "HTTP/2.0"} {
+		resp, body := rawRequest(t, s.url, 0, "GET /users/1 "+proto+"\r\nHost: shop\r\n\r\n")
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %s, want 200", proto, resp.StatusCode, body)
+		}
+	}
+	if n := user.conns.Load() - before; n != 0 {
+		t.Errorf("%d new connections to the service: a request's version reached it", n)
+	}
+}
+
+// TestDuplicateRequestIDs: of several X-Request-ID headers, the service gets one, the id
+// the client gets back.
+func TestDuplicateRequestIDs(t *testing.T) {
+	s := newSuite(t, nil)
+	resp, body := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: shop\r\nX-Request-ID: good-1\r\nX-Request-ID: evil\"injected\r\n\r\n")
+	e := decode[echo](t, body)
+	if e.RequestID != "good-1" || resp.Header.Get("X-Request-ID") != "good-1" || len(e.RequestIDs) != 1 {
+		t.Fatalf("client got %q, service saw %q", resp.Header.Get("X-Request-ID"), e.RequestIDs)
+	}
+}
