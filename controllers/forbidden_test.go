@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -26,15 +27,7 @@ import (
 var _ = Describe("A child the API server forbids", func() {
 	It("is reported, and the other children are made (a ResourceQuota on LoadBalancers)", func() {
 		ns := takeNamespace()
-		quota := &corev1.ResourceQuota{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-load-balancers"},
-			Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceServicesLoadBalancers: resource.MustParse("0")}},
-		}
-		Expect(k8sClient.Create(ctx, quota)).To(Succeed())
-		// No quota controller runs here: its usage is set by hand, as that controller would.
-		quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard,
-			Used: corev1.ResourceList{corev1.ResourceServicesLoadBalancers: resource.MustParse("0")}}
-		Expect(k8sClient.Status().Update(ctx, quota)).To(Succeed())
+		quota := forbid(ns, "no-load-balancers", corev1.ResourceServicesLoadBalancers)
 
 		shop := minimalShop(ns, "quota")
 		shop.Spec.Gateway.Service.Type = corev1.ServiceTypeLoadBalancer
@@ -55,6 +48,22 @@ var _ = Describe("A child the API server forbids", func() {
 		Expect(requeueOf(shop)).To(BeZero())
 		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(BeEmpty())
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
+	})
+
+	It("makes nothing from credentials it could not store", func() {
+		ns := takeNamespace()
+		forbid(ns, "no-secrets", corev1.ResourceSecrets)
+		shop := minimalShop(ns, "nosecrets")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
+		// A password made up again at every reconcile would roll every workload each time.
+		workloads := func() int {
+			sets, deployments := &appsv1.StatefulSetList{}, &appsv1.DeploymentList{}
+			Expect(k8sClient.List(ctx, sets, client.InNamespace(ns))).To(Succeed())
+			Expect(k8sClient.List(ctx, deployments, client.InNamespace(ns))).To(Succeed())
+			return len(sets.Items) + len(deployments.Items)
+		}
+		Consistently(workloads).WithTimeout(3 * time.Second).Should(BeZero())
 	})
 
 	It("does not hold back a new version when a volume cannot grow", func() {
@@ -102,6 +111,17 @@ var _ = Describe("A child the API server forbids", func() {
 		Eventually(func() int64 { return getShop(shop).Status.ObservedGeneration }).WithTimeout(timeout).Should(Equal(getShop(shop).Generation))
 	})
 })
+
+// forbid makes a ResourceQuota that allows no object of kind in namespace ns.
+func forbid(ns, name string, kind corev1.ResourceName) *corev1.ResourceQuota {
+	none := corev1.ResourceList{kind: resource.MustParse("0")}
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ResourceQuotaSpec{Hard: none}}
+	ExpectWithOffset(1, k8sClient.Create(ctx, quota)).To(Succeed())
+	// No quota controller runs here: its usage is set by hand, as that controller would.
+	quota.Status = corev1.ResourceQuotaStatus{Hard: none, Used: none}
+	ExpectWithOffset(1, k8sClient.Status().Update(ctx, quota)).To(Succeed())
+	return quota
+}
 
 // requeueOf reconciles shop once by hand, beside the manager, and returns when the
 // controller would look at it again unasked (0: only at an event). The reconciler reads

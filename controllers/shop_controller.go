@@ -158,8 +158,10 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 		creds[store] = resources.CredentialsSecret(shop, store, existing)
 		err = r.apply(ctx, shop, creds[store])
-		if record(err) {
-			continue
+		if p, ok := errors.AsType[*Problem](err); ok {
+			// Not stored (forbidden by a quota, say): nothing may be built from a password
+			// the next reconcile would make up again, rolling every pod each time.
+			return p, nil
 		}
 		if err != nil {
 			return nil, err

@@ -375,9 +375,11 @@ type ShopStatus struct {
 // services, MongoDB and RabbitMQ, made and kept by the controller.
 //
 // Its name begins the name of every child (<name>-<component>): Service names are
-// DNS-1035 labels of at most 63 characters, and the longest suffix is "-rabbitmq".
+// DNS-1035 labels of at most 63 characters, and a StatefulSet's pods carry the label
+// <name>-rabbitmq-<revision hash>, at most 63 characters too. The length is checked when the
+// Shop is made only: a Shop made when the limit was higher can still be changed or deleted.
 //
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 43",message="a Shop's name must be at most 43 characters: its StatefulSets' pods carry the label <name>-rabbitmq-<revision hash of up to 10 characters>, at most 63"
+// +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || size(self.metadata.name) <= 43",optionalOldSelf=true,message="a Shop's name must be at most 43 characters: its StatefulSets' pods carry the label <name>-rabbitmq-<revision hash of up to 10 characters>, at most 63"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="a Shop's name must start with a lower-case letter and hold only lower-case letters, digits and '-', ending with a letter or digit: its Services are named <name>-<component>, which must be DNS-1035 labels"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

@@ -24,6 +24,14 @@ func ParseID(s string) (id bson.ObjectID, ok bool) {
 	return id, err == nil && id.Hex() == s
 }
 
+// StoredID reads an id the services stored themselves, in any case: before ParseID took
+// only the lower-case spelling, a reservation's lines were stored as the client spelt them,
+// and giving their units back must still find the product.
+func StoredID(s string) (id bson.ObjectID, ok bool) {
+	id, err := bson.ObjectIDFromHex(s)
+	return id, err == nil
+}
+
 // IsDuplicateKey reports whether err is a unique-index violation. FerretDB v1 (SQLite)
 // reports one as E11000 on insert but, on update and findAndModify, as an
 // InternalError carrying SQLite's "UNIQUE constraint failed"; both count.

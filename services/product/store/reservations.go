@@ -400,7 +400,7 @@ func (s *Store) updateProduct(ctx context.Context, id bson.ObjectID, what string
 // that product, whose read and write it shares (batch.go), or runs alone after
 // holdRemovalDelay. Wait runs the waiting ones at once and waits for them.
 func (s *Store) removeHold(order string, l lineDoc, returned bool) {
-	oid, ok := mongodb.ParseID(l.ProductID)
+	oid, ok := mongodb.StoredID(l.ProductID) // a line stored by an earlier version may be in upper case
 	if !ok {
 		return
 	}
@@ -508,7 +508,7 @@ func (s *Store) giveBack(ctx context.Context, doc *reservationDoc) error {
 // it was never taken, leaving the hold {returned: true} in every case where units were
 // taken (see the table at the top).
 func (s *Store) giveBackLine(ctx context.Context, order string, l lineDoc) error {
-	oid, ok := mongodb.ParseID(l.ProductID)
+	oid, ok := mongodb.StoredID(l.ProductID) // a line stored by an earlier version may be in upper case
 	if !ok {
 		return nil
 	}
