@@ -39,34 +39,49 @@ type KeyedMutex struct {
 }
 
 type keyedLock struct {
-	sync.Mutex
-	users int // holders and waiters; the entry goes when it drops to 0
+	token chan struct{} // holds one value while the key is locked
+	users int           // holders and waiters; the entry goes when it drops to 0
 }
 
 // Lock locks key, waiting while another holder has it, and returns the function that
 // unlocks it.
 func (k *KeyedMutex) Lock(key string) (unlock func()) {
+	unlock, _ = k.LockContext(context.Background(), key)
+	return unlock
+}
+
+// LockContext is Lock, giving up with ctx's error when ctx ends first: a request whose
+// client has gone stops waiting.
+func (k *KeyedMutex) LockContext(ctx context.Context, key string) (unlock func(), err error) {
 	k.mu.Lock()
 	if k.locks == nil {
 		k.locks = map[string]*keyedLock{}
 	}
 	l := k.locks[key]
 	if l == nil {
-		l = &keyedLock{}
+		l = &keyedLock{token: make(chan struct{}, 1)}
 		k.locks[key] = l
 	}
 	l.users++
 	k.mu.Unlock()
 
-	l.Lock()
-	return func() {
-		l.Unlock()
+	leave := func() {
 		k.mu.Lock()
 		if l.users--; l.users == 0 {
 			delete(k.locks, key)
 		}
 		k.mu.Unlock()
 	}
+	select {
+	case l.token <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-l.token
+		leave()
+	}, nil
 }
 
 // Serialize runs fn holding the lock of the document of coll whose _id is id (a string

@@ -37,6 +37,31 @@ func TestKeyedMutexSerializesOneKeyAndForgetsIt(t *testing.T) {
 	}
 }
 
+func TestKeyedMutexLockContextGivesUp(t *testing.T) {
+	var k KeyedMutex
+	unlock := k.Lock("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if u, err := k.LockContext(ctx, "a"); !errors.Is(err, context.DeadlineExceeded) || u != nil {
+		t.Fatalf("LockContext of a held key = %v, want the context's error", err)
+	}
+	if got, err := k.LockContext(context.Background(), "b"); err != nil {
+		t.Fatalf("LockContext of a free key: %v", err)
+	} else {
+		got()
+	}
+	unlock()
+	// The waiter that gave up left nothing behind, and the key can be taken again.
+	if n := k.held(); n != 0 {
+		t.Errorf("%d locks left, want 0", n)
+	}
+	again, err := k.LockContext(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again()
+}
+
 // held reports how many keys are locked or waited for.
 func (k *KeyedMutex) held() int {
 	k.mu.Lock()

@@ -55,11 +55,22 @@ func RespondError(w http.ResponseWriter, r *http.Request, err error) {
 		Respond(w, StatusOf(ae), ErrorBody{Error: ae.Error(), Details: ae.Details})
 		return
 	}
+	if gone := r.Context().Err(); gone != nil && errors.Is(err, gone) {
+		// The client went away while the request waited: nothing failed here, and no one
+		// reads the answer. nginx's 499 (client closed request) names it in metrics.
+		Logger(r.Context()).LogAttrs(r.Context(), slog.LevelInfo, "request abandoned by the client",
+			slog.String("method", r.Method), slog.String("route", Route(r.Context())))
+		Respond(w, StatusClientClosedRequest, ErrorBody{Error: "Client closed request"})
+		return
+	}
 	Logger(r.Context()).LogAttrs(r.Context(), slog.LevelError, "request failed",
 		slog.String("method", r.Method), slog.String("route", Route(r.Context())),
 		slog.String("error", err.Error()))
 	Respond(w, http.StatusInternalServerError, ErrorBody{Error: internalErrorMessage})
 }
+
+// StatusClientClosedRequest is the status of a request its client abandoned (nginx's 499).
+const StatusClientClosedRequest = 499
 
 // StatusOf returns the HTTP status of a domain error's kind.
 func StatusOf(e *apperr.Error) int {

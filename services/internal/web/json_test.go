@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,6 +76,24 @@ func TestDecode(t *testing.T) {
 				t.Errorf("error = %q, want it to contain %q", msg, tt.errMsg)
 			}
 		})
+	}
+}
+
+func TestRespondErrorToAClientGone(t *testing.T) {
+	var logs strings.Builder
+	mux := web.NewMux(logging.NewTo(&logs, "test", slog.LevelInfo), nil)
+	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {
+		web.RespondError(w, r, fmt.Errorf("wait for the key: %w", r.Context().Err()))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client has gone
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, "GET", "/x", nil))
+	if rec.Code != web.StatusClientClosedRequest {
+		t.Errorf("status = %d, want %d", rec.Code, web.StatusClientClosedRequest)
+	}
+	if strings.Contains(logs.String(), `"level":"ERROR"`) || !strings.Contains(logs.String(), "request abandoned by the client") {
+		t.Errorf("logs: %s", logs.String())
 	}
 }
 

@@ -57,8 +57,13 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		// The requests of one key take turns. They share an order id, so one that gives
 		// up (its answer lost, its client gone) and gives the stock back would otherwise
 		// release the reservation of another that stored the order meanwhile. The order
-		// service runs as one process, so a lock in it is enough.
-		defer s.store.locks.Lock(idempotencyLockPrefix + keyID)()
+		// service runs as one process, so a lock in it is enough. A request whose client
+		// goes while it waits stops waiting.
+		unlock, err := s.store.locks.LockContext(ctx, idempotencyLockPrefix+keyID)
+		if err != nil {
+			return Order{}, false, err
+		}
+		defer unlock()
 		k, err := s.store.claimKey(ctx, idempotencyKey{ID: keyID, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
 		if err != nil {
 			return Order{}, false, err
