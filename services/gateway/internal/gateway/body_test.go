@@ -2,11 +2,15 @@ package gateway
 
 import (
 	"io"
+	"net/netip"
+	"strconv"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestStalledBodiesHoldNoServiceConnection: clients that stop sending their bodies hold
@@ -93,5 +97,34 @@ func TestDuplicateRequestIDs(t *testing.T) {
 	e := decode[echo](t, body)
 	if e.RequestID != "good-1" || resp.Header.Get("X-Request-ID") != "good-1" || len(e.RequestIDs) != 1 {
 		t.Fatalf("client got %q, service saw %q", resp.Header.Get("X-Request-ID"), e.RequestIDs)
+	}
+}
+
+// TestConnectionCannotNameTheFraming: a Connection header naming Content-Length (or
+// Transfer-Encoding, or Host) does not take the body's framing away: the service gets the
+// whole body.
+func TestConnectionCannotNameTheFraming(t *testing.T) {
+	s := newSuite(t, nil)
+	const body = `{"name":"Ada Lovelace","email":"ada@example.com"}`
+	resp, answer := rawRequest(t, s.url, 0, "POST /users HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\nConnection: Content-Length, Host\r\n\r\n"+body)
+	if e := decode[echo](t, answer); resp.StatusCode != http.StatusOK || e.Body != body {
+		t.Fatalf("%d: the service got body %q, want %q", resp.StatusCode, e.Body, body)
+	}
+}
+
+// TestForwardKeepsTheServiceScheme: a service at an https URL is spoken to over TLS.
+func TestForwardKeepsTheServiceScheme(t *testing.T) {
+	cfg := &Config{UserServiceURL: "https://user.shop.svc:8443", ProductServiceURL: "http://product",
+		OrderServiceURL: "http://order", PaymentServiceURL: "http://payment", UpstreamTimeout: time.Second}
+	svcs, err := services(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req fasthttp.Request
+	req.SetRequestURI("http://gateway/users/1")
+	forwardRequest(&req, &route{svc: &svcs[0], pattern: "/users/", under: true}, netip.MustParseAddr("192.0.2.1"), false, nil)
+	if got := string(req.URI().Scheme()); got != "https" {
+		t.Errorf("scheme %q, want https", got)
 	}
 }

@@ -289,8 +289,10 @@ const largeBodyBudget = 32 << 20
 // memory can be counted no more; when it cannot go on, the answer is written, and the
 // connection, with the rest of the body unread on it, closes after it.
 func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, release func()) {
-	release = func() {}
 	req := &ctx.Request
+	// The body's buffer goes once the request is sent: kept on the connection's context, it
+	// would hold the largest body's size while the connection idles.
+	release = func() { req.ReleaseBody(bufferedBodyBytes) }
 	n := req.Header.ContentLength() // < 0: chunked
 	if n > web.MaxBodyBytes {
 		return refuseBody(ctx, fasthttp.ErrBodyTooLarge), release
@@ -320,7 +322,10 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, relea
 			})
 			return false, release
 		}
-		release = func() { g.bodyBudget.Release(rest) }
+		release = func() {
+			req.ReleaseBody(bufferedBodyBytes)
+			g.bodyBudget.Release(rest)
+		}
 		_, err = b.ReadFrom(io.LimitReader(stream, rest))
 	}
 	switch {
@@ -331,8 +336,7 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, relea
 		err = io.ErrUnexpectedEOF // the client stopped sending
 	}
 	if err != nil {
-		release()
-		return refuseBody(ctx, err), func() {}
+		return refuseBody(ctx, err), release
 	}
 	req.SetBody(b.Bytes()) // copied; closes the stream
 	return true, release

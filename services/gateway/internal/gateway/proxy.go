@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -184,8 +185,9 @@ func dropHopHeaders(h headers) {
 	for _, v := range h.PeekAll("Connection") {
 		for tok := range bytes.SplitSeq(v, []byte(",")) {
 			tok = bytes.TrimSpace(tok)
-			if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) {
-				continue
+			if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) ||
+				bytes.EqualFold(tok, []byte("Content-Length")) || bytes.EqualFold(tok, []byte("Transfer-Encoding")) || bytes.EqualFold(tok, []byte("Host")) {
+				continue // the message's framing and target are not the connection's to name away
 			}
 			named = append(named, string(tok)) // copied: the header's bytes change as headers go
 		}
@@ -245,7 +247,9 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	// The server answered a client's Expect: 100-continue and read the whole body; the service
 	// gets the body at once, with nothing to expect.
 	h.Del("Expect")
+	h.SetNoDefaultContentType(true)
 	uri.SetPathBytes(path)
+	uri.SetScheme(r.svc.base.Scheme)
 	req.SetHost(r.svc.base.Host)
 	req.UseHostHeader = false
 }
@@ -293,14 +297,19 @@ func upstreamFailure(svc string, err error) (int, errorBody) {
 }
 
 // unreachable tells an error that came before anything of the request was sent: no
-// connection could be made (refused, the name not resolved, the connect timed out), none was
-// free in time, or every pooled one turned out closed by the service (checkedConn).
+// connection could be made (refused, the name not resolved, the connect or the TLS handshake
+// failed or timed out), none was free in time, or every pooled one turned out closed by the
+// service (checkedConn).
 func unreachable(err error) bool {
 	var op *net.OpError
 	var dns *net.DNSError
+	var cert *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
 	return (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &dns) ||
 		errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) ||
-		errors.Is(err, errStaleConn)
+		errors.Is(err, errStaleConn) ||
+		// The TLS handshake failed: the request was not sent.
+		errors.As(err, &cert) || errors.As(err, &record) || errors.Is(err, fasthttp.ErrTLSHandshakeTimeout)
 }
 
 // isTimeout tells a service that did not answer in time, once reached (see unreachable).

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +37,9 @@ func TestUpstreamFailure(t *testing.T) {
 		{name: "connection refused", err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, status: 503},
 		{name: "name not resolved", err: &net.DNSError{Err: "no such host", Name: "user", IsNotFound: true}, status: 503},
 		{name: "every pooled connection closed by the service", err: errStaleConn, status: 503},
+		{name: "certificate not trusted", err: &tls.CertificateVerificationError{Err: errors.New("x509: unknown authority")}, status: 503},
+		{name: "not TLS on the other side", err: tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, status: 503},
+		{name: "TLS handshake timed out", err: fasthttp.ErrTLSHandshakeTimeout, status: 503},
 		// The request may have reached the service: not "cannot be reached".
 		{name: "reset while reading", err: &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, status: 502},
 		{name: "closed before the answer", err: fasthttp.ErrConnectionClosed, status: 502},
