@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"io"
-	"net/netip"
-	"strconv"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
