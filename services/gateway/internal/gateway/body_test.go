@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/semaphore"
 )
 
 // TestStalledBodiesHoldNoServiceConnection: clients that stop sending their bodies hold
@@ -126,5 +127,28 @@ func TestForwardKeepsTheServiceScheme(t *testing.T) {
 	forwardRequest(&req, &route{svc: &svcs[0], pattern: "/users/", under: true}, netip.MustParseAddr("192.0.2.1"), false, nil)
 	if got := string(req.URI().Scheme()); got != "https" {
 		t.Errorf("scheme %q, want https", got)
+	}
+}
+
+// TestLargeBodyBudgetCountsWhatArrived: clients that announce large bodies and stop sending
+// hold the budget for the bytes they sent, not for what they announced, so a large body sent
+// whole beside them is still taken.
+func TestLargeBodyBudgetCountsWhatArrived(t *testing.T) {
+	s := newSuiteOf(t, func(c *Config) { c.ReadTimeout = 10 * time.Second }, func(g *Gateway) {
+		g.bodyBudget = semaphore.NewWeighted(1 << 20)
+	})
+	for range 4 {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		_, _ = io.WriteString(conn, "POST /users HTTP/1.1\r\nHost: g\r\nContent-Length: 1000000\r\n\r\n"+strings.Repeat("x", 100_000))
+	}
+	time.Sleep(500 * time.Millisecond) // the four are being read
+	body := `{"pad":"` + strings.Repeat("y", 200_000) + `"}`
+	resp, answer := rawRequest(t, s.url, 0, "POST /users HTTP/1.1\r\nHost: g\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a whole 200 kB body beside four stalled ones: %d %.200s", resp.StatusCode, answer)
 	}
 }

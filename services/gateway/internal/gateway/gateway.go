@@ -282,8 +282,8 @@ const largeBodyBudget = 32 << 20
 // client fails to send is answered as the client's error (400, 408), not the service's. A
 // buffered request can also go again on another connection when the one it was given turns
 // out closed (checkedConn). Bodies up to bufferedBodyBytes are read at once; the rest of a
-// larger or chunked one only within largeBodyBudget (else 503), so that clients holding
-// large bodies half sent cost bounded memory. A body over web.MaxBodyBytes, the services'
+// larger or chunked one only within largeBodyBudget (else 503), taken as its bytes arrive, so
+// that clients holding large bodies half sent cost bounded memory. A body over web.MaxBodyBytes, the services'
 // limit, is 413: announced, before a byte of it is read. It reports whether the request can
 // go on, and gives the caller release, to call once the request is sent and the body's
 // memory can be counted no more; when it cannot go on, the answer is written, and the
@@ -314,19 +314,31 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, relea
 		if n >= 0 {
 			rest = int64(n - b.Len())
 		}
-		if !g.bodyBudget.TryAcquire(rest) {
-			ctx.SetConnectionClose()
-			writeJSON(&ctx.Response, fasthttp.StatusServiceUnavailable, errorBody{
-				Error: "Service unavailable", Service: svc,
-				Message: "the gateway is receiving too many large request bodies; send it again later",
-			})
-			return false, release
-		}
+		// The budget is taken as the bytes come, a step ahead: a client that stops sending
+		// holds what it sent, not what it announced.
+		var taken int64
 		release = func() {
 			req.ReleaseBody(bufferedBodyBytes)
-			g.bodyBudget.Release(rest)
+			g.bodyBudget.Release(taken)
 		}
-		_, err = b.ReadFrom(io.LimitReader(stream, rest))
+		for rest > 0 && err == nil {
+			step := min(rest, bufferedBodyBytes)
+			if !g.bodyBudget.TryAcquire(step) {
+				ctx.SetConnectionClose()
+				writeJSON(&ctx.Response, fasthttp.StatusServiceUnavailable, errorBody{
+					Error: "Service unavailable", Service: svc,
+					Message: "the gateway is receiving too many large request bodies; send it again later",
+				})
+				return false, release
+			}
+			taken += step
+			var got int64
+			got, err = b.ReadFrom(io.LimitReader(stream, step))
+			if got < step {
+				break // the body ended (chunked), or the client stopped
+			}
+			rest -= got
+		}
 	}
 	switch {
 	case err != nil:

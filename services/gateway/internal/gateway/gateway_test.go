@@ -124,6 +124,12 @@ type suite struct {
 // newSuite starts the upstreams and a gateway; edit may change the configuration first.
 func newSuite(t *testing.T, edit func(*Config)) *suite {
 	t.Helper()
+	return newSuiteOf(t, edit, nil)
+}
+
+// newSuiteOf is newSuite, with tune changing the gateway before it serves.
+func newSuiteOf(t *testing.T, edit func(*Config), tune func(*Gateway)) *suite {
+	t.Helper()
 	s := &suite{upstreams: map[string]*upstream{}}
 	for _, n := range []string{"user", "product", "order", "payment"} {
 		s.upstreams[n] = newUpstream(t, n)
@@ -151,6 +157,9 @@ func newSuite(t *testing.T, edit func(*Config)) *suite {
 	g, err := New(cfg, logging.Discard())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(g)
 	}
 	s.reg = metrics.NewRegistry()
 	base := cfg.Base
