@@ -154,20 +154,22 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
 
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	gone := make(chan struct{}) // closed as this subscription ends: pauses end, acks go nowhere
+	defer close(gone)
 	for {
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
 				return nil // cancelled by Stop, or the channel closed
 			}
-			inflight.Go(func() { c.handle(d) })
+			inflight.Go(func() { c.handle(d, gone) })
 		case <-down:
 			return nil
 		}
 	}
 }
 
-func (c *Consumer) handle(d amqp.Delivery) {
+func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
 	attempt := 1
 	// Quorum queues count earlier deliveries in x-delivery-count (an integer of
 	// whichever width the broker chose).
@@ -196,6 +198,7 @@ func (c *Consumer) handle(d amqp.Delivery) {
 		select {
 		case <-time.After(retryDelay(c.cfg.RetryDelay, c.cfg.MaxRetryDelay, attempt)):
 		case <-c.stop:
+		case <-gone:
 		case <-c.hardCx.Done():
 		}
 		ackErr = d.Nack(false, true)

@@ -40,7 +40,7 @@ type Payment struct {
 // orderCreated is the part of order.created a payment needs.
 type orderCreated struct {
 	OrderID    string `json:"orderId"`
-	TotalCents int64  `json:"totalCents"`
+	TotalCents *int64 `json:"totalCents"`
 	Currency   string `json:"currency"`
 }
 
@@ -83,15 +83,16 @@ func (c *charger) handleOrderCreated(ctx context.Context, d messaging.Delivery) 
 	if err := json.Unmarshal(d.Body, &oc); err != nil {
 		return messaging.Permanent(fmt.Errorf("malformed order.created: %w", err))
 	}
-	if oc.OrderID == "" || oc.TotalCents < 0 {
-		return messaging.Permanent(fmt.Errorf("order.created %s lacks an order id or has a negative total", d.ID))
+	if _, ok := mongodb.ParseID(oc.OrderID); !ok || oc.TotalCents == nil || *oc.TotalCents < 0 {
+		return messaging.Permanent(fmt.Errorf("order.created %s lacks an order id or a total, or has a negative total", d.ID))
 	}
+	total := *oc.TotalCents
 	if oc.Currency == "" {
 		oc.Currency = "USD"
 	}
-	status, reason := c.provider.charge(oc.TotalCents)
+	status, reason := c.provider.charge(total)
 	p := Payment{
-		ID: mongodb.NewID(), OrderID: oc.OrderID, AmountCents: oc.TotalCents, Currency: oc.Currency,
+		ID: mongodb.NewID(), OrderID: oc.OrderID, AmountCents: total, Currency: oc.Currency,
 		Status: status, Reason: reason, CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
 	typ := messaging.PaymentSucceeded

@@ -128,6 +128,7 @@ type Relay struct {
 	mu        sync.Mutex
 	behind    bool                 // events may wait that no notification names; a scan is due
 	failures  uint64               // how many times behind was set, so a scan knows it saw them all
+	scans     uint64               // scans started: a notification older than a scan may name events it sent
 	confirmed map[string]*pending  // by document key: published events not yet removed
 	timers    map[*time.Timer]bool // removals due after the delay, not started yet
 	removals  sync.WaitGroup       // removals due after the delay, not finished yet
@@ -144,6 +145,7 @@ type pending struct {
 type notification struct {
 	id     any
 	events []Event
+	scans  uint64
 }
 
 // idleScan is how often the relay scans when nothing failed: on FerretDB a scan reads
@@ -291,8 +293,11 @@ func (r *Relay) removeAllConfirmed(ctx context.Context) {
 // rather than at the next scan. events are the events the caller's write added, in
 // order; with them the relay need not read the document back before publishing.
 func (r *Relay) Notify(id any, events ...Event) {
+	r.mu.Lock()
+	scans := r.scans
+	r.mu.Unlock()
 	select {
-	case r.notes <- notification{id: id, events: events}:
+	case r.notes <- notification{id: id, events: events, scans: scans}:
 	default: // queue full: the next scan finds the document
 		r.fellBehind()
 	}
@@ -344,6 +349,9 @@ func (r *Relay) Run(ctx context.Context) {
 	scan := func() {
 		lastScan = time.Now()
 		defer func() { took = time.Since(lastScan) }()
+		r.mu.Lock()
+		r.scans++
+		r.mu.Unlock()
 		_, failures := r.state()
 		for {
 			n, err := r.Drain(ctx)
@@ -436,7 +444,10 @@ func (r *Relay) relay(ctx context.Context, n notification) error {
 	defer r.passes.Lock(mongodb.DocumentKey(r.coll, n.id))()
 	byID := bson.D{{Key: "_id", Value: n.id}}
 	events := n.events
-	if behind, _ := r.state(); behind || len(events) == 0 {
+	r.mu.Lock()
+	scanned := r.scans != n.scans
+	r.mu.Unlock()
+	if behind, _ := r.state(); behind || scanned || len(events) == 0 {
 		var d pendingDoc
 		err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&d)
 		if err != nil || len(d.Outbox) == 0 {

@@ -1,0 +1,60 @@
+package payment_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+)
+
+// publishRaw publishes body as an order.created with message id id.
+func (e *env) publishRaw(t *testing.T, id, body string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.orders.Publish(ctx, messaging.Message{ID: id, Type: messaging.OrderCreated, Body: []byte(body), Mandatory: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUnusableOrderCreatedIsDeadLettered: an order.created another publisher got wrong is
+// charged nothing and dead-lettered: no total (it would have been a payment of 0, the order
+// PAID), a null one, an order id the order service never gives out, or the same order's id in
+// upper case (a second payment for one order).
+func TestUnusableOrderCreatedIsDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	orderID := bson.NewObjectID().Hex()
+	e.orderCreated(t, "good", orderID, 500)
+	if got := e.results(t, 1); len(got) != 1 {
+		t.Fatalf("%d results for a good order.created, want 1", len(got))
+	}
+	bodies := []string{
+		`{"orderId":"` + bson.NewObjectID().Hex() + `","currency":"USD"}`,
+		`{"orderId":"` + bson.NewObjectID().Hex() + `","totalCents":null,"currency":"USD"}`,
+		`{"orderId":"not-an-order-id","totalCents":500,"currency":"USD"}`,
+		`{"orderId":"` + strings.ToUpper(orderID) + `","totalCents":500,"currency":"USD"}`,
+	}
+	for i, body := range bodies {
+		e.publishRaw(t, "bad-"+string(rune('a'+i)), body)
+	}
+	var dead int
+	deadline := time.Now().Add(time.Minute)
+	for dead < len(bodies) && time.Now().Before(deadline) {
+		dead += len(testenv.RabbitMQTake(t, e.url, messaging.PaymentOrderCreated.DeadLetterQueue()))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dead != len(bodies) {
+		t.Errorf("%d of %d dead-lettered", dead, len(bodies))
+	}
+	if all := e.payments(t, ""); len(all) != 1 {
+		t.Errorf("%d payments stored, want the good order's alone: %+v", len(all), all)
+	}
+	if got := e.results(t, 0); len(got) != 0 {
+		t.Errorf("results published for unusable events: %+v", got)
+	}
+}
