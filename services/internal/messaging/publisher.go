@@ -9,6 +9,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 )
 
 // Errors of Publish. Either way the message may or may not have reached a queue, so
@@ -200,10 +203,15 @@ func Traceparent(ctx context.Context) string {
 	return carrier.Get("traceparent")
 }
 
-// contextWithTraceparent returns ctx carrying the remote span context of traceparent.
+// contextWithTraceparent returns ctx carrying the remote span context of traceparent. A
+// delivery that brings none (or a malformed one) gets a trace of its own, not sampled, as an
+// HTTP request does (web.Mux): the events its handling writes carry it on.
 func contextWithTraceparent(ctx context.Context, traceparent string) context.Context {
-	if traceparent == "" {
-		return ctx
+	if traceparent != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
 	}
-	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, tracing.NewSpanContext())
+	}
+	return ctx
 }

@@ -11,7 +11,9 @@ package tracing
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 
@@ -22,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Shutdown flushes and stops the exporter; it is a no-op when export is off.
@@ -90,4 +93,21 @@ func Transport(base http.RoundTripper) http.RoundTripper {
 		base = http.DefaultTransport
 	}
 	return otelhttp.NewTransport(base)
+}
+
+// NewSpanContext returns a span context with fresh random trace and span ids, not sampled:
+// the trace context of work that no caller's trace reached, when no span is recorded.
+func NewSpanContext() trace.SpanContext {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	// Never all zero, which would be invalid: the odds of a zero from two 64-bit draws are
+	// nil, and the loop makes sure.
+	for !tid.IsValid() {
+		binary.BigEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(tid[8:], rand.Uint64())
+	}
+	for !sid.IsValid() {
+		binary.BigEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
@@ -101,8 +102,13 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	next := m.traced
 	if !tracing.Recording() {
 		// No span to start: continue the caller's trace context as it is, so the access
-		// log carries its trace id and outgoing requests forward it.
+		// log carries its trace id and outgoing requests forward it. A request that brings
+		// none gets one, not sampled, so that its log lines, its calls and the events it
+		// writes (their traceparent header, which the contract promises) share a trace id.
 		ctx = otel.GetTextMapPropagator().Extract(ctx, headerCarrier(r.Header))
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, tracing.NewSpanContext())
+		}
 		next = m.untraced
 	}
 	next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))

@@ -203,6 +203,37 @@ http_requests_total{method="other",route="unmatched",status="404"} 2
 	}
 }
 
+// TestTraceContextMadeWhenNoneCame: with no span recorded, a request that brings no
+// traceparent gets a trace of its own, not sampled, which its log lines and its calls (and
+// the events it writes) carry; two requests get two traces.
+func TestTraceContextMadeWhenNoneCame(t *testing.T) {
+	tracingtest.Use(t, false)
+	var logs bytes.Buffer
+	mux := web.NewMux(logging.NewTo(&logs, "test", slog.LevelInfo), nil)
+	var forwarded []string
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) {
+		h := http.Header{}
+		otel.GetTextMapPropagator().Inject(r.Context(), propagation.HeaderCarrier(h))
+		forwarded = append(forwarded, h.Get("traceparent"))
+		web.Respond(w, http.StatusOK, nil)
+	})
+	serve(mux, "GET", "/things/1")
+	serve(mux, "GET", "/things/2")
+	if len(forwarded) != 2 || forwarded[0] == forwarded[1] {
+		t.Fatalf("forwarded traceparents %q, want two different ones", forwarded)
+	}
+	for _, tp := range forwarded {
+		parts := strings.Split(tp, "-")
+		if len(parts) != 4 || len(parts[1]) != 32 || parts[3] != "00" {
+			t.Errorf("forwarded traceparent %q, want a trace id, not sampled", tp)
+			continue
+		}
+		if !strings.Contains(logs.String(), `"trace_id":"`+parts[1]+`"`) {
+			t.Errorf("no log line names trace %s: %s", parts[1], logs.String())
+		}
+	}
+}
+
 func TestTraceContextContinued(t *testing.T) {
 	const (
 		traceID  = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -2,6 +2,7 @@ package payment_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +57,38 @@ func TestUnusableOrderCreatedIsDeadLettered(t *testing.T) {
 	}
 	if got := e.results(t, 0); len(got) != 0 {
 		t.Errorf("results published for unusable events: %+v", got)
+	}
+}
+
+// TestResultCarriesATrace: a payment result carries a traceparent header, continuing the
+// order.created's trace when it brought one, and a trace of its own when it did not.
+func TestResultCarriesATrace(t *testing.T) {
+	e := newEnv(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	withTrace, without := bson.NewObjectID().Hex(), bson.NewObjectID().Hex()
+	for orderID, traceparent := range map[string]string{withTrace: "00-" + traceID + "-00f067aa0ba902b7-01", without: ""} {
+		body := `{"orderId":"` + orderID + `","totalCents":100,"currency":"USD"}`
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := e.orders.Publish(ctx, messaging.Message{ID: "e-" + orderID, Type: messaging.OrderCreated, Body: []byte(body), Mandatory: true, Traceparent: traceparent})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	traces := map[string]string{} // by order id
+	deadline := time.Now().Add(time.Minute)
+	for len(traces) < 2 && time.Now().Before(deadline) {
+		for _, d := range testenv.RabbitMQTake(t, e.url, messaging.OrderPaymentResults.Name) {
+			var r struct{ OrderID string }
+			_ = json.Unmarshal(d.Body, &r)
+			traces[r.OrderID], _ = d.Headers["traceparent"].(string)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if tp := traces[withTrace]; !strings.HasPrefix(tp, "00-"+traceID+"-") {
+		t.Errorf("result of the traced order: traceparent %q, want trace %s continued", tp, traceID)
+	}
+	if tp := traces[without]; len(strings.Split(tp, "-")) != 4 || strings.Contains(tp, traceID) {
+		t.Errorf("result of the untraced order: traceparent %q, want one of its own", tp)
 	}
 }
