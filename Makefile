@@ -110,13 +110,17 @@ bench: bench-services bench-gateway bench-orders ## Run every benchmark.
 build: ## Build the manager and the services' binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/manager ./services/...
 
+# The stores make run starts itself: none of the two the environment names (MONGODB_URI,
+# RABBITMQ_URL), so that a given broker needs no RabbitMQ installed here.
+RUN_STORES := $(if $(MONGODB_URI),,$(FERRETDB)) $(if $(RABBITMQ_URL),,rabbitmq-server)
+
 .PHONY: run
-run: build $(FERRETDB) rabbitmq-server ## Run the whole suite as local processes (gateway on :8080, logs in .run/logs); Ctrl-C stops it.
+run: build $(RUN_STORES) ## Run the whole suite as local processes (gateway on :8080, logs in .run/logs); Ctrl-C stops it.
 	go build -o $(LOCALBIN)/runsuite ./services/internal/cmd/runsuite
 	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite $(RUN_ARGS)
 
 .PHONY: run-demo
-run-demo: build $(FERRETDB) rabbitmq-server ## Start the suite as local processes, run the demo story (hack/demo.sh) through the gateway, stop it.
+run-demo: build $(RUN_STORES) ## Start the suite as local processes, run the demo story (hack/demo.sh) through the gateway, stop it.
 	go build -o $(LOCALBIN)/runsuite ./services/internal/cmd/runsuite
 	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite -port 0 -demo
 

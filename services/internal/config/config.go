@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -26,6 +27,9 @@ import (
 type Base struct {
 	// Port is the TCP port of the HTTP server.
 	Port int `env:"PORT" envDefault:"8080"`
+	// Host is the address the HTTP server listens on: empty for every address (in a pod),
+	// 127.0.0.1 for this machine only (make run).
+	Host string `env:"HOST"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
 	// ReadHeaderTimeout bounds reading a request's headers (slow-loris protection).
@@ -48,6 +52,9 @@ func (b Base) Settings() Base { return b }
 func (b Base) Validate() error {
 	if b.Port < 0 || b.Port > 65535 {
 		return fmt.Errorf("PORT=%d: must be between 0 and 65535", b.Port)
+	}
+	if b.Host != "" && net.ParseIP(b.Host) == nil {
+		return fmt.Errorf("HOST=%q: must be an IP address, or empty for every address", b.Host)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 // (TLS handshakes, bad requests) through logger.
 func NewServer(h http.Handler, cfg config.Base, logger *slog.Logger) *http.Server {
 	return &http.Server{
-		Addr:              net.JoinHostPort("", strconv.Itoa(cfg.Port)),
+		Addr:              net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
@@ -38,10 +38,10 @@ func Serve(ctx context.Context, h http.Handler, cfg config.Base, logger *slog.Lo
 	return ServeListener(ctx, ln, h, cfg, logger)
 }
 
-// Listen listens on cfg.Port, on every address.
+// Listen listens on cfg.Port, on cfg.Host (every address when empty).
 func Listen(ctx context.Context, cfg config.Base) (net.Listener, error) {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}

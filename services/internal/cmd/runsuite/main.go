@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,7 +44,8 @@ func main() {
 	if err != nil {
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a closed terminal stops the suite as Ctrl-C does, with its files removed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err = run(ctx, opts)
 	stop()
 	if err != nil {
@@ -81,6 +83,11 @@ func run(ctx context.Context, o options) (err error) {
 	if err := os.MkdirAll(o.logDir, 0o755); err != nil {
 		return err
 	}
+	unlock, err := lockLogDir(o.logDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	tmp, err := os.MkdirTemp("", "shopkeeper-run-")
 	if err != nil {
 		return err
@@ -156,4 +163,25 @@ func writeFileAtomic(path, content string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// lockLogDir makes sure one suite at a time uses the log folder dir: a second would
+// truncate the first one's logs, and its gateway's port, checked free before the stores
+// start, may be the first one's by the time it binds. The lock is the kernel's (flock), so
+// it goes with the process, however it ends.
+func lockLogDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		_ = f.Close()
+		return nil, fmt.Errorf("another suite (pid %s) is running with its logs in %s: stop it first, or give this one -log-dir and -port",
+			strings.TrimSpace(string(holder)), dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { _ = f.Close() }, nil
 }

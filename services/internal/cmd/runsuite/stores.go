@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
@@ -32,6 +35,14 @@ func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 // folder) and returns its URL.
 func (s *suite) startRabbitMQ(ctx context.Context, tmp string) (string, error) {
 	if u := os.Getenv("RABBITMQ_URL"); u != "" {
+		// The services wait for a broker they cannot reach and count it as optional in
+		// their readiness: the suite would look healthy while every order stays PENDING.
+		// One connection now says at once whether the URL works.
+		conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+		if err != nil {
+			return "", fmt.Errorf("RABBITMQ_URL: cannot connect: %w", err)
+		}
+		_ = conn.Close()
 		fmt.Println("rabbitmq: RABBITMQ_URL from the environment")
 		return u, nil
 	}
@@ -41,6 +52,9 @@ func (s *suite) startRabbitMQ(ctx context.Context, tmp string) (string, error) {
 	}
 	node, err := testenv.StartRabbitMQ(ctx, dir, testenv.LogDir(s.logDir))
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", err // stopped while it started: no hint needed
+		}
 		return "", fmt.Errorf("%w (or set RABBITMQ_URL)", err)
 	}
 	s.cleanups = append(s.cleanups, func() error { node.Close(); return nil })

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestLockLogDir(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockLogDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockLogDir(dir); err == nil || !strings.Contains(err.Error(), "another suite") {
+		t.Fatalf("second lock of one log folder: %v, want another suite named", err)
+	}
+	unlock()
+	again, err := lockLogDir(dir)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	again()
+}
+
+// TestUnreachableRabbitMQURL: a RABBITMQ_URL no broker answers stops the start with a clear
+// error, instead of a suite that looks healthy while every order stays PENDING.
+func TestUnreachableRabbitMQURL(t *testing.T) {
+	t.Setenv("RABBITMQ_URL", "amqp://guest:secret@127.0.0.1:1/")
+	s := &suite{logDir: t.TempDir(), exited: make(chan error, 1)}
+	_, err := s.startRabbitMQ(context.Background(), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "RABBITMQ_URL: cannot connect") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("error %v, want RABBITMQ_URL named, without its password", err)
+	}
+}
