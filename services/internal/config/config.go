@@ -28,8 +28,9 @@ type Base struct {
 	// Port is the TCP port of the HTTP server.
 	Port int `env:"PORT" envDefault:"8080"`
 	// Host is the address the HTTP server listens on: empty for every address (in a pod),
-	// 127.0.0.1 for this machine only (make run).
-	Host string `env:"HOST"`
+	// 127.0.0.1 for this machine only (make run). Not HOST, which some shells (tcsh) set to
+	// the machine's name.
+	Host string `env:"LISTEN_HOST"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
 	// ReadHeaderTimeout bounds reading a request's headers (slow-loris protection).
@@ -54,7 +55,7 @@ func (b Base) Validate() error {
 		return fmt.Errorf("PORT=%d: must be between 0 and 65535", b.Port)
 	}
 	if b.Host != "" && net.ParseIP(b.Host) == nil {
-		return fmt.Errorf("HOST=%q: must be an IP address, or empty for every address", b.Host)
+		return fmt.Errorf("LISTEN_HOST=%q: must be an IP address, or empty for every address", b.Host)
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ func TestLoad(t *testing.T) {
 		},
 		{
 			name:    "values",
-			environ: []string{"HOST=127.0.0.1", "PORT=9000", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=3s", "PAYMENT_LIMIT_CENTS=5"},
+			environ: []string{"LISTEN_HOST=127.0.0.1", "PORT=9000", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=3s", "PAYMENT_LIMIT_CENTS=5"},
 			check: func(t *testing.T, c serviceConfig) {
 				if c.Host != "127.0.0.1" || c.Port != 9000 || c.LogLevel != slog.LevelDebug || c.ShutdownTimeout != 3*time.Second || c.Limit != 5 {
 					t.Errorf("config = %+v", c)
@@ -40,7 +40,7 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{name: "bad port", environ: []string{"PORT=eighty"}, wantErr: []string{`PORT="eighty"`}},
-		{name: "host not an address", environ: []string{"HOST=localhost"}, wantErr: []string{`HOST="localhost"`}},
+		{name: "host not an address", environ: []string{"LISTEN_HOST=localhost"}, wantErr: []string{`LISTEN_HOST="localhost"`}},
 		{name: "port out of range", environ: []string{"PORT=70000"}, wantErr: []string{"PORT=70000"}},
 		{name: "bad duration", environ: []string{"SHUTDOWN_TIMEOUT=soon"}, wantErr: []string{`SHUTDOWN_TIMEOUT="soon"`}},
 		{name: "bad level", environ: []string{"LOG_LEVEL=loud"}, wantErr: []string{`LOG_LEVEL="loud"`}},

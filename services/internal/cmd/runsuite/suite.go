@@ -154,7 +154,7 @@ func (s *suite) start(ctx context.Context, o options, tmp string) (string, error
 			return "", err
 		}
 		env := append([]string{
-			"HOST=127.0.0.1", // this machine only: the services' own API is not for the network
+			"LISTEN_HOST=127.0.0.1", // this machine only: the services' own API is not for the network
 			"PORT=" + strconv.Itoa(ports[i]),
 			"MONGODB_URI=" + dbURI,
 			"RABBITMQ_URL=" + rabbitURL,
@@ -165,7 +165,7 @@ func (s *suite) start(ctx context.Context, o options, tmp string) (string, error
 		}
 	}
 	env := append([]string{
-		"HOST=127.0.0.1",
+		"LISTEN_HOST=127.0.0.1",
 		"PORT=" + strconv.Itoa(gatewayPort),
 		"RATE_LIMIT_REQUESTS=" + strconv.Itoa(o.rateLimit),
 		"RATE_LIMIT_WINDOW=" + o.rateWindow.String(),
