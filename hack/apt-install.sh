@@ -6,7 +6,8 @@
 # Package install scripts start the daemons they ship (rabbitmq-server, containerd, nginx) as
 # system services. The project starts the daemons it needs itself, on free ports and in folders
 # of its own, so those starts are refused during the install through policy-rc.d, the Debian
-# mechanism made for exactly this: no second, unmanaged daemon is left on the machine.
+# mechanism made for exactly this; and the services of the packages it installs are disabled, so
+# they do not start at the next boot either: no second, unmanaged daemon is left on the machine.
 set -euo pipefail
 
 missing=()
@@ -30,3 +31,18 @@ fi
 echo "installing ${missing[*]} (Debian packages)" >&2
 "${sudo[@]}" apt-get update -qq >/dev/null
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# Disabled at boot, for systemd and for the init scripts (packages that were already installed are
+# left as they were).
+for p in "${missing[@]}"; do
+	while read -r f; do
+		case "$f" in
+		/lib/systemd/system/*.service | /usr/lib/systemd/system/*.service)
+			if command -v systemctl >/dev/null; then "${sudo[@]}" systemctl disable --quiet "${f##*/}" 2>/dev/null || true; fi
+			;;
+		/etc/init.d/*)
+			if command -v update-rc.d >/dev/null; then "${sudo[@]}" update-rc.d "${f##*/}" disable >/dev/null 2>&1 || true; fi
+			;;
+		esac
+	done < <(dpkg -L "$p" 2>/dev/null || true)
+done
