@@ -233,8 +233,8 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		resp.SetBody(tooManyRequestsBody)
 		return
 	}
-	ok, release := g.readBody(ctx, r.svc.name)
-	defer release()
+	ok, taken := g.readBody(ctx, r.svc.name)
+	defer g.releaseBody(req, taken)
 	if !ok {
 		return
 	}
@@ -281,63 +281,48 @@ const largeBodyBudget = 32 << 20
 // a few holding the service's connections would shut it off for everyone, and a body the
 // client fails to send is answered as the client's error (400, 408), not the service's. A
 // buffered request can also go again on another connection when the one it was given turns
-// out closed (checkedConn). Bodies up to bufferedBodyBytes are read at once; the rest of a
-// larger or chunked one only within largeBodyBudget (else 503), taken as its bytes arrive, so
-// that clients holding large bodies half sent cost bounded memory. A body over web.MaxBodyBytes, the services'
-// limit, is 413: announced, before a byte of it is read. It reports whether the request can
-// go on, and gives the caller release, to call once the request is sent and the body's
-// memory can be counted no more; when it cannot go on, the answer is written, and the
-// connection, with the rest of the body unread on it, closes after it.
-func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, release func()) {
+// out closed (checkedConn). The first bufferedBodyBytes are read at once; the rest of a
+// larger or chunked body within largeBodyBudget (else 503), taken as its bytes arrive, so
+// that clients holding large bodies half sent cost bounded memory. A body over
+// web.MaxBodyBytes, the services' limit, is 413: announced, before a byte of it is read. It
+// reports whether the request can go on, and the budget taken, for releaseBody once the
+// request is sent; when it cannot go on, the answer is written, and the connection, with the
+// rest of the body unread on it, closes after it.
+func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken int64) {
 	req := &ctx.Request
-	// The body's buffer goes once the request is sent: kept on the connection's context, it
-	// would hold the largest body's size while the connection idles.
-	release = func() { req.ReleaseBody(bufferedBodyBytes) }
 	n := req.Header.ContentLength() // < 0: chunked
 	if n > web.MaxBodyBytes {
-		return refuseBody(ctx, fasthttp.ErrBodyTooLarge), release
+		return refuseBody(ctx, fasthttp.ErrBodyTooLarge), 0
 	}
 	stream := req.BodyStream()
 	if stream == nil {
-		return true, release // none, or read with the head
+		return true, 0 // none, or read with the head
 	}
 	b := bodyBuffers.Get().(*bytes.Buffer)
 	defer bodyBuffers.Put(b)
 	b.Reset()
-	first := int64(bufferedBodyBytes + 1) // one byte more tells a chunked body is larger
+	want := int64(web.MaxBodyBytes + 1) // chunked: one byte over the limit tells it is over
 	if n >= 0 {
-		first = min(first, int64(n))
+		want = int64(n)
 	}
-	_, err := b.ReadFrom(io.LimitReader(stream, first))
-	if err == nil && b.Len() > bufferedBodyBytes && (n < 0 || b.Len() < n) {
-		rest := int64(web.MaxBodyBytes + 1 - b.Len()) // chunked: up to one byte over the limit
-		if n >= 0 {
-			rest = int64(n - b.Len())
-		}
-		// The budget is taken as the bytes come, a step ahead: a client that stops sending
-		// holds what it sent, not what it announced.
-		var taken int64
-		release = func() {
-			req.ReleaseBody(bufferedBodyBytes)
-			g.bodyBudget.Release(taken)
-		}
-		for rest > 0 && err == nil {
-			step := min(rest, bufferedBodyBytes)
+	var err error
+	for int64(b.Len()) < want && err == nil {
+		step := min(want-int64(b.Len()), bufferedBodyBytes)
+		if b.Len() >= bufferedBodyBytes { // past what is read at once
 			if !g.bodyBudget.TryAcquire(step) {
 				ctx.SetConnectionClose()
 				writeJSON(&ctx.Response, fasthttp.StatusServiceUnavailable, errorBody{
 					Error: "Service unavailable", Service: svc,
 					Message: "the gateway is receiving too many large request bodies; send it again later",
 				})
-				return false, release
+				return false, taken
 			}
 			taken += step
-			var got int64
-			got, err = b.ReadFrom(io.LimitReader(stream, step))
-			if got < step {
-				break // the body ended (chunked), or the client stopped
-			}
-			rest -= got
+		}
+		var got int64
+		got, err = b.ReadFrom(io.LimitReader(stream, step))
+		if got < step {
+			break // the body ended (chunked), or the client stopped
 		}
 	}
 	switch {
@@ -348,10 +333,20 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, relea
 		err = io.ErrUnexpectedEOF // the client stopped sending
 	}
 	if err != nil {
-		return refuseBody(ctx, err), release
+		return refuseBody(ctx, err), taken
 	}
 	req.SetBody(b.Bytes()) // copied; closes the stream
-	return true, release
+	return true, taken
+}
+
+// releaseBody gives back what readBody took once the request is sent: the budget, and the
+// body's buffer, which kept on the connection's context would hold the largest body's size
+// while the connection idles.
+func (g *Gateway) releaseBody(req *fasthttp.Request, taken int64) {
+	req.ReleaseBody(bufferedBodyBytes)
+	if taken > 0 {
+		g.bodyBudget.Release(taken)
+	}
 }
 
 // refuseBody answers a request whose body cannot be read as the server answers what it
