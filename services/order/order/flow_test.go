@@ -189,15 +189,8 @@ func TestReservationAnswerLost(t *testing.T) {
 			})
 		}
 	})
-	user, err := shop.CreateUser(ctx, "Grace Hopper", "grace@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	product, err := shop.CreateProduct(ctx, "lamp", 1500, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": 2}}}
+	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
+	body := orderOf(user, product, 2)
 	stockIs := func(want int64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

@@ -36,15 +36,8 @@ func TestIdempotencyKeyTakesTurns(t *testing.T) {
 			})
 		}
 	})
-	user, err := shop.CreateUser(ctx, "Ada Lovelace", "ada@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	product, err := shop.CreateProduct(ctx, "last lamp", 1500, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": 1}}}
+	user, product := userAndProduct(ctx, t, shop, "last lamp", 1500, 1)
+	body := orderOf(user, product, 1)
 	place := func(out any) (int, []byte, error) {
 		return shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, out, "Idempotency-Key", "twice")
 	}
@@ -87,15 +80,8 @@ func TestRefusedOrderFreesItsKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	shop := startShop(t, testenv.RabbitMQ(t))
-	user, err := shop.CreateUser(ctx, "Alan Turing", "alan@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	product, err := shop.CreateProduct(ctx, "chair", 4900, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": 2}}}
+	user, product := userAndProduct(ctx, t, shop, "chair", 4900, 1)
+	body := orderOf(user, product, 2)
 	place := func(out any) (int, []byte, error) {
 		return shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, out, "Idempotency-Key", "restocked")
 	}
@@ -137,4 +123,24 @@ func TestRefusedOrderFreesItsKey(t *testing.T) {
 	if err := json.Unmarshal(answer, &refusal); err != nil || !strings.HasPrefix(refusal.Error, "mixed currencies") || len(refusal.Details) != 2 {
 		t.Fatalf("mixed currencies answered %s (%v), want the error and both lines' currencies", answer, err)
 	}
+}
+
+// userAndProduct creates a user and a product (priced priceCents, with stock units) in shop,
+// and returns their ids.
+func userAndProduct(ctx context.Context, t *testing.T, shop *shoptest.Shop, product string, priceCents, stock int64) (userID, productID string) {
+	t.Helper()
+	userID, err := shop.CreateUser(ctx, "Ada Lovelace", "ada@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	productID, err = shop.CreateProduct(ctx, product, priceCents, stock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return userID, productID
+}
+
+// orderOf is the body of POST /orders for quantity units of product by user.
+func orderOf(user, product string, quantity int) map[string]any {
+	return map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": quantity}}}
 }

@@ -57,11 +57,7 @@ func (e *env) orderCreated(t *testing.T, eventID, orderID string, total int64) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"orderId": orderID, "userId": "u1", "totalCents": total, "currency": "USD",
 		"items": []any{map[string]any{"productId": "p1", "quantity": 1, "unitPriceCents": total}}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := e.orders.Publish(ctx, messaging.Message{ID: eventID, Type: messaging.OrderCreated, Body: body, Mandatory: true}); err != nil {
-		t.Fatal(err)
-	}
+	e.publish(t, messaging.Message{ID: eventID, Body: body})
 }
 
 func (e *env) payments(t *testing.T, orderID string) []payment.Payment {

@@ -13,12 +13,13 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
-// publishRaw publishes body as an order.created with message id id.
-func (e *env) publishRaw(t *testing.T, id, body string) {
+// publish publishes m as an order.created.
+func (e *env) publish(t *testing.T, m messaging.Message) {
 	t.Helper()
+	m.Type, m.Mandatory = messaging.OrderCreated, true
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := e.orders.Publish(ctx, messaging.Message{ID: id, Type: messaging.OrderCreated, Body: []byte(body), Mandatory: true}); err != nil {
+	if err := e.orders.Publish(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -41,7 +42,7 @@ func TestUnusableOrderCreatedIsDeadLettered(t *testing.T) {
 		`{"orderId":"` + strings.ToUpper(orderID) + `","totalCents":500,"currency":"USD"}`,
 	}
 	for i, body := range bodies {
-		e.publishRaw(t, "bad-"+string(rune('a'+i)), body)
+		e.publish(t, messaging.Message{ID: "bad-" + string(rune('a'+i)), Body: []byte(body)})
 	}
 	var dead int
 	deadline := time.Now().Add(time.Minute)
@@ -68,12 +69,7 @@ func TestResultCarriesATrace(t *testing.T) {
 	withTrace, without := bson.NewObjectID().Hex(), bson.NewObjectID().Hex()
 	for orderID, traceparent := range map[string]string{withTrace: "00-" + traceID + "-00f067aa0ba902b7-01", without: ""} {
 		body := `{"orderId":"` + orderID + `","totalCents":100,"currency":"USD"}`
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := e.orders.Publish(ctx, messaging.Message{ID: "e-" + orderID, Type: messaging.OrderCreated, Body: []byte(body), Mandatory: true, Traceparent: traceparent})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		e.publish(t, messaging.Message{ID: "e-" + orderID, Body: []byte(body), Traceparent: traceparent})
 	}
 	traces := map[string]string{} // by order id
 	deadline := time.Now().Add(time.Minute)
