@@ -108,10 +108,10 @@ func StatusOf(e *apperr.Error) int {
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
-		return decodeError(err)
+		return decodeError(nil, err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return decodeError(io.EOF)
+		return decodeError(nil, io.EOF)
 	}
 	strict, err := sigsjson.UnmarshalStrict(body, v, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
 	if syntax, _ := sigsjson.SyntaxErrorOffset(err); syntax {
@@ -119,12 +119,12 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		// end, or data after a whole value ("{}{}" or "{} x": exactly one value is taken).
 		var first json.RawMessage
 		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&first); err != nil {
-			return decodeError(err)
+			return decodeError(body, err)
 		}
 		return apperr.BadRequest("request body must hold a single JSON value")
 	}
 	if err != nil {
-		return decodeError(err)
+		return decodeError(body, err)
 	}
 	if len(strict) > 0 {
 		// The first, as for every other error: the client mends one thing at a time.
@@ -138,7 +138,7 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-func decodeError(err error) error {
+func decodeError(body []byte, err error) error {
 	var (
 		syntax *json.SyntaxError
 		typ    *json.UnmarshalTypeError
@@ -157,8 +157,9 @@ func decodeError(err error) error {
 		if typ.Field == "" {
 			return apperr.BadRequest(fmt.Sprintf("request body must be a JSON %s", jsonType(typ)))
 		}
-		return apperr.BadRequest(fmt.Sprintf("field %q must be a JSON %s", typ.Field, jsonType(typ)),
-			apperr.FieldError{Field: typ.Field, Message: "must be a JSON " + jsonType(typ)})
+		field := indexedPath(body, typ)
+		return apperr.BadRequest(fmt.Sprintf("field %q must be a JSON %s", field, jsonType(typ)),
+			apperr.FieldError{Field: field, Message: "must be a JSON " + jsonType(typ)})
 	default:
 		return apperr.BadRequest("request body is not valid JSON")
 	}
@@ -181,5 +182,84 @@ func jsonType(e *json.UnmarshalTypeError) string {
 		return "object"
 	default:
 		return e.Type.String()
+	}
+}
+
+// indexedPath names, array indices included (items[1].quantity), the value a type error is
+// about. encoding/json gives its Field without indices (items.quantity), which does not say
+// which line of an order is wrong; its Offset, the end of the value (or a byte inside it, for
+// an array or object), tells the lines apart. The body is walked token by token, and the
+// deepest value of the same dotted name around the Offset is the one. When none is found (the
+// error's Field names something the walk does not see), the Field is returned as it is.
+func indexedPath(body []byte, e *json.UnmarshalTypeError) string {
+	type frame struct {
+		path, dotted string // the composite's own names, with and without indices
+		start        int64  // where its value begins, at the latest
+		array        bool
+		index        int    // an array's next element
+		key          string // an object's next member
+		awaitingKey  bool
+	}
+	join := func(prefix, name string) string {
+		if prefix == "" {
+			return name
+		}
+		return prefix + "." + name
+	}
+	composite := e.Value == "array" || e.Value == "object"
+	best, bestDepth := e.Field, -1
+	consider := func(path, dotted string, isComposite bool, start, end int64, depth int) {
+		if isComposite == composite && dotted == e.Field && start < e.Offset && e.Offset <= end && depth > bestDepth {
+			best, bestDepth = path, depth
+		}
+	}
+	var stack []frame
+	advance := func() { // the value of the innermost composite's current member or element is read
+		if n := len(stack); n > 0 {
+			if stack[n-1].array {
+				stack[n-1].index++
+			} else {
+				stack[n-1].awaitingKey = true
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var prev int64
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return best
+		}
+		end := dec.InputOffset()
+		delim, isDelim := tok.(json.Delim)
+		n := len(stack)
+		switch {
+		case isDelim && (delim == '}' || delim == ']'):
+			top := stack[n-1]
+			stack = stack[:n-1]
+			consider(top.path, top.dotted, true, top.start, end, n-1)
+			advance()
+		case n > 0 && stack[n-1].awaitingKey:
+			stack[n-1].key, _ = tok.(string)
+			stack[n-1].awaitingKey = false
+		default:
+			path, dotted := "", ""
+			if n > 0 {
+				parent := stack[n-1]
+				if parent.array {
+					path, dotted = parent.path+"["+strconv.Itoa(parent.index)+"]", parent.dotted
+				} else {
+					path, dotted = join(parent.path, parent.key), join(parent.dotted, parent.key)
+				}
+			}
+			if isDelim {
+				stack = append(stack, frame{path: path, dotted: dotted, start: prev, array: delim == '[', awaitingKey: delim == '{'})
+			} else {
+				consider(path, dotted, false, prev, end, n)
+				advance()
+			}
+		}
+		prev = end
 	}
 }

@@ -23,6 +23,17 @@ type item struct {
 	Inner struct {
 		OK bool `json:"ok"`
 	} `json:"inner"`
+	Lines  []line         `json:"lines"`
+	Grid   [][]int        `json:"grid"`
+	Labels map[string]int `json:"labels"`
+}
+
+type line struct {
+	Quantity int      `json:"quantity"`
+	Options  []string `json:"options"`
+	Inner    struct {
+		OK bool `json:"ok"`
+	} `json:"inner"`
 }
 
 func TestDecode(t *testing.T) {
@@ -44,8 +55,18 @@ func TestDecode(t *testing.T) {
 		{"nested name in another case", `{"name":"a","inner":{"OK":true}}`, 400, `unknown field "inner.OK"`},
 		{"name given twice", `{"name":"a","count":1,"count":1000}`, 400, `duplicate field "count"`},
 		{"wrong type", `{"count":"two"}`, 400, `field "count" must be a JSON integer`},
-		{"wrong type in array", `{"tags":[1]}`, 400, `field "tags" must be a JSON string`},
+		{"wrong type in array", `{"tags":["a",1]}`, 400, `field "tags[1]" must be a JSON string`},
 		{"wrong nested type", `{"inner":{"ok":"yes"}}`, 400, `field "inner.ok" must be a JSON boolean`},
+		// The error names the line: encoding/json alone says "lines.quantity".
+		{"wrong type in the second line", `{"lines":[{"quantity":1},{"quantity":"2"}]}`, 400, `field "lines[1].quantity" must be a JSON integer`},
+		{"wrong type in a line, spaced", "{ \"lines\" : [ {\"quantity\": 1} ,\n {\"quantity\" : 2, \"options\": [\"a\", \"b\", false]} ] }", 400, `field "lines[1].options[2]" must be a JSON string`},
+		{"wrong nested type in a line", `{"lines":[{"inner":{"ok":true}},{"inner":{"ok":true}},{"inner":{"ok":1}}]}`, 400, `field "lines[2].inner.ok" must be a JSON boolean`},
+		{"array for an integer in a line", `{"lines":[{"quantity":3},{"quantity":[1,2]}]}`, 400, `field "lines[1].quantity" must be a JSON integer`},
+		{"object for a line", `{"lines":[{"quantity":3},{"quantity":1},7]}`, 400, `field "lines[2]" must be a JSON object`},
+		{"string for an array", `{"lines":"many"}`, 400, `field "lines" must be a JSON array`},
+		{"wrong type in a grid", `{"grid":[[1,2],[3,"4"]]}`, 400, `field "grid[1][1]" must be a JSON integer`},
+		{"same value earlier, right type", `{"lines":[{"quantity":2},{"quantity":2.5}]}`, 400, `field "lines[1].quantity" must be a JSON integer`},
+		{"wrong type in a map", `{"labels":{"a":1,"b":"x"}}`, 400, `must be a JSON integer`},
 		{"not an object", `[1,2]`, 400, "must be a JSON object"},
 		{"two values", `{"name":"a"}{"name":"b"}`, 400, "single JSON value"},
 		{"trailing garbage", `{"name":"a"} x`, 400, "single JSON value"},

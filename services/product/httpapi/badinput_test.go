@@ -62,7 +62,7 @@ func testBadInput(t *testing.T, c *apitest.Client) {
 		{"51 lines", http.MethodPost, "/internal/reservations", `{"orderId": "bad-1", "items": [` + strings.Join(tooManyLines, ",") + `]}`, 400, "validation failed", "items"},
 		{"zero quantity", http.MethodPost, "/internal/reservations", item(0), 400, "validation failed", "items[0].quantity"},
 		{"quantity over 1000", http.MethodPost, "/internal/reservations", item(1001), 400, "validation failed", "items[0].quantity"},
-		{"quantity as string", http.MethodPost, "/internal/reservations", item(`"1"`), 400, `field "items.quantity" must be a JSON integer`, "items.quantity"},
+		{"quantity as string", http.MethodPost, "/internal/reservations", item(`"1"`), 400, `field "items[0].quantity" must be a JSON integer`, "items[0].quantity"},
 		{"missing product id", http.MethodPost, "/internal/reservations", `{"orderId": "bad-1", "items": [{"quantity": 1}]}`, 400, "validation failed", "items[0].productId"},
 		{"product on two lines", http.MethodPost, "/internal/reservations",
 			`{"orderId": "bad-1", "items": [{"productId": "` + id + `", "quantity": 1}, {"productId": "` + id + `", "quantity": 2}]}`,
