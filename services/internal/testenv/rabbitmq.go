@@ -56,7 +56,7 @@ type RabbitMQNode struct {
 
 // StartRabbitMQ starts a node whose files live under dir (which must exist and is
 // left in place) and returns once it accepts AMQP connections. Its logs (epmd.log,
-// rabbitmq.log for the start script, the node's own) go to dir/log unless LogDir says
+// rabbitmq.log for the start script, rabbitmq-node.log for the node) go to dir/log unless LogDir says
 // otherwise. The node and its epmd get SIGTERM if this process dies.
 func StartRabbitMQ(ctx context.Context, dir string, opts ...Option) (*RabbitMQNode, error) {
 	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
@@ -90,6 +90,10 @@ func StartRabbitMQ(ctx context.Context, dir string, opts ...Option) (*RabbitMQNo
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
 		"RABBITMQ_LOG_BASE="+n.logDir,
+		// Named after the broker, not the node: the node's name is new at every start, and
+		// a log folder kept between runs (make run's) would gain a pair of files each time.
+		"RABBITMQ_LOGS="+filepath.Join(n.logDir, "rabbitmq-node.log"),
+		"RABBITMQ_UPGRADE_LOG="+filepath.Join(n.logDir, "rabbitmq-node-upgrade.log"),
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq"), // the node adds ".conf"
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),

@@ -2,6 +2,8 @@ package testenv_test
 
 import (
 	"context"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,5 +134,37 @@ func TestRabbitMQVhostsAreIsolated(t *testing.T) {
 	}
 	if n := messages(b); n != 1 {
 		t.Fatalf("vhost b holds %d messages, want 1 (it saw vhost a's queue)", n)
+	}
+}
+
+// TestRabbitMQLogsKeepTheirNames checks that a log folder kept between runs (make run's) holds
+// the same files after the second node as after the first: the node's name is new at every
+// start, and its logs would otherwise be a new pair of files each time.
+func TestRabbitMQLogsKeepTheirNames(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	logDir := t.TempDir()
+	var after [][]string
+	for range 2 {
+		node, err := testenv.StartRabbitMQ(ctx, t.TempDir(), testenv.LogDir(logDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.Close()
+		entries, err := os.ReadDir(logDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		after = append(after, names)
+	}
+	if !slices.Equal(after[0], after[1]) {
+		t.Errorf("log files after the first node %q, after the second %q; want the same", after[0], after[1])
+	}
+	if !slices.Contains(after[1], "rabbitmq-node.log") {
+		t.Errorf("log files %q, want the node's own log, rabbitmq-node.log", after[1])
 	}
 }
