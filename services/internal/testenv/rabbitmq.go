@@ -56,8 +56,8 @@ type RabbitMQNode struct {
 
 // StartRabbitMQ starts a node whose files live under dir (which must exist and is
 // left in place) and returns once it accepts AMQP connections. Its logs (epmd.log,
-// rabbitmq.log for the start script, rabbitmq-node.log for the node) go to dir/log unless LogDir says
-// otherwise. The node and its epmd get SIGTERM if this process dies.
+// rabbitmq.log for the start script, rabbitmq-node.log for the node) go to dir/log
+// unless LogDir says otherwise. The node and its epmd get SIGTERM if this process dies.
 func StartRabbitMQ(ctx context.Context, dir string, opts ...Option) (*RabbitMQNode, error) {
 	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
 		return nil, fmt.Errorf("rabbitmq-server is not installed (run hack/install-rabbitmq.sh): %w", err)
