@@ -140,12 +140,12 @@ func syncSpec(desired, existing client.Object) bool {
 	switch d := desired.(type) {
 	case *appsv1.Deployment:
 		e := existing.(*appsv1.Deployment)
-		return syncWorkload(d, e, d.Spec, &e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers)
+		return syncWorkload(d, e, d.Spec, &e.Spec, &d.Spec.Template, &e.Spec.Template)
 	case *appsv1.StatefulSet:
 		// The fields a StatefulSet cannot change (selector, serviceName, pod management)
 		// are the builders' constants, so its spec is replaced as a Deployment's is.
 		e := existing.(*appsv1.StatefulSet)
-		return syncWorkload(d, e, d.Spec, &e.Spec, d.Spec.Template.Spec.Containers, e.Spec.Template.Spec.Containers)
+		return syncWorkload(d, e, d.Spec, &e.Spec, &d.Spec.Template, &e.Spec.Template)
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
 		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) && len(d.Spec.Ports) == len(e.Spec.Ports) &&
@@ -234,13 +234,30 @@ func setSpecHash(o client.Object, spec any) {
 // hold desiredSpec and the spec hash of desired, unless it is as desired already: the
 // builders' spec unchanged (the same spec hash), nothing changed but what the API server
 // defaults (DeepDerivative), and the containers exactly (containersMatch). It tells
-// whether it changed anything.
-func syncWorkload[S any](desired, existing client.Object, desiredSpec S, existingSpec *S, desiredContainers, existingContainers []corev1.Container) bool {
+// whether it changed anything. desiredTemplate and existingTemplate are the specs' pod
+// templates.
+//
+// A restart asked for with `kubectl rollout restart` (restartedAtAnnotation on the pod
+// template) outlives the spec's replacement: dropping it would roll every pod a second
+// time, back to the template from before the restart, for a change that may be no more
+// than a replica count.
+func syncWorkload[S any](desired, existing client.Object, desiredSpec S, existingSpec *S, desiredTemplate, existingTemplate *corev1.PodTemplateSpec) bool {
 	if existing.GetAnnotations()[specHashAnnotation] == desired.GetAnnotations()[specHashAnnotation] &&
-		equality.Semantic.DeepDerivative(desiredSpec, *existingSpec) && containersMatch(desiredContainers, existingContainers) {
+		equality.Semantic.DeepDerivative(desiredSpec, *existingSpec) &&
+		containersMatch(desiredTemplate.Spec.Containers, existingTemplate.Spec.Containers) {
 		return false
 	}
+	restartedAt, restarted := existingTemplate.Annotations[restartedAtAnnotation]
 	*existingSpec = desiredSpec
+	if _, asked := desiredTemplate.Annotations[restartedAtAnnotation]; restarted && !asked {
+		// The template's maps are desired's now: a copy is changed, not the builders' own.
+		kept := maps.Clone(existingTemplate.Annotations)
+		if kept == nil {
+			kept = map[string]string{}
+		}
+		kept[restartedAtAnnotation] = restartedAt
+		existingTemplate.Annotations = kept
+	}
 	annotations := maps.Clone(existing.GetAnnotations())
 	if annotations == nil {
 		annotations = map[string]string{}
@@ -249,6 +266,10 @@ func syncWorkload[S any](desired, existing client.Object, desiredSpec S, existin
 	existing.SetAnnotations(annotations)
 	return true
 }
+
+// restartedAtAnnotation is the pod template annotation `kubectl rollout restart` sets
+// (tools that restart a workload, Argo CD's and Lens's among them, set it too).
+const restartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 
 // containersMatch compares exactly what DeepDerivative would let slip: the number of
 // containers, and each one's image, command, arguments and environment.

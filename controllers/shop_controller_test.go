@@ -513,6 +513,8 @@ var _ = Describe("Shop controller", func() {
 		By("taking back a child that lost its labels, which puts it out of the cache's sight")
 		pdb := &policyv1.PodDisruptionBudget{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "drift-payment"}, pdb)).To(Succeed())
+		// A pod that is not ready never holds a drain back.
+		Expect(pdb.Spec.UnhealthyPodEvictionPolicy).To(HaveValue(Equal(policyv1.AlwaysAllow)))
 		pdb.Labels = nil
 		Expect(k8sClient.Update(ctx, pdb)).To(Succeed())
 		Eventually(func() map[string]string {
@@ -553,6 +555,25 @@ var _ = Describe("Shop controller", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
 			return set.Spec.UpdateStrategy.RollingUpdate.Partition
 		}).WithTimeout(timeout).Should(HaveValue(BeZero()))
+	})
+
+	It("keeps a restart asked for with kubectl rollout restart when the Shop changes", func() {
+		shop := minimalShop(takeNamespace(), "restart")
+		createShopAndWait(shop)
+		const restartedAt = "kubectl.kubernetes.io/restartedAt"
+		gw := deployment(shop, resources.Gateway)
+		gw.Spec.Template.Annotations[restartedAt] = "2026-11-26T15:00:00Z"
+		Expect(k8sClient.Update(ctx, gw)).To(Succeed())
+
+		By("changing the gateway's replicas only: the pods are not rolled back to the template from before the restart")
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](3) })
+		Eventually(func() int32 { return *deployment(shop, resources.Gateway).Spec.Replicas }).WithTimeout(timeout).Should(BeEquivalentTo(3))
+		Expect(deployment(shop, resources.Gateway).Spec.Template.Annotations).To(HaveKeyWithValue(restartedAt, "2026-11-26T15:00:00Z"))
+
+		By("changing what the gateway's pods run: the new template keeps the restart too")
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](250) })
+		Eventually(func() string { return envOf(deployment(shop, resources.Gateway), "RATE_LIMIT_REQUESTS") }).WithTimeout(timeout).Should(Equal("250"))
+		Expect(deployment(shop, resources.Gateway).Spec.Template.Annotations).To(HaveKeyWithValue(restartedAt, "2026-11-26T15:00:00Z"))
 	})
 
 	It("takes away from the children what the Shop no longer asks for", func() {

@@ -278,13 +278,16 @@ func AppService(shop *shopv1.Shop, component string) *corev1.Service {
 
 // AppPodDisruptionBudget lets a voluntary disruption (a node drain) take one pod of
 // the app at a time: with several replicas the app stays up, with one it never
-// blocks the drain.
+// blocks the drain. A pod that is not ready may always be evicted: it serves no one,
+// and with the default policy a component whose pods all crash would hold every drain
+// of their nodes for as long as it stays broken.
 func AppPodDisruptionBudget(shop *shopv1.Shop, component string) *policyv1.PodDisruptionBudget {
 	return &policyv1.PodDisruptionBudget{
 		ObjectMeta: objectMeta(shop, Name(shop, component), component),
 		Spec: policyv1.PodDisruptionBudgetSpec{
-			MaxUnavailable: ptr.To(intstr.FromInt32(1)),
-			Selector:       selector(shop, component),
+			MaxUnavailable:             ptr.To(intstr.FromInt32(1)),
+			Selector:                   selector(shop, component),
+			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
 		},
 	}
 }
