@@ -365,6 +365,23 @@ var _ = Describe("Shop controller", func() {
 		}, func(s *shopv1.Shop) {
 			s.Spec.MongoDB.Storage.StorageClassName = ptr.To("fast")
 		}, "mongodb.storage.storageClassName can be set only when the Shop is made"),
+		Entry("database prefix for an in-cluster MongoDB", func(s *shopv1.Shop) { s.Spec.MongoDB.DatabasePrefix = "staging" }, nil,
+			"mongodb.databasePrefix is for an external MongoDB"),
+		Entry("database prefix with a dot", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
+			s.Spec.MongoDB.DatabasePrefix = "shop.staging"
+		}, nil, "spec.mongodb.databasePrefix in body should match"),
+		Entry("database prefix changing", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
+			s.Spec.MongoDB.DatabasePrefix = "staging"
+		}, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.DatabasePrefix = "prod"
+		}, "mongodb.databasePrefix cannot be set, changed or removed"),
+		Entry("database prefix added", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
+		}, func(s *shopv1.Shop) {
+			s.Spec.MongoDB.DatabasePrefix = "prod"
+		}, "mongodb.databasePrefix cannot be set, changed or removed"),
 		Entry("storage class removed", func(s *shopv1.Shop) {
 			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("standard")}
 		}, func(s *shopv1.Shop) {
@@ -382,6 +399,10 @@ var _ = Describe("Shop controller", func() {
 		Entry("the longest name its children can carry", func(s *shopv1.Shop) { s.Name = "s" + strings.Repeat("0", 42) }),
 		Entry("a pre-release version", func(s *shopv1.Shop) { s.Spec.Version = "v0.2.0-rc.1" }),
 		Entry("a version without the v", func(s *shopv1.Shop) { s.Spec.Version = "1.2.3" }),
+		Entry("an external MongoDB with a database prefix of 40 characters", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
+			s.Spec.MongoDB.DatabasePrefix = "Shop_" + strings.Repeat("0", 34) + "-"
+		}),
 	)
 
 	It("lets storage grow", func() {

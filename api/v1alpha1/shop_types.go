@@ -272,6 +272,8 @@ type StoreSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="mongodb.storage cannot be removed once set: its size would fall back to the default, and a volume never shrinks"
 // +kubebuilder:validation:XValidation:rule="(has(self.storage) && has(self.storage.storageClassName)) == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName))",message="mongodb.storage.storageClassName can be set only when the Shop is made, and never removed: a volume does not move between storage classes"
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="mongodb.external cannot be combined with image, storage or resources: those describe an in-cluster MongoDB"
+// +kubebuilder:validation:XValidation:rule="!has(self.databasePrefix) || has(self.external)",message="mongodb.databasePrefix is for an external MongoDB: an in-cluster one serves this Shop alone"
+// +kubebuilder:validation:XValidation:rule="has(self.databasePrefix) == has(oldSelf.databasePrefix) && (!has(self.databasePrefix) || self.databasePrefix == oldSelf.databasePrefix)",message="mongodb.databasePrefix cannot be set, changed or removed once the Shop is made: the services' data would be left in the databases it named"
 type MongoDBSpec struct {
 	// Engine of the in-cluster store. MongoDB runs mongo:8.0 by default, with its root
 	// user from the official image's MONGO_INITDB_ROOT_USERNAME and _PASSWORD.
@@ -283,6 +285,18 @@ type MongoDBSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="mongodb.engine cannot be changed: MongoDB and FerretDB do not read each other's data; make a new Shop to move"
 	// +optional
 	Engine MongoDBEngine `json:"engine,omitempty"`
+
+	// DatabasePrefix, with an external MongoDB, names the services' databases
+	// <prefix>-users, <prefix>-products, <prefix>-orders and <prefix>-payments instead of
+	// users, products, orders and payments. Shops that share one MongoDB server need a
+	// prefix each, or they share their users, stock and orders. The database in the
+	// external URI's path is not used for this: MongoDB reads it as the database the
+	// credentials are checked against. It is set when the Shop is made and never changed.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
+	// +optional
+	DatabasePrefix string `json:"databasePrefix,omitempty"`
 
 	StoreSpec `json:",inline"`
 }

@@ -459,6 +459,19 @@ func TestConnectionsSecret(t *testing.T) {
 			want: map[string]string{"order-mongodb-uri": "mongodb://demo-mongodb:27017/orders", "product-mongodb-uri": "mongodb://demo-mongodb:27017/products"},
 		},
 		{
+			// Two Shops on one server: the path is where the credentials are checked, the
+			// prefix keeps each Shop's databases apart.
+			name: "external MongoDB with a database prefix",
+			shop: newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.DatabasePrefix = "staging" }),
+			uris: func(*shopv1.Shop) StoreURIs {
+				return StoreURIs{MongoDB: "mongodb://app:pw@mongo.example.com:27017/shop-admin?tls=true"}
+			},
+			want: map[string]string{
+				"user-mongodb-uri":    "mongodb://app:pw@mongo.example.com:27017/staging-users?authSource=shop-admin&tls=true",
+				"product-mongodb-uri": "mongodb://app:pw@mongo.example.com:27017/staging-products?authSource=shop-admin&tls=true",
+			},
+		},
+		{
 			name:  "external URI that is no MongoDB URI",
 			shop:  newShop(),
 			uris:  func(*shopv1.Shop) StoreURIs { return StoreURIs{MongoDB: "postgres://db"} },

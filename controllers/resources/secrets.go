@@ -144,11 +144,15 @@ func InClusterRabbitMQURL(shop *shopv1.Shop, creds *corev1.Secret) string {
 }
 
 // ConnectionsSecret holds the URI each service connects with: a MongoDB URI per
-// service naming its own database, and the broker's URL. It fails only when the
+// service naming its own database (after mongodb.databasePrefix, when set), and the
+// broker's URL. It fails only when the
 // MongoDB URI is not one (an external URI is the user's input).
 func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs) (*corev1.Secret, error) {
 	data := map[string][]byte{RabbitMQURLKey: []byte(uris.RabbitMQ)}
 	for service, db := range Databases {
+		if prefix := shop.Spec.MongoDB.DatabasePrefix; prefix != "" {
+			db = prefix + "-" + db
+		}
 		uri, err := WithDatabase(uris.MongoDB, db)
 		if err != nil {
 			return nil, err
