@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
 )
 
 // apply makes the cluster hold desired: it creates the object when missing, and
@@ -58,18 +59,39 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		return fmt.Errorf("get %s %s: %w", kind, desired.GetName(), err)
 	}
 
+	adopted := false
 	if !metav1.IsControlledBy(existing, shop) {
-		return conflict(kind, desired.GetName())
+		if !adoptable(existing, shop) {
+			return conflict(kind, desired.GetName())
+		}
+		existing.SetOwnerReferences(append(existing.GetOwnerReferences(), desired.GetOwnerReferences()...))
+		adopted = true
 	}
-	metaChanged := mergeLabels(desired, existing)
+	metaChanged := mergeLabels(desired, existing) || adopted
 	if !syncSpec(desired, existing) && !metaChanged {
 		return nil
 	}
 	if err := r.Update(ctx, existing); err != nil {
 		return r.applyFailed(shop, desired, "update", err)
 	}
+	if adopted {
+		r.event(shop, existing, corev1.EventTypeNormal, "Adopted", "Update", "took back %s %s, which had lost its owner", kind, desired.GetName())
+		return nil
+	}
 	r.event(shop, existing, corev1.EventTypeNormal, "Updated", "Update", "updated %s %s", kind, desired.GetName())
 	return nil
+}
+
+// adoptable tells whether obj, which shop does not control, is a child of shop that
+// lost its owner: it has no controller, and the labels the controller gives every
+// child of shop (resources.Labels). Such an object is taken back, as a ReplicaSet
+// takes back its pods: a Shop deleted with --cascade=orphan and made again, or an
+// owner reference removed by hand, leaves exactly these. An object with another
+// controller, or without the labels, is someone else's.
+func adoptable(obj client.Object, shop *shopv1.Shop) bool {
+	labels := obj.GetLabels()
+	return metav1.GetControllerOf(obj) == nil &&
+		labels[resources.LabelShop] == shop.Name && labels[resources.LabelManagedBy] == resources.ManagedBy
 }
 
 // conflict is the Problem of a child whose name is taken by an object the Shop does

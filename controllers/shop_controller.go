@@ -273,8 +273,9 @@ func (r *ShopReconciler) replaceOtherKind(ctx context.Context, shop *shopv1.Shop
 // overwritten, since the store set its users up with them on first start, so a
 // miss in the cache, which holds only labelled Secrets and may lag behind a Secret
 // just created, is confirmed with the API server before a new password is made.
-// A Secret of that name the Shop does not control is a ChildConflict: nothing may
-// be built from it, nor from a password generated in its place.
+// A Secret of that name the Shop does not control, and cannot take back (adoptable),
+// is a ChildConflict: nothing may be built from it, nor from a password generated in
+// its place.
 func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, *Problem, error) {
 	key := types.NamespacedName{Namespace: shop.Namespace, Name: resources.CredentialsSecretName(shop, store)}
 	existing := &corev1.Secret{}
@@ -284,10 +285,10 @@ func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.S
 		return nil, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("get credentials of %s: %w", store, err)
-	case !metav1.IsControlledBy(existing, shop):
+	case !metav1.IsControlledBy(existing, shop) && !adoptable(existing, shop):
 		return nil, conflict("Secret", key.Name), nil
 	}
-	return existing, nil, nil
+	return existing, nil, nil // one that lost its owner is taken back when applied
 }
 
 // eventNote is an Event to record once what it tells of has been done.
@@ -311,7 +312,7 @@ func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Sh
 		conn = nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("get connections to recover the credentials of %s: %w", store, err)
-	case !metav1.IsControlledBy(conn, shop):
+	case !metav1.IsControlledBy(conn, shop) && !adoptable(conn, shop):
 		conn = nil // not ours: nothing in it was given to the services by this Shop
 	}
 	if data := resources.CredentialsFromConnections(shop, store, conn); data != nil {

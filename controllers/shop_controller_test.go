@@ -935,6 +935,45 @@ var _ = Describe("Shop controller", func() {
 		Expect(secretData(shop, "lagging-mongodb-credentials")).To(Equal(before))
 	})
 
+	It("takes back children that lost their owner: a Shop made again over what --cascade=orphan left", func() {
+		shop := minimalShop(takeNamespace(), "orphans")
+		createShopAndWait(shop)
+		password := secretData(shop, resources.CredentialsSecretName(shop, resources.MongoDB))[resources.PasswordKey]
+		Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{})) }).
+			WithTimeout(timeout).Should(BeTrue())
+		// What the garbage collector does to the children of an owner deleted with
+		// --cascade=orphan (envtest runs no garbage collector).
+		for _, o := range expectedChildren(shop) {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+			o.SetOwnerReferences(nil)
+			Expect(k8sClient.Update(ctx, o)).To(Succeed())
+		}
+		foreign := &corev1.Service{ // no owner, but not labelled as the Shop's: left alone
+			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "orphans-other", Labels: map[string]string{"app": "other"}},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+
+		again := minimalShop(shop.Namespace, shop.Name)
+		Expect(k8sClient.Create(ctx, again)).To(Succeed())
+		Eventually(func() []string {
+			var notOurs []string
+			for _, o := range expectedChildren(again) {
+				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+				if !metav1.IsControlledBy(o, getShop(again)) {
+					notOurs = append(notOurs, fmt.Sprintf("%T %s", o, o.GetName()))
+				}
+			}
+			return notOurs
+		}).WithTimeout(timeout).Should(BeEmpty())
+		Expect(conditionOf(again, ConditionDegraded)()).NotTo(Equal("True/ChildConflict"))
+		Expect(secretData(again, resources.CredentialsSecretName(again, resources.MongoDB))[resources.PasswordKey]).
+			To(Equal(password), "the store keeps the users of its first start: the same password")
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
+		Expect(foreign.OwnerReferences).To(BeEmpty())
+	})
+
 	It("builds nothing from credentials it does not own, so a foreign Secret causes no rollout loop", func() {
 		ns := takeNamespace()
 		foreign := &corev1.Secret{
