@@ -109,11 +109,12 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	}
 	stored, inserted, err := s.store.insert(ctx, document{Order: o, Outbox: []outbox.Event{ev}, OutboxPending: true})
 	if err != nil {
-		// The write may have landed although its answer did not: such an order is kept, with
-		// its stock. Only an order known not to be stored gives its stock back.
+		// The write may have landed although its answer did not, or may yet land: such an
+		// order is kept, with its stock. Only an order known never to be stored (fenced
+		// off) gives its stock back.
 		lookup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		switch found, gerr := s.store.get(lookup, id); {
+		switch found, gerr := s.store.fence(lookup, id, now); {
 		case gerr == nil:
 			s.relay.Notify(id, ev)
 			return found, true, nil

@@ -85,9 +85,35 @@ func (s *store) insert(ctx context.Context, d document) (o Order, inserted bool,
 	return d.Order, true, nil
 }
 
+// abandonedField marks the stand-in fence stores for an order whose insert failed.
+const abandonedField = "abandoned"
+
+// notAbandoned leaves fence's stand-ins out of a query.
+var notAbandoned = bson.E{Key: abandonedField, Value: bson.D{{Key: "$ne", Value: true}}}
+
+// fence settles whether order id, whose insert failed, is stored: the write may still
+// be on its way on a stalled connection, so not finding the order now does not mean it
+// will never be there. fence stores a stand-in with the order's id, which no client
+// sees; the id is unique, so from then on the late insert fails, and the order's stock
+// may be given back without the order appearing later, PENDING and then charged. It
+// returns the order when the insert landed before the stand-in, errNotFound when the
+// stand-in holds the id, and any other error when neither is known.
+func (s *store) fence(ctx context.Context, id bson.ObjectID, now time.Time) (Order, error) {
+	standIn := bson.D{{Key: "_id", Value: id}, {Key: abandonedField, Value: true}, {Key: "createdAt", Value: now}}
+	err := s.writes.Do(ctx, func() error { _, err := s.orders.InsertOne(ctx, standIn); return err })
+	switch {
+	case err == nil:
+		return Order{}, errNotFound
+	case mongodb.IsDuplicateKey(err):
+		return s.get(ctx, id) // the order, or errNotFound for a stand-in stored before
+	default:
+		return Order{}, err
+	}
+}
+
 func (s *store) get(ctx context.Context, id bson.ObjectID) (Order, error) {
 	var o Order
-	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
+	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}, notAbandoned},
 		options.FindOne().SetProjection(bson.D{{Key: outbox.Field, Value: 0}})).Decode(&o)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return Order{}, errNotFound
@@ -97,7 +123,7 @@ func (s *store) get(ctx context.Context, id bson.ObjectID) (Order, error) {
 
 // list returns a page of orders, filtered by user and status when given.
 func (s *store) list(ctx context.Context, userID string, status Status, page mongodb.PageRequest) ([]Order, string, error) {
-	filter := bson.D{}
+	filter := bson.D{notAbandoned}
 	if userID != "" {
 		filter = append(filter, bson.E{Key: "userId", Value: userID})
 	}
