@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,13 +50,56 @@ type Base struct {
 // settings.
 func (b Base) Settings() Base { return b }
 
-// Validate checks what the types alone cannot.
+// Validate checks what the types alone cannot: PORT is one the probes can find (not 0,
+// which would listen on a random port) and every timeout is positive (0 turns most of
+// them off, a negative one fails every request or stops at once).
 func (b Base) Validate() error {
-	if b.Port < 0 || b.Port > 65535 {
-		return fmt.Errorf("PORT=%d: must be between 0 and 65535", b.Port)
+	var errs []error
+	if b.Port < 1 || b.Port > 65535 {
+		errs = append(errs, fmt.Errorf("PORT=%d: must be between 1 and 65535", b.Port))
 	}
 	if b.Host != "" && net.ParseIP(b.Host) == nil {
-		return fmt.Errorf("LISTEN_HOST=%q: must be an IP address, or empty for every address", b.Host)
+		errs = append(errs, fmt.Errorf("LISTEN_HOST=%q: must be an IP address, or empty for every address", b.Host))
+	}
+	errs = append(errs, Positive(
+		Duration{"HTTP_READ_HEADER_TIMEOUT", b.ReadHeaderTimeout},
+		Duration{"HTTP_READ_TIMEOUT", b.ReadTimeout},
+		Duration{"HTTP_WRITE_TIMEOUT", b.WriteTimeout},
+		Duration{"HTTP_IDLE_TIMEOUT", b.IdleTimeout},
+		Duration{"SHUTDOWN_TIMEOUT", b.ShutdownTimeout},
+	))
+	return errors.Join(errs...)
+}
+
+// Duration is a duration read from the environment variable Name, for Positive.
+type Duration struct {
+	Name  string
+	Value time.Duration
+}
+
+// Positive returns an error naming each of ds that is not positive, or nil.
+func Positive(ds ...Duration) error {
+	var errs []error
+	for _, d := range ds {
+		if d.Value <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%s: must be positive", d.Name, d.Value))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// AtLeast returns an error naming the variable name when value is below low.
+func AtLeast[N int | int64](name string, value, low N) error {
+	if value < low {
+		return fmt.Errorf("%s=%d: must be at least %d", name, value, low)
+	}
+	return nil
+}
+
+// Between returns an error naming the variable name when value is outside [low, high].
+func Between[N int | int64](name string, value, low, high N) error {
+	if value < low || value > high {
+		return fmt.Errorf("%s=%d: must be between %d and %d", name, value, low, high)
 	}
 	return nil
 }
@@ -86,8 +130,16 @@ func LoadFrom(cfg any, environ []string) error {
 	return validate(reflect.ValueOf(cfg))
 }
 
-// validate calls Validate on v and on the structs it holds, outermost last.
+// validate calls Validate on v and on the structs it holds, outermost last, and joins
+// what they report, so that one start names every bad variable.
 func validate(v reflect.Value) error {
+	if err := errors.Join(validateAll(v)...); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
+}
+
+func validateAll(v reflect.Value) []error {
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			return nil
@@ -97,19 +149,35 @@ func validate(v reflect.Value) error {
 	if v.Kind() != reflect.Struct {
 		return nil
 	}
+	var errs []error
 	for i := range v.NumField() {
 		if f := v.Field(i); f.CanInterface() && f.Kind() == reflect.Struct {
-			if err := validate(f.Addr()); err != nil {
-				return err
-			}
+			errs = append(errs, validateAll(f.Addr())...)
 		}
 	}
 	if val, ok := v.Addr().Interface().(Validator); ok {
-		if err := val.Validate(); err != nil {
-			return fmt.Errorf("invalid configuration: %w", err)
+		// A struct with no Validate of its own has the one of a struct it embeds, called
+		// already: report its findings once.
+		errs = appendNew(errs, val.Validate())
+	}
+	return errs
+}
+
+// appendNew appends the errors err joins (or err) that errs does not hold yet.
+func appendNew(errs []error, err error) []error {
+	if err == nil {
+		return errs
+	}
+	parts := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	}
+	for _, p := range parts {
+		if !slices.ContainsFunc(errs, func(e error) bool { return e.Error() == p.Error() }) {
+			errs = append(errs, p)
 		}
 	}
-	return nil
+	return errs
 }
 
 // explain rewrites env's errors, which name Go fields, to name environment variables.

@@ -41,7 +41,19 @@ func TestLoad(t *testing.T) {
 		},
 		{name: "bad port", environ: []string{"PORT=eighty"}, wantErr: []string{`PORT="eighty"`}},
 		{name: "host not an address", environ: []string{"LISTEN_HOST=localhost"}, wantErr: []string{`LISTEN_HOST="localhost"`}},
-		{name: "port out of range", environ: []string{"PORT=70000"}, wantErr: []string{"PORT=70000"}},
+		{name: "port out of range", environ: []string{"PORT=70000"}, wantErr: []string{"PORT=70000: must be between 1 and 65535"}},
+		// 0 would listen on a random port, which the probes cannot find.
+		{name: "port 0", environ: []string{"PORT=0"}, wantErr: []string{"PORT=0: must be between 1 and 65535"}},
+		{name: "read timeout 0", environ: []string{"HTTP_READ_TIMEOUT=0s"}, wantErr: []string{"HTTP_READ_TIMEOUT=0s: must be positive"}},
+		{name: "read header timeout negative", environ: []string{"HTTP_READ_HEADER_TIMEOUT=-1s"}, wantErr: []string{"HTTP_READ_HEADER_TIMEOUT=-1s: must be positive"}},
+		{name: "write timeout negative", environ: []string{"HTTP_WRITE_TIMEOUT=-5s"}, wantErr: []string{"HTTP_WRITE_TIMEOUT=-5s: must be positive"}},
+		{name: "idle timeout 0", environ: []string{"HTTP_IDLE_TIMEOUT=0"}, wantErr: []string{"HTTP_IDLE_TIMEOUT=0s: must be positive"}},
+		{name: "shutdown timeout negative", environ: []string{"SHUTDOWN_TIMEOUT=-1s"}, wantErr: []string{"SHUTDOWN_TIMEOUT=-1s: must be positive"}},
+		{
+			name:    "every out-of-range variable is named, once",
+			environ: []string{"PORT=0", "SHUTDOWN_TIMEOUT=-1s", "LISTEN_HOST=here"},
+			wantErr: []string{"PORT=0", "SHUTDOWN_TIMEOUT=-1s", `LISTEN_HOST="here"`},
+		},
 		{name: "bad duration", environ: []string{"SHUTDOWN_TIMEOUT=soon"}, wantErr: []string{`SHUTDOWN_TIMEOUT="soon"`}},
 		{name: "bad level", environ: []string{"LOG_LEVEL=loud"}, wantErr: []string{`LOG_LEVEL="loud"`}},
 		{
@@ -65,8 +77,8 @@ func TestLoad(t *testing.T) {
 				t.Fatalf("LoadFrom succeeded: %+v", c)
 			}
 			for _, want := range tt.wantErr {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not contain %q", err, want)
+				if n := strings.Count(err.Error(), want); n != 1 {
+					t.Errorf("error %q contains %q %d times, want once", err, want, n)
 				}
 			}
 		})

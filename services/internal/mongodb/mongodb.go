@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
 )
 
@@ -40,8 +41,22 @@ func (c Config) ConnectionURI() string {
 	return c.LegacyURL
 }
 
-// Validate requires a parseable connection string.
+// Validate requires a parseable connection string and positive timeouts: a connect
+// timeout of 0 would fail every connection, an operation timeout of 0 or less would let a
+// stuck database hang requests.
 func (c Config) Validate() error {
+	var errs []error
+	if err := c.validateURI(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, config.Positive(
+		config.Duration{Name: "MONGODB_CONNECT_TIMEOUT", Value: c.ConnectTimeout},
+		config.Duration{Name: "MONGODB_OPERATION_TIMEOUT", Value: c.OperationTimeout},
+	))
+	return errors.Join(errs...)
+}
+
+func (c Config) validateURI() error {
 	uri := c.ConnectionURI()
 	if uri == "" {
 		return errors.New("MONGODB_URI must be set (MONGODB_URL is accepted too)")
@@ -74,10 +89,8 @@ func Connect(ctx context.Context, cfg Config, defaultDatabase string) (*mongo.Da
 	opts := options.Client().
 		ApplyURI(cfg.ConnectionURI()).
 		SetConnectTimeout(cfg.ConnectTimeout).
-		SetServerSelectionTimeout(cfg.ConnectTimeout)
-	if cfg.OperationTimeout > 0 {
-		opts.SetTimeout(cfg.OperationTimeout)
-	}
+		SetServerSelectionTimeout(cfg.ConnectTimeout).
+		SetTimeout(cfg.OperationTimeout)
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb connect: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -221,7 +222,7 @@ func TestConnect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.cfg.ConnectTimeout = 5e9
+			tt.cfg.ConnectTimeout, tt.cfg.OperationTimeout = 5*time.Second, 5*time.Second
 			db, err := mongodb.Connect(context.Background(), tt.cfg, "fallback")
 			if err != nil {
 				t.Fatal(err)
@@ -238,7 +239,7 @@ func TestConnect(t *testing.T) {
 
 	t.Run("unreachable", func(t *testing.T) {
 		_, err := mongodb.Connect(context.Background(),
-			mongodb.Config{URI: "mongodb://127.0.0.1:1/", ConnectTimeout: 300e6}, "x")
+			mongodb.Config{URI: "mongodb://127.0.0.1:1/", ConnectTimeout: 300 * time.Millisecond, OperationTimeout: time.Second}, "x")
 		if err == nil {
 			t.Error("Connect to a closed port succeeded")
 		}

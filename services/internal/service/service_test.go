@@ -168,7 +168,7 @@ func TestRunWithMongoDB(t *testing.T) {
 }
 
 func TestRunWithMongoDBReturnsBuildError(t *testing.T) {
-	t.Setenv("PORT", "0")
+	t.Setenv("PORT", "8080") // never listened on: the build fails first
 	t.Setenv("MONGODB_URI", testenv.MongoURI(t))
 	var cfg testConfig
 	want := errors.New("broker unreachable")
