@@ -72,6 +72,9 @@ func TestOrdersAPI(t *testing.T) {
 		switch tt.name {
 		case "placed":
 			res.JSON(t, &first)
+			if loc := res.Header.Get("Location"); loc != "/orders/"+first.ID.Hex() {
+				t.Errorf("Location = %q, want /orders/%s", loc, first.ID.Hex())
+			}
 		case "retry with the same key":
 			var again order.Order
 			res.JSON(t, &again)

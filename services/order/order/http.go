@@ -48,6 +48,8 @@ func (a *App) placeOrder(w http.ResponseWriter, r *http.Request) {
 		// The same order as the first request with this key; 200 tells the client
 		// nothing new was made.
 		status = http.StatusOK
+	} else {
+		w.Header().Set("Location", "/orders/"+o.ID.Hex())
 	}
 	web.Respond(w, status, o)
 }
