@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -28,6 +29,21 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Timeouts of the connection's life. None is the library's default (30 s for a dial and
+// its handshake), which would keep a stopping process alive well past its shutdown
+// budget while the broker hangs.
+const (
+	// dialTimeout bounds the TCP connect.
+	dialTimeout = 5 * time.Second
+	// handshakeTimeout bounds the AMQP handshake and the topology's declaration.
+	handshakeTimeout = 10 * time.Second
+	// heartbeat is the connection's heartbeat interval: a broker silent for three of
+	// them is taken as gone.
+	heartbeat = 5 * time.Second
+	// closeTimeout bounds Close's wait for the broker's close-ok.
+	closeTimeout = 2 * time.Second
+)
+
 // Broker keeps one connection to RabbitMQ open for as long as it runs, dialling again
 // whenever the connection drops, and declares the topology on each new connection.
 //
@@ -44,10 +60,11 @@ type Broker struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu   sync.Mutex
-	conn *amqp.Connection // nil while down
-	up   chan struct{}    // closed while conn is set
-	down chan struct{}    // closed when conn is lost; a fresh one per connection
+	mu       sync.Mutex
+	closeCtx context.Context  // set by Shutdown: bounds the close handshake
+	conn     *amqp.Connection // nil while down
+	up       chan struct{}    // closed while conn is set
+	down     chan struct{}    // closed when conn is lost; a fresh one per connection
 }
 
 // Connect starts keeping a connection to cfg.URL. It returns at once; Ready reports
@@ -74,10 +91,10 @@ func Connect(cfg Config) *Broker {
 func (b *Broker) run(ctx context.Context) {
 	defer close(b.done)
 	wasDown := false
-	for {
-		conn, err := b.dial()
+	for ctx.Err() == nil {
+		conn, sock, err := b.dial(ctx)
 		if err != nil {
-			if !wasDown {
+			if !wasDown && ctx.Err() == nil {
 				b.log.Warn("broker unreachable, retrying", "error", err)
 				wasDown = true
 			}
@@ -95,7 +112,7 @@ func (b *Broker) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			b.clearConn(down)
-			_ = conn.Close()
+			b.closeConn(conn, sock)
 			return
 		case err := <-closed:
 			b.clearConn(down)
@@ -104,23 +121,66 @@ func (b *Broker) run(ctx context.Context) {
 	}
 }
 
-func (b *Broker) dial() (*amqp.Connection, error) {
+// closeConn closes conn with the AMQP handshake, waiting for the broker's reply at most
+// closeTimeout, and no longer than Shutdown's context: then the socket is closed under
+// it, which ends every call still waiting on the connection.
+func (b *Broker) closeConn(conn *amqp.Connection, sock net.Conn) {
+	b.mu.Lock()
+	closeCtx := b.closeCtx
+	b.mu.Unlock()
+	if closeCtx == nil {
+		closeCtx = context.Background()
+	}
+	stop := context.AfterFunc(closeCtx, func() { _ = sock.Close() })
+	defer stop()
+	_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
+}
+
+// dial opens a connection and declares the topology on it. ctx's end cuts it short at
+// any point: the TCP connect, the AMQP handshake (bounded by handshakeTimeout too, as a
+// broker that accepts and never answers would otherwise hold it for the library's 30 s)
+// and the declarations. It returns the socket too, for closeConn.
+func (b *Broker) dial(ctx context.Context) (*amqp.Connection, net.Conn, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(b.cfg.Name)
-	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: 5 * time.Second, Properties: props})
+	var sock net.Conn
+	stop := func() bool { return false }
+	defer func() { stop() }()
+	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: heartbeat, Properties: props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// The library clears the deadline once the handshake is done.
+			if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			sock = c
+			stop = context.AfterFunc(ctx, func() { _ = c.Close() })
+			return c, nil
+		}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// The declarations are calls without a deadline of their own: the handshake's end
+	// cleared the socket's, so bound them again.
+	_ = sock.SetDeadline(time.Now().Add(handshakeTimeout))
 	ch, err := conn.Channel()
 	if err == nil {
 		err = b.cfg.Topology.declare(ch)
 		_ = ch.Close()
 	}
+	if err == nil {
+		err = sock.SetDeadline(time.Time{})
+	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("declare topology: %w", err)
+		return nil, nil, fmt.Errorf("declare topology: %w", err)
 	}
-	return conn, nil
+	return conn, sock, nil
 }
 
 func (b *Broker) setConn(conn *amqp.Connection) chan struct{} {
@@ -176,9 +236,28 @@ func (b *Broker) WaitReady(ctx context.Context) error {
 	return err
 }
 
-// Close closes the connection and stops reconnecting. Stop consumers first so their
-// in-flight work can still be acknowledged.
-func (b *Broker) Close() {
+// Shutdown closes the connection and stops reconnecting. It returns when ctx ends at
+// the latest, the connection then dropped without waiting for the broker (which requeues
+// whatever was delivered and not acknowledged). Stop consumers first so their in-flight
+// work can still be acknowledged.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closeCtx == nil {
+		b.closeCtx = ctx
+	}
+	b.mu.Unlock()
 	b.cancel()
-	<-b.done
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close is Shutdown bounded by closeTimeout.
+func (b *Broker) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	_ = b.Shutdown(ctx)
 }

@@ -77,8 +77,7 @@ type Consumer struct {
 	hardCx context.Context // handlers' context, cancelled only when Stop gives up waiting
 	hardFn context.CancelFunc
 
-	mu     sync.Mutex
-	cancel func() // cancels the current subscription
+	stopOnce sync.Once
 }
 
 // Consume starts consuming cfg.Queue; it keeps consuming after the broker comes back.
@@ -143,14 +142,6 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.cancel = func() { _ = ch.Cancel(tag, false) }
-	c.mu.Unlock()
-	select {
-	case <-c.stop: // Stop ran before the subscription existed
-		_ = ch.Cancel(tag, false)
-	default:
-	}
 
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
@@ -164,6 +155,12 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
 			}
 			inflight.Go(func() { c.handle(d, gone) })
 		case <-down:
+			return nil
+		case <-c.stop:
+			// Ask the broker to send no more, without waiting for its reply: a hung
+			// broker would hold Stop. Deliveries received and not yet handled are
+			// requeued when the channel closes, after the handlers in flight.
+			go func() { _ = ch.Cancel(tag, false) }()
 			return nil
 		}
 	}
@@ -223,25 +220,17 @@ func (c *Consumer) call(ctx context.Context, d Delivery) (err error) {
 
 // Stop stops receiving, lets the handlers in flight finish and acknowledge, and
 // returns. When ctx ends first, the handlers' context is cancelled and Stop returns
-// ctx's error; their unacknowledged messages are redelivered later.
+// ctx's error at once, without waiting for the handlers or the broker (which may hang):
+// a message whose handling was cut short is not acknowledged, so the broker requeues it
+// (at the latest when the connection closes).
 func (c *Consumer) Stop(ctx context.Context) error {
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
-	c.mu.Lock()
-	if c.cancel != nil {
-		c.cancel()
-	}
-	c.mu.Unlock()
+	c.stopOnce.Do(func() { close(c.stop) })
 	select {
 	case <-c.done:
 		c.hardFn()
 		return nil
 	case <-ctx.Done():
 		c.hardFn()
-		<-c.done
 		return ctx.Err()
 	}
 }

@@ -77,8 +77,9 @@ func (w *Worker) Ready(ctx context.Context) error { return w.broker.Ready(ctx) }
 // Broker is the worker's broker connection.
 func (w *Worker) Broker() *messaging.Broker { return w.broker }
 
-// Close stops consuming (the deliveries in flight finish and are acknowledged, within
-// ctx), stops the relay and closes the connection.
+// Close stops consuming (the deliveries in flight finish and are acknowledged), stops
+// the relay and closes the connection, all within ctx: it returns when ctx ends at the
+// latest, however the broker behaves.
 func (w *Worker) Close(ctx context.Context) error {
 	var err error
 	if w.consumer != nil {
@@ -86,7 +87,11 @@ func (w *Worker) Close(ctx context.Context) error {
 	}
 	w.stopRelay()
 	w.relayDone.Wait()
+	// The connection first: closing it closes the publisher's channel without a round
+	// trip to a broker that may not answer.
+	if cerr := w.broker.Shutdown(ctx); err == nil {
+		err = cerr
+	}
 	w.pub.Close()
-	w.broker.Close()
 	return err
 }
