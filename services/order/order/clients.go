@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
@@ -25,13 +26,13 @@ type peers struct {
 }
 
 func newPeers(userURL, productURL string, timeout time.Duration) (*peers, error) {
-	u, err := url.Parse(userURL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("USER_SERVICE_URL %q is not a URL", userURL)
+	u, err := peerURL("USER_SERVICE_URL", userURL)
+	if err != nil {
+		return nil, err
 	}
-	p, err := url.Parse(productURL)
-	if err != nil || p.Host == "" {
-		return nil, fmt.Errorf("PRODUCT_SERVICE_URL %q is not a URL", productURL)
+	p, err := peerURL("PRODUCT_SERVICE_URL", productURL)
+	if err != nil {
+		return nil, err
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	// Every order makes two calls to the same two hosts: keep enough connections idle
@@ -47,6 +48,15 @@ func newPeers(userURL, productURL string, timeout time.Duration) (*peers, error)
 		},
 		user: u, product: p,
 	}, nil
+}
+
+// peerURL parses the value of the variable name as a peer's base URL (config.ParseServiceURL).
+func peerURL(name, value string) (*url.URL, error) {
+	u, err := config.ParseServiceURL(value)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%q: %w", name, value, err)
+	}
+	return u, nil
 }
 
 // call sends a JSON request and decodes a JSON answer into out when the status is in ok.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
@@ -43,5 +44,24 @@ func TestReservationRefused(t *testing.T) {
 				t.Errorf("settled = %v, want %v", got, tt.settled)
 			}
 		})
+	}
+}
+
+// TestNewPeersRefusesBadURLs: a peer URL the order service cannot call is refused when the
+// service is built, not answered 503 at every order.
+func TestNewPeersRefusesBadURLs(t *testing.T) {
+	tests := []struct {
+		user, product, wantErr string
+	}{
+		{"http://user:8080", "https://product:8443", ""},
+		{"ftp://user:21", "http://product:8080", `USER_SERVICE_URL="ftp://user:21"`},
+		{"http://user:8080", "product:8080", `PRODUCT_SERVICE_URL="product:8080"`},
+		{"http://user:8080#x", "http://product:8080", `USER_SERVICE_URL="http://user:8080#x"`},
+	}
+	for _, tt := range tests {
+		_, err := newPeers(tt.user, tt.product, time.Second)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("newPeers(%q, %q) = %v, want error %q", tt.user, tt.product, err, tt.wantErr)
+		}
 	}
 }

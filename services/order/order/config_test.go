@@ -19,6 +19,11 @@ func TestConfigLoad(t *testing.T) {
 		wantErr string // "" means success
 	}{
 		{"defaults", nil, ""},
+		{"https peers", []string{"USER_SERVICE_URL=https://user.shop:8443", "PRODUCT_SERVICE_URL=https://product.shop/api"}, ""},
+		// Every POST /orders would then be a 503.
+		{"ftp peer", []string{"USER_SERVICE_URL=ftp://user:21"}, `USER_SERVICE_URL="ftp://user:21": want an absolute http or https URL`},
+		{"no scheme", []string{"PRODUCT_SERVICE_URL=product:8080"}, `PRODUCT_SERVICE_URL="product:8080": want an absolute http or https URL`},
+		{"query", []string{"PRODUCT_SERVICE_URL=http://product:8080?x=1"}, `PRODUCT_SERVICE_URL="http://product:8080?x=1": want no query or fragment`},
 		{"peer timeout negative", []string{"PEER_TIMEOUT=-1s"}, "PEER_TIMEOUT=-1s: must be positive"},
 		// 0 is no timeout at all in an http.Client: a hung peer would hold the request.
 		{"peer timeout 0", []string{"PEER_TIMEOUT=0s"}, "PEER_TIMEOUT=0s: must be positive"},
@@ -33,7 +38,7 @@ func TestConfigLoad(t *testing.T) {
 				if err != nil {
 					t.Fatalf("LoadFrom: %v", err)
 				}
-				if cfg.PeerTimeout != 5*time.Second || cfg.Prefetch != 64 || cfg.UserServiceURL != "http://user:8080" {
+				if tt.environ == nil && (cfg.PeerTimeout != 5*time.Second || cfg.Prefetch != 64 || cfg.UserServiceURL != "http://user:8080") {
 					t.Errorf("defaults = %+v", cfg)
 				}
 				return

@@ -34,8 +34,8 @@ type Config struct {
 	// last byte of its response; past it → 504.
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"10s"`
 	// MaxConnsPerService caps the kept-alive connections to each service, so the requests in
-	// flight to it; a request finding them all busy waits for one up to UpstreamTimeout, then
-	// is answered 503.
+	// flight to it; a request finding them all busy waits for one for half of UpstreamTimeout,
+	// at most maxConnWait (1s), then is answered 503: a service that busy is overloaded.
 	MaxConnsPerService int `env:"MAX_CONNS_PER_SERVICE" envDefault:"512"`
 	// HealthTimeout bounds each service's /readyz check made for GET /health.
 	HealthTimeout time.Duration `env:"HEALTH_TIMEOUT" envDefault:"2s"`
@@ -99,17 +99,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// parseServiceURL accepts an absolute http(s) URL with no query, such as http://user:8080.
-func parseServiceURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("want an absolute http or https URL")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("want no query or fragment")
-	}
-	return u, nil
-}
+// parseServiceURL is config.ParseServiceURL, the rule every service applies to its peers'
+// URLs.
+func parseServiceURL(s string) (*url.URL, error) { return config.ParseServiceURL(s) }
