@@ -14,6 +14,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
 // MaxBodyBytes is the largest request body Decode reads (1 MiB); a larger one is 413.
@@ -43,8 +44,14 @@ func Respond(w http.ResponseWriter, status int, v any) {
 // *apperr.Error gets its kind's status with its message and details (its cause, if any, is
 // logged with the request's id and not shown); anything else is
 // logged with the request's id and answered 500 {"error": "Internal server error"}, so
-// no driver message or stack ever reaches a client.
+// no driver message or stack ever reaches a client; a database that does not answer
+// (mongodb.Unreachable) is 503 {"error": "database unavailable"}.
 func RespondError(w http.ResponseWriter, r *http.Request, err error) {
+	if mongodb.Unreachable(err) && !errors.As(err, new(*apperr.Error)) && r.Context().Err() == nil {
+		// The database does not answer: nothing is wrong with the request, which may
+		// succeed once it is back. A 503 says so; a 500 would say the service is broken.
+		err = apperr.Unavailable("database unavailable").Because(err)
+	}
 	var ae *apperr.Error
 	if errors.As(err, &ae) {
 		if ae.Cause != nil {

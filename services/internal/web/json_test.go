@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
@@ -137,6 +139,9 @@ func TestRespondError(t *testing.T) {
 		{"unavailable", apperr.Unavailable("product service unavailable"), 503, `{"error":"product service unavailable"}`, false},
 		{"bad request", apperr.BadRequest("bad"), 400, `{"error":"bad"}`, false},
 		{"driver error never leaks", errors.New("connection(127.0.0.1:27017) incomplete read"), 500, `{"error":"Internal server error"}`, true},
+		{"database that does not answer", fmt.Errorf("get user: %w", mongo.CommandError{Labels: []string{"NetworkError"}, Message: "connection(127.0.0.1:27017) incomplete read"}), 503,
+			`{"error":"database unavailable"}`, true},
+		{"database operation out of time", fmt.Errorf("list products: %w: incomplete read", context.DeadlineExceeded), 503, `{"error":"database unavailable"}`, true},
 		{"a cause is logged, not shown", apperr.Unavailable("product service unavailable").Because(errors.New("dial tcp: incomplete read")), 503,
 			`{"error":"product service unavailable"}`, true},
 	}
