@@ -28,8 +28,11 @@ type Handler interface {
 	Handle(pattern string, h http.Handler)
 }
 
-// DefaultTimeout bounds each readiness check.
-const DefaultTimeout = 2 * time.Second
+// DefaultTimeout bounds each readiness check. It is well under the pods' probe timeout
+// (timeoutSeconds: 2), so that a frozen dependency is answered 503 with its reason in the
+// JSON, which the kubelet records, before the kubelet gives up on the probe and records
+// only a timeout.
+const DefaultTimeout = time.Second
 
 // Register adds GET /healthz and GET /readyz (checks run with DefaultTimeout) to mux.
 func Register(mux Handler, checks ...Check) {

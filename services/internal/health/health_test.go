@@ -74,3 +74,45 @@ func TestRegister(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterAnswersBeforeTheProbeGivesUp: with a dependency that never answers, /readyz
+// must still answer, 503 with the reason, well within the pods' probe timeout, or the
+// kubelet records a bare timeout instead.
+func TestRegisterAnswersBeforeTheProbeGivesUp(t *testing.T) {
+	const probeTimeout = 2 * time.Second // timeoutSeconds of the pods' probes
+	frozen := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	tests := []struct {
+		name   string
+		check  health.Check
+		status int
+	}{
+		{"required dependency frozen", health.Check{Name: "mongodb", Run: frozen}, http.StatusServiceUnavailable},
+		{"optional dependency frozen", health.Check{Name: "rabbitmq", Run: frozen, Optional: true}, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			health.Register(mux, tt.check)
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			client := &http.Client{Timeout: probeTimeout}
+			start := time.Now()
+			res, err := client.Get(srv.URL + "/readyz")
+			if err != nil {
+				t.Fatalf("GET /readyz: %v (took %s)", err, time.Since(start))
+			}
+			defer res.Body.Close()
+			// A margin for a loaded node: the answer must come clearly before the probe's end.
+			if took := time.Since(start); took > probeTimeout*3/4 {
+				t.Errorf("/readyz took %s, too close to the probe's %s", took, probeTimeout)
+			}
+			var rep health.Report
+			if err := json.NewDecoder(res.Body).Decode(&rep); err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != tt.status || rep.Checks[tt.check.Name] != context.DeadlineExceeded.Error() {
+				t.Errorf("/readyz = %d %+v, want %d naming the deadline", res.StatusCode, rep, tt.status)
+			}
+		})
+	}
+}
