@@ -68,7 +68,9 @@ type Broker struct {
 }
 
 // Connect starts keeping a connection to cfg.URL. It returns at once; Ready reports
-// whether the broker is reachable and WaitReady waits for it.
+// whether the broker is reachable and WaitReady waits for it. A URL the client cannot
+// read is logged (without its password) and never dialled: configurations check it
+// first (Settings.Validate).
 func Connect(cfg Config) *Broker {
 	if cfg.ReconnectDelay <= 0 {
 		cfg.ReconnectDelay = 500 * time.Millisecond
@@ -90,12 +92,17 @@ func Connect(cfg Config) *Broker {
 
 func (b *Broker) run(ctx context.Context) {
 	defer close(b.done)
+	if err := checkURL(b.cfg.URL); err != nil {
+		// It would fail the same way for ever.
+		b.log.Error("broker URL unusable, not connecting", "url", redactURL(b.cfg.URL), "error", err)
+		return
+	}
 	wasDown := false
 	for ctx.Err() == nil {
 		conn, sock, err := b.dial(ctx)
 		if err != nil {
 			if !wasDown && ctx.Err() == nil {
-				b.log.Warn("broker unreachable, retrying", "error", err)
+				b.log.Warn("broker unreachable, retrying", "error", redact(err, b.cfg.URL))
 				wasDown = true
 			}
 			select {

@@ -119,3 +119,13 @@ type Settings struct {
 	// URL of the broker; RABBITMQ_URL is the seed's name.
 	URL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
 }
+
+// Validate refuses a URL the client cannot use, naming RABBITMQ_URL and the problem
+// (scheme, host, port) without the URL's password: such a URL never connects, and a
+// service that started with it would take requests whose events never leave.
+func (s Settings) Validate() error {
+	if err := checkURL(s.URL); err != nil {
+		return fmt.Errorf("RABBITMQ_URL=%q: %w", redactURL(s.URL), err)
+	}
+	return nil
+}
