@@ -53,6 +53,9 @@ func TestOrdersAPI(t *testing.T) {
 		{"malformed user id", map[string]any{"userId": "42", "items": line(product, 1)}, nil, http.StatusUnprocessableEntity},
 		{"a product on two lines", map[string]any{"userId": user, "items": append(line(product, 1), line(product, 1)...)}, nil, http.StatusBadRequest},
 		{"unknown product", map[string]any{"userId": user, "items": line(unknown, 1)}, nil, http.StatusUnprocessableEntity},
+		{"malformed product id", map[string]any{"userId": user, "items": line("lamp", 1)}, nil, http.StatusUnprocessableEntity},
+		// 200 KB of '<', which JSON escapes to 1.2 MB on the way to the product service.
+		{"product id larger than a reservation may be", `{"userId":"` + user + `","items":[{"productId":"` + strings.Repeat("<", 200_000) + `","quantity":1}]}`, nil, http.StatusUnprocessableEntity},
 		{"short stock", map[string]any{"userId": user, "items": line(product, 4)}, nil, http.StatusConflict},
 		{"placed", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "k1"}, http.StatusCreated},
 		{"retry with the same key", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "k1"}, http.StatusOK},

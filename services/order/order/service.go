@@ -48,6 +48,18 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	if err := s.peers.checkUser(ctx, req.UserID); err != nil {
 		return Order{}, false, err
 	}
+	// An id the product service never makes names no product, and is not sent on: the
+	// reservation's body, its characters escaped, could outgrow what the product service
+	// reads, and its refusal would be a 503.
+	var malformed []any
+	for _, it := range req.Items {
+		if _, ok := mongodb.ParseID(it.ProductID); !ok {
+			malformed = append(malformed, map[string]string{"productId": it.ProductID})
+		}
+	}
+	if malformed != nil {
+		return Order{}, false, apperr.Unprocessable("unknown product", malformed...)
+	}
 	id := mongodb.NewID()
 	keyID := ""
 	if idemKey != "" {
