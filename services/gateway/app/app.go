@@ -42,6 +42,7 @@ func Run(ctx context.Context) error {
 	}
 	log := logging.NewTo(logOut, "gateway", cfg.LogLevel)
 
+	tracing.SetLogger(log)
 	shutdownTracing, err := tracing.Setup(ctx, "gateway")
 	if err != nil {
 		return err

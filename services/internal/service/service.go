@@ -87,6 +87,7 @@ func Start(ctx context.Context, name string, cfg Configuration) (*Runtime, error
 		defer rt.mu.Unlock()
 		rt.stopBy = time.Now().Add(base.ShutdownTimeout)
 	})
+	tracing.SetLogger(rt.Logger)
 	shutdownTracing, err := tracing.Setup(ctx, name)
 	if err != nil {
 		return nil, err

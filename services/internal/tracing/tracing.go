@@ -13,10 +13,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
 
+	"github.com/go-logr/logr"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -31,7 +33,8 @@ import (
 type Shutdown func(ctx context.Context) error
 
 // Setup installs the propagators and, when the environment asks for it, a tracer
-// provider exporting over OTLP/HTTP for service. Call the returned Shutdown on exit.
+// provider exporting over OTLP/HTTP for service. Call the returned Shutdown on exit, and
+// SetLogger before, so that what OpenTelemetry reports of itself is in the service's log.
 func Setup(ctx context.Context, service string) (Shutdown, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
@@ -57,6 +60,53 @@ func Setup(ctx context.Context, service string) (Shutdown, error) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
+}
+
+// SetLogger sends OpenTelemetry's own errors and messages (a failed export, dropped spans)
+// to log, so that they are JSON lines among the service's others, not plain text that
+// OpenTelemetry otherwise prints on standard error.
+func SetLogger(log *slog.Logger) {
+	otelLog := log.With(slog.String("component", "opentelemetry"))
+	otel.SetLogger(logr.FromSlogHandler(otelLevels{otelLog.Handler()}))
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		otelLog.Error("opentelemetry error", slog.String("error", err.Error()))
+	}))
+}
+
+// otelLevels passes OpenTelemetry's log records to a slog handler at levels that say how
+// much they matter. OpenTelemetry logs warnings at V(1), information at V(4) and debugging
+// at V(8), which logr hands to slog as levels -1, -4 and -8, all below INFO: its warnings
+// (spans dropped) would never show. They become WARN, DEBUG and DEBUG-4.
+type otelLevels struct{ slog.Handler }
+
+func otelLevel(l slog.Level) slog.Level {
+	switch {
+	case l >= slog.LevelInfo:
+		return l
+	case l >= -1:
+		return slog.LevelWarn
+	case l >= -4:
+		return slog.LevelDebug
+	default:
+		return slog.LevelDebug - 4
+	}
+}
+
+func (h otelLevels) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, otelLevel(l))
+}
+
+func (h otelLevels) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = otelLevel(r.Level)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h otelLevels) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return otelLevels{h.Handler.WithAttrs(attrs)}
+}
+
+func (h otelLevels) WithGroup(name string) slog.Handler {
+	return otelLevels{h.Handler.WithGroup(name)}
 }
 
 // exportEnabled decides from the environment whether spans are exported.

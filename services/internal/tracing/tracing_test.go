@@ -1,11 +1,18 @@
 package tracing
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 )
 
 func TestExportEnabled(t *testing.T) {
@@ -56,5 +63,49 @@ func TestSetupWithoutExportRecordsNothing(t *testing.T) {
 	defer func() { _ = shutdown(context.Background()) }()
 	if Recording() {
 		t.Error("Recording() = true after Setup with export off")
+	}
+}
+
+// TestSetupLogsOpenTelemetryMessages: what OpenTelemetry reports of itself (an export that
+// failed, a warning) is a JSON line of the service's log at a level that says how much it
+// matters, not plain text on standard error between the JSON lines.
+func TestSetupLogsOpenTelemetryMessages(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	tests := []struct {
+		name   string
+		report func()
+		level  string // "" when nothing is logged at INFO
+		msg    string
+	}{
+		{"error", func() { otel.Handle(errors.New("traces export: connection refused")) },
+			"ERROR", "traces export: connection refused"},
+		{"warning", func() { _ = sdktrace.NewSimpleSpanProcessor(nil) }, "WARN", "SimpleSpanProcessor is not recommended"},
+		{"information", func() { _ = sdktrace.NewTracerProvider().Shutdown(context.Background()) }, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			SetLogger(logging.NewTo(&out, "test", slog.LevelInfo))
+			shutdown, err := Setup(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = shutdown(context.Background()) }()
+			tt.report()
+			if tt.level == "" {
+				if out.Len() != 0 {
+					t.Errorf("logged %q, want nothing at INFO", out.String())
+				}
+				return
+			}
+			var line map[string]any
+			if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+				t.Fatalf("log = %q, want one JSON line: %v", out.String(), err)
+			}
+			if line["level"] != tt.level || line["service"] != "test" || !strings.Contains(out.String(), tt.msg) {
+				t.Errorf("log line = %v, want %s naming %q", line, tt.level, tt.msg)
+			}
+		})
 	}
 }
