@@ -7,8 +7,10 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -57,7 +59,10 @@ func Run(ctx context.Context) error {
 	go g.Run(ctx)
 
 	if cfg.PprofAddr != "" {
-		stopPprof := servePprof(cfg.PprofAddr, log)
+		stopPprof, err := servePprof(ctx, cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
 		defer stopPprof()
 	}
 
@@ -102,20 +107,26 @@ func memoryLimit(memoryMax string) (int64, bool) {
 }
 
 // servePprof serves the runtime profiles on their own listener, kept off the public port, until
-// the returned function is called.
-func servePprof(addr string, log *slog.Logger) (stop func()) {
+// the returned function is called. It listens before returning, so that an address that is
+// not one, or is in use, stops the gateway at start rather than leaving it without profiles.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("PPROF_ADDR=%q: %w", addr, err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	log.Info("pprof listening", "addr", addr)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("pprof server stopped", "err", err)
 		}
 	}()
-	return func() { _ = srv.Close() }
+	return func() { _ = srv.Close() }, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -32,14 +33,7 @@ func TestRun(t *testing.T) {
 	}))
 	defer up.Close()
 	port, pprofPort := freePort(t), freePort(t)
-	for k, v := range map[string]string{
-		"PORT": strconv.Itoa(port), "PPROF_ADDR": "127.0.0.1:" + strconv.Itoa(pprofPort),
-		"USER_SERVICE_URL": up.URL, "PRODUCT_SERVICE_URL": up.URL, "ORDER_SERVICE_URL": up.URL, "PAYMENT_SERVICE_URL": up.URL,
-		"LOG_LEVEL": "error", "OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
-	} {
-		t.Setenv(k, v)
-	}
-	t.Setenv("GOGC", "") // set, so Run leaves the GC target alone
+	setEnv(t, port, "127.0.0.1:"+strconv.Itoa(pprofPort), up.URL)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -62,6 +56,54 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return after the context ended")
+	}
+}
+
+// setEnv sets the gateway's environment: its port, PPROF_ADDR, every service at upstream.
+func setEnv(t *testing.T, port int, pprofAddr, upstream string) {
+	t.Helper()
+	for k, v := range map[string]string{
+		"PORT": strconv.Itoa(port), "PPROF_ADDR": pprofAddr,
+		"USER_SERVICE_URL": upstream, "PRODUCT_SERVICE_URL": upstream, "ORDER_SERVICE_URL": upstream, "PAYMENT_SERVICE_URL": upstream,
+		"LOG_LEVEL": "error", "OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
+	} {
+		t.Setenv(k, v)
+	}
+	t.Setenv("GOGC", "") // set, so Run leaves the GC target alone
+}
+
+// TestRunRefusesBadPprofAddr: a PPROF_ADDR the gateway cannot listen on stops it at start,
+// with an error naming the variable, instead of leaving it running without profiles.
+func TestRunRefusesBadPprofAddr(t *testing.T) {
+	inUse, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inUse.Close()
+	tests := []struct {
+		name, addr, want string
+	}{
+		{"not an address", "pprof-please", `PPROF_ADDR="pprof-please"`},
+		{"port in use", inUse.Addr().String(), "address already in use"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, freePort(t), tt.addr, "http://127.0.0.1:1")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- Run(ctx) }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "PPROF_ADDR") {
+					t.Errorf("Run = %v, want an error naming PPROF_ADDR and saying %q", err, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				cancel()
+				<-done
+				t.Error("Run went on serving with a PPROF_ADDR it cannot listen on")
+			}
+		})
 	}
 }
 
