@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
@@ -106,7 +107,9 @@ var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
 
 func checkName(v *apperr.Validator, name string) {
 	n := utf8.RuneCountInString(name)
-	v.Check(n >= 1 && n <= MaxNameLength, "name", fmt.Sprintf("must be 1 to %d characters", MaxNameLength))
+	if v.Check(n >= 1 && n <= MaxNameLength, "name", fmt.Sprintf("must be 1 to %d characters", MaxNameLength)) {
+		v.Check(!strings.ContainsFunc(name, unicode.IsControl), "name", "must not contain control characters")
+	}
 }
 
 func checkDescription(v *apperr.Validator, d string) {

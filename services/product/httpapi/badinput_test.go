@@ -48,7 +48,11 @@ func testBadInput(t *testing.T, c *apitest.Client) {
 		{"patch over 1 MiB", http.MethodPatch, product, huge, 413, "request body must not be larger than 1048576 bytes", ""},
 		{"reservation over 1 MiB", http.MethodPost, "/internal/reservations", `{"orderId": "` + strings.Repeat("o", 1<<20) + `"}`, 413, "request body must not be larger than 1048576 bytes", ""},
 		{"empty patch", http.MethodPatch, product, `{}`, 400, "validation failed", "body"},
-		{"patch null only", http.MethodPatch, product, `{"name": null}`, 400, "validation failed", "body"},
+		// null is no value to set: refused, not ignored while the rest is applied.
+		{"patch null only", http.MethodPatch, product, `{"name": null}`, 400, `field "name" must be a JSON string`, "name"},
+		{"patch null beside a change", http.MethodPatch, product, `{"name": null, "stock": 5}`, 400, `field "name" must be a JSON string`, "name"},
+		{"patch null stock", http.MethodPatch, product, `{"stock": null}`, 400, `field "stock" must be a JSON integer`, "stock"},
+		{"name with a control character", http.MethodPost, "/products", `{"name": "a\u0000b", "priceCents": 100}`, 400, "validation failed", "name"},
 		{"patch negative stock", http.MethodPatch, product, `{"stock": -3}`, 400, "validation failed", "stock"},
 		{"patch unknown field", http.MethodPatch, product, `{"id": "x"}`, 400, `unknown field "id"`, "id"},
 		{"limit zero", http.MethodGet, "/products?limit=0", "", 400, "validation failed", "limit"},

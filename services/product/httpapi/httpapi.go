@@ -79,14 +79,30 @@ func (h handlers) createProduct(w http.ResponseWriter, r *http.Request) {
 	web.Respond(w, http.StatusCreated, p)
 }
 
+// patchBody is a PATCH request: a field left out keeps its value; null is refused like
+// any other wrong type.
+type patchBody struct {
+	Name        web.Optional[string] `json:"name"`
+	Description web.Optional[string] `json:"description"`
+	PriceCents  web.Optional[int64]  `json:"priceCents"`
+	Currency    web.Optional[string] `json:"currency"`
+	Stock       web.Optional[int64]  `json:"stock"`
+}
+
 func (h handlers) updateProduct(w http.ResponseWriter, r *http.Request) {
 	// A malformed or unknown id is 404 before the body is looked at.
 	if _, err := h.store.Get(r.Context(), r.PathValue("id")); err != nil {
 		web.RespondError(w, r, err)
 		return
 	}
+	var in patchBody
 	var patch catalog.Patch
-	if !decode(w, r, &patch, patch.Normalize) {
+	normalize := func() error {
+		patch = catalog.Patch{Name: in.Name.Ptr(), Description: in.Description.Ptr(),
+			PriceCents: in.PriceCents.Ptr(), Currency: in.Currency.Ptr(), Stock: in.Stock.Ptr()}
+		return patch.Normalize()
+	}
+	if !decode(w, r, &in, normalize) {
 		return
 	}
 	p, err := h.store.Update(r.Context(), r.PathValue("id"), patch)

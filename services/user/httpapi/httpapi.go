@@ -5,10 +5,8 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
-	"reflect"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -67,8 +65,8 @@ func (h handlers) create(w http.ResponseWriter, r *http.Request) {
 // patchBody is a PATCH request: a field left out keeps its value; null is refused like
 // any other wrong type.
 type patchBody struct {
-	Name  optionalString `json:"name"`
-	Email optionalString `json:"email"`
+	Name  web.Optional[string] `json:"name"`
+	Email web.Optional[string] `json:"email"`
 }
 
 func (h handlers) update(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +81,7 @@ func (h handlers) update(w http.ResponseWriter, r *http.Request) {
 		web.RespondError(w, r, err)
 		return
 	}
-	patch := users.Patch{Name: in.Name.ptr(), Email: in.Email.ptr()}
+	patch := users.Patch{Name: in.Name.Ptr(), Email: in.Email.Ptr()}
 	if err := patch.Normalize(); err != nil {
 		web.RespondError(w, r, err)
 		return
@@ -102,27 +100,4 @@ func (h handlers) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.Respond(w, http.StatusNoContent, nil)
-}
-
-// optionalString is a JSON string field that knows whether it was sent.
-type optionalString struct {
-	set   bool
-	value string
-}
-
-// UnmarshalJSON refuses null (encoding/json would otherwise leave the field unset
-// silently) and records that the field was sent.
-func (o *optionalString) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeFor[string]()}
-	}
-	o.set = true
-	return json.Unmarshal(b, &o.value)
-}
-
-func (o optionalString) ptr() *string {
-	if !o.set {
-		return nil
-	}
-	return &o.value
 }
