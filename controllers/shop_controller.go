@@ -403,7 +403,7 @@ func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, fie
 }
 
 // observe reads the workload (Deployment or StatefulSet) of every component the Shop
-// should run and, for a StatefulSet that has not rolled out, its pods (stuckPod).
+// should run and, for one that has not rolled out, its pods (stuckPod).
 // recheck, when not zero, is when a pod now unready reaches its deadline.
 func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states []ComponentState, recheck time.Duration, err error) {
 	deadline := r.PodReadyDeadline
@@ -420,17 +420,19 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 			return fmt.Errorf("get %s %s: %w", kindOf(w), resources.Name(shop, name), err)
 		}
 		state := ComponentState{Name: name, Desired: desired, Workload: w}
-		if set, ok := w.(*appsv1.StatefulSet); ok && !state.rolledOut() {
+		if w != nil && !state.rolledOut() {
 			// Pods and Events are not cached: they are listed from the API server, and
-			// only while a StatefulSet rolls out.
+			// only while a workload is not rolled out. A Deployment's own progress
+			// deadline counts only while a rollout is under way: pods that crash after
+			// it, or a scale-up whose pods never become ready, are found here.
 			pods := &corev1.PodList{}
 			if err := r.APIReader.List(ctx, pods, client.InNamespace(shop.Namespace), client.MatchingLabels(resources.SelectorLabels(shop, name))); err != nil {
-				return fmt.Errorf("list the pods of %s: %w", set.Name, err)
+				return fmt.Errorf("list the pods of %s: %w", w.GetName(), err)
 			}
 			now := time.Now()
 			var wait time.Duration
 			state.Stuck, wait = stuckPod(pods.Items, deadline, now)
-			if state.Stuck == "" && len(pods.Items) < int(desired) {
+			if set, ok := w.(*appsv1.StatefulSet); ok && state.Stuck == "" && len(pods.Items) < int(desired) {
 				// A pod missing: the StatefulSet controller records its failures to make
 				// one as FailedCreate Events on the StatefulSet.
 				events := &corev1.EventList{}

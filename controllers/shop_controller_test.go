@@ -780,60 +780,72 @@ var _ = Describe("Shop controller", func() {
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), &appsv1.Deployment{}))).To(BeTrue())
 	})
 
-	It("reports a StatefulSet whose pod stays unready past its deadline as stalled, and looks again at the deadline", func() {
-		shop := minimalShop(unwatchedNamespace, "stuck")
-		r, _, reconcileShop := drivenByHand(shop)
-		_, err := reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		markAvailable(k8sClient, shop)
+	DescribeTable("reports a workload whose pod stays unready past its deadline as stalled, and looks again at the deadline",
+		func(component string) {
+			shop := minimalShop(unwatchedNamespace, "stuck-"+component)
+			r, _, reconcileShop := drivenByHand(shop)
+			_, err := reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
+			markAvailable(k8sClient, shop)
 
-		By("a product pod that crashes, as the kubelet would report it")
-		set := resources.EmptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: set.Name + "-0", Labels: set.Spec.Template.Labels},
-			Spec:       set.Spec.Template.Spec,
-		}
-		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
-		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, pod))).To(Succeed()) })
-		pod.Status = corev1.PodStatus{
-			Phase:      corev1.PodRunning,
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
-			ContainerStatuses: []corev1.ContainerStatus{{Name: "product", Image: "x", ImageID: "x", RestartCount: 5, State: corev1.ContainerState{
-				Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 2m40s restarting failed container"},
-			}}},
-		}
-		Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
-			set.Status.ReadyReplicas, set.Status.AvailableReplicas = 0, 0
-			return k8sClient.Status().Update(ctx, set)
-		})).To(Succeed())
+			By("a pod that crashes long after its rollout, as the kubelet would report it")
+			w := resources.EmptyWorkload(shop, component)
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(w), w)).To(Succeed())
+			template := podTemplate(shop, component)
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: w.GetName() + "-0", Labels: template.Labels},
+				Spec:       template.Spec,
+			}
+			Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+			DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, pod))).To(Succeed()) })
+			pod.Status = corev1.PodStatus{
+				Phase:      corev1.PodRunning,
+				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: component, Image: "x", ImageID: "x", RestartCount: 5, State: corev1.ContainerState{
+					Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 2m40s restarting failed container"},
+				}}},
+			}
+			Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
+			// What the workload's controller then reports: its rollout long complete (a
+			// Deployment's progress deadline no longer counts), no pod ready.
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(w), w)).To(Succeed())
+				switch w := w.(type) {
+				case *appsv1.StatefulSet:
+					w.Status.ReadyReplicas, w.Status.AvailableReplicas = 0, 0
+				case *appsv1.Deployment:
+					w.Status.ReadyReplicas, w.Status.AvailableReplicas, w.Status.UnavailableReplicas = 0, 0, 1
+				}
+				return k8sClient.Status().Update(ctx, w)
+			})).To(Succeed())
 
-		By("within its deadline: rolling out, and a reconcile due when the deadline comes")
-		r.PodReadyDeadline = time.Hour
-		result, err := reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
-		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+			By("within its deadline: rolling out, and a reconcile due when the deadline comes")
+			r.PodReadyDeadline = time.Hour
+			result, err := reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
+			Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
+			Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
 
-		By("past it: Degraded, saying which pod and why")
-		r.PodReadyDeadline = time.Nanosecond
-		_, err = reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
-		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
-			"product: pod stuck-product-0 not ready for 1ns: container product keeps restarting"))
+			By("past it: Degraded, saying which pod and why")
+			r.PodReadyDeadline = time.Nanosecond
+			_, err = reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
+			Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
+				fmt.Sprintf("%s: pod %s not ready for 1ns: container %s keeps restarting", component, pod.Name, component)))
 
-		By("recovering once the StatefulSet runs its pod")
-		markAvailable(k8sClient, shop)
-		result, err = reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(result.RequeueAfter).To(BeZero())
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
-		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
-	})
+			By("recovering once the workload runs its pod")
+			markAvailable(k8sClient, shop)
+			result, err = reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(result.RequeueAfter).To(BeZero())
+			Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+			Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+		},
+		Entry("a StatefulSet's (product)", resources.Product),
+		Entry("a Deployment's (user)", resources.User),
+	)
 
 	It("reports a StatefulSet that has failed to make its pod past the deadline as stalled", func() {
 		shop := minimalShop(unwatchedNamespace, "nopod")

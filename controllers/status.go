@@ -93,8 +93,8 @@ type ComponentState struct {
 	// Workload is the component's Deployment or StatefulSet (resources.OneProcess),
 	// nil when it does not exist (yet).
 	Workload client.Object
-	// Stuck says which pod of a StatefulSet has not been ready for its deadline, and
-	// why (stuckPod), or that the StatefulSet has failed to make its pod as long
+	// Stuck says which pod of the workload has not been ready for its deadline, and
+	// why (stuckPod), or that a StatefulSet has failed to make its pod as long
 	// (failingCreate); empty when neither.
 	Stuck string
 }

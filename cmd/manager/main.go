@@ -48,7 +48,7 @@ func main() {
 	var level slog.Level
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "lowest level logged: debug, info, warn or error")
 	stallDeadline := flag.Duration("stall-deadline", controllers.DefaultPodReadyDeadline,
-		"how long a StatefulSet's pod may stay unready, or missing, before the Shop is Degraded (RolloutStalled)")
+		"how long a component's pod may stay unready, or a StatefulSet's pod missing, before the Shop is Degraded (RolloutStalled)")
 	flag.Parse()
 	if *stallDeadline <= 0 {
 		fmt.Fprintln(os.Stderr, "--stall-deadline must be positive")
