@@ -952,7 +952,9 @@ var _ = Describe("Shop controller", func() {
 		createShopAndWait(shop)
 		password := secretData(shop, resources.CredentialsSecretName(shop, resources.MongoDB))[resources.PasswordKey]
 		Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
-		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{})) }).
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{}))
+		}).
 			WithTimeout(timeout).Should(BeTrue())
 		// What the garbage collector does to the children of an owner deleted with
 		// --cascade=orphan (envtest runs no garbage collector).
