@@ -28,9 +28,9 @@ import (
 )
 
 // Run runs the gateway, configured from the environment (gateway.Config), until ctx ends;
-// then it shuts down gracefully and returns nil. It sets the process's GC target (see
+// then it shuts down gracefully and returns nil, or what failed in the shutdown. It sets the process's GC target (see
 // gatewayGCPercent), so a binary running several services runs the gateway alone.
-func Run(ctx context.Context) error {
+func Run(ctx context.Context) (err error) {
 	setGCPercent()
 	var cfg gateway.Config
 	if err := config.Load(&cfg); err != nil {
@@ -49,7 +49,14 @@ func Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	// A flush of the last spans that fails is a failed shutdown step: a non-zero exit.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if serr := shutdownTracing(sctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("shutdown tracing: %w", serr))
+		}
+	}()
 
 	g, err := gateway.New(&cfg, log)
 	if err != nil {

@@ -4,13 +4,13 @@
 //
 //	func main() { service.Main("user", run) }
 //
-//	func run(ctx context.Context) error {
+//	func run(ctx context.Context) (err error) {
 //		var cfg Config // embeds config.Base
 //		rt, err := service.Start(ctx, "user", &cfg)
 //		if err != nil {
 //			return err
 //		}
-//		defer rt.Close()
+//		defer func() { err = errors.Join(err, rt.Close()) }() // run returns (err error)
 //		db, err := rt.MongoDB(ctx, cfg.Mongo, "users")
 //		...
 //		return web.Serve(ctx, handler, cfg.Base, rt.Logger)
@@ -42,11 +42,23 @@ import (
 )
 
 // Main runs a service binary: run's context ends on SIGTERM or SIGINT; an error is
-// printed as "name: error" and the process exits 1.
+// printed as "name: error" and the process exits 1. The first signal starts a graceful
+// shutdown; a second one ends the process at once (the signals' default handling is back
+// once the first arrived), for an operator who will not wait.
 func Main(name string, run func(ctx context.Context) error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-signals
+		// The default handling is back before the shutdown begins, so that no second
+		// signal can come in between and be swallowed.
+		signal.Stop(signals)
+		cancel()
+	}()
 	err := run(ctx)
-	stop()
+	signal.Stop(signals)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
@@ -111,10 +123,11 @@ func (rt *Runtime) OnClose(f func(context.Context) error) {
 	rt.closers = append(rt.closers, f)
 }
 
-// Close runs the registered cleanups, last first, and logs what fails. They get what is
-// left of the shutdown timeout that began when Start's context ended (the HTTP server's
-// drain has used the rest), or the whole timeout when it has not ended.
-func (rt *Runtime) Close() {
+// Close runs the registered cleanups, last first, and returns (and logs) what failed, so
+// that a shutdown step that fails or runs out of time makes the exit code non-zero. They get
+// what is left of the shutdown timeout that began when Start's context ended (the HTTP
+// server's drain has used the rest), or the whole timeout when it has not ended.
+func (rt *Runtime) Close() error {
 	rt.mu.Lock()
 	stopBy := rt.stopBy
 	rt.mu.Unlock()
@@ -128,9 +141,12 @@ func (rt *Runtime) Close() {
 		errs = append(errs, f(ctx))
 	}
 	rt.closers = nil
-	if err := errors.Join(errs...); err != nil {
+	err := errors.Join(errs...)
+	if err != nil {
 		rt.Logger.Error("shutdown", slog.String("error", err.Error()))
+		err = fmt.Errorf("shutdown: %w", err)
 	}
+	return err
 }
 
 // Service is what a service that keeps its state in MongoDB builds once its
@@ -165,15 +181,16 @@ func (f funcs) Close(ctx context.Context) error {
 // RunWithMongoDB is the whole life of such a service: Start with cfg, connect the
 // database *mongoCfg names (a field of cfg, filled when cfg is loaded; defaultDatabase
 // when its URI names none), build the service, serve it until ctx ends, then close it
-// before the database.
+// before the database. The HTTP drain and the closing share one SHUTDOWN_TIMEOUT, counted
+// from ctx's end; any of them that fails or runs out of time is in the error returned.
 func RunWithMongoDB(ctx context.Context, name, defaultDatabase string, cfg Configuration, mongoCfg *mongodb.Config,
 	build func(ctx context.Context, db *mongo.Database, log *slog.Logger) (Service, error),
-) error {
+) (err error) {
 	rt, err := Start(ctx, name, cfg)
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
+	defer func() { err = errors.Join(err, rt.Close()) }()
 
 	db, err := rt.MongoDB(ctx, *mongoCfg, defaultDatabase)
 	if err != nil {

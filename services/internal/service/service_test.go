@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +23,13 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childMode); mode != "" {
+		runChild(mode)
+		return
+	}
+	testenv.Main(m)
+}
 
 type testConfig struct {
 	config.Base
@@ -57,10 +64,12 @@ func TestCloseRunsCleanupsLastFirst(t *testing.T) {
 			t.Error("cleanup got an ended context")
 		}
 		order = append(order, "second")
-		return errors.New("logged, not fatal")
+		return errors.New("a cleanup failed")
 	})
 	cancel() // as on SIGTERM: cleanups still get time
-	rt.Close()
+	if err := rt.Close(); err == nil || !strings.Contains(err.Error(), "a cleanup failed") {
+		t.Errorf("Close = %v, want the failed cleanup's error", err)
+	}
 
 	if !slices.Equal(order, []string{"second", "first"}) {
 		t.Errorf("cleanups ran in order %v", order)
@@ -87,18 +96,22 @@ func TestCloseSharesTheShutdownTimeout(t *testing.T) {
 	stopped := time.Now()
 	cancel()
 	time.Sleep(500 * time.Millisecond) // the HTTP server's drain
-	rt.Close()
+	if err := rt.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
 	if want := stopped.Add(2 * time.Second); deadline.Before(want.Add(-200*time.Millisecond)) || deadline.After(want.Add(200*time.Millisecond)) {
 		t.Errorf("cleanups' deadline %s after the stop, want 2s", deadline.Sub(stopped))
 	}
 }
 
 // fakeService answers every request with its database's name and checks, when it is
-// closed, that the database is still connected.
+// closed, that the database is still connected; then it returns what stop returns (nil
+// when stop is nil).
 type fakeService struct {
 	t      *testing.T
 	db     *mongo.Database
 	closed chan struct{}
+	stop   func(ctx context.Context) error
 }
 
 func (f *fakeService) Handler(*prometheus.Registry) http.Handler {
@@ -110,10 +123,47 @@ func (f *fakeService) Close(ctx context.Context) error {
 		f.t.Errorf("the service closed after its database: ping = %v", err)
 	}
 	close(f.closed)
-	return nil
+	if f.stop == nil {
+		return nil
+	}
+	return f.stop(ctx)
 }
 
+// TestRunWithMongoDB serves a service until its context ends (SIGTERM), then closes it
+// before the database; a close that fails or outlasts SHUTDOWN_TIMEOUT (consumers that do
+// not stop) is returned, so the process exits non-zero as for an HTTP drain that timed out.
 func TestRunWithMongoDB(t *testing.T) {
+	tests := []struct {
+		name    string
+		stop    func(ctx context.Context) error
+		wantErr error
+	}{
+		{"graceful", nil, nil},
+		{"close fails", func(context.Context) error { return errBrokerGone }, errBrokerGone},
+		{"close outlasts the timeout", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := &fakeService{t: t, closed: make(chan struct{}), stop: tt.stop}
+			err := runUntilStopped(t, svc)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("RunWithMongoDB = %v, want %v", err, tt.wantErr)
+			}
+			select {
+			case <-svc.closed:
+			default:
+				t.Error("the service was not closed")
+			}
+		})
+	}
+}
+
+var errBrokerGone = errors.New("broker gone")
+
+// runUntilStopped runs svc with RunWithMongoDB, checks that it serves, ends its context and
+// returns what RunWithMongoDB returned.
+func runUntilStopped(t *testing.T, svc *fakeService) error {
+	t.Helper()
 	ports, err := testproc.FreeLoopbackPorts(1)
 	if err != nil {
 		t.Fatal(err)
@@ -121,11 +171,11 @@ func TestRunWithMongoDB(t *testing.T) {
 	port := ports[0]
 	t.Setenv("PORT", strconv.Itoa(port))
 	t.Setenv("MONGODB_URI", testenv.MongoURI(t))
+	t.Setenv("SHUTDOWN_TIMEOUT", "1s")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	var cfg testConfig
-	svc := &fakeService{t: t, closed: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
 		done <- service.RunWithMongoDB(ctx, "test", "fallback-db", &cfg, &cfg.Mongo,
@@ -154,16 +204,10 @@ func TestRunWithMongoDB(t *testing.T) {
 	cancel() // as on SIGTERM
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("RunWithMongoDB = %v, want nil after a graceful stop", err)
-		}
+		return err
 	case <-time.After(15 * time.Second):
 		t.Fatal("RunWithMongoDB did not return after its context ended")
-	}
-	select {
-	case <-svc.closed:
-	default:
-		t.Error("the service was not closed")
+		return nil
 	}
 }
 
