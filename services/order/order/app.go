@@ -38,6 +38,9 @@ type App struct {
 	db     *mongo.Database
 	worker *outbox.Worker
 	log    *slog.Logger
+
+	stopSweep context.CancelFunc
+	swept     chan struct{} // closed when the sweep has stopped
 }
 
 // New builds the service on db and connects to the broker (in the background: the
@@ -61,7 +64,19 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 	svc := &service{store: st, peers: p, relay: w, log: log,
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
 	w.Start(svc.handlePaymentResult)
-	return &App{svc: svc, db: db, worker: w, log: log}, nil
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		svc.sweepEvery(sweepCtx, sweepInterval, sweepAge)
+	}()
+	return &App{svc: svc, db: db, worker: w, log: log, stopSweep: stopSweep, swept: swept}, nil
+}
+
+// Sweep finishes now the placements made before olderThan ago that no request is
+// placing (see placement), and returns how many; the app sweeps by itself every 30 s.
+func (a *App) Sweep(ctx context.Context, olderThan time.Duration) (int, error) {
+	return a.svc.sweep(ctx, olderThan)
 }
 
 // Handler serves the HTTP API with /healthz, /readyz (the store; the broker is reported but optional: its events wait in the outbox) and /metrics.
@@ -78,4 +93,11 @@ func (a *App) Broker() *messaging.Broker { return a.worker.Broker() }
 
 // Close stops consuming, letting the results in flight finish, stops the relay and
 // closes the broker connection, within ctx.
-func (a *App) Close(ctx context.Context) error { return a.worker.Close(ctx) }
+func (a *App) Close(ctx context.Context) error {
+	a.stopSweep()
+	select {
+	case <-a.swept:
+	case <-ctx.Done():
+	}
+	return a.worker.Close(ctx)
+}

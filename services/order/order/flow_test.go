@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -228,6 +229,74 @@ func TestReservationAnswerLost(t *testing.T) {
 	stockIs(3)
 	if got, err := shop.WaitSettled(ctx, placed.ID.Hex()); err != nil || got.Status != order.Paid {
 		t.Fatalf("retried order %+v (%v), want PAID", got, err)
+	}
+}
+
+// TestSweepGivesBackTheStockOfAnUnstoredOrder: an order whose reservation answer was
+// lost, while the product service also refused to give the stock back, leaves its
+// stock reserved; the sweep gives it back once the product service answers, and leaves
+// stored orders alone.
+func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const peerTimeout = 300 * time.Millisecond
+	var failing atomic.Bool
+	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
+		o.PeerTimeout = peerTimeout
+		o.WrapProduct = func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !failing.Load() || !strings.HasPrefix(r.URL.Path, "/internal/reservations") {
+					h.ServeHTTP(w, r)
+					return
+				}
+				if r.Method == http.MethodDelete {
+					http.Error(w, `{"error":"overloaded"}`, http.StatusServiceUnavailable)
+					return
+				}
+				h.ServeHTTP(w, r)           // the reservation is made...
+				time.Sleep(3 * peerTimeout) // ...and its answer comes too late.
+			})
+		}
+	})
+	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
+	stock := func() int64 {
+		t.Helper()
+		n, err := shop.Stock(ctx, product)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	failing.Store(true)
+	status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", orderOf(user, product, 2), nil)
+	if err != nil || status != http.StatusServiceUnavailable {
+		t.Fatalf("%d %s (%v), want 503", status, answer, err)
+	}
+	if got := stock(); got != 3 {
+		t.Fatalf("stock %d, want 3: the release was refused", got)
+	}
+	// While the product service still refuses, the sweep keeps the placement.
+	if n, err := shop.Order.Sweep(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("sweep while refused: %d (%v), want 0", n, err)
+	}
+
+	failing.Store(false)
+	placed, err := shop.PlaceOrder(ctx, user, product, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := shop.Order.Sweep(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("sweep: %d (%v), want 1 (the unstored order, not the stored one)", n, err)
+	}
+	if got := stock(); got != 4 {
+		t.Fatalf("stock %d, want 4: 2 units back, 1 held by the stored order", got)
+	}
+	if got, err := shop.WaitSettled(ctx, placed.ID.Hex()); err != nil || got.Status != order.Paid {
+		t.Fatalf("stored order %+v (%v), want PAID", got, err)
+	}
+	if n, err := shop.Order.Sweep(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("second sweep: %d (%v), want 0", n, err)
 	}
 }
 

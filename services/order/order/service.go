@@ -91,12 +91,25 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		}
 	}
 
+	// The placement is recorded before any stock is taken, and the order's placement
+	// lock held until it is over: should anything stop this request before the order
+	// is stored or its stock given back, the sweep finishes it (placement.go).
+	unlock, err := s.store.locks.LockContext(ctx, placementLockPrefix+id.Hex())
+	if err != nil {
+		return Order{}, false, err
+	}
+	defer unlock()
+	if err := s.store.recordPlacement(ctx, placement{ID: id, KeyID: keyID, CreatedAt: s.now()}); err != nil {
+		return Order{}, false, err
+	}
+
 	res, err := s.peers.reserve(ctx, id.Hex(), req.Items)
 	if err != nil {
 		if reservationSettled(err) {
 			// Nothing was reserved and no order made: the key is freed, so that a retry
 			// once the stock is back places the order instead of repeating this answer.
 			s.forgetKey(ctx, id, keyID)
+			s.finishPlacement(ctx, id)
 		} else {
 			// The stock may have been taken before the answer was lost: give it back.
 			s.abandon(ctx, id, keyID)
@@ -129,33 +142,39 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		switch found, gerr := s.store.fence(lookup, id, now); {
 		case gerr == nil:
 			s.relay.Notify(id, ev)
+			s.finishPlacement(ctx, id)
 			return found, true, nil
 		case errors.Is(gerr, errNotFound):
 			s.abandon(ctx, id, keyID)
 		default:
-			s.log.Error("order not stored, or not known to be: its stock stays reserved", "order", id.Hex(), "error", err, "lookup", gerr)
+			s.log.Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
+				"order", id.Hex(), "error", err, "lookup", gerr)
 		}
 		return Order{}, false, err
 	}
 	if inserted {
 		s.relay.Notify(id, ev)
 	}
+	s.finishPlacement(ctx, id)
 	return stored, inserted, nil
 }
 
 // abandon gives back the stock of order id, which was not and will not be stored, even
-// when the client has gone (ctx done). With an idempotency key (keyID), the key's claim is
-// removed too, so a retry places the order afresh instead of finding its stock released.
-// The product service remembers a release that arrives before its reservation, so a late
-// reservation takes nothing.
-func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) {
+// when the client has gone (ctx done), and tells whether it did. With an idempotency key
+// (keyID), the key's claim is removed too, so a retry places the order afresh instead of
+// finding its stock released; then the placement is over. The product service remembers
+// a release that arrives before its reservation, so a late reservation takes nothing.
+// Stock the product service did not take back stays with the placement, for the sweep.
+func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.peers.release(ctx, id.Hex()); err != nil {
-		s.log.Error("stock of an unstored order not released", "order", id.Hex(), "error", err)
-		return
+		s.log.Warn("stock of an unstored order not released yet; the sweep tries again", "order", id.Hex(), "error", err)
+		return false
 	}
 	s.forgetKey(ctx, id, keyID)
+	s.finishPlacement(ctx, id)
+	return true
 }
 
 // forgetKey removes the claim of idempotency key keyID (none when "") for order id, which

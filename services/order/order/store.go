@@ -19,8 +19,9 @@ var errNotFound = errors.New("order not found")
 
 // store keeps orders (each with its outbox) and idempotency keys.
 type store struct {
-	orders *mongo.Collection
-	keys   *mongo.Collection
+	orders     *mongo.Collection
+	keys       *mongo.Collection
+	placements *mongo.Collection // orders being placed (placement.go)
 	// locks serializes the updates of an order (and the outbox relay's), which the
 	// store cannot do atomically itself (see mongodb.KeyedMutex).
 	locks mongodb.KeyedMutex
@@ -29,12 +30,16 @@ type store struct {
 }
 
 func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
-	s := &store{orders: db.Collection("orders"), keys: db.Collection("idempotency_keys"), writes: mongodb.NewGate(1)}
+	s := &store{orders: db.Collection("orders"), keys: db.Collection("idempotency_keys"),
+		placements: db.Collection("placements"), writes: mongodb.NewGate(1)}
 	models := append(outbox.Indexes(),
 		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: 1}}},
 		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "_id", Value: 1}}},
 	)
 	if err := mongodb.EnsureIndexes(ctx, s.orders, models...); err != nil {
+		return nil, err
+	}
+	if err := mongodb.EnsureIndexes(ctx, s.placements, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}}); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -1,0 +1,145 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+)
+
+// A placement records an order being placed, from before its stock is taken until the
+// order is stored or its stock given back. Placing takes several steps in two services
+// with no transaction between them; a placement left behind (the process stopped, the
+// product service or the database did not answer when the stock was to be given back)
+// is finished by the sweep: the order is fenced off (store.fence) unless it was stored,
+// and its stock given back. Nothing reserved is kept by an order that does not exist.
+type placement struct {
+	ID        bson.ObjectID `bson:"_id"`             // the order's id
+	KeyID     string        `bson:"keyId,omitempty"` // its idempotency key's, if any
+	CreatedAt time.Time     `bson:"createdAt"`
+}
+
+// placementLockPrefix puts the locks of placements apart from the store's other locks,
+// in the same KeyedMutex: a request holds its order's while placing it, so the sweep
+// never finishes a placement still under way.
+const placementLockPrefix = "placement/"
+
+// Sweep timing: how often the placements are looked at, and how old one must be. The
+// lock already keeps the sweep off placements under way; the age keeps it from
+// queueing behind them.
+const (
+	sweepInterval = 30 * time.Second
+	sweepAge      = 30 * time.Second
+)
+
+// recordPlacement stores p; one stored before (a retry of the same order) is kept.
+func (s *store) recordPlacement(ctx context.Context, p placement) error {
+	err := s.writes.Do(ctx, func() error { _, err := s.placements.InsertOne(ctx, p); return err })
+	if mongodb.IsDuplicateKey(err) {
+		return nil
+	}
+	return err
+}
+
+// placed removes the placement of order id: the order is stored, or its stock given back.
+func (s *store) placed(ctx context.Context, id bson.ObjectID) error {
+	return s.writes.Do(ctx, func() error {
+		_, err := s.placements.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+		return err
+	})
+}
+
+// stalePlacements returns up to limit placements made before before, oldest first.
+func (s *store) stalePlacements(ctx context.Context, before time.Time, limit int64) ([]placement, error) {
+	cur, err := s.placements.Find(ctx, bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: before}}}},
+		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}}).SetLimit(limit))
+	if err != nil {
+		return nil, err
+	}
+	var out []placement
+	return out, cur.All(ctx, &out)
+}
+
+// placementExists tells whether order id's placement is still there.
+func (s *store) placementExists(ctx context.Context, id bson.ObjectID) (bool, error) {
+	err := s.placements.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Err()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// finishPlacement records that order id's placement is over, logging a failure: the
+// sweep then finds the placement, finds the order stored, and removes it.
+func (s *service) finishPlacement(ctx context.Context, id bson.ObjectID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.store.placed(ctx, id); err != nil {
+		s.log.Warn("placement of an order kept; the sweep removes it", "order", id.Hex(), "error", err)
+	}
+}
+
+// sweep finishes the placements made before olderThan ago that no request is placing,
+// and returns how many it finished.
+func (s *service) sweep(ctx context.Context, olderThan time.Duration) (int, error) {
+	stale, err := s.store.stalePlacements(ctx, s.now().Add(-olderThan), 100)
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, p := range stale {
+		finished, err := s.finishStale(ctx, p)
+		if err != nil {
+			return done, err
+		}
+		if finished {
+			done++
+		}
+	}
+	return done, nil
+}
+
+// finishStale finishes placement p: a stored order keeps its stock, any other gives it
+// back. It waits for a request still placing the order.
+func (s *service) finishStale(ctx context.Context, p placement) (bool, error) {
+	unlock, err := s.store.locks.LockContext(ctx, placementLockPrefix+p.ID.Hex())
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if ok, err := s.store.placementExists(ctx, p.ID); err != nil || !ok {
+		return false, err // finished by its request meanwhile, or not known
+	}
+	_, err = s.store.fence(ctx, p.ID, s.now())
+	switch {
+	case err == nil: // stored: its stock is the order's
+		return true, s.store.placed(ctx, p.ID)
+	case errors.Is(err, errNotFound): // fenced off: never stored, its stock goes back
+		return s.abandon(ctx, p.ID, p.KeyID), nil
+	default:
+		return false, err
+	}
+}
+
+// sweepEvery sweeps until ctx ends.
+func (s *service) sweepEvery(ctx context.Context, interval, olderThan time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := s.sweep(ctx, olderThan); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep of unfinished placements failed; trying again later", "error", err)
+		} else if n > 0 {
+			s.log.Info("unfinished placements finished", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
