@@ -89,7 +89,7 @@ func Positive(ds ...Duration) error {
 }
 
 // AtLeast returns an error naming the variable name when value is below low.
-func AtLeast[N int | int64](name string, value, low N) error {
+func AtLeast[N ~int | ~int64](name string, value, low N) error {
 	if value < low {
 		return fmt.Errorf("%s=%d: must be at least %d", name, value, low)
 	}
@@ -97,7 +97,7 @@ func AtLeast[N int | int64](name string, value, low N) error {
 }
 
 // Between returns an error naming the variable name when value is outside [low, high].
-func Between[N int | int64](name string, value, low, high N) error {
+func Between[N ~int | ~int64](name string, value, low, high N) error {
 	if value < low || value > high {
 		return fmt.Errorf("%s=%d: must be between %d and %d", name, value, low, high)
 	}
