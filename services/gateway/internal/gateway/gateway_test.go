@@ -253,6 +253,30 @@ func (s *suite) do(t *testing.T, method, target string, header http.Header) (ans
 	return readAnswer(t, resp)
 }
 
+// every returns a condition that holds when cond holds for every upstream.
+func (s *suite) every(cond func(*upstream) bool) func() bool {
+	return func() bool {
+		for _, u := range s.upstreams {
+			if !cond(u) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// waitFor waits until cond holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func decode[T any](t *testing.T, body []byte) T {
 	t.Helper()
 	var v T
@@ -626,6 +650,62 @@ func TestHealthIsCached(t *testing.T) {
 			t.Errorf("%s /readyz asked %d times for 21 /health calls, want 1", name, n)
 		}
 	}
+}
+
+// TestHealthDuringShutdown stops the gateway while a round of /readyz checks is under way. The
+// /health request waiting for it is answered "degraded" at once, and the round, which goes on,
+// must not use that request's context: the server resets it for another request once the
+// handler has returned (the race detector reported the round's read of it).
+func TestHealthDuringShutdown(t *testing.T) {
+	var g *Gateway
+	s := newSuiteOf(t, func(c *Config) { c.HealthTimeout = 5 * time.Second }, func(gw *Gateway) { g = gw })
+	for _, u := range s.upstreams {
+		u.delay.Store(int64(time.Second))
+	}
+	// A server of its own, on the suite's gateway, to stop while the round runs.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	base := s.cfg.Base
+	base.ShutdownTimeout = 5 * time.Second
+	go func() { served <- ServeListener(ctx, ln, g.Handler(metrics.NewRegistry()), base, logging.Discard()) }()
+
+	type result struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answered := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/health")
+		if err != nil {
+			answered <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		answered <- result{resp.StatusCode, body, err}
+	}()
+	// Every service has been dialled: the round is under way, its checks waiting for answers.
+	waitFor(t, 5*time.Second, s.every(func(u *upstream) bool { return u.conns.Load() > 0 }))
+	cancel()
+
+	res := <-answered
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if rep := decode[healthReport](t, res.body); res.status != http.StatusServiceUnavailable || rep.Status != "degraded" {
+		t.Errorf("/health during shutdown: status %d body %s, want 503 degraded", res.status, res.body)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("gateway server: %v", err)
+	}
+	// The round ends by itself: every service is asked once.
+	waitFor(t, 5*time.Second, s.every(func(u *upstream) bool { return u.readyz.Load() > 0 }))
 }
 
 func TestRequestID(t *testing.T) {

@@ -86,8 +86,12 @@ func (h *suiteHealth) report(ctx context.Context) healthReport {
 	if rep, ok := h.fresh(); ok {
 		return rep
 	}
-	// The round runs detached from the first caller's context: its answer serves every waiting
-	// caller, and one client hanging up must not turn it into "down" for the others.
+	// The round runs on a context of its own, bounded by the check timeout: its answer serves
+	// every waiting caller, and one caller giving up must not turn it into "down" for the
+	// others. Nor may it keep the first caller's context, even detached: under fasthttpadaptor
+	// that is the server's pooled fasthttp.RequestCtx, reset for another request once the
+	// handler has returned (at shutdown, while the round goes on), and the round's dials read
+	// its values.
 	ch := h.group.DoChan("health", func() (any, error) {
 		// A caller that found the cache stale just as another round ended must not start a
 		// second round.
@@ -95,7 +99,7 @@ func (h *suiteHealth) report(ctx context.Context) healthReport {
 			return rep, nil
 		}
 		started := h.now()
-		rep := h.check(context.WithoutCancel(ctx))
+		rep := h.check(context.Background())
 		h.mu.Lock()
 		h.last, h.checkedAt = rep, started
 		h.mu.Unlock()
