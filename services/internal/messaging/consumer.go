@@ -158,9 +158,11 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
 			return nil
 		case <-c.stop:
 			// Ask the broker to send no more, without waiting for its reply: a hung
-			// broker would hold Stop. Deliveries received and not yet handled are
-			// requeued when the channel closes, after the handlers in flight.
-			go func() { _ = ch.Cancel(tag, false) }()
+			// broker would hold Stop, and a reply awaited alongside the channel's
+			// close could take the close-ok meant for it. Deliveries received and not
+			// yet handled are requeued when the channel closes, after the handlers in
+			// flight.
+			go func() { _ = ch.Cancel(tag, true) }()
 			return nil
 		}
 	}
