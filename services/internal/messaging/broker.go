@@ -175,19 +175,28 @@ func (b *Broker) dial(ctx context.Context) (*amqp.Connection, net.Conn, error) {
 	// The declarations are calls without a deadline of their own: the handshake's end
 	// cleared the socket's, so bound them again.
 	_ = sock.SetDeadline(time.Now().Add(handshakeTimeout))
-	ch, err := conn.Channel()
-	if err == nil {
-		err = b.cfg.Topology.declare(ch)
-		_ = ch.Close()
-	}
+	err = b.declare(conn)
 	if err == nil {
 		err = sock.SetDeadline(time.Time{})
 	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, nil, fmt.Errorf("declare topology: %w", err)
+		return nil, nil, err
 	}
 	return conn, sock, nil
+}
+
+// declare declares the topology on a channel of its own on conn.
+func (b *Broker) declare(conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err == nil {
+		err = b.cfg.Topology.declare(ch)
+		_ = ch.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("declare topology: %w", err)
+	}
+	return nil
 }
 
 func (b *Broker) setConn(conn *amqp.Connection) chan struct{} {

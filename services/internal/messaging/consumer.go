@@ -101,46 +101,76 @@ func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
 	return c
 }
 
+// maxResubscribeDelay caps the pause between failed subscriptions.
+const maxResubscribeDelay = 30 * time.Second
+
+// errCancelled: the broker ended the subscription, as it does when the queue is deleted.
+var errCancelled = errors.New("subscription cancelled by the broker")
+
 func (c *Consumer) run() {
 	defer close(c.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-c.stop; cancel() }()
+	failures := 0
 	for {
 		conn, down, err := c.b.session(ctx)
 		if err != nil {
 			return // stopped
 		}
-		if err := c.consume(conn, down); err != nil {
-			c.log.Warn("consume", "error", err)
-			select {
-			case <-c.stop:
-				return
-			case <-time.After(c.b.cfg.ReconnectDelay):
-			}
-		}
+		subscribed, err := c.consume(conn, down)
 		select {
 		case <-c.stop:
 			return
 		default:
+		}
+		var wait time.Duration
+		switch {
+		case err == nil: // the connection dropped: session waits for the next one
+			continue
+		case subscribed: // ended by the broker; the next attempt finds out why
+			failures = 0
+			wait = c.b.cfg.ReconnectDelay
+			c.log.Warn("subscription ended, subscribing again", "error", err)
+		default:
+			// A missing queue (deleted, or lost with a broker's data) is declared again
+			// on this connection: the broker connection does so only when it reconnects.
+			failures++
+			wait = retryDelay(c.b.cfg.ReconnectDelay, maxResubscribeDelay, failures)
+			var amqpErr *amqp.Error
+			if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
+				if derr := c.b.declare(conn); derr != nil {
+					err = errors.Join(err, derr)
+				} else if failures == 1 {
+					wait = 0
+				}
+			}
+			c.log.Warn("consume failed, retrying", "error", err, "attempt", failures, "retry_in", wait)
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(wait):
 		}
 	}
 }
 
 // consume runs one subscription on conn until the connection drops or Stop is called,
 // then waits for the in-flight handlers, whose acks go to this subscription's channel.
-func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
+// It reports whether the subscription began; errCancelled means the broker ended it.
+func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscribed bool, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() { _ = ch.Close() }()
 	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
-		return err
+		return false, err
 	}
 	tag := fmt.Sprintf("%s-%p", c.b.cfg.Name, ch)
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	deliveries, err := ch.Consume(c.cfg.Queue, tag, false, false, false, false, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 
 	var inflight sync.WaitGroup
@@ -151,11 +181,21 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
-				return nil // cancelled by Stop, or the channel closed
+				select {
+				case <-down:
+					return true, nil
+				case err := <-closed: // a channel error
+					if err != nil {
+						return true, err
+					}
+					return true, errCancelled
+				default:
+					return true, errCancelled
+				}
 			}
 			inflight.Go(func() { c.handle(d, gone) })
 		case <-down:
-			return nil
+			return true, nil
 		case <-c.stop:
 			// Ask the broker to send no more, without waiting for its reply: a hung
 			// broker would hold Stop, and a reply awaited alongside the channel's
@@ -163,7 +203,7 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) error {
 			// yet handled are requeued when the channel closes, after the handlers in
 			// flight.
 			go func() { _ = ch.Cancel(tag, true) }()
-			return nil
+			return true, nil
 		}
 	}
 }

@@ -1,0 +1,97 @@
+package messaging_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+)
+
+// connectLogging is connect with the broker's log lines written to logs.
+func connectLogging(t *testing.T, url string, logs *syncBuffer) *messaging.Broker {
+	t.Helper()
+	b := messaging.Connect(messaging.Config{
+		URL: url, Name: t.Name(), ReconnectDelay: 100 * time.Millisecond,
+		Topology: messaging.Topology{Queues: []messaging.Queue{workQueue}},
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := b.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestConsumerOutlivesItsQueue: when its queue is deleted under it, a consumer declares
+// the topology again and resumes; while it cannot consume, it retries with growing pauses
+// and a warning for each, not a flood.
+func TestConsumerOutlivesItsQueue(t *testing.T) {
+	t.Run("queue deleted", func(t *testing.T) {
+		url := testenv.RabbitMQ(t)
+		var logs syncBuffer
+		b := connectLogging(t, url, &logs)
+		p := messaging.NewPublisher(b)
+		defer p.Close()
+		rec := newRecorder()
+		c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle})
+		defer func() { _ = c.Stop(context.Background()) }()
+		publish(t, p, "before", "work.done")
+		eventually(t, "first message", func() bool { return rec.storedCount("before") == 1 })
+
+		ch, closeConn := channel(t, url)
+		if _, err := ch.QueueDelete(workQueue.Name, false, false, false); err != nil {
+			t.Fatal(err)
+		}
+		closeConn()
+		// Mandatory: unroutable until the queue is back.
+		eventually(t, "queue declared again", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := p.Publish(ctx, messaging.Message{ID: "after", Type: "work.done", Body: []byte(`{}`), Mandatory: true})
+			if err != nil && !errors.Is(err, messaging.ErrUnroutable) {
+				t.Fatalf("publish: %v", err)
+			}
+			return err == nil
+		})
+		eventually(t, "message after the deletion handled", func() bool { return rec.storedCount("after") == 1 })
+	})
+
+	t.Run("queue cannot be declared", func(t *testing.T) {
+		var logs syncBuffer
+		b := connectLogging(t, testenv.RabbitMQ(t), &logs)
+		// A queue outside the topology: declaring the topology does not bring it.
+		c := b.Consume(messaging.ConsumerConfig{Queue: "test.absent", Handler: newRecorder().handle})
+		defer func() { _ = c.Stop(context.Background()) }()
+		const watch = 2 * time.Second
+		time.Sleep(watch)
+		// Pauses of 100 ms growing fourfold: attempts at 0, 0.1 s, 0.5 s, 2.1 s. A
+		// fixed 100 ms pause made twenty.
+		if n := strings.Count(logs.String(), "level=WARN"); n < 1 || n > 4 {
+			t.Errorf("%d warnings in %s, want 1 to 4:\n%s", n, watch, logs.String())
+		}
+	})
+}
+
+// channel opens a channel to the broker at url; closeConn closes its connection.
+func channel(t *testing.T, url string) (ch *amqp.Channel, closeConn func()) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err = conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		t.Fatal(err)
+	}
+	return ch, func() { _ = conn.Close() }
+}
