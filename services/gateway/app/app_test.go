@@ -100,8 +100,7 @@ func TestRunRefusesBadPprofAddr(t *testing.T) {
 				}
 			case <-time.After(5 * time.Second):
 				cancel()
-				<-done
-				t.Error("Run went on serving with a PPROF_ADDR it cannot listen on")
+				t.Errorf("Run went on serving with a PPROF_ADDR it cannot listen on (then returned %v)", <-done)
 			}
 		})
 	}

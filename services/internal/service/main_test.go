@@ -81,8 +81,11 @@ func TestMainSignals(t *testing.T) {
 					expect("stopping")
 				}
 			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
+			exited := make(chan struct{})
+			go func() {
+				_ = cmd.Wait() // the exit is read from ProcessState below
+				close(exited)
+			}()
 			select {
 			case <-exited:
 			case <-time.After(10 * time.Second):

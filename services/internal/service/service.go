@@ -47,7 +47,6 @@ import (
 // once the first arrived), for an operator who will not wait.
 func Main(name string, run func(ctx context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -59,6 +58,7 @@ func Main(name string, run func(ctx context.Context) error) {
 	}()
 	err := run(ctx)
 	signal.Stop(signals)
+	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
