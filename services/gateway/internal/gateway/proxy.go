@@ -59,8 +59,8 @@ func services(cfg *Config) ([]service, error) {
 }
 
 // newClient returns the connection pool to the service at u: up to MaxConnsPerService
-// kept-alive connections (a request waits for a free one up to the upstream timeout), a bounded
-// connect, and the upstream timeout on every read and write. Paths are sent as the client sent
+// kept-alive connections (a request waits for a free one half the upstream timeout, at most
+// maxConnWait), a bounded connect, and the upstream timeout on every read and write. Paths are sent as the client sent
 // them, never re-normalised, and the client adds no User-Agent of its own.
 func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 	tls := u.Scheme == "https"
