@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -38,11 +39,23 @@ func (e permanentError) Unwrap() error { return e.err }
 // Permanent marks err as not worth a retry, e.g. a malformed message.
 func Permanent(err error) error { return permanentError{err} }
 
+// Prefetch bounds.
+const (
+	// DefaultPrefetch is the prefetch of a ConsumerConfig that sets none; the services'
+	// CONSUMER_PREFETCH defaults to it too.
+	DefaultPrefetch = 64
+	// MaxPrefetch is the largest prefetch the broker can be asked for: basic.qos carries
+	// a 16-bit count, so 65536 would reach it as 0, which means no limit.
+	MaxPrefetch = math.MaxUint16
+)
+
 // ConsumerConfig says what to consume and how.
 type ConsumerConfig struct {
 	// Queue to consume; it must be part of the broker's Topology.
 	Queue string
-	// Prefetch is how many deliveries are handled at once; default 16.
+	// Prefetch is how many deliveries are handled at once: 1 to MaxPrefetch, 0 for
+	// DefaultPrefetch. Consume panics on any other value: configurations check theirs
+	// when they read it (CONSUMER_PREFETCH).
 	Prefetch int
 	// Handler stores each delivery's effect.
 	Handler Handler
@@ -82,8 +95,11 @@ type Consumer struct {
 
 // Consume starts consuming cfg.Queue; it keeps consuming after the broker comes back.
 func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
-	if cfg.Prefetch <= 0 {
-		cfg.Prefetch = 16
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = DefaultPrefetch
+	}
+	if cfg.Prefetch < 1 || cfg.Prefetch > MaxPrefetch {
+		panic(fmt.Sprintf("messaging: prefetch %d is not between 1 and %d", cfg.Prefetch, MaxPrefetch))
 	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = 100 * time.Millisecond
