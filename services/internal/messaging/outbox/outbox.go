@@ -123,7 +123,9 @@ type Relay struct {
 	notes    chan notification // documents that just got events: the fast path
 	inflight chan struct{}     // bounds the documents relayed at once
 	passes   mongodb.KeyedMutex
-	delay    time.Duration // how long a published event waits for a writer to remove it
+	delay    time.Duration        // how long a published event waits for a writer to remove it
+	stop     chan context.Context // Stop's request to Run, with its deadline
+	stopped  chan struct{}        // closed when Run returns
 
 	mu        sync.Mutex
 	behind    bool                 // events may wait that no notification names; a scan is due
@@ -179,6 +181,7 @@ func NewRelay(coll *mongo.Collection, pub Publisher, locks *mongodb.KeyedMutex, 
 	return &Relay{
 		coll: coll, pub: pub, locks: locks, writes: writes, log: log.With("component", "outbox", "collection", coll.Name()),
 		interval: interval, batch: 256, notes: make(chan notification, 4096), inflight: make(chan struct{}, 128),
+		stop: make(chan context.Context), stopped: make(chan struct{}),
 		behind:    true, // until the first scan has sent what earlier runs left
 		confirmed: map[string]*pending{}, timers: map[*time.Timer]bool{},
 	}
@@ -230,7 +233,8 @@ func (r *Relay) isConfirmed(id any, e string) bool {
 
 // removeLater removes the published events of document id that no writer took over
 // once the delay has passed. Run, as it stops, stops the removals not started yet
-// (stopRemovals) and waits for those started.
+// (stopRemovals); after Stop it removes their events at once and waits for those
+// started.
 func (r *Relay) removeLater(ctx context.Context, id any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -328,22 +332,18 @@ func (r *Relay) caughtUp(failures uint64) {
 	}
 }
 
-// Run relays until ctx ends: a scan at once (events left by earlier runs), the
-// documents named by Notify as they come, and a scan every interval while behind.
+// Run relays until ctx ends or Stop is called: a scan at once (events left by earlier
+// runs), the documents named by Notify as they come, and a scan every interval while
+// behind. When ctx ends, it returns at once; what it published and has not removed yet
+// stays in the documents and is sent again at the next start (consumers deduplicate).
 func (r *Relay) Run(ctx context.Context) {
+	defer close(r.stopped)
+	// work is the context of everything the relay does; Stop bounds it by its own.
+	work, cancelWork := context.WithCancel(ctx)
+	defer cancelWork()
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	var wg sync.WaitGroup
-	defer func() {
-		wg.Wait()
-		// What waits for a writer is removed now, so a restart does not send it again,
-		// and a removal already under way is waited for: the process may exit next.
-		r.stopRemovals()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		r.removeAllConfirmed(ctx)
-		r.removals.Wait()
-	}()
 	lastScan := time.Now()
 	var took time.Duration
 	scan := func() {
@@ -354,9 +354,9 @@ func (r *Relay) Run(ctx context.Context) {
 		r.mu.Unlock()
 		_, failures := r.state()
 		for {
-			n, err := r.Drain(ctx)
+			n, err := r.Drain(work)
 			if err != nil {
-				if ctx.Err() == nil {
+				if work.Err() == nil {
 					r.log.Warn("relay", "error", err)
 				}
 				r.fellBehind()
@@ -368,27 +368,83 @@ func (r *Relay) Run(ctx context.Context) {
 			}
 		}
 	}
+	relay := func(n notification) {
+		r.inflight <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-r.inflight }()
+			if err := r.relay(work, n); err != nil {
+				if work.Err() == nil {
+					r.log.Warn("relay", "error", err)
+				}
+				r.fellBehind() // the next scan retries
+			}
+		})
+	}
 	scan()
 	for {
 		select {
 		case <-ctx.Done():
+			wg.Wait()
+			r.stopRemovals()
+			return
+		case stopCtx := <-r.stop:
+			context.AfterFunc(stopCtx, cancelWork)
+			r.finish(work, &wg, relay, scan)
 			return
 		case n := <-r.notes:
-			r.inflight <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-r.inflight }()
-				if err := r.relay(ctx, n); err != nil {
-					if ctx.Err() == nil {
-						r.log.Warn("relay", "error", err)
-					}
-					r.fellBehind() // the next scan retries
-				}
-			})
+			relay(n)
 		case <-t.C:
 			if behind, _ := r.state(); time.Since(lastScan) >= scanWait(behind, r.interval, took) {
 				scan()
 			}
 		}
+	}
+}
+
+// finish sends what waits as the relay stops, within ctx: the documents notified so
+// far (the writes of the last requests and deliveries), and all of them in a last scan
+// when something is known to be left behind. Then it removes what it published, so
+// that a restart does not send it again, and waits for the removals under way: the
+// process may exit next.
+func (r *Relay) finish(ctx context.Context, wg *sync.WaitGroup, relay func(notification), scan func()) {
+	for queued := true; queued; {
+		select {
+		case n := <-r.notes:
+			relay(n)
+		default:
+			queued = false
+		}
+	}
+	wg.Wait()
+	if behind, _ := r.state(); behind && ctx.Err() == nil {
+		scan()
+	}
+	r.stopRemovals()
+	r.removeAllConfirmed(ctx)
+	removed := make(chan struct{})
+	go func() { r.removals.Wait(); close(removed) }()
+	select {
+	case <-removed:
+	case <-ctx.Done():
+	}
+}
+
+// Stop makes Run send what waits (see finish) and return, within ctx. It returns when
+// Run has, or ctx's error when ctx ends first; Run then returns soon after, its work
+// cut short.
+func (r *Relay) Stop(ctx context.Context) error {
+	select {
+	case r.stop <- ctx:
+	case <-r.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -173,8 +173,14 @@ func TestRelayLeavesPublishedEventsToTheNextWriter(t *testing.T) {
 			t.Fatal("b's published event was never removed")
 		}
 	}
-	stop() // e2 may still wait for its delay: stopping removes it
+	// e2 may still wait for its delay: stopping removes it.
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := relay.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
 	<-done
+	stop()
 	if d := get("a"); len(d.Outbox) != 0 || d.OutboxPending {
 		t.Fatalf("a after the relay stopped: %+v, want an empty outbox", d)
 	}

@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -41,9 +40,6 @@ type Worker struct {
 	pub      *messaging.Publisher
 	relay    *Relay
 	consumer *messaging.Consumer
-
-	stopRelay context.CancelFunc
-	relayDone sync.WaitGroup
 }
 
 // NewWorker connects to the broker (in the background) and starts the relay, which
@@ -53,9 +49,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	w := &Worker{cfg: cfg, broker: b, pub: messaging.NewPublisher(b)}
 	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Locks, cfg.Writes, cfg.Logger, time.Second)
 	w.relay.SetRemovalDelay(cfg.RemovalDelay)
-	ctx, cancel := context.WithCancel(context.Background())
-	w.stopRelay = cancel
-	w.relayDone.Go(func() { w.relay.Run(ctx) })
+	go w.relay.Run(context.Background()) // until Close stops it
 	return w
 }
 
@@ -85,8 +79,11 @@ func (w *Worker) Close(ctx context.Context) error {
 	if w.consumer != nil {
 		err = w.consumer.Stop(ctx)
 	}
-	w.stopRelay()
-	w.relayDone.Wait()
+	// The relay after the consumer, so that what the last deliveries' handlers wrote
+	// goes out now rather than at the next start.
+	if rerr := w.relay.Stop(ctx); err == nil {
+		err = rerr
+	}
 	// The connection first: closing it closes the publisher's channel without a round
 	// trip to a broker that may not answer.
 	if cerr := w.broker.Shutdown(ctx); err == nil {
