@@ -10,6 +10,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Delivery is one received event.
@@ -238,6 +239,9 @@ func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
 	}
 	traceparent, _ := d.Headers["traceparent"].(string)
 	ctx := contextWithTraceparent(c.hardCx, traceparent)
+	// As web.Logger does for a request: the delivery's lines carry its trace, which the
+	// events its handling writes carry on.
+	log := c.log.With(slog.String("trace_id", trace.SpanContextFromContext(ctx).TraceID().String()))
 	err := c.call(ctx, Delivery{ID: d.MessageId, Type: d.Type, Body: d.Body, Attempt: attempt})
 
 	var ackErr error
@@ -245,10 +249,10 @@ func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
 	case err == nil:
 		ackErr = d.Ack(false)
 	case errors.As(err, new(permanentError)):
-		c.log.Error("dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
+		log.ErrorContext(ctx, "dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
 		ackErr = d.Nack(false, false)
 	default:
-		c.log.Warn("handling failed, requeueing", "id", d.MessageId, "type", d.Type, "attempt", attempt, "error", err)
+		log.WarnContext(ctx, "handling failed, requeueing", "id", d.MessageId, "type", d.Type, "attempt", attempt, "error", err)
 		// A Stop ends the pause: the message goes back to the queue for the next consumer.
 		select {
 		case <-time.After(retryDelay(c.cfg.RetryDelay, c.cfg.MaxRetryDelay, attempt)):
@@ -261,7 +265,7 @@ func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
 	if ackErr != nil {
 		// The channel is gone: the broker requeues the message and the handler sees it
 		// again, which it must tolerate.
-		c.log.Warn("acknowledgement not sent", "id", d.MessageId, "error", ackErr)
+		log.WarnContext(ctx, "acknowledgement not sent", "id", d.MessageId, "error", ackErr)
 	}
 }
 
