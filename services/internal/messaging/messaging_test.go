@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,9 +23,21 @@ var workQueue = messaging.Queue{Name: "test.work", RoutingKeys: []string{"work.*
 
 func connect(t *testing.T, url string) *messaging.Broker {
 	t.Helper()
+	return connectLogging(t, url, nil)
+}
+
+// connectLogging is connect with the broker's log lines written to logs (nil: the
+// default logger).
+func connectLogging(t *testing.T, url string, logs *syncBuffer) *messaging.Broker {
+	t.Helper()
+	var logger *slog.Logger
+	if logs != nil {
+		logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
 	b := messaging.Connect(messaging.Config{
 		URL: url, Name: t.Name(), ReconnectDelay: 100 * time.Millisecond,
 		Topology: messaging.Topology{Queues: []messaging.Queue{workQueue}},
+		Logger:   logger,
 	})
 	t.Cleanup(b.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -33,6 +46,17 @@ func connect(t *testing.T, url string) *messaging.Broker {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// consumeWorkQueue consumes workQueue on b with rec and returns a publisher on b; both
+// stop when the test ends.
+func consumeWorkQueue(t *testing.T, b *messaging.Broker, rec *recorder) *messaging.Publisher {
+	t.Helper()
+	p := messaging.NewPublisher(b)
+	t.Cleanup(p.Close)
+	c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle})
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	return p
 }
 
 func publish(t *testing.T, p *messaging.Publisher, id, typ string) {
@@ -264,11 +288,8 @@ func TestStopLetsInFlightWorkFinish(t *testing.T) {
 func TestBrokerOutage(t *testing.T) {
 	node := testenv.NewRabbitMQNode(t)
 	b := connect(t, node.URL())
-	p := messaging.NewPublisher(b)
-	defer p.Close()
 	rec := newRecorder()
-	c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle})
-	defer func() { _ = c.Stop(context.Background()) }()
+	p := consumeWorkQueue(t, b, rec)
 	publish(t, p, "before", "work.done")
 	eventually(t, "first message", func() bool { return rec.storedCount("before") == 1 })
 

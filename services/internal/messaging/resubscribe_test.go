@@ -3,7 +3,6 @@ package messaging_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -14,36 +13,14 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
-// connectLogging is connect with the broker's log lines written to logs.
-func connectLogging(t *testing.T, url string, logs *syncBuffer) *messaging.Broker {
-	t.Helper()
-	b := messaging.Connect(messaging.Config{
-		URL: url, Name: t.Name(), ReconnectDelay: 100 * time.Millisecond,
-		Topology: messaging.Topology{Queues: []messaging.Queue{workQueue}},
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-	})
-	t.Cleanup(b.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestConsumerOutlivesItsQueue: when its queue is deleted under it, a consumer declares
 // the topology again and resumes; while it cannot consume, it retries with growing pauses
 // and a warning for each, not a flood.
 func TestConsumerOutlivesItsQueue(t *testing.T) {
 	t.Run("queue deleted", func(t *testing.T) {
 		url := testenv.RabbitMQ(t)
-		var logs syncBuffer
-		b := connectLogging(t, url, &logs)
-		p := messaging.NewPublisher(b)
-		defer p.Close()
 		rec := newRecorder()
-		c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle})
-		defer func() { _ = c.Stop(context.Background()) }()
+		p := consumeWorkQueue(t, connect(t, url), rec)
 		publish(t, p, "before", "work.done")
 		eventually(t, "first message", func() bool { return rec.storedCount("before") == 1 })
 

@@ -1,7 +1,6 @@
 package messaging_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -25,13 +24,9 @@ func TestConsumerLogsCarryTheTrace(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs syncBuffer
-			b := connectLogging(t, testenv.RabbitMQ(t), &logs)
-			p := messaging.NewPublisher(b)
-			defer p.Close()
 			rec := newRecorder()
 			rec.fail = func(messaging.Delivery) error { return tt.fail }
-			c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle})
-			defer func() { _ = c.Stop(context.Background()) }()
+			p := consumeWorkQueue(t, connectLogging(t, testenv.RabbitMQ(t), &logs), rec)
 			publish(t, p, "traced", "work.done")
 			var line string
 			eventually(t, tt.line, func() bool {
