@@ -179,7 +179,10 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscri
 	if err != nil {
 		return false, err
 	}
-	defer func() { _ = ch.Close() }()
+	// The channel closes without waiting for the broker's reply, which a hung broker
+	// never sends: by then the handlers' acks are written, and what was delivered and
+	// not handled is requeued as the channel or the connection closes.
+	defer func() { go func() { _ = ch.Close() }() }()
 	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
 		return false, err
 	}

@@ -151,6 +151,21 @@ func TestStopWhileTheBrokerHangs(t *testing.T) {
 		_ = within(t, "Close", time.Second, func() error { b.Close(); return nil })
 	})
 
+	t.Run("an idle consumer when the broker freezes", func(t *testing.T) {
+		px := newProxy(t, node)
+		b := connect(t, px.url(t, url))
+		c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: newRecorder().handle})
+		time.Sleep(300 * time.Millisecond) // subscribed
+		px.freeze()
+		// Nothing is in flight: Stop has nothing to wait for, not even the broker.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := within(t, "Stop", time.Second, func() error { return c.Stop(ctx) }); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+		_ = within(t, "Close", 3*time.Second, func() error { b.Close(); return nil })
+	})
+
 	t.Run("consuming when the broker freezes", func(t *testing.T) {
 		px := newProxy(t, node)
 		b := connect(t, px.url(t, url))
