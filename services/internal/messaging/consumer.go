@@ -28,8 +28,9 @@ type Delivery struct {
 // Handler stores the effect of one delivery. It returns nil once the effect is stored
 // (the delivery is then acknowledged), a Permanent error for a message that can never
 // be handled (dead-lettered at once), or any other error for a transient failure (the
-// message is requeued after a pause and dead-lettered once the queue's delivery limit
-// is reached). It may be called again for a delivery it already handled.
+// delivery is kept and handled again after a pause, for up to ConsumerConfig.Hold, then
+// requeued; the message is dead-lettered once the queue's delivery limit is reached). It
+// may be called again for a delivery it already handled.
 type Handler func(ctx context.Context, d Delivery) error
 
 type permanentError struct{ err error }
@@ -60,16 +61,25 @@ type ConsumerConfig struct {
 	Prefetch int
 	// Handler stores each delivery's effect.
 	Handler Handler
-	// RetryDelay is the pause before a failed delivery is first requeued; default 100ms.
-	// Each later attempt waits four times longer, up to MaxRetryDelay. The pauses keep a
-	// consumer whose store or peer is down from burning through the queue's delivery limit:
-	// with the defaults and the default limit of 10, a message is retried for about five
-	// and a half minutes (a pod restart, a store's rollout) before it is dead-lettered.
+	// RetryDelay is the pause before a failed delivery is first handled again; default
+	// 100ms. Each later attempt waits four times longer, up to MaxRetryDelay.
 	RetryDelay time.Duration
 	// MaxRetryDelay caps the pause between attempts; default 1m. Only the failing delivery
 	// waits: the others are handled meanwhile, up to Prefetch at once.
 	MaxRetryDelay time.Duration
+	// Hold is how long a delivery whose handling keeps failing is kept and handled again
+	// in place before it goes back to the queue, which counts one delivery against the
+	// queue's limit; default DefaultHold. A failure is most often a store or a peer that
+	// is down for a while (a restart, a rollout, an outage): retried in place, a message
+	// outlasts DeliveryLimit+1 holds of it (over three hours with the defaults) before it
+	// is dead-lettered, instead of the few minutes its redeliveries would take.
+	Hold time.Duration
 }
+
+// DefaultHold is ConsumerConfig.Hold's default: well below the 30 minutes after which
+// RabbitMQ closes the channel of a consumer that has not acknowledged a delivery
+// (consumer_timeout), which would requeue it anyway.
+const DefaultHold = 20 * time.Minute
 
 // retryDelay is the pause after failed attempt n (1 for the first delivery).
 func retryDelay(first, maxDelay time.Duration, attempt int) time.Duration {
@@ -107,6 +117,9 @@ func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
 	}
 	if cfg.MaxRetryDelay <= 0 {
 		cfg.MaxRetryDelay = time.Minute
+	}
+	if cfg.Hold <= 0 {
+		cfg.Hold = DefaultHold
 	}
 	hardCx, hardFn := context.WithCancel(context.Background())
 	c := &Consumer{
@@ -245,25 +258,43 @@ func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
 	// As web.Logger does for a request: the delivery's lines carry its trace, which the
 	// events its handling writes carry on.
 	log := c.log.With(slog.String("trace_id", trace.SpanContextFromContext(ctx).TraceID().String()))
-	err := c.call(ctx, Delivery{ID: d.MessageId, Type: d.Type, Body: d.Body, Attempt: attempt})
-
+	held := time.Now()
 	var ackErr error
-	switch {
-	case err == nil:
-		ackErr = d.Ack(false)
-	case errors.As(err, new(permanentError)):
-		log.ErrorContext(ctx, "dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
-		ackErr = d.Nack(false, false)
-	default:
-		log.WarnContext(ctx, "handling failed, requeueing", "id", d.MessageId, "type", d.Type, "attempt", attempt, "error", err)
-		// A Stop ends the pause: the message goes back to the queue for the next consumer.
-		select {
-		case <-time.After(retryDelay(c.cfg.RetryDelay, c.cfg.MaxRetryDelay, attempt)):
-		case <-c.stop:
-		case <-gone:
-		case <-c.hardCx.Done():
+	for try := 1; ; try++ {
+		err := c.call(ctx, Delivery{ID: d.MessageId, Type: d.Type, Body: d.Body, Attempt: attempt})
+		if err == nil {
+			ackErr = d.Ack(false)
+			break
 		}
-		ackErr = d.Nack(false, true)
+		if errors.As(err, new(permanentError)) {
+			log.ErrorContext(ctx, "dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
+			ackErr = d.Nack(false, false)
+			break
+		}
+		wait := retryDelay(c.cfg.RetryDelay, c.cfg.MaxRetryDelay, try)
+		log.WarnContext(ctx, "handling failed, trying again", "id", d.MessageId, "type", d.Type,
+			"attempt", attempt, "try", try, "retry_in", wait, "error", err)
+		// A Stop, or the connection gone, ends the pause: the message goes back to the
+		// queue for the next consumer (a nack on a closed channel goes nowhere, and the
+		// broker requeues the delivery itself).
+		stopped := false
+		select {
+		case <-time.After(wait):
+		case <-c.stop:
+			stopped = true
+		case <-gone:
+			stopped = true
+		case <-c.hardCx.Done():
+			stopped = true
+		}
+		if stopped || time.Since(held) >= c.cfg.Hold {
+			if !stopped {
+				log.WarnContext(ctx, "handling still failing, requeueing", "id", d.MessageId, "type", d.Type,
+					"attempt", attempt, "held", time.Since(held).Round(time.Second).String())
+			}
+			ackErr = d.Nack(false, true)
+			break
+		}
 	}
 	if ackErr != nil {
 		// The channel is gone: the broker requeues the message and the handler sees it

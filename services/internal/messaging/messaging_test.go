@@ -144,31 +144,40 @@ func TestPublishAndConsume(t *testing.T) {
 	p := messaging.NewPublisher(b)
 	defer p.Close()
 
+	// failing fails the first n tries of every delivery, then stores it.
+	failing := func(n int) func(messaging.Delivery) error {
+		tries := 0
+		return func(messaging.Delivery) error {
+			if tries++; tries <= n {
+				return errors.New("store unavailable")
+			}
+			return nil
+		}
+	}
 	tests := []struct {
 		name     string
 		fail     func(d messaging.Delivery) error
+		hold     time.Duration // 0: the default
 		wantDLQ  bool
 		attempts []int
 	}{
 		{name: "stored first time", attempts: []int{1}},
-		{name: "transient error is requeued", attempts: []int{1, 2},
-			fail: func(d messaging.Delivery) error {
-				if d.Attempt == 1 {
-					return errors.New("store unavailable")
-				}
-				return nil
-			}},
+		// Handled again in place, without a redelivery (which would count against the
+		// queue's limit): a store down for a while does not dead-letter the message.
+		{name: "transient error is retried in place", attempts: []int{1, 1, 1, 1}, fail: failing(3)},
+		{name: "transient error past the hold is requeued", hold: time.Nanosecond, attempts: []int{1, 2}, fail: failing(1)},
 		{name: "permanent error is dead-lettered at once", wantDLQ: true, attempts: []int{1},
 			fail: func(messaging.Delivery) error { return messaging.Permanent(errors.New("malformed")) }},
 		// The limit counts redeliveries: the first delivery and DeliveryLimit more.
-		{name: "poison message is dead-lettered after the delivery limit", wantDLQ: true, attempts: []int{1, 2, 3, 4},
-			fail: func(messaging.Delivery) error { panic("cannot handle this") }},
+		{name: "poison message is dead-lettered after the delivery limit", hold: time.Nanosecond, wantDLQ: true,
+			attempts: []int{1, 2, 3, 4}, fail: func(messaging.Delivery) error { panic("cannot handle this") }},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newRecorder()
 			rec.fail = tt.fail
-			c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle, RetryDelay: 10 * time.Millisecond})
+			c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle,
+				RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond, Hold: tt.hold})
 			defer func() { _ = c.Stop(context.Background()) }()
 			id := fmt.Sprintf("event-%d", i)
 			// A good message behind the bad one shows the consumer keeps going.

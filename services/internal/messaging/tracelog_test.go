@@ -18,7 +18,7 @@ func TestConsumerLogsCarryTheTrace(t *testing.T) {
 		name, line string
 		fail       error
 	}{
-		{"requeued", "handling failed, requeueing", errors.New("store down")},
+		{"tried again", "handling failed, trying again", errors.New("store down")},
 		{"dead-lettered", "dead-lettering message", messaging.Permanent(errors.New("malformed"))},
 	}
 	for _, tt := range tests {
