@@ -300,6 +300,59 @@ func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
 	}
 }
 
+// TestRetryOfAFencedOffOrder: a retry with the Idempotency-Key of an order the sweep fenced
+// off, whose stock the product service had not yet taken back, is told to send again (and
+// the stock goes back); the next retry places the order afresh.
+func TestRetryOfAFencedOffOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const peerTimeout = 300 * time.Millisecond
+	var failing atomic.Bool
+	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
+		o.PeerTimeout = peerTimeout
+		o.WrapProduct = func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if failing.Load() && strings.HasPrefix(r.URL.Path, "/internal/reservations") {
+					if r.Method == http.MethodDelete {
+						http.Error(w, `{"error":"overloaded"}`, http.StatusServiceUnavailable)
+						return
+					}
+					h.ServeHTTP(w, r)
+					time.Sleep(3 * peerTimeout) // the reservation's answer is lost
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
+		}
+	})
+	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
+	body := orderOf(user, product, 2)
+	post := func(want int) order.Order {
+		t.Helper()
+		var o order.Order
+		status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, &o, "Idempotency-Key", "k")
+		if err != nil || status != want {
+			t.Fatalf("%d %s (%v), want %d", status, answer, err, want)
+		}
+		return o
+	}
+
+	failing.Store(true)
+	post(http.StatusServiceUnavailable)
+	if n, err := shop.Order.Sweep(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("sweep: %d (%v), want 0: the product service still refuses", n, err)
+	}
+	failing.Store(false)
+	post(http.StatusServiceUnavailable) // the order is fenced off: send again
+	if stock, err := shop.Stock(ctx, product); err != nil || stock != 5 {
+		t.Fatalf("stock %d (%v), want 5", stock, err)
+	}
+	placed := post(http.StatusCreated)
+	if got, err := shop.WaitSettled(ctx, placed.ID.Hex()); err != nil || got.Status != order.Paid {
+		t.Fatalf("order %+v (%v), want PAID", got, err)
+	}
+}
+
 // TestPaymentResultTwice: a payment result delivered again (a redelivery after a lost
 // ack, or a duplicate publish) changes nothing and announces nothing twice.
 func TestPaymentResultTwice(t *testing.T) {

@@ -146,6 +146,11 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 			return found, true, nil
 		case errors.Is(gerr, errNotFound):
 			s.abandon(ctx, id, keyID)
+			if errors.Is(err, errNotFound) {
+				// The insert found the id fenced off: an earlier attempt with this
+				// Idempotency-Key was abandoned, and its key is now freed.
+				err = apperr.Unavailable("an earlier attempt with this Idempotency-Key was abandoned; send the request again")
+			}
 		default:
 			s.log.Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
 				"order", id.Hex(), "error", err, "lookup", gerr)
