@@ -65,11 +65,18 @@ lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## Run golangci-lint, and actionlint on the
 
 ##@ Test
 
+# The main module's tests run under the race detector. The tools' own tests (the last line)
+# check thin wrappers, and the race detector would compile FerretDB's code for them: minutes for
+# a test of seconds.
 .PHONY: test
-test: verify-generated check-fmt vet envtest-assets $(FERRETDB) $(HELM) rabbitmq-server ## Run every test: unit, envtest (real kube-apiserver + etcd), services (real FerretDB or MONGODB_URI, real RabbitMQ), the Helm chart.
+test: verify-generated check-fmt vet envtest-assets $(FERRETDB) $(HELM) rabbitmq-server race-toolchain ## Run every test, under the race detector: unit, envtest (real kube-apiserver + etcd), services (real FerretDB or MONGODB_URI, real RabbitMQ), the Helm chart.
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" FERRETDB_BIN="$(FERRETDB)" HELM="$(HELM)" \
-		go test $(GO_TEST_FLAGS) ./...
+		go test -race $(GO_TEST_FLAGS) ./...
 	cd hack/tools && go test $(GO_TEST_FLAGS) ./mkimage/ ./ferretdb/
+
+.PHONY: race-toolchain
+race-toolchain: ## Install the C toolchain the race detector needs (cgo), from Debian, when missing.
+	hack/apt-install.sh gcc libc6-dev
 
 .PHONY: check-fmt
 check-fmt: ## Fail when a Go file is not gofmt-formatted.
