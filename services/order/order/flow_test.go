@@ -232,15 +232,12 @@ func TestReservationAnswerLost(t *testing.T) {
 	}
 }
 
-// TestSweepGivesBackTheStockOfAnUnstoredOrder: an order whose reservation answer was
-// lost, while the product service also refused to give the stock back, leaves its
-// stock reserved; the sweep gives it back once the product service answers, and leaves
-// stored orders alone.
-func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+// startShopWithFailingReservations starts a shop whose product service, while failing is
+// set, makes a reservation but answers too late (order's peer timeout is short), and
+// refuses to give stock back.
+func startShopWithFailingReservations(t *testing.T, failing *atomic.Bool) *shoptest.Shop {
+	t.Helper()
 	const peerTimeout = 300 * time.Millisecond
-	var failing atomic.Bool
 	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
 		o.PeerTimeout = peerTimeout
 		o.WrapProduct = func(h http.Handler) http.Handler {
@@ -258,6 +255,18 @@ func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
 			})
 		}
 	})
+	return shop
+}
+
+// TestSweepGivesBackTheStockOfAnUnstoredOrder: an order whose reservation answer was
+// lost, while the product service also refused to give the stock back, leaves its
+// stock reserved; the sweep gives it back once the product service answers, and leaves
+// stored orders alone.
+func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var failing atomic.Bool
+	shop := startShopWithFailingReservations(t, &failing)
 	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
 	stock := func() int64 {
 		t.Helper()
@@ -306,25 +315,8 @@ func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
 func TestRetryOfAFencedOffOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const peerTimeout = 300 * time.Millisecond
 	var failing atomic.Bool
-	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
-		o.PeerTimeout = peerTimeout
-		o.WrapProduct = func(h http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if failing.Load() && strings.HasPrefix(r.URL.Path, "/internal/reservations") {
-					if r.Method == http.MethodDelete {
-						http.Error(w, `{"error":"overloaded"}`, http.StatusServiceUnavailable)
-						return
-					}
-					h.ServeHTTP(w, r)
-					time.Sleep(3 * peerTimeout) // the reservation's answer is lost
-					return
-				}
-				h.ServeHTTP(w, r)
-			})
-		}
-	})
+	shop := startShopWithFailingReservations(t, &failing)
 	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
 	body := orderOf(user, product, 2)
 	post := func(want int) order.Order {
