@@ -38,6 +38,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 )
 
 // managerNamespace and managerServiceAccount are where config/rbac, before
@@ -271,7 +273,7 @@ func buildManager(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "manager")
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := testproc.GoBuild(ctx, bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin

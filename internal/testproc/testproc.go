@@ -158,3 +158,15 @@ func ephemeralLow() int {
 	}
 	return low
 }
+
+// GoBuild returns the go command that builds packages into out, with the race detector
+// when this program has it (Race), so that the binaries a test runs are checked as the
+// test itself is.
+func GoBuild(ctx context.Context, out string, packages ...string) *exec.Cmd {
+	args := []string{"build"}
+	if Race {
+		args = append(args, "-race")
+	}
+	args = append(args, "-o", out)
+	return exec.CommandContext(ctx, "go", append(args, packages...)...)
+}

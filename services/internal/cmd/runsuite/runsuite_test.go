@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 )
 
 func TestWithDatabase(t *testing.T) {
@@ -185,7 +187,7 @@ func buildBinaries(t *testing.T, root string) string {
 	bin := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator),
+	cmd := testproc.GoBuild(ctx, bin+string(filepath.Separator),
 		"./services/user", "./services/product", "./services/order", "./services/payment",
 		"./services/gateway", "./services/internal/cmd/runsuite")
 	cmd.Dir = root
