@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -281,7 +280,7 @@ func buildManager(t *testing.T) string {
 
 // managerProcess is the manager running as a child process.
 type managerProcess struct {
-	log *syncBuffer
+	log *testproc.Buffer
 	// exited is closed once the process has ended, with its result in err.
 	exited chan struct{}
 	err    error
@@ -306,7 +305,7 @@ func startManager(t *testing.T, bin string, c *cluster, args ...string) *manager
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, append([]string{"--kubeconfig=" + kubeconfig, "--health-probe-bind-address=0"}, args...)...)
-	p := &managerProcess{log: &syncBuffer{}, exited: make(chan struct{})}
+	p := &managerProcess{log: &testproc.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -409,22 +408,4 @@ func freeAddress(t *testing.T) string {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer the manager's output goroutines and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -274,27 +274,22 @@ func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
 		wait := retryDelay(c.cfg.RetryDelay, c.cfg.MaxRetryDelay, try)
 		log.WarnContext(ctx, "handling failed, trying again", "id", d.MessageId, "type", d.Type,
 			"attempt", attempt, "try", try, "retry_in", wait, "error", err)
-		// A Stop, or the connection gone, ends the pause: the message goes back to the
-		// queue for the next consumer (a nack on a closed channel goes nowhere, and the
-		// broker requeues the delivery itself).
-		stopped := false
+		// A Stop, or the connection gone, ends the pause, and so does the end of the hold:
+		// the message goes back to the queue for the next consumer (a nack on a closed
+		// channel goes nowhere, and the broker requeues the delivery itself).
 		select {
 		case <-time.After(wait):
-		case <-c.stop:
-			stopped = true
-		case <-gone:
-			stopped = true
-		case <-c.hardCx.Done():
-			stopped = true
-		}
-		if stopped || time.Since(held) >= c.cfg.Hold {
-			if !stopped {
-				log.WarnContext(ctx, "handling still failing, requeueing", "id", d.MessageId, "type", d.Type,
-					"attempt", attempt, "held", time.Since(held).Round(time.Second).String())
+			if time.Since(held) < c.cfg.Hold {
+				continue
 			}
-			ackErr = d.Nack(false, true)
-			break
+			log.WarnContext(ctx, "handling still failing, requeueing", "id", d.MessageId, "type", d.Type,
+				"attempt", attempt, "held", time.Since(held).Round(time.Second).String())
+		case <-c.stop:
+		case <-gone:
+		case <-c.hardCx.Done():
 		}
+		ackErr = d.Nack(false, true)
+		break
 	}
 	if ackErr != nil {
 		// The channel is gone: the broker requeues the message and the handler sees it

@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
@@ -28,7 +29,7 @@ func connect(t *testing.T, url string) *messaging.Broker {
 
 // connectLogging is connect with the broker's log lines written to logs (nil: the
 // default logger).
-func connectLogging(t *testing.T, url string, logs *syncBuffer) *messaging.Broker {
+func connectLogging(t *testing.T, url string, logs *testproc.Buffer) *messaging.Broker {
 	t.Helper()
 	var logger *slog.Logger
 	if logs != nil {

@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
@@ -43,7 +44,7 @@ func TestConsumerOutlivesItsQueue(t *testing.T) {
 	})
 
 	t.Run("queue cannot be declared", func(t *testing.T) {
-		var logs syncBuffer
+		var logs testproc.Buffer
 		b := connectLogging(t, testenv.RabbitMQ(t), &logs)
 		// A queue outside the topology: declaring the topology does not bring it.
 		c := b.Consume(messaging.ConsumerConfig{Queue: "test.absent", Handler: newRecorder().handle})

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
@@ -23,7 +24,7 @@ func TestConsumerLogsCarryTheTrace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testproc.Buffer
 			rec := newRecorder()
 			rec.fail = func(messaging.Delivery) error { return tt.fail }
 			p := consumeWorkQueue(t, connectLogging(t, testenv.RabbitMQ(t), &logs), rec)

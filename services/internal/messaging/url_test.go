@@ -1,15 +1,14 @@
 package messaging_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 )
@@ -64,24 +63,6 @@ func TestSettingsRefuseAnUnusableURL(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestConnectLogsNoPassword: what the broker connection logs about a URL it cannot
 // use or a broker it cannot reach never shows the URL's password.
 func TestConnectLogsNoPassword(t *testing.T) {
@@ -101,7 +82,7 @@ func TestConnectLogsNoPassword(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testproc.Buffer
 			b := messaging.Connect(messaging.Config{URL: tt.url, Name: t.Name(),
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			defer b.Close()

@@ -2,9 +2,9 @@ package order
 
 import (
 	"errors"
-	"math"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 )
 
 // Validate checks what the types of Config alone cannot, so that a bad value stops the
@@ -15,6 +15,6 @@ func (c *Config) Validate() error {
 	_, productErr := peerURL("PRODUCT_SERVICE_URL", c.ProductServiceURL)
 	return errors.Join(userErr, productErr,
 		config.Positive(config.Duration{Name: "PEER_TIMEOUT", Value: c.PeerTimeout}),
-		config.Between("CONSUMER_PREFETCH", c.Prefetch, 1, math.MaxUint16),
+		config.Between("CONSUMER_PREFETCH", c.Prefetch, 1, messaging.MaxPrefetch),
 	)
 }

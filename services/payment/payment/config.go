@@ -2,9 +2,9 @@ package payment
 
 import (
 	"errors"
-	"math"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 )
 
 // Validate checks what the types of Config alone cannot, so that a bad value stops the
@@ -13,6 +13,6 @@ import (
 func (c *Config) Validate() error {
 	return errors.Join(
 		config.AtLeast("PAYMENT_LIMIT_CENTS", c.LimitCents, 1),
-		config.Between("CONSUMER_PREFETCH", c.Prefetch, 1, math.MaxUint16),
+		config.Between("CONSUMER_PREFETCH", c.Prefetch, 1, messaging.MaxPrefetch),
 	)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -106,7 +104,7 @@ func TestSuite(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			readyFile := filepath.Join(dir, "gateway-url")
-			var out lockedBuffer
+			var out testproc.Buffer
 			cmd := exec.Command(filepath.Join(bin, "runsuite"), "-bin-dir", bin, "-port", "0",
 				// Refilled at one request a second, as fast as the demo polls, so polling on a
 				// slow machine cannot use the allowance up before the rate limit step.
@@ -300,22 +298,4 @@ func readStat(pid int) (comm, state string, ppid int, startTime string, err erro
 	ppid, err = strconv.Atoi(fields[1])
 	// fields[19] is field 22 of stat(5), the start time.
 	return s[open+1 : end], fields[0], ppid, fields[19], err
-}
-
-// lockedBuffer is a bytes.Buffer safe for the program's two output streams.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
