@@ -294,6 +294,10 @@ var _ = Describe("Shop controller", func() {
 			s.Spec.MongoDB.Engine = shopv1.EngineFerretDB
 			s.Spec.Services.Payment.Replicas = ptr.To[int32](2)
 		}, nil, "with mongodb.engine FerretDB, services.payment runs 1 replica"),
+		Entry("two user replicas on FerretDB", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+			s.Spec.Services.User.Replicas = ptr.To[int32](2)
+		}, nil, "with mongodb.engine FerretDB, services.user runs 1 replica"),
 		Entry("rate limit of 0 requests", func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](0) }, nil,
 			"rateLimit.requests must be greater than 0"),
 		Entry("rate limit window too long", func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Window = &metav1.Duration{Duration: 48 * time.Hour} }, nil,
@@ -402,6 +406,10 @@ var _ = Describe("Shop controller", func() {
 		Entry("an external MongoDB with a database prefix of 40 characters", func(s *shopv1.Shop) {
 			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
 			s.Spec.MongoDB.DatabasePrefix = "Shop_" + strings.Repeat("0", 34) + "-"
+		}),
+		Entry("user and payment scaled out on MongoDB", func(s *shopv1.Shop) {
+			s.Spec.Services.User.Replicas = ptr.To[int32](50)
+			s.Spec.Services.Payment.Replicas = ptr.To[int32](50)
 		}),
 	)
 

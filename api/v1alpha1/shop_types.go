@@ -30,6 +30,7 @@ var DefaultStorageSize = resource.MustParse("1Gi")
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('app.kubernetes.io/'))",message="podLabels cannot set app.kubernetes.io/ labels: the controller uses them to select the shop's pods"
 // +kubebuilder:validation:XValidation:rule="!has(self.mongodb) || !has(self.mongodb.engine) || self.mongodb.engine != 'FerretDB' || !has(self.services) || !has(self.services.payment) || !has(self.services.payment.replicas) || self.services.payment.replicas == 1",message="with mongodb.engine FerretDB, services.payment runs 1 replica: FerretDB does not make a conditional update atomic between processes"
+// +kubebuilder:validation:XValidation:rule="!has(self.mongodb) || !has(self.mongodb.engine) || self.mongodb.engine != 'FerretDB' || !has(self.services) || !has(self.services.user) || !has(self.services.user.replicas) || self.services.user.replicas == 1",message="with mongodb.engine FerretDB, services.user runs 1 replica: FerretDB rewrites a whole user on any update, so two processes updating one user at once could lose a change"
 type ShopSpec struct {
 	// Version is the tag of the services image, a semantic version such as v0.1.0 or
 	// v0.2.0-rc.1. Build metadata ("+...") is refused: an image tag cannot hold '+'.

@@ -83,14 +83,16 @@ func appFor(shop *shopv1.Shop, component string) app {
 		return env
 	}
 	rabbitmq := secretEnv("RABBITMQ_URL", ConnectionsSecretName(shop), RabbitMQURLKey)
-	// FerretDB does not make a conditional update atomic between processes: payment's
-	// once-per-order insert then rests on its one process too.
+	// FerretDB does not make an update atomic between processes: it rewrites the whole
+	// document, so user's updates and payment's once-per-order insert then rest on their
+	// one process too.
 	ferretDB := spec.MongoDB.Engine == shopv1.EngineFerretDB
 
 	switch component {
 	case User:
 		a := backend(spec.Services.User)
 		a.callers = []string{Gateway, Order} // order checks the user of an order
+		a.oneProcess = ferretDB
 		return a
 	case Product:
 		a := backend(spec.Services.Product)

@@ -313,7 +313,7 @@ func templateOf(t *testing.T, w client.Object) corev1.PodTemplateSpec {
 }
 
 // TestAppWorkloadKind: an app whose exactly-once updates rest on locks in its one
-// process (product and order always; payment on FerretDB) runs as a StatefulSet, so that
+// process (product and order always; user and payment on FerretDB) runs as a StatefulSet, so that
 // its replacement never starts before it is gone, on a rollout or an eviction alike; any
 // other is a Deployment that keeps every asked-for pod ready while rolling out.
 func TestAppWorkloadKind(t *testing.T) {
@@ -328,7 +328,7 @@ func TestAppWorkloadKind(t *testing.T) {
 		{onMongoDB, Order, true},
 		{onMongoDB, Payment, false},
 		{onMongoDB, Gateway, false},
-		{onFerretDB, User, false},
+		{onFerretDB, User, true},
 		{onFerretDB, Product, true},
 		{onFerretDB, Order, true},
 		{onFerretDB, Payment, true},

@@ -254,10 +254,12 @@ var _ = Describe("A Shop", Ordered, func() {
 	})
 
 	It("scales back a Deployment scaled by hand", func(ctx SpecContext) {
-		key := types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, resources.User)}
+		// The gateway: a Deployment whatever the engine (user and payment are StatefulSets
+		// on FerretDB).
+		key := types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, resources.Gateway)}
 		before := &appsv1.Deployment{}
 		Expect(k8sClient.Get(ctx, key, before)).To(Succeed())
-		want := resources.AppReplicas(shop, resources.User)
+		want := resources.AppReplicas(shop, resources.Gateway)
 		Expect(kubectl(ctx, "scale", "deployment/"+key.Name, "-n", key.Namespace, "--replicas="+strconv.Itoa(int(want)+2))).
 			Error().NotTo(HaveOccurred())
 
