@@ -10,6 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 )
 
 // ErrDown is returned while no connection to the broker is open.
@@ -94,7 +96,7 @@ func (b *Broker) run(ctx context.Context) {
 	defer close(b.done)
 	if err := checkURL(b.cfg.URL); err != nil {
 		// It would fail the same way for ever.
-		b.log.Error("broker URL unusable, not connecting", "url", redactURL(b.cfg.URL), "error", err)
+		b.log.Error("broker URL unusable, not connecting", "url", config.RedactURL(b.cfg.URL), "error", err)
 		return
 	}
 	wasDown := false
@@ -102,7 +104,7 @@ func (b *Broker) run(ctx context.Context) {
 		conn, sock, err := b.dial(ctx)
 		if err != nil {
 			if !wasDown && ctx.Err() == nil {
-				b.log.Warn("broker unreachable, retrying", "error", redact(err, b.cfg.URL))
+				b.log.Warn("broker unreachable, retrying", "error", config.RedactError(err, b.cfg.URL))
 				wasDown = true
 			}
 			select {

@@ -12,6 +12,8 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 )
 
 // Exchange names.
@@ -125,7 +127,7 @@ type Settings struct {
 // service that started with it would take requests whose events never leave.
 func (s Settings) Validate() error {
 	if err := checkURL(s.URL); err != nil {
-		return fmt.Errorf("RABBITMQ_URL=%q: %w", redactURL(s.URL), err)
+		return fmt.Errorf("RABBITMQ_URL=%q: %w", config.RedactURL(s.URL), err)
 	}
 	return nil
 }

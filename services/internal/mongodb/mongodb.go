@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
@@ -125,22 +124,6 @@ func withoutSRV(rest string) (string, error) {
 	return connstring.SchemeMongoDB + "://" + userinfo + host + path, nil
 }
 
-// redact returns err with uri's password, as written and unescaped, replaced, so that a
-// driver's error (a failed SRV lookup quotes the connection string's parts) can be logged.
-func redact(err error, uri string) error {
-	msg := err.Error()
-	_, rest, _ := strings.Cut(uri, "://")
-	if userinfo, _, ok := strings.Cut(rest, "@"); ok {
-		if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-			if plain, uerr := url.PathUnescape(pw); uerr == nil && plain != "" {
-				msg = strings.ReplaceAll(msg, plain, "xxxxx")
-			}
-		}
-	}
-	return errors.New(msg)
-}
-
 // DatabaseName is Database, else the database in the URI's path, else fallback.
 func (c Config) DatabaseName(fallback string) string {
 	if c.Database != "" {
@@ -167,13 +150,13 @@ func Connect(ctx context.Context, cfg Config, defaultDatabase string) (*mongo.Da
 	// mongo.Connect parses the URI again, this time with its DNS lookups (mongodb+srv).
 	client, err := mongo.Connect(opts)
 	if err != nil {
-		return nil, fmt.Errorf("mongodb connect: %w", redact(err, cfg.ConnectionURI()))
+		return nil, fmt.Errorf("mongodb connect: %w", config.RedactError(err, cfg.ConnectionURI()))
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	if err := client.Ping(pctx, readpref.Primary()); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("mongodb ping: %w", redact(err, cfg.ConnectionURI()))
+		return nil, fmt.Errorf("mongodb ping: %w", config.RedactError(err, cfg.ConnectionURI()))
 	}
 	return client.Database(cfg.DatabaseName(defaultDatabase)), nil
 }
