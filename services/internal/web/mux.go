@@ -54,7 +54,7 @@ func NewMux(logger *slog.Logger, reg prometheus.Registerer) *Mux {
 		// Called at the start with the route still unknown, and again by otelhttp once
 		// the ServeMux has matched (it sets the request's Pattern).
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if route := Route(r.Context()); route != unmatchedRoute {
+			if route := Route(r.Context()); route != UnmatchedRoute {
 				return r.Method + " " + route
 			}
 			return r.Method
@@ -120,7 +120,7 @@ func (m *Mux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Reque
 
 // ServeHTTP runs the middleware chain; the ServeMux at its end routes the request once.
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := &requestState{id: requestID(w, r), route: unmatchedRoute, logger: m.logger}
+	st := &requestState{id: requestID(w, r), route: UnmatchedRoute, logger: m.logger}
 	ctx := r.Context()
 	next := m.traced
 	if !tracing.Recording() {
@@ -137,8 +137,9 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
 }
 
-// unmatchedRoute labels requests no pattern matched, keeping metric labels bounded.
-const unmatchedRoute = "unmatched"
+// UnmatchedRoute labels requests no pattern matched, keeping metric labels bounded: the
+// route of their metrics and access-log lines.
+const UnmatchedRoute = "unmatched"
 
 // requestState is what the middleware knows of a request, in its context under
 // stateKey: one context value and one request copy per request, whatever the chain.
@@ -163,7 +164,7 @@ func Route(ctx context.Context) string {
 	if st := stateOf(ctx); st != nil {
 		return st.route
 	}
-	return unmatchedRoute
+	return UnmatchedRoute
 }
 
 // unmatched answers what no pattern matched, and turns ServeMux's plain-text 404 and
@@ -188,10 +189,17 @@ func (m *Mux) unmatched(w http.ResponseWriter, r *http.Request) {
 
 // cleanPathsOnly answers a path with "." or ".." segments or repeated slashes 404, as
 // an unknown path, where http.ServeMux would redirect to the cleaned path with an HTML
-// body: "/users/." is no user, and an API client has no use for the redirect.
+// body: "/users/." is no user, and an API client has no use for the redirect. A request
+// whose target is no path ("CONNECT host:port", "OPTIONS *") is answered 404 JSON as
+// well, where http.ServeMux would answer in plain text or with an empty 400: no resource
+// of the API is there.
 func cleanPathsOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
+		if (p == "" && r.Method == http.MethodConnect) || r.RequestURI == "*" {
+			Respond(w, http.StatusNotFound, ErrorBody{Error: "Not found"})
+			return
+		}
 		clean := path.Clean(p)
 		if strings.HasSuffix(p, "/") && clean != "/" {
 			clean += "/"

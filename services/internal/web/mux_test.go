@@ -81,6 +81,9 @@ func TestMuxRouting(t *testing.T) {
 		{"DELETE", "/things/42/..", 404, "", "Not found"},
 		{"GET", "/things//42", 404, "", "Not found"},
 		{"GET", "/nothing/../things/42", 404, "", "Not found"},
+		// Targets that are no path: an authority (CONNECT), the server itself (OPTIONS *).
+		{"CONNECT", "example.com:443", 404, "", "Not found"},
+		{"OPTIONS", "*", 404, "", "Not found"},
 		// A parameter given twice is refused, not read as one of its values.
 		{"GET", "/things/42?limit=1&limit=1000", 400, "", "validation failed"},
 		{"GET", "/things/42?b=1&a=2&b=3&a=4", 400, "", "validation failed"},

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -120,8 +121,54 @@ func (g *Gateway) Handler(reg *prometheus.Registry) fasthttp.RequestHandler {
 			g.proxy(ctx, r, m)
 			return
 		}
+		if !validEscapes(ctx.Request.URI().PathOriginal()) {
+			// net/http cannot read such a path: the adaptor would answer 500 in plain text.
+			g.refuseUnmatched(ctx, m)
+			return
+		}
 		serveOwn(ctx)
 	}
+}
+
+// malformedPathBody is the answer to a path with a broken %-escape.
+var malformedPathBody = web.ErrorBody{Error: "Malformed request: invalid %-escape in the path"}
+
+// validEscapes reports whether every "%" of the raw path p starts a %XX escape, as net/http
+// requires of a request's path (and so the services do): "/users/%zz" is refused there
+// before any handler runs.
+func validEscapes(p []byte) bool {
+	if bytes.IndexByte(p, '%') < 0 {
+		return true
+	}
+	_, err := url.PathUnescape(string(p))
+	return err == nil
+}
+
+// refuseUnmatched answers 400 JSON a request that matches no route and that the gateway's
+// own net/http mux cannot read (a broken %-escape in its path), with a request id, counted
+// and logged as the mux counts and logs an unknown path.
+func (g *Gateway) refuseUnmatched(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) {
+	start := time.Now()
+	requestID := requestIDOf(&ctx.Request.Header)
+	writeJSON(&ctx.Response, fasthttp.StatusBadRequest, malformedPathBody)
+	ctx.Response.Header.Set(web.RequestIDHeader, requestID)
+	method, _ := methodName(ctx.Method())
+	elapsed := time.Since(start)
+	m.Record(method, web.UnmatchedRoute, fasthttp.StatusBadRequest, elapsed)
+	if level := web.AccessLevel(web.UnmatchedRoute); g.log.Enabled(ctx, level) {
+		web.LogAccess(ctx, g.log, level, &web.Access{
+			RequestID: requestID, Method: method, Route: web.UnmatchedRoute, Path: string(ctx.Path()),
+			Status: fasthttp.StatusBadRequest, Bytes: int64(len(ctx.Response.Body())), Duration: elapsed,
+		})
+	}
+}
+
+// requestIDOf is the request's X-Request-ID when it is sane, else a new one.
+func requestIDOf(h *fasthttp.RequestHeader) string {
+	if id := h.Peek(web.RequestIDHeader); web.ValidRequestID(id) {
+		return string(id)
+	}
+	return web.NewRequestID()
 }
 
 // tooManyRequestsBody is the body of every 429.
@@ -141,13 +188,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
 	clientClose := req.Header.ConnectionClose()
 	dropHopHeaders(&req.Header)
-	id := req.Header.Peek(web.RequestIDHeader)
-	var requestID string
-	if web.ValidRequestID(id) {
-		requestID = string(id)
-	} else {
-		requestID = web.NewRequestID()
-	}
+	requestID := requestIDOf(&req.Header)
 	// Set replaces only the first of several: the service gets this one alone.
 	req.Header.Del(web.RequestIDHeader)
 	req.Header.Set(web.RequestIDHeader, requestID)
@@ -231,6 +272,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		resp.SetStatusCode(fasthttp.StatusTooManyRequests)
 		resp.Header.SetContentType("application/json")
 		resp.SetBody(tooManyRequestsBody)
+		return
+	}
+	if !validEscapes(req.URI().PathOriginal()) {
+		// The service's net/http server would refuse it in plain text.
+		writeJSON(resp, fasthttp.StatusBadRequest, malformedPathBody)
 		return
 	}
 	ok, taken := g.readBody(ctx, r.svc.name)

@@ -1043,6 +1043,50 @@ func TestLargeBodiesHalfSentCostLittle(t *testing.T) {
 	}
 }
 
+// TestTargetsNetHTTPCannotRead: a path with a broken %-escape, which net/http (the
+// gateway's own mux, the services) refuses before any handler runs, and a target that is no
+// path at all, are answered in JSON with a request id, counted, and never reach a service.
+func TestTargetsNetHTTPCannotRead(t *testing.T) {
+	s := newSuite(t, nil)
+	tests := []struct {
+		line   string
+		status int
+		route  string
+	}{
+		{"GET /nothing/%ZZ HTTP/1.1", http.StatusBadRequest, "unmatched"},
+		{"GET /health%zz HTTP/1.1", http.StatusBadRequest, "unmatched"},
+		{"GET /x% HTTP/1.1", http.StatusBadRequest, "unmatched"},
+		{"GET /users/%zz HTTP/1.1", http.StatusBadRequest, "/users/"},
+		{"DELETE /user/users/1%2 HTTP/1.1", http.StatusBadRequest, "/user/users/"},
+		{"CONNECT evil.example:443 HTTP/1.1", http.StatusNotFound, "unmatched"},
+		{"OPTIONS * HTTP/1.1", http.StatusNotFound, "unmatched"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			before := counterValue(t, s.reg, "http_requests_total", map[string]string{"route": tt.route, "status": strconv.Itoa(tt.status)})
+			resp, body := rawRequest(t, s.url, 0, tt.line+"\r\nHost: gateway\r\n\r\n")
+			if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("status %d %q, want %d JSON; body %s", resp.StatusCode, resp.Header.Get("Content-Type"), tt.status, body)
+			}
+			if e := decode[map[string]any](t, body); e["error"] == nil {
+				t.Errorf("body %s has no error", body)
+			}
+			if resp.Header.Get(web.RequestIDHeader) == "" {
+				t.Error("no X-Request-ID")
+			}
+			after := counterValue(t, s.reg, "http_requests_total", map[string]string{"route": tt.route, "status": strconv.Itoa(tt.status)})
+			if after != before+1 {
+				t.Errorf("http_requests_total{route=%q,status=\"%d\"} went from %v to %v, want one more", tt.route, tt.status, before, after)
+			}
+		})
+	}
+	for name, u := range s.upstreams {
+		if n := u.hits.Load(); n != 0 {
+			t.Errorf("%s reached %d times", name, n)
+		}
+	}
+}
+
 func TestUnreadableRequests(t *testing.T) {
 	s := newSuite(t, nil)
 	tests := []struct {
