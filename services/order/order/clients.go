@@ -162,14 +162,16 @@ func (p *peers) reserve(ctx context.Context, orderID string, items []RequestItem
 // their details, which are part of the product service's contract (product ids, quantities,
 // currencies), not internals: short stock, an unknown product, products priced in different
 // currencies. A reservation released before it was made is an earlier attempt at this
-// order, given up. Any other refusal is an answer the order service does not expect: 503,
-// as for any other unexpected answer, and its stock is given back as when the answer is lost.
+// order with its Idempotency-Key, given up: errAttemptAbandoned, a 503 (409 says the stock
+// is short), and settled, so the key is freed for the retry. Any other refusal is an
+// answer the order service does not expect: 503, as for any other unexpected answer, and
+// its stock is given back as when the answer is lost.
 func reservationRefused(status int, e web.ErrorBody) error {
 	switch {
 	case status == http.StatusConflict && e.Error == "insufficient stock":
 		return apperr.Conflict("insufficient stock", e.Details...)
 	case status == http.StatusConflict && e.Error == "reservation released":
-		return apperr.Conflict("an earlier attempt at this order was given up: send the request again")
+		return errAttemptAbandoned
 	case status == http.StatusUnprocessableEntity && e.Error == "unknown product":
 		return apperr.Unprocessable("unknown product", e.Details...)
 	case status == http.StatusUnprocessableEntity && e.Error == "mixed currencies":
@@ -183,8 +185,13 @@ func reservationRefused(status int, e web.ErrorBody) error {
 // answered that it took nothing) from one that leaves it unknown: the request may have
 // taken the stock before the answer was lost.
 func reservationSettled(err error) bool {
-	return errors.Is(err, apperr.ErrConflict) || errors.Is(err, apperr.ErrUnprocessable)
+	return errors.Is(err, errAttemptAbandoned) || errors.Is(err, apperr.ErrConflict) || errors.Is(err, apperr.ErrUnprocessable)
 }
+
+// errAttemptAbandoned answers a request whose Idempotency-Key names an earlier attempt that
+// was given up (its stock released, or its order fenced off) before this one could finish
+// it: nothing was placed, the key is freed, and the same request sent again places the order.
+var errAttemptAbandoned = apperr.Unavailable("an earlier attempt with this Idempotency-Key was abandoned; send the request again")
 
 // release gives an order's stock back; releasing twice is harmless.
 func (p *peers) release(ctx context.Context, orderID string) error {

@@ -23,7 +23,9 @@ func TestReservationRefused(t *testing.T) {
 		settled     bool // nothing was taken: no release needed
 	}{
 		{"short stock", http.StatusConflict, "insufficient stock", apperr.ErrConflict, "insufficient stock", true, true},
-		{"released before it was made", http.StatusConflict, "reservation released", apperr.ErrConflict, "an earlier attempt at this order was given up", false, true},
+		// An earlier attempt with the order's Idempotency-Key, given up: send again (409
+		// would say the stock is short).
+		{"released before it was made", http.StatusConflict, "reservation released", apperr.ErrUnavailable, "an earlier attempt with this Idempotency-Key was abandoned", false, true},
 		{"unknown product", http.StatusUnprocessableEntity, "unknown product", apperr.ErrUnprocessable, "unknown product", true, true},
 		{"mixed currencies", http.StatusUnprocessableEntity, "mixed currencies", apperr.ErrUnprocessable, "mixed currencies", true, true},
 		// Not a refusal the order service knows: its stock may be taken, as for a lost answer.

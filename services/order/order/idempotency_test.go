@@ -144,3 +144,35 @@ func userAndProduct(ctx context.Context, t *testing.T, shop *shoptest.Shop, prod
 func orderOf(user, product string, quantity int) map[string]any {
 	return map[string]any{"userId": user, "items": []map[string]any{{"productId": product, "quantity": quantity}}}
 }
+
+// TestReplayOutlivesItsUser: a retry with the Idempotency-Key of a stored order gets that
+// order back (200) although its user has since been deleted, as for any replay; a new key
+// for the deleted user is refused as an unknown user.
+func TestReplayOutlivesItsUser(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	shop := startShop(t, testenv.RabbitMQ(t))
+	user, product := userAndProduct(ctx, t, shop, "lamp", 2900, 5)
+	body := orderOf(user, product, 1)
+	place := func(key string, out any) (int, []byte, error) {
+		return shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, out, "Idempotency-Key", key)
+	}
+
+	var placed order.Order
+	if status, answer, err := place("before", &placed); err != nil || status != http.StatusCreated {
+		t.Fatalf("place: %d %s (%v), want 201", status, answer, err)
+	}
+	if status, answer, err := shop.Call(ctx, http.MethodDelete, shop.UserURL+"/users/"+user, nil, nil); err != nil || status != http.StatusNoContent {
+		t.Fatalf("delete the user: %d %s (%v)", status, answer, err)
+	}
+	var again order.Order
+	if status, answer, err := place("before", &again); err != nil || status != http.StatusOK || again.ID != placed.ID {
+		t.Fatalf("retry: %d %s (%v), want 200 with order %s", status, answer, err, placed.ID.Hex())
+	}
+	if status, answer, err := place("after", nil); err != nil || status != http.StatusUnprocessableEntity || !strings.Contains(string(answer), "unknown user") {
+		t.Fatalf("a new key for the deleted user: %d %s (%v), want 422 unknown user", status, answer, err)
+	}
+	if stock, err := shop.Stock(ctx, product); err != nil || stock != 4 {
+		t.Fatalf("stock %d (%v), want 4", stock, err)
+	}
+}

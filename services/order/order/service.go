@@ -35,33 +35,19 @@ type service struct {
 	now   func() time.Time
 }
 
-// place places an order: it checks the user, claims the idempotency key if there is one,
+// place places an order: it claims the idempotency key if there is one, checks the user,
 // reserves the stock under the order's id, and stores the order PENDING with its
 // order.created event in one write. With an idempotency key, a retry reuses the first
-// attempt's order id, so every step repeats harmlessly and the same order comes back.
-// created is false for such a replay.
+// attempt's order id, so every step repeats harmlessly and the same order comes back,
+// whatever the user service says meanwhile (the user deleted, the service down): the order
+// exists. created is false for such a replay.
 func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (o Order, created bool, err error) {
 	if err := req.Validate(); err != nil {
 		return Order{}, false, err
 	}
-	// The user first: a request for no user claims no idempotency key.
-	if err := s.peers.checkUser(ctx, req.UserID); err != nil {
-		return Order{}, false, err
-	}
-	// An id the product service never makes names no product, and is not sent on: the
-	// reservation's body, its characters escaped, could outgrow what the product service
-	// reads, and its refusal would be a 503.
-	var malformed []any
-	for _, it := range req.Items {
-		if _, ok := mongodb.ParseID(it.ProductID); !ok {
-			malformed = append(malformed, map[string]string{"productId": it.ProductID})
-		}
-	}
-	if malformed != nil {
-		return Order{}, false, apperr.Unprocessable("unknown product", malformed...)
-	}
 	id := mongodb.NewID()
 	keyID := ""
+	claimed := false // this request claimed the key, for id
 	if idemKey != "" {
 		fp, _ := json.Marshal(req)
 		sum := sha256.Sum256(fp)
@@ -83,12 +69,25 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		if k.Fingerprint != hex.EncodeToString(sum[:]) {
 			return Order{}, false, apperr.Unprocessable("Idempotency-Key was used for a different request")
 		}
+		claimed = k.OrderID == id
 		id = k.OrderID
-		if o, err := s.store.get(ctx, id); err == nil {
-			return o, false, nil
-		} else if !errors.Is(err, errNotFound) {
-			return Order{}, false, err
+		if !claimed {
+			// A retry: the order comes back if an earlier attempt stored it.
+			if o, err := s.store.get(ctx, id); err == nil {
+				return o, false, nil
+			} else if !errors.Is(err, errNotFound) {
+				return Order{}, false, err
+			}
 		}
+	}
+	if err := s.checkNew(ctx, req); err != nil {
+		// A request for no user, or for no product, makes no order: the key it claimed is
+		// freed. One claimed by an earlier attempt stays with that attempt's placement,
+		// which frees it once settled.
+		if claimed {
+			s.forgetKey(ctx, id, keyID)
+		}
+		return Order{}, false, err
 	}
 
 	// The placement is recorded before any stock is taken, and the order's placement
@@ -149,7 +148,7 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 			if errors.Is(err, errNotFound) {
 				// The insert found the id fenced off: an earlier attempt with this
 				// Idempotency-Key was abandoned, and its key is now freed.
-				err = apperr.Unavailable("an earlier attempt with this Idempotency-Key was abandoned; send the request again")
+				err = errAttemptAbandoned
 			}
 		default:
 			s.log.Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
@@ -162,6 +161,26 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	}
 	s.finishPlacement(ctx, id)
 	return stored, inserted, nil
+}
+
+// checkNew checks what a new order names before any stock is taken: its user, with the
+// user service, and its products' ids. An id the product service never makes names no
+// product, and is not sent on: the reservation's body, its characters escaped, could
+// outgrow what the product service reads, and its refusal would be a 503.
+func (s *service) checkNew(ctx context.Context, req PlaceRequest) error {
+	if err := s.peers.checkUser(ctx, req.UserID); err != nil {
+		return err
+	}
+	var malformed []any
+	for _, it := range req.Items {
+		if _, ok := mongodb.ParseID(it.ProductID); !ok {
+			malformed = append(malformed, map[string]string{"productId": it.ProductID})
+		}
+	}
+	if malformed != nil {
+		return apperr.Unprocessable("unknown product", malformed...)
+	}
+	return nil
 }
 
 // abandon gives back the stock of order id, which was not and will not be stored, even
