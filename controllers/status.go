@@ -171,6 +171,10 @@ func stuckPod(pods []corev1.Pod, deadline time.Duration, now time.Time) (stuck s
 		p := &pods[i]
 		since, why := unreadySince(p), ""
 		switch {
+		case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
+			// Terminated (evicted, say): the workload's controller has replaced it, and it
+			// lingers only until the pod garbage collector comes.
+			continue
 		case p.DeletionTimestamp != nil:
 			since = p.DeletionTimestamp.Time
 			why = fmt.Sprintf("pod %s still there %s after its grace period ended: is its node down? Once the node is known "+
@@ -192,19 +196,36 @@ func stuckPod(pods []corev1.Pod, deadline time.Duration, now time.Time) (stuck s
 	return stuck, wait
 }
 
+// failureEnded is how long after its last FailedCreate event a StatefulSet's failure to
+// make its pod is taken to be over: while it lasts, the StatefulSet controller tries again,
+// and records the event again, at least every 1000 s (its longest back-off).
+const failureEnded = 20 * time.Minute
+
 // failingCreate reports a StatefulSet named name that has failed to make a pod for
 // deadline, as its FailedCreate events (a quota, an admission webhook refusing the
 // pod...) tell; wait, when not zero, is how long until a younger failure reaches the
-// deadline. The message points to the events rather than quoting them, so that it stays
-// the same while the failure lasts.
+// deadline. An event last seen more than failureEnded ago tells of a failure that is
+// over (a quota since raised), not of this one. The message points to the events rather
+// than quoting them, so that it stays the same while the failure lasts.
 func failingCreate(name string, events []corev1.Event, deadline time.Duration, now time.Time) (stuck string, wait time.Duration) {
 	for i := range events {
-		first := events[i].FirstTimestamp.Time
+		e := &events[i]
+		first := e.FirstTimestamp.Time
 		if first.IsZero() {
-			first = events[i].EventTime.Time
+			first = e.EventTime.Time
 		}
 		if first.IsZero() {
-			first = events[i].CreationTimestamp.Time
+			first = e.CreationTimestamp.Time
+		}
+		last := first
+		if t := e.LastTimestamp.Time; t.After(last) {
+			last = t
+		}
+		if e.Series != nil && e.Series.LastObservedTime.After(last) {
+			last = e.Series.LastObservedTime.Time
+		}
+		if now.Sub(last) > failureEnded {
+			continue
 		}
 		if left := deadline - now.Sub(first); left > 0 {
 			wait = sooner(wait, left)

@@ -202,6 +202,16 @@ func TestStuckPod(t *testing.T) {
 				"kubectl delete pod p-0 --force lets it be replaced",
 		},
 		{
+			// Left by a node-pressure eviction until the pod garbage collector comes; its
+			// ReplicaSet has made another.
+			name: "evicted long ago", pods: []corev1.Pod{pod("p-x", 72*time.Hour, func(p *corev1.Pod) {
+				p.Status.Phase, p.Status.Reason = corev1.PodFailed, "Evicted"
+			})},
+		},
+		{
+			name: "completed", pods: []corev1.Pod{pod("p-x", 72*time.Hour, func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded })},
+		},
+		{
 			name: "the oldest stuck, a younger one rechecked", pods: []corev1.Pod{pod("p-1", 9*time.Minute, crashing), pod("p-0", time.Hour, crashing)},
 			wantStuck: "pod p-0 not ready for 10m0s: container product keeps restarting",
 			wantWait:  time.Minute,
@@ -248,10 +258,25 @@ func TestFailingCreate(t *testing.T) {
 			wantStuck: "StatefulSet demo-product has failed to make its pod for 10m0s (kubectl describe statefulset demo-product)",
 		},
 		{
-			name: "an event with only an event time, as the events.k8s.io API writes", events: []corev1.Event{{
+			name: "an event with only an event time and a series, as the events.k8s.io API writes", events: []corev1.Event{{
 				Reason: "FailedCreate", EventTime: metav1.NewMicroTime(now.Add(-time.Hour)),
+				Series: &corev1.EventSeries{Count: 30, LastObservedTime: metav1.NewMicroTime(now.Add(-time.Minute))},
 			}},
 			wantStuck: "StatefulSet demo-product has failed to make its pod for 10m0s (kubectl describe statefulset demo-product)",
+		},
+		{
+			// A quota raised half an hour ago: the failure is over, though its event stays
+			// for an hour.
+			name: "failed long ago, and no more", events: []corev1.Event{func() corev1.Event {
+				e := event(45 * time.Minute)
+				e.LastTimestamp = metav1.NewTime(now.Add(-30 * time.Minute))
+				return e
+			}()},
+		},
+		{
+			name: "an event time alone, long ago", events: []corev1.Event{{
+				Reason: "FailedCreate", EventTime: metav1.NewMicroTime(now.Add(-time.Hour)),
+			}},
 		},
 	}
 	for _, tt := range tests {
