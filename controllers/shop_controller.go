@@ -405,6 +405,11 @@ func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, fie
 // observe reads the workload (Deployment or StatefulSet) of every component the Shop
 // should run and, for one that has not rolled out, its pods (stuckPod).
 // recheck, when not zero, is when a pod now unready reaches its deadline.
+//
+// The workloads are read from the API server, not the cache: the cache may not yet hold
+// the update this reconcile has just sent, and its copy from before, with every pod of
+// the old template available, would make the Shop Ready at its new generation before the
+// change has rolled out (kubectl wait --for=condition=Ready would return at once).
 func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states []ComponentState, recheck time.Duration, err error) {
 	deadline := r.PodReadyDeadline
 	if deadline == 0 {
@@ -412,7 +417,7 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 	}
 	read := func(name string, desired int32) error {
 		w := resources.EmptyWorkload(shop, name)
-		err := r.Get(ctx, client.ObjectKeyFromObject(w), w)
+		err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(w), w)
 		switch {
 		case apierrors.IsNotFound(err):
 			w = nil

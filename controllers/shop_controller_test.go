@@ -1164,6 +1164,42 @@ var _ = Describe("Shop controller", func() {
 		Expect(deployment(shop, resources.Gateway).Spec.Replicas).To(HaveValue(BeEquivalentTo(3)))
 	})
 
+	It("is not Ready at a new generation while its cache still holds a workload from before the change", func() {
+		shop := minimalShop(unwatchedNamespace, "lagging")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+		r, _, _ := countingReconciler()
+		// The gateway Deployment as an informer's cache that has not yet seen the
+		// reconcile's update serves it: the copy from before, every pod available.
+		var stale atomic.Pointer[appsv1.Deployment]
+		gatewayKey := types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, resources.Gateway)}
+		r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if d, ok := obj.(*appsv1.Deployment); ok && key == gatewayKey && stale.Load() != nil {
+					stale.Load().DeepCopyInto(d)
+					return nil
+				}
+				return c.Get(ctx, key, obj, opts...)
+			},
+		})
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(shop)}
+		_, err := r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		markAvailable(k8sClient, shop)
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+
+		stale.Store(deployment(shop, resources.Gateway))
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](250) })
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(deployment(shop, resources.Gateway).Generation).To(BeNumerically(">", stale.Load().Generation), "the gateway was not updated")
+		got := getShop(shop)
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("False/ComponentsNotReady"))
+	})
+
 	It("writes nothing when a reconcile finds everything as desired", func() {
 		By("driving a Shop in a namespace the manager does not watch, with a counting reconciler")
 		shop := minimalShop(unwatchedNamespace, "quiet")
