@@ -154,7 +154,8 @@ func mergeLabels(desired, existing client.Object) bool {
 //     empty value means something (an environment variable set to "", a command the
 //     image replaces);
 //   - a Service's selector is compared exactly, its ports by count and DeepDerivative
-//     (the API server fills clusterIP, node ports and protocols);
+//     (the API server fills clusterIP and protocols), after the node ports it
+//     allocated are copied into desired (withAllocatedPorts);
 //   - NetworkPolicies and PodDisruptionBudgets are built with every field the API
 //     server would default, so they are compared exactly: an extra rule admitting
 //     everyone is drift.
@@ -170,23 +171,13 @@ func syncSpec(desired, existing client.Object) bool {
 		return syncWorkload(d, e, d.Spec, &e.Spec, &d.Spec.Template, &e.Spec.Template)
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
-		if equality.Semantic.DeepDerivative(d.Spec, e.Spec) && len(d.Spec.Ports) == len(e.Spec.Ports) &&
-			maps.Equal(d.Spec.Selector, e.Spec.Selector) {
+		want := withAllocatedPorts(d.Spec, e.Spec)
+		if equality.Semantic.DeepDerivative(want, e.Spec) && len(want.Ports) == len(e.Spec.Ports) &&
+			maps.Equal(want.Selector, e.Spec.Selector) {
 			return false
 		}
-		ports := d.DeepCopy().Spec.Ports
-		if d.Spec.Type != corev1.ServiceTypeClusterIP {
-			// Keep the node ports the API server allocated, or every update would move them.
-			for i := range ports {
-				for _, old := range e.Spec.Ports {
-					if old.Name == ports[i].Name && ports[i].NodePort == 0 {
-						ports[i].NodePort = old.NodePort
-					}
-				}
-			}
-		}
-		e.Spec.Type, e.Spec.Selector, e.Spec.Ports = d.Spec.Type, d.Spec.Selector, ports
-		e.Spec.ExternalTrafficPolicy = d.Spec.ExternalTrafficPolicy
+		e.Spec.Type, e.Spec.Selector, e.Spec.Ports = want.Type, want.Selector, want.Ports
+		e.Spec.ExternalTrafficPolicy, e.Spec.HealthCheckNodePort = want.ExternalTrafficPolicy, want.HealthCheckNodePort
 	case *corev1.PersistentVolumeClaim:
 		// Everything but the requested size is immutable once bound, and the size only
 		// grows: storage added to a Shop later may ask less than the default the claim
@@ -219,6 +210,31 @@ func syncSpec(desired, existing client.Object) bool {
 		panic(fmt.Sprintf("controllers: no spec sync for %T", desired))
 	}
 	return true
+}
+
+// withAllocatedPorts is a copy of desired, the spec of a Service as the builders make
+// it, holding the ports the API server allocated in existing where desired leaves them
+// at zero: the node ports (matched by port name) and the health-check node port of a
+// LoadBalancer whose externalTrafficPolicy is Local. DeepDerivative compares integers
+// even when zero, so without them a Service open outside the cluster would differ at
+// every reconcile; and writing them back keeps its clients' ports where they are.
+// A ClusterIP Service has none: switching to it lets the API server release them.
+func withAllocatedPorts(desired, existing corev1.ServiceSpec) corev1.ServiceSpec {
+	want := *desired.DeepCopy()
+	if want.Type == corev1.ServiceTypeClusterIP {
+		return want
+	}
+	for i := range want.Ports {
+		for _, old := range existing.Ports {
+			if old.Name == want.Ports[i].Name && want.Ports[i].NodePort == 0 {
+				want.Ports[i].NodePort = old.NodePort
+			}
+		}
+	}
+	if want.HealthCheckNodePort == 0 {
+		want.HealthCheckNodePort = existing.HealthCheckNodePort
+	}
+	return want
 }
 
 // syncEqual replaces existing with desired unless they are semantically equal.

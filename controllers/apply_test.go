@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
 
@@ -32,6 +33,48 @@ func TestSyncSecretImmutable(t *testing.T) {
 			}
 			if !ptr.Equal(existing.Immutable, tt.wantImmutableAfter) {
 				t.Errorf("immutable %v, want %v", ptr.Deref(existing.Immutable, false), ptr.Deref(tt.wantImmutableAfter, false))
+			}
+		})
+	}
+}
+
+// TestSyncServiceKeepsAllocatedPorts: the node ports and health-check node port the
+// API server allocates, which the builders leave at zero, are not drift; a change the
+// Shop asks for is written, keeping the node ports so that clients keep reaching it.
+func TestSyncServiceKeepsAllocatedPorts(t *testing.T) {
+	const nodePort, healthCheck = 30080, 31999
+	service := func(typ corev1.ServiceType, nodePort, healthCheck int32) *corev1.Service {
+		svc := &corev1.Service{Spec: corev1.ServiceSpec{
+			Type:     typ,
+			Selector: map[string]string{"app": "gateway"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP, NodePort: nodePort}},
+		}}
+		if typ != corev1.ServiceTypeClusterIP {
+			svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}
+		svc.Spec.HealthCheckNodePort = healthCheck
+		return svc
+	}
+	tests := []struct {
+		name              string
+		desired, existing *corev1.Service
+		wantChange        bool
+		wantNodePort      int32
+	}{
+		{"NodePort as allocated", service(corev1.ServiceTypeNodePort, 0, 0), service(corev1.ServiceTypeNodePort, nodePort, 0), false, nodePort},
+		{"LoadBalancer as allocated", service(corev1.ServiceTypeLoadBalancer, 0, 0), service(corev1.ServiceTypeLoadBalancer, nodePort, healthCheck), false, nodePort},
+		{"NodePort to LoadBalancer", service(corev1.ServiceTypeLoadBalancer, 0, 0), service(corev1.ServiceTypeNodePort, nodePort, 0), true, nodePort},
+		{"LoadBalancer to NodePort", service(corev1.ServiceTypeNodePort, 0, 0), service(corev1.ServiceTypeLoadBalancer, nodePort, healthCheck), true, nodePort},
+		{"NodePort to ClusterIP", service(corev1.ServiceTypeClusterIP, 0, 0), service(corev1.ServiceTypeNodePort, nodePort, 0), true, 0},
+		{"ClusterIP as made", service(corev1.ServiceTypeClusterIP, 0, 0), service(corev1.ServiceTypeClusterIP, 0, 0), false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := syncSpec(tt.desired, tt.existing); got != tt.wantChange {
+				t.Errorf("changed %v, want %v", got, tt.wantChange)
+			}
+			if got := tt.existing.Spec; got.Type != tt.desired.Spec.Type || got.Ports[0].NodePort != tt.wantNodePort {
+				t.Errorf("type %s node port %d, want %s %d", got.Type, got.Ports[0].NodePort, tt.desired.Spec.Type, tt.wantNodePort)
 			}
 		})
 	}
