@@ -321,9 +321,12 @@ type StorageSpec struct {
 	// +optional
 	Size *resource.Quantity `json:"size,omitempty"`
 
-	// StorageClassName of the volume; empty means the cluster's default class.
+	// StorageClassName of the volume; unset means the cluster's default class. It cannot
+	// be empty: on a claim, an empty class means no class at all, which nothing
+	// provisions.
 	// It is chosen when the Shop is made and cannot be set, changed or removed later:
 	// a volume does not move between classes.
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storageClassName cannot be changed: a volume does not move between storage classes"
 	// +optional

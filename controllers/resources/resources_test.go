@@ -845,3 +845,29 @@ func volumeNamed(volumes []corev1.Volume, name string) corev1.Volume {
 	}
 	return corev1.Volume{}
 }
+
+// TestStoreClaimStorageClass: a claim asks for the class the Shop names, and for the
+// cluster's default (no class field) otherwise, an empty name included: on a claim ""
+// means no class at all, which nothing provisions.
+func TestStoreClaimStorageClass(t *testing.T) {
+	tests := []struct {
+		name    string
+		storage *shopv1.StorageSpec
+		want    *string
+	}{
+		{"no storage", nil, nil},
+		{"size only", &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}, nil},
+		{"named class", &shopv1.StorageSpec{StorageClassName: ptr.To("fast")}, ptr.To("fast")},
+		{"empty class", &shopv1.StorageSpec{StorageClassName: ptr.To("")}, nil},
+	}
+	for _, store := range []string{MongoDB, RabbitMQ} {
+		for _, tt := range tests {
+			t.Run(store+"/"+tt.name, func(t *testing.T) {
+				shop := newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Storage, s.Spec.RabbitMQ.Storage = tt.storage, tt.storage })
+				if got := StorePersistentVolumeClaim(shop, store).Spec.StorageClassName; !ptr.Equal(got, tt.want) {
+					t.Errorf("class %q, want %q", ptr.Deref(got, "<unset>"), ptr.Deref(tt.want, "<unset>"))
+				}
+			})
+		}
+	}
+}

@@ -235,7 +235,11 @@ func StorePersistentVolumeClaim(shop *shopv1.Shop, name string) *corev1.Persiste
 		if st.Size != nil {
 			size = *st.Size
 		}
-		class = st.StorageClassName
+		// The API refuses an empty class; were one stored anyway (made before that
+		// rule), "" on a claim would mean no class and no volume, never the default.
+		if ptr.Deref(st.StorageClassName, "") != "" {
+			class = st.StorageClassName
+		}
 	}
 	return &corev1.PersistentVolumeClaim{
 		ObjectMeta: objectMeta(shop, Name(shop, name), name),
