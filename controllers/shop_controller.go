@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -496,10 +497,32 @@ func (r *ShopReconciler) event(shop *shopv1.Shop, related runtime.Object, eventT
 	r.Recorder.Eventf(shop, related, eventType, reason, action, note, args...)
 }
 
+// externalSecretField indexes Shops by the names of the Secrets their external stores
+// name (externalSecrets), so that a change of such a Secret reaches every Shop using it.
+const externalSecretField = "spec.external.secretRef.name"
+
+// externalSecrets are the names of the Secrets shop's external stores read.
+func externalSecrets(o client.Object) []string {
+	shop, ok := o.(*shopv1.Shop)
+	if !ok {
+		return nil
+	}
+	var names []string
+	for _, ext := range []*shopv1.ExternalSpec{shop.Spec.MongoDB.External, shop.Spec.RabbitMQ.External} {
+		if ext != nil && !slices.Contains(names, ext.SecretRef.Name) {
+			names = append(names, ext.SecretRef.Name)
+		}
+	}
+	return names
+}
+
 // SetupWithManager registers the controller: it reconciles Shops, and a Shop again
 // whenever one of its children changes or is deleted (so drift is repaired), or a
-// Secret labelled with its name changes (so an external store's Secret is followed).
-func (r *ShopReconciler) SetupWithManager(mgr ctrl.Manager) error {
+// Secret it reads changes (so an external store's Secret is followed).
+func (r *ShopReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &shopv1.Shop{}, externalSecretField, externalSecrets); err != nil {
+		return fmt.Errorf("index Shops by their external Secrets: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&shopv1.Shop{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
@@ -508,19 +531,32 @@ func (r *ShopReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.PersistentVolumeClaim{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(shopOfSecret)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.shopsOfSecret)).
 		Named("shop").
 		Complete(r)
 }
 
-// shopOfSecret maps a Secret to the Shop named by its label: our own Secrets and the
-// Secrets of external stores carry it.
-func shopOfSecret(_ context.Context, o client.Object) []reconcile.Request {
-	name := o.GetLabels()[resources.LabelShop]
-	if name == "" {
-		return nil
+// shopsOfSecret maps a Secret to the Shops that read it: the Shop named by its label (the
+// Secrets the controller makes carry it), and every Shop of its namespace whose external
+// store names it. The label of an external store's Secret only brings it into the cache,
+// whichever Shop it names: Shops that share one external MongoDB share its Secret.
+func (r *ShopReconciler) shopsOfSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	if name := o.GetLabels()[resources.LabelShop]; name != "" {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+	shops := &shopv1.ShopList{}
+	if err := r.List(ctx, shops, client.InNamespace(o.GetNamespace()), client.MatchingFields{externalSecretField: o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "list the Shops that read a Secret", "secret", client.ObjectKeyFromObject(o))
+		return reqs
+	}
+	for i := range shops.Items {
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&shops.Items[i])}
+		if !slices.Contains(reqs, req) {
+			reqs = append(reqs, req)
+		}
+	}
+	return reqs
 }
 
 // CacheOptions restricts the manager's cache to the objects the controller makes:

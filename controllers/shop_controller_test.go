@@ -500,6 +500,39 @@ var _ = Describe("Shop controller", func() {
 		Expect(deployment(shop, resources.Gateway).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(gatewayBefore))
 	})
 
+	It("follows an external store's Secret in every Shop that reads it, whichever Shop its label names", func() {
+		ns := takeNamespace()
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared-mongo", Labels: map[string]string{resources.LabelShop: "staging"}},
+			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
+		}
+		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		var shops []*shopv1.Shop
+		for _, name := range []string{"staging", "prod"} {
+			shop := minimalShop(ns, name)
+			shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}}
+			shop.Spec.MongoDB.DatabasePrefix = name
+			createShopAndWait(shop)
+			shops = append(shops, shop)
+		}
+		// Both settled: nothing but the Secret's change can bring another reconcile.
+		for _, shop := range shops {
+			markAvailable(k8sClient, shop)
+			Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		}
+		Consistently(func() string { return getShop(shops[1]).ResourceVersion }).WithTimeout(time.Second).Should(Equal(getShop(shops[1]).ResourceVersion))
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+			secret.Data = map[string][]byte{"uri": []byte("mongodb://u:p@db2.example.com:27017/")}
+			return k8sClient.Update(ctx, secret)
+		})).To(Succeed())
+		for _, shop := range shops {
+			Eventually(func() string {
+				return string(secretData(shop, shop.Name+"-connections")[resources.MongoDBURIKey(resources.User)])
+			}).WithTimeout(timeout).Should(Equal("mongodb://u:p@db2.example.com:27017/" + shop.Name + "-users?authSource=admin"), "Shop %s", shop.Name)
+		}
+	})
+
 	It("restores deleted and edited children", func() {
 		shop := minimalShop(takeNamespace(), "drift")
 		createShopAndWait(shop)

@@ -91,7 +91,7 @@ var _ = BeforeSuite(func() {
 		APIReader: mgr.GetAPIReader(),
 		Scheme:    mgr.GetScheme(),
 		Recorder:  mgr.GetEventRecorder("shopkeeper"),
-	}).SetupWithManager(mgr)).To(Succeed())
+	}).SetupWithManager(ctx, mgr)).To(Succeed())
 
 	go func() {
 		defer GinkgoRecover()

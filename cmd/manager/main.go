@@ -122,6 +122,8 @@ func main() {
 		}
 	}
 
+	// SIGTERM or SIGINT ends ctx, and with it the manager.
+	ctx := ctrl.SetupSignalHandler()
 	if err := (&controllers.ShopReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -129,7 +131,7 @@ func main() {
 		Recorder:  mgr.GetEventRecorder("shopkeeper"),
 
 		PodReadyDeadline: *stallDeadline,
-	}).SetupWithManager(mgr); err != nil {
+	}).SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "cannot set up the Shop controller")
 		os.Exit(1)
 	}
@@ -150,7 +152,7 @@ func main() {
 
 	log.Info("starting the manager", "watchNamespaces", watched, "leaderElection", leaderElection,
 		"metricsBindAddress", metricsAddr, "metricsSecure", secureMetrics)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "the manager stopped")
 		os.Exit(1)
 	}
