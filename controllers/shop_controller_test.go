@@ -529,7 +529,7 @@ var _ = Describe("Shop controller", func() {
 		for _, shop := range shops {
 			Eventually(func() string {
 				return string(secretData(shop, shop.Name+"-connections")[resources.MongoDBURIKey(resources.User)])
-			}).WithTimeout(timeout).Should(Equal("mongodb://u:p@db2.example.com:27017/" + shop.Name + "-users?authSource=admin"), "Shop %s", shop.Name)
+			}).WithTimeout(timeout).Should(Equal("mongodb://u:p@db2.example.com:27017/"+shop.Name+"-users?authSource=admin"), "Shop %s", shop.Name)
 		}
 	})
 
