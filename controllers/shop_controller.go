@@ -238,7 +238,9 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 // It reports whether that workload is still there, and desired must wait: it is
 // deleted in the foreground, so that it goes only once its pods are gone and the two
 // never run pods at once. Its deletion, which the controller watches, brings the next
-// reconcile. A workload of the other kind that the Shop does not own is left alone.
+// reconcile. One that lost its owner but keeps the Shop's labels (adoptable), as a
+// Shop deleted with --cascade=orphan leaves it, is the Shop's as well; any other
+// workload of the other kind that the Shop does not own is left alone.
 func (r *ShopReconciler) replaceOtherKind(ctx context.Context, shop *shopv1.Shop, desired client.Object) (bool, error) {
 	var other client.Object
 	switch desired.(type) {
@@ -255,7 +257,8 @@ func (r *ShopReconciler) replaceOtherKind(ctx context.Context, shop *shopv1.Shop
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("get %s %s: %w", kindOf(other), desired.GetName(), err)
-	case !metav1.IsControlledBy(other, shop):
+	case !metav1.IsControlledBy(other, shop) && !adoptable(other, shop):
+		// Someone else's: left alone.
 		return false, nil
 	case !other.GetDeletionTimestamp().IsZero():
 		return true, nil

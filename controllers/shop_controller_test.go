@@ -778,48 +778,56 @@ var _ = Describe("Shop controller", func() {
 		Expect(eventReasons(shop)).NotTo(ContainElement("CredentialsLost"))
 	})
 
-	It("replaces the Deployment an earlier version made for a one-process component once its pods are gone", func() {
-		shop := minimalShop(unwatchedNamespace, "moved")
-		r, _, reconcileShop := drivenByHand(shop)
-		_, err := reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
+	DescribeTable("replaces the Deployment an earlier version made for a one-process component once its pods are gone",
+		func(orphaned bool) {
+			shop := minimalShop(unwatchedNamespace, fmt.Sprintf("moved-%v", orphaned))
+			r, _, reconcileShop := drivenByHand(shop)
+			_, err := reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
 
-		By("putting a Deployment, as an earlier version made, in the place of the product StatefulSet")
-		set := resources.EmptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
-		Expect(k8sClient.Delete(ctx, set)).To(Succeed())
-		old := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Namespace: set.Namespace, Name: set.Name, Labels: set.Labels, OwnerReferences: set.OwnerReferences},
-			Spec: appsv1.DeploymentSpec{
-				Replicas: ptr.To[int32](1), Selector: set.Spec.Selector, Template: set.Spec.Template,
-				Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
-			},
-		}
-		Expect(k8sClient.Create(ctx, old)).To(Succeed())
+			By("putting a Deployment, as an earlier version made, in the place of the product StatefulSet")
+			set := resources.EmptyWorkload(shop, resources.Product).(*appsv1.StatefulSet)
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), set)).To(Succeed())
+			Expect(k8sClient.Delete(ctx, set)).To(Succeed())
+			owners := set.OwnerReferences
+			if orphaned {
+				owners = nil // as a Shop deleted with --cascade=orphan leaves it
+			}
+			old := &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Namespace: set.Namespace, Name: set.Name, Labels: set.Labels, OwnerReferences: owners},
+				Spec: appsv1.DeploymentSpec{
+					Replicas: ptr.To[int32](1), Selector: set.Spec.Selector, Template: set.Spec.Template,
+					Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+				},
+			}
+			Expect(k8sClient.Create(ctx, old)).To(Succeed())
 
-		By("deleting it in the foreground, and making nothing in its place while it is there")
-		events := r.Recorder.(*countingRecorder)
-		events.reasons = nil
-		for range 2 {
+			By("deleting it in the foreground, and making nothing in its place while it is there")
+			events := r.Recorder.(*countingRecorder)
+			events.reasons = nil
+			for range 2 {
+				_, err = reconcileShop()
+				Expect(err).NotTo(HaveOccurred())
+				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), old)).To(Succeed())
+				Expect(old.DeletionTimestamp).NotTo(BeNil())
+				Expect(old.Finalizers).To(ContainElement(metav1.FinalizerDeleteDependents))
+				Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), &appsv1.StatefulSet{}))).To(BeTrue())
+			}
+			Expect(events.reasons).To(Equal([]string{"Replacing"}), "one deletion, nothing created")
+			Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
+
+			By("making the StatefulSet once the garbage collector has removed the Deployment after its pods")
+			old.Finalizers = nil
+			Expect(k8sClient.Update(ctx, old)).To(Succeed())
+			Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), old)) }).Should(BeTrue())
 			_, err = reconcileShop()
 			Expect(err).NotTo(HaveOccurred())
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), old)).To(Succeed())
-			Expect(old.DeletionTimestamp).NotTo(BeNil())
-			Expect(old.Finalizers).To(ContainElement(metav1.FinalizerDeleteDependents))
-			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(set), &appsv1.StatefulSet{}))).To(BeTrue())
-		}
-		Expect(events.reasons).To(Equal([]string{"Replacing"}), "one deletion, nothing created")
-		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
-
-		By("making the StatefulSet once the garbage collector has removed the Deployment after its pods")
-		old.Finalizers = nil
-		Expect(k8sClient.Update(ctx, old)).To(Succeed())
-		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), old)) }).Should(BeTrue())
-		_, err = reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(missingChildren(shop)).To(BeEmpty())
-		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), &appsv1.Deployment{}))).To(BeTrue())
-	})
+			Expect(missingChildren(shop)).To(BeEmpty())
+			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), &appsv1.Deployment{}))).To(BeTrue())
+		},
+		Entry("owned by the Shop", false),
+		Entry("orphaned, with the Shop's labels", true),
+	)
 
 	DescribeTable("reports a workload whose pod stays unready past its deadline as stalled, and looks again at the deadline",
 		func(component string) {
