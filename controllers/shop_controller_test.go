@@ -1206,7 +1206,7 @@ var _ = Describe("Shop controller", func() {
 	})
 
 	It("is not Ready at a new generation while its cache still holds a workload from before the change", func() {
-		shop := minimalShop(unwatchedNamespace, "lagging")
+		shop := minimalShop(unwatchedNamespace, "stale-cache")
 		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
 		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
 		r, _, _ := countingReconciler()
