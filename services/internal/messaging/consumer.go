@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -101,7 +102,30 @@ type Consumer struct {
 	hardCx context.Context // handlers' context, cancelled only when Stop gives up waiting
 	hardFn context.CancelFunc
 
+	// unsubscribed is why the queue is not consumed now (Ready); nil while it is.
+	unsubscribed atomic.Pointer[error]
+
 	stopOnce sync.Once
+}
+
+// Ready reports whether the queue is consumed now, else why not (the subscription
+// refused, or lost with the connection); it fits health.Check, as an optional check: the
+// messages wait in the queue meanwhile.
+func (c *Consumer) Ready(context.Context) error {
+	if err := c.unsubscribed.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// setUnsubscribed records why the queue is not consumed, or nil once it is.
+func (c *Consumer) setUnsubscribed(err error) {
+	if err == nil {
+		c.unsubscribed.Store(nil)
+		return
+	}
+	err = fmt.Errorf("queue %s not consumed: %w", c.cfg.Queue, err)
+	c.unsubscribed.Store(&err)
 }
 
 // Consume starts consuming cfg.Queue; it keeps consuming after the broker comes back.
@@ -127,6 +151,7 @@ func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
 		stop: make(chan struct{}), done: make(chan struct{}),
 		hardCx: hardCx, hardFn: hardFn,
 	}
+	c.setUnsubscribed(errors.New("not subscribed yet"))
 	go c.run()
 	return c
 }
@@ -152,6 +177,11 @@ func (c *Consumer) run() {
 		case <-c.stop:
 			return
 		default:
+		}
+		if err != nil {
+			c.setUnsubscribed(err)
+		} else {
+			c.setUnsubscribed(ErrDown)
 		}
 		var wait time.Duration
 		switch {
@@ -205,6 +235,7 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscri
 	if err != nil {
 		return false, err
 	}
+	c.setUnsubscribed(nil)
 
 	var inflight sync.WaitGroup
 	defer inflight.Wait()

@@ -56,6 +56,18 @@ func TestConsumerOutlivesItsQueue(t *testing.T) {
 		if n := strings.Count(logs.String(), "level=WARN"); n < 1 || n > 4 {
 			t.Errorf("%d warnings in %s, want 1 to 4:\n%s", n, watch, logs.String())
 		}
+		// Its readiness says so, for the service's /readyz.
+		if err := c.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "queue test.absent not consumed") ||
+			!strings.Contains(err.Error(), "NOT_FOUND") {
+			t.Errorf("Ready() = %v, want the queue not consumed, not found", err)
+		}
+	})
+
+	t.Run("ready once subscribed", func(t *testing.T) {
+		b := connect(t, testenv.RabbitMQ(t))
+		c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: newRecorder().handle})
+		defer func() { _ = c.Stop(context.Background()) }()
+		eventually(t, "consumer ready", func() bool { return c.Ready(context.Background()) == nil })
 	})
 }
 

@@ -65,8 +65,17 @@ func (w *Worker) Notify(id any, events ...Event) { w.relay.Notify(id, events...)
 // Relay.TakeConfirmed).
 func (w *Worker) TakeConfirmed(id any) map[string]bool { return w.relay.TakeConfirmed(id) }
 
-// Ready reports whether the broker connection is open; it fits health.Check.
-func (w *Worker) Ready(ctx context.Context) error { return w.broker.Ready(ctx) }
+// Ready reports whether the broker connection is open and, once Start has begun
+// consuming, whether the queue is consumed (Consumer.Ready); it fits health.Check.
+func (w *Worker) Ready(ctx context.Context) error {
+	if err := w.broker.Ready(ctx); err != nil {
+		return err
+	}
+	if w.consumer != nil {
+		return w.consumer.Ready(ctx)
+	}
+	return nil
+}
 
 // Broker is the worker's broker connection.
 func (w *Worker) Broker() *messaging.Broker { return w.broker }
