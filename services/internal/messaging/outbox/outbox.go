@@ -194,8 +194,10 @@ func (r *Relay) SetRemovalDelay(d time.Duration) { r.delay = d }
 
 // TakeConfirmed returns the ids of the events of document id that the broker confirmed
 // and the relay has not removed yet, and leaves their removal to the caller: it holds
-// the document's lock and removes them in its next update (see Set). If that update
-// fails, it calls Notify(id), and the relay sends what is left again.
+// the document's lock and removes them in its next update (see Set). It keeps holding
+// the lock until that update has landed: the relay reads an outbox under the lock, and
+// would otherwise see the events neither published nor removed, and send them again.
+// If that update fails, it calls Notify(id), and the relay sends what is left again.
 func (r *Relay) TakeConfirmed(id any) map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -353,8 +355,13 @@ func (r *Relay) Run(ctx context.Context) {
 		r.scans++
 		r.mu.Unlock()
 		_, failures := r.state()
+		// Page through the documents by _id rather than query from the start again:
+		// those sent whose removal waits still match, and would fill every batch
+		// (each query of which reads the whole collection on FerretDB) until the
+		// removals land.
+		var after any
 		for {
-			n, err := r.Drain(work)
+			n, last, err := r.drain(work, after)
 			if err != nil {
 				if work.Err() == nil {
 					r.log.Warn("relay", "error", err)
@@ -366,6 +373,7 @@ func (r *Relay) Run(ctx context.Context) {
 				r.caughtUp(failures)
 				return
 			}
+			after = last
 		}
 	}
 	relay := func(n notification) {
@@ -448,12 +456,19 @@ func (r *Relay) Stop(ctx context.Context) error {
 	}
 }
 
-// pendingDocs finds up to one batch of documents with events, within scanTimeout.
-func (r *Relay) pendingDocs(ctx context.Context) ([]pendingDoc, error) {
+// pendingDocs finds up to one batch of documents with events, in the order of their
+// _id and after the _id after (nil: from the first), within scanTimeout. Paging by _id
+// takes a collection's _ids to be of one BSON type, as they are: $gt compares only
+// values of after's type.
+func (r *Relay) pendingDocs(ctx context.Context, after any) ([]pendingDoc, error) {
 	ctx, cancel := context.WithTimeout(ctx, scanTimeout) // a deadline of its own overrides the client's timeout
 	defer cancel()
-	cur, err := r.coll.Find(ctx, bson.D{{Key: PendingField, Value: true}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(r.batch)))
+	filter := bson.D{{Key: PendingField, Value: true}}
+	if after != nil {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
+	}
+	cur, err := r.coll.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).
+		SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(r.batch)))
 	if err != nil {
 		return nil, err
 	}
@@ -473,9 +488,16 @@ type pendingDoc struct {
 // documents it looked at. Documents go in parallel; a document's events go in order,
 // so an aggregate's events are published in the order they happened.
 func (r *Relay) Drain(ctx context.Context) (int, error) {
-	docs, err := r.pendingDocs(ctx)
-	if err != nil {
-		return 0, err
+	n, _, err := r.drain(ctx, nil)
+	return n, err
+}
+
+// drain is Drain for the batch of documents after the _id after (nil: from the first);
+// it also returns the _id of the last document of the batch.
+func (r *Relay) drain(ctx context.Context, after any) (n int, last any, err error) {
+	docs, err := r.pendingDocs(ctx, after)
+	if err != nil || len(docs) == 0 {
+		return 0, nil, err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(docs))
@@ -487,7 +509,7 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		})
 	}
 	wg.Wait()
-	return len(docs), errors.Join(errs...)
+	return len(docs), docs[len(docs)-1].ID, errors.Join(errs...)
 }
 
 // relay publishes the events of the document n names, in order, then removes those
@@ -498,25 +520,14 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 func (r *Relay) relay(ctx context.Context, n notification) error {
 	// One pass per document at a time, so that its events cannot overtake each other.
 	defer r.passes.Lock(mongodb.DocumentKey(r.coll, n.id))()
-	byID := bson.D{{Key: "_id", Value: n.id}}
 	events := n.events
 	r.mu.Lock()
 	scanned := r.scans != n.scans
 	r.mu.Unlock()
 	if behind, _ := r.state(); behind || scanned || len(events) == 0 {
-		var d pendingDoc
-		err := r.coll.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&d)
-		if err != nil || len(d.Outbox) == 0 {
-			if errors.Is(err, mongo.ErrNoDocuments) {
-				err = nil
-			}
+		var err error
+		if events, err = r.unsent(ctx, n.id); err != nil || len(events) == 0 {
 			return err
-		}
-		events = events[:0:0]
-		for _, e := range d.Outbox {
-			if !r.isConfirmed(n.id, e.ID) { // published; its removal waits
-				events = append(events, e)
-			}
 		}
 	}
 	sent := map[string]bool{}
@@ -541,6 +552,29 @@ func (r *Relay) relay(ctx context.Context, n notification) error {
 	}
 	err := r.locks.Serialize(r.coll, n.id, func() error { return r.removeLocked(ctx, n.id, sent) })
 	return errors.Join(pubErr, err)
+}
+
+// unsent reads the outbox of document id and returns its events but those published
+// whose removal waits. It reads under the document's lock: whoever removes published
+// events (removeConfirmed, or a writer that took them over) stops counting them as
+// published before its write lands, and an outbox read in between would hold them as
+// unsent, to be published again.
+func (r *Relay) unsent(ctx context.Context, id any) ([]Event, error) {
+	unlock, err := r.locks.LockContext(ctx, mongodb.DocumentKey(r.coll, id))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var d pendingDoc
+	err = r.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
+		options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(d.Outbox, func(e Event) bool { return r.isConfirmed(id, e.ID) }), nil
 }
 
 // removeLocked removes the events sent from document id, whose lock the caller holds.
