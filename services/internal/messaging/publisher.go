@@ -51,6 +51,9 @@ type Publisher struct {
 	mu       sync.Mutex
 	ch       *amqp.Channel // confirm-mode channel of the current connection
 	chDown   <-chan struct{}
+	chClosed chan *amqp.Error // why ch was closed, once it is
+	// redeclare: a channel was closed for an exchange not found (noteClosed).
+	redeclare bool
 	returned map[string]bool // message ids returned, drained by another publish than their own
 	returns  chan amqp.Return
 }
@@ -108,6 +111,11 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 }
 
 // channel returns the confirm channel of the current connection, opening it when needed.
+//
+// A channel the broker closed with 404 NOT_FOUND published to an exchange that is gone
+// (deleted by hand, say, which drops its bindings too): the topology is declared again on
+// the connection before the next channel, or every publish would fail the same way until
+// the connection is next made.
 func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, chan amqp.Return, error) {
 	for {
 		p.mu.Lock()
@@ -116,12 +124,22 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, chan amqp.Retur
 			p.mu.Unlock()
 			return ch, returns, nil
 		}
+		if p.ch != nil {
+			p.noteClosed()
+		}
 		p.ch = nil
+		redeclare := p.redeclare
+		p.redeclare = false
 		p.mu.Unlock()
 
 		conn, down, err := p.b.session(ctx)
 		if err != nil {
 			return nil, nil, err
+		}
+		if redeclare {
+			if err := p.b.declare(conn); err != nil {
+				p.b.log.Warn("topology not declared again after a publish found it missing", "error", err)
+			}
 		}
 		ch, err := conn.Channel()
 		if err == nil {
@@ -139,13 +157,14 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, chan amqp.Retur
 			}
 		}
 		returns := ch.NotifyReturn(make(chan amqp.Return, 256))
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 		p.mu.Lock()
 		if p.ch != nil && !p.ch.IsClosed() { // another publish won the race
 			p.mu.Unlock()
 			_ = ch.Close()
 			continue
 		}
-		p.ch, p.chDown, p.returns = ch, down, returns
+		p.ch, p.chDown, p.returns, p.chClosed = ch, down, returns, closed
 		p.mu.Unlock()
 		return ch, returns, nil
 	}
@@ -176,10 +195,23 @@ func (p *Publisher) takeReturned(returns chan amqp.Return, id string) bool {
 	return was
 }
 
+// noteClosed records, with p.mu held, whether the broker closed the current channel for
+// an exchange not found, so that the next channel declares the topology first.
+func (p *Publisher) noteClosed() {
+	select {
+	case e := <-p.chClosed:
+		if e != nil && e.Code == amqp.NotFound {
+			p.redeclare = true
+		}
+	default:
+	}
+}
+
 func (p *Publisher) dropChannel(ch *amqp.Channel) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ch == ch {
+		p.noteClosed()
 		p.ch = nil
 		_ = ch.Close()
 	}

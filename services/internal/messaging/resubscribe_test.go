@@ -85,3 +85,27 @@ func channel(t *testing.T, url string) (ch *amqp.Channel, closeConn func()) {
 	}
 	return ch, func() { _ = conn.Close() }
 }
+
+// TestPublisherOutlivesItsExchange: when the exchange is deleted under a running service
+// (which drops its bindings too), the next publish finds it missing and the topology is
+// declared again, exchange and bindings: messages are routed to the consumer once more,
+// without waiting for a new connection.
+func TestPublisherOutlivesItsExchange(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	rec := newRecorder()
+	p := consumeWorkQueue(t, connect(t, url), rec)
+	publish(t, p, "before", "work.done")
+	eventually(t, "first message", func() bool { return rec.storedCount("before") == 1 })
+
+	ch, closeConn := channel(t, url)
+	if err := ch.ExchangeDelete(messaging.Exchange, false, false); err != nil {
+		t.Fatal(err)
+	}
+	closeConn()
+	eventually(t, "exchange declared again", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return p.Publish(ctx, messaging.Message{ID: "after", Type: "work.done", Body: []byte(`{}`), Mandatory: true}) == nil
+	})
+	eventually(t, "message after the deletion handled", func() bool { return rec.storedCount("after") == 1 })
+}
