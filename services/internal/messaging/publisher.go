@@ -54,8 +54,8 @@ type Publisher struct {
 	chClosed chan *amqp.Error // why ch was closed, once it is
 	// redeclare: a channel was closed for an exchange not found (noteClosed).
 	redeclare bool
-	returned map[string]bool // message ids returned, drained by another publish than their own
-	returns  chan amqp.Return
+	returned  map[string]bool // message ids returned, drained by another publish than their own
+	returns   chan amqp.Return
 }
 
 // NewPublisher returns a publisher over b's connection.
