@@ -41,6 +41,29 @@ func (c *findCounter) started(_ context.Context, e *event.CommandStartedEvent) {
 	}
 }
 
+// insertBacklog inserts n documents with one event each to send, their _ids
+// backlogID(0) to backlogID(n-1), and returns the events in that order.
+func insertBacklog(t *testing.T, coll *mongo.Collection, n int) []Event {
+	t.Helper()
+	events := make([]Event, n)
+	docs := make([]any, n)
+	for i := range n {
+		e, err := NewEvent(t.Context(), "thing.created", map[string]int{"n": i}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events[i] = e
+		docs[i] = bson.D{{Key: "_id", Value: backlogID(i)}, {Key: Field, Value: []Event{e}}, {Key: PendingField, Value: true}}
+	}
+	if _, err := coll.InsertMany(t.Context(), docs); err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// backlogID is the _id of the i-th document of insertBacklog.
+func backlogID(i int) string { return fmt.Sprintf("d%04d", i) }
+
 // TestBacklogIsSentOnceAndReadOnce: a relay starting on a backlog of several batches
 // publishes each event once and reads each document once to send it and once to remove
 // what it sent, whether it removes published events at once or after a delay. While
@@ -69,20 +92,7 @@ func TestBacklogIsSentOnceAndReadOnce(t *testing.T) {
 			t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 			coll := client.Database(db.Name()).Collection(finds.coll)
 
-			backlog := make([]any, docs)
-			for i := range backlog {
-				e, err := NewEvent(ctx, "thing.created", map[string]int{"n": i}, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				backlog[i] = bson.D{
-					{Key: "_id", Value: fmt.Sprintf("d%04d", i)},
-					{Key: Field, Value: []Event{e}}, {Key: PendingField, Value: true},
-				}
-			}
-			if _, err := coll.InsertMany(ctx, backlog); err != nil {
-				t.Fatal(err)
-			}
+			insertBacklog(t, coll, docs)
 
 			pub := &countingPublisher{n: map[string]int{}}
 			var locks mongodb.KeyedMutex
@@ -171,24 +181,14 @@ func TestEventsBeingRemovedAreNotSentAgain(t *testing.T) {
 			var locks mongodb.KeyedMutex
 			r := NewRelay(coll, pub, &locks, nil, logging.Discard(), time.Hour)
 			r.SetRemovalDelay(time.Hour) // removals come from the test alone
-			backlog := make([]any, docs)
-			for i := range backlog {
-				e, err := NewEvent(ctx, "thing.created", map[string]int{"n": i}, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				id := fmt.Sprintf("d%04d", i)
-				backlog[i] = bson.D{{Key: "_id", Value: id}, {Key: Field, Value: []Event{e}}, {Key: PendingField, Value: true}}
-				r.confirm(id, map[string]bool{e.ID: true}) // published; its removal waits
-			}
-			if _, err := coll.InsertMany(ctx, backlog); err != nil {
-				t.Fatal(err)
+			for i, e := range insertBacklog(t, coll, docs) {
+				r.confirm(backlogID(i), map[string]bool{e.ID: true}) // published; its removal waits
 			}
 
 			var wg sync.WaitGroup
 			errs := make([]error, 2*docs)
 			for i := range docs {
-				id := fmt.Sprintf("d%04d", i)
+				id := backlogID(i)
 				wg.Go(func() { errs[2*i] = tt.remove(ctx, r, id) })
 				wg.Go(func() { errs[2*i+1] = r.relay(ctx, notification{id: id}) })
 			}
