@@ -305,6 +305,10 @@ func (n *RabbitMQNode) NewVhost(ctx context.Context) (string, error) {
 	return n.url(name), nil
 }
 
+// Ctl runs rabbitmqctl with args against the node, as a test does to change it while it
+// runs (set_vm_memory_high_watermark, say).
+func (n *RabbitMQNode) Ctl(ctx context.Context, args ...string) error { return n.ctl(ctx, args...) }
+
 func (n *RabbitMQNode) ctl(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(rabbitMQScripts, "rabbitmqctl"), append([]string{"-q", "-n", n.name}, args...)...)
 	cmd.Env = n.env

@@ -88,8 +88,9 @@ func (a *App) Handler(reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
-// Broker is the app's broker connection (tests wait for it).
-func (a *App) Broker() *messaging.Broker { return a.worker.Broker() }
+// WaitReady waits until the app's broker connections are open, or ctx ends (tests wait
+// for it).
+func (a *App) WaitReady(ctx context.Context) error { return a.worker.WaitReady(ctx) }
 
 // Close stops consuming, letting the results in flight finish, stops the relay and
 // closes the broker connection, within ctx.

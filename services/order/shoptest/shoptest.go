@@ -96,8 +96,8 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 		s.Close()
 		return nil, err
 	}
-	for _, b := range []*messaging.Broker{s.Order.Broker(), s.Payment.Broker()} {
-		if err := b.WaitReady(ctx); err != nil {
+	for _, wait := range []func(context.Context) error{s.Order.WaitReady, s.Payment.WaitReady} {
+		if err := wait(ctx); err != nil {
 			s.Close()
 			return nil, err
 		}

@@ -42,7 +42,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = app.Close(context.Background()) })
-	if err := app.Broker().WaitReady(ctx); err != nil {
+	if err := app.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	b := messaging.Connect(messaging.Config{URL: url, Name: "test-orders", Topology: messaging.ShopTopology})

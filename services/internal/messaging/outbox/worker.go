@@ -32,11 +32,16 @@ type WorkerConfig struct {
 	Logger   *slog.Logger
 }
 
-// Worker is a service's event plumbing: the broker connection (declaring the shop's
+// Worker is a service's event plumbing: its broker connections (each declaring the shop's
 // topology), the relay of its outbox collection and the consumer of its queue.
+//
+// The relay publishes on one connection and the consumer consumes on another, as RabbitMQ
+// advises: under a memory or disk alarm the broker blocks every connection that publishes,
+// and a consumer sharing it would stop draining its queue with it, which can be what the
+// alarm is waiting for.
 type Worker struct {
 	cfg      WorkerConfig
-	broker   *messaging.Broker
+	out, in  *messaging.Broker // publishing and consuming connections
 	pub      *messaging.Publisher
 	relay    *Relay
 	consumer *messaging.Consumer
@@ -45,8 +50,12 @@ type Worker struct {
 // NewWorker connects to the broker (in the background) and starts the relay, which
 // sends at once what earlier runs left in the outbox. Start begins consuming.
 func NewWorker(cfg WorkerConfig) *Worker {
-	b := messaging.Connect(messaging.Config{URL: cfg.Broker.URL, Name: cfg.Name, Topology: messaging.ShopTopology, Logger: cfg.Logger})
-	w := &Worker{cfg: cfg, broker: b, pub: messaging.NewPublisher(b)}
+	connect := func(role string) *messaging.Broker {
+		return messaging.Connect(messaging.Config{URL: cfg.Broker.URL, Name: cfg.Name + " (" + role + ")",
+			Topology: messaging.ShopTopology, Logger: cfg.Logger})
+	}
+	w := &Worker{cfg: cfg, out: connect("publish"), in: connect("consume")}
+	w.pub = messaging.NewPublisher(w.out)
 	w.relay = NewRelay(cfg.Outbox, w.pub, cfg.Locks, cfg.Writes, cfg.Logger, time.Second)
 	w.relay.SetRemovalDelay(cfg.RemovalDelay)
 	go w.relay.Run(context.Background()) // until Close stops it
@@ -55,7 +64,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 
 // Start consumes the configured queue with h.
 func (w *Worker) Start(h messaging.Handler) {
-	w.consumer = w.broker.Consume(messaging.ConsumerConfig{Queue: w.cfg.Queue, Prefetch: w.cfg.Prefetch, Handler: h})
+	w.consumer = w.in.Consume(messaging.ConsumerConfig{Queue: w.cfg.Queue, Prefetch: w.cfg.Prefetch, Handler: h})
 }
 
 // Notify tells the relay that the document with _id id got events (see Relay.Notify).
@@ -65,11 +74,13 @@ func (w *Worker) Notify(id any, events ...Event) { w.relay.Notify(id, events...)
 // Relay.TakeConfirmed).
 func (w *Worker) TakeConfirmed(id any) map[string]bool { return w.relay.TakeConfirmed(id) }
 
-// Ready reports whether the broker connection is open and, once Start has begun
+// Ready reports whether both broker connections are open and, once Start has begun
 // consuming, whether the queue is consumed (Consumer.Ready); it fits health.Check.
 func (w *Worker) Ready(ctx context.Context) error {
-	if err := w.broker.Ready(ctx); err != nil {
-		return err
+	for _, b := range []*messaging.Broker{w.out, w.in} {
+		if err := b.Ready(ctx); err != nil {
+			return err
+		}
 	}
 	if w.consumer != nil {
 		return w.consumer.Ready(ctx)
@@ -77,8 +88,15 @@ func (w *Worker) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Broker is the worker's broker connection.
-func (w *Worker) Broker() *messaging.Broker { return w.broker }
+// WaitReady waits until both broker connections are open, or ctx ends.
+func (w *Worker) WaitReady(ctx context.Context) error {
+	for _, b := range []*messaging.Broker{w.out, w.in} {
+		if err := b.WaitReady(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Close stops consuming (the deliveries in flight finish and are acknowledged), stops
 // the relay and closes the connection, all within ctx: it returns when ctx ends at the
@@ -93,10 +111,12 @@ func (w *Worker) Close(ctx context.Context) error {
 	if rerr := w.relay.Stop(ctx); err == nil {
 		err = rerr
 	}
-	// The connection first: closing it closes the publisher's channel without a round
+	// The connections first: closing them closes the publisher's channel without a round
 	// trip to a broker that may not answer.
-	if cerr := w.broker.Shutdown(ctx); err == nil {
-		err = cerr
+	for _, b := range []*messaging.Broker{w.in, w.out} {
+		if cerr := b.Shutdown(ctx); err == nil {
+			err = cerr
+		}
 	}
 	w.pub.Close()
 	return err
