@@ -2,7 +2,6 @@ package messaging_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -19,28 +18,10 @@ import (
 // and a warning for each, not a flood.
 func TestConsumerOutlivesItsQueue(t *testing.T) {
 	t.Run("queue deleted", func(t *testing.T) {
-		url := testenv.RabbitMQ(t)
-		rec := newRecorder()
-		p := consumeWorkQueue(t, connect(t, url), rec)
-		publish(t, p, "before", "work.done")
-		eventually(t, "first message", func() bool { return rec.storedCount("before") == 1 })
-
-		ch, closeConn := channel(t, url)
-		if _, err := ch.QueueDelete(workQueue.Name, false, false, false); err != nil {
-			t.Fatal(err)
-		}
-		closeConn()
-		// Mandatory: unroutable until the queue is back.
-		eventually(t, "queue declared again", func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			err := p.Publish(ctx, messaging.Message{ID: "after", Type: "work.done", Body: []byte(`{}`), Mandatory: true})
-			if err != nil && !errors.Is(err, messaging.ErrUnroutable) {
-				t.Fatalf("publish: %v", err)
-			}
-			return err == nil
+		outlivesDeletion(t, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(workQueue.Name, false, false, false)
+			return err
 		})
-		eventually(t, "message after the deletion handled", func() bool { return rec.storedCount("after") == 1 })
 	})
 
 	t.Run("queue cannot be declared", func(t *testing.T) {
@@ -91,6 +72,14 @@ func channel(t *testing.T, url string) (ch *amqp.Channel, closeConn func()) {
 // declared again, exchange and bindings: messages are routed to the consumer once more,
 // without waiting for a new connection.
 func TestPublisherOutlivesItsExchange(t *testing.T) {
+	outlivesDeletion(t, func(ch *amqp.Channel) error { return ch.ExchangeDelete(messaging.Exchange, false, false) })
+}
+
+// outlivesDeletion consumes the work queue and publishes to it, deletes part of the
+// topology from another connection with del, and waits until a message published after
+// the deletion is routed (mandatory) and handled.
+func outlivesDeletion(t *testing.T, del func(*amqp.Channel) error) {
+	t.Helper()
 	url := testenv.RabbitMQ(t)
 	rec := newRecorder()
 	p := consumeWorkQueue(t, connect(t, url), rec)
@@ -98,11 +87,11 @@ func TestPublisherOutlivesItsExchange(t *testing.T) {
 	eventually(t, "first message", func() bool { return rec.storedCount("before") == 1 })
 
 	ch, closeConn := channel(t, url)
-	if err := ch.ExchangeDelete(messaging.Exchange, false, false); err != nil {
+	if err := del(ch); err != nil {
 		t.Fatal(err)
 	}
 	closeConn()
-	eventually(t, "exchange declared again", func() bool {
+	eventually(t, "topology declared again", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return p.Publish(ctx, messaging.Message{ID: "after", Type: "work.done", Body: []byte(`{}`), Mandatory: true}) == nil
