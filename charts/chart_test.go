@@ -106,7 +106,10 @@ func TestTemplate(t *testing.T) {
 				if c.Image != "ghcr.io/shopkeeper-dev/shopkeeper:"+r.appVersion(t) {
 					t.Errorf("image = %s", c.Image)
 				}
-				wantArgs := []string{"--leader-elect=true", "--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081"}
+				wantArgs := []string{
+					"--leader-elect=true", "--leader-election-id=shop-shopkeeper.commerce.shopkeeper.dev",
+					"--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081",
+				}
 				if !slices.Equal(c.Args, wantArgs) {
 					t.Errorf("args = %q, want %q", c.Args, wantArgs)
 				}
@@ -120,15 +123,17 @@ func TestTemplate(t *testing.T) {
 					t.Errorf("service account = %q", d.Spec.Template.Spec.ServiceAccountName)
 				}
 				r.want(t, "ServiceAccount", "shops-system", "shop-shopkeeper")
-				r.want(t, "ClusterRoleBinding", "", "shop-shopkeeper-manager")
-				r.want(t, "Role", "shops-system", "shop-shopkeeper-leader-election")
+				r.want(t, "ClusterRoleBinding", "", "shops-system-shop-shopkeeper-manager")
+				if id := r.leaderElection(t); id != "shop-shopkeeper.commerce.shopkeeper.dev" {
+					t.Errorf("leader election Lease = %q", id)
+				}
 				r.want(t, "RoleBinding", "shops-system", "shop-shopkeeper-leader-election")
 				r.want(t, "Service", "shops-system", "shop-shopkeeper-metrics")
 				if n := r.count("RoleBinding"); n != 1 {
 					t.Errorf("%d RoleBindings, want only the leader election's", n)
 				}
 				var role rbacv1.ClusterRole
-				r.decode(t, "ClusterRole", "", "shop-shopkeeper-manager", &role)
+				r.decode(t, "ClusterRole", "", "shops-system-shop-shopkeeper-manager", &role)
 				if !equalRules(role.Rules, rules) {
 					t.Errorf("ClusterRole rules = %+v, want config/rbac/role.yaml's %+v", role.Rules, rules)
 				}
@@ -145,13 +150,13 @@ func TestTemplate(t *testing.T) {
 				}
 				// The one ClusterRoleBinding left is the metrics filter's: TokenReviews and
 				// SubjectAccessReviews are cluster-wide, and grant no namespace.
-				if r.find("ClusterRoleBinding", "", "shop-shopkeeper-manager") != nil || r.count("ClusterRoleBinding") != 1 {
+				if r.find("ClusterRoleBinding", "", "shops-system-shop-shopkeeper-manager") != nil || r.count("ClusterRoleBinding") != 1 {
 					t.Error("a ClusterRoleBinding grants every namespace although only two are watched")
 				}
 				for _, ns := range []string{"shop-a", "shop-b"} {
 					var b rbacv1.RoleBinding
-					r.decode(t, "RoleBinding", ns, "shop-shopkeeper-manager", &b)
-					if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "shop-shopkeeper-manager" ||
+					r.decode(t, "RoleBinding", ns, "shops-system-shop-shopkeeper-manager", &b)
+					if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "shops-system-shop-shopkeeper-manager" ||
 						len(b.Subjects) != 1 || b.Subjects[0].Namespace != "shops-system" {
 						t.Errorf("RoleBinding in %s = %+v", ns, b)
 					}
@@ -166,8 +171,9 @@ func TestTemplate(t *testing.T) {
 			},
 			check: func(t *testing.T, r rendered) {
 				c := r.deployment(t).Spec.Template.Spec.Containers[0]
-				if !slices.Contains(c.Args, "--metrics-bind-address=0") || !slices.Contains(c.Args, "--leader-elect=false") {
-					t.Errorf("args = %q", c.Args)
+				if !slices.Contains(c.Args, "--metrics-bind-address=0") || !slices.Contains(c.Args, "--leader-elect=false") ||
+					slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--leader-election-id=") }) {
+					t.Errorf("args = %q, want no metrics and no leader election", c.Args)
 				}
 				if c.Image != "localhost/manager:dev" {
 					t.Errorf("image = %s", c.Image)
@@ -201,12 +207,12 @@ func TestTemplate(t *testing.T) {
 				if p := svc.Spec.Ports; len(p) != 1 || p[0].Name != "http" || p[0].Port != 8080 {
 					t.Errorf("metrics Service ports = %+v, want http 8080", p)
 				}
-				for _, name := range []string{"shop-shopkeeper-metrics-auth", "shop-shopkeeper-metrics-reader"} {
+				for _, name := range []string{"shops-system-shop-shopkeeper-metrics-auth", "shops-system-shop-shopkeeper-metrics-reader"} {
 					if r.find("ClusterRole", "", name) != nil {
 						t.Errorf("ClusterRole %s rendered, although plain HTTP metrics ask no one", name)
 					}
 				}
-				if r.find("ClusterRoleBinding", "", "shop-shopkeeper-metrics-auth") != nil {
+				if r.find("ClusterRoleBinding", "", "shops-system-shop-shopkeeper-metrics-auth") != nil {
 					t.Error("the manager may review tokens although plain HTTP metrics need none")
 				}
 				if len(d.Spec.Template.Spec.Volumes) != 0 {
@@ -245,6 +251,50 @@ func TestTemplate(t *testing.T) {
 				t.Fatalf("helm template: %v\n%s", err, out)
 			}
 			tc.check(t, parse(t, out))
+		})
+	}
+}
+
+// TestReleasesApart renders two releases that one cluster must hold side by side, and
+// checks that they claim no object in common: neither a rendered object (kind, namespace,
+// name) nor the Lease their managers elect a leader with. A shared ClusterRole fails the
+// second install; a shared Lease lets only one release's manager reconcile.
+func TestReleasesApart(t *testing.T) {
+	helm := helmBinary(t)
+	type release struct{ name, namespace string }
+	for _, tc := range []struct {
+		name string
+		a, b release
+		set  []string
+	}{
+		{"two releases in one namespace", release{"a", "ops"}, release{"b", "ops"}, nil},
+		{"two releases in one namespace, each watching its own", release{"a", "ops"}, release{"b", "ops"}, []string{"watchNamespaces={shop-a}"}},
+		{"one release name in two namespaces", release{"shop", "t1"}, release{"shop", "t2"}, nil},
+		{"one release name in two namespaces, watching the same one", release{"shop", "t1"}, release{"shop", "t2"}, []string{"watchNamespaces={shop-a}"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			claimed := map[string]string{}
+			for _, rel := range []release{tc.a, tc.b} {
+				args := []string{"template", rel.name, chartDir, "--namespace", rel.namespace, "--kube-version", kubeVersion}
+				for _, s := range tc.set {
+					args = append(args, "--set", s)
+				}
+				out, err := run(t, helm, args...)
+				if err != nil {
+					t.Fatalf("helm template: %v\n%s", err, out)
+				}
+				r := parse(t, out)
+				keys := []string{"Lease " + rel.namespace + "/" + r.leaderElection(t)}
+				for _, o := range r {
+					keys = append(keys, o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName())
+				}
+				for _, k := range keys {
+					if other, ok := claimed[k]; ok {
+						t.Errorf("releases %s and %s/%s both claim %s", other, rel.namespace, rel.name, k)
+					}
+					claimed[k] = rel.namespace + "/" + rel.name
+				}
+			}
 		})
 	}
 }
@@ -333,20 +383,59 @@ func (r rendered) checkSecureMetrics(t *testing.T, want metricsConfig) {
 		t.Errorf("metrics Service ports = %+v, want config/default's %+v", p, want.servicePort)
 	}
 	var auth, reader rbacv1.ClusterRole
-	r.decode(t, "ClusterRole", "", "shop-shopkeeper-metrics-auth", &auth)
+	r.decode(t, "ClusterRole", "", "shops-system-shop-shopkeeper-metrics-auth", &auth)
 	if !equalRules(auth.Rules, want.authRules) {
 		t.Errorf("metrics-auth rules = %+v, want config/rbac/metrics_auth_role.yaml's %+v", auth.Rules, want.authRules)
 	}
-	r.decode(t, "ClusterRole", "", "shop-shopkeeper-metrics-reader", &reader)
+	r.decode(t, "ClusterRole", "", "shops-system-shop-shopkeeper-metrics-reader", &reader)
 	if !equalRules(reader.Rules, want.readerRules) {
 		t.Errorf("metrics-reader rules = %+v, want config/rbac/metrics_reader_role.yaml's %+v", reader.Rules, want.readerRules)
 	}
 	var b rbacv1.ClusterRoleBinding
-	r.decode(t, "ClusterRoleBinding", "", "shop-shopkeeper-metrics-auth", &b)
-	if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "shop-shopkeeper-metrics-auth" || len(b.Subjects) != 1 ||
+	r.decode(t, "ClusterRoleBinding", "", "shops-system-shop-shopkeeper-metrics-auth", &b)
+	if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "shops-system-shop-shopkeeper-metrics-auth" || len(b.Subjects) != 1 ||
 		b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != "shop-shopkeeper" || b.Subjects[0].Namespace != "shops-system" {
 		t.Errorf("metrics-auth ClusterRoleBinding = %+v, want the manager's ServiceAccount", b)
 	}
+}
+
+// leaderElection returns the Lease the manager is told to elect its leader with, after
+// checking that the release's leader-election Role lets it use that Lease and no other
+// (but create it: RBAC cannot name an object that does not exist yet).
+func (r rendered) leaderElection(t *testing.T) string {
+	t.Helper()
+	d := r.findKind("Deployment")
+	if d == nil {
+		t.Fatal("no Deployment rendered")
+	}
+	var id string
+	var dep appsv1.Deployment
+	r.decode(t, "Deployment", d.GetNamespace(), d.GetName(), &dep)
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		if v, ok := strings.CutPrefix(a, "--leader-election-id="); ok {
+			id = v
+		}
+	}
+	if id == "" {
+		t.Fatalf("the manager is given no --leader-election-id: it would share the default Lease with every other release in %s", d.GetNamespace())
+	}
+	var role rbacv1.Role
+	r.decode(t, "Role", d.GetNamespace(), d.GetName()+"-leader-election", &role)
+	renews := false
+	for _, rule := range role.Rules {
+		if !slices.Contains(rule.Resources, "leases") {
+			continue
+		}
+		named := slices.Equal(rule.ResourceNames, []string{id})
+		if !named && !slices.Equal(rule.Verbs, []string{"create"}) {
+			t.Errorf("leader election rule %+v reaches other Leases than %s", rule, id)
+		}
+		renews = renews || named && slices.Contains(rule.Verbs, "get") && slices.Contains(rule.Verbs, "update")
+	}
+	if !renews {
+		t.Errorf("the leader election Role %+v cannot read and renew the Lease %s", role.Rules, id)
+	}
+	return id
 }
 
 // rendered is the output of `helm template`, one object per document.

@@ -7,6 +7,21 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The name of an object of the release outside the release namespace (a ClusterRole, a
+ClusterRoleBinding, a RoleBinding in a watched namespace): "<release namespace>-<fullname>-<suffix>".
+Releases of one name in two namespaces share those scopes, so the release namespace keeps their
+objects apart (at most 63+1+63+1+suffix characters, well inside the 253 a name may hold).
+Call with (dict "context" $ "suffix" "manager"). */}}
+{{- define "shopkeeper.sharedName" -}}
+{{- printf "%s-%s-%s" .context.Release.Namespace (include "shopkeeper.fullname" .context) .suffix -}}
+{{- end -}}
+
+{{/* The name of the Lease the release's managers elect their leader with, in the release
+namespace: one per release, so two releases in one namespace each run their own controller. */}}
+{{- define "shopkeeper.leaderElectionID" -}}
+{{- printf "%s.commerce.shopkeeper.dev" (include "shopkeeper.fullname" .) -}}
+{{- end -}}
+
 {{/* Labels of every object. */}}
 {{- define "shopkeeper.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
