@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -44,6 +46,10 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz probes bind to")
 	flag.BoolVar(&leaderElection, "leader-elect", false, "elect a leader, so that only one of several replicas reconciles")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	leaderElectionID := flag.String("leader-election-id", "shopkeeper.commerce.shopkeeper.dev",
+		"name of the leader election Lease: managers that share it elect one leader, so two installations in one namespace need one each")
+	shutdownTimeout := flag.Duration("shutdown-timeout", 10*time.Second,
+		"how long the manager waits at shutdown for its reconciles to finish; it then exits")
 	flag.StringVar(&namespaces, "watch-namespaces", "", "comma-separated namespaces to watch Shops in (default: all)")
 	var level slog.Level
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "lowest level logged: debug, info, warn or error")
@@ -52,6 +58,14 @@ func main() {
 	flag.Parse()
 	if *stallDeadline <= 0 {
 		fmt.Fprintln(os.Stderr, "--stall-deadline must be positive")
+		os.Exit(2)
+	}
+	if *shutdownTimeout <= 0 {
+		fmt.Fprintln(os.Stderr, "--shutdown-timeout must be positive")
+		os.Exit(2)
+	}
+	if errs := validation.IsDNS1123Subdomain(*leaderElectionID); len(errs) > 0 {
+		fmt.Fprintf(os.Stderr, "--leader-election-id %q is no Lease name: %s\n", *leaderElectionID, strings.Join(errs, "; "))
 		os.Exit(2)
 	}
 
@@ -106,8 +120,9 @@ func main() {
 		Metrics:                 metricsOptions,
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElection,
-		LeaderElectionID:        "shopkeeper.commerce.shopkeeper.dev",
+		LeaderElectionID:        *leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNamespace,
+		GracefulShutdownTimeout: shutdownTimeout,
 		// The process exits right after losing the lease: no second leader overlaps.
 		LeaderElectionReleaseOnCancel: true,
 	})
@@ -122,8 +137,19 @@ func main() {
 		}
 	}
 
-	// SIGTERM or SIGINT ends ctx, and with it the manager.
+	// SIGTERM or SIGINT ends ctx, and with it the manager (a second signal ends the
+	// process at once).
 	ctx := ctrl.SetupSignalHandler()
+	go func() {
+		// The manager's Start does not return when it is stopped while its caches cannot
+		// sync (RBAC that does not cover what it watches, say): controller-runtime
+		// v0.25.2 then loops on the ended context, a core busy until the kubelet kills
+		// the pod. The process ends on its own once the shutdown has had its time.
+		<-ctx.Done()
+		time.Sleep(*shutdownTimeout + time.Second)
+		log.Info("the manager did not stop within --shutdown-timeout; exiting", "shutdownTimeout", shutdownTimeout.String())
+		os.Exit(1)
+	}()
 	if err := (&controllers.ShopReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),

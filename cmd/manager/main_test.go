@@ -24,6 +24,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,6 +54,7 @@ const (
 type cluster struct {
 	host         string
 	caData       []byte
+	admin        client.Client // acts as the cluster's administrator
 	managerToken string
 	// readerToken's ServiceAccount is bound to config/rbac's metrics-reader;
 	// strangerToken's to nothing.
@@ -148,6 +150,57 @@ func TestMetricsEndpoint(t *testing.T) {
 	})
 }
 
+// TestLeaderElectionID: managers with --leader-election-id of their own hold a Lease
+// each, so two installations in one namespace both reconcile; one that is no Lease name
+// stops the manager at start.
+func TestLeaderElectionID(t *testing.T) {
+	c := startCluster(t)
+	manager := buildManager(t)
+	ids := []string{"a.commerce.shopkeeper.dev", "b.commerce.shopkeeper.dev"}
+	for _, id := range ids {
+		startManager(t, manager, c, "--metrics-bind-address=0", "--leader-elect",
+			"--leader-election-namespace="+managerNamespace, "--leader-election-id="+id)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, id := range ids {
+		for {
+			lease := &coordinationv1.Lease{}
+			err := c.admin.Get(t.Context(), client.ObjectKey{Namespace: managerNamespace, Name: id}, lease)
+			if err == nil && ptr.Deref(lease.Spec.HolderIdentity, "") != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Lease %s has no holder after a minute (%v)", id, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	p := startManager(t, manager, c, "--metrics-bind-address=0", "--leader-elect", "--leader-election-id=Shopkeeper_Lease")
+	p.waitFailure(t, "is no Lease name")
+}
+
+// TestShutdownWhileCachesCannotSync: a manager that cannot read what it watches (here it
+// acts as a ServiceAccount bound to nothing) never syncs its caches; stopped then, it
+// still exits once --shutdown-timeout has passed, rather than spin until it is killed.
+func TestShutdownWhileCachesCannotSync(t *testing.T) {
+	c := startCluster(t)
+	manager := buildManager(t)
+	p := startManagerAs(t, manager, c, c.strangerToken, "--metrics-bind-address=0", "--shutdown-timeout=2s")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.log.String(), "starting the manager") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager did not start:\n%s", p.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // its informers are failing by now
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFailure(t, "did not stop within --shutdown-timeout")
+}
+
 // waitFailure waits until the manager exits with a failure and a log that says why.
 func (p *managerProcess) waitFailure(t *testing.T, why string) {
 	t.Helper()
@@ -224,7 +277,7 @@ func startCluster(t *testing.T) *cluster {
 		return tr.Status.Token
 	}
 	return &cluster{
-		host: cfg.Host, caData: cfg.CAData,
+		host: cfg.Host, caData: cfg.CAData, admin: k8s,
 		managerToken: token(managerServiceAccount), readerToken: token("metrics-scraper"), strangerToken: token("stranger"),
 	}
 }
@@ -280,6 +333,7 @@ func buildManager(t *testing.T) string {
 
 // managerProcess is the manager running as a child process.
 type managerProcess struct {
+	cmd *exec.Cmd
 	log *testproc.Buffer
 	// exited is closed once the process has ended, with its result in err.
 	exited chan struct{}
@@ -290,6 +344,12 @@ type managerProcess struct {
 // (SIGTERM) when the test ends, logging its output if the test failed.
 func startManager(t *testing.T, bin string, c *cluster, args ...string) *managerProcess {
 	t.Helper()
+	return startManagerAs(t, bin, c, c.managerToken, args...)
+}
+
+// startManagerAs is startManager acting with token.
+func startManagerAs(t *testing.T, bin string, c *cluster, token string, args ...string) *managerProcess {
+	t.Helper()
 	host := c.host
 	if !strings.Contains(host, "://") {
 		host = "https://" + host
@@ -297,7 +357,7 @@ func startManager(t *testing.T, bin string, c *cluster, args ...string) *manager
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	err := clientcmd.WriteToFile(clientcmdapi.Config{
 		Clusters:       map[string]*clientcmdapi.Cluster{"envtest": {Server: host, CertificateAuthorityData: c.caData}},
-		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"manager": {Token: c.managerToken}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"manager": {Token: token}},
 		Contexts:       map[string]*clientcmdapi.Context{"manager": {Cluster: "envtest", AuthInfo: "manager"}},
 		CurrentContext: "manager",
 	}, kubeconfig)
@@ -305,7 +365,7 @@ func startManager(t *testing.T, bin string, c *cluster, args ...string) *manager
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, append([]string{"--kubeconfig=" + kubeconfig, "--health-probe-bind-address=0"}, args...)...)
-	p := &managerProcess{log: &testproc.Buffer{}, exited: make(chan struct{})}
+	p := &managerProcess{cmd: cmd, log: &testproc.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
