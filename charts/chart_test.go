@@ -22,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -297,6 +298,115 @@ func TestReleasesApart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNotes checks what the chart tells a user after an install. Helm renders NOTES.txt on
+// install only (not `helm template`), and `helm install --dry-run` still asks a cluster,
+// so the chart is installed in dry run against a real kube-apiserver (envtest).
+func TestNotes(t *testing.T) {
+	helm := helmBinary(t)
+	kubeconfig := startAPIServer(t)
+	// The lines that make and watch the sample Shop.
+	shopLine := func(l string) bool {
+		return strings.Contains(l, "commerce_v1alpha1_shop.yaml") || strings.Contains(l, "shop/demo") || strings.HasSuffix(l, "get shop")
+	}
+	for _, tc := range []struct {
+		name   string
+		set    []string
+		shopNs string // the namespace each Shop command must name; empty: none
+		want   []string
+	}{
+		{
+			name: "every namespace",
+			want: []string{
+				"watching every namespace",
+				"ClusterRole shops-system-shop-shopkeeper-metrics-reader",
+				"--clusterrole=shops-system-shop-shopkeeper-metrics-reader --serviceaccount=shops-system:metrics-scraper",
+			},
+		},
+		{
+			name:   "watched namespaces: the Shop goes in the first",
+			set:    []string{"watchNamespaces={shop-a,shop-b}"},
+			shopNs: "shop-a",
+			want:   []string{"watching only shop-a, shop-b", "Run a shop in shop-a:"},
+		},
+		{
+			name: "plain HTTP metrics",
+			set:  []string{"metrics.secure=false"},
+			want: []string{"curl -s http://127.0.0.1:8443/metrics"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"install", "shop", chartDir, "--dry-run=client", "--namespace", "shops-system", "--kubeconfig", kubeconfig}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out, err := run(t, helm, args...)
+			if err != nil {
+				t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			_, notes, ok := strings.Cut(string(out), "\nNOTES:\n")
+			if !ok {
+				t.Fatalf("helm install printed no NOTES:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(notes, w) {
+					t.Errorf("NOTES lack %q:\n%s", w, notes)
+				}
+			}
+			shops := 0
+			for _, l := range strings.Split(notes, "\n") {
+				if !shopLine(l) {
+					continue
+				}
+				shops++
+				if named := strings.Contains(l, " -n "); tc.shopNs == "" && named {
+					t.Errorf("%q names a namespace although every namespace is watched", l)
+				} else if tc.shopNs != "" && !strings.Contains(l, "kubectl -n "+tc.shopNs+" ") {
+					t.Errorf("%q does not run in %s, the first watched namespace: elsewhere the Shop is never reconciled", l, tc.shopNs)
+				}
+			}
+			if shops != 3 {
+				t.Errorf("%d commands make, wait for and get the sample Shop, want 3:\n%s", shops, notes)
+			}
+		})
+	}
+}
+
+// startAPIServer starts a kube-apiserver (envtest) for the test and returns the path of a
+// kubeconfig that reaches it as a cluster admin. KUBEBUILDER_ASSETS names the binaries;
+// unset, hack/kube-binaries.sh builds them (once, cached under bin/).
+func startAPIServer(t *testing.T) string {
+	t.Helper()
+	env := &envtest.Environment{BinaryAssetsDirectory: os.Getenv("KUBEBUILDER_ASSETS")}
+	if env.BinaryAssetsDirectory == "" {
+		out, err := exec.CommandContext(t.Context(), filepath.Join("..", "hack", "kube-binaries.sh"), "kube-apiserver", "etcd").Output()
+		if err != nil {
+			t.Fatalf("KUBEBUILDER_ASSETS is not set and hack/kube-binaries.sh failed: %v", err)
+		}
+		env.BinaryAssetsDirectory = strings.TrimSpace(string(out))
+	}
+	if _, err := env.Start(); err != nil {
+		t.Fatalf("start kube-apiserver: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop kube-apiserver: %v", err)
+		}
+	})
+	admin, err := env.AddUser(envtest.User{Name: "chart-test", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := admin.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestTemplateRefuses checks that values which cannot work together fail to render, with
