@@ -1,6 +1,7 @@
 // Package charts tests the Helm chart of the operator (charts/shopkeeper): that it carries
-// the same CRDs and permissions as config/, passes `helm lint`, and renders what its values
-// promise. The chart is plain files; these tests are its only Go.
+// the same CRDs and permissions as config/, passes `helm lint`, renders what its values
+// promise, and installs beside other releases of itself into a real kube-apiserver (envtest).
+// The chart is plain files; these tests are its only Go.
 package charts
 
 import (
@@ -20,8 +21,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 )
@@ -305,7 +309,7 @@ func TestReleasesApart(t *testing.T) {
 // so the chart is installed in dry run against a real kube-apiserver (envtest).
 func TestNotes(t *testing.T) {
 	helm := helmBinary(t)
-	kubeconfig := startAPIServer(t)
+	kubeconfig, _ := startAPIServer(t)
 	// The lines that make and watch the sample Shop.
 	shopLine := func(l string) bool {
 		return strings.Contains(l, "commerce_v1alpha1_shop.yaml") || strings.Contains(l, "shop/demo") || strings.HasSuffix(l, "get shop")
@@ -373,10 +377,44 @@ func TestNotes(t *testing.T) {
 	}
 }
 
+// TestInstallSideBySide installs the chart, for real, into a kube-apiserver (envtest)
+// several times: two releases in one namespace, and one release name in two namespaces.
+// Helm refuses to install an object another release owns, so every install succeeds only
+// if no release claims another's objects.
+func TestInstallSideBySide(t *testing.T) {
+	helm := helmBinary(t)
+	kubeconfig, cfg := startAPIServer(t)
+	admin, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watched namespaces, which hold the releases' RoleBindings, are the user's.
+	for _, ns := range []string{"shop-a", "shop-b"} {
+		if err := admin.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rel := range []struct{ name, namespace, watch string }{
+		{"a", "ops", "shop-a"},
+		{"b", "ops", "shop-b"},
+		{"shop", "t1", "shop-a"},
+		{"shop", "t2", "shop-a"},
+	} {
+		args := []string{
+			"install", rel.name, chartDir, "--namespace", rel.namespace, "--create-namespace", "--kubeconfig", kubeconfig,
+			"--set", "watchNamespaces={" + rel.watch + "}",
+		}
+		if out, err := run(t, helm, args...); err != nil {
+			t.Errorf("helm install %s in %s: %v\n%s", rel.name, rel.namespace, err, out)
+		}
+	}
+}
+
 // startAPIServer starts a kube-apiserver (envtest) for the test and returns the path of a
-// kubeconfig that reaches it as a cluster admin. KUBEBUILDER_ASSETS names the binaries;
-// unset, hack/kube-binaries.sh builds them (once, cached under bin/).
-func startAPIServer(t *testing.T) string {
+// kubeconfig that reaches it as a cluster admin, and its admin's client config.
+// KUBEBUILDER_ASSETS names the binaries; unset, hack/kube-binaries.sh builds them (once,
+// cached under bin/).
+func startAPIServer(t *testing.T) (string, *rest.Config) {
 	t.Helper()
 	env := &envtest.Environment{BinaryAssetsDirectory: os.Getenv("KUBEBUILDER_ASSETS")}
 	if env.BinaryAssetsDirectory == "" {
@@ -386,7 +424,8 @@ func startAPIServer(t *testing.T) string {
 		}
 		env.BinaryAssetsDirectory = strings.TrimSpace(string(out))
 	}
-	if _, err := env.Start(); err != nil {
+	cfg, err := env.Start()
+	if err != nil {
 		t.Fatalf("start kube-apiserver: %v", err)
 	}
 	t.Cleanup(func() {
@@ -406,7 +445,7 @@ func startAPIServer(t *testing.T) string {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, cfg
 }
 
 // TestTemplateRefuses checks that values which cannot work together fail to render, with
