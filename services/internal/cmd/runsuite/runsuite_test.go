@@ -15,21 +15,33 @@ import (
 	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
-func TestWithDatabase(t *testing.T) {
-	tests := []struct {
-		uri, db, want string
-	}{
-		{"mongodb://127.0.0.1:27017/", "users", "mongodb://127.0.0.1:27017/users"},
-		{"mongodb://127.0.0.1:27017", "orders", "mongodb://127.0.0.1:27017/orders"},
-		{"mongodb://u:p%40ss@db:27017/other?authSource=admin", "payments", "mongodb://u:p%40ss@db:27017/payments?authSource=admin"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.db, func(t *testing.T) {
-			got, err := withDatabase(tt.uri, tt.db)
-			if err != nil || got != tt.want {
-				t.Fatalf("withDatabase(%q, %q) = %q, %v; want %q", tt.uri, tt.db, got, err, tt.want)
+// TestStoreEnv: each service gets its own database on a MongoDB given from outside, with
+// the URI as given: its path says where the credentials are checked (none: admin), and a
+// list of hosts is no URL net/url reads.
+func TestStoreEnv(t *testing.T) {
+	for _, uri := range []string{
+		"mongodb://127.0.0.1:27017/",
+		"mongodb://root:s3cret@db.example:27017/?replicaSet=rs0",
+		"mongodb://db1:27017,db2/?replicaSet=rs0",
+		"mongodb://[::1]:27017,[::1]:27018/",
+	} {
+		t.Run(uri, func(t *testing.T) {
+			var cfg struct{ MongoDB mongodb.Config }
+			if err := config.LoadFrom(&cfg, storeEnv(uri, "users")); err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.MongoDB.Validate(); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if got := cfg.MongoDB.DatabaseName("fallback"); got != "users" {
+				t.Errorf("database %q, want users", got)
+			}
+			if got := cfg.MongoDB.ConnectionURI(); got != uri {
+				t.Errorf("URI %q, want %q as given", got, uri)
 			}
 		})
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,17 +148,13 @@ func (s *suite) start(ctx context.Context, o options, tmp string) (string, error
 		"ORDER_SERVICE_URL=" + urls["order"], "PAYMENT_SERVICE_URL=" + urls["payment"],
 	}
 	for i, svc := range services {
-		dbURI, err := withDatabase(mongoURI, svc.database)
-		if err != nil {
-			return "", err
-		}
 		env := append([]string{
 			"LISTEN_HOST=127.0.0.1", // this machine only: the services' own API is not for the network
 			"PORT=" + strconv.Itoa(ports[i]),
-			"MONGODB_URI=" + dbURI,
 			"RABBITMQ_URL=" + rabbitURL,
 			"PAYMENT_LIMIT_CENTS=" + strconv.FormatInt(o.paymentLimit, 10),
 		}, serviceURLs...)
+		env = append(env, storeEnv(mongoURI, svc.database)...)
 		if err := s.startChild(svc.name, filepath.Join(o.binDir, svc.name), env); err != nil {
 			return "", err
 		}
@@ -176,14 +171,12 @@ func (s *suite) start(ctx context.Context, o options, tmp string) (string, error
 	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(gatewayPort)), nil
 }
 
-// withDatabase returns uri with db as its path, keeping its credentials and options.
-func withDatabase(uri, db string) (string, error) {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return "", errors.New("MONGODB_URI is not a valid URL") // the error may quote a password
-	}
-	u.Path, u.RawPath = "/"+db, ""
-	return u.String(), nil
+// storeEnv is the environment that gives a service its database db on the MongoDB server
+// at uri. The URI goes as it is: its path is where MongoDB checks credentials (the
+// default authSource), and a list of hosts is no URL net/url reads; MONGODB_DATABASE names
+// the database instead.
+func storeEnv(uri, db string) []string {
+	return []string{"MONGODB_URI=" + uri, "MONGODB_DATABASE=" + db}
 }
 
 // healthReport is the gateway's GET /health answer.
