@@ -55,9 +55,10 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// Trusted reports whether a is a trusted proxy.
+// Trusted reports whether a is a trusted proxy. A link-local address's zone (fe80::1%eth0,
+// as a peer on such an address is seen) is left out: a prefix contains no zoned address.
 func (r *Resolver) Trusted(a netip.Addr) bool {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	for _, p := range r.trusted {
 		if p.Contains(a) {
 			return true

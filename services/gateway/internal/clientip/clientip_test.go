@@ -6,7 +6,7 @@ import (
 )
 
 func TestClientIP(t *testing.T) {
-	trusted, err := ParsePrefixes("10.0.0.0/8, 2001:db8:ffff::/48, 192.0.2.9")
+	trusted, err := ParsePrefixes("10.0.0.0/8, 2001:db8:ffff::/48, 192.0.2.9, fe80::/10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,6 +29,8 @@ func TestClientIP(t *testing.T) {
 		{name: "IPv6 peer and hop", trusted: true, remote: "[2001:db8:ffff::1]:443", xff: []string{"2001:db8:1::5"}, want: "2001:db8:1::5"},
 		{name: "hop with port", trusted: true, remote: "10.0.0.2:4000", xff: []string{"[2001:db8:1::5]:8080"}, want: "2001:db8:1::5"},
 		{name: "IPv4-mapped peer matches IPv4 CIDR", trusted: true, remote: "[::ffff:10.0.0.2]:4000", xff: []string{"198.51.100.7"}, want: "198.51.100.7"},
+		{name: "link-local peer with its zone", trusted: true, remote: "[fe80::1%eth0]:4000", xff: []string{"198.51.100.7"}, want: "198.51.100.7"},
+		{name: "link-local hop with its zone", trusted: true, remote: "10.0.0.2:4000", xff: []string{"198.51.100.7, fe80::2%eth0"}, want: "198.51.100.7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
