@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 )
 
@@ -70,8 +71,8 @@ func (c *Config) Validate() error {
 	if c.RateLimitWindow <= 0 {
 		errs = append(errs, fmt.Errorf("RATE_LIMIT_WINDOW=%s: must be positive", c.RateLimitWindow))
 	}
-	if c.RateLimitMaxClients < 1 {
-		errs = append(errs, fmt.Errorf("RATE_LIMIT_MAX_CLIENTS=%d: must be at least 1", c.RateLimitMaxClients))
+	if c.RateLimitMaxClients < ratelimit.MinMaxClients {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_MAX_CLIENTS=%d: must be at least %d", c.RateLimitMaxClients, ratelimit.MinMaxClients))
 	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("TRUSTED_PROXIES=%q: %w", c.TrustedProxies, err))

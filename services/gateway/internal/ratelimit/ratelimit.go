@@ -17,6 +17,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"net/netip"
 	"sync"
@@ -52,7 +53,8 @@ type Config struct {
 	Limit int
 	// Window is the period over which Limit requests are allowed.
 	Window time.Duration
-	// MaxClients caps the number of tracked clients; 0 means DefaultMaxClients.
+	// MaxClients caps the number of tracked clients, exactly; 0 means DefaultMaxClients.
+	// It is at least MinMaxClients, one per shard.
 	MaxClients int
 	// Now returns the current time; nil means time.Now. Tests set it to drive the clock.
 	Now func() time.Time
@@ -60,6 +62,10 @@ type Config struct {
 
 // DefaultMaxClients bounds the tracked clients at about 60 MiB of map memory in the worst case.
 const DefaultMaxClients = 1 << 20
+
+// MinMaxClients is the smallest cap: the clients are spread over this many shards, each of
+// which tracks one at least.
+const MinMaxClients = numShards
 
 // Decision is the outcome of one request.
 type Decision struct {
@@ -75,19 +81,19 @@ type Decision struct {
 
 // Limiter is a per-client GCRA rate limiter, safe for concurrent use.
 type Limiter struct {
-	limit       int
-	window      int64 // nanoseconds
-	interval    int64 // nanoseconds between two requests at the sustained rate: window/limit
-	maxPerShard int
-	epoch       time.Time
-	now         func() time.Time
-	seed        maphash.Seed
-	shards      [numShards]shard
+	limit    int
+	window   int64 // nanoseconds
+	interval int64 // nanoseconds between two requests at the sustained rate: window/limit
+	epoch    time.Time
+	now      func() time.Time
+	seed     maphash.Seed
+	shards   [numShards]shard
 }
 
 type shard struct {
-	mu   sync.Mutex
-	tats map[Key]int64 // theoretical arrival time, nanoseconds since Limiter.epoch
+	mu       sync.Mutex
+	capacity int           // clients tracked at most
+	tats     map[Key]int64 // theoretical arrival time, nanoseconds since Limiter.epoch
 	// peak is the largest size since the map was last rebuilt: Go maps never give memory back,
 	// so Sweep rebuilds a map that has shrunk well below it.
 	peak int
@@ -113,24 +119,29 @@ func New(cfg Config) (*Limiter, error) {
 	if maxClients == 0 {
 		maxClients = DefaultMaxClients
 	}
-	if maxClients < 0 {
-		return nil, errors.New("ratelimit: max clients must not be negative")
+	if maxClients < MinMaxClients {
+		return nil, fmt.Errorf("ratelimit: max clients must be at least %d", MinMaxClients)
 	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
 	l := &Limiter{
-		limit:       cfg.Limit,
-		window:      int64(cfg.Window),
-		interval:    interval,
-		maxPerShard: max(1, (maxClients+numShards-1)/numShards),
-		now:         now,
-		seed:        maphash.MakeSeed(),
+		limit:    cfg.Limit,
+		window:   int64(cfg.Window),
+		interval: interval,
+		now:      now,
+		seed:     maphash.MakeSeed(),
 	}
 	l.epoch = now()
 	for i := range l.shards {
 		l.shards[i].tats = make(map[Key]int64)
+		// The cap spread over the shards, the remainder one each to the first: they sum
+		// to it exactly.
+		l.shards[i].capacity = maxClients / numShards
+		if i < maxClients%numShards {
+			l.shards[i].capacity++
+		}
 	}
 	return l, nil
 }
@@ -171,7 +182,7 @@ func (l *Limiter) Allow(k Key) Decision {
 			RetryAfter: time.Duration(allowAt - now),
 		}
 	}
-	if !ok && len(s.tats) >= l.maxPerShard {
+	if !ok && len(s.tats) >= s.capacity {
 		s.evictOne(now)
 	}
 	s.tats[k] = newTat

@@ -193,9 +193,9 @@ func TestSweepReleasesShrunkenMaps(t *testing.T) {
 }
 
 // TestMemoryBound calls with a million distinct clients, all active within the window, and
-// checks that the limiter never tracks more than its cap.
+// checks that the limiter tracks exactly its cap, one that is no multiple of its shards.
 func TestMemoryBound(t *testing.T) {
-	const maxClients = 64 * 100
+	const maxClients = 64*100 + 37
 	l, c := newLimiter(t, Config{Limit: 10, Window: time.Hour, MaxClients: maxClients})
 	for i := range 1_000_000 {
 		if !l.Allow(keyFromUint64(uint64(i))).Allowed {
@@ -288,6 +288,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Limit: 1000, Window: 999 * time.Nanosecond},
 		{Limit: 10, Window: 19 * time.Nanosecond}, // 11 requests of 1 ns fit in 19 ns
 		{Limit: 10, Window: time.Minute, MaxClients: -1},
+		{Limit: 10, Window: time.Minute, MaxClients: MinMaxClients - 1},
 	}
 	for _, cfg := range tests {
 		if _, err := New(cfg); err == nil {
