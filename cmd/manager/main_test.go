@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,6 +30,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -150,34 +152,86 @@ func TestMetricsEndpoint(t *testing.T) {
 	})
 }
 
-// TestLeaderElectionID: managers with --leader-election-id of their own hold a Lease
-// each, so two installations in one namespace both reconcile; one that is no Lease name
-// stops the manager at start.
+// TestLeaderElectionID: with config/rbac alone, the manager leads on the Lease of its
+// default --leader-election-id, the one Lease that Role names. Managers with ids of their
+// own, each granted its Lease as the chart's per-release Role does, hold a Lease each, so
+// two installations in one namespace both reconcile; an id that is no Lease name stops the
+// manager at start.
 func TestLeaderElectionID(t *testing.T) {
+	const defaultID = "shopkeeper.commerce.shopkeeper.dev"
+	for _, obj := range configRBAC(t) {
+		if obj.GetObjectKind().GroupVersionKind().Kind != "Role" {
+			continue
+		}
+		var role rbacv1.Role
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.(*unstructured.Unstructured).Object, &role); err != nil {
+			t.Fatal(err)
+		}
+		for _, rule := range role.Rules {
+			if slices.Contains(rule.Resources, "leases") && !slices.Equal(rule.ResourceNames, []string{defaultID}) &&
+				!slices.Equal(rule.Verbs, []string{"create"}) {
+				t.Errorf("Role %s: rule %+v reaches other Leases than %s", role.Name, rule, defaultID)
+			}
+		}
+	}
+
 	c := startCluster(t)
 	manager := buildManager(t)
+	startManager(t, manager, c, "--metrics-bind-address=0", "--leader-elect", "--leader-election-namespace="+managerNamespace)
+	c.waitLeader(t, defaultID)
+
 	ids := []string{"a.commerce.shopkeeper.dev", "b.commerce.shopkeeper.dev"}
+	c.grantLeases(t, ids...)
 	for _, id := range ids {
 		startManager(t, manager, c, "--metrics-bind-address=0", "--leader-elect",
 			"--leader-election-namespace="+managerNamespace, "--leader-election-id="+id)
 	}
-	deadline := time.Now().Add(time.Minute)
 	for _, id := range ids {
-		for {
-			lease := &coordinationv1.Lease{}
-			err := c.admin.Get(t.Context(), client.ObjectKey{Namespace: managerNamespace, Name: id}, lease)
-			if err == nil && ptr.Deref(lease.Spec.HolderIdentity, "") != "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Lease %s has no holder after a minute (%v)", id, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		c.waitLeader(t, id)
 	}
 
 	p := startManager(t, manager, c, "--metrics-bind-address=0", "--leader-elect", "--leader-election-id=Shopkeeper_Lease")
 	p.waitFailure(t, "is no Lease name")
+}
+
+// waitLeader waits up to a minute until the Lease id in managerNamespace has a holder.
+func (c *cluster) waitLeader(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		lease := &coordinationv1.Lease{}
+		err := c.admin.Get(t.Context(), client.ObjectKey{Namespace: managerNamespace, Name: id}, lease)
+		if err == nil && ptr.Deref(lease.Spec.HolderIdentity, "") != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Lease %s has no holder after a minute (%v)", id, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// grantLeases lets the manager's ServiceAccount lead on the Leases named ids, beside the
+// one config/rbac grants.
+func (c *cluster) grantLeases(t *testing.T, ids ...string) {
+	t.Helper()
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "more-leases", Namespace: managerNamespace},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"},
+			ResourceNames: ids, Verbs: []string{"get", "update", "patch"},
+		}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "more-leases", Namespace: managerNamespace},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: managerServiceAccount, Namespace: managerNamespace}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := c.admin.Create(t.Context(), obj); err != nil {
+			t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
+		}
+	}
 }
 
 // TestShutdownWhileCachesCannotSync: a manager that cannot read what it watches (here it
