@@ -176,16 +176,16 @@ func (m *HTTPMetrics) Record(method, route string, status int, elapsed time.Dura
 // quietRoutes are probes and scrapes: logged at debug level so they do not drown the log.
 var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
-// AccessLevel is the level of the access-log lines of route: debug for probes and scrapes,
+// accessLevel is the level of the access-log lines of route: debug for probes and scrapes,
 // info for the rest.
-func AccessLevel(route string) slog.Level {
+func accessLevel(route string) slog.Level {
 	if quietRoutes[route] {
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo
 }
 
-// Access is what the access log says of one served request.
+// Access is what the metrics and the access log say of one served request.
 type Access struct {
 	RequestID string
 	TraceID   string // "" when the request is not traced
@@ -197,9 +197,15 @@ type Access struct {
 	Duration  time.Duration
 }
 
-// LogAccess writes the access-log line of a at level: the one format of every server's
-// access log.
-func LogAccess(ctx context.Context, logger *slog.Logger, level slog.Level, a *Access) {
+// Served records a served request: it counts it in m and writes its access-log line, in the
+// one format of every server's access log, at the level of its route. Every server of the
+// suite, net/http's (observe) and the gateway's own, records its requests here.
+func Served(ctx context.Context, logger *slog.Logger, m *HTTPMetrics, a *Access) {
+	m.Record(a.Method, a.Route, a.Status, a.Duration)
+	level := accessLevel(a.Route)
+	if !logger.Enabled(ctx, level) {
+		return
+	}
 	// request_id and trace_id first, where a logger made by Logger has them.
 	attrs := make([]slog.Attr, 0, 8)
 	attrs = append(attrs, slog.String("request_id", a.RequestID))
@@ -227,21 +233,14 @@ func observe(next http.Handler, m *HTTPMetrics) http.Handler {
 		sw.ResponseWriter = w
 		next.ServeHTTP(sw, r)
 
-		elapsed := time.Since(start)
-		status := sw.Status()
-		m.Record(r.Method, st.route, status, elapsed)
-		level := AccessLevel(st.route)
-		if !st.logger.Enabled(ctx, level) {
-			return
-		}
 		a := Access{
 			RequestID: st.id, Method: r.Method, Route: st.route, Path: r.URL.Path,
-			Status: status, Bytes: sw.bytes, Duration: elapsed,
+			Status: sw.Status(), Bytes: sw.bytes, Duration: time.Since(start),
 		}
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			a.TraceID = sc.TraceID().String()
 		}
-		LogAccess(ctx, st.logger, level, &a)
+		Served(ctx, st.logger, m, &a)
 	})
 }
 

@@ -153,14 +153,10 @@ func (g *Gateway) refuseUnmatched(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) 
 	writeJSON(&ctx.Response, fasthttp.StatusBadRequest, malformedPathBody)
 	ctx.Response.Header.Set(web.RequestIDHeader, requestID)
 	method, _ := methodName(ctx.Method())
-	elapsed := time.Since(start)
-	m.Record(method, web.UnmatchedRoute, fasthttp.StatusBadRequest, elapsed)
-	if level := web.AccessLevel(web.UnmatchedRoute); g.log.Enabled(ctx, level) {
-		web.LogAccess(ctx, g.log, level, &web.Access{
-			RequestID: requestID, Method: method, Route: web.UnmatchedRoute, Path: string(ctx.Path()),
-			Status: fasthttp.StatusBadRequest, Bytes: int64(len(ctx.Response.Body())), Duration: elapsed,
-		})
-	}
+	web.Served(ctx, g.log, m, &web.Access{
+		RequestID: requestID, Method: method, Route: web.UnmatchedRoute, Path: string(ctx.Path()),
+		Status: fasthttp.StatusBadRequest, Bytes: int64(len(ctx.Response.Body())), Duration: time.Since(start),
+	})
 }
 
 // requestIDOf is the request's X-Request-ID when it is sane, else a new one.
@@ -241,7 +237,6 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		resp.Header.Set(web.RequestIDHeader, requestID)
 		status := resp.StatusCode()
 		elapsed := time.Since(start)
-		m.Record(method, r.pattern, status, elapsed)
 		if span != nil {
 			span.SetAttributes(attribute.Int("http.response.status_code", status))
 			if status >= 500 {
@@ -249,12 +244,10 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 			}
 			span.End()
 		}
-		if logging {
-			web.LogAccess(ctx, g.log, slog.LevelInfo, &web.Access{
-				RequestID: requestID, TraceID: traceID, Method: method, Route: r.pattern, Path: path,
-				Status: status, Bytes: int64(len(resp.Body())), Duration: elapsed,
-			})
-		}
+		web.Served(ctx, g.log, m, &web.Access{
+			RequestID: requestID, TraceID: traceID, Method: method, Route: r.pattern, Path: path,
+			Status: status, Bytes: int64(len(resp.Body())), Duration: elapsed,
+		})
 	}()
 
 	peer := peerAddr(ctx)
