@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 )
 
@@ -94,7 +95,7 @@ func Connect(cfg Config) *Broker {
 
 func (b *Broker) run(ctx context.Context) {
 	defer close(b.done)
-	if err := checkURL(b.cfg.URL); err != nil {
+	if err := storeuri.CheckAMQP(b.cfg.URL); err != nil {
 		// It would fail the same way for ever.
 		b.log.Error("broker URL unusable, not connecting", "url", config.RedactURL(b.cfg.URL), "error", err)
 		return

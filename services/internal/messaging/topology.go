@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 )
 
@@ -126,7 +127,7 @@ type Settings struct {
 // (scheme, host, port) without the URL's password: such a URL never connects, and a
 // service that started with it would take requests whose events never leave.
 func (s Settings) Validate() error {
-	if err := checkURL(s.URL); err != nil {
+	if err := storeuri.CheckAMQP(s.URL); err != nil {
 		return fmt.Errorf("RABBITMQ_URL=%q: %w", config.RedactURL(s.URL), err)
 	}
 	return nil

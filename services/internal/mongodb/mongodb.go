@@ -7,15 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
 )
@@ -63,65 +61,11 @@ func (c Config) validateURI() error {
 	if uri == "" {
 		return errors.New("MONGODB_URI must be set (MONGODB_URL is accepted too)")
 	}
-	if err := checkSyntax(uri); err != nil {
+	if _, err := storeuri.ParseMongoDB(uri); err != nil {
 		// The driver's message may quote the password: do not repeat it.
 		return errors.New("MONGODB_URI is not a valid MongoDB connection string")
 	}
 	return nil
-}
-
-// srvPrefix starts a connection string whose hosts and options are looked up in DNS.
-const srvPrefix = connstring.SchemeMongoDBSRV + "://"
-
-// checkSyntax checks uri with the driver's parser but makes no DNS lookup: the driver looks
-// a mongodb+srv URI's records up as it parses it, and a failed lookup is a connection
-// error, for Connect to report, not a bad setting. Such a URI is checked as the mongodb://
-// one its lookups would give, with the rules of its own form: one host, no port.
-func checkSyntax(uri string) error {
-	_, err := parseOffline(uri)
-	return err
-}
-
-// parseOffline parses and validates uri as checkSyntax does, with no DNS lookup.
-func parseOffline(uri string) (*connstring.ConnString, error) {
-	if rest, ok := strings.CutPrefix(uri, srvPrefix); ok {
-		var err error
-		if uri, err = withoutSRV(rest); err != nil {
-			return nil, err
-		}
-	}
-	return connstring.ParseAndValidate(uri)
-}
-
-// withoutSRV is the mongodb:// URI for rest, a mongodb+srv URI after its scheme: the same
-// user, host, database and options, less the options only SRV allows.
-func withoutSRV(rest string) (string, error) {
-	userinfo, hostAndPath := "", rest
-	if i := strings.Index(rest, "@"); i >= 0 {
-		userinfo, hostAndPath = rest[:i+1], rest[i+1:]
-	}
-	host, pathAndQuery := hostAndPath, ""
-	if i := strings.IndexAny(hostAndPath, "/?"); i >= 0 {
-		host, pathAndQuery = hostAndPath[:i], hostAndPath[i:]
-	}
-	if strings.Contains(host, ",") {
-		return "", errors.New("a mongodb+srv URI names one host")
-	}
-	if _, _, err := net.SplitHostPort(host); err == nil {
-		return "", errors.New("a mongodb+srv URI names no port")
-	}
-	path, query, hasQuery := strings.Cut(pathAndQuery, "?")
-	if hasQuery {
-		var kept []string
-		for opt := range strings.SplitSeq(query, "&") {
-			key, _, _ := strings.Cut(opt, "=")
-			if k := strings.ToLower(key); k != "srvmaxhosts" && k != "srvservicename" {
-				kept = append(kept, opt)
-			}
-		}
-		path += "?" + strings.Join(kept, "&")
-	}
-	return connstring.SchemeMongoDB + "://" + userinfo + host + path, nil
 }
 
 // DatabaseName is Database, else the database in the URI's path, else fallback.
@@ -129,7 +73,7 @@ func (c Config) DatabaseName(fallback string) string {
 	if c.Database != "" {
 		return c.Database
 	}
-	if cs, err := parseOffline(c.ConnectionURI()); err == nil && cs.Database != "" {
+	if cs, err := storeuri.ParseMongoDB(c.ConnectionURI()); err == nil && cs.Database != "" {
 		return cs.Database
 	}
 	return fallback
