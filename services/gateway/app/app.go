@@ -15,9 +15,9 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/gateway"
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/logbuf"
@@ -28,8 +28,9 @@ import (
 )
 
 // Run runs the gateway, configured from the environment (gateway.Config), until ctx ends;
-// then it shuts down gracefully and returns nil, or what failed in the shutdown. It sets the process's GC target (see
-// gatewayGCPercent), so a binary running several services runs the gateway alone.
+// then it shuts down gracefully and returns nil, or what failed in the shutdown. It sets the
+// process's GC target and heap limit (gatewayGCPercent, setMemoryLimit), so a binary running
+// several services runs the gateway alone.
 func Run(ctx context.Context) (err error) {
 	setGCPercent()
 	var cfg gateway.Config
@@ -43,6 +44,7 @@ func Run(ctx context.Context) (err error) {
 		logOut = buffered
 	}
 	log := logging.NewTo(logOut, "gateway", cfg.LogLevel)
+	setMemoryLimit(ctx, memlimit.FromCgroup, memoryLimitRefresh, log)
 
 	tracing.SetLogger(log)
 	shutdownTracing, err := tracing.Setup(ctx, "gateway")
@@ -82,35 +84,38 @@ func Run(ctx context.Context) (err error) {
 // 400 cuts the gateway's CPU per request by 15-25%.
 const gatewayGCPercent = 400
 
+func setGCPercent() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gatewayGCPercent)
+	}
+}
+
 // memoryLimitShare is the share of its container's memory limit the gateway's heap aims to
 // stay under unless GOMEMLIMIT is set: with GOGC at 400 the heap may otherwise grow to five
 // times what is live, past the limit, and the container be killed rather than collect.
 const memoryLimitShare = 0.9
 
-// cgroupMemoryMax is where a container's memory limit is read (cgroup v2).
-const cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
+// memoryLimitRefresh is how often the container's memory limit is read again, so that a pod
+// resized in place moves the heap limit with it.
+const memoryLimitRefresh = time.Minute
 
-func setGCPercent() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(gatewayGCPercent)
-	}
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		if b, err := os.ReadFile(cgroupMemoryMax); err == nil {
-			if limit, ok := memoryLimit(string(b)); ok {
-				debug.SetMemoryLimit(limit)
-			}
-		}
-	}
-}
-
-// memoryLimit is the heap limit for a cgroup's memory.max: memoryLimitShare of it, or none for
-// "max" (no limit) or anything unreadable.
-func memoryLimit(memoryMax string) (int64, bool) {
-	n, err := strconv.ParseInt(strings.TrimSpace(memoryMax), 10, 64)
-	if err != nil || n <= 0 {
-		return 0, false
-	}
-	return int64(float64(n) * memoryLimitShare), true
+// setMemoryLimit sets the Go heap limit to memoryLimitShare of the memory limit that provider
+// reports, and again every refresh until ctx ends. In the gateway provider is
+// memlimit.FromCgroup: the limit of the process's own cgroup, found through /proc/self/cgroup
+// and /proc/self/mountinfo, on cgroup v1 (memory.limit_in_bytes and the hierarchical limit in
+// memory.stat, the kernel's "unlimited" value meaning none) as on v2 (the smallest memory.max
+// from the process's cgroup up to the mount). No limit leaves the heap unlimited. GOMEMLIMIT,
+// when set, wins and nothing is read; AUTOMEMLIMIT may set another share, or "off". A limit
+// that cannot be read is logged and the gateway runs on without one: a heap limit is a
+// safeguard, not a condition of serving.
+func setMemoryLimit(ctx context.Context, provider memlimit.Provider, refresh time.Duration, log *slog.Logger) {
+	// Set logs what it sets, and why it set nothing.
+	_, _ = memlimit.Set(
+		memlimit.WithProvider(provider),
+		memlimit.WithRatio(memoryLimitShare),
+		memlimit.WithRefreshInterval(ctx, refresh),
+		memlimit.WithLogger(log),
+	)
 }
 
 // servePprof serves the runtime profiles on their own listener, kept off the public port, until

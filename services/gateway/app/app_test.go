@@ -1,8 +1,12 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,8 +14,13 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 )
 
 // freePort returns a loopback port nothing listens on now.
@@ -147,12 +156,7 @@ func TestSetGCPercent(t *testing.T) {
 		{name: "set empty", gogc: new(""), want: 77},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv("GOGC", "")
-			if tt.gogc == nil {
-				_ = os.Unsetenv("GOGC")
-			} else {
-				t.Setenv("GOGC", *tt.gogc)
-			}
+			setOrUnsetEnv(t, "GOGC", tt.gogc)
 			defer debug.SetGCPercent(debug.SetGCPercent(77))
 			setGCPercent()
 			if got := debug.SetGCPercent(77); got != tt.want {
@@ -162,20 +166,121 @@ func TestSetGCPercent(t *testing.T) {
 	}
 }
 
-func TestMemoryLimit(t *testing.T) {
+// setOrUnsetEnv sets key to *value for the test, or unsets it when value is nil; either way the
+// environment is restored when the test ends.
+func setOrUnsetEnv(t *testing.T, key string, value *string) {
+	t.Helper()
+	t.Setenv(key, "")
+	if value == nil {
+		_ = os.Unsetenv(key)
+	} else {
+		t.Setenv(key, *value)
+	}
+}
+
+// countingProvider is a memory limit provider that answers limit, or err, and counts its calls.
+type countingProvider struct {
+	limit atomic.Uint64
+	err   error
+	calls atomic.Int32
+}
+
+func (p *countingProvider) get() (uint64, error) {
+	p.calls.Add(1)
+	return p.limit.Load(), p.err
+}
+
+// TestSetMemoryLimit checks the heap limit the gateway derives from its container's memory
+// limit, and that the environment overrides it. The cgroup files themselves are read by
+// memlimit.FromCgroup, whose own tests cover cgroup v1, v2 and hybrid hierarchies.
+func TestSetMemoryLimit(t *testing.T) {
+	const before = 1 << 40 // the heap limit the test sets before each case
+	const container = 256 << 20
 	for _, tt := range []struct {
-		memoryMax string
-		want      int64
-		ok        bool
+		name               string
+		gomemlimit, share  *string // nil: unset
+		err                error
+		want               int64
+		wantCalls          int32
+		wantLog, wantLevel string
 	}{
-		{"268435456\n", 241591910, true}, // the operator's 256Mi: 90%
-		{"max\n", 0, false},              // no limit
-		{"", 0, false},
-		{"0\n", 0, false},
+		{name: "container limit", want: 241591910, wantCalls: 1}, // the operator's 256Mi: 90%
+		{name: "no limit", err: memlimit.ErrNoLimit, want: math.MaxInt64, wantCalls: 1},
+		{
+			name: "unreadable", err: errors.New("failed to parse memory.max value"), want: before, wantCalls: 1,
+			wantLog: "failed to parse memory.max value", wantLevel: "ERROR",
+		},
+		{name: "GOMEMLIMIT set", gomemlimit: new("100MiB"), want: before, wantCalls: 0},
+		{name: "GOMEMLIMIT set empty", gomemlimit: new(""), want: before, wantCalls: 0},
+		{name: "AUTOMEMLIMIT share", share: new("0.5"), want: container / 2, wantCalls: 1},
+		{name: "AUTOMEMLIMIT off", share: new("off"), want: before, wantCalls: 0},
+		{
+			name: "AUTOMEMLIMIT out of range", share: new("1.5"), want: before, wantCalls: 0,
+			wantLog: "invalid ratio", wantLevel: "ERROR",
+		},
 	} {
-		got, ok := memoryLimit(tt.memoryMax)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("memoryLimit(%q) = %d, %v; want %d, %v", tt.memoryMax, got, ok, tt.want, tt.ok)
+		t.Run(tt.name, func(t *testing.T) {
+			setOrUnsetEnv(t, "GOMEMLIMIT", tt.gomemlimit)
+			setOrUnsetEnv(t, "AUTOMEMLIMIT", tt.share)
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(before))
+			p := &countingProvider{err: tt.err}
+			p.limit.Store(container)
+			var logs bytes.Buffer
+
+			setMemoryLimit(t.Context(), p.get, 0, logging.NewTo(&logs, "gateway", slog.LevelInfo))
+
+			if got := debug.SetMemoryLimit(-1); got != tt.want {
+				t.Errorf("heap limit = %d, want %d", got, tt.want)
+			}
+			if got := p.calls.Load(); got != tt.wantCalls {
+				t.Errorf("limit read %d times, want %d", got, tt.wantCalls)
+			}
+			if tt.wantLog != "" && (!strings.Contains(logs.String(), tt.wantLog) ||
+				!strings.Contains(logs.String(), `"level":"`+tt.wantLevel+`"`)) {
+				t.Errorf("log = %s, want a %s line saying %q", logs.String(), tt.wantLevel, tt.wantLog)
+			}
+		})
+	}
+}
+
+// TestSetMemoryLimitFollowsResize: a container limit changed in place moves the heap limit at
+// the next refresh, and no longer once the context has ended.
+func TestSetMemoryLimitFollowsResize(t *testing.T) {
+	setOrUnsetEnv(t, "GOMEMLIMIT", nil)
+	setOrUnsetEnv(t, "AUTOMEMLIMIT", nil)
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	p := &countingProvider{}
+	p.limit.Store(100 << 20)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	setMemoryLimit(ctx, p.get, 5*time.Millisecond, logging.Discard())
+	if got := debug.SetMemoryLimit(-1); got != 90<<20 {
+		t.Fatalf("heap limit = %d, want %d", got, 90<<20)
+	}
+	p.limit.Store(200 << 20)
+	waitFor(t, func() bool { return debug.SetMemoryLimit(-1) == 180<<20 }, "the heap limit to follow the resize")
+
+	cancel()
+	// A refresh already running when the context ends may finish: wait until the calls stop.
+	waitFor(t, func() bool {
+		n := p.calls.Load()
+		time.Sleep(50 * time.Millisecond)
+		return p.calls.Load() == n
+	}, "the refreshes to stop")
+	p.limit.Store(300 << 20)
+	time.Sleep(50 * time.Millisecond)
+	if got := debug.SetMemoryLimit(-1); got != 180<<20 {
+		t.Errorf("heap limit = %d after the context ended, want it left at %d", got, 180<<20)
+	}
+}
+
+// waitFor polls cond for up to 5 s and fails the test, naming what, if it never holds.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }
