@@ -35,6 +35,7 @@ import (
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 )
 
 // ShopReconciler makes and keeps the objects of each Shop.
@@ -367,6 +368,14 @@ func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds
 	}
 	if ext := shop.Spec.RabbitMQ.External; ext != nil {
 		uris.RabbitMQ, problem, err = r.externalURI(ctx, shop, "rabbitmq", ext.SecretRef)
+		if problem == nil && err == nil {
+			// The services refuse to start with a URL their client cannot dial: one given
+			// to them would replace every running pod with one that cannot start.
+			if cerr := storeuri.CheckAMQP(uris.RabbitMQ); cerr != nil {
+				problem = &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
+					"rabbitmq.external: Secret %s key %s: not a usable AMQP URL: %v", ext.SecretRef.Name, ext.SecretRef.Key, cerr)}
+			}
+		}
 	} else {
 		uris.RabbitMQ = resources.InClusterRabbitMQURL(shop, creds[resources.RabbitMQ])
 	}

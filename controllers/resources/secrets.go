@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 )
 
 // Keys of the credentials Secrets.
@@ -145,8 +146,8 @@ func InClusterRabbitMQURL(shop *shopv1.Shop, creds *corev1.Secret) string {
 
 // ConnectionsSecret holds the URI each service connects with: a MongoDB URI per
 // service naming its own database (after mongodb.databasePrefix, when set), and the
-// broker's URL. It fails only when the
-// MongoDB URI is not one (an external URI is the user's input).
+// broker's URL. It fails only when the MongoDB URI is not one the services' driver
+// accepts (an external URI is the user's input).
 func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs) (*corev1.Secret, error) {
 	data := map[string][]byte{RabbitMQURLKey: []byte(uris.RabbitMQ)}
 	for service, db := range Databases {
@@ -156,6 +157,10 @@ func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs) (*corev1.Secret, error
 		uri, err := WithDatabase(uris.MongoDB, db)
 		if err != nil {
 			return nil, err
+		}
+		// As the services' driver reads it: they refuse to start with a URI it refuses.
+		if _, err := storeuri.ParseMongoDB(uri); err != nil {
+			return nil, fmt.Errorf("not a usable MongoDB connection string: %w", err)
 		}
 		data[MongoDBURIKey(service)] = []byte(uri)
 	}
