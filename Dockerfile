@@ -23,10 +23,12 @@ FROM build AS build-manager
 COPY api/ api/
 COPY controllers/ controllers/
 COPY cmd/ cmd/
+COPY internal/ internal/
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
 	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/manager ./cmd/manager
 
 FROM build AS build-services
+COPY internal/ internal/
 COPY services/ services/
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
 	GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /out/shopkeeper-services \
