@@ -44,7 +44,7 @@ func BenchmarkProxy(b *testing.B) {
 			req.SetRequestURI("/products/1")
 			req.Header.SetHost("gateway")
 			ctx.Init(&req, peer, nil)
-			h(&ctx)
+			h.Serve(&ctx)
 			if ctx.Response.StatusCode() != http.StatusOK {
 				b.Fatalf("status %d", ctx.Response.StatusCode())
 			}

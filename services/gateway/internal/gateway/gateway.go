@@ -106,8 +106,10 @@ func (g *Gateway) Close() {
 // Handler returns the gateway's whole HTTP handler: the route table, behind the rate limit, and
 // the gateway's own GET /health, /healthz, /readyz and /metrics (from reg). Every request goes
 // through the suite's middleware (request id, tracing, access log, metrics per route and
-// status, panic recovery); what no route matches is answered JSON 404 or 405.
-func (g *Gateway) Handler(reg *prometheus.Registry) fasthttp.RequestHandler {
+// status, panic recovery); what no route matches is answered JSON 404 or 405. A request
+// announcing a body over web.MaxBodyBytes with Expect: 100-continue is answered 413 before
+// its body is sent.
+func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	own := web.NewMux(g.log, reg)
 	// The gateway is ready when it can serve; a service being down is reported by /health and
 	// answered 503 per request, and must not take every gateway replica out of its Service.
@@ -116,18 +118,35 @@ func (g *Gateway) Handler(reg *prometheus.Registry) fasthttp.RequestHandler {
 	own.Handle("GET /health", g.health)
 	serveOwn := fasthttpadaptor.NewFastHTTPHandler(own)
 	m := web.NewHTTPMetrics(reg)
-	return func(ctx *fasthttp.RequestCtx) {
+	serve := func(ctx *fasthttp.RequestCtx) {
 		if r := match(g.routes, ctx.Path()); r != nil {
 			g.proxy(ctx, r, m)
 			return
 		}
 		if !validEscapes(ctx.Request.URI().PathOriginal()) {
 			// net/http cannot read such a path: the adaptor would answer 500 in plain text.
-			g.refuseUnmatched(ctx, m)
+			g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusBadRequest, malformedPathBody)
 			return
 		}
 		serveOwn(ctx)
 	}
+	return Handler{
+		Serve:  serve,
+		Expect: func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
+	}
+}
+
+// expectContinue answers a request's Expect: 100-continue. A body announced over
+// web.MaxBodyBytes is refused 413 at once, as readBody refuses it, rather than invited and
+// then refused as it arrives; any other is invited.
+func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) int {
+	if ctx.Request.Header.ContentLength() <= web.MaxBodyBytes {
+		return fasthttp.StatusContinue
+	}
+	g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
+	// A client that stopped waiting for the invitation may be sending the body already.
+	closeGently(ctx)
+	return fasthttp.StatusRequestEntityTooLarge
 }
 
 // malformedPathBody is the answer to a path with a broken %-escape.
@@ -144,19 +163,31 @@ func validEscapes(p []byte) bool {
 	return err == nil
 }
 
-// refuseUnmatched answers 400 JSON a request that matches no route and that the gateway's
-// own net/http mux cannot read (a broken %-escape in its path), with a request id, counted
-// and logged as the mux counts and logs an unknown path.
-func (g *Gateway) refuseUnmatched(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) {
+// refuse answers ctx with status and body in JSON where proxy does not run (a path the
+// gateway's own net/http mux cannot read, a body refused before the server reads it), and
+// records the answer as proxy and the mux record theirs: with the request's id, counted in m
+// and logged. a names the request (accessOf).
+func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Access, status int, body any) {
 	start := time.Now()
-	requestID := requestIDOf(&ctx.Request.Header)
-	writeJSON(&ctx.Response, fasthttp.StatusBadRequest, malformedPathBody)
-	ctx.Response.Header.Set(web.RequestIDHeader, requestID)
+	a.RequestID = requestIDOf(&ctx.Request.Header)
+	writeJSON(&ctx.Response, status, body)
+	ctx.Response.Header.Set(web.RequestIDHeader, a.RequestID)
+	a.Status = status
+	a.Bytes = int64(len(ctx.Response.Body()))
+	a.Duration = time.Since(start)
+	web.Served(ctx, g.log, m, &a)
+}
+
+// accessOf names a request whose head was read as its metrics and access-log line name it:
+// its method, its path, and the pattern of the route it matches, else web.UnmatchedRoute
+// (the gateway's own paths included: a bounded set of labels either way).
+func (g *Gateway) accessOf(ctx *fasthttp.RequestCtx) web.Access {
 	method, _ := methodName(ctx.Method())
-	web.Served(ctx, g.log, m, &web.Access{
-		RequestID: requestID, Method: method, Route: web.UnmatchedRoute, Path: string(ctx.Path()),
-		Status: fasthttp.StatusBadRequest, Bytes: int64(len(ctx.Response.Body())), Duration: time.Since(start),
-	})
+	a := web.Access{Method: method, Route: web.UnmatchedRoute, Path: string(ctx.Path())}
+	if r := match(g.routes, ctx.Path()); r != nil {
+		a.Route = r.pattern
+	}
+	return a
 }
 
 // requestIDOf is the request's X-Request-ID when it is sane, else a new one.
@@ -325,8 +356,8 @@ const largeBodyBudget = 32 << 20
 // that clients holding large bodies half sent cost bounded memory. A body over
 // web.MaxBodyBytes, the services' limit, is 413: announced, before a byte of it is read. It
 // reports whether the request can go on, and the budget taken, for releaseBody once the
-// request is sent; when it cannot go on, the answer is written, and the connection, with the
-// rest of the body unread on it, closes after it.
+// request is sent; when it cannot go on, the answer is written, and the connection closes
+// after it, gently (gentleConn): the rest of the body may still be on its way.
 func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken int64) {
 	req := &ctx.Request
 	n := req.Header.ContentLength() // < 0: chunked
@@ -349,7 +380,7 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken
 		step := min(want-int64(b.Len()), bufferedBodyBytes)
 		if b.Len() >= bufferedBodyBytes { // past what is read at once
 			if !g.bodyBudget.TryAcquire(step) {
-				ctx.SetConnectionClose()
+				closeGently(ctx) // the rest of the body is not read
 				writeJSON(&ctx.Response, fasthttp.StatusServiceUnavailable, errorBody{
 					Error: "Service unavailable", Service: svc,
 					Message: "the gateway is receiving too many large request bodies; send it again later",
@@ -389,10 +420,10 @@ func (g *Gateway) releaseBody(req *fasthttp.Request, taken int64) {
 }
 
 // refuseBody answers a request whose body cannot be read as the server answers what it
-// cannot read (answerReadError) and closes the connection after it; it returns false.
+// cannot read (answerReadError) and closes the connection after it, gently: the client may
+// still be sending the body. It returns false.
 func refuseBody(ctx *fasthttp.RequestCtx, err error) bool {
 	answerReadError(ctx, err)
-	ctx.SetConnectionClose()
 	return false
 }
 

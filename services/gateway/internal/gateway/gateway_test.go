@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
@@ -170,7 +169,7 @@ func newSuiteOf(t *testing.T, edit func(*Config), tune func(*Gateway)) *suite {
 }
 
 // serve serves h on a loopback port, as Serve does, until the test ends, and returns its URL.
-func serve(t *testing.T, h fasthttp.RequestHandler, cfg config.Base) string {
+func serve(t *testing.T, h Handler, cfg config.Base) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -17,19 +17,34 @@ import (
 // a longer head is answered 431.
 const readBufferSize = 16 << 10
 
+// Handler is what the gateway's server runs (Gateway.Handler makes it): the handler of the
+// requests the server reads, and the answer to an Expect: 100-continue.
+type Handler struct {
+	// Serve serves every request the server reads.
+	Serve fasthttp.RequestHandler
+	// Expect answers a request's Expect: 100-continue before its body is read:
+	// fasthttp.StatusContinue to read the body and serve the request, else the status of the
+	// answer it wrote, which the server sends and closes the connection after.
+	Expect func(ctx *fasthttp.RequestCtx) int
+}
+
 // NewServer returns the server of h with cfg's timeouts: ReadHeaderTimeout for a request's
 // head, ReadTimeout for its body, WriteTimeout for writing the answer, IdleTimeout between
-// requests on a kept-alive connection. A request body is at most web.MaxBodyBytes, as the services read. A request that
-// cannot be read is answered in JSON, as everything else the gateway says.
-func NewServer(h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) *fasthttp.Server {
+// requests on a kept-alive connection. A request body is at most web.MaxBodyBytes, as the
+// services read. A request that cannot be read is answered in JSON, as everything else the
+// gateway says.
+func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server {
 	headerTimeout := cfg.ReadTimeout
 	if cfg.ReadHeaderTimeout > 0 && (headerTimeout <= 0 || cfg.ReadHeaderTimeout < headerTimeout) {
 		headerTimeout = cfg.ReadHeaderTimeout
 	}
 	bodyConfig := fasthttp.RequestConfig{ReadTimeout: cfg.ReadTimeout}
 	return &fasthttp.Server{
-		Handler:      h,
+		Handler:      h.Serve,
 		ErrorHandler: answerReadError,
+		// Rather than fasthttp's ContinueHandler, whose refusal is a 417 with no body: the
+		// client asking is told 413 in JSON before it sends a body over the limit.
+		ExpectHandler: h.Expect,
 		// The head must come within the header timeout (a client holding a connection with a
 		// head sent byte by byte ties up memory); the body then has the read timeout.
 		ReadTimeout:    headerTimeout,
@@ -55,22 +70,34 @@ func NewServer(h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) 
 	}
 }
 
-// answerReadError answers a request the server could not read: 431 for a head over
-// readBufferSize, 413 for a body over web.MaxBodyBytes, 408 for one not read in time, else 400.
+// answerReadError answers a request the server could not read (readErrorAnswer); the
+// connection closes after it, gently: the rest of the request may be on its way.
 func answerReadError(ctx *fasthttp.RequestCtx, err error) {
+	status, body := readErrorAnswer(err)
+	writeJSON(&ctx.Response, status, body)
+	closeGently(ctx)
+}
+
+// readErrorAnswer is the status and body of the answer to a request that cannot be read for
+// err: 431 for a head over readBufferSize, 413 for a body over web.MaxBodyBytes, 408 for one
+// not read in time, else 400.
+func readErrorAnswer(err error) (int, web.ErrorBody) {
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
 	switch {
 	case errors.As(err, &small):
-		writeJSON(&ctx.Response, fasthttp.StatusRequestHeaderFieldsTooLarge, web.ErrorBody{Error: "Request header fields too large"})
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, web.ErrorBody{Error: "Request header fields too large"}
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeJSON(&ctx.Response, fasthttp.StatusRequestEntityTooLarge, web.ErrorBody{Error: "Request body too large"})
+		return fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody
 	case errors.As(err, &ne) && ne.Timeout():
-		writeJSON(&ctx.Response, fasthttp.StatusRequestTimeout, web.ErrorBody{Error: "Request timeout"})
+		return fasthttp.StatusRequestTimeout, web.ErrorBody{Error: "Request timeout"}
 	default:
-		writeJSON(&ctx.Response, fasthttp.StatusBadRequest, web.ErrorBody{Error: "Malformed request"})
+		return fasthttp.StatusBadRequest, web.ErrorBody{Error: "Malformed request"}
 	}
 }
+
+// bodyTooLargeBody is the body of every 413.
+var bodyTooLargeBody = web.ErrorBody{Error: "Request body too large"}
 
 // printfLogger passes the server's own messages (accept errors and the like) to the log.
 type printfLogger struct{ log *slog.Logger }
@@ -81,7 +108,7 @@ func (l printfLogger) Printf(format string, args ...any) {
 
 // Serve listens on cfg.Port and serves h until ctx is cancelled; then it stops accepting, lets
 // in-flight requests finish within cfg.ShutdownTimeout and returns nil, as web.Serve does.
-func Serve(ctx context.Context, h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) error {
+func Serve(ctx context.Context, h Handler, cfg config.Base, logger *slog.Logger) error {
 	ln, err := web.Listen(ctx, cfg)
 	if err != nil {
 		return err
@@ -89,9 +116,10 @@ func Serve(ctx context.Context, h fasthttp.RequestHandler, cfg config.Base, logg
 	return ServeListener(ctx, ln, h, cfg, logger)
 }
 
-// ServeListener is Serve on a listener the caller made (tests listen on port 0).
-func ServeListener(ctx context.Context, ln net.Listener, h fasthttp.RequestHandler, cfg config.Base, logger *slog.Logger) error {
-	return web.Run(ctx, ln, runnable{NewServer(h, cfg, logger)}, cfg, logger)
+// ServeListener is Serve on a listener the caller made (tests listen on port 0). Its
+// connections close gently after a refusal (gentleConn).
+func ServeListener(ctx context.Context, ln net.Listener, h Handler, cfg config.Base, logger *slog.Logger) error {
+	return web.Run(ctx, gentleListener{ln}, runnable{NewServer(h, cfg, logger)}, cfg, logger)
 }
 
 // runnable is a fasthttp server as web.Run runs servers.

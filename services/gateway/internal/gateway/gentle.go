@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// lingerTime and lingerBytes bound a gentle close: how long the rest of a refused request is
+// read and dropped, and how much of it. A body up to twice web.MaxBodyBytes is read whole, so
+// that a client writing all of a body just over the limit before it reads, as simple clients
+// do, finishes writing and reads the answer; a client sending more, or stalling, has its
+// connection closed as it is after the bounds. (net/http waits half a second once its side
+// is closed; nginx reads and drops for up to 30 seconds, its lingering_time.)
+const (
+	lingerTime  = time.Second
+	lingerBytes = 2 * web.MaxBodyBytes
+)
+
+// gentleListener makes every connection it accepts a gentleConn.
+type gentleListener struct{ net.Listener }
+
+// Accept waits for the next connection.
+func (l gentleListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &gentleConn{Conn: c}, nil
+}
+
+// gentleConn is a client's connection that can close gently: when the gateway answered a
+// request it refused before reading all of it, closing the connection at once with the
+// client's bytes unread would make the kernel send a reset, which the client can see before
+// it reads the answer (curl reports "Connection reset by peer" and drops it). Closed gently,
+// the connection sends the answer and its end (a half close), then reads and drops what the
+// client still sends, within lingerTime and lingerBytes, as net/http and nginx close.
+type gentleConn struct {
+	net.Conn
+	// gentle is set when the connection is to close gently; the server's goroutine serving
+	// the connection sets it and closes the connection.
+	gentle atomic.Bool
+}
+
+// Close closes the connection, gently when closeGently asked for it.
+func (c *gentleConn) Close() error {
+	if c.gentle.Load() {
+		c.linger()
+	}
+	return c.Conn.Close()
+}
+
+// linger closes the connection's sending side after what was written, and reads and drops
+// what the client sends until it closes its side too, or the bounds are reached.
+func (c *gentleConn) linger() {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil || c.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
+}
+
+// closeGently makes the connection of ctx close after the answer, gently (gentleConn) when it
+// came through a gentleListener: the client may still be sending what the answer refused.
+func closeGently(ctx *fasthttp.RequestCtx) {
+	ctx.SetConnectionClose()
+	if c, ok := ctx.Conn().(*gentleConn); ok {
+		c.gentle.Store(true)
+	}
+}
