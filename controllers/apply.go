@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -14,6 +15,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,12 +69,19 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		existing.SetOwnerReferences(append(existing.GetOwnerReferences(), desired.GetOwnerReferences()...))
 		adopted = true
 	}
+	resize := resizeOf(desired, existing) // before syncSpec writes the size asked into existing
+	if resize.shrinks() && shop.Status.ObservedGeneration != shop.Generation {
+		// Said at the change of the Shop that asks less, not again at every reconcile.
+		r.event(shop, existing, corev1.EventTypeNormal, ReasonStorageNotShrunk, "Update",
+			"PersistentVolumeClaim %s keeps its %s: %s asks %s, and a claim never shrinks",
+			desired.GetName(), resize.held.String(), resize.field, resize.asked.String())
+	}
 	metaChanged := mergeLabels(desired, existing) || adopted
 	if !syncSpec(desired, existing) && !metaChanged {
 		return nil
 	}
 	if err := r.Update(ctx, existing); err != nil {
-		return r.applyFailed(shop, desired, "update", err)
+		return resize.explain(r.applyFailed(shop, desired, "update", err))
 	}
 	if adopted {
 		r.event(shop, existing, corev1.EventTypeNormal, "Adopted", "Update", "took back %s %s, which had lost its owner", kind, desired.GetName())
@@ -119,6 +128,52 @@ func (r *ShopReconciler) applyFailed(shop *shopv1.Shop, obj client.Object, verb 
 		return &Problem{Reason: ReasonChildForbidden, Message: fmt.Sprintf("the API server forbade %s %s: %v", kind, obj.GetName(), err)}
 	}
 	return fmt.Errorf("%s %s %s: %w", verb, kind, obj.GetName(), err)
+}
+
+// claimResize is what the Shop asks of the size of a store's claim that exists.
+type claimResize struct {
+	// field is the Shop's field that sets the size: mongodb.storage.size, rabbitmq.storage.size.
+	field string
+	// asked is the size the Shop asks, held the size the claim asks now.
+	asked, held resource.Quantity
+}
+
+// resizeOf is what desired, as the builders make it, asks of existing's size, or nil
+// when they are no claims. It is read before syncSpec writes desired's size into existing.
+func resizeOf(desired, existing client.Object) *claimResize {
+	d, ok := desired.(*corev1.PersistentVolumeClaim)
+	if !ok {
+		return nil
+	}
+	held, ok := existing.(*corev1.PersistentVolumeClaim).Spec.Resources.Requests[corev1.ResourceStorage]
+	if !ok {
+		return nil
+	}
+	return &claimResize{
+		field: d.Labels[resources.LabelComponent] + ".storage.size",
+		asked: d.Spec.Resources.Requests[corev1.ResourceStorage].DeepCopy(),
+		held:  held.DeepCopy(),
+	}
+}
+
+// shrinks tells whether the Shop asks less than the claim holds: syncSpec then leaves
+// the claim as it is.
+func (c *claimResize) shrinks() bool {
+	return c != nil && c.asked.Cmp(c.held) < 0
+}
+
+// explain adds, to the Problem of a growth the API server refused (a storage class that
+// allows no expansion, a quota on storage, a claim not bound yet), the way out that
+// keeps the data: a size up to the claim's is accepted and leaves the claim as it is.
+// Any other error is returned as it is.
+func (c *claimResize) explain(err error) error {
+	p, ok := errors.AsType[*Problem](err)
+	if !ok || c == nil || c.asked.Cmp(c.held) <= 0 {
+		return err
+	}
+	p.Message += fmt.Sprintf("; to go on without growing it, set %s back to %s or less: a claim never shrinks, "+
+		"so a smaller size leaves it as it is", c.field, c.held.String())
+	return p
 }
 
 // mergeLabels adds or corrects the labels of desired on existing and keeps the rest.
@@ -180,8 +235,9 @@ func syncSpec(desired, existing client.Object) bool {
 		e.Spec.ExternalTrafficPolicy, e.Spec.HealthCheckNodePort = want.ExternalTrafficPolicy, want.HealthCheckNodePort
 	case *corev1.PersistentVolumeClaim:
 		// Everything but the requested size is immutable once bound, and the size only
-		// grows: storage added to a Shop later may ask less than the default the claim
-		// was made with, and a volume never shrinks.
+		// grows: a Shop may ask less than the claim holds (a growth its class refused set
+		// back, storage added later below the default the claim was made with), and a
+		// volume never shrinks. apply tells the user (StorageNotShrunk).
 		e := existing.(*corev1.PersistentVolumeClaim)
 		want := d.Spec.Resources.Requests[corev1.ResourceStorage]
 		if have, ok := e.Spec.Resources.Requests[corev1.ResourceStorage]; ok && have.Cmp(want) >= 0 {

@@ -62,6 +62,11 @@ const (
 	ReasonCredentialsInvalid = "CredentialsInvalid"
 )
 
+// ReasonStorageNotShrunk is the reason of the Normal Event that tells, at a change of the
+// Shop, that a store's claim keeps a size larger than its storage.size asks: a claim
+// never shrinks. It is no Problem: the store runs, on its larger volume.
+const ReasonStorageNotShrunk = "StorageNotShrunk"
+
 // Problem is something the controller cannot fix by retrying: it waits for the user
 // (or for the object it waits on) to change, and says so in the Degraded condition.
 // It is not retried with backoff; those whose end brings no event are looked at again

@@ -253,7 +253,8 @@ type StoreSpec struct {
 	Image string `json:"image,omitempty"`
 
 	// Storage is the store's volume. Empty means 1Gi of the default storage class.
-	// Once set it cannot be removed; a size below the volume's present one is ignored.
+	// Once set it cannot be removed (lower its size instead); a size below the claim's
+	// present one leaves the claim as it is.
 	// +optional
 	Storage *StorageSpec `json:"storage,omitempty"`
 
@@ -270,7 +271,7 @@ type StoreSpec struct {
 // (users, products, orders, payments).
 //
 // +kubebuilder:validation:XValidation:rule="has(self.external) == has(oldSelf.external)",message="mongodb cannot switch between in-cluster and external: the in-cluster store and its data would be left behind; make a new Shop to move"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="mongodb.storage cannot be removed once set: its size would fall back to the default, and a volume never shrinks"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="mongodb.storage cannot be removed once set; to ask for less, lower mongodb.storage.size instead (the volume keeps its present size: a claim never shrinks)"
 // +kubebuilder:validation:XValidation:rule="(has(self.storage) && has(self.storage.storageClassName)) == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName))",message="mongodb.storage.storageClassName can be set only when the Shop is made, and never removed: a volume does not move between storage classes"
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="mongodb.external cannot be combined with image, storage or resources: those describe an in-cluster MongoDB"
 // +kubebuilder:validation:XValidation:rule="!has(self.databasePrefix) || has(self.external)",message="mongodb.databasePrefix is for an external MongoDB: an in-cluster one serves this Shop alone"
@@ -305,7 +306,7 @@ type MongoDBSpec struct {
 // RabbitMQSpec is the message broker. The shop uses a virtual host of its own.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.external) == has(oldSelf.external)",message="rabbitmq cannot switch between in-cluster and external: the in-cluster store and its data would be left behind; make a new Shop to move"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="rabbitmq.storage cannot be removed once set: its size would fall back to the default, and a volume never shrinks"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="rabbitmq.storage cannot be removed once set; to ask for less, lower rabbitmq.storage.size instead (the volume keeps its present size: a claim never shrinks)"
 // +kubebuilder:validation:XValidation:rule="(has(self.storage) && has(self.storage.storageClassName)) == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName))",message="rabbitmq.storage.storageClassName can be set only when the Shop is made, and never removed: a volume does not move between storage classes"
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="rabbitmq.external cannot be combined with image, storage or resources: those describe an in-cluster RabbitMQ"
 type RabbitMQSpec struct {
@@ -314,10 +315,13 @@ type RabbitMQSpec struct {
 
 // StorageSpec is a store's persistent volume.
 type StorageSpec struct {
-	// Size of the volume. It may grow (when the storage class allows expansion), never shrink.
+	// Size of the volume. Raised, it grows the volume when the storage class allows
+	// expansion (allowVolumeExpansion); when the class does not, the API server forbids
+	// the claim's growth and the Shop is Degraded (ChildForbidden) until the size is set
+	// back. Any size below the claim's present one is accepted and leaves the claim as
+	// it is, since a claim never shrinks; the Shop's Events say so (StorageNotShrunk).
 	// +kubebuilder:default="1Gi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="storage size must be at least 64Mi"
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",message="storage size may grow but never shrink"
 	// +optional
 	Size *resource.Quantity `json:"size,omitempty"`
 
