@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"errors"
+	"testing"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -171,4 +174,45 @@ func reconcileOnce(shop *shopv1.Shop) (reconcile.Result, []string) {
 		return err
 	}).WithTimeout(timeout).Should(Succeed())
 	return res, reasons
+}
+
+func TestClaimResize(t *testing.T) {
+	claim := func(size string) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "s-mongodb", Labels: map[string]string{resources.LabelComponent: resources.MongoDB}},
+			Spec: corev1.PersistentVolumeClaimSpec{Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}},
+		}
+	}
+	forbidden := func() error { return &Problem{Reason: ReasonChildForbidden, Message: "the API server forbade it"} }
+	const wayOut = "the API server forbade it; to go on without growing it, set mongodb.storage.size back to 1Gi or less: " +
+		"a claim never shrinks, so a smaller size leaves it as it is"
+	for _, tc := range []struct {
+		name              string
+		desired, existing client.Object
+		err               error
+		shrinks           bool
+		message           string // of the Problem explain returns; "" when it returns err itself
+	}{
+		{name: "growth refused", desired: claim("2Gi"), existing: claim("1Gi"), err: forbidden(), message: wayOut},
+		{name: "same size, labels refused", desired: claim("1Gi"), existing: claim("1Gi"), err: forbidden()},
+		{name: "less than the claim", desired: claim("512Mi"), existing: claim("1Gi"), err: forbidden(), shrinks: true},
+		{name: "growth failing for a retry", desired: claim("2Gi"), existing: claim("1Gi"), err: errors.New("connection refused")},
+		{name: "no claim", desired: &corev1.Service{}, existing: &corev1.Service{}, err: forbidden()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resize := resizeOf(tc.desired, tc.existing)
+			if got := resize.shrinks(); got != tc.shrinks {
+				t.Errorf("shrinks() = %v, want %v", got, tc.shrinks)
+			}
+			got := resize.explain(tc.err)
+			p, ok := errors.AsType[*Problem](got)
+			switch {
+			case tc.message == "" && got != tc.err:
+				t.Errorf("explain changed the error: %v", got)
+			case tc.message != "" && (!ok || p.Message != tc.message):
+				t.Errorf("explain = %v, want the Problem %q", got, tc.message)
+			}
+		})
+	}
 }
