@@ -329,11 +329,6 @@ var _ = Describe("Shop controller", func() {
 		Entry("external Secret name that is no name", func(s *shopv1.Shop) {
 			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "Not_A_Name"}}
 		}, nil, "secretRef.name must be a Secret name"),
-		Entry("storage shrinking", func(s *shopv1.Shop) {
-			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}
-		}, func(s *shopv1.Shop) {
-			s.Spec.MongoDB.Storage.Size = ptr.To(resource.MustParse("1536Mi"))
-		}, "storage size may grow but never shrink"),
 		Entry("storage class changing", func(s *shopv1.Shop) {
 			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("standard")}
 		}, func(s *shopv1.Shop) {
