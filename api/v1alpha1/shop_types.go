@@ -154,11 +154,14 @@ type GatewaySpec struct {
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 }
 
-// RateLimitSpec is a fixed budget of requests per window and client IP, counted by each
-// gateway replica on its own.
+// RateLimitSpec is the per-client-IP limit of each gateway replica, counted by each on its
+// own: a token bucket (GCRA) holding Requests, refilled at Requests per Window.
 type RateLimitSpec struct {
-	// Requests allowed per client IP within one window, by each gateway replica: a client
-	// whose requests are spread over N replicas may make up to N times as many.
+	// Requests is the burst a client IP may send at once; its allowance then refills at
+	// Requests per Window. Over any span t a client gets at most Requests×(1 + t/Window)
+	// from one gateway replica: up to 2×Requests−1 in one whole window, never 2×Requests
+	// within seconds. A client whose requests are spread over N replicas may make up to N
+	// times as many.
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:XValidation:rule="self > 0",message="rateLimit.requests must be greater than 0"
 	// +kubebuilder:validation:XValidation:rule="self <= 1000000",message="rateLimit.requests must be at most 1000000"
