@@ -28,6 +28,11 @@ type Config struct {
 	ProductServiceURL string `env:"PRODUCT_SERVICE_URL" envDefault:"http://product:8080"`
 	// PeerTimeout bounds each call to a peer.
 	PeerTimeout time.Duration `env:"PEER_TIMEOUT" envDefault:"5s"`
+	// PlacementTimeout bounds POST /orders up to its answer, peer calls included. Its
+	// default stays 2 s below the gateway's UPSTREAM_TIMEOUT default (10s), so that a
+	// client behind the gateway gets the order service's answer (a 503 when a peer
+	// hangs: nothing placed, send it again), not the gateway's 504 (the order may exist).
+	PlacementTimeout time.Duration `env:"PLACEMENT_TIMEOUT" envDefault:"8s"`
 	// Prefetch is how many payment results are handled at once.
 	Prefetch int `env:"CONSUMER_PREFETCH" envDefault:"64"`
 }
@@ -61,7 +66,7 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 		RemovalDelay: 2 * time.Second,
 		Queue:        messaging.OrderPaymentResults.Name, Prefetch: cfg.Prefetch, Logger: log,
 	})
-	svc := &service{store: st, peers: p, relay: w, log: log,
+	svc := &service{store: st, peers: p, relay: w, log: log, budget: cfg.PlacementTimeout,
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
 	w.Start(svc.handlePaymentResult)
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
@@ -92,13 +97,21 @@ func (a *App) Handler(reg *prometheus.Registry) http.Handler {
 // for it).
 func (a *App) WaitReady(ctx context.Context) error { return a.worker.WaitReady(ctx) }
 
-// Close stops consuming, letting the results in flight finish, stops the relay and
-// closes the broker connection, within ctx.
+// Close stops the sweep, waits for the stock releases that outlived their requests, stops
+// consuming, letting the results in flight finish, stops the relay and closes the broker
+// connection, within ctx. A release cut short is the sweep's after a restart.
 func (a *App) Close(ctx context.Context) error {
 	a.stopSweep()
-	select {
-	case <-a.swept:
-	case <-ctx.Done():
+	released := make(chan struct{})
+	go func() {
+		a.svc.background.Wait()
+		close(released)
+	}()
+	for _, done := range []<-chan struct{}{a.swept, released} {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
 	}
 	return a.worker.Close(ctx)
 }

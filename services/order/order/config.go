@@ -8,13 +8,15 @@ import (
 )
 
 // Validate checks what the types of Config alone cannot, so that a bad value stops the
-// service at start: the peers' URLs must be http or https base URLs, PEER_TIMEOUT of 0 would let a hung peer hold a request for ever, and
+// service at start: the peers' URLs must be http or https base URLs, PEER_TIMEOUT or
+// PLACEMENT_TIMEOUT of 0 would let a hung peer hold a request for ever, and
 // CONSUMER_PREFETCH is an AMQP prefetch count (16 bits; 0 would mean no limit).
 func (c *Config) Validate() error {
 	_, userErr := peerURL("USER_SERVICE_URL", c.UserServiceURL)
 	_, productErr := peerURL("PRODUCT_SERVICE_URL", c.ProductServiceURL)
 	return errors.Join(userErr, productErr,
-		config.Positive(config.Duration{Name: "PEER_TIMEOUT", Value: c.PeerTimeout}),
+		config.Positive(config.Duration{Name: "PEER_TIMEOUT", Value: c.PeerTimeout},
+			config.Duration{Name: "PLACEMENT_TIMEOUT", Value: c.PlacementTimeout}),
 		config.Between("CONSUMER_PREFETCH", c.Prefetch, 1, messaging.MaxPrefetch),
 	)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,5 +176,70 @@ func TestReplayOutlivesItsUser(t *testing.T) {
 	}
 	if stock, err := shop.Stock(ctx, product); err != nil || stock != 4 {
 		t.Fatalf("stock %d (%v), want 4", stock, err)
+	}
+}
+
+// TestHungProductServiceIsA503: the product service takes an order's stock and hangs, its
+// answer never coming, and its release of the stock hangs too. With the configuration's
+// defaults POST /orders answers 503 at PLACEMENT_TIMEOUT, so before the gateway gives up
+// (TestPlacementAnswersBeforeTheGateway), the release going on after the answer. Once the
+// product service answers again, the stock goes back, and the same request with its
+// Idempotency-Key places the order: its stock is taken once.
+func TestHungProductServiceIsA503(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := defaultConfig(t)
+	var reservations atomic.Int32
+	recovered := make(chan struct{})
+	recoverProduct := sync.OnceFunc(func() { close(recovered) })
+	t.Cleanup(recoverProduct)
+	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
+		o.PeerTimeout, o.PlacementTimeout = cfg.PeerTimeout, cfg.PlacementTimeout
+		o.WrapProduct = func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case !strings.HasPrefix(r.URL.Path, "/internal/reservations"):
+				case r.Method == http.MethodPost && reservations.Add(1) == 1:
+					h.ServeHTTP(httptest.NewRecorder(), r) // the stock is taken, the answer never comes
+					<-r.Context().Done()
+					return
+				case r.Method == http.MethodDelete:
+					select { // the release waits for the service to come back
+					case <-recovered:
+					case <-r.Context().Done():
+						return
+					}
+				}
+				h.ServeHTTP(w, r)
+			})
+		}
+	})
+	user, product := userAndProduct(ctx, t, shop, "kettle", 3400, 1)
+	place := func(out any) (int, []byte, error) {
+		return shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", orderOf(user, product, 1), out, "Idempotency-Key", "hung")
+	}
+
+	start := time.Now()
+	status, answer, err := place(nil)
+	took := time.Since(start)
+	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(string(answer), "product service unavailable") {
+		t.Fatalf("order while product hangs: %d %s (%v), want 503 product service unavailable", status, answer, err)
+	}
+	// The deadline, and the writing and reading of the answer.
+	if took >= cfg.PlacementTimeout+time.Second {
+		t.Errorf("503 after %s, want it at PLACEMENT_TIMEOUT %s", took, cfg.PlacementTimeout)
+	}
+	t.Logf("503 after %s (PEER_TIMEOUT %s, PLACEMENT_TIMEOUT %s)", took, cfg.PeerTimeout, cfg.PlacementTimeout)
+
+	recoverProduct()
+	var placed order.Order
+	if status, answer, err := place(&placed); err != nil || status != http.StatusCreated {
+		t.Fatalf("retry once product answers: %d %s (%v), want 201", status, answer, err)
+	}
+	if stock, err := shop.Stock(ctx, product); err != nil || stock != 0 {
+		t.Fatalf("stock %d (%v), want 0: the one kettle, taken once", stock, err)
+	}
+	if got, err := shop.WaitSettled(ctx, placed.ID.Hex()); err != nil || got.Status != order.Paid {
+		t.Fatalf("order %+v (%v), want PAID", got, err)
 	}
 }

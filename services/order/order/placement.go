@@ -77,7 +77,7 @@ func (s *store) placementExists(ctx context.Context, id bson.ObjectID) (bool, er
 // finishPlacement records that order id's placement is over, logging a failure: the
 // sweep then finds the placement, finds the order stored, and removes it.
 func (s *service) finishPlacement(ctx context.Context, id bson.ObjectID) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if err := s.store.placed(ctx, id); err != nil {
 		s.log.Warn("placement of an order kept; the sweep removes it", "order", id.Hex(), "error", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -33,6 +34,11 @@ type service struct {
 	relay relay
 	log   *slog.Logger
 	now   func() time.Time
+	// budget bounds a placement up to its answer (PLACEMENT_TIMEOUT).
+	budget time.Duration
+	// background counts the stock releases of failed placements (abandonWithin), which
+	// may outlive their request; Close waits for them.
+	background sync.WaitGroup
 }
 
 // place places an order: it claims the idempotency key if there is one, checks the user,
@@ -41,10 +47,21 @@ type service struct {
 // attempt's order id, so every step repeats harmlessly and the same order comes back,
 // whatever the user service says meanwhile (the user deleted, the service down): the order
 // exists. created is false for such a replay.
+//
+// It answers within s.budget, below the gateway's timeout, so that a client is told what
+// became of its order (a 503 says nothing was placed) rather than that the gateway gave up
+// (a 504 says the order may exist). Every step up to the answer runs under that deadline;
+// giving back stock that may have been taken goes on past it if need be (abandonWithin).
 func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (o Order, created bool, err error) {
 	if err := req.Validate(); err != nil {
 		return Order{}, false, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.budget)
+	defer cancel()
+	// The locks this request takes, released when it returns unless a release of its
+	// stock still running after the answer takes them over.
+	var locks heldLocks
+	defer locks.release()
 	id := mongodb.NewID()
 	keyID := ""
 	claimed := false // this request claimed the key, for id
@@ -57,11 +74,9 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		// release the reservation of another that stored the order meanwhile. The order
 		// service runs as one process, so a lock in it is enough. A request whose client
 		// goes while it waits stops waiting.
-		unlock, err := s.store.locks.LockContext(ctx, idempotencyLockPrefix+keyID)
-		if err != nil {
+		if err := locks.take(ctx, &s.store.locks, idempotencyLockPrefix+keyID); err != nil {
 			return Order{}, false, err
 		}
-		defer unlock()
 		k, err := s.store.claimKey(ctx, idempotencyKey{ID: keyID, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
 		if err != nil {
 			return Order{}, false, err
@@ -93,11 +108,9 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	// The placement is recorded before any stock is taken, and the order's placement
 	// lock held until it is over: should anything stop this request before the order
 	// is stored or its stock given back, the sweep finishes it (placement.go).
-	unlock, err := s.store.locks.LockContext(ctx, placementLockPrefix+id.Hex())
-	if err != nil {
+	if err := locks.take(ctx, &s.store.locks, placementLockPrefix+id.Hex()); err != nil {
 		return Order{}, false, err
 	}
-	defer unlock()
 	if err := s.store.recordPlacement(ctx, placement{ID: id, KeyID: keyID, CreatedAt: s.now()}); err != nil {
 		return Order{}, false, err
 	}
@@ -111,7 +124,7 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 			s.finishPlacement(ctx, id)
 		} else {
 			// The stock may have been taken before the answer was lost: give it back.
-			s.abandon(ctx, id, keyID)
+			s.abandonWithin(ctx, id, keyID, locks.handOver())
 		}
 		return Order{}, false, err
 	}
@@ -136,7 +149,8 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		// The write may have landed although its answer did not, or may yet land: such an
 		// order is kept, with its stock. Only an order known never to be stored (fenced
 		// off) gives its stock back.
-		lookup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		// A lookup cut short by the deadline leaves the question to the sweep.
+		lookup, cancel := cleanupContext(ctx)
 		defer cancel()
 		switch found, gerr := s.store.fence(lookup, id, now); {
 		case gerr == nil:
@@ -144,7 +158,7 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 			s.finishPlacement(ctx, id)
 			return found, true, nil
 		case errors.Is(gerr, errNotFound):
-			s.abandon(ctx, id, keyID)
+			s.abandonWithin(ctx, id, keyID, locks.handOver())
 			if errors.Is(err, errNotFound) {
 				// The insert found the id fenced off: an earlier attempt with this
 				// Idempotency-Key was abandoned, and its key is now freed.
@@ -190,7 +204,7 @@ func (s *service) checkNew(ctx context.Context, req PlaceRequest) error {
 // a release that arrives before its reservation, so a late reservation takes nothing.
 // Stock the product service did not take back stays with the placement, for the sweep.
 func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if err := s.peers.release(ctx, id.Hex()); err != nil {
 		s.log.Warn("stock of an unstored order not released yet; the sweep tries again", "order", id.Hex(), "error", err)
@@ -201,13 +215,78 @@ func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) b
 	return true
 }
 
+// abandonWithin abandons order id (abandon) holding the request's locks (unlock releases
+// them) until it is over, and waits for it until ctx ends: the placement's deadline, or
+// its client gone. A release still running then (a hung product service holds it for
+// PEER_TIMEOUT) goes on after the answer, a 503, which the gateway would otherwise cut
+// short. A retry with the order's Idempotency-Key waits for the lock, so it finds the key
+// freed (the stock is back) or, if the release failed, the same order id, whose
+// reservation the product service answers as before or as released: a release never
+// runs alongside a retry that stores the order. A release that fails is the sweep's.
+func (s *service) abandonWithin(ctx context.Context, id bson.ObjectID, keyID string, unlock func()) {
+	done := make(chan struct{})
+	background := context.WithoutCancel(ctx) // the release is not cut short with the answer
+	s.background.Go(func() {
+		defer close(done)
+		defer unlock()
+		s.abandon(background, id, keyID)
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// cleanupContext returns the context of a step that puts the store or the stock back in
+// order, which must run even when the client has gone (ctx done): at most 5 s, and no
+// later than ctx's deadline, the placement's budget when it answers a request.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(5 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
+}
+
+// heldLocks are the locks a placement holds, taken in order and released in reverse.
+type heldLocks []func()
+
+// take waits for lock name of locks until ctx ends. A wait that outlasts the placement's
+// budget is a 503: another request with the same key or order still holds the lock.
+func (h *heldLocks) take(ctx context.Context, locks *mongodb.KeyedMutex, name string) error {
+	unlock, err := locks.LockContext(ctx, name)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return apperr.Unavailable("an earlier request for this order is still being served; send the request again").Because(err)
+	}
+	if err != nil {
+		return err
+	}
+	*h = append(*h, unlock)
+	return nil
+}
+
+// handOver returns a function that releases the locks, which release then leaves alone.
+func (h *heldLocks) handOver() func() {
+	held := *h
+	*h = nil
+	return func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i]()
+		}
+	}
+}
+
+// release releases the locks still held.
+func (h *heldLocks) release() { h.handOver()() }
+
 // forgetKey removes the claim of idempotency key keyID (none when "") for order id, which
-// was not stored, even when the client has gone (ctx done).
+// was not stored, even when the client has gone (ctx done). A claim left in place is
+// harmless: a retry with the key reuses the order id, of which nothing is held.
 func (s *service) forgetKey(ctx context.Context, id bson.ObjectID, keyID string) {
 	if keyID == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if err := s.store.forgetKey(ctx, keyID, id); err != nil {
 		s.log.Error("idempotency key of an unstored order kept", "order", id.Hex(), "error", err)

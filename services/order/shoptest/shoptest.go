@@ -41,6 +41,8 @@ type Options struct {
 	Logger *slog.Logger
 	// PeerTimeout bounds order's calls to user and product; 0 means 10 s.
 	PeerTimeout time.Duration
+	// PlacementTimeout bounds a POST /orders up to its answer; 0 means 30 s.
+	PlacementTimeout time.Duration
 	// WrapProduct, if set, wraps the product service's handler: a test's way to slow it
 	// down or lose its answers.
 	WrapProduct func(http.Handler) http.Handler
@@ -81,11 +83,14 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 	if opts.PeerTimeout == 0 {
 		opts.PeerTimeout = 10 * time.Second
 	}
+	if opts.PlacementTimeout == 0 {
+		opts.PlacementTimeout = 30 * time.Second
+	}
 
 	var err error
 	s.Order, err = order.New(ctx, order.Config{
 		Broker: messaging.Settings{URL: opts.AMQPURL}, UserServiceURL: s.UserURL, ProductServiceURL: s.ProductURL,
-		PeerTimeout: opts.PeerTimeout, Prefetch: 64,
+		PeerTimeout: opts.PeerTimeout, PlacementTimeout: opts.PlacementTimeout, Prefetch: 64,
 	}, opts.Database("orders"), opts.Logger)
 	if err != nil {
 		s.Close()
