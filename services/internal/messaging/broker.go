@@ -22,8 +22,12 @@ var ErrDown = errors.New("message broker unavailable")
 type Config struct {
 	// URL is the AMQP URL, e.g. amqp://guest:guest@localhost:5672/.
 	URL string
-	// Name is shown by the broker as the connection's name (the service name).
+	// Name is shown by the broker as the connection's name (the service name, and the
+	// connection's role when the service has several).
 	Name string
+	// AppID is the app_id of the messages published on the connection: the name of the
+	// service that publishes them, which their consumers may read. Empty means Name.
+	AppID string
 	// Topology is declared on every new connection.
 	Topology Topology
 	// ReconnectDelay is the pause between connection attempts; default 500ms.
@@ -80,6 +84,9 @@ func Connect(cfg Config) *Broker {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.AppID == "" {
+		cfg.AppID = cfg.Name
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{

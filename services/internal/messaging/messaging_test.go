@@ -341,3 +341,30 @@ func TestBrokerOutage(t *testing.T) {
 		eventually(t, id+" handled", func() bool { return rec.storedCount(id) >= 1 })
 	}
 }
+
+// TestPublishedAppID: a message's app_id names the service that published it (Config.AppID),
+// whatever the connection is called; without an AppID it is the connection's name.
+func TestPublishedAppID(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	tests := []struct {
+		name, connection, appID, want string
+	}{
+		{name: "AppID set", connection: "order (publish)", appID: "order", want: "order"},
+		{name: "AppID empty", connection: "payment", want: "payment"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := messaging.Connect(messaging.Config{URL: url, Name: tt.connection, AppID: tt.appID,
+				Topology: messaging.Topology{Queues: []messaging.Queue{workQueue}}})
+			defer b.Close()
+			p := messaging.NewPublisher(b)
+			defer p.Close()
+			id := fmt.Sprintf("app-%d", i)
+			publish(t, p, id, "work.done")
+			got := testenv.RabbitMQTake(t, url, workQueue.Name)
+			if len(got) != 1 || got[0].MessageId != id || got[0].AppId != tt.want {
+				t.Fatalf("took %d messages, want %s with app_id %q: %+v", len(got), id, tt.want, got)
+			}
+		})
+	}
+}

@@ -87,7 +87,7 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		MessageId:    m.ID,
 		Type:         m.Type,
 		Timestamp:    m.Time.UTC(),
-		AppId:        p.b.cfg.Name,
+		AppId:        p.b.cfg.AppID,
 		Headers:      headers,
 		Body:         m.Body,
 	})

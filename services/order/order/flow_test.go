@@ -59,9 +59,16 @@ func startShopWithDatabases(t *testing.T, amqpURL string, edits ...func(*shoptes
 	return s, dbs
 }
 
+// update is an order.updated event as received: its status, and the app_id it was
+// published with.
+type update struct {
+	Status order.Status
+	AppID  string
+}
+
 // watchOrderUpdated binds a queue to order.updated (no service consumes it) and
-// returns a function counting the events received per order so far.
-func watchOrderUpdated(t *testing.T, url string) func() map[string][]order.Status {
+// returns a function listing the events received per order so far.
+func watchOrderUpdated(t *testing.T, url string) func() map[string][]update {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -89,22 +96,22 @@ func watchOrderUpdated(t *testing.T, url string) func() map[string][]order.Statu
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	seen := map[string][]order.Status{}
+	seen := map[string][]update{}
 	go func() {
 		for d := range deliveries {
 			var e order.UpdatedEvent
 			_ = json.Unmarshal(d.Body, &e)
 			mu.Lock()
-			seen[e.OrderID] = append(seen[e.OrderID], e.Status)
+			seen[e.OrderID] = append(seen[e.OrderID], update{Status: e.Status, AppID: d.AppId})
 			mu.Unlock()
 		}
 	}()
-	return func() map[string][]order.Status {
+	return func() map[string][]update {
 		mu.Lock()
 		defer mu.Unlock()
-		out := make(map[string][]order.Status, len(seen))
+		out := make(map[string][]update, len(seen))
 		for k, v := range seen {
-			out[k] = append([]order.Status(nil), v...)
+			out[k] = append([]update(nil), v...)
 		}
 		return out
 	}
@@ -163,8 +170,9 @@ func TestOrderIsPaidOrCancelled(t *testing.T) {
 			for len(updates()[placed.ID.Hex()]) == 0 && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if u := updates()[placed.ID.Hex()]; len(u) != 1 || u[0] != tt.want {
-				t.Fatalf("order.updated events %v, want one %s", u, tt.want)
+			// The app_id is the service's name, as its README says.
+			if u := updates()[placed.ID.Hex()]; len(u) != 1 || u[0] != (update{Status: tt.want, AppID: "order"}) {
+				t.Fatalf("order.updated events %+v, want one %s with app_id order", u, tt.want)
 			}
 		})
 	}

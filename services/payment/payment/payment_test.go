@@ -83,8 +83,9 @@ func (e *env) results(t *testing.T, n int) []payment.ResultEvent {
 			if err := json.Unmarshal(d.Body, &r); err != nil {
 				t.Fatalf("result %s: %v", d.Body, err)
 			}
-			if d.Type != "payment."+map[payment.Status]string{payment.Succeeded: "succeeded", payment.Failed: "failed"}[r.Status] || d.MessageId == "" {
-				t.Errorf("result of type %q id %q for status %s", d.Type, d.MessageId, r.Status)
+			if d.Type != "payment."+map[payment.Status]string{payment.Succeeded: "succeeded", payment.Failed: "failed"}[r.Status] ||
+				d.MessageId == "" || d.AppId != "payment" {
+				t.Errorf("result of type %q id %q app_id %q for status %s, want app_id payment", d.Type, d.MessageId, d.AppId, r.Status)
 			}
 			out = append(out, r)
 		}

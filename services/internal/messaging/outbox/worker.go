@@ -15,7 +15,8 @@ import (
 type WorkerConfig struct {
 	// Broker is the broker part of the service's configuration.
 	Broker messaging.Settings
-	// Name is the service's name, shown by the broker.
+	// Name is the service's name: the app_id of the events it publishes, and, with each
+	// connection's role, the name the broker shows for the connection.
 	Name string
 	// Outbox is the collection whose documents carry outgoing events, Locks the locks
 	// its writers hold around each update of a document, and Writes the gate its
@@ -52,7 +53,7 @@ type Worker struct {
 func NewWorker(cfg WorkerConfig) *Worker {
 	connect := func(role string) *messaging.Broker {
 		return messaging.Connect(messaging.Config{URL: cfg.Broker.URL, Name: cfg.Name + " (" + role + ")",
-			Topology: messaging.ShopTopology, Logger: cfg.Logger})
+			AppID: cfg.Name, Topology: messaging.ShopTopology, Logger: cfg.Logger})
 	}
 	w := &Worker{cfg: cfg, out: connect("publish"), in: connect("consume")}
 	w.pub = messaging.NewPublisher(w.out)
