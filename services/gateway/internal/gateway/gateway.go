@@ -56,7 +56,16 @@ type Gateway struct {
 	log        *slog.Logger
 	tracer     trace.Tracer
 	bodyBudget *semaphore.Weighted
+	// heads holds, from the moment the server reads a request's head until the request is
+	// answered, what answerReadError needs of the head of a request with a body: the server
+	// reads up to 8 KiB of a body before the handler runs, and when that fails it empties
+	// the request before answerReadError runs. *fasthttp.RequestHeader → headNote.
+	heads sync.Map
 }
+
+// headNote is what the access log and the metrics need of a request's head: its
+// X-Request-ID as sent, its method and the path of its target as sent.
+type headNote struct{ requestID, method, path string }
 
 // New builds the gateway of cfg.
 func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
@@ -119,6 +128,9 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	serveOwn := fasthttpadaptor.NewFastHTTPHandler(own)
 	m := web.NewHTTPMetrics(reg)
 	serve := func(ctx *fasthttp.RequestCtx) {
+		if ctx.Request.Header.ContentLength() > 0 {
+			g.heads.Delete(&ctx.Request.Header) // the body was read as far as the server reads it
+		}
 		if r := match(g.routes, ctx.Path()); r != nil {
 			g.proxy(ctx, r, m)
 			return
@@ -131,15 +143,69 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		serveOwn(ctx)
 	}
 	return Handler{
-		Serve:  serve,
-		Expect: func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
+		Serve:     serve,
+		HeadRead:  g.noteHead,
+		ReadError: func(ctx *fasthttp.RequestCtx, err error) { g.answerReadError(ctx, m, err) },
+		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
 	}
+}
+
+// noteHead keeps what answerReadError needs of the head h of a request with a body, until
+// the request is answered (Gateway.heads).
+func (g *Gateway) noteHead(h *fasthttp.RequestHeader) {
+	if h.ContentLength() <= 0 {
+		return // no body read before the handler runs (a chunked one is read by it)
+	}
+	g.heads.Store(h, headNoteOf(h))
+}
+
+// headNoteOf is what h says of its request.
+func headNoteOf(h *fasthttp.RequestHeader) headNote {
+	path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
+	return headNote{requestID: string(h.Peek(web.RequestIDHeader)), method: string(h.Method()), path: string(path)}
+}
+
+// accessOfHead names a request by what its head said (n), as accessOf does.
+func (g *Gateway) accessOfHead(n headNote) web.Access {
+	method, _ := methodName([]byte(n.method)) // the constant of a standard method
+	return web.Access{RequestID: requestID(n.requestID), Method: method, Route: g.routeOf([]byte(n.path)), Path: n.path}
+}
+
+// answerReadError answers a request the server could not read (readErrorAnswer) and records
+// it as refuse does. A request whose head was read is named by it (its request id, method,
+// path and route); one whose head was not is counted and logged under web.UnmatchedRoute with
+// a new request id and no method or path. The connection closes after it, gently: the rest
+// of the request may be on its way. A connection that sent nothing before it timed out made
+// no request: it is answered and closed, but neither counted nor logged (a browser's unused
+// preconnection, say).
+func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, err error) {
+	status, body := readErrorAnswer(err)
+	closeGently(ctx)
+	head := &ctx.Request.Header
+	note, noted := g.heads.LoadAndDelete(head)
+	if c, ok := ctx.Conn().(*gentleConn); ok && !c.heard {
+		writeJSON(&ctx.Response, status, body)
+		return
+	}
+	var a web.Access
+	switch {
+	case len(head.RawHeaders()) > 0: // read, but its target could not be
+		a = g.accessOfHead(headNoteOf(head))
+	case noted: // read, then emptied when its body could not be
+		a = g.accessOfHead(note.(headNote))
+	default:
+		a = web.Access{RequestID: web.NewRequestID(), Route: web.UnmatchedRoute}
+	}
+	g.refuse(ctx, m, a, status, body)
 }
 
 // expectContinue answers a request's Expect: 100-continue. A body announced over
 // web.MaxBodyBytes is refused 413 at once, as readBody refuses it, rather than invited and
 // then refused as it arrives; any other is invited.
 func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) int {
+	// Not kept past here: were the 100 Continue not sent, the request would end without the
+	// handler or answerReadError, and the note stay for the next request of this context.
+	g.heads.Delete(&ctx.Request.Header)
 	if ctx.Request.Header.ContentLength() <= web.MaxBodyBytes {
 		return fasthttp.StatusContinue
 	}
@@ -163,13 +229,12 @@ func validEscapes(p []byte) bool {
 	return err == nil
 }
 
-// refuse answers ctx with status and body in JSON where proxy does not run (a path the
-// gateway's own net/http mux cannot read, a body refused before the server reads it), and
-// records the answer as proxy and the mux record theirs: with the request's id, counted in m
-// and logged. a names the request (accessOf).
+// refuse answers ctx with status and body in JSON where proxy does not run (a request the
+// server cannot read, a path the gateway's own net/http mux cannot read, a body refused
+// before the server reads it), and records the answer as proxy and the mux record theirs:
+// with the request's id, counted in m and logged. a names the request (accessOf).
 func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Access, status int, body any) {
 	start := time.Now()
-	a.RequestID = requestIDOf(&ctx.Request.Header)
 	writeJSON(&ctx.Response, status, body)
 	ctx.Response.Header.Set(web.RequestIDHeader, a.RequestID)
 	a.Status = status
@@ -179,21 +244,34 @@ func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Acc
 }
 
 // accessOf names a request whose head was read as its metrics and access-log line name it:
-// its method, its path, and the pattern of the route it matches, else web.UnmatchedRoute
-// (the gateway's own paths included: a bounded set of labels either way).
+// its request id (requestIDOf), method, path and route (routeOf).
 func (g *Gateway) accessOf(ctx *fasthttp.RequestCtx) web.Access {
 	method, _ := methodName(ctx.Method())
-	a := web.Access{Method: method, Route: web.UnmatchedRoute, Path: string(ctx.Path())}
-	if r := match(g.routes, ctx.Path()); r != nil {
-		a.Route = r.pattern
+	return web.Access{
+		RequestID: requestIDOf(&ctx.Request.Header), Method: method,
+		Route: g.routeOf(ctx.Path()), Path: string(ctx.Path()),
 	}
-	return a
+}
+
+// routeOf is the route of path in the metrics and the access log: the pattern of the route
+// it matches, else web.UnmatchedRoute (the gateway's own paths included: a bounded set of
+// labels either way).
+func (g *Gateway) routeOf(path []byte) string {
+	if r := match(g.routes, path); r != nil {
+		return r.pattern
+	}
+	return web.UnmatchedRoute
 }
 
 // requestIDOf is the request's X-Request-ID when it is sane, else a new one.
 func requestIDOf(h *fasthttp.RequestHeader) string {
-	if id := h.Peek(web.RequestIDHeader); web.ValidRequestID(id) {
-		return string(id)
+	return requestID(h.Peek(web.RequestIDHeader))
+}
+
+// requestID is sent, a request's X-Request-ID, when it is sane, else a new one.
+func requestID[S string | []byte](sent S) string {
+	if web.ValidRequestID(sent) {
+		return string(sent)
 	}
 	return web.NewRequestID()
 }
@@ -420,10 +498,12 @@ func (g *Gateway) releaseBody(req *fasthttp.Request, taken int64) {
 }
 
 // refuseBody answers a request whose body cannot be read as the server answers what it
-// cannot read (answerReadError) and closes the connection after it, gently: the client may
-// still be sending the body. It returns false.
+// cannot read (readErrorAnswer) and closes the connection after it, gently: the client may
+// still be sending the body. It returns false; proxy records the answer.
 func refuseBody(ctx *fasthttp.RequestCtx, err error) bool {
-	answerReadError(ctx, err)
+	status, body := readErrorAnswer(err)
+	writeJSON(&ctx.Response, status, body)
+	closeGently(ctx)
 	return false
 }
 

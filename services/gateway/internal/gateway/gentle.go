@@ -34,17 +34,31 @@ func (l gentleListener) Accept() (net.Conn, error) {
 	return &gentleConn{Conn: c}, nil
 }
 
-// gentleConn is a client's connection that can close gently: when the gateway answered a
-// request it refused before reading all of it, closing the connection at once with the
-// client's bytes unread would make the kernel send a reset, which the client can see before
-// it reads the answer (curl reports "Connection reset by peer" and drops it). Closed gently,
-// the connection sends the answer and its end (a half close), then reads and drops what the
-// client still sends, within lingerTime and lingerBytes, as net/http and nginx close.
+// gentleConn is a client's connection that can close gently, and knows whether the client
+// sent anything on it. When the gateway answered a request it refused before reading all of
+// it, closing the connection at once with the client's bytes unread would make the kernel
+// send a reset, which the client can see before it reads the answer (curl reports
+// "Connection reset by peer" and drops it). Closed gently, the connection sends the answer
+// and its end (a half close), then reads and drops what the client still sends, within
+// lingerTime and lingerBytes, as net/http and nginx close.
 type gentleConn struct {
 	net.Conn
 	// gentle is set when the connection is to close gently; the server's goroutine serving
 	// the connection sets it and closes the connection.
 	gentle atomic.Bool
+	// heard is set once the client sent a byte: a connection the server gives up on before
+	// that made no request to count (answerReadError). Only the server's goroutine serving
+	// the connection reads it and sets it.
+	heard bool
+}
+
+// Read reads from the connection.
+func (c *gentleConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.heard = true
+	}
+	return n, err
 }
 
 // Close closes the connection, gently when closeGently asked for it.

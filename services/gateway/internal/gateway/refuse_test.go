@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -40,14 +42,14 @@ func TestOverLimitBodyAnswerArrives(t *testing.T) {
 				request = head
 			}
 			for i := range 50 {
-				status, header, answer := writeWholeThenRead(t, s.url, request)
-				if status != http.StatusRequestEntityTooLarge || header.Get("Content-Type") != "application/json" {
-					t.Fatalf("attempt %d: status %d %q, want 413 JSON first; body %s", i, status, header.Get("Content-Type"), answer)
+				resp, answer := exchange(t, s.url, request, 16<<10, false)
+				if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Content-Type") != "application/json" {
+					t.Fatalf("attempt %d: status %d %q, want 413 JSON first; body %s", i, resp.StatusCode, resp.Header.Get("Content-Type"), answer)
 				}
 				if e := decode[map[string]any](t, answer); e["error"] == nil {
 					t.Fatalf("attempt %d: body %s has no error", i, answer)
 				}
-				if id := header.Get(web.RequestIDHeader); id != "big-1" {
+				if id := resp.Header.Get(web.RequestIDHeader); id != "big-1" {
 					t.Fatalf("attempt %d: X-Request-ID %q, want the client's", i, id)
 				}
 			}
@@ -61,11 +63,106 @@ func TestOverLimitBodyAnswerArrives(t *testing.T) {
 	}
 }
 
-// writeWholeThenRead writes request to the gateway whole on a connection of its own, in
-// pieces as a client sends from its buffer, however early the gateway answers, and then reads the first answer (a 100 Continue included) and its
-// body. A connection reset while writing fails the test: clients such as curl give up on
-// the request then, answer or not.
-func writeWholeThenRead(t *testing.T, gatewayURL, request string) (status int, header http.Header, body []byte) {
+// TestUnreadableRequests: a request the gateway will not read, or cannot read whole, is
+// answered in JSON with its status and a request id (the client's when its head was read and
+// the id is sane, else a new one), counted and logged under its route (when its head was
+// read), and reaches no service. The requests are written by hand, as HTTP clients would not.
+func TestUnreadableRequests(t *testing.T) {
+	var g *Gateway
+	s := newSuiteOf(t, func(c *Config) { c.ReadHeaderTimeout = 300 * time.Millisecond; c.ReadTimeout = 600 * time.Millisecond },
+		func(gw *Gateway) { g = gw })
+	head := func(id, field string) string {
+		return "POST /users HTTP/1.1\r\nHost: gateway\r\nX-Request-ID: " + id + "\r\n" + field + "\r\n\r\n"
+	}
+	unsafeID := strings.Repeat("x", 200)
+	tests := []struct {
+		name    string
+		request string
+		// halfClose: the client says it has sent all it will, and reads.
+		halfClose bool
+		status    int
+		// id is the request id the answer must carry; "" for a new one.
+		id    string
+		route string
+	}{
+		{name: "head slower than the header timeout", request: "POST /users HTTP/1.1\r\nHost: gateway\r\nX-Request-ID: slow-0\r\n",
+			status: http.StatusRequestTimeout, route: web.UnmatchedRoute},
+		{name: "body stalled before the handler", request: head("slow-1", "Content-Length: 100") + `{"a":1}`,
+			status: http.StatusRequestTimeout, id: "slow-1", route: "/users"},
+		{name: "body stalled, unsafe request id", request: head(unsafeID, "Content-Length: 100") + `{"a":1}`,
+			status: http.StatusRequestTimeout, route: "/users"},
+		{name: "body cut short", request: head("cut-1", "Content-Length: 100") + `{"a":1}`, halfClose: true,
+			status: http.StatusBadRequest, id: "cut-1", route: "/users"},
+		{name: "head over the buffer", request: head("big-0", "X-Big: "+strings.Repeat("x", readBufferSize)),
+			status: http.StatusRequestHeaderFieldsTooLarge, route: web.UnmatchedRoute},
+		{name: "malformed head", request: head("bad-0", "Content-Length: x"),
+			status: http.StatusBadRequest, route: web.UnmatchedRoute},
+		{name: "target that cannot be read", request: "GET /users/1 HTTP/1.1\r\nHost: [::1\r\nX-Request-ID: host-1\r\n\r\n",
+			status: http.StatusBadRequest, id: "host-1", route: "/users/"},
+		// Refused once its first bytes are in (the server reads up to 8 KiB of a body before
+		// the handler runs), not after the whole megabyte.
+		{name: "body over the limit", request: head("big-1", "Content-Length: "+strconv.Itoa(web.MaxBodyBytes+1)) + strings.Repeat("x", 8<<10),
+			status: http.StatusRequestEntityTooLarge, id: "big-1", route: "/users"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			series := map[string]string{"route": tt.route, "status": strconv.Itoa(tt.status)}
+			before := counterValue(t, s.reg, "http_requests_total", series)
+			resp, body := exchange(t, s.url, tt.request, 0, tt.halfClose)
+			if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("status %d %q, want %d JSON; body %s", resp.StatusCode, resp.Header.Get("Content-Type"), tt.status, body)
+			}
+			if e := decode[map[string]any](t, body); e["error"] == nil {
+				t.Errorf("body %s has no error", body)
+			}
+			id := resp.Header.Get(web.RequestIDHeader)
+			switch {
+			case !web.ValidRequestID(id):
+				t.Errorf("X-Request-ID %q, want one", id)
+			case tt.id != "" && id != tt.id:
+				t.Errorf("X-Request-ID %q, want the client's %q", id, tt.id)
+			case tt.id == "" && strings.Contains(tt.request, id):
+				t.Errorf("X-Request-ID %q taken from a request whose head was not read, or unsafe", id)
+			}
+			if after := counterValue(t, s.reg, "http_requests_total", series); after != before+1 {
+				t.Errorf("http_requests_total%v went from %v to %v, want one more", series, before, after)
+			}
+			if !logged(t, s.log, id, tt.route, tt.status) {
+				t.Errorf("no access-log line with request_id %q, route %q, status %d", id, tt.route, tt.status)
+			}
+		})
+	}
+	t.Run("a connection that sends nothing", func(t *testing.T) {
+		timeouts := map[string]string{"status": strconv.Itoa(http.StatusRequestTimeout)}
+		before := counterValue(t, s.reg, "http_requests_total", timeouts)
+		lines := len(s.log.requests(t))
+		if resp, body := exchange(t, s.url, "", 0, false); resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("status %d %s, want 408", resp.StatusCode, body)
+		}
+		if after := counterValue(t, s.reg, "http_requests_total", timeouts); after != before {
+			t.Errorf("counted as a request: http_requests_total{status=\"408\"} went from %v to %v", before, after)
+		}
+		if n := len(s.log.requests(t)); n != lines {
+			t.Errorf("logged as a request: %d access-log lines, were %d", n, lines)
+		}
+	})
+	for name, u := range s.upstreams {
+		if n := u.hits.Load(); n != 0 {
+			t.Errorf("%s reached %d times", name, n)
+		}
+	}
+	// Every request answered, none of their heads is kept.
+	for h := range g.heads.Range {
+		t.Errorf("the head of %q is still kept", h.(*fasthttp.RequestHeader).RequestURI())
+	}
+}
+
+// exchange writes request to the gateway on a connection of its own, in pieces of piece
+// bytes when piece is not 0 (as a client sends from its buffer) however early the gateway
+// answers; closes the connection's sending side when halfClose is set; and returns the first
+// answer read (a 100 Continue included) and its body. A connection reset while writing fails
+// the test: clients such as curl give up on the request then, answer or not.
+func exchange(t *testing.T, gatewayURL, request string, piece int, halfClose bool) (answer, []byte) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(gatewayURL, "http://"))
 	if err != nil {
@@ -73,22 +170,38 @@ func writeWholeThenRead(t *testing.T, gatewayURL, request string) (status int, h
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if piece == 0 {
+		piece = len(request) + 1
+	}
 	for rest := request; rest != ""; {
-		n := min(len(rest), 16<<10)
+		n := min(len(rest), piece)
 		if _, err := io.WriteString(conn, rest[:n]); err != nil {
 			t.Fatalf("writing the request, %d bytes to go: %v", len(rest), err)
 		}
 		rest = rest[n:]
-		time.Sleep(100 * time.Microsecond)
+		if rest != "" {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	if halfClose {
+		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("reading the answer: %v", err)
 	}
-	defer resp.Body.Close()
-	body, err = io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading the answer's body: %v", err)
+	return readAnswer(t, resp)
+}
+
+// logged reports whether log has an access-log line of request id with route and status.
+func logged(t *testing.T, log *logLines, id, route string, status int) bool {
+	t.Helper()
+	for _, line := range log.requests(t) {
+		if line["request_id"] == id && line["route"] == route && line["status"] == float64(status) {
+			return true
+		}
 	}
-	return resp.StatusCode, resp.Header, body
+	return false
 }

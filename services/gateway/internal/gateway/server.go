@@ -18,10 +18,17 @@ import (
 const readBufferSize = 16 << 10
 
 // Handler is what the gateway's server runs (Gateway.Handler makes it): the handler of the
-// requests the server reads, and the answer to an Expect: 100-continue.
+// requests the server reads, what it is told of their heads, the answer to a request it
+// cannot read, and the answer to an Expect: 100-continue.
 type Handler struct {
 	// Serve serves every request the server reads.
 	Serve fasthttp.RequestHandler
+	// HeadRead is told of every request head the server reads, before it reads any of the
+	// body.
+	HeadRead func(h *fasthttp.RequestHeader)
+	// ReadError answers a request the server could not read for err; the server sends the
+	// answer and closes the connection after it.
+	ReadError func(ctx *fasthttp.RequestCtx, err error)
 	// Expect answers a request's Expect: 100-continue before its body is read:
 	// fasthttp.StatusContinue to read the body and serve the request, else the status of the
 	// answer it wrote, which the server sends and closes the connection after.
@@ -31,24 +38,29 @@ type Handler struct {
 // NewServer returns the server of h with cfg's timeouts: ReadHeaderTimeout for a request's
 // head, ReadTimeout for its body, WriteTimeout for writing the answer, IdleTimeout between
 // requests on a kept-alive connection. A request body is at most web.MaxBodyBytes, as the
-// services read. A request that cannot be read is answered in JSON, as everything else the
-// gateway says.
+// services read.
 func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server {
 	headerTimeout := cfg.ReadTimeout
 	if cfg.ReadHeaderTimeout > 0 && (headerTimeout <= 0 || cfg.ReadHeaderTimeout < headerTimeout) {
 		headerTimeout = cfg.ReadHeaderTimeout
 	}
 	bodyConfig := fasthttp.RequestConfig{ReadTimeout: cfg.ReadTimeout}
+	headRead := func(head *fasthttp.RequestHeader) fasthttp.RequestConfig {
+		if h.HeadRead != nil {
+			h.HeadRead(head)
+		}
+		return bodyConfig
+	}
 	return &fasthttp.Server{
 		Handler:      h.Serve,
-		ErrorHandler: answerReadError,
+		ErrorHandler: h.ReadError,
 		// Rather than fasthttp's ContinueHandler, whose refusal is a 417 with no body: the
 		// client asking is told 413 in JSON before it sends a body over the limit.
 		ExpectHandler: h.Expect,
 		// The head must come within the header timeout (a client holding a connection with a
 		// head sent byte by byte ties up memory); the body then has the read timeout.
 		ReadTimeout:    headerTimeout,
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig { return bodyConfig },
+		HeaderReceived: headRead,
 		WriteTimeout:   cfg.WriteTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
 		// Request bodies stream: the server reads at most streamPreRead of one before the
@@ -68,14 +80,6 @@ func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server
 		CloseOnShutdown:              true,
 		Logger:                       printfLogger{logger},
 	}
-}
-
-// answerReadError answers a request the server could not read (readErrorAnswer); the
-// connection closes after it, gently: the rest of the request may be on its way.
-func answerReadError(ctx *fasthttp.RequestCtx, err error) {
-	status, body := readErrorAnswer(err)
-	writeJSON(&ctx.Response, status, body)
-	closeGently(ctx)
 }
 
 // readErrorAnswer is the status and body of the answer to a request that cannot be read for
