@@ -2,8 +2,10 @@ package mongodb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -108,26 +110,83 @@ func DocumentKey(coll *mongo.Collection, id any) string {
 // starts the moment the previous one ends: the product store's reservation benchmark
 // went from 64 to 117 reservations/s (same machine and FerretDB, with its _id index
 // made usable).
+//
+// A queue must not turn an outage into waits that add up: with the database down or
+// frozen, each write tries for up to the client's operation timeout, so the Nth write
+// queued would answer after N timeouts, past any HTTP server's write timeout. So when
+// a write finds the database unreachable, the writes waiting behind it fail at once with
+// its error (see Do), and every write answers within about one operation timeout of
+// arriving.
 type Gate struct {
 	slots chan struct{}
+	// outage is the signal of the writes waiting now: fired, and replaced, when a write
+	// finds the database unreachable.
+	outage atomic.Pointer[outage]
+}
+
+// outage tells the writes that waited for a Gate's slot while the write holding it
+// found the database unreachable.
+type outage struct {
+	fired chan struct{} // closed once err is set
+	err   error
 }
 
 // NewGate returns a Gate letting n (at least 1) operations run at once.
 func NewGate(n int) *Gate {
-	return &Gate{slots: make(chan struct{}, max(n, 1))}
+	g := &Gate{slots: make(chan struct{}, max(n, 1))}
+	g.outage.Store(&outage{fired: make(chan struct{})})
+	return g
 }
 
 // Do runs fn when a slot is free, or returns ctx's error if ctx ends first. A nil Gate
 // runs fn at once.
+//
+// When fn fails because the database is unreachable (Unreachable), while ctx still runs
+// (a client that went away says nothing of the database), the calls of Do that were
+// waiting for a slot then return at once, without running their fn, an error wrapping
+// ErrNotSent and fn's error, which Unreachable recognises too. Calls that arrive later
+// run their fn: the database may be back.
 func (g *Gate) Do(ctx context.Context, fn func() error) error {
 	if g == nil {
 		return fn()
 	}
+	o := g.outage.Load()
 	select {
 	case g.slots <- struct{}{}:
+	case <-o.fired:
+		return o.failure()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-g.slots }()
-	return fn()
+	// A failed write frees its slot after firing, so both cases may have been ready
+	// above: the outage wins.
+	select {
+	case <-o.fired:
+		return o.failure()
+	default:
+	}
+	err := fn()
+	if err != nil && Unreachable(err) && ctx.Err() == nil {
+		g.fire(err)
+	}
+	return err
+}
+
+// fire fails the writes waiting now with err, and gives those arriving after a new,
+// unfired signal.
+func (g *Gate) fire(err error) {
+	o := g.outage.Swap(&outage{fired: make(chan struct{})})
+	o.err = err
+	close(o.fired)
+}
+
+// ErrNotSent is in the error of a Gate's Do that did not run its fn because a write
+// ahead of it in the queue found the database unreachable: unlike that write's, whose
+// outcome is unknown, this one certainly did not reach the database.
+var ErrNotSent = errors.New("not sent: the write ahead of it found the database unreachable")
+
+// failure is the error of a write that did not run because of the outage.
+func (o *outage) failure() error {
+	return fmt.Errorf("%w: %w", ErrNotSent, o.err)
 }

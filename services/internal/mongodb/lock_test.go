@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -67,49 +66,4 @@ func (k *KeyedMutex) held() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.locks)
-}
-
-func TestGateBoundsConcurrency(t *testing.T) {
-	for _, n := range []int{1, 3} {
-		g := NewGate(n)
-		var running, most, ran atomic.Int64
-		var wg sync.WaitGroup
-		for range 60 {
-			wg.Go(func() {
-				err := g.Do(context.Background(), func() error {
-					now := running.Add(1)
-					for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
-					}
-					time.Sleep(time.Millisecond)
-					running.Add(-1)
-					ran.Add(1)
-					return nil
-				})
-				if err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		if ran.Load() != 60 || most.Load() != int64(n) {
-			t.Errorf("gate of %d: %d ran, at most %d at once; want 60 and %d", n, ran.Load(), most.Load(), n)
-		}
-	}
-}
-
-func TestGateWaitEndsWithContext(t *testing.T) {
-	g := NewGate(1)
-	release := make(chan struct{})
-	go func() { _ = g.Do(context.Background(), func() error { <-release; return nil }) }()
-	for len(g.slots) == 0 { // until the first holds the slot
-		time.Sleep(time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	ran := false
-	err := g.Do(ctx, func() error { ran = true; return nil })
-	close(release)
-	if !errors.Is(err, context.DeadlineExceeded) || ran {
-		t.Errorf("Do on a full gate = %v (ran %v), want the context's deadline and no run", err, ran)
-	}
 }
