@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -102,7 +103,10 @@ func appFor(shop *shopv1.Shop, component string) app {
 	case Order:
 		a := backend(spec.Services.Order)
 		a.oneProcess = true
-		a.env = append(a.env, rabbitmq)
+		a.env = append(a.env, rabbitmq, corev1.EnvVar{
+			Name:  "PLACEMENT_TIMEOUT",
+			Value: placementTimeout(upstreamTimeout(&spec)).String(),
+		})
 		a.env = append(a.env, urls(User, Product)...)
 		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
 		return a
@@ -123,7 +127,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 			corev1.EnvVar{Name: "RATE_LIMIT_WINDOW", Value: durationOr(g.RateLimit.Window, "15m")},
 			// Always set, even empty, so removing the last proxy removes it from the pods.
 			corev1.EnvVar{Name: "TRUSTED_PROXIES", Value: strings.Join(g.TrustedProxies, ",")},
-			corev1.EnvVar{Name: "UPSTREAM_TIMEOUT", Value: durationOr(g.UpstreamTimeout, "10s")},
+			corev1.EnvVar{Name: "UPSTREAM_TIMEOUT", Value: upstreamTimeout(&spec).String()},
 		)
 		return app{
 			name:      Gateway,
@@ -292,6 +296,27 @@ func AppPodDisruptionBudget(shop *shopv1.Shop, component string) *policyv1.PodDi
 			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
 		},
 	}
+}
+
+// defaultUpstreamTimeout is the gateway's UPSTREAM_TIMEOUT for a Shop stored before the
+// API server defaulted gateway.upstreamTimeout (the CRD's default and the gateway's own).
+const defaultUpstreamTimeout = 10 * time.Second
+
+// upstreamTimeout is how long the gateway waits for a service.
+func upstreamTimeout(spec *shopv1.ShopSpec) time.Duration {
+	if d := spec.Gateway.UpstreamTimeout; d != nil {
+		return d.Duration
+	}
+	return defaultUpstreamTimeout
+}
+
+// placementTimeout is the order service's PLACEMENT_TIMEOUT for a gateway that waits
+// upstream for a service: POST /orders answers within it, its own 503 included, so it
+// stays below upstream by a margin (2 s, a fifth of upstream when that is less) for the
+// answer to reach the gateway before the gateway gives up with a 504. With the default
+// 10 s it is the order service's own default, 8 s.
+func placementTimeout(upstream time.Duration) time.Duration {
+	return upstream - min(2*time.Second, upstream/5)
 }
 
 // durationOr formats d as the services parse it (a Go duration), or def when unset.

@@ -168,9 +168,24 @@ func TestAppEnvironment(t *testing.T) {
 		{app: User, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "user-mongodb-uri"}},
 		{app: Product, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "product-mongodb-uri"}},
 		{
-			app:        Order,
-			wantValues: map[string]string{"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80"},
+			app: Order,
+			wantValues: map[string]string{
+				"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80", "PLACEMENT_TIMEOUT": "8s",
+			},
 			wantSecret: map[string]string{"MONGODB_URI": "order-mongodb-uri", "RABBITMQ_URL": "rabbitmq-url"},
+		},
+		{
+			// The order service answers before the gateway gives up on it.
+			app: Order,
+			edit: func(s *shopv1.Shop) {
+				s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 1500 * time.Millisecond}
+			},
+			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "1.2s"},
+		},
+		{
+			app:        Order,
+			edit:       func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: time.Minute} },
+			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "58s"},
 		},
 		{
 			app:        Payment,
