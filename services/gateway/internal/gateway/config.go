@@ -32,7 +32,9 @@ type Config struct {
 	TrustedProxies string `env:"TRUSTED_PROXIES"`
 
 	// UpstreamTimeout bounds a service's whole answer, from sending it the request to reading the
-	// last byte of its response; past it → 504.
+	// last byte of its response; past it → 504. Keep it at least 2 s above the order
+	// service's PLACEMENT_TIMEOUT (8s), so that POST /orders gets the order service's own 503
+	// rather than a 504; services/order/order/config_test.go reads this envDefault here.
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"10s"`
 	// MaxConnsPerService caps the kept-alive connections to each service, so the requests in
 	// flight to it; a request finding them all busy waits for one for half of UpstreamTimeout,
