@@ -134,6 +134,12 @@ type Relay struct {
 	confirmed map[string]*pending  // by document key: published events not yet removed
 	timers    map[*time.Timer]bool // removals due after the delay, not started yet
 	removals  sync.WaitGroup       // removals due after the delay, not finished yet
+
+	// removing lets one removal due after the delay run at a time. Each takes a turn of
+	// the write gate, and a burst of them (a backlog sent at once, as after a broker
+	// outage) queued there together would put every request's write behind all of them;
+	// one at a time, a request's write waits for one removal at most.
+	removing sync.Mutex
 }
 
 // pending are the published events of one document whose removal waits.
@@ -248,6 +254,8 @@ func (r *Relay) removeLater(ctx context.Context, id any) {
 		r.mu.Lock()
 		delete(r.timers, t)
 		r.mu.Unlock()
+		r.removing.Lock()
+		defer r.removing.Unlock()
 		if err := r.removeConfirmed(context.WithoutCancel(ctx), id); err != nil {
 			r.log.Warn("relay", "error", err)
 			r.fellBehind()
