@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
@@ -256,25 +256,14 @@ func (s *suite) do(t *testing.T, method, target string, header http.Header) (ans
 }
 
 // logLines is a log written to memory, as JSON lines.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logLines struct{ testproc.Buffer }
 
 // requests returns the access-log lines ("request") written so far.
 func (l *logLines) requests(t *testing.T) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var lines []map[string]any
-	for line := range bytes.Lines(l.buf.Bytes()) {
-		if e := decode[map[string]any](t, line); e["msg"] == "request" {
+	for line := range strings.Lines(l.String()) {
+		if e := decode[map[string]any](t, []byte(line)); e["msg"] == "request" {
 			lines = append(lines, e)
 		}
 	}
