@@ -28,7 +28,8 @@ type Config struct {
 	ProductServiceURL string `env:"PRODUCT_SERVICE_URL" envDefault:"http://product:8080"`
 	// PeerTimeout bounds each call to a peer.
 	PeerTimeout time.Duration `env:"PEER_TIMEOUT" envDefault:"5s"`
-	// PlacementTimeout bounds POST /orders up to its answer, peer calls included. Its
+	// PlacementTimeout bounds POST /orders up to its answer, peer calls included; the peer
+	// calls end a store margin (storeMargin) before it, leaving the order's write the rest. Its
 	// default stays 2 s below the gateway's UPSTREAM_TIMEOUT default (10s), so that a
 	// client behind the gateway gets the order service's answer (a 503 when a peer
 	// hangs: nothing placed, send it again), not the gateway's 504 (the order may exist).

@@ -50,16 +50,21 @@ type service struct {
 //
 // It answers within s.budget, below the gateway's timeout, so that a client is told what
 // became of its order (a 503 says nothing was placed) rather than that the gateway gave up
-// (a 504 says the order may exist). Every step up to the answer runs under that deadline;
-// giving back stock that may have been taken goes on past it if need be (abandonWithin).
+// (a 504 says the order may exist). The steps before the write (locks, peers) must be over
+// storeMargin before that deadline, which leaves the write and its fence (settleInsert) time
+// to say whether the order was stored; giving back stock that may have been taken, and
+// settling a write whose answer is still missing at the deadline, go on past it if need be.
 func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (o Order, created bool, err error) {
 	if err := req.Validate(); err != nil {
 		return Order{}, false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.budget)
+	deadline, margin := time.Now().Add(s.budget), storeMargin(s.budget)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	// The locks this request takes, released when it returns unless a release of its
-	// stock still running after the answer takes them over.
+	steps, cancelSteps := context.WithDeadline(ctx, deadline.Add(-margin))
+	defer cancelSteps()
+	// The locks this request takes, released when it returns unless a step still running
+	// after the answer takes them over.
 	var locks heldLocks
 	defer locks.release()
 	id := mongodb.NewID()
@@ -74,10 +79,10 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		// release the reservation of another that stored the order meanwhile. The order
 		// service runs as one process, so a lock in it is enough. A request whose client
 		// goes while it waits stops waiting.
-		if err := locks.take(ctx, &s.store.locks, idempotencyLockPrefix+keyID); err != nil {
+		if err := locks.take(steps, &s.store.locks, idempotencyLockPrefix+keyID); err != nil {
 			return Order{}, false, err
 		}
-		k, err := s.store.claimKey(ctx, idempotencyKey{ID: keyID, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
+		k, err := s.store.claimKey(steps, idempotencyKey{ID: keyID, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
 		if err != nil {
 			return Order{}, false, err
 		}
@@ -88,14 +93,14 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 		id = k.OrderID
 		if !claimed {
 			// A retry: the order comes back if an earlier attempt stored it.
-			if o, err := s.store.get(ctx, id); err == nil {
+			if o, err := s.store.get(steps, id); err == nil {
 				return o, false, nil
 			} else if !errors.Is(err, errNotFound) {
 				return Order{}, false, err
 			}
 		}
 	}
-	if err := s.checkNew(ctx, req); err != nil {
+	if err := s.checkNew(steps, req); err != nil {
 		// A request for no user, or for no product, makes no order: the key it claimed is
 		// freed. One claimed by an earlier attempt stays with that attempt's placement,
 		// which frees it once settled.
@@ -108,14 +113,14 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	// The placement is recorded before any stock is taken, and the order's placement
 	// lock held until it is over: should anything stop this request before the order
 	// is stored or its stock given back, the sweep finishes it (placement.go).
-	if err := locks.take(ctx, &s.store.locks, placementLockPrefix+id.Hex()); err != nil {
+	if err := locks.take(steps, &s.store.locks, placementLockPrefix+id.Hex()); err != nil {
 		return Order{}, false, err
 	}
-	if err := s.store.recordPlacement(ctx, placement{ID: id, KeyID: keyID, CreatedAt: s.now()}); err != nil {
+	if err := s.store.recordPlacement(steps, placement{ID: id, KeyID: keyID, CreatedAt: s.now()}); err != nil {
 		return Order{}, false, err
 	}
 
-	res, err := s.peers.reserve(ctx, id.Hex(), req.Items)
+	res, err := s.peers.reserve(steps, id.Hex(), req.Items)
 	if err != nil {
 		if reservationSettled(err) {
 			// Nothing was reserved and no order made: the key is freed, so that a retry
@@ -144,37 +149,102 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	if err != nil {
 		return Order{}, false, err
 	}
-	stored, inserted, err := s.store.insert(ctx, document{Order: o, Outbox: []outbox.Event{ev}, OutboxPending: true})
+	// The insert leaves half the margin to its fence, so that a write lost on its way is
+	// settled, and its stock given back, before the answer.
+	write, cancelWrite := context.WithDeadline(ctx, deadline.Add(-margin/2))
+	defer cancelWrite()
+	stored, inserted, err := s.store.insert(write, document{Order: o, Outbox: []outbox.Event{ev}, OutboxPending: true})
 	if err != nil {
-		// The write may have landed although its answer did not, or may yet land: such an
-		// order is kept, with its stock. Only an order known never to be stored (fenced
-		// off) gives its stock back.
-		// A lookup cut short by the deadline leaves the question to the sweep.
-		lookup, cancel := cleanupContext(ctx)
-		defer cancel()
-		switch found, gerr := s.store.fence(lookup, id, now); {
-		case gerr == nil:
-			s.relay.Notify(id, ev)
-			s.finishPlacement(ctx, id)
-			return found, true, nil
-		case errors.Is(gerr, errNotFound):
-			s.abandonWithin(ctx, id, keyID, locks.handOver())
-			if errors.Is(err, errNotFound) {
-				// The insert found the id fenced off: an earlier attempt with this
-				// Idempotency-Key was abandoned, and its key is now freed.
-				err = errAttemptAbandoned
-			}
-		default:
-			s.log.Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
-				"order", id.Hex(), "error", err, "lookup", gerr)
-		}
-		return Order{}, false, err
+		return s.settleInsert(ctx, id, keyID, now, ev, err, locks.handOver())
 	}
 	if inserted {
 		s.relay.Notify(id, ev)
 	}
 	s.finishPlacement(ctx, id)
 	return stored, inserted, nil
+}
+
+// storeMargin is what a placement's budget keeps, after the steps before the write, for
+// the write and, should its answer not come, the fence that settles it: about two of the
+// database's round trips on a loaded node, and no more than a quarter of a small budget.
+func storeMargin(budget time.Duration) time.Duration {
+	return min(1500*time.Millisecond, budget/4)
+}
+
+// outcomeUnknown answers a placement whose write (insertErr) is not known, at the
+// deadline, to have stored the order or to never store it. Unlike the other 503s it does
+// not say that nothing was placed: the same Idempotency-Key settles it (the order, or a
+// fresh placement), and a request without one may find the order under GET /orders.
+func outcomeUnknown(insertErr error) error {
+	return apperr.Unavailable(orderMayExist).Because(insertErr)
+}
+
+// orderMayExist is the message of outcomeUnknown's 503.
+const orderMayExist = "the order may have been placed: send the request again with the same Idempotency-Key, or look for the order before placing it again without one"
+
+// settleInsert settles the placement of order id, whose insert failed (insertErr): the
+// write may have landed although its answer did not, or may yet land. The fence
+// (store.fence) settles which: a stored order is kept, with its stock, and answered; one
+// fenced off gives its stock back (abandon) and is answered with insertErr, nothing being
+// placed. The fence runs on a context of its own, never the answer's deadline, which the
+// failed insert may have used up, and holds the request's locks (unlock releases them)
+// until the placement is settled; the answer waits for it until ctx ends. An outcome not
+// known by then is outcomeUnknown, and the fence, and the release of stock it may
+// lead to, go on after the answer; a fence that fails leaves the placement to the sweep.
+func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID string, now time.Time,
+	ev outbox.Event, insertErr error, unlock func()) (Order, bool, error) {
+	type outcome struct {
+		order Order
+		err   error
+	}
+	fenced := make(chan outcome, 1)
+	done := make(chan struct{})
+	s.background.Go(func() {
+		defer close(done)
+		defer unlock()
+		settle, cancel := cleanupContext(context.WithoutCancel(ctx))
+		defer cancel()
+		found, err := s.store.fence(settle, id, now)
+		switch {
+		case err == nil:
+			s.relay.Notify(id, ev)
+			fenced <- outcome{found, nil}
+			s.finishPlacement(settle, id)
+		case errors.Is(err, errNotFound):
+			fenced <- outcome{err: err}
+			s.abandon(settle, id, keyID)
+		default:
+			fenced <- outcome{err: err}
+			s.log.Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
+				"order", id.Hex(), "error", insertErr, "lookup", err)
+		}
+	})
+	var r outcome
+	select {
+	case r = <-fenced:
+	case <-ctx.Done():
+		s.log.Warn("order not known to be stored at the deadline: it is settled after the answer",
+			"order", id.Hex(), "error", insertErr)
+		return Order{}, false, outcomeUnknown(insertErr)
+	}
+	switch {
+	case r.err == nil:
+		return r.order, true, nil
+	case errors.Is(r.err, errNotFound):
+		// Nothing is placed: the answer waits for the stock to go back, as abandonWithin.
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		if errors.Is(insertErr, errNotFound) {
+			// The insert found the id fenced off: an earlier attempt with this
+			// Idempotency-Key was abandoned, and its key is now freed.
+			return Order{}, false, errAttemptAbandoned
+		}
+		return Order{}, false, insertErr
+	default:
+		return Order{}, false, outcomeUnknown(insertErr)
+	}
 }
 
 // checkNew checks what a new order names before any stock is taken: its user, with the
