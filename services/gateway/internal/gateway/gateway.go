@@ -56,16 +56,7 @@ type Gateway struct {
 	log        *slog.Logger
 	tracer     trace.Tracer
 	bodyBudget *semaphore.Weighted
-	// heads holds, from the moment the server reads a request's head until the request is
-	// answered, what answerReadError needs of the head of a request with a body: the server
-	// reads up to 8 KiB of a body before the handler runs, and when that fails it empties
-	// the request before answerReadError runs. *fasthttp.RequestHeader → headNote.
-	heads sync.Map
 }
-
-// headNote is what the access log and the metrics need of a request's head: its
-// X-Request-ID as sent, its method and the path of its target as sent.
-type headNote struct{ requestID, method, path string }
 
 // New builds the gateway of cfg.
 func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
@@ -128,9 +119,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	serveOwn := fasthttpadaptor.NewFastHTTPHandler(own)
 	m := web.NewHTTPMetrics(reg)
 	serve := func(ctx *fasthttp.RequestCtx) {
-		if ctx.Request.Header.ContentLength() > 0 {
-			g.heads.Delete(&ctx.Request.Header) // the body was read as far as the server reads it
-		}
+		forgetHead(ctx) // the body was read as far as the server reads it
 		if r := match(g.routes, ctx.Path()); r != nil {
 			g.proxy(ctx, r, m)
 			return
@@ -144,31 +133,83 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	}
 	return Handler{
 		Serve:     serve,
-		HeadRead:  g.noteHead,
+		HeadRead:  noteHead,
 		ReadError: func(ctx *fasthttp.RequestCtx, err error) { g.answerReadError(ctx, m, err) },
 		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
 	}
 }
 
-// noteHead keeps what answerReadError needs of the head h of a request with a body, until
-// the request is answered (Gateway.heads).
-func (g *Gateway) noteHead(h *fasthttp.RequestHeader) {
-	if h.ContentLength() <= 0 {
-		return // no body read before the handler runs (a chunked one is read by it)
+// headNote is what the access log and the metrics need of a request's head when the server
+// has emptied the request: the server reads up to 8 KiB of a body before the handler runs (or
+// after a 100 Continue), and when that fails it empties the request before answerReadError
+// runs. It is kept on the request's connection (gentleConn), in buffers reused from one
+// request to the next, so that noting a head costs no allocation: what is noted for every
+// request with a body serves the rare one whose body does not come. The target is kept as
+// sent; its path is worked out, as the server works it out, only when it is needed.
+type headNote struct {
+	// noted is set while the buffers hold the head of the request being read.
+	noted bool
+	// requestID is the request's X-Request-ID when it is sane (web.ValidRequestID), else
+	// empty: an unsafe one is replaced anyway. The buffers grow to the largest head noted on
+	// the connection, within readBufferSize, and go with it.
+	requestID []byte
+	method    []byte
+	host      []byte
+	target    []byte
+}
+
+// take notes what h says of its request.
+func (n *headNote) take(h *fasthttp.RequestHeader) {
+	n.noted = true
+	n.method = append(n.method[:0], h.Method()...)
+	n.host = append(n.host[:0], h.Host()...)
+	n.target = append(n.target[:0], h.RequestURI()...)
+	n.requestID = n.requestID[:0]
+	if id := h.Peek(web.RequestIDHeader); web.ValidRequestID(id) {
+		n.requestID = append(n.requestID, id...)
 	}
-	g.heads.Store(h, headNoteOf(h))
 }
 
-// headNoteOf is what h says of its request.
-func headNoteOf(h *fasthttp.RequestHeader) headNote {
-	path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
-	return headNote{requestID: string(h.Peek(web.RequestIDHeader)), method: string(h.Method()), path: string(path)}
+// noteHead notes the head of the request of ctx on its connection when the request has a
+// body the server will read some of before the handler runs (a chunked one is read by the
+// handler), for answerReadError. The server tells it of each head before it parses the
+// target, from the goroutine serving the connection, one request at a time. A connection
+// that is not a gentleConn (one not accepted through a gentleListener) keeps no note.
+func noteHead(ctx *fasthttp.RequestCtx) {
+	c, ok := ctx.Conn().(*gentleConn)
+	if !ok {
+		return
+	}
+	if ctx.Request.Header.ContentLength() <= 0 {
+		c.head.noted = false
+		return
+	}
+	c.head.take(&ctx.Request.Header)
 }
 
-// accessOfHead names a request by what its head said (n), as accessOf does.
-func (g *Gateway) accessOfHead(n headNote) web.Access {
-	method, _ := methodName([]byte(n.method)) // the constant of a standard method
-	return web.Access{RequestID: requestID(n.requestID), Method: method, Route: g.routeOf([]byte(n.path)), Path: n.path}
+// forgetHead drops the note of the head of the request of ctx (noteHead) once the server has
+// read its body as far as it reads it: an error after that is not the server's to answer, and
+// a later request on the connection whose head cannot be read must not be named by this one.
+func forgetHead(ctx *fasthttp.RequestCtx) {
+	if c, ok := ctx.Conn().(*gentleConn); ok {
+		c.head.noted = false
+	}
+}
+
+// accessOfHead names a request by what its head said (n), as accessOf does: the route and the
+// path are those of the path the server makes of the target (the host of an absolute-form
+// target left out, %-escapes decoded, dot-segments removed), by which it would have been
+// routed; the raw path when the target cannot be parsed.
+func (g *Gateway) accessOfHead(n *headNote) web.Access {
+	method, _ := methodName(n.method) // the constant of a standard method
+	var u fasthttp.URI
+	path := n.target
+	if u.Parse(n.host, n.target) == nil {
+		path = u.Path()
+	} else {
+		path, _, _ = bytes.Cut(path, []byte("?"))
+	}
+	return web.Access{RequestID: requestID(n.requestID), Method: method, Route: g.routeOf(path), Path: string(path)}
 }
 
 // answerReadError answers a request the server could not read (readErrorAnswer) and records
@@ -181,18 +222,20 @@ func (g *Gateway) accessOfHead(n headNote) web.Access {
 func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, err error) {
 	status, body := readErrorAnswer(err)
 	closeGently(ctx)
-	head := &ctx.Request.Header
-	note, noted := g.heads.LoadAndDelete(head)
-	if c, ok := ctx.Conn().(*gentleConn); ok && !c.heard {
+	c, _ := ctx.Conn().(*gentleConn)
+	if c != nil && !c.heard {
 		writeJSON(&ctx.Response, status, body)
 		return
 	}
 	var a web.Access
-	switch {
+	switch head := &ctx.Request.Header; {
 	case len(head.RawHeaders()) > 0: // read, but its target could not be
-		a = g.accessOfHead(headNoteOf(head))
-	case noted: // read, then emptied when its body could not be
-		a = g.accessOfHead(note.(headNote))
+		var n headNote
+		n.take(head)
+		a = g.accessOfHead(&n)
+	case c != nil && c.head.noted: // read, then emptied when its body could not be
+		a = g.accessOfHead(&c.head)
+		c.head.noted = false
 	default:
 		a = web.Access{RequestID: web.NewRequestID(), Route: web.UnmatchedRoute}
 	}
@@ -201,14 +244,13 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 
 // expectContinue answers a request's Expect: 100-continue. A body announced over
 // web.MaxBodyBytes is refused 413 at once, as readBody refuses it, rather than invited and
-// then refused as it arrives; any other is invited.
+// then refused as it arrives; any other is invited. The note of the head (noteHead) stays for
+// the body that follows the invitation: it may stall or stop short too.
 func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) int {
-	// Not kept past here: were the 100 Continue not sent, the request would end without the
-	// handler or answerReadError, and the note stay for the next request of this context.
-	g.heads.Delete(&ctx.Request.Header)
 	if ctx.Request.Header.ContentLength() <= web.MaxBodyBytes {
 		return fasthttp.StatusContinue
 	}
+	forgetHead(ctx) // the request ends here, without the handler or answerReadError
 	g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
 	// A client that stopped waiting for the invitation may be sending the body already.
 	closeGently(ctx)
