@@ -114,7 +114,10 @@ func (p *dbProxy) copy(dst io.Writer, src io.Reader, pass func() bool) {
 // The write and its fence run past the deadline of the peers (budget - storeMargin), so a
 // reservation answered that late is given up instead of cutting the write short.
 func TestPlacementAnswerTellsWhatBecameOfTheOrder(t *testing.T) {
-	const budget = 4 * time.Second // steps before the write until 3 s, the write until 3.5 s
+	// Wide margins around each deadline, so that a busy machine (the race detector, other
+	// packages' tests) moves no step across one: steps before the write until 6.5 s, the
+	// write until 7.25 s.
+	const budget = 8 * time.Second
 	tests := []struct {
 		name string
 		// reserved is when the product service answers the reservation.
@@ -128,17 +131,17 @@ func TestPlacementAnswerTellsWhatBecameOfTheOrder(t *testing.T) {
 	}{
 		{
 			name:     "reservation answered past the peers' deadline, database slow",
-			reserved: 3600 * time.Millisecond, fault: func(p *dbProxy) *atomic.Bool { return &p.hold }, faultFor: 800 * time.Millisecond,
+			reserved: 7 * time.Second, fault: func(p *dbProxy) *atomic.Bool { return &p.hold }, faultFor: 800 * time.Millisecond,
 			wantStatus: http.StatusServiceUnavailable, wantError: "product service unavailable",
 		},
 		{
 			name:     "database answers the write after the deadline",
-			reserved: 2500 * time.Millisecond, fault: func(p *dbProxy) *atomic.Bool { return &p.hold }, faultFor: 2 * time.Second,
+			reserved: 3500 * time.Millisecond, fault: func(p *dbProxy) *atomic.Bool { return &p.hold }, faultFor: 5 * time.Second,
 			wantStatus: http.StatusServiceUnavailable, wantError: "the order may have been placed",
 		},
 		{
 			name:     "write lost on its way to the database",
-			reserved: 2500 * time.Millisecond, fault: func(p *dbProxy) *atomic.Bool { return &p.drop }, faultFor: 800 * time.Millisecond,
+			reserved: 3500 * time.Millisecond, fault: func(p *dbProxy) *atomic.Bool { return &p.drop }, faultFor: 800 * time.Millisecond,
 			wantStatus: http.StatusServiceUnavailable, wantError: "database unavailable",
 		},
 	}
