@@ -56,6 +56,9 @@ type Gateway struct {
 	log        *slog.Logger
 	tracer     trace.Tracer
 	bodyBudget *semaphore.Weighted
+	// heads notes the head of each request with a body until it is served or answered
+	// (heads.note), for answerReadError.
+	heads heads
 }
 
 // New builds the gateway of cfg.
@@ -119,7 +122,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	serveOwn := fasthttpadaptor.NewFastHTTPHandler(own)
 	m := web.NewHTTPMetrics(reg)
 	serve := func(ctx *fasthttp.RequestCtx) {
-		forgetHead(ctx) // the body was read as far as the server reads it
+		g.heads.release(g.forgetHead(ctx)) // the body was read as far as the server reads it
 		if r := match(g.routes, ctx.Path()); r != nil {
 			g.proxy(ctx, r, m)
 			return
@@ -133,66 +136,9 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	}
 	return Handler{
 		Serve:     serve,
-		HeadRead:  noteHead,
+		HeadRead:  g.heads.note,
 		ReadError: func(ctx *fasthttp.RequestCtx, err error) { g.answerReadError(ctx, m, err) },
 		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
-	}
-}
-
-// headNote is what the access log and the metrics need of a request's head when the server
-// has emptied the request: the server reads up to 8 KiB of a body before the handler runs (or
-// after a 100 Continue), and when that fails it empties the request before answerReadError
-// runs. It is kept on the request's connection (gentleConn), in buffers reused from one
-// request to the next, so that noting a head costs no allocation: what is noted for every
-// request with a body serves the rare one whose body does not come. The target is kept as
-// sent; its path is worked out, as the server works it out, only when it is needed.
-type headNote struct {
-	// noted is set while the buffers hold the head of the request being read.
-	noted bool
-	// requestID is the request's X-Request-ID when it is sane (web.ValidRequestID), else
-	// empty: an unsafe one is replaced anyway. The buffers grow to the largest head noted on
-	// the connection, within readBufferSize, and go with it.
-	requestID []byte
-	method    []byte
-	host      []byte
-	target    []byte
-}
-
-// take notes what h says of its request.
-func (n *headNote) take(h *fasthttp.RequestHeader) {
-	n.noted = true
-	n.method = append(n.method[:0], h.Method()...)
-	n.host = append(n.host[:0], h.Host()...)
-	n.target = append(n.target[:0], h.RequestURI()...)
-	n.requestID = n.requestID[:0]
-	if id := h.Peek(web.RequestIDHeader); web.ValidRequestID(id) {
-		n.requestID = append(n.requestID, id...)
-	}
-}
-
-// noteHead notes the head of the request of ctx on its connection when the request has a
-// body the server will read some of before the handler runs (a chunked one is read by the
-// handler), for answerReadError. The server tells it of each head before it parses the
-// target, from the goroutine serving the connection, one request at a time. A connection
-// that is not a gentleConn (one not accepted through a gentleListener) keeps no note.
-func noteHead(ctx *fasthttp.RequestCtx) {
-	c, ok := ctx.Conn().(*gentleConn)
-	if !ok {
-		return
-	}
-	if ctx.Request.Header.ContentLength() <= 0 {
-		c.head.noted = false
-		return
-	}
-	c.head.take(&ctx.Request.Header)
-}
-
-// forgetHead drops the note of the head of the request of ctx (noteHead) once the server has
-// read its body as far as it reads it: an error after that is not the server's to answer, and
-// a later request on the connection whose head cannot be read must not be named by this one.
-func forgetHead(ctx *fasthttp.RequestCtx) {
-	if c, ok := ctx.Conn().(*gentleConn); ok {
-		c.head.noted = false
 	}
 }
 
@@ -222,8 +168,9 @@ func (g *Gateway) accessOfHead(n *headNote) web.Access {
 func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, err error) {
 	status, body := readErrorAnswer(err)
 	closeGently(ctx)
-	c, _ := ctx.Conn().(*gentleConn)
-	if c != nil && !c.heard {
+	note := g.forgetHead(ctx)
+	defer g.heads.release(note)
+	if c, ok := ctx.Conn().(*gentleConn); ok && !c.heard {
 		writeJSON(&ctx.Response, status, body)
 		return
 	}
@@ -233,9 +180,8 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 		var n headNote
 		n.take(head)
 		a = g.accessOfHead(&n)
-	case c != nil && c.head.noted: // read, then emptied when its body could not be
-		a = g.accessOfHead(&c.head)
-		c.head.noted = false
+	case note != nil: // read, then emptied when its body could not be
+		a = g.accessOfHead(note)
 	default:
 		a = web.Access{RequestID: web.NewRequestID(), Route: web.UnmatchedRoute}
 	}
@@ -244,13 +190,15 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 
 // expectContinue answers a request's Expect: 100-continue. A body announced over
 // web.MaxBodyBytes is refused 413 at once, as readBody refuses it, rather than invited and
-// then refused as it arrives; any other is invited. The note of the head (noteHead) stays for
-// the body that follows the invitation: it may stall or stop short too.
+// then refused as it arrives; any other is invited. The note of the head (heads.note) stays
+// for the body that follows the invitation, on the connection (keepHead): it may stall or
+// stop short too.
 func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) int {
 	if ctx.Request.Header.ContentLength() <= web.MaxBodyBytes {
+		g.keepHead(ctx)
 		return fasthttp.StatusContinue
 	}
-	forgetHead(ctx) // the request ends here, without the handler or answerReadError
+	g.heads.release(g.forgetHead(ctx)) // the request ends here, without the handler or answerReadError
 	g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
 	// A client that stopped waiting for the invitation may be sending the body already.
 	closeGently(ctx)

@@ -50,10 +50,10 @@ type gentleConn struct {
 	// that made no request to count (answerReadError). Only the server's goroutine serving
 	// the connection reads it and sets it.
 	heard bool
-	// head is the note of the head of the request being read on the connection (noteHead):
-	// the server reads one request of a connection at a time, pipelined ones included, and
-	// only its goroutine serving the connection reads and writes the note.
-	head headNote
+	// continued is the note of the head of a request invited to send its body with a 100
+	// Continue (keepHead) until it is served or answered (forgetHead). Only the server's
+	// goroutine serving the connection reads it and sets it.
+	continued *headNote
 }
 
 // Read reads from the connection.

@@ -18,7 +18,8 @@ import (
 // with the body unread; closing the connection on it would send a reset that can destroy the
 // answer before the client reads it.
 func TestOverLimitBodyAnswerArrives(t *testing.T) {
-	s := newSuite(t, nil)
+	var g *Gateway
+	s := newSuiteOf(t, nil, func(gw *Gateway) { g = gw })
 	body := `{"name":"` + strings.Repeat("x", web.MaxBodyBytes+1-len(`{"name":""}`)) + `"}`
 	for _, tt := range []struct {
 		name   string
@@ -58,6 +59,7 @@ func TestOverLimitBodyAnswerArrives(t *testing.T) {
 	if n := s.upstreams["user"].hits.Load(); n != 0 {
 		t.Fatalf("user reached %d times", n)
 	}
+	checkNoHeadKept(t, g)
 }
 
 // TestUnreadableRequests: a request the gateway will not read, or cannot read whole, is
@@ -65,7 +67,9 @@ func TestOverLimitBodyAnswerArrives(t *testing.T) {
 // the id is sane, else a new one), counted and logged under its route (when its head was
 // read), and reaches no service. The requests are written by hand, as HTTP clients would not.
 func TestUnreadableRequests(t *testing.T) {
-	s := newSuiteOf(t, func(c *Config) { c.ReadHeaderTimeout = 300 * time.Millisecond; c.ReadTimeout = 600 * time.Millisecond }, nil)
+	var g *Gateway
+	s := newSuiteOf(t, func(c *Config) { c.ReadHeaderTimeout = 300 * time.Millisecond; c.ReadTimeout = 600 * time.Millisecond },
+		func(gw *Gateway) { g = gw })
 	head := func(id, field string) string {
 		return "POST /users HTTP/1.1\r\nHost: gateway\r\nX-Request-ID: " + id + "\r\n" + field + "\r\n\r\n"
 	}
@@ -138,6 +142,7 @@ func TestUnreadableRequests(t *testing.T) {
 			t.Errorf("%s reached %d times", name, n)
 		}
 	}
+	checkNoHeadKept(t, g)
 }
 
 // exchange writes request to the gateway on a connection of its own, in pieces of piece

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -25,9 +24,9 @@ type Handler struct {
 	// Serve serves every request the server reads.
 	Serve fasthttp.RequestHandler
 	// HeadRead is told of every request head the server reads, before it parses the target
-	// or reads any of the body: of the context that will serve the request, of which only
-	// ctx.Request.Header and ctx.Conn() are set then.
-	HeadRead func(ctx *fasthttp.RequestCtx)
+	// or reads any of the body: &ctx.Request.Header of the context that then serves the
+	// request, answers it or answers its Expect: 100-continue.
+	HeadRead func(h *fasthttp.RequestHeader)
 	// ReadError answers a request the server could not read for err; the server sends the
 	// answer and closes the connection after it.
 	ReadError func(ctx *fasthttp.RequestCtx, err error)
@@ -49,7 +48,7 @@ func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server
 	bodyConfig := fasthttp.RequestConfig{ReadTimeout: cfg.ReadTimeout}
 	headRead := func(head *fasthttp.RequestHeader) fasthttp.RequestConfig {
 		if h.HeadRead != nil {
-			h.HeadRead(requestCtxOf(head))
+			h.HeadRead(head)
 		}
 		return bodyConfig
 	}
@@ -83,21 +82,6 @@ func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server
 		Logger:                       printfLogger{logger},
 	}
 }
-
-// requestCtxOf is the context whose request head is h, a head fasthttp's server read and
-// passed to HeaderReceived: only for such a head is it sound. HeaderReceived is told only of
-// the head, yet what fasthttp passes it is always &ctx.Request.Header of the context serving
-// the connection (its serveConn), and that context knows the connection, where the gateway
-// keeps what it needs of the head (noteHead) without a map shared by every connection and the
-// allocations of its entries on every request. TestHeadReadIsToldOfItsContext holds fasthttp
-// to it on every upgrade; under -race, checkptr checks that the context found is the object
-// the head lies in.
-func requestCtxOf(h *fasthttp.RequestHeader) *fasthttp.RequestCtx {
-	return (*fasthttp.RequestCtx)(unsafe.Add(unsafe.Pointer(h), -int(requestHeaderOffset)))
-}
-
-// requestHeaderOffset is the offset of ctx.Request.Header in a fasthttp.RequestCtx.
-const requestHeaderOffset = unsafe.Offsetof((*fasthttp.RequestCtx)(nil).Request) + unsafe.Offsetof((*fasthttp.Request)(nil).Header)
 
 // readErrorAnswer is the status and body of the answer to a request that cannot be read for
 // err: 431 for a head over readBufferSize, 413 for a body over web.MaxBodyBytes, 408 for one
