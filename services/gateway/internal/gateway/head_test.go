@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
@@ -243,7 +244,7 @@ func TestNotingAHeadDoesNotAllocate(t *testing.T) {
 	}
 	note()
 	// The race detector makes sync.Pool drop some of what it is given.
-	if !raceEnabled {
+	if !testproc.Race {
 		if n := testing.AllocsPerRun(1000, note); n != 0 {
 			t.Fatalf("noting a head allocates %v times per request", n)
 		}
