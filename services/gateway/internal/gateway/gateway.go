@@ -122,7 +122,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	serveOwn := fasthttpadaptor.NewFastHTTPHandler(own)
 	m := web.NewHTTPMetrics(reg)
 	serve := func(ctx *fasthttp.RequestCtx) {
-		g.heads.release(g.forgetHead(ctx)) // the body was read as far as the server reads it
+		g.heads.release(g.forgetHead(ctx, false)) // the body was read as far as the server reads it
 		if r := match(g.routes, ctx.Path()); r != nil {
 			g.proxy(ctx, r, m)
 			return
@@ -168,7 +168,7 @@ func (g *Gateway) accessOfHead(n *headNote) web.Access {
 func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, err error) {
 	status, body := readErrorAnswer(err)
 	closeGently(ctx)
-	note := g.forgetHead(ctx)
+	note := g.forgetHead(ctx, true)
 	defer g.heads.release(note)
 	if c, ok := ctx.Conn().(*gentleConn); ok && !c.heard {
 		writeJSON(&ctx.Response, status, body)
@@ -198,7 +198,7 @@ func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) i
 		g.keepHead(ctx)
 		return fasthttp.StatusContinue
 	}
-	g.heads.release(g.forgetHead(ctx)) // the request ends here, without the handler or answerReadError
+	g.heads.release(g.forgetHead(ctx, false)) // the request ends here, without the handler or answerReadError
 	g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
 	// A client that stopped waiting for the invitation may be sending the body already.
 	closeGently(ctx)

@@ -240,7 +240,7 @@ func TestNotingAHeadDoesNotAllocate(t *testing.T) {
 	ctx := ctxWithHead(t, "POST /users HTTP/1.1\r\nHost: gateway\r\nX-Request-ID: alloc-1\r\nContent-Length: 7\r\n\r\n")
 	note := func() {
 		g.heads.note(&ctx.Request.Header)
-		g.heads.release(g.forgetHead(ctx))
+		g.heads.release(g.forgetHead(ctx, false))
 	}
 	note()
 	// The race detector makes sync.Pool drop some of what it is given.
@@ -250,7 +250,7 @@ func TestNotingAHeadDoesNotAllocate(t *testing.T) {
 		}
 	}
 	g.heads.note(&ctx.Request.Header)
-	n := g.forgetHead(ctx)
+	n := g.forgetHead(ctx, false)
 	if n == nil || string(n.requestID) != "alloc-1" || string(n.method) != "POST" || string(n.target) != "/users" {
 		t.Errorf("noted %+v, want the head of POST /users, request id alloc-1", n)
 	}
@@ -267,7 +267,7 @@ func BenchmarkNotingAHead(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		g.heads.note(&ctx.Request.Header)
-		g.heads.release(g.forgetHead(ctx))
+		g.heads.release(g.forgetHead(ctx, false))
 	}
 }
 
@@ -280,4 +280,39 @@ func ctxWithHead(tb testing.TB, head string) *fasthttp.RequestCtx {
 		tb.Fatal(err)
 	}
 	return &ctx
+}
+
+// TestRequestsWithoutABodyTakeNoLock: noting heads takes a lock, but only for requests with
+// a body; a request without one, with header lines or none (HTTP/1.0 probes), is served while
+// another holds it.
+func TestRequestsWithoutABodyTakeNoLock(t *testing.T) {
+	var g *Gateway
+	s := newSuiteOf(t, nil, func(gw *Gateway) { g = gw })
+	addr := strings.TrimPrefix(s.url, "http://")
+	for _, raw := range []string{
+		"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n",
+		"GET /healthz HTTP/1.0\r\n\r\n",
+		"GET /users/1 HTTP/1.0\r\n\r\n",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			g.heads.mu.Lock() // another request's head being noted
+			defer g.heads.mu.Unlock()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(c, raw); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer while the lock is held: %v", err)
+			}
+			resp.Body.Close()
+		})
+	}
 }

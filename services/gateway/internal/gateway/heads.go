@@ -102,11 +102,12 @@ func (hs *heads) release(n *headNote) {
 // returns it, nil if there is none; the caller releases it (heads.release). The server has
 // read the body as far as it reads it, or answered the request: an error after that is not
 // the server's to answer, and a later request in the same context, on this connection or
-// another, whose head cannot be read must not be named by this one.
-func (g *Gateway) forgetHead(ctx *fasthttp.RequestCtx) *headNote {
+// another, whose head cannot be read must not be named by this one. emptied says the server
+// may have emptied the request (answerReadError: a body that failed); elsewhere a head
+// without a body was not noted, and a request without one (every GET) takes no lock.
+func (g *Gateway) forgetHead(ctx *fasthttp.RequestCtx, emptied bool) *headNote {
 	var n *headNote
-	// A head without a body was not noted; one emptied by a body that failed may have been.
-	if h := &ctx.Request.Header; h.ContentLength() > 0 || len(h.RawHeaders()) == 0 {
+	if h := &ctx.Request.Header; h.ContentLength() > 0 || emptied && len(h.RawHeaders()) == 0 {
 		n = g.heads.take(h)
 	}
 	if c, ok := ctx.Conn().(*gentleConn); ok && c.continued != nil {
@@ -126,7 +127,7 @@ func (g *Gateway) forgetHead(ctx *fasthttp.RequestCtx) *headNote {
 // goes with the connection rather than stay in heads. A connection that is not a gentleConn
 // (one not accepted through a gentleListener) keeps no note.
 func (g *Gateway) keepHead(ctx *fasthttp.RequestCtx) {
-	n := g.forgetHead(ctx)
+	n := g.forgetHead(ctx, false)
 	if c, ok := ctx.Conn().(*gentleConn); ok {
 		c.continued = n
 		return
