@@ -101,6 +101,35 @@ func (p *dbProxy) copy(dst io.Writer, src io.Reader, pass func() bool) {
 	}
 }
 
+// startShopBehindDBProxy starts a shop whose order service reaches its database as
+// ordersDB (startDBProxy), with PEER_TIMEOUT peerTimeout and PLACEMENT_TIMEOUT budget, and
+// the product service's handler wrapped in wrapProduct.
+func startShopBehindDBProxy(t *testing.T, ordersDB *mongo.Database, peerTimeout, budget time.Duration,
+	wrapProduct func(http.Handler) http.Handler) *shoptest.Shop {
+	t.Helper()
+	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
+		o.PeerTimeout, o.PlacementTimeout = peerTimeout, budget
+		others := o.Database
+		o.Database = func(service string) *mongo.Database {
+			if service == "orders" {
+				return ordersDB
+			}
+			return others(service)
+		}
+		o.WrapProduct = wrapProduct
+	})
+	return shop
+}
+
+// isReservation tells the product service's reservation requests; isRelease, its releases.
+func isReservation(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/internal/reservations")
+}
+
+func isRelease(r *http.Request) bool {
+	return r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/internal/reservations")
+}
+
 // TestPlacementAnswerTellsWhatBecameOfTheOrder: the product service answers the
 // reservation late in the placement's budget (PLACEMENT_TIMEOUT 4 s), and then the order's
 // database is slow, or loses the service's writes for a while. Whatever the answer, it
@@ -153,28 +182,18 @@ func TestPlacementAnswerTellsWhatBecameOfTheOrder(t *testing.T) {
 			fault := tt.fault(proxy)
 			var reservations atomic.Int32
 			var posted atomic.Int64 // when the POST was sent, in Unix nanoseconds
-			shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
-				o.PeerTimeout, o.PlacementTimeout = 10*time.Second, budget
-				others := o.Database
-				o.Database = func(service string) *mongo.Database {
-					if service == "orders" {
-						return ordersDB
+			shop := startShopBehindDBProxy(t, ordersDB, 10*time.Second, budget, func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					first := isReservation(r) && reservations.Add(1) == 1
+					if first {
+						time.Sleep(tt.reserved - time.Since(time.Unix(0, posted.Load())))
 					}
-					return others(service)
-				}
-				o.WrapProduct = func(h http.Handler) http.Handler {
-					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-						first := r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/internal/reservations") && reservations.Add(1) == 1
-						if first {
-							time.Sleep(tt.reserved - time.Since(time.Unix(0, posted.Load())))
-						}
-						h.ServeHTTP(w, r)
-						if first {
-							fault.Store(true)
-							time.AfterFunc(tt.faultFor, func() { fault.Store(false) })
-						}
-					})
-				}
+					h.ServeHTTP(w, r)
+					if first {
+						fault.Store(true)
+						time.AfterFunc(tt.faultFor, func() { fault.Store(false) })
+					}
+				})
 			})
 			user, product := userAndProduct(ctx, t, shop, "kettle", 3400, 1)
 
@@ -241,5 +260,151 @@ func settled(ctx context.Context, t *testing.T, shop *shoptest.Shop, user, produ
 			t.Fatal(ctx.Err())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFencedOffOrderIsNothingPlacedOnceItsStockIsBack: the order's write is lost on its
+// way, the fence settles that it will never be stored, and the release of its stock is
+// slow (it ends after the answer) or fails (the sweep's, 30 s later). The answer is a 503
+// that says nothing was placed, but not that the stock is back nor the key freed: a retry
+// then would find the stock short. Sent again with the same Idempotency-Key, as it says,
+// the request places the order.
+func TestFencedOffOrderIsNothingPlacedOnceItsStockIsBack(t *testing.T) {
+	// The write is lost until it gives up, at 7.25 s (PLACEMENT_TIMEOUT 8 s less half its
+	// store margin); a slow release then ends 3 s later, 2 s after the answer, and 2 s
+	// before PEER_TIMEOUT.
+	const budget, peerTimeout = 8 * time.Second, 5 * time.Second
+	tests := []struct {
+		name string
+		// release is what the product service does with the order's first release.
+		release func(w http.ResponseWriter) (served bool)
+	}{
+		{
+			name: "release slower than the deadline",
+			release: func(http.ResponseWriter) bool {
+				time.Sleep(3 * time.Second)
+				return false
+			},
+		},
+		{
+			name: "release failed",
+			release: func(w http.ResponseWriter) bool {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `{"error":"busy"}`)
+				return true
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			proxy, ordersDB := startDBProxy(t)
+			var reservations, releases atomic.Int32
+			shop := startShopBehindDBProxy(t, ordersDB, peerTimeout, budget, func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if isRelease(r) && releases.Add(1) == 1 && tt.release(w) {
+						return
+					}
+					first := isReservation(r) && reservations.Add(1) == 1
+					h.ServeHTTP(w, r)
+					if first {
+						proxy.drop.Store(true)
+						time.AfterFunc(time.Second, func() { proxy.drop.Store(false) })
+					}
+				})
+			})
+			user, product := userAndProduct(ctx, t, shop, "kettle", 3400, 1)
+			key := []string{"Idempotency-Key", "kettle-1"}
+
+			start := time.Now()
+			status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", orderOf(user, product, 1), nil, key...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("answer after %s: %d %s", time.Since(start).Round(time.Millisecond), status, answer)
+			if status != http.StatusServiceUnavailable || !strings.Contains(string(answer), "its stock is still being given back") {
+				t.Fatalf("answer %d %s, want 503 saying the stock is still being given back", status, answer)
+			}
+
+			// Sent again with the key, as the answer says, until placed: an attempt may
+			// finish the release and find the key's attempt abandoned, which frees it.
+			var placed order.Order
+			for attempt := 2; status != http.StatusCreated; attempt++ {
+				if attempt > 3 {
+					t.Fatalf("not placed after %d attempts with the key", attempt-1)
+				}
+				status, answer, err = shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", orderOf(user, product, 1), &placed, key...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("attempt %d: %d %s", attempt, status, answer)
+				if status != http.StatusCreated && (status != http.StatusServiceUnavailable || strings.Contains(string(answer), "may have been placed")) {
+					t.Fatalf("attempt %d: %d %s, want 201, or a 503 saying nothing was placed", attempt, status, answer)
+				}
+			}
+			if orders, stock := settled(ctx, t, shop, user, product); orders != 1 || stock != 0 {
+				t.Fatalf("placed, yet %d orders stored and stock %d, want 1 and 0", orders, stock)
+			}
+		})
+	}
+}
+
+// TestRetryWhileTheFenceRunsIsNotToldNothingWasPlaced: the database answers the order's
+// write, which lands, and its fence late, after the answer (a 503 "the order may have been
+// placed"). The same request sent again at once with the same Idempotency-Key, as that
+// answer says, waits for the fence until its own steps' deadline: its 503 must not say that
+// nothing was placed, for the order is stored. Once the fence is over, the key answers the
+// order.
+func TestRetryWhileTheFenceRunsIsNotToldNothingWasPlaced(t *testing.T) {
+	// PLACEMENT_TIMEOUT 2 s: the write gives up at 1.75 s, the first answer at 2 s, the
+	// retry stops waiting at about 3.5 s (2 s + 2 s less its store margin); the database's
+	// replies come at 5 s, and the fence would give up at 6.75 s (5 s after it starts).
+	const budget = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	proxy, ordersDB := startDBProxy(t)
+	var reservations atomic.Int32
+	var posted atomic.Int64 // when the POST was sent, in Unix nanoseconds
+	shop := startShopBehindDBProxy(t, ordersDB, time.Second, budget, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			first := isReservation(r) && reservations.Add(1) == 1
+			h.ServeHTTP(w, r)
+			if first {
+				proxy.hold.Store(true)
+				time.AfterFunc(5*time.Second-time.Since(time.Unix(0, posted.Load())), func() { proxy.hold.Store(false) })
+			}
+		})
+	})
+	user, product := userAndProduct(ctx, t, shop, "kettle", 3400, 1)
+	key := []string{"Idempotency-Key", "kettle-1"}
+
+	tests := []struct {
+		name       string
+		wantStatus int
+		wantError  string
+	}{
+		{name: "first attempt, the fence still running", wantStatus: http.StatusServiceUnavailable, wantError: "the order may have been placed"},
+		{name: "retry at once, the fence still running", wantStatus: http.StatusServiceUnavailable, wantError: "still being settled"},
+	}
+	posted.Store(time.Now().UnixNano())
+	for _, tt := range tests {
+		start := time.Now()
+		status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", orderOf(user, product, 1), nil, key...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: answer after %s: %d %s", tt.name, time.Since(start).Round(time.Millisecond), status, answer)
+		if status != tt.wantStatus || !strings.Contains(string(answer), tt.wantError) {
+			t.Fatalf("%s: answer %d %s, want %d %q", tt.name, status, answer, tt.wantStatus, tt.wantError)
+		}
+	}
+	if orders, stock := settled(ctx, t, shop, user, product); orders != 1 || stock != 0 {
+		t.Fatalf("%d orders stored and stock %d, want the order stored with its stock", orders, stock)
+	}
+	var again order.Order
+	if status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", orderOf(user, product, 1), &again, key...); err != nil || status != http.StatusOK {
+		t.Fatalf("once settled, the same request again: %d %s (%v), want 200 and the order", status, answer, err)
 	}
 }

@@ -182,15 +182,31 @@ func outcomeUnknown(insertErr error) error {
 // orderMayExist is the message of outcomeUnknown's 503.
 const orderMayExist = "the order may have been placed: send the request again with the same Idempotency-Key, or look for the order before placing it again without one"
 
+// stockNotBack answers a placement whose order was not stored and never will be (fenced
+// off), but whose stock was not given back by the deadline: the release is slow, and goes
+// on after the answer, or failed, and is left to the sweep. Unlike the 503s that say
+// nothing was placed, it does not say that a retry places the order: until the stock is
+// back the key still names the abandoned attempt, and a request without one may find the
+// stock short. The same Idempotency-Key waits for the release, or finishes it.
+func stockNotBack(insertErr error) error {
+	return apperr.Unavailable(stockStillHeld).Because(insertErr)
+}
+
+// stockStillHeld is the message of stockNotBack's 503.
+const stockStillHeld = "nothing was placed, but its stock is still being given back: send the request again with the same Idempotency-Key, or without one in a minute"
+
 // settleInsert settles the placement of order id, whose insert failed (insertErr): the
 // write may have landed although its answer did not, or may yet land. The fence
 // (store.fence) settles which: a stored order is kept, with its stock, and answered; one
 // fenced off gives its stock back (abandon) and is answered with insertErr, nothing being
-// placed. The fence runs on a context of its own, never the answer's deadline, which the
-// failed insert may have used up, and holds the request's locks (unlock releases them)
-// until the placement is settled; the answer waits for it until ctx ends. An outcome not
-// known by then is outcomeUnknown, and the fence, and the release of stock it may
-// lead to, go on after the answer; a fence that fails leaves the placement to the sweep.
+// placed and the key freed, once its stock is back. The fence runs on a context of its
+// own, never the answer's deadline, which the failed insert may have used up, and holds
+// the request's locks (unlock releases them) until the placement is settled; the answer
+// waits for it until ctx ends. An outcome not known by then is outcomeUnknown, and the
+// fence, and the release of stock it may lead to, go on after the answer; a fence that
+// fails leaves the placement to the sweep. An order fenced off whose stock is not back by
+// then (a slow or failed release) is stockNotBack: nothing was placed, but a retry now
+// would find the stock short, or its key still claimed.
 func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID string, now time.Time,
 	ev outbox.Event, insertErr error, unlock func()) (Order, bool, error) {
 	type outcome struct {
@@ -198,9 +214,8 @@ func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID stri
 		err   error
 	}
 	fenced := make(chan outcome, 1)
-	done := make(chan struct{})
+	released := make(chan bool, 1) // abandon's result, for an order fenced off
 	s.background.Go(func() {
-		defer close(done)
 		defer unlock()
 		settle, cancel := cleanupContext(context.WithoutCancel(ctx))
 		defer cancel()
@@ -212,7 +227,7 @@ func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID stri
 			s.finishPlacement(settle, id)
 		case errors.Is(err, errNotFound):
 			fenced <- outcome{err: err}
-			s.abandon(settle, id, keyID)
+			released <- s.abandon(settle, id, keyID)
 		default:
 			fenced <- outcome{err: err}
 			s.log.Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
@@ -231,17 +246,25 @@ func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID stri
 	case r.err == nil:
 		return r.order, true, nil
 	case errors.Is(r.err, errNotFound):
-		// Nothing is placed: the answer waits for the stock to go back, as abandonWithin.
+		// Nothing is placed: the answer waits for the stock to go back, as abandonWithin,
+		// and says that nothing is held only once it is, and the key freed.
+		back := false
 		select {
-		case <-done:
+		case back = <-released:
 		case <-ctx.Done():
 		}
-		if errors.Is(insertErr, errNotFound) {
+		switch {
+		case !back:
+			s.log.Warn("order not stored, its stock not back at the answer: it is given back after it",
+				"order", id.Hex(), "error", insertErr)
+			return Order{}, false, stockNotBack(insertErr)
+		case errors.Is(insertErr, errNotFound):
 			// The insert found the id fenced off: an earlier attempt with this
 			// Idempotency-Key was abandoned, and its key is now freed.
 			return Order{}, false, errAttemptAbandoned
+		default:
+			return Order{}, false, insertErr
 		}
-		return Order{}, false, insertErr
 	default:
 		return Order{}, false, outcomeUnknown(insertErr)
 	}
@@ -322,11 +345,15 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 type heldLocks []func()
 
 // take waits for lock name of locks until ctx ends. A wait that outlasts the placement's
-// budget is a 503: another request with the same key or order still holds the lock.
+// steps (its budget less the store margin) is a 503: an earlier request with the same
+// Idempotency-Key, or the sweep, still settles the order, which may have been stored
+// meanwhile (a fence still running after a 503 "the order may have been placed"), so the
+// answer does not say that nothing was placed. Requests without a key have an order id of
+// their own and never wait.
 func (h *heldLocks) take(ctx context.Context, locks *mongodb.KeyedMutex, name string) error {
 	unlock, err := locks.LockContext(ctx, name)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return apperr.Unavailable("an earlier request for this order is still being served; send the request again").Because(err)
+		return apperr.Unavailable(earlierStillSettled).Because(err)
 	}
 	if err != nil {
 		return err
@@ -334,6 +361,9 @@ func (h *heldLocks) take(ctx context.Context, locks *mongodb.KeyedMutex, name st
 	*h = append(*h, unlock)
 	return nil
 }
+
+// earlierStillSettled is the message of the 503 of a lock not taken in time.
+const earlierStillSettled = "an earlier request with this Idempotency-Key is still being settled: send the same request again with the same key"
 
 // handOver returns a function that releases the locks, which release then leaves alone.
 func (h *heldLocks) handOver() func() {
