@@ -208,7 +208,7 @@ func TestClaimResize(t *testing.T) {
 			got := resize.explain(tc.err)
 			p, ok := errors.AsType[*Problem](got)
 			switch {
-			case tc.message == "" && got != tc.err:
+			case tc.message == "" && got != tc.err: //nolint:errorlint // the very error given, not one wrapping it
 				t.Errorf("explain changed the error: %v", got)
 			case tc.message != "" && (!ok || p.Message != tc.message):
 				t.Errorf("explain = %v, want the Problem %q", got, tc.message)

@@ -138,7 +138,7 @@ func TestGateHolderOutcomeDecidesForTheQueue(t *testing.T) {
 					t.Errorf("queue answered after %s, want %s (when the holder ended)", elapsed, operationTimeout)
 				}
 				for i, err := range errs {
-					if tc.queueFails != (err != nil) || err != nil && !(Unreachable(err) && errors.Is(err, ErrNotSent)) {
+					if tc.queueFails != (err != nil) || err != nil && (!Unreachable(err) || !errors.Is(err, ErrNotSent)) {
 						t.Errorf("queued write %d = %v; want an unreachable ErrNotSent: %v", i, err, tc.queueFails)
 					}
 				}
