@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -68,38 +67,11 @@ var _ = Describe("A child the API server forbids", func() {
 
 	It("does not hold back a new version when a volume cannot grow", func() {
 		ns := takeNamespace()
-		class := &storagev1.StorageClass{
-			ObjectMeta:           metav1.ObjectMeta{Name: "fixed-size"},
-			Provisioner:          "example.com/none",
-			AllowVolumeExpansion: ptr.To(false),
-		}
-		Expect(k8sClient.Create(ctx, class)).To(Succeed())
-		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, class)).To(Succeed()) })
+		class := storageClass("fixed-size", false)
 		shop := minimalShop(ns, "grow")
 		shop.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To(class.Name)}
 		createShopAndWait(shop)
-
-		// The claim bound to a volume, as a provisioner would: only a bound claim's growth
-		// is checked against its class.
-		claim := &corev1.PersistentVolumeClaim{}
-		key := types.NamespacedName{Namespace: ns, Name: resources.Name(shop, resources.MongoDB)}
-		Expect(k8sClient.Get(ctx, key, claim)).To(Succeed())
-		volume := &corev1.PersistentVolume{
-			ObjectMeta: metav1.ObjectMeta{Name: "grow-mongodb"},
-			Spec: corev1.PersistentVolumeSpec{
-				Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-				AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				StorageClassName:       class.Name,
-				PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/grow"}},
-				ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: key.Name},
-			},
-		}
-		Expect(k8sClient.Create(ctx, volume)).To(Succeed())
-		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, volume)).To(Succeed()) })
-		claim.Spec.VolumeName = volume.Name
-		Expect(k8sClient.Update(ctx, claim)).To(Succeed())
-		claim.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: volume.Spec.Capacity, AccessModes: volume.Spec.AccessModes}
-		Expect(k8sClient.Status().Update(ctx, claim)).To(Succeed())
+		bindClaim(shop, resources.MongoDB)
 
 		updateShop(shop, func(s *shopv1.Shop) {
 			s.Spec.MongoDB.Storage.Size = ptr.To(resource.MustParse("2Gi"))
