@@ -42,6 +42,9 @@ var _ = Describe("A child the API server forbids", func() {
 		Expect(k8sClient.Get(ctx, gateway, &policyv1.PodDisruptionBudget{})).To(Succeed())
 		Expect(k8sClient.Get(ctx, gateway, &networkingv1.NetworkPolicy{})).To(Succeed())
 		Expect(requeueOf(shop)).To(Equal(ConflictRetry), "a quota raised brings no event: the retry is the only way back")
+		// The rest is made and rolls out (envtest runs no Deployment controller, so it
+		// never ends): that is progress, not a rollout blocked.
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
 
 		Expect(k8sClient.Delete(ctx, quota)).To(Succeed())
 		Expect(requeueOf(shop)).To(BeZero())
@@ -55,6 +58,7 @@ var _ = Describe("A child the API server forbids", func() {
 		shop := minimalShop(ns, "nosecrets")
 		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
 		// A password made up again at every reconcile would roll every workload each time.
 		workloads := func() int {
 			sets, deployments := &appsv1.StatefulSetList{}, &appsv1.DeploymentList{}

@@ -230,6 +230,9 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			return nil, err
 		}
 	}
+	if first != nil {
+		first.contained = true
+	}
 	return first, nil
 }
 

@@ -32,7 +32,8 @@ const (
 	ReasonRollingOut = "RollingOut"
 	// ReasonRolloutComplete (Progressing=False): every component runs its current revision.
 	ReasonRolloutComplete = "RolloutComplete"
-	// ReasonBlocked (Progressing=False): a problem stops the controller from making the shop.
+	// ReasonBlocked (Progressing=False): a problem stops the controller from making the
+	// shop, or, when it is one child's, nothing else is left to roll out.
 	ReasonBlocked = "Blocked"
 	// ReasonAsExpected (Degraded=False): nothing is wrong.
 	ReasonAsExpected = "AsExpected"
@@ -74,6 +75,10 @@ const ReasonStorageNotShrunk = "StorageNotShrunk"
 type Problem struct {
 	Reason  string
 	Message string
+
+	// contained: the Problem is one child's, and the reconcile went on to apply every
+	// other child (applyChildren), so the rest of a change still rolls out.
+	contained bool
 }
 
 func (p *Problem) Error() string { return p.Reason + ": " + p.Message }
@@ -343,18 +348,19 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 	switch {
 	case problem != nil:
 		set(ConditionDegraded, true, problem.Reason, problem.Message)
-		set(ConditionProgressing, false, ReasonBlocked, "waiting for the problem to be fixed: "+problem.Message)
 	case len(stalled) > 0:
 		set(ConditionDegraded, true, ReasonRolloutStalled, strings.Join(stalled, "; "))
 	default:
 		set(ConditionDegraded, false, ReasonAsExpected, "no problem found")
 	}
-	if problem == nil {
-		if len(waiting) > 0 {
-			set(ConditionProgressing, true, ReasonRollingOut, "waiting for "+strings.Join(waiting, ", "))
-		} else {
-			set(ConditionProgressing, false, ReasonRolloutComplete, "every component runs its desired replicas")
-		}
+	switch {
+	// A problem with one child leaves the others rolling out: that is progress.
+	case len(waiting) > 0 && (problem == nil || problem.contained):
+		set(ConditionProgressing, true, ReasonRollingOut, "waiting for "+strings.Join(waiting, ", "))
+	case problem != nil:
+		set(ConditionProgressing, false, ReasonBlocked, "waiting for the problem to be fixed: "+problem.Message)
+	default:
+		set(ConditionProgressing, false, ReasonRolloutComplete, "every component runs its desired replicas")
 	}
 	switch {
 	case problem != nil:

@@ -64,6 +64,18 @@ func TestComputeStatus(t *testing.T) {
 			name: "problem", gateway: rolled(2, 2, 2, 2, 2), problem: &Problem{Reason: ReasonExternalSecretNotFound, Message: "gone"},
 			ready: "False/ExternalSecretNotFound", progressing: "False/Blocked", degraded: "True/ExternalSecretNotFound", replicas: "2/2", endpoint: true,
 		},
+		{
+			name: "problem stopping everything, a rollout under way", gateway: rolled(2, 2, 2, 2, 1), problem: &Problem{Reason: ReasonExternalSecretNotFound, Message: "gone"},
+			ready: "False/ExternalSecretNotFound", progressing: "False/Blocked", degraded: "True/ExternalSecretNotFound", replicas: "1/2", endpoint: true,
+		},
+		{
+			name: "one child's problem, the rest rolling out", gateway: rolled(2, 2, 2, 2, 1), problem: &Problem{Reason: ReasonChildForbidden, Message: "quota", contained: true},
+			ready: "False/ChildForbidden", progressing: "True/RollingOut", degraded: "True/ChildForbidden", replicas: "1/2", endpoint: true,
+		},
+		{
+			name: "one child's problem, the rest rolled out", gateway: rolled(2, 2, 2, 2, 2), problem: &Problem{Reason: ReasonChildForbidden, Message: "quota", contained: true},
+			ready: "False/ChildForbidden", progressing: "False/Blocked", degraded: "True/ChildForbidden", replicas: "2/2", endpoint: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
