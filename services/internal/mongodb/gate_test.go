@@ -81,9 +81,10 @@ func TestGateOutageAnswersEveryQueuedWriteWithinOneTimeout(t *testing.T) {
 	})
 }
 
-// Only an outage seen by a request still waiting for its answer ends the waits of the
-// writes queued behind it: a write that failed otherwise, or because its own client
-// went away or its own deadline passed, says nothing of the database.
+// Only an outage seen by a request still waiting for its answer, or cut by its own
+// deadline after waiting long for the database (silenceIsOutage), ends the waits of the
+// writes queued behind it: a write that failed otherwise, because its own client went
+// away or its own deadline left it little time, says nothing of the database.
 func TestGateHolderOutcomeDecidesForTheQueue(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -91,7 +92,8 @@ func TestGateHolderOutcomeDecidesForTheQueue(t *testing.T) {
 		// context when cancelOwn.
 		err       error
 		cancelOwn bool
-		deadline  bool
+		// deadline, unless zero, ends the holder's own context that long after it starts.
+		deadline time.Duration
 		// queueFails: the writes waiting behind it fail at once, without trying.
 		queueFails bool
 	}{
@@ -99,7 +101,8 @@ func TestGateHolderOutcomeDecidesForTheQueue(t *testing.T) {
 		{name: "network error", err: mongo.CommandError{Labels: []string{"NetworkError"}}, queueFails: true},
 		{name: "driver timeout", err: fmt.Errorf("insert: %w", context.DeadlineExceeded), queueFails: true},
 		{name: "own client gone", err: errClientGone, cancelOwn: true},
-		{name: "own deadline passed", err: fmt.Errorf("insert: %w", context.DeadlineExceeded), deadline: true},
+		{name: "own deadline passed after a long silence", err: fmt.Errorf("insert: %w", context.DeadlineExceeded), deadline: silenceIsOutage, queueFails: true},
+		{name: "own deadline passed soon", err: fmt.Errorf("insert: %w", context.DeadlineExceeded), deadline: silenceIsOutage - time.Millisecond},
 		{name: "refused by the database", err: errDuplicate},
 		{name: "success"},
 	} {
@@ -108,13 +111,19 @@ func TestGateHolderOutcomeDecidesForTheQueue(t *testing.T) {
 				g := NewGate(1)
 				holderCtx, cancel := context.WithCancel(context.Background())
 				defer cancel()
-				if tc.deadline {
-					holderCtx, cancel = context.WithTimeout(holderCtx, operationTimeout/2)
+				holds := operationTimeout // how long the holder's write takes to fail
+				if tc.deadline > 0 {
+					holderCtx, cancel = context.WithTimeout(holderCtx, tc.deadline)
 					defer cancel()
+					holds = tc.deadline
 				}
 				go func() {
 					_ = g.Do(holderCtx, func() error {
-						time.Sleep(operationTimeout)
+						if tc.deadline > 0 {
+							<-holderCtx.Done() // the driver gives up with the context
+						} else {
+							time.Sleep(holds)
+						}
 						if tc.cancelOwn {
 							cancel()
 						}
@@ -134,8 +143,8 @@ func TestGateHolderOutcomeDecidesForTheQueue(t *testing.T) {
 				}
 				wg.Wait()
 
-				if elapsed := time.Since(start); elapsed != operationTimeout {
-					t.Errorf("queue answered after %s, want %s (when the holder ended)", elapsed, operationTimeout)
+				if elapsed := time.Since(start); elapsed != holds {
+					t.Errorf("queue answered after %s, want %s (when the holder ended)", elapsed, holds)
 				}
 				for i, err := range errs {
 					if tc.queueFails != (err != nil) || err != nil && (!Unreachable(err) || !errors.Is(err, ErrNotSent)) {

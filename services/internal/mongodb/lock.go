@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -142,10 +143,11 @@ func NewGate(n int) *Gate {
 // runs fn at once.
 //
 // When fn fails because the database is unreachable (Unreachable), while ctx still runs
-// (a client that went away says nothing of the database), the calls of Do that were
-// waiting for a slot then return at once, without running their fn, an error wrapping
-// ErrNotSent and fn's error, which Unreachable recognises too. Calls that arrive later
-// run their fn: the database may be back.
+// (a client that went away says nothing of the database) or after ctx's own deadline cut
+// a try of at least silenceIsOutage, the calls of Do that were waiting for a slot then
+// return at once, without running their fn, an error wrapping ErrNotSent and fn's error,
+// which Unreachable recognises too. Calls that arrive later run their fn: the database
+// may be back.
 func (g *Gate) Do(ctx context.Context, fn func() error) error {
 	if g == nil {
 		return fn()
@@ -166,11 +168,33 @@ func (g *Gate) Do(ctx context.Context, fn func() error) error {
 		return o.failure()
 	default:
 	}
+	start := time.Now()
 	err := fn()
-	if err != nil && Unreachable(err) && ctx.Err() == nil {
+	if err != nil && Unreachable(err) && saysOutage(ctx.Err(), time.Since(start)) {
 		g.fire(err)
 	}
 	return err
+}
+
+// silenceIsOutage is how long a write must have waited for the database, when its own
+// deadline ends the wait, for that silence to count as an outage: the writes queued
+// behind it would each wait as long (the order service's clean-up writes have 5 s, its
+// placements their PLACEMENT_TIMEOUT, both under the driver's operation timeout). A
+// deadline that left a write less than this says more of the request than of the
+// database.
+const silenceIsOutage = 2 * time.Second
+
+// saysOutage tells whether a write that found the database unreachable, with its
+// context ending in ctxErr (nil if it still runs) after tried, says the database is out.
+func saysOutage(ctxErr error, tried time.Duration) bool {
+	switch {
+	case ctxErr == nil:
+		return true
+	case errors.Is(ctxErr, context.DeadlineExceeded):
+		return tried >= silenceIsOutage
+	default: // its client went away
+		return false
+	}
 }
 
 // fire fails the writes waiting now with err, and gives those arriving after a new,
