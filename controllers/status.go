@@ -140,10 +140,15 @@ func (c ComponentState) status() (s workloadStatus, ok bool) {
 	return workloadStatus{}, false
 }
 
-// ready is the number of c's pods of the current revision that are ready.
+// ready is the number of c's pods of the current revision that are ready. The
+// workload's status counts the ready pods of every revision together, so during a
+// rollout the old revision's pods, which stay ready until they are replaced (no pod
+// less: maxUnavailable 0), are taken off: an old pod that is not ready makes the count
+// low by one for a moment, never a new pod counted ready before it is.
 func (c ComponentState) ready() int32 {
 	s, _ := c.status()
-	return min(s.ready, s.updated)
+	old := max(s.replicas-s.updated, 0)
+	return max(min(s.ready-old, s.updated), 0)
 }
 
 // rolledOut tells whether the workload runs desired replicas of its current revision,

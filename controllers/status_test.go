@@ -53,9 +53,11 @@ func TestComputeStatus(t *testing.T) {
 		{name: "nothing made yet", ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "0/2"},
 		{name: "rolled out", gateway: rolled(2, 2, 2, 2, 2), ready: "True/Available", progressing: "False/RolloutComplete", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
 		{name: "new generation not observed", gateway: rolled(2, 1, 2, 2, 2), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
-		{name: "old pods still running", gateway: rolled(2, 2, 3, 2, 2), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
+		// Two of the new revision made, one old pod left: the old pod is one of the two ready.
+		{name: "old pods still running", gateway: rolled(2, 2, 3, 2, 2), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "1/2", endpoint: true},
+		{name: "rollout begun, no new pod ready", gateway: rolled(2, 2, 3, 1, 2), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "0/2", endpoint: true},
 		{name: "one replica unavailable", gateway: rolled(2, 2, 2, 2, 1), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "1/2", endpoint: true},
-		{name: "rollout stalled", gateway: rolled(2, 2, 2, 1, 1, stalled), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "True/RolloutStalled", replicas: "1/2", endpoint: true},
+		{name: "rollout stalled", gateway: rolled(2, 2, 2, 1, 1, stalled), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "True/RolloutStalled", replicas: "0/2", endpoint: true},
 		{name: "StatefulSet rolled out", gateway: rolledSet(2, 2, 2, 2, "r2", "r2"), ready: "True/Available", progressing: "False/RolloutComplete", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
 		{name: "StatefulSet still on its old revision", gateway: rolledSet(2, 2, 2, 2, "r1", "r2"), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "2/2", endpoint: true},
 		{name: "StatefulSet pod not ready", gateway: rolledSet(2, 2, 2, 1, "r2", "r2"), ready: "False/ComponentsNotReady", progressing: "True/RollingOut", degraded: "False/AsExpected", replicas: "1/2", endpoint: true},
