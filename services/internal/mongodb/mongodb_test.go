@@ -217,8 +217,8 @@ func TestConnect(t *testing.T) {
 	}{
 		{"URI", mongodb.Config{URI: uri}, "fallback"},
 		{"legacy MONGODB_URL", mongodb.Config{LegacyURL: uri}, "fallback"},
-		{"database in the path", mongodb.Config{URI: uri + "shop_users"}, "shop_users"},
-		{"MONGODB_DATABASE wins", mongodb.Config{URI: uri + "shop_users", Database: "other"}, "other"},
+		{"database in the path", mongodb.Config{URI: testenv.MongoURIFor(t, "shop_users")}, "shop_users"},
+		{"MONGODB_DATABASE wins", mongodb.Config{URI: testenv.MongoURIFor(t, "shop_users"), Database: "other"}, "other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

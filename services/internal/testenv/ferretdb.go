@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
@@ -27,6 +28,7 @@ type FerretDB struct {
 	URI string
 
 	proc *testproc.Process
+	pid  int
 }
 
 // Option changes how StartFerretDB or StartRabbitMQ runs its server.
@@ -76,7 +78,7 @@ func StartFerretDB(ctx context.Context, dir string, opts ...Option) (*FerretDB, 
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	f := &FerretDB{proc: proc}
+	f := &FerretDB{proc: proc, pid: cmd.Process.Pid}
 
 	// The server prints its URI on one line once it listens.
 	line := make(chan string, 1)
@@ -109,9 +111,32 @@ func StartFerretDB(ctx context.Context, dir string, opts ...Option) (*FerretDB, 
 // Done is closed once the server process has exited, by Stop or by itself.
 func (f *FerretDB) Done() <-chan struct{} { return f.proc.Done() }
 
+// Freeze stops the server's process (SIGSTOP) until Thaw. Its sockets stay open and the
+// kernel still accepts connections on its port, but nothing answers: to its clients, a
+// database stalled on its disk or in a paused machine, the outage in which every
+// operation runs out its whole timeout (a stopped server, whose port refuses
+// connections, fails them at once).
+func (f *FerretDB) Freeze() error { return f.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a server Freeze stopped.
+func (f *FerretDB) Thaw() error { return f.signal(syscall.SIGCONT) }
+
+func (f *FerretDB) signal(sig syscall.Signal) error {
+	if err := syscall.Kill(f.pid, sig); err != nil {
+		return fmt.Errorf("ferretdb: %s: %w", sig, err)
+	}
+	return nil
+}
+
 // Stop asks the server to stop (SIGTERM), kills it after 10 s, and waits for it.
-// Calling it again returns the first result.
+// A frozen server is thawed first, so that it can stop on SIGTERM. Calling it again
+// returns the first result.
 func (f *FerretDB) Stop() error {
+	select {
+	case <-f.proc.Done():
+	default:
+		_ = f.Thaw()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := f.proc.Stop(ctx); err != nil {

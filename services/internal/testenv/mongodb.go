@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 )
 
 // shared is the MongoDB-wire server and client of this test binary.
@@ -73,8 +76,10 @@ func Stop() {
 	}
 }
 
-// MongoURI returns the connection string of the test server (no database in its
-// path), starting FerretDB on first use when MONGODB_URI is unset.
+// MongoURI returns the connection string of the test server, starting FerretDB on
+// first use when MONGODB_URI is unset. Its path is "/", naming no database, with
+// MONGODB_URI's options after it, however MONGODB_URI was written (with or without
+// the slash, with or without a database): use MongoURIFor for one naming a database.
 func MongoURI(t testing.TB) string {
 	t.Helper()
 	start()
@@ -82,6 +87,52 @@ func MongoURI(t testing.TB) string {
 		t.Fatalf("test MongoDB: %v", shared.err)
 	}
 	return shared.uri
+}
+
+// MongoURIFor returns the connection string of the test server naming database in its
+// path, as a service's MONGODB_URI may.
+func MongoURIFor(t testing.TB, database string) string {
+	t.Helper()
+	uri, err := withDatabase(MongoURI(t), database)
+	if err != nil {
+		t.Fatalf("test MongoDB: %v", err)
+	}
+	return uri
+}
+
+// withDatabase returns the MongoDB connection string uri with database ("" for none) as
+// its path, its options kept. The database of a URI with credentials is also where they
+// are checked unless an authSource option says otherwise, so a database uri named moves
+// into authSource, and the credentials keep working whichever database the result names.
+func withDatabase(uri, database string) (string, error) {
+	cs, err := storeuri.ParseMongoDB(uri)
+	if err != nil {
+		return "", fmt.Errorf("MONGODB_URI: %w", err)
+	}
+	// Past the scheme: [userinfo@]hosts[/[database]][?options]. The userinfo has any
+	// '/', '?' and '@' of its own escaped, so the hosts end at the first '/' or '?'
+	// after its last '@'.
+	scheme, rest, _ := strings.Cut(uri, "://")
+	hostsStart := strings.LastIndex(rest, "@") + 1
+	hostsEnd := len(rest)
+	if i := strings.IndexAny(rest[hostsStart:], "/?"); i >= 0 {
+		hostsEnd = hostsStart + i
+	}
+	_, query, _ := strings.Cut(rest[hostsEnd:], "?")
+	// The driver made the database the AuthSource only where the database decides it.
+	if cs.Database != "" && !cs.AuthSourceSet && cs.AuthSource == cs.Database {
+		opts, err := url.ParseQuery(query)
+		if err != nil {
+			return "", fmt.Errorf("MONGODB_URI options: %w", err)
+		}
+		opts.Set("authSource", cs.Database)
+		query = opts.Encode()
+	}
+	out := scheme + "://" + rest[:hostsEnd] + "/" + url.PathEscape(database)
+	if query != "" {
+		out += "?" + query
+	}
+	return out, nil
 }
 
 // MongoDB returns a new, empty database on the test server, dropped when the test ends.
@@ -104,7 +155,11 @@ func start() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		shared.uri = os.Getenv("MONGODB_URI")
-		if shared.uri == "" {
+		if shared.uri != "" {
+			if shared.uri, shared.err = withDatabase(shared.uri, ""); shared.err != nil {
+				return
+			}
+		} else {
 			if shared.dir, shared.err = os.MkdirTemp("", "ferretdb-"); shared.err != nil {
 				return
 			}

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
@@ -59,5 +62,48 @@ func TestStartFerretDB(t *testing.T) {
 	}
 	if err := f.Stop(); err != nil {
 		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// A frozen server answers nothing until thawed, and stops even while frozen.
+func TestFreezeFerretDB(t *testing.T) {
+	f, err := testenv.StartFerretDB(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Stop() })
+	client, err := mongo.Connect(options.Client().ApplyURI(f.URI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	ping := func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		return client.Ping(ctx, readpref.Primary())
+	}
+	if err := ping(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := f.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(); !mongo.IsTimeout(err) {
+		t.Errorf("ping of a frozen server = %v, want a timeout", err)
+	}
+	if err := f.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(); err != nil {
+		t.Errorf("ping after Thaw = %v", err)
+	}
+
+	if err := f.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := f.Stop(); err != nil || time.Since(start) > 5*time.Second {
+		t.Errorf("Stop of a frozen server = %v after %s, want nil within 5s", err, time.Since(start))
 	}
 }

@@ -25,7 +25,7 @@ func TestRun(t *testing.T) {
 			t.Setenv("MONGODB_URI", "")
 			t.Setenv("MONGODB_URL", "")
 			t.Setenv("PORT", strconv.Itoa(port))
-			t.Setenv(uriVar, testenv.MongoURI(t)+db.Name())
+			t.Setenv(uriVar, testenv.MongoURIFor(t, db.Name()))
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
