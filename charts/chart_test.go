@@ -399,6 +399,10 @@ func TestInstallSideBySide(t *testing.T) {
 		{"b", "ops", "shop-b"},
 		{"shop", "t1", "shop-a"},
 		{"shop", "t2", "shop-a"},
+		// Helm allows a release name of 53 characters, dots included; a Service's name
+		// may have neither dots nor more than 63.
+		{"payments-platform-ecommerce-operator-prod-eu1-west-23", "ops", "shop-b"},
+		{"shop.v2", "t1", "shop-b"},
 	} {
 		args := []string{
 			"install", rel.name, chartDir, "--namespace", rel.namespace, "--create-namespace", "--kubeconfig", kubeconfig,

@@ -7,6 +7,12 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The name of the metrics Service: a DNS label, so no dots (a release name may hold them) and
+at most 63 characters (fullname may have them all). */}}
+{{- define "shopkeeper.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "shopkeeper.fullname" . | replace "." "-" | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
 {{/* The name of an object of the release outside the release namespace (a ClusterRole, a
 ClusterRoleBinding, a RoleBinding in a watched namespace): "<release namespace>-<fullname>-<suffix>".
 Releases of one name in two namespaces share those scopes, so the release namespace keeps their
