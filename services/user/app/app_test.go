@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,19 +22,11 @@ func TestRun(t *testing.T) {
 	for _, uriVar := range []string{"MONGODB_URI", "MONGODB_URL"} {
 		t.Run(uriVar, func(t *testing.T) {
 			db := testenv.MongoDB(t) // a fresh database, dropped afterwards
-			port := freePort(t)
 			t.Setenv("MONGODB_URI", "")
 			t.Setenv("MONGODB_URL", "")
-			t.Setenv("PORT", strconv.Itoa(port))
 			t.Setenv(uriVar, testenv.MongoURIFor(t, db.Name()))
+			base, stop := serve(t)
 
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- Run(ctx) }()
-
-			base := "http://127.0.0.1:" + strconv.Itoa(port)
-			waitReady(t, base+"/readyz", done)
 			res, err := http.Post(base+"/users", "application/json", strings.NewReader(`{"name":"Ada","email":"ada@example.com"}`))
 			if err != nil {
 				t.Fatal(err)
@@ -42,18 +35,12 @@ func TestRun(t *testing.T) {
 			if res.StatusCode != 201 {
 				t.Fatalf("POST /users = %d", res.StatusCode)
 			}
-			if n, _ := db.Collection("users").CountDocuments(ctx, map[string]any{}); n != 1 {
+			if n, _ := db.Collection("users").CountDocuments(t.Context(), map[string]any{}); n != 1 {
 				t.Errorf("users stored in %s = %d, want 1: the URI's database is not used", db.Name(), n)
 			}
 
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("run = %v after shutdown, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("run did not return after its context ended")
+			if err := stop(); err != nil {
+				t.Errorf("run = %v after shutdown, want nil", err)
 			}
 		})
 	}
@@ -78,6 +65,34 @@ func TestRunRefusesBadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serve runs the service with the environment the test set, PORT aside, until stop,
+// which returns what Run returned (the test fails if it does not return in time).
+func serve(t *testing.T) (base string, stop func() error) {
+	t.Helper()
+	port := freePort(t)
+	t.Setenv("PORT", strconv.Itoa(port))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("run did not return after its context ended")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	base = "http://127.0.0.1:" + strconv.Itoa(port)
+	waitReady(t, base+"/readyz", done)
+	return base, stop
 }
 
 func freePort(t *testing.T) int {
