@@ -35,8 +35,9 @@ func Run(ctx context.Context) error {
 				func(reg *prometheus.Registry) http.Handler {
 					return httpapi.NewHandler(st, log, reg, mongodb.Check(db))
 				},
-				// Closed before the database: background hold removals finish first.
-				func(context.Context) error { st.Wait(); return nil },
+				// Closed before the database: background hold removals finish first, or
+				// are cut at the shutdown's deadline (an error: exit code 1).
+				st.Wait,
 			), nil
 		})
 }

@@ -9,6 +9,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
 // Group commit of a product's takes.
@@ -75,16 +77,16 @@ func (s *Store) onProduct(ctx context.Context, id bson.ObjectID, step *productSt
 // runQueued waits until step, queued for product id, has run, running it (and all the
 // steps queued with it) when it gets the product's lock first, and returns its outcome.
 func (s *Store) runQueued(ctx context.Context, id bson.ObjectID, step *productStep) error {
-	err := s.locks.Serialize(s.products, id, func() error {
-		// A step queued before this one got the lock ran it, or this one runs it now:
-		// whoever holds the lock runs everything queued.
-		for !step.done {
-			s.runBatch(ctx, id, s.batches.takeAll(id))
-		}
-		return nil
-	})
+	// Waiting for the lock ends with ctx: a hold removal stops when Wait says so.
+	unlock, err := s.locks.LockContext(ctx, mongodb.DocumentKey(s.products, id))
 	if err != nil {
 		return err
+	}
+	defer unlock()
+	// A step queued before this one got the lock ran it, or this one runs it now:
+	// whoever holds the lock runs everything queued.
+	for !step.done {
+		s.runBatch(ctx, id, s.batches.takeAll(id))
 	}
 	return step.err
 }

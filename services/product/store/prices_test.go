@@ -61,7 +61,9 @@ func TestReservationsSeeProductChanges(t *testing.T) {
 	}
 	_, err = reserve("after-delete")
 	checkErr(t, err, catalog.UnknownProducts(p.ID))
-	s.Wait()
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -416,7 +416,7 @@ func (s *Store) removeHold(order string, l lineDoc, returned bool) {
 	run := func() {
 		defer s.removals.Done()
 		// An error leaves the hold behind, which is harmless (see the top).
-		_ = s.runQueued(context.Background(), oid, step)
+		_ = s.runQueued(s.removalCtx, oid, step)
 	}
 	t = time.AfterFunc(holdRemovalDelay, func() {
 		s.delayed.mu.Lock()
@@ -433,8 +433,11 @@ func (s *Store) removeHold(order string, l lineDoc, returned bool) {
 const holdRemovalDelay = 2 * time.Second
 
 // Wait runs the hold removals still waiting for a take, and waits for every removal
-// started so far: call it before closing the database.
-func (s *Store) Wait() {
+// started so far: call it before closing the database. When ctx ends first it stops
+// them (each leaves its hold behind, which is harmless, see the top) and returns
+// ctx's error at once: the shutdown's deadline bounds it, however long the database
+// takes to answer.
+func (s *Store) Wait(ctx context.Context) error {
 	s.delayed.mu.Lock()
 	var now []func()
 	for t, run := range s.delayed.timers {
@@ -447,7 +450,18 @@ func (s *Store) Wait() {
 	for _, run := range now {
 		go run()
 	}
-	s.removals.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.removals.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.stopRemovals()
+		return fmt.Errorf("hold removals still running: %w", ctx.Err())
+	}
 }
 
 func holdKey(order string) string { return "holds." + order }

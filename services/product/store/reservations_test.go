@@ -118,7 +118,9 @@ func TestCrashMidwayIsRepaired(t *testing.T) {
 			checkErr(t, err, tc.wantErr)
 			checkStock(t, s, ids, tc.want)
 
-			s.Wait()
+			if err := s.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 			if n := countHolds(t, s, ids, req.OrderID); n != tc.leftHolds {
 				t.Errorf("%d holds of the order left on its products, want %d", n, tc.leftHolds)
 			}
@@ -240,7 +242,9 @@ func TestHoldsLeaveWithTheRecord(t *testing.T) {
 	}})
 	checkErr(t, err, catalog.InsufficientStock(catalog.Shortage{Requested: 1000, Available: 91}))
 	checkStock(t, s, [2]string{a.ID, b.ID}, [2]int64{94, 91})
-	s.Wait()
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{a.ID, b.ID} {
 		oid, _ := bson.ObjectIDFromHex(id)
 		var doc productDoc
@@ -349,7 +353,9 @@ func TestConcurrentOrdersKeepTheBooks(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	s.Wait()
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	var want [2]int64
 	for line := range want {
 		want[line] = start

@@ -46,8 +46,12 @@ type Store struct {
 	batches batches
 	// removals runs the removals of holds the requests do not wait for; delayed holds
 	// the timers of those waiting for a take to ride along with (removeHold).
-	removals sync.WaitGroup
-	delayed  struct {
+	// removalCtx bounds them: Wait cancels it when the shutdown's deadline passes, so a
+	// stalled database does not hold the process past it.
+	removals     sync.WaitGroup
+	removalCtx   context.Context
+	stopRemovals context.CancelFunc
+	delayed      struct {
 		mu     sync.Mutex
 		timers map[*time.Timer]func()
 	}
@@ -62,9 +66,12 @@ type Store struct {
 // New returns the Store of db. Both collections are keyed by _id only, so there is no
 // index to create.
 func New(db *mongo.Database) *Store {
+	removalCtx, stopRemovals := context.WithCancel(context.Background())
 	return &Store{
 		products:     db.Collection(ProductsCollection),
 		reservations: db.Collection(ReservationsCollection),
+		removalCtx:   removalCtx,
+		stopRemovals: stopRemovals,
 		writes:       mongodb.NewGate(1),
 		now:          func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
 	}

@@ -34,7 +34,9 @@ func TestReleaseOfALineStoredInUpperCase(t *testing.T) {
 	if err := s.Release(ctx, "old-order"); err != nil {
 		t.Fatalf("release: %v", err)
 	}
-	s.Wait()
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	got, err := s.Get(ctx, p.ID)
 	if err != nil {
 		t.Fatal(err)
