@@ -103,10 +103,15 @@ func appFor(shop *shopv1.Shop, component string) app {
 	case Order:
 		a := backend(spec.Services.Order)
 		a.oneProcess = true
+		upstream := upstreamTimeout(&spec)
 		a.env = append(a.env, rabbitmq, corev1.EnvVar{
 			Name:  "PLACEMENT_TIMEOUT",
-			Value: placementTimeout(upstreamTimeout(&spec)).String(),
+			Value: placementTimeout(upstream).String(),
 		})
+		if upstream > serviceWriteTimeout {
+			// The service's server would cut an answer that its placement budget allows.
+			a.env = append(a.env, corev1.EnvVar{Name: "HTTP_WRITE_TIMEOUT", Value: upstream.String()})
+		}
 		a.env = append(a.env, urls(User, Product)...)
 		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
 		return a
@@ -309,6 +314,12 @@ func upstreamTimeout(spec *shopv1.ShopSpec) time.Duration {
 	}
 	return defaultUpstreamTimeout
 }
+
+// serviceWriteTimeout is the services' HTTP_WRITE_TIMEOUT default: the longest a request
+// may take, answer written included. The order service's POST /orders may take its
+// PLACEMENT_TIMEOUT, which follows the gateway's timeout: past this, the order service is
+// given the gateway's timeout as its own (left unset below, so its pods do not roll).
+const serviceWriteTimeout = 30 * time.Second
 
 // placementTimeout is the order service's PLACEMENT_TIMEOUT for a gateway that waits
 // upstream for a service: POST /orders answers within it, its own 503 included, so it

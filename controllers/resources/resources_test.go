@@ -163,6 +163,7 @@ func TestAppEnvironment(t *testing.T) {
 		app        string
 		edit       func(*shopv1.Shop)
 		wantValues map[string]string
+		wantUnset  []string
 		wantSecret map[string]string // env -> connections key
 	}{
 		{app: User, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "user-mongodb-uri"}},
@@ -172,6 +173,7 @@ func TestAppEnvironment(t *testing.T) {
 			wantValues: map[string]string{
 				"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80", "PLACEMENT_TIMEOUT": "8s",
 			},
+			wantUnset:  []string{"HTTP_WRITE_TIMEOUT"}, // the service's own 30 s
 			wantSecret: map[string]string{"MONGODB_URI": "order-mongodb-uri", "RABBITMQ_URL": "rabbitmq-url"},
 		},
 		{
@@ -185,7 +187,14 @@ func TestAppEnvironment(t *testing.T) {
 		{
 			app:        Order,
 			edit:       func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: time.Minute} },
-			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "58s"},
+			// The order service's server lets an answer take as long (its default is 30 s).
+			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "58s", "HTTP_WRITE_TIMEOUT": "1m0s"},
+		},
+		{
+			app:        Order,
+			edit:       func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 30 * time.Second} },
+			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "28s"},
+			wantUnset:  []string{"HTTP_WRITE_TIMEOUT"},
 		},
 		{
 			app:        Payment,
@@ -235,6 +244,11 @@ func TestAppEnvironment(t *testing.T) {
 			for k, v := range tt.wantValues {
 				if e, ok := env[k]; !ok || e.Value != v {
 					t.Errorf("env %s = %q (set %v), want %q", k, e.Value, ok, v)
+				}
+			}
+			for _, k := range tt.wantUnset {
+				if e, ok := env[k]; ok {
+					t.Errorf("env %s = %q, want it unset", k, e.Value)
 				}
 			}
 			for k, key := range tt.wantSecret {
