@@ -185,8 +185,8 @@ func TestAppEnvironment(t *testing.T) {
 			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "1.2s"},
 		},
 		{
-			app:        Order,
-			edit:       func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: time.Minute} },
+			app:  Order,
+			edit: func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: time.Minute} },
 			// The order service's server lets an answer take as long (its default is 30 s).
 			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "58s", "HTTP_WRITE_TIMEOUT": "1m0s"},
 		},
