@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apitest"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
@@ -51,33 +52,48 @@ func TestContract(t *testing.T) {
 		}
 	}
 
-	// The database down: 500 on every operation, 503 on /readyz.
-	broken := newBrokenAPI(t)
+	// The service's own database client broken: 500 on every operation. The database
+	// not answering: 503 on every operation and on /readyz.
 	id := mongodb.NewID().Hex()
-	for _, s := range []struct {
-		method, path, body string
-		status             int
-	}{
-		{"POST", "/users", `{"name":"Ada","email":"ada@example.com"}`, 500},
-		{"GET", "/users", "", 500},
-		{"GET", "/users/" + id, "", 500},
-		{"PATCH", "/users/" + id, `{"name":"Ada"}`, 500},
-		{"DELETE", "/users/" + id, "", 500},
-		{"GET", "/readyz", "", 503},
-	} {
-		var body any
-		if s.body != "" {
-			body = s.body
+	operations := []struct{ method, path, body string }{
+		{"POST", "/users", `{"name":"Ada","email":"ada@example.com"}`},
+		{"GET", "/users", ""},
+		{"GET", "/users/" + id, ""},
+		{"PATCH", "/users/" + id, `{"name":"Ada"}`},
+		{"DELETE", "/users/" + id, ""},
+	}
+	failing := []failingAPI{
+		{"client closed", newBrokenAPI(t), 500, "Internal server error"},
+		{"database unreachable", newUnreachableAPI(t), 503, "database unavailable"},
+	}
+	for _, f := range failing {
+		for _, s := range operations {
+			var body any
+			if s.body != "" {
+				body = s.body
+			}
+			if res := f.api.Request(t, s.method, s.path, body); res.Status != f.status || res.Error() != f.answer {
+				t.Errorf("%s: %s %s = %d %.200s, want %d %q", f.name, s.method, s.path, res.Status, res.Body, f.status, f.answer)
+			}
 		}
-		if res := broken.Request(t, s.method, s.path, body); res.Status != s.status {
-			t.Errorf("database down: %s %s = %d %.200s, want %d", s.method, s.path, res.Status, res.Body, s.status)
+		if res := f.api.Request(t, "GET", "/readyz", nil); res.Status != 503 {
+			t.Errorf("%s: GET /readyz = %d %.200s, want 503", f.name, res.Status, res.Body)
 		}
 	}
 
-	// A response counts when either client exercised it.
+	// A response counts when any client exercised it.
 	for _, m := range api.Uncovered() {
-		if slices.Contains(broken.Uncovered(), m) {
+		if !slices.ContainsFunc(failing, func(f failingAPI) bool { return !slices.Contains(f.api.Uncovered(), m) }) {
 			t.Errorf("documented response never exercised: %s", m)
 		}
 	}
+}
+
+// failingAPI is a client of the service over a database that fails, and what every
+// operation answers then.
+type failingAPI struct {
+	name   string
+	api    *apitest.Client
+	status int
+	answer string
 }

@@ -2,7 +2,9 @@ package httpapi_test
 
 import (
 	"context"
+	"net"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -32,8 +34,16 @@ func newAPI(t *testing.T) *apitest.Client {
 	return apitest.New(t, spec, httpapi.NewHandler(s, logging.Discard(), metrics.NewRegistry(), mongodb.Check(db)))
 }
 
-// newBrokenAPI returns a client of the service whose database connection is closed:
-// every store call fails with a driver error, as when the database goes away.
+// newAPIOver returns a client of the service whose store and readiness use client's
+// database "users".
+func newAPIOver(t *testing.T, client *mongo.Client) *apitest.Client {
+	t.Helper()
+	db := client.Database("users")
+	return apitest.New(t, spec, httpapi.NewHandler(store.New(db), logging.Discard(), metrics.NewRegistry(), mongodb.Check(db)))
+}
+
+// newBrokenAPI returns a client of the service whose own database client is closed:
+// every store call fails with an error of the service's making, not the database's.
 func newBrokenAPI(t *testing.T) *apitest.Client {
 	t.Helper()
 	client, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)))
@@ -43,8 +53,26 @@ func newBrokenAPI(t *testing.T) *apitest.Client {
 	if err := client.Disconnect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	db := client.Database("closed")
-	return apitest.New(t, spec, httpapi.NewHandler(store.New(db), logging.Discard(), metrics.NewRegistry(), mongodb.Check(db)))
+	return newAPIOver(t, client)
+}
+
+// newUnreachableAPI returns a client of the service whose database is not there: its
+// address refuses connections, as a database that is down does.
+func newUnreachableAPI(t *testing.T) *apitest.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nothing listens there now
+	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + addr + "/").
+		SetServerSelectionTimeout(200 * time.Millisecond).SetTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	return newAPIOver(t, client)
 }
 
 // createUser creates a user through the API and returns it.
