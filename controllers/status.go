@@ -290,8 +290,10 @@ func unreadyReason(p *corev1.Pod) string {
 	for _, c := range statuses {
 		if w := c.State.Waiting; w != nil {
 			switch w.Reason {
-			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
+			case "ErrImagePull", "ImagePullBackOff":
 				return fmt.Sprintf("container %s: its image cannot be pulled", c.Name)
+			case "InvalidImageName":
+				return fmt.Sprintf("container %s: its image name is invalid: %s", c.Name, w.Message)
 			case "", "PodInitializing", "ContainerCreating", "CrashLoopBackOff":
 			default:
 				return fmt.Sprintf("container %s: %s", c.Name, w.Reason)

@@ -178,6 +178,15 @@ func TestStuckPod(t *testing.T) {
 			wantStuck: "pod p-0 not ready for 10m0s: container rabbitmq: its image cannot be pulled",
 		},
 		{
+			name: "image name the kubelet cannot parse", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
+				p.Status.Phase = corev1.PodPending
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "gateway", State: corev1.ContainerState{
+					Waiting: &corev1.ContainerStateWaiting{Reason: "InvalidImageName", Message: `couldn't parse image name "Foo/Bar:v1": invalid reference format`},
+				}}}
+			})},
+			wantStuck: `pod p-0 not ready for 10m0s: container gateway: its image name is invalid: couldn't parse image name "Foo/Bar:v1": invalid reference format`,
+		},
+		{
 			name: "not scheduled", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
 				p.Status.Phase = corev1.PodPending
 				p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{
