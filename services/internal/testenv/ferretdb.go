@@ -9,6 +9,7 @@ package testenv
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -116,7 +117,51 @@ func (f *FerretDB) Done() <-chan struct{} { return f.proc.Done() }
 // database stalled on its disk or in a paused machine, the outage in which every
 // operation runs out its whole timeout (a stopped server, whose port refuses
 // connections, fails them at once).
-func (f *FerretDB) Freeze() error { return f.signal(syscall.SIGSTOP) }
+func (f *FerretDB) Freeze() error {
+	if err := f.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	// The kernel stops the process's threads one by one after kill returns; until the
+	// last has stopped, a request may still be answered.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stopped, err := allThreadsStopped(f.pid)
+		switch {
+		case err != nil:
+			return fmt.Errorf("ferretdb: %w", err)
+		case stopped:
+			return nil
+		case time.Now().After(deadline):
+			return errors.New("ferretdb: not stopped 5s after SIGSTOP")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allThreadsStopped tells whether every thread of process pid is stopped by a signal
+// (state T in /proc).
+func allThreadsStopped(pid int) (bool, error) {
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(stats) == 0 {
+		return false, fmt.Errorf("threads of process %d not found in /proc: %v", pid, err)
+	}
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false, err
+		}
+		// "pid (comm) state ...": comm may hold spaces and parentheses, so the state
+		// follows the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("%s: unexpected %q", path, b)
+		}
+		if b[i+2] != 'T' {
+			return false, nil
+		}
+	}
+	return true, nil
+}
 
 // Thaw resumes a server Freeze stopped.
 func (f *FerretDB) Thaw() error { return f.signal(syscall.SIGCONT) }
