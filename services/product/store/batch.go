@@ -113,6 +113,11 @@ func (s *Store) runBatch(ctx context.Context, id bson.ObjectID, steps []*product
 			st.done, st.err = true, err
 		}
 	}
+	// What is read below must stay true until the write (fence.go).
+	if err := s.fence(ctx, s.products, id); err != nil {
+		finish(steps, err)
+		return
+	}
 	projection := bson.D{{Key: "stock", Value: 1}}
 	for _, st := range steps {
 		projection = append(projection, bson.E{Key: holdKey(st.order), Value: 1})

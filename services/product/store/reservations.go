@@ -28,7 +28,9 @@ package store
 // record never goes back (taken → settled), so it is right whenever it runs. The locks
 // are in-process: one process serves a database. A crash stops every step at once, so
 // after a crash no step of the old process is still running and only crash points
-// matter.
+// matter. An update that failed after it was sent (a timeout) is one too: it may still
+// reach the database, but the next step on its document fences it first (fence.go), so
+// it has applied before that step reads, or never will: a crash point before or after it.
 //
 // What a line's record r and its product's hold h mean together, and why no line is
 // taken twice or given back twice whatever step a crash interrupts:
@@ -163,6 +165,9 @@ func (s *Store) Reserve(ctx context.Context, req catalog.ReservationRequest) (re
 	// the client's operation timeout).
 	ctx = context.WithoutCancel(ctx)
 	defer s.lockOrder(req.OrderID)()
+	if err := s.fence(ctx, s.reservations, req.OrderID); err != nil {
+		return catalog.Reservation{}, false, err
+	}
 	doc, created, err := s.findOrCreateReservation(ctx, req)
 	if err != nil {
 		return catalog.Reservation{}, false, err
@@ -376,14 +381,7 @@ func (s *Store) holdOf(ctx context.Context, id bson.ObjectID, order string, with
 // updateProduct applies update to product id (whose lock the caller holds). A product
 // deleted meanwhile is errProductNotFound.
 func (s *Store) updateProduct(ctx context.Context, id bson.ObjectID, what string, update bson.D) error {
-	var matched int64
-	err := s.write(ctx, func() error {
-		res, err := s.products.UpdateOne(ctx, byID(id), update)
-		if err == nil {
-			matched = res.MatchedCount
-		}
-		return err
-	})
+	matched, err := s.update(ctx, s.products, id, update)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -526,7 +524,7 @@ func (s *Store) giveBackLine(ctx context.Context, order string, l lineDoc) error
 	if !ok {
 		return nil
 	}
-	err := s.locks.Serialize(s.products, oid, func() error {
+	err := s.serializeProduct(ctx, oid, func() error {
 		p, err := s.holdOf(ctx, oid, order, false)
 		if err != nil {
 			return err
@@ -558,6 +556,9 @@ func (s *Store) giveBackLine(ctx context.Context, order string, l lineDoc) error
 func (s *Store) Release(ctx context.Context, order string) error {
 	ctx = context.WithoutCancel(ctx) // as in Reserve
 	defer s.lockOrder(order)()
+	if err := s.fence(ctx, s.reservations, order); err != nil {
+		return err
+	}
 	doc, err := s.findReservation(ctx, order)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		now := s.now()
@@ -590,11 +591,7 @@ func (s *Store) Release(ctx context.Context, order string) error {
 func (s *Store) setReservation(ctx context.Context, doc *reservationDoc, set bson.D) error {
 	doc.UpdatedAt = s.now()
 	set = append(set, bson.E{Key: "state", Value: doc.State}, bson.E{Key: "updatedAt", Value: doc.UpdatedAt})
-	err := s.write(ctx, func() error {
-		_, err := s.reservations.UpdateOne(ctx, byID(doc.OrderID), bson.D{{Key: "$set", Value: set}})
-		return err
-	})
-	if err != nil {
+	if _, err := s.update(ctx, s.reservations, doc.OrderID, bson.D{{Key: "$set", Value: set}}); err != nil {
 		return fmt.Errorf("reservation %s → %s: %w", doc.OrderID, doc.State, err)
 	}
 	return nil

@@ -3,11 +3,13 @@
 // Every write is a single-document update by _id made while holding that document's
 // lock in this process (mongodb.KeyedMutex): FerretDB v1 does not make a conditional
 // update atomic, and it decodes the whole collection in Go for any filter but exactly
-// {_id}, so conditions are checked in Go on the document read under the lock. Stock is never
-// negative: a take reads the stock and writes the $inc under one lock. There are no
-// multi-document transactions (FerretDB has none), so the reservation algorithm in
-// reservations.go is built from such updates alone; see its comment. The locks being
-// in-process, one process serves a database (one replica).
+// {_id}, so conditions are checked in Go on the document read under the lock. Stock is
+// never negative: a take reads the stock and writes the $inc under one lock, and an
+// update that timed out but may still reach the database is fenced off before the next
+// read of its document (fence.go), so it cannot land on a state it was not computed
+// from. There are no multi-document transactions (FerretDB has none), so the
+// reservation algorithm in reservations.go is built from such updates alone; see its
+// comment. The locks being in-process, one process serves a database (one replica).
 package store
 
 import (
@@ -55,6 +57,8 @@ type Store struct {
 		mu     sync.Mutex
 		timers map[*time.Timer]func()
 	}
+	// unknown holds the updates whose outcome is unknown, until fenced (fence.go).
+	unknown unknownWrites
 	// prices caches what pricing a reservation reads of a product (prices.go).
 	prices priceCache
 	// writes queues this process's writes, one at a time (see mongodb.Gate: on FerretDB
@@ -108,8 +112,9 @@ func (d productDoc) product() catalog.Product {
 	}
 }
 
-// withoutHolds keeps the holds, which only the reservation algorithm reads, off the wire.
-var withoutHolds = bson.D{{Key: "holds", Value: 0}}
+// withoutHolds keeps the holds, which only the reservation algorithm reads, and the
+// fences (fence.go) off the wire.
+var withoutHolds = bson.D{{Key: "holds", Value: 0}, {Key: "fences", Value: 0}}
 
 // Create stores a new product (already normalized).
 func (s *Store) Create(ctx context.Context, np catalog.NewProduct) (catalog.Product, error) {
@@ -180,7 +185,7 @@ func (s *Store) Update(ctx context.Context, id string, p catalog.Patch) (catalog
 		add("stock", *p.Stock)
 	}
 	var doc productDoc
-	err := s.locks.Serialize(s.products, oid, func() error {
+	err := s.serializeProduct(ctx, oid, func() error {
 		err := s.updateProduct(ctx, oid, "update product", bson.D{{Key: "$set", Value: set}})
 		s.prices.invalidate(oid) // also after an error: the write may have happened
 		if err != nil {
@@ -203,7 +208,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if !ok {
 		return errProductNotFound
 	}
-	return s.locks.Serialize(s.products, oid, func() error {
+	return s.serializeProduct(ctx, oid, func() error {
 		var deleted int64
 		err := s.write(ctx, func() error {
 			res, err := s.products.DeleteOne(ctx, byID(oid))
@@ -220,6 +225,17 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			return errProductNotFound
 		}
 		return nil
+	})
+}
+
+// serializeProduct runs fn holding product id's lock, once the updates of unknown
+// outcome sent to it are fenced (fence.go): what fn reads stays true until it writes.
+func (s *Store) serializeProduct(ctx context.Context, id bson.ObjectID, fn func() error) error {
+	return s.locks.Serialize(s.products, id, func() error {
+		if err := s.fence(ctx, s.products, id); err != nil {
+			return err
+		}
+		return fn()
 	})
 }
 

@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+)
+
+// Writes of unknown outcome.
+//
+// An update the store gave up on (its operation timeout, a connection lost) may still
+// reach the database and apply later: it was in a socket buffer, on a slow network, in
+// a server that stalled. The document's lock is released when the request fails, so
+// the steps that run next read a document that may still change under them, and the
+// late update, computed from an older state, lands on a newer one: a take checked
+// against units another order has taken since (stock below zero), a give-back of units
+// a repeated release gave back again (counted twice), a reservation's record written
+// over a later one.
+//
+// So every update carries a fence, a token of its own in $pop: {"fences.<token>": 1},
+// which does nothing while fences.<token> is missing (always, unless fenced) and makes
+// the whole update fail once it holds a value that is not an array. When an update
+// fails after it was sent, its token is kept for its document, and before the next step
+// reads that document (holding its lock) the store fences it: one update sets
+// fences.<token> to true. From then on the lost update cannot apply, and the read that
+// follows shows whether it did before: every step computes from the state it writes to,
+// as the reasoning in reservations.go requires. Until that fencing update succeeds, each
+// step on the document tries it first and fails as the database does (a 503).
+//
+// The token rides in the update rather than in its filter because a write's filter
+// must stay exactly {_id}: on FerretDB a filter on a version field as well would read
+// the whole collection (see mongodb.KeyedMutex). A fence stays in its document (a few
+// bytes per update lost in an outage): the update it stops may arrive at any time.
+// What it does not cover: an update lost by a process that then stopped (the one after
+// it knows nothing of the token; reservations.go assumes a stopped process's writes
+// are over), and, on FerretDB only, which does not apply an update atomically, a lost
+// update arriving during the very update that fences it.
+
+// unknownWrites holds, per document (mongodb.DocumentKey), the fence tokens of the
+// updates sent to it whose outcome is unknown.
+type unknownWrites struct {
+	mu     sync.Mutex
+	tokens map[string][]string
+}
+
+func (u *unknownWrites) add(key, token string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.tokens == nil {
+		u.tokens = map[string][]string{}
+	}
+	u.tokens[key] = append(u.tokens[key], token)
+}
+
+func (u *unknownWrites) of(key string) []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.tokens[key])
+}
+
+// fenced forgets tokens of key: their updates can no longer apply.
+func (u *unknownWrites) fenced(key string, tokens []string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	left := slices.DeleteFunc(u.tokens[key], func(t string) bool { return slices.Contains(tokens, t) })
+	if len(left) == 0 {
+		delete(u.tokens, key)
+		return
+	}
+	u.tokens[key] = left
+}
+
+func fenceKey(token string) string { return "fences." + token }
+
+// update applies update, fenced, to the document of coll with _id id, whose lock the
+// caller holds, and returns how many documents matched (0 or 1). When it fails after it
+// was sent, its outcome is unknown and the next fence of its document (fence) stops it.
+func (s *Store) update(ctx context.Context, coll *mongo.Collection, id any, update bson.D) (matched int64, err error) {
+	token := bson.NewObjectID().Hex()
+	update = append(slices.Clip(update), bson.E{Key: "$pop", Value: bson.D{{Key: fenceKey(token), Value: 1}}})
+	sent := false
+	err = s.write(ctx, func() error {
+		sent = true
+		res, err := coll.UpdateOne(ctx, byID(id), update)
+		if err == nil {
+			matched = res.MatchedCount
+		}
+		return err
+	})
+	if err != nil && sent {
+		s.unknown.add(mongodb.DocumentKey(coll, id), token)
+	}
+	return matched, err
+}
+
+// fence fences the updates of unknown outcome sent to the document of coll with _id
+// id, whose lock the caller holds, so that what it reads next stays true until it
+// writes. A document gone has nothing left to protect.
+func (s *Store) fence(ctx context.Context, coll *mongo.Collection, id any) error {
+	key := mongodb.DocumentKey(coll, id)
+	tokens := s.unknown.of(key)
+	if len(tokens) == 0 {
+		return nil
+	}
+	set := make(bson.D, len(tokens))
+	for i, t := range tokens {
+		set[i] = bson.E{Key: fenceKey(t), Value: true}
+	}
+	err := s.write(ctx, func() error {
+		_, err := coll.UpdateOne(ctx, byID(id), bson.D{{Key: "$set", Value: set}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fence %d updates of unknown outcome: %w", len(tokens), err)
+	}
+	s.unknown.fenced(key, tokens)
+	return nil
+}
