@@ -41,10 +41,15 @@ type ShopSpec struct {
 
 	// Image is the repository of the services image, without a tag (the tag is version).
 	// One image holds every service binary: /gateway, /user, /product, /order, /payment.
+	// It is a repository as the kubelet parses one: an optional registry host (a DNS name,
+	// localhost or a bracketed IPv6 address, with an optional :port) and '/', then path
+	// components of lower-case letters and digits, separated inside by '.', '_', '__' or
+	// dashes, joined by single '/'; for example registry.example.com:5000/team/app.
 	// +kubebuilder:default="ghcr.io/shopkeeper-dev/shopkeeper-services"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.matches(':[^/]*$')",message="image is a repository without tag or digest, such as ghcr.io/shopkeeper-dev/shopkeeper-services; the tag comes from version"
+	// +kubebuilder:validation:XValidation:rule="self.contains('@') || self.matches(':[^/]*$') || self.matches('^(([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*|[[][a-fA-F0-9:]*:[a-fA-F0-9:]*[]])(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$')",message="image must be a repository such as ghcr.io/shopkeeper-dev/shopkeeper-services or registry.example.com:5000/team/app: an optional registry host[:port] and '/', then lower-case path components (letters and digits, separated inside by '.', '_', '__' or '-') joined by single '/'"
 	// +optional
 	Image string `json:"image,omitempty"`
 
@@ -254,7 +259,14 @@ const (
 type StoreSpec struct {
 	// Image of the store. Empty means the store's default (see mongodb.engine and
 	// rabbitmq); an image of one's own must run the same server the same way.
+	// It is a reference as the kubelet parses one: a repository (an optional registry
+	// host[:port] and '/', then lower-case path components joined by single '/'), an
+	// optional :tag and an optional @sha256, @sha384 or @sha512 digest; for example
+	// mongo:8.0, localhost/shopkeeper/ferretdb:v1.24.2 or
+	// rabbitmq:4.1-management@sha256:<64 hexadecimal digits>.
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^(([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*|[[][a-fA-F0-9:]*:[a-fA-F0-9:]*[]])(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127})?(@(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128}))?$')",message="image must be an image reference such as mongo:8.0, registry.example.com:5000/team/mongo:8.0 or rabbitmq:4.1-management@sha256:<64 lower-case hexadecimal digits>: an optional registry host[:port] and '/', lower-case path components (letters and digits, separated inside by '.', '_', '__' or '-') joined by single '/', an optional :tag of up to 128 letters, digits, '_', '.' and '-', and an optional @sha256, @sha384 or @sha512 digest"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-f0-9]{64}$')",message="image cannot be 64 hexadecimal digits alone, which the kubelet reads as an image ID: name a repository, such as mongo:8.0"
 	// +optional
 	Image string `json:"image,omitempty"`
 
