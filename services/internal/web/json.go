@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -142,7 +144,92 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return apperr.BadRequest(strict[0].Error())
 	}
-	return nil
+	return refuseNull(body, reflect.TypeOf(v))
+}
+
+// refuseNull returns the 400 of the first null in body, decoded into a value of type t.
+// No field of the contract takes null, and encoding/json would quietly skip it: a body
+// null would change nothing and answer 200, a "stock": null would create a product with
+// stock 0. It is refused as the wrong type it is, except where the field's own
+// UnmarshalJSON decides (web.Optional refuses it already).
+func refuseNull(body []byte, t reflect.Type) error {
+	if !bytes.Contains(body, []byte("null")) {
+		return nil
+	}
+	var err error
+	walkJSON(body, func(v jsonValue) bool {
+		if !v.null {
+			return true
+		}
+		want, decides := typeAt(t, v.steps)
+		switch {
+		case decides:
+			return true
+		case want == nil: // a field the walk cannot follow into its Go type
+			err = apperr.BadRequest(fmt.Sprintf("field %q must not be null", v.path),
+				apperr.FieldError{Field: v.path, Message: "must not be null"})
+		default:
+			err = decodeError(body, &json.UnmarshalTypeError{Value: "null", Type: want, Field: v.dotted, Offset: v.end})
+		}
+		return false
+	})
+	return err
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// typeAt returns the Go type that the value at steps of a JSON document decoded into a t
+// goes to, or nil if it cannot say; decides tells that the value goes to a type with an
+// UnmarshalJSON of its own (there or above it), which decides what null means.
+func typeAt(t reflect.Type, steps []jsonStep) (_ reflect.Type, decides bool) {
+	for i := 0; ; i++ {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if reflect.PointerTo(t).Implements(unmarshalerType) {
+			return nil, true
+		}
+		if i == len(steps) {
+			return t, false
+		}
+		switch s := steps[i]; {
+		case s.inArray && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+			t = t.Elem()
+		case !s.inArray && t.Kind() == reflect.Map:
+			t = t.Elem()
+		case !s.inArray && t.Kind() == reflect.Struct:
+			f, ok := fieldNamed(t, s.key)
+			if !ok {
+				return nil, false
+			}
+			t = f.Type
+		default:
+			return nil, false
+		}
+	}
+}
+
+// fieldNamed returns the field of struct t that the JSON member name decodes into, as
+// Decode matches them: exactly.
+func fieldNamed(t reflect.Type, name string) (reflect.StructField, bool) {
+	for _, f := range reflect.VisibleFields(t) {
+		if !f.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case tag == "-":
+			continue
+		case f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct:
+			continue // its fields are promoted: VisibleFields lists them too
+		case tag == "":
+			tag = f.Name
+		}
+		if tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 func decodeError(body []byte, err error) error {
@@ -195,30 +282,53 @@ func jsonType(e *json.UnmarshalTypeError) string {
 // indexedPath names, array indices included (items[1].quantity), the value a type error is
 // about. encoding/json gives its Field without indices (items.quantity), which does not say
 // which line of an order is wrong; its Offset, the end of the value (or a byte inside it, for
-// an array or object), tells the lines apart. The body is walked token by token, and the
-// deepest value of the same dotted name around the Offset is the one. When none is found (the
-// error's Field names something the walk does not see), the Field is returned as it is.
+// an array or object), tells the lines apart. The deepest value of the same dotted name around
+// the Offset is the one. When none is found (the error's Field names something the walk does
+// not see), the Field is returned as it is.
 func indexedPath(body []byte, e *json.UnmarshalTypeError) string {
+	composite := e.Value == "array" || e.Value == "object"
+	best, bestDepth := e.Field, -1
+	walkJSON(body, func(v jsonValue) bool {
+		if v.composite == composite && v.dotted == e.Field && v.start < e.Offset && e.Offset <= v.end && v.depth > bestDepth {
+			best, bestDepth = v.path, v.depth
+		}
+		return true
+	})
+	return best
+}
+
+// jsonValue is one value of a JSON document as walkJSON meets it.
+type jsonValue struct {
+	path, dotted string     // its name with array indices (lines[1].quantity) and without (lines.quantity)
+	steps        []jsonStep // the same name, one step per member or element
+	start, end   int64      // its bytes; start may be earlier, where the token before it ended
+	depth        int        // how many arrays and objects hold it
+	composite    bool       // an array or object, met once it closes
+	null         bool
+}
+
+// jsonStep is a step into an object's member (key) or an array's element (index).
+type jsonStep struct {
+	key     string
+	index   int
+	inArray bool
+}
+
+// walkJSON calls visit with every value of body, a scalar where it ends and an array or
+// object where it closes, until visit returns false or body ends or stops being JSON.
+func walkJSON(body []byte, visit func(jsonValue) bool) {
 	type frame struct {
-		path, dotted string // the composite's own names, with and without indices
-		start        int64  // where its value begins, at the latest
-		array        bool
-		index        int    // an array's next element
-		key          string // an object's next member
-		awaitingKey  bool
+		value       jsonValue // the composite itself
+		array       bool
+		index       int    // an array's next element
+		key         string // an object's next member
+		awaitingKey bool
 	}
 	join := func(prefix, name string) string {
 		if prefix == "" {
 			return name
 		}
 		return prefix + "." + name
-	}
-	composite := e.Value == "array" || e.Value == "object"
-	best, bestDepth := e.Field, -1
-	consider := func(path, dotted string, isComposite bool, start, end int64, depth int) {
-		if isComposite == composite && dotted == e.Field && start < e.Offset && e.Offset <= end && depth > bestDepth {
-			best, bestDepth = path, depth
-		}
 	}
 	var stack []frame
 	advance := func() { // the value of the innermost composite's current member or element is read
@@ -236,34 +346,41 @@ func indexedPath(body []byte, e *json.UnmarshalTypeError) string {
 	for {
 		tok, err := dec.Token()
 		if err != nil {
-			return best
+			return
 		}
 		end := dec.InputOffset()
 		delim, isDelim := tok.(json.Delim)
 		n := len(stack)
 		switch {
 		case isDelim && (delim == '}' || delim == ']'):
-			top := stack[n-1]
+			v := stack[n-1].value
 			stack = stack[:n-1]
-			consider(top.path, top.dotted, true, top.start, end, n-1)
+			v.end = end
+			if !visit(v) {
+				return
+			}
 			advance()
 		case n > 0 && stack[n-1].awaitingKey:
 			stack[n-1].key, _ = tok.(string)
 			stack[n-1].awaitingKey = false
 		default:
-			path, dotted := "", ""
+			v := jsonValue{start: prev, end: end, depth: n, composite: isDelim, null: tok == nil}
 			if n > 0 {
 				parent := stack[n-1]
+				step := jsonStep{key: parent.key, index: parent.index, inArray: parent.array}
+				v.steps = append(slices.Clip(parent.value.steps), step)
 				if parent.array {
-					path, dotted = parent.path+"["+strconv.Itoa(parent.index)+"]", parent.dotted
+					v.path, v.dotted = parent.value.path+"["+strconv.Itoa(parent.index)+"]", parent.value.dotted
 				} else {
-					path, dotted = join(parent.path, parent.key), join(parent.dotted, parent.key)
+					v.path, v.dotted = join(parent.value.path, parent.key), join(parent.value.dotted, parent.key)
 				}
 			}
 			if isDelim {
-				stack = append(stack, frame{path: path, dotted: dotted, start: prev, array: delim == '[', awaitingKey: delim == '{'})
+				stack = append(stack, frame{value: v, array: delim == '[', awaitingKey: delim == '{'})
 			} else {
-				consider(path, dotted, false, prev, end, n)
+				if !visit(v) {
+					return
+				}
 				advance()
 			}
 		}

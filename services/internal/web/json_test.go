@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -70,6 +71,17 @@ func TestDecode(t *testing.T) {
 		{"same value earlier, right type", `{"lines":[{"quantity":2},{"quantity":2.5}]}`, 400, `field "lines[1].quantity" must be a JSON integer`},
 		{"wrong type in a map", `{"labels":{"a":1,"b":"x"}}`, 400, `must be a JSON integer`},
 		{"not an object", `[1,2]`, 400, "must be a JSON object"},
+		// null is the wrong type wherever it is: encoding/json alone would skip it.
+		{"valid with null in a string", `{"name":"a","tags":["null"]}`, 0, ""},
+		{"null", `null`, 400, "request body must be a JSON object"},
+		{"null for an integer", `{"name":"a","count":null}`, 400, `field "count" must be a JSON integer`},
+		{"null for an array", `{"name":"a","tags":null}`, 400, `field "tags" must be a JSON array`},
+		{"null in an array", `{"tags":["a",null]}`, 400, `field "tags[1]" must be a JSON string`},
+		{"null for an object", `{"inner":null}`, 400, `field "inner" must be a JSON object`},
+		{"null in the second line", `{"lines":[{"quantity":1},{"quantity":null}]}`, 400, `field "lines[1].quantity" must be a JSON integer`},
+		{"null for a line", `{"lines":[{"quantity":1},null]}`, 400, `field "lines[1]" must be a JSON object`},
+		{"null in a grid", `{"grid":[[1],[2,null]]}`, 400, `field "grid[1][1]" must be a JSON integer`},
+		{"null in a map", `{"labels":{"a":1,"b":null}}`, 400, `field "labels.b" must be a JSON integer`},
 		{"two values", `{"name":"a"}{"name":"b"}`, 400, "single JSON value"},
 		{"trailing garbage", `{"name":"a"} x`, 400, "single JSON value"},
 		{"too large", `{"name":"` + strings.Repeat("a", web.MaxBodyBytes) + `"}`, 413, "must not be larger than 1048576 bytes"},
@@ -167,5 +179,28 @@ func TestRespondError(t *testing.T) {
 				t.Errorf("the hidden error is not in the log: %s", logs.String())
 			}
 		})
+	}
+}
+
+// A field whose type has an UnmarshalJSON of its own decides what null means: Decode
+// leaves null to it.
+func TestDecodeLeavesNullToTheFieldsUnmarshalJSON(t *testing.T) {
+	var got struct {
+		Raw   json.RawMessage        `json:"raw"`
+		Stock web.Optional[int]      `json:"stock"`
+		Inner []map[string]time.Time `json:"inner"`
+	}
+	tests := []struct {
+		body, errMsg string
+	}{
+		{`{"raw":null,"inner":[{"at":null}]}`, ""},
+		{`{"stock":null}`, `field "stock" must be a JSON integer`}, // Optional refuses it
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest("POST", "/", strings.NewReader(tt.body))
+		err := web.Decode(httptest.NewRecorder(), req, &got)
+		if tt.errMsg == "" && err != nil || tt.errMsg != "" && (err == nil || !strings.Contains(err.Error(), tt.errMsg)) {
+			t.Errorf("Decode(%s) = %v, want %q", tt.body, err, tt.errMsg)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
 
@@ -17,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
@@ -84,33 +82,12 @@ func (m *Mux) Handle(pattern string, h http.Handler) {
 		if st := stateOf(r.Context()); st != nil {
 			st.route = route
 		}
-		if name := repeatedParameter(r.URL.RawQuery); name != "" {
-			// ?limit=1&limit=1000: the handler would take one of them and say nothing.
-			RespondError(w, r, apperr.Validation(apperr.FieldError{Field: name, Message: "must be given once"}))
-			return
-		}
 		h.ServeHTTP(w, r)
 	})
 	m.patterns.Handle(pattern, routed)
 	if pattern != "/" { // "/" itself is served by unmatched, which finds it in patterns
 		m.mux.Handle(pattern, routed)
 	}
-}
-
-// repeatedParameter names a parameter the query gives more than once (the first by
-// name, so the answer does not vary), or returns "".
-func repeatedParameter(rawQuery string) string {
-	if rawQuery == "" {
-		return ""
-	}
-	first := ""
-	q, _ := url.ParseQuery(rawQuery) // what r.URL.Query() keeps of a malformed query
-	for name, values := range q {
-		if len(values) > 1 && (first == "" || name < first) {
-			first = name
-		}
-	}
-	return first
 }
 
 // HandleFunc registers f for pattern, as http.ServeMux.HandleFunc does.

@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing/tracingtest"
@@ -84,14 +83,12 @@ func TestMuxRouting(t *testing.T) {
 		// Targets that are no path: an authority (CONNECT), the server itself (OPTIONS *).
 		{"CONNECT", "example.com:443", 404, "", "Not found"},
 		{"OPTIONS", "*", 404, "", "Not found"},
-		// A parameter given twice is refused, not read as one of its values.
-		{"GET", "/things/42?limit=1&limit=1000", 400, "", "validation failed"},
-		{"GET", "/things/42?b=1&a=2&b=3&a=4", 400, "", "validation failed"},
-		{"GET", "/things/42?limit=1&after=x", 200, "", ""},
+		// A parameter the route does not take is ignored, given once or more (web.Query
+		// refuses one it takes given twice).
+		{"GET", "/things/42?v=1", 200, "", ""},
+		{"GET", "/things/42?v=1&v=2", 200, "", ""},
 		{"GET", "/nothing?limit=1&limit=2", 404, "", "Not found"},
 	}
-	// The parameter a refusal names: the first by name of those given twice.
-	repeated := map[string]string{"/things/42?limit=1&limit=1000": "limit", "/things/42?b=1&a=2&b=3&a=4": "a"}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
 			rec := serve(mux, tt.method, tt.target)
@@ -104,14 +101,6 @@ func TestMuxRouting(t *testing.T) {
 			if tt.errMsg != "" {
 				if got := errorOf(t, rec); got != tt.errMsg {
 					t.Errorf("error = %q, want %q", got, tt.errMsg)
-				}
-			}
-			if want, ok := repeated[tt.target]; ok {
-				var body struct {
-					Details []apperr.FieldError `json:"details"`
-				}
-				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.Details) != 1 || body.Details[0].Field != want {
-					t.Errorf("details %s, want field %q", rec.Body, want)
 				}
 			}
 		})

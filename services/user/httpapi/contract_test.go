@@ -31,6 +31,7 @@ func TestContract(t *testing.T) {
 		{"GET", "/users?limit=2", nil, 200},
 		{"GET", "/users?limit=1000", nil, 400},
 		{"GET", "/users/" + ada.ID, nil, 200},
+		{"GET", "/users/" + ada.ID + "?v=1&v=2", nil, 200}, // a parameter it does not take is ignored
 		{"GET", unknown, nil, 404},
 		{"PATCH", "/users/" + ada.ID, map[string]string{"name": "Ada L."}, 200},
 		{"PATCH", "/users/" + ada.ID, map[string]string{"name": "A"}, 400},
