@@ -85,6 +85,13 @@ func (a *App) Sweep(ctx context.Context, olderThan time.Duration) (int, error) {
 	return a.svc.sweep(ctx, olderThan)
 }
 
+// SweepReleases finishes now the pending stock releases of cancelled orders recorded
+// before olderThan ago (see pendingRelease), and returns how many records it removed; the
+// app sweeps them by itself every 30 s.
+func (a *App) SweepReleases(ctx context.Context, olderThan time.Duration) (int, error) {
+	return a.svc.sweepReleases(ctx, olderThan)
+}
+
 // Handler serves the HTTP API with /healthz, /readyz (the store; the broker is reported but optional: its events wait in the outbox) and /metrics.
 func (a *App) Handler(reg *prometheus.Registry) http.Handler {
 	mux := web.NewMux(a.log, reg)

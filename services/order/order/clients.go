@@ -193,14 +193,24 @@ func reservationSettled(err error) bool {
 // it: nothing was placed, the key is freed, and the same request sent again places the order.
 var errAttemptAbandoned = apperr.Unavailable("an earlier attempt with this Idempotency-Key was abandoned; send the request again")
 
-// release gives an order's stock back; releasing twice is harmless.
+// release gives an order's stock back; releasing twice is harmless. A 404 (no such
+// reservation) leaves nothing to give back. Any other answer but a 2xx is an error, one
+// wrapping errReleaseRefused for a 4xx: an answer about this order, where a 5xx or no
+// answer says that the product service is out.
 func (p *peers) release(ctx context.Context, orderID string) error {
 	status, _, err := p.call(ctx, "product", http.MethodDelete, p.product, "/internal/reservations/"+url.PathEscape(orderID), nil, nil)
-	if err != nil {
+	switch {
+	case err != nil:
 		return err
-	}
-	if status != http.StatusNoContent && status != http.StatusOK && status != http.StatusNotFound {
+	case status == http.StatusNoContent || status == http.StatusOK || status == http.StatusNotFound:
+		return nil
+	case status/100 == 4:
+		return fmt.Errorf("release stock of order %s: %w: %d", orderID, errReleaseRefused, status)
+	default:
 		return fmt.Errorf("release stock of order %s: product service answered %d", orderID, status)
 	}
-	return nil
 }
+
+// errReleaseRefused is the product service refusing a release with a 4xx other than 404,
+// which its contract does not answer.
+var errReleaseRefused = errors.New("product service refused the release")

@@ -7,9 +7,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
 
 // A placement records an order being placed, from before its stock is taken until the
@@ -39,30 +36,17 @@ const (
 
 // recordPlacement stores p; one stored before (a retry of the same order) is kept.
 func (s *store) recordPlacement(ctx context.Context, p placement) error {
-	err := s.writes.Do(ctx, func() error { _, err := s.placements.InsertOne(ctx, p); return err })
-	if mongodb.IsDuplicateKey(err) {
-		return nil
-	}
-	return err
+	return s.insertOnce(ctx, s.placements, p)
 }
 
 // placed removes the placement of order id: the order is stored, or its stock given back.
 func (s *store) placed(ctx context.Context, id bson.ObjectID) error {
-	return s.writes.Do(ctx, func() error {
-		_, err := s.placements.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-		return err
-	})
+	return s.deleteID(ctx, s.placements, id)
 }
 
 // stalePlacements returns up to limit placements made before before, oldest first.
 func (s *store) stalePlacements(ctx context.Context, before time.Time, limit int64) ([]placement, error) {
-	cur, err := s.placements.Find(ctx, bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: before}}}},
-		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}}).SetLimit(limit))
-	if err != nil {
-		return nil, err
-	}
-	var out []placement
-	return out, cur.All(ctx, &out)
+	return createdBefore[placement](ctx, s.placements, before, limit)
 }
 
 // placementExists tells whether order id's placement is still there.
@@ -126,7 +110,8 @@ func (s *service) finishStale(ctx context.Context, p placement) (bool, error) {
 	}
 }
 
-// sweepEvery sweeps until ctx ends.
+// sweepEvery sweeps the placements made before olderThan ago, and the pending releases
+// of cancelled orders made before releaseSweepAge ago (release.go), until ctx ends.
 func (s *service) sweepEvery(ctx context.Context, interval, olderThan time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -135,6 +120,11 @@ func (s *service) sweepEvery(ctx context.Context, interval, olderThan time.Durat
 			s.log.Warn("sweep of unfinished placements failed; trying again later", "error", err)
 		} else if n > 0 {
 			s.log.Info("unfinished placements finished", "count", n)
+		}
+		if n, err := s.sweepReleases(ctx, releaseSweepAge); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep of pending stock releases stopped; trying again later", "released", n, "error", err)
+		} else if n > 0 {
+			s.log.Info("pending stock releases finished", "count", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -411,9 +411,15 @@ func (s *service) get(ctx context.Context, id string) (Order, error) {
 
 // handlePaymentResult settles an order from a payment.succeeded or payment.failed
 // delivery. Handling it again changes nothing: only a PENDING order is settled. A
-// failed payment releases the stock before the order is marked CANCELLED (under the
-// order's lock, once it is known PENDING), so that a crash in between leaves the order
-// PENDING and the redelivery finishes the job.
+// failed payment gives the stock back before the order is marked CANCELLED (under the
+// order's lock, once it is known PENDING), so that a client that sees CANCELLED finds the
+// stock back. When the product service does not take it back (out, failing, or not
+// answering in time), a pending release is stored instead, and the order CANCELLED all
+// the same: the sweep gives the stock back once the product service answers
+// (releaseOrDefer). The delivery is not held while the product service is out, so the
+// other results, which need nothing of it, are not held behind it either. A crash
+// before the CANCELLED write leaves the order PENDING, and the redelivery finishes the
+// job.
 func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery) error {
 	var r PaymentResult
 	if err := json.Unmarshal(d.Body, &r); err != nil {
@@ -445,7 +451,7 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 	}
 	var releaseStock func() error
 	if status == Cancelled {
-		releaseStock = func() error { return s.peers.release(ctx, r.OrderID) }
+		releaseStock = func() error { return s.releaseOrDefer(ctx, id, now) }
 	}
 	var published map[string]bool
 	changed, err := s.store.settle(ctx, id, settlement{

@@ -17,11 +17,13 @@ import (
 // errNotFound is returned by the store for an unknown order.
 var errNotFound = errors.New("order not found")
 
-// store keeps orders (each with its outbox) and idempotency keys.
+// store keeps orders (each with its outbox), idempotency keys, placements and pending
+// releases.
 type store struct {
 	orders     *mongo.Collection
 	keys       *mongo.Collection
 	placements *mongo.Collection // orders being placed (placement.go)
+	releases   *mongo.Collection // stock of cancelled orders still to give back (release.go)
 	// locks serializes the updates of an order (and the outbox relay's), which the
 	// store cannot do atomically itself (see mongodb.KeyedMutex).
 	locks mongodb.KeyedMutex
@@ -31,7 +33,7 @@ type store struct {
 
 func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
 	s := &store{orders: db.Collection("orders"), keys: db.Collection("idempotency_keys"),
-		placements: db.Collection("placements"), writes: mongodb.NewGate(1)}
+		placements: db.Collection("placements"), releases: db.Collection("releases"), writes: mongodb.NewGate(1)}
 	models := append(outbox.Indexes(),
 		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: 1}}},
 		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "_id", Value: 1}}},
@@ -39,8 +41,10 @@ func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
 	if err := mongodb.EnsureIndexes(ctx, s.orders, models...); err != nil {
 		return nil, err
 	}
-	if err := mongodb.EnsureIndexes(ctx, s.placements, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}}); err != nil {
-		return nil, err
+	for _, c := range []*mongo.Collection{s.placements, s.releases} {
+		if err := mongodb.EnsureIndexes(ctx, c, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}}); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -88,6 +92,36 @@ func (s *store) insert(ctx context.Context, d document) (o Order, inserted bool,
 		return Order{}, false, err
 	}
 	return d.Order, true, nil
+}
+
+// insertOnce stores doc in coll, through the write gate; a document stored before with
+// its _id (the same record, made again by a retry) is kept.
+func (s *store) insertOnce(ctx context.Context, coll *mongo.Collection, doc any) error {
+	err := s.writes.Do(ctx, func() error { _, err := coll.InsertOne(ctx, doc); return err })
+	if mongodb.IsDuplicateKey(err) {
+		return nil
+	}
+	return err
+}
+
+// deleteID removes the document of coll whose _id is id, through the write gate.
+func (s *store) deleteID(ctx context.Context, coll *mongo.Collection, id bson.ObjectID) error {
+	return s.writes.Do(ctx, func() error {
+		_, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+		return err
+	})
+}
+
+// createdBefore returns up to limit documents of coll whose createdAt is before before,
+// oldest first: the records a sweep finishes.
+func createdBefore[T any](ctx context.Context, coll *mongo.Collection, before time.Time, limit int64) ([]T, error) {
+	cur, err := coll.Find(ctx, bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: before}}}},
+		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}}).SetLimit(limit))
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	return out, cur.All(ctx, &out)
 }
 
 // abandonedField marks the stand-in fence stores for an order whose insert failed.
@@ -144,7 +178,8 @@ type settlement struct {
 	reason string
 	event  outbox.Event // its order.updated
 	now    time.Time
-	// prepare runs before the write, holding the order's lock (nil: nothing).
+	// prepare runs before the write, holding the order's lock, once the order is known
+	// PENDING (nil: nothing); its error stops the settlement.
 	prepare func() error
 	// published returns the events of the order the relay published and left for this
 	// write to remove (outbox.Relay.TakeConfirmed).

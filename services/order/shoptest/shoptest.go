@@ -46,6 +46,8 @@ type Options struct {
 	// WrapProduct, if set, wraps the product service's handler: a test's way to slow it
 	// down or lose its answers.
 	WrapProduct func(http.Handler) http.Handler
+	// Prefetch is the order service's CONSUMER_PREFETCH; 0 means 64.
+	Prefetch int
 }
 
 // Shop is the running suite. Its URLs are the services' base URLs.
@@ -86,11 +88,14 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 	if opts.PlacementTimeout == 0 {
 		opts.PlacementTimeout = 30 * time.Second
 	}
+	if opts.Prefetch == 0 {
+		opts.Prefetch = 64
+	}
 
 	var err error
 	s.Order, err = order.New(ctx, order.Config{
 		Broker: messaging.Settings{URL: opts.AMQPURL}, UserServiceURL: s.UserURL, ProductServiceURL: s.ProductURL,
-		PeerTimeout: opts.PeerTimeout, PlacementTimeout: opts.PlacementTimeout, Prefetch: 64,
+		PeerTimeout: opts.PeerTimeout, PlacementTimeout: opts.PlacementTimeout, Prefetch: opts.Prefetch,
 	}, opts.Database("orders"), opts.Logger)
 	if err != nil {
 		s.Close()

@@ -1,0 +1,214 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+)
+
+// releasingProduct stands in for the product service's releases: it answers each
+// DELETE /internal/reservations/{orderId} with the status set for the order (204 unless
+// told), and counts them per order.
+type releasingProduct struct {
+	mu       sync.Mutex
+	answers  map[string]int
+	releases map[string]int
+}
+
+func (p *releasingProduct) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, ok := strings.CutPrefix(r.URL.Path, "/internal/reservations/")
+	if r.Method != http.MethodDelete || !ok {
+		http.NotFound(w, r)
+		return
+	}
+	p.mu.Lock()
+	p.releases[id]++
+	status, set := p.answers[id]
+	p.mu.Unlock()
+	if !set {
+		status = http.StatusNoContent
+	}
+	w.WriteHeader(status)
+}
+
+// released returns how many releases of order id the product service was sent.
+func (p *releasingProduct) released(id bson.ObjectID) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.releases[id.Hex()]
+}
+
+// newReleaseSweeper returns a service on a fresh database, whose product service is p.
+func newReleaseSweeper(ctx context.Context, t *testing.T, p *releasingProduct) *service {
+	t.Helper()
+	st, err := newStore(ctx, testenv.MongoDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	peers, err := newPeers("http://user.invalid", srv.URL, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &service{store: st, peers: peers, log: slog.New(slog.DiscardHandler),
+		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
+}
+
+// TestSweepReleasesGivesBackOnlyACancelledOrdersStock: the sweep gives back the stock of
+// a CANCELLED order and removes its record; it removes with no release the record of a PAID
+// order (the stock is its own), of an order not found, and of an order's fenced-off
+// stand-in; it leaves the record of a PENDING order (its payment result still to be
+// handled again), and a record younger than its age, for later.
+func TestSweepReleasesGivesBackOnlyACancelledOrdersStock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
+	s := newReleaseSweeper(ctx, t, product)
+	now := s.now()
+	tests := []struct {
+		name string
+		// order stores the order under id (nil: none).
+		order       func(id bson.ObjectID) error
+		recorded    time.Time // the record's createdAt
+		wantRelease int       // releases sent to the product service
+		wantKept    bool      // the record is still there
+	}{
+		{name: "CANCELLED", order: storeOrder(s, Cancelled), recorded: now.Add(-time.Minute), wantRelease: 1},
+		{name: "PAID", order: storeOrder(s, Paid), recorded: now.Add(-time.Minute)},
+		{name: "PENDING", order: storeOrder(s, Pending), recorded: now.Add(-time.Minute), wantKept: true},
+		{name: "not found", recorded: now.Add(-time.Minute)},
+		{name: "fenced off", order: func(id bson.ObjectID) error {
+			_, err := s.store.fence(ctx, id, now)
+			if errors.Is(err, errNotFound) {
+				return nil
+			}
+			return err
+		}, recorded: now.Add(-time.Minute)},
+		{name: "CANCELLED, recorded just now", order: storeOrder(s, Cancelled), recorded: now, wantKept: true},
+	}
+	ids := make([]bson.ObjectID, len(tests))
+	for i, tt := range tests {
+		ids[i] = bson.NewObjectID()
+		if tt.order != nil {
+			if err := tt.order(ids[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.store.insertOnce(ctx, s.store.releases, pendingRelease{ID: ids[i], CreatedAt: tt.recorded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.sweepReleases(ctx, 10*time.Second); err != nil || n != 4 {
+		t.Fatalf("sweep: %d (%v), want 4 records removed", n, err)
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := product.released(ids[i]); got != tt.wantRelease {
+				t.Errorf("%d releases sent, want %d", got, tt.wantRelease)
+			}
+			if kept := releaseRecorded(ctx, t, s, ids[i]); kept != tt.wantKept {
+				t.Errorf("record kept: %v, want %v", kept, tt.wantKept)
+			}
+		})
+	}
+	// The records kept are looked at again; nothing is released twice.
+	if n, err := s.sweepReleases(ctx, 10*time.Second); err != nil || n != 0 {
+		t.Fatalf("second sweep: %d (%v), want 0", n, err)
+	}
+	if got := product.released(ids[0]); got != 1 {
+		t.Errorf("the CANCELLED order's stock released %d times, want once", got)
+	}
+}
+
+// TestSweepReleasesWhenTheProductServiceFails: a release the product service fails (a
+// 5xx, or no answer) stops the sweep, whose next round tries again: the other records
+// would meet the same outage. One it refuses (a 4xx other than 404, an answer about that
+// order) is kept, and the others are released.
+func TestSweepReleasesWhenTheProductServiceFails(t *testing.T) {
+	tests := []struct {
+		name      string
+		status    int // the product service's answer to the oldest record's release
+		wantErr   func(error) bool
+		wantN     int  // records removed
+		wantTried int  // releases sent for the second record
+		wantKept  bool // the first record is still there
+	}{
+		{name: "503 stops the sweep", status: http.StatusServiceUnavailable,
+			wantErr: func(err error) bool { return err != nil && !errors.Is(err, errReleaseRefused) }, wantKept: true},
+		{name: "400 skips the order", status: http.StatusBadRequest,
+			wantErr: func(err error) bool { return errors.Is(err, errReleaseRefused) }, wantN: 1, wantTried: 1, wantKept: true},
+		{name: "404: nothing to give back", status: http.StatusNotFound,
+			wantErr: func(err error) bool { return err == nil }, wantN: 2, wantTried: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
+			s := newReleaseSweeper(ctx, t, product)
+			first, second := bson.NewObjectID(), bson.NewObjectID()
+			for i, id := range []bson.ObjectID{first, second} {
+				if err := storeOrder(s, Cancelled)(id); err != nil {
+					t.Fatal(err)
+				}
+				rec := pendingRelease{ID: id, CreatedAt: s.now().Add(time.Duration(i-10) * time.Second)}
+				if err := s.store.insertOnce(ctx, s.store.releases, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			product.answers[first.Hex()] = tt.status
+
+			if n, err := s.sweepReleases(ctx, 0); n != tt.wantN || !tt.wantErr(err) {
+				t.Fatalf("sweep: %d records removed (error %v), want %d", n, err, tt.wantN)
+			}
+			if got := product.released(second); got != tt.wantTried {
+				t.Errorf("second record's release sent %d times, want %d", got, tt.wantTried)
+			}
+			if kept := releaseRecorded(ctx, t, s, first); kept != tt.wantKept {
+				t.Errorf("first record kept: %v, want %v", kept, tt.wantKept)
+			}
+
+			// The product service takes them back: the next sweep finishes what is left.
+			delete(product.answers, first.Hex())
+			if n, err := s.sweepReleases(ctx, 0); err != nil || n != 2-tt.wantN {
+				t.Fatalf("next sweep: %d (%v), want %d", n, err, 2-tt.wantN)
+			}
+			for _, id := range []bson.ObjectID{first, second} {
+				if releaseRecorded(ctx, t, s, id) {
+					t.Errorf("order %s: record kept after the product service took its stock back", id.Hex())
+				}
+			}
+		})
+	}
+}
+
+// storeOrder returns a function storing an order of s with id and status.
+func storeOrder(s *service, status Status) func(id bson.ObjectID) error {
+	return func(id bson.ObjectID) error {
+		now := s.now()
+		_, err := s.store.orders.InsertOne(context.Background(), document{Order: Order{ID: id, UserID: "u1", Status: status,
+			TotalCents: 100, Currency: "USD", CreatedAt: now, UpdatedAt: now}})
+		return err
+	}
+}
+
+// releaseRecorded tells whether order id has a pending release.
+func releaseRecorded(ctx context.Context, t *testing.T, s *service, id bson.ObjectID) bool {
+	t.Helper()
+	n, err := s.store.releases.CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
