@@ -26,12 +26,13 @@ func release(order string) lateStep {
 	return func(ctx context.Context, s *Store, _ string) error { return s.Release(ctx, order) }
 }
 
-// A product write the database applies after the store gave up on it (its operation
-// timeout: the request answered 503, the order service releases the order at once)
-// applies to the state it was computed from or to nothing: the steps that ran meanwhile
-// read a state that still holds. Each case runs steps, then one whose product write the
-// network holds back past the timeout, then more steps while it is held back (or after
-// it landed), and then checks the books once everything has landed.
+// An update the database gets after the store gave up on it (its operation timeout: the
+// request answered 503, and the order service releases the order at once) applies to
+// the state it was computed from or to nothing: the steps that ran meanwhile read a
+// state that still holds. Each case runs steps, then one with an update (of the product
+// or of the reservation) the network holds back past the timeout, then more steps
+// while it is held back (or after it landed), and then checks the books once everything
+// has landed, and again once every order is released.
 func TestLateWritesApplyToNothingElse(t *testing.T) {
 	const (
 		stock   = 3
