@@ -82,7 +82,7 @@ func fenceKey(token string) string { return "fences." + token }
 // caller holds, and returns how many documents matched (0 or 1). When it fails after it
 // was sent, its outcome is unknown and the next fence of its document (fence) stops it.
 func (s *Store) update(ctx context.Context, coll *mongo.Collection, id any, update bson.D) (matched int64, err error) {
-	token := bson.NewObjectID().Hex()
+	token := "w" + bson.NewObjectID().Hex() // never all digits: a field name, never an array index
 	update = append(slices.Clip(update), bson.E{Key: "$pop", Value: bson.D{{Key: fenceKey(token), Value: 1}}})
 	sent := false
 	err = s.write(ctx, func() error {
