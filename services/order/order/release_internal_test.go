@@ -2,10 +2,12 @@ package order
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,16 +15,21 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // releasingProduct stands in for the product service's releases: it answers each
 // DELETE /internal/reservations/{orderId} with the status set for the order (204 unless
 // told), and counts them per order.
+// A status of 0 holds the answer until the client goes; onRelease, if set, runs as each
+// release arrives.
 type releasingProduct struct {
-	mu       sync.Mutex
-	answers  map[string]int
-	releases map[string]int
+	mu        sync.Mutex
+	answers   map[string]int
+	releases  map[string]int
+	onRelease func()
 }
 
 func (p *releasingProduct) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,11 +41,19 @@ func (p *releasingProduct) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.releases[id]++
 	status, set := p.answers[id]
+	onRelease := p.onRelease
 	p.mu.Unlock()
-	if !set {
-		status = http.StatusNoContent
+	if onRelease != nil {
+		onRelease()
 	}
-	w.WriteHeader(status)
+	switch {
+	case !set:
+		w.WriteHeader(http.StatusNoContent)
+	case status == 0:
+		<-r.Context().Done()
+	default:
+		w.WriteHeader(status)
+	}
 }
 
 // released returns how many releases of order id the product service was sent.
@@ -48,8 +63,8 @@ func (p *releasingProduct) released(id bson.ObjectID) int {
 	return p.releases[id.Hex()]
 }
 
-// newReleaseSweeper returns a service on a fresh database, whose product service is p.
-func newReleaseSweeper(ctx context.Context, t *testing.T, p *releasingProduct) *service {
+// newServiceWithProduct returns a service on a fresh database, whose product service is p.
+func newServiceWithProduct(ctx context.Context, t *testing.T, p *releasingProduct) *service {
 	t.Helper()
 	st, err := newStore(ctx, testenv.MongoDB(t))
 	if err != nil {
@@ -61,8 +76,108 @@ func newReleaseSweeper(ctx context.Context, t *testing.T, p *releasingProduct) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &service{store: st, peers: peers, log: slog.New(slog.DiscardHandler),
+	return &service{store: st, peers: peers, relay: &notedRelay{}, log: slog.New(slog.DiscardHandler),
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
+}
+
+// notedRelay stands in for the outbox relay: it notes the events it is told of, and has
+// published none.
+type notedRelay struct {
+	mu     sync.Mutex
+	events []outbox.Event
+}
+
+func (r *notedRelay) Notify(_ any, events ...outbox.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, events...)
+}
+
+func (r *notedRelay) TakeConfirmed(any) map[string]bool { return nil }
+
+// told returns the types of the events r was told of.
+func (r *notedRelay) told() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var types []string
+	for _, e := range r.events {
+		types = append(types, e.Type)
+	}
+	return types
+}
+
+// TestFailedPaymentDefersAReleaseTheProductServiceDoesNotTake: handling a payment.failed
+// gives the order's stock back before it is CANCELLED when the product service takes it;
+// when it does not, the order is CANCELLED all the same, with a pending release recorded
+// first, and the delivery handled (acknowledged). Only a handling cut short before the
+// record is stored (the consumer stopping) fails, and leaves the order PENDING for the
+// redelivery.
+func TestFailedPaymentDefersAReleaseTheProductServiceDoesNotTake(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int // the product service's answer to the release; -1: 204
+		// recorded stores a pending release before the delivery: the process stopped
+		// after the record, before the CANCELLED write, and the result comes again.
+		recorded    bool
+		stopAtFirst bool // the handling is cut short as the release arrives
+		wantErr     bool
+		wantStatus  Status
+		wantPending bool // a pending release is recorded afterwards
+	}{
+		{name: "product service takes the stock back", status: -1, wantStatus: Cancelled},
+		{name: "product service answers 503", status: http.StatusServiceUnavailable, wantStatus: Cancelled, wantPending: true},
+		{name: "product service refuses with 400", status: http.StatusBadRequest, wantStatus: Cancelled, wantPending: true},
+		{name: "redelivered after a crash, product service out", status: http.StatusServiceUnavailable, recorded: true,
+			wantStatus: Cancelled, wantPending: true},
+		{name: "handling cut short during the release", status: 0, stopAtFirst: true, wantErr: true, wantStatus: Pending},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
+			s := newServiceWithProduct(ctx, t, product)
+			id := bson.NewObjectID()
+			if err := storeOrder(s, Pending)(id); err != nil {
+				t.Fatal(err)
+			}
+			if tt.status >= 0 {
+				product.answers[id.Hex()] = tt.status
+			}
+			if tt.recorded {
+				if err := s.store.insertOnce(ctx, s.store.releases, pendingRelease{ID: id, CreatedAt: s.now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			handling, stop := context.WithCancel(ctx)
+			defer stop()
+			if tt.stopAtFirst {
+				product.onRelease = stop
+			}
+			body, _ := json.Marshal(PaymentResult{OrderID: id.Hex(), Status: "declined", Reason: "over the limit"})
+			err := s.handlePaymentResult(handling, messaging.Delivery{ID: "p1", Type: messaging.PaymentFailed, Body: body, Attempt: 1})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("handled: %v, want an error: %v", err, tt.wantErr)
+			}
+			got, err := s.store.get(ctx, id)
+			if err != nil || got.Status != tt.wantStatus {
+				t.Fatalf("order %s (%v), want %s", got.Status, err, tt.wantStatus)
+			}
+			if pending := releaseRecorded(ctx, t, s, id); pending != tt.wantPending {
+				t.Errorf("pending release recorded: %v, want %v", pending, tt.wantPending)
+			}
+			if n := product.released(id); n != 1 {
+				t.Errorf("%d releases sent, want 1", n)
+			}
+			wantEvents := []string{messaging.OrderUpdated}
+			if tt.wantStatus == Pending {
+				wantEvents = nil
+			}
+			if told := s.relay.(*notedRelay).told(); !slices.Equal(told, wantEvents) {
+				t.Errorf("events %v, want %v", told, wantEvents)
+			}
+		})
+	}
 }
 
 // TestSweepReleasesGivesBackOnlyACancelledOrdersStock: the sweep gives back the stock of
@@ -74,7 +189,7 @@ func TestSweepReleasesGivesBackOnlyACancelledOrdersStock(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
-	s := newReleaseSweeper(ctx, t, product)
+	s := newServiceWithProduct(ctx, t, product)
 	now := s.now()
 	tests := []struct {
 		name string
@@ -156,7 +271,7 @@ func TestSweepReleasesWhenTheProductServiceFails(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
-			s := newReleaseSweeper(ctx, t, product)
+			s := newServiceWithProduct(ctx, t, product)
 			first, second := bson.NewObjectID(), bson.NewObjectID()
 			for i, id := range []bson.ObjectID{first, second} {
 				if err := storeOrder(s, Cancelled)(id); err != nil {
