@@ -142,8 +142,11 @@ func (f *FerretDB) Freeze() error {
 // (state T in /proc).
 func allThreadsStopped(pid int) (bool, error) {
 	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	if err != nil || len(stats) == 0 {
-		return false, fmt.Errorf("threads of process %d not found in /proc: %v", pid, err)
+	if err != nil {
+		return false, err
+	}
+	if len(stats) == 0 {
+		return false, fmt.Errorf("no thread of process %d in /proc", pid)
 	}
 	for _, path := range stats {
 		b, err := os.ReadFile(path)
