@@ -56,6 +56,25 @@ func (p *releasingProduct) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// answer makes p answer the releases of order id with status (0: none until the client
+// goes); a negative status restores 204.
+func (p *releasingProduct) answer(id bson.ObjectID, status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if status < 0 {
+		delete(p.answers, id.Hex())
+		return
+	}
+	p.answers[id.Hex()] = status
+}
+
+// whenReleased makes p run f as each release arrives.
+func (p *releasingProduct) whenReleased(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onRelease = f
+}
+
 // released returns how many releases of order id the product service was sent.
 func (p *releasingProduct) released(id bson.ObjectID) int {
 	p.mu.Lock()
@@ -63,13 +82,15 @@ func (p *releasingProduct) released(id bson.ObjectID) int {
 	return p.releases[id.Hex()]
 }
 
-// newServiceWithProduct returns a service on a fresh database, whose product service is p.
-func newServiceWithProduct(ctx context.Context, t *testing.T, p *releasingProduct) *service {
+// newServiceWithProduct returns a service on a fresh database, and the product service
+// it calls.
+func newServiceWithProduct(ctx context.Context, t *testing.T) (*service, *releasingProduct) {
 	t.Helper()
 	st, err := newStore(ctx, testenv.MongoDB(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	peers, err := newPeers("http://user.invalid", srv.URL, 2*time.Second)
@@ -77,7 +98,7 @@ func newServiceWithProduct(ctx context.Context, t *testing.T, p *releasingProduc
 		t.Fatal(err)
 	}
 	return &service{store: st, peers: peers, relay: &notedRelay{}, log: slog.New(slog.DiscardHandler),
-		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
+		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}, p
 }
 
 // notedRelay stands in for the outbox relay: it notes the events it is told of, and has
@@ -135,15 +156,12 @@ func TestFailedPaymentDefersAReleaseTheProductServiceDoesNotTake(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
-			s := newServiceWithProduct(ctx, t, product)
+			s, product := newServiceWithProduct(ctx, t)
 			id := bson.NewObjectID()
 			if err := storeOrder(s, Pending)(id); err != nil {
 				t.Fatal(err)
 			}
-			if tt.status >= 0 {
-				product.answers[id.Hex()] = tt.status
-			}
+			product.answer(id, tt.status)
 			if tt.recorded {
 				if err := s.store.insertOnce(ctx, s.store.releases, pendingRelease{ID: id, CreatedAt: s.now()}); err != nil {
 					t.Fatal(err)
@@ -152,7 +170,7 @@ func TestFailedPaymentDefersAReleaseTheProductServiceDoesNotTake(t *testing.T) {
 			handling, stop := context.WithCancel(ctx)
 			defer stop()
 			if tt.stopAtFirst {
-				product.onRelease = stop
+				product.whenReleased(stop)
 			}
 			body, _ := json.Marshal(PaymentResult{OrderID: id.Hex(), Status: "declined", Reason: "over the limit"})
 			err := s.handlePaymentResult(handling, messaging.Delivery{ID: "p1", Type: messaging.PaymentFailed, Body: body, Attempt: 1})
@@ -188,8 +206,7 @@ func TestFailedPaymentDefersAReleaseTheProductServiceDoesNotTake(t *testing.T) {
 func TestSweepReleasesGivesBackOnlyACancelledOrdersStock(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
-	s := newServiceWithProduct(ctx, t, product)
+	s, product := newServiceWithProduct(ctx, t)
 	now := s.now()
 	tests := []struct {
 		name string
@@ -270,8 +287,7 @@ func TestSweepReleasesWhenTheProductServiceFails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			product := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
-			s := newServiceWithProduct(ctx, t, product)
+			s, product := newServiceWithProduct(ctx, t)
 			first, second := bson.NewObjectID(), bson.NewObjectID()
 			for i, id := range []bson.ObjectID{first, second} {
 				if err := storeOrder(s, Cancelled)(id); err != nil {
@@ -282,7 +298,7 @@ func TestSweepReleasesWhenTheProductServiceFails(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			product.answers[first.Hex()] = tt.status
+			product.answer(first, tt.status)
 
 			if n, err := s.sweepReleases(ctx, 0); n != tt.wantN || !tt.wantErr(err) {
 				t.Fatalf("sweep: %d records removed (error %v), want %d", n, err, tt.wantN)
@@ -295,7 +311,7 @@ func TestSweepReleasesWhenTheProductServiceFails(t *testing.T) {
 			}
 
 			// The product service takes them back: the next sweep finishes what is left.
-			delete(product.answers, first.Hex())
+			product.answer(first, -1)
 			if n, err := s.sweepReleases(ctx, 0); err != nil || n != 2-tt.wantN {
 				t.Fatalf("next sweep: %d (%v), want %d", n, err, 2-tt.wantN)
 			}
