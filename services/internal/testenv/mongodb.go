@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -195,4 +196,32 @@ func databaseName(t testing.TB) string {
 		name = name[:40]
 	}
 	return fmt.Sprintf("t_%s_%s", name, hex.EncodeToString(b[:]))
+}
+
+// ClosedAddr returns a loopback address nothing listens on: a connection to it is refused,
+// as one to a server that is down.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// UnreachableMongoDB returns database name on a server that is not there (ClosedAddr):
+// every operation fails as with a database that is down, within about a second.
+func UnreachableMongoDB(t testing.TB, name string) *mongo.Database {
+	t.Helper()
+	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + ClosedAddr(t) + "/").
+		SetServerSelectionTimeout(200 * time.Millisecond).SetTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	return client.Database(name)
 }

@@ -32,7 +32,11 @@ func (a *App) getPayment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) listPayments(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, err := web.Query(r, "limit", "after", "orderId")
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
 	page, err := mongodb.ParsePageRequest(q)
 	if err != nil {
 		web.RespondError(w, r, err)

@@ -181,6 +181,8 @@ func TestPaymentsAPI(t *testing.T) {
 		{"/payments?limit=101", 400},
 		{"/payments?after=nope", 400},
 		{"/payments?orderId=" + bson.NewObjectID().Hex(), 200},
+		{"/payments?orderId=" + bson.NewObjectID().Hex() + "&orderId=" + bson.NewObjectID().Hex(), 400},
+		{"/payments?unknown=1&unknown=2", 200},
 	}
 	for _, tt := range tests {
 		if res := e.api.Request(t, "GET", tt.path, nil); res.Status != tt.status {

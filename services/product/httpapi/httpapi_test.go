@@ -62,6 +62,35 @@ func stockOf(t *testing.T, c *apitest.Client, id string) int64 {
 	return p.Stock
 }
 
+// newUnreachableClient serves the product API over a database whose address refuses
+// connections, as one that is down does.
+func newUnreachableClient(t *testing.T) *apitest.Client {
+	t.Helper()
+	db := testenv.UnreachableMongoDB(t, "products")
+	return apitest.New(t, specPath, httpapi.NewHandler(store.New(db), logging.Discard(), metrics.NewRegistry(), mongodb.Check(db)))
+}
+
+// With the database unreachable every operation answers 503 {"error": "database unavailable"}.
+func testDatabaseUnreachable(t *testing.T, c *apitest.Client) {
+	id, order := mongodb.NewID().Hex(), mongodb.NewID().Hex()
+	for _, s := range []struct {
+		method, path string
+		body         any
+	}{
+		{http.MethodPost, "/products", `{"name":"Mug","priceCents":100}`},
+		{http.MethodGet, "/products", nil},
+		{http.MethodGet, "/products/" + id, nil},
+		{http.MethodPatch, "/products/" + id, `{"stock":1}`},
+		{http.MethodDelete, "/products/" + id, nil},
+		{http.MethodPost, "/internal/reservations", `{"orderId":"` + order + `","items":[{"productId":"` + id + `","quantity":1}]}`},
+		{http.MethodDelete, "/internal/reservations/" + order, nil},
+	} {
+		if res := c.Request(t, s.method, s.path, s.body); res.Status != http.StatusServiceUnavailable || res.Error() != "database unavailable" {
+			t.Errorf("%s %s = %d %s, want 503 database unavailable", s.method, s.path, res.Status, res.Body)
+		}
+	}
+}
+
 type line = map[string]any
 
 func reservation(order string, lines ...line) map[string]any {
@@ -77,9 +106,13 @@ func TestAPI(t *testing.T) {
 	t.Run("pagination", func(t *testing.T) { testPagination(t, c) })
 	t.Run("reservations", func(t *testing.T) { testReservations(t, c) })
 	t.Run("bad input", func(t *testing.T) { testBadInput(t, c) })
+	down := newUnreachableClient(t)
+	t.Run("database unreachable", func(t *testing.T) { testDatabaseUnreachable(t, down) })
 
 	// A readiness failure needs a database that does not answer: TestReadiness has it.
-	missing := slices.DeleteFunc(c.Uncovered(), func(s string) bool { return s == "GET /readyz 503" })
+	missing := slices.DeleteFunc(c.Uncovered(), func(s string) bool {
+		return s == "GET /readyz 503" || !slices.Contains(down.Uncovered(), s)
+	})
 	if len(missing) > 0 {
 		t.Errorf("documented responses never produced:\n%s", strings.Join(missing, "\n"))
 	}

@@ -2,9 +2,7 @@ package httpapi_test
 
 import (
 	"context"
-	"net"
 	"testing"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -60,19 +58,7 @@ func newBrokenAPI(t *testing.T) *apitest.Client {
 // address refuses connections, as a database that is down does.
 func newUnreachableAPI(t *testing.T) *apitest.Client {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close() // nothing listens there now
-	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + addr + "/").
-		SetServerSelectionTimeout(200 * time.Millisecond).SetTimeout(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	return newAPIOver(t, client)
+	return newAPIOver(t, testenv.UnreachableMongoDB(t, "users").Client())
 }
 
 // createUser creates a user through the API and returns it.
