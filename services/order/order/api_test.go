@@ -110,6 +110,9 @@ func TestOrdersAPI(t *testing.T) {
 		{"/orders?limit=0", http.StatusBadRequest, -1},
 		{"/orders?limit=101", http.StatusBadRequest, -1},
 		{"/orders?after=x", http.StatusBadRequest, -1},
+		{"/orders?status=PAID&status=CANCELLED", http.StatusBadRequest, -1},
+		{"/orders?userId=" + user + "&userId=" + unknown, http.StatusBadRequest, -1},
+		{"/orders?userId=" + user + "&other=1&other=2", http.StatusOK, 1},
 	}
 	for _, r := range reads {
 		res := api.Request(t, "GET", r.path, nil)

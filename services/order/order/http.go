@@ -64,7 +64,11 @@ func (a *App) getOrder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) listOrders(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, err := web.Query(r, "limit", "after", "userId", "status")
+	if err != nil {
+		web.RespondError(w, r, err)
+		return
+	}
 	page, err := mongodb.ParsePageRequest(q)
 	if err != nil {
 		web.RespondError(w, r, err)

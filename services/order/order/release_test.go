@@ -170,8 +170,10 @@ func TestPaymentSucceededIsNotHeldUpByFailedReleases(t *testing.T) {
 	shop.expectPendingReleases(ctx, t, len(declined))
 
 	shop.out.Store(false)
-	if n, err := shop.Order.SweepReleases(ctx, 0); err != nil || n != len(declined) {
-		t.Fatalf("sweep once the product service is back: %d (%v), want %d", n, err, len(declined))
+	// The service's own sweep may have finished some meanwhile (every 30 s): what is
+	// checked is the stock and the records left.
+	if n, err := shop.Order.SweepReleases(ctx, 0); err != nil || n > len(declined) {
+		t.Fatalf("sweep once the product service is back: %d (%v), want at most %d", n, err, len(declined))
 	}
 	shop.expectStock(ctx, t, dear, 10, "once swept")
 	shop.expectPendingReleases(ctx, t, 0)
@@ -253,8 +255,9 @@ func TestFailedPaymentWhileTheProductServiceIsOut(t *testing.T) {
 
 			shop.out.Store(false)
 			for i, want := range []int{wantPending, 0} {
-				if n, err := shop.Order.SweepReleases(ctx, 0); err != nil || n != want {
-					t.Fatalf("sweep %d: %d (%v), want %d", i+1, n, err, want)
+				// At most: the service's own sweep (every 30 s) may have been first.
+				if n, err := shop.Order.SweepReleases(ctx, 0); err != nil || n > want {
+					t.Fatalf("sweep %d: %d (%v), want at most %d", i+1, n, err, want)
 				}
 				shop.expectStock(ctx, t, product, 5, "once swept")
 				shop.expectPendingReleases(ctx, t, 0)
