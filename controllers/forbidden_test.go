@@ -69,6 +69,21 @@ var _ = Describe("A child the API server forbids", func() {
 		Consistently(workloads).WithTimeout(3 * time.Second).Should(BeZero())
 	})
 
+	It("is Blocked, not rolling out, when the child it forbids is a workload", func() {
+		ns := takeNamespace()
+		forbid(ns, "no-statefulsets", "count/statefulsets.apps")
+		shop := minimalShop(ns, "nosets")
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
+		// The Deployments roll out; the stores and the StatefulSet-run services never
+		// will until the quota goes: nothing is progressing.
+		gateway := types.NamespacedName{Namespace: ns, Name: resources.Name(shop, resources.Gateway)}
+		Eventually(func() error { return k8sClient.Get(ctx, gateway, &appsv1.Deployment{}) }).WithTimeout(timeout).Should(Succeed())
+		markAvailable(k8sClient, shop)
+		requeueOf(shop)
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
+	})
+
 	It("does not hold back a new version when a volume cannot grow", func() {
 		ns := takeNamespace()
 		class := storageClass("fixed-size", false)

@@ -117,17 +117,22 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // the others that do not depend on it.
 func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
 	var first *Problem
-	// record keeps the first Problem and tells whether err was one.
-	record := func(err error) bool {
+	// podsUnaffected: every Problem met is with a child no pod needs (podsNeedNot).
+	podsUnaffected := true
+	// record keeps the first Problem and tells whether err, met applying o, was one.
+	record := func(o client.Object, err error) bool {
 		p, ok := errors.AsType[*Problem](err)
 		if ok && first == nil {
 			first = p
+		}
+		if ok && !podsNeedNot(o) {
+			podsUnaffected = false
 		}
 		return ok
 	}
 	apply := func(objs ...client.Object) error {
 		for _, o := range objs {
-			if err := r.apply(ctx, shop, o); err != nil && !record(err) {
+			if err := r.apply(ctx, shop, o); err != nil && !record(o, err) {
 				return err
 			}
 		}
@@ -186,6 +191,7 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 					first = &Problem{Reason: ReasonCredentialsInvalid, Message: "rabbitmq: " + err.Error() +
 						"; set it back to the broker's password (the Secret stays editable until then)"}
 				}
+				podsUnaffected = false // the broker is not made
 				continue
 			}
 			if err := apply(config); err != nil {
@@ -230,10 +236,21 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			return nil, err
 		}
 	}
-	if first != nil {
+	if first != nil && podsUnaffected {
 		first.contained = true
 	}
 	return first, nil
+}
+
+// podsNeedNot tells whether no pod of the Shop needs o to start and be ready: a Service
+// (the gateway's, say, when a quota forbids LoadBalancers), a PodDisruptionBudget or a
+// NetworkPolicy. A Problem with such a child alone leaves every workload to roll out.
+func podsNeedNot(o client.Object) bool {
+	switch o.(type) {
+	case *corev1.Service, *policyv1.PodDisruptionBudget, *networkingv1.NetworkPolicy:
+		return true
+	}
+	return false
 }
 
 // replaceOtherKind deletes the workload of the other kind (Deployment or StatefulSet)

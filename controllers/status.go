@@ -33,7 +33,8 @@ const (
 	// ReasonRolloutComplete (Progressing=False): every component runs its current revision.
 	ReasonRolloutComplete = "RolloutComplete"
 	// ReasonBlocked (Progressing=False): a problem stops the controller from making the
-	// shop, or, when it is one child's, nothing else is left to roll out.
+	// shop or a workload, or, when it is with a child no pod needs, nothing else is left
+	// to roll out.
 	ReasonBlocked = "Blocked"
 	// ReasonAsExpected (Degraded=False): nothing is wrong.
 	ReasonAsExpected = "AsExpected"
@@ -76,8 +77,9 @@ type Problem struct {
 	Reason  string
 	Message string
 
-	// contained: the Problem is one child's, and the reconcile went on to apply every
-	// other child (applyChildren), so the rest of a change still rolls out.
+	// contained: the Problem is with children no pod needs (podsNeedNot), and the
+	// reconcile went on to apply every other child (applyChildren), so the workloads
+	// still roll out.
 	contained bool
 }
 
@@ -361,7 +363,7 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 		set(ConditionDegraded, false, ReasonAsExpected, "no problem found")
 	}
 	switch {
-	// A problem with one child leaves the others rolling out: that is progress.
+	// A problem with a child no pod needs leaves the workloads rolling out: progress.
 	case len(waiting) > 0 && (problem == nil || problem.contained):
 		set(ConditionProgressing, true, ReasonRollingOut, "waiting for "+strings.Join(waiting, ", "))
 	case problem != nil:
