@@ -403,6 +403,7 @@ func TestInstallSideBySide(t *testing.T) {
 		// may have neither dots nor more than 63.
 		{"payments-platform-ecommerce-operator-prod-eu1-west-23", "ops", "shop-b"},
 		{"shop.v2", "t1", "shop-b"},
+		{"shop-v2", "t1", "shop-b"}, // a name of its own all the same
 	} {
 		args := []string{
 			"install", rel.name, chartDir, "--namespace", rel.namespace, "--create-namespace", "--kubeconfig", kubeconfig,

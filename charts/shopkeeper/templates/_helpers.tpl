@@ -7,10 +7,16 @@
 {{- end -}}
 {{- end -}}
 
-{{/* The name of the metrics Service: a DNS label, so no dots (a release name may hold them) and
-at most 63 characters (fullname may have them all). */}}
+{{/* The name of the metrics Service, "<fullname>-metrics": a DNS label, so when fullname holds
+dots (a release name may) or is too long for it, its dots are made dashes, it is cut, and a hash of
+it keeps it apart from another release's ("shop.v2" and "shop-v2" in one namespace). */}}
 {{- define "shopkeeper.metricsServiceName" -}}
-{{- printf "%s-metrics" (include "shopkeeper.fullname" . | replace "." "-" | trunc 55 | trimSuffix "-") -}}
+{{- $full := include "shopkeeper.fullname" . -}}
+{{- $name := printf "%s-metrics" $full -}}
+{{- if or (contains "." $full) (gt (len $name) 63) -}}
+{{- $name = printf "%s-%s-metrics" ($full | replace "." "-" | trunc 48 | trimSuffix "-") (sha256sum $full | trunc 6) -}}
+{{- end -}}
+{{- $name -}}
 {{- end -}}
 
 {{/* The name of an object of the release outside the release namespace (a ClusterRole, a
