@@ -48,7 +48,7 @@ if [ ! -x "$FERRETDB" ]; then (cd "$ROOT/hack/tools" && go build -o "$FERRETDB" 
 if [ -n "$BASELINE" ]; then
 	echo "building product at $BASELINE" >&2
 	mkdir "$WORK/baseline"
-	git -C "$ROOT" archive "$BASELINE" go.mod go.sum services | tar -x -C "$WORK/baseline"
+	git -C "$ROOT" archive "$BASELINE" go.mod go.sum services internal | tar -x -C "$WORK/baseline"
 	(cd "$WORK/baseline" && go build -o "$WORK/product-baseline" ./services/product)
 fi
 
