@@ -48,7 +48,7 @@ var _ = Describe("A Shop whose broker image cannot be pulled", func() {
 		out, err = kubectl(ctx, "patch", "shop/"+shop.Name, "-n", ns.Name, "--type=merge",
 			"-p", `{"spec":{"rabbitmq":{"image":`+image+`}}}`)
 		Expect(err).NotTo(HaveOccurred(), out)
-		out, err = kubectl(ctx, "wait", "--for=condition=Ready", "shop/"+shop.Name, "-n", ns.Name, "--timeout=5m")
+		out, err = kubectl(ctx, "wait", "--for=condition=Ready", "shop/"+shop.Name, "-n", ns.Name, "--timeout="+env.readyTimeout.String())
 		Expect(err).NotTo(HaveOccurred(), out)
-	}, SpecTimeout(15*time.Minute))
+	}, SpecTimeout(20*time.Minute)) // the stall deadline, then E2E_READY_TIMEOUT (10m) at most
 })
