@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -33,6 +34,13 @@ import (
 // as the reasoning in reservations.go requires. Until that fencing update succeeds, each
 // step on the document tries it first and fails as the database does (a 503).
 //
+// The fence stops an update that reads its document after it. FerretDB v1 reads the
+// document when the update arrives, and writes the whole of it back later, once SQLite's
+// write lock is free, waiting up to its busy timeout (10 s) for it: an update the client
+// gave up on while it waited there has passed its own check, and would write back over
+// the fence and over every step since. So the fence waits lateWriteWindow after the
+// update was sent, by when such an update has landed or failed (see fence).
+//
 // The token rides in the update rather than in its filter because a write's filter
 // must stay exactly {_id}: on FerretDB a filter on a version field as well would read
 // the whole collection (see mongodb.KeyedMutex). A fence stays in its document (a few
@@ -40,40 +48,54 @@ import (
 // What it does not cover: an update lost by a process that then stopped (the one after
 // it knows nothing of the token; reservations.go assumes a stopped process's writes
 // are over), and, on FerretDB only, which does not apply an update atomically, a lost
-// update arriving during the very update that fences it.
+// update that reaches the server only just before the fence (delayed on the network), or
+// that a server stalled longer than lateWriteWindow (its process frozen) holds.
+
+// lateWriteWindow is how long after an update of unknown outcome was sent the store waits
+// before it fences it: FerretDB's SQLite busy timeout (10 s), which bounds how long an
+// update it has read for may wait to be written, and a second more. On MongoDB, whose
+// updates are atomic, the wait is not needed but costs little: after a timeout of the
+// default 10 s, about a second.
+const lateWriteWindow = 11 * time.Second
+
+// unknownWrite is an update of unknown outcome: its fence token, and when it was sent.
+type unknownWrite struct {
+	token string
+	sent  time.Time
+}
 
 // unknownWrites holds, per document (mongodb.DocumentKey), the fence tokens of the
 // updates sent to it whose outcome is unknown.
 type unknownWrites struct {
 	mu     sync.Mutex
-	tokens map[string][]string
+	writes map[string][]unknownWrite
 }
 
-func (u *unknownWrites) add(key, token string) {
+func (u *unknownWrites) add(key string, w unknownWrite) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.tokens == nil {
-		u.tokens = map[string][]string{}
+	if u.writes == nil {
+		u.writes = map[string][]unknownWrite{}
 	}
-	u.tokens[key] = append(u.tokens[key], token)
+	u.writes[key] = append(u.writes[key], w)
 }
 
-func (u *unknownWrites) of(key string) []string {
+func (u *unknownWrites) of(key string) []unknownWrite {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return slices.Clone(u.tokens[key])
+	return slices.Clone(u.writes[key])
 }
 
-// fenced forgets tokens of key: their updates can no longer apply.
-func (u *unknownWrites) fenced(key string, tokens []string) {
+// fenced forgets the updates ws of key: they can no longer apply.
+func (u *unknownWrites) fenced(key string, ws []unknownWrite) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	left := slices.DeleteFunc(u.tokens[key], func(t string) bool { return slices.Contains(tokens, t) })
+	left := slices.DeleteFunc(u.writes[key], func(w unknownWrite) bool { return slices.Contains(ws, w) })
 	if len(left) == 0 {
-		delete(u.tokens, key)
+		delete(u.writes, key)
 		return
 	}
-	u.tokens[key] = left
+	u.writes[key] = left
 }
 
 func fenceKey(token string) string { return "fences." + token }
@@ -84,41 +106,57 @@ func fenceKey(token string) string { return "fences." + token }
 func (s *Store) update(ctx context.Context, coll *mongo.Collection, id any, update bson.D) (matched int64, err error) {
 	token := "w" + bson.NewObjectID().Hex() // never all digits: a field name, never an array index
 	update = append(slices.Clip(update), bson.E{Key: "$pop", Value: bson.D{{Key: fenceKey(token), Value: 1}}})
-	sent := false
+	var sent time.Time
 	err = s.write(ctx, func() error {
-		sent = true
+		sent = time.Now()
 		res, err := coll.UpdateOne(ctx, byID(id), update)
 		if err == nil {
 			matched = res.MatchedCount
 		}
 		return err
 	})
-	if err != nil && sent {
-		s.unknown.add(mongodb.DocumentKey(coll, id), token)
+	if err != nil && !sent.IsZero() {
+		s.unknown.add(mongodb.DocumentKey(coll, id), unknownWrite{token: token, sent: sent})
 	}
 	return matched, err
 }
 
 // fence fences the updates of unknown outcome sent to the document of coll with _id
 // id, whose lock the caller holds, so that what it reads next stays true until it
-// writes. A document gone has nothing left to protect.
+// writes. It first waits until the last of them was sent lateWriteWindow ago, or ctx
+// ends. A document gone has nothing left to protect.
 func (s *Store) fence(ctx context.Context, coll *mongo.Collection, id any) error {
 	key := mongodb.DocumentKey(coll, id)
-	tokens := s.unknown.of(key)
-	if len(tokens) == 0 {
+	writes := s.unknown.of(key)
+	if len(writes) == 0 {
 		return nil
 	}
-	set := make(bson.D, len(tokens))
-	for i, t := range tokens {
-		set[i] = bson.E{Key: fenceKey(t), Value: true}
+	var last time.Time
+	for _, w := range writes {
+		if w.sent.After(last) {
+			last = w.sent
+		}
+	}
+	if wait := time.Until(last.Add(s.lateWriteWindow)); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d updates of unknown outcome to land: %w", len(writes), ctx.Err())
+		}
+	}
+	set := make(bson.D, len(writes))
+	for i, w := range writes {
+		set[i] = bson.E{Key: fenceKey(w.token), Value: true}
 	}
 	err := s.write(ctx, func() error {
 		_, err := coll.UpdateOne(ctx, byID(id), bson.D{{Key: "$set", Value: set}})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("fence %d updates of unknown outcome: %w", len(tokens), err)
+		return fmt.Errorf("fence %d updates of unknown outcome: %w", len(writes), err)
 	}
-	s.unknown.fenced(key, tokens)
+	s.unknown.fenced(key, writes)
 	return nil
 }

@@ -29,8 +29,9 @@ package store
 // are in-process: one process serves a database. A crash stops every step at once, so
 // after a crash no step of the old process is still running and only crash points
 // matter. An update that failed after it was sent (a timeout) is one too: it may still
-// reach the database, but the next step on its document fences it first (fence.go), so
-// it has applied before that step reads, or never will: a crash point before or after it.
+// reach the database, but the next step on its document fences it first (fence.go, which
+// says what it does not cover), so it has applied before that step reads, or never will:
+// a crash point before or after it.
 //
 // What a line's record r and its product's hold h mean together, and why no line is
 // taken twice or given back twice whatever step a crash interrupts:

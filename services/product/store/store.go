@@ -7,7 +7,7 @@
 // never negative: a take reads the stock and writes the $inc under one lock, and an
 // update that timed out but may still reach the database is fenced off before the next
 // read of its document (fence.go), so it cannot land on a state it was not computed
-// from. There are no multi-document transactions (FerretDB has none), so the
+// from (within the limits fence.go states). There are no multi-document transactions (FerretDB has none), so the
 // reservation algorithm in reservations.go is built from such updates alone; see its
 // comment. The locks being in-process, one process serves a database (one replica).
 package store
@@ -57,8 +57,10 @@ type Store struct {
 		mu     sync.Mutex
 		timers map[*time.Timer]func()
 	}
-	// unknown holds the updates whose outcome is unknown, until fenced (fence.go).
-	unknown unknownWrites
+	// unknown holds the updates whose outcome is unknown, until fenced (fence.go), and
+	// lateWriteWindow how long after one was sent its fence waits (tests shorten it).
+	unknown         unknownWrites
+	lateWriteWindow time.Duration
 	// prices caches what pricing a reservation reads of a product (prices.go).
 	prices priceCache
 	// writes queues this process's writes, one at a time (see mongodb.Gate: on FerretDB
@@ -72,12 +74,13 @@ type Store struct {
 func New(db *mongo.Database) *Store {
 	removalCtx, stopRemovals := context.WithCancel(context.Background())
 	return &Store{
-		products:     db.Collection(ProductsCollection),
-		reservations: db.Collection(ReservationsCollection),
-		removalCtx:   removalCtx,
-		stopRemovals: stopRemovals,
-		writes:       mongodb.NewGate(1),
-		now:          func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
+		products:        db.Collection(ProductsCollection),
+		reservations:    db.Collection(ReservationsCollection),
+		removalCtx:      removalCtx,
+		stopRemovals:    stopRemovals,
+		writes:          mongodb.NewGate(1),
+		lateWriteWindow: lateWriteWindow,
+		now:             func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
 	}
 }
 
