@@ -52,8 +52,12 @@ func (s *service) releaseOrDefer(ctx context.Context, id bson.ObjectID, now time
 // (the product service unreachable, answering 5xx or not in time; the database out), and
 // returns it; the next sweep tries again. A release the product service refuses (a 4xx
 // other than 404) is kept, and the others tried.
+//
+// It reads every record due, not a page of the oldest: the records it keeps (a PENDING
+// order's, a refused release's) would otherwise hide the others once a page is full of
+// them. There are few: a record lasts only while product does not take the release.
 func (s *service) sweepReleases(ctx context.Context, olderThan time.Duration) (int, error) {
-	stale, err := createdBefore[pendingRelease](ctx, s.store.releases, s.now().Add(-olderThan), 100)
+	stale, err := createdBefore[pendingRelease](ctx, s.store.releases, s.now().Add(-olderThan), 0)
 	if err != nil {
 		return 0, err
 	}

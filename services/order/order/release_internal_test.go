@@ -263,6 +263,34 @@ func TestSweepReleasesGivesBackOnlyACancelledOrdersStock(t *testing.T) {
 	}
 }
 
+// TestSweepReleasesIsNotHeldUpByRecordsItKeeps: records the sweep keeps (PENDING orders),
+// however many and however old, do not hide a CANCELLED order's record behind them.
+func TestSweepReleasesIsNotHeldUpByRecordsItKeeps(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, product := newServiceWithProduct(ctx, t)
+	oldest := s.now().Add(-time.Hour)
+	for i := range 150 {
+		id := bson.NewObjectID()
+		if err := storeOrder(s, Pending)(id); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.store.insertOnce(ctx, s.store.releases, pendingRelease{ID: id, CreatedAt: oldest.Add(time.Duration(i) * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancelled := bson.NewObjectID()
+	if err := storeOrder(s, Cancelled)(cancelled); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.store.insertOnce(ctx, s.store.releases, pendingRelease{ID: cancelled, CreatedAt: s.now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.sweepReleases(ctx, 10*time.Second); err != nil || n != 1 || product.released(cancelled) != 1 {
+		t.Fatalf("sweep: %d removed (%v), %d releases of the CANCELLED order; want 1 and 1", n, err, product.released(cancelled))
+	}
+}
+
 // TestSweepReleasesWhenTheProductServiceFails: a release the product service fails (a
 // 5xx, or no answer) stops the sweep, whose next round tries again: the other records
 // would meet the same outage. One it refuses (a 4xx other than 404, an answer about that
