@@ -26,6 +26,7 @@ var _ = Describe("A Shop's images", func() {
 		storeMessage      = "image must be an image reference such as mongo:8.0"
 		taggedMessage     = "image is a repository without tag or digest"
 		identifierMessage = "image cannot be 64 hexadecimal digits alone"
+		lengthMessage     = "must be at most 237 characters"
 	)
 	digest := "@sha256:" + strings.Repeat("0123456789abcdef", 4)
 
@@ -81,6 +82,10 @@ var _ = Describe("A Shop's images", func() {
 		Entry("a digest of an algorithm the kubelet does not know", "mongo@md5:"+strings.Repeat("0", 32), stores, ""),
 		Entry("a digest before the tag", "mongo"+digest+":8.0", stores, ""),
 		Entry("an image ID", strings.Repeat("0123456789abcdef", 4), stores, identifierMessage),
+		// The kubelet refuses a name over 255 characters, docker.io/library/ included.
+		Entry("a name of 238 characters", strings.Repeat("a", 238), every, lengthMessage),
+		Entry("a name of 238 characters with a tag", strings.Repeat("a", 238)+":8.0", stores, lengthMessage),
+		Entry("a name of 238 characters with a registry and a digest", "localhost:5000/"+strings.Repeat("a", 223)+digest, stores, lengthMessage),
 	)
 
 	DescribeTable("are accepted when they are references the kubelet parses",
@@ -112,6 +117,8 @@ var _ = Describe("A Shop's images", func() {
 		Entry("a full reference", "docker.io/library/mongo:8.0.4", stores),
 		Entry("a port with a tag", "localhost:5000/mongo:8.0", stores),
 		Entry("a tag of 128 characters", "mongo:"+strings.Repeat("8", 128), stores),
+		Entry("a name of 237 characters", strings.Repeat("a", 237), every),
+		Entry("a name of 237 characters with a registry, a tag and a digest", "localhost:5000/"+strings.Repeat("a", 222)+":"+strings.Repeat("8", 128)+digest, stores),
 	)
 
 	It("may be empty for a store, which means its default", func() {

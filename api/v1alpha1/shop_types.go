@@ -44,12 +44,14 @@ type ShopSpec struct {
 	// It is a repository as the kubelet parses one: an optional registry host (a DNS name,
 	// localhost or a bracketed IPv6 address, with an optional :port) and '/', then path
 	// components of lower-case letters and digits, separated inside by '.', '_', '__' or
-	// dashes, joined by single '/'; for example registry.example.com:5000/team/app.
+	// dashes, joined by single '/'; for example registry.example.com:5000/team/app. It
+	// has at most 237 characters (the kubelet's 255 once it has added docker.io/library/).
 	// +kubebuilder:default="ghcr.io/shopkeeper-dev/shopkeeper-services"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.matches(':[^/]*$')",message="image is a repository without tag or digest, such as ghcr.io/shopkeeper-dev/shopkeeper-services; the tag comes from version"
 	// +kubebuilder:validation:XValidation:rule="self.contains('@') || self.matches(':[^/]*$') || self.matches('^(([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*|[[][a-fA-F0-9:]*:[a-fA-F0-9:]*[]])(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$')",message="image must be a repository such as ghcr.io/shopkeeper-dev/shopkeeper-services or registry.example.com:5000/team/app: an optional registry host[:port] and '/', then lower-case path components (letters and digits, separated inside by '.', '_', '__' or '-') joined by single '/'"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 237",message="image must be at most 237 characters: the kubelet refuses a name over 255 once it has added docker.io/library/ to it"
 	// +optional
 	Image string `json:"image,omitempty"`
 
@@ -263,10 +265,12 @@ type StoreSpec struct {
 	// host[:port] and '/', then lower-case path components joined by single '/'), an
 	// optional :tag and an optional @sha256, @sha384 or @sha512 digest; for example
 	// mongo:8.0, localhost/shopkeeper/ferretdb:v1.24.2 or
-	// rabbitmq:4.1-management@sha256:<64 hexadecimal digits>.
+	// rabbitmq:4.1-management@sha256:<64 hexadecimal digits>. Its repository has at most
+	// 237 characters (the kubelet's 255 once it has added docker.io/library/).
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^(([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*|[[][a-fA-F0-9:]*:[a-fA-F0-9:]*[]])(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127})?(@(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128}))?$')",message="image must be an image reference such as mongo:8.0, registry.example.com:5000/team/mongo:8.0 or rabbitmq:4.1-management@sha256:<64 lower-case hexadecimal digits>: an optional registry host[:port] and '/', lower-case path components (letters and digits, separated inside by '.', '_', '__' or '-') joined by single '/', an optional :tag of up to 128 letters, digits, '_', '.' and '-', and an optional @sha256, @sha384 or @sha512 digest"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-f0-9]{64}$')",message="image cannot be 64 hexadecimal digits alone, which the kubelet reads as an image ID: name a repository, such as mongo:8.0"
+	// +kubebuilder:validation:XValidation:rule="size(self.find('^([^@/]*/)*[^@/:]*')) <= 237",message="image's name, before its :tag or @digest, must be at most 237 characters: the kubelet refuses a name over 255 once it has added docker.io/library/ to it"
 	// +optional
 	Image string `json:"image,omitempty"`
 
