@@ -21,18 +21,8 @@ import (
 	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
-
-// freePort returns a loopback port nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // TestRun starts the gateway as its binary does, from the environment, proxies one request and
 // reads one profile through it, then stops it by cancelling the context: Run must return nil.
@@ -41,7 +31,7 @@ func TestRun(t *testing.T) {
 		_, _ = io.WriteString(w, "service saw "+r.URL.Path)
 	}))
 	defer up.Close()
-	port, pprofPort := freePort(t), freePort(t)
+	port, pprofPort := testenv.FreePort(t), testenv.FreePort(t)
 	setEnv(t, port, "127.0.0.1:"+strconv.Itoa(pprofPort), up.URL)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 
@@ -97,7 +87,7 @@ func TestRunRefusesBadPprofAddr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, freePort(t), tt.addr, "http://127.0.0.1:1")
+			setEnv(t, testenv.FreePort(t), tt.addr, "http://127.0.0.1:1")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -196,21 +195,6 @@ func databaseName(t testing.TB) string {
 		name = name[:40]
 	}
 	return fmt.Sprintf("t_%s_%s", name, hex.EncodeToString(b[:]))
-}
-
-// ClosedAddr returns a loopback address nothing listens on: a connection to it is refused,
-// as one to a server that is down.
-func ClosedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // UnreachableMongoDB returns database name on a server that is not there (ClosedAddr):

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,7 +36,7 @@ func TestShutdownKeepsItsDeadline(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = server.Stop() })
-			port := freePort(t)
+			port := testenv.FreePort(t)
 			t.Setenv("PORT", strconv.Itoa(port))
 			t.Setenv("LISTEN_HOST", "127.0.0.1")
 			t.Setenv("MONGODB_URL", "")
@@ -51,7 +50,7 @@ func TestShutdownKeepsItsDeadline(t *testing.T) {
 			go func() { done <- Run(ctx) }()
 
 			base := "http://127.0.0.1:" + strconv.Itoa(port)
-			waitReady(t, base+"/readyz", done)
+			testenv.WaitReady(t, base+"/readyz", done)
 			var product struct{ ID string }
 			post(t, base+"/products", `{"name": "Mug", "priceCents": 1250, "stock": 10}`, http.StatusCreated, &product)
 			post(t, base+"/internal/reservations",
@@ -98,34 +97,4 @@ func post(t *testing.T, url, body string, want int, out any) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func waitReady(t *testing.T, url string, done <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before serving: %v", err)
-		default:
-		}
-		if res, err := http.Get(url); err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready in time", url)
 }

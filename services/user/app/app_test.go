@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -71,7 +70,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 // which returns what Run returned (the test fails if it does not return in time).
 func serve(t *testing.T) (base string, stop func() error) {
 	t.Helper()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	t.Setenv("PORT", strconv.Itoa(port))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -91,36 +90,6 @@ func serve(t *testing.T) (base string, stop func() error) {
 	}
 	t.Cleanup(func() { _ = stop() })
 	base = "http://127.0.0.1:" + strconv.Itoa(port)
-	waitReady(t, base+"/readyz", done)
+	testenv.WaitReady(t, base+"/readyz", done)
 	return base, stop
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func waitReady(t *testing.T, url string, done <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before serving: %v", err)
-		default:
-		}
-		if res, err := http.Get(url); err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready in time", url)
 }
