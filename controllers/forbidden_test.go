@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -69,20 +70,24 @@ var _ = Describe("A child the API server forbids", func() {
 		Consistently(workloads).WithTimeout(3 * time.Second).Should(BeZero())
 	})
 
-	It("is Blocked, not rolling out, when the child it forbids is a workload", func() {
-		ns := takeNamespace()
-		forbid(ns, "no-statefulsets", "count/statefulsets.apps")
-		shop := minimalShop(ns, "nosets")
-		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
-		// The Deployments roll out; the stores and the StatefulSet-run services never
-		// will until the quota goes: nothing is progressing.
-		gateway := types.NamespacedName{Namespace: ns, Name: resources.Name(shop, resources.Gateway)}
-		Eventually(func() error { return k8sClient.Get(ctx, gateway, &appsv1.Deployment{}) }).WithTimeout(timeout).Should(Succeed())
-		markAvailable(k8sClient, shop)
-		requeueOf(shop)
-		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
-	})
+	DescribeTable("is Blocked, not rolling out, when the children it forbids are ones pods need",
+		func(kind corev1.ResourceName) {
+			ns := takeNamespace()
+			forbid(ns, "no-"+strings.ReplaceAll(string(kind), "/", "-"), kind)
+			shop := minimalShop(ns, "needed")
+			Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+			Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
+			// The other children are made, and the workloads wait for their pods (envtest
+			// runs none); but what is forbidden, or the pods that need it, will never be
+			// ready until the quota goes: that is not progress.
+			gateway := types.NamespacedName{Namespace: ns, Name: resources.Name(shop, resources.Gateway)}
+			Eventually(func() error { return k8sClient.Get(ctx, gateway, &appsv1.Deployment{}) }).WithTimeout(timeout).Should(Succeed())
+			requeueOf(shop)
+			Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
+		},
+		Entry("StatefulSets (the stores, the services run as one process)", corev1.ResourceName("count/statefulsets.apps")),
+		Entry("Services (how the services reach their stores and peers)", corev1.ResourceServices),
+	)
 
 	It("does not hold back a new version when a volume cannot grow", func() {
 		ns := takeNamespace()

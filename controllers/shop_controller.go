@@ -242,12 +242,15 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	return first, nil
 }
 
-// podsNeedNot tells whether no pod of the Shop needs o to start and be ready: a Service
-// (the gateway's, say, when a quota forbids LoadBalancers), a PodDisruptionBudget or a
-// NetworkPolicy. A Problem with such a child alone leaves every workload to roll out.
+// podsNeedNot tells whether no pod of the Shop needs o to start and be ready: the
+// gateway's Service (which a quota on LoadBalancers may forbid), a PodDisruptionBudget or
+// a NetworkPolicy. The other Services are how the services reach their stores and peers.
+// A Problem with such a child alone leaves every workload to roll out.
 func podsNeedNot(o client.Object) bool {
 	switch o.(type) {
-	case *corev1.Service, *policyv1.PodDisruptionBudget, *networkingv1.NetworkPolicy:
+	case *corev1.Service:
+		return o.GetLabels()[resources.LabelComponent] == resources.Gateway
+	case *policyv1.PodDisruptionBudget, *networkingv1.NetworkPolicy:
 		return true
 	}
 	return false
