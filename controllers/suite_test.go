@@ -31,7 +31,7 @@ import (
 // specs take one at a time; unwatchedNamespace is left to reconcilers the specs
 // drive by hand, so that what they count is theirs alone.
 const (
-	namespacePool      = 24
+	namespacePool      = 32
 	unwatchedNamespace = "shops-unwatched"
 )
 
