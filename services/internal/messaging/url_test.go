@@ -3,7 +3,6 @@ package messaging_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 const password = "s3cret"
@@ -66,12 +66,7 @@ func TestSettingsRefuseAnUnusableURL(t *testing.T) {
 // TestConnectLogsNoPassword: what the broker connection logs about a URL it cannot
 // use or a broker it cannot reach never shows the URL's password.
 func TestConnectLogsNoPassword(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedPort := ln.Addr().String()
-	_ = ln.Close() // nothing listens there now: connection refused
+	closedPort := testenv.ClosedAddr(t) // connection refused
 
 	tests := []struct {
 		name, url, wantLog string

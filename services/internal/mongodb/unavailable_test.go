@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // TestUnreachable checks the errors a real driver gives when nothing answers at the
@@ -23,12 +24,7 @@ func TestUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close() // nothing listens there now
+	closedAddr := testenv.ClosedAddr(t)
 
 	for _, addr := range []string{closedAddr, silent.Addr().String()} {
 		t.Run(addr, func(t *testing.T) {
