@@ -152,3 +152,36 @@ func TestLargeBodyBudgetCountsWhatArrived(t *testing.T) {
 		t.Fatalf("a whole 200 kB body beside four stalled ones: %d %.200s", resp.StatusCode, answer)
 	}
 }
+
+// TestRequestTrailersStayOnTheClientsSide: the fields of a chunked body's trailer section
+// never reach the service, neither as a trailer nor as headers (Upgrade, a second
+// X-Request-ID, anything else), and the body, read whole, goes with its length. An upfront
+// header of the same name as a trailer is kept.
+func TestRequestTrailersStayOnTheClientsSide(t *testing.T) {
+	s := newSuite(t, nil)
+	const head = "POST /users HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nX-Note: upfront\r\n\r\n"
+	const body = "3\r\nabc\r\n0\r\nUpgrade: websocket\r\nX-Request-Id: evil-id\r\nX-Note: trailing\r\nX-Foo: bar\r\n\r\n"
+	for name, parts := range map[string][]string{"in one piece": {head + body}, "head first": {head, body}} {
+		t.Run(name, func(t *testing.T) {
+			resp, answer := rawRequest(t, s.url, 50*time.Millisecond, parts...)
+			e := decode[echo](t, answer)
+			if resp.StatusCode != http.StatusOK || e.Body != "abc" || e.ContentLength != 3 {
+				t.Fatalf("%d: the service got body %q of length %d, want \"abc\" of 3", resp.StatusCode, e.Body, e.ContentLength)
+			}
+			if len(e.Trailer) != 0 || e.Header.Get("Trailer") != "" {
+				t.Errorf("the service got a trailer section %v (Trailer: %q)", e.Trailer, e.Header.Get("Trailer"))
+			}
+			for _, k := range []string{"Upgrade", "X-Foo"} {
+				if v := e.Header.Values(k); len(v) != 0 {
+					t.Errorf("the service got the trailer %s as a header: %q", k, v)
+				}
+			}
+			if v := e.Header.Values("X-Note"); len(v) != 1 || v[0] != "upfront" {
+				t.Errorf("X-Note %q, want the upfront one alone", v)
+			}
+			if e.RequestID == "evil-id" || len(e.RequestIDs) != 1 {
+				t.Errorf("the service got request ids %q", e.RequestIDs)
+			}
+		})
+	}
+}

@@ -123,6 +123,12 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	m := web.NewHTTPMetrics(reg)
 	serve := func(ctx *fasthttp.RequestCtx) {
 		g.heads.release(g.forgetHead(ctx, false)) // the body was read as far as the server reads it
+		if ctx.IsConnect() {
+			// The gateway tunnels nothing, and the adaptor cannot read most CONNECT targets (an
+			// IP address, a bare host) either: it would answer 500 in plain text.
+			g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusNotFound, notFoundBody)
+			return
+		}
 		if r := match(g.routes, ctx.Path()); r != nil {
 			g.proxy(ctx, r, m)
 			return
@@ -208,6 +214,10 @@ func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) i
 // malformedPathBody is the answer to a path with a broken %-escape.
 var malformedPathBody = web.ErrorBody{Error: "Malformed request: invalid %-escape in the path"}
 
+// notFoundBody is the answer to what no route and none of the gateway's own paths take, as
+// web.NewMux answers it.
+var notFoundBody = web.ErrorBody{Error: "Not found"}
+
 // validEscapes reports whether every "%" of the raw path p starts a %XX escape, as net/http
 // requires of a request's path (and so the services do): "/users/%zz" is refused there
 // before any handler runs.
@@ -282,6 +292,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	// Hop-by-hop headers, and those the client's Connection names, go before the gateway adds
 	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
 	clientClose := req.Header.ConnectionClose()
+	dropTrailers(&req.Header)
 	dropHopHeaders(&req.Header)
 	requestID := requestIDOf(&req.Header)
 	// Set replaces only the first of several: the service gets this one alone.
@@ -376,6 +387,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	if !ok {
 		return
 	}
+	dropTrailers(&req.Header) // a streamed body's, read just now
 
 	var buf [256]byte
 	forwardRequest(req, r, peer, trusted, buf[:0])

@@ -58,6 +58,10 @@ type echo struct {
 	Body           string   `json:"body"`
 	Connection     string   `json:"connection"`
 	Expect         string   `json:"expect"`
+	// How the body came: its length (-1: chunked), and the fields of a trailer section.
+	ContentLength int64       `json:"contentLength"`
+	Trailer       http.Header `json:"trailer"`
+	Header        http.Header `json:"header"`
 }
 
 func newUpstream(t *testing.T, name string) *upstream {
@@ -102,6 +106,9 @@ func newUpstream(t *testing.T, name string) *upstream {
 			Body:           string(body),
 			Connection:     r.Header.Get("Connection"),
 			Expect:         r.Header.Get("Expect"),
+			ContentLength:  r.ContentLength,
+			Trailer:        r.Trailer, // complete once the body is read
+			Header:         r.Header,
 		})
 	}))
 	u.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -1073,6 +1080,10 @@ func TestTargetsNetHTTPCannotRead(t *testing.T) {
 		{"GET /users/%zz HTTP/1.1", http.StatusBadRequest, "/users/"},
 		{"DELETE /user/users/1%2 HTTP/1.1", http.StatusBadRequest, "/user/users/"},
 		{"CONNECT evil.example:443 HTTP/1.1", http.StatusNotFound, "unmatched"},
+		{"CONNECT 10.0.0.1:443 HTTP/1.1", http.StatusNotFound, "unmatched"},
+		{"CONNECT [2001:db8::1]:443 HTTP/1.1", http.StatusNotFound, "unmatched"},
+		{"CONNECT evil.example HTTP/1.1", http.StatusNotFound, "unmatched"},
+		{"CONNECT /users/1 HTTP/1.1", http.StatusNotFound, "/users/"},
 		{"OPTIONS * HTTP/1.1", http.StatusNotFound, "unmatched"},
 	}
 	for _, tt := range tests {

@@ -201,6 +201,38 @@ func dropHopHeaders(h headers) {
 	}
 }
 
+// dropTrailers removes the trailer section fasthttp parsed after a chunked request body, and
+// its announcement: the gateway reads a body whole and sends it with its length, so the service
+// gets no trailer section, and no field a client sent after the body (Upgrade, X-Request-ID,
+// anything) reaches it as a header either. Upfront fields of the same names are kept. It is
+// called before the hop-by-hop headers go, since deleting Trailer there would make the trailer
+// section's fields headers, and again once the body is read, which may have brought them.
+func dropTrailers(h *fasthttp.RequestHeader) {
+	var names []string
+	for name := range h.Trailers() {
+		names = append(names, string(name)) // copied: the header's bytes change as fields go
+	}
+	if len(names) == 0 {
+		return
+	}
+	var upfront [][2]string // h.All yields the header section only
+	for k, v := range h.All() {
+		for _, name := range names {
+			if bytes.EqualFold(k, []byte(name)) {
+				upfront = append(upfront, [2]string{string(k), string(v)})
+				break
+			}
+		}
+	}
+	for _, name := range names {
+		h.Del(name) // from both sections
+	}
+	h.Del("Trailer") // the announcement, with nothing left to move into the header section
+	for _, f := range upfront {
+		h.Add(f[0], f[1])
+	}
+}
+
 // forwardRequest turns the request the gateway received from peer into the one it sends to
 // r's service: the path the client sent (still escaped, as received) without r.strip and under
 // the service's base path, the service's host, the X-Forwarded-* headers and no hop-by-hop
