@@ -130,9 +130,22 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 		return ok
 	}
+	// withheld holds the children (childKey) whose name someone else holds (a
+	// ChildConflict), and those left as they are, made or not, because a child they
+	// depend on (dependsOn) is withheld: applied in the order below, a child comes after
+	// what it depends on.
+	withheld := map[string]bool{}
 	apply := func(objs ...client.Object) error {
 		for _, o := range objs {
-			if err := r.apply(ctx, shop, o); err != nil && !record(o, err) {
+			if slices.ContainsFunc(dependsOn(shop, o), func(d client.Object) bool { return withheld[childKey(d)] }) {
+				withheld[childKey(o)] = true
+				continue
+			}
+			err := r.apply(ctx, shop, o)
+			if p, ok := errors.AsType[*Problem](err); ok && p.Reason == ReasonChildConflict {
+				withheld[childKey(o)] = true
+			}
+			if err != nil && !record(o, err) {
 				return err
 			}
 		}
@@ -256,6 +269,65 @@ func podsNeedNot(o client.Object) bool {
 	return false
 }
 
+// dependsOn lists, empty but named, the children of shop whose names o is built to use:
+// the claim of a store's StatefulSet, and RabbitMQ's the Secret of its files; the stores'
+// Services, to which the connections Secret addresses their passwords; for an app's
+// workload, the connections Secret it reads, the StatefulSets and Services of the stores
+// it uses and the Services of the peers it sends to. The credentials Secrets are not
+// listed: nothing is built from one the Shop does not control (existingCredentials).
+//
+// applyChildren neither makes nor updates a child while one of these is someone else's,
+// or is left alone itself for that reason: its pods would mount that claim, read those
+// files or URIs, or send the store's password, or the clients' requests, to whatever
+// that Service reaches. An existing child is left as it is, and the Problem that names
+// the object in the way stands for it.
+func dependsOn(shop *shopv1.Shop, o client.Object) []client.Object {
+	named := func(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: shop.Namespace, Name: name} }
+	service := func(component string) client.Object {
+		return &corev1.Service{ObjectMeta: named(resources.Name(shop, component))}
+	}
+	var deps []client.Object
+	uses := func(stores ...string) {
+		for _, s := range stores {
+			if slices.Contains(resources.InClusterStores(shop), s) {
+				deps = append(deps, &appsv1.StatefulSet{ObjectMeta: named(resources.Name(shop, s))}, service(s))
+			}
+		}
+	}
+	connections := &corev1.Secret{ObjectMeta: named(resources.ConnectionsSecretName(shop))}
+	switch o.(type) {
+	case *corev1.Secret:
+		if o.GetName() == connections.Name {
+			for _, s := range resources.InClusterStores(shop) {
+				deps = append(deps, service(s))
+			}
+		}
+	case *appsv1.StatefulSet, *appsv1.Deployment:
+		switch c := o.GetLabels()[resources.LabelComponent]; c {
+		case resources.MongoDB, resources.RabbitMQ:
+			deps = append(deps, &corev1.PersistentVolumeClaim{ObjectMeta: named(resources.Name(shop, c))})
+			if c == resources.RabbitMQ {
+				deps = append(deps, &corev1.Secret{ObjectMeta: named(resources.RabbitMQConfigSecretName(shop))})
+			}
+		case resources.User, resources.Product:
+			deps = append(deps, connections)
+			uses(resources.MongoDB)
+		case resources.Order:
+			deps = append(deps, connections, service(resources.User), service(resources.Product))
+			uses(resources.MongoDB, resources.RabbitMQ)
+		case resources.Payment:
+			deps = append(deps, connections)
+			uses(resources.MongoDB, resources.RabbitMQ)
+		case resources.Gateway:
+			deps = append(deps, service(resources.User), service(resources.Product), service(resources.Order), service(resources.Payment))
+		}
+	}
+	return deps
+}
+
+// childKey names a child by kind and name.
+func childKey(o client.Object) string { return kindOf(o) + " " + o.GetName() }
+
 // replaceOtherKind deletes the workload of the other kind (Deployment or StatefulSet)
 // that the Shop owns under the name of desired: one an earlier version of the
 // controller made, before the component ran as a StatefulSet (resources.OneProcess).
@@ -357,6 +429,10 @@ func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Sh
 		return nil, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("get the volume of %s: %w", store, err)
+	case !metav1.IsControlledBy(claim, shop) && !adoptable(claim, shop):
+		// Someone else's, which the store never ran on (dependsOn): nothing was lost, and
+		// the user is not told to delete it.
+		return nil, nil, nil
 	}
 	return nil, &eventNote{"CredentialsLost", fmt.Sprintf(
 		"Secret %s and the credentials in Secret %s are gone: new ones were made, which %s refuses if it has started, since it keeps "+
