@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -80,11 +82,17 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 	if !syncSpec(desired, existing) && !metaChanged {
 		return nil
 	}
+	version := existing.GetResourceVersion()
 	if err := r.Update(ctx, existing); err != nil {
 		return resize.explain(r.applyFailed(shop, desired, "update", err))
 	}
 	if adopted {
 		r.event(shop, existing, corev1.EventTypeNormal, "Adopted", "Update", "took back %s %s, which had lost its owner", kind, desired.GetName())
+		return nil
+	}
+	if existing.GetResourceVersion() == version {
+		// The API server stored nothing new: what differed was a default it fills in
+		// that syncSpec does not know of. There is no change to tell.
 		return nil
 	}
 	r.event(shop, existing, corev1.EventTypeNormal, "Updated", "Update", "updated %s %s", kind, desired.GetName())
@@ -199,18 +207,16 @@ func mergeLabels(desired, existing client.Object) bool {
 // syncSpec copies into existing the fields the controller owns when they differ
 // from desired, and tells whether it changed anything.
 //
-// The specs the API server fills with defaults are compared so that those defaults
-// never look like drift, yet a field the Shop no longer asks for is still taken away:
-//   - a Deployment or StatefulSet carries, in specHashAnnotation, a digest of the
-//     spec last written from the Shop, so any change of the Shop (a removed
-//     annotation, pull Secret or limit included) is written; drift made by someone
-//     else is found with equality.Semantic.DeepDerivative (fields desired leaves
-//     empty are the API server's to default), plus an exact comparison where an
-//     empty value means something (an environment variable set to "", a command the
-//     image replaces);
-//   - a Service's selector is compared exactly, its ports by count and DeepDerivative
-//     (the API server fills clusterIP and protocols), after the node ports it
-//     allocated are copied into desired (withAllocatedPorts);
+// The specs are compared exactly, once what the API server adds has been put into a
+// copy of desired, so that its defaults never look like drift while any other field
+// someone sets, even one desired leaves empty (a service account, a host volume, an
+// external IP), is drift that is put back:
+//   - a Deployment's or StatefulSet's spec is desired's with the API server's defaults
+//     filled in (deploymentDefaults, statefulSetDefaults), and is replaced whole when it differs; it also
+//     carries, in specHashAnnotation, a digest of the spec last written from the Shop;
+//   - a Service's spec is existing's with every field the controller owns set from
+//     desired, defaults filled in (serviceWant): the addresses, IP families, node
+//     ports and load-balancer class the API server or the infrastructure assign stay;
 //   - NetworkPolicies and PodDisruptionBudgets are built with every field the API
 //     server would default, so they are compared exactly: an extra rule admitting
 //     everyone is drift.
@@ -218,21 +224,21 @@ func syncSpec(desired, existing client.Object) bool {
 	switch d := desired.(type) {
 	case *appsv1.Deployment:
 		e := existing.(*appsv1.Deployment)
-		return syncWorkload(d, e, d.Spec, &e.Spec, &d.Spec.Template, &e.Spec.Template)
+		want := d.Spec.DeepCopy()
+		deploymentDefaults(want)
+		keepRestart(&want.Template, &e.Spec.Template)
+		return syncWorkload(d, e, *want, &e.Spec)
 	case *appsv1.StatefulSet:
 		// The fields a StatefulSet cannot change (selector, serviceName, pod management)
 		// are the builders' constants, so its spec is replaced as a Deployment's is.
 		e := existing.(*appsv1.StatefulSet)
-		return syncWorkload(d, e, d.Spec, &e.Spec, &d.Spec.Template, &e.Spec.Template)
+		want := d.Spec.DeepCopy()
+		statefulSetDefaults(want, &e.Spec)
+		keepRestart(&want.Template, &e.Spec.Template)
+		return syncWorkload(d, e, *want, &e.Spec)
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
-		want := withAllocatedPorts(d.Spec, e.Spec)
-		if equality.Semantic.DeepDerivative(want, e.Spec) && len(want.Ports) == len(e.Spec.Ports) &&
-			maps.Equal(want.Selector, e.Spec.Selector) {
-			return false
-		}
-		e.Spec.Type, e.Spec.Selector, e.Spec.Ports = want.Type, want.Selector, want.Ports
-		e.Spec.ExternalTrafficPolicy, e.Spec.HealthCheckNodePort = want.ExternalTrafficPolicy, want.HealthCheckNodePort
+		return syncEqual(serviceWant(d.Spec, e.Spec), &e.Spec)
 	case *corev1.PersistentVolumeClaim:
 		// Everything but the requested size is immutable once bound, and the size only
 		// grows: a Shop may ask less than the claim holds (a growth its class refused set
@@ -271,9 +277,9 @@ func syncSpec(desired, existing client.Object) bool {
 // withAllocatedPorts is a copy of desired, the spec of a Service as the builders make
 // it, holding the ports the API server allocated in existing where desired leaves them
 // at zero: the node ports (matched by port name) and the health-check node port of a
-// LoadBalancer whose externalTrafficPolicy is Local. DeepDerivative compares integers
-// even when zero, so without them a Service open outside the cluster would differ at
-// every reconcile; and writing them back keeps its clients' ports where they are.
+// LoadBalancer whose externalTrafficPolicy is Local. Without them a Service open
+// outside the cluster would differ at every reconcile; and writing them back keeps its
+// clients' ports where they are.
 // A ClusterIP Service has none: switching to it lets the API server release them.
 func withAllocatedPorts(desired, existing corev1.ServiceSpec) corev1.ServiceSpec {
 	want := *desired.DeepCopy()
@@ -325,38 +331,20 @@ func setSpecHash(o client.Object, spec any) {
 }
 
 // syncWorkload makes existing, a Deployment or StatefulSet whose spec is existingSpec,
-// hold desiredSpec and the spec hash of desired, unless it is as desired already: the
-// builders' spec unchanged (the same spec hash), nothing changed but what the API server
-// defaults (DeepDerivative), and the containers exactly (containersMatch). It tells
-// whether it changed anything. desiredTemplate and existingTemplate are the specs' pod
-// templates.
-//
-// A restart asked for with `kubectl rollout restart` (restartedAtAnnotation on the pod
-// template) outlives the spec's replacement: dropping it would roll every pod a second
-// time, back to the template from before the restart, for a change that may be no more
-// than a replica count.
-func syncWorkload[S any](desired, existing client.Object, desiredSpec S, existingSpec *S, desiredTemplate, existingTemplate *corev1.PodTemplateSpec) bool {
-	if existing.GetAnnotations()[specHashAnnotation] == desired.GetAnnotations()[specHashAnnotation] &&
-		equality.Semantic.DeepDerivative(desiredSpec, *existingSpec) &&
-		containersMatch(desiredTemplate.Spec.Containers, existingTemplate.Spec.Containers) {
+// hold want, desired's spec with the API server's defaults filled in,
+// and the spec hash of desired, unless it holds them already. It tells whether it
+// changed anything.
+func syncWorkload[S any](desired, existing client.Object, want S, existingSpec *S) bool {
+	hash := desired.GetAnnotations()[specHashAnnotation]
+	changed := syncEqual(want, existingSpec)
+	if !changed && existing.GetAnnotations()[specHashAnnotation] == hash {
 		return false
-	}
-	restartedAt, restarted := existingTemplate.Annotations[restartedAtAnnotation]
-	*existingSpec = desiredSpec
-	if _, asked := desiredTemplate.Annotations[restartedAtAnnotation]; restarted && !asked {
-		// The template's maps are desired's now: a copy is changed, not the builders' own.
-		kept := maps.Clone(existingTemplate.Annotations)
-		if kept == nil {
-			kept = map[string]string{}
-		}
-		kept[restartedAtAnnotation] = restartedAt
-		existingTemplate.Annotations = kept
 	}
 	annotations := maps.Clone(existing.GetAnnotations())
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	annotations[specHashAnnotation] = desired.GetAnnotations()[specHashAnnotation]
+	annotations[specHashAnnotation] = hash
 	existing.SetAnnotations(annotations)
 	return true
 }
@@ -365,20 +353,348 @@ func syncWorkload[S any](desired, existing client.Object, desiredSpec S, existin
 // (tools that restart a workload, Argo CD's and Lens's among them, set it too).
 const restartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 
-// containersMatch compares exactly what DeepDerivative would let slip: the number of
-// containers, and each one's image, command, arguments and environment.
-func containersMatch(desired, existing []corev1.Container) bool {
-	if len(desired) != len(existing) {
-		return false
+// keepRestart copies into want, the pod template a workload is to hold, the restart
+// asked for in existing, its template now, with `kubectl rollout restart`
+// (restartedAtAnnotation), unless want asks for one itself. The restart is no drift:
+// dropping it would roll every pod a second time, back to the template from before
+// the restart, for a change that may be no more than a replica count.
+func keepRestart(want, existing *corev1.PodTemplateSpec) {
+	restartedAt, restarted := existing.Annotations[restartedAtAnnotation]
+	if _, asked := want.Annotations[restartedAtAnnotation]; !restarted || asked {
+		return
 	}
-	for i := range desired {
-		d, e := desired[i], existing[i]
-		if d.Image != e.Image || !equality.Semantic.DeepEqual(d.Command, e.Command) ||
-			!equality.Semantic.DeepEqual(d.Args, e.Args) || !equality.Semantic.DeepEqual(d.Env, e.Env) {
-			return false
+	if want.Annotations == nil {
+		want.Annotations = map[string]string{}
+	}
+	want.Annotations[restartedAtAnnotation] = restartedAt
+}
+
+// The API server's defaults, as kube-apiserver 1.37 fills them in a Deployment, a
+// StatefulSet, a Service (k8s.io/kubernetes/pkg/apis/{apps,core}/v1 defaults.go), for
+// the fields the builders may leave unset. Filled in on a copy of desired, they make
+// it what the API server stores for desired, so that an exact comparison sees drift
+// alone. A default some versions fill and others do not is taken from existing
+// instead (statefulSetDefaults): writing either value would be undone or refused by
+// the API server at every reconcile. A default missing here would only cost an update
+// that changes nothing (apply then records no Event): the API server fills it in
+// again and stores nothing new.
+
+// deploymentDefaults fills in the defaults of a Deployment's spec.
+func deploymentDefaults(s *appsv1.DeploymentSpec) {
+	if s.Replicas == nil {
+		s.Replicas = ptr.To[int32](1)
+	}
+	if s.Strategy.Type == "" {
+		s.Strategy.Type = appsv1.RollingUpdateDeploymentStrategyType
+	}
+	if s.Strategy.Type == appsv1.RollingUpdateDeploymentStrategyType {
+		if s.Strategy.RollingUpdate == nil {
+			s.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{}
+		}
+		if s.Strategy.RollingUpdate.MaxUnavailable == nil {
+			s.Strategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("25%"))
+		}
+		if s.Strategy.RollingUpdate.MaxSurge == nil {
+			s.Strategy.RollingUpdate.MaxSurge = ptr.To(intstr.FromString("25%"))
 		}
 	}
-	return true
+	if s.RevisionHistoryLimit == nil {
+		s.RevisionHistoryLimit = ptr.To[int32](10)
+	}
+	if s.ProgressDeadlineSeconds == nil {
+		s.ProgressDeadlineSeconds = ptr.To[int32](600)
+	}
+	podTemplateDefaults(&s.Template)
+}
+
+// statefulSetDefaults fills in the defaults of a StatefulSet's spec. The rolling
+// update's maxUnavailable (defaulted from 1.37 on) and the claims' retention policy
+// (from 1.27 on) are taken from existing when s sets none: the builders make no claim
+// templates, and at most one pod.
+func statefulSetDefaults(s, existing *appsv1.StatefulSetSpec) {
+	if s.Replicas == nil {
+		s.Replicas = ptr.To[int32](1)
+	}
+	if s.PodManagementPolicy == "" {
+		s.PodManagementPolicy = appsv1.OrderedReadyPodManagement
+	}
+	if s.UpdateStrategy.Type == "" {
+		s.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
+		if s.UpdateStrategy.RollingUpdate == nil {
+			s.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
+		}
+	}
+	if u := s.UpdateStrategy.RollingUpdate; u != nil && s.UpdateStrategy.Type == appsv1.RollingUpdateStatefulSetStrategyType {
+		if u.Partition == nil {
+			u.Partition = ptr.To[int32](0)
+		}
+		if had := existing.UpdateStrategy.RollingUpdate; u.MaxUnavailable == nil && had != nil {
+			u.MaxUnavailable = had.MaxUnavailable
+		}
+	}
+	if s.PersistentVolumeClaimRetentionPolicy == nil {
+		s.PersistentVolumeClaimRetentionPolicy = existing.PersistentVolumeClaimRetentionPolicy
+	}
+	if s.RevisionHistoryLimit == nil {
+		s.RevisionHistoryLimit = ptr.To[int32](10)
+	}
+	for i := range s.VolumeClaimTemplates {
+		c := &s.VolumeClaimTemplates[i]
+		if c.Spec.VolumeMode == nil {
+			c.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
+		}
+		if c.Status.Phase == "" {
+			c.Status.Phase = corev1.ClaimPending
+		}
+		roundResources(&c.Spec.Resources.Requests, &c.Spec.Resources.Limits)
+	}
+	podTemplateDefaults(&s.Template)
+}
+
+// podTemplateDefaults fills in the defaults of a pod template: of the pod, its
+// volumes and its containers.
+func podTemplateDefaults(t *corev1.PodTemplateSpec) {
+	p := &t.Spec
+	// The deprecated serviceAccount follows serviceAccountName, both ways.
+	if p.ServiceAccountName == "" {
+		p.ServiceAccountName = p.DeprecatedServiceAccount
+	}
+	p.DeprecatedServiceAccount = p.ServiceAccountName
+	if p.DNSPolicy == "" {
+		p.DNSPolicy = corev1.DNSClusterFirst
+	}
+	if p.RestartPolicy == "" {
+		p.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	if p.SecurityContext == nil {
+		p.SecurityContext = &corev1.PodSecurityContext{}
+	}
+	if p.TerminationGracePeriodSeconds == nil {
+		p.TerminationGracePeriodSeconds = ptr.To[int64](corev1.DefaultTerminationGracePeriodSeconds)
+	}
+	if p.SchedulerName == "" {
+		p.SchedulerName = corev1.DefaultSchedulerName
+	}
+	for i := range p.Volumes {
+		volumeDefaults(&p.Volumes[i])
+	}
+	for i := range p.InitContainers {
+		containerDefaults(&p.InitContainers[i])
+	}
+	for i := range p.Containers {
+		containerDefaults(&p.Containers[i])
+	}
+	roundResources(&p.Overhead)
+	if p.Resources != nil {
+		roundResources(&p.Resources.Requests, &p.Resources.Limits)
+	}
+}
+
+// volumeDefaults fills in the defaults of a volume: an emptyDir where no source is
+// set, the file modes, a host path's type, a field's API version, a token's lifetime.
+func volumeDefaults(v *corev1.Volume) {
+	if ptr.AllPtrFieldsNil(&v.VolumeSource) {
+		v.EmptyDir = &corev1.EmptyDirVolumeSource{}
+	}
+	mode := func(m **int32, def int32) {
+		if *m == nil {
+			*m = ptr.To(def)
+		}
+	}
+	items := func(items []corev1.DownwardAPIVolumeFile) {
+		for i := range items {
+			if f := items[i].FieldRef; f != nil && f.APIVersion == "" {
+				f.APIVersion = "v1"
+			}
+		}
+	}
+	if s := v.HostPath; s != nil && s.Type == nil {
+		s.Type = ptr.To(corev1.HostPathUnset)
+	}
+	if s := v.Secret; s != nil {
+		mode(&s.DefaultMode, corev1.SecretVolumeSourceDefaultMode)
+	}
+	if s := v.ConfigMap; s != nil {
+		mode(&s.DefaultMode, corev1.ConfigMapVolumeSourceDefaultMode)
+	}
+	if s := v.DownwardAPI; s != nil {
+		mode(&s.DefaultMode, corev1.DownwardAPIVolumeSourceDefaultMode)
+		items(s.Items)
+	}
+	if s := v.Projected; s != nil {
+		mode(&s.DefaultMode, corev1.ProjectedVolumeSourceDefaultMode)
+		for i := range s.Sources {
+			if d := s.Sources[i].DownwardAPI; d != nil {
+				items(d.Items)
+			}
+			if t := s.Sources[i].ServiceAccountToken; t != nil && t.ExpirationSeconds == nil {
+				t.ExpirationSeconds = ptr.To[int64](3600)
+			}
+		}
+	}
+	if e := v.Ephemeral; e != nil && e.VolumeClaimTemplate != nil {
+		c := &e.VolumeClaimTemplate.Spec
+		if c.VolumeMode == nil {
+			c.VolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
+		}
+		roundResources(&c.Resources.Requests, &c.Resources.Limits)
+	}
+}
+
+// containerDefaults fills in the defaults of a container: its pull policy and
+// termination message, its ports' protocol, its fields' API version, its probes.
+func containerDefaults(c *corev1.Container) {
+	if c.ImagePullPolicy == "" {
+		c.ImagePullPolicy = corev1.PullIfNotPresent
+		if imageTag(c.Image) == "latest" {
+			c.ImagePullPolicy = corev1.PullAlways
+		}
+	}
+	if c.TerminationMessagePath == "" {
+		c.TerminationMessagePath = corev1.TerminationMessagePathDefault
+	}
+	if c.TerminationMessagePolicy == "" {
+		c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+	}
+	for i := range c.Ports {
+		if c.Ports[i].Protocol == "" {
+			c.Ports[i].Protocol = corev1.ProtocolTCP
+		}
+	}
+	for i := range c.Env {
+		if from := c.Env[i].ValueFrom; from != nil {
+			if f := from.FieldRef; f != nil && f.APIVersion == "" {
+				f.APIVersion = "v1"
+			}
+			if f := from.FileKeyRef; f != nil && f.Optional == nil {
+				f.Optional = ptr.To(false)
+			}
+		}
+	}
+	roundResources(&c.Resources.Requests, &c.Resources.Limits)
+	httpGet := func(h *corev1.HTTPGetAction) {
+		if h == nil {
+			return
+		}
+		if h.Path == "" {
+			h.Path = "/"
+		}
+		if h.Scheme == "" {
+			h.Scheme = corev1.URISchemeHTTP
+		}
+	}
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if p == nil {
+			continue
+		}
+		for _, f := range []struct {
+			field *int32
+			def   int32
+		}{{&p.TimeoutSeconds, 1}, {&p.PeriodSeconds, 10}, {&p.SuccessThreshold, 1}, {&p.FailureThreshold, 3}} {
+			if *f.field == 0 {
+				*f.field = f.def
+			}
+		}
+		httpGet(p.HTTPGet)
+		if p.GRPC != nil && p.GRPC.Service == nil {
+			p.GRPC.Service = ptr.To("")
+		}
+	}
+	if l := c.Lifecycle; l != nil {
+		for _, h := range []*corev1.LifecycleHandler{l.PostStart, l.PreStop} {
+			if h != nil {
+				httpGet(h.HTTPGet)
+			}
+		}
+	}
+}
+
+// imageTag is the tag of an image reference as the kubelet reads it: "latest" when
+// it names neither a tag nor a digest.
+func imageTag(image string) string {
+	name, digest, _ := strings.Cut(image, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		return name[i+1:]
+	}
+	if digest != "" {
+		return ""
+	}
+	return "latest"
+}
+
+// roundResources rounds every quantity of lists up to a thousandth, as the API server
+// stores them.
+func roundResources(lists ...*corev1.ResourceList) {
+	for _, list := range lists {
+		for name, q := range *list {
+			q.RoundUp(-3)
+			(*list)[name] = q
+		}
+	}
+}
+
+// unsetOr is what a field the API server defaults to def is to hold: asked, desired's
+// value, when set; else have, existing's, when it is unset or def already; else def.
+func unsetOr[T ~string](asked, have, def T) T {
+	switch {
+	case asked != "":
+		return asked
+	case have == "" || have == def:
+		return have
+	}
+	return def
+}
+
+// serviceWant is the spec a Service is to hold: existing's, with every field the
+// controller owns set from desired and the API server's defaults for them filled in.
+// The fields it leaves as they are belong to the API server and the infrastructure:
+// the cluster IPs and IP families (assigned once), the node ports and health-check
+// node port (allocated: withAllocatedPorts keeps them), whether a LoadBalancer has
+// node ports, and its class (which a cloud's admission may set, and which cannot
+// change).
+func serviceWant(desired, existing corev1.ServiceSpec) corev1.ServiceSpec {
+	d := withAllocatedPorts(desired, existing)
+	want := *existing.DeepCopy()
+	want.Type = d.Type
+	if want.Type == "" {
+		want.Type = corev1.ServiceTypeClusterIP
+	}
+	want.Selector, want.Ports, want.HealthCheckNodePort = d.Selector, d.Ports, d.HealthCheckNodePort
+	for i := range want.Ports {
+		p := &want.Ports[i]
+		if p.Protocol == "" {
+			p.Protocol = corev1.ProtocolTCP
+		}
+		if p.TargetPort == intstr.FromInt32(0) || p.TargetPort == intstr.FromString("") {
+			p.TargetPort = intstr.FromInt32(p.Port)
+		}
+	}
+	want.ExternalIPs, want.ExternalName, want.LoadBalancerIP = d.ExternalIPs, d.ExternalName, d.LoadBalancerIP
+	want.LoadBalancerSourceRanges, want.PublishNotReadyAddresses = d.LoadBalancerSourceRanges, d.PublishNotReadyAddresses
+	want.TrafficDistribution = d.TrafficDistribution
+	want.SessionAffinity, want.SessionAffinityConfig = d.SessionAffinity, d.SessionAffinityConfig
+	switch want.SessionAffinity {
+	case "", corev1.ServiceAffinityNone:
+		want.SessionAffinity = unsetOr("", existing.SessionAffinity, corev1.ServiceAffinityNone)
+		want.SessionAffinityConfig = nil
+	case corev1.ServiceAffinityClientIP:
+		if c := want.SessionAffinityConfig; c == nil || c.ClientIP == nil || c.ClientIP.TimeoutSeconds == nil {
+			want.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{
+				TimeoutSeconds: ptr.To(corev1.DefaultClientIPServiceAffinitySeconds)}}
+		}
+	}
+	want.ExternalTrafficPolicy = d.ExternalTrafficPolicy
+	if want.Type == corev1.ServiceTypeNodePort || want.Type == corev1.ServiceTypeLoadBalancer ||
+		(want.Type == corev1.ServiceTypeClusterIP && len(want.ExternalIPs) > 0) {
+		want.ExternalTrafficPolicy = unsetOr(d.ExternalTrafficPolicy, existing.ExternalTrafficPolicy, corev1.ServiceExternalTrafficPolicyCluster)
+	}
+	want.InternalTrafficPolicy = d.InternalTrafficPolicy
+	if want.InternalTrafficPolicy == nil && want.Type != corev1.ServiceTypeExternalName {
+		if p := unsetOr("", ptr.Deref(existing.InternalTrafficPolicy, ""), corev1.ServiceInternalTrafficPolicyCluster); p != "" {
+			want.InternalTrafficPolicy = ptr.To(p)
+		}
+	}
+	return want
 }
 
 // kindOf names an object's kind for messages; the builders leave TypeMeta empty.
