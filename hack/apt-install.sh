@@ -29,8 +29,20 @@ if [ ! -e "$policy" ]; then
 	made_policy=true
 fi
 echo "installing ${missing[*]} (Debian packages)" >&2
-"${sudo[@]}" apt-get update -qq >/dev/null
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Another apt (apt-daily, unattended-upgrades, a second install) may hold apt's locks for a while:
+# both steps wait for them, up to 10 minutes, rather than fail. DPkg::Lock::Timeout covers dpkg's
+# lock; apt-get update refuses at once on the lists' lock, so it is tried again while that is why.
+lock_timeout=(-o DPkg::Lock::Timeout=600)
+for try in $(seq 60); do
+	if out=$("${sudo[@]}" apt-get "${lock_timeout[@]}" update -qq 2>&1); then break; fi
+	if [ "$try" -eq 60 ] || ! grep -q 'Could not get lock' <<<"$out"; then
+		echo "$out" >&2
+		exit 1
+	fi
+	[ "$try" -gt 1 ] || echo "apt-get update: another apt holds its lock; waiting (up to 10 minutes)" >&2
+	sleep 10
+done
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get "${lock_timeout[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 
 # Disabled at boot, for systemd and for the init scripts (packages that were already installed are
 # left as they were).

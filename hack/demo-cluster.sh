@@ -155,7 +155,14 @@ down() {
 		export KUBECONFIG=$local_kubeconfig
 	fi
 	if cluster_answers; then
-		kubectl -n "$namespace" delete "shop/$shop" --ignore-not-found --wait=true --timeout=120s || true
+		# Foreground: the Shop goes once its children, and theirs (pods), are gone; then its
+		# claims' volumes, which the provisioner removes after them.
+		kubectl -n "$namespace" delete "shop/$shop" --ignore-not-found --cascade=foreground --wait=true --timeout=180s || true
+		for _ in $(seq 60); do
+			kubectl get pv -o jsonpath='{range .items[*]}{.spec.claimRef.namespace}/{.spec.claimRef.name}{"\n"}{end}' 2>/dev/null |
+				grep -Eq "^$namespace/$shop-(mongodb|rabbitmq)\$" || break
+			sleep 1
+		done
 		make --no-print-directory undeploy >/dev/null 2>&1 || true
 	fi
 	if kubeconfig_is_local && [ -s "$root/bin/local-cluster/run/bins" ]; then
@@ -172,7 +179,8 @@ up)
 	apply_shop
 	wait_ready
 	story
-	log "Done in $((SECONDS - start)) s. The shop keeps running: kubectl get shop,pods; make demo-down removes it."
+	log "Done in $((SECONDS - start)) s. The shop keeps running: kubectl get shop,pods" \
+		"(with export ${KUBECONFIG:+KUBECONFIG=$KUBECONFIG }PATH=$(dirname "$kubectl_bin"):\$PATH); make demo-down removes it."
 	;;
 down) down ;;
 *) die "usage: $0 up|down" ;;
