@@ -496,7 +496,7 @@ func volumeDefaults(v *corev1.Volume) {
 	if ptr.AllPtrFieldsNil(&v.VolumeSource) {
 		v.EmptyDir = &corev1.EmptyDirVolumeSource{}
 	}
-	mode := func(m **int32, def int32) {
+	mode := func(m **int32, def int32) { //nolint:unparam // each source names its own default; all are 0644 today
 		if *m == nil {
 			*m = ptr.To(def)
 		}
