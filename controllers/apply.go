@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +40,10 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		setSpecHash(d, d.Spec)
 	case *appsv1.StatefulSet:
 		setSpecHash(d, d.Spec)
+	}
+	if isWorkload(desired) {
+		// Made from desired, at the generation every object starts at.
+		desired.SetAnnotations(mapWithEntry(desired.GetAnnotations(), syncedGenerationAnnotation, "1"))
 	}
 	existing := desired.DeepCopyObject().(client.Object)
 	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
@@ -79,7 +83,16 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 			desired.GetName(), resize.held.String(), resize.field, resize.asked.String())
 	}
 	metaChanged := mergeLabels(desired, existing) || adopted
-	if !syncSpec(desired, existing) && !metaChanged {
+	var specChanged, noted bool
+	if isWorkload(desired) {
+		if specChanged, noted, err = r.syncWorkload(ctx, desired, existing); err != nil {
+			// A conflict (existing changed since it was read) is retried as an update's.
+			return r.applyFailed(shop, desired, "update", err)
+		}
+	} else {
+		specChanged = syncSpec(desired, existing)
+	}
+	if !specChanged && !noted && !metaChanged {
 		return nil
 	}
 	version := existing.GetResourceVersion()
@@ -90,9 +103,11 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		r.event(shop, existing, corev1.EventTypeNormal, "Adopted", "Update", "took back %s %s, which had lost its owner", kind, desired.GetName())
 		return nil
 	}
-	if existing.GetResourceVersion() == version {
-		// The API server stored nothing new: what differed was a default it fills in
-		// that syncSpec does not know of. There is no change to tell.
+	if existing.GetResourceVersion() == version || (!specChanged && !metaChanged) {
+		// The API server stored nothing new (what differed was a default it fills in
+		// that syncSpec does not know of), or only the controller's record of a
+		// workload found in sync (syncWorkload: after a `kubectl rollout restart`, say).
+		// There is no change to tell.
 		return nil
 	}
 	r.event(shop, existing, corev1.EventTypeNormal, "Updated", "Update", "updated %s %s", kind, desired.GetName())
@@ -204,38 +219,20 @@ func mergeLabels(desired, existing client.Object) bool {
 	return changed
 }
 
-// syncSpec copies into existing the fields the controller owns when they differ
-// from desired, and tells whether it changed anything.
+// syncSpec copies into existing, a child other than a Deployment or StatefulSet
+// (syncWorkload), the fields the controller owns when they differ from desired, and
+// tells whether it changed anything.
 //
-// The specs are compared exactly, once what the API server adds has been put into a
-// copy of desired, so that its defaults never look like drift while any other field
-// someone sets, even one desired leaves empty (a service account, a host volume, an
-// external IP), is drift that is put back:
-//   - a Deployment's or StatefulSet's spec is desired's with the API server's defaults
-//     filled in (deploymentDefaults, statefulSetDefaults), and is replaced whole when it differs; it also
-//     carries, in specHashAnnotation, a digest of the spec last written from the Shop;
 //   - a Service's spec is existing's with every field the controller owns set from
 //     desired, defaults filled in (serviceWant): the addresses, IP families, node
-//     ports and load-balancer class the API server or the infrastructure assign stay;
+//     ports and load-balancer class the API server or the infrastructure assign stay,
+//     and so do the settings the Shop cannot express that a user or the cloud sets
+//     (source ranges, load-balancer IP, session affinity);
 //   - NetworkPolicies and PodDisruptionBudgets are built with every field the API
 //     server would default, so they are compared exactly: an extra rule admitting
 //     everyone is drift.
 func syncSpec(desired, existing client.Object) bool {
 	switch d := desired.(type) {
-	case *appsv1.Deployment:
-		e := existing.(*appsv1.Deployment)
-		want := d.Spec.DeepCopy()
-		deploymentDefaults(want)
-		keepRestart(&want.Template, &e.Spec.Template)
-		return syncWorkload(d, e, *want, &e.Spec)
-	case *appsv1.StatefulSet:
-		// The fields a StatefulSet cannot change (selector, serviceName, pod management)
-		// are the builders' constants, so its spec is replaced as a Deployment's is.
-		e := existing.(*appsv1.StatefulSet)
-		want := d.Spec.DeepCopy()
-		statefulSetDefaults(want, &e.Spec)
-		keepRestart(&want.Template, &e.Spec.Template)
-		return syncWorkload(d, e, *want, &e.Spec)
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
 		return syncEqual(serviceWant(d.Spec, e.Spec), &e.Spec)
@@ -308,9 +305,9 @@ func syncEqual[S any](desired S, existing *S) bool {
 	return true
 }
 
-// specHashAnnotation on a Deployment or StatefulSet holds a digest of the spec the
-// controller last wrote, so that a change of the Shop is told apart from the API
-// server's defaults.
+// specHashAnnotation on a Deployment or StatefulSet holds a digest of the spec, as the
+// builders make it, the controller last wrote or found in place: a change of the Shop
+// changes it (syncWorkload).
 const specHashAnnotation = "commerce.shopkeeper.dev/spec-hash"
 
 // setSpecHash records in the specHashAnnotation of o, a Deployment or StatefulSet, a
@@ -330,23 +327,104 @@ func setSpecHash(o client.Object, spec any) {
 	o.SetAnnotations(annotations)
 }
 
-// syncWorkload makes existing, a Deployment or StatefulSet whose spec is existingSpec,
-// hold want, desired's spec with the API server's defaults filled in,
-// and the spec hash of desired, unless it holds them already. It tells whether it
-// changed anything.
-func syncWorkload[S any](desired, existing client.Object, want S, existingSpec *S) bool {
-	hash := desired.GetAnnotations()[specHashAnnotation]
-	changed := syncEqual(want, existingSpec)
-	if !changed && existing.GetAnnotations()[specHashAnnotation] == hash {
-		return false
+// syncedGenerationAnnotation on a Deployment or StatefulSet holds the generation at
+// which its spec was last found, or made, to be what the API server makes of the spec
+// recorded in specHashAnnotation. The API server raises the generation at every change
+// of the spec, so while both hold, nobody has changed the spec since.
+const syncedGenerationAnnotation = "commerce.shopkeeper.dev/synced-generation"
+
+// isWorkload tells whether obj is a Deployment or StatefulSet (syncWorkload).
+func isWorkload(obj client.Object) bool {
+	switch obj.(type) {
+	case *appsv1.Deployment, *appsv1.StatefulSet:
+		return true
 	}
-	annotations := maps.Clone(existing.GetAnnotations())
+	return false
+}
+
+// syncWorkload makes existing, a Deployment or StatefulSet, hold the spec of desired
+// as the API server stores it, and tells whether it changed existing.
+//
+// What the API server stores for desired is asked of it: a server-side dry-run update
+// of existing with desired's spec (at existing's resourceVersion: a Conflict is
+// returned, and retried as an update's) returns it with the API server's defaults and
+// what the cluster's mutating admission (a MutatingAdmissionPolicy, a webhook) adds on
+// an update. Its spec is compared exactly with existing's: an added field the Shop
+// does not set (a service account, envFrom, a host volume, a node selector) is not in
+// it, and is drift put back; a default or an admission's mutation is in both.
+//
+// The dry run costs a request, so it is sent only when the spec may have changed: when
+// desired's differs from the one recorded in specHashAnnotation, or when the spec was
+// changed since it was last found in sync (the generation is not the one recorded in
+// syncedGenerationAnnotation). A reconcile that finds everything in place sends none.
+//
+// It tells whether it changed the spec, and whether it changed no more than the two
+// annotations.
+func (r *ShopReconciler) syncWorkload(ctx context.Context, desired, existing client.Object) (specChanged, noted bool, err error) {
+	hash := desired.GetAnnotations()[specHashAnnotation]
+	annotations := existing.GetAnnotations()
+	if annotations[specHashAnnotation] == hash &&
+		annotations[syncedGenerationAnnotation] == strconv.FormatInt(existing.GetGeneration(), 10) {
+		return false, false, nil
+	}
+	dryRun := existing.DeepCopyObject().(client.Object)
+	setWorkloadSpec(desired, dryRun)
+	if err := r.Update(ctx, dryRun, client.DryRunAll); err != nil {
+		return false, false, err
+	}
+	generation := existing.GetGeneration()
+	specChanged = !equality.Semantic.DeepEqual(workloadSpec(dryRun), workloadSpec(existing))
+	if specChanged {
+		setWorkloadSpec(desired, existing)
+		generation++ // as the API server raises it for the new spec
+	}
+	annotations = maps.Clone(annotations)
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
 	annotations[specHashAnnotation] = hash
+	annotations[syncedGenerationAnnotation] = strconv.FormatInt(generation, 10)
 	existing.SetAnnotations(annotations)
-	return true
+	return specChanged, !specChanged, nil
+}
+
+// setWorkloadSpec sets the spec of existing, a Deployment or StatefulSet, to desired's,
+// keeping a restart asked with `kubectl rollout restart` (keepRestart). The fields a
+// StatefulSet cannot change (selector, serviceName, pod management) are the builders'
+// constants, so its spec is replaced as a Deployment's is.
+func setWorkloadSpec(desired, existing client.Object) {
+	switch d := desired.(type) {
+	case *appsv1.Deployment:
+		e := existing.(*appsv1.Deployment)
+		spec := d.Spec.DeepCopy()
+		keepRestart(&spec.Template, &e.Spec.Template)
+		e.Spec = *spec
+	case *appsv1.StatefulSet:
+		e := existing.(*appsv1.StatefulSet)
+		spec := d.Spec.DeepCopy()
+		keepRestart(&spec.Template, &e.Spec.Template)
+		e.Spec = *spec
+	}
+}
+
+// workloadSpec is the spec of a Deployment or StatefulSet.
+func workloadSpec(obj client.Object) any {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return w.Spec
+	case *appsv1.StatefulSet:
+		return w.Spec
+	}
+	panic(fmt.Sprintf("controllers: %T is no workload", obj))
+}
+
+// mapWithEntry is m, or a new map when it is nil, holding v at k.
+func mapWithEntry(m map[string]string, k, v string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[k] = v
+	return m
 }
 
 // restartedAtAnnotation is the pod template annotation `kubectl rollout restart` sets
@@ -369,270 +447,6 @@ func keepRestart(want, existing *corev1.PodTemplateSpec) {
 	want.Annotations[restartedAtAnnotation] = restartedAt
 }
 
-// The API server's defaults, as kube-apiserver 1.37 fills them in a Deployment, a
-// StatefulSet, a Service (k8s.io/kubernetes/pkg/apis/{apps,core}/v1 defaults.go), for
-// the fields the builders may leave unset. Filled in on a copy of desired, they make
-// it what the API server stores for desired, so that an exact comparison sees drift
-// alone. A default some versions fill and others do not is taken from existing
-// instead (statefulSetDefaults): writing either value would be undone or refused by
-// the API server at every reconcile. A default missing here would only cost an update
-// that changes nothing (apply then records no Event): the API server fills it in
-// again and stores nothing new.
-
-// deploymentDefaults fills in the defaults of a Deployment's spec.
-func deploymentDefaults(s *appsv1.DeploymentSpec) {
-	if s.Replicas == nil {
-		s.Replicas = ptr.To[int32](1)
-	}
-	if s.Strategy.Type == "" {
-		s.Strategy.Type = appsv1.RollingUpdateDeploymentStrategyType
-	}
-	if s.Strategy.Type == appsv1.RollingUpdateDeploymentStrategyType {
-		if s.Strategy.RollingUpdate == nil {
-			s.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{}
-		}
-		if s.Strategy.RollingUpdate.MaxUnavailable == nil {
-			s.Strategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("25%"))
-		}
-		if s.Strategy.RollingUpdate.MaxSurge == nil {
-			s.Strategy.RollingUpdate.MaxSurge = ptr.To(intstr.FromString("25%"))
-		}
-	}
-	if s.RevisionHistoryLimit == nil {
-		s.RevisionHistoryLimit = ptr.To[int32](10)
-	}
-	if s.ProgressDeadlineSeconds == nil {
-		s.ProgressDeadlineSeconds = ptr.To[int32](600)
-	}
-	podTemplateDefaults(&s.Template)
-}
-
-// statefulSetDefaults fills in the defaults of a StatefulSet's spec. The rolling
-// update's maxUnavailable (defaulted from 1.37 on) and the claims' retention policy
-// (from 1.27 on) are taken from existing when s sets none: the builders make no claim
-// templates, and at most one pod.
-func statefulSetDefaults(s, existing *appsv1.StatefulSetSpec) {
-	if s.Replicas == nil {
-		s.Replicas = ptr.To[int32](1)
-	}
-	if s.PodManagementPolicy == "" {
-		s.PodManagementPolicy = appsv1.OrderedReadyPodManagement
-	}
-	if s.UpdateStrategy.Type == "" {
-		s.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
-		if s.UpdateStrategy.RollingUpdate == nil {
-			s.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
-		}
-	}
-	if u := s.UpdateStrategy.RollingUpdate; u != nil && s.UpdateStrategy.Type == appsv1.RollingUpdateStatefulSetStrategyType {
-		if u.Partition == nil {
-			u.Partition = ptr.To[int32](0)
-		}
-		if had := existing.UpdateStrategy.RollingUpdate; u.MaxUnavailable == nil && had != nil {
-			u.MaxUnavailable = had.MaxUnavailable
-		}
-	}
-	if s.PersistentVolumeClaimRetentionPolicy == nil {
-		s.PersistentVolumeClaimRetentionPolicy = existing.PersistentVolumeClaimRetentionPolicy
-	}
-	if s.RevisionHistoryLimit == nil {
-		s.RevisionHistoryLimit = ptr.To[int32](10)
-	}
-	for i := range s.VolumeClaimTemplates {
-		c := &s.VolumeClaimTemplates[i]
-		if c.Spec.VolumeMode == nil {
-			c.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
-		}
-		if c.Status.Phase == "" {
-			c.Status.Phase = corev1.ClaimPending
-		}
-		roundResources(&c.Spec.Resources.Requests, &c.Spec.Resources.Limits)
-	}
-	podTemplateDefaults(&s.Template)
-}
-
-// podTemplateDefaults fills in the defaults of a pod template: of the pod, its
-// volumes and its containers.
-func podTemplateDefaults(t *corev1.PodTemplateSpec) {
-	p := &t.Spec
-	// The deprecated serviceAccount follows serviceAccountName, both ways.
-	if p.ServiceAccountName == "" {
-		p.ServiceAccountName = p.DeprecatedServiceAccount
-	}
-	p.DeprecatedServiceAccount = p.ServiceAccountName
-	if p.DNSPolicy == "" {
-		p.DNSPolicy = corev1.DNSClusterFirst
-	}
-	if p.RestartPolicy == "" {
-		p.RestartPolicy = corev1.RestartPolicyAlways
-	}
-	if p.SecurityContext == nil {
-		p.SecurityContext = &corev1.PodSecurityContext{}
-	}
-	if p.TerminationGracePeriodSeconds == nil {
-		p.TerminationGracePeriodSeconds = ptr.To[int64](corev1.DefaultTerminationGracePeriodSeconds)
-	}
-	if p.SchedulerName == "" {
-		p.SchedulerName = corev1.DefaultSchedulerName
-	}
-	for i := range p.Volumes {
-		volumeDefaults(&p.Volumes[i])
-	}
-	for i := range p.InitContainers {
-		containerDefaults(&p.InitContainers[i])
-	}
-	for i := range p.Containers {
-		containerDefaults(&p.Containers[i])
-	}
-	roundResources(&p.Overhead)
-	if p.Resources != nil {
-		roundResources(&p.Resources.Requests, &p.Resources.Limits)
-	}
-}
-
-// volumeDefaults fills in the defaults of a volume: an emptyDir where no source is
-// set, the file modes, a host path's type, a field's API version, a token's lifetime.
-func volumeDefaults(v *corev1.Volume) {
-	if ptr.AllPtrFieldsNil(&v.VolumeSource) {
-		v.EmptyDir = &corev1.EmptyDirVolumeSource{}
-	}
-	mode := func(m **int32, def int32) { //nolint:unparam // each source names its own default; all are 0644 today
-		if *m == nil {
-			*m = ptr.To(def)
-		}
-	}
-	items := func(items []corev1.DownwardAPIVolumeFile) {
-		for i := range items {
-			if f := items[i].FieldRef; f != nil && f.APIVersion == "" {
-				f.APIVersion = "v1"
-			}
-		}
-	}
-	if s := v.HostPath; s != nil && s.Type == nil {
-		s.Type = ptr.To(corev1.HostPathUnset)
-	}
-	if s := v.Secret; s != nil {
-		mode(&s.DefaultMode, corev1.SecretVolumeSourceDefaultMode)
-	}
-	if s := v.ConfigMap; s != nil {
-		mode(&s.DefaultMode, corev1.ConfigMapVolumeSourceDefaultMode)
-	}
-	if s := v.DownwardAPI; s != nil {
-		mode(&s.DefaultMode, corev1.DownwardAPIVolumeSourceDefaultMode)
-		items(s.Items)
-	}
-	if s := v.Projected; s != nil {
-		mode(&s.DefaultMode, corev1.ProjectedVolumeSourceDefaultMode)
-		for i := range s.Sources {
-			if d := s.Sources[i].DownwardAPI; d != nil {
-				items(d.Items)
-			}
-			if t := s.Sources[i].ServiceAccountToken; t != nil && t.ExpirationSeconds == nil {
-				t.ExpirationSeconds = ptr.To[int64](3600)
-			}
-		}
-	}
-	if e := v.Ephemeral; e != nil && e.VolumeClaimTemplate != nil {
-		c := &e.VolumeClaimTemplate.Spec
-		if c.VolumeMode == nil {
-			c.VolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
-		}
-		roundResources(&c.Resources.Requests, &c.Resources.Limits)
-	}
-}
-
-// containerDefaults fills in the defaults of a container: its pull policy and
-// termination message, its ports' protocol, its fields' API version, its probes.
-func containerDefaults(c *corev1.Container) {
-	if c.ImagePullPolicy == "" {
-		c.ImagePullPolicy = corev1.PullIfNotPresent
-		if imageTag(c.Image) == "latest" {
-			c.ImagePullPolicy = corev1.PullAlways
-		}
-	}
-	if c.TerminationMessagePath == "" {
-		c.TerminationMessagePath = corev1.TerminationMessagePathDefault
-	}
-	if c.TerminationMessagePolicy == "" {
-		c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
-	}
-	for i := range c.Ports {
-		if c.Ports[i].Protocol == "" {
-			c.Ports[i].Protocol = corev1.ProtocolTCP
-		}
-	}
-	for i := range c.Env {
-		if from := c.Env[i].ValueFrom; from != nil {
-			if f := from.FieldRef; f != nil && f.APIVersion == "" {
-				f.APIVersion = "v1"
-			}
-			if f := from.FileKeyRef; f != nil && f.Optional == nil {
-				f.Optional = ptr.To(false)
-			}
-		}
-	}
-	roundResources(&c.Resources.Requests, &c.Resources.Limits)
-	httpGet := func(h *corev1.HTTPGetAction) {
-		if h == nil {
-			return
-		}
-		if h.Path == "" {
-			h.Path = "/"
-		}
-		if h.Scheme == "" {
-			h.Scheme = corev1.URISchemeHTTP
-		}
-	}
-	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
-		if p == nil {
-			continue
-		}
-		for _, f := range []struct {
-			field *int32
-			def   int32
-		}{{&p.TimeoutSeconds, 1}, {&p.PeriodSeconds, 10}, {&p.SuccessThreshold, 1}, {&p.FailureThreshold, 3}} {
-			if *f.field == 0 {
-				*f.field = f.def
-			}
-		}
-		httpGet(p.HTTPGet)
-		if p.GRPC != nil && p.GRPC.Service == nil {
-			p.GRPC.Service = ptr.To("")
-		}
-	}
-	if l := c.Lifecycle; l != nil {
-		for _, h := range []*corev1.LifecycleHandler{l.PostStart, l.PreStop} {
-			if h != nil {
-				httpGet(h.HTTPGet)
-			}
-		}
-	}
-}
-
-// imageTag is the tag of an image reference as the kubelet reads it: "latest" when
-// it names neither a tag nor a digest.
-func imageTag(image string) string {
-	name, digest, _ := strings.Cut(image, "@")
-	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-		return name[i+1:]
-	}
-	if digest != "" {
-		return ""
-	}
-	return "latest"
-}
-
-// roundResources rounds every quantity of lists up to a thousandth, as the API server
-// stores them.
-func roundResources(lists ...*corev1.ResourceList) {
-	for _, list := range lists {
-		for name, q := range *list {
-			q.RoundUp(-3)
-			(*list)[name] = q
-		}
-	}
-}
-
 // unsetOr is what a field the API server defaults to def is to hold: asked, desired's
 // value, when set; else have, existing's, when it is unset or def already; else def.
 func unsetOr[T ~string](asked, have, def T) T {
@@ -647,11 +461,11 @@ func unsetOr[T ~string](asked, have, def T) T {
 
 // serviceWant is the spec a Service is to hold: existing's, with every field the
 // controller owns set from desired and the API server's defaults for them filled in.
-// The fields it leaves as they are belong to the API server and the infrastructure:
-// the cluster IPs and IP families (assigned once), the node ports and health-check
-// node port (allocated: withAllocatedPorts keeps them), whether a LoadBalancer has
-// node ports, and its class (which a cloud's admission may set, and which cannot
-// change).
+// The fields it leaves as they are belong to the API server, the infrastructure or the
+// user: the cluster IPs and IP families (assigned once), the node ports and
+// health-check node port (allocated: withAllocatedPorts keeps them), whether a
+// LoadBalancer has node ports, and its class (which a cloud's admission may set, and
+// which cannot change); a LoadBalancer's source ranges and IP, and session affinity.
 func serviceWant(desired, existing corev1.ServiceSpec) corev1.ServiceSpec {
 	d := withAllocatedPorts(desired, existing)
 	want := *existing.DeepCopy()
@@ -669,19 +483,14 @@ func serviceWant(desired, existing corev1.ServiceSpec) corev1.ServiceSpec {
 			p.TargetPort = intstr.FromInt32(p.Port)
 		}
 	}
-	want.ExternalIPs, want.ExternalName, want.LoadBalancerIP = d.ExternalIPs, d.ExternalName, d.LoadBalancerIP
-	want.LoadBalancerSourceRanges, want.PublishNotReadyAddresses = d.LoadBalancerSourceRanges, d.PublishNotReadyAddresses
-	want.TrafficDistribution = d.TrafficDistribution
-	want.SessionAffinity, want.SessionAffinityConfig = d.SessionAffinity, d.SessionAffinityConfig
-	switch want.SessionAffinity {
-	case "", corev1.ServiceAffinityNone:
-		want.SessionAffinity = unsetOr("", existing.SessionAffinity, corev1.ServiceAffinityNone)
-		want.SessionAffinityConfig = nil
-	case corev1.ServiceAffinityClientIP:
-		if c := want.SessionAffinityConfig; c == nil || c.ClientIP == nil || c.ClientIP.TimeoutSeconds == nil {
-			want.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{
-				TimeoutSeconds: ptr.To(corev1.DefaultClientIPServiceAffinitySeconds)}}
-		}
+	want.ExternalIPs, want.ExternalName = d.ExternalIPs, d.ExternalName
+	want.PublishNotReadyAddresses, want.TrafficDistribution = d.PublishNotReadyAddresses, d.TrafficDistribution
+	// The source ranges and address of a LoadBalancer, and session affinity, are
+	// existing's: the Shop cannot express them, and a user or the cloud sets them (an
+	// LB restricted to some addresses stays so). Only a LoadBalancer may have the
+	// first two: the API server refuses them on another type.
+	if want.Type != corev1.ServiceTypeLoadBalancer {
+		want.LoadBalancerSourceRanges, want.LoadBalancerIP = nil, ""
 	}
 	want.ExternalTrafficPolicy = d.ExternalTrafficPolicy
 	if want.Type == corev1.ServiceTypeNodePort || want.Type == corev1.ServiceTypeLoadBalancer ||

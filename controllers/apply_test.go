@@ -79,3 +79,49 @@ func TestSyncServiceKeepsAllocatedPorts(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncServiceKeepsUserSettings: what the Shop cannot express on a Service and a
+// user or the cloud sets (a LoadBalancer's source ranges and IP, session affinity)
+// stays, while external IPs are undone; the source ranges and IP go with a change to a
+// type that cannot have them.
+func TestSyncServiceKeepsUserSettings(t *testing.T) {
+	service := func(typ corev1.ServiceType) *corev1.Service {
+		return &corev1.Service{Spec: corev1.ServiceSpec{
+			Type:                  typ,
+			Selector:              map[string]string{"app": "gateway"},
+			Ports:                 []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP, NodePort: 30080}},
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			HealthCheckNodePort:   31999,
+		}}
+	}
+	edited := func(typ corev1.ServiceType) *corev1.Service {
+		svc := service(typ)
+		svc.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"}
+		svc.Spec.LoadBalancerIP = "192.0.2.1"
+		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		svc.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](60)}}
+		return svc
+	}
+
+	existing := edited(corev1.ServiceTypeLoadBalancer)
+	if syncSpec(service(corev1.ServiceTypeLoadBalancer), existing) {
+		t.Errorf("a LoadBalancer whose user set source ranges, an IP and session affinity was changed: %+v", existing.Spec)
+	}
+
+	existing = edited(corev1.ServiceTypeLoadBalancer)
+	existing.Spec.ExternalIPs = []string{"203.0.113.8"}
+	if !syncSpec(service(corev1.ServiceTypeLoadBalancer), existing) || existing.Spec.ExternalIPs != nil {
+		t.Errorf("external IPs not undone: %v", existing.Spec.ExternalIPs)
+	}
+	if got := existing.Spec; len(got.LoadBalancerSourceRanges) != 1 || got.LoadBalancerIP == "" || got.SessionAffinity != corev1.ServiceAffinityClientIP {
+		t.Errorf("the user's settings went with the external IPs: %+v", got)
+	}
+
+	existing = edited(corev1.ServiceTypeLoadBalancer)
+	if !syncSpec(service(corev1.ServiceTypeNodePort), existing) {
+		t.Fatal("LoadBalancer to NodePort: no change")
+	}
+	if got := existing.Spec; got.LoadBalancerSourceRanges != nil || got.LoadBalancerIP != "" || got.SessionAffinity != corev1.ServiceAffinityClientIP {
+		t.Errorf("a NodePort keeps a LoadBalancer's settings, or loses session affinity: %+v", got)
+	}
+}

@@ -21,6 +21,8 @@ import (
 // Drift that only sets a field the builders leave at its zero value (an empty string, a
 // nil map or slice, a longer list) is drift all the same: `kubectl edit` adding a service
 // account, a host volume or an external IP must be undone as surely as a changed image.
+// A Service's settings the Shop cannot express (a LoadBalancer's source ranges and IP,
+// session affinity) are the user's, and stay.
 var _ = Describe("Drift that sets what the builders leave unset", func() {
 	It("is undone in the pod templates, keeping the labels and annotations added to the workloads, then nothing more is written", func() {
 		shop := minimalShop(takeNamespace(), "unset")
@@ -96,7 +98,7 @@ var _ = Describe("Drift that sets what the builders leave unset", func() {
 		expectNoMoreWrites(shop)
 	})
 
-	It("is undone in the Services: external IPs, session affinity, source ranges, an external name", func() {
+	It("is undone in the Services: external IPs, an external name; a LoadBalancer's source ranges and session affinity stay", func() {
 		shop := minimalShop(takeNamespace(), "unset-svc")
 		shop.Spec.MongoDB.Engine = shopv1.EngineFerretDB
 		shop.Spec.Gateway.Service.Type = corev1.ServiceTypeLoadBalancer
@@ -125,7 +127,9 @@ var _ = Describe("Drift that sets what the builders leave unset", func() {
 			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 		})
 		editService(resources.Gateway, func(s *corev1.Service) {
-			s.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"}
+			s.Spec.ExternalIPs = []string{"203.0.113.9"}
+			s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"}
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 			s.Labels = mapWith(s.Labels, "team", "mine")
 			s.Annotations = mapWith(s.Annotations, "example.com/mine", "yes")
 		})
@@ -138,10 +142,23 @@ var _ = Describe("Drift that sets what the builders leave unset", func() {
 			s.Spec.ExternalName = "db.example.com"
 		})
 
+		// What the Shop cannot express, set by a user, stays: the source ranges an LB is
+		// restricted to, session affinity (its timeout defaulted by the API server).
+		want := map[string]corev1.ServiceSpec{resources.User: made[resources.User]}
+		clientIP := &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To(corev1.DefaultClientIPServiceAffinitySeconds)}}
+		for _, c := range []string{resources.RabbitMQ, resources.Gateway} {
+			m := made[c]
+			spec := *m.DeepCopy()
+			spec.SessionAffinity, spec.SessionAffinityConfig = corev1.ServiceAffinityClientIP, clientIP
+			if c == resources.Gateway {
+				spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"}
+			}
+			want[c] = spec
+		}
 		Eventually(func() []string {
 			var drifted []string
 			for _, c := range []string{resources.RabbitMQ, resources.Gateway, resources.User} {
-				if !equality.Semantic.DeepEqual(service(c).Spec, made[c]) {
+				if !equality.Semantic.DeepEqual(service(c).Spec, want[c]) {
 					drifted = append(drifted, c)
 				}
 			}
@@ -151,7 +168,7 @@ var _ = Describe("Drift that sets what the builders leave unset", func() {
 			return drifted
 		}).WithTimeout(10*time.Second).Should(BeEmpty(), "these Services are not put back")
 		for _, c := range []string{resources.RabbitMQ, resources.Gateway, resources.User} {
-			Expect(service(c).Spec).To(Equal(made[c]), "the Service of %s", c)
+			Expect(service(c).Spec).To(Equal(want[c]), "the Service of %s", c)
 		}
 		// Back from ExternalName, the Service has a cluster IP again, though not the same.
 		Expect(service(resources.MongoDB).Spec).To(And(
