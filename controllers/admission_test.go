@@ -104,7 +104,7 @@ var _ = Describe("A mutating admission policy on the workloads", func() {
 				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), s); err != nil {
 					return err
 				}
-				s.Annotations = mapWith(s.Annotations, "example.com/touched", fmt.Sprint(i))
+				s.Annotations = mapWithEntry(s.Annotations, "example.com/touched", fmt.Sprint(i))
 				return k8sClient.Update(ctx, s)
 			})).To(Succeed())
 			time.Sleep(500 * time.Millisecond)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -41,14 +40,13 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 	case *appsv1.StatefulSet:
 		setSpecHash(d, d.Spec)
 	}
-	if isWorkload(desired) {
-		// Made from desired, at the generation every object starts at.
-		desired.SetAnnotations(mapWithEntry(desired.GetAnnotations(), syncedGenerationAnnotation, "1"))
-	}
 	existing := desired.DeepCopyObject().(client.Object)
 	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
 	case apierrors.IsNotFound(err):
+		if isWorkload(desired) {
+			r.recordStoredSpec(ctx, desired)
+		}
 		err = r.Create(ctx, desired)
 		if err == nil {
 			r.event(shop, desired, corev1.EventTypeNormal, "Created", "Create", "created %s %s", kind, desired.GetName())
@@ -314,24 +312,40 @@ const specHashAnnotation = "commerce.shopkeeper.dev/spec-hash"
 // digest of spec, its spec as the builders made it. encoding/json writes map keys in
 // order, so equal specs give equal digests.
 func setSpecHash(o client.Object, spec any) {
+	o.SetAnnotations(mapWithEntry(o.GetAnnotations(), specHashAnnotation, digest(o, spec)))
+}
+
+// digest is a digest of spec, the spec of o. encoding/json writes map keys in order, so
+// equal specs give equal digests.
+func digest(o client.Object, spec any) string {
 	b, err := json.Marshal(spec)
 	if err != nil {
 		panic(fmt.Sprintf("controllers: marshal a %s spec: %v", kindOf(o), err)) // plain data: cannot fail
 	}
 	sum := sha256.Sum256(b)
-	annotations := o.GetAnnotations()
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations[specHashAnnotation] = hex.EncodeToString(sum[:16])
-	o.SetAnnotations(annotations)
+	return hex.EncodeToString(sum[:16])
 }
 
-// syncedGenerationAnnotation on a Deployment or StatefulSet holds the generation at
-// which its spec was last found, or made, to be what the API server makes of the spec
-// recorded in specHashAnnotation. The API server raises the generation at every change
-// of the spec, so while both hold, nobody has changed the spec since.
-const syncedGenerationAnnotation = "commerce.shopkeeper.dev/synced-generation"
+// storedSpecAnnotation on a Deployment or StatefulSet holds a digest of its spec as the
+// API server stored it when the controller last wrote it, or found it in sync with the
+// spec recorded in specHashAnnotation. While the stored spec has that digest, nobody has
+// changed it since. (The generation cannot tell: a Deployment's is raised by a change of
+// its annotations too, the controller's own records included.)
+const storedSpecAnnotation = "commerce.shopkeeper.dev/stored-spec-hash"
+
+// recordStoredSpec records in storedSpecAnnotation of desired, a Deployment or
+// StatefulSet about to be made, what the API server will store of its spec (its
+// defaults, and what the cluster's mutating admission adds), asked with a server-side
+// dry-run create; so the first reconcile after the create finds it in sync without
+// asking. Should the dry run fail, nothing is recorded: the create then says why, or
+// the next reconcile asks (syncWorkload).
+func (r *ShopReconciler) recordStoredSpec(ctx context.Context, desired client.Object) {
+	dry := desired.DeepCopyObject().(client.Object)
+	if err := r.Create(ctx, dry, client.DryRunAll); err != nil {
+		return
+	}
+	desired.SetAnnotations(mapWithEntry(desired.GetAnnotations(), storedSpecAnnotation, digest(dry, workloadSpec(dry))))
+}
 
 // isWorkload tells whether obj is a Deployment or StatefulSet (syncWorkload).
 func isWorkload(obj client.Object) bool {
@@ -354,17 +368,18 @@ func isWorkload(obj client.Object) bool {
 // it, and is drift put back; a default or an admission's mutation is in both.
 //
 // The dry run costs a request, so it is sent only when the spec may have changed: when
-// desired's differs from the one recorded in specHashAnnotation, or when the spec was
-// changed since it was last found in sync (the generation is not the one recorded in
-// syncedGenerationAnnotation). A reconcile that finds everything in place sends none.
+// desired's differs from the one recorded in specHashAnnotation, or when the stored spec
+// was changed since it was last written or found in sync (its digest is not the one
+// recorded in storedSpecAnnotation). A reconcile that finds everything in place sends
+// none.
 //
 // It tells whether it changed the spec, and whether it changed no more than the two
 // annotations.
 func (r *ShopReconciler) syncWorkload(ctx context.Context, desired, existing client.Object) (specChanged, noted bool, err error) {
 	hash := desired.GetAnnotations()[specHashAnnotation]
 	annotations := existing.GetAnnotations()
-	if annotations[specHashAnnotation] == hash &&
-		annotations[syncedGenerationAnnotation] == strconv.FormatInt(existing.GetGeneration(), 10) {
+	stored := digest(existing, workloadSpec(existing))
+	if annotations[specHashAnnotation] == hash && annotations[storedSpecAnnotation] == stored {
 		return false, false, nil
 	}
 	dryRun := existing.DeepCopyObject().(client.Object)
@@ -372,18 +387,17 @@ func (r *ShopReconciler) syncWorkload(ctx context.Context, desired, existing cli
 	if err := r.Update(ctx, dryRun, client.DryRunAll); err != nil {
 		return false, false, err
 	}
-	generation := existing.GetGeneration()
 	specChanged = !equality.Semantic.DeepEqual(workloadSpec(dryRun), workloadSpec(existing))
 	if specChanged {
 		setWorkloadSpec(desired, existing)
-		generation++ // as the API server raises it for the new spec
+		stored = digest(dryRun, workloadSpec(dryRun)) // what the update stores
 	}
 	annotations = maps.Clone(annotations)
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
 	annotations[specHashAnnotation] = hash
-	annotations[syncedGenerationAnnotation] = strconv.FormatInt(generation, 10)
+	annotations[storedSpecAnnotation] = stored
 	existing.SetAnnotations(annotations)
 	return specChanged, !specChanged, nil
 }
