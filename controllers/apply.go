@@ -34,11 +34,8 @@ import (
 // belongs to someone else: retrying at once would not help, the user must act.
 func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired client.Object) error {
 	kind := kindOf(desired)
-	switch d := desired.(type) {
-	case *appsv1.Deployment:
-		setSpecHash(d, d.Spec)
-	case *appsv1.StatefulSet:
-		setSpecHash(d, d.Spec)
+	if isWorkload(desired) {
+		setSpecHash(desired, workloadSpec(desired))
 	}
 	existing := desired.DeepCopyObject().(client.Object)
 	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
@@ -392,11 +389,7 @@ func (r *ShopReconciler) syncWorkload(ctx context.Context, desired, existing cli
 		setWorkloadSpec(desired, existing)
 		stored = digest(dryRun, workloadSpec(dryRun)) // what the update stores
 	}
-	annotations = maps.Clone(annotations)
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations[specHashAnnotation] = hash
+	annotations = mapWithEntry(maps.Clone(annotations), specHashAnnotation, hash)
 	annotations[storedSpecAnnotation] = stored
 	existing.SetAnnotations(annotations)
 	return specChanged, !specChanged, nil
