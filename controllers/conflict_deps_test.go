@@ -167,6 +167,10 @@ func takenThenFreed(shop *shopv1.Shop, foreign client.Object, withheld, made []s
 	Expect(requeueOf(shop)).To(Equal(ConflictRetry), "the name freed brings no event: the retry is the only way back")
 	degraded := meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded)
 	Expect(degraded.Message).To(ContainSubstring(fmt.Sprintf("%s %s already exists and does not belong to this Shop", kindOf(foreign), foreign.GetName())))
+	for _, c := range withheld {
+		w := resources.EmptyWorkload(shop, c)
+		Expect(degraded.Message).To(ContainSubstring(kindOf(w)+" "+w.GetName()), "the status says which workloads wait")
+	}
 	Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"), "the pods that need it would never be ready")
 	Expect(conditionOf(shop, ConditionReady)()).To(Equal("False/ChildConflict"))
 	exists := func(component string) bool {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -135,10 +136,14 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	// depend on (dependsOn) is withheld: applied in the order below, a child comes after
 	// what it depends on.
 	withheld := map[string]bool{}
+	// waiting names, in order, the children withheld for what they depend on: the
+	// conflict's message says which wait on it.
+	var waiting []string
 	apply := func(objs ...client.Object) error {
 		for _, o := range objs {
 			if slices.ContainsFunc(dependsOn(shop, o), func(d client.Object) bool { return withheld[childKey(d)] }) {
 				withheld[childKey(o)] = true
+				waiting = append(waiting, childKey(o))
 				continue
 			}
 			err := r.apply(ctx, shop, o)
@@ -251,6 +256,9 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	}
 	if first != nil && podsUnaffected {
 		first.contained = true
+	}
+	if first != nil && first.Reason == ReasonChildConflict && len(waiting) > 0 {
+		first.Message += "; left as they are meanwhile: " + strings.Join(waiting, ", ")
 	}
 	return first, nil
 }
