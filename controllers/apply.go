@@ -230,7 +230,16 @@ func syncSpec(desired, existing client.Object) bool {
 	switch d := desired.(type) {
 	case *corev1.Service:
 		e := existing.(*corev1.Service)
-		return syncEqual(serviceWant(d.Spec, e.Spec), &e.Spec)
+		want := serviceWant(d.Spec, e.Spec)
+		changed := syncEqual(want, &e.Spec)
+		// The annotation form of a LoadBalancer's source ranges is a user's as the field
+		// is, and goes with it when the Service is no LoadBalancer any more: the API
+		// server refuses either on another type.
+		if _, ok := e.Annotations[corev1.AnnotationLoadBalancerSourceRangesKey]; ok && want.Type != corev1.ServiceTypeLoadBalancer {
+			delete(e.Annotations, corev1.AnnotationLoadBalancerSourceRangesKey)
+			changed = true
+		}
+		return changed
 	case *corev1.PersistentVolumeClaim:
 		// Everything but the requested size is immutable once bound, and the size only
 		// grows: a Shop may ask less than the claim holds (a growth its class refused set

@@ -215,6 +215,20 @@ var _ = Describe("Drift that sets what the builders leave unset", func() {
 		Expect(gw.Labels).To(HaveKeyWithValue("team", "mine"))
 		Expect(gw.Annotations).To(HaveKeyWithValue("example.com/mine", "yes"))
 		expectNoMoreWrites(shop)
+
+		By("restricting the LoadBalancer by annotation, then making the gateway a NodePort")
+		editService(resources.Gateway, func(s *corev1.Service) {
+			s.Annotations = mapWithEntry(s.Annotations, corev1.AnnotationLoadBalancerSourceRangesKey, "198.51.100.0/24")
+		})
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Service.Type = corev1.ServiceTypeNodePort })
+		Eventually(func() corev1.ServiceType { return service(resources.Gateway).Spec.Type }).WithTimeout(10*time.Second).
+			Should(Equal(corev1.ServiceTypeNodePort), "the API server refuses a NodePort with a LoadBalancer's source ranges")
+		gw = service(resources.Gateway)
+		Expect(gw.Annotations).NotTo(HaveKey(corev1.AnnotationLoadBalancerSourceRangesKey))
+		Expect(gw.Annotations).To(HaveKeyWithValue("example.com/mine", "yes"))
+		Expect(gw.Spec.LoadBalancerSourceRanges).To(BeEmpty())
+		Expect(gw.Spec.SessionAffinity).To(Equal(corev1.ServiceAffinityClientIP))
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
 	})
 })
 
