@@ -126,7 +126,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		if ctx.IsConnect() {
 			// The gateway tunnels nothing, and the adaptor cannot read most CONNECT targets (an
 			// IP address, a bare host) either: it would answer 500 in plain text.
-			g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusNotFound, notFoundBody)
+			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, fasthttp.StatusNotFound, notFoundBody)
 			return
 		}
 		if r := match(g.routes, ctx.Path()); r != nil {
@@ -135,7 +135,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		}
 		if !validEscapes(ctx.Request.URI().PathOriginal()) {
 			// net/http cannot read such a path: the adaptor would answer 500 in plain text.
-			g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusBadRequest, malformedPathBody)
+			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, fasthttp.StatusBadRequest, malformedPathBody)
 			return
 		}
 		serveOwn(ctx)
@@ -181,17 +181,19 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 		return
 	}
 	var a web.Access
+	var read *fasthttp.RequestHeader // the head, while it holds what the client sent
 	switch head := &ctx.Request.Header; {
 	case len(head.RawHeaders()) > 0: // read, but its target could not be
 		var n headNote
 		n.take(head)
 		a = g.accessOfHead(&n)
+		read = head
 	case note != nil: // read, then emptied when its body could not be
 		a = g.accessOfHead(note)
 	default:
 		a = web.Access{RequestID: web.NewRequestID(), Route: web.UnmatchedRoute}
 	}
-	g.refuse(ctx, m, a, status, body)
+	g.refuse(ctx, m, a, read, status, body)
 }
 
 // expectContinue answers a request's Expect: 100-continue. A body announced over
@@ -205,10 +207,10 @@ func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) i
 		return fasthttp.StatusContinue
 	}
 	g.heads.release(g.forgetHead(ctx, false)) // the request ends here, without the handler or answerReadError
-	g.refuse(ctx, m, g.accessOf(ctx), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
+	status := g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
 	// A client that stopped waiting for the invitation may be sending the body already.
 	closeGently(ctx)
-	return fasthttp.StatusRequestEntityTooLarge
+	return status // the server sets it again: 429 for a client over its limit
 }
 
 // malformedPathBody is the answer to a path with a broken %-escape.
@@ -232,15 +234,36 @@ func validEscapes(p []byte) bool {
 // refuse answers ctx with status and body in JSON where proxy does not run (a request the
 // server cannot read, a path the gateway's own net/http mux cannot read, a body refused
 // before the server reads it), and records the answer as proxy and the mux record theirs:
-// with the request's id, counted in m and logged. a names the request (accessOf).
-func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Access, status int, body any) {
+// with the request's id, counted in m and logged. a names the request (accessOf); head is
+// its head as the client sent it, or nil when that is gone.
+//
+// A request on a routed path counts against its client's limit as proxy counts it, and its
+// answer carries the limit's headers: a client over the limit is answered 429 rather than
+// refused for what it sent. A request from a trusted proxy whose head is gone is not
+// counted: its client is not known, and the proxy's own address is no client's. refuse
+// returns the status it answered.
+func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Access, head *fasthttp.RequestHeader, status int, body any) int {
 	start := time.Now()
+	var d ratelimit.Decision
+	limited := false
+	if a.Route != web.UnmatchedRoute {
+		if client, trusted := g.clientOf(ctx, head); head != nil || !trusted {
+			d, limited = g.limiter.Allow(ratelimit.KeyFor(client)), true
+		}
+	}
+	if limited && !d.Allowed {
+		status, body = fasthttp.StatusTooManyRequests, tooManyRequests{Error: "Too many requests"}
+	}
 	writeJSON(&ctx.Response, status, body)
 	ctx.Response.Header.Set(web.RequestIDHeader, a.RequestID)
+	if limited {
+		limitHeaders(&ctx.Response.Header, g.policy, d)
+	}
 	a.Status = status
 	a.Bytes = int64(len(ctx.Response.Body()))
 	a.Duration = time.Since(start)
 	web.Served(ctx, g.log, m, &a)
+	return status
 }
 
 // accessOf names a request whose head was read as its metrics and access-log line name it:
@@ -361,11 +384,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	}()
 
 	peer := peerAddr(ctx)
-	trusted := peer.IsValid() && g.ips.Trusted(peer)
-	client := peer
-	if trusted {
-		client = g.ips.ClientIP(peer, req.Header.PeekAll("X-Forwarded-For"))
-	}
+	client, trusted := g.clientOf(ctx, &req.Header)
 	// A request without a network peer (never the case behind a listener) shares one bucket:
 	// failing closed beats letting it through unlimited.
 	d := g.limiter.Allow(ratelimit.KeyFor(client))
@@ -375,6 +394,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		resp.SetStatusCode(fasthttp.StatusTooManyRequests)
 		resp.Header.SetContentType("application/json")
 		resp.SetBody(tooManyRequestsBody)
+		if req.Header.ContentLength() != 0 {
+			// Its body is not read: the client may still be sending it, and closing at
+			// once would reset the connection under the answer.
+			closeGently(ctx)
+		}
 		return
 	}
 	if !validEscapes(req.URI().PathOriginal()) {
@@ -514,6 +538,19 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // peerAddr returns the address of the connection ctx came on, or the zero Addr when it did not
 // come over TCP.
+// clientOf is the address of the client a request came from, by which it is limited: the
+// connection's peer, or the client a trusted proxy (TRUSTED_PROXIES) names in the
+// X-Forwarded-For of head; head nil leaves the peer. trusted tells whether the peer is such
+// a proxy.
+func (g *Gateway) clientOf(ctx *fasthttp.RequestCtx, head *fasthttp.RequestHeader) (client netip.Addr, trusted bool) {
+	peer := peerAddr(ctx)
+	trusted = peer.IsValid() && g.ips.Trusted(peer)
+	if trusted && head != nil {
+		return g.ips.ClientIP(peer, head.PeekAll("X-Forwarded-For")), true
+	}
+	return peer, trusted
+}
+
 func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		return a.AddrPort().Addr().Unmap()

@@ -205,3 +205,46 @@ func logged(t *testing.T, log *logLines, id, route string, status int) bool {
 	}
 	return false
 }
+
+// TestRefusedRequestsCountAgainstTheLimit: a request on a routed path that the gateway
+// refuses before it would forward it (a body announced over web.MaxBodyBytes, with or
+// without Expect: 100-continue) counts against its client's limit as a forwarded one does,
+// and its answer carries the limit's headers; past the limit it is answered 429.
+func TestRefusedRequestsCountAgainstTheLimit(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 3; c.RateLimitWindow = time.Minute })
+	big := func(expect string) string {
+		head := "POST /users HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n" + expect +
+			"Content-Length: " + strconv.Itoa(web.MaxBodyBytes+1) + "\r\n\r\n"
+		if expect != "" {
+			return head // waits for the invitation, as such a client does for a while
+		}
+		return head + strings.Repeat("x", web.MaxBodyBytes+1)
+	}
+
+	if resp, body := s.do(t, "GET", "/users", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: status %d %s", resp.StatusCode, body)
+	}
+	for i, expect := range []string{"", "Expect: 100-continue\r\n"} {
+		resp, answer := exchange(t, s.url, big(expect), 16<<10, false)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("large body %d: status %d %s, want 413", i+1, resp.StatusCode, answer)
+		}
+		checkRateLimitHeaders(t, resp, 1-i)
+	}
+	for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+		resp, answer := exchange(t, s.url, big(expect), 16<<10, false)
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("large body past the limit: status %d, Retry-After %q; body %s, want 429", resp.StatusCode, resp.Header.Get("Retry-After"), answer)
+		}
+		if e := decode[map[string]string](t, answer); e["error"] != "Too many requests" {
+			t.Fatalf("429 body %s", answer)
+		}
+		checkRateLimitHeaders(t, resp, 0)
+	}
+	if resp, _ := s.do(t, "GET", "/users", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("after the refused requests: status %d, want 429", resp.StatusCode)
+	}
+	if n := s.upstreams["user"].hits.Load(); n != 1 {
+		t.Fatalf("user reached %d times, want 1", n)
+	}
+}
