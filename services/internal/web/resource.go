@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
@@ -50,11 +51,45 @@ func List[T any](list func(ctx context.Context, req mongodb.PageRequest) (mongod
 // those of names, the parameters the operation takes, given more than once: for
 // ?limit=1&limit=1000 a handler would take one of them and say nothing. Any other
 // parameter is ignored, given once or more, as the operation ignores it.
+//
+// A query that does not parse is refused the same way, naming each parameter that does
+// not: a malformed %-escape or a ";" (url.URL.Query drops such a parameter without a
+// word, so ?userId=x%&limit=100 would list every user's orders, and ?after=x% the first
+// page again).
 func Query(r *http.Request, names ...string) (url.Values, error) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, malformedQuery(r.URL.RawQuery)
+	}
 	var v apperr.Validator
 	for _, name := range names {
 		v.Check(len(q[name]) <= 1, name, "must be given once")
 	}
 	return q, v.Err()
+}
+
+// malformedQuery returns the 400 of a query url.ParseQuery refuses: one field error per
+// parameter it cannot read, named as the client wrote it.
+func malformedQuery(query string) error {
+	var v apperr.Validator
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, nameErr := url.QueryUnescape(rawName)
+		if nameErr != nil {
+			name = rawName
+		}
+		_, valueErr := url.QueryUnescape(rawValue)
+		switch {
+		case strings.Contains(pair, ";"):
+			v.Add(name, `must not contain ";" (parameters are separated by "&")`)
+		case nameErr != nil || valueErr != nil:
+			v.Add(name, "is not URL-encoded (a % must start an escape such as %25)")
+		}
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	return apperr.BadRequest("the query string is not URL-encoded") // not reached: a pair above is at fault
 }

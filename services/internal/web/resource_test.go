@@ -11,7 +11,9 @@ import (
 )
 
 // Query refuses a parameter the operation takes given more than once, naming each such
-// one in the order the operation lists them, and ignores the others.
+// one in the order the operation lists them, and ignores the others. A query that does not
+// parse is refused, naming each parameter at fault, whether the operation takes it or not:
+// url.URL.Query would drop it and the operation would go on without its filter or page.
 func TestQuery(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, err := web.Query(r, "limit", "after")
@@ -21,20 +23,35 @@ func TestQuery(t *testing.T) {
 		}
 		web.Respond(w, http.StatusOK, map[string]string{"limit": q.Get("limit"), "after": q.Get("after")})
 	})
+	const (
+		escape    = "is not URL-encoded (a % must start an escape such as %25)"
+		semicolon = `must not contain ";" (parameters are separated by "&")`
+	)
 	tests := []struct {
 		target string
 		status int
 		fields []string // the refusal's details
 		limit  string
+		msg    string // the message of every detail; "" for "must be given once"
 	}{
-		{"/list", 200, nil, ""},
-		{"/list?limit=1&after=x", 200, nil, "1"},
-		{"/list?limit=1&v=a&v=b", 200, nil, "1"},
-		{"/list?limit=1&limit=1000", 400, []string{"limit"}, ""},
-		{"/list?limit=1&limit=1", 400, []string{"limit"}, ""},
-		{"/list?after=a&limit=1&after=b&limit=2&v=1&v=2", 400, []string{"limit", "after"}, ""},
+		{"/list", 200, nil, "", ""},
+		{"/list?limit=1&after=x", 200, nil, "1", ""},
+		{"/list?limit=1&v=a&v=b", 200, nil, "1", ""},
+		{"/list?limit=1&limit=1000", 400, []string{"limit"}, "", ""},
+		{"/list?limit=1&limit=1", 400, []string{"limit"}, "", ""},
+		{"/list?after=a&limit=1&after=b&limit=2&v=1&v=2", 400, []string{"limit", "after"}, "", ""},
+		{"/list?limit=100&after=6650f1c2a4b3c2d1e0f9a8b7%", 400, []string{"after"}, "", escape},
+		{"/list?userId=x%&limit=100", 400, []string{"userId"}, "", escape},
+		{"/list?limit=2&after%zz=x", 400, []string{"after%zz"}, "", escape},
+		{"/list?limit=1%2", 400, []string{"limit"}, "", escape},
+		{"/list?limit=2;after=x", 400, []string{"limit"}, "", semicolon},
+		{"/list?v=1;w=2&limit=1", 400, []string{"v"}, "", semicolon},
+		{"/list?limit=%31&after=a%2Fb", 200, nil, "1", ""},
 	}
 	for _, tt := range tests {
+		if tt.msg == "" {
+			tt.msg = "must be given once"
+		}
 		t.Run(tt.target, func(t *testing.T) {
 			rec := serve(h, "GET", tt.target)
 			if rec.Code != tt.status {
@@ -57,8 +74,8 @@ func TestQuery(t *testing.T) {
 			var fields []string
 			for _, d := range body.Details {
 				fields = append(fields, d.Field)
-				if d.Message != "must be given once" {
-					t.Errorf("detail %+v, want the message \"must be given once\"", d)
+				if d.Message != tt.msg {
+					t.Errorf("detail %+v, want the message %q", d, tt.msg)
 				}
 			}
 			if body.Error != "validation failed" || !slices.Equal(fields, tt.fields) {

@@ -113,6 +113,9 @@ func TestOrdersAPI(t *testing.T) {
 		{"/orders?status=PAID&status=CANCELLED", http.StatusBadRequest, -1},
 		{"/orders?userId=" + user + "&userId=" + unknown, http.StatusBadRequest, -1},
 		{"/orders?userId=" + user + "&other=1&other=2", http.StatusOK, 1},
+		// Dropped by url.URL.Query, these would list every user's orders.
+		{"/orders?userId=" + user + "%&limit=100", http.StatusBadRequest, -1},
+		{"/orders?userId=" + user + ";limit=100", http.StatusBadRequest, -1},
 	}
 	for _, r := range reads {
 		res := api.Request(t, "GET", r.path, nil)

@@ -183,6 +183,9 @@ func TestPaymentsAPI(t *testing.T) {
 		{"/payments?orderId=" + bson.NewObjectID().Hex(), 200},
 		{"/payments?orderId=" + bson.NewObjectID().Hex() + "&orderId=" + bson.NewObjectID().Hex(), 400},
 		{"/payments?unknown=1&unknown=2", 200},
+		// Dropped by url.URL.Query, these would list every order's payments.
+		{"/payments?orderId=" + bson.NewObjectID().Hex() + "%&limit=100", 400},
+		{"/payments?orderId=" + bson.NewObjectID().Hex() + ";limit=100", 400},
 	}
 	for _, tt := range tests {
 		if res := e.api.Request(t, "GET", tt.path, nil); res.Status != tt.status {

@@ -59,6 +59,8 @@ func testBadInput(t *testing.T, c *apitest.Client) {
 		{"limit over 100", http.MethodGet, "/products?limit=101", "", 400, "validation failed", "limit"},
 		{"limit not a number", http.MethodGet, "/products?limit=ten", "", 400, "validation failed", "limit"},
 		{"after not an id", http.MethodGet, "/products?after=zzz", "", 400, "validation failed", "after"},
+		{"after with a broken escape", http.MethodGet, "/products?limit=2&after=" + id + "%", "", 400, "validation failed", "after"},
+		{"parameters separated by ;", http.MethodGet, "/products?after=" + id + ";limit=2", "", 400, "validation failed", "after"},
 		{"reservation without order id", http.MethodPost, "/internal/reservations", `{"items": [{"productId": "` + id + `", "quantity": 1}]}`, 400, "validation failed", "orderId"},
 		{"order id with a dot", http.MethodPost, "/internal/reservations", `{"orderId": "a.b", "items": [{"productId": "` + id + `", "quantity": 1}]}`, 400, "validation failed", "orderId"},
 		{"order id starting with $", http.MethodPost, "/internal/reservations", `{"orderId": "$set", "items": [{"productId": "` + id + `", "quantity": 1}]}`, 400, "validation failed", "orderId"},
