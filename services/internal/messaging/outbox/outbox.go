@@ -166,9 +166,11 @@ const idleScan = 30 * time.Second
 // is large, and then no scan would ever finish.
 const scanTimeout = 5 * time.Minute
 
-// scanWait is how long after the last scan, which took took, the next one is due: every
-// interval while the relay is behind, else every idleScan; but never so often that
-// scanning takes more than a fifth of the time while behind, or a twentieth otherwise.
+// scanWait is how long after the last scan, whose queries took took, the next one is
+// due: every interval while the relay is behind, else every idleScan; but never so often
+// that scanning takes more than a fifth of the time while behind, or a twentieth
+// otherwise. took is the store's work alone: a scan's publishes wait for the broker as
+// long as it is down, and an outage must not space out the retries that follow it.
 func scanWait(behind bool, interval, took time.Duration) time.Duration {
 	if behind {
 		return max(interval, 5*took)
@@ -355,10 +357,10 @@ func (r *Relay) Run(ctx context.Context) {
 	defer t.Stop()
 	var wg sync.WaitGroup
 	lastScan := time.Now()
-	var took time.Duration
+	var took time.Duration // the last scan's queries
 	scan := func() {
 		lastScan = time.Now()
-		defer func() { took = time.Since(lastScan) }()
+		took = 0
 		r.mu.Lock()
 		r.scans++
 		r.mu.Unlock()
@@ -369,7 +371,8 @@ func (r *Relay) Run(ctx context.Context) {
 		// removals land.
 		var after any
 		for {
-			n, last, err := r.drain(work, after)
+			n, last, query, err := r.drain(work, after)
+			took += query
 			if err != nil {
 				if work.Err() == nil {
 					r.log.Warn("relay", "error", err)
@@ -496,16 +499,19 @@ type pendingDoc struct {
 // documents it looked at. Documents go in parallel; a document's events go in order,
 // so an aggregate's events are published in the order they happened.
 func (r *Relay) Drain(ctx context.Context) (int, error) {
-	n, _, err := r.drain(ctx, nil)
+	n, _, _, err := r.drain(ctx, nil)
 	return n, err
 }
 
 // drain is Drain for the batch of documents after the _id after (nil: from the first);
-// it also returns the _id of the last document of the batch.
-func (r *Relay) drain(ctx context.Context, after any) (n int, last any, err error) {
+// it also returns the _id of the last document of the batch, and how long the query
+// for the batch took (the publishes, which wait for the broker, not counted).
+func (r *Relay) drain(ctx context.Context, after any) (n int, last any, query time.Duration, err error) {
+	start := time.Now()
 	docs, err := r.pendingDocs(ctx, after)
+	query = time.Since(start)
 	if err != nil || len(docs) == 0 {
-		return 0, nil, err
+		return 0, nil, query, err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(docs))
@@ -517,7 +523,7 @@ func (r *Relay) drain(ctx context.Context, after any) (n int, last any, err erro
 		})
 	}
 	wg.Wait()
-	return len(docs), docs[len(docs)-1].ID, errors.Join(errs...)
+	return len(docs), docs[len(docs)-1].ID, query, errors.Join(errs...)
 }
 
 // relay publishes the events of the document n names, in order, then removes those
