@@ -16,6 +16,7 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrConflict      = errors.New("conflict")
 	ErrTooLarge      = errors.New("request body too large")
+	ErrMediaType     = errors.New("unsupported media type")
 	ErrUnprocessable = errors.New("unprocessable")
 	ErrUnavailable   = errors.New("service unavailable")
 )
@@ -89,6 +90,11 @@ func Conflict(message string, details ...any) *Error {
 // TooLarge is a request body over the limit (413).
 func TooLarge(message string) *Error {
 	return &Error{Kind: ErrTooLarge, Message: message}
+}
+
+// UnsupportedMediaType is a request body of a media type the operation does not read (415).
+func UnsupportedMediaType(message string) *Error {
+	return &Error{Kind: ErrMediaType, Message: message}
 }
 
 // Unprocessable is a valid request that refers to something that does not exist or

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"reflect"
 	"slices"
@@ -95,6 +96,8 @@ func StatusOf(e *apperr.Error) int {
 		return http.StatusConflict
 	case errors.Is(k, apperr.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(k, apperr.ErrMediaType):
+		return http.StatusUnsupportedMediaType
 	case errors.Is(k, apperr.ErrUnprocessable):
 		return http.StatusUnprocessableEntity
 	case errors.Is(k, apperr.ErrUnavailable):
@@ -106,8 +109,9 @@ func StatusOf(e *apperr.Error) int {
 
 // Decode reads the request body as exactly one JSON value into v, strictly: unknown
 // fields, a wrong type, malformed JSON, an empty body or data after the value → a 400
-// apperr.Error saying what is wrong and where; a body over MaxBodyBytes → 413. Pass the
-// error to RespondError.
+// apperr.Error saying what is wrong and where; a body over MaxBodyBytes → 413; a
+// Content-Type other than JSON (see jsonMediaType) → 415, the body unread. Pass the error
+// to RespondError.
 //
 // Names match the fields' JSON names exactly, and a name given twice is refused:
 // encoding/json matches names regardless of case and keeps the last of two, so "Stock" or a
@@ -115,6 +119,9 @@ func StatusOf(e *apperr.Error) int {
 // is Kubernetes' (sigs.k8s.io/json), which decodes API objects the same way for the same
 // reason.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := jsonMediaType(r.Header); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		return decodeError(nil, err)
@@ -145,6 +152,25 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return apperr.BadRequest(strict[0].Error())
 	}
 	return refuseNull(body, reflect.TypeOf(v))
+}
+
+// jsonMediaType refuses (415) a request whose Content-Type is not JSON: application/json
+// or a structured +json type (application/merge-patch+json), with any parameters
+// (charset=utf-8), in any case. A request without one is read as JSON, the only type the
+// contract takes. The type is what the client says the body is: a form
+// (curl -d sends application/x-www-form-urlencoded) or text that happens to parse as JSON
+// was not meant as it.
+func jsonMediaType(h http.Header) error {
+	values := h.Values("Content-Type")
+	if len(values) == 0 || len(values) == 1 && strings.TrimSpace(values[0]) == "" {
+		return nil
+	}
+	if len(values) == 1 {
+		if mt, _, err := mime.ParseMediaType(values[0]); err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+			return nil
+		}
+	}
+	return apperr.UnsupportedMediaType(fmt.Sprintf("Content-Type must be application/json, not %q", strings.Join(values, ", ")))
 }
 
 // refuseNull returns the 400 of the first null in body, decoded into a value of type t.

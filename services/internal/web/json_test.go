@@ -114,6 +114,67 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// Decode reads a body whose Content-Type says JSON, or says nothing; any other is 415
+// with the JSON error, whatever the body holds. curl -d sends a JSON body as a form
+// (application/x-www-form-urlencoded): it is refused, not read as what it is not.
+func TestDecodeContentType(t *testing.T) {
+	const body = `{"name":"a"}`
+	tests := []struct {
+		contentType []string // the request's Content-Type values
+		status      int
+	}{
+		{nil, 200},
+		{[]string{""}, 200},
+		{[]string{"application/json"}, 200},
+		{[]string{"application/json; charset=utf-8"}, 200},
+		{[]string{"Application/JSON;Charset=UTF-8"}, 200},
+		{[]string{"application/merge-patch+json"}, 200},
+		{[]string{"application/problem+JSON; charset=utf-8"}, 200},
+		{[]string{"text/plain"}, 415},
+		{[]string{"text/plain; charset=utf-8"}, 415},
+		{[]string{"application/xml"}, 415},
+		{[]string{"application/x-www-form-urlencoded"}, 415},
+		{[]string{"multipart/form-data; boundary=x"}, 415},
+		{[]string{"application/jsonx"}, 415},
+		{[]string{"application/json+xml"}, 415},
+		{[]string{"json"}, 415},
+		{[]string{"application/json; charset"}, 415}, // a parameter that does not parse
+		{[]string{"application/json", "text/plain"}, 415},
+		{[]string{"application/json", "application/json"}, 415},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.contentType, ","), func(t *testing.T) {
+			var got item
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := web.Decode(w, r, &got); err != nil {
+					web.RespondError(w, r, err)
+					return
+				}
+				web.Respond(w, http.StatusOK, got)
+			})
+			req := httptest.NewRequest("POST", "/", strings.NewReader(body))
+			for _, ct := range tt.contentType {
+				req.Header.Add("Content-Type", ct)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status {
+				t.Fatalf("status = %d %s, want %d", rec.Code, rec.Body, tt.status)
+			}
+			if tt.status == 415 {
+				if msg := errorOf(t, rec); !strings.HasPrefix(msg, "Content-Type must be application/json, not ") {
+					t.Errorf("error = %q", msg)
+				}
+				if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+					t.Errorf("answer's Content-Type = %q, want application/json", ct)
+				}
+			} else if got.Name != "a" {
+				t.Errorf("decoded %+v", got)
+			}
+		})
+	}
+}
+
 func TestRespondErrorToAClientGone(t *testing.T) {
 	var logs strings.Builder
 	mux := web.NewMux(logging.NewTo(&logs, "test", slog.LevelInfo), nil)
@@ -147,6 +208,7 @@ func TestRespondError(t *testing.T) {
 		{"conflict with details", apperr.Conflict("insufficient stock", map[string]any{"productId": "p1", "requested": 2, "available": 1}), 409,
 			`{"error":"insufficient stock","details":[{"available":1,"productId":"p1","requested":2}]}`, false},
 		{"too large", apperr.TooLarge("too big"), 413, `{"error":"too big"}`, false},
+		{"unsupported media type", apperr.UnsupportedMediaType("not JSON"), 415, `{"error":"not JSON"}`, false},
 		{"unprocessable", apperr.Unprocessable("unknown product"), 422, `{"error":"unknown product"}`, false},
 		{"unavailable", apperr.Unavailable("product service unavailable"), 503, `{"error":"product service unavailable"}`, false},
 		{"bad request", apperr.BadRequest("bad"), 400, `{"error":"bad"}`, false},

@@ -43,6 +43,9 @@ func TestOrdersAPI(t *testing.T) {
 		status int
 	}{
 		{"malformed JSON", `{"userId":`, nil, http.StatusBadRequest},
+		// Not read, though it would place an order: the client did not say it was JSON.
+		{"JSON sent as a form", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Content-Type", "application/x-www-form-urlencoded"}, http.StatusUnsupportedMediaType},
+		{"JSON sent as text", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Content-Type", "text/plain"}, http.StatusUnsupportedMediaType},
 		{"unknown field", map[string]any{"userId": user, "items": line(product, 1), "coupon": "x"}, nil, http.StatusBadRequest},
 		{"no lines", map[string]any{"userId": user, "items": []any{}}, nil, http.StatusBadRequest},
 		{"quantity 0", map[string]any{"userId": user, "items": line(product, 0)}, nil, http.StatusBadRequest},

@@ -102,6 +102,18 @@ func testBadInput(t *testing.T, c *apitest.Client) {
 			}
 		})
 	}
+	// A body said to be other than JSON is not read, though it would be taken (curl -d
+	// sends a form): nothing is created, changed or reserved.
+	for _, s := range []struct{ method, path, body, contentType string }{
+		{http.MethodPost, "/products", `{"name": "Form", "priceCents": 1}`, "application/x-www-form-urlencoded"},
+		{http.MethodPatch, product, `{"stock": 1}`, "text/plain"},
+		{http.MethodPost, "/internal/reservations", `{"orderId": "bad-2", "items": [{"productId": "` + id + `", "quantity": 1}]}`, "application/xml"},
+	} {
+		res := c.Request(t, s.method, s.path, s.body, "Content-Type", s.contentType)
+		if res.Status != http.StatusUnsupportedMediaType || !strings.HasPrefix(res.Error(), "Content-Type must be application/json") {
+			t.Errorf("%s %s as %s = %d %.200s, want 415", s.method, s.path, s.contentType, res.Status, res.Body)
+		}
+	}
 	if got := stockOf(t, c, id); got != 5 {
 		t.Errorf("stock after refused requests = %d, want 5", got)
 	}

@@ -19,7 +19,12 @@ func TestBadInput(t *testing.T) {
 		status             int
 	}{
 		{"empty body", "POST", "/users", "", "", 400},
-		{"not JSON", "POST", "/users", "name=Ada&email=a@b.c", "application/x-www-form-urlencoded", 400},
+		{"not JSON", "POST", "/users", "name=Ada&email=a@b.c", "", 400},
+		{"a form", "POST", "/users", "name=Ada&email=a@b.c", "application/x-www-form-urlencoded", 415},
+		// Not read, though it would parse: the client did not say it was JSON.
+		{"JSON sent as a form", "POST", "/users", `{"name":"Ada","email":"x@y.z"}`, "application/x-www-form-urlencoded", 415},
+		{"JSON sent as text", "POST", "/users", `{"name":"Ada","email":"x@y.z"}`, "text/plain", 415},
+		{"JSON sent as XML", "PATCH", adaPath, `{"name":"Ada"}`, "application/xml", 415},
 		{"malformed JSON", "POST", "/users", `{"name": "Ada", "email": }`, "", 400},
 		{"truncated JSON", "POST", "/users", `{"name": "Ada"`, "", 400},
 		{"array instead of object", "POST", "/users", `[{"name":"Ada","email":"x@y.z"}]`, "", 400},

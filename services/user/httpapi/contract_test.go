@@ -52,6 +52,15 @@ func TestContract(t *testing.T) {
 			t.Errorf("%s %s = %d %.200s, want %d", s.method, s.path, res.Status, res.Body, s.status)
 		}
 	}
+	// A body said to be other than JSON is not read (curl -d sends a form).
+	for _, s := range []struct{ method, path, body string }{
+		{"POST", "/users", `{"name":"Di","email":"di@example.com"}`},
+		{"PATCH", "/users/" + ada.ID, `{"name":"Di"}`},
+	} {
+		if res := api.Request(t, s.method, s.path, s.body, "Content-Type", "application/x-www-form-urlencoded"); res.Status != 415 {
+			t.Errorf("%s %s as a form = %d %.200s, want 415", s.method, s.path, res.Status, res.Body)
+		}
+	}
 
 	// The service's own database client broken: 500 on every operation. The database
 	// not answering: 503 on every operation and on /readyz.
