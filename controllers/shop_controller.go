@@ -117,6 +117,11 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // later children depend on and returns it; a Problem with one child does not stop
 // the others that do not depend on it.
 func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
+	if err := resources.InvalidResources(shop); err != nil {
+		// Each workload would be refused or taken on its own: the change would reach
+		// the other components and stop at this one. Nothing is applied until it is fixed.
+		return &Problem{Reason: ReasonChildRejected, Message: err.Error() + "; no child is changed until it is fixed"}, nil
+	}
 	var first *Problem
 	// podsUnaffected: every Problem met is with a child no pod needs (podsNeedNot).
 	podsUnaffected := true
@@ -600,6 +605,9 @@ func (r *ShopReconciler) updateStatus(ctx context.Context, shop *shopv1.Shop, co
 	base := shop.DeepCopy()
 	shop.Status = status
 	if err := r.Status().Patch(ctx, shop, client.MergeFrom(base)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile: its status is nobody's concern now
+		}
 		return fmt.Errorf("patch status: %w", err)
 	}
 	switch {

@@ -326,6 +326,12 @@ var _ = Describe("Shop controller", func() {
 		Entry("podLabels taking over app.kubernetes.io/", func(s *shopv1.Shop) {
 			s.Spec.PodLabels = map[string]string{"app.kubernetes.io/name": "x"}
 		}, nil, "podLabels cannot set app.kubernetes.io/ labels"),
+		Entry("imagePullSecrets without a name", func(s *shopv1.Shop) {
+			s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {}}
+		}, nil, "imagePullSecrets must name their Secrets"),
+		Entry("storage class that is no name", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("Fast_SSD")}
+		}, nil, "spec.mongodb.storage.storageClassName"),
 		Entry("external Secret name that is no name", func(s *shopv1.Shop) {
 			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "Not_A_Name"}}
 		}, nil, "secretRef.name must be a Secret name"),

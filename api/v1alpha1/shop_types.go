@@ -63,6 +63,7 @@ type ShopSpec struct {
 
 	// ImagePullSecrets are handed to every pod of the shop.
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(s, has(s.name) && size(s.name) > 0)",message="imagePullSecrets must name their Secrets"
 	// +listType=atomic
 	// +optional
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
@@ -354,6 +355,7 @@ type StorageSpec struct {
 	// a volume does not move between classes.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storageClassName cannot be changed: a volume does not move between storage classes"
 	// +optional
 	StorageClassName *string `json:"storageClassName,omitempty"`
