@@ -38,7 +38,9 @@ type Product struct {
 	UpdatedAt   time.Time `json:"updatedAt"`
 }
 
-// NewProduct is the body of POST /products.
+// NewProduct is a product to create, as POST /products sends it. Currency is a code
+// like any other field: the HTTP API puts DefaultCurrency there for a body that leaves it
+// out, and a currency sent empty is refused as PATCH refuses it.
 type NewProduct struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
@@ -47,20 +49,16 @@ type NewProduct struct {
 	Stock       int64  `json:"stock"`
 }
 
-// Normalize trims the text fields, fills the default currency and upper-cases it, then
+// Normalize trims the text fields and the currency and upper-cases the currency, then
 // checks every rule, reporting all broken ones at once.
 func (p *NewProduct) Normalize() error {
 	p.Name = strings.TrimSpace(p.Name)
 	p.Description = strings.TrimSpace(p.Description)
-	p.Currency = strings.ToUpper(strings.TrimSpace(p.Currency))
-	if p.Currency == "" {
-		p.Currency = DefaultCurrency
-	}
 	var v apperr.Validator
 	checkName(&v, p.Name)
 	checkDescription(&v, p.Description)
 	checkPrice(&v, p.PriceCents)
-	checkCurrency(&v, p.Currency)
+	p.Currency = normalizeCurrency(&v, p.Currency)
 	checkStock(&v, p.Stock)
 	return v.Err()
 }
@@ -91,8 +89,7 @@ func (p *Patch) Normalize() error {
 		checkPrice(&v, *p.PriceCents)
 	}
 	if p.Currency != nil {
-		*p.Currency = strings.ToUpper(strings.TrimSpace(*p.Currency))
-		checkCurrency(&v, *p.Currency)
+		*p.Currency = normalizeCurrency(&v, *p.Currency)
 	}
 	if p.Stock != nil {
 		checkStock(&v, *p.Stock)
@@ -103,7 +100,8 @@ func (p *Patch) Normalize() error {
 	return v.Err()
 }
 
-var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
+// currencyCode is a code as a client may send it: three ASCII letters, either case.
+var currencyCode = regexp.MustCompile(`^[A-Za-z]{3}$`)
 
 func checkName(v *apperr.Validator, name string) {
 	n := utf8.RuneCountInString(name)
@@ -122,8 +120,15 @@ func checkPrice(v *apperr.Validator, cents int64) {
 		fmt.Sprintf("must be an integer from 1 to %d", int64(MaxPriceCents)))
 }
 
-func checkCurrency(v *apperr.Validator, c string) {
-	v.Check(currencyCode.MatchString(c), "currency", "must be a 3-letter ISO 4217 code such as USD")
+// normalizeCurrency returns c trimmed and upper-cased, recording in v why it is invalid.
+// It is checked before it is upper-cased: strings.ToUpper maps some letters beyond ASCII
+// to ASCII ones ("ſ", U+017F, to "S"), so "uſd" would pass as USD.
+func normalizeCurrency(v *apperr.Validator, c string) string {
+	c = strings.TrimSpace(c)
+	if !v.Check(currencyCode.MatchString(c), "currency", "must be a 3-letter ISO 4217 code such as USD") {
+		return c
+	}
+	return strings.ToUpper(c)
 }
 
 func checkStock(v *apperr.Validator, stock int64) {

@@ -32,17 +32,23 @@ func TestNewProductNormalize(t *testing.T) {
 		want   NewProduct
 		fields string
 	}{
-		{"trims and defaults the currency", NewProduct{Name: " Mug ", Description: " d ", PriceCents: 1},
+		{"trims", NewProduct{Name: " Mug ", Description: " d ", PriceCents: 1, Currency: " USD\t"},
 			NewProduct{Name: "Mug", Description: "d", PriceCents: 1, Currency: "USD"}, ""},
 		{"upper-cases the currency", NewProduct{Name: "Mug", PriceCents: 1, Currency: " eur", Stock: 3},
 			NewProduct{Name: "Mug", PriceCents: 1, Currency: "EUR", Stock: 3}, ""},
-		{"largest values", NewProduct{Name: strings.Repeat("é", MaxNameLength), Description: strings.Repeat("d", MaxDescriptionLength), PriceCents: MaxPriceCents, Stock: MaxStock},
+		// The HTTP API fills the default for a currency left out; one sent empty is no code.
+		{"empty currency", NewProduct{Name: "x", PriceCents: 5}, NewProduct{}, "currency"},
+		{"blank currency", NewProduct{Name: "x", PriceCents: 5, Currency: "   "}, NewProduct{}, "currency"},
+		// strings.ToUpper makes "USD" of it: the code is checked before.
+		{"currency with a long s", NewProduct{Name: "x", PriceCents: 5, Currency: "uſd"}, NewProduct{}, "currency"},
+		{"currency with a dotless i", NewProduct{Name: "x", PriceCents: 5, Currency: "ıls"}, NewProduct{}, "currency"},
+		{"largest values", NewProduct{Name: strings.Repeat("é", MaxNameLength), Description: strings.Repeat("d", MaxDescriptionLength), PriceCents: MaxPriceCents, Currency: "USD", Stock: MaxStock},
 			NewProduct{Name: strings.Repeat("é", MaxNameLength), Description: strings.Repeat("d", MaxDescriptionLength), PriceCents: MaxPriceCents, Currency: "USD", Stock: MaxStock}, ""},
 		{"everything wrong at once", NewProduct{Name: " ", Description: strings.Repeat("d", MaxDescriptionLength+1), PriceCents: 0, Currency: "DOLLAR", Stock: -1},
 			NewProduct{}, "name,description,priceCents,currency,stock"},
-		{"too large", NewProduct{Name: strings.Repeat("n", MaxNameLength+1), PriceCents: MaxPriceCents + 1, Stock: MaxStock + 1},
+		{"too large", NewProduct{Name: strings.Repeat("n", MaxNameLength+1), PriceCents: MaxPriceCents + 1, Currency: "USD", Stock: MaxStock + 1},
 			NewProduct{}, "name,priceCents,stock"},
-		{"negative price", NewProduct{Name: "x", PriceCents: -5}, NewProduct{}, "priceCents"},
+		{"negative price", NewProduct{Name: "x", PriceCents: -5, Currency: "USD"}, NewProduct{}, "priceCents"},
 		{"currency with a digit", NewProduct{Name: "x", PriceCents: 5, Currency: "US1"}, NewProduct{}, "currency"},
 	}
 	for _, tc := range tests {
@@ -72,6 +78,9 @@ func TestPatchNormalize(t *testing.T) {
 		{"nothing", Patch{}, "body"},
 		{"blank name", Patch{Name: str("  ")}, "name"},
 		{"bad values", Patch{PriceCents: num(0), Currency: str("x"), Stock: num(-1)}, "priceCents,currency,stock"},
+		{"empty currency", Patch{Currency: str("")}, "currency"},
+		{"blank currency", Patch{Currency: str("  ")}, "currency"},
+		{"currency with a long s", Patch{Currency: str("uſd")}, "currency"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,6 +44,15 @@ func testBadInput(t *testing.T, c *apitest.Client) {
 		{"blank name", http.MethodPost, "/products", `{"name": "   ", "priceCents": 1}`, 400, "validation failed", "name"},
 		{"name too long", http.MethodPost, "/products", `{"name": "` + strings.Repeat("n", 201) + `", "priceCents": 1}`, 400, "validation failed", "name"},
 		{"bad currency", http.MethodPost, "/products", `{"name": "x", "priceCents": 1, "currency": "US"}`, 400, "validation failed", "currency"},
+		// A currency sent is a code, on creation as on change: only one left out is USD.
+		{"empty currency", http.MethodPost, "/products", `{"name": "x", "priceCents": 1, "currency": ""}`, 400, "validation failed", "currency"},
+		{"blank currency", http.MethodPost, "/products", `{"name": "x", "priceCents": 1, "currency": "   "}`, 400, "validation failed", "currency"},
+		{"null currency", http.MethodPost, "/products", `{"name": "x", "priceCents": 1, "currency": null}`, 400, `field "currency" must be a JSON string`, "currency"},
+		// strings.ToUpper makes USD of it (U+017F, a long s).
+		{"currency beyond ASCII", http.MethodPost, "/products", `{"name": "x", "priceCents": 1, "currency": "uſd"}`, 400, "validation failed", "currency"},
+		{"patch empty currency", http.MethodPatch, product, `{"currency": ""}`, 400, "validation failed", "currency"},
+		{"patch blank currency", http.MethodPatch, product, `{"currency": "  "}`, 400, "validation failed", "currency"},
+		{"patch currency beyond ASCII", http.MethodPatch, product, `{"currency": "uſd"}`, 400, "validation failed", "currency"},
 		{"body over 1 MiB", http.MethodPost, "/products", huge, 413, "request body must not be larger than 1048576 bytes", ""},
 		{"patch over 1 MiB", http.MethodPatch, product, huge, 413, "request body must not be larger than 1048576 bytes", ""},
 		{"reservation over 1 MiB", http.MethodPost, "/internal/reservations", `{"orderId": "` + strings.Repeat("o", 1<<20) + `"}`, 413, "request body must not be larger than 1048576 bytes", ""},

@@ -65,9 +65,30 @@ func decode(w http.ResponseWriter, r *http.Request, v any, check func() error) b
 	return true
 }
 
+// newProductBody is a POST /products request. Its currency tells one left out (the
+// default) from one sent: that one is held to the rules, so "" and "  " are refused, as
+// PATCH refuses them. (A catalog.NewProduct embedded here would name its fields
+// "NewProduct.priceCents" in encoding/json's type errors.)
+type newProductBody struct {
+	Name        string               `json:"name"`
+	Description string               `json:"description"`
+	PriceCents  int64                `json:"priceCents"`
+	Currency    web.Optional[string] `json:"currency"`
+	Stock       int64                `json:"stock"`
+}
+
 func (h handlers) createProduct(w http.ResponseWriter, r *http.Request) {
+	var in newProductBody
 	var np catalog.NewProduct
-	if !decode(w, r, &np, np.Normalize) {
+	normalize := func() error {
+		np = catalog.NewProduct{Name: in.Name, Description: in.Description, PriceCents: in.PriceCents,
+			Currency: catalog.DefaultCurrency, Stock: in.Stock}
+		if c := in.Currency.Ptr(); c != nil {
+			np.Currency = *c
+		}
+		return np.Normalize()
+	}
+	if !decode(w, r, &in, normalize) {
 		return
 	}
 	p, err := h.store.Create(r.Context(), np)
