@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apitest"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
@@ -88,6 +90,21 @@ func TestOrdersAPI(t *testing.T) {
 				t.Errorf("retry made order %s, want the first one %s", again.ID.Hex(), first.ID.Hex())
 			}
 		}
+	}
+	// Two keys: refused, as a query parameter given twice is, and nothing is placed.
+	req := httptest.NewRequestWithContext(ctx, "POST", "/orders", strings.NewReader(`{"userId":"`+user+`","items":[{"productId":"`+product+`","quantity":1}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("Idempotency-Key", "k2")
+	req.Header.Add("Idempotency-Key", "k3")
+	res := api.Do(t, req)
+	var refused struct {
+		Error   string              `json:"error"`
+		Details []apperr.FieldError `json:"details"`
+	}
+	res.JSON(t, &refused)
+	if res.Status != http.StatusBadRequest || len(refused.Details) != 1 ||
+		refused.Details[0] != (apperr.FieldError{Field: "Idempotency-Key", Message: "must be given once"}) {
+		t.Errorf("two Idempotency-Keys: %d %s, want 400 naming the header", res.Status, res.Body)
 	}
 	// One unit taken, once, despite the retry; the rest is still there.
 	if stock, err := shop.Stock(ctx, product); err != nil || stock != 2 {

@@ -33,6 +33,12 @@ func (a *App) placeOrder(w http.ResponseWriter, r *http.Request) {
 		web.RespondError(w, r, err)
 		return
 	}
+	// Two keys are refused as a query parameter given twice is: the first would be used
+	// and the second said nothing of, though the client may have meant it.
+	if len(r.Header.Values(IdempotencyKeyHeader)) > 1 {
+		web.RespondError(w, r, apperr.Validation(apperr.FieldError{Field: IdempotencyKeyHeader, Message: "must be given once"}))
+		return
+	}
 	key := r.Header.Get(IdempotencyKeyHeader)
 	if !validIdempotencyKey(key) {
 		web.RespondError(w, r, apperr.BadRequest(IdempotencyKeyHeader+" must be at most 255 printable ASCII characters"))
