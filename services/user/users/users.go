@@ -91,8 +91,12 @@ func checkEmail(v *apperr.Validator, email string) string {
 	switch {
 	case email == "":
 		v.Add("email", "is required")
-	case !found || local == "" || domain == "":
+	case !found:
 		v.Add("email", "must be an email address such as name@example.com (it must contain @)")
+	case local == "":
+		v.Add("email", "must be an email address such as name@example.com (a name must come before the @)")
+	case domain == "":
+		v.Add("email", "must be an email address such as name@example.com (a domain must come after the @)")
 	case len(email) > MaxEmailLength:
 		v.Add("email", fmt.Sprintf("must be at most %d characters", MaxEmailLength))
 	default:

@@ -47,6 +47,26 @@ func TestNewUserNormalize(t *testing.T) {
 	}
 }
 
+// The message's hint says what the address lacks: "@b" and "a@" have an @.
+func TestEmailMessage(t *testing.T) {
+	const msg = "must be an email address such as name@example.com"
+	tests := []struct{ email, want string }{
+		{"ada.example.com", msg + " (it must contain @)"},
+		{"@b", msg + " (a name must come before the @)"},
+		{"@", msg + " (a name must come before the @)"},
+		{"a@", msg + " (a domain must come after the @)"},
+		{"a@b@c", msg},
+		{"Ada <ada@example.com>", msg},
+	}
+	for _, tt := range tests {
+		err := (&users.NewUser{Name: "Ada", Email: tt.email}).Normalize()
+		var ae *apperr.Error
+		if !errors.As(err, &ae) || len(ae.Details) != 1 || ae.Details[0] != (apperr.FieldError{Field: "email", Message: tt.want}) {
+			t.Errorf("email %q: %v %+v, want the message %q", tt.email, err, ae, tt.want)
+		}
+	}
+}
+
 func TestPatchNormalize(t *testing.T) {
 	name, email := "  Grace ", "GRACE@Example.org"
 	p := users.Patch{Name: &name, Email: &email}
