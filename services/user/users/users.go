@@ -58,7 +58,9 @@ type Patch struct {
 	Email *string
 }
 
-// Normalize applies NewUser's rules to the fields present.
+// Normalize applies NewUser's rules to the fields present; a patch changing nothing is
+// refused, as the product service refuses one: it is almost certainly a client mistake
+// (a misspelt field is already refused by strict decoding).
 func (p *Patch) Normalize() error {
 	var v apperr.Validator
 	if p.Name != nil {
@@ -66,6 +68,9 @@ func (p *Patch) Normalize() error {
 	}
 	if p.Email != nil {
 		*p.Email = checkEmail(&v, *p.Email)
+	}
+	if p.Name == nil && p.Email == nil {
+		v.Add("body", "must change at least one of name, email")
 	}
 	return v.Err()
 }

@@ -73,9 +73,7 @@ func TestPatchNormalize(t *testing.T) {
 	if err := p.Normalize(); err != nil || *p.Name != "Grace" || *p.Email != "grace@example.org" {
 		t.Errorf("Normalize() = %q %q %v", *p.Name, *p.Email, err)
 	}
-	if err := (&users.Patch{}).Normalize(); err != nil {
-		t.Errorf("empty patch: %v", err)
-	}
+	assertFields(t, (&users.Patch{}).Normalize(), []string{"body"})
 	bad := "x"
 	assertFields(t, (&users.Patch{Email: &bad}).Normalize(), []string{"email"})
 	assertFields(t, (&users.Patch{Name: &bad}).Normalize(), []string{"name"})
