@@ -4,6 +4,7 @@
 package order
 
 import (
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -74,10 +75,12 @@ func (r PlaceRequest) Validate() error {
 	v.Check(r.UserID != "", "userId", "is required")
 	if v.Check(len(r.Items) >= 1 && len(r.Items) <= maxLines, "items", "must hold 1 to 50 lines") {
 		seen := make(map[string]bool, len(r.Items))
-		for _, it := range r.Items {
-			if !v.Check(it.ProductID != "", "items.productId", "is required") ||
-				!v.Check(it.Quantity >= 1 && it.Quantity <= maxQuantity, "items.quantity", "must be from 1 to 1000") ||
-				!v.Check(!seen[it.ProductID], "items.productId", "names a product already on another line") {
+		for i, it := range r.Items {
+			// Named with the line's index, as the decoder names a wrong type there.
+			field := fmt.Sprintf("items[%d]", i)
+			if !v.Check(it.ProductID != "", field+".productId", "is required") ||
+				!v.Check(it.Quantity >= 1 && it.Quantity <= maxQuantity, field+".quantity", "must be from 1 to 1000") ||
+				!v.Check(!seen[it.ProductID], field+".productId", "names a product already on another line") {
 				break
 			}
 			seen[it.ProductID] = true
