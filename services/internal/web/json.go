@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	sigsjson "sigs.k8s.io/json"
 
@@ -108,7 +109,8 @@ func StatusOf(e *apperr.Error) int {
 }
 
 // Decode reads the request body as exactly one JSON value into v, strictly: unknown
-// fields, a wrong type, malformed JSON, an empty body or data after the value → a 400
+// fields, a wrong type, malformed JSON, bytes that are not UTF-8, an empty body or data
+// after the value → a 400
 // apperr.Error saying what is wrong and where; a body over MaxBodyBytes → 413; a
 // Content-Type other than JSON (see jsonMediaType) → 415, the body unread. Pass the error
 // to RespondError.
@@ -128,6 +130,11 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return decodeError(nil, io.EOF)
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would put U+FFFD in place of each bad byte, and the service store
+		// a name the client never sent.
+		return apperr.BadRequest(fmt.Sprintf("request body is not valid UTF-8 (at byte %d)", invalidUTF8At(body)))
 	}
 	strict, err := sigsjson.UnmarshalStrict(body, v, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
 	if syntax, _ := sigsjson.SyntaxErrorOffset(err); syntax {
@@ -152,6 +159,19 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return apperr.BadRequest(strict[0].Error())
 	}
 	return refuseNull(body, reflect.TypeOf(v))
+}
+
+// invalidUTF8At returns the offset of the first byte of b that does not start a valid
+// UTF-8 sequence, or len(b).
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
 }
 
 // jsonMediaType refuses (415) a request whose Content-Type is not JSON: application/json

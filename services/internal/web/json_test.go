@@ -84,6 +84,12 @@ func TestDecode(t *testing.T) {
 		{"null in a map", `{"labels":{"a":1,"b":null}}`, 400, `field "labels.b" must be a JSON integer`},
 		{"two values", `{"name":"a"}{"name":"b"}`, 400, "single JSON value"},
 		{"trailing garbage", `{"name":"a"} x`, 400, "single JSON value"},
+		// encoding/json alone would decode these as "a\uFFFD".
+		{"invalid UTF-8 in a string", "{\"name\":\"a\xff\"}", 400, "request body is not valid UTF-8 (at byte 10)"},
+		{"a truncated UTF-8 sequence", "{\"name\":\"a\xc3\"}", 400, "not valid UTF-8 (at byte 10)"},
+		{"a UTF-16 surrogate in UTF-8", "{\"name\":\"a\xed\xa0\x80\"}", 400, "not valid UTF-8 (at byte 10)"},
+		{"invalid UTF-8 outside a string", "{\"name\":\"a\"}\xff", 400, "not valid UTF-8 (at byte 12)"},
+		{"valid UTF-8 and escapes", `{"name":"a","tags":["é","\u00e9","\ud83d\ude00","😀"]}`, 0, ""},
 		{"too large", `{"name":"` + strings.Repeat("a", web.MaxBodyBytes) + `"}`, 413, "must not be larger than 1048576 bytes"},
 	}
 	for _, tt := range tests {

@@ -35,6 +35,9 @@ func TestBadInput(t *testing.T) {
 		{"email is an object", "POST", "/users", `{"name":"Ada","email":{"x":1}}`, "", 400},
 		{"missing email", "POST", "/users", `{"name":"Ada"}`, "", 400},
 		{"missing name", "POST", "/users", `{"email":"x@y.z"}`, "", 400},
+		// encoding/json would store "Ada\uFFFD", a name the client never sent.
+		{"name not UTF-8", "POST", "/users", "{\"name\":\"Ada\xff\",\"email\":\"x@y.z\"}", "", 400},
+		{"patch with a name not UTF-8", "PATCH", adaPath, "{\"name\":\"Ad\xe9\"}", "", 400},
 		{"name of spaces", "POST", "/users", `{"name":"     ","email":"x@y.z"}`, "", 400},
 		{"name of 101 characters", "POST", "/users", `{"name":"` + strings.Repeat("n", 101) + `","email":"x@y.z"}`, "", 400},
 		{"email without @", "POST", "/users", `{"name":"Ada","email":"ada.example.com"}`, "", 400},
