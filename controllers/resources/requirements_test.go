@@ -1,0 +1,56 @@
+package resources
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+)
+
+func TestInvalidResources(t *testing.T) {
+	q := resource.MustParse
+	tests := []struct {
+		name string
+		edit func(*shopv1.ShopSpec)
+		want string // in the error; empty: none
+	}{
+		{name: "none set", edit: func(*shopv1.ShopSpec) {}},
+		{name: "requests below limits, extended and huge pages", edit: func(s *shopv1.ShopSpec) {
+			s.Gateway.Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: q("500m"), "example.com/gpu": q("1"), "hugepages-2Mi": q("4Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: q("1"), "example.com/gpu": q("1"), "hugepages-2Mi": q("4Mi")},
+			}
+		}},
+		{name: "a request above its limit", edit: func(s *shopv1.ShopSpec) {
+			s.Gateway.Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: q("2")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: q("1")},
+			}
+		}, want: "spec.gateway.resources: requests.cpu (2) is above limits.cpu (1)"},
+		{name: "a negative request", edit: func(s *shopv1.ShopSpec) {
+			s.Services.Payment.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: q("-1Gi")}
+		}, want: "spec.services.payment.resources.requests.memory: -1Gi is negative"},
+		{name: "a resource no container has", edit: func(s *shopv1.ShopSpec) {
+			s.MongoDB.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{"gpu": q("1")}}
+		}, want: `spec.mongodb.resources.limits: "gpu" is no resource a container can have`},
+		{name: "a kubernetes.io resource", edit: func(s *shopv1.ShopSpec) {
+			s.RabbitMQ.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{"kubernetes.io/thing": q("1")}}
+		}, want: `spec.rabbitmq.resources.requests: "kubernetes.io/thing"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shop := &shopv1.Shop{}
+			tt.edit(&shop.Spec)
+			err := InvalidResources(shop)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
