@@ -84,10 +84,28 @@ images() {
 	fi
 }
 
+# ours: the operator's Deployment as config/default makes it.
+ours=shopkeeper-system/shopkeeper-controller-manager
+# installed_mark: on a cluster other than the local one, the demo notes there, for
+# demo-down, that it installed the operator itself: one the user had is left alone.
+installed_mark() { echo "$root/bin/demo/installed-operator.$(kubectl config current-context 2>/dev/null || echo none)"; }
+
 operator() {
+	local others
+	# Another installation's operator (the Helm chart's, say) already reconciles every Shop it
+	# watches: a second one beside it would reconcile the demo's Shop twice.
+	others=$(kubectl get deployments -A -l app.kubernetes.io/name=shopkeeper \
+		-o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}' 2>/dev/null | grep -vxF "$ours" || true)
+	if [ -n "$others" ] && ! $local_cluster; then
+		log "The operator: already running in this cluster ($(echo $others)); the demo uses it"
+		return
+	fi
+	if ! $local_cluster && ! kubectl -n "${ours%/*}" get "deployment/${ours#*/}" >/dev/null 2>&1; then
+		mkdir -p "$root/bin/demo" && touch "$(installed_mark)"
+	fi
 	log "The operator (config/default)"
 	make --no-print-directory deploy >/dev/null
-	kubectl -n shopkeeper-system rollout status deployment/shopkeeper-controller-manager --timeout=300s
+	kubectl -n "${ours%/*}" rollout status "deployment/${ours#*/}" --timeout=300s
 }
 
 apply_shop() {
@@ -163,7 +181,18 @@ down() {
 				grep -Eq "^$namespace/$shop-(mongodb|rabbitmq)\$" || break
 			sleep 1
 		done
-		make --no-print-directory undeploy >/dev/null 2>&1 || true
+		if kubeconfig_is_local; then
+			make --no-print-directory undeploy >/dev/null 2>&1 || true
+		elif [ -e "$(installed_mark)" ]; then
+			# The operator the demo installed, but not the CRD, which deleting would take every
+			# Shop of the cluster with it, nor its namespace, which may hold more than the demo's.
+			make --no-print-directory "$root/bin/kustomize" >/dev/null
+			"$root/bin/kustomize" build config/default |
+				awk 'BEGIN { RS = "\n---\n"; ORS = "\n---\n" } !/(^|\n)kind: (CustomResourceDefinition|Namespace)\n/' |
+				kubectl delete --ignore-not-found -f - >/dev/null 2>&1 || true
+			rm -f "$(installed_mark)"
+			echo "kept: the Shop CRD and namespace ${ours%/*} (make undeploy removes them, and every Shop with the CRD)"
+		fi
 	fi
 	if kubeconfig_is_local && [ -s "$root/bin/local-cluster/run/bins" ]; then
 		make --no-print-directory cluster-down

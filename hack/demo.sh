@@ -91,7 +91,16 @@ poll() {
 }
 
 step "The gateway checks every service (GET /health, not rate limited)"
-request GET /health
+# Up to 15 s: a cluster's Ready counts the pods, and the routes of the services' Services to
+# them may come a moment later.
+quiet=true
+for _ in $(seq 15); do
+	request GET /health
+	[ "$status" = 200 ] && break
+	sleep 1
+done
+quiet=false
+printf '> GET /health\n< %s %s\n' "$status" "$(pretty)"
 expect 200
 
 # The story needs about 30 requests of this client's allowance. An earlier run against the
