@@ -60,6 +60,14 @@ func TestClientReportsContractBreaches(t *testing.T) {
 		{"405 with Allow", reply(405, `{"error":"Method not allowed"}`, "Allow", "POST"), "PUT", "/things", nil, ""},
 		{"plain-text 404", reply(404, ""), "GET", "/other", nil, "not a JSON error"},
 		{"id-less path is no route", reply(200, `{"id":"1","name":"x"}`), "GET", "/things/", nil, "not in the OpenAPI document"},
+		// HEAD is the GET of the same path, without its content: held to the GET's answers.
+		{"HEAD of a documented GET", reply(200, `{"id":"1","name":"x"}`), "HEAD", "/things/1", nil, ""},
+		{"HEAD of a documented GET, no body", reply(200, ""), "HEAD", "/things/1", nil, ""},
+		{"HEAD of a documented GET's error", reply(404, `{"error":"Thing not found"}`), "HEAD", "/things/1", nil, ""},
+		{"HEAD answered with what GET does not document", reply(500, `{"error":"Internal server error"}`), "HEAD", "/things/1", nil, "does not match"},
+		{"HEAD answered with a body GET does not document", reply(200, `{"id":"1"}`), "HEAD", "/things/1", nil, "does not match"},
+		{"HEAD of a path without GET answered", reply(200, `{}`), "HEAD", "/things", nil, "not in the OpenAPI document"},
+		{"HEAD of a path without GET as JSON 405", reply(405, `{"error":"Method not allowed"}`, "Allow", "POST"), "HEAD", "/things", nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,5 +96,13 @@ func TestUncovered(t *testing.T) {
 	}
 	if got := c.Uncovered(); slices.Contains(got, "GET /things/{id} 200") || len(got) != 3 {
 		t.Errorf("after GET 200, Uncovered() = %q", got)
+	}
+	// A HEAD is checked as its GET but covers nothing: its body is not the GET's to see.
+	c = apitest.New(t, "testdata/things.yaml", reply(404, `{"error":"Thing not found"}`))
+	if res := c.Request(t, "HEAD", "/things/7", nil); res.Status != 404 {
+		t.Fatalf("HEAD /things/7 = %d, want 404", res.Status)
+	}
+	if got := c.Uncovered(); !slices.Equal(got, all) {
+		t.Errorf("after HEAD 404, Uncovered() = %q, want %q", got, all)
 	}
 }

@@ -106,6 +106,15 @@ func TestAPI(t *testing.T) {
 	t.Run("pagination", func(t *testing.T) { testPagination(t, c) })
 	t.Run("reservations", func(t *testing.T) { testReservations(t, c) })
 	t.Run("bad input", func(t *testing.T) { testBadInput(t, c) })
+	// HEAD is answered wherever GET is, as HTTP defines it: the GET's status and headers.
+	for _, s := range []struct {
+		path   string
+		status int
+	}{{"/products?limit=1", 200}, {"/products/" + mongodb.NewID().Hex(), 404}, {"/healthz", 200}} {
+		if res := c.Request(t, http.MethodHead, s.path, nil); res.Status != s.status {
+			t.Errorf("HEAD %s = %d, want %d", s.path, res.Status, s.status)
+		}
+	}
 	down := newUnreachableClient(t)
 	t.Run("database unreachable", func(t *testing.T) { testDatabaseUnreachable(t, down) })
 

@@ -33,6 +33,10 @@ func TestContract(t *testing.T) {
 		{"GET", "/users/" + ada.ID, nil, 200},
 		{"GET", "/users/" + ada.ID + "?v=1&v=2", nil, 200}, // a parameter it does not take is ignored
 		{"GET", unknown, nil, 404},
+		// HEAD is answered wherever GET is, as HTTP defines it: the GET's status and headers.
+		{"HEAD", "/users/" + ada.ID, nil, 200},
+		{"HEAD", "/users?limit=2", nil, 200},
+		{"HEAD", unknown, nil, 404},
 		{"PATCH", "/users/" + ada.ID, map[string]string{"name": "Ada L."}, 200},
 		{"PATCH", "/users/" + ada.ID, map[string]string{"name": "A"}, 400},
 		{"PATCH", unknown, map[string]string{"name": "Nobody"}, 404},
