@@ -72,6 +72,10 @@ type Broker struct {
 	conn     *amqp.Connection // nil while down
 	up       chan struct{}    // closed while conn is set
 	down     chan struct{}    // closed when conn is lost; a fresh one per connection
+
+	// conflicts are the topology's queues the last declaration left out, by name: they
+	// exist on the broker with other arguments (ErrConflict).
+	conflicts map[string]error
 }
 
 // Connect starts keeping a connection to cfg.URL. It returns at once; Ready reports
@@ -108,21 +112,40 @@ func (b *Broker) run(ctx context.Context) {
 		return
 	}
 	wasDown := false
+	refused := 0 // declarations failed in a row
 	for ctx.Err() == nil {
 		conn, sock, err := b.dial(ctx)
 		if err != nil {
-			if !wasDown && ctx.Err() == nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := b.cfg.ReconnectDelay
+			switch {
+			case errors.Is(err, errDeclare):
+				// The broker answers and refuses the topology: most often an exchange
+				// someone declared with other settings, which lasts until they remove it.
+				// Each attempt costs the broker a connection and an error: pause longer
+				// and longer, as a subscription does, and say it loudly.
+				refused++
+				wait = retryDelay(b.cfg.ReconnectDelay, maxResubscribeDelay, refused)
+				msg := "topology not declared, connecting again"
+				if errors.Is(err, ErrConflict) {
+					msg = "topology conflicts with the broker's (declared by someone else with other settings), connecting again"
+				}
+				b.log.Error(msg, "error", config.RedactError(err, b.cfg.URL), "attempt", refused, "retry_in", wait)
+			case !wasDown:
 				b.log.Warn("broker unreachable, retrying", "error", config.RedactError(err, b.cfg.URL))
 				wasDown = true
 			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(b.cfg.ReconnectDelay):
+			case <-time.After(wait):
 				continue
 			}
 		}
 		wasDown = false
+		refused = 0
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		down := b.setConn(conn)
 		b.log.Info("broker connected")
@@ -196,17 +219,46 @@ func (b *Broker) dial(ctx context.Context) (*amqp.Connection, net.Conn, error) {
 	return conn, sock, nil
 }
 
-// declare declares the topology on a channel of its own on conn.
+// errDeclare marks dial's failures to declare the topology on a connection it made.
+var errDeclare = errors.New("declare topology")
+
+// declare declares the topology on conn, on channels of its own. A queue that exists on
+// the broker with other arguments is left out and recorded (conflict); the rest is
+// declared.
 func (b *Broker) declare(conn *amqp.Connection) error {
-	ch, err := conn.Channel()
-	if err == nil {
-		err = b.cfg.Topology.declare(ch)
-		_ = ch.Close()
-	}
+	conflicts, err := b.cfg.Topology.declare(conn)
 	if err != nil {
-		return fmt.Errorf("declare topology: %w", err)
+		return fmt.Errorf("%w: %w", errDeclare, err)
 	}
+	b.setConflicts(conflicts)
 	return nil
+}
+
+// setConflicts records the queues the last declaration left out, logging those new to
+// it at ERROR (a configuration conflict someone must resolve) and those resolved since.
+func (b *Broker) setConflicts(conflicts map[string]error) {
+	b.mu.Lock()
+	old := b.conflicts
+	b.conflicts = conflicts
+	b.mu.Unlock()
+	for name, err := range conflicts {
+		if was, ok := old[name]; !ok || was.Error() != err.Error() {
+			b.log.Error("queue declared on the broker by someone else with other arguments: not consumed, and no "+
+				"binding made, until it is removed", "queue", name, "error", err)
+		}
+	}
+	for name := range old {
+		if _, ok := conflicts[name]; !ok {
+			b.log.Info("queue declared, its conflict resolved", "queue", name)
+		}
+	}
+}
+
+// conflict returns why queue was left out of the last declaration, or nil.
+func (b *Broker) conflict(queue string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conflicts[queue]
 }
 
 func (b *Broker) setConn(conn *amqp.Connection) chan struct{} {

@@ -167,10 +167,18 @@ func (c *Consumer) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-c.stop; cancel() }()
 	failures := 0
+	redeclare := false
 	for {
 		conn, down, err := c.b.session(ctx)
 		if err != nil {
 			return // stopped
+		}
+		if redeclare {
+			// The queue was in conflict: resolved since? The declaration says.
+			redeclare = false
+			if err := c.b.declare(conn); err != nil {
+				c.log.Warn("topology not declared again", "error", err)
+			}
 		}
 		subscribed, err := c.consume(conn, down)
 		select {
@@ -197,7 +205,9 @@ func (c *Consumer) run() {
 			failures++
 			wait = retryDelay(c.b.cfg.ReconnectDelay, maxResubscribeDelay, failures)
 			var amqpErr *amqp.Error
-			if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
+			if errors.Is(err, ErrConflict) {
+				redeclare = true // after the pause
+			} else if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
 				if derr := c.b.declare(conn); derr != nil {
 					err = errors.Join(err, derr)
 				} else if failures == 1 {
@@ -218,6 +228,11 @@ func (c *Consumer) run() {
 // then waits for the in-flight handlers, whose acks go to this subscription's channel.
 // It reports whether the subscription began; errCancelled means the broker ended it.
 func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscribed bool, err error) {
+	// A queue declared by someone else with other arguments is not ours: its messages
+	// would not be dead-lettered as the topology says.
+	if err := c.b.conflict(c.cfg.Queue); err != nil {
+		return false, err
+	}
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, err

@@ -9,6 +9,7 @@
 package messaging
 
 import (
+	"errors"
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -58,39 +59,81 @@ type Topology struct {
 	Queues []Queue
 }
 
-func (t Topology) declare(ch *amqp.Channel) error {
+// ErrConflict: a queue or exchange of the topology exists on the broker with other
+// settings than the topology's (someone else declared it), so declaring it fails with
+// 406 PRECONDITION_FAILED. It stays so until whoever made it removes it.
+var ErrConflict = errors.New("declared on the broker with other settings")
+
+// declare declares the topology on channels of its own on conn. An exchange that cannot
+// be declared fails it all. A queue that exists with other arguments (406, which closes
+// only the channel) is left out with its bindings, and returned in conflicts by name,
+// while the rest of the topology is declared: the service's other queues keep working.
+func (t Topology) declare(conn *amqp.Connection) (conflicts map[string]error, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = ch.Close() }()
 	for _, name := range []string{Exchange, DeadLetterExchange} {
 		if err := ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("declare exchange %s: %w", name, err)
+			if isPreconditionFailed(err) {
+				err = fmt.Errorf("%w: %w", ErrConflict, err)
+			}
+			return nil, fmt.Errorf("declare exchange %s: %w", name, err)
 		}
 	}
+	conflicts = map[string]error{}
 	for _, q := range t.Queues {
-		dlq := q.DeadLetterQueue()
-		if err := declareQueue(ch, dlq, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
-			return err
+		err := declareQueue(ch, q)
+		if err == nil {
+			continue
 		}
-		if err := ch.QueueBind(dlq, q.Name, DeadLetterExchange, false, nil); err != nil {
-			return fmt.Errorf("bind %s: %w", dlq, err)
+		if !isPreconditionFailed(err) {
+			return nil, err
 		}
-		args := amqp.Table{
-			amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
-			"x-delivery-limit":          int64(q.deliveryLimit()),
-			"x-dead-letter-exchange":    DeadLetterExchange,
-			"x-dead-letter-routing-key": q.Name,
+		conflicts[q.Name] = fmt.Errorf("%w: %w", ErrConflict, err)
+		// The broker closed the channel: the next queue gets another.
+		next, err := conn.Channel()
+		if err != nil {
+			return nil, err
 		}
-		if err := declareQueue(ch, q.Name, args); err != nil {
-			return err
-		}
-		for _, key := range q.RoutingKeys {
-			if err := ch.QueueBind(q.Name, key, Exchange, false, nil); err != nil {
-				return fmt.Errorf("bind %s to %s: %w", q.Name, key, err)
-			}
+		ch = next
+	}
+	return conflicts, nil
+}
+
+func isPreconditionFailed(err error) bool {
+	var amqpErr *amqp.Error
+	return errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed
+}
+
+// declareQueue declares q, its dead-letter queue and their bindings.
+func declareQueue(ch *amqp.Channel, q Queue) error {
+	dlq := q.DeadLetterQueue()
+	if err := declareQueueArgs(ch, dlq, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+		return err
+	}
+	if err := ch.QueueBind(dlq, q.Name, DeadLetterExchange, false, nil); err != nil {
+		return fmt.Errorf("bind %s: %w", dlq, err)
+	}
+	args := amqp.Table{
+		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
+		"x-delivery-limit":          int64(q.deliveryLimit()),
+		"x-dead-letter-exchange":    DeadLetterExchange,
+		"x-dead-letter-routing-key": q.Name,
+	}
+	if err := declareQueueArgs(ch, q.Name, args); err != nil {
+		return err
+	}
+	for _, key := range q.RoutingKeys {
+		if err := ch.QueueBind(q.Name, key, Exchange, false, nil); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", q.Name, key, err)
 		}
 	}
 	return nil
 }
 
-func declareQueue(ch *amqp.Channel, name string, args amqp.Table) error {
+func declareQueueArgs(ch *amqp.Channel, name string, args amqp.Table) error {
 	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
 		return fmt.Errorf("declare queue %s: %w", name, err)
 	}
