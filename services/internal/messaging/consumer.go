@@ -174,7 +174,8 @@ func (c *Consumer) run() {
 			return // stopped
 		}
 		if redeclare {
-			// The queue was in conflict: resolved since? The declaration says.
+			// The subscription ended, or the queue was in conflict (resolved since? the
+			// declaration says).
 			redeclare = false
 			if err := c.b.declare(conn); err != nil {
 				c.log.Warn("topology not declared again", "error", err)
@@ -196,8 +197,12 @@ func (c *Consumer) run() {
 		case err == nil: // the connection dropped: session waits for the next one
 			continue
 		case subscribed: // ended by the broker; the next attempt finds out why
+			// Most often the queue was deleted. Whoever deleted it may have declared it
+			// again, without its bindings: the topology is declared before the next
+			// subscription, or this consumer would wait on a queue no event reaches.
 			failures = 0
 			wait = c.b.cfg.ReconnectDelay
+			redeclare = true
 			c.log.Warn("subscription ended, subscribing again", "error", err)
 		default:
 			// A missing queue (deleted, or lost with a broker's data) is declared again

@@ -52,10 +52,14 @@ type Publisher struct {
 	ch       *amqp.Channel // confirm-mode channel of the current connection
 	chDown   <-chan struct{}
 	chClosed chan *amqp.Error // why ch was closed, once it is
-	// redeclare: a channel was closed for an exchange not found (noteClosed).
+	// redeclare: a channel was closed for an exchange not found (noteClosed): the next
+	// channel is opened after the topology is declared again.
 	redeclare bool
-	returned  map[string]bool // message ids returned, drained by another publish than their own
-	returns   chan amqp.Return
+	// redeclareAt: a mandatory message was returned; the first publish from then on
+	// declares the topology again (zero: none due).
+	redeclareAt time.Time
+	returned    map[string]bool // message ids returned, drained by another publish than their own
+	returns     chan amqp.Return
 }
 
 // NewPublisher returns a publisher over b's connection.
@@ -102,6 +106,16 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	// The broker sends basic.return before the ack of the same message, and the client
 	// hands it to our buffered channel before processing the ack: it is there by now.
 	if p.takeReturned(returns, m.ID) {
+		// A queue lost its binding, or was deleted (and maybe declared again without it).
+		// The topology is declared again, but not at once: RabbitMQ (3.10) may never
+		// cancel the consumers of a quorum queue deleted and declared again within a few
+		// milliseconds, and leaves them stuck on the new queue, taking messages they never
+		// receive. The pause lets the broker cancel them first; they subscribe again.
+		p.mu.Lock()
+		if p.redeclareAt.IsZero() {
+			p.redeclareAt = time.Now().Add(redeclarePause)
+		}
+		p.mu.Unlock()
 		return fmt.Errorf("%w (type %s)", ErrUnroutable, m.Type)
 	}
 	if !acked {
@@ -110,18 +124,31 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	return nil
 }
 
+// redeclarePause is how long after a mandatory message came back unroutable the topology
+// is declared again (see Publish).
+const redeclarePause = time.Second
+
 // channel returns the confirm channel of the current connection, opening it when needed.
 //
 // A channel the broker closed with 404 NOT_FOUND published to an exchange that is gone
 // (deleted by hand, say, which drops its bindings too): the topology is declared again on
 // the connection before the next channel, or every publish would fail the same way until
-// the connection is next made.
+// the connection is next made. A mandatory message returned unroutable found a binding
+// gone: the topology is declared again before a publish redeclarePause later (declaring
+// is idempotent).
 func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, chan amqp.Return, error) {
 	for {
 		p.mu.Lock()
 		if p.ch != nil && !p.ch.IsClosed() {
-			ch, returns := p.ch, p.returns
+			ch, returns, down := p.ch, p.returns, p.chDown
+			redeclare := !p.redeclareAt.IsZero() && !time.Now().Before(p.redeclareAt)
+			if redeclare {
+				p.redeclareAt = time.Time{}
+			}
 			p.mu.Unlock()
+			if redeclare {
+				p.declareAgain(ctx, down)
+			}
 			return ch, returns, nil
 		}
 		if p.ch != nil {
@@ -137,9 +164,7 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, chan amqp.Retur
 			return nil, nil, err
 		}
 		if redeclare {
-			if err := p.b.declare(conn); err != nil {
-				p.b.log.Warn("topology not declared again after a publish found it missing", "error", err)
-			}
+			p.declareOn(conn)
 		}
 		ch, err := conn.Channel()
 		if err == nil {
@@ -167,6 +192,22 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, chan amqp.Retur
 		p.ch, p.chDown, p.returns, p.chClosed = ch, down, returns, closed
 		p.mu.Unlock()
 		return ch, returns, nil
+	}
+}
+
+// declareAgain declares the topology on the connection of the current channel, unless it
+// is gone (down closed): a new connection declares it anyway.
+func (p *Publisher) declareAgain(ctx context.Context, down <-chan struct{}) {
+	conn, connDown, err := p.b.session(ctx)
+	if err != nil || connDown != down {
+		return
+	}
+	p.declareOn(conn)
+}
+
+func (p *Publisher) declareOn(conn *amqp.Connection) {
+	if err := p.b.declare(conn); err != nil {
+		p.b.log.Warn("topology not declared again after a publish found it missing", "error", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package messaging_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +98,68 @@ func outlivesDeletion(t *testing.T, del func(*amqp.Channel) error) {
 		return p.Publish(ctx, messaging.Message{ID: "after", Type: "work.done", Body: []byte(`{}`), Mandatory: true}) == nil
 	})
 	eventually(t, "message after the deletion handled", func() bool { return rec.storedCount("after") == 1 })
+}
+
+// TestBindingsComeBack: when a queue loses its binding under a running service (the
+// binding removed, or the queue deleted and declared again by someone else without it),
+// the topology is declared again, bindings included: events are routed to the queue once
+// more instead of being returned or dropped for as long as the service stays connected.
+func TestBindingsComeBack(t *testing.T) {
+	// A publish returned unroutable declares the topology before the next one.
+	t.Run("binding removed, publisher", func(t *testing.T) {
+		outlivesDeletion(t, func(ch *amqp.Channel) error {
+			return ch.QueueUnbind(workQueue.Name, "work.*", messaging.Exchange, nil)
+		})
+	})
+
+	// A consumer whose subscription the broker cancelled declares the topology before it
+	// subscribes again; the messages here are published by another client, not mandatory.
+	t.Run("queue declared again without its binding, consumer", func(t *testing.T) {
+		url := testenv.RabbitMQ(t)
+		// A pause before subscribing again long enough for the queue to be declared
+		// again meanwhile (else the consumer finds it missing, and declares it itself).
+		b := messaging.Connect(messaging.Config{URL: url, Name: t.Name(), ReconnectDelay: 2 * time.Second,
+			Topology: messaging.Topology{Queues: []messaging.Queue{workQueue}}})
+		t.Cleanup(b.Close)
+		rec := newRecorder()
+		c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle})
+		defer func() { _ = c.Stop(context.Background()) }()
+		eventually(t, "consumer ready", func() bool { return c.Ready(context.Background()) == nil })
+
+		ch, closeConn := channel(t, url)
+		defer closeConn()
+		if _, err := ch.QueueDelete(workQueue.Name, false, false, false); err != nil {
+			t.Fatal(err)
+		}
+		// Once the broker has cancelled the subscription (RabbitMQ may not, for a quorum
+		// queue declared again within milliseconds of its deletion).
+		eventually(t, "subscription cancelled", func() bool { return c.Ready(context.Background()) != nil })
+		args := amqp.Table{
+			amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
+			"x-delivery-limit":          int64(workQueue.DeliveryLimit),
+			"x-dead-letter-exchange":    messaging.DeadLetterExchange,
+			"x-dead-letter-routing-key": workQueue.Name,
+		}
+		if _, err := ch.QueueDeclare(workQueue.Name, true, false, false, false, args); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "consumer subscribed again", func() bool { return c.Ready(context.Background()) == nil })
+		handled := func() bool {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return len(rec.stored) > 0
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for i := 0; !handled(); i++ {
+			if time.Now().After(deadline) {
+				t.Fatal("no message routed to the queue, declared again without its binding, that the consumer subscribed to again")
+			}
+			err := ch.PublishWithContext(context.Background(), messaging.Exchange, "work.done", false, false,
+				amqp.Publishing{MessageId: fmt.Sprintf("m%d", i), Type: "work.done", Body: []byte(`{}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }
