@@ -277,7 +277,7 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscri
 					return true, errCancelled
 				}
 			}
-			inflight.Go(func() { c.handle(d, gone) })
+			inflight.Go(func() { c.handle(conn, d, gone) })
 		case <-down:
 			return true, nil
 		case <-c.stop:
@@ -292,7 +292,7 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscri
 	}
 }
 
-func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
+func (c *Consumer) handle(conn *amqp.Connection, d amqp.Delivery, gone <-chan struct{}) {
 	attempt := 1
 	// Quorum queues count earlier deliveries in x-delivery-count (an integer of
 	// whichever width the broker chose).
@@ -319,6 +319,12 @@ func (c *Consumer) handle(d amqp.Delivery, gone <-chan struct{}) {
 		}
 		if errors.As(err, new(permanentError)) {
 			log.ErrorContext(ctx, "dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
+			// The dead-letter queue may have been deleted since the connection declared
+			// it, and the broker drops a dead letter no queue takes: declare the topology
+			// first (dead letters are rare).
+			if derr := c.b.declare(conn); derr != nil {
+				log.WarnContext(ctx, "topology not declared before dead-lettering", "id", d.MessageId, "error", derr)
+			}
 			ackErr = d.Nack(false, false)
 			break
 		}
