@@ -59,9 +59,9 @@ type Topology struct {
 	Queues []Queue
 }
 
-// ErrConflict: a queue or exchange of the topology exists on the broker with other
-// settings than the topology's (someone else declared it), so declaring it fails with
-// 406 PRECONDITION_FAILED. It stays so until whoever made it removes it.
+// ErrConflict is the error of a queue or exchange of the topology that exists on the
+// broker with other settings than the topology's (someone else declared it), so that
+// declaring it fails with 406 PRECONDITION_FAILED. It lasts until whoever made it removes it.
 var ErrConflict = errors.New("declared on the broker with other settings")
 
 // declare declares the topology on channels of its own on conn. An exchange that cannot
