@@ -379,8 +379,12 @@ func TestPaymentResultTwice(t *testing.T) {
 	defer b.Close()
 	pub := messaging.NewPublisher(b)
 	defer pub.Close()
+	// Results valid in themselves (a payment.failed contradicting the settlement is logged,
+	// and changes nothing either).
+	statuses := map[string]string{messaging.PaymentSucceeded: "SUCCEEDED", messaging.PaymentFailed: "FAILED"}
 	for i, typ := range []string{messaging.PaymentSucceeded, messaging.PaymentFailed, messaging.PaymentSucceeded} {
-		body, _ := json.Marshal(order.PaymentResult{OrderID: placed.ID.Hex(), AmountCents: 300, Status: "replayed"})
+		body, _ := json.Marshal(order.PaymentResult{OrderID: placed.ID.Hex(), AmountCents: placed.TotalCents,
+			Currency: placed.Currency, Status: statuses[typ]})
 		if err := pub.Publish(ctx, messaging.Message{ID: fmt.Sprintf("replay-%d", i), Type: typ, Body: body, Mandatory: true}); err != nil {
 			t.Fatal(err)
 		}

@@ -172,7 +172,7 @@ func TestFailedPaymentDefersAReleaseTheProductServiceDoesNotTake(t *testing.T) {
 			if tt.stopAtFirst {
 				product.whenReleased(stop)
 			}
-			body, _ := json.Marshal(PaymentResult{OrderID: id.Hex(), Status: "declined", Reason: "over the limit"})
+			body, _ := json.Marshal(PaymentResult{OrderID: id.Hex(), AmountCents: 100, Currency: "USD", Status: "FAILED", Reason: "over the limit"})
 			err := s.handlePaymentResult(handling, messaging.Delivery{ID: "p1", Type: messaging.PaymentFailed, Body: body, Attempt: 1})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("handled: %v, want an error: %v", err, tt.wantErr)

@@ -410,7 +410,10 @@ func (s *service) get(ctx context.Context, id string) (Order, error) {
 }
 
 // handlePaymentResult settles an order from a payment.succeeded or payment.failed
-// delivery. Handling it again changes nothing: only a PENDING order is settled. A
+// delivery. The result must agree with its type (status SUCCEEDED or FAILED) and with
+// the order (its amount and currency): one that does not is refused (dead-lettered), as a
+// malformed one is. Handling it again changes nothing: only a PENDING order is settled,
+// and a result that contradicts how the order was settled is logged at ERROR. A
 // failed payment gives the stock back before the order is marked CANCELLED (under the
 // order's lock, once it is known PENDING), so that a client that sees CANCELLED finds the
 // stock back. When the product service does not take it back (out, failing, or not
@@ -430,17 +433,32 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 		return messaging.Permanent(fmt.Errorf("%s for malformed order id %q", d.Type, r.OrderID))
 	}
 	var status Status
-	var reason string
+	var reason, paymentStatus string
 	switch d.Type {
 	case messaging.PaymentSucceeded:
-		status = Paid
+		status, paymentStatus = Paid, paymentSucceeded
 	case messaging.PaymentFailed:
-		status, reason = Cancelled, "payment failed"
+		status, paymentStatus, reason = Cancelled, paymentFailed, "payment failed"
 		if r.Reason != "" {
 			reason = "payment failed: " + r.Reason
 		}
 	default:
 		return messaging.Permanent(fmt.Errorf("unexpected event type %q", d.Type))
+	}
+	if r.Status != paymentStatus {
+		return messaging.Permanent(fmt.Errorf("%s of order %s with status %q, want %s", d.Type, r.OrderID, r.Status, paymentStatus))
+	}
+	// An order's amount and currency never change once it is stored: read outside its lock.
+	o, err := s.store.get(ctx, id)
+	if errors.Is(err, errNotFound) {
+		return messaging.Permanent(fmt.Errorf("%s for unknown order %s", d.Type, r.OrderID))
+	}
+	if err != nil {
+		return err
+	}
+	if r.AmountCents != o.TotalCents || r.Currency != o.Currency {
+		return messaging.Permanent(fmt.Errorf("%s of order %s for %d %s, want its total %d %s",
+			d.Type, r.OrderID, r.AmountCents, r.Currency, o.TotalCents, o.Currency))
 	}
 
 	now := s.now()
@@ -473,6 +491,23 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 	}
 	if changed {
 		s.relay.Notify(id, ev)
+		return nil
+	}
+	// Settled before: by this result (a duplicate), or otherwise, which someone must look at.
+	if o.Status == Pending { // settled since it was read
+		if o, err = s.store.get(ctx, id); err != nil {
+			return err
+		}
+	}
+	if o.Status != status {
+		s.log.ErrorContext(ctx, "payment result contradicts the order's settlement, order left as it is",
+			"order", r.OrderID, "status", o.Status, "type", d.Type, "payment", r.PaymentID, "id", d.ID)
 	}
 	return nil
 }
+
+// The statuses of a payment result (the payment service's payment statuses).
+const (
+	paymentSucceeded = "SUCCEEDED"
+	paymentFailed    = "FAILED"
+)
