@@ -13,7 +13,9 @@ import (
 
 // InvalidResources tells, naming the Shop's field, the first resources of a component
 // that the API server would refuse on the component's container: a resource no container
-// can have, a negative quantity, or a request above its limit. The Shop's schema cannot
+// can have, a negative quantity, a request above its limit, a huge-page or extended
+// resource (which cannot be overcommitted) requested without an equal limit, huge pages
+// without cpu or memory, or claims (the Shop's pods have no resource claims). The Shop's schema cannot
 // say so itself (a CEL rule over resource lists exceeds the API server's cost budget), and
 // the workloads are checked one by one when they are written: without this check, a Shop
 // change carrying one component's invalid resources would roll out to the others and stop
@@ -52,12 +54,46 @@ func InvalidResources(shop *shopv1.Shop) error {
 		}
 		for _, name := range slices.Sorted(maps.Keys(f.r.Requests)) {
 			req := f.r.Requests[name]
-			if limit, ok := f.r.Limits[name]; ok && req.Cmp(limit) > 0 {
+			limit, limited := f.r.Limits[name]
+			switch {
+			case overcommittable(name) && limited && req.Cmp(limit) > 0:
 				return fmt.Errorf("%s: requests.%s (%s) is above limits.%s (%s)", f.path, name, req.String(), name, limit.String())
+			case !overcommittable(name) && !limited:
+				return fmt.Errorf("%s: requests.%s needs a limit, equal to it: %s cannot be overcommitted", f.path, name, name)
+			case !overcommittable(name) && req.Cmp(limit) != 0:
+				return fmt.Errorf("%s: requests.%s (%s) must equal limits.%s (%s): %s cannot be overcommitted", f.path, name, req.String(), name, limit.String(), name)
 			}
+		}
+		if hugePages(f.r.Requests) || hugePages(f.r.Limits) {
+			_, cpu := f.r.Requests[corev1.ResourceCPU]
+			_, memory := f.r.Requests[corev1.ResourceMemory]
+			_, cpuLimit := f.r.Limits[corev1.ResourceCPU]
+			_, memoryLimit := f.r.Limits[corev1.ResourceMemory]
+			if !cpu && !memory && !cpuLimit && !memoryLimit {
+				return fmt.Errorf("%s: huge pages need cpu or memory too", f.path)
+			}
+		}
+		if len(f.r.Claims) > 0 {
+			return fmt.Errorf("%s.claims: the Shop's pods have no resource claims to name", f.path)
 		}
 	}
 	return nil
+}
+
+// overcommittable tells whether a container may request less of resource name than its
+// limit: cpu, memory and ephemeral storage, not huge pages or extended resources.
+func overcommittable(name corev1.ResourceName) bool {
+	return name == corev1.ResourceCPU || name == corev1.ResourceMemory || name == corev1.ResourceEphemeralStorage
+}
+
+// hugePages tells whether l names a huge-page size.
+func hugePages(l corev1.ResourceList) bool {
+	for n := range l {
+		if strings.HasPrefix(string(n), corev1.ResourceHugePagesPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // containerResource tells whether a container may have resource name: a standard one, a

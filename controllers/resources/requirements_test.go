@@ -36,6 +36,33 @@ func TestInvalidResources(t *testing.T) {
 		{name: "a resource no container has", edit: func(s *shopv1.ShopSpec) {
 			s.MongoDB.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{"gpu": q("1")}}
 		}, want: `spec.mongodb.resources.limits: "gpu" is no resource a container can have`},
+		{name: "an extended resource requested without a limit", edit: func(s *shopv1.ShopSpec) {
+			s.Gateway.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: q("100m"), "example.com/gpu": q("1")}
+		}, want: "spec.gateway.resources: requests.example.com/gpu needs a limit, equal to it"},
+		{name: "an extended resource requested below its limit", edit: func(s *shopv1.ShopSpec) {
+			s.Gateway.Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{"example.com/gpu": q("1")},
+				Limits:   corev1.ResourceList{"example.com/gpu": q("2")},
+			}
+		}, want: "requests.example.com/gpu (1) must equal limits.example.com/gpu (2)"},
+		{name: "huge pages alone", edit: func(s *shopv1.ShopSpec) {
+			s.Services.Order.Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{"hugepages-2Mi": q("4Mi")},
+				Limits:   corev1.ResourceList{"hugepages-2Mi": q("4Mi")},
+			}
+		}, want: "spec.services.order.resources: huge pages need cpu or memory too"},
+		{name: "huge pages with a memory limit only", edit: func(s *shopv1.ShopSpec) {
+			s.Services.Order.Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{"hugepages-2Mi": q("4Mi")},
+				Limits:   corev1.ResourceList{"hugepages-2Mi": q("4Mi"), corev1.ResourceMemory: q("64Mi")},
+			}
+		}},
+		{name: "an extended resource limited, not requested", edit: func(s *shopv1.ShopSpec) {
+			s.Gateway.Resources.Limits = corev1.ResourceList{"example.com/gpu": q("1")}
+		}},
+		{name: "claims", edit: func(s *shopv1.ShopSpec) {
+			s.Services.User.Resources.Claims = []corev1.ResourceClaim{{Name: "gpu"}}
+		}, want: "spec.services.user.resources.claims"},
 		{name: "a kubernetes.io resource", edit: func(s *shopv1.ShopSpec) {
 			s.RabbitMQ.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{"kubernetes.io/thing": q("1")}}
 		}, want: `spec.rabbitmq.resources.requests: "kubernetes.io/thing"`},
