@@ -90,14 +90,32 @@ ours=shopkeeper-system/shopkeeper-controller-manager
 # demo-down, that it installed the operator itself: one the user had is left alone.
 installed_mark() { echo "$root/bin/demo/installed-operator.$(kubectl config current-context 2>/dev/null || echo none)"; }
 
+# existing_operator: sets existing to the operator of another installation that watches the
+# demo's namespace, if one runs; stops when one runs that does not watch it.
+existing_operator() {
+	local others="" serving="" d args watched
+	# Another installation's operator (the Helm chart's, say) already reconciles the Shops of
+	# the namespaces it watches: a second one beside it would reconcile them twice.
+	if ! $local_cluster; then
+		while read -r d args; do
+			[ -n "$d" ] && [ "$d" != "$ours" ] || continue
+			others="$others $d"
+			watched=$(grep -oE -- '--watch-namespaces=[^"]*' <<<"$args" | cut -d= -f2 || true)
+			if [ -z "$watched" ] || [[ ,$watched, == *",$namespace,"* ]]; then
+				serving="$serving $d"
+			fi
+		done < <(kubectl get deployments -A -l app.kubernetes.io/name=shopkeeper \
+			-o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.template.spec.containers[*].args}{"\n"}{end}' 2>/dev/null)
+	fi
+	existing=$(echo $serving)
+	if [ -z "$existing" ] && [ -n "$others" ]; then
+		die "an operator runs in this cluster ($(echo $others)) but does not watch namespace $namespace, and one installed beside it would reconcile its Shops too: run the demo in a namespace it watches (NAMESPACE=<namespace> make demo)"
+	fi
+}
+
 operator() {
-	local others
-	# Another installation's operator (the Helm chart's, say) already reconciles every Shop it
-	# watches: a second one beside it would reconcile the demo's Shop twice.
-	others=$(kubectl get deployments -A -l app.kubernetes.io/name=shopkeeper \
-		-o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}' 2>/dev/null | grep -vxF "$ours" || true)
-	if [ -n "$others" ] && ! $local_cluster; then
-		log "The operator: already running in this cluster ($(echo $others)); the demo uses it"
+	if [ -n "$existing" ]; then
+		log "The operator: already running in this cluster ($existing); the demo uses it"
 		return
 	fi
 	if ! $local_cluster && ! kubectl -n "${ours%/*}" get "deployment/${ours#*/}" >/dev/null 2>&1; then
@@ -203,6 +221,7 @@ start=$SECONDS
 case "${1:-up}" in
 up)
 	use_cluster
+	existing_operator
 	images
 	operator
 	apply_shop
