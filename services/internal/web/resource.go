@@ -59,7 +59,7 @@ func List[T any](list func(ctx context.Context, req mongodb.PageRequest) (mongod
 func Query(r *http.Request, names ...string) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, malformedQuery(r.URL.RawQuery)
+		return nil, malformedQuery(r.URL.RawQuery, err)
 	}
 	var v apperr.Validator
 	for _, name := range names {
@@ -68,9 +68,11 @@ func Query(r *http.Request, names ...string) (url.Values, error) {
 	return q, v.Err()
 }
 
-// malformedQuery returns the 400 of a query url.ParseQuery refuses: one field error per
-// parameter it cannot read, named as the client wrote it.
-func malformedQuery(query string) error {
+// malformedQuery returns the 400 of a query url.ParseQuery refuses with err: one field
+// error per parameter it cannot read, named as the client wrote it; when none is at fault,
+// the query as a whole (over the number of parameters url.ParseQuery reads, 10,000 unless
+// GODEBUG urlmaxqueryparams says otherwise), in ParseQuery's words.
+func malformedQuery(query string, err error) error {
 	var v apperr.Validator
 	for query != "" {
 		var pair string
@@ -88,8 +90,8 @@ func malformedQuery(query string) error {
 			v.Add(name, "is not URL-encoded (a % must start an escape such as %25)")
 		}
 	}
-	if err := v.Err(); err != nil {
-		return err
+	if verr := v.Err(); verr != nil {
+		return verr
 	}
-	return apperr.BadRequest("the query string is not URL-encoded") // not reached: a pair above is at fault
+	return apperr.BadRequest("the query string cannot be read: " + err.Error())
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
@@ -82,5 +83,22 @@ func TestQuery(t *testing.T) {
 				t.Errorf("answer %s, want validation failed on %v", rec.Body, tt.fields)
 			}
 		})
+	}
+}
+
+// TestQueryTooManyParameters: a well-encoded query over the number of parameters
+// url.ParseQuery reads is refused as what it is, not as a query that is not URL-encoded.
+func TestQueryTooManyParameters(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := web.Query(r, "limit"); err != nil {
+			web.RespondError(w, r, err)
+			return
+		}
+		web.Respond(w, http.StatusOK, map[string]string{})
+	})
+	rec := serve(h, "GET", "/list?limit=2"+strings.Repeat("&x=1", 10_000))
+	if rec.Code != http.StatusBadRequest || strings.Contains(rec.Body.String(), "not URL-encoded") ||
+		!strings.Contains(rec.Body.String(), "the query string cannot be read") {
+		t.Fatalf("status %d, body %s: want 400 saying why the query cannot be read", rec.Code, rec.Body)
 	}
 }

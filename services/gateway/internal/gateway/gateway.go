@@ -536,8 +536,6 @@ func refuseBody(ctx *fasthttp.RequestCtx, err error) bool {
 // bodyBuffers holds the buffers readBody reads bodies into.
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// peerAddr returns the address of the connection ctx came on, or the zero Addr when it did not
-// come over TCP.
 // clientOf is the address of the client a request came from, by which it is limited: the
 // connection's peer, or the client a trusted proxy (TRUSTED_PROXIES) names in the
 // X-Forwarded-For of head; head nil leaves the peer. trusted tells whether the peer is such
@@ -551,6 +549,8 @@ func (g *Gateway) clientOf(ctx *fasthttp.RequestCtx, head *fasthttp.RequestHeade
 	return peer, trusted
 }
 
+// peerAddr returns the address of the connection ctx came on, or the zero Addr when it did not
+// come over TCP.
 func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		return a.AddrPort().Addr().Unmap()
