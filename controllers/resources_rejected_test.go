@@ -30,7 +30,7 @@ var _ = Describe("A Shop change with resources a container cannot have", func() 
 		})
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildRejected"))
 		degraded := meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded)
-		Expect(degraded.Message).To(ContainSubstring("spec.gateway.resources: requests.cpu (2) is above limits.cpu (1)"))
+		Expect(degraded.Message).To(And(HavePrefix("spec.gateway.resources: the API server refuses them"), ContainSubstring("must be less than or equal to cpu limit")))
 		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
 		Consistently(func() string { return deployment(shop, resources.User).Spec.Template.Spec.Containers[0].Image }).
 			WithTimeout(2*time.Second).Should(Equal(image), "the version reaches user while the gateway's resources hold it back")
@@ -43,3 +43,36 @@ var _ = Describe("A Shop change with resources a container cannot have", func() 
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
 	})
 })
+
+var _ = DescribeTable("Resources the API server refuses on a container, on a new Shop",
+	func(path string, edit func(*shopv1.ShopSpec), said string) {
+		shop := minimalShop(takeNamespace(), "res-new")
+		edit(&shop.Spec)
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed(), "the Shop's schema takes them")
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildRejected"))
+		degraded := meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded)
+		Expect(degraded.Message).To(And(HavePrefix(path+": the API server refuses them"), ContainSubstring(said)))
+		Expect(missingChildren(shop)).To(HaveLen(len(expectedChildren(shop))), "no child is made")
+	},
+	Entry("an extended resource requested without a limit", "spec.gateway.resources", func(s *shopv1.ShopSpec) {
+		s.Gateway.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), "example.com/gpu": resource.MustParse("1")}
+	}, "Limit must be set"),
+	Entry("a fraction of an extended resource", "spec.services.order.resources", func(s *shopv1.ShopSpec) {
+		q := resource.MustParse("500m")
+		s.Services.Order.Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{"example.com/gpu": q}, Limits: corev1.ResourceList{"example.com/gpu": q},
+		}
+	}, "example.com/gpu"),
+	Entry("huge pages without cpu or memory", "spec.mongodb.resources", func(s *shopv1.ShopSpec) {
+		q := resource.MustParse("4Mi")
+		s.MongoDB.Resources = &corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{"hugepages-2Mi": q}, Limits: corev1.ResourceList{"hugepages-2Mi": q},
+		}
+	}, "HugePages require cpu or memory"),
+	Entry("a negative request", "spec.services.user.resources", func(s *shopv1.ShopSpec) {
+		s.Services.User.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("-1Gi")}
+	}, "must be greater than or equal to 0"),
+	Entry("a resource no container can have", "spec.rabbitmq.resources", func(s *shopv1.ShopSpec) {
+		s.RabbitMQ.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{"gpu": resource.MustParse("1")}}
+	}, "gpu"),
+)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -52,6 +53,10 @@ type ShopReconciler struct {
 	// PodReadyDeadline is how long a StatefulSet's pod may stay unready before its
 	// rollout is reported stalled; zero means DefaultPodReadyDeadline.
 	PodReadyDeadline time.Duration
+
+	// resourceVerdicts holds what the API server said of a component's resources
+	// (resourcesRefused), by namespace and resources: "" when it takes them.
+	resourceVerdicts sync.Map
 }
 
 // DefaultPodReadyDeadline is the Deployment controller's default progress deadline
@@ -117,10 +122,8 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // later children depend on and returns it; a Problem with one child does not stop
 // the others that do not depend on it.
 func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
-	if err := resources.InvalidResources(shop); err != nil {
-		// Each workload would be refused or taken on its own: the change would reach
-		// the other components and stop at this one. Nothing is applied until it is fixed.
-		return &Problem{Reason: ReasonChildRejected, Message: err.Error() + "; no child is changed until it is fixed"}, nil
+	if p, err := r.resourcesRefused(ctx, shop); p != nil || err != nil {
+		return p, err
 	}
 	var first *Problem
 	// podsUnaffected: every Problem met is with a child no pod needs (podsNeedNot).

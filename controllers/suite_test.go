@@ -31,7 +31,7 @@ import (
 // specs take one at a time; unwatchedNamespace is left to reconcilers the specs
 // drive by hand, so that what they count is theirs alone.
 const (
-	namespacePool      = 40
+	namespacePool      = 48
 	unwatchedNamespace = "shops-unwatched"
 )
 

@@ -1,0 +1,87 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
+	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
+)
+
+// probeResourcesPath is where a probe's container resources are, in the API server's
+// field paths.
+const probeResourcesPath = "spec.template.spec.containers[0].resources"
+
+// resourcesRefused asks the API server whether each component's container may have the
+// resources the Shop sets for it, before any child is applied: a change whose resources
+// one component's container cannot have would otherwise reach the other components, child
+// by child, and stop at that one. The Shop's schema cannot say it (a CEL rule over a
+// resource list exceeds the API server's cost budget), and the rules are the API server's
+// (a limit for what cannot be overcommitted, huge pages in whole pages with cpu or
+// memory, names, claims): so it is asked, with a server-side dry run of a Deployment
+// whose one container has those resources. Only its refusal of the resources counts: any
+// other refusal of the probe (a policy on Deployments, a quota) is the real children's to
+// meet. A verdict is kept per namespace and resources, so a reconcile that changes
+// nothing asks nothing.
+func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
+	for _, f := range resources.ResourceSettings(shop) {
+		key := shop.Namespace + "/" + digest(shop, f.Resources)
+		if v, ok := r.resourceVerdicts.Load(key); ok {
+			if v.(string) != "" {
+				return resourcesProblem(f.Path, v.(string)), nil
+			}
+			continue
+		}
+		labels := map[string]string{resources.LabelShop: shop.Name, resources.LabelComponent: f.Component}
+		probe := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, GenerateName: shop.Name + "-resources-"},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{
+						Name: f.Component, Image: "resources-probe", Resources: f.Resources,
+					}}},
+				},
+			},
+		}
+		verdict := ""
+		err := r.Create(ctx, probe, client.DryRunAll)
+		var status apierrors.APIStatus
+		switch {
+		case err == nil:
+		case apierrors.IsInvalid(err) && errors.As(err, &status) && status.Status().Details != nil:
+			var said []string
+			for _, c := range status.Status().Details.Causes {
+				if field, ok := strings.CutPrefix(c.Field, probeResourcesPath); ok {
+					said = append(said, strings.TrimPrefix(field, ".")+": "+c.Message)
+				}
+			}
+			verdict = strings.Join(said, "; ")
+		case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err):
+			// A refusal of the probe, not of its resources: the children meet it themselves.
+		default:
+			return nil, fmt.Errorf("dry-run the resources of %s: %w", f.Path, err)
+		}
+		r.resourceVerdicts.Store(key, verdict)
+		if verdict != "" {
+			return resourcesProblem(f.Path, verdict), nil
+		}
+	}
+	return nil, nil
+}
+
+// resourcesProblem is the Problem of resources the API server refuses, naming the Shop's
+// field and what it said.
+func resourcesProblem(path, said string) *Problem {
+	return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf(
+		"%s: the API server refuses them on a container (%s); no child is changed until they are fixed", path, said)}
+}
