@@ -2,6 +2,8 @@ package messaging_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -119,5 +121,44 @@ func TestExchangeDeclaredWithOtherType(t *testing.T) {
 	}
 	if b.Ready(context.Background()) == nil {
 		t.Error("broker ready without its exchange")
+	}
+}
+
+// TestUnroutableRedeclaresBackOff: while a queue someone declared with other arguments
+// (and no binding) leaves every message for it unroutable, which no declaration cures, the
+// publisher declares the topology again after growing pauses, not a second after every
+// returned message.
+func TestUnroutableRedeclaresBackOff(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	ch, closeConn := channel(t, url)
+	if _, err := ch.QueueDeclare(workQueue.Name, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	closeConn()
+
+	var logs testproc.Buffer
+	b := messaging.Connect(messaging.Config{
+		URL: url, Name: t.Name(), ReconnectDelay: 100 * time.Millisecond,
+		Topology: messaging.Topology{Queues: []messaging.Queue{workQueue, otherQueue}},
+		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	t.Cleanup(b.Close)
+	p := messaging.NewPublisher(b)
+	t.Cleanup(p.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := b.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 60; i++ { // 6 s
+		err := p.Publish(ctx, messaging.Message{ID: fmt.Sprintf("w-%d", i), Type: "work.done", Body: []byte(`{}`), Mandatory: true})
+		if !errors.Is(err, messaging.ErrUnroutable) {
+			t.Fatalf("publish %d: %v, want unroutable", i, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// After 1 s, then 4 s more: two in 6 s (one a second would be five or six).
+	if n := strings.Count(logs.String(), "declaring the topology again"); n < 1 || n > 3 {
+		t.Errorf("%d declarations in 6 s of unroutable messages, want 1 to 3:\n%s", n, logs.String())
 	}
 }

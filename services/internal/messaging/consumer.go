@@ -104,6 +104,9 @@ type Consumer struct {
 
 	// unsubscribed is why the queue is not consumed now (Ready); nil while it is.
 	unsubscribed atomic.Pointer[error]
+	// declaredForDeadLetter is when (Unix nanoseconds) the topology was last declared
+	// before a dead letter (handle).
+	declaredForDeadLetter atomic.Int64
 
 	stopOnce sync.Once
 }
@@ -158,6 +161,10 @@ func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
 
 // maxResubscribeDelay caps the pause between failed subscriptions.
 const maxResubscribeDelay = 30 * time.Second
+
+// deadLetterDeclarePause is the least time between two declarations of the topology
+// before a dead letter (handle).
+const deadLetterDeclarePause = time.Second
 
 // errCancelled: the broker ended the subscription, as it does when the queue is deleted.
 var errCancelled = errors.New("subscription cancelled by the broker")
@@ -321,9 +328,13 @@ func (c *Consumer) handle(conn *amqp.Connection, d amqp.Delivery, gone <-chan st
 			log.ErrorContext(ctx, "dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
 			// The dead-letter queue may have been deleted since the connection declared
 			// it, and the broker drops a dead letter no queue takes: declare the topology
-			// first (dead letters are rare).
-			if derr := c.b.declare(conn); derr != nil {
-				log.WarnContext(ctx, "topology not declared before dead-lettering", "id", d.MessageId, "error", derr)
+			// first, at most once a deadLetterDeclarePause, so that a burst of dead
+			// letters does not wait on a declaration each.
+			if last := c.declaredForDeadLetter.Load(); time.Since(time.Unix(0, last)) >= deadLetterDeclarePause &&
+				c.declaredForDeadLetter.CompareAndSwap(last, time.Now().UnixNano()) {
+				if derr := c.b.declare(conn); derr != nil {
+					log.WarnContext(ctx, "topology not declared before dead-lettering", "id", d.MessageId, "error", derr)
+				}
 			}
 			ackErr = d.Nack(false, false)
 			break

@@ -58,8 +58,13 @@ type Publisher struct {
 	// redeclareAt: a mandatory message was returned; the first publish from then on
 	// declares the topology again (zero: none due).
 	redeclareAt time.Time
-	returned    map[string]bool // message ids returned, drained by another publish than their own
-	returns     chan amqp.Return
+	// returnedInARow counts the mandatory messages returned since one was routed: the
+	// pause before each redeclaration grows with it, so a return that no declaration
+	// cures (a queue someone declared with other arguments, left out) costs the broker a
+	// declaration every 30 s at most, not every second.
+	returnedInARow int
+	returned       map[string]bool // message ids returned, drained by another publish than their own
+	returns        chan amqp.Return
 }
 
 // NewPublisher returns a publisher over b's connection.
@@ -113,13 +118,19 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		// receive. The pause lets the broker cancel them first; they subscribe again.
 		p.mu.Lock()
 		if p.redeclareAt.IsZero() {
-			p.redeclareAt = time.Now().Add(redeclarePause)
+			p.returnedInARow++
+			p.redeclareAt = time.Now().Add(retryDelay(redeclarePause, maxResubscribeDelay, p.returnedInARow))
 		}
 		p.mu.Unlock()
 		return fmt.Errorf("%w (type %s)", ErrUnroutable, m.Type)
 	}
 	if !acked {
 		return ErrNotConfirmed
+	}
+	if m.Mandatory {
+		p.mu.Lock()
+		p.returnedInARow = 0
+		p.mu.Unlock()
 	}
 	return nil
 }
@@ -202,6 +213,7 @@ func (p *Publisher) declareAgain(ctx context.Context, down <-chan struct{}) {
 	if err != nil || connDown != down {
 		return
 	}
+	p.b.log.Debug("declaring the topology again: a message came back unroutable")
 	p.declareOn(conn)
 }
 
