@@ -75,7 +75,17 @@ type ConsumerConfig struct {
 	// outlasts DeliveryLimit+1 holds of it (over three hours with the defaults) before it
 	// is dead-lettered, instead of the few minutes its redeliveries would take.
 	Hold time.Duration
+	// IdleResubscribe is how long a subscription may receive nothing, with no delivery in
+	// hand, before it is made again; default DefaultIdleResubscribe. RabbitMQ (3.10) may
+	// never cancel the consumers of a quorum queue deleted and declared again within
+	// milliseconds: they stay on the new queue, which delivers to them messages this
+	// client never receives, until their channel closes. Made again, the subscription's
+	// old channel closes, and what it held goes back to the queue.
+	IdleResubscribe time.Duration
 }
+
+// DefaultIdleResubscribe is ConsumerConfig.IdleResubscribe's default.
+const DefaultIdleResubscribe = 30 * time.Second
 
 // DefaultHold is ConsumerConfig.Hold's default: well below the 30 minutes after which
 // RabbitMQ closes the channel of a consumer that has not acknowledged a delivery
@@ -148,6 +158,9 @@ func (b *Broker) Consume(cfg ConsumerConfig) *Consumer {
 	if cfg.Hold <= 0 {
 		cfg.Hold = DefaultHold
 	}
+	if cfg.IdleResubscribe <= 0 {
+		cfg.IdleResubscribe = DefaultIdleResubscribe
+	}
 	hardCx, hardFn := context.WithCancel(context.Background())
 	c := &Consumer{
 		b: b, cfg: cfg, log: b.log.With("queue", cfg.Queue),
@@ -168,6 +181,9 @@ const deadLetterDeclarePause = time.Second
 
 // errCancelled: the broker ended the subscription, as it does when the queue is deleted.
 var errCancelled = errors.New("subscription cancelled by the broker")
+
+// errIdle: the subscription received nothing for IdleResubscribe, with nothing in hand.
+var errIdle = errors.New("subscription idle")
 
 func (c *Consumer) run() {
 	defer close(c.done)
@@ -193,6 +209,12 @@ func (c *Consumer) run() {
 		case <-c.stop:
 			return
 		default:
+		}
+		if errors.Is(err, errIdle) {
+			// Ready all along: the next subscription follows at once.
+			c.log.Debug("no delivery for a while: subscribing again, in case the broker lost this subscription",
+				"idle", c.cfg.IdleResubscribe)
+			continue
 		}
 		if err != nil {
 			c.setUnsubscribed(err)
@@ -268,8 +290,16 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscri
 	defer inflight.Wait()
 	gone := make(chan struct{}) // closed as this subscription ends: pauses end, acks go nowhere
 	defer close(gone)
+	var held atomic.Int64 // deliveries in hand
+	idle := time.NewTimer(c.cfg.IdleResubscribe)
+	defer idle.Stop()
 	for {
 		select {
+		case <-idle.C:
+			if held.Load() == 0 && len(deliveries) == 0 {
+				return true, errIdle
+			}
+			idle.Reset(c.cfg.IdleResubscribe)
 		case d, ok := <-deliveries:
 			if !ok {
 				select {
@@ -284,7 +314,12 @@ func (c *Consumer) consume(conn *amqp.Connection, down <-chan struct{}) (subscri
 					return true, errCancelled
 				}
 			}
-			inflight.Go(func() { c.handle(conn, d, gone) })
+			idle.Reset(c.cfg.IdleResubscribe)
+			held.Add(1)
+			inflight.Go(func() {
+				defer held.Add(-1)
+				c.handle(conn, d, gone)
+			})
 		case <-down:
 			return true, nil
 		case <-c.stop:

@@ -163,3 +163,47 @@ func TestBindingsComeBack(t *testing.T) {
 		}
 	})
 }
+
+// TestConsumerLeftOnAQueueDeclaredAgain: a queue deleted and declared again at once, with
+// its arguments and binding, by someone else. RabbitMQ (3.10) may then never cancel the
+// consumer, which stays on the new queue: the broker delivers to it what this client never
+// receives. A subscription idle for IdleResubscribe with nothing in hand is made again, its
+// old channel closed, and what the broker held for it goes back to the queue.
+func TestConsumerLeftOnAQueueDeclaredAgain(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	b := connect(t, url)
+	rec := newRecorder()
+	p := messaging.NewPublisher(b)
+	t.Cleanup(p.Close)
+	const idle = 2 * time.Second
+	c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: rec.handle, IdleResubscribe: idle})
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	publish(t, p, "before", "work.done")
+	eventually(t, "first message", func() bool { return rec.storedCount("before") == 1 })
+
+	for round := range 3 { // the broker cancels the consumer some of the time
+		ch, closeConn := channel(t, url)
+		if _, err := ch.QueueDelete(workQueue.Name, false, false, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDeclare(workQueue.Name, true, false, false, false, amqp.Table{
+			amqp.QueueTypeArg: amqp.QueueTypeQuorum, "x-delivery-limit": int64(workQueue.DeliveryLimit),
+			"x-dead-letter-exchange": messaging.DeadLetterExchange, "x-dead-letter-routing-key": workQueue.Name,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.QueueBind(workQueue.Name, "work.*", messaging.Exchange, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		closeConn()
+		id := fmt.Sprintf("after-%d", round)
+		publish(t, p, id, "work.done")
+		deadline := time.Now().Add(idle + 5*time.Second)
+		for rec.storedCount(id) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: message on the queue declared again not handled within %s", round, idle+5*time.Second)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
