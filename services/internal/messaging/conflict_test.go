@@ -24,25 +24,8 @@ var otherQueue = messaging.Queue{Name: "test.other", RoutingKeys: []string{"othe
 // not consumed, its consumer's readiness says why, and an ERROR line names it with the
 // broker's message. Once the conflict is gone, the queue is declared and consumed.
 func TestQueueDeclaredWithOtherArguments(t *testing.T) {
-	url := testenv.RabbitMQ(t)
-	ch, closeConn := channel(t, url)
-	if _, err := ch.QueueDeclare(workQueue.Name, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	closeConn()
-
 	var logs testproc.Buffer
-	b := messaging.Connect(messaging.Config{
-		URL: url, Name: t.Name(), ReconnectDelay: 100 * time.Millisecond,
-		Topology: messaging.Topology{Queues: []messaging.Queue{workQueue, otherQueue}},
-		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
-	})
-	t.Cleanup(b.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatalf("broker not ready with one queue in conflict: %v\n%s", err, logs.String())
-	}
+	url, b := connectBesideForeignWorkQueue(t, &logs, slog.LevelInfo)
 
 	rec := newRecorder()
 	p := messaging.NewPublisher(b)
@@ -78,7 +61,7 @@ func TestQueueDeclaredWithOtherArguments(t *testing.T) {
 	}
 
 	// The foreign queue goes: ours is declared and consumed.
-	ch, closeConn = channel(t, url)
+	ch, closeConn := channel(t, url)
 	if _, err := ch.QueueDelete(workQueue.Name, false, false, false); err != nil {
 		t.Fatal(err)
 	}
@@ -129,27 +112,12 @@ func TestExchangeDeclaredWithOtherType(t *testing.T) {
 // publisher declares the topology again after growing pauses, not a second after every
 // returned message.
 func TestUnroutableRedeclaresBackOff(t *testing.T) {
-	url := testenv.RabbitMQ(t)
-	ch, closeConn := channel(t, url)
-	if _, err := ch.QueueDeclare(workQueue.Name, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	closeConn()
-
 	var logs testproc.Buffer
-	b := messaging.Connect(messaging.Config{
-		URL: url, Name: t.Name(), ReconnectDelay: 100 * time.Millisecond,
-		Topology: messaging.Topology{Queues: []messaging.Queue{workQueue, otherQueue}},
-		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	t.Cleanup(b.Close)
+	_, b := connectBesideForeignWorkQueue(t, &logs, slog.LevelDebug)
 	p := messaging.NewPublisher(b)
 	t.Cleanup(p.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for i := 0; i < 60; i++ { // 6 s
 		err := p.Publish(ctx, messaging.Message{ID: fmt.Sprintf("w-%d", i), Type: "work.done", Body: []byte(`{}`), Mandatory: true})
 		if !errors.Is(err, messaging.ErrUnroutable) {
@@ -161,4 +129,29 @@ func TestUnroutableRedeclaresBackOff(t *testing.T) {
 	if n := strings.Count(logs.String(), "declaring the topology again"); n < 1 || n > 3 {
 		t.Errorf("%d declarations in 6 s of unroutable messages, want 1 to 3:\n%s", n, logs.String())
 	}
+}
+
+// connectBesideForeignWorkQueue declares the work queue as someone else would, a classic
+// queue without arguments or binding, then connects a broker whose topology has it and
+// otherQueue, logging at level into logs, and waits until it is ready.
+func connectBesideForeignWorkQueue(t *testing.T, logs *testproc.Buffer, level slog.Level) (string, *messaging.Broker) {
+	t.Helper()
+	url := testenv.RabbitMQ(t)
+	ch, closeConn := channel(t, url)
+	if _, err := ch.QueueDeclare(workQueue.Name, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	closeConn()
+	b := messaging.Connect(messaging.Config{
+		URL: url, Name: t.Name(), ReconnectDelay: 100 * time.Millisecond,
+		Topology: messaging.Topology{Queues: []messaging.Queue{workQueue, otherQueue}},
+		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
+	})
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitReady(ctx); err != nil {
+		t.Fatalf("broker not ready with one queue in conflict: %v\n%s", err, logs.String())
+	}
+	return url, b
 }
