@@ -110,10 +110,9 @@ func StatusOf(e *apperr.Error) int {
 
 // Decode reads the request body as exactly one JSON value into v, strictly: unknown
 // fields, a wrong type, malformed JSON, bytes that are not UTF-8, an empty body or data
-// after the value → a 400
-// apperr.Error saying what is wrong and where; a body over MaxBodyBytes → 413; a
-// Content-Type other than JSON (see jsonMediaType) → 415, the body unread. Pass the error
-// to RespondError.
+// after the value → a 400 apperr.Error saying what is wrong and where; a body over
+// MaxBodyBytes → 413; a Content-Type other than JSON (see jsonMediaType) → 415, the body
+// unread. Pass the error to RespondError.
 //
 // Names match the fields' JSON names exactly, and a name given twice is refused:
 // encoding/json matches names regardless of case and keeps the last of two, so "Stock" or a

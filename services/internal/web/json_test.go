@@ -95,13 +95,7 @@ func TestDecode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got item
-			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := web.Decode(w, r, &got); err != nil {
-					web.RespondError(w, r, err)
-					return
-				}
-				web.Respond(w, http.StatusOK, got)
-			})
+			h := decodeInto(&got)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest("POST", "/", strings.NewReader(tt.body)))
 			if tt.status == 0 {
@@ -151,13 +145,7 @@ func TestDecodeContentType(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.contentType, ","), func(t *testing.T) {
 			var got item
-			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := web.Decode(w, r, &got); err != nil {
-					web.RespondError(w, r, err)
-					return
-				}
-				web.Respond(w, http.StatusOK, got)
-			})
+			h := decodeInto(&got)
 			req := httptest.NewRequest("POST", "/", strings.NewReader(body))
 			for _, ct := range tt.contentType {
 				req.Header.Add("Content-Type", ct)
@@ -271,4 +259,16 @@ func TestDecodeLeavesNullToTheFieldsUnmarshalJSON(t *testing.T) {
 			t.Errorf("Decode(%s) = %v, want %q", tt.body, err, tt.errMsg)
 		}
 	}
+}
+
+// decodeInto is a handler that decodes the request body into got and answers it back, or
+// the refusal.
+func decodeInto(got *item) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := web.Decode(w, r, got); err != nil {
+			web.RespondError(w, r, err)
+			return
+		}
+		web.Respond(w, http.StatusOK, *got)
+	})
 }
