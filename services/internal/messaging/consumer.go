@@ -42,6 +42,9 @@ func (e permanentError) Unwrap() error { return e.err }
 // Permanent marks err as not worth a retry, e.g. a malformed message.
 func Permanent(err error) error { return permanentError{err} }
 
+// IsPermanent reports whether err, or an error it wraps, was marked by Permanent.
+func IsPermanent(err error) bool { return errors.As(err, new(permanentError)) }
+
 // Prefetch bounds.
 const (
 	// DefaultPrefetch is the prefetch of a ConsumerConfig that sets none; the services'
@@ -359,7 +362,7 @@ func (c *Consumer) handle(conn *amqp.Connection, d amqp.Delivery, gone <-chan st
 			ackErr = d.Ack(false)
 			break
 		}
-		if errors.As(err, new(permanentError)) {
+		if IsPermanent(err) {
 			log.ErrorContext(ctx, "dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
 			// The dead-letter queue may have been deleted since the connection declared
 			// it, and the broker drops a dead letter no queue takes: declare the topology

@@ -23,9 +23,10 @@ type Config struct {
 	config.Base
 	Mongo  mongodb.Config
 	Broker messaging.Settings
-	// UserServiceURL and ProductServiceURL are the peers' base URLs.
+	// UserServiceURL, ProductServiceURL and PaymentServiceURL are the peers' base URLs.
 	UserServiceURL    string `env:"USER_SERVICE_URL" envDefault:"http://user:8080"`
 	ProductServiceURL string `env:"PRODUCT_SERVICE_URL" envDefault:"http://product:8080"`
+	PaymentServiceURL string `env:"PAYMENT_SERVICE_URL" envDefault:"http://payment:8080"`
 	// PeerTimeout bounds each call to a peer.
 	PeerTimeout time.Duration `env:"PEER_TIMEOUT" envDefault:"5s"`
 	// PlacementTimeout bounds POST /orders up to its answer, peer calls included; the peer
@@ -34,6 +35,9 @@ type Config struct {
 	// client behind the gateway gets the order service's answer (a 503 when a peer
 	// hangs: nothing placed, send it again), not the gateway's 504 (the order may exist).
 	PlacementTimeout time.Duration `env:"PLACEMENT_TIMEOUT" envDefault:"8s"`
+	// PendingCheckAfter is how long an order stays PENDING before the sweep asks the
+	// payment service for its payment (pending.go): its result event may have been lost.
+	PendingCheckAfter time.Duration `env:"PENDING_CHECK_AFTER" envDefault:"2m"`
 	// Prefetch is how many payment results are handled at once.
 	Prefetch int `env:"CONSUMER_PREFETCH" envDefault:"64"`
 }
@@ -56,7 +60,7 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPeers(cfg.UserServiceURL, cfg.ProductServiceURL, cfg.PeerTimeout)
+	p, err := newPeers(cfg.UserServiceURL, cfg.ProductServiceURL, cfg.PaymentServiceURL, cfg.PeerTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +71,7 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 		RemovalDelay: 2 * time.Second,
 		Queue:        messaging.OrderPaymentResults.Name, Prefetch: cfg.Prefetch, Logger: log,
 	})
-	svc := &service{store: st, peers: p, relay: w, log: log, budget: cfg.PlacementTimeout,
+	svc := &service{store: st, peers: p, relay: w, log: log, budget: cfg.PlacementTimeout, pendingAge: cfg.PendingCheckAfter,
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
 	w.Start(svc.handlePaymentResult)
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
@@ -90,6 +94,13 @@ func (a *App) Sweep(ctx context.Context, olderThan time.Duration) (int, error) {
 // app sweeps them by itself every 30 s.
 func (a *App) SweepReleases(ctx context.Context, olderThan time.Duration) (int, error) {
 	return a.svc.sweepReleases(ctx, olderThan)
+}
+
+// SweepPending settles now the orders PENDING since before olderThan ago whose payment the
+// payment service holds (see sweepPending), and returns how many; the app sweeps them by
+// itself every 30 s, those PENDING for over PENDING_CHECK_AFTER.
+func (a *App) SweepPending(ctx context.Context, olderThan time.Duration) (int, error) {
+	return a.svc.sweepPending(ctx, olderThan)
 }
 
 // Handler serves the HTTP API with /healthz, /readyz (the store; the broker is reported but optional: its events wait in the outbox) and /metrics.

@@ -18,19 +18,24 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
-// peers calls the user and product services.
+// peers calls the user, product and payment services.
 type peers struct {
 	http    *http.Client
 	user    *url.URL
 	product *url.URL
+	payment *url.URL
 }
 
-func newPeers(userURL, productURL string, timeout time.Duration) (*peers, error) {
+func newPeers(userURL, productURL, paymentURL string, timeout time.Duration) (*peers, error) {
 	u, err := peerURL("USER_SERVICE_URL", userURL)
 	if err != nil {
 		return nil, err
 	}
 	p, err := peerURL("PRODUCT_SERVICE_URL", productURL)
+	if err != nil {
+		return nil, err
+	}
+	pay, err := peerURL("PAYMENT_SERVICE_URL", paymentURL)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +51,7 @@ func newPeers(userURL, productURL string, timeout time.Duration) (*peers, error)
 			// to some other resource.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		user: u, product: p,
+		user: u, product: p, payment: pay,
 	}, nil
 }
 
@@ -59,10 +64,10 @@ func peerURL(name, value string) (*url.URL, error) {
 	return u, nil
 }
 
-// call sends a JSON request and decodes a JSON answer into out when the status is in ok.
-// It returns the status; any transport error or unexpected status is an Unavailable error
-// naming the peer, never the peer's own message.
-func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL, path string, body, out any) (int, []byte, error) {
+// call sends a JSON request to path (and query, if any) under the peer's base URL u, and
+// decodes a 2xx JSON answer into out. It returns the status and the answer's body; a
+// transport error is an Unavailable error naming the peer, never the peer's own message.
+func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL, path string, query url.Values, body, out any) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -71,7 +76,9 @@ func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.JoinPath(path).String(), rd)
+	target := u.JoinPath(path)
+	target.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), rd)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -106,7 +113,7 @@ func (p *peers) checkUser(ctx context.Context, userID string) error {
 	if _, ok := mongodb.ParseID(userID); !ok {
 		return unknownUser()
 	}
-	status, _, err := p.call(ctx, "user", http.MethodGet, p.user, "/users/"+url.PathEscape(userID), nil, nil)
+	status, _, err := p.call(ctx, "user", http.MethodGet, p.user, "/users/"+url.PathEscape(userID), nil, nil, nil)
 	switch {
 	case err != nil:
 		return err
@@ -141,7 +148,7 @@ type reservation struct {
 func (p *peers) reserve(ctx context.Context, orderID string, items []RequestItem) (reservation, error) {
 	var res reservation
 	body := map[string]any{"orderId": orderID, "items": items}
-	status, data, err := p.call(ctx, "product", http.MethodPost, p.product, "/internal/reservations", body, &res)
+	status, data, err := p.call(ctx, "product", http.MethodPost, p.product, "/internal/reservations", nil, body, &res)
 	if err != nil {
 		return reservation{}, err
 	}
@@ -198,7 +205,7 @@ var errAttemptAbandoned = apperr.Unavailable("an earlier attempt with this Idemp
 // wrapping errReleaseRefused for a 4xx: an answer about this order, where a 5xx or no
 // answer says that the product service is out.
 func (p *peers) release(ctx context.Context, orderID string) error {
-	status, _, err := p.call(ctx, "product", http.MethodDelete, p.product, "/internal/reservations/"+url.PathEscape(orderID), nil, nil)
+	status, _, err := p.call(ctx, "product", http.MethodDelete, p.product, "/internal/reservations/"+url.PathEscape(orderID), nil, nil, nil)
 	switch {
 	case err != nil:
 		return err
@@ -214,3 +221,34 @@ func (p *peers) release(ctx context.Context, orderID string) error {
 // errReleaseRefused is the product service refusing a release with a 4xx other than 404,
 // which its contract does not answer.
 var errReleaseRefused = errors.New("product service refused the release")
+
+// paymentOf returns the payment the payment service holds for order orderID, as the
+// result event it published would carry it, and found false when it holds none. It asks
+// `GET /payments?orderId=`, which matches at most one payment. An answer but 200 is an
+// Unavailable error, as a transport error is.
+func (p *peers) paymentOf(ctx context.Context, orderID string) (r PaymentResult, found bool, err error) {
+	var page struct {
+		Items []struct {
+			ID          string `json:"id"`
+			OrderID     string `json:"orderId"`
+			AmountCents int64  `json:"amountCents"`
+			Currency    string `json:"currency"`
+			Status      string `json:"status"`
+			Reason      string `json:"reason"`
+		} `json:"items"`
+	}
+	status, _, err := p.call(ctx, "payment", http.MethodGet, p.payment, "/payments", url.Values{"orderId": {orderID}}, nil, &page)
+	switch {
+	case err != nil:
+		return PaymentResult{}, false, err
+	case status != http.StatusOK:
+		return PaymentResult{}, false, apperr.Unavailable(fmt.Sprintf("payment service answered %d", status))
+	}
+	for _, it := range page.Items {
+		if it.OrderID == orderID {
+			return PaymentResult{PaymentID: it.ID, OrderID: it.OrderID, AmountCents: it.AmountCents,
+				Currency: it.Currency, Status: it.Status, Reason: it.Reason}, true, nil
+		}
+	}
+	return PaymentResult{}, false, nil
+}

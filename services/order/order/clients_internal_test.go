@@ -53,17 +53,18 @@ func TestReservationRefused(t *testing.T) {
 // service is built, not answered 503 at every order.
 func TestNewPeersRefusesBadURLs(t *testing.T) {
 	tests := []struct {
-		user, product, wantErr string
+		user, product, payment, wantErr string
 	}{
-		{"http://user:8080", "https://product:8443", ""},
-		{"ftp://user:21", "http://product:8080", `USER_SERVICE_URL="ftp://user:21"`},
-		{"http://user:8080", "product:8080", `PRODUCT_SERVICE_URL="product:8080"`},
-		{"http://user:8080#x", "http://product:8080", `USER_SERVICE_URL="http://user:8080#x"`},
+		{"http://user:8080", "https://product:8443", "http://payment:8080", ""},
+		{"ftp://user:21", "http://product:8080", "http://payment:8080", `USER_SERVICE_URL="ftp://user:21"`},
+		{"http://user:8080", "product:8080", "http://payment:8080", `PRODUCT_SERVICE_URL="product:8080"`},
+		{"http://user:8080#x", "http://product:8080", "http://payment:8080", `USER_SERVICE_URL="http://user:8080#x"`},
+		{"http://user:8080", "http://product:8080", "http://payment:8080?x=1", `PAYMENT_SERVICE_URL="http://payment:8080?x=1"`},
 	}
 	for _, tt := range tests {
-		_, err := newPeers(tt.user, tt.product, time.Second)
+		_, err := newPeers(tt.user, tt.product, tt.payment, time.Second)
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-			t.Errorf("newPeers(%q, %q) = %v, want error %q", tt.user, tt.product, err, tt.wantErr)
+			t.Errorf("newPeers(%q, %q, %q) = %v, want error %q", tt.user, tt.product, tt.payment, err, tt.wantErr)
 		}
 	}
 }

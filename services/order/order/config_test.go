@@ -33,6 +33,9 @@ func TestConfigLoad(t *testing.T) {
 		// 0 is no timeout at all in an http.Client: a hung peer would hold the request.
 		{"peer timeout 0", []string{"PEER_TIMEOUT=0s"}, "PEER_TIMEOUT=0s: must be positive"},
 		{"placement timeout 0", []string{"PLACEMENT_TIMEOUT=0s"}, "PLACEMENT_TIMEOUT=0s: must be positive"},
+		{"payment peer without host", []string{"PAYMENT_SERVICE_URL=http:///payments"}, `PAYMENT_SERVICE_URL="http:///payments": want an absolute http or https URL`},
+		// 0 would ask the payment service about every order still being paid.
+		{"pending check 0", []string{"PENDING_CHECK_AFTER=0s"}, "PENDING_CHECK_AFTER=0s: must be positive"},
 		{"prefetch 0", []string{"CONSUMER_PREFETCH=0"}, "CONSUMER_PREFETCH=0: must be between 1 and 65535"},
 		{"prefetch past 16 bits", []string{"CONSUMER_PREFETCH=65536"}, "CONSUMER_PREFETCH=65536: must be between 1 and 65535"},
 	}
@@ -45,7 +48,8 @@ func TestConfigLoad(t *testing.T) {
 					t.Fatalf("LoadFrom: %v", err)
 				}
 				if tt.environ == nil && (cfg.PeerTimeout != 5*time.Second || cfg.PlacementTimeout != 8*time.Second ||
-					cfg.Prefetch != 64 || cfg.UserServiceURL != "http://user:8080") {
+					cfg.Prefetch != 64 || cfg.UserServiceURL != "http://user:8080" ||
+					cfg.PaymentServiceURL != "http://payment:8080" || cfg.PendingCheckAfter != 2*time.Minute) {
 					t.Errorf("defaults = %+v", cfg)
 				}
 				return

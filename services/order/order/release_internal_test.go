@@ -93,7 +93,7 @@ func newServiceWithProduct(ctx context.Context, t *testing.T) (*service, *releas
 	p := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
-	peers, err := newPeers("http://user.invalid", srv.URL, 2*time.Second)
+	peers, err := newPeers("http://user.invalid", srv.URL, "http://payment.invalid", 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,9 @@ type service struct {
 	now   func() time.Time
 	// budget bounds a placement up to its answer (PLACEMENT_TIMEOUT).
 	budget time.Duration
+	// pendingAge is how long an order stays PENDING before the sweep asks the payment
+	// service for its payment (PENDING_CHECK_AFTER, pending.go).
+	pendingAge time.Duration
 	// background counts the stock releases of failed placements (abandonWithin), which
 	// may outlive their request; Close waits for them.
 	background sync.WaitGroup
@@ -428,13 +431,25 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 	if err := json.Unmarshal(d.Body, &r); err != nil {
 		return messaging.Permanent(fmt.Errorf("malformed %s: %w", d.Type, err))
 	}
+	_, err := s.applyPaymentResult(ctx, d.Type, r, "id", d.ID)
+	return err
+}
+
+// applyPaymentResult settles an order from payment result r of type typ (see
+// handlePaymentResult, and the sweep of orders left PENDING, sweepPending, which builds r
+// from the payment service's record of the payment). changed is true when it settled the
+// order, false when the order was settled before. A result that cannot settle the order
+// (for a malformed or unknown order id, of another type, or not matching its type or the
+// order) is a Permanent error. logAttrs say where r came from, in the ERROR line of a
+// result that contradicts the order's settlement.
+func (s *service) applyPaymentResult(ctx context.Context, typ string, r PaymentResult, logAttrs ...any) (changed bool, err error) {
 	id, ok := mongodb.ParseID(r.OrderID)
 	if !ok {
-		return messaging.Permanent(fmt.Errorf("%s for malformed order id %q", d.Type, r.OrderID))
+		return false, messaging.Permanent(fmt.Errorf("%s for malformed order id %q", typ, r.OrderID))
 	}
 	var status Status
 	var reason, paymentStatus string
-	switch d.Type {
+	switch typ {
 	case messaging.PaymentSucceeded:
 		status, paymentStatus = Paid, paymentSucceeded
 	case messaging.PaymentFailed:
@@ -443,36 +458,36 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 			reason = "payment failed: " + r.Reason
 		}
 	default:
-		return messaging.Permanent(fmt.Errorf("unexpected event type %q", d.Type))
+		return false, messaging.Permanent(fmt.Errorf("unexpected event type %q", typ))
 	}
 	if r.Status != paymentStatus {
-		return messaging.Permanent(fmt.Errorf("%s of order %s with status %q, want %s", d.Type, r.OrderID, r.Status, paymentStatus))
+		return false, messaging.Permanent(fmt.Errorf("%s of order %s with status %q, want %s", typ, r.OrderID, r.Status, paymentStatus))
 	}
 	// An order's amount and currency never change once it is stored: read outside its lock.
 	o, err := s.store.get(ctx, id)
 	if errors.Is(err, errNotFound) {
-		return messaging.Permanent(fmt.Errorf("%s for unknown order %s", d.Type, r.OrderID))
+		return false, messaging.Permanent(fmt.Errorf("%s for unknown order %s", typ, r.OrderID))
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if r.AmountCents != o.TotalCents || r.Currency != o.Currency {
-		return messaging.Permanent(fmt.Errorf("%s of order %s for %d %s, want its total %d %s",
-			d.Type, r.OrderID, r.AmountCents, r.Currency, o.TotalCents, o.Currency))
+		return false, messaging.Permanent(fmt.Errorf("%s of order %s for %d %s, want its total %d %s",
+			typ, r.OrderID, r.AmountCents, r.Currency, o.TotalCents, o.Currency))
 	}
 
 	now := s.now()
 	ev, err := outbox.NewEvent(ctx, messaging.OrderUpdated,
 		UpdatedEvent{OrderID: r.OrderID, Status: status, Reason: reason, UpdatedAt: now}, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var releaseStock func() error
 	if status == Cancelled {
 		releaseStock = func() error { return s.releaseOrDefer(ctx, id, now) }
 	}
 	var published map[string]bool
-	changed, err := s.store.settle(ctx, id, settlement{
+	changed, err = s.store.settle(ctx, id, settlement{
 		status: status, reason: reason, event: ev, now: now, prepare: releaseStock,
 		published: func(id bson.ObjectID) map[string]bool {
 			published = s.relay.TakeConfirmed(id)
@@ -480,30 +495,30 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 		},
 	})
 	if errors.Is(err, errNotFound) {
-		return messaging.Permanent(fmt.Errorf("%s for unknown order %s", d.Type, r.OrderID))
+		return false, messaging.Permanent(fmt.Errorf("%s for unknown order %s", typ, r.OrderID))
 	}
 	if err != nil {
 		if len(published) > 0 {
 			// Their removal was ours: the relay reads the order again and sends what is left.
 			s.relay.Notify(id)
 		}
-		return err
+		return false, err
 	}
 	if changed {
 		s.relay.Notify(id, ev)
-		return nil
+		return true, nil
 	}
 	// Settled before: by this result (a duplicate), or otherwise, which someone must look at.
 	if o.Status == Pending { // settled since it was read
 		if o, err = s.store.get(ctx, id); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if o.Status != status {
 		s.log.ErrorContext(ctx, "payment result contradicts the order's settlement, order left as it is",
-			"order", r.OrderID, "status", o.Status, "type", d.Type, "payment", r.PaymentID, "id", d.ID)
+			append([]any{"order", r.OrderID, "status", o.Status, "type", typ, "payment", r.PaymentID}, logAttrs...)...)
 	}
-	return nil
+	return false, nil
 }
 
 // The statuses of a payment result (the payment service's payment statuses).

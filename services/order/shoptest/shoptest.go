@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -48,6 +49,8 @@ type Options struct {
 	WrapProduct func(http.Handler) http.Handler
 	// Prefetch is the order service's CONSUMER_PREFETCH; 0 means 64.
 	Prefetch int
+	// PendingCheckAfter is the order service's PENDING_CHECK_AFTER; 0 means 2 min.
+	PendingCheckAfter time.Duration
 }
 
 // Shop is the running suite. Its URLs are the services' base URLs.
@@ -57,8 +60,19 @@ type Shop struct {
 	opts    Options
 	Order   *order.App
 	Payment *payment.App
-	servers []*httptest.Server
-	client  *http.Client
+	// order and payment serve Order's and Payment's handlers at OrderURL and PaymentURL.
+	order, payment *swappable
+	servers        []*httptest.Server
+	client         *http.Client
+	dbs            map[string]*mongo.Database // Options.Database's answers, each asked once
+}
+
+// database returns the database of service, the same one each time.
+func (s *Shop) database(service string) *mongo.Database {
+	if s.dbs[service] == nil {
+		s.dbs[service] = s.opts.Database(service)
+	}
+	return s.dbs[service]
 }
 
 // Start starts the four services and waits until order and payment reach the broker.
@@ -71,13 +85,14 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 512
-	s := &Shop{opts: opts, client: &http.Client{Transport: transport, Timeout: 30 * time.Second}}
-	users := userstore.New(opts.Database("users"))
+	s := &Shop{opts: opts, client: &http.Client{Transport: transport, Timeout: 30 * time.Second},
+		dbs: map[string]*mongo.Database{}}
+	users := userstore.New(s.database("users"))
 	if err := users.EnsureIndexes(ctx); err != nil {
 		return nil, err
 	}
 	s.UserURL = s.serve(userhttp.NewHandler(users, opts.Logger, metrics.NewRegistry()))
-	product := producthttp.NewHandler(productstore.New(opts.Database("products")), opts.Logger, metrics.NewRegistry())
+	product := producthttp.NewHandler(productstore.New(s.database("products")), opts.Logger, metrics.NewRegistry())
 	if opts.WrapProduct != nil {
 		product = opts.WrapProduct(product)
 	}
@@ -91,20 +106,18 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 	if opts.Prefetch == 0 {
 		opts.Prefetch = 64
 	}
-
-	var err error
-	s.Order, err = order.New(ctx, order.Config{
-		Broker: messaging.Settings{URL: opts.AMQPURL}, UserServiceURL: s.UserURL, ProductServiceURL: s.ProductURL,
-		PeerTimeout: opts.PeerTimeout, PlacementTimeout: opts.PlacementTimeout, Prefetch: opts.Prefetch,
-	}, opts.Database("orders"), opts.Logger)
-	if err != nil {
-		s.Close()
-		return nil, err
+	if opts.PendingCheckAfter == 0 {
+		opts.PendingCheckAfter = 2 * time.Minute
 	}
-	s.OrderURL = s.serve(s.Order.Handler(metrics.NewRegistry()))
-	if err := s.startPayment(ctx); err != nil {
-		s.Close()
-		return nil, err
+	s.opts = opts
+
+	s.payment, s.PaymentURL = s.serveSwappable()
+	s.order, s.OrderURL = s.serveSwappable()
+	for _, start := range []func(context.Context) error{s.StartPayment, s.StartOrder} {
+		if err := start(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	for _, wait := range []func(context.Context) error{s.Order.WaitReady, s.Payment.WaitReady} {
 		if err := wait(ctx); err != nil {
@@ -115,18 +128,80 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 	return s, nil
 }
 
-// startPayment starts the payment service on its own server.
-func (s *Shop) startPayment(ctx context.Context) error {
-	var err error
-	s.Payment, err = payment.New(ctx, payment.Config{
-		Base: config.Base{}, Broker: messaging.Settings{URL: s.opts.AMQPURL},
-		LimitCents: s.opts.PaymentLimitCents, Prefetch: 64,
-	}, s.opts.Database("payments"), s.opts.Logger)
+// StartOrder starts the order service at OrderURL, on its database as it is. Start starts
+// it; a test starts it again after StopOrder.
+func (s *Shop) StartOrder(ctx context.Context) error {
+	app, err := order.New(ctx, order.Config{
+		Broker: messaging.Settings{URL: s.opts.AMQPURL}, UserServiceURL: s.UserURL, ProductServiceURL: s.ProductURL,
+		PaymentServiceURL: s.PaymentURL, PeerTimeout: s.opts.PeerTimeout, PlacementTimeout: s.opts.PlacementTimeout,
+		PendingCheckAfter: s.opts.PendingCheckAfter, Prefetch: s.opts.Prefetch,
+	}, s.database("orders"), s.opts.Logger)
 	if err != nil {
 		return err
 	}
-	s.PaymentURL = s.serve(s.Payment.Handler(metrics.NewRegistry()))
+	s.Order = app
+	s.order.set(app.Handler(metrics.NewRegistry()))
 	return nil
+}
+
+// StopOrder stops the order service: it stops consuming, and OrderURL answers 503 until
+// StartOrder.
+func (s *Shop) StopOrder(ctx context.Context) error {
+	s.order.set(nil)
+	app := s.Order
+	s.Order = nil
+	return app.Close(ctx)
+}
+
+// StartPayment starts the payment service at PaymentURL, on its database as it is.
+// Start starts it; a test starts it again after StopPayment.
+func (s *Shop) StartPayment(ctx context.Context) error {
+	app, err := payment.New(ctx, payment.Config{
+		Base: config.Base{}, Broker: messaging.Settings{URL: s.opts.AMQPURL},
+		LimitCents: s.opts.PaymentLimitCents, Prefetch: 64,
+	}, s.database("payments"), s.opts.Logger)
+	if err != nil {
+		return err
+	}
+	s.Payment = app
+	s.payment.set(app.Handler(metrics.NewRegistry()))
+	return nil
+}
+
+// StopPayment stops the payment service: it stops consuming, and PaymentURL answers 503
+// until StartPayment.
+func (s *Shop) StopPayment(ctx context.Context) error {
+	s.payment.set(nil)
+	app := s.Payment
+	s.Payment = nil
+	return app.Close(ctx)
+}
+
+// swappable serves the handler set last, and 503 while there is none: a service stopped
+// and started again keeps its URL, which its peers were given.
+type swappable struct{ h atomic.Pointer[http.Handler] }
+
+func (sw *swappable) set(h http.Handler) {
+	if h == nil {
+		sw.h.Store(nil)
+		return
+	}
+	sw.h.Store(&h)
+}
+
+func (sw *swappable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := sw.h.Load()
+	if h == nil {
+		http.Error(w, `{"error":"service stopped"}`, http.StatusServiceUnavailable)
+		return
+	}
+	(*h).ServeHTTP(w, r)
+}
+
+// serveSwappable starts a server for a service that a test may stop and start again.
+func (s *Shop) serveSwappable() (*swappable, string) {
+	sw := &swappable{}
+	return sw, s.serve(sw)
 }
 
 func (s *Shop) serve(h http.Handler) string {
