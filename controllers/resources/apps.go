@@ -112,11 +112,14 @@ func appFor(shop *shopv1.Shop, component string) app {
 			// The service's server would cut an answer that its placement budget allows.
 			a.env = append(a.env, corev1.EnvVar{Name: "HTTP_WRITE_TIMEOUT", Value: upstream.String()})
 		}
-		a.env = append(a.env, urls(User, Product)...)
+		// order checks users, reserves stock, and asks payment for the payment of an order
+		// left PENDING (its result event lost).
+		a.env = append(a.env, urls(User, Product, Payment)...)
 		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
 		return a
 	case Payment:
 		a := backend(spec.Services.Payment.ServiceSpec)
+		a.callers = []string{Gateway, Order} // order settles an order left PENDING from its payment
 		a.oneProcess = ferretDB
 		a.env = append(a.env, rabbitmq, corev1.EnvVar{
 			Name:  "PAYMENT_LIMIT_CENTS",

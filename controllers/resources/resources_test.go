@@ -171,7 +171,8 @@ func TestAppEnvironment(t *testing.T) {
 		{
 			app: Order,
 			wantValues: map[string]string{
-				"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80", "PLACEMENT_TIMEOUT": "8s",
+				"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80",
+				"PAYMENT_SERVICE_URL": "http://demo-payment:80", "PLACEMENT_TIMEOUT": "8s",
 			},
 			wantUnset:  []string{"HTTP_WRITE_TIMEOUT"}, // the service's own 30 s
 			wantSecret: map[string]string{"MONGODB_URI": "order-mongodb-uri", "RABBITMQ_URL": "rabbitmq-url"},
@@ -761,7 +762,7 @@ func TestNetworkPolicyAdmitsOnlyCallers(t *testing.T) {
 		{User, 8080, []string{Gateway, Order}},
 		{Product, 8080, []string{Gateway, Order}},
 		{Order, 8080, []string{Gateway}},
-		{Payment, 8080, []string{Gateway}},
+		{Payment, 8080, []string{Gateway, Order}},
 		{MongoDB, 27017, []string{User, Product, Order, Payment}},
 		{RabbitMQ, 5672, []string{Order, Payment}},
 	}
