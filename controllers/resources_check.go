@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
@@ -34,9 +36,9 @@ const probeResourcesPath = "spec.template.spec.containers[0].resources"
 func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
 	for _, f := range resources.ResourceSettings(shop) {
 		key := shop.Namespace + "/" + digest(shop, f.Resources)
-		if v, ok := r.resourceVerdicts.Load(key); ok {
-			if v.(string) != "" {
-				return resourcesProblem(f.Path, v.(string)), nil
+		if v, ok := r.resourceVerdicts.get(key); ok {
+			if v != "" {
+				return resourcesProblem(f.Path, v), nil
 			}
 			continue
 		}
@@ -71,7 +73,7 @@ func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop
 		default:
 			return nil, fmt.Errorf("dry-run the resources of %s: %w", f.Path, err)
 		}
-		r.resourceVerdicts.Store(key, verdict)
+		r.resourceVerdicts.add(key, verdict)
 		if verdict != "" {
 			return resourcesProblem(f.Path, verdict), nil
 		}
@@ -85,3 +87,29 @@ func resourcesProblem(path, said string) *Problem {
 	return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf(
 		"%s: the API server refuses them on a container (%s); no child is changed until they are fixed", path, said)}
 }
+
+// verdictCacheSize bounds the verdicts kept: a few per Shop (one per component whose
+// resources differ), and one more per edit of them; a verdict dropped is asked again.
+const verdictCacheSize = 1024
+
+// verdictCache keeps the latest verdicts of resourcesRefused, the least recently used
+// dropped first. Its zero value is ready to use.
+type verdictCache struct {
+	once  sync.Once
+	cache *lru.Cache // safe for concurrent use
+}
+
+func (v *verdictCache) entries() *lru.Cache {
+	v.once.Do(func() { v.cache = lru.New(verdictCacheSize) })
+	return v.cache
+}
+
+func (v *verdictCache) get(key string) (string, bool) {
+	verdict, ok := v.entries().Get(key)
+	if !ok {
+		return "", false
+	}
+	return verdict.(string), true
+}
+
+func (v *verdictCache) add(key, verdict string) { v.entries().Add(key, verdict) }

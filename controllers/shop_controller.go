@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -56,7 +55,7 @@ type ShopReconciler struct {
 
 	// resourceVerdicts holds what the API server said of a component's resources
 	// (resourcesRefused), by namespace and resources: "" when it takes them.
-	resourceVerdicts sync.Map
+	resourceVerdicts verdictCache
 }
 
 // DefaultPodReadyDeadline is the Deployment controller's default progress deadline
