@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,7 +51,7 @@ type App struct {
 	log    *slog.Logger
 
 	stopSweep context.CancelFunc
-	swept     chan struct{} // closed when the sweep has stopped
+	swept     chan struct{} // closed when the sweeps have stopped
 }
 
 // New builds the service on db and connects to the broker (in the background: the
@@ -78,7 +79,11 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		svc.sweepEvery(sweepCtx, sweepInterval, sweepAge)
+		var sweeps sync.WaitGroup
+		sweeps.Go(func() { svc.sweepEvery(sweepCtx, sweepInterval, sweepAge) })
+		// Apart, so that a slow payment service holds back no placement or release.
+		sweeps.Go(func() { svc.sweepPendingEvery(sweepCtx, sweepInterval) })
+		sweeps.Wait()
 	}()
 	return &App{svc: svc, db: db, worker: w, log: log, stopSweep: stopSweep, swept: swept}, nil
 }
@@ -97,10 +102,10 @@ func (a *App) SweepReleases(ctx context.Context, olderThan time.Duration) (int, 
 }
 
 // SweepPending settles now the orders PENDING since before olderThan ago whose payment the
-// payment service holds (see sweepPending), and returns how many; the app sweeps them by
-// itself every 30 s, those PENDING for over PENDING_CHECK_AFTER.
+// payment service holds, in one whole pass over them (see sweepPending), and returns how
+// many; the app sweeps those PENDING for over PENDING_CHECK_AFTER by itself every 30 s.
 func (a *App) SweepPending(ctx context.Context, olderThan time.Duration) (int, error) {
-	return a.svc.sweepPending(ctx, olderThan)
+	return a.svc.sweepPending(ctx, &pendingPass{}, olderThan, 0)
 }
 
 // Handler serves the HTTP API with /healthz, /readyz (the store; the broker is reported but optional: its events wait in the outbox) and /metrics.

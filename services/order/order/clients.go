@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
@@ -222,11 +223,11 @@ func (p *peers) release(ctx context.Context, orderID string) error {
 // which its contract does not answer.
 var errReleaseRefused = errors.New("product service refused the release")
 
-// paymentOf returns the payment the payment service holds for order orderID, as the
-// result event it published would carry it, and found false when it holds none. It asks
-// `GET /payments?orderId=`, which matches at most one payment. An answer but 200 is an
-// Unavailable error, as a transport error is.
-func (p *peers) paymentOf(ctx context.Context, orderID string) (r PaymentResult, found bool, err error) {
+// paymentsOf returns the payments the payment service holds for the orders orderIDs (at
+// most pendingPage), by order id, as the result event of each carried it; an order
+// it holds none for is not in the map. It asks `GET /internal/payments?orderIds=`, one
+// query for them all. An answer but 200 is an Unavailable error, as a transport error is.
+func (p *peers) paymentsOf(ctx context.Context, orderIDs []string) (map[string]PaymentResult, error) {
 	var page struct {
 		Items []struct {
 			ID          string `json:"id"`
@@ -237,18 +238,18 @@ func (p *peers) paymentOf(ctx context.Context, orderID string) (r PaymentResult,
 			Reason      string `json:"reason"`
 		} `json:"items"`
 	}
-	status, _, err := p.call(ctx, "payment", http.MethodGet, p.payment, "/payments", url.Values{"orderId": {orderID}}, nil, &page)
+	query := url.Values{"orderIds": {strings.Join(orderIDs, ",")}}
+	status, _, err := p.call(ctx, "payment", http.MethodGet, p.payment, "/internal/payments", query, nil, &page)
 	switch {
 	case err != nil:
-		return PaymentResult{}, false, err
+		return nil, err
 	case status != http.StatusOK:
-		return PaymentResult{}, false, apperr.Unavailable(fmt.Sprintf("payment service answered %d", status))
+		return nil, apperr.Unavailable(fmt.Sprintf("payment service answered %d", status))
 	}
+	out := make(map[string]PaymentResult, len(page.Items))
 	for _, it := range page.Items {
-		if it.OrderID == orderID {
-			return PaymentResult{PaymentID: it.ID, OrderID: it.OrderID, AmountCents: it.AmountCents,
-				Currency: it.Currency, Status: it.Status, Reason: it.Reason}, true, nil
-		}
+		out[it.OrderID] = PaymentResult{PaymentID: it.ID, OrderID: it.OrderID, AmountCents: it.AmountCents,
+			Currency: it.Currency, Status: it.Status, Reason: it.Reason}
 	}
-	return PaymentResult{}, false, nil
+	return out, nil
 }

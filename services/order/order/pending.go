@@ -15,47 +15,72 @@ import (
 // its way: the broker dead-letters one delivered more often than the queue's delivery
 // limit allows (RabbitMQ counts a prefetched message that comes back when a connection
 // closes, so a connection closed again and again can use up the limit of a result that
-// was handled, and of one that was not), and someone may move or purge a queue. The
-// payment itself is kept by the payment service, which charges an order once. So the
-// sweep asks the payment service for the payment of each order PENDING for longer than
-// PENDING_CHECK_AFTER, once the broker has its order.created, and settles the order from
-// it as the result would have (applyPaymentResult: the same checks, the stock of a
-// declined order given back, the same order.updated). A result still on its way finds
-// the order settled and changes nothing. An order the payment service holds no payment
-// for is left PENDING: its order.created is queued there still, or was dead-lettered
-// there, which someone must look at (the sweep says how many at WARN).
+// was never handled), and someone may purge or move a queue. The payment itself is kept
+// by the payment service, which charges an order once. So the sweep asks the payment
+// service for the payments of the orders PENDING for longer than PENDING_CHECK_AFTER
+// whose order.created the broker has, a page at a time (GET /internal/payments), and
+// settles each order that has one as its result would have (applyPaymentResult: the same
+// checks, the stock of a declined order given back, the same order.updated). A result
+// still on its way then finds the order settled and changes nothing. An order the payment
+// service holds no payment for is left PENDING: its order.created is queued there still
+// (a backlog), or was dead-lettered there, which someone must look at; each pass over the
+// orders says how many at WARN.
 
-// pendingPage is how many PENDING orders the sweep reads at a time.
-const pendingPage = 100
+const (
+	// pendingPage is how many PENDING orders the sweep reads, and asks the payment
+	// service about, at a time: at most what GET /internal/payments takes (100).
+	pendingPage = 100
+	// pendingSweepBudget bounds a run of the background sweep. A run past it stops, and
+	// the next resumes where it stopped: a long list of PENDING orders (a payment backlog
+	// after an outage) costs the payment service a bounded share of its time, and a run
+	// never holds the next one back.
+	pendingSweepBudget = 10 * time.Second
+)
 
-// sweepPending settles the orders PENDING since before olderThan ago that the payment
-// service holds a payment for, and returns how many it settled. It stops at the first
-// failure the others would meet as well (the payment service or the database out) and
-// returns it: the next sweep tries again. A payment that cannot settle its order (of an
-// amount other than the order's, say) is logged at ERROR, and the others are settled.
-func (s *service) sweepPending(ctx context.Context, olderThan time.Duration) (settled int, err error) {
+// pendingPass is how far a pass over the PENDING orders has gone, which may take several
+// runs of the sweep: the last order it is done with, and the orders it found no payment
+// for so far.
+type pendingPass struct {
+	after        bson.ObjectID
+	unpaid       int
+	oldestUnpaid bson.ObjectID
+}
+
+// sweepPending takes pass on over the orders PENDING since before olderThan ago, a page
+// at a time until budget is spent (0: until the pass is over; one page at least). For
+// each page it asks the payment service for the payments in one call, and settles each
+// order that has one; it returns how many it settled. It stops at the first failure of
+// the payment service or the database, leaving pass before the orders it has not
+// finished: the next run tries them again. A payment that cannot settle its order (of an
+// amount other than the order's, say) is logged at ERROR, and the pass goes on.
+func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan, budget time.Duration) (settled int, err error) {
+	start := time.Now()
 	before := s.now().Add(-olderThan)
-	var after bson.ObjectID
-	var unpaid []string
-	defer func() {
-		if len(unpaid) > 0 {
-			s.log.Warn("orders PENDING with no payment at the payment service: their order.created is queued there, or was dead-lettered",
-				"count", len(unpaid), "oldest", unpaid[0], "pendingOver", olderThan)
-		}
-	}()
 	for {
-		page, err := s.store.pendingBefore(ctx, after, before, pendingPage)
+		page, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
+		if err != nil {
+			return settled, err
+		}
+		if len(page) == 0 {
+			s.endPass(pass, olderThan)
+			return settled, nil
+		}
+		ids := make([]string, len(page))
+		for i, o := range page {
+			ids[i] = o.ID.Hex()
+		}
+		payments, err := s.peers.paymentsOf(ctx, ids)
 		if err != nil {
 			return settled, err
 		}
 		for _, o := range page {
-			after = o.ID
-			r, found, err := s.peers.paymentOf(ctx, o.ID.Hex())
-			if err != nil {
-				return settled, err
-			}
+			r, found := payments[o.ID.Hex()]
 			if !found {
-				unpaid = append(unpaid, o.ID.Hex())
+				pass.unpaid++
+				if pass.oldestUnpaid.IsZero() {
+					pass.oldestUnpaid = o.ID
+				}
+				pass.after = o.ID
 				continue
 			}
 			typ := messaging.PaymentSucceeded
@@ -71,12 +96,45 @@ func (s *service) sweepPending(ctx context.Context, olderThan time.Duration) (se
 				return settled, err
 			case changed:
 				settled++
-				s.log.WarnContext(ctx, "order settled from its payment: its payment result was not handled",
+				s.log.WarnContext(ctx, "order settled from its payment at the payment service: its payment result was lost, or late",
 					"order", o.ID.Hex(), "payment", r.PaymentID, "paymentStatus", r.Status)
 			}
+			pass.after = o.ID
 		}
 		if len(page) < pendingPage {
+			s.endPass(pass, olderThan)
 			return settled, nil
+		}
+		if budget > 0 && time.Since(start) >= budget {
+			return settled, nil
+		}
+	}
+}
+
+// endPass says how many orders the pass over found no payment for, and starts the next
+// pass from the first PENDING order.
+func (s *service) endPass(pass *pendingPass, olderThan time.Duration) {
+	if pass.unpaid > 0 {
+		s.log.Warn("orders PENDING with no payment at the payment service: their order.created is queued there, or was dead-lettered",
+			"count", pass.unpaid, "oldest", pass.oldestUnpaid.Hex(), "pendingOver", olderThan)
+	}
+	*pass = pendingPass{}
+}
+
+// sweepPendingEvery runs the sweep of the orders PENDING for over s.pendingAge at start
+// and every interval, each run for up to pendingSweepBudget, until ctx ends.
+func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration) {
+	var pass pendingPass
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep of orders left PENDING stopped; the next one goes on from there", "settled", n, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

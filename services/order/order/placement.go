@@ -110,9 +110,8 @@ func (s *service) finishStale(ctx context.Context, p placement) (bool, error) {
 	}
 }
 
-// sweepEvery sweeps the placements made before olderThan ago, the pending releases of
-// cancelled orders made before releaseSweepAge ago (release.go), and the orders PENDING
-// for over s.pendingAge (pending.go), until ctx ends.
+// sweepEvery sweeps the placements made before olderThan ago, and the pending releases
+// of cancelled orders made before releaseSweepAge ago (release.go), until ctx ends.
 func (s *service) sweepEvery(ctx context.Context, interval, olderThan time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -126,9 +125,6 @@ func (s *service) sweepEvery(ctx context.Context, interval, olderThan time.Durat
 			s.log.Warn("sweep of pending stock releases stopped; trying again later", "released", n, "error", err)
 		} else if n > 0 {
 			s.log.Info("pending stock releases finished", "count", n)
-		}
-		if n, err := s.sweepPending(ctx, s.pendingAge); err != nil && ctx.Err() == nil {
-			s.log.Warn("sweep of orders left PENDING stopped; trying again later", "settled", n, "error", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +208,49 @@ func TestPaymentsAPI(t *testing.T) {
 	res.JSON(t, &second)
 	if len(second.Items) != 1 || second.Next != "" {
 		t.Fatalf("second page: %d items, next %q", len(second.Items), second.Next)
+	}
+}
+
+// TestPaymentsOfOrders: GET /internal/payments answers the payments of the orders named,
+// leaving out those with none, and refuses a list it cannot take.
+func TestPaymentsOfOrders(t *testing.T) {
+	e := newEnv(t)
+	orders := []string{bson.NewObjectID().Hex(), bson.NewObjectID().Hex(), bson.NewObjectID().Hex()}
+	for i, id := range orders {
+		e.orderCreated(t, fmt.Sprintf("e%d", i), id, int64(100*(i+1)))
+	}
+	e.results(t, 3)
+	none := bson.NewObjectID().Hex()
+	res := e.api.Request(t, "GET", "/internal/payments?orderIds="+orders[2]+","+none+","+orders[0], nil)
+	var got struct{ Items []payment.Payment }
+	res.JSON(t, &got)
+	if res.Status != 200 || len(got.Items) != 2 || got.Items[0].OrderID != orders[0] || got.Items[1].OrderID != orders[2] ||
+		got.Items[0].AmountCents != 100 || got.Items[1].AmountCents != 300 {
+		t.Fatalf("payments of two orders and one without: %d %s", res.Status, res.Body)
+	}
+
+	hundred := make([]string, payment.MaxOrderIDs)
+	for i := range hundred {
+		hundred[i] = bson.NewObjectID().Hex()
+	}
+	tests := []struct {
+		query  string
+		status int
+		says   string
+	}{
+		{"orderIds=" + strings.Join(hundred, ","), 200, `"items":[]`},
+		{"orderIds=" + strings.Join(hundred, ",") + "," + none, 400, "101 order ids: at most 100"},
+		{"", 400, "is required"},
+		{"orderIds=", 400, "is required"},
+		{"orderIds=" + none + ",", 400, `\"\" is not an order id`},
+		{"orderIds=" + strings.ToUpper(none), 400, "is not an order id"},
+		{"orderIds=" + none + "&orderIds=" + none, 400, "must be given once"},
+		{"orderIds=" + none + "%", 400, "orderIds"},
+	}
+	for _, tt := range tests {
+		res := e.api.Request(t, "GET", "/internal/payments?"+tt.query, nil)
+		if res.Status != tt.status || !strings.Contains(string(res.Body), tt.says) {
+			t.Errorf("GET /internal/payments?%.60s: %d %s, want %d saying %s", tt.query, res.Status, res.Body, tt.status, tt.says)
+		}
 	}
 }

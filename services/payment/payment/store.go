@@ -70,3 +70,21 @@ func (s *store) list(ctx context.Context, orderID string, page mongodb.PageReque
 	}
 	return mongodb.FindPage[Payment](ctx, s.payments, filter, page)
 }
+
+// ofOrders returns the payments of the orders orderIDs, in id order (an empty list when
+// there are none).
+func (s *store) ofOrders(ctx context.Context, orderIDs []string) ([]Payment, error) {
+	cur, err := s.payments.Find(ctx, bson.D{{Key: "orderId", Value: bson.D{{Key: "$in", Value: orderIDs}}}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.D{{Key: outbox.Field, Value: 0}}))
+	if err != nil {
+		return nil, err
+	}
+	out := []Payment{}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []Payment{}
+	}
+	return out, nil
+}
