@@ -21,11 +21,20 @@ import (
 
 // peers calls the user, product and payment services.
 type peers struct {
-	http    *http.Client
+	http *http.Client
+	// sweep is http with pendingLookupTimeout: the sweep's calls, which no client waits for.
+	sweep   *http.Client
 	user    *url.URL
 	product *url.URL
 	payment *url.URL
 }
+
+// pendingLookupTimeout bounds the sweep's call for the payments of a page of orders left
+// PENDING (paymentsOf), in place of PEER_TIMEOUT: on FerretDB the payment service reads
+// its whole payments collection for it (some 2 s per 40,000 payments on 2 cores), and no
+// request waits for the answer. It stays above the payment service's own bound on that
+// query (25 s) and below its HTTP_WRITE_TIMEOUT default (30 s) plus the trip.
+const pendingLookupTimeout = 28 * time.Second
 
 func newPeers(userURL, productURL, paymentURL string, timeout time.Duration) (*peers, error) {
 	u, err := peerURL("USER_SERVICE_URL", userURL)
@@ -44,16 +53,16 @@ func newPeers(userURL, productURL, paymentURL string, timeout time.Duration) (*p
 	// Every order makes two calls to the same two hosts: keep enough connections idle
 	// for the concurrency we serve, or each burst opens (and leaves in TIME_WAIT) new ones.
 	base.MaxIdleConnsPerHost = 256
-	return &peers{
-		http: &http.Client{
-			Transport: tracing.Transport(base),
-			Timeout:   timeout,
-			// A peer's API never redirects; a redirect would be answered as it is, not followed
-			// to some other resource.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		user: u, product: p, payment: pay,
-	}, nil
+	client := &http.Client{
+		Transport: tracing.Transport(base),
+		Timeout:   timeout,
+		// A peer's API never redirects; a redirect would be answered as it is, not followed
+		// to some other resource.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	sweep := *client
+	sweep.Timeout = pendingLookupTimeout
+	return &peers{http: client, sweep: &sweep, user: u, product: p, payment: pay}, nil
 }
 
 // peerURL parses the value of the variable name as a peer's base URL (config.ParseServiceURL).
@@ -69,6 +78,11 @@ func peerURL(name, value string) (*url.URL, error) {
 // decodes a 2xx JSON answer into out. It returns the status and the answer's body; a
 // transport error is an Unavailable error naming the peer, never the peer's own message.
 func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL, path string, query url.Values, body, out any) (int, []byte, error) {
+	return p.callWith(ctx, p.http, peer, method, u, path, query, body, out)
+}
+
+// callWith is call through client.
+func (p *peers) callWith(ctx context.Context, client *http.Client, peer string, method string, u *url.URL, path string, query url.Values, body, out any) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -90,7 +104,7 @@ func (p *peers) call(ctx context.Context, peer string, method string, u *url.URL
 	if id := web.RequestID(ctx); id != "" {
 		req.Header.Set(web.RequestIDHeader, id)
 	}
-	resp, err := p.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, apperr.Unavailable(peer + " service unavailable").Because(err)
 	}
@@ -226,7 +240,8 @@ var errReleaseRefused = errors.New("product service refused the release")
 // paymentsOf returns the payments the payment service holds for the orders orderIDs (at
 // most pendingPage), by order id, as the result event of each carried it; an order
 // it holds none for is not in the map. It asks `GET /internal/payments?orderIds=`, one
-// query for them all. An answer but 200 is an Unavailable error, as a transport error is.
+// query for them all, within pendingLookupTimeout. An answer but 200 is an Unavailable
+// error, as a transport error is.
 func (p *peers) paymentsOf(ctx context.Context, orderIDs []string) (map[string]PaymentResult, error) {
 	var page struct {
 		Items []struct {
@@ -239,7 +254,7 @@ func (p *peers) paymentsOf(ctx context.Context, orderIDs []string) (map[string]P
 		} `json:"items"`
 	}
 	query := url.Values{"orderIds": {strings.Join(orderIDs, ",")}}
-	status, _, err := p.call(ctx, "payment", http.MethodGet, p.payment, "/internal/payments", query, nil, &page)
+	status, _, err := p.callWith(ctx, p.sweep, "payment", http.MethodGet, p.payment, "/internal/payments", query, nil, &page)
 	switch {
 	case err != nil:
 		return nil, err

@@ -2,11 +2,13 @@ package order
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 )
@@ -30,10 +32,11 @@ const (
 	// pendingPage is how many PENDING orders the sweep reads, and asks the payment
 	// service about, at a time: at most what GET /internal/payments takes (100).
 	pendingPage = 100
-	// pendingSweepBudget bounds a run of the background sweep. A run past it stops, and
-	// the next resumes where it stopped: a long list of PENDING orders (a payment backlog
-	// after an outage) costs the payment service a bounded share of its time, and a run
-	// never holds the next one back.
+	// pendingSweepBudget bounds a run of the background sweep: past it the run stops
+	// after the order it is settling (whose stock release may wait up to PEER_TIMEOUT),
+	// and the next resumes where it stopped, so that a long list of PENDING orders (a
+	// payment backlog after an outage) costs the payment service a bounded share of its
+	// time.
 	pendingSweepBudget = 10 * time.Second
 )
 
@@ -47,7 +50,7 @@ type pendingPass struct {
 }
 
 // sweepPending takes pass on over the orders PENDING since before olderThan ago, a page
-// at a time until budget is spent (0: until the pass is over; one page at least). For
+// at a time, until budget is spent (0: until the pass is over; one order at least). For
 // each page it asks the payment service for the payments in one call, and settles each
 // order that has one; it returns how many it settled. It stops at the first failure of
 // the payment service or the database, leaving pass before the orders it has not
@@ -74,41 +77,55 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 			return settled, err
 		}
 		for _, o := range page {
-			r, found := payments[o.ID.Hex()]
-			if !found {
+			if r, found := payments[o.ID.Hex()]; found {
+				changed, err := s.settleFromPayment(ctx, r)
+				if err != nil {
+					return settled, err
+				}
+				if changed {
+					settled++
+				}
+			} else {
 				pass.unpaid++
 				if pass.oldestUnpaid.IsZero() {
 					pass.oldestUnpaid = o.ID
 				}
-				pass.after = o.ID
-				continue
-			}
-			typ := messaging.PaymentSucceeded
-			if r.Status == paymentFailed {
-				typ = messaging.PaymentFailed
-			}
-			changed, err := s.applyPaymentResult(ctx, typ, r, "from", "payment service")
-			switch {
-			case messaging.IsPermanent(err):
-				s.log.ErrorContext(ctx, "payment does not settle its PENDING order, order left as it is",
-					"order", o.ID.Hex(), "payment", r.PaymentID, "error", err)
-			case err != nil:
-				return settled, err
-			case changed:
-				settled++
-				s.log.WarnContext(ctx, "order settled from its payment at the payment service: its payment result was lost, or late",
-					"order", o.ID.Hex(), "payment", r.PaymentID, "paymentStatus", r.Status)
 			}
 			pass.after = o.ID
+			if budget > 0 && time.Since(start) >= budget {
+				// A declined order's release may wait up to PEER_TIMEOUT: stop between
+				// orders, not only between pages.
+				return settled, nil
+			}
 		}
 		if len(page) < pendingPage {
 			s.endPass(pass, olderThan)
 			return settled, nil
 		}
-		if budget > 0 && time.Since(start) >= budget {
-			return settled, nil
-		}
 	}
+}
+
+// settleFromPayment settles an order left PENDING from its payment r, as r's result event
+// would have. A payment that cannot settle the order is logged at ERROR (not returned: the
+// pass goes on); the error returned is a failure of the store.
+func (s *service) settleFromPayment(ctx context.Context, r PaymentResult) (changed bool, err error) {
+	typ := messaging.PaymentSucceeded
+	if r.Status == paymentFailed {
+		typ = messaging.PaymentFailed
+	}
+	changed, err = s.applyPaymentResult(ctx, typ, r, "from", "payment service")
+	switch {
+	case messaging.IsPermanent(err):
+		s.log.ErrorContext(ctx, "payment does not settle its PENDING order, order left as it is",
+			"order", r.OrderID, "payment", r.PaymentID, "error", err)
+		return false, nil
+	case err != nil:
+		return false, err
+	case changed:
+		s.log.WarnContext(ctx, "order settled from its payment at the payment service: its payment result was lost, or late",
+			"order", r.OrderID, "payment", r.PaymentID, "paymentStatus", r.Status)
+	}
+	return changed, nil
 }
 
 // endPass says how many orders the pass over found no payment for, and starts the next
@@ -129,7 +146,11 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 	defer t.Stop()
 	for {
 		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
-			s.log.Warn("sweep of orders left PENDING stopped; the next one goes on from there", "settled", n, "error", err)
+			attrs := []any{"settled", n, "error", err}
+			if ae := (*apperr.Error)(nil); errors.As(err, &ae) && ae.Cause != nil {
+				attrs = append(attrs, "cause", ae.Cause) // a peer's timeout, say
+			}
+			s.log.Warn("sweep of orders left PENDING stopped; the next one goes on from there", attrs...)
 		}
 		select {
 		case <-ctx.Done():

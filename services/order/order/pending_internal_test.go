@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,9 +22,11 @@ type payingService struct {
 	payments map[string]PaymentResult
 	calls    [][]string
 	failing  bool
+	delay    time.Duration // before each answer
 }
 
 func (p *payingService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(p.delay)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ids := strings.Split(r.URL.Query().Get("orderIds"), ",")
@@ -72,8 +75,8 @@ func (p *payingService) firstAsked() []string {
 
 // TestSweepPendingResumesWhereItStopped: a pass over the PENDING orders goes on, run after
 // run, from the last order it finished, whether a run stopped at its budget or at a failure
-// of the payment service; so the orders at the end of a long list are reached, and asked
-// about once per pass, a page per call.
+// of the payment service; so the orders at the end of a long list are reached. A whole
+// pass asks about a page of orders per call.
 func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -97,47 +100,47 @@ func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 		pay.set(&PaymentResult{PaymentID: bson.NewObjectID().Hex(), OrderID: ids[i].Hex(),
 			AmountCents: 100, Currency: "USD", Status: paymentSucceeded}, false)
 	}
+	// A budget spent at once: one order a run, and the next run goes on after it. The
+	// payment service failing at the 121st: that run stops, and the next asks again from it.
 	var pass pendingPass
-	run := func(budget time.Duration) int {
-		t.Helper()
-		n, err := s.sweepPending(ctx, &pass, 0, budget)
-		if err != nil {
-			t.Fatalf("sweep: %v", err)
+	var want []string
+	settled := 0
+	for run := 0; run <= len(ids); run++ {
+		if run == 120 {
+			pay.set(nil, true)
+			if _, err := s.sweepPending(ctx, &pass, 0, time.Nanosecond); err == nil {
+				t.Fatal("a run with the payment service failing returned no error")
+			}
+			if pass.after != ids[119] {
+				t.Fatalf("the failed run moved the pass to %s", pass.after.Hex())
+			}
+			pay.set(nil, false)
+			want = append(want, ids[120].Hex())
 		}
-		return n
+		n, err := s.sweepPending(ctx, &pass, 0, time.Nanosecond)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		settled += n
+		if run < len(ids) {
+			want = append(want, ids[run].Hex())
+			if pass.after != ids[run] {
+				t.Fatalf("run %d ended after %s, want after its one order %s", run, pass.after.Hex(), ids[run].Hex())
+			}
+		}
 	}
-
-	// A budget spent at once: one page a run.
-	if n := run(time.Nanosecond); n != 1 {
-		t.Fatalf("first run settled %d, want 1", n)
+	if got := pay.firstAsked(); !slices.Equal(got, want) {
+		t.Fatalf("calls asked from %d orders, want %d: one a run, the failed one twice, none past the last", len(got), len(want))
 	}
-	if got := pay.firstAsked(); len(got) != 1 || got[0] != ids[0].Hex() {
-		t.Fatalf("first run asked from %v, want one call from the first order", got)
-	}
-	// The payment service failing: the run stops, and the next asks the same page again.
-	pay.set(nil, true)
-	if _, err := s.sweepPending(ctx, &pass, 0, time.Nanosecond); err == nil {
-		t.Fatal("a run with the payment service failing returned no error")
-	}
-	pay.set(nil, false)
-	if n := run(time.Nanosecond); n != 1 {
-		t.Fatalf("run after the failure settled %d, want 1 (the 151st order)", n)
-	}
-	if got := pay.firstAsked(); len(got) != 2 || got[0] != ids[100].Hex() || got[1] != ids[100].Hex() {
-		t.Fatalf("runs around the failure asked from %v, want the second page twice", got)
-	}
-	if n := run(time.Nanosecond); n != 1 {
-		t.Fatalf("last run settled %d, want 1 (the last order)", n)
-	}
-	if got := pay.firstAsked(); len(got) != 1 || got[0] != ids[200].Hex() {
-		t.Fatalf("last run asked from %v, want the third page", got)
+	if settled != 3 {
+		t.Fatalf("the pass settled %d orders, want 3", settled)
 	}
 	// The pass is over: the next starts from the first order still PENDING.
 	if !pass.after.IsZero() {
 		t.Fatalf("pass not over: after %s", pass.after.Hex())
 	}
-	if n := run(0); n != 0 {
-		t.Fatalf("second pass settled %d, want 0", n)
+	if n, err := s.sweepPending(ctx, &pass, 0, 0); err != nil || n != 0 {
+		t.Fatalf("second pass settled %d, %v; want 0, nil", n, err)
 	}
 	if got := pay.firstAsked(); len(got) != 3 || got[0] != ids[1].Hex() {
 		t.Fatalf("second pass asked from %v, want three calls from the second order", got)
@@ -146,5 +149,30 @@ func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 		if o, err := s.store.get(ctx, ids[i]); err != nil || o.Status != Paid {
 			t.Errorf("order %d: %s %v, want PAID", i, o.Status, err)
 		}
+	}
+}
+
+// TestSweepPendingWaitsPastPeerTimeout: the sweep's call for payments may take longer than
+// PEER_TIMEOUT (on FerretDB the payment service reads every payment for it), and no
+// request waits for it: it is bounded by pendingLookupTimeout instead.
+func TestSweepPendingWaitsPastPeerTimeout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, _ := newServiceWithProduct(ctx, t)
+	pay := &payingService{payments: map[string]PaymentResult{}, delay: 600 * time.Millisecond}
+	srv := httptest.NewServer(pay)
+	t.Cleanup(srv.Close)
+	var err error
+	if s.peers, err = newPeers("http://user.invalid", s.peers.product.String(), srv.URL, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	id := bson.NewObjectID()
+	if err := storeOrder(s, Pending)(id); err != nil {
+		t.Fatal(err)
+	}
+	pay.set(&PaymentResult{PaymentID: bson.NewObjectID().Hex(), OrderID: id.Hex(), AmountCents: 100, Currency: "USD",
+		Status: paymentSucceeded}, false)
+	if n, err := s.sweepPending(ctx, &pendingPass{}, 0, 0); err != nil || n != 1 {
+		t.Fatalf("sweep with the payment service answering past PEER_TIMEOUT: %d settled, %v; want 1, nil", n, err)
 	}
 }

@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -71,9 +72,19 @@ func (s *store) list(ctx context.Context, orderID string, page mongodb.PageReque
 	return mongodb.FindPage[Payment](ctx, s.payments, filter, page)
 }
 
+// lookupTimeout bounds the query of ofOrders in place of the client's per-operation
+// timeout: on FerretDB it reads the whole payments collection (some 2 s per 40,000
+// payments on 2 cores), which that timeout, sized for single-document operations, would
+// cut short once the collection is large, and then no order left PENDING could be
+// settled. It stays below the HTTP server's write timeout (HTTP_WRITE_TIMEOUT, 30 s by
+// default), which would cut the answer.
+const lookupTimeout = 25 * time.Second
+
 // ofOrders returns the payments of the orders orderIDs, in id order (an empty list when
-// there are none).
+// there are none), within lookupTimeout.
 func (s *store) ofOrders(ctx context.Context, orderIDs []string) ([]Payment, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout) // a deadline of its own overrides the client's timeout
+	defer cancel()
 	cur, err := s.payments.Find(ctx, bson.D{{Key: "orderId", Value: bson.D{{Key: "$in", Value: orderIDs}}}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.D{{Key: outbox.Field, Value: 0}}))
 	if err != nil {
