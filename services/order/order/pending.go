@@ -38,6 +38,14 @@ const (
 	// payment backlog after an outage) costs the payment service a bounded share of its
 	// time.
 	pendingSweepBudget = 10 * time.Second
+	// pendingScanTimeout bounds each read of a page of PENDING orders. On FerretDB it
+	// reads the whole orders collection (as the outbox relay's scans do), which the
+	// client's per-operation timeout, sized for single-document operations, would cut
+	// short once the collection is large.
+	pendingScanTimeout = 2 * time.Minute
+	// pendingScanShare bounds the database's time spent on those reads: a run follows the
+	// last after at least pendingScanShare times as long as that run's reads took.
+	pendingScanShare = 20
 )
 
 // pendingPass is how far a pass over the PENDING orders has gone, which may take several
@@ -47,6 +55,8 @@ type pendingPass struct {
 	after        bson.ObjectID
 	unpaid       int
 	oldestUnpaid bson.ObjectID
+	// read is how long the reads of PENDING orders took since it was last zeroed.
+	read time.Duration
 }
 
 // sweepPending takes pass on over the orders PENDING since before olderThan ago, a page
@@ -60,7 +70,9 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 	start := time.Now()
 	before := s.now().Add(-olderThan)
 	for {
+		began := time.Now()
 		page, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
+		pass.read += time.Since(began)
 		if err != nil {
 			return settled, err
 		}
@@ -135,16 +147,24 @@ func (s *service) endPass(pass *pendingPass, olderThan time.Duration) {
 		s.log.Warn("orders PENDING with no payment at the payment service: their order.created is queued there, or was dead-lettered",
 			"count", pass.unpaid, "oldest", pass.oldestUnpaid.Hex(), "pendingOver", olderThan)
 	}
-	*pass = pendingPass{}
+	*pass = pendingPass{read: pass.read}
 }
 
 // sweepPendingEvery runs the sweep of the orders PENDING for over s.pendingAge at start
-// and every interval, each run for up to pendingSweepBudget, until ctx ends.
+// and every interval (or pendingScanShare times as long as the last run's reads of
+// PENDING orders took, when that is longer), each run for up to pendingSweepBudget, until
+// ctx ends.
 func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration) {
 	var pass pendingPass
-	t := time.NewTicker(interval)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pass.read = 0
 		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
 			attrs := []any{"settled", n, "error", err}
 			if ae := (*apperr.Error)(nil); errors.As(err, &ae) && ae.Cause != nil {
@@ -152,18 +172,16 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 			}
 			s.log.Warn("sweep of orders left PENDING stopped; the next one goes on from there", attrs...)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		t.Reset(max(interval, pendingScanShare*pass.read))
 	}
 }
 
 // pendingBefore returns up to limit PENDING orders created before before, with ids after
 // after, in id order, leaving out those whose outbox still holds their order.created (the
-// payment service cannot have it yet).
+// payment service cannot have it yet), within pendingScanTimeout.
 func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before time.Time, limit int64) ([]Order, error) {
+	ctx, cancel := context.WithTimeout(ctx, pendingScanTimeout) // a deadline of its own overrides the client's timeout
+	defer cancel()
 	filter := bson.D{
 		{Key: "status", Value: Pending},
 		{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}},
