@@ -148,6 +148,10 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err != nil {
 		return decodeError(body, err)
 	}
+	if at, ok := loneSurrogateAt(body); ok {
+		// encoding/json decodes it as U+FFFD: a character the client never sent.
+		return apperr.BadRequest(fmt.Sprintf("request body holds %s at byte %d, half of a UTF-16 surrogate pair: it encodes no character", body[at:at+6], at))
+	}
 	if len(strict) > 0 {
 		// The first, as for every other error: the client mends one thing at a time.
 		var fe sigsjson.FieldError
@@ -158,6 +162,52 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return apperr.BadRequest(strict[0].Error())
 	}
 	return refuseNull(body, reflect.TypeOf(v))
+}
+
+// loneSurrogateAt returns the offset of the first \u escape in a string of body, valid
+// JSON, that encodes half of a UTF-16 surrogate pair without its other half; ok is false
+// when there is none.
+func loneSurrogateAt(body []byte) (at int, ok bool) {
+	if !bytes.Contains(body, []byte(`\u`)) {
+		return 0, false
+	}
+	// escapeAt returns the code unit of the \u escape at i, or -1.
+	escapeAt := func(i int) int {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return -1
+		}
+		u, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 16)
+		if err != nil {
+			return -1
+		}
+		return int(u)
+	}
+	inString := false
+	for i := 0; i < len(body); i++ {
+		switch {
+		case !inString:
+			inString = body[i] == '"'
+		case body[i] == '"':
+			inString = false
+		case body[i] == '\\':
+			u := escapeAt(i)
+			switch {
+			case u >= 0xD800 && u < 0xDC00:
+				if low := escapeAt(i + 6); low >= 0xDC00 && low < 0xE000 {
+					i += 11 // the pair
+					continue
+				}
+				return i, true
+			case u >= 0xDC00 && u < 0xE000:
+				return i, true
+			case u >= 0:
+				i += 5 // the escape
+			default:
+				i++ // the escaped character
+			}
+		}
+	}
+	return 0, false
 }
 
 // invalidUTF8At returns the offset of the first byte of b that does not start a valid

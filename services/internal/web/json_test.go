@@ -90,6 +90,12 @@ func TestDecode(t *testing.T) {
 		{"a UTF-16 surrogate in UTF-8", "{\"name\":\"a\xed\xa0\x80\"}", 400, "not valid UTF-8 (at byte 10)"},
 		{"invalid UTF-8 outside a string", "{\"name\":\"a\"}\xff", 400, "not valid UTF-8 (at byte 12)"},
 		{"valid UTF-8 and escapes", `{"name":"a","tags":["é","\u00e9","\ud83d\ude00","😀"]}`, 0, ""},
+		// encoding/json would decode each as U+FFFD.
+		{"a lone high surrogate escape", `{"name":"a\ud800"}`, 400, `holds \ud800 at byte 10, half of a UTF-16 surrogate pair`},
+		{"a lone low surrogate escape", `{"name":"\uDC00b"}`, 400, `holds \uDC00 at byte 9`},
+		{"a high surrogate before another high", `{"name":"\ud83d\ud83d\ude00"}`, 400, `holds \ud83d at byte 9`},
+		{"a high surrogate before a plain escape", `{"name":"\ud83d\n"}`, 400, `holds \ud83d at byte 9`},
+		{"escaped backslashes, not escapes", `{"name":"a","tags":["\\ud800 and \\\\udc00","\"\\ud800"]}`, 0, ""},
 		{"too large", `{"name":"` + strings.Repeat("a", web.MaxBodyBytes) + `"}`, 413, "must not be larger than 1048576 bytes"},
 	}
 	for _, tt := range tests {
