@@ -43,8 +43,9 @@ const (
 	// client's per-operation timeout, sized for single-document operations, would cut
 	// short once the collection is large.
 	pendingScanTimeout = 2 * time.Minute
-	// pendingScanShare bounds the database's time spent on those reads: a run follows the
-	// last after at least pendingScanShare times as long as that run's reads took.
+	// pendingScanShare bounds the database's time spent on those reads: a run starts
+	// pendingScanShare times as long as the last run's reads took after that run started,
+	// when that is longer than the interval (outbox.ScanWait, as the relay's scans).
 	pendingScanShare = 20
 )
 
@@ -55,7 +56,9 @@ type pendingPass struct {
 	after        bson.ObjectID
 	unpaid       int
 	oldestUnpaid bson.ObjectID
-	// read is how long the reads of PENDING orders took since it was last zeroed.
+	// read is how long the reads of PENDING orders that succeeded took since it was last
+	// zeroed: one that failed (a stalled or unreachable database) is not the database's
+	// work, and must not space out the runs that follow it.
 	read time.Duration
 }
 
@@ -72,10 +75,10 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 	for {
 		began := time.Now()
 		page, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
-		pass.read += time.Since(began)
 		if err != nil {
 			return settled, err
 		}
+		pass.read += time.Since(began)
 		if len(page) == 0 {
 			s.endPass(pass, olderThan)
 			return settled, nil
@@ -151,8 +154,9 @@ func (s *service) endPass(pass *pendingPass, olderThan time.Duration) {
 }
 
 // sweepPendingEvery runs the sweep of the orders PENDING for over s.pendingAge at start
-// and every interval (or pendingScanShare times as long as the last run's reads of
-// PENDING orders took, when that is longer), each run for up to pendingSweepBudget, until
+// and every interval, from the start of one run to the start of the next (or
+// pendingScanShare times as long as the last run's reads of PENDING orders took, when
+// that is longer, up to outbox.MaxScanWait), each run for up to pendingSweepBudget, until
 // ctx ends.
 func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration) {
 	var pass pendingPass
@@ -164,6 +168,7 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 			return
 		case <-t.C:
 		}
+		started := time.Now()
 		pass.read = 0
 		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
 			attrs := []any{"settled", n, "error", err}
@@ -172,7 +177,7 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 			}
 			s.log.Warn("sweep of orders left PENDING stopped; the next one goes on from there", attrs...)
 		}
-		t.Reset(max(interval, pendingScanShare*pass.read))
+		t.Reset(max(0, outbox.ScanWait(interval, pendingScanShare, pass.read)-time.Since(started)))
 	}
 }
 

@@ -169,13 +169,27 @@ const scanTimeout = 5 * time.Minute
 // scanWait is how long after the last scan, whose queries took took, the next one is
 // due: every interval while the relay is behind, else every idleScan; but never so often
 // that scanning takes more than a fifth of the time while behind, or a twentieth
-// otherwise. took is the store's work alone: a scan's publishes wait for the broker as
-// long as it is down, and an outage must not space out the retries that follow it.
+// otherwise (ScanWait). took is the store's work alone: a scan's publishes wait for the
+// broker as long as it is down, and an outage must not space out the retries that follow
+// it; nor does a query that failed count.
 func scanWait(behind bool, interval, took time.Duration) time.Duration {
 	if behind {
-		return max(interval, 5*took)
+		return ScanWait(interval, 5, took)
 	}
-	return max(idleScan, 20*took)
+	return ScanWait(idleScan, 20, took)
+}
+
+// MaxScanWait is the longest ScanWait spaces scans out: a query that took long because
+// the store stalled under it (and then answered) must not silence the scans that follow
+// for share times the stall.
+const MaxScanWait = 5 * time.Minute
+
+// ScanWait is how long after the start of a scan of a store, whose successful queries
+// took took, the next is due: every interval, but never so often that the scans take more
+// than a share-th of the store's time (on FerretDB a query on anything but _id reads the
+// whole collection), nor later than MaxScanWait unless interval is longer.
+func ScanWait(interval time.Duration, share int, took time.Duration) time.Duration {
+	return max(interval, min(MaxScanWait, time.Duration(share)*took))
 }
 
 // NewRelay returns a relay for coll whose writers serialize on locks and writes (nil:
@@ -505,13 +519,17 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 
 // drain is Drain for the batch of documents after the _id after (nil: from the first);
 // it also returns the _id of the last document of the batch, and how long the query
-// for the batch took (the publishes, which wait for the broker, not counted).
+// for the batch took (the publishes, which wait for the broker, not counted; 0 when it
+// failed).
 func (r *Relay) drain(ctx context.Context, after any) (n int, last any, query time.Duration, err error) {
 	start := time.Now()
 	docs, err := r.pendingDocs(ctx, after)
+	if err != nil {
+		return 0, nil, 0, err // time spent on a store that failed is not its work
+	}
 	query = time.Since(start)
-	if err != nil || len(docs) == 0 {
-		return 0, nil, query, err
+	if len(docs) == 0 {
+		return 0, nil, query, nil
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(docs))
