@@ -43,9 +43,10 @@ const (
 	// client's per-operation timeout, sized for single-document operations, would cut
 	// short once the collection is large.
 	pendingScanTimeout = 2 * time.Minute
-	// pendingScanShare bounds the database's time spent on those reads: a run starts
-	// pendingScanShare times as long as the last run's reads took after that run started,
-	// when that is longer than the interval (outbox.ScanWait, as the relay's scans).
+	// pendingScanShare bounds the database's time spent on those reads: the next run
+	// waits pendingScanShare times as long as the reads of the last two runs took (the
+	// shorter), when that is longer than the interval (outbox.ScanWait, as the relay's
+	// scans).
 	pendingScanShare = 20
 )
 
@@ -56,9 +57,7 @@ type pendingPass struct {
 	after        bson.ObjectID
 	unpaid       int
 	oldestUnpaid bson.ObjectID
-	// read is how long the reads of PENDING orders that succeeded took since it was last
-	// zeroed: one that failed (a stalled or unreachable database) is not the database's
-	// work, and must not space out the runs that follow it.
+	// read is how long the reads of PENDING orders took since it was last zeroed.
 	read time.Duration
 }
 
@@ -75,10 +74,10 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 	for {
 		began := time.Now()
 		page, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
+		pass.read += time.Since(began)
 		if err != nil {
 			return settled, err
 		}
-		pass.read += time.Since(began)
 		if len(page) == 0 {
 			s.endPass(pass, olderThan)
 			return settled, nil
@@ -154,10 +153,10 @@ func (s *service) endPass(pass *pendingPass, olderThan time.Duration) {
 }
 
 // sweepPendingEvery runs the sweep of the orders PENDING for over s.pendingAge at start
-// and every interval, from the start of one run to the start of the next (or
-// pendingScanShare times as long as the last run's reads of PENDING orders took, when
-// that is longer, up to outbox.MaxScanWait), each run for up to pendingSweepBudget, until
-// ctx ends.
+// and then interval after each run ends (or pendingScanShare times as long as the reads
+// of PENDING orders of the last two runs took, the shorter, when that is longer), each
+// run for up to pendingSweepBudget, until ctx ends. Counted from a run's end, a payment
+// service slow to answer the run's call is asked again only interval after it answered.
 func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration) {
 	var pass pendingPass
 	t := time.NewTimer(0)
@@ -168,7 +167,7 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 			return
 		case <-t.C:
 		}
-		started := time.Now()
+		readBefore := pass.read
 		pass.read = 0
 		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
 			attrs := []any{"settled", n, "error", err}
@@ -177,7 +176,7 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 			}
 			s.log.Warn("sweep of orders left PENDING stopped; the next one goes on from there", attrs...)
 		}
-		t.Reset(max(0, outbox.ScanWait(interval, pendingScanShare, pass.read)-time.Since(started)))
+		t.Reset(outbox.ScanWait(interval, pendingScanShare, pass.read, readBefore))
 	}
 }
 

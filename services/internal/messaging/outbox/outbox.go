@@ -166,30 +166,28 @@ const idleScan = 30 * time.Second
 // is large, and then no scan would ever finish.
 const scanTimeout = 5 * time.Minute
 
-// scanWait is how long after the last scan, whose queries took took, the next one is
-// due: every interval while the relay is behind, else every idleScan; but never so often
-// that scanning takes more than a fifth of the time while behind, or a twentieth
-// otherwise (ScanWait). took is the store's work alone: a scan's publishes wait for the
-// broker as long as it is down, and an outage must not space out the retries that follow
-// it; nor does a query that failed count.
-func scanWait(behind bool, interval, took time.Duration) time.Duration {
+// scanWait is how long after the last scan the next one is due: every interval while
+// the relay is behind, else every idleScan; but never so often that scanning takes more
+// than a fifth of the time while behind, or a twentieth otherwise (ScanWait, over the
+// queries of the last two scans, took and tookBefore). A scan's time is its queries'
+// alone: its publishes wait for the broker as long as it is down, and an outage must not
+// space out the retries that follow it.
+func scanWait(behind bool, interval, took, tookBefore time.Duration) time.Duration {
 	if behind {
-		return ScanWait(interval, 5, took)
+		return ScanWait(interval, 5, took, tookBefore)
 	}
-	return ScanWait(idleScan, 20, took)
+	return ScanWait(idleScan, 20, took, tookBefore)
 }
 
-// MaxScanWait is the longest ScanWait spaces scans out: a query that took long because
-// the store stalled under it (and then answered) must not silence the scans that follow
-// for share times the stall.
-const MaxScanWait = 5 * time.Minute
-
-// ScanWait is how long after the start of a scan of a store, whose successful queries
-// took took, the next is due: every interval, but never so often that the scans take more
-// than a share-th of the store's time (on FerretDB a query on anything but _id reads the
-// whole collection), nor later than MaxScanWait unless interval is longer.
-func ScanWait(interval time.Duration, share int, took time.Duration) time.Duration {
-	return max(interval, min(MaxScanWait, time.Duration(share)*took))
+// ScanWait is how long after a scan of a store the next is due: every interval, but never
+// so often that the scans take more than a share-th of the store's time (on FerretDB a
+// query on anything but _id reads the whole collection). last and before are how long the
+// queries of the last two scans took, failed ones included (a query that runs into its
+// deadline on a collection too large for it is the store's work too); the shorter of the
+// two counts, so that one scan slowed by a stall of the store does not space out the
+// next ones, while a collection that is slow to read every time keeps its share.
+func ScanWait(interval time.Duration, share int, last, before time.Duration) time.Duration {
+	return max(interval, time.Duration(share)*min(last, before))
 }
 
 // NewRelay returns a relay for coll whose writers serialize on locks and writes (nil:
@@ -371,10 +369,10 @@ func (r *Relay) Run(ctx context.Context) {
 	defer t.Stop()
 	var wg sync.WaitGroup
 	lastScan := time.Now()
-	var took time.Duration // the last scan's queries
+	var took, tookBefore time.Duration // the queries of the last scan, and of the one before
 	scan := func() {
 		lastScan = time.Now()
-		took = 0
+		tookBefore, took = took, 0
 		r.mu.Lock()
 		r.scans++
 		r.mu.Unlock()
@@ -427,7 +425,7 @@ func (r *Relay) Run(ctx context.Context) {
 		case n := <-r.notes:
 			relay(n)
 		case <-t.C:
-			if behind, _ := r.state(); time.Since(lastScan) >= scanWait(behind, r.interval, took) {
+			if behind, _ := r.state(); time.Since(lastScan) >= scanWait(behind, r.interval, took, tookBefore) {
 				scan()
 			}
 		}
@@ -519,17 +517,13 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 
 // drain is Drain for the batch of documents after the _id after (nil: from the first);
 // it also returns the _id of the last document of the batch, and how long the query
-// for the batch took (the publishes, which wait for the broker, not counted; 0 when it
-// failed).
+// for the batch took (the publishes, which wait for the broker, not counted).
 func (r *Relay) drain(ctx context.Context, after any) (n int, last any, query time.Duration, err error) {
 	start := time.Now()
 	docs, err := r.pendingDocs(ctx, after)
-	if err != nil {
-		return 0, nil, 0, err // time spent on a store that failed is not its work
-	}
 	query = time.Since(start)
-	if len(docs) == 0 {
-		return 0, nil, query, nil
+	if err != nil || len(docs) == 0 {
+		return 0, nil, query, err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(docs))
