@@ -44,9 +44,9 @@ const (
 	// short once the collection is large.
 	pendingScanTimeout = 2 * time.Minute
 	// pendingScanShare bounds the database's time spent on those reads: the next run
-	// waits pendingScanShare times as long as the reads of the last two runs took (the
-	// shorter), when that is longer than the interval (outbox.ScanWait, as the relay's
-	// scans).
+	// waits pendingScanShare times the database's work in the reads of the last two runs
+	// (the shorter), when that is longer than the interval (outbox.ScanWait, as the
+	// relay's scans).
 	pendingScanShare = 20
 )
 
@@ -57,7 +57,8 @@ type pendingPass struct {
 	after        bson.ObjectID
 	unpaid       int
 	oldestUnpaid bson.ObjectID
-	// read is how long the reads of PENDING orders took since it was last zeroed.
+	// read is the database's work in the reads of PENDING orders since it was last
+	// zeroed (outbox.QueryTime: a read that failed before its deadline counts nothing).
 	read time.Duration
 }
 
@@ -73,8 +74,8 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 	before := s.now().Add(-olderThan)
 	for {
 		began := time.Now()
-		page, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
-		pass.read += time.Since(began)
+		page, cutShort, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
+		pass.read += outbox.QueryTime(time.Since(began), err, cutShort)
 		if err != nil {
 			return settled, err
 		}
@@ -182,21 +183,23 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 
 // pendingBefore returns up to limit PENDING orders created before before, with ids after
 // after, in id order, leaving out those whose outbox still holds their order.created (the
-// payment service cannot have it yet), within pendingScanTimeout.
-func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before time.Time, limit int64) ([]Order, error) {
-	ctx, cancel := context.WithTimeout(ctx, pendingScanTimeout) // a deadline of its own overrides the client's timeout
+// payment service cannot have it yet), within pendingScanTimeout; cutShort is true when
+// that deadline ran out.
+func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before time.Time, limit int64) (out []Order, cutShort bool, err error) {
+	qctx, cancel := context.WithTimeout(ctx, pendingScanTimeout) // a deadline of its own overrides the client's timeout
 	defer cancel()
+	defer func() { cutShort = err != nil && qctx.Err() != nil && ctx.Err() == nil }()
 	filter := bson.D{
 		{Key: "status", Value: Pending},
 		{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}},
 		{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: before}}},
 		{Key: outbox.PendingField, Value: bson.D{{Key: "$ne", Value: true}}},
 	}
-	cur, err := s.orders.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
+	cur, err := s.orders.Find(qctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
 		SetLimit(limit).SetProjection(bson.D{{Key: outbox.Field, Value: 0}}))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var out []Order
-	return out, cur.All(ctx, &out)
+	err = cur.All(qctx, &out)
+	return out, false, err
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // payingService stands in for the payment service's GET /internal/payments: it answers
@@ -174,5 +176,27 @@ func TestSweepPendingWaitsPastPeerTimeout(t *testing.T) {
 		Status: paymentSucceeded}, false)
 	if n, err := s.sweepPending(ctx, &pendingPass{}, 0, 0); err != nil || n != 1 {
 		t.Fatalf("sweep with the payment service answering past PEER_TIMEOUT: %d settled, %v; want 1, nil", n, err)
+	}
+}
+
+// TestSweepPendingCountsNoReadOfAnUnreachableDatabase: a read of PENDING orders that fails
+// before its deadline (the database unreachable) counts none of the database's work, so
+// it does not space out the runs after it; a read that answered counts.
+func TestSweepPendingCountsNoReadOfAnUnreachableDatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, _ := newServiceWithProduct(ctx, t)
+	var pass pendingPass
+	if _, err := s.sweepPending(ctx, &pass, 0, 0); err != nil || pass.read <= 0 {
+		t.Fatalf("a read that answered: %v, read %s; want it counted", err, pass.read)
+	}
+	pass = pendingPass{}
+	s.store.orders = testenv.UnreachableMongoDB(t, "orders").Collection("orders")
+	began := time.Now()
+	if _, err := s.sweepPending(ctx, &pass, 0, 0); err == nil {
+		t.Fatal("a read of an unreachable database succeeded")
+	}
+	if pass.read != 0 {
+		t.Fatalf("a read that failed after %s counted %s", time.Since(began), pass.read)
 	}
 }

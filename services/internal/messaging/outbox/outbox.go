@@ -169,7 +169,7 @@ const scanTimeout = 5 * time.Minute
 // scanWait is how long after the last scan the next one is due: every interval while
 // the relay is behind, else every idleScan; but never so often that scanning takes more
 // than a fifth of the time while behind, or a twentieth otherwise (ScanWait, over the
-// queries of the last two scans, took and tookBefore). A scan's time is its queries'
+// store's work in the last two scans, took and tookBefore). A scan's time is its queries'
 // alone: its publishes wait for the broker as long as it is down, and an outage must not
 // space out the retries that follow it.
 func scanWait(behind bool, interval, took, tookBefore time.Duration) time.Duration {
@@ -181,13 +181,28 @@ func scanWait(behind bool, interval, took, tookBefore time.Duration) time.Durati
 
 // ScanWait is how long after a scan of a store the next is due: every interval, but never
 // so often that the scans take more than a share-th of the store's time (on FerretDB a
-// query on anything but _id reads the whole collection). last and before are how long the
-// queries of the last two scans took, failed ones included (a query that runs into its
-// deadline on a collection too large for it is the store's work too); the shorter of the
-// two counts, so that one scan slowed by a stall of the store does not space out the
-// next ones, while a collection that is slow to read every time keeps its share.
+// query on anything but _id reads the whole collection). last and before are the store's
+// work in the last two scans (QueryTime): the shorter counts, so that one scan slowed by a
+// stall of the store does not space out the next ones, while a collection slow to read
+// every time keeps its share; before is 0 after a start, and last alone counts.
 func ScanWait(interval time.Duration, share int, last, before time.Duration) time.Duration {
-	return max(interval, time.Duration(share)*min(last, before))
+	took := last
+	if before > 0 {
+		took = min(last, before)
+	}
+	return max(interval, time.Duration(share)*took)
+}
+
+// QueryTime is how much of the store's work a scan's query that took took and ended with
+// err counts: all of it when it answered, or when its own deadline cut it short (a
+// collection too large to read in time is read for that long, and scanning it again at
+// once would read it for ever); nothing when it failed before (the store unreachable: no
+// work done, and the retries must not be spaced out by the driver's wait for a server).
+func QueryTime(took time.Duration, err error, cutShort bool) time.Duration {
+	if err != nil && !cutShort {
+		return 0
+	}
+	return took
 }
 
 // NewRelay returns a relay for coll whose writers serialize on locks and writes (nil:
@@ -483,23 +498,24 @@ func (r *Relay) Stop(ctx context.Context) error {
 // _id and after the _id after (nil: from the first), within scanTimeout. Paging by _id
 // takes a collection's _ids to be of one BSON type, as they are: $gt compares only
 // values of after's type.
-func (r *Relay) pendingDocs(ctx context.Context, after any) ([]pendingDoc, error) {
-	ctx, cancel := context.WithTimeout(ctx, scanTimeout) // a deadline of its own overrides the client's timeout
+// cutShort is true when the query failed because scanTimeout ran out.
+func (r *Relay) pendingDocs(ctx context.Context, after any) (docs []pendingDoc, cutShort bool, err error) {
+	qctx, cancel := context.WithTimeout(ctx, scanTimeout) // a deadline of its own overrides the client's timeout
 	defer cancel()
+	defer func() { cutShort = err != nil && qctx.Err() != nil && ctx.Err() == nil }()
 	filter := bson.D{{Key: PendingField, Value: true}}
 	if after != nil {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
 	}
-	cur, err := r.coll.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).
+	cur, err := r.coll.Find(qctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).
 		SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(r.batch)))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var docs []pendingDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, err
+	if err := cur.All(qctx, &docs); err != nil {
+		return nil, false, err
 	}
-	return docs, nil
+	return docs, false, nil
 }
 
 type pendingDoc struct {
@@ -517,11 +533,11 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 
 // drain is Drain for the batch of documents after the _id after (nil: from the first);
 // it also returns the _id of the last document of the batch, and how long the query
-// for the batch took (the publishes, which wait for the broker, not counted).
+// for the batch took (QueryTime; the publishes, which wait for the broker, not counted).
 func (r *Relay) drain(ctx context.Context, after any) (n int, last any, query time.Duration, err error) {
 	start := time.Now()
-	docs, err := r.pendingDocs(ctx, after)
-	query = time.Since(start)
+	docs, cutShort, err := r.pendingDocs(ctx, after)
+	query = QueryTime(time.Since(start), err, cutShort)
 	if err != nil || len(docs) == 0 {
 		return 0, nil, query, err
 	}
