@@ -102,10 +102,12 @@ func (a *App) SweepReleases(ctx context.Context, olderThan time.Duration) (int, 
 }
 
 // SweepPending settles now the orders PENDING since before olderThan ago whose payment the
-// payment service holds, in one whole pass over them (see sweepPending), and returns how
-// many; the app sweeps those PENDING for over PENDING_CHECK_AFTER by itself every 30 s.
-func (a *App) SweepPending(ctx context.Context, olderThan time.Duration) (int, error) {
-	return a.svc.sweepPending(ctx, &pendingPass{}, olderThan, 0)
+// payment service holds, and sends again the order.created of those with none PENDING
+// since before resendAfter ago, in one whole pass over them (see sweepPending); it returns
+// how many it settled. The app sweeps those PENDING for over PENDING_CHECK_AFTER by itself
+// (resendAfter five times that) every 30 s.
+func (a *App) SweepPending(ctx context.Context, olderThan, resendAfter time.Duration) (int, error) {
+	return a.svc.sweepPending(ctx, &pendingPass{}, olderThan, resendAfter, 0)
 }
 
 // Handler serves the HTTP API with /healthz, /readyz (the store; the broker is reported but optional: its events wait in the outbox) and /metrics.

@@ -54,6 +54,9 @@ type document struct {
 	Order         `bson:",inline"`
 	Outbox        []outbox.Event `bson:"outbox"`
 	OutboxPending bool           `bson:"outboxPending"`
+	// ResentAt is when the sweep sent the order's order.created again (pending.go); the
+	// zero time if it has not.
+	ResentAt time.Time `bson:"resentAt,omitempty"`
 }
 
 // PlaceRequest is the body of POST /orders.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
@@ -24,14 +25,20 @@ import (
 // settles each order that has one as its result would have (applyPaymentResult: the same
 // checks, the stock of a declined order given back, the same order.updated). A result
 // still on its way then finds the order settled and changes nothing. An order the payment
-// service holds no payment for is left PENDING: its order.created is queued there still
-// (a backlog), or was dead-lettered there, which someone must look at; each pass over the
-// orders says how many at WARN.
+// service holds no payment for has its order.created queued there still (a backlog), or
+// lost on its way there (dead-lettered by the same delivery limit): once PENDING for
+// pendingResendFactor times as long, its order.created is sent again, once (the payment
+// service charges an order once, however often the event comes); each pass over the
+// orders says how many have no payment, at WARN.
 
 const (
 	// pendingPage is how many PENDING orders the sweep reads, and asks the payment
 	// service about, at a time: at most what GET /internal/payments takes (100).
 	pendingPage = 100
+	// pendingResendFactor: an order PENDING for pendingResendFactor times
+	// PENDING_CHECK_AFTER with no payment at the payment service has its order.created
+	// sent again, once.
+	pendingResendFactor = 5
 	// pendingSweepBudget bounds a run of the background sweep: past it the run stops
 	// after the order it is settling (whose stock release may wait up to PEER_TIMEOUT),
 	// and the next resumes where it stopped, so that a long list of PENDING orders (a
@@ -65,13 +72,16 @@ type pendingPass struct {
 // sweepPending takes pass on over the orders PENDING since before olderThan ago, a page
 // at a time, until budget is spent (0: until the pass is over; one order at least). For
 // each page it asks the payment service for the payments in one call, and settles each
-// order that has one; it returns how many it settled. It stops at the first failure of
+// order that has one, and sends again the order.created of each order with none PENDING
+// since before resendAfter ago (once); it returns how many it settled. It stops at the first failure of
 // the payment service or the database, leaving pass before the orders it has not
 // finished: the next run tries them again. A payment that cannot settle its order (of an
 // amount other than the order's, say) is logged at ERROR, and the pass goes on.
-func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan, budget time.Duration) (settled int, err error) {
+func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan, resendAfter, budget time.Duration) (settled int, err error) {
 	start := time.Now()
-	before := s.now().Add(-olderThan)
+	now := s.now()
+	before := now.Add(-olderThan)
+	resendBefore := now.Add(-resendAfter)
 	for {
 		began := time.Now()
 		page, cutShort, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
@@ -84,15 +94,15 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 			return settled, nil
 		}
 		ids := make([]string, len(page))
-		for i, o := range page {
-			ids[i] = o.ID.Hex()
+		for i, d := range page {
+			ids[i] = d.ID.Hex()
 		}
 		payments, err := s.peers.paymentsOf(ctx, ids)
 		if err != nil {
 			return settled, err
 		}
-		for _, o := range page {
-			if r, found := payments[o.ID.Hex()]; found {
+		for _, d := range page {
+			if r, found := payments[d.ID.Hex()]; found {
 				changed, err := s.settleFromPayment(ctx, r)
 				if err != nil {
 					return settled, err
@@ -103,10 +113,15 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 			} else {
 				pass.unpaid++
 				if pass.oldestUnpaid.IsZero() {
-					pass.oldestUnpaid = o.ID
+					pass.oldestUnpaid = d.ID
+				}
+				if d.ResentAt.IsZero() && d.CreatedAt.Before(resendBefore) {
+					if err := s.resendCreated(ctx, d.Order, now); err != nil {
+						return settled, err
+					}
 				}
 			}
-			pass.after = o.ID
+			pass.after = d.ID
 			if budget > 0 && time.Since(start) >= budget {
 				// A declined order's release may wait up to PEER_TIMEOUT: stop between
 				// orders, not only between pages.
@@ -118,6 +133,47 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 			return settled, nil
 		}
 	}
+}
+
+// resendCreated sends order o's order.created again, through its outbox, unless the order
+// was settled or its event sent again meanwhile.
+func (s *service) resendCreated(ctx context.Context, o Order, now time.Time) error {
+	ev, err := createdEvent(ctx, o)
+	if err != nil {
+		return err
+	}
+	sent, err := s.store.resend(ctx, o.ID, ev, now)
+	if err != nil || !sent {
+		return err
+	}
+	s.relay.Notify(o.ID, ev)
+	s.log.WarnContext(ctx, "order.created sent again: the order has been PENDING with no payment at the payment service",
+		"order", o.ID.Hex(), "since", o.CreatedAt, "event", ev.ID)
+	return nil
+}
+
+// resend adds ev, order id's order.created, to its outbox if the order is still PENDING
+// and was not sent again before, and records when (now) in the same write, under the
+// order's lock; sent is false when it was not.
+func (s *store) resend(ctx context.Context, id bson.ObjectID, ev outbox.Event, now time.Time) (sent bool, err error) {
+	err = s.locks.Serialize(s.orders, id, func() error {
+		var d document
+		err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil
+		}
+		if err != nil || d.Status != Pending || !d.ResentAt.IsZero() {
+			return err
+		}
+		set := append(outbox.Set(d.Outbox, nil, ev), bson.E{Key: "resentAt", Value: now})
+		err = s.writes.Do(ctx, func() error {
+			_, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: set}})
+			return err
+		})
+		sent = err == nil
+		return err
+	})
+	return sent, err
 }
 
 // settleFromPayment settles an order left PENDING from its payment r, as r's result event
@@ -170,7 +226,7 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 		}
 		readBefore := pass.read
 		pass.read = 0
-		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
+		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingResendFactor*s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
 			attrs := []any{"settled", n, "error", err}
 			if ae := (*apperr.Error)(nil); errors.As(err, &ae) && ae.Cause != nil {
 				attrs = append(attrs, "cause", ae.Cause) // a peer's timeout, say
@@ -184,8 +240,8 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 // pendingBefore returns up to limit PENDING orders created before before, with ids after
 // after, in id order, leaving out those whose outbox still holds their order.created (the
 // payment service cannot have it yet), within pendingScanTimeout; cutShort is true when
-// that deadline ran out.
-func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before time.Time, limit int64) (out []Order, cutShort bool, err error) {
+// that deadline ran out. Their outbox is left out.
+func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before time.Time, limit int64) (out []document, cutShort bool, err error) {
 	qctx, cancel := context.WithTimeout(ctx, pendingScanTimeout) // a deadline of its own overrides the client's timeout
 	defer cancel()
 	defer func() { cutShort = err != nil && qctx.Err() != nil && ctx.Err() == nil }()

@@ -13,6 +13,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
@@ -110,7 +112,7 @@ func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 	for run := 0; run <= len(ids); run++ {
 		if run == 120 {
 			pay.set(nil, true)
-			if _, err := s.sweepPending(ctx, &pass, 0, time.Nanosecond); err == nil {
+			if _, err := s.sweepPending(ctx, &pass, 0, time.Hour, time.Nanosecond); err == nil {
 				t.Fatal("a run with the payment service failing returned no error")
 			}
 			if pass.after != ids[119] {
@@ -119,7 +121,7 @@ func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 			pay.set(nil, false)
 			want = append(want, ids[120].Hex())
 		}
-		n, err := s.sweepPending(ctx, &pass, 0, time.Nanosecond)
+		n, err := s.sweepPending(ctx, &pass, 0, time.Hour, time.Nanosecond)
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
@@ -141,7 +143,7 @@ func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 	if !pass.after.IsZero() {
 		t.Fatalf("pass not over: after %s", pass.after.Hex())
 	}
-	if n, err := s.sweepPending(ctx, &pass, 0, 0); err != nil || n != 0 {
+	if n, err := s.sweepPending(ctx, &pass, 0, time.Hour, 0); err != nil || n != 0 {
 		t.Fatalf("second pass settled %d, %v; want 0, nil", n, err)
 	}
 	if got := pay.firstAsked(); len(got) != 3 || got[0] != ids[1].Hex() {
@@ -174,7 +176,7 @@ func TestSweepPendingWaitsPastPeerTimeout(t *testing.T) {
 	}
 	pay.set(&PaymentResult{PaymentID: bson.NewObjectID().Hex(), OrderID: id.Hex(), AmountCents: 100, Currency: "USD",
 		Status: paymentSucceeded}, false)
-	if n, err := s.sweepPending(ctx, &pendingPass{}, 0, 0); err != nil || n != 1 {
+	if n, err := s.sweepPending(ctx, &pendingPass{}, 0, time.Hour, 0); err != nil || n != 1 {
 		t.Fatalf("sweep with the payment service answering past PEER_TIMEOUT: %d settled, %v; want 1, nil", n, err)
 	}
 }
@@ -187,16 +189,75 @@ func TestSweepPendingCountsNoReadOfAnUnreachableDatabase(t *testing.T) {
 	defer cancel()
 	s, _ := newServiceWithProduct(ctx, t)
 	var pass pendingPass
-	if _, err := s.sweepPending(ctx, &pass, 0, 0); err != nil || pass.read <= 0 {
+	if _, err := s.sweepPending(ctx, &pass, 0, time.Hour, 0); err != nil || pass.read <= 0 {
 		t.Fatalf("a read that answered: %v, read %s; want it counted", err, pass.read)
 	}
 	pass = pendingPass{}
 	s.store.orders = testenv.UnreachableMongoDB(t, "orders").Collection("orders")
 	began := time.Now()
-	if _, err := s.sweepPending(ctx, &pass, 0, 0); err == nil {
+	if _, err := s.sweepPending(ctx, &pass, 0, time.Hour, 0); err == nil {
 		t.Fatal("a read of an unreachable database succeeded")
 	}
 	if pass.read != 0 {
 		t.Fatalf("a read that failed after %s counted %s", time.Since(began), pass.read)
+	}
+}
+
+// TestSweepPendingSendsOrderCreatedAgainOnce: an order PENDING for longer than the age to
+// send again, with no payment at the payment service, has its order.created sent again
+// through its outbox, once: after the broker confirmed it, a later sweep sends nothing.
+// A younger one is left as it is.
+func TestSweepPendingSendsOrderCreatedAgainOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, _ := newServiceWithProduct(ctx, t)
+	relay := &notedRelay{}
+	s.relay = relay
+	srv := httptest.NewServer(&payingService{payments: map[string]PaymentResult{}})
+	t.Cleanup(srv.Close)
+	var err error
+	if s.peers, err = newPeers("http://user.invalid", s.peers.product.String(), srv.URL, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	old, young := bson.NewObjectID(), bson.NewObjectID()
+	if err := storeOrder(s, Pending)(old); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := storeOrder(s, Pending)(young); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	sweep := func() {
+		t.Helper()
+		if n, err := s.sweepPending(ctx, &pendingPass{}, 0, 200*time.Millisecond, 0); err != nil || n != 0 {
+			t.Fatalf("sweep: %d settled, %v; want 0, nil", n, err)
+		}
+	}
+	sweep()
+	if got := relay.told(); len(got) != 1 || got[0] != messaging.OrderCreated {
+		t.Fatalf("relay told of %v, want one order.created", got)
+	}
+	var d document
+	if err := s.store.orders.FindOne(ctx, bson.D{{Key: "_id", Value: old}}).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	var ev CreatedEvent
+	if len(d.Outbox) != 1 || !d.OutboxPending || d.ResentAt.IsZero() || json.Unmarshal([]byte(d.Outbox[0].Body), &ev) != nil ||
+		ev.OrderID != old.Hex() || ev.TotalCents != 100 || ev.Currency != "USD" {
+		t.Fatalf("order sent again: outbox %+v, pending %v, resent at %v", d.Outbox, d.OutboxPending, d.ResentAt)
+	}
+	// The broker confirmed it (the relay removed it); the order is still PENDING.
+	if _, err := s.store.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: old}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: outbox.Field, Value: bson.A{}}, {Key: outbox.PendingField, Value: false}}}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond) // the young order is now old enough too
+	sweep()
+	if got := relay.told(); len(got) != 2 {
+		t.Fatalf("relay told of %v, want the young order's order.created and nothing more for the old one", got)
+	}
+	if err := s.store.orders.FindOne(ctx, bson.D{{Key: "_id", Value: young}}).Decode(&d); err != nil || d.ResentAt.IsZero() {
+		t.Fatalf("young order once old enough: resent at %v, %v", d.ResentAt, err)
 	}
 }

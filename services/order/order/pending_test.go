@@ -18,8 +18,10 @@ import (
 // and one declined, are lost on their way to the order service (taken off its queue while
 // it is stopped, as the broker's delivery limit dead-letters them). The orders stay
 // PENDING until the sweep asks the payment service for their payments and settles them:
-// PAID, and CANCELLED with its stock back, once. An order the payment service has no
-// payment for stays PENDING, and so does every order younger than the sweep's age.
+// PAID, and CANCELLED with its stock back, once. Every order younger than the sweep's age
+// stays PENDING. A third order's order.created is lost on its way to the payment service:
+// it stays PENDING until it is older than the age to send it again, then it is sent
+// again, charged once, and PAID.
 func TestSweepSettlesOrdersWhoseResultWasLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -104,7 +106,7 @@ func TestSweepSettlesOrdersWhoseResultWasLost(t *testing.T) {
 		must(err)
 		return o
 	}
-	if n, err := shop.Order.SweepPending(ctx, time.Hour); err != nil || n != 0 {
+	if n, err := shop.Order.SweepPending(ctx, time.Hour, time.Hour); err != nil || n != 0 {
 		t.Fatalf("sweep of orders PENDING for an hour: %d settled, %v; want 0, nil", n, err)
 	}
 	for _, id := range []string{paid.ID.Hex(), declined.ID.Hex(), unpaid.ID.Hex()} {
@@ -112,7 +114,7 @@ func TestSweepSettlesOrdersWhoseResultWasLost(t *testing.T) {
 			t.Fatalf("order %s is %s before the sweep, want PENDING (its result was lost)", id, o.Status)
 		}
 	}
-	if n, err := shop.Order.SweepPending(ctx, 0); err != nil || n != 2 {
+	if n, err := shop.Order.SweepPending(ctx, 0, time.Hour); err != nil || n != 2 {
 		t.Fatalf("sweep: %d settled, %v; want 2, nil", n, err)
 	}
 	if o := status(paid.ID.Hex()); o.Status != order.Paid {
@@ -124,19 +126,30 @@ func TestSweepSettlesOrdersWhoseResultWasLost(t *testing.T) {
 	if o := status(unpaid.ID.Hex()); o.Status != order.Pending {
 		t.Errorf("order with no payment: %s, want PENDING", o.Status)
 	}
+	// PENDING with no payment for longer than resendAfter: its order.created is sent again,
+	// and the payment service, which never had it, charges it.
+	if n, err := shop.Order.SweepPending(ctx, 0, 0); err != nil || n != 0 {
+		t.Fatalf("sweep that sends an order.created again: %d settled, %v; want 0, nil", n, err)
+	}
+	if o, err := shop.WaitSettled(ctx, unpaid.ID.Hex()); err != nil || o.Status != order.Paid {
+		t.Fatalf("order whose order.created was lost, sent again: %s %v, want PAID", o.Status, err)
+	}
+	if ps, err := shop.Payments(ctx, unpaid.ID.Hex()); err != nil || len(ps) != 1 {
+		t.Fatalf("payments of the order sent again: %d %v, want 1", len(ps), err)
+	}
 	for product, want := range map[string]int64{cheap: 10 - 2 - 1, dear: 10} {
 		if stock, err := shop.Stock(ctx, product); err != nil || stock != want {
 			t.Errorf("stock of %s: %d %v, want %d", product, stock, err, want)
 		}
 	}
 	// Swept again, nothing changes: each order was announced once.
-	if n, err := shop.Order.SweepPending(ctx, 0); err != nil || n != 0 {
+	if n, err := shop.Order.SweepPending(ctx, 0, 0); err != nil || n != 0 {
 		t.Fatalf("second sweep: %d settled, %v; want 0, nil", n, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		u := updates()
-		if len(u[paid.ID.Hex()]) == 1 && len(u[declined.ID.Hex()]) == 1 {
+		if len(u[paid.ID.Hex()]) == 1 && len(u[declined.ID.Hex()]) == 1 && len(u[unpaid.ID.Hex()]) == 1 {
 			if got := u[paid.ID.Hex()][0].Status; got != order.Paid {
 				t.Errorf("order.updated of the paid order: %s", got)
 			}

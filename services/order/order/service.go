@@ -145,10 +145,7 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 			o.Currency = it.Currency
 		}
 	}
-	ev, err := outbox.NewEvent(ctx, messaging.OrderCreated, CreatedEvent{
-		OrderID: id.Hex(), UserID: o.UserID, Items: o.Items, TotalCents: o.TotalCents,
-		Currency: o.Currency, CreatedAt: now,
-	}, true)
+	ev, err := createdEvent(ctx, o)
 	if err != nil {
 		return Order{}, false, err
 	}
@@ -519,6 +516,14 @@ func (s *service) applyPaymentResult(ctx context.Context, typ string, r PaymentR
 			append([]any{"order", r.OrderID, "status", o.Status, "type", typ, "payment", r.PaymentID}, logAttrs...)...)
 	}
 	return false, nil
+}
+
+// createdEvent is the order.created of order o.
+func createdEvent(ctx context.Context, o Order) (outbox.Event, error) {
+	return outbox.NewEvent(ctx, messaging.OrderCreated, CreatedEvent{
+		OrderID: o.ID.Hex(), UserID: o.UserID, Items: o.Items, TotalCents: o.TotalCents,
+		Currency: o.Currency, CreatedAt: o.CreatedAt,
+	}, true)
 }
 
 // The statuses of a payment result (the payment service's payment statuses).
