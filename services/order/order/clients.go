@@ -243,14 +243,11 @@ var errReleaseRefused = errors.New("product service refused the release")
 // query for them all, within pendingLookupTimeout. An answer but 200 is an Unavailable
 // error, as a transport error is.
 func (p *peers) paymentsOf(ctx context.Context, orderIDs []string) (map[string]PaymentResult, error) {
+	// A payment as the payment service shows it: a result's fields, its id under "id".
 	var page struct {
 		Items []struct {
-			ID          string `json:"id"`
-			OrderID     string `json:"orderId"`
-			AmountCents int64  `json:"amountCents"`
-			Currency    string `json:"currency"`
-			Status      string `json:"status"`
-			Reason      string `json:"reason"`
+			ID string `json:"id"`
+			PaymentResult
 		} `json:"items"`
 	}
 	query := url.Values{"orderIds": {strings.Join(orderIDs, ",")}}
@@ -263,8 +260,9 @@ func (p *peers) paymentsOf(ctx context.Context, orderIDs []string) (map[string]P
 	}
 	out := make(map[string]PaymentResult, len(page.Items))
 	for _, it := range page.Items {
-		out[it.OrderID] = PaymentResult{PaymentID: it.ID, OrderID: it.OrderID, AmountCents: it.AmountCents,
-			Currency: it.Currency, Status: it.Status, Reason: it.Reason}
+		r := it.PaymentResult
+		r.PaymentID = it.ID
+		out[r.OrderID] = r
 	}
 	return out, nil
 }

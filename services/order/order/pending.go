@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
@@ -156,23 +155,15 @@ func (s *service) resendCreated(ctx context.Context, o Order, now time.Time) err
 // and was not sent again before, and records when (now) in the same write, under the
 // order's lock; sent is false when it was not.
 func (s *store) resend(ctx context.Context, id bson.ObjectID, ev outbox.Event, now time.Time) (sent bool, err error) {
-	err = s.locks.Serialize(s.orders, id, func() error {
-		var d document
-		err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil
+	sent, err = s.updatePending(ctx, id, func(d document) (bson.D, error) {
+		if !d.ResentAt.IsZero() {
+			return nil, nil
 		}
-		if err != nil || d.Status != Pending || !d.ResentAt.IsZero() {
-			return err
-		}
-		set := append(outbox.Set(d.Outbox, nil, ev), bson.E{Key: "resentAt", Value: now})
-		err = s.writes.Do(ctx, func() error {
-			_, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: set}})
-			return err
-		})
-		sent = err == nil
-		return err
+		return append(outbox.Set(d.Outbox, nil, ev), bson.E{Key: "resentAt", Value: now}), nil
 	})
+	if errors.Is(err, errNotFound) {
+		return false, nil
+	}
 	return sent, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
+	"github.com/shopkeeper-dev/shopkeeper/services/payment/payment"
 )
 
 // payingService stands in for the payment service's GET /internal/payments: it answers
@@ -39,20 +40,29 @@ func (p *payingService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	type item struct {
-		ID          string `json:"id"`
-		OrderID     string `json:"orderId"`
-		AmountCents int64  `json:"amountCents"`
-		Currency    string `json:"currency"`
-		Status      string `json:"status"`
-	}
-	items := []item{}
+	items := []payment.Payment{} // as the payment service answers them
 	for _, id := range ids {
 		if r, ok := p.payments[id]; ok {
-			items = append(items, item{ID: r.PaymentID, OrderID: id, AmountCents: r.AmountCents, Currency: r.Currency, Status: r.Status})
+			paymentID, _ := bson.ObjectIDFromHex(r.PaymentID)
+			items = append(items, payment.Payment{ID: paymentID, OrderID: id, AmountCents: r.AmountCents,
+				Currency: r.Currency, Status: payment.Status(r.Status), Reason: r.Reason})
 		}
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"items": items})
+}
+
+// newServiceWithPayments returns a service on a fresh database whose payment service is
+// pay, called with peerTimeout as PEER_TIMEOUT.
+func newServiceWithPayments(ctx context.Context, t *testing.T, pay *payingService, peerTimeout time.Duration) *service {
+	t.Helper()
+	s, _ := newServiceWithProduct(ctx, t)
+	srv := httptest.NewServer(pay)
+	t.Cleanup(srv.Close)
+	var err error
+	if s.peers, err = newPeers("http://user.invalid", s.peers.product.String(), srv.URL, peerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // set holds payment r for its order, and fails every call while failing is set.
@@ -84,14 +94,8 @@ func (p *payingService) firstAsked() []string {
 func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, _ := newServiceWithProduct(ctx, t)
 	pay := &payingService{payments: map[string]PaymentResult{}}
-	srv := httptest.NewServer(pay)
-	t.Cleanup(srv.Close)
-	var err error
-	if s.peers, err = newPeers("http://user.invalid", s.peers.product.String(), srv.URL, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	s := newServiceWithPayments(ctx, t, pay, 2*time.Second)
 	// 250 PENDING orders, three pages; the first, the 151st and the last have a payment.
 	ids := make([]bson.ObjectID, 250)
 	for i := range ids {
@@ -162,14 +166,8 @@ func TestSweepPendingResumesWhereItStopped(t *testing.T) {
 func TestSweepPendingWaitsPastPeerTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, _ := newServiceWithProduct(ctx, t)
 	pay := &payingService{payments: map[string]PaymentResult{}, delay: 600 * time.Millisecond}
-	srv := httptest.NewServer(pay)
-	t.Cleanup(srv.Close)
-	var err error
-	if s.peers, err = newPeers("http://user.invalid", s.peers.product.String(), srv.URL, 200*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
+	s := newServiceWithPayments(ctx, t, pay, 200*time.Millisecond)
 	id := bson.NewObjectID()
 	if err := storeOrder(s, Pending)(id); err != nil {
 		t.Fatal(err)
@@ -210,15 +208,9 @@ func TestSweepPendingCountsNoReadOfAnUnreachableDatabase(t *testing.T) {
 func TestSweepPendingSendsOrderCreatedAgainOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, _ := newServiceWithProduct(ctx, t)
+	s := newServiceWithPayments(ctx, t, &payingService{payments: map[string]PaymentResult{}}, 2*time.Second)
 	relay := &notedRelay{}
 	s.relay = relay
-	srv := httptest.NewServer(&payingService{payments: map[string]PaymentResult{}})
-	t.Cleanup(srv.Close)
-	var err error
-	if s.peers, err = newPeers("http://user.invalid", s.peers.product.String(), srv.URL, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	old, young := bson.NewObjectID(), bson.NewObjectID()
 	if err := storeOrder(s, Pending)(old); err != nil {
 		t.Fatal(err)

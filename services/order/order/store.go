@@ -190,6 +190,30 @@ type settlement struct {
 // and removing the published ones. changed is false when the order was not PENDING (a
 // result handled before); an unknown order is errNotFound.
 func (s *store) settle(ctx context.Context, id bson.ObjectID, st settlement) (changed bool, err error) {
+	changed, err = s.updatePending(ctx, id, func(d document) (bson.D, error) {
+		if st.prepare != nil {
+			if err := st.prepare(); err != nil {
+				return nil, err
+			}
+		}
+		set := bson.D{{Key: "status", Value: st.status}, {Key: "updatedAt", Value: st.now}}
+		if st.reason != "" {
+			set = append(set, bson.E{Key: "reason", Value: st.reason})
+		}
+		return append(set, outbox.Set(d.Outbox, st.published(id), st.event)...), nil
+	})
+	if err != nil && !errors.Is(err, errNotFound) {
+		return false, fmt.Errorf("settle order %s: %w", id.Hex(), err)
+	}
+	return changed, err
+}
+
+// updatePending reads order id under its lock and, if it is PENDING, writes the $set that
+// update returns for it (none: nothing is written), still under the lock, through the
+// write gate: the updates of an order that the store cannot make atomic itself (it
+// rewrites the whole document). changed is true when it wrote; an unknown order is
+// errNotFound.
+func (s *store) updatePending(ctx context.Context, id bson.ObjectID, update func(d document) (bson.D, error)) (changed bool, err error) {
 	err = s.locks.Serialize(s.orders, id, func() error {
 		var d document
 		err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
@@ -199,16 +223,10 @@ func (s *store) settle(ctx context.Context, id bson.ObjectID, st settlement) (ch
 		if err != nil || d.Status != Pending {
 			return err
 		}
-		if st.prepare != nil {
-			if err := st.prepare(); err != nil {
-				return err
-			}
+		set, err := update(d)
+		if err != nil || len(set) == 0 {
+			return err
 		}
-		set := bson.D{{Key: "status", Value: st.status}, {Key: "updatedAt", Value: st.now}}
-		if st.reason != "" {
-			set = append(set, bson.E{Key: "reason", Value: st.reason})
-		}
-		set = append(set, outbox.Set(d.Outbox, st.published(id), st.event)...)
 		err = s.writes.Do(ctx, func() error {
 			_, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: set}})
 			return err
@@ -216,8 +234,5 @@ func (s *store) settle(ctx context.Context, id bson.ObjectID, st settlement) (ch
 		changed = err == nil
 		return err
 	})
-	if err != nil && !errors.Is(err, errNotFound) {
-		return false, fmt.Errorf("settle order %s: %w", id.Hex(), err)
-	}
 	return changed, err
 }

@@ -90,12 +90,12 @@ func (s *store) ofOrders(ctx context.Context, orderIDs []string) ([]Payment, err
 	if err != nil {
 		return nil, err
 	}
-	out := []Payment{}
+	var out []Payment
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, err
 	}
 	if out == nil {
-		out = []Payment{}
+		out = []Payment{} // "items": [], not null
 	}
 	return out, nil
 }
