@@ -316,7 +316,9 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
 	clientClose := req.Header.ConnectionClose()
 	dropTrailers(&req.Header)
-	dropHopHeaders(&req.Header)
+	if hasHopHeader(req.Header.All()) {
+		dropHopHeaders(&req.Header)
+	}
 	requestID := requestIDOf(&req.Header)
 	// Set replaces only the first of several: the service gets this one alone.
 	req.Header.Del(web.RequestIDHeader)
@@ -384,7 +386,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	}()
 
 	peer := peerAddr(ctx)
-	client, trusted := g.clientOf(ctx, &req.Header)
+	client, trusted := g.clientOfPeer(peer, &req.Header)
 	// A request without a network peer (never the case behind a listener) shares one bucket:
 	// failing closed beats letting it through unlimited.
 	d := g.limiter.Allow(ratelimit.KeyFor(client))
@@ -434,12 +436,13 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		writeJSON(resp, status, body)
 	} else {
 		resp.Header.ResetConnectionClose()
-		dropHopHeaders(&resp.Header)
+		if hasHopHeader(resp.Header.All()) {
+			dropHopHeaders(&resp.Header)
+		}
 	}
 	if clientClose {
 		ctx.SetConnectionClose()
 	}
-	limitHeaders(&resp.Header, g.policy, d)
 }
 
 // bufferedBodyBytes is the size up to which a request body is read whole at once: nearly
@@ -541,7 +544,11 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // X-Forwarded-For of head; head nil leaves the peer. trusted tells whether the peer is such
 // a proxy.
 func (g *Gateway) clientOf(ctx *fasthttp.RequestCtx, head *fasthttp.RequestHeader) (client netip.Addr, trusted bool) {
-	peer := peerAddr(ctx)
+	return g.clientOfPeer(peerAddr(ctx), head)
+}
+
+// clientOfPeer is clientOf for a request that came from peer.
+func (g *Gateway) clientOfPeer(peer netip.Addr, head *fasthttp.RequestHeader) (client netip.Addr, trusted bool) {
 	trusted = peer.IsValid() && g.ips.Trusted(peer)
 	if trusted && head != nil {
 		return g.ips.ClientIP(peer, head.PeekAll("X-Forwarded-For")), true

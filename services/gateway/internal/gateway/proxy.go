@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"net/netip"
 	"net/url"
@@ -174,6 +175,24 @@ var hopHeaders = []string{
 type headers interface {
 	PeekAll(key string) [][]byte
 	Del(key string)
+}
+
+// hasHopHeader reports whether the fields all yields (a header's All) include one of
+// hopHeaders, or Connection: one pass over them, so that the common message, which has none,
+// costs no deletion of each. It takes the iterator of the concrete header, not the headers
+// interface, so that neither the iterator nor the loop allocates.
+func hasHopHeader(all iter.Seq2[[]byte, []byte]) bool {
+	for k := range all {
+		if bytes.EqualFold(k, []byte("Connection")) {
+			return true
+		}
+		for _, hop := range hopHeaders {
+			if bytes.EqualFold(k, []byte(hop)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // dropHopHeaders removes the hop-by-hop headers of h: the standard ones, and those its

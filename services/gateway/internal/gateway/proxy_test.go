@@ -53,3 +53,37 @@ func TestUpstreamFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestHasHopHeader: the one pass that lets a message without hop-by-hop headers skip their
+// deletion finds each of them, in any case, in a request and in an answer, and nothing in a
+// message without them.
+func TestHasHopHeader(t *testing.T) {
+	for _, name := range append([]string{"Connection", "connection", "KEEP-ALIVE"}, hopHeaders...) {
+		var req fasthttp.RequestHeader
+		req.DisableNormalizing() // the name as written, not canonicalised on the way in
+		req.Set("X-Other", "1")
+		req.Set(name, "x")
+		if !hasHopHeader(req.All()) {
+			t.Errorf("request with %s: not found", name)
+		}
+		var resp fasthttp.ResponseHeader
+		resp.DisableNormalizing()
+		resp.Set(name, "x")
+		if !hasHopHeader(resp.All()) {
+			t.Errorf("answer with %s: not found", name)
+		}
+	}
+	var req fasthttp.RequestHeader
+	req.SetHost("shop.example")
+	req.SetContentType("application/json")
+	req.Set("X-Request-ID", "abc")
+	req.Set("Te-Extra", "not a hop header")
+	if hasHopHeader(req.All()) {
+		t.Error("request without hop-by-hop headers: found one")
+	}
+	var closing fasthttp.RequestHeader
+	closing.SetConnectionClose()
+	if !hasHopHeader(closing.All()) {
+		t.Error("request with Connection: close: not found")
+	}
+}

@@ -23,6 +23,11 @@ type checkedConn struct {
 	raw syscall.RawConn
 	// reused is set once an answer was read: the next write is a reuse.
 	reused bool
+	// peek is the look at the socket closedByPeer makes, made once with the connection so
+	// that a check allocates nothing; peekErr and peekBuf are its result and buffer.
+	peek    func(fd uintptr)
+	peekErr error
+	peekBuf [1]byte
 }
 
 // checkConn wraps c when it can look at its socket.
@@ -35,7 +40,11 @@ func checkConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &checkedConn{Conn: c, raw: raw}
+	cc := &checkedConn{Conn: c, raw: raw}
+	cc.peek = func(fd uintptr) {
+		_, _, cc.peekErr = syscall.Recvfrom(int(fd), cc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	}
+	return cc
 }
 
 func (c *checkedConn) Read(b []byte) (int, error) {
@@ -56,16 +65,13 @@ func (c *checkedConn) Write(b []byte) (int, error) {
 // closedByPeer peeks at the socket without waiting: an end of stream, an error, or bytes
 // no request asked for (the connection is out of step) all mean it cannot carry a request.
 func (c *checkedConn) closedByPeer() bool {
-	var buf [1]byte
-	var err error
 	// Control, not Read: a pooled connection keeps the read deadline of its last request,
 	// long past by now, which Read would report instead of looking.
-	if cerr := c.raw.Control(func(fd uintptr) {
-		_, _, err = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	}); cerr != nil {
+	c.peekErr = nil
+	if cerr := c.raw.Control(c.peek); cerr != nil {
 		return true
 	}
-	if errors.Is(err, syscall.EAGAIN) {
+	if errors.Is(c.peekErr, syscall.EAGAIN) {
 		return false // nothing to read: open and idle, as it should be
 	}
 	return true
