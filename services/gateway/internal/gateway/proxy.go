@@ -61,11 +61,8 @@ func services(cfg *Config) ([]service, error) {
 
 // newClient returns the connection pool to the service at u: up to MaxConnsPerService
 // kept-alive connections (a request waits for a free one half the upstream timeout, at most
-// maxConnWait) and a bounded connect. The upstream timeout is each request's (DoTimeout), over
-// its writing and its answer together; per-read and per-write timeouts of the client would
-// never be the earlier deadline, and would cost every request two more clock readings. Paths
-// are sent as the client sent them, never re-normalised, and the client adds no User-Agent of
-// its own.
+// maxConnWait), a bounded connect, and the upstream timeout on every read and write. Paths are sent as the client sent
+// them, never re-normalised, and the client adds no User-Agent of its own.
 func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 	tls := u.Scheme == "https"
 	dialTimeout := min(cfg.UpstreamTimeout, 5*time.Second)
@@ -98,6 +95,8 @@ func newClient(u *url.URL, cfg *Config) *fasthttp.HostClient {
 		// A connection is replaced after a while even when always busy, so that pods a
 		// service scales out to behind its Service get their share of the gateway's traffic.
 		MaxConnDuration:          3 * time.Minute,
+		ReadTimeout:              cfg.UpstreamTimeout,
+		WriteTimeout:             cfg.UpstreamTimeout,
 		MaxResponseBodySize:      maxResponseBodyBytes,
 		ReadBufferSize:           readBufferSize, // a service's answer head, as the server's for requests
 		NoDefaultUserAgentHeader: true,
