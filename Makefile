@@ -101,7 +101,7 @@ bench-services: $(FERRETDB) ## Benchmark user (GET /users/{id}) and product (POS
 	FERRETDB="$(FERRETDB)" hack/bench-services.sh
 
 .PHONY: bench-gateway
-bench-gateway: ## Benchmark the gateway: a fixed-response upstream direct, through the gateway and through nginx (reference), wrk 64 connections.
+bench-gateway: ## Benchmark the gateway: a fixed-response upstream direct, through the gateway and through references (bare fasthttp proxy, nginx, HAProxy), wrk 64 connections.
 	hack/bench-gateway.sh
 
 .PHONY: bench-orders

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Measures the gateway's overhead: wrk drives a fixed-response upstream (hack/benchgateway)
 # directly, then through the gateway (rate limiter on, with a limit it never reaches, access logs
-# on as deployed) and, beside it in the same run, through a reference reverse proxy (nginx, one
-# worker, upstream keep-alive, rate limit and buffered access log as well), and prints requests/s,
-# p50 and p99 of each and their ratio to the direct figure.
+# on as deployed) and, beside it in the same run, through references: two reverse proxies doing
+# the gateway's work on this path (nginx with one worker and HAProxy with one thread, each with
+# upstream keep-alive, a per-client rate limit, a request id and a JSON access log), and the
+# floor of the gateway's own HTTP stack (a bare fasthttp proxy that only forwards: benchgateway
+# -proxy); it prints requests/s, p50 and p99 of each and their ratio to the direct figure.
 #
 # Everything runs on loopback on this machine, so wrk, the proxy and the upstream share its
 # cores; that is the setting the goal (ratio >= 0.55, gateway p99 < 5 ms at 64 connections) is
-# stated for. The targets are measured in turns (direct, gateway, reference, direct, ...) so that
-# a burst of load from elsewhere falls on all of them alike; the best run of each is kept.
+# stated for. The targets are measured in turns (direct, gateway, fasthttp, nginx, haproxy,
+# direct, ...) so that a burst of load from elsewhere falls on all of them alike; the best run of
+# each is kept.
 #
 # Beside each figure: the CPU time each process spent per request (from /proc/PID/stat), which
 # other load on the machine changes much less than requests/s, and the 1-minute load average when
@@ -19,7 +22,8 @@
 #   THREADS      wrk threads (2)             RUNS      measured runs of each target (3)
 #   GATEWAY_GOMAXPROCS  the gateway's GOMAXPROCS (default: Go's, every core; 1 measured no better:
 #                the gateway spends less, the upstream behind it much more)
-#   REFERENCE    "nginx" (default; nginx-light is installed from Debian when missing) or "none"
+#   REFERENCE    the references: "fasthttp nginx haproxy" (default), any of them, or "none"; the
+#                Debian packages nginx-light and haproxy are installed when missing
 #   PIN          "1": wrk on CPU 1, servers on CPU 0 (default: no pinning, the scheduler decides)
 #   PROFILE      a file: after the measured runs, one more gateway run writes a CPU profile there
 #                (kept out of the measured runs, which the profiler would slow)
@@ -35,11 +39,23 @@ GATEWAY_GOMAXPROCS="${GATEWAY_GOMAXPROCS:-}"
 PIN="${PIN:-0}"
 PROFILE="${PROFILE:-}"
 STRICT="${STRICT:-0}"
-REFERENCE="${REFERENCE:-nginx}"
+REFERENCE="${REFERENCE:-fasthttp nginx haproxy}"
 PACKAGES=(wrk curl python3)
-# nginx-light is the reference proxy; the benchmark starts its own nginx on a free port (no
-# package-started daemon is needed, and apt-install.sh starts none).
-if [ "$REFERENCE" = nginx ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then PACKAGES+=(nginx-light); fi
+# reference NAME: is NAME one of the reference proxies asked for?
+reference() { [[ " $REFERENCE " == *" $1 "* ]]; }
+for r in $REFERENCE; do
+	case "$r" in
+	fasthttp | nginx | haproxy | none) ;;
+	*)
+		echo "REFERENCE: unknown reference $r (fasthttp, nginx, haproxy or none)" >&2
+		exit 2
+		;;
+	esac
+done
+# The benchmark starts its own reference proxies on free ports (no package-started daemon is
+# needed, and apt-install.sh starts none).
+if reference nginx && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then PACKAGES+=(nginx-light); fi
+if reference haproxy && ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then PACKAGES+=(haproxy); fi
 "$ROOT/hack/apt-install.sh" "${PACKAGES[@]}"
 
 WORK="$(mktemp -d)"
@@ -93,8 +109,20 @@ declare -A URL PROXY_PID
 URL[direct]="$UP/products/1" PROXY_PID[direct]=""
 URL[gateway]="http://127.0.0.1:$GW_PORT/products/1" PROXY_PID[gateway]="$GW_PID"
 
-if [ "$REFERENCE" = nginx ]; then
-	# The reference does what the gateway does on this path: a per-client rate limit it never
+if reference fasthttp; then
+	# The floor: fasthttp's Server and HostClient forwarding each request and answer as they
+	# are, with nothing of the gateway's own work. What the gateway spends over it is its work.
+	FH_PORT="$(free_port)"
+	"${SERVER_CPU[@]}" "$WORK/upstream" -proxy "127.0.0.1:$UP_PORT" -addr "127.0.0.1:$FH_PORT" &
+	FH_PID=$!
+	PIDS+=("$FH_PID")
+	wait_http "http://127.0.0.1:$FH_PORT/products/1"
+	TARGETS+=(fasthttp)
+	URL[fasthttp]="http://127.0.0.1:$FH_PORT/products/1" PROXY_PID[fasthttp]="$FH_PID"
+fi
+
+if reference nginx; then
+	# nginx does what the gateway does on this path: a per-client rate limit it never
 	# reaches, a request id and X-Forwarded-For to the upstream over kept-alive connections, and
 	# a JSON access line per request, buffered as the gateway's. One worker, no master process, so
 	# its CPU time is that of the one process started here.
@@ -136,8 +164,55 @@ if [ "$REFERENCE" = nginx ]; then
 	NG_PID=$!
 	PIDS+=("$NG_PID")
 	wait_http "http://127.0.0.1:$NG_PORT/products/1"
-	TARGETS+=(reference)
-	URL[reference]="http://127.0.0.1:$NG_PORT/products/1" PROXY_PID[reference]="$NG_PID"
+	TARGETS+=(nginx)
+	URL[nginx]="http://127.0.0.1:$NG_PORT/products/1" PROXY_PID[nginx]="$NG_PID"
+fi
+
+if reference haproxy; then
+	# HAProxy does the same: one thread; a per-client request rate tracked in a stick table, with
+	# a limit it never reaches; a request id and X-Forwarded-For; kept-alive connections to the
+	# upstream, any idle one serving any request (as nginx's keepalive pool); and a JSON access line
+	# per request. HAProxy writes no buffered log file: its lines go to an in-memory ring, so it
+	# formats every line as the others do and saves the writes they make (one per many lines).
+	HA_PORT="$(free_port)"
+	mkdir -p "$WORK/haproxy"
+	cat >"$WORK/haproxy/haproxy.cfg" <<-EOF
+		global
+			nbthread 1
+			maxconn 4096
+		ring accesslog
+			format raw
+			size 1048576
+		defaults
+			mode http
+			timeout connect 5s
+			timeout client 30s
+			timeout server 30s
+			option http-keep-alive
+			http-reuse always
+		frontend gateway
+			bind 127.0.0.1:$HA_PORT
+			log ring@accesslog len 1024 local0
+			log-format '{"time":"%tr","request_id":"%ID","method":"%HM","path":"%{+E}HPO","status":%ST,"bytes":%B,"duration":%Ta}'
+			stick-table type ip size 1m expire 1h store http_req_rate(1s)
+			http-request track-sc0 src
+			http-request deny deny_status 429 if { sc_http_req_rate(0) gt 1000000000 }
+			unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid
+			http-request set-header X-Request-ID %[unique-id]
+			option forwardfor
+			default_backend service
+		backend service
+			server upstream 127.0.0.1:$UP_PORT
+	EOF
+	HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+	"$HAPROXY" -c -q -f "$WORK/haproxy/haproxy.cfg"
+	# -db: in the foreground, one process (no master), so its CPU time is that of the PID here.
+	"${SERVER_CPU[@]}" "$HAPROXY" -db -f "$WORK/haproxy/haproxy.cfg" >"$WORK/haproxy/haproxy.log" 2>&1 &
+	HA_PID=$!
+	PIDS+=("$HA_PID")
+	wait_http "http://127.0.0.1:$HA_PORT/products/1"
+	TARGETS+=(haproxy)
+	URL[haproxy]="http://127.0.0.1:$HA_PORT/products/1" PROXY_PID[haproxy]="$HA_PID"
 fi
 
 # wrk prints latencies as 812.00us, 1.23ms or 1.01s; ms() turns one into milliseconds.
