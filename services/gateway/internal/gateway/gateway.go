@@ -396,9 +396,10 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		resp.SetStatusCode(fasthttp.StatusTooManyRequests)
 		resp.Header.SetContentType("application/json")
 		resp.SetBody(tooManyRequestsBody)
-		if req.Header.ContentLength() != 0 {
+		if hasBody(&req.Header) {
 			// Its body is not read: the client may still be sending it, and closing at
-			// once would reset the connection under the answer.
+			// once would reset the connection under the answer. A request without one
+			// keeps its connection, as any other answer does.
 			closeGently(ctx)
 		}
 		return
@@ -554,6 +555,13 @@ func (g *Gateway) clientOfPeer(peer netip.Addr, head *fasthttp.RequestHeader) (c
 		return g.ips.ClientIP(peer, head.PeekAll("X-Forwarded-For")), true
 	}
 	return peer, trusted
+}
+
+// hasBody reports whether the request of h has a body: a Content-Length over 0, or chunked
+// (fasthttp's -1). Without either (fasthttp's -2) or with Content-Length: 0 it has none.
+func hasBody(h *fasthttp.RequestHeader) bool {
+	n := h.ContentLength()
+	return n > 0 || n == -1
 }
 
 // peerAddr returns the address of the connection ctx came on, or the zero Addr when it did not

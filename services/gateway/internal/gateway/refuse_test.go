@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -246,5 +250,65 @@ func TestRefusedRequestsCountAgainstTheLimit(t *testing.T) {
 	}
 	if n := s.upstreams["user"].hits.Load(); n != 1 {
 		t.Fatalf("user reached %d times, want 1", n)
+	}
+}
+
+// TestRefusedRequestWithoutBodyKeepsItsConnection: a client over its limit is answered 429 on
+// the connection it came on, which stays open for its next request, as after any other answer,
+// when its request had no body (fasthttp: no Content-Length, or 0). One whose body was not
+// read is answered and its connection closed, gently: the rest of the body may be on its way.
+func TestRefusedRequestWithoutBodyKeepsItsConnection(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 1; c.RateLimitWindow = time.Minute })
+	conn := dialGateway(t, s.url)
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	for i, request := range []string{
+		"GET /users HTTP/1.1\r\nHost: shop\r\n\r\n",
+		"GET /users HTTP/1.1\r\nHost: shop\r\n\r\n",
+		"DELETE /users/1 HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\n\r\n",
+		"POST /users HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+	} {
+		if _, err := io.WriteString(conn, request); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		wantStatus, wantClose := http.StatusTooManyRequests, i == 3
+		if i == 0 {
+			wantStatus = http.StatusOK
+		}
+		if resp.StatusCode != wantStatus || resp.Close != wantClose {
+			t.Errorf("request %d (%q): status %d, connection closed %v; want %d, %v",
+				i+1, strings.SplitN(request, "\r\n", 2)[0], resp.StatusCode, resp.Close, wantStatus, wantClose)
+		}
+	}
+}
+
+// TestHeadWithoutBodyKeepsItsDeadline: once a request's head is read, the server gives its
+// body the read timeout; a request without a body (no Content-Length, or 0) keeps the head's
+// deadline, which nothing more is read under.
+func TestHeadWithoutBodyKeepsItsDeadline(t *testing.T) {
+	srv := NewServer(Handler{}, config.Base{ReadTimeout: 30 * time.Second, ReadHeaderTimeout: 5 * time.Second}, logging.Discard())
+	for _, tt := range []struct {
+		head string
+		want time.Duration
+	}{
+		{"GET /products/1 HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+		{"GET /products/1 HTTP/1.0\r\n\r\n", 0},
+		{"DELETE /users/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0},
+		{"POST /orders HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 30 * time.Second},
+		{"POST /orders HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 30 * time.Second},
+	} {
+		var h fasthttp.RequestHeader
+		if err := h.Read(bufio.NewReader(strings.NewReader(tt.head))); err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.HeaderReceived(&h).ReadTimeout; got != tt.want {
+			t.Errorf("%q: body read timeout %s, want %s", tt.head, got, tt.want)
+		}
 	}
 }

@@ -50,9 +50,9 @@ func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server
 		if h.HeadRead != nil {
 			h.HeadRead(head)
 		}
-		if head.ContentLength() == 0 {
-			// No body to read (every GET): the head's deadline is not moved, which would
-			// cost the request a timer update for nothing.
+		if !hasBody(head) {
+			// No body to read (nearly every GET): the head's deadline is not moved, which
+			// would cost the request a timer update for nothing.
 			return fasthttp.RequestConfig{}
 		}
 		return bodyConfig
