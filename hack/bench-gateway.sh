@@ -40,6 +40,7 @@ PIN="${PIN:-0}"
 PROFILE="${PROFILE:-}"
 STRICT="${STRICT:-0}"
 REFERENCE="${REFERENCE:-fasthttp nginx haproxy}"
+REFERENCE="$(tr -s '[:space:]' ' ' <<<"$REFERENCE")" # one space between names, whatever separated them
 PACKAGES=(wrk curl python3)
 # reference NAME: is NAME one of the reference proxies asked for?
 reference() { [[ " $REFERENCE " == *" $1 "* ]]; }
