@@ -110,16 +110,24 @@ declare -A URL PROXY_PID
 URL[direct]="$UP/products/1" PROXY_PID[direct]=""
 URL[gateway]="http://127.0.0.1:$GW_PORT/products/1" PROXY_PID[gateway]="$GW_PID"
 
+# start_reference NAME PORT COMMAND...: starts the reference proxy COMMAND, listening on PORT
+# (its output in $WORK/NAME.log), waits until it answers, and measures it as NAME.
+start_reference() {
+	local name="$1" port="$2" pid
+	shift 2
+	"${SERVER_CPU[@]}" "$@" >"$WORK/$name.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_http "http://127.0.0.1:$port/products/1"
+	TARGETS+=("$name")
+	URL[$name]="http://127.0.0.1:$port/products/1" PROXY_PID[$name]="$pid"
+}
+
 if reference fasthttp; then
 	# The floor: fasthttp's Server and HostClient forwarding each request and answer as they
 	# are, with nothing of the gateway's own work. What the gateway spends over it is its work.
 	FH_PORT="$(free_port)"
-	"${SERVER_CPU[@]}" "$WORK/upstream" -proxy "127.0.0.1:$UP_PORT" -addr "127.0.0.1:$FH_PORT" &
-	FH_PID=$!
-	PIDS+=("$FH_PID")
-	wait_http "http://127.0.0.1:$FH_PORT/products/1"
-	TARGETS+=(fasthttp)
-	URL[fasthttp]="http://127.0.0.1:$FH_PORT/products/1" PROXY_PID[fasthttp]="$FH_PID"
+	start_reference fasthttp "$FH_PORT" "$WORK/upstream" -proxy "127.0.0.1:$UP_PORT" -addr "127.0.0.1:$FH_PORT"
 fi
 
 if reference nginx; then
@@ -161,12 +169,7 @@ if reference nginx; then
 		}
 	EOF
 	NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-	"${SERVER_CPU[@]}" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-	NG_PID=$!
-	PIDS+=("$NG_PID")
-	wait_http "http://127.0.0.1:$NG_PORT/products/1"
-	TARGETS+=(nginx)
-	URL[nginx]="http://127.0.0.1:$NG_PORT/products/1" PROXY_PID[nginx]="$NG_PID"
+	start_reference nginx "$NG_PORT" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 fi
 
 if reference haproxy; then
@@ -208,12 +211,7 @@ if reference haproxy; then
 	HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 	"$HAPROXY" -c -q -f "$WORK/haproxy/haproxy.cfg"
 	# -db: in the foreground, one process (no master), so its CPU time is that of the PID here.
-	"${SERVER_CPU[@]}" "$HAPROXY" -db -f "$WORK/haproxy/haproxy.cfg" >"$WORK/haproxy/haproxy.log" 2>&1 &
-	HA_PID=$!
-	PIDS+=("$HA_PID")
-	wait_http "http://127.0.0.1:$HA_PORT/products/1"
-	TARGETS+=(haproxy)
-	URL[haproxy]="http://127.0.0.1:$HA_PORT/products/1" PROXY_PID[haproxy]="$HA_PID"
+	start_reference haproxy "$HA_PORT" "$HAPROXY" -db -f "$WORK/haproxy/haproxy.cfg"
 fi
 
 # wrk prints latencies as 812.00us, 1.23ms or 1.01s; ms() turns one into milliseconds.
