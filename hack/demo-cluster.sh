@@ -145,12 +145,16 @@ apply_shop() {
 wait_ready() {
 	log "Waiting for shop/$shop to be Ready"
 	local deadline=$((SECONDS + ready_timeout)) last="" now
-	while :; do
+	# progress prints the components' ready replicas and the Ready condition when they changed.
+	progress() {
 		now=$(kubectl -n "$namespace" get "shop/$shop" -o go-template='{{range $n, $c := .status.components}}{{$n}} {{$c.ready}}/{{$c.desired}}  {{end}}{{range .status.conditions}}{{if eq .type "Ready"}}| Ready={{.status}} ({{.reason}}){{end}}{{end}}' 2>/dev/null || true)
 		if [ "$now" != "$last" ]; then
 			printf '%4ds  %s\n' "$((SECONDS - start))" "$now"
 			last=$now
 		fi
+	}
+	while :; do
+		progress
 		if kubectl -n "$namespace" wait --for=condition=Ready "shop/$shop" --timeout=2s >/dev/null 2>&1 &&
 			kubectl -n "$namespace" rollout status "deployment/$shop-gateway" --timeout=2s >/dev/null 2>&1; then
 			break
@@ -161,6 +165,7 @@ wait_ready() {
 		}
 		sleep 2
 	done
+	progress # the state it became Ready in
 	kubectl -n "$namespace" get "shop/$shop"
 }
 

@@ -371,6 +371,11 @@ cmd_down() {
 	awk -v a="$state" -v b="$run_dir" 'index($2, a) == 1 || index($2, b) == 1 {print $2}' /proc/mounts |
 		sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	for c in $netns; do ip netns delete "${c##*/}" 2>/dev/null || true; done
+	# And those a cluster stopped without this (killed, containerd gone) left behind: a pod's
+	# cni- namespace that no process is in any more is nobody's.
+	for c in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
+		if [ -z "$(ip netns pids "$c" 2>/dev/null)" ]; then ip netns delete "$c" 2>/dev/null || true; fi
+	done
 	# Network: the bridge and the veths on it, the rules of kube-proxy and the CNI plugins.
 	ip link delete "$bridge" 2>/dev/null || true
 	iptables -S | awk -v tag="$rule_tag" 'index($0, tag) && /^-A /' | sed -E 's/^-A /-D /' |
