@@ -64,7 +64,7 @@ type pendingPass struct {
 	unpaid       int
 	oldestUnpaid bson.ObjectID
 	// read is the database's work in the reads of PENDING orders since it was last
-	// zeroed (outbox.QueryTime: a read that failed before its deadline counts nothing).
+	// zeroed (outbox.TimedQuery: a read that failed before its deadline counts nothing).
 	read time.Duration
 }
 
@@ -82,9 +82,12 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 	before := now.Add(-olderThan)
 	resendBefore := now.Add(-resendAfter)
 	for {
-		began := time.Now()
-		page, cutShort, err := s.store.pendingBefore(ctx, pass.after, before, pendingPage)
-		pass.read += outbox.QueryTime(time.Since(began), err, cutShort)
+		var page []document
+		read, err := outbox.TimedQuery(ctx, pendingScanTimeout, func(ctx context.Context) (err error) {
+			page, err = s.store.pendingBefore(ctx, pass.after, before, pendingPage)
+			return err
+		})
+		pass.read += read
 		if err != nil {
 			return settled, err
 		}
@@ -230,23 +233,21 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 
 // pendingBefore returns up to limit PENDING orders created before before, with ids after
 // after, in id order, leaving out those whose outbox still holds their order.created (the
-// payment service cannot have it yet), within pendingScanTimeout; cutShort is true when
-// that deadline ran out. Their outbox is left out.
-func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before time.Time, limit int64) (out []document, cutShort bool, err error) {
-	qctx, cancel := context.WithTimeout(ctx, pendingScanTimeout) // a deadline of its own overrides the client's timeout
-	defer cancel()
-	defer func() { cutShort = err != nil && qctx.Err() != nil && ctx.Err() == nil }()
+// payment service cannot have it yet). Their outbox is left out. The sweep gives the
+// read pendingScanTimeout (outbox.TimedQuery).
+func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before time.Time, limit int64) ([]document, error) {
 	filter := bson.D{
 		{Key: "status", Value: Pending},
 		{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}},
 		{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: before}}},
 		{Key: outbox.PendingField, Value: bson.D{{Key: "$ne", Value: true}}},
 	}
-	cur, err := s.orders.Find(qctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
+	cur, err := s.orders.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
 		SetLimit(limit).SetProjection(bson.D{{Key: outbox.Field, Value: 0}}))
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	err = cur.All(qctx, &out)
-	return out, false, err
+	var out []document
+	err = cur.All(ctx, &out)
+	return out, err
 }

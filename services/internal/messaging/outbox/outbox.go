@@ -182,7 +182,7 @@ func scanWait(behind bool, interval, took, tookBefore time.Duration) time.Durati
 // ScanWait is how long after a scan of a store the next is due: every interval, but never
 // so often that the scans take more than a share-th of the store's time (on FerretDB a
 // query on anything but _id reads the whole collection). last and before are the store's
-// work in the last two scans (QueryTime): the shorter counts, so that one scan slowed by a
+// work in the last two scans (TimedQuery): the shorter counts, so that one scan slowed by a
 // stall of the store does not space out the next ones, while a collection slow to read
 // every time keeps its share; before is 0 after a start, and last alone counts.
 func ScanWait(interval time.Duration, share int, last, before time.Duration) time.Duration {
@@ -193,12 +193,24 @@ func ScanWait(interval time.Duration, share int, last, before time.Duration) tim
 	return max(interval, time.Duration(share)*took)
 }
 
-// QueryTime is how much of the store's work a scan's query that took took and ended with
+// TimedQuery runs query with a deadline of its own, timeout, in place of the client's
+// per-operation timeout (on FerretDB a scan's query reads the whole collection), and returns
+// how much of the store's work it counts (queryTime) with query's error.
+func TimedQuery(ctx context.Context, timeout time.Duration, query func(ctx context.Context) error) (counted time.Duration, err error) {
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	err = query(qctx)
+	cutShort := err != nil && qctx.Err() != nil && ctx.Err() == nil // its own deadline ran out
+	return queryTime(time.Since(start), err, cutShort), err
+}
+
+// queryTime is how much of the store's work a scan's query that took took and ended with
 // err counts: all of it when it answered, or when its own deadline cut it short (a
 // collection too large to read in time is read for that long, and scanning it again at
 // once would read it for ever); nothing when it failed before (the store unreachable: no
 // work done, and the retries must not be spaced out by the driver's wait for a server).
-func QueryTime(took time.Duration, err error, cutShort bool) time.Duration {
+func queryTime(took time.Duration, err error, cutShort bool) time.Duration {
 	if err != nil && !cutShort {
 		return 0
 	}
@@ -495,27 +507,23 @@ func (r *Relay) Stop(ctx context.Context) error {
 }
 
 // pendingDocs finds up to one batch of documents with events, in the order of their
-// _id and after the _id after (nil: from the first), within scanTimeout. Paging by _id
-// takes a collection's _ids to be of one BSON type, as they are: $gt compares only
-// values of after's type.
-// cutShort is true when the query failed because scanTimeout ran out.
-func (r *Relay) pendingDocs(ctx context.Context, after any) (docs []pendingDoc, cutShort bool, err error) {
-	qctx, cancel := context.WithTimeout(ctx, scanTimeout) // a deadline of its own overrides the client's timeout
-	defer cancel()
-	defer func() { cutShort = err != nil && qctx.Err() != nil && ctx.Err() == nil }()
+// _id and after the _id after (nil: from the first). Paging by _id takes a collection's
+// _ids to be of one BSON type, as they are: $gt compares only values of after's type.
+func (r *Relay) pendingDocs(ctx context.Context, after any) ([]pendingDoc, error) {
 	filter := bson.D{{Key: PendingField, Value: true}}
 	if after != nil {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
 	}
-	cur, err := r.coll.Find(qctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).
+	cur, err := r.coll.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).
 		SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(r.batch)))
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if err := cur.All(qctx, &docs); err != nil {
-		return nil, false, err
+	var docs []pendingDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
 	}
-	return docs, false, nil
+	return docs, nil
 }
 
 type pendingDoc struct {
@@ -533,11 +541,13 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 
 // drain is Drain for the batch of documents after the _id after (nil: from the first);
 // it also returns the _id of the last document of the batch, and how long the query
-// for the batch took (QueryTime; the publishes, which wait for the broker, not counted).
+// for the batch took (TimedQuery; the publishes, which wait for the broker, not counted).
 func (r *Relay) drain(ctx context.Context, after any) (n int, last any, query time.Duration, err error) {
-	start := time.Now()
-	docs, cutShort, err := r.pendingDocs(ctx, after)
-	query = QueryTime(time.Since(start), err, cutShort)
+	var docs []pendingDoc
+	query, err = TimedQuery(ctx, scanTimeout, func(ctx context.Context) (err error) {
+		docs, err = r.pendingDocs(ctx, after)
+		return err
+	})
 	if err != nil || len(docs) == 0 {
 		return 0, nil, query, err
 	}

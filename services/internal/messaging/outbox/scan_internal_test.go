@@ -34,7 +34,7 @@ func TestScanWait(t *testing.T) {
 		{"idle, every scan cut short", false, scanTimeout, scanTimeout, 20 * scanTimeout},
 		// The first scan after a start, slow: nothing to compare it with.
 		{"idle, first scan slow", false, 12 * time.Second, 0, 4 * time.Minute},
-		// The store unreachable: its failed queries count nothing (QueryTime).
+		// The store unreachable: its failed queries count nothing (queryTime).
 		{"behind, store unreachable", true, 0, 0, time.Second},
 	}
 	for _, tt := range tests {
@@ -48,13 +48,13 @@ func TestScanWait(t *testing.T) {
 // its own deadline, and not when it failed before (the store unreachable).
 func TestQueryTime(t *testing.T) {
 	failed := errors.New("server selection error")
-	if got := QueryTime(time.Second, nil, false); got != time.Second {
+	if got := queryTime(time.Second, nil, false); got != time.Second {
 		t.Errorf("answered: %s", got)
 	}
-	if got := QueryTime(scanTimeout, context.DeadlineExceeded, true); got != scanTimeout {
+	if got := queryTime(scanTimeout, context.DeadlineExceeded, true); got != scanTimeout {
 		t.Errorf("cut short by its deadline: %s", got)
 	}
-	if got := QueryTime(10*time.Second, failed, false); got != 0 {
+	if got := queryTime(10*time.Second, failed, false); got != 0 {
 		t.Errorf("failed before its deadline: %s", got)
 	}
 }
