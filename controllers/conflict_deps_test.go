@@ -118,6 +118,30 @@ var _ = Describe("A child's name taken by someone else", func() {
 		Expect(string(secretData(shop, "svc-connections")[resources.MongoDBURIKey(resources.User)])).To(ContainSubstring("@svc-mongodb:27017/"))
 	})
 
+	It("sends no service's requests to a foreign Service of a peer it calls", func() {
+		ns := takeNamespace()
+		// order asks payment for the payment of an order left PENDING, and settles the order on
+		// the answer: whoever held payment's Service would decide it.
+		foreign := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "peer-payment"},
+			Spec: corev1.ServiceSpec{
+				Selector: map[string]string{"app": "someone-else"},
+				Ports:    []corev1.ServicePort{{Port: 80}},
+			},
+		}
+		shop := minimalShop(ns, "peer")
+		takenThenFreed(shop, foreign,
+			[]string{resources.Order, resources.Gateway},
+			[]string{resources.MongoDB, resources.RabbitMQ, resources.User, resources.Product, resources.Payment},
+			func() {
+				svc := &corev1.Service{}
+				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), svc)).To(Succeed())
+				Expect(svc.Spec.Selector).To(Equal(foreign.Spec.Selector), "the foreign Service is left alone")
+			})
+		Expect(podTemplate(shop, resources.Order).Spec.Containers[0].Env).To(ContainElement(
+			corev1.EnvVar{Name: "PAYMENT_SERVICE_URL", Value: "http://peer-payment:80"}))
+	})
+
 	It("updates no service of a running Shop whose store Service became someone else's, until it is freed", func() {
 		shop := minimalShop(takeNamespace(), "later")
 		createShopAndWait(shop)

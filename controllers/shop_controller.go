@@ -249,12 +249,18 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	if err := apply(connections); err != nil {
 		return nil, err
 	}
+	// The apps' Services before any app's workload: a workload waits while the Service of a
+	// peer it calls is someone else's (dependsOn), which is known once that Service is applied.
+	for _, app := range resources.Apps {
+		if err := apply(resources.AppService(shop, app)); err != nil {
+			return nil, err
+		}
+	}
 	for _, app := range resources.Apps {
 		if err := applyWorkload(resources.AppWorkload(shop, app, connections)); err != nil {
 			return nil, err
 		}
 		if err := apply(
-			resources.AppService(shop, app),
 			resources.AppPodDisruptionBudget(shop, app),
 			resources.NetworkPolicy(shop, app),
 		); err != nil {
@@ -318,7 +324,8 @@ func dependsOn(shop *shopv1.Shop, o client.Object) []client.Object {
 			}
 		}
 	case *appsv1.StatefulSet, *appsv1.Deployment:
-		switch c := o.GetLabels()[resources.LabelComponent]; c {
+		c := o.GetLabels()[resources.LabelComponent]
+		switch c {
 		case resources.MongoDB, resources.RabbitMQ:
 			deps = append(deps, &corev1.PersistentVolumeClaim{ObjectMeta: named(resources.Name(shop, c))})
 			if c == resources.RabbitMQ {
@@ -327,14 +334,13 @@ func dependsOn(shop *shopv1.Shop, o client.Object) []client.Object {
 		case resources.User, resources.Product:
 			deps = append(deps, connections)
 			uses(resources.MongoDB)
-		case resources.Order:
-			deps = append(deps, connections, service(resources.User), service(resources.Product))
-			uses(resources.MongoDB, resources.RabbitMQ)
-		case resources.Payment:
+		case resources.Order, resources.Payment:
 			deps = append(deps, connections)
 			uses(resources.MongoDB, resources.RabbitMQ)
-		case resources.Gateway:
-			deps = append(deps, service(resources.User), service(resources.Product), service(resources.Order), service(resources.Payment))
+		}
+		// The Services of the peers it calls: a foreign one would get its requests.
+		for _, p := range resources.Peers(c) {
+			deps = append(deps, service(p))
 		}
 	}
 	return deps
@@ -564,18 +570,26 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 			now := time.Now()
 			var wait time.Duration
 			state.Stuck, wait = stuckPod(pods.Items, deadline, now)
-			if set, ok := w.(*appsv1.StatefulSet); ok && state.Stuck == "" && len(pods.Items) < int(desired) {
-				// A pod missing: the StatefulSet controller records its failures to make
-				// one as FailedCreate Events on the StatefulSet.
-				events := &corev1.EventList{}
-				if err := r.APIReader.List(ctx, events, client.InNamespace(shop.Namespace),
-					client.MatchingFields{"involvedObject.uid": string(set.UID), "reason": "FailedCreate"}); err != nil {
-					return fmt.Errorf("list the events of %s: %w", set.Name, err)
+			var createWait time.Duration
+			switch w := w.(type) {
+			case *appsv1.StatefulSet:
+				if state.Stuck == "" && len(pods.Items) < int(desired) {
+					// A pod missing: the StatefulSet controller records its failures to
+					// make one as FailedCreate Events on the StatefulSet.
+					events := &corev1.EventList{}
+					if err := r.APIReader.List(ctx, events, client.InNamespace(shop.Namespace),
+						client.MatchingFields{"involvedObject.uid": string(w.UID), "reason": "FailedCreate"}); err != nil {
+						return fmt.Errorf("list the events of %s: %w", w.Name, err)
+					}
+					state.Stuck, createWait = failingCreate(w.Name, events.Items, deadline, now)
 				}
-				var createWait time.Duration
-				state.Stuck, createWait = failingCreate(set.Name, events.Items, deadline, now)
-				wait = sooner(wait, createWait)
+			case *appsv1.Deployment:
+				if state.Stuck == "" {
+					// The Deployment controller says so in the Deployment's status.
+					state.Stuck, createWait = replicaFailure(w, deadline, now)
+				}
 			}
+			wait = sooner(wait, createWait)
 			recheck = sooner(recheck, wait)
 		}
 		states = append(states, state)

@@ -934,6 +934,49 @@ var _ = Describe("Shop controller", func() {
 		Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
 	})
 
+	It("reports a Deployment that has failed to make its pods past the deadline as stalled", func() {
+		shop := minimalShop(unwatchedNamespace, "scaleup")
+		r, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		markAvailable(k8sClient, shop)
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](3) })
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+
+		By("the Deployment controller's status of a scale-up whose third pod a quota refuses, for an hour")
+		// One ReplicaSet with every pod of it updated: the Deployment counts as complete, and
+		// its progress deadline never runs out; the refusal is in ReplicaFailure alone.
+		long := metav1.NewTime(time.Now().Add(-time.Hour))
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := deployment(shop, resources.Gateway)
+			d.Status = appsv1.DeploymentStatus{
+				ObservedGeneration: d.Generation, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2, UnavailableReplicas: 1,
+				Conditions: []appsv1.DeploymentCondition{
+					{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastUpdateTime: long, LastTransitionTime: long},
+					{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: long, LastTransitionTime: long},
+					{Type: appsv1.DeploymentReplicaFailure, Status: corev1.ConditionTrue, Reason: "FailedCreate", LastUpdateTime: long, LastTransitionTime: long,
+						Message: `pods "scaleup-gateway-5d8f-x" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2`},
+				},
+			}
+			return k8sClient.Status().Update(ctx, d)
+		})).To(Succeed())
+		r.PodReadyDeadline = 10 * time.Minute
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
+		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
+			"gateway: Deployment scaleup-gateway has failed to make its pods for 10m0s (kubectl describe deployment scaleup-gateway)"))
+
+		By("not before the deadline: looked at again when it comes")
+		r.PodReadyDeadline = 2 * time.Hour
+		result, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
+		Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
+	})
+
 	It("says when the credentials a store was set up with are lost for good", func() {
 		shop := minimalShop(unwatchedNamespace, "lost")
 		r, _, reconcileShop := drivenByHand(shop)

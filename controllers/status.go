@@ -106,8 +106,8 @@ type ComponentState struct {
 	// nil when it does not exist (yet).
 	Workload client.Object
 	// Stuck says which pod of the workload has not been ready for its deadline, and
-	// why (stuckPod), or that a StatefulSet has failed to make its pod as long
-	// (failingCreate); empty when neither.
+	// why (stuckPod), or that the workload has failed to make a pod as long
+	// (failingCreate, replicaFailure); empty when neither.
 	Stuck string
 }
 
@@ -251,6 +251,27 @@ func failingCreate(name string, events []corev1.Event, deadline time.Duration, n
 		return fmt.Sprintf("StatefulSet %s has failed to make its pod for %s (kubectl describe statefulset %s)", name, deadline, name), 0
 	}
 	return "", wait
+}
+
+// replicaFailure reports a Deployment d that has failed to make a pod for deadline, as
+// its ReplicaFailure condition tells (a quota, an admission webhook refusing the pod...);
+// wait, when not zero, is how long until a younger failure reaches the deadline. The
+// Deployment controller's own progress deadline does not see such a failure once every
+// pod there is is of the current revision (a scale-up, a pod evicted and not made again):
+// the Deployment counts as complete. The controller removes the condition once a pod is
+// made. The message points to the Deployment, as failingCreate's, so that it stays the
+// same while the failure lasts.
+func replicaFailure(d *appsv1.Deployment, deadline time.Duration, now time.Time) (stuck string, wait time.Duration) {
+	for _, c := range d.Status.Conditions {
+		if c.Type != appsv1.DeploymentReplicaFailure || c.Status != corev1.ConditionTrue {
+			continue
+		}
+		if left := deadline - now.Sub(c.LastTransitionTime.Time); left > 0 {
+			return "", left
+		}
+		return fmt.Sprintf("Deployment %s has failed to make its pods for %s (kubectl describe deployment %s)", d.Name, deadline, d.Name), 0
+	}
+	return "", 0
 }
 
 // sooner is the shorter of two waits, a zero wait meaning none.

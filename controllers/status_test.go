@@ -258,6 +258,44 @@ func TestStuckPod(t *testing.T) {
 	}
 }
 
+func TestReplicaFailure(t *testing.T) {
+	now := time.Now()
+	const deadline = 10 * time.Minute
+	deployment := func(conds ...appsv1.DeploymentCondition) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "demo-gateway"}, Status: appsv1.DeploymentStatus{Conditions: conds}}
+	}
+	failure := func(status corev1.ConditionStatus, since time.Duration) appsv1.DeploymentCondition {
+		return appsv1.DeploymentCondition{
+			Type: appsv1.DeploymentReplicaFailure, Status: status, Reason: "FailedCreate",
+			LastTransitionTime: metav1.NewTime(now.Add(-since)), LastUpdateTime: metav1.NewTime(now),
+			Message: `pods "demo-gateway-5d8f-x" is forbidden: exceeded quota: pods`,
+		}
+	}
+	complete := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable"}
+	tests := []struct {
+		name      string
+		d         *appsv1.Deployment
+		wantStuck string
+		wantWait  time.Duration
+	}{
+		{name: "no failure", d: deployment(complete)},
+		{name: "failing within the deadline", d: deployment(complete, failure(corev1.ConditionTrue, 4*time.Minute)), wantWait: 6 * time.Minute},
+		{
+			name: "failing past the deadline", d: deployment(complete, failure(corev1.ConditionTrue, time.Hour)),
+			wantStuck: "Deployment demo-gateway has failed to make its pods for 10m0s (kubectl describe deployment demo-gateway)",
+		},
+		{name: "a failure that is over", d: deployment(complete, failure(corev1.ConditionFalse, time.Hour))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stuck, wait := replicaFailure(tt.d, deadline, now)
+			if stuck != tt.wantStuck || wait != tt.wantWait {
+				t.Errorf("replicaFailure = %q, %s; want %q, %s", stuck, wait, tt.wantStuck, tt.wantWait)
+			}
+		})
+	}
+}
+
 func TestFailingCreate(t *testing.T) {
 	now := time.Now()
 	const deadline = 10 * time.Minute

@@ -2,6 +2,7 @@ package resources
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,30 @@ import (
 // Apps are the shop's own services in the order they are applied: the backends
 // first, the gateway that routes to them last.
 var Apps = []string{User, Product, Order, Payment, Gateway}
+
+// peers are the apps each app calls, each through its Service (the app's
+// <PEER>_SERVICE_URL): order checks users, reserves stock and asks payment for the payment
+// of an order left PENDING (its result event lost); the gateway routes to every backend.
+var peers = map[string][]string{
+	Order:   {User, Product, Payment},
+	Gateway: {User, Product, Order, Payment},
+}
+
+// Peers are the apps component calls through their Services.
+func Peers(component string) []string { return peers[component] }
+
+// callersOf are the apps that call component (Peers), by name: the only pods its
+// NetworkPolicy lets in.
+func callersOf(component string) []string {
+	var out []string
+	for _, a := range Apps {
+		if slices.Contains(peers[a], component) {
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Default replicas and settings, used when a Shop was stored before the API server
 // defaulted these fields (they are all defaulted by the CRD).
@@ -47,7 +72,7 @@ type app struct {
 	// env is set inline; secretKeys are the connections Secret keys the app reads.
 	env        []corev1.EnvVar
 	secretKeys []string
-	// callers are the components allowed to connect to it; none means anyone.
+	// callers are the components allowed to connect to it (callersOf); none means anyone.
 	callers []string
 	// oneProcess: at most one process of the app may run at any moment (OneProcess).
 	oneProcess bool
@@ -73,7 +98,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 			resources:  resourcesOr(&s.Resources, defaultAppResources),
 			env:        []corev1.EnvVar{secretEnv("MONGODB_URI", ConnectionsSecretName(shop), MongoDBURIKey(component))},
 			secretKeys: []string{MongoDBURIKey(component)},
-			callers:    []string{Gateway},
+			callers:    callersOf(component),
 		}
 	}
 	urls := func(components ...string) []corev1.EnvVar {
@@ -92,12 +117,10 @@ func appFor(shop *shopv1.Shop, component string) app {
 	switch component {
 	case User:
 		a := backend(spec.Services.User)
-		a.callers = []string{Gateway, Order} // order checks the user of an order
 		a.oneProcess = ferretDB
 		return a
 	case Product:
 		a := backend(spec.Services.Product)
-		a.callers = []string{Gateway, Order} // order reserves stock
 		a.oneProcess = true
 		return a
 	case Order:
@@ -112,14 +135,11 @@ func appFor(shop *shopv1.Shop, component string) app {
 			// The service's server would cut an answer that its placement budget allows.
 			a.env = append(a.env, corev1.EnvVar{Name: "HTTP_WRITE_TIMEOUT", Value: upstream.String()})
 		}
-		// order checks users, reserves stock, and asks payment for the payment of an order
-		// left PENDING (its result event lost).
-		a.env = append(a.env, urls(User, Product, Payment)...)
+		a.env = append(a.env, urls(Peers(Order)...)...)
 		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
 		return a
 	case Payment:
 		a := backend(spec.Services.Payment.ServiceSpec)
-		a.callers = []string{Gateway, Order} // order settles an order left PENDING from its payment
 		a.oneProcess = ferretDB
 		a.env = append(a.env, rabbitmq, corev1.EnvVar{
 			Name:  "PAYMENT_LIMIT_CENTS",
@@ -129,7 +149,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 		return a
 	case Gateway:
 		g := spec.Gateway
-		env := urls(User, Product, Order, Payment)
+		env := urls(Peers(Gateway)...)
 		env = append(env,
 			corev1.EnvVar{Name: "RATE_LIMIT_REQUESTS", Value: strconv.Itoa(int(ptr.Deref(g.RateLimit.Requests, 100)))},
 			corev1.EnvVar{Name: "RATE_LIMIT_WINDOW", Value: durationOr(g.RateLimit.Window, "15m")},
