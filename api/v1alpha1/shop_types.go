@@ -152,6 +152,9 @@ type GatewaySpec struct {
 	// The order service is told to answer POST /orders a little sooner (its
 	// PLACEMENT_TIMEOUT: 2 s less, or a fifth less when that is shorter), so that a
 	// placement it cannot finish gets its own 503, which says the request may be sent again.
+	// Below 10s the services' wait for their database (MONGODB_OPERATION_TIMEOUT, 8s) is
+	// shortened the same way, not below 2s, so that a database that does not answer gets
+	// the service's 503 too.
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32

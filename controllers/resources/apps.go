@@ -93,10 +93,11 @@ func appFor(shop *shopv1.Shop, component string) app {
 	spec := shop.Spec
 	backend := func(s shopv1.ServiceSpec) app {
 		return app{
-			name:       component,
-			replicas:   ptr.Deref(s.Replicas, defaultServiceReplicas),
-			resources:  resourcesOr(&s.Resources, defaultAppResources),
-			env:        []corev1.EnvVar{secretEnv("MONGODB_URI", ConnectionsSecretName(shop), MongoDBURIKey(component))},
+			name:      component,
+			replicas:  ptr.Deref(s.Replicas, defaultServiceReplicas),
+			resources: resourcesOr(&s.Resources, defaultAppResources),
+			env: append([]corev1.EnvVar{secretEnv("MONGODB_URI", ConnectionsSecretName(shop), MongoDBURIKey(component))},
+				databaseTimeout(shop)...),
 			secretKeys: []string{MongoDBURIKey(component)},
 			callers:    callersOf(component),
 		}
@@ -129,7 +130,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 		upstream := upstreamTimeout(&spec)
 		a.env = append(a.env, rabbitmq, corev1.EnvVar{
 			Name:  "PLACEMENT_TIMEOUT",
-			Value: placementTimeout(upstream).String(),
+			Value: answerTimeout(upstream).String(),
 		})
 		if upstream > serviceWriteTimeout {
 			// The service's server would cut an answer that its placement budget allows.
@@ -344,13 +345,38 @@ func upstreamTimeout(spec *shopv1.ShopSpec) time.Duration {
 // given the gateway's timeout as its own (left unset below, so its pods do not roll).
 const serviceWriteTimeout = 30 * time.Second
 
-// placementTimeout is the order service's PLACEMENT_TIMEOUT for a gateway that waits
-// upstream for a service: POST /orders answers within it, its own 503 included, so it
-// stays below upstream by a margin (2 s, a fifth of upstream when that is less) for the
-// answer to reach the gateway before the gateway gives up with a 504. With the default
-// 10 s it is the order service's own default, 8 s.
-func placementTimeout(upstream time.Duration) time.Duration {
+// answerTimeout is how long a service may take to answer, its own 503 included, for a
+// gateway that waits upstream for it: below upstream by a margin (2 s, a fifth of upstream
+// when that is less) for the answer to reach the gateway before the gateway gives up with
+// a 504, which tells the client nothing of what became of its request. It is the order
+// service's PLACEMENT_TIMEOUT, and bounds the services' database operations
+// (databaseTimeout). With the default 10 s it is 8 s, the services' own defaults.
+func answerTimeout(upstream time.Duration) time.Duration {
 	return upstream - min(2*time.Second, upstream/5)
+}
+
+// serviceOperationTimeout is the services' MONGODB_OPERATION_TIMEOUT default: the longest
+// a request waits on a database operation (server selection included) before the service
+// answers 503.
+const serviceOperationTimeout = 8 * time.Second
+
+// minOperationTimeout is the least MONGODB_OPERATION_TIMEOUT databaseTimeout sets: a
+// service's start (its indexes made) runs under it too, and must not fail on a database
+// slow for a moment. Below an upstream timeout of 2.5 s, a database that does not answer
+// is the gateway's 504.
+const minOperationTimeout = 2 * time.Second
+
+// databaseTimeout is the MONGODB_OPERATION_TIMEOUT of a backend, when the gateway's
+// upstream timeout is too short for the services' default (answerTimeout): a request
+// that waits on a database that does not answer then gets the service's 503 ("database
+// unavailable", send it again) rather than the gateway's 504. It is not set otherwise
+// (a longer upstream timeout does not make a database wait longer), so that the pods do
+// not roll for it.
+func databaseTimeout(shop *shopv1.Shop) []corev1.EnvVar {
+	if d := answerTimeout(upstreamTimeout(&shop.Spec)); d < serviceOperationTimeout {
+		return []corev1.EnvVar{{Name: "MONGODB_OPERATION_TIMEOUT", Value: max(d, minOperationTimeout).String()}}
+	}
+	return nil
 }
 
 // durationOr formats d as the services parse it (a Go duration), or def when unset.

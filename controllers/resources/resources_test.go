@@ -166,7 +166,24 @@ func TestAppEnvironment(t *testing.T) {
 		wantUnset  []string
 		wantSecret map[string]string // env -> connections key
 	}{
-		{app: User, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "user-mongodb-uri"}},
+		{
+			app: User, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "user-mongodb-uri"},
+			wantUnset: []string{"MONGODB_OPERATION_TIMEOUT"}, // the service's own 8 s
+		},
+		{
+			// A database that does not answer gets the service's 503 before the gateway's 504.
+			app:        Product,
+			edit:       func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 5 * time.Second} },
+			wantValues: map[string]string{"MONGODB_OPERATION_TIMEOUT": "4s"},
+		},
+		{
+			app: Payment,
+			edit: func(s *shopv1.Shop) {
+				s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 500 * time.Millisecond}
+			},
+			// Not below 2 s, which a service's start needs too.
+			wantValues: map[string]string{"MONGODB_OPERATION_TIMEOUT": "2s"},
+		},
 		{app: Product, wantValues: map[string]string{"PORT": "8080"}, wantSecret: map[string]string{"MONGODB_URI": "product-mongodb-uri"}},
 		{
 			app: Order,
@@ -183,7 +200,7 @@ func TestAppEnvironment(t *testing.T) {
 			edit: func(s *shopv1.Shop) {
 				s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 1500 * time.Millisecond}
 			},
-			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "1.2s"},
+			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "1.2s", "MONGODB_OPERATION_TIMEOUT": "2s"},
 		},
 		{
 			app:  Order,
@@ -195,7 +212,8 @@ func TestAppEnvironment(t *testing.T) {
 			app:        Order,
 			edit:       func(s *shopv1.Shop) { s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 30 * time.Second} },
 			wantValues: map[string]string{"PLACEMENT_TIMEOUT": "28s"},
-			wantUnset:  []string{"HTTP_WRITE_TIMEOUT"},
+			// A longer wait of the gateway's does not make a database wait longer.
+			wantUnset: []string{"HTTP_WRITE_TIMEOUT", "MONGODB_OPERATION_TIMEOUT"},
 		},
 		{
 			app:        Payment,

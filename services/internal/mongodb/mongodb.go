@@ -28,9 +28,13 @@ type Config struct {
 	Database string `env:"MONGODB_DATABASE"`
 	// ConnectTimeout bounds dialing and server selection.
 	ConnectTimeout time.Duration `env:"MONGODB_CONNECT_TIMEOUT" envDefault:"10s"`
-	// OperationTimeout bounds each operation (the driver's client-side timeout), so a
-	// stuck database turns into an error instead of a hung request.
-	OperationTimeout time.Duration `env:"MONGODB_OPERATION_TIMEOUT" envDefault:"10s"`
+	// OperationTimeout bounds each operation, server selection included (the driver's
+	// client-side timeout), so a stuck or unreachable database turns into the service's
+	// 503 instead of a hung request. Its default stays 2 s below the gateway's
+	// UPSTREAM_TIMEOUT (10 s), so the client gets that 503, which says the database is
+	// unavailable, before the gateway gives up with a 504 (the operator lowers it with a
+	// Shop's shorter gateway.upstreamTimeout).
+	OperationTimeout time.Duration `env:"MONGODB_OPERATION_TIMEOUT" envDefault:"8s"`
 }
 
 // ConnectionURI is URI, or LegacyURL when URI is empty.

@@ -42,7 +42,7 @@ func TestShutdownKeepsItsDeadline(t *testing.T) {
 			t.Setenv("MONGODB_URL", "")
 			t.Setenv("MONGODB_URI", server.URI+"products")
 			t.Setenv("SHUTDOWN_TIMEOUT", shutdownTimeout.String())
-			t.Setenv("MONGODB_OPERATION_TIMEOUT", "10s") // the default: longer than the shutdown
+			t.Setenv("MONGODB_OPERATION_TIMEOUT", "8s") // the default: longer than the shutdown
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

@@ -33,8 +33,9 @@ type Config struct {
 
 	// UpstreamTimeout bounds a service's whole answer, from sending it the request to reading the
 	// last byte of its response; past it → 504. Keep it at least 2 s above the order
-	// service's PLACEMENT_TIMEOUT (8s), so that POST /orders gets the order service's own 503
-	// rather than a 504; services/order/order/config_test.go reads this envDefault here.
+	// service's PLACEMENT_TIMEOUT (8s) and the services' MONGODB_OPERATION_TIMEOUT (8s), so
+	// that POST /orders, and a request whose database does not answer, get the service's own
+	// 503 rather than a 504 (order_contract_test.go checks both defaults).
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"10s"`
 	// MaxConnsPerService caps the kept-alive connections to each service, so the requests in
 	// flight to it; a request finding them all busy waits for one for half of UpstreamTimeout,
