@@ -231,7 +231,8 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 	}
 }
 
-// pendingBefore returns up to limit PENDING orders created before before, with ids after
+// pendingBefore returns up to limit PENDING orders created at or before before (an order
+// stored in the millisecond of a sweep with no age is one it takes), with ids after
 // after, in id order, leaving out those whose outbox still holds their order.created (the
 // payment service cannot have it yet). Their outbox is left out. The sweep gives the
 // read pendingScanTimeout (outbox.TimedQuery).
@@ -239,7 +240,7 @@ func (s *store) pendingBefore(ctx context.Context, after bson.ObjectID, before t
 	filter := bson.D{
 		{Key: "status", Value: Pending},
 		{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}},
-		{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: before}}},
+		{Key: "createdAt", Value: bson.D{{Key: "$lte", Value: before}}},
 		{Key: outbox.PendingField, Value: bson.D{{Key: "$ne", Value: true}}},
 	}
 	cur, err := s.orders.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
