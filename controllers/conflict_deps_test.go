@@ -93,13 +93,7 @@ var _ = Describe("A child's name taken by someone else", func() {
 
 	It("sends no password to a foreign store Service", func() {
 		ns := takeNamespace()
-		foreign := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "svc-mongodb"},
-			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{"app": "someone-else"},
-				Ports:    []corev1.ServicePort{{Port: resources.MongoDBPort}},
-			},
-		}
+		foreign := foreignService(ns, "svc-mongodb", resources.MongoDBPort)
 		shop := minimalShop(ns, "svc")
 		takenThenFreed(shop, foreign,
 			[]string{resources.User, resources.Product, resources.Order, resources.Payment},
@@ -122,13 +116,7 @@ var _ = Describe("A child's name taken by someone else", func() {
 		ns := takeNamespace()
 		// order asks payment for the payment of an order left PENDING, and settles the order on
 		// the answer: whoever held payment's Service would decide it.
-		foreign := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "peer-payment"},
-			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{"app": "someone-else"},
-				Ports:    []corev1.ServicePort{{Port: 80}},
-			},
-		}
+		foreign := foreignService(ns, "peer-payment", 80)
 		shop := minimalShop(ns, "peer")
 		takenThenFreed(shop, foreign,
 			[]string{resources.Order, resources.Gateway},
@@ -178,6 +166,18 @@ var _ = Describe("A child's name taken by someone else", func() {
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
 	})
 })
+
+// foreignService is a Service named name in ns that is someone else's: its pods are not the
+// Shop's.
+func foreignService(ns, name string, port int32) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "someone-else"},
+			Ports:    []corev1.ServicePort{{Port: port}},
+		},
+	}
+}
 
 // takenThenFreed makes foreign, then shop, and checks that the workloads of withheld
 // are not made while foreign holds a child's name, those of made are, and the Shop

@@ -919,19 +919,8 @@ var _ = Describe("Shop controller", func() {
 		Expect(k8sClient.Create(ctx, failed)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, failed))).To(Succeed()) })
 
-		r.PodReadyDeadline = 10 * time.Minute
-		_, err = reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
-		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
-			"product: StatefulSet nopod-product has failed to make its pod for 10m0s (kubectl describe statefulset nopod-product)"))
-
-		By("not before the deadline: looked at again when it comes")
-		r.PodReadyDeadline = 2 * time.Hour
-		result, err := reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
-		Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
+		expectStalledForAnHour(shop, r, reconcileShop,
+			"product: StatefulSet nopod-product has failed to make its pod for 10m0s (kubectl describe statefulset nopod-product)")
 	})
 
 	It("reports a Deployment that has failed to make its pods past the deadline as stalled", func() {
@@ -961,20 +950,8 @@ var _ = Describe("Shop controller", func() {
 			}
 			return k8sClient.Status().Update(ctx, d)
 		})).To(Succeed())
-		r.PodReadyDeadline = 10 * time.Minute
-		_, err = reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
-		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(
-			"gateway: Deployment scaleup-gateway has failed to make its pods for 10m0s (kubectl describe deployment scaleup-gateway)"))
-
-		By("not before the deadline: looked at again when it comes")
-		r.PodReadyDeadline = 2 * time.Hour
-		result, err := reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
-		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
-		Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
+		expectStalledForAnHour(shop, r, reconcileShop,
+			"gateway: Deployment scaleup-gateway has failed to make its pods for 10m0s (kubectl describe deployment scaleup-gateway)")
 	})
 
 	It("says when the credentials a store was set up with are lost for good", func() {
@@ -1332,6 +1309,26 @@ var _ = Describe("Shop controller", func() {
 // drivenByHand creates shop, in the namespace the manager does not watch, for a
 // spec to reconcile by hand: it returns a countingReconciler, its Event counter and a
 // function running one reconcile of shop with it (whose Client the spec may swap).
+// expectStalledForAnHour checks a Shop with a workload that has failed to make a pod for an
+// hour: with a deadline of 10 minutes the Shop is Degraded/RolloutStalled with message; with
+// one of 2 hours it is not yet, still rolling out, and reconciled again when the deadline comes.
+func expectStalledForAnHour(shop *shopv1.Shop, r *ShopReconciler, reconcileShop func() (reconcile.Result, error), message string) {
+	GinkgoHelper()
+	r.PodReadyDeadline = 10 * time.Minute
+	_, err := reconcileShop()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/RolloutStalled"))
+	Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).To(Equal(message))
+
+	By("not before the deadline: looked at again when it comes")
+	r.PodReadyDeadline = 2 * time.Hour
+	result, err := reconcileShop()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+	Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
+	Expect(result.RequeueAfter).To(BeNumerically("~", time.Hour, time.Minute))
+}
+
 func drivenByHand(shop *shopv1.Shop) (*ShopReconciler, *atomic.Int32, func() (reconcile.Result, error)) {
 	ExpectWithOffset(1, shop.Namespace).To(Equal(unwatchedNamespace))
 	ExpectWithOffset(1, k8sClient.Create(ctx, shop)).To(Succeed())
