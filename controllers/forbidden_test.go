@@ -53,6 +53,30 @@ var _ = Describe("A child the API server forbids", func() {
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
 	})
 
+	It("reports a problem that holds back pods before one with the gateway's Service, which no pod needs", func() {
+		ns := takeNamespace()
+		forbid(ns, "no-load-balancers", corev1.ResourceServicesLoadBalancers)
+		foreign := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both-gateway"},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "someone-else"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "someone-else"}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
+				},
+			},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		shop := minimalShop(ns, "both")
+		shop.Spec.Gateway.Service.Type = corev1.ServiceTypeLoadBalancer
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
+		Expect(getShop(shop).Status.Conditions).To(ContainElement(And(
+			HaveField("Type", ConditionDegraded),
+			HaveField("Message", ContainSubstring("Deployment both-gateway already exists and does not belong to this Shop")))))
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
+	})
+
 	It("makes nothing from credentials it could not store", func() {
 		ns := takeNamespace()
 		forbid(ns, "no-secrets", corev1.ResourceSecrets)

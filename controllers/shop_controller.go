@@ -249,9 +249,15 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	if err := apply(connections); err != nil {
 		return nil, err
 	}
-	// The apps' Services before any app's workload: a workload waits while the Service of a
-	// peer it calls is someone else's (dependsOn), which is known once that Service is applied.
+	// The Services of the apps others call before any app's workload: a workload waits while
+	// the Service of a peer it calls is someone else's (dependsOn), which is known once that
+	// Service is applied. No app calls the gateway: its Service, which no pod needs
+	// (podsNeedNot), comes after its workload, so that a problem with it (a quota on
+	// LoadBalancers) is not the one reported when a workload has one too.
 	for _, app := range resources.Apps {
+		if app == resources.Gateway {
+			continue
+		}
 		if err := apply(resources.AppService(shop, app)); err != nil {
 			return nil, err
 		}
@@ -259,6 +265,11 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	for _, app := range resources.Apps {
 		if err := applyWorkload(resources.AppWorkload(shop, app, connections)); err != nil {
 			return nil, err
+		}
+		if app == resources.Gateway {
+			if err := apply(resources.AppService(shop, app)); err != nil {
+				return nil, err
+			}
 		}
 		if err := apply(
 			resources.AppPodDisruptionBudget(shop, app),

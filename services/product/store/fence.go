@@ -55,7 +55,7 @@ import (
 // before it fences it: FerretDB's SQLite busy timeout (10 s), which bounds how long an
 // update it has read for may wait to be written, and a second more. On MongoDB, whose
 // updates are atomic, the wait is not needed but costs little: after a timeout of the
-// default 10 s, about a second.
+// default 8 s (MONGODB_OPERATION_TIMEOUT), about 3 s.
 const lateWriteWindow = 11 * time.Second
 
 // unknownWrite is an update of unknown outcome: its fence token, and when it was sent.
