@@ -138,8 +138,8 @@ run-manager: manifests generate ## Run the operator against the cluster of the c
 ##@ Deployment
 
 .PHONY: install
-install: manifests $(KUSTOMIZE) ## Install the CRDs into the cluster of the current kubeconfig.
-	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
+install: manifests $(KUSTOMIZE) ## Install the CRDs into the cluster of the current kubeconfig (taking them over from a Helm release that made them).
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side --force-conflicts -f -
 
 .PHONY: uninstall
 uninstall: manifests $(KUSTOMIZE) ## Remove the CRDs (and every Shop) from the cluster.

@@ -465,6 +465,12 @@ func TestTemplateRefuses(t *testing.T) {
 		{"replicas without leader election", []string{"replicaCount=2", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		{"a certificate for plain HTTP", []string{"metrics.certSecret=shop-metrics-tls", "metrics.secure=false"}, "metrics.certSecret needs"},
 		{"a certificate without metrics", []string{"metrics.certSecret=shop-metrics-tls", "metrics.enabled=false"}, "metrics.certSecret needs"},
+		{"metrics on the probes' port", []string{"metrics.port=8081"}, "metrics.port 8081 is the health probes' port"},
+		// values.schema.json
+		{"a namespace that is no list", []string{"watchNamespaces=tenant-a"}, "at '/watchNamespaces': got string, want array"},
+		{"an empty namespace", []string{"watchNamespaces={tenant-a,}"}, "at '/watchNamespaces/1': '' does not match pattern"},
+		{"arguments that are no list", []string{"extraArgs=--zap-log-level=debug"}, "at '/extraArgs': got string, want array"},
+		{"a pull policy that is none", []string{"image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", "shop", chartDir, "--kube-version", kubeVersion}

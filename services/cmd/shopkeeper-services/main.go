@@ -15,6 +15,11 @@ import (
 	"slices"
 	"strings"
 
+	// The images carry no CA certificates (make images builds them from the binary
+	// alone): a store reached over TLS (mongodb+srv://, amqps://) is verified against
+	// these roots when the system has none.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	gateway "github.com/shopkeeper-dev/shopkeeper/services/gateway/app"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/service"
 	"github.com/shopkeeper-dev/shopkeeper/services/order/order"
