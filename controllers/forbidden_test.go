@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	gomegatypes "github.com/onsi/gomega/types"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -32,10 +33,7 @@ var _ = Describe("A child the API server forbids", func() {
 		shop := minimalShop(ns, "quota")
 		shop.Spec.Gateway.Service.Type = corev1.ServiceTypeLoadBalancer
 		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
-		Expect(getShop(shop).Status.Conditions).To(ContainElement(And(
-			HaveField("Type", ConditionDegraded),
-			HaveField("Message", And(ContainSubstring("Service quota-gateway"), ContainSubstring("exceeded quota: no-load-balancers"))))))
+		expectDegraded(shop, "ChildForbidden", And(ContainSubstring("Service quota-gateway"), ContainSubstring("exceeded quota: no-load-balancers")))
 		// Everything but the forbidden Service, the gateway's PodDisruptionBudget and
 		// NetworkPolicy included, which come after it.
 		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(ConsistOf(HaveSuffix("Service quota-gateway")))
@@ -70,10 +68,7 @@ var _ = Describe("A child the API server forbids", func() {
 		shop := minimalShop(ns, "both")
 		shop.Spec.Gateway.Service.Type = corev1.ServiceTypeLoadBalancer
 		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
-		Expect(getShop(shop).Status.Conditions).To(ContainElement(And(
-			HaveField("Type", ConditionDegraded),
-			HaveField("Message", ContainSubstring("Deployment both-gateway already exists and does not belong to this Shop")))))
+		expectDegraded(shop, "ChildConflict", ContainSubstring("Deployment both-gateway already exists and does not belong to this Shop"))
 		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/Blocked"))
 	})
 
@@ -131,6 +126,13 @@ var _ = Describe("A child the API server forbids", func() {
 		Eventually(func() int64 { return getShop(shop).Status.ObservedGeneration }).WithTimeout(timeout).Should(Equal(getShop(shop).Generation))
 	})
 })
+
+// expectDegraded waits until shop is Degraded for reason, with a message that matches message.
+func expectDegraded(shop *shopv1.Shop, reason string, message gomegatypes.GomegaMatcher) {
+	GinkgoHelper()
+	Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/" + reason))
+	Expect(getShop(shop).Status.Conditions).To(ContainElement(And(HaveField("Type", ConditionDegraded), HaveField("Message", message))))
+}
 
 // forbid makes a ResourceQuota that allows no object of kind in namespace ns.
 func forbid(ns, name string, kind corev1.ResourceName) *corev1.ResourceQuota {
