@@ -185,15 +185,14 @@ func TestOrderIsPaidOrCancelled(t *testing.T) {
 func TestReservationAnswerLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const peerTimeout = 300 * time.Millisecond
 	var lose atomic.Bool
 	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
-		o.PeerTimeout = peerTimeout
+		o.PeerTimeout = lostAnswerPeerTimeout
 		o.WrapProduct = func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				h.ServeHTTP(w, r) // the reservation is made...
 				if r.Method == http.MethodPost && r.URL.Path == "/internal/reservations" && lose.Load() {
-					time.Sleep(3 * peerTimeout) // ...and its answer comes too late.
+					<-r.Context().Done() // ...and its answer comes after order gave up.
 				}
 			})
 		}
@@ -240,14 +239,19 @@ func TestReservationAnswerLost(t *testing.T) {
 	}
 }
 
+// lostAnswerPeerTimeout is order's peer timeout in the tests whose product service answers
+// a reservation only once order has given up on it (its request's context ends): short, so
+// that each lost answer costs little, but far longer than the calls meant to succeed take
+// on a loaded machine (300 ms failed one run in about 120).
+const lostAnswerPeerTimeout = 2 * time.Second
+
 // startShopWithFailingReservations starts a shop whose product service, while failing is
-// set, makes a reservation but answers too late (order's peer timeout is short), and
-// refuses to give stock back.
+// set, makes a reservation but answers only after order gave up on it, and refuses to give
+// stock back.
 func startShopWithFailingReservations(t *testing.T, failing *atomic.Bool) *shoptest.Shop {
 	t.Helper()
-	const peerTimeout = 300 * time.Millisecond
 	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
-		o.PeerTimeout = peerTimeout
+		o.PeerTimeout = lostAnswerPeerTimeout
 		o.WrapProduct = func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if !failing.Load() || !strings.HasPrefix(r.URL.Path, "/internal/reservations") {
@@ -258,8 +262,8 @@ func startShopWithFailingReservations(t *testing.T, failing *atomic.Bool) *shopt
 					http.Error(w, `{"error":"overloaded"}`, http.StatusServiceUnavailable)
 					return
 				}
-				h.ServeHTTP(w, r)           // the reservation is made...
-				time.Sleep(3 * peerTimeout) // ...and its answer comes too late.
+				h.ServeHTTP(w, r)    // the reservation is made...
+				<-r.Context().Done() // ...and its answer comes after order gave up.
 			})
 		}
 	})
@@ -327,27 +331,28 @@ func TestRetryOfAFencedOffOrder(t *testing.T) {
 	shop := startShopWithFailingReservations(t, &failing)
 	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
 	body := orderOf(user, product, 2)
-	post := func(want int) order.Order {
+	post := func(want int, saying string) order.Order {
 		t.Helper()
 		var o order.Order
 		status, answer, err := shop.Call(ctx, http.MethodPost, shop.OrderURL+"/orders", body, &o, "Idempotency-Key", "k")
-		if err != nil || status != want {
-			t.Fatalf("%d %s (%v), want %d", status, answer, err, want)
+		if err != nil || status != want || !strings.Contains(string(answer), saying) {
+			t.Fatalf("%d %s (%v), want %d saying %q", status, answer, err, want, saying)
 		}
 		return o
 	}
 
 	failing.Store(true)
-	post(http.StatusServiceUnavailable)
+	post(http.StatusServiceUnavailable, "product service unavailable") // its answer came after order gave up
 	if n, err := shop.Order.Sweep(ctx, 0); err != nil || n != 0 {
 		t.Fatalf("sweep: %d (%v), want 0: the product service still refuses", n, err)
 	}
 	failing.Store(false)
-	post(http.StatusServiceUnavailable) // the order is fenced off: send again
+	// The order is fenced off: send again.
+	post(http.StatusServiceUnavailable, "an earlier attempt with this Idempotency-Key was abandoned")
 	if stock, err := shop.Stock(ctx, product); err != nil || stock != 5 {
 		t.Fatalf("stock %d (%v), want 5", stock, err)
 	}
-	placed := post(http.StatusCreated)
+	placed := post(http.StatusCreated, "")
 	if got, err := shop.WaitSettled(ctx, placed.ID.Hex()); err != nil || got.Status != order.Paid {
 		t.Fatalf("order %+v (%v), want PAID", got, err)
 	}

@@ -23,17 +23,16 @@ import (
 func TestIdempotencyKeyTakesTurns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const peerTimeout = 300 * time.Millisecond
 	var reservations atomic.Int32
 	reached := make(chan struct{})
 	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
-		o.PeerTimeout = peerTimeout
+		o.PeerTimeout = lostAnswerPeerTimeout
 		o.WrapProduct = func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				h.ServeHTTP(w, r) // the reservation is made...
 				if r.Method == http.MethodPost && r.URL.Path == "/internal/reservations" && reservations.Add(1) == 1 {
 					close(reached)
-					time.Sleep(3 * peerTimeout) // ...and the first one's answer comes too late.
+					<-r.Context().Done() // ...and the first one's answer comes after order gave up.
 				}
 			})
 		}

@@ -117,7 +117,7 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 				if pass.oldestUnpaid.IsZero() {
 					pass.oldestUnpaid = d.ID
 				}
-				if d.ResentAt.IsZero() && d.CreatedAt.Before(resendBefore) {
+				if d.ResentAt.IsZero() && !d.CreatedAt.After(resendBefore) { // inclusive, as pendingBefore
 					if err := s.resendCreated(ctx, d.Order, now); err != nil {
 						return settled, err
 					}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,15 +212,22 @@ func TestSweepPendingSendsOrderCreatedAgainOnce(t *testing.T) {
 	s := newServiceWithPayments(ctx, t, &payingService{payments: map[string]PaymentResult{}}, 2*time.Second)
 	relay := &notedRelay{}
 	s.relay = relay
+	// The service's clock is the test's: the ages below do not depend on how long the
+	// database takes to store an order.
+	var clock atomic.Pointer[time.Time]
+	advance := func(d time.Duration) { t := clock.Load().Add(d); clock.Store(&t) }
+	start := time.Now().UTC().Truncate(time.Millisecond)
+	clock.Store(&start)
+	s.now = func() time.Time { return *clock.Load() }
 	old, young := bson.NewObjectID(), bson.NewObjectID()
 	if err := storeOrder(s, Pending)(old); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	advance(300 * time.Millisecond)
 	if err := storeOrder(s, Pending)(young); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
+	advance(10 * time.Millisecond)
 	sweep := func() {
 		t.Helper()
 		if n, err := s.sweepPending(ctx, &pendingPass{}, 0, 200*time.Millisecond, 0); err != nil || n != 0 {
@@ -244,7 +252,7 @@ func TestSweepPendingSendsOrderCreatedAgainOnce(t *testing.T) {
 		bson.D{{Key: "$set", Value: bson.D{{Key: outbox.Field, Value: bson.A{}}, {Key: outbox.PendingField, Value: false}}}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(250 * time.Millisecond) // the young order is now old enough too
+	advance(250 * time.Millisecond) // the young order is now old enough too
 	sweep()
 	if got := relay.told(); len(got) != 2 {
 		t.Fatalf("relay told of %v, want the young order's order.created and nothing more for the old one", got)

@@ -112,10 +112,11 @@ func (s *store) deleteID(ctx context.Context, coll *mongo.Collection, id bson.Ob
 	})
 }
 
-// createdBefore returns up to limit documents (0: all) of coll whose createdAt is before
-// before, oldest first: the records a sweep finishes.
+// createdBefore returns up to limit documents (0: all) of coll whose createdAt is at or
+// before before (a record stored in the millisecond of a sweep with no age is one it
+// takes), oldest first: the records a sweep finishes.
 func createdBefore[T any](ctx context.Context, coll *mongo.Collection, before time.Time, limit int64) ([]T, error) {
-	cur, err := coll.Find(ctx, bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: before}}}},
+	cur, err := coll.Find(ctx, bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lte", Value: before}}}},
 		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}}).SetLimit(limit))
 	if err != nil {
 		return nil, err
