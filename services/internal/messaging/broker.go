@@ -210,7 +210,10 @@ func (b *Broker) dial(ctx context.Context) (*amqp.Connection, net.Conn, error) {
 	_ = sock.SetDeadline(time.Now().Add(handshakeTimeout))
 	err = b.declare(conn)
 	if err == nil {
-		err = sock.SetDeadline(time.Time{})
+		// Writes have no deadline from here on. The read deadline becomes the heartbeat's,
+		// which the library moves on at every frame it reads: cleared, a broker that went
+		// silent before its next frame (hung just after the connect) would never be noticed.
+		err = errors.Join(sock.SetWriteDeadline(time.Time{}), sock.SetReadDeadline(time.Now().Add(3*heartbeat)))
 	}
 	if err != nil {
 		_ = conn.Close()

@@ -197,6 +197,28 @@ func TestStopWhileTheBrokerHangs(t *testing.T) {
 	})
 }
 
+// TestHangJustAfterConnectingIsNoticed: a broker that hangs right after a connection is made,
+// before it sends another frame, is taken as gone within three heartbeats (15 s), as one that
+// hangs later is: the connection is no longer ready, and is dialled again.
+func TestHangJustAfterConnectingIsNoticed(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	node, err := url2addr(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, node)
+	b := connect(t, px.url(t, url))
+	px.freeze()
+	start := time.Now()
+	for b.Ready(context.Background()) == nil {
+		if time.Since(start) > 25*time.Second {
+			t.Fatalf("a broker hung right after the connect: still ready after %s (heartbeat 5 s)", time.Since(start).Round(time.Second))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("loss noticed after %s", time.Since(start).Round(100*time.Millisecond))
+}
+
 // url2addr returns the host:port of an AMQP URL.
 func url2addr(raw string) (string, error) {
 	u, err := url.Parse(raw)
