@@ -251,30 +251,26 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	}
 	// The Services of the apps others call before any app's workload: a workload waits while
 	// the Service of a peer it calls is someone else's (dependsOn), which is known once that
-	// Service is applied. No app calls the gateway: its Service, which no pod needs
-	// (podsNeedNot), comes after its workload, so that a problem with it (a quota on
+	// Service is applied. A Service no app calls (the gateway's, which no pod needs:
+	// podsNeedNot) comes after its workload, so that a problem with it (a quota on
 	// LoadBalancers) is not the one reported when a workload has one too.
+	called := func(app string) bool { return len(resources.Callers(app)) > 0 }
 	for _, app := range resources.Apps {
-		if app == resources.Gateway {
-			continue
-		}
-		if err := apply(resources.AppService(shop, app)); err != nil {
-			return nil, err
+		if called(app) {
+			if err := apply(resources.AppService(shop, app)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, app := range resources.Apps {
 		if err := applyWorkload(resources.AppWorkload(shop, app, connections)); err != nil {
 			return nil, err
 		}
-		if app == resources.Gateway {
-			if err := apply(resources.AppService(shop, app)); err != nil {
-				return nil, err
-			}
+		rest := []client.Object{resources.AppPodDisruptionBudget(shop, app), resources.NetworkPolicy(shop, app)}
+		if !called(app) {
+			rest = append([]client.Object{resources.AppService(shop, app)}, rest...)
 		}
-		if err := apply(
-			resources.AppPodDisruptionBudget(shop, app),
-			resources.NetworkPolicy(shop, app),
-		); err != nil {
+		if err := apply(rest...); err != nil {
 			return nil, err
 		}
 	}
@@ -584,16 +580,17 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 			var createWait time.Duration
 			switch w := w.(type) {
 			case *appsv1.StatefulSet:
-				if state.Stuck == "" && len(pods.Items) < int(desired) {
-					// A pod missing: the StatefulSet controller records its failures to
-					// make one as FailedCreate Events on the StatefulSet.
-					events := &corev1.EventList{}
-					if err := r.APIReader.List(ctx, events, client.InNamespace(shop.Namespace),
-						client.MatchingFields{"involvedObject.uid": string(w.UID), "reason": "FailedCreate"}); err != nil {
-						return fmt.Errorf("list the events of %s: %w", w.Name, err)
-					}
-					state.Stuck, createWait = failingCreate(w.Name, events.Items, deadline, now)
+				if state.Stuck != "" || len(pods.Items) >= int(desired) {
+					break
 				}
+				// A pod missing: the StatefulSet controller records its failures to make
+				// one as FailedCreate Events on the StatefulSet.
+				events := &corev1.EventList{}
+				if err := r.APIReader.List(ctx, events, client.InNamespace(shop.Namespace),
+					client.MatchingFields{"involvedObject.uid": string(w.UID), "reason": "FailedCreate"}); err != nil {
+					return fmt.Errorf("list the events of %s: %w", w.Name, err)
+				}
+				state.Stuck, createWait = failingCreate(w.Name, events.Items, deadline, now)
 			case *appsv1.Deployment:
 				if state.Stuck == "" {
 					// The Deployment controller says so in the Deployment's status.

@@ -33,9 +33,9 @@ var peers = map[string][]string{
 // Peers are the apps component calls through their Services.
 func Peers(component string) []string { return peers[component] }
 
-// callersOf are the apps that call component (Peers), by name: the only pods its
-// NetworkPolicy lets in.
-func callersOf(component string) []string {
+// Callers are the apps that call component (Peers), by name: the only pods its
+// NetworkPolicy lets in; none for the gateway, which no app calls.
+func Callers(component string) []string {
 	var out []string
 	for _, a := range Apps {
 		if slices.Contains(peers[a], component) {
@@ -72,7 +72,7 @@ type app struct {
 	// env is set inline; secretKeys are the connections Secret keys the app reads.
 	env        []corev1.EnvVar
 	secretKeys []string
-	// callers are the components allowed to connect to it (callersOf); none means anyone.
+	// callers are the components allowed to connect to it (Callers); none means anyone.
 	callers []string
 	// oneProcess: at most one process of the app may run at any moment (OneProcess).
 	oneProcess bool
@@ -99,7 +99,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 			env: append([]corev1.EnvVar{secretEnv("MONGODB_URI", ConnectionsSecretName(shop), MongoDBURIKey(component))},
 				databaseTimeout(shop)...),
 			secretKeys: []string{MongoDBURIKey(component)},
-			callers:    callersOf(component),
+			callers:    Callers(component),
 		}
 	}
 	urls := func(components ...string) []corev1.EnvVar {
