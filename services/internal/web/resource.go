@@ -68,6 +68,18 @@ func Query(r *http.Request, names ...string) (url.Values, error) {
 	return q, v.Err()
 }
 
+// Filters refuses (400, apperr.Validation naming each) those of names, the filters a list
+// operation takes, given with no value (?userId=, ?status): a client whose value came out
+// blank would otherwise get the list unfiltered, every user's orders, as if it had named no
+// filter.
+func Filters(q url.Values, names ...string) error {
+	var v apperr.Validator
+	for _, name := range names {
+		v.Check(!q.Has(name) || q.Get(name) != "", name, "must not be empty when given")
+	}
+	return v.Err()
+}
+
 // malformedQuery returns the 400 of a query url.ParseQuery refuses with err: one field
 // error per parameter it cannot read, named as the client wrote it; when none is at fault,
 // the query as a whole (over the number of parameters url.ParseQuery reads, 10,000 unless

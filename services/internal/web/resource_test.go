@@ -2,7 +2,9 @@ package web_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -88,6 +90,43 @@ func TestQuery(t *testing.T) {
 
 // TestQueryTooManyParameters: a well-encoded query over the number of parameters
 // url.ParseQuery reads is refused as what it is, not as a query that is not URL-encoded.
+// A filter given empty is refused, naming each; one not given, or given a value, is not.
+func TestFilters(t *testing.T) {
+	tests := []struct {
+		query  string
+		fields []string
+	}{
+		{"", nil},
+		{"userId=u&status=PAID&other=", nil},
+		{"userId=&status=PAID", []string{"userId"}},
+		{"userId&status", []string{"userId", "status"}},
+		{"limit=2&status=", []string{"status"}},
+	}
+	for _, tt := range tests {
+		q, err := url.ParseQuery(tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = web.Filters(q, "userId", "status")
+		var fields []string
+		var ae *apperr.Error
+		if errors.As(err, &ae) {
+			for _, d := range ae.Details {
+				fe, _ := d.(apperr.FieldError)
+				if fe.Message != "must not be empty when given" {
+					t.Errorf("%q: detail %+v", tt.query, d)
+				}
+				fields = append(fields, fe.Field)
+			}
+		} else if err != nil {
+			t.Fatalf("%q: %v", tt.query, err)
+		}
+		if !slices.Equal(fields, tt.fields) {
+			t.Errorf("%q: refused %v, want %v", tt.query, fields, tt.fields)
+		}
+	}
+}
+
 func TestQueryTooManyParameters(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := web.Query(r, "limit"); err != nil {

@@ -127,6 +127,10 @@ func TestOrdersAPI(t *testing.T) {
 		{"/orders?userId=" + user + "&status=CANCELLED", http.StatusOK, 0},
 		{"/orders?userId=" + unknown, http.StatusOK, 0},
 		{"/orders?status=SHIPPED", http.StatusBadRequest, -1},
+		// A filter given empty is no filter left out: every user's orders would be listed.
+		{"/orders?userId=&limit=100", http.StatusBadRequest, -1},
+		{"/orders?userId", http.StatusBadRequest, -1},
+		{"/orders?status=&limit=100", http.StatusBadRequest, -1},
 		{"/orders?limit=0", http.StatusBadRequest, -1},
 		{"/orders?limit=101", http.StatusBadRequest, -1},
 		{"/orders?after=x", http.StatusBadRequest, -1},

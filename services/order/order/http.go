@@ -71,6 +71,9 @@ func (a *App) getOrder(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) listOrders(w http.ResponseWriter, r *http.Request) {
 	q, err := web.Query(r, "limit", "after", "userId", "status")
+	if err == nil {
+		err = web.Filters(q, "userId", "status")
+	}
 	if err != nil {
 		web.RespondError(w, r, err)
 		return

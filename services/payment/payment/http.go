@@ -74,6 +74,9 @@ func (a *App) getPayment(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) listPayments(w http.ResponseWriter, r *http.Request) {
 	q, err := web.Query(r, "limit", "after", "orderId")
+	if err == nil {
+		err = web.Filters(q, "orderId")
+	}
 	if err != nil {
 		web.RespondError(w, r, err)
 		return

@@ -184,6 +184,9 @@ func TestPaymentsAPI(t *testing.T) {
 		{"/payments?orderId=" + bson.NewObjectID().Hex(), 200},
 		{"/payments?orderId=" + bson.NewObjectID().Hex() + "&orderId=" + bson.NewObjectID().Hex(), 400},
 		{"/payments?unknown=1&unknown=2", 200},
+		// Given empty, it would list every order's payments.
+		{"/payments?orderId=&limit=100", 400},
+		{"/payments?orderId", 400},
 		// Dropped by url.URL.Query, these would list every order's payments.
 		{"/payments?orderId=" + bson.NewObjectID().Hex() + "%&limit=100", 400},
 		{"/payments?orderId=" + bson.NewObjectID().Hex() + ";limit=100", 400},
