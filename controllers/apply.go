@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -140,12 +141,34 @@ func (r *ShopReconciler) applyFailed(shop *shopv1.Shop, obj client.Object, verb 
 		r.event(shop, obj, corev1.EventTypeWarning, "ApplyFailed", verb, "cannot %s %s %s: %v", verb, kind, obj.GetName(), err)
 	}
 	switch {
-	case apierrors.IsInvalid(err):
-		return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf("the API server refused %s %s: %v", kind, obj.GetName(), err)}
-	case apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err) || admissionDenied(err):
 		return &Problem{Reason: ReasonChildForbidden, Message: fmt.Sprintf("the API server forbade %s %s: %v", kind, obj.GetName(), err)}
+	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err):
+		return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf("the API server refused %s %s: %v", kind, obj.GetName(), err)}
 	}
 	return fmt.Errorf("%s %s %s: %w", verb, kind, obj.GetName(), err)
+}
+
+// admissionDenied tells a write an admission webhook or policy denied, whatever status it
+// chose: a webhook picks any code from 400 up (Kyverno's denials come with none, which the
+// API server makes 400), a ValidatingAdmissionPolicy 422 unless told otherwise. Such a
+// denial is the cluster's policy, which may change with no event the controller sees, as a
+// quota may: it is ChildForbidden, looked at again, not a child the Shop made wrong. The
+// API server's own words tell it (k8s.io/apiserver's webhook ToStatusErr and policy
+// dispatchers), as no status field does.
+func admissionDenied(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	msg := status.Status().Message
+	switch {
+	case strings.HasPrefix(msg, "admission webhook "):
+		return strings.Contains(msg, " denied the request") // a webhook's
+	case strings.Contains(msg, " denied request: "): // a ValidatingAdmissionPolicy's, or another policy's
+		return strings.Contains(msg, "Policy '") || strings.Contains(msg, "policy '") || strings.Contains(msg, `policy "`)
+	}
+	return false
 }
 
 // claimResize is what the Shop asks of the size of a store's claim that exists.

@@ -1,10 +1,18 @@
 package controllers
 
 import (
+	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	webhookerrors "k8s.io/apiserver/pkg/admission/plugin/webhook/errors"
 	"k8s.io/utils/ptr"
 )
 
@@ -123,5 +131,46 @@ func TestSyncServiceKeepsUserSettings(t *testing.T) {
 	}
 	if got := existing.Spec; got.LoadBalancerSourceRanges != nil || got.LoadBalancerIP != "" || got.SessionAffinity != corev1.ServiceAffinityClientIP {
 		t.Errorf("a NodePort keeps a LoadBalancer's settings, or loses session affinity: %+v", got)
+	}
+}
+
+// TestAdmissionDenied: a denial by an admission webhook or policy is told from the API
+// server's words, whatever status it came with, as the API server writes them; a refusal
+// of the object itself is not one.
+func TestAdmissionDenied(t *testing.T) {
+	deployment := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		// Kyverno's denials: a status with no code, which the API server makes 400.
+		{"a webhook's, with no code", webhookerrors.ToStatusErr("validate.kyverno.svc", &metav1.Status{Status: metav1.StatusFailure, Message: "blocked"}), true},
+		{"a webhook's, 422", webhookerrors.ToStatusErr("check.example.com", &metav1.Status{Code: 422, Reason: metav1.StatusReasonInvalid, Message: "no"}), true},
+		{"a webhook's, without explanation", webhookerrors.ToStatusErr("check.example.com", nil), true},
+		{"a ValidatingAdmissionPolicy's", apierrors.NewForbidden(deployment, "shop-user",
+			errors.New("ValidatingAdmissionPolicy 'deny' with binding 'deny' denied request: no")), true},
+		{"the object invalid", apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "shop-user",
+			field.ErrorList{field.Invalid(field.NewPath("metadata", "labels"), "x", "must be no more than 63 characters")}), false},
+		{"a bad request", apierrors.NewBadRequest("the object could not be decoded"), false},
+		{"a quota", apierrors.NewForbidden(deployment, "shop-user", errors.New("exceeded quota: q")), false},
+		{"not from the API server", errors.New(`admission webhook "x" denied the request`), false},
+	}
+	for _, tt := range tests {
+		if got := admissionDenied(tt.err); got != tt.want {
+			t.Errorf("%s: admissionDenied(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestClip: a message is cut at a character's boundary, marked, within its limit.
+func TestClip(t *testing.T) {
+	if got := clip("short", 10); got != "short" {
+		t.Errorf("clip of a short message = %q", got)
+	}
+	long := strings.Repeat("é", 100) // 200 bytes
+	got := clip(long, 101)
+	if len(got) > 101 || !utf8.ValidString(got) || !strings.HasSuffix(got, " … (cut short)") {
+		t.Errorf("clip(%d bytes, 101) = %q (%d bytes)", len(long), got, len(got))
 	}
 }

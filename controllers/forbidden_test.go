@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	gomegatypes "github.com/onsi/gomega/types"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -157,4 +158,84 @@ func requeueOf(shop *shopv1.Shop) time.Duration {
 		return err
 	}).WithTimeout(timeout).Should(Succeed())
 	return res.RequeueAfter
+}
+
+// An admission policy that denies a child is ChildForbidden whatever status it answers
+// with: a ValidatingAdmissionPolicy answers 422 unless told otherwise, a webhook any code
+// from 400 up (Kyverno's come with none, which the API server makes 400). Either way the
+// other children are made, and the Shop is looked at again, as a policy may be lifted with
+// no event the controller sees.
+var _ = DescribeTable("A child an admission policy denies", func(reason metav1.StatusReason) {
+	ns := takeNamespace()
+	shop := minimalShop(ns, "denied")
+	user := resources.Name(shop, resources.User)
+	denyDeployment(ns, user, reason)
+
+	Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+	expectDegraded(shop, "ChildForbidden", And(ContainSubstring("Deployment "+user), ContainSubstring("denied request: no, said the policy")))
+	Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(ConsistOf(HaveSuffix("Deployment " + user)))
+	Expect(requeueOf(shop)).To(Equal(ConflictRetry), "a policy lifted brings no event: the retry is the only way back")
+},
+	Entry("with its default answer, 422 Invalid", metav1.StatusReason("")),
+	Entry("answering 413 RequestEntityTooLarge", metav1.StatusReasonRequestEntityTooLarge),
+)
+
+// A refusal quoting a long value leaves the status writable: the condition's message is
+// cut short, not the whole status refused (the API takes 32 KiB in a message).
+var _ = It("A child refused for a value of 40 KB is reported, its message cut short", func() {
+	ns := takeNamespace()
+	shop := minimalShop(ns, "long")
+	shop.Spec.PodLabels = map[string]string{"team": strings.Repeat("a", 40_000)}
+	Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+	expectDegraded(shop, "ChildRejected", And(ContainSubstring("the API server refused"), HaveSuffix("(cut short)"), HaveLen(maxConditionMessage)))
+})
+
+// denyDeployment makes a ValidatingAdmissionPolicy, bound to namespace ns, that denies every
+// write of the Deployment named name, with reason (none: the policy's default).
+func denyDeployment(ns, name string, reason metav1.StatusReason) {
+	GinkgoHelper()
+	var why *metav1.StatusReason
+	if reason != "" {
+		why = &reason
+	}
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + name + "-" + ns},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				ResourceNames: []string{name},
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+					Rule:       admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
+				},
+			}}},
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			Validations:   []admissionv1.Validation{{Expression: "false", Message: "no, said the policy", Reason: why}},
+		},
+	}
+	Expect(k8sClient.Create(ctx, policy)).To(Succeed())
+	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, policy))).To(Succeed()) })
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}},
+		},
+	}
+	Expect(k8sClient.Create(ctx, binding)).To(Succeed())
+	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, binding))).To(Succeed()) })
+	// In force once a dry-run create of such an object in the namespace is denied.
+	probe := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "probe"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "probe"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
+			},
+		},
+	}
+	Eventually(func() error { return k8sClient.Create(ctx, probe.DeepCopy(), client.DryRunAll) }).
+		WithTimeout(timeout).Should(MatchError(ContainSubstring("no, said the policy")), "the policy is never in force")
 }

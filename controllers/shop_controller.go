@@ -645,7 +645,7 @@ func (r *ShopReconciler) updateStatus(ctx context.Context, shop *shopv1.Shop, co
 
 // event records an Event about shop, regarding the child related when there is one.
 func (r *ShopReconciler) event(shop *shopv1.Shop, related runtime.Object, eventType, reason, action, note string, args ...any) {
-	r.Recorder.Eventf(shop, related, eventType, reason, action, note, args...)
+	r.Recorder.Eventf(shop, related, eventType, reason, action, "%s", clip(fmt.Sprintf(note, args...), maxEventNote))
 }
 
 // externalSecretField indexes Shops by the names of the Secrets their external stores

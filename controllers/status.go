@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -341,6 +342,29 @@ func unreadyReason(p *corev1.Pod) string {
 	return "phase " + string(p.Status.Phase)
 }
 
+// maxConditionMessage bounds a condition's message. The API refuses more than 32 KiB, and
+// a child's refusal quotes what it refused: a value the Shop let through (a pod label of
+// 40 KB) would otherwise make the whole status unwritable, the problem unsaid.
+const maxConditionMessage = 4 << 10
+
+// maxEventNote bounds an Event's note: events.k8s.io refuses one over 1 KiB, and the
+// recorder drops it then, unsaid.
+const maxEventNote = 1 << 10
+
+// clip returns s, or its start cut at a character's boundary and marked so, at most limit
+// bytes long.
+func clip(s string, limit int) string {
+	const mark = " … (cut short)"
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
 // ComputeStatus is the Shop's status given its components and the problem met while
 // applying (nil if none). It starts from the current status so that a condition whose
 // status does not change keeps its lastTransitionTime, and it reads no clock but now.
@@ -371,7 +395,7 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 			s = metav1.ConditionTrue
 		}
 		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-			Type: typ, Status: s, Reason: reason, Message: message,
+			Type: typ, Status: s, Reason: reason, Message: clip(message, maxConditionMessage),
 			ObservedGeneration: shop.Generation, LastTransitionTime: now,
 		})
 	}
