@@ -469,7 +469,7 @@ func TestTemplateRefuses(t *testing.T) {
 		// values.schema.json
 		{"a namespace that is no list", []string{"watchNamespaces=tenant-a"}, "at '/watchNamespaces': got string, want array"},
 		{"an empty namespace", []string{"watchNamespaces={tenant-a,}"}, "at '/watchNamespaces/1': '' does not match pattern"},
-		{"arguments that are no list", []string{"extraArgs=--zap-log-level=debug"}, "at '/extraArgs': got string, want array"},
+		{"arguments that are no list", []string{"extraArgs=--log-level=debug"}, "at '/extraArgs': got string, want array"},
 		{"a pull policy that is none", []string{"image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

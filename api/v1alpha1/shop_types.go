@@ -344,8 +344,10 @@ type StorageSpec struct {
 	// Size of the volume. Raised, it grows the volume when the storage class allows
 	// expansion (allowVolumeExpansion); when the class does not, the API server forbids
 	// the claim's growth and the Shop is Degraded (ChildForbidden) until the size is set
-	// back. Any size below the claim's present one is accepted and leaves the claim as
-	// it is, since a claim never shrinks; the Shop's Events say so (StorageNotShrunk).
+	// back. A claim not yet bound to a volume cannot grow: the Shop is Degraded
+	// (ChildRejected) until it is bound, or the size is set back. Any size below the
+	// claim's present one is accepted and leaves the claim as it is, since a claim never
+	// shrinks; the Shop's Events say so (StorageNotShrunk).
 	// +kubebuilder:default="1Gi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="storage size must be at least 64Mi"
 	// +optional
