@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -183,5 +185,102 @@ func TestRequestTrailersStayOnTheClientsSide(t *testing.T) {
 				t.Errorf("the service got request ids %q", e.RequestIDs)
 			}
 		})
+	}
+}
+
+// A GET or HEAD whose body is chunked and empty (Python's requests.get(url, data=iter([]))
+// sends one) reaches the service framed by its length: sent on as chunked with no chunk at
+// all, it left the service waiting for a body until the upstream timeout, holding one of its
+// connections, and the client got a 504.
+func TestEmptyChunkedBodyIsSentWithItsLength(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.UpstreamTimeout = 2 * time.Second })
+	t.Run("HEAD empty", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		_, _ = io.WriteString(conn, "HEAD /users/1 HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "HEAD"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%d after %v", resp.StatusCode, time.Since(start).Round(time.Millisecond))
+		}
+	})
+	for _, method := range []string{"GET", "DELETE", "POST"} {
+		for name, body := range map[string]string{"empty": "0\r\n\r\n", "abc": "3\r\nabc\r\n0\r\n\r\n"} {
+			t.Run(method+" "+name, func(t *testing.T) {
+				start := time.Now()
+				resp, answer := rawRequest(t, s.url, 0, method+" /users/1 HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n"+body)
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("%d after %v: %s", resp.StatusCode, time.Since(start).Round(time.Millisecond), answer)
+				}
+				e := decode[echo](t, answer)
+				want := strings.TrimSuffix(strings.TrimPrefix(body, "3\r\n"), "\r\n0\r\n\r\n")
+				if body == "0\r\n\r\n" {
+					want = ""
+				}
+				if e.ContentLength != int64(len(want)) || e.Body != want || len(e.Header.Values("Transfer-Encoding")) != 0 {
+					t.Errorf("the service got body %q of length %d, Transfer-Encoding %q; want %q by its length",
+						e.Body, e.ContentLength, e.Header.Values("Transfer-Encoding"), want)
+				}
+			})
+		}
+	}
+}
+
+// A request with a field name that is no token (a space in it) is answered 400 in JSON by
+// the gateway: the services' net/http server would refuse it in plain text, and close the
+// pooled connection.
+func TestHeaderNameThatIsNoTokenIsRefused(t *testing.T) {
+	s := newSuite(t, nil)
+	for _, name := range []string{"X Foo", "X\tFoo", "X(Foo)", "X\"Foo"} {
+		resp, answer := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: shop\r\n"+name+": a\r\n\r\n")
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("%q: 200, sent on to the service", name)
+			continue
+		}
+		if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("%q: %d %s %s, want a JSON 400", name, resp.StatusCode, resp.Header.Get("Content-Type"), answer)
+		}
+	}
+	if hits := s.upstreams["user"].hits.Load(); hits != 0 {
+		t.Errorf("the user service got %d requests", hits)
+	}
+}
+
+// A service's trailer section stays on its side, as a client's does (RFC 9110, section
+// 6.5.1: its fields are not to be merged into the header section): the gateway answers
+// with the body's length, the upfront fields alone, and no Trailer announcement.
+func TestResponseTrailersStayOnTheServicesSide(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum, X-Note")
+		w.Header().Set("X-Note", "upfront")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"ok":true}`)
+		w.(http.Flusher).Flush() // chunked, so the trailers go as a trailer section
+		w.Header().Set("X-Checksum", "abc")
+		w.Header().Set("X-Note", "trailing")
+	}))
+	t.Cleanup(svc.Close)
+	s := newSuite(t, func(c *Config) { c.UserServiceURL = svc.URL })
+	resp, answer := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: shop\r\n\r\n")
+	if resp.StatusCode != http.StatusOK || string(answer) != `{"ok":true}` {
+		t.Fatalf("%d %s", resp.StatusCode, answer)
+	}
+	if v := resp.Header.Values("X-Checksum"); len(v) != 0 {
+		t.Errorf("the client got the trailer X-Checksum as a header: %q", v)
+	}
+	if v := resp.Header.Values("X-Note"); len(v) != 1 || v[0] != "upfront" {
+		t.Errorf("X-Note %q, want the upfront one alone", v)
+	}
+	if v := resp.Header.Get("Trailer"); v != "" {
+		t.Errorf("the client got Trailer %q", v)
 	}
 }

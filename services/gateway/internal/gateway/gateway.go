@@ -216,6 +216,9 @@ func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) i
 // malformedPathBody is the answer to a path with a broken %-escape.
 var malformedPathBody = web.ErrorBody{Error: "Malformed request: invalid %-escape in the path"}
 
+// malformedFieldBody is the answer to a header field whose name is no token.
+var malformedFieldBody = web.ErrorBody{Error: "Malformed request: a header field's name is not a token"}
+
 // notFoundBody is the answer to what no route and none of the gateway's own paths take, as
 // web.NewMux answers it.
 var notFoundBody = web.ErrorBody{Error: "Not found"}
@@ -315,7 +318,9 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	// Hop-by-hop headers, and those the client's Connection names, go before the gateway adds
 	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
 	clientClose := req.Header.ConnectionClose()
-	dropTrailers(&req.Header)
+	if hasTrailers(req.Header.Trailers()) {
+		dropTrailers(&req.Header)
+	}
 	if hasHopHeader(req.Header.All()) {
 		dropHopHeaders(&req.Header)
 	}
@@ -409,12 +414,19 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		writeJSON(resp, fasthttp.StatusBadRequest, malformedPathBody)
 		return
 	}
+	if !validFieldNames(req.Header.All()) {
+		// So would it this one.
+		writeJSON(resp, fasthttp.StatusBadRequest, malformedFieldBody)
+		return
+	}
 	ok, taken := g.readBody(ctx, r.svc.name)
 	defer g.releaseBody(req, taken)
 	if !ok {
 		return
 	}
-	dropTrailers(&req.Header) // a streamed body's, read just now
+	if hasTrailers(req.Header.Trailers()) { // a streamed body's, read just now
+		dropTrailers(&req.Header)
+	}
 
 	var buf [256]byte
 	forwardRequest(req, r, peer, trusted, buf[:0])
@@ -437,6 +449,9 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		writeJSON(resp, status, body)
 	} else {
 		resp.Header.ResetConnectionClose()
+		if hasTrailers(resp.Header.Trailers()) {
+			dropTrailers(&resp.Header)
+		}
 		if hasHopHeader(resp.Header.All()) {
 			dropHopHeaders(&resp.Header)
 		}

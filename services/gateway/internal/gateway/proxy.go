@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // service is one upstream of the gateway.
@@ -220,13 +221,59 @@ func dropHopHeaders(h headers) {
 	}
 }
 
-// dropTrailers removes the trailer section fasthttp parsed after a chunked request body, and
-// its announcement: the gateway reads a body whole and sends it with its length, so the service
-// gets no trailer section, and no field a client sent after the body (Upgrade, X-Request-ID,
-// anything) reaches it as a header either. Upfront fields of the same names are kept. It is
-// called before the hop-by-hop headers go, since deleting Trailer there would make the trailer
-// section's fields headers, and again once the body is read, which may have brought them.
-func dropTrailers(h *fasthttp.RequestHeader) {
+// validFieldNames reports whether every field all yields (a header's All) has a name that is
+// a token (RFC 9110, section 5.1). fasthttp reads "X Foo: a" as a field; the services'
+// net/http server answers it 400 in plain text, and closes the pooled connection.
+func validFieldNames(all iter.Seq2[[]byte, []byte]) bool {
+	for k := range all {
+		if len(k) == 0 {
+			return false
+		}
+		for _, c := range k {
+			if !tokenByte[c] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tokenByte tells the bytes a token may hold, as net/http tells them.
+var tokenByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = httpguts.IsTokenRune(rune(c))
+	}
+	return t
+}()
+
+// hasTrailers reports whether names, a header's Trailers, names any field. It takes the
+// iterator of the concrete header, as hasHopHeader does, so that the common message, which
+// has none, costs no allocation.
+func hasTrailers(names iter.Seq[[]byte]) bool {
+	for range names {
+		return true
+	}
+	return false
+}
+
+// trailered is a request's or an answer's header, with the trailer section fasthttp parsed
+// after a chunked body.
+type trailered interface {
+	Trailers() iter.Seq[[]byte]
+	All() iter.Seq2[[]byte, []byte]
+	Del(key string)
+	Add(key, value string)
+}
+
+// dropTrailers removes the trailer section fasthttp parsed after a chunked body, and its
+// announcement (call it when hasTrailers). The gateway reads a body whole and sends it with
+// its length, so neither side gets the other's trailer section, nor its fields as headers
+// (RFC 9110, section 6.5.1): no field a client sent after the body (Upgrade, X-Request-ID,
+// anything) reaches a service, and no field a service sent after its answer reaches the
+// client. Upfront fields of the same names are kept. For a request, it is called before the
+// hop-by-hop headers go, since deleting Trailer there would make the trailer section's fields
+// headers, and again once the body is read, which may have brought them.
+func dropTrailers(h trailered) {
 	var names []string
 	for name := range h.Trailers() {
 		names = append(names, string(name)) // copied: the header's bytes change as fields go
@@ -298,6 +345,10 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	// The server answered a client's Expect: 100-continue and read the whole body; the service
 	// gets the body at once, with nothing to expect.
 	h.Del("Expect")
+	// The body is read whole (readBody): it goes with its length, whatever framing the client
+	// chose. fasthttp writes no length for a GET or HEAD with an empty body, and would send a
+	// client's chunked one on as chunked with no chunk at all, the service left waiting.
+	h.SetContentLength(len(req.Body()))
 	h.SetNoDefaultContentType(true)
 	uri.SetPathBytes(path)
 	uri.SetScheme(r.svc.base.Scheme)
