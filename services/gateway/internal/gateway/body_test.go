@@ -284,3 +284,50 @@ func TestResponseTrailersStayOnTheServicesSide(t *testing.T) {
 		t.Errorf("the client got Trailer %q", v)
 	}
 }
+
+// Clients hold at most MaxClientConns connections at once, idle kept-alive ones included
+// (each costs the gateway about 20 KiB): one past it is answered 503 and closed, and a
+// connection closed makes room for another.
+func TestClientConnectionsAreCapped(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.MaxClientConns = 2 })
+	addr := strings.TrimPrefix(s.url, "http://")
+	// get sends one request on conn and returns the answer's status.
+	get := func(conn net.Conn) int {
+		t.Helper()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "GET /users/1 HTTP/1.1\r\nHost: shop\r\n\r\n"); err != nil {
+			return 0
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	dial := func() net.Conn {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	first, second := dial(), dial()
+	if a, b := get(first), get(second); a != http.StatusOK || b != http.StatusOK {
+		t.Fatalf("the first two connections: %d and %d", a, b)
+	}
+	if status := get(dial()); status != http.StatusServiceUnavailable {
+		t.Errorf("a third connection while two are kept alive: %d, want 503", status)
+	}
+	first.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for get(dial()) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("no connection served after one of the two closed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
