@@ -78,6 +78,9 @@ func (c *Config) Validate() error {
 	if c.RateLimitWindow <= 0 {
 		errs = append(errs, fmt.Errorf("RATE_LIMIT_WINDOW=%s: must be positive", c.RateLimitWindow))
 	}
+	if c.RateLimitWindow > ratelimit.MaxWindow {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_WINDOW=%s: must be at most %s (a year)", c.RateLimitWindow, ratelimit.MaxWindow))
+	}
 	if c.RateLimitMaxClients < ratelimit.MinMaxClients {
 		errs = append(errs, fmt.Errorf("RATE_LIMIT_MAX_CLIENTS=%d: must be at least %d", c.RateLimitMaxClients, ratelimit.MinMaxClients))
 	}

@@ -100,6 +100,10 @@ type shard struct {
 	_    [40]byte // keep shards on separate cache lines
 }
 
+// MaxWindow is the longest window (a year): the limiter counts in nanoseconds from now, and a
+// longer one would overflow its arithmetic.
+const MaxWindow = 365 * 24 * time.Hour
+
 // New returns a limiter for cfg.
 func New(cfg Config) (*Limiter, error) {
 	if cfg.Limit < 1 {
@@ -107,6 +111,9 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	if cfg.Window <= 0 {
 		return nil, errors.New("ratelimit: window must be positive")
+	}
+	if cfg.Window > MaxWindow {
+		return nil, fmt.Errorf("ratelimit: window must be at most %s", MaxWindow)
 	}
 	interval := int64(cfg.Window) / int64(cfg.Limit)
 	// interval is window/limit rounded down to whole nanoseconds: limit requests always fit in
