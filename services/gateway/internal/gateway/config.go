@@ -41,10 +41,6 @@ type Config struct {
 	// flight to it; a request finding them all busy waits for one for half of UpstreamTimeout,
 	// at most maxConnWait (1s), then is answered 503: a service that busy is overloaded.
 	MaxConnsPerService int `env:"MAX_CONNS_PER_SERVICE" envDefault:"512"`
-	// MaxClientConns caps the connections clients hold to the gateway at once, idle kept-alive
-	// ones included (about 20 KiB each: 4096 of them about 80 MiB, within the operator's
-	// default limit of 256 Mi); a connection past it is answered 503 and closed.
-	MaxClientConns int `env:"MAX_CLIENT_CONNS" envDefault:"4096"`
 	// HealthTimeout bounds each service's /readyz check made for GET /health.
 	HealthTimeout time.Duration `env:"HEALTH_TIMEOUT" envDefault:"2s"`
 	// HealthCacheTTL is how long one /health result is served before the services are asked
@@ -106,9 +102,6 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnsPerService < 1 {
 		errs = append(errs, fmt.Errorf("MAX_CONNS_PER_SERVICE=%d: must be at least 1", c.MaxConnsPerService))
-	}
-	if c.MaxClientConns < 1 {
-		errs = append(errs, fmt.Errorf("MAX_CLIENT_CONNS=%d: must be at least 1", c.MaxClientConns))
 	}
 	return errors.Join(errs...)
 }

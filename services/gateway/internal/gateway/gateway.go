@@ -56,8 +56,6 @@ type Gateway struct {
 	log        *slog.Logger
 	tracer     trace.Tracer
 	bodyBudget *semaphore.Weighted
-	// maxConns caps the clients' connections (Config.MaxClientConns).
-	maxConns int
 	// heads notes the head of each request with a body until it is served or answered
 	// (heads.note), for answerReadError.
 	heads heads
@@ -91,7 +89,6 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 		health:     newSuiteHealth(svcs, newHealthTransport(cfg), cfg.HealthTimeout, cfg.HealthCacheTTL),
 		log:        log,
 		bodyBudget: semaphore.NewWeighted(largeBodyBudget),
-		maxConns:   cfg.MaxClientConns,
 		tracer:     otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
 	}, nil
 }
@@ -148,7 +145,6 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		HeadRead:  g.heads.note,
 		ReadError: func(ctx *fasthttp.RequestCtx, err error) { g.answerReadError(ctx, m, err) },
 		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
-		MaxConns:  g.maxConns,
 	}
 }
 

@@ -34,10 +34,6 @@ type Handler struct {
 	// fasthttp.StatusContinue to read the body and serve the request, else the status of the
 	// answer it wrote, which the server sends and closes the connection after.
 	Expect func(ctx *fasthttp.RequestCtx) int
-	// MaxConns caps the connections served at once, idle kept-alive ones included; past it,
-	// a new connection is answered 503 (in plain text: no request of it was read) and closed.
-	// 0: fasthttp's default, 256 Ki.
-	MaxConns int
 }
 
 // NewServer returns the server of h with cfg's timeouts: ReadHeaderTimeout for a request's
@@ -63,7 +59,6 @@ func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server
 	}
 	return &fasthttp.Server{
 		Handler:      h.Serve,
-		Concurrency:  h.MaxConns,
 		ErrorHandler: h.ReadError,
 		// Rather than fasthttp's ContinueHandler, whose refusal is a 417 with no body: the
 		// client asking is told 413 in JSON before it sends a body over the limit.
