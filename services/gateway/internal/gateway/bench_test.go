@@ -25,7 +25,7 @@ func BenchmarkProxy(b *testing.B) {
 	cfg := &Config{
 		UserServiceURL: up.URL, ProductServiceURL: up.URL, OrderServiceURL: up.URL, PaymentServiceURL: up.URL,
 		RateLimitRequests: 1_000_000_000, RateLimitWindow: time.Hour, RateLimitMaxClients: 1000,
-		UpstreamTimeout: 5 * time.Second, MaxConnsPerService: 64, HealthTimeout: time.Second,
+		UpstreamTimeout: 5 * time.Second, MaxConnsPerService: 64, MaxConnsPerClient: 256, HealthTimeout: time.Second,
 	}
 	g, err := New(cfg, logging.Discard())
 	if err != nil {

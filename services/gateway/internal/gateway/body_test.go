@@ -284,3 +284,73 @@ func TestResponseTrailersStayOnTheServicesSide(t *testing.T) {
 		t.Errorf("the client got Trailer %q", v)
 	}
 }
+
+// A client holds at most MaxConnsPerClient connections at once, idle kept-alive ones
+// included (each costs the gateway tens of KiB): one past it is answered 429 in JSON and
+// closed, a connection closed makes room for another, and a trusted proxy's connections,
+// which carry many clients' requests, are not counted.
+func TestClientConnectionsAreCapped(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "a client", true: "a trusted proxy"}[trusted], func(t *testing.T) {
+			s := newSuite(t, func(c *Config) {
+				c.MaxConnsPerClient = 2
+				if trusted {
+					c.TrustedProxies = "127.0.0.1"
+				}
+			})
+			addr := strings.TrimPrefix(s.url, "http://")
+			dial := func() net.Conn {
+				t.Helper()
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				return conn
+			}
+			// get sends one request on conn and returns the answer's status and body.
+			get := func(conn net.Conn) (int, string) {
+				t.Helper()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.WriteString(conn, "GET /users/1 HTTP/1.1\r\nHost: shop\r\n\r\n"); err != nil {
+					return 0, err.Error()
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil {
+					return 0, err.Error()
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(body)
+			}
+			first, second := dial(), dial()
+			if a, _ := get(first); a != http.StatusOK {
+				t.Fatalf("the first connection: %d", a)
+			}
+			if b, _ := get(second); b != http.StatusOK {
+				t.Fatalf("the second connection: %d", b)
+			}
+			status, body := get(dial())
+			if trusted {
+				if status != http.StatusOK {
+					t.Fatalf("a trusted proxy's third connection: %d %s", status, body)
+				}
+				return
+			}
+			if status != http.StatusTooManyRequests || !strings.Contains(body, `"error":"Too many connections from this client"`) {
+				t.Fatalf("a third connection while two are kept alive: %d %s, want the JSON 429", status, body)
+			}
+			first.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if status, _ := get(dial()); status == http.StatusOK {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no connection served after one of the two closed")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -41,6 +41,11 @@ type Config struct {
 	// flight to it; a request finding them all busy waits for one for half of UpstreamTimeout,
 	// at most maxConnWait (1s), then is answered 503: a service that busy is overloaded.
 	MaxConnsPerService int `env:"MAX_CONNS_PER_SERVICE" envDefault:"512"`
+	// MaxConnsPerClient caps the connections one client (an IPv4 address, an IPv6 /64) holds
+	// to the gateway at once, idle kept-alive ones and ones with a body half sent included,
+	// which cost tens of KiB each; one past it is answered 429 and closed. A trusted proxy's
+	// connections are not counted.
+	MaxConnsPerClient int `env:"MAX_CONNS_PER_CLIENT" envDefault:"256"`
 	// HealthTimeout bounds each service's /readyz check made for GET /health.
 	HealthTimeout time.Duration `env:"HEALTH_TIMEOUT" envDefault:"2s"`
 	// HealthCacheTTL is how long one /health result is served before the services are asked
@@ -102,6 +107,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnsPerService < 1 {
 		errs = append(errs, fmt.Errorf("MAX_CONNS_PER_SERVICE=%d: must be at least 1", c.MaxConnsPerService))
+	}
+	if c.MaxConnsPerClient < 1 {
+		errs = append(errs, fmt.Errorf("MAX_CONNS_PER_CLIENT=%d: must be at least 1", c.MaxConnsPerClient))
 	}
 	return errors.Join(errs...)
 }

@@ -38,6 +38,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "no requests allowed", environ: withServiceURLs("RATE_LIMIT_REQUESTS=0"), want: "RATE_LIMIT_REQUESTS"},
 		{name: "fewer clients tracked than the limiter's shards", environ: withServiceURLs("RATE_LIMIT_MAX_CLIENTS=63"), want: "RATE_LIMIT_MAX_CLIENTS=63: must be at least 64"},
 		{name: "a window too long to count in nanoseconds", environ: withServiceURLs("RATE_LIMIT_WINDOW=2562047h"), want: "RATE_LIMIT_WINDOW=2562047h0m0s: must be at most 8760h0m0s (a year)"},
+		{name: "no connection for a client", environ: withServiceURLs("MAX_CONNS_PER_CLIENT=0"), want: "MAX_CONNS_PER_CLIENT=0: must be at least 1"},
 		{name: "bad proxy CIDR", environ: withServiceURLs("TRUSTED_PROXIES=10.0.0.0/8,10.0.0.0/40"), want: "TRUSTED_PROXIES"},
 	}
 	for _, tt := range tests {

@@ -153,6 +153,7 @@ func newSuiteOf(t *testing.T, edit func(*Config), tune func(*Gateway)) *suite {
 		RateLimitMaxClients: 1000,
 		UpstreamTimeout:     5 * time.Second,
 		MaxConnsPerService:  16,
+		MaxConnsPerClient:   256,
 		HealthTimeout:       time.Second,
 		HealthCacheTTL:      0,
 	}

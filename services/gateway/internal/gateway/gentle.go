@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -22,16 +23,35 @@ const (
 	lingerBytes = 2 * web.MaxBodyBytes
 )
 
-// gentleListener makes every connection it accepts a gentleConn.
-type gentleListener struct{ net.Listener }
+// gentleListener makes every connection it accepts a gentleConn. With clients set, it refuses
+// a client's connection past the number it may hold (clientConns), with an answer that says
+// so, and never hands it to the server.
+type gentleListener struct {
+	net.Listener
+	clients *clientConns
+}
 
 // Accept waits for the next connection.
 func (l gentleListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.clients == nil {
+			return &gentleConn{Conn: c}, nil
+		}
+		key, counted, ok := l.clients.take(c)
+		if !ok {
+			go refuseConn(c)
+			continue
+		}
+		gc := &gentleConn{Conn: c}
+		if counted {
+			gc.clients, gc.client = l.clients, key
+		}
+		return gc, nil
 	}
-	return &gentleConn{Conn: c}, nil
 }
 
 // gentleConn is a client's connection that can close gently, and knows whether the client
@@ -54,6 +74,10 @@ type gentleConn struct {
 	// Continue (keepHead) until it is served or answered (forgetHead). Only the server's
 	// goroutine serving the connection reads it and sets it.
 	continued *headNote
+	// clients counts the connection against client until it closes, when set.
+	clients *clientConns
+	client  ratelimit.Key
+	closed  atomic.Bool
 }
 
 // Read reads from the connection.
@@ -67,10 +91,17 @@ func (c *gentleConn) Read(b []byte) (int, error) {
 
 // Close closes the connection, gently when closeGently asked for it.
 func (c *gentleConn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return c.Conn.Close() // what it said the first time: already closed
+	}
 	if c.gentle.Load() {
 		c.linger()
 	}
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	if c.clients != nil {
+		c.clients.release(c.client)
+	}
+	return err
 }
 
 // linger closes the connection's sending side after what was written, and reads and drops

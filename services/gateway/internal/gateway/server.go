@@ -34,6 +34,9 @@ type Handler struct {
 	// fasthttp.StatusContinue to read the body and serve the request, else the status of the
 	// answer it wrote, which the server sends and closes the connection after.
 	Expect func(ctx *fasthttp.RequestCtx) int
+	// Clients, when set, counts each client's connections and refuses one past its cap
+	// (clientConns).
+	Clients *clientConns
 }
 
 // NewServer returns the server of h with cfg's timeouts: ReadHeaderTimeout for a request's
@@ -129,7 +132,7 @@ func Serve(ctx context.Context, h Handler, cfg config.Base, logger *slog.Logger)
 // ServeListener is Serve on a listener the caller made (tests listen on port 0). Its
 // connections close gently after a refusal (gentleConn).
 func ServeListener(ctx context.Context, ln net.Listener, h Handler, cfg config.Base, logger *slog.Logger) error {
-	return web.Run(ctx, gentleListener{ln}, runnable{NewServer(h, cfg, logger)}, cfg, logger)
+	return web.Run(ctx, gentleListener{Listener: ln, clients: h.Clients}, runnable{NewServer(h, cfg, logger)}, cfg, logger)
 }
 
 // runnable is a fasthttp server as web.Run runs servers.

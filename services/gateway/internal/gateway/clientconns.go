@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
+)
+
+// clientConns counts the connections each client holds to the gateway, and refuses one past
+// max: a client holding many idle or half-sent connections costs the gateway memory for each
+// (tens of KiB) for as long as its timeouts let it. A client is what the rate limit calls one
+// (ratelimit.KeyFor: an IPv4 address, an IPv6 /64). A trusted proxy's connections are not
+// counted: they carry many clients' requests, which the rate limit tells apart. Nor is a
+// connection the kubelet's probes make, or anyone's, refused for what other clients hold.
+type clientConns struct {
+	max     int
+	trusted func(netip.Addr) bool
+
+	mu    sync.Mutex
+	count map[ratelimit.Key]int
+}
+
+func newClientConns(max int, trusted func(netip.Addr) bool) *clientConns {
+	return &clientConns{max: max, trusted: trusted, count: map[ratelimit.Key]int{}}
+}
+
+// take counts c against its client: ok is false when the client holds max connections
+// already; counted tells that release must be called with key once c closes.
+func (cc *clientConns) take(c net.Conn) (key ratelimit.Key, counted, ok bool) {
+	a, isTCP := c.RemoteAddr().(*net.TCPAddr)
+	if !isTCP {
+		return key, false, true
+	}
+	peer := a.AddrPort().Addr().Unmap()
+	if cc.trusted(peer) {
+		return key, false, true
+	}
+	key = ratelimit.KeyFor(peer)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.count[key] >= cc.max {
+		return key, false, false
+	}
+	cc.count[key]++
+	return key, true, true
+}
+
+// release uncounts a connection take counted.
+func (cc *clientConns) release(key ratelimit.Key) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.count[key] <= 1 {
+		delete(cc.count, key) // the map holds only clients with connections
+		return
+	}
+	cc.count[key]--
+}
+
+// tooManyConnections is the answer on a connection refused for its client's others, written
+// before any request of it is read: HTTP clients read it after sending theirs.
+var tooManyConnections = func() []byte {
+	body := mustJSON(web.ErrorBody{Error: "Too many connections from this client"})
+	return append([]byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "+
+		strconv.Itoa(len(body))+"\r\n\r\n"), body...)
+}()
+
+// refuseConn answers c tooManyConnections and closes it gently (gentleConn), off the accept
+// loop: within refuseTime to write, and lingerTime to read what the client sends meanwhile.
+func refuseConn(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(refuseTime))
+	_, _ = c.Write(tooManyConnections)
+	gc := &gentleConn{Conn: c}
+	gc.gentle.Store(true)
+	_ = gc.Close()
+}
+
+// refuseTime bounds the write of the answer to a refused connection.
+const refuseTime = time.Second
