@@ -155,18 +155,25 @@ func (r *ShopReconciler) applyFailed(shop *shopv1.Shop, obj client.Object, verb 
 // denial is the cluster's policy, which may change with no event the controller sees, as a
 // quota may: it is ChildForbidden, looked at again, not a child the Shop made wrong. The
 // API server's own words tell it (k8s.io/apiserver's webhook ToStatusErr and policy
-// dispatchers), as no status field does.
+// dispatchers), as no status field does: a webhook's message starts with them, and a
+// ValidatingAdmissionPolicy's is a cause of no field. Words anywhere else may be a value the
+// Shop set, quoted by a refusal of the object itself.
 func admissionDenied(err error) bool {
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {
 		return false
 	}
-	msg := status.Status().Message
-	switch {
-	case strings.HasPrefix(msg, "admission webhook "):
-		return strings.Contains(msg, " denied the request") // a webhook's
-	case strings.Contains(msg, " denied request: "): // a ValidatingAdmissionPolicy's, or another policy's
-		return strings.Contains(msg, "Policy '") || strings.Contains(msg, "policy '") || strings.Contains(msg, `policy "`)
+	st := status.Status()
+	if strings.HasPrefix(st.Message, "admission webhook ") && strings.Contains(st.Message, " denied the request") {
+		return true
+	}
+	if st.Details == nil {
+		return false
+	}
+	for _, c := range st.Details.Causes {
+		if c.Field == "" && strings.HasPrefix(c.Message, "ValidatingAdmissionPolicy '") && strings.Contains(c.Message, " denied request: ") {
+			return true
+		}
 	}
 	return false
 }

@@ -148,10 +148,14 @@ func TestAdmissionDenied(t *testing.T) {
 		{"a webhook's, with no code", webhookerrors.ToStatusErr("validate.kyverno.svc", &metav1.Status{Status: metav1.StatusFailure, Message: "blocked"}), true},
 		{"a webhook's, 422", webhookerrors.ToStatusErr("check.example.com", &metav1.Status{Code: 422, Reason: metav1.StatusReasonInvalid, Message: "no"}), true},
 		{"a webhook's, without explanation", webhookerrors.ToStatusErr("check.example.com", nil), true},
-		{"a ValidatingAdmissionPolicy's", apierrors.NewForbidden(deployment, "shop-user",
-			errors.New("ValidatingAdmissionPolicy 'deny' with binding 'deny' denied request: no")), true},
+		{"a ValidatingAdmissionPolicy's", policyDenial(deployment, metav1.StatusReasonInvalid), true},
+		{"a ValidatingAdmissionPolicy's, 413", policyDenial(deployment, metav1.StatusReasonRequestEntityTooLarge), true},
 		{"the object invalid", apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "shop-user",
 			field.ErrorList{field.Invalid(field.NewPath("metadata", "labels"), "x", "must be no more than 63 characters")}), false},
+		// A pod label the Shop set, quoted by the refusal of the object.
+		{"the object invalid, quoting a policy's words", apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, "shop-mongodb",
+			field.ErrorList{field.Invalid(field.NewPath("spec", "template", "labels"), "ValidatingAdmissionPolicy 'y' denied request: x", "must be no more than 63 characters")}), false},
+		{"a message quoting a webhook's words", apierrors.NewBadRequest(`the value "admission webhook \"x\" denied the request" is wrong`), false},
 		{"a bad request", apierrors.NewBadRequest("the object could not be decoded"), false},
 		{"a quota", apierrors.NewForbidden(deployment, "shop-user", errors.New("exceeded quota: q")), false},
 		{"not from the API server", errors.New(`admission webhook "x" denied the request`), false},
@@ -161,6 +165,16 @@ func TestAdmissionDenied(t *testing.T) {
 			t.Errorf("%s: admissionDenied(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
+}
+
+// policyDenial is the error the API server makes of a ValidatingAdmissionPolicy's denial
+// with reason (k8s.io/apiserver's validating dispatcher).
+func policyDenial(gr schema.GroupResource, reason metav1.StatusReason) error {
+	msg := "ValidatingAdmissionPolicy 'deny' with binding 'deny' denied request: no"
+	err := apierrors.NewForbidden(gr, "shop-user", errors.New(msg))
+	err.ErrStatus.Reason = reason
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{Message: msg})
+	return err
 }
 
 // TestClip: a message is cut at a character's boundary, marked, within its limit.

@@ -180,6 +180,22 @@ var _ = DescribeTable("A child an admission policy denies", func(reason metav1.S
 	Entry("answering 413 RequestEntityTooLarge", metav1.StatusReasonRequestEntityTooLarge),
 )
 
+// A policy that denies every Deployment denies the dry run that checks the Shop's resources
+// too (resourcesRefused): that is no verdict on the resources, and the children meet the
+// policy themselves.
+var _ = It("A policy denying every Deployment, resources set, is reported as such", func() {
+	ns := takeNamespace()
+	denyDeployment(ns, "", metav1.StatusReasonRequestEntityTooLarge)
+	shop := minimalShop(ns, "alldenied")
+	shop.Spec.Gateway.Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("300Mi")}}
+	Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+	expectDegraded(shop, "ChildForbidden", ContainSubstring("denied request: no, said the policy"))
+	// The StatefulSets, Services and the rest are made.
+	Eventually(func() error {
+		return k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: resources.Name(shop, resources.MongoDB)}, &appsv1.StatefulSet{})
+	}).WithTimeout(timeout).Should(Succeed())
+})
+
 // A refusal quoting a long value leaves the status writable: the condition's message is
 // cut short, not the whole status refused (the API takes 32 KiB in a message).
 var _ = It("A child refused for a value of 40 KB is reported, its message cut short", func() {
@@ -191,18 +207,25 @@ var _ = It("A child refused for a value of 40 KB is reported, its message cut sh
 })
 
 // denyDeployment makes a ValidatingAdmissionPolicy, bound to namespace ns, that denies every
-// write of the Deployment named name, with reason (none: the policy's default).
+// write of the Deployment named name (any Deployment when name is empty), with reason (none:
+// the policy's default).
 func denyDeployment(ns, name string, reason metav1.StatusReason) {
 	GinkgoHelper()
 	var why *metav1.StatusReason
 	if reason != "" {
 		why = &reason
 	}
+	var names []string
+	if name != "" {
+		names = []string{name}
+	} else {
+		name = "every"
+	}
 	policy := &admissionv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + name + "-" + ns},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
-				ResourceNames: []string{name},
+				ResourceNames: names,
 				RuleWithOperations: admissionv1.RuleWithOperations{
 					Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
 					Rule:       admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},

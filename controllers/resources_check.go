@@ -68,7 +68,7 @@ func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop
 				}
 			}
 			verdict = strings.Join(said, "; ")
-		case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err):
+		case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err), admissionDenied(err):
 			// A refusal of the probe, not of its resources: the children meet it themselves.
 		default:
 			return nil, fmt.Errorf("dry-run the resources of %s: %w", f.Path, err)
