@@ -10,7 +10,6 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -26,8 +25,8 @@ const MaxBodyBytes = 1 << 20
 
 // MaxDepth is how deep Decode lets a request body nest arrays and objects; a deeper one is
 // 400. No body of the contract goes past three levels (an order's lines); the bound keeps
-// the naming of a field in an error (walkJSON), whose cost grows with the square of the
-// depth, small: encoding/json's own bound, 10,000 levels, let a body of 16 KB cost 1.4 GB.
+// the walk that names a field in an error (walkJSON), which costs each value its depth,
+// small: under encoding/json's own bound, 10,000 levels, a body of 16 KB cost 1.4 GB.
 const MaxDepth = 32
 
 const internalErrorMessage = "Internal server error"
@@ -294,10 +293,10 @@ func refuseNull(body []byte, t reflect.Type) error {
 		case decides:
 			return true
 		case want == nil: // a field the walk cannot follow into its Go type
-			err = apperr.BadRequest(fmt.Sprintf("field %q must not be null", v.path),
-				apperr.FieldError{Field: v.path, Message: "must not be null"})
+			err = apperr.BadRequest(fmt.Sprintf("field %q must not be null", v.path()),
+				apperr.FieldError{Field: v.path(), Message: "must not be null"})
 		default:
-			err = decodeError(body, &json.UnmarshalTypeError{Value: "null", Type: want, Field: v.dotted, Offset: v.end})
+			err = decodeError(body, &json.UnmarshalTypeError{Value: "null", Type: want, Field: v.dotted(), Offset: v.end})
 		}
 		return false
 	})
@@ -417,8 +416,9 @@ func indexedPath(body []byte, e *json.UnmarshalTypeError) string {
 	composite := e.Value == "array" || e.Value == "object"
 	best, bestDepth := e.Field, -1
 	walkJSON(body, func(v jsonValue) bool {
-		if v.composite == composite && v.dotted == e.Field && v.start < e.Offset && e.Offset <= v.end && v.depth > bestDepth {
-			best, bestDepth = v.path, v.depth
+		// Only the values around the Offset are named: as many as the body is deep.
+		if v.composite == composite && v.start < e.Offset && e.Offset <= v.end && v.depth > bestDepth && v.dotted() == e.Field {
+			best, bestDepth = v.path(), v.depth
 		}
 		return true
 	})
@@ -427,12 +427,44 @@ func indexedPath(body []byte, e *json.UnmarshalTypeError) string {
 
 // jsonValue is one value of a JSON document as walkJSON meets it.
 type jsonValue struct {
-	path, dotted string     // its name with array indices (lines[1].quantity) and without (lines.quantity)
-	steps        []jsonStep // the same name, one step per member or element
-	start, end   int64      // its bytes; start may be earlier, where the token before it ended
-	depth        int        // how many arrays and objects hold it
-	composite    bool       // an array or object, met once it closes
-	null         bool
+	// steps is its name, one step per member or element; valid only while visit runs.
+	steps      []jsonStep
+	start, end int64 // its bytes; start may be earlier, where the token before it ended
+	depth      int   // how many arrays and objects hold it
+	composite  bool  // an array or object, met once it closes
+	null       bool
+}
+
+// path is the value's name with array indices: lines[1].quantity.
+func (v jsonValue) path() string {
+	var b strings.Builder
+	for _, s := range v.steps {
+		switch {
+		case s.inArray:
+			b.WriteString("[" + strconv.Itoa(s.index) + "]")
+		case b.Len() > 0:
+			b.WriteString("." + s.key)
+		default:
+			b.WriteString(s.key)
+		}
+	}
+	return b.String()
+}
+
+// dotted is the value's name without array indices, as encoding/json names a field:
+// lines.quantity.
+func (v jsonValue) dotted() string {
+	var b strings.Builder
+	for _, s := range v.steps {
+		if s.inArray {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.key)
+	}
+	return b.String()
 }
 
 // jsonStep is a step into an object's member (key) or an array's element (index).
@@ -443,22 +475,28 @@ type jsonStep struct {
 }
 
 // walkJSON calls visit with every value of body, a scalar where it ends and an array or
-// object where it closes, until visit returns false or body ends or stops being JSON.
+// object where it closes, until visit returns false or body ends or stops being JSON. A
+// value's name is made only when visit asks for it (jsonValue.path), so that the walk costs
+// the body's length, not its length times its names' (a 1 MiB body of long keys nested
+// deep, with a value in the wrong type at the end, would otherwise cost gigabytes).
 func walkJSON(body []byte, visit func(jsonValue) bool) {
 	type frame struct {
-		value       jsonValue // the composite itself
+		start       int64 // where the composite began
 		array       bool
 		index       int    // an array's next element
 		key         string // an object's next member
 		awaitingKey bool
 	}
-	join := func(prefix, name string) string {
-		if prefix == "" {
-			return name
-		}
-		return prefix + "." + name
-	}
 	var stack []frame
+	var steps []jsonStep // reused: the name of the value visited
+	// stepsTo returns the steps to the current member or element of the innermost n frames.
+	stepsTo := func(n int) []jsonStep {
+		steps = steps[:0]
+		for _, f := range stack[:n] {
+			steps = append(steps, jsonStep{key: f.key, index: f.index, inArray: f.array})
+		}
+		return steps
+	}
 	advance := func() { // the value of the innermost composite's current member or element is read
 		if n := len(stack); n > 0 {
 			if stack[n-1].array {
@@ -481,36 +519,23 @@ func walkJSON(body []byte, visit func(jsonValue) bool) {
 		n := len(stack)
 		switch {
 		case isDelim && (delim == '}' || delim == ']'):
-			v := stack[n-1].value
+			start := stack[n-1].start
 			stack = stack[:n-1]
-			v.end = end
-			if !visit(v) {
+			// The frames around it still point at it: they move on after the visit.
+			if !visit(jsonValue{steps: stepsTo(n - 1), start: start, end: end, depth: n - 1, composite: true}) {
 				return
 			}
 			advance()
 		case n > 0 && stack[n-1].awaitingKey:
 			stack[n-1].key, _ = tok.(string)
 			stack[n-1].awaitingKey = false
+		case isDelim:
+			stack = append(stack, frame{start: prev, array: delim == '[', awaitingKey: delim == '{'})
 		default:
-			v := jsonValue{start: prev, end: end, depth: n, composite: isDelim, null: tok == nil}
-			if n > 0 {
-				parent := stack[n-1]
-				step := jsonStep{key: parent.key, index: parent.index, inArray: parent.array}
-				v.steps = append(slices.Clip(parent.value.steps), step)
-				if parent.array {
-					v.path, v.dotted = parent.value.path+"["+strconv.Itoa(parent.index)+"]", parent.value.dotted
-				} else {
-					v.path, v.dotted = join(parent.value.path, parent.key), join(parent.value.dotted, parent.key)
-				}
+			if !visit(jsonValue{steps: stepsTo(n), start: prev, end: end, depth: n, null: tok == nil}) {
+				return
 			}
-			if isDelim {
-				stack = append(stack, frame{value: v, array: delim == '[', awaitingKey: delim == '{'})
-			} else {
-				if !visit(v) {
-					return
-				}
-				advance()
-			}
+			advance()
 		}
 		prev = end
 	}
