@@ -7,6 +7,10 @@ SHELL := /usr/bin/env bash -o pipefail
 .DEFAULT_GOAL := help
 
 ROOT := $(abspath .)
+# make splits paths on spaces: every target under bin/ would be two.
+ifneq ($(words $(ROOT)),1)
+$(error the checkout's path "$(ROOT)" holds a space, which make cannot handle: clone it to a path without one)
+endif
 LOCALBIN := $(ROOT)/bin
 export PATH := $(LOCALBIN):$(PATH)
 export GOTOOLCHAIN := local

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -80,6 +81,13 @@ func StartRabbitMQ(ctx context.Context, dir string, opts ...Option) (*RabbitMQNo
 	}
 	if err := n.writeConfig(); err != nil {
 		return nil, err
+	}
+	// The node appends to its logs; like the other processes' logs (testproc.Start), they
+	// start empty with the node, not with each restart of it.
+	for _, f := range []string{"rabbitmq-node.log", "rabbitmq-node-upgrade.log"} {
+		if err := os.Truncate(filepath.Join(n.logDir, f), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
 	n.env = append(os.Environ(),
 		"RABBITMQ_NODENAME="+n.name,
@@ -205,7 +213,8 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 	// per call (seconds on a busy machine).
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		conn, err := amqp.Dial(n.url("/"))
+		// Each try within a second: amqp.Dial's own 30 s would outlast a ctx ended meanwhile.
+		conn, err := amqp.DialConfig(n.url("/"), amqp.Config{Dial: amqp.DefaultDial(time.Second)})
 		if err == nil {
 			_ = conn.Close()
 			return nil
@@ -217,6 +226,14 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 			// with the error.
 			return fmt.Errorf("rabbitmq-server exited during start; see %s, which ends:\n%s", n.logDir, logTails(n.logDir, 20))
 		case <-ctx.Done():
+			// A start given up (Ctrl-C in make run): a VM still booting does not heed the
+			// SIGTERM Debian's script passes on, and would be waited for a minute. A node not
+			// yet serving has confirmed nothing since it started, so a kill loses nothing a
+			// client was told is safe: a moment's grace, then the kill.
+			n.node = nil
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortedStartGrace)
+			defer cancel()
+			_ = node.Stop(stopCtx)
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -225,6 +242,10 @@ func (n *RabbitMQNode) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// abortedStartGrace is how long a node whose start was given up has to stop on SIGTERM
+// before it is killed.
+const abortedStartGrace = 2 * time.Second
 
 // Stop stops the node gracefully, keeping its data for Start. SIGTERM makes the
 // start script stop the node the way `rabbitmqctl stop` does, without an extra VM.

@@ -3,7 +3,9 @@ package testenv_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,7 +147,17 @@ func TestRabbitMQLogsKeepTheirNames(t *testing.T) {
 	defer cancel()
 	logDir := t.TempDir()
 	var after [][]string
-	for range 2 {
+	const marker = "a line of an earlier run\n"
+	for i := range 2 {
+		if i == 1 {
+			// The node's log starts empty with the node, as the other logs do.
+			f, err := os.OpenFile(filepath.Join(logDir, "rabbitmq-node.log"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = f.WriteString(marker)
+			_ = f.Close()
+		}
 		node, err := testenv.StartRabbitMQ(ctx, t.TempDir(), testenv.LogDir(logDir))
 		if err != nil {
 			t.Fatal(err)
@@ -166,5 +178,37 @@ func TestRabbitMQLogsKeepTheirNames(t *testing.T) {
 	}
 	if !slices.Contains(after[1], "rabbitmq-node.log") {
 		t.Errorf("log files %q, want the node's own log, rabbitmq-node.log", after[1])
+	}
+	if log, err := os.ReadFile(filepath.Join(logDir, "rabbitmq-node.log")); err != nil || strings.Contains(string(log), marker) {
+		t.Errorf("the second node's log holds the first run's lines (%v)", err)
+	}
+}
+
+// A start given up (Ctrl-C in make run) ends within seconds, its node stopped, however
+// far the node's boot had come: a VM still booting does not heed SIGTERM.
+func TestRabbitMQStartGivenUp(t *testing.T) {
+	// Given up within 100 ms, before this change, the node ignored SIGTERM and was waited
+	// for a minute.
+	for _, after := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond, 1500 * time.Millisecond} {
+		dir := t.TempDir()
+		ctx, cancel := context.WithTimeout(context.Background(), after)
+		start := time.Now()
+		node, err := testenv.StartRabbitMQ(ctx, dir, testenv.LogDir(t.TempDir()))
+		cancel()
+		if err == nil {
+			node.Close()
+			t.Fatalf("given up after %v, the start succeeded", after)
+		}
+		if took := time.Since(start); took > after+10*time.Second {
+			t.Errorf("given up after %v, the start returned %v later", after, took-after)
+		}
+		// No process of the node is left: each names its data folder in its command line.
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if err == nil && strings.Contains(string(cmdline), dir) {
+				t.Errorf("given up after %v, process %s is left: %s", after, e.Name(), strings.ReplaceAll(string(cmdline), "\x00", " "))
+			}
+		}
 	}
 }

@@ -88,8 +88,13 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer unlock()
-	tmp, err := os.MkdirTemp("", "shopkeeper-run-")
-	if err != nil {
+	// The stores' data, in the locked folder: a suite killed before it could remove it (kill
+	// -9, the OOM killer) leaves it for the next run to remove, not in /tmp for good.
+	tmp := filepath.Join(o.logDir, ".data")
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return err
 	}
 	fmt.Printf("logs: %s\n", o.logDir)
@@ -131,10 +136,19 @@ func run(ctx context.Context, o options) (err error) {
 	}
 }
 
-// runDemo runs hack/demo.sh against the gateway, stopping early if a child dies.
+// runDemo runs hack/demo.sh against the gateway, stopping early if a child dies. Stopped
+// early, or interrupted, the script gets SIGTERM, so that it removes what it made (its trap),
+// and is killed only if it has not ended demoStopGrace later.
 func (s *suite) runDemo(ctx context.Context, root, gatewayURL string, paymentLimit int64) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "demo.sh"), gatewayURL)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = demoStopGrace
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PAYMENT_LIMIT_CENTS=%d", paymentLimit))
+	// The suite is on loopback: a proxy the environment names for other hosts must not get
+	// the demo's requests (curl, unlike Go, sends loopback ones to it too).
+	for _, name := range []string{"NO_PROXY", "no_proxy"} {
+		cmd.Env = append(cmd.Env, name+"="+strings.Trim(os.Getenv(name)+",127.0.0.1,localhost,::1", ","))
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -144,16 +158,27 @@ func (s *suite) runDemo(ctx context.Context, root, gatewayURL string, paymentLim
 	go func() { demoErr = cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-		if demoErr != nil {
+		switch {
+		case demoErr != nil && ctx.Err() != nil:
+			return errors.New("demo interrupted: not every step ran") // not its failure
+		case demoErr != nil:
 			return fmt.Errorf("demo failed: %w", demoErr)
 		}
 		return nil
 	case err := <-s.exited:
-		_ = cmd.Process.Kill()
-		<-done
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(demoStopGrace):
+			_ = cmd.Process.Kill()
+			<-done
+		}
 		return err
 	}
 }
+
+// demoStopGrace is how long the demo script has to end on SIGTERM.
+const demoStopGrace = 5 * time.Second
 
 // writeFileAtomic writes content to path through a rename, so a reader polling for the
 // file never sees it half written.

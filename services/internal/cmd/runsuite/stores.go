@@ -13,7 +13,7 @@ import (
 )
 
 // startMongoDB returns MONGODB_URI when set, else starts FerretDB with its files in
-// tmp/ferretdb and its log in the log folder, and returns its URI.
+// tmp/ferretdb (tmp is the log folder's .data) and its log in the log folder, and returns its URI.
 func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
 		fmt.Println("mongodb: MONGODB_URI from the environment")
@@ -38,11 +38,32 @@ func (s *suite) startRabbitMQ(ctx context.Context, tmp string) (string, error) {
 		// The services wait for a broker they cannot reach and count it as optional in
 		// their readiness: the suite would look healthy while every order stays PENDING.
 		// One connection now says at once whether the URL works.
-		conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
-		if err != nil {
-			return "", fmt.Errorf("RABBITMQ_URL: cannot connect: %w", err)
+		// In a goroutine: the client's dial heeds no context, and Ctrl-C must not wait out its
+		// 10 s on a port that takes connections and never answers.
+		type dialed struct {
+			conn *amqp.Connection
+			err  error
 		}
-		_ = conn.Close()
+		done := make(chan dialed, 1)
+		go func() {
+			conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+			done <- dialed{conn, err}
+		}()
+		var d dialed
+		select {
+		case d = <-done:
+		case <-ctx.Done():
+			go func() {
+				if d := <-done; d.conn != nil {
+					_ = d.conn.Close()
+				}
+			}()
+			return "", ctx.Err()
+		}
+		if d.err != nil {
+			return "", fmt.Errorf("RABBITMQ_URL: cannot connect: %w", d.err)
+		}
+		_ = d.conn.Close()
 		fmt.Println("rabbitmq: RABBITMQ_URL from the environment")
 		return u, nil
 	}
