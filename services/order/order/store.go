@@ -151,14 +151,21 @@ func (s *store) fence(ctx context.Context, id bson.ObjectID, now time.Time) (Ord
 	}
 }
 
+// get returns order id; a stand-in fence stored (abandoned) is errNotFound. The filter is
+// _id alone, the stand-in told apart once read: FerretDB finds a document by its index only
+// for a filter of _id alone, and with the abandoned condition beside it every read scanned
+// the collection (0.28 s with 3,700 orders, on every payment result).
 func (s *store) get(ctx context.Context, id bson.ObjectID) (Order, error) {
-	var o Order
-	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}, notAbandoned},
-		options.FindOne().SetProjection(bson.D{{Key: outbox.Field, Value: 0}})).Decode(&o)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	var d struct {
+		Order     `bson:",inline"`
+		Abandoned bool `bson:"abandoned"`
+	}
+	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
+		options.FindOne().SetProjection(bson.D{{Key: outbox.Field, Value: 0}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) || err == nil && d.Abandoned {
 		return Order{}, errNotFound
 	}
-	return o, err
+	return d.Order, err
 }
 
 // list returns a page of orders, filtered by user and status when given.
