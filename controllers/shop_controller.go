@@ -634,13 +634,26 @@ func (r *ShopReconciler) updateStatus(ctx context.Context, shop *shopv1.Shop, co
 		}
 		return fmt.Errorf("patch status: %w", err)
 	}
-	switch {
-	case after.Status == metav1.ConditionTrue && (before == nil || before.Status != metav1.ConditionTrue || before.Reason != after.Reason):
-		r.event(shop, nil, corev1.EventTypeWarning, after.Reason, "Reconcile", "%s", after.Message)
-	case after.Status == metav1.ConditionFalse && before != nil && before.Status == metav1.ConditionTrue:
-		r.event(shop, nil, corev1.EventTypeNormal, "Recovered", "Reconcile", "no longer degraded")
+	if eventType, reason, note, ok := degradedEvent(before, after); ok {
+		r.event(shop, nil, eventType, reason, "Reconcile", "%s", note)
 	}
 	return nil
+}
+
+// degradedEvent is the Event a change of the Degraded condition from before (nil: none) to
+// after is recorded as, if any: a Warning when the Shop becomes degraded, or stays so with
+// another reason or message (a second component's rollout stalled beside the first, another
+// child held back), so that the Events name what the condition names; a Normal one when it
+// recovers.
+func degradedEvent(before, after *metav1.Condition) (eventType, reason, note string, ok bool) {
+	wasDegraded := before != nil && before.Status == metav1.ConditionTrue
+	switch {
+	case after.Status == metav1.ConditionTrue && (!wasDegraded || before.Reason != after.Reason || before.Message != after.Message):
+		return corev1.EventTypeWarning, after.Reason, after.Message, true
+	case after.Status == metav1.ConditionFalse && wasDegraded:
+		return corev1.EventTypeNormal, "Recovered", "no longer degraded", true
+	}
+	return "", "", "", false
 }
 
 // event records an Event about shop, regarding the child related when there is one.

@@ -354,3 +354,42 @@ func TestFailingCreate(t *testing.T) {
 		}
 	}
 }
+
+// TestDegradedEvent: a Warning when the Shop becomes degraded, or stays degraded with
+// another reason or message (a second component stalled beside the first); nothing while
+// the condition says the same; a Normal Event when it recovers.
+func TestDegradedEvent(t *testing.T) {
+	cond := func(status metav1.ConditionStatus, reason, message string) *metav1.Condition {
+		return &metav1.Condition{Type: ConditionDegraded, Status: status, Reason: reason, Message: message}
+	}
+	stalled := cond(metav1.ConditionTrue, ReasonRolloutStalled, "gateway: pod g not ready for 10m0s")
+	twoStalled := cond(metav1.ConditionTrue, ReasonRolloutStalled, "user: pod u not ready for 10m0s; gateway: pod g not ready for 10m0s")
+	fine := cond(metav1.ConditionFalse, ReasonAsExpected, "no problem found")
+	tests := []struct {
+		name          string
+		before, after *metav1.Condition
+		want          string // type/reason, or "" for none
+	}{
+		{"first status, fine", nil, fine, ""},
+		{"first status, degraded", nil, stalled, "Warning/RolloutStalled"},
+		{"becomes degraded", fine, stalled, "Warning/RolloutStalled"},
+		{"stays degraded, the same", stalled, stalled, ""},
+		{"a second component stalls", stalled, twoStalled, "Warning/RolloutStalled"},
+		{"another reason", stalled, cond(metav1.ConditionTrue, ReasonChildConflict, "x"), "Warning/ChildConflict"},
+		{"recovers", twoStalled, fine, "Normal/Recovered"},
+		{"stays fine", fine, fine, ""},
+	}
+	for _, tt := range tests {
+		eventType, reason, note, ok := degradedEvent(tt.before, tt.after)
+		got := ""
+		if ok {
+			got = eventType + "/" + reason
+		}
+		if got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+		if ok && eventType == "Warning" && note != tt.after.Message {
+			t.Errorf("%s: note %q, want the condition's message", tt.name, note)
+		}
+	}
+}
