@@ -18,10 +18,7 @@ import (
 func TestFenceSettlesAFailedInsert(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := newStore(ctx, testenv.MongoDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := freshStore(ctx, t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	order := func(id bson.ObjectID) document {
 		return document{Order: Order{ID: id, UserID: "u1", Status: Pending, TotalCents: 100, Currency: "USD", CreatedAt: now, UpdatedAt: now}}
@@ -66,4 +63,15 @@ func TestFenceSettlesAFailedInsert(t *testing.T) {
 			t.Fatalf("fence = %+v, %v; want the stored order", got, err)
 		}
 	})
+}
+
+// freshStore returns the store of the order service on a fresh database of a real
+// MongoDB-wire server.
+func freshStore(ctx context.Context, t *testing.T) *store {
+	t.Helper()
+	s, err := newStore(ctx, testenv.MongoDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

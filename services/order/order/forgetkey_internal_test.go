@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // TestForgetKeyKeepsAnotherOrdersClaim: forgetting a key for an order removes its claim, so
@@ -16,10 +14,7 @@ import (
 func TestForgetKeyKeepsAnotherOrdersClaim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := newStore(ctx, testenv.MongoDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := freshStore(ctx, t)
 	claim := func(orderID bson.ObjectID) bson.ObjectID {
 		t.Helper()
 		got, err := s.claimKey(ctx, idempotencyKey{ID: "u1:k1", OrderID: orderID, Fingerprint: "f"})

@@ -17,7 +17,6 @@ import (
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 // releasingProduct stands in for the product service's releases: it answers each
@@ -86,10 +85,7 @@ func (p *releasingProduct) released(id bson.ObjectID) int {
 // it calls.
 func newServiceWithProduct(ctx context.Context, t *testing.T) (*service, *releasingProduct) {
 	t.Helper()
-	st, err := newStore(ctx, testenv.MongoDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := freshStore(ctx, t)
 	p := &releasingProduct{answers: map[string]int{}, releases: map[string]int{}}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)

@@ -56,8 +56,8 @@ type Gateway struct {
 	log        *slog.Logger
 	tracer     trace.Tracer
 	bodyBudget *semaphore.Weighted
-	// maxConnsPerClient caps each client's connections (Config.MaxConnsPerClient).
-	maxConnsPerClient int
+	// clients counts each client's connections to its cap (Config.MaxConnsPerClient).
+	clients *clientConns
 	// heads notes the head of each request with a body until it is served or answered
 	// (heads.note), for answerReadError.
 	heads heads
@@ -81,18 +81,19 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	ips := clientip.NewResolver(trusted)
 	return &Gateway{
-		svcs:              svcs,
-		routes:            routes(svcs),
-		timeout:           cfg.UpstreamTimeout,
-		limiter:           limiter,
-		policy:            rateLimitPolicyValue(limiter),
-		ips:               clientip.NewResolver(trusted),
-		health:            newSuiteHealth(svcs, newHealthTransport(cfg), cfg.HealthTimeout, cfg.HealthCacheTTL),
-		log:               log,
-		bodyBudget:        semaphore.NewWeighted(largeBodyBudget),
-		maxConnsPerClient: cfg.MaxConnsPerClient,
-		tracer:            otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
+		svcs:       svcs,
+		routes:     routes(svcs),
+		timeout:    cfg.UpstreamTimeout,
+		limiter:    limiter,
+		policy:     rateLimitPolicyValue(limiter),
+		ips:        ips,
+		health:     newSuiteHealth(svcs, newHealthTransport(cfg), cfg.HealthTimeout, cfg.HealthCacheTTL),
+		log:        log,
+		bodyBudget: semaphore.NewWeighted(largeBodyBudget),
+		clients:    newClientConns(cfg.MaxConnsPerClient, ips.Trusted),
+		tracer:     otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
 	}, nil
 }
 
@@ -148,7 +149,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		HeadRead:  g.heads.note,
 		ReadError: func(ctx *fasthttp.RequestCtx, err error) { g.answerReadError(ctx, m, err) },
 		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
-		Clients:   newClientConns(g.maxConnsPerClient, g.ips.Trusted),
+		Clients:   g.clients,
 	}
 }
 
