@@ -80,6 +80,13 @@ func (u *unknownWrites) add(key string, w unknownWrite) {
 	u.writes[key] = append(u.writes[key], w)
 }
 
+// has reports whether key has updates of unknown outcome.
+func (u *unknownWrites) has(key string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.writes[key]) > 0
+}
+
 func (u *unknownWrites) of(key string) []unknownWrite {
 	u.mu.Lock()
 	defer u.mu.Unlock()

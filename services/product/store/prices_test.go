@@ -1,8 +1,11 @@
 package store
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 	"github.com/shopkeeper-dev/shopkeeper/services/product/catalog"
 )
@@ -62,6 +65,51 @@ func TestReservationsSeeProductChanges(t *testing.T) {
 	_, err = reserve("after-delete")
 	checkErr(t, err, catalog.UnknownProducts(p.ID))
 	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A change of price that timed out (answered 503) but lands afterwards prices the orders
+// placed after it landed: the price read while its outcome was unknown is not cached.
+func TestLatePriceChangePricesLaterOrders(t *testing.T) {
+	const timeout = 2 * time.Second
+	ctx := t.Context()
+	db := testenv.MongoDB(t)
+	link := newSlowLink(t, testenv.MongoURI(t))
+	slow, err := mongodb.Connect(ctx, mongodb.Config{URI: link.uri() + db.Name(), ConnectTimeout: timeout, OperationTimeout: timeout}, db.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = slow.Client().Disconnect(context.Background()) })
+	s := New(slow)
+	s.lateWriteWindow = 2 * timeout // past the held-back update, as in production
+	p, err := s.Create(ctx, catalog.NewProduct{Name: "Mug", PriceCents: 100, Currency: "USD", Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserve := func(order string) int64 {
+		t.Helper()
+		res, _, err := s.Reserve(ctx, catalog.ReservationRequest{OrderID: order, Items: []catalog.ReservationItem{{ProductID: p.ID, Quantity: 1}}})
+		if err != nil {
+			t.Fatalf("%s: %v", order, err)
+		}
+		return res.Items[0].UnitPriceCents
+	}
+
+	landed := link.delayNext(timeout+time.Second, "update", ProductsCollection, "priceCents")
+	if _, err := s.Update(ctx, p.ID, catalog.Patch{PriceCents: ptr(int64(500))}); err == nil {
+		t.Fatal("the held-back update did not time out")
+	}
+	if got := reserve("placed-while-unknown"); got != 100 && got != 500 {
+		t.Errorf("order placed while the change's outcome was unknown: priced %d, want 100 or 500", got)
+	}
+	<-landed
+	for _, order := range []string{"placed-after", "placed-after-again"} {
+		if got := reserve(order); got != 500 {
+			t.Errorf("%s: priced %d, want 500 (the change landed)", order, got)
+		}
+	}
+	if err := s.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

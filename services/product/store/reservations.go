@@ -253,7 +253,13 @@ func (s *Store) priced(ctx context.Context, id string) (catalog.Product, error) 
 		return catalog.Product{}, errProductNotFound
 	}
 	p, ok, gen := s.prices.get(oid)
-	if ok {
+	// While an update of the product has an unknown outcome (it timed out, and may land up to
+	// lateWriteWindow later), the product is read each time and not cached: a read made
+	// before the update lands would stay cached after it. Asked after the generation: an
+	// update failing in between is either seen here or drops the fill (Update invalidates
+	// after its write).
+	uncertain := s.unknown.has(mongodb.DocumentKey(s.products, oid))
+	if ok && !uncertain {
 		return p, nil
 	}
 	doc, err := s.findProduct(ctx, oid)
@@ -261,7 +267,9 @@ func (s *Store) priced(ctx context.Context, id string) (catalog.Product, error) 
 		return catalog.Product{}, err
 	}
 	p = doc.product()
-	s.prices.fill(oid, p, gen)
+	if !uncertain {
+		s.prices.fill(oid, p, gen)
+	}
 	return p, nil
 }
 
