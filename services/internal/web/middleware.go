@@ -146,15 +146,18 @@ var StandardMethods = [...]string{
 	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace,
 }
 
+// otherMethod is the method label of every method not in StandardMethods.
+const otherMethod = "other"
+
 // metricMethod is the method label: the client chooses the method, so anything but the
-// standard ones is counted as "other", and the number of series stays bounded.
+// standard ones is counted as otherMethod, and the number of series stays bounded.
 func metricMethod(method string) string {
 	for _, m := range StandardMethods {
 		if method == m {
 			return m
 		}
 	}
-	return "other"
+	return otherMethod
 }
 
 // Record counts one request and observes its duration; route is the pattern that matched

@@ -51,11 +51,17 @@ func NewMux(logger *slog.Logger, reg prometheus.Registerer) *Mux {
 	m.traced = otelhttp.NewHandler(m.untraced, "http.server",
 		// Called at the start with the route still unknown, and again by otelhttp once
 		// the ServeMux has matched (it sets the request's Pattern).
+		// The client chooses the method: one that is not standard is named "HTTP", as
+		// OpenTelemetry's HTTP conventions say, so span names stay a bounded set.
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if route := Route(r.Context()); route != UnmatchedRoute {
-				return r.Method + " " + route
+			method := r.Method
+			if metricMethod(method) == otherMethod {
+				method = "HTTP"
 			}
-			return r.Method
+			if route := Route(r.Context()); route != UnmatchedRoute {
+				return method + " " + route
+			}
+			return method
 		}))
 	return m
 }

@@ -315,6 +315,33 @@ func TestTraceContextContinued(t *testing.T) {
 	}
 }
 
+// A span's name is the method and the route, and the client chooses the method: one that
+// is not standard is named "HTTP", so that clients cannot make a span name per request.
+func TestSpanNamesAreBounded(t *testing.T) {
+	exp := tracingtest.Use(t, true)
+	mux := web.NewMux(logging.Discard(), nil)
+	mux.HandleFunc("/things/{id}", func(w http.ResponseWriter, _ *http.Request) { web.Respond(w, http.StatusOK, nil) })
+	tests := []struct{ method, path, want string }{
+		{"GET", "/things/7", "GET /things/{id}"},
+		{"PATCH", "/things/7", "PATCH /things/{id}"},
+		{"ZZ110699", "/things/7", "HTTP /things/{id}"},
+		{"GET", "/nothing/here", "GET"},
+		{"YY3", "/nothing/here", "HTTP"},
+	}
+	for _, tt := range tests {
+		exp.Reset()
+		serve(mux, tt.method, tt.path)
+		spans := exp.GetSpans()
+		if len(spans) != 1 || spans[0].Name != tt.want {
+			names := make([]string, len(spans))
+			for i, s := range spans {
+				names[i] = s.Name
+			}
+			t.Errorf("%s %s: spans %q, want one named %q", tt.method, tt.path, names, tt.want)
+		}
+	}
+}
+
 func TestRootPattern(t *testing.T) {
 	// A "/" pattern gets what no other pattern matches, as with http.ServeMux.
 	mux := web.NewMux(logging.Discard(), nil)
