@@ -486,7 +486,7 @@ func TestConnectionsSecret(t *testing.T) {
 		shop  *shopv1.Shop
 		uris  func(*shopv1.Shop) StoreURIs
 		want  map[string]string
-		error bool
+		error string // what the error says; "" for none
 	}{
 		{
 			name: "in-cluster MongoDB and RabbitMQ",
@@ -520,20 +520,32 @@ func TestConnectionsSecret(t *testing.T) {
 			},
 		},
 		{
+			// What the driver says, never a piece of the password it took for a port.
+			name: "external URI with an unescaped slash in its password",
+			shop: newShop(),
+			uris: func(*shopv1.Shop) StoreURIs {
+				return StoreURIs{MongoDB: "mongodb://app:Kq9ZtAbCdEf/rest@mongo.example.com:27017/"}
+			},
+			error: "unescaped slash in password",
+		},
+		{
 			name:  "external URI that is no MongoDB URI",
 			shop:  newShop(),
 			uris:  func(*shopv1.Shop) StoreURIs { return StoreURIs{MongoDB: "postgres://db"} },
-			error: true,
+			error: "must start with mongodb://",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := ConnectionsSecret(tt.shop, tt.uris(tt.shop))
-			if (err != nil) != tt.error {
-				t.Fatalf("error %v, want error %v", err, tt.error)
+			if tt.error != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.error) || strings.Contains(err.Error(), "Kq9Zt") {
+					t.Fatalf("error %v, want one saying %q and no piece of the password", err, tt.error)
+				}
+				return
 			}
 			if err != nil {
-				return
+				t.Fatal(err)
 			}
 			for k, v := range tt.want {
 				if got := string(s.Data[k]); got != v {
@@ -605,6 +617,8 @@ func TestWithDatabase(t *testing.T) {
 		{uri: "mongodb://u:p@h/app", want: "mongodb://u:p@h/users?authSource=app"},
 		{uri: "mongodb+srv://u:p@cluster.example.com/?authSource=x", want: "mongodb+srv://u:p@cluster.example.com/users?authSource=x"},
 		{uri: "mongodb://u:p@h?tls=true", want: "mongodb://u:p@h/users?authSource=admin&tls=true"},
+		// The driver takes the user information up to the first "@", "?" and all.
+		{uri: "mongodb://u:Kq9?Zt@h:27017/", want: "mongodb://u:Kq9?Zt@h:27017/users?authSource=admin"},
 		{uri: "http://h", err: "must start with mongodb://"},
 		{uri: "mongodb://", err: "names no host"},
 		{uri: "mongodb://u:p@/db", err: "names no host"},

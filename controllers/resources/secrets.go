@@ -181,10 +181,17 @@ func WithDatabase(uri, db string) (string, error) {
 	if !ok || (scheme != "mongodb" && scheme != "mongodb+srv") {
 		return "", fmt.Errorf("not a MongoDB connection string: it must start with mongodb:// or mongodb+srv://")
 	}
-	authority, pathQuery := rest, ""
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		authority, pathQuery = rest[:i], rest[i:]
+	// Its parts as the driver finds them: the user information up to the first "@", then
+	// the hosts up to a "/" or "?".
+	userinfo, hosts := "", rest
+	if i := strings.Index(rest, "@"); i >= 0 {
+		userinfo, hosts = rest[:i+1], rest[i+1:]
 	}
+	pathQuery := ""
+	if i := strings.IndexAny(hosts, "/?"); i >= 0 {
+		hosts, pathQuery = hosts[:i], hosts[i:]
+	}
+	authority := userinfo + hosts
 	if authority == "" || strings.HasSuffix(authority, "@") {
 		return "", fmt.Errorf("not a MongoDB connection string: it names no host")
 	}

@@ -23,7 +23,7 @@ const srvPrefix = connstring.SchemeMongoDBSRV + "://"
 // URI's records up as it parses it, and a failed lookup is a connection error, for the
 // client to report, not a bad URI. Such a URI is checked as the mongodb:// one its lookups
 // would give, with the rules of its own form: one host, no port. The driver's errors may
-// quote a part of the URI; they never hold its password.
+// quote a part of the URI; they never hold its password (RedactError).
 func ParseMongoDB(uri string) (*connstring.ConnString, error) {
 	if rest, ok := strings.CutPrefix(uri, srvPrefix); ok {
 		var err error
@@ -31,7 +31,11 @@ func ParseMongoDB(uri string) (*connstring.ConnString, error) {
 			return nil, err
 		}
 	}
-	return connstring.ParseAndValidate(uri)
+	cs, err := connstring.ParseAndValidate(uri)
+	if err != nil {
+		return nil, RedactError(err, uri)
+	}
+	return cs, nil
 }
 
 // withoutSRV is the mongodb:// URI for rest, a mongodb+srv URI after its scheme: the same
@@ -67,16 +71,17 @@ func withoutSRV(rest string) (string, error) {
 
 // CheckAMQP checks raw as the AMQP client reads it (amqp.ParseURI), so that a URL it
 // cannot use is refused where it is given rather than retried for ever. The error never
-// holds the URL's password.
+// holds the URL's password (RedactError).
 func CheckAMQP(raw string) error {
 	uri, err := amqp.ParseURI(raw)
 	if err != nil {
 		// net/url's errors quote the whole URL, password included: keep only what went wrong.
+		// And what it took for a host, a port or a path may be a piece of the password.
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			return errors.New(strings.Replace(err.Error(), ue.Error(), ue.Err.Error(), 1))
+			err = errors.New(strings.Replace(err.Error(), ue.Error(), ue.Err.Error(), 1))
 		}
-		return err
+		return RedactError(err, raw)
 	}
 	if uri.Port < 1 || uri.Port > 65535 {
 		return fmt.Errorf("port %d is not between 1 and 65535", uri.Port)

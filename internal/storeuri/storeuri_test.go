@@ -66,6 +66,8 @@ func TestCheckAMQP(t *testing.T) {
 		{url: "amqp://shop:" + password + "@rabbitmq:notaport/", wantErr: "invalid port"},
 		{url: "amqp://shop:" + password + "@rabbitmq:99999/", wantErr: "port 99999"},
 		{url: "amqp://shop:s3/cret@rabbitmq:5672/", wantErr: "percent-encoded"},
+		// net/url takes "shop:Kq9ZtAbCdEf" for the host and quotes its "port".
+		{url: "amqp://shop:Kq9ZtAbCdEf/rest@rabbitmq:5672/", wantErr: "percent-encoded"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -82,7 +84,7 @@ func TestCheckAMQP(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error %q does not say %q", err, tt.wantErr)
 			}
-			if strings.Contains(err.Error(), password) || strings.Contains(err.Error(), "s3/cret") {
+			if strings.Contains(err.Error(), password) || strings.Contains(err.Error(), "s3/cret") || strings.Contains(err.Error(), "Kq9ZtAbCdEf") {
 				t.Errorf("error %q shows the password", err)
 			}
 		})

@@ -12,7 +12,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 )
 
 // ErrDown is returned while no connection to the broker is open.
@@ -108,7 +107,7 @@ func (b *Broker) run(ctx context.Context) {
 	defer close(b.done)
 	if err := storeuri.CheckAMQP(b.cfg.URL); err != nil {
 		// It would fail the same way for ever.
-		b.log.Error("broker URL unusable, not connecting", "url", config.RedactURL(b.cfg.URL), "error", err)
+		b.log.Error("broker URL unusable, not connecting", "url", storeuri.RedactURL(b.cfg.URL), "error", err)
 		return
 	}
 	wasDown := false
@@ -132,9 +131,9 @@ func (b *Broker) run(ctx context.Context) {
 				if errors.Is(err, ErrConflict) {
 					msg = "topology conflicts with the broker's (declared by someone else with other settings), connecting again"
 				}
-				b.log.Error(msg, "error", config.RedactError(err, b.cfg.URL), "attempt", refused, "retry_in", wait)
+				b.log.Error(msg, "error", storeuri.RedactError(err, b.cfg.URL), "attempt", refused, "retry_in", wait)
 			case !wasDown:
-				b.log.Warn("broker unreachable, retrying", "error", config.RedactError(err, b.cfg.URL))
+				b.log.Warn("broker unreachable, retrying", "error", storeuri.RedactError(err, b.cfg.URL))
 				wasDown = true
 			}
 			select {

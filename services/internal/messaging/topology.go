@@ -15,7 +15,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 )
 
 // Exchange names.
@@ -171,7 +170,7 @@ type Settings struct {
 // service that started with it would take requests whose events never leave.
 func (s Settings) Validate() error {
 	if err := storeuri.CheckAMQP(s.URL); err != nil {
-		return fmt.Errorf("RABBITMQ_URL=%q: %w", config.RedactURL(s.URL), err)
+		return fmt.Errorf("RABBITMQ_URL=%q: %w", storeuri.RedactURL(s.URL), err)
 	}
 	return nil
 }

@@ -98,13 +98,13 @@ func Connect(ctx context.Context, cfg Config, defaultDatabase string) (*mongo.Da
 	// mongo.Connect parses the URI again, this time with its DNS lookups (mongodb+srv).
 	client, err := mongo.Connect(opts)
 	if err != nil {
-		return nil, fmt.Errorf("mongodb connect: %w", config.RedactError(err, cfg.ConnectionURI()))
+		return nil, fmt.Errorf("mongodb connect: %w", storeuri.RedactError(err, cfg.ConnectionURI()))
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	if err := client.Ping(pctx, readpref.Primary()); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("mongodb ping: %w", config.RedactError(err, cfg.ConnectionURI()))
+		return nil, fmt.Errorf("mongodb ping: %w", storeuri.RedactError(err, cfg.ConnectionURI()))
 	}
 	return client.Database(cfg.DatabaseName(defaultDatabase)), nil
 }

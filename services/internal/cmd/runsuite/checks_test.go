@@ -25,11 +25,14 @@ func TestLockLogDir(t *testing.T) {
 
 // TestUnreachableRabbitMQURL: a RABBITMQ_URL no broker answers stops the start with a clear
 // error, instead of a suite that looks healthy while every order stays PENDING.
+// The same when the URL cannot be parsed: the client's error quotes it whole.
 func TestUnreachableRabbitMQURL(t *testing.T) {
-	t.Setenv("RABBITMQ_URL", "amqp://guest:secret@127.0.0.1:1/")
-	s := &suite{logDir: t.TempDir(), exited: make(chan error, 1)}
-	_, err := s.startRabbitMQ(context.Background(), t.TempDir())
-	if err == nil || !strings.Contains(err.Error(), "RABBITMQ_URL: cannot connect") || strings.Contains(err.Error(), "secret") {
-		t.Fatalf("error %v, want RABBITMQ_URL named, without its password", err)
+	for _, u := range []string{"amqp://guest:secret@127.0.0.1:1/", "amqp://guest:Kq9Zt%zzsecret@127.0.0.1:1/"} {
+		t.Setenv("RABBITMQ_URL", u)
+		s := &suite{logDir: t.TempDir(), exited: make(chan error, 1)}
+		_, err := s.startRabbitMQ(context.Background(), t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), "RABBITMQ_URL: cannot connect") || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: error %v, want RABBITMQ_URL named, without its password", u, err)
+		}
 	}
 }

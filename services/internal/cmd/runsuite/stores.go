@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
@@ -61,7 +62,7 @@ func (s *suite) startRabbitMQ(ctx context.Context, tmp string) (string, error) {
 			return "", ctx.Err()
 		}
 		if d.err != nil {
-			return "", fmt.Errorf("RABBITMQ_URL: cannot connect: %w", d.err)
+			return "", fmt.Errorf("RABBITMQ_URL: cannot connect: %w", storeuri.RedactError(d.err, u))
 		}
 		_ = d.conn.Close()
 		fmt.Println("rabbitmq: RABBITMQ_URL from the environment")

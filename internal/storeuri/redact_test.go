@@ -1,11 +1,11 @@
-package config_test
+package storeuri_test
 
 import (
 	"errors"
 	"io/fs"
 	"testing"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -21,7 +21,7 @@ func TestRedactURL(t *testing.T) {
 		{"garbage", "garbage"},
 	}
 	for _, tt := range tests {
-		if got := config.RedactURL(tt.raw); got != tt.want {
+		if got := storeuri.RedactURL(tt.raw); got != tt.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", tt.raw, got, tt.want)
 		}
 	}
@@ -30,22 +30,29 @@ func TestRedactURL(t *testing.T) {
 func TestRedactError(t *testing.T) {
 	tests := []struct{ uri, msg, want string }{
 		{"amqp://guest:s3cret@127.0.0.1:1/", `dial "amqp://guest:s3cret@127.0.0.1:1/": refused`, `dial "amqp://guest:xxxxx@127.0.0.1:1/": refused`},
-		{"mongodb://u:pw@db/x", "auth failed for u:pw", "auth failed for u:xxxxx"},
+		{"mongodb://u:pw4u@db/x", "auth failed for u:pw4u", "auth failed for u:xxxxx"},
+		// A short password is hidden in the URL only: alone it would hide the host.
+		{"amqp://shop:1@127.0.0.1:1/shop", "dial tcp 127.0.0.1:1: connect: connection refused", "dial tcp 127.0.0.1:1: connect: connection refused"},
+		{"amqp://shop:1@127.0.0.1:1/shop", `dial "amqp://shop:1@127.0.0.1:1/shop"`, `dial "amqp://shop:xxxxx@127.0.0.1:1/shop"`},
+		// Pieces of a password with an unescaped "/", "?" or ":" that a parser quotes.
+		{"amqp://u:Kq9ZtAbCdEf/rest@mq/", `invalid port ":Kq9ZtAbCdEf" after host`, `invalid port ":xxxxx" after host`},
+		{"mongodb://u:Kq9Zt:AbCdEf?tail@db/", `parsing "AbCdEf?tail": bad; host "Kq9Zt"`, `parsing "xxxxx?xxxxx": bad; host "xxxxx"`},
+		{"amqp://u:ab/cdefgh@mq/", `invalid port ":ab" after host, path "/cdefgh@mq/"`, `invalid port ":ab" after host, path "/xxxxx@mq/"`},
 		{"mongodb+srv://u:p%40ss@db/x", "bad password p@ss (p%40ss)", "bad password xxxxx (xxxxx)"},
 		{"mongodb://u@db/x", "no password in u@db", "no password in u@db"},
 		{"mongodb://db/x", "server selection error", "server selection error"},
 		{"", "server selection error", "server selection error"},
 	}
 	for _, tt := range tests {
-		if got := config.RedactError(errors.New(tt.msg), tt.uri).Error(); got != tt.want {
+		if got := storeuri.RedactError(errors.New(tt.msg), tt.uri).Error(); got != tt.want {
 			t.Errorf("RedactError(%q, %q) = %q, want %q", tt.msg, tt.uri, got, tt.want)
 		}
 	}
-	if config.RedactError(nil, "amqp://u:p@h/") != nil {
+	if storeuri.RedactError(nil, "amqp://u:p@h/") != nil {
 		t.Error("RedactError(nil) is not nil")
 	}
 	// What the error was stays visible to errors.Is once its text is redacted.
-	err := config.RedactError(&fs.PathError{Op: "open", Path: "mongodb://u:pw@db/x", Err: fs.ErrNotExist}, "mongodb://u:pw@db/x")
+	err := storeuri.RedactError(&fs.PathError{Op: "open", Path: "mongodb://u:pw@db/x", Err: fs.ErrNotExist}, "mongodb://u:pw@db/x")
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("errors.Is(%v, fs.ErrNotExist) = false", err)
 	}

@@ -1,7 +1,8 @@
-package config
+package storeuri
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -25,20 +26,23 @@ func RedactURL(raw string) string {
 }
 
 // RedactError returns err with rawURL's password hidden wherever err's text repeats it:
-// the whole URL, shown as RedactURL shows it, and the password alone, as written and
-// unescaped (a driver's error may quote the URL's parts). The result wraps err, so
-// errors.Is and errors.As still see what it was; err itself is returned when its text
-// holds no password.
+// the whole URL, shown as RedactURL shows it, the password alone, as written and
+// unescaped (a driver's error may quote the URL's parts), and each piece of it between
+// the characters that end a URL's parts ("/", "?", "#", "@", ":"): a parser that meets
+// an unescaped one in a password quotes what it took for a host, a port or a path. A
+// password or piece shorter than minHidden is hidden only inside the whole URL: alone it
+// would hide ordinary text (a password "1" in 127.0.0.1), and tells next to nothing. The
+// result wraps err, so errors.Is and errors.As still see what it was; err itself is
+// returned when its text holds no password.
 func RedactError(err error, rawURL string) error {
 	if err == nil || rawURL == "" {
 		return err
 	}
 	msg := strings.ReplaceAll(err.Error(), rawURL, RedactURL(rawURL))
 	if _, userinfo, _, ok := splitUserinfo(rawURL); ok {
-		if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-			if plain, uerr := url.PathUnescape(pw); uerr == nil && plain != "" {
-				msg = strings.ReplaceAll(msg, plain, "xxxxx")
+		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
+			for _, secret := range secretPieces(pw) {
+				msg = strings.ReplaceAll(msg, secret, "xxxxx")
 			}
 		}
 	}
@@ -46,6 +50,33 @@ func RedactError(err error, rawURL string) error {
 		return err
 	}
 	return redactedError{msg: msg, err: err}
+}
+
+// minHidden is the length from which a password, or a piece of one, is hidden on its own.
+const minHidden = 4
+
+// secretPieces returns what of password pw is hidden on its own, longest first (so that
+// a piece is not hidden inside the whole, leaving the rest of it): pw, unescaped, and
+// their pieces between "/", "?", "#", "@" and ":", each at least minHidden long.
+func secretPieces(pw string) []string {
+	var pieces []string
+	add := func(s string) {
+		if len(s) >= minHidden && !slices.Contains(pieces, s) {
+			pieces = append(pieces, s)
+		}
+	}
+	forms := []string{pw}
+	if plain, err := url.PathUnescape(pw); err == nil {
+		forms = append(forms, plain)
+	}
+	for _, f := range forms {
+		add(f)
+		for piece := range strings.FieldsFuncSeq(f, func(r rune) bool { return strings.ContainsRune("/?#@:", r) }) {
+			add(piece)
+		}
+	}
+	slices.SortStableFunc(pieces, func(a, b string) int { return len(b) - len(a) })
+	return pieces
 }
 
 // splitUserinfo splits raw into what comes before its userinfo (the scheme and "://",
