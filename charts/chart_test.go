@@ -471,6 +471,9 @@ func TestTemplateRefuses(t *testing.T) {
 		{"an empty namespace", []string{"watchNamespaces={tenant-a,}"}, "at '/watchNamespaces/1': '' does not match pattern"},
 		{"arguments that are no list", []string{"extraArgs=--log-level=debug"}, "at '/extraArgs': got string, want array"},
 		{"a pull policy that is none", []string{"image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of"},
+		// A misspelt key would be ignored: watchNamespace would install a cluster-wide operator.
+		{"a key the chart does not know", []string{"watchNamespace={tenant-a}"}, "additional properties 'watchNamespace' not allowed"},
+		{"a key inside one the chart does not know", []string{"leaderElection.enable=false"}, "at '/leaderElection': additional properties 'enable' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", "shop", chartDir, "--kube-version", kubeVersion}

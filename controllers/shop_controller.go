@@ -63,12 +63,15 @@ type ShopReconciler struct {
 const DefaultPodReadyDeadline = 10 * time.Minute
 
 // +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops,verbs=get;list;watch
-// +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/status,verbs=get;update;patch
+// The status is written by patch alone. Every child kind has delete although only
+// workloads are deleted: to set an owner reference (taking a child back) the
+// OwnerReferencesPermissionEnforcement admission plugin, on in OpenShift, asks for it.
+// +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/status,verbs=patch
 // +kubebuilder:rbac:groups=commerce.shopkeeper.dev,resources=shops/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;delete
-// +kubebuilder:rbac:groups="",resources=services;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=services;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=pods;events,verbs=list
 

@@ -13,9 +13,12 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+	"k8s.io/apiserver/pkg/authentication/user"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
@@ -68,6 +72,8 @@ var _ = BeforeSuite(func() {
 	// Every Service takes an address, and no garbage collector runs here to free those
 	// of a deleted Shop: envtest's default range (a /24) holds about 36 Shops.
 	testEnv.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
+	// OpenShift's default: setting an owner reference asks for delete on the object.
+	testEnv.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
 	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
@@ -83,7 +89,7 @@ var _ = BeforeSuite(func() {
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgr, err := ctrl.NewManager(asOperator(ctx, cfg), ctrl.Options{
 		Scheme:  scheme,
 		Cache:   CacheOptions(watched...),
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -103,6 +109,30 @@ var _ = BeforeSuite(func() {
 	// Specs measure the controller's work, not the manager's start.
 	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 })
+
+// asOperator returns cfg acting as the operator's ServiceAccount, bound to the manager's
+// ClusterRole as config/rbac makes it from the controllers' RBAC markers and nothing else:
+// a call the role does not allow fails the specs, as it would fail in a cluster.
+func asOperator(ctx context.Context, cfg *rest.Config) *rest.Config {
+	GinkgoHelper()
+	const namespace, name = "shopkeeper-system", "controller-manager"
+	raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	var role rbacv1.ClusterRole
+	Expect(yaml.UnmarshalStrict(raw, &role)).To(Succeed())
+	Expect(k8sClient.Create(ctx, &role)).To(Succeed())
+	Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}},
+	})).To(Succeed())
+	operator := rest.CopyConfig(cfg)
+	operator.Impersonate = rest.ImpersonationConfig{
+		UserName: serviceaccount.MakeUsername(namespace, name),
+		Groups:   append(serviceaccount.MakeGroupNames(namespace), user.AllAuthenticated),
+	}
+	return operator
+}
 
 var _ = AfterSuite(func() {
 	if cancel != nil {
