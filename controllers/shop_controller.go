@@ -244,7 +244,11 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	if err != nil || problem != nil {
 		return problem, err
 	}
-	connections, err := resources.ConnectionsSecret(shop, uris)
+	checksumKey, err := r.checksumKey(ctx, shop)
+	if err != nil {
+		return nil, err
+	}
+	connections, err := resources.ConnectionsSecret(shop, uris, checksumKey)
 	if err != nil {
 		return &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
 			"mongodb.external: Secret %s key %s: %v", shop.Spec.MongoDB.External.SecretRef.Name, shop.Spec.MongoDB.External.SecretRef.Key, err)}, nil
@@ -469,6 +473,23 @@ func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Sh
 		"Secret %s and the credentials in Secret %s are gone: new ones were made, which %s refuses if it has started, since it keeps "+
 			"the users of its first start on its volume; restore the Secret from a backup, or delete the volume claim %s to start %s afresh",
 		name, resources.ConnectionsSecretName(shop), store, claim.Name, store)}, nil
+}
+
+// checksumKey returns the key of the services' pod checksums that the Shop's connections
+// Secret holds, or a new one when it holds none (a new Shop, or one an earlier version
+// made: its services' pods roll once). Read as getConfirmed reads, so that a cache behind
+// a Secret just made does not replace its key, which would roll the pods again.
+func (r *ShopReconciler) checksumKey(ctx context.Context, shop *shopv1.Shop) ([]byte, error) {
+	conn := &corev1.Secret{}
+	err := r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.ConnectionsSecretName(shop)}, conn)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("get the connections Secret for its checksum key: %w", err)
+	case len(conn.Data[resources.ChecksumKeyKey]) > 0 && (metav1.IsControlledBy(conn, shop) || adoptable(conn, shop)):
+		return conn.Data[resources.ChecksumKeyKey], nil
+	}
+	return resources.NewChecksumKey(), nil
 }
 
 // getConfirmed reads key through the cache and, when the cache has no such object,

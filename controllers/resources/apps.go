@@ -185,7 +185,7 @@ func AppWorkload(shop *shopv1.Shop, component string, connections *corev1.Secret
 	}
 	volumes, mounts := scratchVolumes(map[string]string{"tmp": "/tmp"})
 	template := corev1.PodTemplateSpec{
-		ObjectMeta: podTemplateMeta(shop, component, checksum(data, a.secretKeys...)),
+		ObjectMeta: podTemplateMeta(shop, component, checksum(data[ChecksumKeyKey], data, a.secretKeys...)),
 		Spec: corev1.PodSpec{
 			SecurityContext: podSecurityContext(nonRootID),
 			// The preStop pause, then the service's own SHUTDOWN_TIMEOUT (20 s) for its

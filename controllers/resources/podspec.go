@@ -1,6 +1,7 @@
 package resources
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"maps"
@@ -40,8 +41,17 @@ func podTemplateMeta(shop *shopv1.Shop, component, checksum string) metav1.Objec
 
 // checksum digests the values a pod reads from Secrets at start. Values set inline in
 // the pod template need no digest: changing them changes the template already.
-func checksum(data map[string][]byte, keys ...string) string {
+//
+// Who may read a pod template may not read Secrets, and a plain digest of a password a
+// person chose (in an external store's URI) lets them test guesses at it offline: the
+// services' digests are keyed (HMAC-SHA256 with key, the Shop's ChecksumKeyKey). The stores'
+// Secrets hold passwords the operator made (130 random bits), which no guess reaches: their
+// digest is plain SHA-256 (key nil), made before the connections Secret that holds the key.
+func checksum(key []byte, data map[string][]byte, keys ...string) string {
 	h := sha256.New()
+	if key != nil {
+		h = hmac.New(sha256.New, key)
+	}
 	for _, k := range slices.Sorted(slices.Values(keys)) {
 		h.Write([]byte(k))
 		h.Write([]byte{0})

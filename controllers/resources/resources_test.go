@@ -1,6 +1,8 @@
 package resources
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"maps"
 	"slices"
 	"strings"
@@ -53,7 +55,7 @@ func connectionsOf(t *testing.T, shop *shopv1.Shop) *corev1.Secret {
 	t.Helper()
 	mc := CredentialsSecret(shop, MongoDB, nil)
 	rc := CredentialsSecret(shop, RabbitMQ, nil)
-	c, err := ConnectionsSecret(shop, StoreURIs{MongoDB: InClusterMongoDBURI(shop, mc), RabbitMQ: InClusterRabbitMQURL(shop, rc)})
+	c, err := ConnectionsSecret(shop, StoreURIs{MongoDB: InClusterMongoDBURI(shop, mc), RabbitMQ: InClusterRabbitMQURL(shop, rc)}, []byte("key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,6 +419,30 @@ func TestAppWorkloadKind(t *testing.T) {
 	}
 }
 
+// A service's checksum is keyed by the Shop's own key: who reads a pod template cannot test
+// guesses at a password in the URIs it digests, and a new key gives a new checksum.
+func TestChecksumIsKeyed(t *testing.T) {
+	shop := newShop()
+	conn := connectionsOf(t, shop)
+	rekeyed := conn.DeepCopy()
+	rekeyed.Data[ChecksumKeyKey] = []byte("another key")
+	for _, app := range []string{User, Order} {
+		sum := templateOf(t, AppWorkload(shop, app, conn)).Annotations[ChecksumAnnotation]
+		plain := sha256.New()
+		for _, k := range slices.Sorted(slices.Values(appFor(shop, app).secretKeys)) {
+			plain.Write([]byte(k + "\x00"))
+			plain.Write(conn.Data[k])
+			plain.Write([]byte{0})
+		}
+		if sum == hex.EncodeToString(plain.Sum(nil)) {
+			t.Errorf("%s: checksum %s is a plain digest of the URIs", app, sum)
+		}
+		if other := templateOf(t, AppWorkload(shop, app, rekeyed)).Annotations[ChecksumAnnotation]; other == sum {
+			t.Errorf("%s: checksum %s does not depend on the key", app, sum)
+		}
+	}
+}
+
 func TestChecksumFollowsWhatThePodReads(t *testing.T) {
 	shop := newShop()
 	conn := connectionsOf(t, shop)
@@ -537,7 +563,7 @@ func TestConnectionsSecret(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := ConnectionsSecret(tt.shop, tt.uris(tt.shop))
+			s, err := ConnectionsSecret(tt.shop, tt.uris(tt.shop), []byte("key"))
 			if tt.error != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.error) || strings.Contains(err.Error(), "Kq9Zt") {
 					t.Fatalf("error %v, want one saying %q and no piece of the password", err, tt.error)
@@ -560,7 +586,7 @@ func TestCredentialsFromConnections(t *testing.T) {
 	creds := map[string][]byte{UsernameKey: []byte("u"), PasswordKey: []byte("p@ss:/?%")}
 	hashed := map[string][]byte{UsernameKey: []byte("u"), PasswordKey: []byte("p@ss#1")}
 	connections := func(s *shopv1.Shop, uris StoreURIs) *corev1.Secret {
-		conn, err := ConnectionsSecret(s, uris)
+		conn, err := ConnectionsSecret(s, uris, []byte("key"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -728,7 +754,7 @@ func TestStores(t *testing.T) {
 				if got := mountsOf(c.VolumeMounts); !slices.Equal(got, []string{"tmp:/tmp", "data:/data"}) {
 					t.Errorf("ferretdb mounts %v", got)
 				}
-				if ptr.Deref(p.SecurityContext.RunAsUser, 0) != 65532 || d.Spec.Template.Annotations[ChecksumAnnotation] != checksum(nil) {
+				if ptr.Deref(p.SecurityContext.RunAsUser, 0) != 65532 || d.Spec.Template.Annotations[ChecksumAnnotation] != checksum(nil, nil) {
 					t.Errorf("ferretdb pod security %+v, annotations %v", p.SecurityContext, d.Spec.Template.Annotations)
 				}
 				pvc := StorePersistentVolumeClaim(shop, MongoDB)

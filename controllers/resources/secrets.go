@@ -39,6 +39,13 @@ var Databases = map[string]string{
 // RabbitMQURLKey is the key of the connections Secret holding the broker's URL.
 const RabbitMQURLKey = "rabbitmq-url"
 
+// ChecksumKeyKey is the key of the connections Secret holding the key of the services' pod
+// checksums (checksum): random, made once per Shop (NewChecksumKey) and kept.
+const ChecksumKeyKey = "checksum-key"
+
+// NewChecksumKey returns a new random key for ChecksumKeyKey.
+func NewChecksumKey() []byte { return []byte(rand.Text()) }
+
 // MongoDBURIKey is the key of the connections Secret holding service's MongoDB URI.
 func MongoDBURIKey(service string) string { return service + "-mongodb-uri" }
 
@@ -146,10 +153,11 @@ func InClusterRabbitMQURL(shop *shopv1.Shop, creds *corev1.Secret) string {
 
 // ConnectionsSecret holds the URI each service connects with: a MongoDB URI per
 // service naming its own database (after mongodb.databasePrefix, when set), and the
-// broker's URL. It fails only when the MongoDB URI is not one the services' driver
-// accepts (an external URI is the user's input).
-func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs) (*corev1.Secret, error) {
-	data := map[string][]byte{RabbitMQURLKey: []byte(uris.RabbitMQ)}
+// broker's URL; and checksumKey, the key of the services' pod checksums. It fails only
+// when the MongoDB URI is not one the services' driver accepts (an external URI is the
+// user's input).
+func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs, checksumKey []byte) (*corev1.Secret, error) {
+	data := map[string][]byte{RabbitMQURLKey: []byte(uris.RabbitMQ), ChecksumKeyKey: checksumKey}
 	for service, db := range Databases {
 		if prefix := shop.Spec.MongoDB.DatabasePrefix; prefix != "" {
 			db = prefix + "-" + db

@@ -165,7 +165,7 @@ func StoreStatefulSet(shop *shopv1.Shop, name string, read *corev1.Secret) *apps
 		volumes, mounts = append(volumes, v), append(mounts, m...)
 	}
 	return statefulSet(shop, name, 1, corev1.PodTemplateSpec{
-		ObjectMeta: podTemplateMeta(shop, name, checksum(data, s.checksums...)),
+		ObjectMeta: podTemplateMeta(shop, name, checksum(nil, data, s.checksums...)),
 		Spec: corev1.PodSpec{
 			SecurityContext:              podSecurityContext(s.uid),
 			ImagePullSecrets:             shop.Spec.ImagePullSecrets,
