@@ -174,7 +174,9 @@ type RateLimitSpec struct {
 	// Requests is the burst a client IP may send at once; its allowance then refills at
 	// Requests per Window. Over any span t a client gets at most Requests×(1 + t/Window)
 	// from one gateway replica: up to 2×Requests−1 in one whole window, never 2×Requests
-	// within seconds. A client whose requests are spread over N replicas may make up to N
+	// within seconds (Window/Requests is counted in whole nanoseconds, so the rate may be
+	// above Requests/Window by under a nanosecond a request: 1 request a second more at
+	// 99999/1s). A client whose requests are spread over N replicas may make up to N
 	// times as many.
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:XValidation:rule="self > 0",message="rateLimit.requests must be greater than 0"

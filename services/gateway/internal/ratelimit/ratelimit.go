@@ -84,6 +84,10 @@ type Limiter struct {
 	limit    int
 	window   int64 // nanoseconds
 	interval int64 // nanoseconds between two requests at the sustained rate: window/limit
+	// burst is limit intervals, the window rounded down to them: a client's requests are
+	// allowed while its theoretical arrival time is at most burst ahead of now, so that
+	// exactly limit fit at once.
+	burst int64
 	epoch    time.Time
 	now      func() time.Time
 	seed     maphash.Seed
@@ -115,12 +119,11 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.Window > MaxWindow {
 		return nil, fmt.Errorf("ratelimit: window must be at most %s", MaxWindow)
 	}
+	// window/limit rounded down to whole nanoseconds: the sustained rate is faster than asked
+	// by less than a nanosecond a request; the burst is limit exactly, whatever the remainder.
 	interval := int64(cfg.Window) / int64(cfg.Limit)
-	// interval is window/limit rounded down to whole nanoseconds: limit requests always fit in
-	// the window, and the next one must not, which rounding breaks only for windows of a few
-	// nanoseconds per request.
-	if interval == 0 || (int64(cfg.Limit)+1)*interval <= int64(cfg.Window) {
-		return nil, errors.New("ratelimit: window too short to count the limit in nanoseconds")
+	if interval == 0 {
+		return nil, errors.New("ratelimit: window shorter than a nanosecond a request")
 	}
 	maxClients := cfg.MaxClients
 	if maxClients == 0 {
@@ -137,6 +140,7 @@ func New(cfg Config) (*Limiter, error) {
 		limit:    cfg.Limit,
 		window:   int64(cfg.Window),
 		interval: interval,
+		burst:    interval * int64(cfg.Limit),
 		now:      now,
 		seed:     maphash.MakeSeed(),
 	}
@@ -179,7 +183,7 @@ func (l *Limiter) Allow(k Key) Decision {
 		tat = now // an empty or expired entry is a full bucket
 	}
 	newTat := tat + l.interval
-	allowAt := newTat - l.window // the request fits once now reaches allowAt
+	allowAt := newTat - l.burst // the request fits once now reaches allowAt
 	if now < allowAt {
 		s.mu.Unlock()
 		return Decision{

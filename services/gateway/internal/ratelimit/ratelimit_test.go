@@ -61,6 +61,11 @@ func TestLimitIsExact(t *testing.T) {
 		{limit: 100, window: 15 * time.Minute},
 		{limit: 7, window: 10 * time.Second},          // window/limit is not a whole number of nanoseconds
 		{limit: 1000, window: 2001 * time.Nanosecond}, // 2 ns per request, 1 ns left over
+		// A remainder of at least one interval: limit+1 intervals fit in the window.
+		{limit: 99999, window: time.Second},
+		{limit: 999999, window: 15 * time.Minute},
+		{limit: 1000, window: 1999 * time.Nanosecond},
+		{limit: 10, window: 19 * time.Nanosecond},
 	}
 	for _, tt := range tests {
 		l, _ := newLimiter(t, Config{Limit: tt.limit, Window: tt.window})
@@ -286,7 +291,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Limit: 0, Window: time.Minute},
 		{Limit: 10, Window: 0},
 		{Limit: 1000, Window: 999 * time.Nanosecond},
-		{Limit: 10, Window: 19 * time.Nanosecond}, // 11 requests of 1 ns fit in 19 ns
 		{Limit: 10, Window: time.Minute, MaxClients: -1},
 		{Limit: 10, Window: time.Minute, MaxClients: MinMaxClients - 1},
 	}
