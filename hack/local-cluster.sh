@@ -15,6 +15,8 @@
 # can start; `make images` builds it and `up` imports bin/images/pause.tar when present.
 #
 # Everything runs as root and listens on the cni0 bridge (10.244.0.1) or loopback only.
+# NetworkPolicies are stored but not enforced: the CNI plugins here (bridge, portmap) have no
+# policy engine, so any pod reaches any other (the Shop's stores and services included).
 # The state lives in bin/local-cluster: kubeconfig, pki, etcd data, containerd's images
 # (kept across down/up), logs of each daemon in logs/, their PIDs in run/.
 set -euo pipefail
@@ -188,6 +190,12 @@ network_up() {
 		iptables -I FORWARD -i "$bridge" -m comment --comment "$rule_tag" -j ACCEPT
 	iptables -C FORWARD -o "$bridge" -m comment --comment "$rule_tag" -j ACCEPT 2>/dev/null ||
 		iptables -I FORWARD -o "$bridge" -m comment --comment "$rule_tag" -j ACCEPT
+	# A packet still bound for a Service address here was not translated by kube-proxy (in the
+	# instant it moves a Service between no endpoints and some): refuse it, above the rules
+	# that pass the bridge, rather than masquerade it out to whatever the outer network has at
+	# that address (a connection the gateway would keep for minutes).
+	iptables -D FORWARD -d "$service_cidr" -m comment --comment "$rule_tag" -j REJECT 2>/dev/null || true
+	iptables -I FORWARD -d "$service_cidr" -m comment --comment "$rule_tag" -j REJECT
 }
 
 # ---------------------------------------------------------------- daemons
