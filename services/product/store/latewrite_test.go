@@ -7,8 +7,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 	"github.com/shopkeeper-dev/shopkeeper/services/product/catalog"
 )
 
@@ -76,14 +74,7 @@ func TestLateWritesApplyToNothingElse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			db := testenv.MongoDB(t)
-			link := newSlowLink(t, testenv.MongoURI(t))
-			slow, err := mongodb.Connect(ctx, mongodb.Config{URI: link.uri() + db.Name(), ConnectTimeout: timeout, OperationTimeout: timeout}, db.Name())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = slow.Client().Disconnect(context.Background()) })
-			s := New(slow)
+			s, link, db := slowStore(t, timeout)
 			// The link holds the update back before the server reads it: the fence stops
 			// it without waiting (TestFenceWaitsForAnUpdateInsideFerretDB has the wait).
 			s.lateWriteWindow = 0

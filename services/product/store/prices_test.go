@@ -1,11 +1,9 @@
 package store
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 	"github.com/shopkeeper-dev/shopkeeper/services/product/catalog"
 )
@@ -74,14 +72,7 @@ func TestReservationsSeeProductChanges(t *testing.T) {
 func TestLatePriceChangePricesLaterOrders(t *testing.T) {
 	const timeout = 2 * time.Second
 	ctx := t.Context()
-	db := testenv.MongoDB(t)
-	link := newSlowLink(t, testenv.MongoURI(t))
-	slow, err := mongodb.Connect(ctx, mongodb.Config{URI: link.uri() + db.Name(), ConnectTimeout: timeout, OperationTimeout: timeout}, db.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = slow.Client().Disconnect(context.Background()) })
-	s := New(slow)
+	s, link, _ := slowStore(t, timeout)
 	s.lateWriteWindow = 2 * timeout // past the held-back update, as in production
 	p, err := s.Create(ctx, catalog.NewProduct{Name: "Mug", PriceCents: 100, Currency: "USD", Stock: 10})
 	if err != nil {

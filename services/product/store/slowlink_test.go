@@ -2,12 +2,32 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
+
+// slowStore returns a Store on a fresh test database reached through a slowLink, with
+// operations timing out after timeout, the link, and the database itself.
+func slowStore(t *testing.T, timeout time.Duration) (*Store, *slowLink, *mongo.Database) {
+	t.Helper()
+	db := testenv.MongoDB(t)
+	link := newSlowLink(t, testenv.MongoURI(t))
+	slow, err := mongodb.Connect(t.Context(), mongodb.Config{URI: link.uri() + db.Name(), ConnectTimeout: timeout, OperationTimeout: timeout}, db.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = slow.Client().Disconnect(context.Background()) })
+	return New(slow), link, db
+}
 
 // slowLink is a TCP proxy to a database server that can hold back one client message:
 // a write the client gives up on (its operation timeout) still reaches the server,

@@ -87,11 +87,11 @@ type Limiter struct {
 	// burst is limit intervals, the window rounded down to them: a client's requests are
 	// allowed while its theoretical arrival time is at most burst ahead of now, so that
 	// exactly limit fit at once.
-	burst int64
-	epoch    time.Time
-	now      func() time.Time
-	seed     maphash.Seed
-	shards   [numShards]shard
+	burst  int64
+	epoch  time.Time
+	now    func() time.Time
+	seed   maphash.Seed
+	shards [numShards]shard
 }
 
 type shard struct {
