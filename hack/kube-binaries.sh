@@ -4,7 +4,8 @@
 # kubectl), so `export KUBEBUILDER_ASSETS=$(hack/kube-binaries.sh)` is all a test needs.
 # Release binaries cannot be downloaded on our machines (no setup-envtest), so they are
 # compiled from hack/tools/kube, whose go.mod pins the versions. A binary already in
-# the folder is kept: the first run takes minutes, later runs none.
+# the folder is kept while those pins are unchanged (.pins holds their digest): the first
+# run takes minutes, later runs none.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +27,12 @@ ldflags="-s -w
  -X k8s.io/component-base/version.gitTreeState=clean
  -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version"
 
+# Built under other pins (etcd's, say: the folder is named by Kubernetes' version alone),
+# every binary here is stale.
+pins=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$out/.pins" 2>/dev/null)" != "$pins" ]; then
+	find "$out" -maxdepth 1 -type f ! -name .lock -delete
+fi
 missing=()
 for c in "${commands[@]}"; do
 	[ -x "$out/$c" ] || missing+=("$c")
@@ -45,4 +52,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 	# Move into place only when the whole build succeeded, so a broken build leaves no half folder.
 	for c in "${missing[@]}"; do mv "$tmp/$c" "$out/$c"; done
 fi
+echo "$pins" >"$out/.pins"
 echo "$out"

@@ -173,11 +173,16 @@ func newSuiteOf(t *testing.T, edit func(*Config), tune func(*Gateway)) *suite {
 	}
 	s.reg = metrics.NewRegistry()
 	base := cfg.Base
-	base.ShutdownTimeout = 5 * time.Second
+	base.ShutdownTimeout = testShutdownTimeout
 	s.url = serve(t, g.Handler(s.reg), base)
 	t.Cleanup(g.Close)
 	return s
 }
+
+// testShutdownTimeout is the test servers' ShutdownTimeout. A connection that has carried no
+// request yet counts as idle only 5 s after it was accepted (fasthttp, as net/http), so a
+// client's spare connection in its pool holds a shutdown about 5 s: more than that.
+const testShutdownTimeout = 15 * time.Second
 
 // serve serves h on a loopback port, as Serve does, until the test ends, and returns its URL.
 func serve(t *testing.T, h Handler, cfg config.Base) string {
@@ -189,7 +194,7 @@ func serve(t *testing.T, h Handler, cfg config.Base) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = 5 * time.Second
+		cfg.ShutdownTimeout = testShutdownTimeout
 	}
 	go func() {
 		done <- ServeListener(ctx, ln, h, cfg, logging.Discard())
@@ -696,7 +701,7 @@ func TestHealthDuringShutdown(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	base := s.cfg.Base
-	base.ShutdownTimeout = 5 * time.Second
+	base.ShutdownTimeout = testShutdownTimeout
 	go func() { served <- ServeListener(ctx, ln, g.Handler(metrics.NewRegistry()), base, logging.Discard()) }()
 
 	type result struct {
