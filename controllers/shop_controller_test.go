@@ -586,6 +586,27 @@ var _ = Describe("Shop controller", func() {
 		}).WithTimeout(timeout).Should(HaveKeyWithValue(resources.LabelManagedBy, resources.ManagedBy))
 	})
 
+	It("puts back a child deleted from a Ready Shop, which nothing else has it look at again: each kind's watch does", func() {
+		shop := minimalShop(takeNamespace(), "calm")
+		createShopAndWait(shop)
+		markAvailable(k8sClient, shop)
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		for _, child := range []client.Object{
+			&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "calm-gateway"}},
+			&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "calm-user"}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "calm-payment"}},
+		} {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(child), child)).To(Succeed())
+			gone := child.GetUID()
+			Expect(k8sClient.Delete(ctx, child)).To(Succeed())
+			Eventually(func() (types.UID, error) {
+				err := k8sClient.Get(ctx, client.ObjectKeyFromObject(child), child)
+				return child.GetUID(), err
+			}).WithTimeout(timeout).ShouldNot(Equal(gone), "%T %s put back", child, child.GetName())
+		}
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+	})
+
 	It("repairs drift that only adds to a child: an allow-all ingress rule, a selector key, a partition", func() {
 		shop := minimalShop(takeNamespace(), "added")
 		createShopAndWait(shop)

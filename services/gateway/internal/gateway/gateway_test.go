@@ -637,12 +637,29 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("body %s", body)
 	}
 
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store: a cache in front would serve an old report", cc)
+	}
+
 	s.upstreams["payment"].down.Store(true)
 	resp, body = s.do(t, "GET", "/health", nil)
 	rep = decode[healthReport](t, body)
 	if resp.StatusCode != http.StatusServiceUnavailable || rep.Status != "degraded" ||
 		rep.Services["payment"].Status != "down" || rep.Services["order"].Status != "up" {
 		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q on 503, want no-store", cc)
+	}
+
+	// A service whose /readyz answers anything but 2xx (a 404 from a URL that names another
+	// server, say) is down.
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	s = newSuite(t, func(c *Config) { c.UserServiceURL = notFound.URL })
+	resp, body = s.do(t, "GET", "/health", nil)
+	if rep := decode[healthReport](t, body); resp.StatusCode != http.StatusServiceUnavailable || rep.Services["user"].Status != "down" {
+		t.Fatalf("/readyz answering 404: status %d body %s, want 503 with user down", resp.StatusCode, body)
 	}
 }
 
@@ -987,6 +1004,37 @@ func TestForwarding(t *testing.T) {
 		}
 		if c := resp.Header.Get("Connection"); strings.Contains(c, "X-Up-Secret") {
 			t.Errorf("the client got Connection: %q", c)
+		}
+	})
+	t.Run("hop-by-hop headers stay on their hop, both ways", func(t *testing.T) {
+		hop := []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen := map[string]string{}
+			for _, h := range hop {
+				seen[h] = r.Header.Get(h)
+				// A Trailer field would announce a trailer section (its own test has it).
+				if h != "Trailer" && h != "Te" {
+					w.Header().Set(h, "from the service")
+				}
+			}
+			_ = json.NewEncoder(w).Encode(seen)
+		}))
+		t.Cleanup(srv.Close)
+		s := newSuite(t, func(c *Config) { c.UserServiceURL = srv.URL })
+		sent := http.Header{}
+		for _, h := range hop {
+			sent.Set(h, "from the client")
+		}
+		resp, body := s.do(t, http.MethodGet, "/users/1", sent)
+		for h, v := range decode[map[string]string](t, body) {
+			if v != "" {
+				t.Errorf("the service got %s: %q", h, v)
+			}
+		}
+		for _, h := range hop {
+			if v := resp.Header.Get(h); v != "" {
+				t.Errorf("the client got %s: %q", h, v)
+			}
 		}
 	})
 	t.Run("Connection: close stays on the client's side", func(t *testing.T) {
