@@ -85,6 +85,14 @@ var _ = Describe("A child's name taken by someone else", func() {
 			[]string{resources.MongoDB, resources.RabbitMQ, resources.Gateway},
 			func() {
 				Expect(secretData(shop, foreign.Name)).To(Equal(foreign.Data), "the foreign Secret is left alone")
+				// No checksum key is stored meanwhile: one made at each reconcile would
+				// rewrite the gateway at each, and each write bring another reconcile.
+				gw := resources.EmptyWorkload(shop, resources.Gateway)
+				generation := func() int64 {
+					Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(gw), gw)).To(Succeed())
+					return gw.GetGeneration()
+				}
+				Consistently(generation).WithTimeout(3*time.Second).Should(Equal(generation()), "the gateway is rewritten while nothing changes")
 			})
 		Expect(podTemplate(shop, resources.Order).Spec.Containers[0].Env).To(ContainElement(And(
 			HaveField("Name", "RABBITMQ_URL"), HaveField("ValueFrom.SecretKeyRef.Name", "conn-connections"))))

@@ -90,6 +90,37 @@ var _ = Describe("A child the API server forbids", func() {
 		Consistently(workloads).WithTimeout(3 * time.Second).Should(BeZero())
 	})
 
+	It("rolls no workload over and over while its connections Secret is forbidden", func() {
+		ns := takeNamespace()
+		external := func(name, uri string) *shopv1.ExternalSpec {
+			Expect(k8sClient.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{resources.LabelShop: "noconn"}},
+				StringData: map[string]string{"uri": uri},
+			})).To(Succeed())
+			return &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: name}}
+		}
+		shop := minimalShop(ns, "noconn")
+		shop.Spec.MongoDB.External = external("mongo", "mongodb://u:pw@db.example.com:27017/")
+		shop.Spec.RabbitMQ.External = external("rabbit", "amqp://u:pw@mq.example.com:5672/shop")
+		forbid(ns, "no-secrets", corev1.ResourceSecrets) // the stores are external: no other Secret is made
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildForbidden"))
+		// A checksum key made at every reconcile and never stored would rewrite every
+		// service's workload at each, and each write bring another reconcile.
+		generations := func() map[string]int64 {
+			got := map[string]int64{}
+			for _, app := range resources.Apps {
+				w := resources.EmptyWorkload(shop, app)
+				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(w), w); err == nil {
+					got[app] = w.GetGeneration()
+				}
+			}
+			return got
+		}
+		Eventually(generations).WithTimeout(timeout).Should(HaveLen(len(resources.Apps)))
+		Consistently(generations).WithTimeout(3*time.Second).Should(Equal(generations()), "workloads rewritten while nothing changes")
+	})
+
 	DescribeTable("is Blocked, not rolling out, when the children it forbids are ones pods need",
 		func(kind corev1.ResourceName) {
 			ns := takeNamespace()

@@ -149,6 +149,8 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	// waiting names, in order, the children withheld for what they depend on: the
 	// conflict's message says which wait on it.
 	var waiting []string
+	// refused holds the children the API server did not take (a Problem).
+	refused := map[string]bool{}
 	apply := func(objs ...client.Object) error {
 		for _, o := range objs {
 			if slices.ContainsFunc(dependsOn(shop, o), func(d client.Object) bool { return withheld[childKey(d)] }) {
@@ -162,6 +164,9 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			}
 			if err != nil && !record(o, err) {
 				return err
+			}
+			if err != nil {
+				refused[childKey(o)] = true
 			}
 		}
 		return nil
@@ -244,7 +249,7 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	if err != nil || problem != nil {
 		return problem, err
 	}
-	checksumKey, err := r.checksumKey(ctx, shop)
+	checksumKey, kept, err := r.checksumKey(ctx, shop)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +260,15 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	}
 	if err := apply(connections); err != nil {
 		return nil, err
+	}
+	// What the pods' checksums are made of: a key made here and not stored (the Secret's
+	// name is someone else's, or its write was refused) would be another at the next
+	// reconcile, and every write of a workload brings one: the pods would roll for ever.
+	// Until it is stored the checksums are of nothing; the pods cannot start without
+	// the Secret anyway, and roll once when it is made.
+	podsRead := connections
+	if !kept && refused[childKey(connections)] {
+		podsRead = nil
 	}
 	// The Services of the apps others call before any app's workload: a workload waits while
 	// the Service of a peer it calls is someone else's (dependsOn), which is known once that
@@ -270,7 +284,7 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 	}
 	for _, app := range resources.Apps {
-		if err := applyWorkload(resources.AppWorkload(shop, app, connections)); err != nil {
+		if err := applyWorkload(resources.AppWorkload(shop, app, podsRead)); err != nil {
 			return nil, err
 		}
 		rest := []client.Object{resources.AppPodDisruptionBudget(shop, app), resources.NetworkPolicy(shop, app)}
@@ -476,20 +490,21 @@ func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Sh
 }
 
 // checksumKey returns the key of the services' pod checksums that the Shop's connections
-// Secret holds, or a new one when it holds none (a new Shop, or one an earlier version
-// made: its services' pods roll once). Read as getConfirmed reads, so that a cache behind
-// a Secret just made does not replace its key, which would roll the pods again.
-func (r *ShopReconciler) checksumKey(ctx context.Context, shop *shopv1.Shop) ([]byte, error) {
+// Secret holds (kept), or a new one when it holds none (a new Shop, a Secret deleted or
+// made by an earlier version: the services' pods roll once). Read as getConfirmed reads,
+// so that a cache behind a Secret just made does not replace its key, which would roll
+// the pods again.
+func (r *ShopReconciler) checksumKey(ctx context.Context, shop *shopv1.Shop) (key []byte, kept bool, err error) {
 	conn := &corev1.Secret{}
-	err := r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.ConnectionsSecretName(shop)}, conn)
+	err = r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.ConnectionsSecretName(shop)}, conn)
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return nil, fmt.Errorf("get the connections Secret for its checksum key: %w", err)
+		return nil, false, fmt.Errorf("get the connections Secret for its checksum key: %w", err)
 	case len(conn.Data[resources.ChecksumKeyKey]) > 0 && (metav1.IsControlledBy(conn, shop) || adoptable(conn, shop)):
-		return conn.Data[resources.ChecksumKeyKey], nil
+		return conn.Data[resources.ChecksumKeyKey], true, nil
 	}
-	return resources.NewChecksumKey(), nil
+	return resources.NewChecksumKey(), false, nil
 }
 
 // getConfirmed reads key through the cache and, when the cache has no such object,
