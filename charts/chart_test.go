@@ -488,6 +488,15 @@ func TestTemplateRefuses(t *testing.T) {
 	}
 }
 
+// TestTemplateTakesAParentsCondition: a parent chart that installs this one with
+// `condition: shopkeeper.enabled` gives it an enabled key, which the schema must allow.
+func TestTemplateTakesAParentsCondition(t *testing.T) {
+	out, err := run(t, helmBinary(t), "template", "shop", chartDir, "--kube-version", kubeVersion, "--set", "enabled=true", "--set", "global.x=1")
+	if err != nil {
+		t.Fatalf("helm template with enabled and global set: %v\n%s", err, out)
+	}
+}
+
 // metricsConfig is what config/ (kustomize) sets for the metrics endpoint, which the
 // chart's defaults must match.
 type metricsConfig struct {

@@ -27,11 +27,14 @@ ldflags="-s -w
  -X k8s.io/component-base/version.gitTreeState=clean
  -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version"
 
-# Built under other pins (etcd's, say: the folder is named by Kubernetes' version alone),
-# every binary here is stale.
-pins=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -d' ' -f1)
+# Built under other pins (etcd's, say: the folder is named by Kubernetes' version alone) or
+# from another etcd main, every binary this script builds is stale; nothing else in the
+# folder (KUBE_BINARIES_DIR may name one that holds more) is touched.
+pins=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/etcd/main.go" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$out/.pins" 2>/dev/null)" != "$pins" ]; then
-	find "$out" -maxdepth 1 -type f ! -name .lock -delete
+	for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd; do
+		rm -f "$out/$c"
+	done
 fi
 missing=()
 for c in "${commands[@]}"; do

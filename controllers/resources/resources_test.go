@@ -555,10 +555,19 @@ func TestConnectionsSecret(t *testing.T) {
 			error: "unescaped slash in password",
 		},
 		{
+			// Refused by the driver as given; rewritten, it would name host cd.
+			name: "external URI whose password holds an unescaped @, / and ?",
+			shop: newShop(),
+			uris: func(*shopv1.Shop) StoreURIs {
+				return StoreURIs{MongoDB: "mongodb://u:ab@cd/ef?gh@host/"}
+			},
+			error: "not a usable MongoDB connection string",
+		},
+		{
 			name:  "external URI that is no MongoDB URI",
 			shop:  newShop(),
 			uris:  func(*shopv1.Shop) StoreURIs { return StoreURIs{MongoDB: "postgres://db"} },
-			error: "must start with mongodb://",
+			error: `scheme must be "mongodb" or "mongodb+srv"`,
 		},
 	}
 	for _, tt := range tests {
@@ -645,6 +654,8 @@ func TestWithDatabase(t *testing.T) {
 		{uri: "mongodb://u:p@h?tls=true", want: "mongodb://u:p@h/users?authSource=admin&tls=true"},
 		// The driver takes the user information up to the first "@", "?" and all.
 		{uri: "mongodb://u:Kq9?Zt@h:27017/", want: "mongodb://u:Kq9?Zt@h:27017/users?authSource=admin"},
+		// The driver reads options whatever their case: an AUTHSOURCE is kept as the only one.
+		{uri: "mongodb://u:p@h/app?AUTHSOURCE=admin", want: "mongodb://u:p@h/users?AUTHSOURCE=admin"},
 		{uri: "http://h", err: "must start with mongodb://"},
 		{uri: "mongodb://", err: "names no host"},
 		{uri: "mongodb://u:p@/db", err: "names no host"},

@@ -158,6 +158,12 @@ func InClusterRabbitMQURL(shop *shopv1.Shop, creds *corev1.Secret) string {
 // user's input).
 func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs, checksumKey []byte) (*corev1.Secret, error) {
 	data := map[string][]byte{RabbitMQURLKey: []byte(uris.RabbitMQ), ChecksumKeyKey: checksumKey}
+	// The URI as given first: one the driver refuses may be rewritten into one it takes
+	// (mongodb://u:ab@cd/ef?gh@host/, an unescaped "@", "/" and "?" in the password, would
+	// become host cd, authSource ef).
+	if _, err := storeuri.ParseMongoDB(uris.MongoDB); err != nil {
+		return nil, fmt.Errorf("not a usable MongoDB connection string: %w", err)
+	}
 	for service, db := range Databases {
 		if prefix := shop.Spec.MongoDB.DatabasePrefix; prefix != "" {
 			db = prefix + "-" + db
@@ -208,7 +214,11 @@ func WithDatabase(uri, db string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("not a MongoDB connection string: bad options: %w", err)
 	}
-	if strings.Contains(authority, "@") && !values.Has("authSource") {
+	hasAuthSource := false
+	for k := range values {
+		hasAuthSource = hasAuthSource || strings.EqualFold(k, "authSource") // the driver reads options in any case
+	}
+	if strings.Contains(authority, "@") && !hasAuthSource {
 		authDB := path
 		if authDB == "" {
 			authDB = "admin"

@@ -3,6 +3,7 @@ package storeuri
 import (
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -26,10 +27,11 @@ func RedactURL(raw string) string {
 }
 
 // RedactError returns err with rawURL's password hidden wherever err's text repeats it:
-// the whole URL, shown as RedactURL shows it, the password alone, as written and
-// unescaped (a driver's error may quote the URL's parts), and each piece of it between
-// the characters that end a URL's parts ("/", "?", "#", "@", ":"): a parser that meets
-// an unescaped one in a password quotes what it took for a host, a port or a path. A
+// the whole URL, shown as RedactURL shows it, and the password alone, as written and
+// unescaped (a driver's error may quote the URL's parts), each also as %q quotes it. When
+// net/url cannot parse the URL (an unescaped "/", "?", "#", "@" or ":" in the password,
+// most often), each piece of the password as written between those characters is hidden
+// too: a parser that meets one quotes what it took for a host, a port or a path. A
 // password or piece shorter than minHidden is hidden only inside the whole URL: alone it
 // would hide ordinary text (a password "1" in 127.0.0.1), and tells next to nothing. The
 // result wraps err, so errors.Is and errors.As still see what it was; err itself is
@@ -38,10 +40,13 @@ func RedactError(err error, rawURL string) error {
 	if err == nil || rawURL == "" {
 		return err
 	}
-	msg := strings.ReplaceAll(err.Error(), rawURL, RedactURL(rawURL))
+	msg := err.Error()
+	redacted := RedactURL(rawURL)
+	msg = strings.ReplaceAll(msg, rawURL, redacted)
+	msg = strings.ReplaceAll(msg, quoted(rawURL), quoted(redacted))
 	if _, userinfo, _, ok := splitUserinfo(rawURL); ok {
 		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
-			for _, secret := range secretPieces(pw) {
+			for _, secret := range secretPieces(pw, !parses(rawURL)) {
 				msg = strings.ReplaceAll(msg, secret, "xxxxx")
 			}
 		}
@@ -55,23 +60,25 @@ func RedactError(err error, rawURL string) error {
 // minHidden is the length from which a password, or a piece of one, is hidden on its own.
 const minHidden = 4
 
-// secretPieces returns what of password pw is hidden on its own, longest first (so that
-// a piece is not hidden inside the whole, leaving the rest of it): pw, unescaped, and
-// their pieces between "/", "?", "#", "@" and ":", each at least minHidden long.
-func secretPieces(pw string) []string {
+// secretPieces returns what of password pw (as written in the URL) is hidden on its own,
+// longest first (so that a piece is not hidden inside the whole, leaving the rest of it):
+// pw and pw unescaped, and, when inPieces, pw's pieces between "/", "?", "#", "@" and ":";
+// each as written and as %q quotes it, each at least minHidden long.
+func secretPieces(pw string, inPieces bool) []string {
 	var pieces []string
 	add := func(s string) {
-		if len(s) >= minHidden && !slices.Contains(pieces, s) {
-			pieces = append(pieces, s)
+		for _, form := range []string{s, quoted(s)} {
+			if len(form) >= minHidden && !slices.Contains(pieces, form) {
+				pieces = append(pieces, form)
+			}
 		}
 	}
-	forms := []string{pw}
+	add(pw)
 	if plain, err := url.PathUnescape(pw); err == nil {
-		forms = append(forms, plain)
+		add(plain)
 	}
-	for _, f := range forms {
-		add(f)
-		for piece := range strings.FieldsFuncSeq(f, func(r rune) bool { return strings.ContainsRune("/?#@:", r) }) {
+	if inPieces {
+		for piece := range strings.FieldsFuncSeq(pw, func(r rune) bool { return strings.ContainsRune("/?#@:", r) }) {
 			add(piece)
 		}
 	}
@@ -79,9 +86,23 @@ func secretPieces(pw string) []string {
 	return pieces
 }
 
+// quoted is s as %q quotes it, less the quotes: what an error quoting s holds of it.
+func quoted(s string) string {
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
+
+// parses reports whether net/url reads raw as a URL with an authority.
+func parses(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Opaque == ""
+}
+
 // splitUserinfo splits raw into what comes before its userinfo (the scheme and "://",
-// if any), the userinfo, and the rest from the "@" that ends it: the last "@" of the
-// URL, since an unescaped "@" in a password is the commonest mistake.
+// if any), the userinfo, and the rest from the "@" that ends it. For a URL net/url reads,
+// that is the last "@" of its authority (up to the first "/", "?" or "#"), as net/url reads
+// it; for one it cannot, the last "@" of the URL, since an unescaped "/", "?" or "@" in a
+// password is the commonest reason (an "@" in such a URL's query is then taken for it).
 func splitUserinfo(raw string) (prefix, userinfo, rest string, ok bool) {
 	scheme, after, found := strings.Cut(raw, "://")
 	if found {
@@ -89,7 +110,13 @@ func splitUserinfo(raw string) (prefix, userinfo, rest string, ok bool) {
 	} else {
 		after = raw
 	}
-	at := strings.LastIndex(after, "@")
+	within := after
+	if parses(raw) {
+		if end := strings.IndexAny(after, "/?#"); end >= 0 {
+			within = after[:end]
+		}
+	}
+	at := strings.LastIndex(within, "@")
 	if at < 0 {
 		return "", "", "", false
 	}

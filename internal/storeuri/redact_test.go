@@ -38,6 +38,14 @@ func TestRedactError(t *testing.T) {
 		{"amqp://u:Kq9ZtAbCdEf/rest@mq/", `invalid port ":Kq9ZtAbCdEf" after host`, `invalid port ":xxxxx" after host`},
 		{"mongodb://u:Kq9Zt:AbCdEf?tail@db/", `parsing "AbCdEf?tail": bad; host "Kq9Zt"`, `parsing "xxxxx?xxxxx": bad; host "xxxxx"`},
 		{"amqp://u:ab/cdefgh@mq/", `invalid port ":ab" after host, path "/cdefgh@mq/"`, `invalid port ":ab" after host, path "/xxxxx@mq/"`},
+		// As %q quotes them: a quote, a backslash, a character that is not printable.
+		{`amqp://u:ab"cdefg/xyz@mq/`, `invalid port ":ab\"cdefg" after host`, `invalid port ":xxxxx" after host`},
+		{`amqp://guest:Kq9\ZtSecret@127.0.0.1:1/`, `parse "amqp://guest:Kq9\ZtSecret@127.0.0.1:1/": bad`, `parse "amqp://guest:xxxxx@127.0.0.1:1/": bad`},
+		{"amqp://u:pa ssword/x@mq/", `parsing ":pa ssword"`, `parsing ":xxxxx"`},
+		// A URL net/url reads is not cut in pieces: an escaped "/" splits nothing, and an
+		// "@" in its query is not its user information's.
+		{"amqp://shop:Xk9q%2Fshop@mq.example.com:5672/shop", "vhost shop not found; Xk9q/shop refused", "vhost shop not found; xxxxx refused"},
+		{"amqp://shop:Pw0rd1234@db1.example.com:5672/shop?appName=shop@laptop", "Addr: db1.example.com:5672: refused Pw0rd1234", "Addr: db1.example.com:5672: refused xxxxx"},
 		{"mongodb+srv://u:p%40ss@db/x", "bad password p@ss (p%40ss)", "bad password xxxxx (xxxxx)"},
 		{"mongodb://u@db/x", "no password in u@db", "no password in u@db"},
 		{"mongodb://db/x", "server selection error", "server selection error"},
