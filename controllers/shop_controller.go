@@ -262,12 +262,12 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		return nil, err
 	}
 	// What the pods' checksums are made of: a key made here and not stored (the Secret's
-	// name is someone else's, or its write was refused) would be another at the next
-	// reconcile, and every write of a workload brings one: the pods would roll for ever.
-	// Until it is stored the checksums are of nothing; the pods cannot start without
-	// the Secret anyway, and roll once when it is made.
+	// name is someone else's, its write was refused, or it waits for a store Service)
+	// would be another at the next reconcile, and every write of a workload brings one:
+	// the pods would roll for ever. Until it is stored the checksums are of nothing; the
+	// pods cannot start without the Secret anyway, and roll once when it is made.
 	podsRead := connections
-	if !kept && refused[childKey(connections)] {
+	if key := childKey(connections); !kept && (refused[key] || withheld[key]) {
 		podsRead = nil
 	}
 	// The Services of the apps others call before any app's workload: a workload waits while
