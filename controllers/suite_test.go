@@ -35,7 +35,7 @@ import (
 // specs take one at a time; unwatchedNamespace is left to reconcilers the specs
 // drive by hand, so that what they count is theirs alone.
 const (
-	namespacePool      = 48
+	namespacePool      = 56
 	unwatchedNamespace = "shops-unwatched"
 )
 
