@@ -1,11 +1,15 @@
 package controllers
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
@@ -56,6 +60,32 @@ var _ = Describe("An external store's URI", func() {
 			Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
 		}
 	})
+})
+
+var _ = It("An external store's new URI rolls the services only once the connections Secret holds it", func() {
+	ns := takeNamespace()
+	mongo := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mongo", Labels: map[string]string{resources.LabelShop: "held"}},
+		StringData: map[string]string{"uri": "mongodb://u:pw@db1.example.com:27017/"},
+	}
+	Expect(k8sClient.Create(ctx, mongo)).To(Succeed())
+	shop := minimalShop(ns, "held")
+	shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: mongo.Name}}
+	createShopAndWait(shop)
+	checksum := func() string { return podTemplate(shop, resources.User).Annotations[resources.ChecksumAnnotation] }
+	Eventually(checksum).WithTimeout(timeout).ShouldNot(BeEmpty())
+	before := checksum()
+
+	// The connections Secret made immutable: the operator's write of the new URI is refused.
+	conn := &corev1.Secret{}
+	Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: resources.ConnectionsSecretName(shop)}, conn)).To(Succeed())
+	conn.Immutable = ptr.To(true)
+	Expect(k8sClient.Update(ctx, conn)).To(Succeed())
+	setURI(mongo, "mongodb://u:pw@db2.example.com:27017/")
+	Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(HavePrefix("True/"))
+	Expect(string(secretData(shop, conn.Name)[resources.MongoDBURIKey(resources.User)])).To(ContainSubstring("db1"))
+	// Rolled now, the pods would read db1 again, and not roll when db2 is written.
+	Consistently(checksum).WithTimeout(2*time.Second).Should(Equal(before), "the pods roll while the Secret they read is unchanged")
 })
 
 // setURI sets the uri key of secret to uri, keeping the value before in secret.Data.

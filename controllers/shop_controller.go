@@ -249,7 +249,7 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	if err != nil || problem != nil {
 		return problem, err
 	}
-	checksumKey, kept, err := r.checksumKey(ctx, shop)
+	checksumKey, stored, err := r.checksumKey(ctx, shop)
 	if err != nil {
 		return nil, err
 	}
@@ -261,14 +261,15 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	if err := apply(connections); err != nil {
 		return nil, err
 	}
-	// What the pods' checksums are made of: a key made here and not stored (the Secret's
-	// name is someone else's, its write was refused, or it waits for a store Service)
-	// would be another at the next reconcile, and every write of a workload brings one:
-	// the pods would roll for ever. Until it is stored the checksums are of nothing; the
-	// pods cannot start without the Secret anyway, and roll once when it is made.
+	// What the pods' checksums are made of: what they read, the connections Secret as it
+	// is stored. When this one was not (the Secret's name is someone else's, its write was
+	// refused, or it waits for a store Service), that is the Shop's Secret as it was, and
+	// the pods roll once it is written; with none of the Shop's, the checksums are of
+	// nothing (a key made here and not stored would be another at the next reconcile, and
+	// every write of a workload brings one: the pods would roll for ever).
 	podsRead := connections
-	if key := childKey(connections); !kept && (refused[key] || withheld[key]) {
-		podsRead = nil
+	if key := childKey(connections); refused[key] || withheld[key] {
+		podsRead = stored
 	}
 	// The Services of the apps others call before any app's workload: a workload waits while
 	// the Service of a peer it calls is someone else's (dependsOn), which is known once that
@@ -490,21 +491,21 @@ func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Sh
 }
 
 // checksumKey returns the key of the services' pod checksums that the Shop's connections
-// Secret holds (kept), or a new one when it holds none (a new Shop, a Secret deleted or
-// made by an earlier version: the services' pods roll once). Read as getConfirmed reads,
-// so that a cache behind a Secret just made does not replace its key, which would roll
-// the pods again.
-func (r *ShopReconciler) checksumKey(ctx context.Context, shop *shopv1.Shop) (key []byte, kept bool, err error) {
+// Secret holds, and that Secret (stored), or a new key and nil when it holds none (a new
+// Shop, a Secret deleted or made by an earlier version: the services' pods roll once). Read
+// as getConfirmed reads, so that a cache behind a Secret just made does not replace its key,
+// which would roll the pods again.
+func (r *ShopReconciler) checksumKey(ctx context.Context, shop *shopv1.Shop) (key []byte, stored *corev1.Secret, err error) {
 	conn := &corev1.Secret{}
 	err = r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.ConnectionsSecretName(shop)}, conn)
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return nil, false, fmt.Errorf("get the connections Secret for its checksum key: %w", err)
+		return nil, nil, fmt.Errorf("get the connections Secret for its checksum key: %w", err)
 	case len(conn.Data[resources.ChecksumKeyKey]) > 0 && (metav1.IsControlledBy(conn, shop) || adoptable(conn, shop)):
-		return conn.Data[resources.ChecksumKeyKey], true, nil
+		return conn.Data[resources.ChecksumKeyKey], conn, nil
 	}
-	return resources.NewChecksumKey(), false, nil
+	return resources.NewChecksumKey(), nil, nil
 }
 
 // getConfirmed reads key through the cache and, when the cache has no such object,

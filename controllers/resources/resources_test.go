@@ -555,6 +555,23 @@ func TestConnectionsSecret(t *testing.T) {
 			error: "unescaped slash in password",
 		},
 		{
+			// The driver asks for a "/" before the options, which the database written gives.
+			name: "external URI with options and no slash before them",
+			shop: newShop(),
+			uris: func(*shopv1.Shop) StoreURIs {
+				return StoreURIs{MongoDB: "mongodb://u:p@mongo.example.com?tls=true"}
+			},
+			want: map[string]string{"user-mongodb-uri": "mongodb://u:p@mongo.example.com/users?authSource=admin&tls=true"},
+		},
+		{
+			name: "external URI of AWS IAM users",
+			shop: newShop(),
+			uris: func(*shopv1.Shop) StoreURIs {
+				return StoreURIs{MongoDB: "mongodb+srv://AKIAEXAMPLE:secretkey@cluster0.example.net/?authMechanism=MONGODB-AWS&tls=true"}
+			},
+			want: map[string]string{"user-mongodb-uri": "mongodb+srv://AKIAEXAMPLE:secretkey@cluster0.example.net/users?authMechanism=MONGODB-AWS&tls=true"},
+		},
+		{
 			// Refused by the driver as given; rewritten, it would name host cd.
 			name: "external URI whose password holds an unescaped @, / and ?",
 			shop: newShop(),
@@ -656,6 +673,10 @@ func TestWithDatabase(t *testing.T) {
 		{uri: "mongodb://u:Kq9?Zt@h:27017/", want: "mongodb://u:Kq9?Zt@h:27017/users?authSource=admin"},
 		// The driver reads options whatever their case: an AUTHSOURCE is kept as the only one.
 		{uri: "mongodb://u:p@h/app?AUTHSOURCE=admin", want: "mongodb://u:p@h/users?AUTHSOURCE=admin"},
+		// Users checked outside the database ($external) get no authSource.
+		{uri: "mongodb://ldapuser:pw@h/?authMechanism=PLAIN", want: "mongodb://ldapuser:pw@h/users?authMechanism=PLAIN"},
+		{uri: "mongodb://AKIA:key@h/?authMechanism=mongodb-aws&tls=true", want: "mongodb://AKIA:key@h/users?authMechanism=mongodb-aws&tls=true"},
+		{uri: "mongodb://u:p@h/?authMechanism=SCRAM-SHA-256", want: "mongodb://u:p@h/users?authMechanism=SCRAM-SHA-256&authSource=admin"},
 		{uri: "http://h", err: "must start with mongodb://"},
 		{uri: "mongodb://", err: "names no host"},
 		{uri: "mongodb://u:p@/db", err: "names no host"},

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -161,7 +162,9 @@ func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs, checksumKey []byte) (*
 	// The URI as given first: one the driver refuses may be rewritten into one it takes
 	// (mongodb://u:ab@cd/ef?gh@host/, an unescaped "@", "/" and "?" in the password, would
 	// become host cd, authSource ef).
-	if _, err := storeuri.ParseMongoDB(uris.MongoDB); err != nil {
+	// Its options may follow the hosts without a "/" (mongodb://h?tls=true), which the driver
+	// asks for and the database written here gives.
+	if _, err := storeuri.ParseMongoDB(slashBeforeOptions(uris.MongoDB)); err != nil {
 		return nil, fmt.Errorf("not a usable MongoDB connection string: %w", err)
 	}
 	for service, db := range Databases {
@@ -183,6 +186,21 @@ func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs, checksumKey []byte) (*
 		Type:       corev1.SecretTypeOpaque,
 		Data:       data,
 	}, nil
+}
+
+// slashBeforeOptions returns uri with a "/" between its hosts and its options when it has
+// none there, the hosts found as the driver finds them (after the user information, up to
+// the first "@").
+func slashBeforeOptions(uri string) string {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return uri
+	}
+	at := strings.Index(rest, "@") + 1 // 0 without user information
+	if i := strings.IndexAny(rest[at:], "/?"); i >= 0 && rest[at+i] == '?' {
+		return scheme + "://" + rest[:at+i] + "/" + rest[at+i:]
+	}
+	return uri
 }
 
 // WithDatabase returns the MongoDB connection string uri with db as its database.
@@ -214,11 +232,17 @@ func WithDatabase(uri, db string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("not a MongoDB connection string: bad options: %w", err)
 	}
-	hasAuthSource := false
-	for k := range values {
-		hasAuthSource = hasAuthSource || strings.EqualFold(k, "authSource") // the driver reads options in any case
+	// The driver reads options in any case. A mechanism whose users are checked outside
+	// the database ($external: AWS IAM, X.509, Kerberos, LDAP, OIDC) needs no authSource:
+	// the driver gives it its own.
+	hasAuthSource, external := false, false
+	for k, v := range values {
+		hasAuthSource = hasAuthSource || strings.EqualFold(k, "authSource")
+		if strings.EqualFold(k, "authMechanism") && len(v) > 0 {
+			external = slices.Contains([]string{"MONGODB-AWS", "MONGODB-X509", "GSSAPI", "PLAIN", "MONGODB-OIDC"}, strings.ToUpper(v[0]))
+		}
 	}
-	if strings.Contains(authority, "@") && !hasAuthSource {
+	if strings.Contains(authority, "@") && !hasAuthSource && !external {
 		authDB := path
 		if authDB == "" {
 			authDB = "admin"
