@@ -15,7 +15,7 @@ func RedactURL(raw string) string {
 	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
 		return u.Redacted()
 	}
-	prefix, userinfo, rest, ok := splitUserinfo(raw)
+	prefix, userinfo, rest, ok := splitUserinfo(raw, false)
 	if !ok {
 		return raw
 	}
@@ -44,9 +44,10 @@ func RedactError(err error, rawURL string) error {
 	redacted := RedactURL(rawURL)
 	msg = strings.ReplaceAll(msg, rawURL, redacted)
 	msg = strings.ReplaceAll(msg, quoted(rawURL), quoted(redacted))
-	if _, userinfo, _, ok := splitUserinfo(rawURL); ok {
+	parsed := parses(rawURL)
+	if _, userinfo, _, ok := splitUserinfo(rawURL, parsed); ok {
 		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
-			for _, secret := range secretPieces(pw, !parses(rawURL)) {
+			for _, secret := range secretPieces(pw, !parsed) {
 				msg = strings.ReplaceAll(msg, secret, "xxxxx")
 			}
 		}
@@ -99,11 +100,12 @@ func parses(raw string) bool {
 }
 
 // splitUserinfo splits raw into what comes before its userinfo (the scheme and "://",
-// if any), the userinfo, and the rest from the "@" that ends it. For a URL net/url reads,
-// that is the last "@" of its authority (up to the first "/", "?" or "#"), as net/url reads
-// it; for one it cannot, the last "@" of the URL, since an unescaped "/", "?" or "@" in a
-// password is the commonest reason (an "@" in such a URL's query is then taken for it).
-func splitUserinfo(raw string) (prefix, userinfo, rest string, ok bool) {
+// if any), the userinfo, and the rest from the "@" that ends it. For a URL net/url reads
+// (parsed, from parses), that is the last "@" of its authority (up to the first "/", "?" or
+// "#"), as net/url reads it; for one it cannot, the last "@" of the URL, since an unescaped
+// "/", "?" or "@" in a password is the commonest reason (an "@" in such a URL's query is then
+// taken for it).
+func splitUserinfo(raw string, parsed bool) (prefix, userinfo, rest string, ok bool) {
 	scheme, after, found := strings.Cut(raw, "://")
 	if found {
 		prefix = scheme + "://"
@@ -111,7 +113,7 @@ func splitUserinfo(raw string) (prefix, userinfo, rest string, ok bool) {
 		after = raw
 	}
 	within := after
-	if parses(raw) {
+	if parsed {
 		if end := strings.IndexAny(after, "/?#"); end >= 0 {
 			within = after[:end]
 		}

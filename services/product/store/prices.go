@@ -14,8 +14,8 @@ import (
 // writing it. A fill carries the generation read before its database read and is
 // dropped when an invalidation came in between, so a read made before a change is
 // never cached after it, and a product with an update of unknown outcome (one that timed
-// out and may still land) is not cached until that update is fenced. The stock in a cached product is not kept current: pricing
-// does not use it.
+// out and may still land) is not cached until that update is fenced. The stock in a cached
+// product is not kept current: pricing does not use it.
 type priceCache struct {
 	mu       sync.Mutex
 	products map[bson.ObjectID]catalog.Product

@@ -140,7 +140,10 @@ func run(ctx context.Context, o options) (err error) {
 // early, or interrupted, the script gets SIGTERM, so that it removes what it made (its trap),
 // and is killed only if it has not ended demoStopGrace later.
 func (s *suite) runDemo(ctx context.Context, root, gatewayURL string, paymentLimit int64) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "demo.sh"), gatewayURL)
+	// stop ends the script as an interrupt does (cmd.Cancel, then cmd.WaitDelay).
+	demoCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	cmd := exec.CommandContext(demoCtx, filepath.Join(root, "hack", "demo.sh"), gatewayURL)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = demoStopGrace
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PAYMENT_LIMIT_CENTS=%d", paymentLimit))
@@ -166,13 +169,8 @@ func (s *suite) runDemo(ctx context.Context, root, gatewayURL string, paymentLim
 		}
 		return nil
 	case err := <-s.exited:
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(demoStopGrace):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stop()
+		<-done
 		return err
 	}
 }
