@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,7 +55,9 @@ func Respond(w http.ResponseWriter, status int, v any) {
 // logged with the request's id and not shown); anything else is
 // logged with the request's id and answered 500 {"error": "Internal server error"}, so
 // no driver message or stack ever reaches a client; a database that does not answer
-// (mongodb.Unreachable) is 503 {"error": "database unavailable"}.
+// (mongodb.Unreachable) is 503 {"error": "database unavailable"}. An error that is the end of
+// the request's context is 499 when its client abandoned it, logged at INFO, and 503 when the
+// server's shutdown ran out of time (ErrCutAtShutdown), logged at WARN: neither answer is read.
 func RespondError(w http.ResponseWriter, r *http.Request, err error) {
 	if mongodb.Unreachable(err) && !errors.As(err, new(*apperr.Error)) && r.Context().Err() == nil {
 		// The database does not answer: nothing is wrong with the request, which may
@@ -72,6 +75,14 @@ func RespondError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	if gone := r.Context().Err(); gone != nil && errors.Is(err, gone) {
+		if errors.Is(context.Cause(r.Context()), ErrCutAtShutdown) {
+			// The server's shutdown ran out of time and closes the connection: the client
+			// did not go, the service gave up (and no answer reaches the client).
+			Logger(r.Context()).LogAttrs(r.Context(), slog.LevelWarn, "request cut short by the shutdown",
+				slog.String("method", r.Method), slog.String("route", Route(r.Context())))
+			Respond(w, http.StatusServiceUnavailable, ErrorBody{Error: "Service shutting down"})
+			return
+		}
 		// The client went away while the request waited: nothing failed here, and no one
 		// reads the answer. nginx's 499 (client closed request) names it in metrics.
 		Logger(r.Context()).LogAttrs(r.Context(), slog.LevelInfo, "request abandoned by the client",

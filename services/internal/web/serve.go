@@ -62,9 +62,24 @@ type Server interface {
 	Shutdown(ctx context.Context) error
 }
 
+// ErrCutAtShutdown is the cause of a request's context cancelled because the server's
+// shutdown ran out of time before the request finished: its connection is being closed.
+var ErrCutAtShutdown = errors.New("request cut short: the server's shutdown ran out of time")
+
 // Run is the life cycle every server of the suite has: it serves ln until ctx is cancelled,
 // then shuts srv down within cfg.ShutdownTimeout and returns nil, or why it could not.
+//
+// A request still running when the shutdown runs out of time has its context cancelled with
+// the cause ErrCutAtShutdown (for an *http.Server without a BaseContext of its own), so that
+// RespondError does not take it for one its client abandoned.
 func Run(ctx context.Context, ln net.Listener, srv Server, cfg config.Base, logger *slog.Logger) error {
+	cut := func() {}
+	if hs, ok := srv.(*http.Server); ok && hs.BaseContext == nil {
+		base, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		hs.BaseContext = func(net.Listener) context.Context { return base }
+		cut = func() { cancel(ErrCutAtShutdown) }
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", slog.String("addr", ln.Addr().String()))
@@ -79,6 +94,7 @@ func Run(ctx context.Context, ln net.Listener, srv Server, cfg config.Base, logg
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
+		cut() // before Close, whose closed connections would cancel the requests as a gone client's
 		if c, ok := srv.(interface{ Close() error }); ok {
 			_ = c.Close()
 		}

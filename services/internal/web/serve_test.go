@@ -2,9 +2,13 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,4 +97,85 @@ func TestServeShutdownDeadline(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("Serve waited past its shutdown deadline")
 	}
+}
+
+// TestShutdownCutIsNotTheClients: a request still running when the shutdown runs out of time
+// is answered (for the log and the metrics: its connection is closed) as cut short by the
+// shutdown, 503, not as one its client abandoned (499); a request whose client did go is
+// still 499.
+func TestShutdownCutIsNotTheClients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	logger := logging.NewTo(&logs, "test", slog.LevelInfo)
+	started := make(chan struct{}, 2)
+	mux := web.NewMux(logger, nil)
+	mux.HandleFunc("GET /wait", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-r.Context().Done()
+		web.RespondError(w, r, fmt.Errorf("waiting: %w", r.Context().Err()))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- web.ServeListener(ctx, ln, mux, config.Base{ShutdownTimeout: 200 * time.Millisecond}, logger)
+	}()
+	url := "http://" + ln.Addr().String() + "/wait"
+
+	// A client that gives up.
+	cctx, ccancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(cctx, "GET", url, nil)
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close()
+		}
+	}()
+	<-started
+	ccancel()
+	<-gone
+	// A client that waits, cut short by the shutdown.
+	go func() {
+		if resp, err := http.Get(url); err == nil {
+			_ = resp.Body.Close()
+		}
+	}()
+	<-started
+	cancel()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(logs.String(), `"msg":"request"`) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := logs.String()
+	for _, want := range []string{`"status":499`, `"status":503`, "request abandoned by the client", "request cut short by the shutdown"} {
+		if strings.Count(out, want) != 1 {
+			t.Errorf("logs hold %q %d times, want once:\n%s", want, strings.Count(out, want), out)
+		}
+	}
+}
+
+// lockedBuffer is a log destination the server's goroutines may write while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
