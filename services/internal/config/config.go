@@ -182,7 +182,7 @@ func appendNew(errs []error, err error) []error {
 
 // explain rewrites env's errors, which name Go fields, to name environment variables.
 func explain(cfg any, err error, environ map[string]string) error {
-	keys := map[string][]string{}
+	keys := map[string][]envKey{}
 	collectKeys(reflect.TypeOf(cfg), "", keys)
 	lookup := func(k string) string {
 		if environ != nil {
@@ -200,7 +200,11 @@ func explain(cfg any, err error, environ map[string]string) error {
 		var pe env.ParseError
 		if errors.As(e, &pe) && len(keys[pe.Name]) > 0 {
 			for _, k := range keys[pe.Name] {
-				msgs = append(msgs, fmt.Sprintf("%s=%q: %v", k, lookup(k), pe.Err))
+				if want := wants(k.typ); want != "" {
+					msgs = append(msgs, fmt.Sprintf("%s=%q: must be %s (%v)", k.name, lookup(k.name), want, pe.Err))
+				} else {
+					msgs = append(msgs, fmt.Sprintf("%s=%q: %v", k.name, lookup(k.name), pe.Err))
+				}
 			}
 			continue
 		}
@@ -209,9 +213,37 @@ func explain(cfg any, err error, environ map[string]string) error {
 	return fmt.Errorf("invalid configuration: %s", strings.Join(msgs, "; "))
 }
 
+// envKey is an environment variable a field is read from, and the field's type.
+type envKey struct {
+	name string
+	typ  reflect.Type
+}
+
+// wants says what a value of a field of type t must be, for an error about one that did not
+// parse; "" when the parser's own error says it.
+func wants(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[time.Duration]():
+		return "a duration such as 500ms, 5s or 2m"
+	case reflect.TypeFor[slog.Level]():
+		return "debug, info, warn or error"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, 0 or more"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return ""
+}
+
 // collectKeys maps each Go field name to the environment variables it may come from
 // (a name can repeat in nested structs).
-func collectKeys(t reflect.Type, prefix string, keys map[string][]string) {
+func collectKeys(t reflect.Type, prefix string, keys map[string][]envKey) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -230,7 +262,7 @@ func collectKeys(t reflect.Type, prefix string, keys map[string][]string) {
 			continue
 		}
 		if key != "" {
-			keys[f.Name] = append(keys[f.Name], prefix+key)
+			keys[f.Name] = append(keys[f.Name], envKey{name: prefix + key, typ: ft})
 		}
 	}
 }

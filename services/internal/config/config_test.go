@@ -39,7 +39,7 @@ func TestLoad(t *testing.T) {
 				}
 			},
 		},
-		{name: "bad port", environ: []string{"PORT=eighty"}, wantErr: []string{`PORT="eighty"`}},
+		{name: "bad port", environ: []string{"PORT=eighty"}, wantErr: []string{`PORT="eighty": must be a whole number (`}},
 		{name: "host not an address", environ: []string{"LISTEN_HOST=localhost"}, wantErr: []string{`LISTEN_HOST="localhost"`}},
 		{name: "port out of range", environ: []string{"PORT=70000"}, wantErr: []string{"PORT=70000: must be between 1 and 65535"}},
 		// 0 would listen on a random port, which the probes cannot find.
@@ -54,8 +54,9 @@ func TestLoad(t *testing.T) {
 			environ: []string{"PORT=0", "SHUTDOWN_TIMEOUT=-1s", "LISTEN_HOST=here"},
 			wantErr: []string{"PORT=0", "SHUTDOWN_TIMEOUT=-1s", `LISTEN_HOST="here"`},
 		},
-		{name: "bad duration", environ: []string{"SHUTDOWN_TIMEOUT=soon"}, wantErr: []string{`SHUTDOWN_TIMEOUT="soon"`}},
-		{name: "bad level", environ: []string{"LOG_LEVEL=loud"}, wantErr: []string{`LOG_LEVEL="loud"`}},
+		{name: "bad duration", environ: []string{"SHUTDOWN_TIMEOUT=soon"}, wantErr: []string{`SHUTDOWN_TIMEOUT="soon": must be a duration such as 500ms, 5s or 2m (`}},
+		{name: "bad level", environ: []string{"LOG_LEVEL=loud"}, wantErr: []string{`LOG_LEVEL="loud": must be debug, info, warn or error (`}},
+		{name: "fraction for a whole number", environ: []string{"PAYMENT_LIMIT_CENTS=1.5"}, wantErr: []string{`PAYMENT_LIMIT_CENTS="1.5": must be a whole number (`}},
 		{
 			name:    "every bad variable is named",
 			environ: []string{"PORT=x", "PAYMENT_LIMIT_CENTS=y"},
