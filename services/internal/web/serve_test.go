@@ -146,7 +146,10 @@ func TestShutdownCutIsNotTheClients(t *testing.T) {
 	<-started
 	cancel()
 	select {
-	case <-served:
+	case err := <-served:
+		if err == nil {
+			t.Error("Serve = nil, want the missed shutdown deadline reported")
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return")
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -352,5 +353,59 @@ func TestClientConnectionsAreCapped(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestLargeAnswersHeldWithinABudget: answers over bufferedAnswerBytes that clients do not read
+// hold the answer budget until they are written out or the client goes; a GET whose large
+// answer would pass it is answered 503, and one asked once the stalled clients are gone is
+// served whole, as is an answer under bufferedAnswerBytes all along.
+func TestLargeAnswersHeldWithinABudget(t *testing.T) {
+	s := newSuiteOf(t, nil, func(g *Gateway) { g.answerBudget = semaphore.NewWeighted(10 << 20) })
+	// 4 MiB: more than loopback's socket buffers take (about 1.3 MB), so most of it waits in
+	// the gateway for a client that does not read.
+	const size = 4 << 20
+	get := "GET /users HTTP/1.1\r\nHost: g\r\n" + answerBytesHeader + ": " + strconv.Itoa(size) + "\r\n\r\n"
+	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	var stalled []net.Conn
+	for range 2 {
+		conn, err := dialer.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		if _, err := io.WriteString(conn, get); err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, conn)
+	}
+	time.Sleep(500 * time.Millisecond) // both answers are held
+	if resp, _ := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: g\r\n\r\n"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a small answer beside two held large ones: %d", resp.StatusCode)
+	}
+	resp, answer := rawRequest(t, s.url, 0, get)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(answer), "too many large answers") {
+		t.Fatalf("a third large answer past the budget: %d %.200s", resp.StatusCode, answer)
+	}
+	for _, c := range stalled {
+		_ = c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, answer = rawRequest(t, s.url, 0, get)
+		if resp.StatusCode == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if length := resp.Header.Get("Content-Length"); resp.StatusCode != http.StatusOK || len(answer) != size ||
+		length != strconv.Itoa(size) || strings.Trim(string(answer), "z") != "" {
+		t.Fatalf("a large answer once the stalled clients went: %d, %d bytes (Content-Length %s)", resp.StatusCode, len(answer), length)
+	}
+	lines := s.log.requests(t)
+	if last := lines[len(lines)-1]; last["bytes"] != float64(size) {
+		t.Errorf("access line bytes = %v, want %d", last["bytes"], size)
 	}
 }

@@ -56,6 +56,9 @@ type Gateway struct {
 	log        *slog.Logger
 	tracer     trace.Tracer
 	bodyBudget *semaphore.Weighted
+	// answerBudget counts the bytes of large answers held while their clients read them
+	// (holdAnswer).
+	answerBudget *semaphore.Weighted
 	// clients counts each client's connections to its cap (Config.MaxConnsPerClient).
 	clients *clientConns
 	// heads notes the head of each request with a body until it is served or answered
@@ -83,17 +86,18 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 	}
 	ips := clientip.NewResolver(trusted)
 	return &Gateway{
-		svcs:       svcs,
-		routes:     routes(svcs),
-		timeout:    cfg.UpstreamTimeout,
-		limiter:    limiter,
-		policy:     rateLimitPolicyValue(limiter),
-		ips:        ips,
-		health:     newSuiteHealth(svcs, newHealthTransport(cfg), cfg.HealthTimeout, cfg.HealthCacheTTL),
-		log:        log,
-		bodyBudget: semaphore.NewWeighted(largeBodyBudget),
-		clients:    newClientConns(cfg.MaxConnsPerClient, ips.Trusted),
-		tracer:     otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
+		svcs:         svcs,
+		routes:       routes(svcs),
+		timeout:      cfg.UpstreamTimeout,
+		limiter:      limiter,
+		policy:       rateLimitPolicyValue(limiter),
+		ips:          ips,
+		health:       newSuiteHealth(svcs, newHealthTransport(cfg), cfg.HealthTimeout, cfg.HealthCacheTTL),
+		log:          log,
+		bodyBudget:   semaphore.NewWeighted(largeBodyBudget),
+		answerBudget: semaphore.NewWeighted(largeAnswerBudget),
+		clients:      newClientConns(cfg.MaxConnsPerClient, ips.Trusted),
+		tracer:       otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
 	}, nil
 }
 
@@ -391,7 +395,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		}
 		web.Served(ctx, g.log, m, &web.Access{
 			RequestID: requestID, TraceID: traceID, Method: method, Route: r.pattern, Path: path,
-			Status: status, Bytes: int64(len(resp.Body())), Duration: elapsed,
+			Status: status, Bytes: answerBytes(resp), Duration: elapsed,
 		})
 	}()
 
@@ -460,6 +464,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		if hasHopHeader(resp.Header.All()) {
 			dropHopHeaders(&resp.Header)
 		}
+		g.holdAnswer(req, resp, r.svc.name)
 	}
 	if clientClose {
 		ctx.SetConnectionClose()
@@ -555,6 +560,66 @@ func refuseBody(ctx *fasthttp.RequestCtx, err error) bool {
 	writeJSON(&ctx.Response, status, body)
 	closeGently(ctx)
 	return false
+}
+
+// bufferedAnswerBytes is the size up to which a service's answer is held for its client
+// outside any budget: nearly every answer of the shop's API. A larger one (a page of a list)
+// is held within largeAnswerBudget.
+const bufferedAnswerBytes = 64 << 10
+
+// largeAnswerBudget bounds the bytes of answers over bufferedAnswerBytes held while their
+// clients read them: a page of 100 products is up to about 3 MiB.
+const largeAnswerBudget = 32 << 20
+
+// holdAnswer keeps a service's answer over bufferedAnswerBytes, read whole into resp, within
+// largeAnswerBudget until the server has written it out or given up: a client that reads
+// slowly, or not at all, would otherwise make the gateway hold every such answer it asked
+// for until the write timeout. Past the budget, the answer to a GET or HEAD (which changed
+// nothing) is dropped for a 503 the client may retry; any other is sent outside the budget,
+// since a 503 would say it was not done.
+func (g *Gateway) holdAnswer(req *fasthttp.Request, resp *fasthttp.Response, svc string) {
+	n := int64(len(resp.Body()))
+	if n <= bufferedAnswerBytes {
+		return
+	}
+	if !g.answerBudget.TryAcquire(n) {
+		if m := req.Header.Method(); string(m) == fasthttp.MethodGet || string(m) == fasthttp.MethodHead {
+			resp.Reset()
+			writeJSON(resp, fasthttp.StatusServiceUnavailable, errorBody{
+				Error: "Service unavailable", Service: svc,
+				Message: "the gateway is sending too many large answers; send the request again later",
+			})
+		}
+		return
+	}
+	// The body becomes a stream the server reads and then closes, which gives back the
+	// budget; SwapBody hands over its bytes, which the response's pool no longer holds.
+	resp.SetBodyStream(&heldAnswer{Reader: bytes.NewReader(resp.SwapBody(nil)), n: n, budget: g.answerBudget}, int(n))
+}
+
+// heldAnswer is a large answer being written to its client, its bytes counted in the budget
+// until the server closes it (fasthttp closes a response's body stream once it is written,
+// or when the response is reset unwritten).
+type heldAnswer struct {
+	*bytes.Reader
+	n      int64
+	budget *semaphore.Weighted
+}
+
+func (h *heldAnswer) Close() error {
+	if h.budget != nil {
+		h.budget.Release(h.n)
+		h.budget = nil
+	}
+	return nil
+}
+
+// answerBytes is the size of the body of resp, without reading a held answer's stream.
+func answerBytes(resp *fasthttp.Response) int64 {
+	if resp.IsBodyStream() {
+		return int64(resp.Header.ContentLength())
+	}
+	return int64(len(resp.Body()))
 }
 
 // bodyBuffers holds the buffers readBody reads bodies into.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -39,6 +40,9 @@ type upstream struct {
 	abort  atomic.Bool  // requests other than /readyz are dropped unanswered while set
 	conns  atomic.Int64 // connections accepted
 }
+
+// answerBytesHeader asks an upstream for an answer of that many bytes instead of the echo.
+const answerBytesHeader = "X-Test-Answer-Bytes"
 
 // echo is what an upstream answers: what it saw of the request.
 type echo struct {
@@ -85,6 +89,11 @@ func newUpstream(t *testing.T, name string) *upstream {
 		u.hits.Add(1)
 		if u.abort.Load() {
 			panic(http.ErrAbortHandler) // the connection is dropped with no answer
+		}
+		if n, _ := strconv.Atoi(r.Header.Get(answerBytesHeader)); n > 0 {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write(bytes.Repeat([]byte("z"), n))
+			return
 		}
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")

@@ -114,7 +114,7 @@ const maxConnWait = time.Second
 const staleRetries = 32
 
 // maxResponseBodyBytes bounds a service's answer the gateway buffers; the services' largest
-// answers (a page of 100 products or orders) are far below it.
+// answers (a page of 100 products, up to about 3 MiB) are well below it.
 const maxResponseBodyBytes = 16 << 20
 
 // route is one entry of the route table: a path equal to pattern, or under it when pattern
