@@ -175,7 +175,8 @@ func (m *Mux) unmatched(w http.ResponseWriter, r *http.Request) {
 // body: "/users/." is no user, and an API client has no use for the redirect. A request
 // whose target is no path ("CONNECT host:port", "OPTIONS *") is answered 404 JSON as
 // well, where http.ServeMux would answer in plain text or with an empty 400: no resource
-// of the API is there.
+// of the API is there. A target in absolute form without a path ("GET http://host") is
+// served as "/", which it means (RFC 9112, 3.2.2), where http.ServeMux would redirect there.
 func cleanPathsOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
@@ -183,11 +184,18 @@ func cleanPathsOnly(next http.Handler) http.Handler {
 			Respond(w, http.StatusNotFound, ErrorBody{Error: "Not found"})
 			return
 		}
+		if p == "" {
+			u := *r.URL
+			u.Path, u.RawPath = "/", ""
+			r = r.WithContext(r.Context()) // a copy: the request the server gave stays as it is
+			r.URL = &u
+			p = "/"
+		}
 		clean := path.Clean(p)
 		if strings.HasSuffix(p, "/") && clean != "/" {
 			clean += "/"
 		}
-		if p != "" && clean != p {
+		if clean != p {
 			Respond(w, http.StatusNotFound, ErrorBody{Error: "Not found"})
 			return
 		}

@@ -83,6 +83,11 @@ func TestMuxRouting(t *testing.T) {
 		// Targets that are no path: an authority (CONNECT), the server itself (OPTIONS *).
 		{"CONNECT", "example.com:443", 404, "", "Not found"},
 		{"OPTIONS", "*", 404, "", "Not found"},
+		// A target in absolute form is its path, and one without a path is "/" (ServeMux
+		// would redirect there, in HTML).
+		{"GET", "http://example.com/things/42", 200, "", ""},
+		{"GET", "http://example.com", 404, "", "Not found"},
+		{"DELETE", "http://example.com?x=1", 404, "", "Not found"},
 		// A parameter the route does not take is ignored, given once or more (web.Query
 		// refuses one it takes given twice).
 		{"GET", "/things/42?v=1", 200, "", ""},
@@ -359,6 +364,7 @@ func TestRootPattern(t *testing.T) {
 		{"GET", "/elsewhere", http.StatusTeapot},
 		{"PUT", "/things/1", http.StatusTeapot},
 		{"GET", "/", http.StatusTeapot},
+		{"GET", "http://example.com", http.StatusTeapot},
 	}
 	for _, tt := range tests {
 		rec := serve(mux, tt.method, tt.target)
