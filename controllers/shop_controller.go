@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -720,15 +721,15 @@ func externalSecrets(o client.Object) []string {
 	return names
 }
 
-// SetupWithManager registers the controller: it reconciles Shops, and a Shop again
-// whenever one of its children changes or is deleted (so drift is repaired), or a
-// Secret it reads changes (so an external store's Secret is followed).
+// SetupWithManager registers the controller: it reconciles Shops when their spec or status
+// changes, and a Shop again whenever one of its children changes or is deleted (so drift is
+// repaired), or a Secret it reads changes (so an external store's Secret is followed).
 func (r *ShopReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &shopv1.Shop{}, externalSecretField, externalSecrets); err != nil {
 		return fmt.Errorf("index Shops by their external Secrets: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&shopv1.Shop{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&shopv1.Shop{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, statusChanged))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
@@ -739,6 +740,18 @@ func (r *ShopReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager)
 		Named("shop").
 		Complete(r)
 }
+
+// statusChanged passes an update of a Shop whose status changed. updateStatus writes only a
+// status that differs from the Shop as read from the cache, which may not yet hold the
+// previous reconcile's own patch: a reconcile that then finds the status it computes already
+// there writes nothing, though what is stored is that patch. The patch's arrival in the
+// cache brings one more reconcile, which sees it and puts it right; it writes nothing when
+// the status is as computed. A status written by anyone else is put right the same way.
+var statusChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	before, ok1 := e.ObjectOld.(*shopv1.Shop)
+	after, ok2 := e.ObjectNew.(*shopv1.Shop)
+	return !ok1 || !ok2 || !equality.Semantic.DeepEqual(before.Status, after.Status)
+}}
 
 // shopsOfSecret maps a Secret to the Shops that read it: the Shop named by its label (the
 // Secrets the controller makes carry it), and every Shop of its namespace whose external

@@ -605,6 +605,16 @@ var _ = Describe("Shop controller", func() {
 			}).WithTimeout(timeout).ShouldNot(Equal(gone), "%T %s put back", child, child.GetName())
 		}
 		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+
+		By("a status that is not the one computed is put back: a change of the status has the Shop looked at again")
+		// As a status patch a reconcile skipped leaves it: its cached Shop did not yet hold the
+		// previous reconcile's patch, whose status it then took for what is stored.
+		stored := getShop(shop)
+		wrong := stored.DeepCopy()
+		meta.SetStatusCondition(&wrong.Status.Conditions, metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse,
+			Reason: ReasonComponentsNotReady, Message: "not ready: gateway (2/2)", ObservedGeneration: stored.Generation})
+		Expect(k8sClient.Status().Patch(ctx, wrong, client.MergeFrom(stored))).To(Succeed())
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
 	})
 
 	It("repairs drift that only adds to a child: an allow-all ingress rule, a selector key, a partition", func() {

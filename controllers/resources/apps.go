@@ -154,8 +154,9 @@ func appFor(shop *shopv1.Shop, component string) app {
 		env = append(env,
 			corev1.EnvVar{Name: "RATE_LIMIT_REQUESTS", Value: strconv.Itoa(int(ptr.Deref(g.RateLimit.Requests, 100)))},
 			corev1.EnvVar{Name: "RATE_LIMIT_WINDOW", Value: durationOr(g.RateLimit.Window, "15m")},
-			// Always set, even empty, so removing the last proxy removes it from the pods.
-			corev1.EnvVar{Name: "TRUSTED_PROXIES", Value: strings.Join(g.TrustedProxies, ",")},
+			// Always set, even empty, so removing the last proxy removes it from the pods; in
+			// one order, since the list is a set (the pods do not roll when it is reordered).
+			corev1.EnvVar{Name: "TRUSTED_PROXIES", Value: strings.Join(slices.Sorted(slices.Values(g.TrustedProxies)), ",")},
 			corev1.EnvVar{Name: "UPSTREAM_TIMEOUT", Value: upstreamTimeout(&spec).String()},
 		)
 		return app{

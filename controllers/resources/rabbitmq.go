@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
@@ -94,10 +95,13 @@ func rabbitMQMemoryWatermark(r corev1.ResourceRequirements) string {
 	if !ok || limit.Value() <= 0 {
 		return ""
 	}
+	// The limit in one spelling per value (1073741824 and 1Gi are both 1Gi): the file is in
+	// the pod's checksum, and a limit written another way must not restart the broker.
+	spelt := resource.NewQuantity(limit.Value(), resource.BinarySI).String()
 	return fmt.Sprintf(`# The memory alarm at half the container's %s limit: the broker would size it from the
 # node's memory otherwise.
 vm_memory_high_watermark.absolute = %d
-`, limit.String(), int64(float64(limit.Value())*rabbitMQWatermarkShare))
+`, spelt, int64(float64(limit.Value())*rabbitMQWatermarkShare))
 }
 
 // rabbitMQCredentialsError tells whether the user and password of creds survive

@@ -134,6 +134,15 @@ func TestRabbitMQMemoryWatermark(t *testing.T) {
 			t.Errorf("%s: %q, want it to end in %q", tt.name, got, tt.want)
 		}
 	}
+	// The configuration is in the broker pod's checksum: a limit written another way is the
+	// same file, so the broker does not restart for it.
+	for _, same := range [][2]string{{"1Gi", "1073741824"}, {"1536Mi", "1.5Gi"}, {"1G", "1000M"}} {
+		a := rabbitMQMemoryWatermark(requirements("1", "1Gi", same[0]))
+		b := rabbitMQMemoryWatermark(requirements("1", "1Gi", same[1]))
+		if a != b {
+			t.Errorf("limits %s and %s give different files:\n%s\n%s", same[0], same[1], a, b)
+		}
+	}
 }
 
 // rabbitMQScripts is where Debian's rabbitmq-server package keeps the scripts the

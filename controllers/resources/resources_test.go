@@ -236,7 +236,7 @@ func TestAppEnvironment(t *testing.T) {
 			edit: func(s *shopv1.Shop) {
 				s.Spec.Gateway.RateLimit.Requests = ptr.To[int32](7)
 				s.Spec.Gateway.RateLimit.Window = &metav1.Duration{Duration: time.Hour}
-				s.Spec.Gateway.TrustedProxies = []string{"10.0.0.0/8", "fd00::/8"}
+				s.Spec.Gateway.TrustedProxies = []string{"fd00::/8", "10.0.0.0/8"} // a set: written in one order
 				s.Spec.Gateway.UpstreamTimeout = &metav1.Duration{Duration: 1500 * time.Millisecond}
 			},
 			wantValues: map[string]string{
