@@ -88,10 +88,10 @@ func New(ctx context.Context, cfg Config, db *mongo.Database, log *slog.Logger) 
 	return &App{svc: svc, db: db, worker: w, log: log, stopSweep: stopSweep, swept: swept}, nil
 }
 
-// Sweep finishes now the placements made before olderThan ago that no request is
-// placing (see placement), and returns how many; the app sweeps by itself every 30 s.
+// Sweep finishes now every placement made before olderThan ago that no request is placing
+// (see placement), and returns how many; the app sweeps by itself every 30 s, for up to 10 s.
 func (a *App) Sweep(ctx context.Context, olderThan time.Duration) (int, error) {
-	return a.svc.sweep(ctx, olderThan)
+	return a.svc.sweep(ctx, olderThan, 0)
 }
 
 // SweepReleases finishes now the pending stock releases of cancelled orders recorded

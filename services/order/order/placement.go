@@ -7,6 +7,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // A placement records an order being placed, from before its stock is taken until the
@@ -32,6 +33,12 @@ const placementLockPrefix = "placement/"
 const (
 	sweepInterval = 30 * time.Second
 	sweepAge      = 30 * time.Second
+	// sweepBudget bounds a run of the sweep, which finishes placementPage placements at a
+	// time: a backlog (every placement that failed while the product service was out) is
+	// finished within a run or two, at a bounded share of the product service's time, and
+	// the stock that orders cut short really held comes back with it.
+	sweepBudget   = 10 * time.Second
+	placementPage = 100
 )
 
 // recordPlacement stores p; one stored before (a retry of the same order) is kept.
@@ -44,9 +51,23 @@ func (s *store) placed(ctx context.Context, id bson.ObjectID) error {
 	return s.deleteID(ctx, s.placements, id)
 }
 
-// stalePlacements returns up to limit placements made before before, oldest first.
-func (s *store) stalePlacements(ctx context.Context, before time.Time, limit int64) ([]placement, error) {
-	return createdBefore[placement](ctx, s.placements, before, limit)
+// stalePlacements returns up to limit placements made before before, oldest first (by
+// creation, then id), from the one after from; a nil from starts with the oldest.
+func (s *store) stalePlacements(ctx context.Context, before time.Time, from *placement, limit int64) ([]placement, error) {
+	filter := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lte", Value: before}}}}
+	if from != nil {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gt", Value: from.CreatedAt}}}},
+			bson.D{{Key: "createdAt", Value: from.CreatedAt}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: from.ID}}}},
+		}})
+	}
+	cur, err := s.placements.Find(ctx, filter,
+		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(limit))
+	if err != nil {
+		return nil, err
+	}
+	var out []placement
+	return out, cur.All(ctx, &out)
 }
 
 // placementExists tells whether order id's placement is still there.
@@ -68,24 +89,34 @@ func (s *service) finishPlacement(ctx context.Context, id bson.ObjectID) {
 	}
 }
 
-// sweep finishes the placements made before olderThan ago that no request is placing,
-// and returns how many it finished.
-func (s *service) sweep(ctx context.Context, olderThan time.Duration) (int, error) {
-	stale, err := s.store.stalePlacements(ctx, s.now().Add(-olderThan), 100)
-	if err != nil {
-		return 0, err
-	}
+// sweep finishes the placements made before olderThan ago that no request is placing, a
+// page at a time, until none is left or budget is spent (0: no bound; a page at least), and
+// returns how many it finished. Pages follow one another past the placements it keeps (their
+// stock not taken back yet), so those do not hide the others.
+func (s *service) sweep(ctx context.Context, olderThan, budget time.Duration) (int, error) {
+	start := time.Now()
+	before := s.now().Add(-olderThan)
+	var from *placement
 	done := 0
-	for _, p := range stale {
-		finished, err := s.finishStale(ctx, p)
+	for {
+		stale, err := s.store.stalePlacements(ctx, before, from, placementPage)
 		if err != nil {
 			return done, err
 		}
-		if finished {
-			done++
+		for _, p := range stale {
+			finished, err := s.finishStale(ctx, p)
+			if err != nil {
+				return done, err
+			}
+			if finished {
+				done++
+			}
 		}
+		if len(stale) < placementPage || budget > 0 && time.Since(start) >= budget {
+			return done, nil
+		}
+		from = &stale[len(stale)-1]
 	}
-	return done, nil
 }
 
 // finishStale finishes placement p: a stored order keeps its stock, any other gives it
@@ -116,7 +147,7 @@ func (s *service) sweepEvery(ctx context.Context, interval, olderThan time.Durat
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if n, err := s.sweep(ctx, olderThan); err != nil && ctx.Err() == nil {
+		if n, err := s.sweep(ctx, olderThan, sweepBudget); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep of unfinished placements failed; trying again later", "error", err)
 		} else if n > 0 {
 			s.log.Info("unfinished placements finished", "count", n)
