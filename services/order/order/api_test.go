@@ -134,6 +134,7 @@ func TestOrdersAPI(t *testing.T) {
 		{"/orders?limit=0", http.StatusBadRequest, -1},
 		{"/orders?limit=101", http.StatusBadRequest, -1},
 		{"/orders?after=x", http.StatusBadRequest, -1},
+		{"/orders?userId=" + user + "&after=", http.StatusOK, 1}, // the first page, as the openapi document says
 		{"/orders?status=PAID&status=CANCELLED", http.StatusBadRequest, -1},
 		{"/orders?userId=" + user + "&userId=" + unknown, http.StatusBadRequest, -1},
 		{"/orders?userId=" + user + "&other=1&other=2", http.StatusOK, 1},

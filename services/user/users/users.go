@@ -104,6 +104,11 @@ func checkEmail(v *apperr.Validator, email string) string {
 		v.Add("email", "must be an email address such as name@example.com (a domain must come after the @)")
 	case len(email) > MaxEmailLength:
 		v.Add("email", fmt.Sprintf("must be at most %d characters", MaxEmailLength))
+	case strings.ContainsFunc(email, func(r rune) bool { return !unicode.IsPrint(r) }):
+		// net/mail takes any UTF-8: a zero-width space, a soft hyphen or a right-to-left
+		// override would make an address that looks like another user's, which the
+		// uniqueness of emails is there to prevent.
+		v.Add("email", "must not contain invisible or control characters")
 	default:
 		if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
 			v.Add("email", "must be an email address such as name@example.com")

@@ -57,9 +57,23 @@ func TestEmailMessage(t *testing.T) {
 		{"a@", msg + " (a domain must come after the @)"},
 		{"a@b@c", msg},
 		{"Ada <ada@example.com>", msg},
+		// Invisible characters: an address that looks like another's.
+		{"ann\u200b@example.com", "must not contain invisible or control characters"},
+		{"ann@example.com\u00ad", "must not contain invisible or control characters"},
+		{"ann@exam\u202eple.com", "must not contain invisible or control characters"},
+		{"ann\u00a0@example.com", "must not contain invisible or control characters"},
+		{"ann\x00@example.com", "must not contain invisible or control characters"},
+		// Letters beyond ASCII are an address's own.
+		{"zoë@example.com", ""},
 	}
 	for _, tt := range tests {
 		err := (&users.NewUser{Name: "Ada", Email: tt.email}).Normalize()
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("email %q: %v, want it taken", tt.email, err)
+			}
+			continue
+		}
 		var ae *apperr.Error
 		if !errors.As(err, &ae) || len(ae.Details) != 1 || ae.Details[0] != (apperr.FieldError{Field: "email", Message: tt.want}) {
 			t.Errorf("email %q: %v %+v, want the message %q", tt.email, err, ae, tt.want)
