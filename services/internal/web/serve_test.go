@@ -8,10 +8,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
@@ -108,7 +108,7 @@ func TestShutdownCutIsNotTheClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testproc.Buffer
 	logger := logging.NewTo(&logs, "test", slog.LevelInfo)
 	started := make(chan struct{}, 2)
 	mux := web.NewMux(logger, nil)
@@ -163,22 +163,4 @@ func TestShutdownCutIsNotTheClients(t *testing.T) {
 			t.Errorf("logs hold %q %d times, want once:\n%s", want, strings.Count(out, want), out)
 		}
 	}
-}
-
-// lockedBuffer is a log destination the server's goroutines may write while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
