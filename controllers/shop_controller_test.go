@@ -608,7 +608,13 @@ var _ = Describe("Shop controller", func() {
 
 		By("a status that is not the one computed is put back: a change of the status has the Shop looked at again")
 		// As a status patch a reconcile skipped leaves it: its cached Shop did not yet hold the
-		// previous reconcile's patch, whose status it then took for what is stored.
+		// previous reconcile's patch, whose status it then took for what is stored. Written
+		// once the Shop is quiet, so that no reconcile of the children just put back does it.
+		Eventually(func() bool {
+			before := getShop(shop).ResourceVersion
+			time.Sleep(3 * time.Second)
+			return getShop(shop).ResourceVersion == before
+		}).WithTimeout(timeout).Should(BeTrue())
 		stored := getShop(shop)
 		wrong := stored.DeepCopy()
 		meta.SetStatusCondition(&wrong.Status.Conditions, metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse,

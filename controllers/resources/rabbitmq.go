@@ -96,8 +96,13 @@ func rabbitMQMemoryWatermark(r corev1.ResourceRequirements) string {
 		return ""
 	}
 	// The limit in one spelling per value (1073741824 and 1Gi are both 1Gi): the file is in
-	// the pod's checksum, and a limit written another way must not restart the broker.
+	// the pod's checksum, and a limit written another way must not restart the broker. The
+	// shorter of its binary and decimal spellings, binary on a tie, is what a limit written
+	// in either unit was spelt before (1Gi, 512Mi, 1G, 500M stay as they were).
 	spelt := resource.NewQuantity(limit.Value(), resource.BinarySI).String()
+	if decimal := resource.NewQuantity(limit.Value(), resource.DecimalSI).String(); len(decimal) < len(spelt) {
+		spelt = decimal
+	}
 	return fmt.Sprintf(`# The memory alarm at half the container's %s limit: the broker would size it from the
 # node's memory otherwise.
 vm_memory_high_watermark.absolute = %d

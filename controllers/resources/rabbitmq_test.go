@@ -136,11 +136,18 @@ func TestRabbitMQMemoryWatermark(t *testing.T) {
 	}
 	// The configuration is in the broker pod's checksum: a limit written another way is the
 	// same file, so the broker does not restart for it.
-	for _, same := range [][2]string{{"1Gi", "1073741824"}, {"1536Mi", "1.5Gi"}, {"1G", "1000M"}} {
+	for _, same := range [][2]string{{"1Gi", "1073741824"}, {"1536Mi", "1.5Gi"}, {"1G", "1000M"}, {"2G", "2000000000"}} {
 		a := rabbitMQMemoryWatermark(requirements("1", "1Gi", same[0]))
 		b := rabbitMQMemoryWatermark(requirements("1", "1Gi", same[1]))
 		if a != b {
 			t.Errorf("limits %s and %s give different files:\n%s\n%s", same[0], same[1], a, b)
+		}
+	}
+	// A limit in its usual spelling, binary or decimal, is written as before: an upgrade of
+	// the operator does not restart the broker.
+	for _, limit := range []string{"1Gi", "512Mi", "1000Mi", "1536Mi", "1G", "2G", "500M"} {
+		if got := rabbitMQMemoryWatermark(requirements("1", "256Mi", limit)); !strings.Contains(got, "container's "+limit+" limit") {
+			t.Errorf("limit %s written %q", limit, got)
 		}
 	}
 }

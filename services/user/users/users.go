@@ -10,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
+
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 )
 
@@ -88,6 +90,30 @@ func checkName(v *apperr.Validator, name string) string {
 	return name
 }
 
+// joinerChars are the zero-width non-joiner and joiner, which the spelling of Persian,
+// Devanagari, Sinhala and other scripts needs: the only invisible characters an email may
+// hold, where its script calls for them.
+const joinerChars = "\u200c\u200d"
+
+// invisible tells a character that does not show (a control or format character, a space
+// other than ASCII's), the joiners aside.
+func invisible(r rune) bool {
+	return !unicode.IsPrint(r) && !strings.ContainsRune(joinerChars, r)
+}
+
+// joinerRules checks the joiners as IDNA2008 does in domain names (its CONTEXTJ rules):
+// after a virama, or a non-joiner between letters that join.
+var joinerRules = idna.New(idna.CheckJoiners(true))
+
+// joinersAsSpelt tells whether the joiners of email stand where its script calls for them,
+// and not where they would only hide (after an ASCII letter, at the end of a part).
+func joinersAsSpelt(email string) bool {
+	local, domain, _ := strings.Cut(email, "@")
+	_, errLocal := joinerRules.ToASCII(local)
+	_, errDomain := joinerRules.ToASCII(domain)
+	return errLocal == nil && errDomain == nil
+}
+
 // checkEmail returns email trimmed and lower-cased, recording in v why it is invalid:
 // it must be a bare address (local@domain, no display name) that net/mail parses.
 func checkEmail(v *apperr.Validator, email string) string {
@@ -104,7 +130,7 @@ func checkEmail(v *apperr.Validator, email string) string {
 		v.Add("email", "must be an email address such as name@example.com (a domain must come after the @)")
 	case len(email) > MaxEmailLength:
 		v.Add("email", fmt.Sprintf("must be at most %d characters", MaxEmailLength))
-	case strings.ContainsFunc(email, func(r rune) bool { return !unicode.IsPrint(r) }):
+	case strings.ContainsFunc(email, invisible) || strings.ContainsAny(email, joinerChars) && !joinersAsSpelt(email):
 		// net/mail takes any UTF-8: a zero-width space, a soft hyphen or a right-to-left
 		// override would make an address that looks like another user's, which the
 		// uniqueness of emails is there to prevent.

@@ -63,8 +63,14 @@ func TestEmailMessage(t *testing.T) {
 		{"ann@exam\u202eple.com", "must not contain invisible or control characters"},
 		{"ann\u00a0@example.com", "must not contain invisible or control characters"},
 		{"ann\x00@example.com", "must not contain invisible or control characters"},
-		// Letters beyond ASCII are an address's own.
+		{"ann\u200d@example.com", "must not contain invisible or control characters"},
+		{"zoë\u200c@example.com", "must not contain invisible or control characters"},
+		// Letters beyond ASCII are an address's own, and so are the joiners where a script
+		// spells with them (after a virama; a non-joiner between Arabic letters).
 		{"zoë@example.com", ""},
+		{"می\u200cخواهم@example.ir", ""},
+		{"ශ්\u200dරී@example.lk", ""},
+		{"क्\u200dष@example.in", ""},
 	}
 	for _, tt := range tests {
 		err := (&users.NewUser{Name: "Ada", Email: tt.email}).Normalize()
