@@ -200,11 +200,11 @@ func explain(cfg any, err error, environ map[string]string) error {
 		var pe env.ParseError
 		if errors.As(e, &pe) && len(keys[pe.Name]) > 0 {
 			for _, k := range keys[pe.Name] {
+				why := pe.Err.Error()
 				if want := wants(k.typ); want != "" {
-					msgs = append(msgs, fmt.Sprintf("%s=%q: must be %s (%v)", k.name, lookup(k.name), want, pe.Err))
-				} else {
-					msgs = append(msgs, fmt.Sprintf("%s=%q: %v", k.name, lookup(k.name), pe.Err))
+					why = fmt.Sprintf("must be %s (%s)", want, why)
 				}
+				msgs = append(msgs, fmt.Sprintf("%s=%q: %s", k.name, lookup(k.name), why))
 			}
 			continue
 		}

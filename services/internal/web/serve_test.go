@@ -20,10 +20,6 @@ import (
 // TestServeGracefulShutdown cancels the server's context while a request is in flight:
 // the request must complete, new connections must be refused, and Serve return nil.
 func TestServeGracefulShutdown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		close(started)
@@ -31,11 +27,8 @@ func TestServeGracefulShutdown(t *testing.T) {
 		_, _ = io.WriteString(w, "done")
 	})
 	cfg := config.Base{ShutdownTimeout: 5 * time.Second, ReadTimeout: time.Second, WriteTimeout: 2 * time.Second}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- web.ServeListener(ctx, ln, h, cfg, logging.Discard()) }()
-
-	url := "http://" + ln.Addr().String() + "/"
+	srv := startServing(t, h, cfg, logging.Discard())
+	url := srv.url + "/"
 	answered := make(chan string, 1)
 	go func() {
 		res, err := http.Get(url)
@@ -48,18 +41,13 @@ func TestServeGracefulShutdown(t *testing.T) {
 		answered <- string(b)
 	}()
 	<-started
-	cancel()
+	srv.cancel()
 
 	if got := <-answered; got != "done" {
 		t.Errorf("in-flight request got %q, want it to finish", got)
 	}
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("Serve = %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after shutdown")
+	if err := srv.wait(t, 5*time.Second, "Serve did not return after shutdown"); err != nil {
+		t.Errorf("Serve = %v, want nil", err)
 	}
 	if resp, err := http.Get(url); err == nil {
 		_ = resp.Body.Close()
@@ -68,34 +56,21 @@ func TestServeGracefulShutdown(t *testing.T) {
 }
 
 func TestServeShutdownDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := make(chan struct{})
 	release := make(chan struct{})
 	defer close(release)
 	h := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { close(started); <-release })
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- web.ServeListener(ctx, ln, h, config.Base{ShutdownTimeout: 100 * time.Millisecond}, logging.Discard())
-	}()
+	srv := startServing(t, h, config.Base{ShutdownTimeout: 100 * time.Millisecond}, logging.Discard())
 	go func() {
 		// Held by the handler past the deadline; whatever it gets in the end is moot.
-		if resp, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+		if resp, err := http.Get(srv.url + "/"); err == nil {
 			_ = resp.Body.Close()
 		}
 	}()
 	<-started
-	cancel()
-	select {
-	case err := <-served:
-		if err == nil {
-			t.Error("Serve = nil, want the missed shutdown deadline reported")
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Serve waited past its shutdown deadline")
+	srv.cancel()
+	if err := srv.wait(t, 3*time.Second, "Serve waited past its shutdown deadline"); err == nil {
+		t.Error("Serve = nil, want the missed shutdown deadline reported")
 	}
 }
 
@@ -104,10 +79,6 @@ func TestServeShutdownDeadline(t *testing.T) {
 // shutdown, 503, not as one its client abandoned (499); a request whose client did go is
 // still 499.
 func TestShutdownCutIsNotTheClients(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs testproc.Buffer
 	logger := logging.NewTo(&logs, "test", slog.LevelInfo)
 	started := make(chan struct{}, 2)
@@ -117,12 +88,8 @@ func TestShutdownCutIsNotTheClients(t *testing.T) {
 		<-r.Context().Done()
 		web.RespondError(w, r, fmt.Errorf("waiting: %w", r.Context().Err()))
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- web.ServeListener(ctx, ln, mux, config.Base{ShutdownTimeout: 200 * time.Millisecond}, logger)
-	}()
-	url := "http://" + ln.Addr().String() + "/wait"
+	srv := startServing(t, mux, config.Base{ShutdownTimeout: 200 * time.Millisecond}, logger)
+	url := srv.url + "/wait"
 
 	// A client that gives up.
 	cctx, ccancel := context.WithCancel(context.Background())
@@ -144,14 +111,9 @@ func TestShutdownCutIsNotTheClients(t *testing.T) {
 		}
 	}()
 	<-started
-	cancel()
-	select {
-	case err := <-served:
-		if err == nil {
-			t.Error("Serve = nil, want the missed shutdown deadline reported")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return")
+	srv.cancel()
+	if err := srv.wait(t, 5*time.Second, "Serve did not return"); err == nil {
+		t.Error("Serve = nil, want the missed shutdown deadline reported")
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for strings.Count(logs.String(), `"msg":"request"`) < 2 && time.Now().Before(deadline) {
@@ -162,5 +124,38 @@ func TestShutdownCutIsNotTheClients(t *testing.T) {
 		if strings.Count(out, want) != 1 {
 			t.Errorf("logs hold %q %d times, want once:\n%s", want, strings.Count(out, want), out)
 		}
+	}
+}
+
+// serving is a server web.ServeListener runs on a loopback port until cancel.
+type serving struct {
+	url    string // http://host:port
+	cancel context.CancelFunc
+	served chan error
+}
+
+// startServing serves h with cfg on a free loopback port.
+func startServing(t *testing.T, h http.Handler, cfg config.Base, logger *slog.Logger) *serving {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &serving{url: "http://" + ln.Addr().String(), cancel: cancel, served: make(chan error, 1)}
+	go func() { s.served <- web.ServeListener(ctx, ln, h, cfg, logger) }()
+	return s
+}
+
+// wait returns what web.ServeListener returned, failing t with msg when that takes longer
+// than within.
+func (s *serving) wait(t *testing.T, within time.Duration, msg string) error {
+	t.Helper()
+	select {
+	case err := <-s.served:
+		return err
+	case <-time.After(within):
+		t.Fatal(msg)
+		return nil
 	}
 }

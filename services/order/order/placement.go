@@ -7,7 +7,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // A placement records an order being placed, from before its stock is taken until the
@@ -51,23 +50,10 @@ func (s *store) placed(ctx context.Context, id bson.ObjectID) error {
 	return s.deleteID(ctx, s.placements, id)
 }
 
-// stalePlacements returns up to limit placements made before before, oldest first (by
-// creation, then id), from the one after from; a nil from starts with the oldest.
-func (s *store) stalePlacements(ctx context.Context, before time.Time, from *placement, limit int64) ([]placement, error) {
-	filter := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lte", Value: before}}}}
-	if from != nil {
-		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
-			bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gt", Value: from.CreatedAt}}}},
-			bson.D{{Key: "createdAt", Value: from.CreatedAt}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: from.ID}}}},
-		}})
-	}
-	cur, err := s.placements.Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(limit))
-	if err != nil {
-		return nil, err
-	}
-	var out []placement
-	return out, cur.All(ctx, &out)
+// stalePlacements returns up to limit placements made before before, oldest first, from
+// the one after after (nil: from the oldest).
+func (s *store) stalePlacements(ctx context.Context, before time.Time, after *cursor, limit int64) ([]placement, error) {
+	return createdBefore[placement](ctx, s.placements, before, after, limit)
 }
 
 // placementExists tells whether order id's placement is still there.
@@ -96,10 +82,10 @@ func (s *service) finishPlacement(ctx context.Context, id bson.ObjectID) {
 func (s *service) sweep(ctx context.Context, olderThan, budget time.Duration) (int, error) {
 	start := time.Now()
 	before := s.now().Add(-olderThan)
-	var from *placement
+	var after *cursor
 	done := 0
 	for {
-		stale, err := s.store.stalePlacements(ctx, before, from, placementPage)
+		stale, err := s.store.stalePlacements(ctx, before, after, placementPage)
 		if err != nil {
 			return done, err
 		}
@@ -115,7 +101,8 @@ func (s *service) sweep(ctx context.Context, olderThan, budget time.Duration) (i
 		if len(stale) < placementPage || budget > 0 && time.Since(start) >= budget {
 			return done, nil
 		}
-		from = &stale[len(stale)-1]
+		last := stale[len(stale)-1]
+		after = &cursor{ID: last.ID, CreatedAt: last.CreatedAt}
 	}
 }
 

@@ -57,7 +57,7 @@ func (s *service) releaseOrDefer(ctx context.Context, id bson.ObjectID, now time
 // order's, a refused release's) would otherwise hide the others once a page is full of
 // them. There are few: a record lasts only while product does not take the release.
 func (s *service) sweepReleases(ctx context.Context, olderThan time.Duration) (int, error) {
-	stale, err := createdBefore[pendingRelease](ctx, s.store.releases, s.now().Add(-olderThan), 0)
+	stale, err := createdBefore[pendingRelease](ctx, s.store.releases, s.now().Add(-olderThan), nil, 0)
 	if err != nil {
 		return 0, err
 	}

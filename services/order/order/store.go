@@ -128,15 +128,29 @@ func (s *store) deleteID(ctx context.Context, coll *mongo.Collection, id bson.Ob
 
 // createdBefore returns up to limit documents (0: all) of coll whose createdAt is at or
 // before before (a record stored in the millisecond of a sweep with no age is one it
-// takes), oldest first: the records a sweep finishes.
-func createdBefore[T any](ctx context.Context, coll *mongo.Collection, before time.Time, limit int64) ([]T, error) {
-	cur, err := coll.Find(ctx, bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lte", Value: before}}}},
-		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}}).SetLimit(limit))
+// takes), oldest first (by createdAt, then _id): the records a sweep finishes. With a
+// cursor, only those after it come; a nil one starts with the oldest.
+func createdBefore[T any](ctx context.Context, coll *mongo.Collection, before time.Time, after *cursor, limit int64) ([]T, error) {
+	filter := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lte", Value: before}}}}
+	if after != nil {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gt", Value: after.CreatedAt}}}},
+			bson.D{{Key: "createdAt", Value: after.CreatedAt}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: after.ID}}}},
+		}})
+	}
+	cur, err := coll.Find(ctx, filter,
+		options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(limit))
 	if err != nil {
 		return nil, err
 	}
 	var out []T
 	return out, cur.All(ctx, &out)
+}
+
+// cursor is where a sweep's page ended: the last record it read.
+type cursor struct {
+	ID        bson.ObjectID
+	CreatedAt time.Time
 }
 
 // abandonedField marks the stand-in fence stores for an order whose insert failed.

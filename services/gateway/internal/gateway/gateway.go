@@ -574,16 +574,16 @@ const largeAnswerBudget = 32 << 20
 // holdAnswer keeps a service's answer over bufferedAnswerBytes, read whole into resp, within
 // largeAnswerBudget until the server has written it out or given up: a client that reads
 // slowly, or not at all, would otherwise make the gateway hold every such answer it asked
-// for until the write timeout. Past the budget, the answer to a GET or HEAD (which changed
-// nothing) is dropped for a 503 the client may retry; any other is sent outside the budget,
-// since a 503 would say it was not done.
+// for until the write timeout. Past the budget, the answer to a GET (which changed nothing)
+// is dropped for a 503 the client may retry; any other is sent outside the budget, since a
+// 503 would say it was not done. (The answer to a HEAD has no body to hold.)
 func (g *Gateway) holdAnswer(req *fasthttp.Request, resp *fasthttp.Response, svc string) {
 	n := int64(len(resp.Body()))
 	if n <= bufferedAnswerBytes {
 		return
 	}
 	if !g.answerBudget.TryAcquire(n) {
-		if m := req.Header.Method(); string(m) == fasthttp.MethodGet || string(m) == fasthttp.MethodHead {
+		if req.Header.IsGet() {
 			resp.Reset()
 			writeJSON(resp, fasthttp.StatusServiceUnavailable, errorBody{
 				Error: "Service unavailable", Service: svc,
