@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // RedactURL returns raw with its password, if any, replaced by "xxxxx", for logs and
@@ -29,13 +30,13 @@ func RedactURL(raw string) string {
 // RedactError returns err with rawURL's password hidden wherever err's text repeats it:
 // the whole URL, shown as RedactURL shows it, and the password alone, as written and
 // unescaped (a driver's error may quote the URL's parts), each also as %q quotes it. When
-// net/url cannot parse the URL (an unescaped "/", "?", "#", "@" or ":" in the password,
-// most often), each piece of the password as written between those characters is hidden
-// too: a parser that meets one quotes what it took for a host, a port or a path. A
-// password or piece shorter than minHidden is hidden only inside the whole URL: alone it
-// would hide ordinary text (a password "1" in 127.0.0.1), and tells next to nothing. The
-// result wraps err, so errors.Is and errors.As still see what it was; err itself is
-// returned when its text holds no password.
+// net/url cannot parse the URL (an unescaped "/", "?", "#", "@", ":" or "," in the password,
+// most often), a parser quotes what it took for a host, a port or a path, cut wherever its
+// own reading cut: so every run of minHidden or more characters of the password, in any of
+// those forms, is hidden wherever the text has one. A password or run shorter than minHidden
+// is hidden only inside the whole URL: alone it would hide ordinary text (a password "1" in
+// 127.0.0.1), and tells next to nothing. The result wraps err, so errors.Is and errors.As
+// still see what it was; err itself is returned when its text holds no password.
 func RedactError(err error, rawURL string) error {
 	if err == nil || rawURL == "" {
 		return err
@@ -47,8 +48,13 @@ func RedactError(err error, rawURL string) error {
 	parsed := parses(rawURL)
 	if _, userinfo, _, ok := splitUserinfo(rawURL, parsed); ok {
 		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
-			for _, secret := range secretPieces(pw, !parsed) {
-				msg = strings.ReplaceAll(msg, secret, "xxxxx")
+			forms := secretForms(pw)
+			if parsed {
+				for _, secret := range forms {
+					msg = strings.ReplaceAll(msg, secret, "xxxxx")
+				}
+			} else {
+				msg = hideRuns(msg, forms)
 			}
 		}
 	}
@@ -61,16 +67,15 @@ func RedactError(err error, rawURL string) error {
 // minHidden is the length from which a password, or a piece of one, is hidden on its own.
 const minHidden = 4
 
-// secretPieces returns what of password pw (as written in the URL) is hidden on its own,
-// longest first (so that a piece is not hidden inside the whole, leaving the rest of it):
-// pw and pw unescaped, and, when inPieces, pw's pieces between "/", "?", "#", "@" and ":";
-// each as written and as %q quotes it, each at least minHidden long.
-func secretPieces(pw string, inPieces bool) []string {
-	var pieces []string
+// secretForms returns the forms of password pw (as written in the URL) that an error may
+// quote, longest first (so that a form is not hidden inside a longer one, leaving the rest of
+// it): pw and pw unescaped, each as written and as %q quotes it, each at least minHidden long.
+func secretForms(pw string) []string {
+	var forms []string
 	add := func(s string) {
 		for _, form := range []string{s, quoted(s)} {
-			if len(form) >= minHidden && !slices.Contains(pieces, form) {
-				pieces = append(pieces, form)
+			if len(form) >= minHidden && !slices.Contains(forms, form) {
+				forms = append(forms, form)
 			}
 		}
 	}
@@ -78,13 +83,35 @@ func secretPieces(pw string, inPieces bool) []string {
 	if plain, err := url.PathUnescape(pw); err == nil {
 		add(plain)
 	}
-	if inPieces {
-		for piece := range strings.FieldsFuncSeq(pw, func(r rune) bool { return strings.ContainsRune("/?#@:", r) }) {
-			add(piece)
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return forms
+}
+
+// hideRuns returns msg with each run of at least minHidden bytes that one of secrets holds
+// replaced by "xxxxx": from each place in msg, the longest such run in any of them, cut at
+// characters' boundaries so that no character is left in part.
+func hideRuns(msg string, secrets []string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		n := 0
+		if utf8.RuneStart(msg[i]) {
+			for _, secret := range secrets {
+				for j := i + minHidden; j <= len(msg) && strings.Contains(secret, msg[i:j]); j++ {
+					if j-i > n && (j == len(msg) || utf8.RuneStart(msg[j])) {
+						n = j - i
+					}
+				}
+			}
 		}
+		if n == 0 {
+			b.WriteByte(msg[i])
+			i++
+			continue
+		}
+		b.WriteString("xxxxx")
+		i += n
 	}
-	slices.SortStableFunc(pieces, func(a, b string) int { return len(b) - len(a) })
-	return pieces
+	return b.String()
 }
 
 // quoted is s as %q quotes it, less the quotes: what an error quoting s holds of it.

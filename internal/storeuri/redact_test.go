@@ -3,6 +3,8 @@ package storeuri_test
 import (
 	"errors"
 	"io/fs"
+	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
@@ -34,10 +36,12 @@ func TestRedactError(t *testing.T) {
 		// A short password is hidden in the URL only: alone it would hide the host.
 		{"amqp://shop:1@127.0.0.1:1/shop", "dial tcp 127.0.0.1:1: connect: connection refused", "dial tcp 127.0.0.1:1: connect: connection refused"},
 		{"amqp://shop:1@127.0.0.1:1/shop", `dial "amqp://shop:1@127.0.0.1:1/shop"`, `dial "amqp://shop:xxxxx@127.0.0.1:1/shop"`},
-		// Pieces of a password with an unescaped "/", "?" or ":" that a parser quotes.
+		// Runs of a password with an unescaped "/", "?", ":" or "," that a parser quotes.
 		{"amqp://u:Kq9ZtAbCdEf/rest@mq/", `invalid port ":Kq9ZtAbCdEf" after host`, `invalid port ":xxxxx" after host`},
-		{"mongodb://u:Kq9Zt:AbCdEf?tail@db/", `parsing "AbCdEf?tail": bad; host "Kq9Zt"`, `parsing "xxxxx?xxxxx": bad; host "xxxxx"`},
-		{"amqp://u:ab/cdefgh@mq/", `invalid port ":ab" after host, path "/cdefgh@mq/"`, `invalid port ":ab" after host, path "/xxxxx@mq/"`},
+		{"mongodb://u:Kq9Zt:AbCdEf?tail@db/", `parsing "AbCdEf?tail": bad; host "Kq9Zt"`, `parsing "xxxxx": bad; host "xxxxx"`},
+		{"amqp://u:ab/cdefgh@mq/", `invalid port ":ab" after host, path "/cdefgh@mq/"`, `invalid port ":ab" after host, path "xxxxx@mq/"`},
+		{"mongodb://admin:p4@,Tr0ub4dor%zz/Horse@db.example.com:27017/", `invalid host "": invalid host "Tr0ub4dor%zz": invalid URL escape "%zz"`,
+			`invalid host "": invalid host "xxxxx": invalid URL escape "%zz"`},
 		// As %q quotes them: a quote, a backslash, a character that is not printable.
 		{`amqp://u:ab"cdefg/xyz@mq/`, `invalid port ":ab\"cdefg" after host`, `invalid port ":xxxxx" after host`},
 		{`amqp://guest:Kq9\ZtSecret@127.0.0.1:1/`, `parse "amqp://guest:Kq9\ZtSecret@127.0.0.1:1/": bad`, `parse "amqp://guest:xxxxx@127.0.0.1:1/": bad`},
@@ -63,5 +67,48 @@ func TestRedactError(t *testing.T) {
 	err := storeuri.RedactError(&fs.PathError{Op: "open", Path: "mongodb://u:pw@db/x", Err: fs.ErrNotExist}, "mongodb://u:pw@db/x")
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("errors.Is(%v, fs.ErrNotExist) = false", err)
+	}
+}
+
+// TestParseErrorsHoldNoPassword gives the parsers URLs whose passwords mix letters with the
+// characters that cut a URL ("/?#@:,;[]%" and more), unescaped as a user may paste them, and
+// checks that no error quotes more than minHidden of a password's characters in a row. (A
+// driver quotes an invalid escape, "%" and two characters, and the quote after it may be the
+// password's next character too: four in a row, which tells next to nothing.)
+func TestParseErrorsHoldNoPassword(t *testing.T) {
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	const cutters = `/?#@:,;[]%=&!$'()*+ "\`
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		pw := make([]byte, 8+rng.IntN(20))
+		for i := range pw {
+			if rng.IntN(4) == 0 {
+				pw[i] = cutters[rng.IntN(len(cutters))]
+			} else {
+				pw[i] = letters[rng.IntN(len(letters))]
+			}
+		}
+		for _, uri := range []string{
+			"mongodb://admin:" + string(pw) + "@db.example.com:27017/",
+			"mongodb+srv://admin:" + string(pw) + "@cluster0.example.net/",
+			"amqp://shop:" + string(pw) + "@mq.example.com:5672/shop",
+		} {
+			var err error
+			if strings.HasPrefix(uri, "amqp") {
+				err = storeuri.CheckAMQP(uri)
+			} else {
+				_, err = storeuri.ParseMongoDB(uri)
+			}
+			if err == nil {
+				continue
+			}
+			msg := err.Error()
+			for i := 0; i+5 <= len(pw); i++ {
+				if run := string(pw[i : i+5]); strings.Contains(msg, run) && !strings.Contains(strings.ReplaceAll(uri, string(pw), ""), run) {
+					t.Errorf("the error of %q quotes %q of its password: %s", uri, run, msg)
+					break
+				}
+			}
+		}
 	}
 }
