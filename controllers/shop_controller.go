@@ -575,6 +575,15 @@ func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, fie
 	if err != nil {
 		return "", nil, fmt.Errorf("get Secret %s: %w", ref.Name, err)
 	}
+	// The label is the Secret's owner saying which Shop may read it: anyone who may write a
+	// Shop names the Secret, and its URI goes to pods running the image that Shop names.
+	// Without this, a Shop could read another's store password, the operator's own
+	// credentials Secrets (labelled for their Shop) included.
+	if owner := secret.Labels[resources.LabelShop]; owner != shop.Name {
+		return "", &Problem{Reason: ReasonExternalSecretNotLabelled, Message: fmt.Sprintf(
+			"%s.external: Secret %s is labelled %s=%s, for another Shop: a Shop reads only a Secret labelled with its own name (%s=%s)",
+			field, ref.Name, resources.LabelShop, owner, resources.LabelShop, shop.Name)}, nil
+	}
 	uri := string(secret.Data[ref.Key])
 	if uri == "" {
 		return "", &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
@@ -753,10 +762,10 @@ var statusChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 	return !ok1 || !ok2 || !equality.Semantic.DeepEqual(before.Status, after.Status)
 }}
 
-// shopsOfSecret maps a Secret to the Shops that read it: the Shop named by its label (the
-// Secrets the controller makes carry it), and every Shop of its namespace whose external
-// store names it. The label of an external store's Secret only brings it into the cache,
-// whichever Shop it names: Shops that share one external MongoDB share its Secret.
+// shopsOfSecret maps a Secret to the Shops that read it or would: the Shop named by its
+// label (the Secrets the controller makes carry it, and an external store's Secret must),
+// and every Shop of its namespace whose external store names it, which reports a label
+// naming another Shop (externalURI).
 func (r *ShopReconciler) shopsOfSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	var reqs []reconcile.Request
 	if name := o.GetLabels()[resources.LabelShop]; name != "" {

@@ -501,37 +501,49 @@ var _ = Describe("Shop controller", func() {
 		Expect(deployment(shop, resources.Gateway).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(gatewayBefore))
 	})
 
-	It("follows an external store's Secret in every Shop that reads it, whichever Shop its label names", func() {
+	It("gives an external store's Secret only to the Shop its label names, and follows the label", func() {
 		ns := takeNamespace()
 		secret := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared-mongo", Labels: map[string]string{resources.LabelShop: "staging"}},
 			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
 		}
 		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
-		var shops []*shopv1.Shop
+		shops := map[string]*shopv1.Shop{}
 		for _, name := range []string{"staging", "prod"} {
 			shop := minimalShop(ns, name)
 			shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}}
 			shop.Spec.MongoDB.DatabasePrefix = name
-			createShopAndWait(shop)
-			shops = append(shops, shop)
+			Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+			shops[name] = shop
 		}
-		// Both settled: nothing but the Secret's change can bring another reconcile.
-		for _, shop := range shops {
-			markAvailable(k8sClient, shop)
-			Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
-		}
-		Consistently(func() string { return getShop(shops[1]).ResourceVersion }).WithTimeout(time.Second).Should(Equal(getShop(shops[1]).ResourceVersion))
+		staging, prod := shops["staging"], shops["prod"]
+		Eventually(func() []string { return missingChildren(staging) }).WithTimeout(timeout).Should(BeEmpty())
+		Eventually(conditionOf(prod, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretNotLabelled"))
+		Expect(meta.FindStatusCondition(getShop(prod).Status.Conditions, ConditionDegraded).Message).
+			To(ContainSubstring("Secret shared-mongo is labelled commerce.shopkeeper.dev/shop=staging, for another Shop"))
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "prod-connections"}, &corev1.Secret{})).
+			To(Satisfy(apierrors.IsNotFound), "the URI went to a Shop the Secret is not labelled for")
+
+		By("giving the Secret to the other Shop, by its label")
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+			secret.Labels[resources.LabelShop] = "prod"
 			secret.Data = map[string][]byte{"uri": []byte("mongodb://u:p@db2.example.com:27017/")}
 			return k8sClient.Update(ctx, secret)
 		})).To(Succeed())
-		for _, shop := range shops {
-			Eventually(func() string {
-				return string(secretData(shop, shop.Name+"-connections")[resources.MongoDBURIKey(resources.User)])
-			}).WithTimeout(timeout).Should(Equal("mongodb://u:p@db2.example.com:27017/"+shop.Name+"-users?authSource=admin"), "Shop %s", shop.Name)
-		}
+		Eventually(func() []string { return missingChildren(prod) }).WithTimeout(timeout).Should(BeEmpty())
+		Expect(string(secretData(prod, "prod-connections")[resources.MongoDBURIKey(resources.User)])).
+			To(Equal("mongodb://u:p@db2.example.com:27017/prod-users?authSource=admin"))
+		Eventually(conditionOf(staging, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretNotLabelled"))
+		Expect(string(secretData(staging, "staging-connections")[resources.MongoDBURIKey(resources.User)])).
+			To(Equal("mongodb://u:p@db.example.com:27017/staging-users?authSource=admin"), "the Secret's new URI reached a Shop it is no longer labelled for")
+
+		By("refusing a Shop that names another Shop's credentials")
+		thief := minimalShop(ns, "thief")
+		thief.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "prod-connections", Key: resources.MongoDBURIKey(resources.User)}}
+		Expect(k8sClient.Create(ctx, thief)).To(Succeed())
+		Eventually(conditionOf(thief, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretNotLabelled"))
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "thief-connections"}, &corev1.Secret{})).To(Satisfy(apierrors.IsNotFound))
 	})
 
 	It("restores deleted and edited children", func() {

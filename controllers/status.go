@@ -45,7 +45,7 @@ const (
 	// ReasonExternalSecretNotFound (Degraded=True): the Secret of an external store is missing.
 	ReasonExternalSecretNotFound = "ExternalSecretNotFound"
 	// ReasonExternalSecretNotLabelled (Degraded=True): it exists but lacks the label that
-	// lets the controller see it.
+	// lets the controller see it, or the label names another Shop.
 	ReasonExternalSecretNotLabelled = "ExternalSecretNotLabelled"
 	// ReasonExternalSecretInvalid (Degraded=True): the key is missing or holds no URI of the store.
 	ReasonExternalSecretInvalid = "ExternalSecretInvalid"

@@ -372,7 +372,8 @@ type StorageSpec struct {
 type ExternalSpec struct {
 	// SecretRef is the Secret, in the Shop's namespace, and the key holding the URI.
 	// The Secret must carry the label commerce.shopkeeper.dev/shop=<shop name> so the
-	// controller sees it (and sees it change) without caching every Secret in the cluster.
+	// controller sees it (and sees it change) without caching every Secret in the cluster;
+	// the label says which Shop may read it, and one labelled for another Shop is refused.
 	SecretRef SecretKeyRef `json:"secretRef"`
 }
 
