@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // TestStalledBodiesHoldNoServiceConnection: clients that stop sending their bodies hold
@@ -309,29 +312,29 @@ func TestClientConnectionsAreCapped(t *testing.T) {
 				t.Cleanup(func() { conn.Close() })
 				return conn
 			}
-			// get sends one request on conn and returns the answer's status and body.
-			get := func(conn net.Conn) (int, string) {
+			// get sends one request on conn and returns the answer's status, body and request id.
+			get := func(conn net.Conn) (int, string, string) {
 				t.Helper()
 				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 				if _, err := io.WriteString(conn, "GET /users/1 HTTP/1.1\r\nHost: shop\r\n\r\n"); err != nil {
-					return 0, err.Error()
+					return 0, err.Error(), ""
 				}
 				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 				if err != nil {
-					return 0, err.Error()
+					return 0, err.Error(), ""
 				}
 				defer resp.Body.Close()
 				body, _ := io.ReadAll(resp.Body)
-				return resp.StatusCode, string(body)
+				return resp.StatusCode, string(body), resp.Header.Get(web.RequestIDHeader)
 			}
 			first, second := dial(), dial()
-			if a, _ := get(first); a != http.StatusOK {
+			if a, _, _ := get(first); a != http.StatusOK {
 				t.Fatalf("the first connection: %d", a)
 			}
-			if b, _ := get(second); b != http.StatusOK {
+			if b, _, _ := get(second); b != http.StatusOK {
 				t.Fatalf("the second connection: %d", b)
 			}
-			status, body := get(dial())
+			status, body, id := get(dial())
 			if trusted {
 				if status != http.StatusOK {
 					t.Fatalf("a trusted proxy's third connection: %d %s", status, body)
@@ -341,10 +344,22 @@ func TestClientConnectionsAreCapped(t *testing.T) {
 			if status != http.StatusTooManyRequests || !strings.Contains(body, `"error":"Too many connections from this client"`) {
 				t.Fatalf("a third connection while two are kept alive: %d %s, want the JSON 429", status, body)
 			}
+			// Recorded as any refused request is: a request id, an access line, a count.
+			if !web.ValidRequestID(id) {
+				t.Fatalf("the refusal's X-Request-ID %q, want one", id)
+			}
+			if !slices.ContainsFunc(s.log.requests(t), func(l map[string]any) bool {
+				return l["request_id"] == id && l["status"] == float64(http.StatusTooManyRequests) && l["route"] == web.UnmatchedRoute
+			}) {
+				t.Errorf("no access line for the refused connection %s in\n%s", id, s.log.String())
+			}
+			if n := counterValue(t, s.reg, "http_requests_total", map[string]string{"route": web.UnmatchedRoute, "status": "429"}); n != 1 {
+				t.Errorf("refused connections counted %v, want 1", n)
+			}
 			first.Close()
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				if status, _ := get(dial()); status == http.StatusOK {
+				if status, _, _ := get(dial()); status == http.StatusOK {
 					break
 				}
 				if time.Now().After(deadline) {

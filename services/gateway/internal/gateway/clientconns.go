@@ -61,19 +61,30 @@ func (cc *clientConns) release(key ratelimit.Key) {
 	cc.count[key]--
 }
 
-// tooManyConnections is the answer on a connection refused for its client's others, written
-// before any request of it is read: HTTP clients read it after sending theirs.
-var tooManyConnections = func() []byte {
-	body := mustJSON(web.ErrorBody{Error: "Too many connections from this client"})
-	return append([]byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "+
-		strconv.Itoa(len(body))+"\r\n\r\n"), body...)
-}()
+// tooManyConnectionsBody is the body of the answer on a connection refused for its client's
+// others.
+var tooManyConnectionsBody = mustJSON(web.ErrorBody{Error: "Too many connections from this client"})
+
+// tooManyConnections is the answer on a connection refused for its client's others, with the
+// request id requestID, written before any request of it is read: HTTP clients read it after
+// sending theirs.
+func tooManyConnections(requestID string) []byte {
+	return append([]byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\n"+
+		web.RequestIDHeader+": "+requestID+"\r\nContent-Length: "+strconv.Itoa(len(tooManyConnectionsBody))+"\r\n\r\n"),
+		tooManyConnectionsBody...)
+}
 
 // refuseConn answers c tooManyConnections and closes it gently (gentleConn), off the accept
 // loop: within refuseTime to write, and lingerTime to read what the client sends meanwhile.
-func refuseConn(c net.Conn) {
+// record, when set, records the refusal (counts and logs it as a request) and returns its
+// request id.
+func refuseConn(c net.Conn, record func() string) {
+	id := web.NewRequestID()
+	if record != nil {
+		id = record()
+	}
 	_ = c.SetWriteDeadline(time.Now().Add(refuseTime))
-	_, _ = c.Write(tooManyConnections)
+	_, _ = c.Write(tooManyConnections(id))
 	gc := &gentleConn{Conn: c}
 	gc.gentle.Store(true)
 	_ = gc.Close()

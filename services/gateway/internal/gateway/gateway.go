@@ -146,6 +146,16 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, fasthttp.StatusBadRequest, malformedPathBody)
 			return
 		}
+		if ctx.Request.IsBodyStream() {
+			// The gateway's own paths take no body, and the adaptor would read one whole,
+			// outside every budget, before the mux answers: none of it is read. The connection
+			// closes after the answer, gently, when the client may still be sending it.
+			if ctx.Request.Header.ContentLength() != 0 {
+				closeGently(ctx)
+			}
+			ctx.Request.ResetBody()
+			ctx.Request.Header.SetContentLength(0)
+		}
 		serveOwn(ctx)
 	}
 	return Handler{
@@ -154,6 +164,13 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		ReadError: func(ctx *fasthttp.RequestCtx, err error) { g.answerReadError(ctx, m, err) },
 		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
 		Clients:   g.clients,
+		RefusedConn: func() string {
+			// Refused before any request is read: named as a request whose head was not.
+			a := web.Access{RequestID: web.NewRequestID(), Route: web.UnmatchedRoute, Status: fasthttp.StatusTooManyRequests,
+				Bytes: int64(len(tooManyConnectionsBody))}
+			web.Served(context.Background(), g.log, m, &a)
+			return a.RequestID
+		},
 	}
 }
 

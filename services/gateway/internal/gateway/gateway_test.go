@@ -183,7 +183,7 @@ func newSuiteOf(t *testing.T, edit func(*Config), tune func(*Gateway)) *suite {
 	s.reg = metrics.NewRegistry()
 	base := cfg.Base
 	base.ShutdownTimeout = testShutdownTimeout
-	s.url = serve(t, g.Handler(s.reg), base)
+	s.url = serve(t, g.Handler(s.reg), base, logging.NewTo(s.log, "gateway", slog.LevelInfo))
 	t.Cleanup(g.Close)
 	return s
 }
@@ -193,8 +193,9 @@ func newSuiteOf(t *testing.T, edit func(*Config), tune func(*Gateway)) *suite {
 // client's spare connection in its pool holds a shutdown about 5 s: more than that.
 const testShutdownTimeout = 15 * time.Second
 
-// serve serves h on a loopback port, as Serve does, until the test ends, and returns its URL.
-func serve(t *testing.T, h Handler, cfg config.Base) string {
+// serve serves h on a loopback port, as Serve does, with the server's own messages logged to
+// logger, until the test ends, and returns its URL.
+func serve(t *testing.T, h Handler, cfg config.Base, logger *slog.Logger) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -206,7 +207,7 @@ func serve(t *testing.T, h Handler, cfg config.Base) string {
 		cfg.ShutdownTimeout = testShutdownTimeout
 	}
 	go func() {
-		done <- ServeListener(ctx, ln, h, cfg, logging.Discard())
+		done <- ServeListener(ctx, ln, h, cfg, logger)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -29,6 +29,8 @@ const (
 type gentleListener struct {
 	net.Listener
 	clients *clientConns
+	// refused, when set, records a connection refused past its client's cap (refuseConn).
+	refused func() string
 }
 
 // Accept waits for the next connection.
@@ -43,7 +45,7 @@ func (l gentleListener) Accept() (net.Conn, error) {
 		}
 		key, counted, ok := l.clients.take(c)
 		if !ok {
-			go refuseConn(c)
+			go refuseConn(c, l.refused)
 			continue
 		}
 		gc := &gentleConn{Conn: c}

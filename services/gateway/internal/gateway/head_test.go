@@ -15,6 +15,7 @@ import (
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -205,7 +206,7 @@ func TestHeadReadIsToldOfItsContextsHead(t *testing.T) {
 		},
 		Serve: func(ctx *fasthttp.RequestCtx) { check("Serve", ctx) },
 	}
-	url := serve(t, h, config.Base{ReadTimeout: time.Second})
+	url := serve(t, h, config.Base{ReadTimeout: time.Second}, logging.Discard())
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, ExpectContinueTimeout: 5 * time.Second}}
 	defer client.CloseIdleConnections()
 	for i := range 3 {

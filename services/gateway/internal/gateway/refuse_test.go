@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -310,5 +311,60 @@ func TestHeadWithoutBodyKeepsItsDeadline(t *testing.T) {
 		if got := srv.HeaderReceived(&h).ReadTimeout; got != tt.want {
 			t.Errorf("%q: body read timeout %s, want %s", tt.head, got, tt.want)
 		}
+	}
+}
+
+// TestOwnPathsReadNoBody: a body sent to a path the gateway answers itself (an unknown path,
+// /health) is not read: the answer comes while most of it is still unsent, and the connection
+// closes after it. An empty body announced keeps the connection. No such request makes the
+// server warn in the log.
+func TestOwnPathsReadNoBody(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.ReadTimeout = time.Minute })
+	for _, tt := range []struct {
+		target string
+		status int
+	}{{"/nothing", http.StatusNotFound}, {"/health", http.StatusMethodNotAllowed}} {
+		conn := dialGateway(t, s.url)
+		head := "POST " + tt.target + " HTTP/1.1\r\nHost: gateway\r\nContent-Length: " + strconv.Itoa(web.MaxBodyBytes-10) + "\r\n\r\n"
+		// The server reads up to 8 KiB of a body before the handler runs: twice that is sent.
+		if _, err := io.WriteString(conn, head+strings.Repeat("x", 16<<10)); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second)) // a twelfth of the read timeout
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("POST %s with most of its body unsent: %v, want the answer at once", tt.target, err)
+		}
+		got, _ := readAnswer(t, resp)
+		conn.Close()
+		if got.StatusCode != tt.status || !got.Close {
+			t.Errorf("POST %s: %d, closing %v; want %d, closing", tt.target, got.StatusCode, got.Close, tt.status)
+		}
+	}
+	got, _ := exchange(t, s.url, "POST /nothing HTTP/1.1\r\nHost: gateway\r\nContent-Length: 0\r\n\r\n", 0, false)
+	if got.StatusCode != http.StatusNotFound || got.Close {
+		t.Errorf("POST /nothing with an empty body: %d, closing %v; want 404, kept alive", got.StatusCode, got.Close)
+	}
+	if strings.Contains(s.log.String(), `"level":"WARN"`) {
+		t.Errorf("the server warned:\n%s", s.log.String())
+	}
+}
+
+// TestConnectionErrorsKeepWhatClientsSentOutOfTheLog: a request the server cannot read for a
+// header's value is answered 400 and logged as a request, and the value, which may be a
+// credential, is not written to the log.
+func TestConnectionErrorsKeepWhatClientsSentOutOfTheLog(t *testing.T) {
+	s := newSuite(t, nil)
+	got, _ := exchange(t, s.url, "GET /users/1 HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer s3cr3t\rX\r\n\r\n", 0, false)
+	if got.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a header value with a bare CR: %d, want 400", got.StatusCode)
+	}
+	id := got.Header.Get(web.RequestIDHeader)
+	waitFor(t, 5*time.Second, func() bool {
+		return slices.ContainsFunc(s.log.requests(t), func(l map[string]any) bool { return l["request_id"] == id })
+	})
+	time.Sleep(100 * time.Millisecond) // the server logs the connection's error once it closes
+	if strings.Contains(s.log.String(), "s3cr3t") {
+		t.Errorf("the log holds the header's value:\n%s", s.log.String())
 	}
 }

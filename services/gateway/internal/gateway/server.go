@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -37,6 +38,9 @@ type Handler struct {
 	// Clients, when set, counts each client's connections and refuses one past its cap
 	// (clientConns).
 	Clients *clientConns
+	// RefusedConn, when set, records a connection Clients refused, before any request of it
+	// is read, and returns the request id of the answer.
+	RefusedConn func() string
 }
 
 // NewServer returns the server of h with cfg's timeouts: ReadHeaderTimeout for a request's
@@ -116,8 +120,19 @@ var bodyTooLargeBody = web.ErrorBody{Error: "Request body too large"}
 type printfLogger struct{ log *slog.Logger }
 
 func (l printfLogger) Printf(format string, args ...any) {
+	if strings.HasPrefix(format, connErrorFormat) {
+		// A connection that ended on an error reading what its client sent, or writing
+		// to it: the request it could not read was answered and logged (answerReadError),
+		// and the error quotes what the client sent (a header's value, say, credentials
+		// included), which has no place in the log.
+		l.log.Debug("a client's connection ended on an error")
+		return
+	}
 	l.log.Warn(fmt.Sprintf(format, args...))
 }
+
+// connErrorFormat starts fasthttp's message for a connection it stopped serving on an error.
+const connErrorFormat = "error when serving connection"
 
 // Serve listens on cfg.Port and serves h until ctx is cancelled; then it stops accepting, lets
 // in-flight requests finish within cfg.ShutdownTimeout and returns nil, as web.Serve does.
@@ -132,7 +147,7 @@ func Serve(ctx context.Context, h Handler, cfg config.Base, logger *slog.Logger)
 // ServeListener is Serve on a listener the caller made (tests listen on port 0). Its
 // connections close gently after a refusal (gentleConn).
 func ServeListener(ctx context.Context, ln net.Listener, h Handler, cfg config.Base, logger *slog.Logger) error {
-	return web.Run(ctx, gentleListener{Listener: ln, clients: h.Clients}, runnable{NewServer(h, cfg, logger)}, cfg, logger)
+	return web.Run(ctx, gentleListener{Listener: ln, clients: h.Clients, refused: h.RefusedConn}, runnable{NewServer(h, cfg, logger)}, cfg, logger)
 }
 
 // runnable is a fasthttp server as web.Run runs servers.
