@@ -68,6 +68,9 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		if !adoptable(existing, shop) {
 			return conflict(kind, desired.GetName())
 		}
+		if err := r.stillThere(ctx, shop); err != nil {
+			return err
+		}
 		existing.SetOwnerReferences(append(existing.GetOwnerReferences(), desired.GetOwnerReferences()...))
 		adopted = true
 	}
@@ -107,6 +110,30 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		return nil
 	}
 	r.event(shop, existing, corev1.EventTypeNormal, "Updated", "Update", "updated %s %s", kind, desired.GetName())
+	return nil
+}
+
+// errShopDeleted stops a reconcile whose Shop was deleted since it was read.
+var errShopDeleted = errors.New("the Shop is being deleted")
+
+// stillThere reads shop again from the API server before one of its children is taken back
+// (adoptable) or replaced, and returns errShopDeleted when it is gone or being deleted. The
+// Shop this reconcile read may since have been deleted with --cascade=orphan, whose garbage
+// collector strips its children's owner references to keep them: a child taken back then
+// would point at a Shop about to go, and be deleted with it, volumes included. (Kubernetes'
+// own controllers check the same before adopting: RecheckDeletionTimestamp.)
+func (r *ShopReconciler) stillThere(ctx context.Context, shop *shopv1.Shop) error {
+	fresh := &metav1.PartialObjectMetadata{}
+	fresh.SetGroupVersionKind(shopv1.GroupVersion.WithKind("Shop"))
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(shop), fresh)
+	switch {
+	case apierrors.IsNotFound(err):
+		return errShopDeleted
+	case err != nil:
+		return fmt.Errorf("read the Shop again before taking back a child: %w", err)
+	case fresh.UID != shop.UID || !fresh.DeletionTimestamp.IsZero():
+		return errShopDeleted
+	}
 	return nil
 }
 

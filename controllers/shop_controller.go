@@ -100,6 +100,9 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 
 	problem, err := r.applyChildren(ctx, shop)
+	if errors.Is(err, errShopDeleted) {
+		return ctrl.Result{}, nil // as above: nothing more to do for it
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -409,6 +412,11 @@ func (r *ShopReconciler) replaceOtherKind(ctx context.Context, shop *shopv1.Shop
 		return false, nil
 	case !other.GetDeletionTimestamp().IsZero():
 		return true, nil
+	}
+	if !metav1.IsControlledBy(other, shop) {
+		if err := r.stillThere(ctx, shop); err != nil {
+			return false, err
+		}
 	}
 	err = r.Delete(ctx, other, client.PropagationPolicy(metav1.DeletePropagationForeground), client.Preconditions{UID: ptr.To(other.GetUID())})
 	if client.IgnoreNotFound(err) != nil {

@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -1105,6 +1107,52 @@ var _ = Describe("Shop controller", func() {
 			To(Equal(password), "the store keeps the users of its first start: the same password")
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
 		Expect(foreign.OwnerReferences).To(BeEmpty())
+	})
+
+	It("takes back no child of a Shop deleted with --cascade=orphan during a reconcile that read it before", func() {
+		shop := minimalShop(unwatchedNamespace, "orphaning")
+		DeferCleanup(func() { // after drivenByHand's: the garbage collector's last step, the Shop goes
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				gone := getShop(shop)
+				gone.Finalizers = nil
+				return k8sClient.Update(ctx, gone)
+			})).To(Succeed())
+		})
+		r, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(missingChildren(shop)).To(BeEmpty())
+		uid := getShop(shop).UID
+
+		By("deleting the Shop, keeping its children, once the reconcile has read it")
+		var once sync.Once
+		r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*appsv1.StatefulSet); ok {
+					once.Do(func() {
+						Expect(k8sClient.Delete(ctx, getShop(shop), client.PropagationPolicy(metav1.DeletePropagationOrphan))).To(Succeed())
+						// What the garbage collector then does (envtest runs none).
+						for _, o := range expectedChildren(shop) {
+							Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+							o.SetOwnerReferences(nil)
+							Expect(k8sClient.Update(ctx, o)).To(Succeed())
+						}
+					})
+				}
+				return c.Get(ctx, key, obj, opts...)
+			},
+		})
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(getShop(shop).DeletionTimestamp).NotTo(BeNil())
+		var owned []string
+		for _, o := range expectedChildren(shop) {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+			if slices.ContainsFunc(o.GetOwnerReferences(), func(ref metav1.OwnerReference) bool { return ref.UID == uid }) {
+				owned = append(owned, fmt.Sprintf("%T %s", o, o.GetName()))
+			}
+		}
+		Expect(owned).To(BeEmpty(), "children taken back by a Shop being deleted: the garbage collector deletes them with it")
 	})
 
 	It("builds nothing from credentials it does not own, so a foreign Secret causes no rollout loop", func() {
