@@ -103,14 +103,16 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if errors.Is(err, errShopDeleted) {
 		return ctrl.Result{}, nil // as above: nothing more to do for it
 	}
+	var components []ComponentState
+	var recheck time.Duration
+	if err == nil {
+		components, recheck, err = r.observe(ctx, shop)
+	}
 	if err != nil {
+		r.reportFailure(ctx, shop, err)
 		return ctrl.Result{}, err
 	}
-	components, recheck, err := r.observe(ctx, shop)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.updateStatus(ctx, shop, components, problem); err != nil {
+	if err := r.writeStatus(ctx, shop, ComputeStatus(shop, components, problem, metav1.NewTime(time.Now()))); err != nil {
 		return ctrl.Result{}, err
 	}
 	if problem != nil {
@@ -674,11 +676,10 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 	return states, recheck, nil
 }
 
-// updateStatus patches the status only when it changed, and records an Event when
-// the shop becomes degraded or recovers, so a reconcile that changes nothing writes
+// writeStatus patches shop's status to status only when it changed, and records an Event
+// when the shop becomes degraded or recovers, so a reconcile that changes nothing writes
 // nothing.
-func (r *ShopReconciler) updateStatus(ctx context.Context, shop *shopv1.Shop, components []ComponentState, problem *Problem) error {
-	status := ComputeStatus(shop, components, problem, metav1.NewTime(time.Now()))
+func (r *ShopReconciler) writeStatus(ctx context.Context, shop *shopv1.Shop, status shopv1.ShopStatus) error {
 	if equality.Semantic.DeepEqual(status, shop.Status) {
 		return nil
 	}
@@ -696,6 +697,24 @@ func (r *ShopReconciler) updateStatus(ctx context.Context, shop *shopv1.Shop, co
 		r.event(shop, nil, eventType, reason, "Reconcile", "%s", note)
 	}
 	return nil
+}
+
+// reportFailure says in shop's status why its reconcile failed with err, which is retried
+// with backoff: Ready and Degraded name the error at the Shop's generation (the components
+// as last read), so that a new Shop does not stay without a status, nor a changed one show
+// the Ready of its last generation while its change cannot be applied. A conflict (a write
+// raced another's) and a reconcile cut short by the manager's stop are left unsaid: the
+// retry reads everything anew.
+func (r *ShopReconciler) reportFailure(ctx context.Context, shop *shopv1.Shop, err error) {
+	if apierrors.IsConflict(err) || ctx.Err() != nil {
+		return
+	}
+	status := ComputeStatus(shop, nil, &Problem{Reason: ReasonReconcileFailed, Message: "retrying after an error: " + err.Error()},
+		metav1.NewTime(time.Now()))
+	status.Components, status.Endpoint = shop.Status.Components, shop.Status.Endpoint
+	if werr := r.writeStatus(ctx, shop, status); werr != nil {
+		logf.FromContext(ctx).Error(werr, "write the status of a failed reconcile")
+	}
 }
 
 // degradedEvent is the Event a change of the Degraded condition from before (nil: none) to
@@ -758,7 +777,7 @@ func (r *ShopReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager)
 		Complete(r)
 }
 
-// statusChanged passes an update of a Shop whose status changed. updateStatus writes only a
+// statusChanged passes an update of a Shop whose status changed. writeStatus writes only a
 // status that differs from the Shop as read from the cache, which may not yet hold the
 // previous reconcile's own patch: a reconcile that then finds the status it computes already
 // there writes nothing, though what is stored is that patch. The patch's arrival in the

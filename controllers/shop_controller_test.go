@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -1153,6 +1154,66 @@ var _ = Describe("Shop controller", func() {
 			}
 		}
 		Expect(owned).To(BeEmpty(), "children taken back by a Shop being deleted: the garbage collector deletes them with it")
+	})
+
+	It("says in the status why its writes keep failing, for a new Shop and a changed one", func() {
+		shop := minimalShop(unwatchedNamespace, "failing")
+		r, _, reconcileShop := drivenByHand(shop)
+		direct := r.Client.(client.WithWatch)
+		// A validating webhook on Deployments that is down, with failurePolicy Fail.
+		webhookDown := apierrors.NewInternalError(errors.New(`failed calling webhook "deployments.policy.example.com": connection refused`))
+		r.Client = interceptor.NewClient(direct, interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				if _, ok := obj.(*appsv1.Deployment); ok {
+					return webhookDown
+				}
+				return c.Create(ctx, obj, opts...)
+			},
+			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+				if _, ok := obj.(*appsv1.Deployment); ok {
+					return webhookDown
+				}
+				return c.Update(ctx, obj, opts...)
+			},
+		})
+		failed := func(generation int64) {
+			GinkgoHelper()
+			_, err := reconcileShop()
+			Expect(err).To(MatchError(ContainSubstring("failed calling webhook")))
+			got := getShop(shop)
+			Expect(got.Status.ObservedGeneration).To(Equal(generation))
+			for _, typ := range []string{ConditionReady, ConditionDegraded} {
+				c := meta.FindStatusCondition(got.Status.Conditions, typ)
+				Expect(c).NotTo(BeNil(), typ)
+				Expect(c.Reason).To(Equal(ReasonReconcileFailed), typ)
+				Expect(c.Message).To(ContainSubstring(`failed calling webhook "deployments.policy.example.com"`), typ)
+				Expect(c.ObservedGeneration).To(Equal(generation), typ)
+			}
+			Expect(conditionOf(shop, ConditionReady)()).To(Equal("False/ReconcileFailed"))
+		}
+		failed(1)
+
+		By("letting the writes through, and the Shop comes up")
+		r.Client = direct
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		markAvailable(k8sClient, shop)
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionReady)()).To(Equal("True/Available"))
+
+		By("changing it while the webhook is down again")
+		r.Client = interceptor.NewClient(direct, interceptor.Funcs{
+			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+				if _, ok := obj.(*appsv1.Deployment); ok {
+					return webhookDown
+				}
+				return c.Update(ctx, obj, opts...)
+			},
+		})
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Gateway.Replicas = ptr.To[int32](3) })
+		failed(2)
+		Expect(getShop(shop).Status.Components).To(HaveKey(resources.Gateway), "the components as last read")
 	})
 
 	It("builds nothing from credentials it does not own, so a foreign Secret causes no rollout loop", func() {

@@ -63,6 +63,10 @@ const (
 	// ReasonCredentialsInvalid (Degraded=True): a store's credentials Secret holds a value
 	// the store's configuration cannot carry.
 	ReasonCredentialsInvalid = "CredentialsInvalid"
+	// ReasonReconcileFailed (Degraded=True): the controller could not write or read the
+	// children for an error it retries with backoff (an API server or a webhook failing,
+	// say); the message is the error.
+	ReasonReconcileFailed = "ReconcileFailed"
 )
 
 // ReasonStorageNotShrunk is the reason of the Normal Event that tells, at a change of the
