@@ -63,6 +63,11 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		return fmt.Errorf("get %s %s: %w", kind, desired.GetName(), err)
 	}
 
+	if claim, ok := existing.(*corev1.PersistentVolumeClaim); ok {
+		if p := claimMismatch(desired.(*corev1.PersistentVolumeClaim), claim); p != nil {
+			return p
+		}
+	}
 	adopted := false
 	if !metav1.IsControlledBy(existing, shop) {
 		if !adoptable(existing, shop) {
@@ -110,6 +115,28 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		return nil
 	}
 	r.event(shop, existing, corev1.EventTypeNormal, "Updated", "Update", "updated %s %s", kind, desired.GetName())
+	return nil
+}
+
+// claimMismatch is the Problem of a store's claim made for other storage than desired asks
+// (nil if none): another storage class, which a claim cannot change, or another engine's
+// data, which the store would start empty beside. Neither happens to a claim the Shop made,
+// whose class and engine the API keeps as they were; both do to one a Shop deleted with
+// --cascade=orphan left, taken back by a Shop made again with other settings. It is a
+// ChildConflict: what runs on the claim is left as it is.
+func claimMismatch(desired, existing *corev1.PersistentVolumeClaim) *Problem {
+	if want := ptr.Deref(desired.Spec.StorageClassName, ""); want != "" && want != ptr.Deref(existing.Spec.StorageClassName, "") {
+		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s is of storage class %q, where the Shop asks %q, and a claim's class cannot change: "+
+				"ask for %q, or delete the claim, and its data with it, to move", existing.Name,
+			ptr.Deref(existing.Spec.StorageClassName, ""), want, ptr.Deref(existing.Spec.StorageClassName, ""))}
+	}
+	want, held := desired.Labels[resources.LabelEngine], existing.Labels[resources.LabelEngine]
+	if want != "" && held != "" && want != held {
+		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s holds the data of %s, where the Shop asks for %s, which cannot read it: "+
+				"make the Shop with engine %s, or delete the claim, and its data with it", existing.Name, held, want, held)}
+	}
 	return nil
 }
 

@@ -179,6 +179,12 @@ func deployment(shop *shopv1.Shop, component string) *appsv1.Deployment {
 	return d
 }
 
+func statefulSet(shop *shopv1.Shop, component string) *appsv1.StatefulSet {
+	st := &appsv1.StatefulSet{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, component)}, st)).To(Succeed())
+	return st
+}
+
 func envOf(d *appsv1.Deployment, name string) string {
 	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
 		if e.Name == name {
@@ -192,6 +198,18 @@ func secretData(shop *shopv1.Shop, name string) map[string][]byte {
 	s := &corev1.Secret{}
 	ExpectWithOffset(1, k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: name}, s)).To(Succeed())
 	return s.Data
+}
+
+// orphanChildren does to shop's children what the garbage collector does to those of an
+// owner deleted with --cascade=orphan (envtest runs no garbage collector): it removes their
+// owner references.
+func orphanChildren(shop *shopv1.Shop) {
+	GinkgoHelper()
+	for _, o := range expectedChildren(shop) {
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+		o.SetOwnerReferences(nil)
+		Expect(k8sClient.Update(ctx, o)).To(Succeed())
+	}
 }
 
 // createShopAndWait creates shop and waits until every child exists; it returns how long that took.
@@ -1078,13 +1096,7 @@ var _ = Describe("Shop controller", func() {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{}))
 		}).
 			WithTimeout(timeout).Should(BeTrue())
-		// What the garbage collector does to the children of an owner deleted with
-		// --cascade=orphan (envtest runs no garbage collector).
-		for _, o := range expectedChildren(shop) {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
-			o.SetOwnerReferences(nil)
-			Expect(k8sClient.Update(ctx, o)).To(Succeed())
-		}
+		orphanChildren(shop)
 		foreign := &corev1.Service{ // no owner, but not labelled as the Shop's: left alone
 			ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: "orphans-other", Labels: map[string]string{"app": "other"}},
 			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
@@ -1132,12 +1144,7 @@ var _ = Describe("Shop controller", func() {
 				if _, ok := obj.(*appsv1.StatefulSet); ok {
 					once.Do(func() {
 						Expect(k8sClient.Delete(ctx, getShop(shop), client.PropagationPolicy(metav1.DeletePropagationOrphan))).To(Succeed())
-						// What the garbage collector then does (envtest runs none).
-						for _, o := range expectedChildren(shop) {
-							Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
-							o.SetOwnerReferences(nil)
-							Expect(k8sClient.Update(ctx, o)).To(Succeed())
-						}
+						orphanChildren(shop)
 					})
 				}
 				return c.Get(ctx, key, obj, opts...)
@@ -1215,6 +1222,38 @@ var _ = Describe("Shop controller", func() {
 		failed(2)
 		Expect(getShop(shop).Status.Components).To(HaveKey(resources.Gateway), "the components as last read")
 	})
+
+	DescribeTable("takes back no claim made for other storage than a Shop made again over it asks",
+		func(first, again func(*shopv1.Shop), says string) {
+			shop := minimalShop(takeNamespace(), "remade")
+			first(shop)
+			createShopAndWait(shop)
+			store := statefulSet(shop, resources.MongoDB)
+			Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{}))
+			}).WithTimeout(timeout).Should(BeTrue())
+			orphanChildren(shop)
+
+			remade := minimalShop(shop.Namespace, shop.Name)
+			again(remade)
+			Expect(k8sClient.Create(ctx, remade)).To(Succeed())
+			Eventually(conditionOf(remade, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
+			Expect(meta.FindStatusCondition(getShop(remade).Status.Conditions, ConditionDegraded).Message).To(ContainSubstring(says))
+			claim := &corev1.PersistentVolumeClaim{}
+			Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "remade-mongodb"}, claim)).To(Succeed())
+			Expect(claim.OwnerReferences).To(BeEmpty(), "the claim was taken back")
+			Expect(statefulSet(shop, resources.MongoDB).Spec).To(Equal(store.Spec), "the store on the claim was changed")
+		},
+		Entry("another storage class",
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("slow")} },
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("fast")} },
+			`PersistentVolumeClaim remade-mongodb is of storage class "slow", where the Shop asks "fast"`),
+		Entry("another engine",
+			func(*shopv1.Shop) {},
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB },
+			"PersistentVolumeClaim remade-mongodb holds the data of MongoDB, where the Shop asks for FerretDB"),
+	)
 
 	It("builds nothing from credentials it does not own, so a foreign Secret causes no rollout loop", func() {
 		ns := takeNamespace()

@@ -53,7 +53,8 @@ const (
 	// a value the Shop's own validation lets through but the child's does not.
 	ReasonChildRejected = "ChildRejected"
 	// ReasonChildConflict (Degraded=True): an object with a child's name belongs to
-	// someone else. The controller looks again every ConflictRetry.
+	// someone else, or is a store's claim made for other storage (claimMismatch). The
+	// controller looks again every ConflictRetry.
 	ReasonChildConflict = "ChildConflict"
 	// ReasonChildForbidden (Degraded=True): the API server forbade writing a child: a
 	// ResourceQuota, an admission webhook or policy, a storage class that cannot grow a

@@ -22,6 +22,10 @@ const (
 	// carrying it, so an external store's Secret must carry it too to be seen.
 	LabelShop = "commerce.shopkeeper.dev/shop"
 
+	// LabelEngine on the in-cluster document store's claim names the engine whose data it
+	// holds (shopv1.EngineMongoDB or shopv1.EngineFerretDB): the other cannot read it.
+	LabelEngine = "commerce.shopkeeper.dev/engine"
+
 	// ManagedBy is the value of LabelManagedBy: the controller's cache selects on it.
 	ManagedBy = "shopkeeper"
 	// PartOf is the value of LabelPartOf.

@@ -241,12 +241,25 @@ func StorePersistentVolumeClaim(shop *shopv1.Shop, name string) *corev1.Persiste
 			class = st.StorageClassName
 		}
 	}
+	meta := objectMeta(shop, Name(shop, name), name)
+	if name == MongoDB {
+		meta.Labels[LabelEngine] = string(MongoDBEngine(shop))
+	}
 	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: objectMeta(shop, Name(shop, name), name),
+		ObjectMeta: meta,
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			StorageClassName: class,
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
 		},
 	}
+}
+
+// MongoDBEngine is the engine of shop's in-cluster document store: MongoDB unless the Shop
+// names FerretDB.
+func MongoDBEngine(shop *shopv1.Shop) shopv1.MongoDBEngine {
+	if shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
+		return shopv1.EngineFerretDB
+	}
+	return shopv1.EngineMongoDB
 }
