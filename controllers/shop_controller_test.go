@@ -339,6 +339,12 @@ var _ = Describe("Shop controller", func() {
 			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "rabbit"}}
 			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}
 		}, nil, "rabbitmq.external cannot be combined with image, storage or resources"),
+		Entry("external MongoDB in the Shop's own connections Secret", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: s.Name + "-connections"}}
+		}, nil, "an external store's secretRef cannot name a Secret the operator makes for this Shop"),
+		Entry("external RabbitMQ in the Shop's own broker credentials", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: s.Name + "-rabbitmq-credentials"}}
+		}, nil, "an external store's secretRef cannot name a Secret the operator makes for this Shop"),
 		Entry("unknown MongoDB engine", func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = "Postgres" }, nil,
 			`supported values: "MongoDB", "FerretDB"`),
 		Entry("storage below 64Mi", func(s *shopv1.Shop) {
