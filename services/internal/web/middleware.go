@@ -200,7 +200,7 @@ type Access struct {
 	Route     string
 	Path      string
 	Status    int
-	Bytes     int64
+	Bytes     int64 // of the answer's body; Served counts none for a HEAD, whose body is not sent
 	Duration  time.Duration
 }
 
@@ -208,6 +208,9 @@ type Access struct {
 // one format of every server's access log, at the level of its route. Every server of the
 // suite, net/http's (observe) and the gateway's own, records its requests here.
 func Served(ctx context.Context, logger *slog.Logger, m *HTTPMetrics, a *Access) {
+	if a.Method == http.MethodHead {
+		a.Bytes = 0 // what a handler wrote is dropped: the answer to a HEAD has no body
+	}
 	m.Record(a.Method, a.Route, a.Status, a.Duration)
 	level := accessLevel(a.Route)
 	if !logger.Enabled(ctx, level) {

@@ -148,6 +148,23 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
+// TestAccessLineBytes: the access line counts the bytes of the answer's body sent, none for a
+// HEAD, whose handler writes a body that is dropped.
+func TestAccessLineBytes(t *testing.T) {
+	mux, logs := newTestMux(t, nil)
+	for _, method := range []string{"GET", "HEAD"} {
+		logs.Reset()
+		rec := serve(mux, method, "/things/1")
+		want := float64(rec.Body.Len())
+		if method == "HEAD" {
+			want = 0
+		}
+		if line := accessLine(t, logs); line["bytes"] != want {
+			t.Errorf("%s: access-log bytes %v, want %v", method, line["bytes"], want)
+		}
+	}
+}
+
 // accessLine returns the access-log line in logs.
 func accessLine(t *testing.T, logs *bytes.Buffer) map[string]any {
 	t.Helper()

@@ -134,7 +134,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		if ctx.IsConnect() {
 			// The gateway tunnels nothing, and the adaptor cannot read most CONNECT targets (an
 			// IP address, a bare host) either: it would answer 500 in plain text.
-			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, fasthttp.StatusNotFound, notFoundBody)
+			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, time.Now(), fasthttp.StatusNotFound, notFoundBody)
 			return
 		}
 		if r := match(g.routes, ctx.Path()); r != nil {
@@ -143,7 +143,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		}
 		if !validEscapes(ctx.Request.URI().PathOriginal()) {
 			// net/http cannot read such a path: the adaptor would answer 500 in plain text.
-			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, fasthttp.StatusBadRequest, malformedPathBody)
+			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, time.Now(), fasthttp.StatusBadRequest, malformedPathBody)
 			return
 		}
 		if ctx.Request.IsBodyStream() {
@@ -208,6 +208,7 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 	}
 	var a web.Access
 	var read *fasthttp.RequestHeader // the head, while it holds what the client sent
+	start := time.Now()
 	switch head := &ctx.Request.Header; {
 	case len(head.RawHeaders()) > 0: // read, but its target could not be
 		var n headNote
@@ -216,10 +217,11 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 		read = head
 	case note != nil: // read, then emptied when its body could not be
 		a = g.accessOfHead(note)
+		start = note.at // the request took from its head until its body failed
 	default:
 		a = web.Access{RequestID: web.NewRequestID(), Route: web.UnmatchedRoute}
 	}
-	g.refuse(ctx, m, a, read, status, body)
+	g.refuse(ctx, m, a, read, start, status, body)
 }
 
 // expectContinue answers a request's Expect: 100-continue. A body announced over
@@ -233,7 +235,7 @@ func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) i
 		return fasthttp.StatusContinue
 	}
 	g.heads.release(g.forgetHead(ctx, false)) // the request ends here, without the handler or answerReadError
-	status := g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
+	status := g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, time.Now(), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
 	// A client that stopped waiting for the invitation may be sending the body already.
 	closeGently(ctx)
 	return status // the server sets it again: 429 for a client over its limit
@@ -264,15 +266,15 @@ func validEscapes(p []byte) bool {
 // server cannot read, a path the gateway's own net/http mux cannot read, a body refused
 // before the server reads it), and records the answer as proxy and the mux record theirs:
 // with the request's id, counted in m and logged. a names the request (accessOf); head is
-// its head as the client sent it, or nil when that is gone.
+// its head as the client sent it, or nil when that is gone; start is when the request began,
+// for its duration.
 //
 // A request on a routed path counts against its client's limit as proxy counts it, and its
 // answer carries the limit's headers: a client over the limit is answered 429 rather than
 // refused for what it sent. A request from a trusted proxy whose head is gone is not
 // counted: its client is not known, and the proxy's own address is no client's. refuse
 // returns the status it answered.
-func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Access, head *fasthttp.RequestHeader, status int, body any) int {
-	start := time.Now()
+func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Access, head *fasthttp.RequestHeader, start time.Time, status int, body any) int {
 	var d ratelimit.Decision
 	limited := false
 	if a.Route != web.UnmatchedRoute {

@@ -80,6 +80,9 @@ func TestBodyNotReadIsNamedByItsHead(t *testing.T) {
 			if line == nil {
 				t.Fatalf("no access-log line with request_id %q", id)
 			}
+			if d, _ := line["duration"].(float64); tt.status == http.StatusRequestTimeout && time.Duration(d) < s.cfg.ReadTimeout {
+				t.Errorf("access-log duration %v, want the time from the head to the body's timeout, at least %v", time.Duration(d), s.cfg.ReadTimeout)
+			}
 			for field, want := range map[string]any{"method": tt.method, "route": tt.route, "path": tt.path, "status": float64(tt.status)} {
 				got := line[field]
 				if got == nil {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -23,10 +24,13 @@ type headNote struct {
 	method    []byte
 	host      []byte
 	target    []byte
+	// at is when the head was read: the request's start, for its access line.
+	at time.Time
 }
 
-// take notes what h says of its request.
+// take notes what h says of its request, read now.
 func (n *headNote) take(h *fasthttp.RequestHeader) {
+	n.at = time.Now()
 	n.method = append(n.method[:0], h.Method()...)
 	n.host = append(n.host[:0], h.Host()...)
 	n.target = append(n.target[:0], h.RequestURI()...)
