@@ -33,7 +33,7 @@ SERVICES := gateway user product order payment
 .PHONY: images
 images: image-manager image-services image-ferretdb image-pause image-rabbitmq ## Build every image as a docker-archive under bin/images (no daemon needed) and print their compressed sizes (the RabbitMQ image needs root: debootstrap).
 	@cd $(IMAGES_DIR) && for f in manager services ferretdb pause rabbitmq; do \
-		printf '%-9s %6s  %s\n' $$f "$$(du -h --apparent-size $$f.tar | cut -f1)" "$$(tar -xOf $$f.tar manifest.json | sed -E 's/.*"RepoTags":\["([^"]*)".*/\1/')"; \
+		printf '%-9s %10s  %s\n' $$f "$$(stat -c %s $$f.tar | awk '{printf "%.1f MiB", $$1 / 1048576}')" "$$(tar -xOf $$f.tar manifest.json | sed -E 's/.*"RepoTags":\["([^"]*)".*/\1/')"; \
 	done
 
 .PHONY: image-manager
