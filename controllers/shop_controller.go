@@ -567,6 +567,14 @@ func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds
 // periodic retry. When it is not in the cache, one read of the API server tells the
 // user whether it is missing or only unlabelled.
 func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, field string, ref shopv1.SecretKeyRef) (string, *Problem, error) {
+	if own := resources.OwnSecretNames(shop); slices.Contains(own, ref.Name) {
+		// Checked here rather than at admission: a rule added to the CRD would refuse every
+		// later write of a Shop an earlier version admitted with such a name, its status
+		// included.
+		return "", &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
+			"%s.external: Secret %s is one the operator makes for this Shop (%s): give the URI a Secret of its own name",
+			field, ref.Name, strings.Join(own, ", "))}, nil
+	}
 	key := types.NamespacedName{Namespace: shop.Namespace, Name: ref.Name}
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, key, secret)

@@ -339,12 +339,6 @@ var _ = Describe("Shop controller", func() {
 			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "rabbit"}}
 			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))}
 		}, nil, "rabbitmq.external cannot be combined with image, storage or resources"),
-		Entry("external MongoDB in the Shop's own connections Secret", func(s *shopv1.Shop) {
-			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: s.Name + "-connections"}}
-		}, nil, "an external store's secretRef cannot name a Secret the operator makes for this Shop"),
-		Entry("external RabbitMQ in the Shop's own broker credentials", func(s *shopv1.Shop) {
-			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: s.Name + "-rabbitmq-credentials"}}
-		}, nil, "an external store's secretRef cannot name a Secret the operator makes for this Shop"),
 		Entry("unknown MongoDB engine", func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = "Postgres" }, nil,
 			`supported values: "MongoDB", "FerretDB"`),
 		Entry("storage below 64Mi", func(s *shopv1.Shop) {
@@ -526,6 +520,24 @@ var _ = Describe("Shop controller", func() {
 			return deployment(shop, resources.User).Spec.Template.Annotations[resources.ChecksumAnnotation]
 		}).WithTimeout(timeout).ShouldNot(Equal(before))
 		Expect(deployment(shop, resources.Gateway).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(gatewayBefore))
+	})
+
+	It("refuses an external store's Secret named as one the operator makes for the Shop", func() {
+		ns := takeNamespace()
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own-connections", Labels: map[string]string{resources.LabelShop: "own"}},
+			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
+		}
+		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		shop := minimalShop(ns, "own")
+		shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}}
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretInvalid"))
+		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).
+			To(ContainSubstring("Secret own-connections is one the operator makes for this Shop"))
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+		Expect(secret.OwnerReferences).To(BeEmpty())
+		Expect(secret.Data).To(Equal(map[string][]byte{"uri": []byte("mongodb://u:p@db.example.com:27017/")}), "the user's Secret was written")
 	})
 
 	It("gives an external store's Secret only to the Shop its label names, and follows the label", func() {

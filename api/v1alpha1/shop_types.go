@@ -434,7 +434,6 @@ type ShopStatus struct {
 // Shop is made only: a Shop made when the limit was higher can still be changed or deleted.
 //
 // +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || size(self.metadata.name) <= 43",optionalOldSelf=true,message="a Shop's name must be at most 43 characters: its StatefulSets' pods carry the label <name>-rabbitmq-<revision hash of up to 10 characters>, at most 63"
-// +kubebuilder:validation:XValidation:rule="[self.metadata.name + '-connections', self.metadata.name + '-mongodb-credentials', self.metadata.name + '-rabbitmq-credentials', self.metadata.name + '-rabbitmq-config'].all(n, (!has(self.spec.mongodb) || !has(self.spec.mongodb.external) || self.spec.mongodb.external.secretRef.name != n) && (!has(self.spec.rabbitmq) || !has(self.spec.rabbitmq.external) || self.spec.rabbitmq.external.secretRef.name != n))",message="an external store's secretRef cannot name a Secret the operator makes for this Shop (<name>-connections, <name>-mongodb-credentials, <name>-rabbitmq-credentials, <name>-rabbitmq-config): give the URI a Secret of its own name"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="a Shop's name must start with a lower-case letter and hold only lower-case letters, digits and '-', ending with a letter or digit: its Services are named <name>-<component>, which must be DNS-1035 labels"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

@@ -58,6 +58,13 @@ func CredentialsSecretName(shop *shopv1.Shop, store string) string {
 // ConnectionsSecretName is the name of the Secret holding every service's URIs.
 func ConnectionsSecretName(shop *shopv1.Shop) string { return Name(shop, connections) }
 
+// OwnSecretNames are the names of the Secrets the controller makes for shop, whichever of its
+// stores run in the cluster: none of them can hold an external store's URI.
+func OwnSecretNames(shop *shopv1.Shop) []string {
+	return []string{ConnectionsSecretName(shop), CredentialsSecretName(shop, MongoDB), CredentialsSecretName(shop, RabbitMQ),
+		RabbitMQConfigSecretName(shop)}
+}
+
 // CredentialsSecret is the credentials Secret of an in-cluster store. Values already in
 // existing are kept as they are: the store initialised its users with them on first
 // start, so a new password would lock the services out. Missing values are generated.
