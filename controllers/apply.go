@@ -64,7 +64,12 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 	}
 
 	if claim, ok := existing.(*corev1.PersistentVolumeClaim); ok {
-		if p := claimMismatch(desired.(*corev1.PersistentVolumeClaim), claim); p != nil {
+		adopting := !metav1.IsControlledBy(claim, shop)
+		held, err := r.engineOnClaim(ctx, claim, adopting)
+		if err != nil {
+			return err
+		}
+		if p := claimMismatch(desired.(*corev1.PersistentVolumeClaim), claim, held, adopting); p != nil {
 			return p
 		}
 	}
@@ -120,24 +125,55 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 
 // claimMismatch is the Problem of a store's claim made for other storage than desired asks
 // (nil if none): another storage class, which a claim cannot change, or another engine's
-// data, which the store would start empty beside. Neither happens to a claim the Shop made,
-// whose class and engine the API keeps as they were; both do to one a Shop deleted with
-// --cascade=orphan left, taken back by a Shop made again with other settings. It is a
-// ChildConflict: what runs on the claim is left as it is.
-func claimMismatch(desired, existing *corev1.PersistentVolumeClaim) *Problem {
-	if want := ptr.Deref(desired.Spec.StorageClassName, ""); want != "" && want != ptr.Deref(existing.Spec.StorageClassName, "") {
+// data (held, from engineOnClaim), which the store would start empty beside. Neither happens
+// to a claim the Shop made, whose class and engine the API keeps as they were; both do to one
+// a Shop deleted with --cascade=orphan left, taken back (adopting) by a Shop made again with
+// other settings. A document store's claim that would be taken back without its engine known
+// is one too. It is a ChildConflict: what runs on the claim is left as it is.
+func claimMismatch(desired, existing *corev1.PersistentVolumeClaim, held string, adopting bool) *Problem {
+	if want, have := ptr.Deref(desired.Spec.StorageClassName, ""), ptr.Deref(existing.Spec.StorageClassName, ""); want != "" && want != have {
+		ask := fmt.Sprintf("ask for %q", have)
+		if have == "" {
+			ask = "leave storageClassName unset"
+		}
 		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
 			"PersistentVolumeClaim %s is of storage class %q, where the Shop asks %q, and a claim's class cannot change: "+
-				"ask for %q, or delete the claim, and its data with it, to move", existing.Name,
-			ptr.Deref(existing.Spec.StorageClassName, ""), want, ptr.Deref(existing.Spec.StorageClassName, ""))}
+				"%s, or delete the claim, and its data with it, to move", existing.Name, have, want, ask)}
 	}
-	want, held := desired.Labels[resources.LabelEngine], existing.Labels[resources.LabelEngine]
-	if want != "" && held != "" && want != held {
+	want := desired.Labels[resources.LabelEngine]
+	switch {
+	case want == "": // no document store's claim
+	case held == "" && adopting:
+		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s lost its owner, and neither its label %s nor a store workload left with it says "+
+				"whose data it holds: label it %s=%s or %s=%s to take it back, or delete it, and its data with it",
+			existing.Name, resources.LabelEngine, resources.LabelEngine, shopv1.EngineMongoDB, resources.LabelEngine, shopv1.EngineFerretDB)}
+	case held != "" && held != want:
 		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
 			"PersistentVolumeClaim %s holds the data of %s, where the Shop asks for %s, which cannot read it: "+
 				"make the Shop with engine %s, or delete the claim, and its data with it", existing.Name, held, want, held)}
 	}
 	return nil
+}
+
+// engineOnClaim is the engine whose data claim holds, "" when unknown: its label
+// (resources.LabelEngine); else, for a claim being taken back (adopting), one an earlier
+// version made without the label, the engine of the store's StatefulSet of the same name,
+// left with it. A claim the Shop controls holds the data of the Shop's engine, which cannot
+// change.
+func (r *ShopReconciler) engineOnClaim(ctx context.Context, claim *corev1.PersistentVolumeClaim, adopting bool) (string, error) {
+	if e := claim.Labels[resources.LabelEngine]; e != "" || !adopting {
+		return e, nil
+	}
+	store := &appsv1.StatefulSet{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(claim), store)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("get StatefulSet %s: %w", claim.Name, err)
+	}
+	return string(resources.StoreEngine(store)), nil
 }
 
 // errShopDeleted stops a reconcile whose Shop was deleted since it was read.

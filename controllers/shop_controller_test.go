@@ -1242,7 +1242,7 @@ var _ = Describe("Shop controller", func() {
 	})
 
 	DescribeTable("takes back no claim made for other storage than a Shop made again over it asks",
-		func(first, again func(*shopv1.Shop), says string) {
+		func(first, again func(*shopv1.Shop), unlabelled bool, says string) {
 			shop := minimalShop(takeNamespace(), "remade")
 			first(shop)
 			createShopAndWait(shop)
@@ -1252,26 +1252,74 @@ var _ = Describe("Shop controller", func() {
 				return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{}))
 			}).WithTimeout(timeout).Should(BeTrue())
 			orphanChildren(shop)
+			claim := &corev1.PersistentVolumeClaim{}
+			claimKey := types.NamespacedName{Namespace: shop.Namespace, Name: "remade-mongodb"}
+			if unlabelled { // as an earlier version made it
+				Expect(k8sClient.Get(ctx, claimKey, claim)).To(Succeed())
+				delete(claim.Labels, resources.LabelEngine)
+				Expect(k8sClient.Update(ctx, claim)).To(Succeed())
+			}
 
 			remade := minimalShop(shop.Namespace, shop.Name)
 			again(remade)
 			Expect(k8sClient.Create(ctx, remade)).To(Succeed())
+			if says == "" {
+				Eventually(func() []metav1.OwnerReference {
+					Expect(k8sClient.Get(ctx, claimKey, claim)).To(Succeed())
+					return claim.OwnerReferences
+				}).WithTimeout(timeout).ShouldNot(BeEmpty(), "the claim was not taken back")
+				Expect(claim.Labels).To(HaveKeyWithValue(resources.LabelEngine, string(resources.MongoDBEngine(remade))))
+				return
+			}
 			Eventually(conditionOf(remade, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
 			Expect(meta.FindStatusCondition(getShop(remade).Status.Conditions, ConditionDegraded).Message).To(ContainSubstring(says))
-			claim := &corev1.PersistentVolumeClaim{}
-			Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "remade-mongodb"}, claim)).To(Succeed())
+			Expect(k8sClient.Get(ctx, claimKey, claim)).To(Succeed())
 			Expect(claim.OwnerReferences).To(BeEmpty(), "the claim was taken back")
+			if unlabelled {
+				Expect(claim.Labels).NotTo(HaveKey(resources.LabelEngine), "the claim was labelled with an engine not checked")
+			}
 			Expect(statefulSet(shop, resources.MongoDB).Spec).To(Equal(store.Spec), "the store on the claim was changed")
 		},
 		Entry("another storage class",
 			func(s *shopv1.Shop) { s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("slow")} },
-			func(s *shopv1.Shop) { s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("fast")} },
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("fast")} }, false,
 			`PersistentVolumeClaim remade-mongodb is of storage class "slow", where the Shop asks "fast"`),
+		Entry("a class, on a claim made with none",
+			func(*shopv1.Shop) {},
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("fast")} }, false,
+			`where the Shop asks "fast", and a claim's class cannot change: leave storageClassName unset`),
 		Entry("another engine",
 			func(*shopv1.Shop) {},
-			func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB },
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB }, false,
 			"PersistentVolumeClaim remade-mongodb holds the data of MongoDB, where the Shop asks for FerretDB"),
+		Entry("another engine, on a claim made without the engine's label",
+			func(*shopv1.Shop) {},
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB }, true,
+			"PersistentVolumeClaim remade-mongodb holds the data of MongoDB, where the Shop asks for FerretDB"),
+		Entry("the same engine, on a claim made without the engine's label: taken back",
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB },
+			func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = shopv1.EngineFerretDB }, true, ""),
 	)
+
+	It("takes back no claim made without the engine's label when nothing left says whose data it holds", func() {
+		shop := minimalShop(takeNamespace(), "unknown")
+		createShopAndWait(shop)
+		Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{}))
+		}).WithTimeout(timeout).Should(BeTrue())
+		orphanChildren(shop)
+		Expect(k8sClient.Delete(ctx, statefulSet(shop, resources.MongoDB))).To(Succeed())
+		claim := &corev1.PersistentVolumeClaim{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: "unknown-mongodb"}, claim)).To(Succeed())
+		delete(claim.Labels, resources.LabelEngine)
+		Expect(k8sClient.Update(ctx, claim)).To(Succeed())
+
+		Expect(k8sClient.Create(ctx, minimalShop(shop.Namespace, shop.Name))).To(Succeed())
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
+		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).
+			To(ContainSubstring("label it commerce.shopkeeper.dev/engine=MongoDB or commerce.shopkeeper.dev/engine=FerretDB to take it back"))
+	})
 
 	It("builds nothing from credentials it does not own, so a foreign Secret causes no rollout loop", func() {
 		ns := takeNamespace()

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -262,4 +263,20 @@ func MongoDBEngine(shop *shopv1.Shop) shopv1.MongoDBEngine {
 		return shopv1.EngineFerretDB
 	}
 	return shopv1.EngineMongoDB
+}
+
+// StoreEngine is the engine a document store's StatefulSet runs, told by the variables its
+// builder gives each (MONGO_INITDB_*, FERRETDB_*); "" when neither.
+func StoreEngine(st *appsv1.StatefulSet) shopv1.MongoDBEngine {
+	for _, c := range st.Spec.Template.Spec.Containers {
+		for _, e := range c.Env {
+			switch {
+			case strings.HasPrefix(e.Name, "FERRETDB_"):
+				return shopv1.EngineFerretDB
+			case strings.HasPrefix(e.Name, "MONGO_INITDB_"):
+				return shopv1.EngineMongoDB
+			}
+		}
+	}
+	return ""
 }
