@@ -63,7 +63,8 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		return fmt.Errorf("get %s %s: %w", kind, desired.GetName(), err)
 	}
 
-	if claim, ok := existing.(*corev1.PersistentVolumeClaim); ok {
+	// A claim that is the Shop's, or that it may take back (a foreign one is a conflict below).
+	if claim, ok := existing.(*corev1.PersistentVolumeClaim); ok && (metav1.IsControlledBy(claim, shop) || adoptable(claim, shop)) {
 		adopting := !metav1.IsControlledBy(claim, shop)
 		held, err := r.engineOnClaim(ctx, claim, adopting)
 		if err != nil {

@@ -35,7 +35,7 @@ import (
 // specs take one at a time; unwatchedNamespace is left to reconcilers the specs
 // drive by hand, so that what they count is theirs alone.
 const (
-	namespacePool      = 56
+	namespacePool      = 64
 	unwatchedNamespace = "shops-unwatched"
 )
 
