@@ -66,7 +66,7 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 	// A claim that is the Shop's, or that it may take back (a foreign one is a conflict below).
 	if claim, ok := existing.(*corev1.PersistentVolumeClaim); ok && (metav1.IsControlledBy(claim, shop) || adoptable(claim, shop)) {
 		adopting := !metav1.IsControlledBy(claim, shop)
-		held, err := r.engineOnClaim(ctx, claim, adopting)
+		held, err := r.engineOnClaim(ctx, shop, claim, adopting)
 		if err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 	adopted := false
 	if !metav1.IsControlledBy(existing, shop) {
 		if !adoptable(existing, shop) {
-			return conflict(kind, desired.GetName())
+			return conflict(kind, existing, shop)
 		}
 		if err := r.stillThere(ctx, shop); err != nil {
 			return err
@@ -157,13 +157,15 @@ func claimMismatch(desired, existing *corev1.PersistentVolumeClaim, held string,
 	return nil
 }
 
-// engineOnClaim is the engine whose data claim holds, "" when unknown: its label
-// (resources.LabelEngine); else, for a claim being taken back (adopting), one an earlier
-// version made without the label, the engine of the store's StatefulSet of the same name,
-// left with it. A claim the Shop controls holds the data of the Shop's engine, which cannot
-// change.
-func (r *ShopReconciler) engineOnClaim(ctx context.Context, claim *corev1.PersistentVolumeClaim, adopting bool) (string, error) {
-	if e := claim.Labels[resources.LabelEngine]; e != "" || !adopting {
+// engineOnClaim is the engine whose data claim holds, "" when unknown. A claim the Shop
+// controls holds the data of the Shop's engine, which cannot change. One being taken back
+// (adopting) holds that of its label (resources.LabelEngine); else, made by an earlier
+// version without the label, that of the store's StatefulSet of the same name, left with it.
+func (r *ShopReconciler) engineOnClaim(ctx context.Context, shop *shopv1.Shop, claim *corev1.PersistentVolumeClaim, adopting bool) (string, error) {
+	if !adopting {
+		return string(resources.MongoDBEngine(shop)), nil // whatever its label says: the label is put back
+	}
+	if e := claim.Labels[resources.LabelEngine]; e != "" {
 		return e, nil
 	}
 	store := &appsv1.StatefulSet{}
@@ -215,9 +217,15 @@ func adoptable(obj client.Object, shop *shopv1.Shop) bool {
 
 // conflict is the Problem of a child whose name is taken by an object the Shop does
 // not control.
-func conflict(kind, name string) *Problem {
+func conflict(kind string, existing client.Object, shop *shopv1.Shop) *Problem {
+	if other := existing.GetLabels()[resources.LabelShop]; other != "" && other != shop.Name {
+		// Another Shop's (an external store's Secret, say): deleting it would break that one.
+		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
+			"%s %s already exists and is Shop %s's (its label %s): rename one of the two Shops, or that Shop's %s",
+			kind, existing.GetName(), other, resources.LabelShop, kind)}
+	}
 	return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
-		"%s %s already exists and does not belong to this Shop; delete or rename it", kind, name)}
+		"%s %s already exists and does not belong to this Shop; delete or rename it", kind, existing.GetName())}
 }
 
 // applyFailed turns a refused write into a Problem when the object itself is invalid

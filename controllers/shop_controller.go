@@ -133,6 +133,9 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	if p, err := r.resourcesRefused(ctx, shop); p != nil || err != nil {
 		return p, err
 	}
+	if p := externalInOwnSecret(shop); p != nil {
+		return p, nil
+	}
 	var first *Problem
 	// podsUnaffected: every Problem met is with a child no pod needs (podsNeedNot).
 	podsUnaffected := true
@@ -157,11 +160,18 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	var waiting []string
 	// refused holds the children the API server did not take (a Problem).
 	refused := map[string]bool{}
+	// heldBack reports whether o depends on a withheld child, and then withholds it too.
+	heldBack := func(o client.Object) bool {
+		if !slices.ContainsFunc(dependsOn(shop, o), func(d client.Object) bool { return withheld[childKey(d)] }) {
+			return false
+		}
+		withheld[childKey(o)] = true
+		waiting = append(waiting, childKey(o))
+		return true
+	}
 	apply := func(objs ...client.Object) error {
 		for _, o := range objs {
-			if slices.ContainsFunc(dependsOn(shop, o), func(d client.Object) bool { return withheld[childKey(d)] }) {
-				withheld[childKey(o)] = true
-				waiting = append(waiting, childKey(o))
+			if heldBack(o) {
 				continue
 			}
 			err := r.apply(ctx, shop, o)
@@ -179,6 +189,9 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 	}
 	// A workload is made only once no workload of the other kind holds its name.
 	applyWorkload := func(w client.Object) error {
+		if heldBack(w) {
+			return nil // nor is a workload of the other kind under its name replaced
+		}
 		if waiting, err := r.replaceOtherKind(ctx, shop, w); err != nil || waiting {
 			return err
 		}
@@ -356,6 +369,11 @@ func dependsOn(shop *shopv1.Shop, o client.Object) []client.Object {
 		if o.GetName() == connections.Name {
 			for _, s := range resources.InClusterStores(shop) {
 				deps = append(deps, service(s))
+				if s == resources.MongoDB {
+					// Its URI is for the engine the Shop asks, which a claim held back may
+					// not hold the data of (claimMismatch).
+					deps = append(deps, &corev1.PersistentVolumeClaim{ObjectMeta: named(resources.Name(shop, s))})
+				}
 			}
 		}
 	case *appsv1.StatefulSet, *appsv1.Deployment:
@@ -447,7 +465,7 @@ func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.S
 	case err != nil:
 		return nil, nil, fmt.Errorf("get credentials of %s: %w", store, err)
 	case !metav1.IsControlledBy(existing, shop) && !adoptable(existing, shop):
-		return nil, conflict("Secret", key.Name), nil
+		return nil, conflict("Secret", existing, shop), nil
 	}
 	return existing, nil, nil // one that lost its owner is taken back when applied
 }
@@ -560,6 +578,27 @@ func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds
 	return uris, problem, err
 }
 
+// externalInOwnSecret is the Problem of an external store's Secret named as one the
+// controller makes for shop (nil if none): that name is the controller's, whose Secret would
+// conflict with the user's, and whose advice (delete or rename it) would take the URI away.
+// It is checked before any child is read or made, and here rather than at admission: a rule
+// added to the CRD would refuse every later write of a Shop an earlier version admitted with
+// such a name, its status included.
+func externalInOwnSecret(shop *shopv1.Shop) *Problem {
+	own := resources.OwnSecretNames(shop)
+	for _, ext := range []struct {
+		field string
+		spec  *shopv1.ExternalSpec
+	}{{"mongodb", shop.Spec.MongoDB.External}, {"rabbitmq", shop.Spec.RabbitMQ.External}} {
+		if ext.spec != nil && slices.Contains(own, ext.spec.SecretRef.Name) {
+			return &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
+				"%s.external: Secret %s is one the operator makes for this Shop (%s): give the URI a Secret of its own name",
+				ext.field, ext.spec.SecretRef.Name, strings.Join(own, ", "))}
+		}
+	}
+	return nil
+}
+
 // externalURI reads the URI of an external store. The Secret is looked up in the
 // cache, which holds only Secrets labelled commerce.shopkeeper.dev/shop: that keeps
 // unrelated Secrets out of memory, and the label's watch brings the Shop back to
@@ -567,14 +606,6 @@ func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds
 // periodic retry. When it is not in the cache, one read of the API server tells the
 // user whether it is missing or only unlabelled.
 func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, field string, ref shopv1.SecretKeyRef) (string, *Problem, error) {
-	if own := resources.OwnSecretNames(shop); slices.Contains(own, ref.Name) {
-		// Checked here rather than at admission: a rule added to the CRD would refuse every
-		// later write of a Shop an earlier version admitted with such a name, its status
-		// included.
-		return "", &Problem{Reason: ReasonExternalSecretInvalid, Message: fmt.Sprintf(
-			"%s.external: Secret %s is one the operator makes for this Shop (%s): give the URI a Secret of its own name",
-			field, ref.Name, strings.Join(own, ", "))}, nil
-	}
 	key := types.NamespacedName{Namespace: shop.Namespace, Name: ref.Name}
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, key, secret)

@@ -522,22 +522,61 @@ var _ = Describe("Shop controller", func() {
 		Expect(deployment(shop, resources.Gateway).Spec.Template.Annotations[resources.ChecksumAnnotation]).To(Equal(gatewayBefore))
 	})
 
-	It("refuses an external store's Secret named as one the operator makes for the Shop", func() {
+	DescribeTable("refuses an external store's Secret named as one the operator makes for the Shop",
+		func(name string, external func(*shopv1.Shop, *shopv1.ExternalSpec)) {
+			ns := takeNamespace()
+			secret := &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{resources.LabelShop: "own"}},
+				StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
+			}
+			Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+			shop := minimalShop(ns, "own")
+			external(shop, &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}})
+			Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+			Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretInvalid"))
+			Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).
+				To(ContainSubstring("Secret " + name + " is one the operator makes for this Shop"))
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+			Expect(secret.OwnerReferences).To(BeEmpty())
+			Expect(secret.Data).To(Equal(map[string][]byte{"uri": []byte("mongodb://u:p@db.example.com:27017/")}), "the user's Secret was written")
+		},
+		Entry("MongoDB's, in the connections Secret", "own-connections",
+			func(s *shopv1.Shop, e *shopv1.ExternalSpec) { s.Spec.MongoDB.External = e }),
+		Entry("RabbitMQ's, in the in-cluster MongoDB's credentials", "own-mongodb-credentials",
+			func(s *shopv1.Shop, e *shopv1.ExternalSpec) { s.Spec.RabbitMQ.External = e }),
+		Entry("MongoDB's, in the in-cluster broker's credentials", "own-rabbitmq-credentials",
+			func(s *shopv1.Shop, e *shopv1.ExternalSpec) { s.Spec.MongoDB.External = e }),
+	)
+
+	It("names the other Shop when a child's name is taken by an object labelled for it", func() {
 		ns := takeNamespace()
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own-connections", Labels: map[string]string{resources.LabelShop: "own"}},
+		theirs := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "a-mongodb-connections", Labels: map[string]string{resources.LabelShop: "a"}},
 			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
 		}
-		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
-		shop := minimalShop(ns, "own")
-		shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}}
+		Expect(k8sClient.Create(ctx, theirs)).To(Succeed())
+		shop := minimalShop(ns, "a-mongodb")
 		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ExternalSecretInvalid"))
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
 		Expect(meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded).Message).
-			To(ContainSubstring("Secret own-connections is one the operator makes for this Shop"))
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
-		Expect(secret.OwnerReferences).To(BeEmpty())
-		Expect(secret.Data).To(Equal(map[string][]byte{"uri": []byte("mongodb://u:p@db.example.com:27017/")}), "the user's Secret was written")
+			To(ContainSubstring("Secret a-mongodb-connections already exists and is Shop a's"))
+	})
+
+	It("keeps its own claim's engine whatever the claim's label says", func() {
+		shop := minimalShop(takeNamespace(), "relabelled")
+		createShopAndWait(shop)
+		claim := &corev1.PersistentVolumeClaim{}
+		key := types.NamespacedName{Namespace: shop.Namespace, Name: "relabelled-mongodb"}
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, key, claim)).To(Succeed())
+			claim.Labels[resources.LabelEngine] = string(shopv1.EngineFerretDB)
+			return k8sClient.Update(ctx, claim)
+		})).To(Succeed())
+		Eventually(func() string {
+			Expect(k8sClient.Get(ctx, key, claim)).To(Succeed())
+			return claim.Labels[resources.LabelEngine]
+		}).WithTimeout(timeout).Should(Equal(string(shopv1.EngineMongoDB)))
+		Expect(conditionOf(shop, ConditionDegraded)()).NotTo(Equal("True/ChildConflict"))
 	})
 
 	It("gives an external store's Secret only to the Shop its label names, and follows the label", func() {
@@ -1247,6 +1286,7 @@ var _ = Describe("Shop controller", func() {
 			first(shop)
 			createShopAndWait(shop)
 			store := statefulSet(shop, resources.MongoDB)
+			connections := secretData(shop, "remade-connections")
 			Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
 			Eventually(func() bool {
 				return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), &shopv1.Shop{}))
@@ -1273,6 +1313,9 @@ var _ = Describe("Shop controller", func() {
 			}
 			Eventually(conditionOf(remade, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
 			Expect(meta.FindStatusCondition(getShop(remade).Status.Conditions, ConditionDegraded).Message).To(ContainSubstring(says))
+			// Nothing that runs on the store, or reads its URI, is changed meanwhile.
+			Expect(secretData(remade, "remade-connections")).To(Equal(connections), "the connections Secret was rewritten")
+			Expect(deployment(shop, resources.User).DeletionTimestamp).To(BeNil(), "the user service's workload is being replaced")
 			Expect(k8sClient.Get(ctx, claimKey, claim)).To(Succeed())
 			Expect(claim.OwnerReferences).To(BeEmpty(), "the claim was taken back")
 			if unlabelled {
