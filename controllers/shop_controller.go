@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -57,7 +58,41 @@ type ShopReconciler struct {
 	// resourceVerdicts holds what the API server said of a component's resources
 	// (resourcesRefused), by namespace and resources: "" when it takes them.
 	resourceVerdicts verdictCache
+	// failures counts each Shop's reconciles failed in a row (reportFailure).
+	failures failureCount
 }
+
+// failureCount counts each Shop's reconciles failed in a row, by the Shop's UID. The zero
+// failureCount is ready for use; a Shop's count goes at its next reconcile that gets through,
+// or finds it deleted.
+type failureCount struct {
+	mu sync.Mutex
+	n  map[types.UID]int
+}
+
+// add counts one more failure of uid's reconcile and returns how many in a row.
+func (f *failureCount) add(uid types.UID) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == nil {
+		f.n = map[types.UID]int{}
+	}
+	f.n[uid]++
+	return f.n[uid]
+}
+
+// clear forgets uid's failures.
+func (f *failureCount) clear(uid types.UID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.n, uid)
+}
+
+// reportAfterFailures is how many reconciles of a Shop must fail in a row before the status
+// says so: one error alone (an API server's hiccup) is retried at once with nothing said, so
+// that it does not flap a healthy Shop's Ready; a write a webhook that is down keeps refusing
+// fails again within milliseconds (the backoff starts at 5 ms).
+const reportAfterFailures = 2
 
 // DefaultPodReadyDeadline is the Deployment controller's default progress deadline
 // (progressDeadlineSeconds 600), so that every component is judged alike.
@@ -96,11 +131,13 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !shop.DeletionTimestamp.IsZero() {
+		r.failures.clear(shop.UID)
 		return ctrl.Result{}, nil // the garbage collector removes the children
 	}
 
 	problem, err := r.applyChildren(ctx, shop)
 	if errors.Is(err, errShopDeleted) {
+		r.failures.clear(shop.UID)
 		return ctrl.Result{}, nil // as above: nothing more to do for it
 	}
 	var components []ComponentState
@@ -109,9 +146,12 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		components, recheck, err = r.observe(ctx, shop)
 	}
 	if err != nil {
-		r.reportFailure(ctx, shop, err)
+		if r.failures.add(shop.UID) >= reportAfterFailures {
+			r.reportFailure(ctx, shop, err)
+		}
 		return ctrl.Result{}, err
 	}
+	r.failures.clear(shop.UID)
 	if err := r.writeStatus(ctx, shop, ComputeStatus(shop, components, problem, metav1.NewTime(time.Now()))); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -738,8 +778,8 @@ func (r *ShopReconciler) writeStatus(ctx context.Context, shop *shopv1.Shop, sta
 	return nil
 }
 
-// reportFailure says in shop's status why its reconcile failed with err, which is retried
-// with backoff: Ready and Degraded name the error at the Shop's generation (the components
+// reportFailure says in shop's status why its reconcile failed with err again
+// (reportAfterFailures), which is retried with backoff: Ready and Degraded name the error at the Shop's generation (the components
 // as last read), so that a new Shop does not stay without a status, nor a changed one show
 // the Ready of its last generation while its change cannot be applied. A conflict (a write
 // raced another's) and a reconcile cut short by the manager's stop are left unsaid: the

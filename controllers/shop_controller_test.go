@@ -548,6 +548,21 @@ var _ = Describe("Shop controller", func() {
 			func(s *shopv1.Shop, e *shopv1.ExternalSpec) { s.Spec.MongoDB.External = e }),
 	)
 
+	It("reads an external store's Secret named as one the operator would make only for an in-cluster store", func() {
+		ns := takeNamespace()
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ext-mongodb-credentials", Labels: map[string]string{resources.LabelShop: "ext"}},
+			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
+		}
+		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		shop := minimalShop(ns, "ext")
+		shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}}
+		createShopAndWait(shop)
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(string(secretData(shop, "ext-connections")[resources.MongoDBURIKey(resources.User)])).
+			To(Equal("mongodb://u:p@db.example.com:27017/users?authSource=admin"))
+	})
+
 	It("names the other Shop when a child's name is taken by an object labelled for it", func() {
 		ns := takeNamespace()
 		theirs := &corev1.Secret{
@@ -1243,6 +1258,9 @@ var _ = Describe("Shop controller", func() {
 		failed := func(generation int64) {
 			GinkgoHelper()
 			_, err := reconcileShop()
+			Expect(err).To(MatchError(ContainSubstring("failed calling webhook")))
+			Expect(conditionOf(shop, ConditionDegraded)()).NotTo(Equal("True/ReconcileFailed"), "a first failure alone is said")
+			_, err = reconcileShop() // the retry
 			Expect(err).To(MatchError(ContainSubstring("failed calling webhook")))
 			got := getShop(shop)
 			Expect(got.Status.ObservedGeneration).To(Equal(generation))

@@ -58,11 +58,19 @@ func CredentialsSecretName(shop *shopv1.Shop, store string) string {
 // ConnectionsSecretName is the name of the Secret holding every service's URIs.
 func ConnectionsSecretName(shop *shopv1.Shop) string { return Name(shop, connections) }
 
-// OwnSecretNames are the names of the Secrets the controller makes for shop, whichever of its
-// stores run in the cluster: none of them can hold an external store's URI.
+// OwnSecretNames are the names of the Secrets the controller makes for shop: the connections
+// Secret, and the credentials of each store in the cluster, and the broker's files when it
+// is one. None of them can hold an external store's URI; the others' names are free (which
+// stores run in the cluster cannot change).
 func OwnSecretNames(shop *shopv1.Shop) []string {
-	return []string{ConnectionsSecretName(shop), CredentialsSecretName(shop, MongoDB), CredentialsSecretName(shop, RabbitMQ),
-		RabbitMQConfigSecretName(shop)}
+	names := []string{ConnectionsSecretName(shop)}
+	for _, s := range InClusterStores(shop) {
+		names = append(names, CredentialsSecretName(shop, s))
+		if s == RabbitMQ {
+			names = append(names, RabbitMQConfigSecretName(shop))
+		}
+	}
+	return names
 }
 
 // CredentialsSecret is the credentials Secret of an in-cluster store. Values already in
