@@ -64,11 +64,7 @@ var _ = Describe("An external store's URI", func() {
 
 var _ = It("An external store's new URI rolls the services only once the connections Secret holds it", func() {
 	ns := takeNamespace()
-	mongo := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mongo", Labels: map[string]string{resources.LabelShop: "held"}},
-		StringData: map[string]string{"uri": "mongodb://u:pw@db1.example.com:27017/"},
-	}
-	Expect(k8sClient.Create(ctx, mongo)).To(Succeed())
+	mongo := labelledURISecret(ns, "mongo", "held", "mongodb://u:pw@db1.example.com:27017/")
 	shop := minimalShop(ns, "held")
 	shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: mongo.Name}}
 	createShopAndWait(shop)

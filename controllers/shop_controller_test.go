@@ -200,6 +200,18 @@ func secretData(shop *shopv1.Shop, name string) map[string][]byte {
 	return s.Data
 }
 
+// labelledURISecret creates, in namespace ns, a Secret name holding uri under the key "uri",
+// labelled for the Shop named shop, as an external store's Secret is, and returns it.
+func labelledURISecret(ns, name, shop, uri string) *corev1.Secret {
+	GinkgoHelper()
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{resources.LabelShop: shop}},
+		StringData: map[string]string{"uri": uri},
+	}
+	Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+	return secret
+}
+
 // orphanChildren does to shop's children what the garbage collector does to those of an
 // owner deleted with --cascade=orphan (envtest runs no garbage collector): it removes their
 // owner references.
@@ -525,11 +537,7 @@ var _ = Describe("Shop controller", func() {
 	DescribeTable("refuses an external store's Secret named as one the operator makes for the Shop",
 		func(name string, external func(*shopv1.Shop, *shopv1.ExternalSpec)) {
 			ns := takeNamespace()
-			secret := &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{resources.LabelShop: "own"}},
-				StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
-			}
-			Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+			secret := labelledURISecret(ns, name, "own", "mongodb://u:p@db.example.com:27017/")
 			shop := minimalShop(ns, "own")
 			external(shop, &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}})
 			Expect(k8sClient.Create(ctx, shop)).To(Succeed())
@@ -550,26 +558,18 @@ var _ = Describe("Shop controller", func() {
 
 	It("reads an external store's Secret named as one the operator would make only for an in-cluster store", func() {
 		ns := takeNamespace()
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ext-mongodb-credentials", Labels: map[string]string{resources.LabelShop: "ext"}},
-			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
-		}
-		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		secret := labelledURISecret(ns, "ext-mongodb-credentials", "ext", "mongodb://u:p@db.example.com:27017/")
 		shop := minimalShop(ns, "ext")
 		shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: secret.Name}}
 		createShopAndWait(shop)
-		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
 		Expect(string(secretData(shop, "ext-connections")[resources.MongoDBURIKey(resources.User)])).
 			To(Equal("mongodb://u:p@db.example.com:27017/users?authSource=admin"))
 	})
 
 	It("names the other Shop when a child's name is taken by an object labelled for it", func() {
 		ns := takeNamespace()
-		theirs := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "a-mongodb-connections", Labels: map[string]string{resources.LabelShop: "a"}},
-			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
-		}
-		Expect(k8sClient.Create(ctx, theirs)).To(Succeed())
+		labelledURISecret(ns, "a-mongodb-connections", "a", "mongodb://u:p@db.example.com:27017/")
 		shop := minimalShop(ns, "a-mongodb")
 		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
 		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildConflict"))
@@ -596,11 +596,7 @@ var _ = Describe("Shop controller", func() {
 
 	It("gives an external store's Secret only to the Shop its label names, and follows the label", func() {
 		ns := takeNamespace()
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared-mongo", Labels: map[string]string{resources.LabelShop: "staging"}},
-			StringData: map[string]string{"uri": "mongodb://u:p@db.example.com:27017/"},
-		}
-		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		secret := labelledURISecret(ns, "shared-mongo", "staging", "mongodb://u:p@db.example.com:27017/")
 		shops := map[string]*shopv1.Shop{}
 		for _, name := range []string{"staging", "prod"} {
 			shop := minimalShop(ns, name)
