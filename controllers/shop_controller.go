@@ -779,11 +779,11 @@ func (r *ShopReconciler) writeStatus(ctx context.Context, shop *shopv1.Shop, sta
 }
 
 // reportFailure says in shop's status why its reconcile failed with err again
-// (reportAfterFailures), which is retried with backoff: Ready and Degraded name the error at the Shop's generation (the components
-// as last read), so that a new Shop does not stay without a status, nor a changed one show
-// the Ready of its last generation while its change cannot be applied. A conflict (a write
-// raced another's) and a reconcile cut short by the manager's stop are left unsaid: the
-// retry reads everything anew.
+// (reportAfterFailures), which is retried with backoff: Ready and Degraded name the error at
+// the Shop's generation (the components as last read), so that a new Shop does not stay
+// without a status, nor a changed one show the Ready of its last generation while its change
+// cannot be applied. A conflict (a write raced another's) and a reconcile cut short by the
+// manager's stop are left unsaid: the retry reads everything anew.
 func (r *ShopReconciler) reportFailure(ctx context.Context, shop *shopv1.Shop, err error) {
 	if apierrors.IsConflict(err) || ctx.Err() != nil {
 		return
