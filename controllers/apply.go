@@ -63,22 +63,21 @@ func (r *ShopReconciler) apply(ctx context.Context, shop *shopv1.Shop, desired c
 		return fmt.Errorf("get %s %s: %w", kind, desired.GetName(), err)
 	}
 
-	// A claim that is the Shop's, or that it may take back (a foreign one is a conflict below).
-	if claim, ok := existing.(*corev1.PersistentVolumeClaim); ok && (metav1.IsControlledBy(claim, shop) || adoptable(claim, shop)) {
-		adopting := !metav1.IsControlledBy(claim, shop)
-		held, err := r.engineOnClaim(ctx, shop, claim, adopting)
+	controlled := metav1.IsControlledBy(existing, shop)
+	if !controlled && !adoptable(existing, shop) {
+		return conflict(kind, existing, shop)
+	}
+	if claim, ok := existing.(*corev1.PersistentVolumeClaim); ok {
+		held, err := r.engineOnClaim(ctx, shop, claim, !controlled)
 		if err != nil {
 			return err
 		}
-		if p := claimMismatch(desired.(*corev1.PersistentVolumeClaim), claim, held, adopting); p != nil {
+		if p := claimMismatch(desired.(*corev1.PersistentVolumeClaim), claim, held, !controlled); p != nil {
 			return p
 		}
 	}
 	adopted := false
-	if !metav1.IsControlledBy(existing, shop) {
-		if !adoptable(existing, shop) {
-			return conflict(kind, existing, shop)
-		}
+	if !controlled {
 		if err := r.stillThere(ctx, shop); err != nil {
 			return err
 		}

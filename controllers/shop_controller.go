@@ -209,20 +209,27 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		waiting = append(waiting, childKey(o))
 		return true
 	}
+	// applyOne applies o, which nothing it depends on holds back.
+	applyOne := func(o client.Object) error {
+		err := r.apply(ctx, shop, o)
+		if p, ok := errors.AsType[*Problem](err); ok && p.Reason == ReasonChildConflict {
+			withheld[childKey(o)] = true
+		}
+		if err != nil && !record(o, err) {
+			return err
+		}
+		if err != nil {
+			refused[childKey(o)] = true
+		}
+		return nil
+	}
 	apply := func(objs ...client.Object) error {
 		for _, o := range objs {
 			if heldBack(o) {
 				continue
 			}
-			err := r.apply(ctx, shop, o)
-			if p, ok := errors.AsType[*Problem](err); ok && p.Reason == ReasonChildConflict {
-				withheld[childKey(o)] = true
-			}
-			if err != nil && !record(o, err) {
+			if err := applyOne(o); err != nil {
 				return err
-			}
-			if err != nil {
-				refused[childKey(o)] = true
 			}
 		}
 		return nil
@@ -235,7 +242,7 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		if waiting, err := r.replaceOtherKind(ctx, shop, w); err != nil || waiting {
 			return err
 		}
-		return apply(w)
+		return applyOne(w)
 	}
 
 	creds := map[string]*corev1.Secret{}

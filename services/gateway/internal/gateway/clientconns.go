@@ -79,9 +79,11 @@ func tooManyConnections(requestID string) []byte {
 // record, when set, records the refusal (counts and logs it as a request) and returns its
 // request id.
 func refuseConn(c net.Conn, record func() string) {
-	id := web.NewRequestID()
+	var id string
 	if record != nil {
 		id = record()
+	} else {
+		id = web.NewRequestID()
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(refuseTime))
 	_, _ = c.Write(tooManyConnections(id))
