@@ -12,6 +12,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
 )
 
 // Delivery is one received event.
@@ -350,17 +352,26 @@ func (c *Consumer) handle(conn *amqp.Connection, d amqp.Delivery, gone <-chan st
 		attempt = int(n) + 1
 	}
 	traceparent, _ := d.Headers["traceparent"].(string)
-	ctx := contextWithTraceparent(c.hardCx, traceparent)
+	var ctx context.Context
+	var span trace.Span
+	if tracing.Recording() {
+		ctx, span = startProcessSpan(c.hardCx, c.cfg.Queue, traceparent, d)
+	} else {
+		ctx = contextWithTraceparent(c.hardCx, traceparent)
+	}
 	// As web.Logger does for a request: the delivery's lines carry its trace, which the
 	// events its handling writes carry on.
 	log := c.log.With(slog.String("trace_id", trace.SpanContextFromContext(ctx).TraceID().String()))
 	held := time.Now()
-	var ackErr error
+	var ackErr, err error
 	for try := 1; ; try++ {
-		err := c.call(ctx, Delivery{ID: d.MessageId, Type: d.Type, Body: d.Body, Attempt: attempt})
+		err = c.call(ctx, Delivery{ID: d.MessageId, Type: d.Type, Body: d.Body, Attempt: attempt})
 		if err == nil {
 			ackErr = d.Ack(false)
 			break
+		}
+		if span != nil {
+			span.RecordError(err)
 		}
 		if IsPermanent(err) {
 			log.ErrorContext(ctx, "dead-lettering message", "id", d.MessageId, "type", d.Type, "error", err)
@@ -401,6 +412,9 @@ func (c *Consumer) handle(conn *amqp.Connection, d amqp.Delivery, gone <-chan st
 		// The channel is gone: the broker requeues the message and the handler sees it
 		// again, which it must tolerate.
 		log.WarnContext(ctx, "acknowledgement not sent", "id", d.MessageId, "error", ackErr)
+	}
+	if span != nil {
+		endProcessSpan(span, err, IsPermanent(err), ackErr)
 	}
 }
 

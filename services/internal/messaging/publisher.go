@@ -75,9 +75,14 @@ func NewPublisher(b *Broker) *Publisher {
 // Publish sends m and returns nil only once the broker confirmed it (it is then
 // stored in every queue bound for it). It waits for a connection while the broker is
 // down, up to ctx's deadline.
-func (p *Publisher) Publish(ctx context.Context, m Message) error {
+func (p *Publisher) Publish(ctx context.Context, m Message) (err error) {
 	if m.ID == "" || m.Type == "" {
 		return errors.New("messaging: message needs an ID and a Type")
+	}
+	if tracing.Recording() {
+		var span trace.Span
+		m.Traceparent, span = startPublishSpan(ctx, m)
+		defer func() { endPublishSpan(span, err) }()
 	}
 	ch, returns, err := p.channel(ctx)
 	if err != nil {
