@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 )
@@ -114,10 +115,40 @@ func joinersAsSpelt(email string) bool {
 	return errLocal == nil && errDomain == nil
 }
 
-// checkEmail returns email trimmed and lower-cased, recording in v why it is invalid:
+// canonicalEmail is email as it is stored and compared: trimmed, with a domain written in
+// ASCII (an IDNA A-label, xn--…) in its Unicode form, in Unicode's composed form (NFC), and
+// with each letter in the lower case of its upper case (foldRune). So the spellings of one
+// address that differ only in case, in how an accented letter is encoded (é, or e and
+// U+0301) or in how the domain is written are one email, and the unique index on email
+// finds it taken.
+func canonicalEmail(email string) string {
+	email = strings.TrimSpace(email)
+	if local, domain, found := strings.Cut(email, "@"); found && strings.Contains(strings.ToLower(domain), "xn--") {
+		if u, err := idna.Punycode.ToUnicode(strings.ToLower(domain)); err == nil {
+			email = local + "@" + u
+		}
+	}
+	// Composed before the letters are folded (a decomposed É is E and an accent), and again
+	// after, which folding may have left uncomposed.
+	return norm.NFC.String(strings.Map(foldRune, norm.NFC.String(email)))
+}
+
+// foldRune is r lower-cased such that the letters strings.EqualFold holds equal (those of
+// one simple case folding orbit) come out alike: the lower case of their upper case (the
+// final sigma ς and σ are both Σ, the micro sign µ and μ both Μ, the long s ſ is S). A
+// letter of no orbit (the dotless ı, say) is only lower-cased, as before; ß stays apart
+// from ss, as simple folding keeps them.
+func foldRune(r rune) rune {
+	if unicode.SimpleFold(r) == r {
+		return unicode.ToLower(r)
+	}
+	return unicode.ToLower(unicode.ToUpper(r))
+}
+
+// checkEmail returns email in its canonical form (canonicalEmail), recording in v why it is invalid:
 // it must be a bare address (local@domain, no display name) that net/mail parses.
 func checkEmail(v *apperr.Validator, email string) string {
-	email = strings.ToLower(strings.TrimSpace(email))
+	email = canonicalEmail(email)
 	local, domain, found := strings.Cut(email, "@")
 	switch {
 	case email == "":

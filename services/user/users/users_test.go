@@ -114,3 +114,24 @@ func assertFields(t *testing.T, err error, fields []string) {
 		}
 	}
 }
+
+// TestEmailSpellingsOfOneAddress: the spellings of one address that differ in case, in
+// Unicode's encoding of a letter, or in the domain's encoding are stored alike; letters
+// that only look alike (ı and i, ß and ss) stay apart.
+func TestEmailSpellingsOfOneAddress(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"José@Example.com", "josé@example.com"},
+		{"JOSE\u0301@EXAMPLE.COM", "josé@example.com"},
+		{"ana@XN--EXMPLE-CUA.com", "ana@exämple.com"},
+		{"ΟΔΟΣ@example.gr", "οδοσ@example.gr"},
+		{"οδος@example.gr", "οδοσ@example.gr"},
+		{"\u00b5@example.gr", "\u03bc@example.gr"},
+		{"ılker@example.com", "ılker@example.com"},
+		{"straße@example.com", "straße@example.com"},
+	} {
+		u := users.NewUser{Name: "Ana", Email: tc.in}
+		if err := u.Normalize(); err != nil || u.Email != tc.want {
+			t.Errorf("%+q → %+q (%v), want %+q", tc.in, u.Email, err, tc.want)
+		}
+	}
+}
