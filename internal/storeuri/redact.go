@@ -13,7 +13,8 @@ import (
 // opaque one ("user:password@host" reads as scheme "user"), since an unescaped "/" or
 // "@" in a password is what usually makes a connection URL unparsable.
 func RedactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+	if parses(raw) {
+		u, _ := url.Parse(raw)
 		return u.Redacted()
 	}
 	prefix, userinfo, rest, ok := splitUserinfo(raw, false)
@@ -114,16 +115,31 @@ func hideRuns(msg string, secrets []string) string {
 	return b.String()
 }
 
+// unparsedPassword reports whether raw, read up to its last "@", has a password.
+func unparsedPassword(raw string) bool {
+	_, userinfo, _, ok := splitUserinfo(raw, false)
+	return ok && strings.Contains(userinfo, ":")
+}
+
 // quoted is s as %q quotes it, less the quotes: what an error quoting s holds of it.
 func quoted(s string) string {
 	q := strconv.Quote(s)
 	return q[1 : len(q)-1]
 }
 
-// parses reports whether net/url reads raw as a URL with an authority.
+// parses reports whether net/url reads raw as a URL with an authority, and finds its
+// password. A password with an unescaped "/", "?" or "#" after a port's digits (or none)
+// parses too, as something else: "amqp://guest:/s3cret@mq/" is host guest and path
+// /s3cret@mq/, "amqp://guest:123456#s3cret@mq/" port 123456 and a fragment. A URL in which
+// net/url finds no password, but which has a "user:…@" as far as its last "@", is read as
+// one it cannot parse.
 func parses(raw string) bool {
 	u, err := url.Parse(raw)
-	return err == nil && u.Opaque == ""
+	if err != nil || u.Opaque != "" {
+		return false
+	}
+	_, pw := u.User.Password()
+	return pw || !unparsedPassword(raw)
 }
 
 // splitUserinfo splits raw into what comes before its userinfo (the scheme and "://",

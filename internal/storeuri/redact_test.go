@@ -21,6 +21,11 @@ func TestRedactURL(t *testing.T) {
 		{"amqp://guest:p@ss@rabbitmq:notaport/", "amqp://guest:xxxxx@rabbitmq:notaport/"},
 		{"guest:s3cret@rabbitmq/", "guest:xxxxx@rabbitmq/"},
 		{"garbage", "garbage"},
+		// Parsable, with the password read as a path, a query or a fragment.
+		{"http://guest:/s3cret@rabbitmq/", "http://guest:xxxxx@rabbitmq/"},
+		{"amqp://guest:99999?s3cret@rabbitmq/", "amqp://guest:xxxxx@rabbitmq/"},
+		{"amqp://guest:0#s3cret@rabbitmq/", "amqp://guest:xxxxx@rabbitmq/"},
+		{"amqp://rabbitmq/shop?appName=shop@laptop", "amqp://rabbitmq/shop?appName=shop@laptop"},
 	}
 	for _, tt := range tests {
 		if got := storeuri.RedactURL(tt.raw); got != tt.want {

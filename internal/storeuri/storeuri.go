@@ -84,7 +84,8 @@ func CheckAMQP(raw string) error {
 		return RedactError(err, raw)
 	}
 	if uri.Port < 1 || uri.Port > 65535 {
-		return fmt.Errorf("port %d is not between 1 and 65535", uri.Port)
+		// The "port" may be the start of a password net/url took it for ("shop:123456#x@mq").
+		return RedactError(fmt.Errorf("port %d is not between 1 and 65535", uri.Port), raw)
 	}
 	return nil
 }

@@ -33,6 +33,9 @@ func TestSettingsRefuseAnUnusableURL(t *testing.T) {
 		{url: "amqp://guest:" + password + "@127.0.0.1:99999/", wantErr: []string{"RABBITMQ_URL", "port 99999"}},
 		{url: "amqp://guest:" + password + "@rabbit mq/", wantErr: []string{"RABBITMQ_URL"}},
 		{url: "amqp://guest:s3/cret@rabbitmq:5672/", wantErr: []string{"RABBITMQ_URL", "percent-encoded"}},
+		// Parsable, the password read as a query or a path: the client refuses the port, the scheme.
+		{url: "amqp://guest:99999?" + password + "@rabbitmq/", wantErr: []string{"RABBITMQ_URL", "port xxxxx", "guest:xxxxx@"}},
+		{url: "http://guest:/" + password + "@rabbitmq:5672/", wantErr: []string{"RABBITMQ_URL", "scheme"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
