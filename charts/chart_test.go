@@ -197,6 +197,16 @@ func TestTemplate(t *testing.T) {
 			},
 		},
 		{
+			name: "image pinned by digest",
+			set:  []string{"image.tag=ignored", "image.digest=sha256:" + strings.Repeat("ab", 32)},
+			check: func(t *testing.T, r rendered) {
+				c := r.deployment(t).Spec.Template.Spec.Containers[0]
+				if want := "ghcr.io/shopkeeper-dev/shopkeeper@sha256:" + strings.Repeat("ab", 32); c.Image != want {
+					t.Errorf("image = %s, want %s", c.Image, want)
+				}
+			},
+		},
+		{
 			name: "plain HTTP metrics: no authentication, so no metrics RBAC",
 			set:  []string{"metrics.secure=false", "metrics.port=8080"},
 			check: func(t *testing.T, r rendered) {
@@ -335,6 +345,11 @@ func TestNotes(t *testing.T) {
 			want:   []string{"watching only shop-a, shop-b", "Run a shop in shop-a:"},
 		},
 		{
+			name: "the image installed, not the chart's appVersion",
+			set:  []string{"image.tag=v9.9.9"},
+			want: []string{"Shopkeeper (ghcr.io/shopkeeper-dev/shopkeeper:v9.9.9) is installed"},
+		},
+		{
 			name: "plain HTTP metrics",
 			set:  []string{"metrics.secure=false"},
 			want: []string{"curl -s http://127.0.0.1:8443/metrics"},
@@ -470,6 +485,7 @@ func TestTemplateRefuses(t *testing.T) {
 		{"a namespace that is no list", []string{"watchNamespaces=tenant-a"}, "at '/watchNamespaces': got string, want array"},
 		{"an empty namespace", []string{"watchNamespaces={tenant-a,}"}, "at '/watchNamespaces/1': '' does not match pattern"},
 		{"arguments that are no list", []string{"extraArgs=--log-level=debug"}, "at '/extraArgs': got string, want array"},
+		{"a digest that is none", []string{"image.digest=latest"}, "at '/image/digest': 'latest' does not match pattern"},
 		{"a pull policy that is none", []string{"image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of"},
 		// A misspelt key would be ignored: watchNamespace would install a cluster-wide operator.
 		{"a key the chart does not know", []string{"watchNamespace={tenant-a}"}, "additional properties 'watchNamespace' not allowed"},

@@ -58,6 +58,12 @@ app.kubernetes.io/component: manager
 {{- end -}}
 {{- end -}}
 
+{{/* The manager's image: "<repository>@<digest>" when a digest is set (it names the image
+alone, so the tag is left out), else "<repository>:<tag or appVersion>". */}}
 {{- define "shopkeeper.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
