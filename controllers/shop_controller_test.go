@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -292,6 +293,24 @@ var _ = Describe("Shop controller", func() {
 		Expect(s.Status.Components).To(HaveKeyWithValue("gateway", shopv1.ComponentStatus{Ready: 2, Desired: 2, Replicas: "2/2"}))
 	})
 
+	DescribeTable("refuses a value no Go type can spell with the field's own message, not a CEL evaluation error",
+		func(path []string, value any, message string) {
+			u := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": shopv1.GroupVersion.String(), "kind": "Shop",
+				"metadata": map[string]any{"namespace": unwatchedNamespace, "name": fmt.Sprintf("raw-%d", time.Now().UnixNano())},
+				"spec":     map[string]any{"version": "v0.1.0"},
+			}}
+			Expect(unstructured.SetNestedField(u.Object, value, append([]string{"spec"}, path...)...)).To(Succeed())
+			err := k8sClient.Create(ctx, u)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring(message))
+			Expect(err.Error()).NotTo(ContainSubstring("evaluating rule"))
+		},
+		Entry("a window past int64 nanoseconds", []string{"gateway", "rateLimit", "window"}, "9999999999999h", "rateLimit.window must be between 1s and 24h"),
+		Entry("a timeout past int64 nanoseconds", []string{"gateway", "upstreamTimeout"}, "99999999999999999999ms", "upstreamTimeout must be between 100ms and 5m"),
+		Entry("a storage size that is no quantity", []string{"mongodb", "storage", "size"}, "1GB", "spec.mongodb.storage.size"),
+	)
+
 	DescribeTable("refuses an invalid Shop with a message a person understands",
 		func(create, update func(*shopv1.Shop), message string) {
 			shop := minimalShop(unwatchedNamespace, fmt.Sprintf("invalid-%d", time.Now().UnixNano()))
@@ -359,6 +378,12 @@ var _ = Describe("Shop controller", func() {
 		Entry("podLabels taking over app.kubernetes.io/", func(s *shopv1.Shop) {
 			s.Spec.PodLabels = map[string]string{"app.kubernetes.io/name": "x"}
 		}, nil, "podLabels cannot set app.kubernetes.io/ labels"),
+		Entry("podLabels key that is no label key", func(s *shopv1.Shop) {
+			s.Spec.PodLabels = map[string]string{"bad key!": "x"}
+		}, nil, "podLabels keys must be label keys"),
+		Entry("podAnnotations key that is no annotation key", func(s *shopv1.Shop) {
+			s.Spec.PodAnnotations = map[string]string{"bad key!": "x"}
+		}, nil, "podAnnotations keys must be annotation keys"),
 		Entry("imagePullSecrets without a name", func(s *shopv1.Shop) {
 			s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {}}
 		}, nil, "imagePullSecrets must name their Secrets"),

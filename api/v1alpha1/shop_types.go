@@ -46,6 +46,7 @@ type ShopSpec struct {
 	// components of lower-case letters and digits, separated inside by '.', '_', '__' or
 	// dashes, joined by single '/'; for example registry.example.com:5000/team/app. It
 	// has at most 237 characters (the kubelet's 255 once it has added docker.io/library/).
+	// Default: ghcr.io/shopkeeper-dev/shopkeeper-services.
 	// +kubebuilder:default="ghcr.io/shopkeeper-dev/shopkeeper-services"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
@@ -55,7 +56,8 @@ type ShopSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
-	// ImagePullPolicy of every container the shop runs.
+	// ImagePullPolicy of every container the shop runs: Always, IfNotPresent or Never.
+	// Default: IfNotPresent.
 	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
 	// +kubebuilder:default=IfNotPresent
 	// +optional
@@ -100,11 +102,13 @@ type ShopSpec struct {
 
 	// PodLabels are added to every pod of the shop.
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k).hasValue())",message="podLabels keys must be label keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	// +optional
 	PodLabels map[string]string `json:"podLabels,omitempty"`
 
 	// PodAnnotations are added to every pod of the shop.
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k).hasValue())",message="podAnnotations keys must be annotation keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	// +optional
 	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
 }
@@ -123,7 +127,7 @@ type MonitoringSpec struct {
 
 // GatewaySpec configures the API gateway.
 type GatewaySpec struct {
-	// Replicas of the gateway.
+	// Replicas of the gateway, from 1 to 50. Default: 2.
 	// +kubebuilder:default=2
 	// +kubebuilder:validation:XValidation:rule="self >= 1 && self <= 50",message="gateway replicas must be between 1 and 50"
 	// +optional
@@ -155,15 +159,18 @@ type GatewaySpec struct {
 	// Below 10s the services' wait for their database (MONGODB_OPERATION_TIMEOUT, 8s) is
 	// shortened the same way, not below 2s, so that a database that does not answer gets
 	// the service's 503 too.
+	// A duration such as 10s or 1m30s (units ms, s, m, h), from 100ms to 5m. Default: 10s.
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="upstreamTimeout must be a duration such as 10s or 1m30s"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])([0-9]{6,}h|[0-9]{8,}m([0-9]|$)|[0-9]{10,}s|[0-9]{13,}ms)') && duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
 	// +optional
 	UpstreamTimeout *metav1.Duration `json:"upstreamTimeout,omitempty"`
 
-	// Resources of the gateway's container. Empty means the controller's defaults.
+	// Resources of the gateway's container. Empty means the controller's defaults: 50m CPU
+	// and 64Mi memory requested, a 256Mi memory limit, no CPU limit. Set, they replace those
+	// defaults whole (a container given limits alone is requested as much).
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 }
@@ -177,19 +184,20 @@ type RateLimitSpec struct {
 	// within seconds (Window/Requests is counted in whole nanoseconds, so the rate may be
 	// above Requests/Window by under a nanosecond a request: 1 request a second more at
 	// 99999/1s). A client whose requests are spread over N replicas may make up to N
-	// times as many.
+	// times as many. From 1 to 1000000. Default: 100.
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:XValidation:rule="self > 0",message="rateLimit.requests must be greater than 0"
 	// +kubebuilder:validation:XValidation:rule="self <= 1000000",message="rateLimit.requests must be at most 1000000"
 	// +optional
 	Requests *int32 `json:"requests,omitempty"`
 
-	// Window is the length of one rate-limit window.
+	// Window is the length of one rate-limit window, a duration such as 15m or 1h30m
+	// (units ms, s, m, h), from 1s to 24h. Default: 15m.
 	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="rateLimit.window must be a duration such as 15m or 1h"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="rateLimit.window must be between 1s and 24h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])([0-9]{6,}h|[0-9]{8,}m([0-9]|$)|[0-9]{10,}s|[0-9]{13,}ms)') && duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="rateLimit.window must be between 1s and 24h"
 	// +optional
 	Window *metav1.Duration `json:"window,omitempty"`
 }
@@ -199,6 +207,7 @@ type GatewayServiceSpec struct {
 	// Type of the gateway's Service. A NodePort or LoadBalancer Service gets
 	// externalTrafficPolicy Local: outside traffic goes only to nodes running a gateway pod
 	// and keeps its client's address, which the per-client rate limit counts by.
+	// Default: ClusterIP.
 	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
 	// +kubebuilder:default=ClusterIP
 	// +optional
@@ -230,13 +239,16 @@ type ServicesSpec struct {
 
 // ServiceSpec is what every backend service accepts.
 type ServiceSpec struct {
-	// Replicas of the service.
+	// Replicas of the service, from 1 to 50; product and order run exactly 1, and so do
+	// user and payment with mongodb.engine FerretDB. Default: 1.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:XValidation:rule="self >= 1 && self <= 50",message="service replicas must be between 1 and 50"
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
-	// Resources of the service's container. Empty means the controller's defaults.
+	// Resources of the service's container. Empty means the controller's defaults: 50m CPU
+	// and 64Mi memory requested, a 256Mi memory limit, no CPU limit. Set, they replace those
+	// defaults whole (a container given limits alone is requested as much).
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 }
@@ -245,7 +257,8 @@ type ServiceSpec struct {
 type PaymentServiceSpec struct {
 	ServiceSpec `json:",inline"`
 
-	// LimitCents is the amount above which the simulated provider declines a charge.
+	// LimitCents is the amount, in cents, above which the simulated provider declines a
+	// charge; at least 1. Default: 100000 (1000.00).
 	// +kubebuilder:default=100000
 	// +kubebuilder:validation:XValidation:rule="self > 0",message="payment.limitCents must be greater than 0"
 	// +optional
@@ -286,7 +299,9 @@ type StoreSpec struct {
 	// +optional
 	Storage *StorageSpec `json:"storage,omitempty"`
 
-	// Resources of the store's container. Empty means the controller's defaults.
+	// Resources of the store's container. Empty means the controller's defaults: 100m CPU
+	// and 256Mi memory requested, a 1Gi memory limit, no CPU limit. Set, they replace those
+	// defaults whole.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
@@ -310,7 +325,7 @@ type MongoDBSpec struct {
 	// FerretDB runs ghcr.io/ferretdb/ferretdb:1.24.2 by default: MongoDB's wire
 	// protocol over SQLite in the volume, set through FerretDB's own FERRETDB_*
 	// variables; an image of one's own must start FerretDB 1.x as its entrypoint.
-	// It cannot change: neither server reads the other's data.
+	// It cannot change: neither server reads the other's data. Default: MongoDB.
 	// +kubebuilder:default=MongoDB
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="mongodb.engine cannot be changed: MongoDB and FerretDB do not read each other's data; make a new Shop to move"
 	// +optional
@@ -350,8 +365,9 @@ type StorageSpec struct {
 	// (ChildRejected) until it is bound, or the size is set back. Any size below the
 	// claim's present one is accepted and leaves the claim as it is, since a claim never
 	// shrinks; the Shop's Events say so (StorageNotShrunk).
+	// A quantity such as 1Gi or 500Mi, at least 64Mi. Default: 1Gi.
 	// +kubebuilder:default="1Gi"
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="storage size must be at least 64Mi"
+	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="storage size must be at least 64Mi"
 	// +optional
 	Size *resource.Quantity `json:"size,omitempty"`
 
@@ -385,7 +401,7 @@ type SecretKeyRef struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="secretRef.name must be a Secret name: lower-case letters, digits, '-' and '.'"
 	Name string `json:"name"`
 
-	// Key in the Secret's data that holds the URI.
+	// Key in the Secret's data that holds the URI. Default: uri.
 	// +kubebuilder:default=uri
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
@@ -442,6 +458,8 @@ type ShopStatus struct {
 // +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.status.components.gateway.replicas`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`,priority=1
 type Shop struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
