@@ -293,6 +293,21 @@ var _ = Describe("Shop controller", func() {
 		Expect(s.Status.Components).To(HaveKeyWithValue("gateway", shopv1.ComponentStatus{Ready: 2, Desired: 2, Replicas: "2/2"}))
 	})
 
+	It("keeps the generation of a Shop a Go client reads and writes back with only its metadata changed", func() {
+		// Every default must be stored as the API types write it back (a metav1.Duration
+		// writes 15m as 15m0s): else a Get and Update by any client that adds a label or a
+		// finalizer changes the spec, and costs every Shop a status write and reconciles.
+		shop := minimalShop(unwatchedNamespace, fmt.Sprintf("round-trip-%d", time.Now().UnixNano()))
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { _ = k8sClient.Delete(ctx, shop) })
+		read := &shopv1.Shop{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(shop), read)).To(Succeed())
+		generation := read.Generation
+		read.Labels = map[string]string{"team": "checkout"}
+		Expect(k8sClient.Update(ctx, read)).To(Succeed())
+		Expect(read.Generation).To(Equal(generation), "the spec the API server defaulted changed when written back")
+	})
+
 	DescribeTable("refuses a value no Go type can spell with the field's own message, not a CEL evaluation error",
 		func(path []string, value any, message string) {
 			u := &unstructured.Unstructured{Object: map[string]any{

@@ -192,8 +192,8 @@ type RateLimitSpec struct {
 	Requests *int32 `json:"requests,omitempty"`
 
 	// Window is the length of one rate-limit window, a duration such as 15m or 1h30m
-	// (units ms, s, m, h), from 1s to 24h. Default: 15m.
-	// +kubebuilder:default="15m"
+	// (units ms, s, m, h), from 1s to 24h. Default: 15m0s.
+	// +kubebuilder:default="15m0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="rateLimit.window must be a duration such as 15m or 1h"
