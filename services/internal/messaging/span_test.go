@@ -182,7 +182,7 @@ func wantAttrs(t *testing.T, what string, attrs []attribute.KeyValue, want map[s
 	t.Helper()
 	got := map[string]string{}
 	for _, a := range attrs {
-		got[string(a.Key)] = a.Value.Emit()
+		got[string(a.Key)] = a.Value.String()
 	}
 	for k, v := range want {
 		if got[k] != v {
