@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync"
 	"testing"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
@@ -191,30 +190,12 @@ func wantAttrs(t *testing.T, what string, attrs []attribute.KeyValue, want map[s
 	}
 }
 
-// getOne takes one message from the work queue through a plain connection.
+// getOne takes the one message in the work queue through a plain connection.
 func getOne(t *testing.T, url string) amqp.Delivery {
 	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
+	got := testenv.RabbitMQTake(t, url, workQueue.Name)
+	if len(got) != 1 {
+		t.Fatalf("%d messages in the work queue, want 1", len(got))
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		d, ok, err := ch.Get(workQueue.Name, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no message in the work queue")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return got[0]
 }

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 )
 
@@ -35,23 +34,7 @@ func TestEmailSpellingsMakeOneUser(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newAPI(t)
-			const n = 8
-			statuses := make([]int, n)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range n {
-				wg.Go(func() {
-					<-start
-					res := api.Request(t, "POST", "/users", map[string]string{"name": fmt.Sprintf("Racer %d", i), "email": tc.spellings[i%len(tc.spellings)]})
-					statuses[i] = res.Status
-				})
-			}
-			close(start)
-			wg.Wait()
-			count := map[int]int{}
-			for _, s := range statuses {
-				count[s]++
-			}
+			count := createAtOnce(t, api, 8, tc.spellings)
 			got := listAll(t, api)
 			if count[201] != 1 || len(got) != 1 {
 				emails := []string{}

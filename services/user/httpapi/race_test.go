@@ -15,27 +15,7 @@ import (
 func TestConcurrentCreateSameEmail(t *testing.T) {
 	api := newAPI(t)
 	const n = 20
-	statuses := make([]int, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			email := "Race@Example.com"
-			if i%2 == 1 {
-				email = "race@example.COM"
-			}
-			res := api.Request(t, "POST", "/users", map[string]string{"name": fmt.Sprintf("Racer %d", i), "email": email})
-			statuses[i] = res.Status
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	count := map[int]int{}
-	for _, s := range statuses {
-		count[s]++
-	}
+	count := createAtOnce(t, api, n, []string{"Race@Example.com", "race@example.COM"})
 	if count[201] != 1 || count[409] != n-1 {
 		t.Errorf("statuses = %v, want one 201 and %d 409", count, n-1)
 	}
@@ -115,4 +95,27 @@ func listAll(t *testing.T, api *apitest.Client) []users.User {
 	}
 	t.Fatal("pagination does not end")
 	return nil
+}
+
+// createAtOnce sends n POST /users at once, the emails taken in turn from emails, and
+// counts their answers by status.
+func createAtOnce(t *testing.T, api *apitest.Client, n int, emails []string) map[int]int {
+	t.Helper()
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			res := api.Request(t, "POST", "/users", map[string]string{"name": fmt.Sprintf("Racer %d", i), "email": emails[i%len(emails)]})
+			statuses[i] = res.Status
+		})
+	}
+	close(start)
+	wg.Wait()
+	count := map[int]int{}
+	for _, s := range statuses {
+		count[s]++
+	}
+	return count
 }
