@@ -326,6 +326,21 @@ var _ = Describe("Shop controller", func() {
 		Entry("a storage size that is no quantity", []string{"mongodb", "storage", "size"}, "1GB", "spec.mongodb.storage.size"),
 	)
 
+	It("accepts durations in range however they are spelt", func() {
+		// The rules that keep a duration past int64 from CEL's duration() must not refuse
+		// an in-range one with leading zeros or many components.
+		for _, d := range [][2]string{{"0000001h", "0000000010s"}, {"1h30m0.5s", "0.1s"}, {"86400000ms", "300000ms"}, {"23h59m59.999s", "4m59.9s"}} {
+			u := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": shopv1.GroupVersion.String(), "kind": "Shop",
+				"metadata": map[string]any{"namespace": unwatchedNamespace, "name": fmt.Sprintf("durations-%d", time.Now().UnixNano())},
+				"spec": map[string]any{"version": "v0.1.0", "gateway": map[string]any{
+					"rateLimit": map[string]any{"window": d[0]}, "upstreamTimeout": d[1]}},
+			}}
+			Expect(k8sClient.Create(ctx, u)).To(Succeed(), "window %s, upstreamTimeout %s", d[0], d[1])
+			Expect(k8sClient.Delete(ctx, u)).To(Succeed())
+		}
+	})
+
 	DescribeTable("refuses an invalid Shop with a message a person understands",
 		func(create, update func(*shopv1.Shop), message string) {
 			shop := minimalShop(unwatchedNamespace, fmt.Sprintf("invalid-%d", time.Now().UnixNano()))
@@ -484,6 +499,11 @@ var _ = Describe("Shop controller", func() {
 		Entry("user and payment scaled out on MongoDB", func(s *shopv1.Shop) {
 			s.Spec.Services.User.Replicas = ptr.To[int32](50)
 			s.Spec.Services.Payment.Replicas = ptr.To[int32](50)
+		}),
+		// The API server checks annotation keys lower-cased (ValidateAnnotations): a
+		// prefix in capitals is one a pod takes, and an earlier version admitted it.
+		Entry("a podAnnotations key whose prefix has capitals", func(s *shopv1.Shop) {
+			s.Spec.PodAnnotations = map[string]string{"Example.COM/Owner": "team-a"}
 		}),
 	)
 

@@ -106,9 +106,10 @@ type ShopSpec struct {
 	// +optional
 	PodLabels map[string]string `json:"podLabels,omitempty"`
 
-	// PodAnnotations are added to every pod of the shop.
+	// PodAnnotations are added to every pod of the shop. Their keys are checked as the
+	// API server checks a pod's annotations: lower-cased, so a prefix may have capitals.
 	// +kubebuilder:validation:MaxProperties=32
-	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k).hasValue())",message="podAnnotations keys must be annotation keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k.lowerAscii()).hasValue())",message="podAnnotations keys must be annotation keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	// +optional
 	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
 }
@@ -164,7 +165,7 @@ type GatewaySpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="upstreamTimeout must be a duration such as 10s or 1m30s"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])([0-9]{6,}h|[0-9]{8,}m([0-9]|$)|[0-9]{10,}s|[0-9]{13,}ms)') && duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])0*([1-9][0-9]{5,}h|[1-9][0-9]{7,}m([0-9]|$)|[1-9][0-9]{9,}s|[1-9][0-9]{12,}ms)') && duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
 	// +optional
 	UpstreamTimeout *metav1.Duration `json:"upstreamTimeout,omitempty"`
 
@@ -197,7 +198,7 @@ type RateLimitSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="rateLimit.window must be a duration such as 15m or 1h"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])([0-9]{6,}h|[0-9]{8,}m([0-9]|$)|[0-9]{10,}s|[0-9]{13,}ms)') && duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="rateLimit.window must be between 1s and 24h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])0*([1-9][0-9]{5,}h|[1-9][0-9]{7,}m([0-9]|$)|[1-9][0-9]{9,}s|[1-9][0-9]{12,}ms)') && duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="rateLimit.window must be between 1s and 24h"
 	// +optional
 	Window *metav1.Duration `json:"window,omitempty"`
 }
