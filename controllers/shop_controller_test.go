@@ -324,12 +324,18 @@ var _ = Describe("Shop controller", func() {
 		Entry("a window past int64 nanoseconds", []string{"gateway", "rateLimit", "window"}, "9999999999999h", "rateLimit.window must be between 1s and 24h"),
 		Entry("a timeout past int64 nanoseconds", []string{"gateway", "upstreamTimeout"}, "99999999999999999999ms", "upstreamTimeout must be between 100ms and 5m"),
 		Entry("a storage size that is no quantity", []string{"mongodb", "storage", "size"}, "1GB", "spec.mongodb.storage.size"),
+		Entry("a window past int64 with a fraction", []string{"gateway", "rateLimit", "window"}, "9999999.5h", "rateLimit.window must be between 1s and 24h"),
+		Entry("a timeout past int64 with a fraction", []string{"gateway", "upstreamTimeout"}, "99999999999.5s", "upstreamTimeout must be between 100ms and 5m"),
+		Entry("a window past int64 in minutes with a fraction", []string{"gateway", "rateLimit", "window"}, "999999999.5m", "rateLimit.window must be between 1s and 24h"),
 	)
 
 	It("accepts durations in range however they are spelt", func() {
 		// The rules that keep a duration past int64 from CEL's duration() must not refuse
 		// an in-range one with leading zeros or many components.
-		for _, d := range [][2]string{{"0000001h", "0000000010s"}, {"1h30m0.5s", "0.1s"}, {"86400000ms", "300000ms"}, {"23h59m59.999s", "4m59.9s"}} {
+		for _, d := range [][2]string{
+			{"0000001h", "0000000010s"}, {"1h30m0.5s", "0.1s"}, {"86400000ms", "300000ms"}, {"23h59m59.999s", "4m59.9s"},
+			{"1.5h", "0.5s"}, {"90m", "100000ms"}, {"1h0m0s", "0.0833333h"}, {"0000001.5h", "1m30s"},
+		} {
 			u := &unstructured.Unstructured{Object: map[string]any{
 				"apiVersion": shopv1.GroupVersion.String(), "kind": "Shop",
 				"metadata": map[string]any{"namespace": unwatchedNamespace, "name": fmt.Sprintf("durations-%d", time.Now().UnixNano())},

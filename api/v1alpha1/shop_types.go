@@ -165,7 +165,7 @@ type GatewaySpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="upstreamTimeout must be a duration such as 10s or 1m30s"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])0*([1-9][0-9]{5,}h|[1-9][0-9]{7,}m([0-9]|$)|[1-9][0-9]{9,}s|[1-9][0-9]{12,}ms)') && duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])0*([1-9][0-9]{5,}([.][0-9]+)?h|[1-9][0-9]{7,}([.][0-9]+)?m([0-9]|$)|[1-9][0-9]{9,}([.][0-9]+)?s|[1-9][0-9]{12,}([.][0-9]+)?ms)') && duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="upstreamTimeout must be between 100ms and 5m"
 	// +optional
 	UpstreamTimeout *metav1.Duration `json:"upstreamTimeout,omitempty"`
 
@@ -198,7 +198,7 @@ type RateLimitSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="rateLimit.window must be a duration such as 15m or 1h"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])0*([1-9][0-9]{5,}h|[1-9][0-9]{7,}m([0-9]|$)|[1-9][0-9]{9,}s|[1-9][0-9]{12,}ms)') && duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="rateLimit.window must be between 1s and 24h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (!self.matches('(^|[a-z])0*([1-9][0-9]{5,}([.][0-9]+)?h|[1-9][0-9]{7,}([.][0-9]+)?m([0-9]|$)|[1-9][0-9]{9,}([.][0-9]+)?s|[1-9][0-9]{12,}([.][0-9]+)?ms)') && duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="rateLimit.window must be between 1s and 24h"
 	// +optional
 	Window *metav1.Duration `json:"window,omitempty"`
 }

@@ -115,6 +115,11 @@ func joinersAsSpelt(email string) bool {
 	return errLocal == nil && errDomain == nil
 }
 
+// aLabels reads a domain's A-labels (xn--…) as IDNA2008 allows them, mapping nothing: a label
+// that decodes to what no IDN may hold (a decomposed letter, which NFC would then make another
+// domain's; a disallowed character such as ⒈) is left as written, a name of its own.
+var aLabels = idna.New(idna.ValidateLabels(true), idna.BidiRule(), idna.CheckJoiners(true))
+
 // canonicalEmail is email as it is stored and compared: trimmed, with a domain written in
 // ASCII (an IDNA A-label, xn--…) in its Unicode form, in Unicode's composed form (NFC), and
 // with each letter in the lower case of its upper case (foldRune). So the spellings of one
@@ -124,7 +129,7 @@ func joinersAsSpelt(email string) bool {
 func canonicalEmail(email string) string {
 	email = strings.TrimSpace(email)
 	if local, domain, found := strings.Cut(email, "@"); found && strings.Contains(strings.ToLower(domain), "xn--") {
-		if u, err := idna.Punycode.ToUnicode(strings.ToLower(domain)); err == nil {
+		if u, err := aLabels.ToUnicode(strings.ToLower(domain)); err == nil {
 			email = local + "@" + u
 		}
 	}

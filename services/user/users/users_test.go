@@ -128,6 +128,11 @@ func TestEmailSpellingsOfOneAddress(t *testing.T) {
 		{"\u00b5@example.gr", "\u03bc@example.gr"},
 		{"ılker@example.com", "ılker@example.com"},
 		{"straße@example.com", "straße@example.com"},
+		// An A-label no IDN may be is a name of its own, not the Unicode it decodes to:
+		// xn--u-ccb is u and U+0308, which NFC would make ü.com's (xn--tda); xn--a-ecp is a⒈.
+		{"ana@xn--u-ccb.com", "ana@xn--u-ccb.com"},
+		{"ana@xn--tda.com", "ana@ü.com"},
+		{"ana@xn--a-ecp.ru", "ana@xn--a-ecp.ru"},
 	} {
 		u := users.NewUser{Name: "Ana", Email: tc.in}
 		if err := u.Normalize(); err != nil || u.Email != tc.want {
