@@ -48,6 +48,17 @@ func main() {
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	leaderElectionID := flag.String("leader-election-id", "shopkeeper.commerce.shopkeeper.dev",
 		"name of the leader election Lease: managers that share it elect one leader, so two installations in one namespace need one each")
+	// controller-runtime's defaults (15 s, 10 s, 2 s) make the leader give up, and the
+	// process exit, when the API server is away for 10 s, as it is in a control-plane
+	// upgrade or an etcd leader change: every such blip restarted the pod. These survive
+	// an outage of half a minute; a leader that stops (SIGTERM) still hands over at once
+	// (LeaderElectionReleaseOnCancel), only one that crashes waits out the lease.
+	leaseDuration := flag.Duration("leader-election-lease-duration", 60*time.Second,
+		"how long a standby waits, after the leader last renewed its Lease, before taking it over (a leader that stops releases it at once)")
+	renewDeadline := flag.Duration("leader-election-renew-deadline", 45*time.Second,
+		"how long the leader keeps trying to renew its Lease, as while the API server is away, before it gives up and exits")
+	retryPeriod := flag.Duration("leader-election-retry-period", 5*time.Second,
+		"how often the managers try to acquire or renew the Lease")
 	shutdownTimeout := flag.Duration("shutdown-timeout", 10*time.Second,
 		"how long the manager waits at shutdown for its reconciles to finish; it then exits")
 	flag.StringVar(&namespaces, "watch-namespaces", "", "comma-separated namespaces to watch Shops in (default: all)")
@@ -58,6 +69,11 @@ func main() {
 	flag.Parse()
 	if *stallDeadline <= 0 {
 		fmt.Fprintln(os.Stderr, "--stall-deadline must be positive")
+		os.Exit(2)
+	}
+	// client-go's own checks, said before the manager starts rather than as its panic.
+	if *retryPeriod <= 0 || *renewDeadline <= time.Duration(1.2*float64(*retryPeriod)) || *leaseDuration <= *renewDeadline {
+		fmt.Fprintln(os.Stderr, "--leader-election-lease-duration must exceed --leader-election-renew-deadline, which must exceed 1.2 × --leader-election-retry-period (> 0)")
 		os.Exit(2)
 	}
 	if *shutdownTimeout <= 0 {
@@ -122,6 +138,9 @@ func main() {
 		LeaderElection:          leaderElection,
 		LeaderElectionID:        *leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNamespace,
+		LeaseDuration:           leaseDuration,
+		RenewDeadline:           renewDeadline,
+		RetryPeriod:             retryPeriod,
 		GracefulShutdownTimeout: shutdownTimeout,
 		// The process exits right after losing the lease: no second leader overlaps.
 		LeaderElectionReleaseOnCancel: true,

@@ -129,9 +129,18 @@ var aLabels = idna.New(idna.ValidateLabels(true), idna.BidiRule(), idna.CheckJoi
 func canonicalEmail(email string) string {
 	email = strings.TrimSpace(email)
 	if local, domain, found := strings.Cut(email, "@"); found && strings.Contains(strings.ToLower(domain), "xn--") {
-		if u, err := aLabels.ToUnicode(strings.ToLower(domain)); err == nil {
-			email = local + "@" + u
+		// Label by label: a U-label or an ASCII one that IDNA2008 refuses beside it (ab--cd,
+		// -x) must not keep the domain's valid A-labels from being read, or the domain
+		// spelt in Unicode would be another email.
+		labels := strings.Split(domain, ".")
+		for i, label := range labels {
+			if l := strings.ToLower(label); strings.HasPrefix(l, "xn--") {
+				if u, err := aLabels.ToUnicode(l); err == nil {
+					labels[i] = u
+				}
+			}
 		}
+		email = local + "@" + strings.Join(labels, ".")
 	}
 	// Composed before the letters are folded (a decomposed É is E and an accent), and again
 	// after, which folding may have left uncomposed.

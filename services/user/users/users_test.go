@@ -133,6 +133,13 @@ func TestEmailSpellingsOfOneAddress(t *testing.T) {
 		{"ana@xn--u-ccb.com", "ana@xn--u-ccb.com"},
 		{"ana@xn--tda.com", "ana@ü.com"},
 		{"ana@xn--a-ecp.ru", "ana@xn--a-ecp.ru"},
+		// A label IDNA2008 refuses beside a valid A-label does not keep that one from
+		// being read: the domain spelt in Unicode is the same email.
+		{"ana@xn--bcher-kva.ab--cd.example", "ana@bücher.ab--cd.example"},
+		{"ana@bücher.ab--cd.example", "ana@bücher.ab--cd.example"},
+		{"ana@xn--bcher-kva.-x.example", "ana@bücher.-x.example"},
+		{"ana@xn--bcher-kva.3com.xn--4db", "ana@bücher.3com.א"},
+		{"ana@bücher.3com.א", "ana@bücher.3com.א"},
 	} {
 		u := users.NewUser{Name: "Ana", Email: tc.in}
 		if err := u.Normalize(); err != nil || u.Email != tc.want {
