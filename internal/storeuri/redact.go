@@ -13,8 +13,7 @@ import (
 // opaque one ("user:password@host" reads as scheme "user"), since an unescaped "/" or
 // "@" in a password is what usually makes a connection URL unparsable.
 func RedactURL(raw string) string {
-	if parses(raw) {
-		u, _ := url.Parse(raw)
+	if u, ok := parsed(raw); ok {
 		return u.Redacted()
 	}
 	prefix, userinfo, rest, ok := splitUserinfo(raw, false)
@@ -46,11 +45,11 @@ func RedactError(err error, rawURL string) error {
 	redacted := RedactURL(rawURL)
 	msg = strings.ReplaceAll(msg, rawURL, redacted)
 	msg = strings.ReplaceAll(msg, quoted(rawURL), quoted(redacted))
-	parsed := parses(rawURL)
-	if _, userinfo, _, ok := splitUserinfo(rawURL, parsed); ok {
+	_, readable := parsed(rawURL)
+	if _, userinfo, _, ok := splitUserinfo(rawURL, readable); ok {
 		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
 			forms := secretForms(pw)
-			if parsed {
+			if readable {
 				for _, secret := range forms {
 					msg = strings.ReplaceAll(msg, secret, "xxxxx")
 				}
@@ -127,24 +126,24 @@ func quoted(s string) string {
 	return q[1 : len(q)-1]
 }
 
-// parses reports whether net/url reads raw as a URL with an authority, and finds its
-// password. A password with an unescaped "/", "?" or "#" after a port's digits (or none)
+// parsed returns raw as net/url reads it, and whether net/url reads it as a URL with an
+// authority and finds its password. A password with an unescaped "/", "?" or "#" after a port's digits (or none)
 // parses too, as something else: "amqp://guest:/s3cret@mq/" is host guest and path
 // /s3cret@mq/, "amqp://guest:123456#s3cret@mq/" port 123456 and a fragment. A URL in which
 // net/url finds no password, but which has a "user:…@" as far as its last "@", is read as
 // one it cannot parse.
-func parses(raw string) bool {
+func parsed(raw string) (*url.URL, bool) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Opaque != "" {
-		return false
+		return nil, false
 	}
 	_, pw := u.User.Password()
-	return pw || !unparsedPassword(raw)
+	return u, pw || !unparsedPassword(raw)
 }
 
 // splitUserinfo splits raw into what comes before its userinfo (the scheme and "://",
 // if any), the userinfo, and the rest from the "@" that ends it. For a URL net/url reads
-// (parsed, from parses), that is the last "@" of its authority (up to the first "/", "?" or
+// (parsed reports it), that is the last "@" of its authority (up to the first "/", "?" or
 // "#"), as net/url reads it; for one it cannot, the last "@" of the URL, since an unescaped
 // "/", "?" or "@" in a password is the commonest reason (an "@" in such a URL's query is then
 // taken for it).
