@@ -347,6 +347,20 @@ var _ = Describe("Shop controller", func() {
 		}
 	})
 
+	It("accepts scrapers of every valid form", func() {
+		shop := minimalShop(unwatchedNamespace, fmt.Sprintf("scrapers-%d", time.Now().UnixNano()))
+		selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "prometheus"}}
+		shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{
+			{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.1.0.0/16", "10.2.3.4/32"}}},
+			{IPBlock: &networkingv1.IPBlock{CIDR: "fd00::/8"}},
+			{NamespaceSelector: selector},
+			{PodSelector: selector},
+			{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: selector},
+		}
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, shop)).To(Succeed())
+	})
+
 	DescribeTable("refuses an invalid Shop with a message a person understands",
 		func(create, update func(*shopv1.Shop), message string) {
 			shop := minimalShop(unwatchedNamespace, fmt.Sprintf("invalid-%d", time.Now().UnixNano()))
@@ -423,6 +437,13 @@ var _ = Describe("Shop controller", func() {
 		Entry("imagePullSecrets without a name", func(s *shopv1.Shop) {
 			s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {}}
 		}, nil, "imagePullSecrets must name their Secrets"),
+		Entry("a scraper naming no peer", func(s *shopv1.Shop) {
+			s.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{{}}
+		}, nil, "each of monitoring.scrapers sets either ipBlock"),
+		Entry("a scraper with an ipBlock and a selector", func(s *shopv1.Shop) {
+			s.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{{
+				IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}, NamespaceSelector: &metav1.LabelSelector{}}}
+		}, nil, "each of monitoring.scrapers sets either ipBlock"),
 		Entry("storage class that is no name", func(s *shopv1.Shop) {
 			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("Fast_SSD")}
 		}, nil, "spec.mongodb.storage.storageClassName"),

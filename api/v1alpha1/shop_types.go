@@ -121,6 +121,7 @@ type MonitoringSpec struct {
 	// (the gateway admits anyone already). Empty: only the shop's own callers reach the
 	// services.
 	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) ? !has(p.podSelector) && !has(p.namespaceSelector) : has(p.podSelector) || has(p.namespaceSelector))",message="each of monitoring.scrapers sets either ipBlock, or podSelector and/or namespaceSelector"
 	// +listType=atomic
 	// +optional
 	Scrapers []networkingv1.NetworkPolicyPeer `json:"scrapers,omitempty"`
