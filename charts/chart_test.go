@@ -113,6 +113,7 @@ func TestTemplate(t *testing.T) {
 				}
 				wantArgs := []string{
 					"--leader-elect=true", "--leader-election-id=shop-shopkeeper.commerce.shopkeeper.dev",
+					"--leader-election-lease-duration=60s", "--leader-election-renew-deadline=45s", "--leader-election-retry-period=5s",
 					"--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081",
 				}
 				if !slices.Equal(c.Args, wantArgs) {
@@ -169,15 +170,27 @@ func TestTemplate(t *testing.T) {
 			},
 		},
 		{
+			name: "leader election timings",
+			set:  []string{"leaderElection.leaseDurationSeconds=30", "leaderElection.renewDeadlineSeconds=20", "leaderElection.retryPeriodSeconds=4"},
+			check: func(t *testing.T, r rendered) {
+				args := r.deployment(t).Spec.Template.Spec.Containers[0].Args
+				for _, want := range []string{"--leader-election-lease-duration=30s", "--leader-election-renew-deadline=20s", "--leader-election-retry-period=4s"} {
+					if !slices.Contains(args, want) {
+						t.Errorf("args = %q, want %s", args, want)
+					}
+				}
+			},
+		},
+		{
 			name: "metrics and leader election off, image and resources set",
 			set: []string{
-				"metrics.enabled=false", "leaderElection.enabled=false",
+				"metrics.enabled=false", "leaderElection.enabled=false", "leaderElection.leaseDurationSeconds=1",
 				"image.repository=localhost/manager", "image.tag=dev", "resources.limits.memory=128Mi",
 			},
 			check: func(t *testing.T, r rendered) {
 				c := r.deployment(t).Spec.Template.Spec.Containers[0]
 				if !slices.Contains(c.Args, "--metrics-bind-address=0") || !slices.Contains(c.Args, "--leader-elect=false") ||
-					slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--leader-election-id=") }) {
+					slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--leader-election-") }) {
 					t.Errorf("args = %q, want no metrics and no leader election", c.Args)
 				}
 				if c.Image != "localhost/manager:dev" {
@@ -478,6 +491,10 @@ func TestTemplateRefuses(t *testing.T) {
 		want string
 	}{
 		{"replicas without leader election", []string{"replicaCount=2", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
+		{"a lease no longer than its renewal", []string{"leaderElection.leaseDurationSeconds=45"}, "leaseDurationSeconds must exceed renewDeadlineSeconds"},
+		{"a renewal within 1.2 retries", []string{"leaderElection.renewDeadlineSeconds=6"}, "must exceed 1.2 × retryPeriodSeconds"},
+		{"a retry period of 0", []string{"leaderElection.retryPeriodSeconds=0"}, "at '/leaderElection/retryPeriodSeconds': minimum: got 0, want 1"},
+		{"a duration where seconds go", []string{"leaderElection.leaseDurationSeconds=60s"}, "at '/leaderElection/leaseDurationSeconds': got string, want integer"},
 		{"a certificate for plain HTTP", []string{"metrics.certSecret=shop-metrics-tls", "metrics.secure=false"}, "metrics.certSecret needs"},
 		{"a certificate without metrics", []string{"metrics.certSecret=shop-metrics-tls", "metrics.enabled=false"}, "metrics.certSecret needs"},
 		{"metrics on the probes' port", []string{"metrics.port=8081"}, "metrics.port 8081 is the health probes' port"},
