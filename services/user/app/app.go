@@ -36,6 +36,9 @@ func Run(ctx context.Context) error {
 			if err := users.EnsureIndexes(ctx); err != nil {
 				return nil, err
 			}
+			if err := users.MigrateEmails(ctx, log); err != nil {
+				return nil, err
+			}
 			return service.Funcs(func(reg *prometheus.Registry) http.Handler {
 				return httpapi.NewHandler(users, log, reg, mongodb.Check(db))
 			}, nil), nil

@@ -2,12 +2,15 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
@@ -42,6 +45,43 @@ func TestRun(t *testing.T) {
 				t.Errorf("run = %v after shutdown, want nil", err)
 			}
 		})
+	}
+}
+
+// TestRunRewritesOldEmails: a start rewrites an email stored before emails had a
+// canonical form (é decomposed, e and U+0301), so the address is taken in every spelling.
+func TestRunRewritesOldEmails(t *testing.T) {
+	db := testenv.MongoDB(t)
+	t.Setenv("MONGODB_URL", "")
+	t.Setenv("MONGODB_URI", testenv.MongoURIFor(t, db.Name()))
+	id := bson.NewObjectID()
+	if _, err := db.Collection("users").InsertOne(t.Context(), bson.D{
+		{Key: "_id", Value: id}, {Key: "name", Value: "José"}, {Key: "email", Value: "jose\u0301@example.com"},
+		{Key: "createdAt", Value: time.Now()}, {Key: "updatedAt", Value: time.Now()},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := serve(t)
+
+	res, err := http.Get(base + "/users/" + id.Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u struct{ Email string }
+	err = json.NewDecoder(res.Body).Decode(&u)
+	_ = res.Body.Close()
+	if err != nil || u.Email != "jos\u00e9@example.com" {
+		t.Errorf("GET the user = %d, email %+q (%v); want the email rewritten to \"jos\\u00e9@example.com\"", res.StatusCode, u.Email, err)
+	}
+	for _, spelling := range []string{"José@example.com", "jose\u0301@example.com"} {
+		res, err := http.Post(base+"/users", "application/json", strings.NewReader(`{"name":"Another","email":"`+spelling+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusConflict {
+			t.Errorf("POST /users with %+q = %d, want 409: the address is taken", spelling, res.StatusCode)
+		}
 	}
 }
 

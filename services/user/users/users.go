@@ -120,13 +120,14 @@ func joinersAsSpelt(email string) bool {
 // domain's; a disallowed character such as ⒈) is left as written, a name of its own.
 var aLabels = idna.New(idna.ValidateLabels(true), idna.BidiRule(), idna.CheckJoiners(true))
 
-// canonicalEmail is email as it is stored and compared: trimmed, with a domain written in
+// CanonicalEmail is email as it is stored and compared: trimmed, with a domain written in
 // ASCII (an IDNA A-label, xn--…) in its Unicode form, in Unicode's composed form (NFC), and
 // with each letter in the lower case of its upper case (foldRune). So the spellings of one
 // address that differ only in case, in how an accented letter is encoded (é, or e and
 // U+0301) or in how the domain is written are one email, and the unique index on email
-// finds it taken.
-func canonicalEmail(email string) string {
+// finds it taken. The store rewrites emails stored in an earlier form to this one
+// (store.MigrateEmails): a change to what it maps an email to needs a new migration there.
+func CanonicalEmail(email string) string {
 	email = strings.TrimSpace(email)
 	if local, domain, found := strings.Cut(email, "@"); found && strings.Contains(strings.ToLower(domain), "xn--") {
 		// Label by label: a U-label or an ASCII one that IDNA2008 refuses beside it (ab--cd,
@@ -159,10 +160,10 @@ func foldRune(r rune) rune {
 	return unicode.ToLower(unicode.ToUpper(r))
 }
 
-// checkEmail returns email in its canonical form (canonicalEmail), recording in v why it is invalid:
+// checkEmail returns email in its canonical form (CanonicalEmail), recording in v why it is invalid:
 // it must be a bare address (local@domain, no display name) that net/mail parses.
 func checkEmail(v *apperr.Validator, email string) string {
-	email = canonicalEmail(email)
+	email = CanonicalEmail(email)
 	local, domain, found := strings.Cut(email, "@")
 	switch {
 	case email == "":
