@@ -503,6 +503,34 @@ func TestForwardingHeaders(t *testing.T) {
 	}
 }
 
+// TestRepeatedForwardingHeadersAreReplaced: a client that sends a forwarding header twice
+// gets neither of its values through, in whatever case it spells the name.
+func TestRepeatedForwardingHeadersAreReplaced(t *testing.T) {
+	s := newSuite(t, nil)
+	_, body := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: shop\r\n"+
+		"X-Forwarded-Host: evil1\r\nX-Forwarded-Host: evil2\r\nX-Forwarded-Proto: https\r\nx-forwarded-proto: https\r\n\r\n")
+	e := decode[echo](t, body)
+	if h, p := e.Header.Values("X-Forwarded-Host"), e.Header.Values("X-Forwarded-Proto"); len(h) != 1 || h[0] != "shop" || len(p) != 1 || p[0] != "http" {
+		t.Fatalf("service saw X-Forwarded-Host %q, X-Forwarded-Proto %q; want [shop], [http]", h, p)
+	}
+}
+
+// TestUserinfoMakesNoAuthorization: userinfo in the Host or an absolute-form target is not
+// turned into an Authorization header the client never sent.
+func TestUserinfoMakesNoAuthorization(t *testing.T) {
+	s := newSuite(t, nil)
+	for _, head := range []string{
+		"GET /users/1 HTTP/1.1\r\nHost: admin:secret@shop\r\n\r\n",
+		"GET http://admin:secret@shop/users/1 HTTP/1.1\r\nHost: shop\r\n\r\n",
+		"GET /users/1 HTTP/1.1\r\nHost: admin@shop\r\nConnection: Authorization\r\n\r\n",
+	} {
+		_, body := rawRequest(t, s.url, 0, head)
+		if e := decode[echo](t, body); len(e.Header.Values("Authorization")) != 0 {
+			t.Errorf("%q: service saw Authorization %q", head, e.Header.Values("Authorization"))
+		}
+	}
+}
+
 func TestHealthIsNotRateLimited(t *testing.T) {
 	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 1 })
 	for i := range 3 {

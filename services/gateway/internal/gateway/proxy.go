@@ -320,10 +320,14 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	h := &req.Header
 	// What a trusted proxy in front says of the client's request stands; anyone else's
 	// forwarding headers are dropped, so the services never see a forged one.
+	// Set replaces only the first of several fields: the others go first, so that none of a
+	// client's values rides along behind the gateway's.
 	if !trusted || len(h.Peek("X-Forwarded-Host")) == 0 {
+		h.Del("X-Forwarded-Host")
 		h.SetBytesV("X-Forwarded-Host", req.Host())
 	}
 	if !trusted || len(h.Peek("X-Forwarded-Proto")) == 0 {
+		h.Del("X-Forwarded-Proto")
 		h.Set("X-Forwarded-Proto", "http")
 	}
 	if !trusted {
@@ -352,6 +356,10 @@ func forwardRequest(req *fasthttp.Request, r *route, peer netip.Addr, trusted bo
 	h.SetNoDefaultContentType(true)
 	uri.SetPathBytes(path)
 	uri.SetScheme(r.svc.base.Scheme)
+	// Userinfo in the client's Host or absolute-form target ("Host: admin:pw@shop") is no
+	// field it sent: fasthttp's client would make an Authorization header of it.
+	uri.SetUsername("")
+	uri.SetPassword("")
 	req.SetHost(r.svc.base.Host)
 	req.UseHostHeader = false
 }
