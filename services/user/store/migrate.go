@@ -37,7 +37,7 @@ type emailDoc struct {
 // records it done, and a start that finds that document reads no user.
 //
 // It never merges or drops a user. A user whose canonical email another user already
-// holds keeps its email as stored and is logged (both users' ids, the email as stored)
+// holds keeps its email as stored and is logged (both users' ids)
 // for a person to settle; it is still read, listed, changed and deleted by its id. Among
 // stored users that are one address, the first one rewritten holds it.
 //
@@ -98,9 +98,9 @@ func (s *Store) rewriteEmails(ctx context.Context, log *slog.Logger, stale []ema
 		switch {
 		case mongodb.IsDuplicateKey(err):
 			leftAsStored = append(leftAsStored, d.ID)
+			// Ids only: an address is personal data, and the ids find both users.
 			log.Warn("a user's email is another user's in its canonical form: it is left as stored, for a person to settle",
-				"migration", EmailsMigration, "user", d.ID.Hex(), "email", fmt.Sprintf("%+q", d.Email),
-				"canonicalEmail", fmt.Sprintf("%+q", canonical), "heldBy", s.holder(ctx, canonical))
+				"migration", EmailsMigration, "user", d.ID.Hex(), "heldBy", s.holder(ctx, canonical))
 		case err != nil:
 			return 0, nil, fmt.Errorf("migration %s: rewrite the email of user %s: %w", EmailsMigration, d.ID.Hex(), err)
 		case res.ModifiedCount > 0:
