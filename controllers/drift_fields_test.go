@@ -27,8 +27,8 @@ var _ = Describe("Drift that sets what the builders leave unset", func() {
 	It("is undone in the pod templates, keeping the labels and annotations added to the workloads, then nothing more is written", func() {
 		shop := minimalShop(takeNamespace(), "unset")
 		// Options that give the templates maps and lists of their own.
-		shop.Spec.PodLabels = map[string]string{"team": "shop"}
-		shop.Spec.PodAnnotations = map[string]string{"example.com/note": "1"}
+		shop.Spec.PodLabels = map[string]shopv1.LabelValue{"team": "shop"}
+		shop.Spec.PodAnnotations = map[string]shopv1.AnnotationValue{"example.com/note": "1"}
 		shop.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
 		shop.Spec.Services.User.Resources = corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("0.1")},

@@ -232,7 +232,11 @@ var _ = It("A policy denying every Deployment, resources set, is reported as suc
 var _ = It("A child refused for a value of 40 KB is reported, its message cut short", func() {
 	ns := takeNamespace()
 	shop := minimalShop(ns, "long")
-	shop.Spec.PodLabels = map[string]string{"team": strings.Repeat("a", 40_000)}
+	// The Shop's schema checks no label selector of a scraper; the NetworkPolicy that
+	// carries it is refused, quoting the value.
+	shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{{
+		PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": strings.Repeat("a", 40_000)}},
+	}}
 	Expect(k8sClient.Create(ctx, shop)).To(Succeed())
 	expectDegraded(shop, "ChildRejected", And(ContainSubstring("the API server refused"), HaveSuffix("(cut short)"), HaveLen(maxConditionMessage)))
 })

@@ -426,13 +426,13 @@ var _ = Describe("Shop controller", func() {
 			s.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Mi"))}
 		}, nil, "storage size must be at least 64Mi"),
 		Entry("podLabels taking over app.kubernetes.io/", func(s *shopv1.Shop) {
-			s.Spec.PodLabels = map[string]string{"app.kubernetes.io/name": "x"}
+			s.Spec.PodLabels = map[string]shopv1.LabelValue{"app.kubernetes.io/name": "x"}
 		}, nil, "podLabels cannot set app.kubernetes.io/ labels"),
 		Entry("podLabels key that is no label key", func(s *shopv1.Shop) {
-			s.Spec.PodLabels = map[string]string{"bad key!": "x"}
+			s.Spec.PodLabels = map[string]shopv1.LabelValue{"bad key!": "x"}
 		}, nil, "podLabels keys must be label keys"),
 		Entry("podAnnotations key that is no annotation key", func(s *shopv1.Shop) {
-			s.Spec.PodAnnotations = map[string]string{"bad key!": "x"}
+			s.Spec.PodAnnotations = map[string]shopv1.AnnotationValue{"bad key!": "x"}
 		}, nil, "podAnnotations keys must be annotation keys"),
 		Entry("imagePullSecrets without a name", func(s *shopv1.Shop) {
 			s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {}}
@@ -530,7 +530,7 @@ var _ = Describe("Shop controller", func() {
 		// The API server checks annotation keys lower-cased (ValidateAnnotations): a
 		// prefix in capitals is one a pod takes, and an earlier version admitted it.
 		Entry("a podAnnotations key whose prefix has capitals", func(s *shopv1.Shop) {
-			s.Spec.PodAnnotations = map[string]string{"Example.COM/Owner": "team-a"}
+			s.Spec.PodAnnotations = map[string]shopv1.AnnotationValue{"Example.COM/Owner": "team-a"}
 		}),
 	)
 
@@ -869,7 +869,7 @@ var _ = Describe("Shop controller", func() {
 		scraper := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
 			MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}
 		shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{scraper}
-		shop.Spec.PodAnnotations = map[string]string{"example.com/note": "1"}
+		shop.Spec.PodAnnotations = map[string]shopv1.AnnotationValue{"example.com/note": "1"}
 		shop.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
 		shop.Spec.Services.User.Resources = corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")},

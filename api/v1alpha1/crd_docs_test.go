@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
 
 // kubectl explain prints a field's description and its enum, never its default, range
@@ -50,4 +52,62 @@ func TestCRDDescriptionsStateDefaults(t *testing.T) {
 	}
 	root := crd.Spec.Versions[0].Schema.OpenAPIV3Schema
 	walk("shop.spec", root["properties"].(map[string]any)["spec"].(map[string]any))
+}
+
+// The rules on podAnnotations' size and on the length of one of its values spell
+// MaxPodAnnotationsSize out (a marker cannot name a constant): they must agree with it.
+func TestCRDPodAnnotationsLimitIsMaxPodAnnotationsSize(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "crd", "bases", "commerce.shopkeeper.dev_shops.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crd struct {
+		Spec struct {
+			Versions []struct {
+				Schema struct {
+					OpenAPIV3Schema struct {
+						Properties struct {
+							Spec struct {
+								Properties struct {
+									PodAnnotations struct {
+										Description          string `json:"description"`
+										AdditionalProperties struct {
+											MaxLength int `json:"maxLength"`
+										} `json:"additionalProperties"`
+										Rules []struct {
+											Rule    string `json:"rule"`
+											Message string `json:"message"`
+										} `json:"x-kubernetes-validations"`
+									} `json:"podAnnotations"`
+								} `json:"properties"`
+							} `json:"spec"`
+						} `json:"properties"`
+					} `json:"openAPIV3Schema"`
+				} `json:"schema"`
+			} `json:"versions"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(raw, &crd); err != nil {
+		t.Fatal(err)
+	}
+	annotations := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties.Spec.Properties.PodAnnotations
+	limit := fmt.Sprint(v1alpha1.MaxPodAnnotationsSize)
+	if got := annotations.AdditionalProperties.MaxLength; got != v1alpha1.MaxPodAnnotationsSize {
+		t.Errorf("podAnnotations values: maxLength %d, want %s", got, limit)
+	}
+	if !strings.Contains(annotations.Description, "at most "+limit+" bytes") {
+		t.Errorf("podAnnotations' description does not state the limit, %s bytes: %q", limit, annotations.Description)
+	}
+	found := false
+	for _, r := range annotations.Rules {
+		if strings.Contains(r.Rule, ".sum()") {
+			found = true
+			if !strings.HasSuffix(r.Rule, "<= "+limit) || !strings.Contains(r.Message, "at most "+limit+" bytes") {
+				t.Errorf("podAnnotations' size rule does not hold them to %s bytes: %q, %q", limit, r.Rule, r.Message)
+			}
+		}
+	}
+	if !found {
+		t.Error("podAnnotations has no size rule")
+	}
 }

@@ -100,19 +100,41 @@ type ShopSpec struct {
 	// +optional
 	Monitoring MonitoringSpec `json:"monitoring,omitzero"`
 
-	// PodLabels are added to every pod of the shop.
+	// PodLabels are added to every pod of the shop. Each value is a label value: empty, or
+	// at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit.
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k).hasValue())",message="podLabels keys must be label keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	// +optional
-	PodLabels map[string]string `json:"podLabels,omitempty"`
+	PodLabels map[string]LabelValue `json:"podLabels,omitempty"`
 
 	// PodAnnotations are added to every pod of the shop. Their keys are checked as the
 	// API server checks a pod's annotations: lower-cased, so a prefix may have capitals.
+	// Keys and values together hold at most 261888 bytes (UTF-8): the API server refuses a
+	// pod whose annotations hold over 262144 (256 KiB), and the controller keeps 256 bytes
+	// for its own (the pods' config checksum, a `kubectl rollout restart`).
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k.lowerAscii()).hasValue())",message="podAnnotations keys must be annotation keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	// +kubebuilder:validation:XValidation:rule="self.map(k, size(bytes(k)) + size(bytes(self[k]))).sum() <= 261888",message="podAnnotations must hold at most 261888 bytes, keys and values together: the API server refuses a pod whose annotations hold over 262144 (256 KiB), and the controller keeps 256 bytes for its own"
 	// +optional
-	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+	PodAnnotations map[string]AnnotationValue `json:"podAnnotations,omitempty"`
 }
+
+// LabelValue is the value of one of podLabels: empty, or at most 63 letters, digits, '-',
+// '_' or '.', starting and ending with a letter or digit, as the API server takes on a pod.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:XValidation:rule="!format.labelValue().validate(self).hasValue()",message="podLabels values must be label values: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+type LabelValue string
+
+// AnnotationValue is the value of one of podAnnotations. Its length is bounded (as all of
+// podAnnotations are, at 261888 bytes) so that the API server can afford to add up their
+// sizes when it admits a Shop.
+// +kubebuilder:validation:MaxLength=261888
+type AnnotationValue string
+
+// MaxPodAnnotationsSize is the most bytes, keys and values together, that podAnnotations
+// hold: the API server's limit on a pod's annotations (262144, 256 KiB) less the 256 bytes
+// the controller keeps for its own. The CRD's rule on podAnnotations states it again.
+const MaxPodAnnotationsSize = 262144 - 256
 
 // MonitoringSpec says who may scrape the services.
 type MonitoringSpec struct {

@@ -26,17 +26,21 @@ const nonRootID = 65532
 // podAnnotations, our labels (which win), and the checksum that rolls the pods when
 // what they read at start changes.
 func podTemplateMeta(shop *shopv1.Shop, component, checksum string) metav1.ObjectMeta {
-	labels := maps.Clone(shop.Spec.PodLabels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
+	labels := stringMap(shop.Spec.PodLabels)
 	maps.Copy(labels, Labels(shop, component))
-	annotations := maps.Clone(shop.Spec.PodAnnotations)
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
+	annotations := stringMap(shop.Spec.PodAnnotations)
 	annotations[ChecksumAnnotation] = checksum
 	return metav1.ObjectMeta{Labels: labels, Annotations: annotations}
+}
+
+// stringMap copies m, whose values are strings of a named type, into a new, non-nil map of
+// strings.
+func stringMap[V ~string](m map[string]V) map[string]string {
+	out := make(map[string]string, len(m)+1)
+	for k, v := range m {
+		out[k] = string(v)
+	}
+	return out
 }
 
 // checksum digests the values a pod reads from Secrets at start. Values set inline in

@@ -294,8 +294,8 @@ func boolInt(b bool) int {
 
 func TestAppPodSpec(t *testing.T) {
 	shop := newShop(func(s *shopv1.Shop) {
-		s.Spec.PodLabels = map[string]string{"team": "shop"}
-		s.Spec.PodAnnotations = map[string]string{"example.com/scrape": "true"}
+		s.Spec.PodLabels = map[string]shopv1.LabelValue{"team": "shop"}
+		s.Spec.PodAnnotations = map[string]shopv1.AnnotationValue{"example.com/scrape": "true"}
 		s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
 		s.Spec.Services.User.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}
 		s.Spec.Gateway.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}

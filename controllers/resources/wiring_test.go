@@ -193,7 +193,7 @@ func TestPodSettingsFromTheShop(t *testing.T) {
 	shop := newShop(func(s *shopv1.Shop) {
 		s.Spec.ImagePullPolicy = corev1.PullAlways
 		s.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
-		s.Spec.PodLabels = map[string]string{LabelName: "spoofed", LabelInstance: "spoofed", "team": "shop"}
+		s.Spec.PodLabels = map[string]shopv1.LabelValue{LabelName: "spoofed", LabelInstance: "spoofed", "team": "shop"}
 	})
 	conn := connectionsOf(t, shop)
 	type pod struct {
