@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,8 +25,10 @@ var sharedRabbitMQ struct {
 
 // RabbitMQ returns the AMQP URL of a virtual host of its own for this test, on a node
 // shared by the test binary and started on first use. When RABBITMQ_URL is set, that
-// broker is used instead; with RABBITMQ_MANAGEMENT_URL also set (http://user:pass@host:15672)
-// a fresh virtual host is made there per test, else the URL is used as it is.
+// broker is used instead, and a fresh virtual host is made there per test through its
+// management API: RABBITMQ_MANAGEMENT_URL (http://user:pass@host:15672), by default the
+// URL's host on port 15672 with the URL's user. Tests sharing one virtual host would take
+// each other's messages.
 //
 // The node is stopped by Stop (TestMain: testenv.Main(m)); should the binary die
 // first, the kernel stops it anyway.
@@ -83,16 +86,14 @@ func NewRabbitMQNode(t testing.TB) *RabbitMQNode {
 	return n
 }
 
-// externalRabbitMQVhost makes a vhost named after the test through the management API.
+// externalRabbitMQVhost makes a vhost named after the test through the management API at
+// mgmtURL, or, when that is empty, at the AMQP URL's host on port 15672 with its user.
 func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL string) (string, error) {
-	if mgmtURL == "" {
-		return amqpURL, nil
-	}
 	au, err := url.Parse(amqpURL)
 	if err != nil {
 		return "", err
 	}
-	mu, err := url.Parse(mgmtURL)
+	mu, err := managementURL(au, mgmtURL)
 	if err != nil {
 		return "", err
 	}
@@ -100,8 +101,14 @@ func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL strin
 	user := au.User.Username()
 	put := func(path, body string) error {
 		u := *mu
-		u.Path = strings.TrimSuffix(mu.Path, "/") + path
+		// path is escaped (a vhost keeps a subtest name's ' or ,): Path is its unescaped
+		// form, so that RawPath is sent as it is rather than escaped again.
 		u.RawPath = strings.TrimSuffix(mu.EscapedPath(), "/") + path
+		unescaped, err := url.PathUnescape(u.RawPath)
+		if err != nil {
+			return err
+		}
+		u.Path = unescaped
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), strings.NewReader(body))
 		if err != nil {
 			return err
@@ -109,11 +116,11 @@ func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL strin
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (RABBITMQ_MANAGEMENT_URL names the management API)", err)
 		}
 		_ = resp.Body.Close()
 		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("PUT %s: %s", path, resp.Status)
+			return fmt.Errorf("PUT %s: %s (RABBITMQ_MANAGEMENT_URL names the management API)", u.Redacted(), resp.Status)
 		}
 		return nil
 	}
@@ -126,6 +133,15 @@ func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL strin
 	}
 	au.Path, au.RawPath = "/"+vhost, "/"+url.PathEscape(vhost)
 	return au.String(), nil
+}
+
+// managementURL is mgmtURL parsed or, when it is empty, the management API of the broker at
+// the AMQP URL au: its host on port 15672, with its user.
+func managementURL(au *url.URL, mgmtURL string) (*url.URL, error) {
+	if mgmtURL != "" {
+		return url.Parse(mgmtURL)
+	}
+	return &url.URL{Scheme: "http", User: au.User, Host: net.JoinHostPort(au.Hostname(), "15672")}, nil
 }
 
 // rabbitMQChannel opens a connection and a channel to the broker at url; the caller

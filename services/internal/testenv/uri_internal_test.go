@@ -1,6 +1,13 @@
 package testenv
 
-import "testing"
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
 
 func TestWithDatabase(t *testing.T) {
 	tests := []struct {
@@ -35,5 +42,48 @@ func TestWithDatabase(t *testing.T) {
 		if got, err := withDatabase(uri, "shop"); err == nil {
 			t.Errorf("withDatabase(%q) = %q, want an error", uri, got)
 		}
+	}
+}
+
+func TestManagementURL(t *testing.T) {
+	for _, tt := range []struct{ amqp, mgmt, want string }{
+		{"amqp://guest:guest@127.0.0.1:5672/", "", "http://guest:guest@127.0.0.1:15672"},
+		{"amqp://ada:p%2Fw@[::1]:5673/shop", "", "http://ada:p%2Fw@[::1]:15672"},
+		{"amqp://ada:pw@mq:5672/", "https://admin:x@mq-admin:443/rabbit", "https://admin:x@mq-admin:443/rabbit"},
+	} {
+		au, err := url.Parse(tt.amqp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := managementURL(au, tt.mgmt); err != nil || got.String() != tt.want {
+			t.Errorf("managementURL(%q, %q) = %v, %v; want %s", tt.amqp, tt.mgmt, got, err, tt.want)
+		}
+	}
+}
+
+// TestExternalRabbitMQVhostEscapesOnce: a vhost named after a subtest whose name holds ' or ,
+// is made under its own name, the one the AMQP URL returned names.
+func TestExternalRabbitMQVhostEscapesOnce(t *testing.T) {
+	var paths []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer api.Close()
+	got, err := externalRabbitMQVhost(t.Context(), "TestX/the_peers'_deadline,_passed", "amqp://ada:pw@mq:5672/", api.URL+"/base/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	if !strings.HasPrefix(vhost, "test-TestX-the_peers'_deadline,_passed-") {
+		t.Fatalf("AMQP URL %s names vhost %q", got, vhost)
+	}
+	want := []string{"/base/api/vhosts/" + vhost, "/base/api/permissions/" + vhost + "/ada"}
+	if !slices.Equal(paths, want) {
+		t.Errorf("management API was asked for %q, want %q", paths, want)
 	}
 }
