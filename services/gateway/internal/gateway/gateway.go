@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -134,6 +135,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		if ctx.IsConnect() {
 			// The gateway tunnels nothing, and the adaptor cannot read most CONNECT targets (an
 			// IP address, a bare host) either: it would answer 500 in plain text.
+			dropBody(ctx)
 			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, time.Now(), fasthttp.StatusNotFound, notFoundBody)
 			return
 		}
@@ -143,19 +145,13 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		}
 		if !validEscapes(ctx.Request.URI().PathOriginal()) {
 			// net/http cannot read such a path: the adaptor would answer 500 in plain text.
+			dropBody(ctx)
 			g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, time.Now(), fasthttp.StatusBadRequest, malformedPathBody)
 			return
 		}
-		if ctx.Request.IsBodyStream() {
-			// The gateway's own paths take no body, and the adaptor would read one whole,
-			// outside every budget, before the mux answers: none of it is read. The connection
-			// closes after the answer, gently, when the client may still be sending it.
-			if ctx.Request.Header.ContentLength() != 0 {
-				closeGently(ctx)
-			}
-			ctx.Request.ResetBody()
-			ctx.Request.Header.SetContentLength(0)
-		}
+		// The gateway's own paths take no body, and the adaptor would read one whole, outside
+		// every budget, before the mux answers: a small one is dropped, a larger one not read.
+		dropBody(ctx)
 		serveOwn(ctx)
 	}
 	return Handler{
@@ -429,22 +425,19 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		resp.SetStatusCode(fasthttp.StatusTooManyRequests)
 		resp.Header.SetContentType("application/json")
 		resp.SetBody(tooManyRequestsBody)
-		if hasBody(&req.Header) {
-			// Its body is not read: the client may still be sending it, and closing at
-			// once would reset the connection under the answer. A request without one
-			// keeps its connection, as any other answer does.
-			closeGently(ctx)
-		}
+		dropBody(ctx) // a request without a body (nearly every one) returns at once
 		return
 	}
 	if !validEscapes(req.URI().PathOriginal()) {
 		// The service's net/http server would refuse it in plain text.
 		writeJSON(resp, fasthttp.StatusBadRequest, malformedPathBody)
+		dropBody(ctx)
 		return
 	}
 	if !validFieldNames(req.Header.All()) {
 		// So would it this one.
 		writeJSON(resp, fasthttp.StatusBadRequest, malformedFieldBody)
+		dropBody(ctx)
 		return
 	}
 	ok, taken := g.readBody(ctx, r.svc.name)
@@ -579,6 +572,45 @@ func refuseBody(ctx *fasthttp.RequestCtx, err error) bool {
 	writeJSON(&ctx.Response, status, body)
 	closeGently(ctx)
 	return false
+}
+
+// dropBodyBytes bounds what the gateway reads, and drops, of a body it answers without
+// (dropBody) to keep the connection for the client's next request, as net/http's server reads
+// up to 256 KiB of a body its handler left unread before it answers.
+const dropBodyBytes = 256 << 10
+
+// dropBody disposes of the body of a request the gateway answers without it (its own paths, a
+// 429, a request refused for its head), so that the request the client sends next on the
+// connection, pipelined or not, is read and answered rather than taken for the rest of the
+// body or dropped: what the server did not read of a body within dropBodyBytes is read now and
+// dropped, within the body's read timeout, and the connection stays open. A larger body, one
+// that does not arrive whole, malformed chunks, or a body on a connection the client closes
+// after this request, is not read on: the connection closes after the answer, which says so,
+// gently (gentleConn), the client may still be sending. The request is left without a body
+// (the adaptor of the gateway's own paths reads none) and without a trailer section.
+func dropBody(ctx *fasthttp.RequestCtx) {
+	req := &ctx.Request
+	stream := req.BodyStream()
+	if stream == nil {
+		return // none (every GET), or read whole with the head
+	}
+	n := req.Header.ContentLength() // < 0: chunked
+	if n > dropBodyBytes || hasBody(&req.Header) && (req.Header.ConnectionClose() || !drained(stream, n)) {
+		closeGently(ctx)
+	}
+	if hasTrailers(req.Header.Trailers()) { // a chunked body's, read just now
+		dropTrailers(&req.Header)
+	}
+	req.ResetBody()
+	req.Header.SetContentLength(0)
+}
+
+// drained reads and drops a body stream of n bytes (< 0: chunked), up to dropBodyBytes, and
+// reports whether it ended there, whole: a stream whose client stopped short of n also ends
+// (fasthttp's request stream says io.EOF), as readBody finds.
+func drained(stream io.Reader, n int) bool {
+	got, err := io.CopyN(io.Discard, stream, dropBodyBytes+1)
+	return errors.Is(err, io.EOF) && (n < 0 || got == int64(n))
 }
 
 // bufferedAnswerBytes is the size up to which a service's answer is held for its client

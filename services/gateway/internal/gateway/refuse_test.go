@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -254,22 +255,29 @@ func TestRefusedRequestsCountAgainstTheLimit(t *testing.T) {
 	}
 }
 
-// TestRefusedRequestWithoutBodyKeepsItsConnection: a client over its limit is answered 429 on
-// the connection it came on, which stays open for its next request, as after any other answer,
-// when its request had no body (fasthttp: no Content-Length, or 0). One whose body was not
-// read is answered and its connection closed, gently: the rest of the body may be on its way.
-func TestRefusedRequestWithoutBodyKeepsItsConnection(t *testing.T) {
+// TestRefusedRequestKeepsItsConnection: a client over its limit is answered 429 on the
+// connection it came on, which stays open for its next request, as after any other answer,
+// when its request had no body (fasthttp: no Content-Length, or 0) or a body the gateway could
+// read and drop (dropBody). One whose body is too large to drop is answered and its connection
+// closed, gently: the rest of the body may be on its way.
+func TestRefusedRequestKeepsItsConnection(t *testing.T) {
 	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 1; c.RateLimitWindow = time.Minute })
 	conn := dialGateway(t, s.url)
 	defer conn.Close()
 	r := bufio.NewReader(conn)
-	for i, request := range []string{
-		"GET /users HTTP/1.1\r\nHost: shop\r\n\r\n",
-		"GET /users HTTP/1.1\r\nHost: shop\r\n\r\n",
-		"DELETE /users/1 HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\n\r\n",
-		"POST /users HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+	for i, tt := range []struct {
+		request   string
+		status    int
+		wantClose bool
+	}{
+		{"GET /users HTTP/1.1\r\nHost: shop\r\n\r\n", http.StatusOK, false},
+		{"GET /users HTTP/1.1\r\nHost: shop\r\n\r\n", http.StatusTooManyRequests, false},
+		{"DELETE /users/1 HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\n\r\n", http.StatusTooManyRequests, false},
+		{"POST /users HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", http.StatusTooManyRequests, false},
+		{"POST /users HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(dropBodyBytes+1) +
+			"\r\n\r\n" + strings.Repeat("x", 16<<10), http.StatusTooManyRequests, true},
 	} {
-		if _, err := io.WriteString(conn, request); err != nil {
+		if _, err := io.WriteString(conn, tt.request); err != nil {
 			t.Fatalf("request %d: %v", i+1, err)
 		}
 		resp, err := http.ReadResponse(r, nil)
@@ -278,14 +286,125 @@ func TestRefusedRequestWithoutBodyKeepsItsConnection(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		wantStatus, wantClose := http.StatusTooManyRequests, i == 3
-		if i == 0 {
-			wantStatus = http.StatusOK
-		}
-		if resp.StatusCode != wantStatus || resp.Close != wantClose {
+		if resp.StatusCode != tt.status || resp.Close != tt.wantClose {
 			t.Errorf("request %d (%q): status %d, connection closed %v; want %d, %v",
-				i+1, strings.SplitN(request, "\r\n", 2)[0], resp.StatusCode, resp.Close, wantStatus, wantClose)
+				i+1, strings.SplitN(tt.request, "\r\n", 2)[0], resp.StatusCode, resp.Close, tt.status, tt.wantClose)
 		}
+	}
+}
+
+// TestUnusedBodyLeavesTheNextRequestAnswered: a request the gateway answers without its body
+// (its own paths, a 429, a CONNECT, a path with a broken %-escape) with a body it can read and
+// drop is answered on a connection that stays open, and the request the client pipelined after
+// it is answered too. One whose body is too large to drop, cut short, or sent with Connection:
+// close, is answered with Connection: close, and the connection then ends cleanly (no reset
+// under the answer): the client is never left waiting for an answer that does not come.
+func TestUnusedBodyLeavesTheNextRequestAnswered(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.ReadTimeout = 5 * time.Second })
+	limited := newSuite(t, func(c *Config) { c.RateLimitRequests = 1; c.RateLimitWindow = time.Minute })
+	if resp, body := limited.do(t, "GET", "/users", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: status %d %s", resp.StatusCode, body)
+	}
+	const next = "GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
+	withLength := func(line, body string) string {
+		return line + " HTTP/1.1\r\nHost: gateway\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	chunked := func(line string, body string) string {
+		var b strings.Builder
+		b.WriteString(line + " HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for rest := body; rest != ""; {
+			n := min(len(rest), 10000)
+			fmt.Fprintf(&b, "%x\r\n%s\r\n", n, rest[:n])
+			rest = rest[n:]
+		}
+		b.WriteString("0\r\nX-Trailer: t\r\n\r\n")
+		return b.String()
+	}
+	small := `{"a":1}`
+	// Past the 8 KiB the server reads before the handler runs, within dropBodyBytes.
+	medium := strings.Repeat("m", 100<<10)
+	large := strings.Repeat("l", dropBodyBytes+1)
+	for _, tt := range []struct {
+		name    string
+		url     string
+		request string
+		status  int
+		close   bool
+		// halfClose: the client sends no more after the request.
+		halfClose bool
+	}{
+		{name: "GET /health", url: s.url, request: withLength("GET /health", small), status: http.StatusOK},
+		{name: "GET /healthz", url: s.url, request: withLength("GET /healthz", small), status: http.StatusOK},
+		{name: "404", url: s.url, request: withLength("POST /nothing", small), status: http.StatusNotFound},
+		{name: "405", url: s.url, request: withLength("POST /healthz", small), status: http.StatusMethodNotAllowed},
+		{name: "404, body past what the server reads first", url: s.url, request: withLength("POST /nothing", medium), status: http.StatusNotFound},
+		{name: "404, chunked", url: s.url, request: chunked("POST /nothing", medium), status: http.StatusNotFound},
+		{name: "404, empty chunked", url: s.url, request: chunked("POST /nothing", ""), status: http.StatusNotFound},
+		{name: "404, Expect: 100-continue", url: s.url, request: "POST /nothing HTTP/1.1\r\nHost: gateway\r\nExpect: 100-continue\r\nContent-Length: 7\r\n\r\n" + small,
+			status: http.StatusNotFound},
+		{name: "CONNECT", url: s.url, request: withLength("CONNECT gateway:443", small), status: http.StatusNotFound},
+		{name: "broken %-escape, chunked", url: s.url, request: chunked("POST /users/%zz", medium), status: http.StatusBadRequest},
+		{name: "429", url: limited.url, request: withLength("POST /users", small), status: http.StatusTooManyRequests},
+		{name: "429, chunked", url: limited.url, request: chunked("POST /users", medium), status: http.StatusTooManyRequests},
+
+		{name: "404, body too large to drop", url: s.url, request: withLength("POST /nothing", large), status: http.StatusNotFound, close: true},
+		{name: "404, chunked body too large to drop", url: s.url, request: chunked("POST /nothing", large), status: http.StatusNotFound, close: true},
+		{name: "CONNECT, body too large to drop", url: s.url, request: withLength("CONNECT gateway:443", large), status: http.StatusNotFound, close: true},
+		{name: "broken %-escape, chunked body too large to drop", url: s.url, request: chunked("POST /users/%zz", large),
+			status: http.StatusBadRequest, close: true},
+		{name: "429, body too large to drop", url: limited.url, request: withLength("POST /users", large), status: http.StatusTooManyRequests, close: true},
+		{name: "404, Connection: close", url: s.url, request: "POST /nothing HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nContent-Length: 7\r\n\r\n" + small,
+			status: http.StatusNotFound, close: true},
+		// Past the 8 KiB the server reads first, which it would answer 400 itself when cut short.
+		{name: "404, body cut short", url: s.url, request: "POST /nothing HTTP/1.1\r\nHost: gateway\r\nContent-Length: " + strconv.Itoa(len(medium)) +
+			"\r\n\r\n" + medium[:16<<10], status: http.StatusNotFound, close: true, halfClose: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := dialGateway(t, tt.url)
+			defer conn.Close()
+			request := tt.request
+			if !tt.halfClose {
+				request += next
+			}
+			wrote := make(chan struct{})
+			go func() { // a large request is written while its answer is read, as it may come first
+				defer close(wrote)
+				_, _ = io.WriteString(conn, request)
+				if tt.halfClose {
+					_ = conn.CloseWrite()
+				}
+			}()
+			defer func() { conn.Close(); <-wrote }()
+			r := bufio.NewReader(conn)
+			read := func(what string) (answer, []byte) {
+				t.Helper()
+				resp, err := http.ReadResponse(r, nil)
+				if err != nil {
+					t.Fatalf("reading %s: %v", what, err)
+				}
+				return readAnswer(t, resp)
+			}
+			first, body := read("the answer")
+			if first.StatusCode == http.StatusContinue {
+				first, body = read("the answer after 100 Continue")
+			}
+			if first.StatusCode != tt.status || first.Close != tt.close {
+				t.Fatalf("status %d, closing %v; want %d, closing %v; body %s", first.StatusCode, first.Close, tt.status, tt.close, body)
+			}
+			if tt.close {
+				if _, err := r.ReadByte(); err != io.EOF {
+					t.Fatalf("after the answer: %v, want the connection's end", err)
+				}
+				return
+			}
+			second, body := read("the answer to the request pipelined after it")
+			if second.StatusCode != http.StatusOK || string(body) != "{\"status\":\"ok\"}\n" {
+				t.Fatalf("the request pipelined after it: status %d %s, want GET /healthz's answer", second.StatusCode, body)
+			}
+		})
+	}
+	if strings.Contains(s.log.String(), `"level":"WARN"`) {
+		t.Errorf("the server warned:\n%s", s.log.String())
 	}
 }
 
@@ -314,10 +433,11 @@ func TestHeadWithoutBodyKeepsItsDeadline(t *testing.T) {
 	}
 }
 
-// TestOwnPathsReadNoBody: a body sent to a path the gateway answers itself (an unknown path,
-// /health) is not read: the answer comes while most of it is still unsent, and the connection
-// closes after it. An empty body announced keeps the connection. No such request makes the
-// server warn in the log.
+// TestOwnPathsReadNoBody: a body over dropBodyBytes sent to a path the gateway answers itself
+// (an unknown path, /health) is not read: the answer comes while most of it is still unsent,
+// and the connection closes after it. An empty body announced keeps the connection (as does a
+// small one, TestUnusedBodyLeavesTheNextRequestAnswered). No such request makes the server
+// warn in the log.
 func TestOwnPathsReadNoBody(t *testing.T) {
 	s := newSuite(t, func(c *Config) { c.ReadTimeout = time.Minute })
 	for _, tt := range []struct {
