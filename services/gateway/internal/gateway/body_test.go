@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -422,5 +423,64 @@ func TestLargeAnswersHeldWithinABudget(t *testing.T) {
 	lines := s.log.requests(t)
 	if last := lines[len(lines)-1]; last["bytes"] != float64(size) {
 		t.Errorf("access line bytes = %v, want %d", last["bytes"], size)
+	}
+}
+
+// TestChunkExtensionsCountAgainstTheBodyLimit: what a chunked body takes on the wire, its
+// chunk extensions included (fasthttp reads and skips them without bound), is bounded: a
+// 1-byte body after megabytes of a chunk extension is refused 413 once chunkedWireBytes are
+// read, never sent on, and a body the gateway drops (its own paths) stops being read, the
+// connection closed after the answer. A body at the services' limit in chunks of 16 bytes,
+// and chunk extensions of an ordinary size, are read and sent on.
+func TestChunkExtensionsCountAgainstTheBodyLimit(t *testing.T) {
+	s := newSuite(t, nil)
+	const head = "POST %s HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n"
+	extension := "1;" + strings.Repeat("e", 2*chunkedWireBytes) + "\r\nx\r\n0\r\n\r\n"
+	for _, tt := range []struct {
+		target string
+		status int
+	}{{"/users", http.StatusRequestEntityTooLarge}, {"/nothing", http.StatusNotFound}} {
+		t.Run(tt.target, func(t *testing.T) {
+			conn := dialGateway(t, s.url)
+			wrote := make(chan struct{})
+			go func() { // the gateway answers before it is all written, and reads no more
+				defer close(wrote)
+				_, _ = io.WriteString(conn, fmt.Sprintf(head, tt.target)+extension)
+			}()
+			defer func() { conn.Close(); <-wrote }()
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			got, body := readAnswer(t, resp)
+			if got.StatusCode != tt.status || !got.Close {
+				t.Fatalf("status %d, closing %v; want %d, closing; body %s", got.StatusCode, got.Close, tt.status, body)
+			}
+		})
+	}
+	if n := s.upstreams["user"].hits.Load(); n != 0 {
+		t.Fatalf("user reached %d times", n)
+	}
+
+	var small strings.Builder
+	for range web.MaxBodyBytes / 16 {
+		small.WriteString("10\r\n" + strings.Repeat("s", 16) + "\r\n")
+	}
+	for _, tt := range []struct {
+		name, body string
+		length     int64
+	}{
+		{"a body at the limit in chunks of 16 bytes", small.String() + "0\r\n\r\n", web.MaxBodyBytes},
+		{"ordinary chunk extensions", "3;name=value;other=\"quoted\"\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n", 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, answer := rawRequest(t, s.url, 0, fmt.Sprintf(head, "/users")+tt.body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, want 200; body %.200s", resp.StatusCode, answer)
+			}
+			if e := decode[echo](t, answer); e.ContentLength != tt.length {
+				t.Fatalf("the service got a body of length %d, want %d", e.ContentLength, tt.length)
+			}
+		})
 	}
 }

@@ -198,7 +198,7 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 	closeGently(ctx)
 	note := g.forgetHead(ctx, true)
 	defer g.heads.release(note)
-	if c, ok := ctx.Conn().(*gentleConn); ok && !c.heard {
+	if c, ok := ctx.Conn().(*gentleConn); ok && c.read == 0 {
 		writeJSON(&ctx.Response, status, body)
 		return
 	}
@@ -520,6 +520,10 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken
 	if n >= 0 {
 		want = int64(n)
 	}
+	wire := limitChunkedReads(ctx, chunkedWireBytes)
+	if wire != nil {
+		defer wire.limitReads(0)
+	}
 	var err error
 	for int64(b.Len()) < want && err == nil {
 		step := min(want-int64(b.Len()), bufferedBodyBytes)
@@ -541,6 +545,8 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken
 		}
 	}
 	switch {
+	case wire != nil && wire.limited:
+		err = fasthttp.ErrBodyTooLarge // its framing
 	case err != nil:
 	case n < 0 && b.Len() > web.MaxBodyBytes:
 		err = fasthttp.ErrBodyTooLarge
@@ -552,6 +558,30 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken
 	}
 	req.SetBody(b.Bytes()) // copied; closes the stream
 	return true, taken
+}
+
+// chunkedWireBytes bounds what a chunked request body the gateway reads takes on the wire,
+// its framing, chunk extensions and trailer section included: twice what the services take
+// of it, so that a body at their limit sent in chunks of a few bytes still arrives, while
+// chunk extensions, which fasthttp reads and skips without bound, cannot make the gateway
+// read more than that for a body. (Go's net/http refuses a chunked body whose framing is
+// out of proportion to its data the same way.)
+const chunkedWireBytes = 2 * web.MaxBodyBytes
+
+// limitChunkedReads bounds what the connection of ctx reads of a chunked body to n bytes
+// (gentleConn.limitReads) and returns the connection, when the request's body is chunked and
+// its connection a gentleConn; else nil. The caller lifts the bound (limitReads(0)) once the
+// body is read.
+func limitChunkedReads(ctx *fasthttp.RequestCtx, n int64) *gentleConn {
+	if ctx.Request.Header.ContentLength() != -1 {
+		return nil
+	}
+	c, ok := ctx.Conn().(*gentleConn)
+	if !ok {
+		return nil
+	}
+	c.limitReads(n)
+	return c
 }
 
 // releaseBody gives back what readBody took once the request is sent: the budget, and the
@@ -583,7 +613,8 @@ const dropBodyBytes = 256 << 10
 // 429, a request refused for its head), so that the request the client sends next on the
 // connection, pipelined or not, is read and answered rather than taken for the rest of the
 // body or dropped: what the server did not read of a body within dropBodyBytes is read now and
-// dropped, within the body's read timeout, and the connection stays open. A larger body, one
+// dropped, within the body's read timeout, and the connection stays open (a chunked one
+// within twice that on the wire, its chunk extensions included). A larger body, one
 // that does not arrive whole, malformed chunks, or a body on a connection the client closes
 // after this request, is not read on: the connection closes after the answer, which says so,
 // gently (gentleConn), the client may still be sending. The request is left without a body
@@ -595,6 +626,9 @@ func dropBody(ctx *fasthttp.RequestCtx) {
 		return // none (every GET), or read whole with the head
 	}
 	n := req.Header.ContentLength() // < 0: chunked
+	if wire := limitChunkedReads(ctx, 2*dropBodyBytes); wire != nil {
+		defer wire.limitReads(0)
+	}
 	if n > dropBodyBytes || hasBody(&req.Header) && (req.Header.ConnectionClose() || !drained(stream, n)) {
 		closeGently(ctx)
 	}

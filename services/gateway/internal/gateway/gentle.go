@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -68,10 +69,12 @@ type gentleConn struct {
 	// gentle is set when the connection is to close gently; the server's goroutine serving
 	// the connection sets it and closes the connection.
 	gentle atomic.Bool
-	// heard is set once the client sent a byte: a connection the server gives up on before
-	// that made no request to count (answerReadError). Only the server's goroutine serving
-	// the connection reads it and sets it.
-	heard bool
+	// read counts the bytes read from the client: a connection the server gives up on before
+	// any made no request to count (answerReadError). readLimit, when over 0, is the count at
+	// which Read stops reading and fails (limitReads), and limited tells it did. Only the
+	// server's goroutine serving the connection reads and sets them.
+	read, readLimit int64
+	limited         bool
 	// continued is the note of the head of a request invited to send its body with a 100
 	// Continue (keepHead) until it is served or answered (forgetHead). Only the server's
 	// goroutine serving the connection reads it and sets it.
@@ -82,14 +85,31 @@ type gentleConn struct {
 	closed  atomic.Bool
 }
 
-// Read reads from the connection.
+// Read reads from the connection, within the bound limitReads set.
 func (c *gentleConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.heard = true
+	if c.readLimit > 0 && c.read >= c.readLimit {
+		c.limited = true
+		return 0, errReadLimit
 	}
+	n, err := c.Conn.Read(b)
+	c.read += int64(n)
 	return n, err
 }
+
+// limitReads makes Read fail once n more bytes are read from the client, n over 0; 0 lifts
+// the bound. It bounds what a chunked body takes on the wire, which fasthttp counts only in
+// its data: a chunk's extensions (after its size, up to the line's end) are read and skipped
+// without bound. The server reads ahead up to readBufferSize, so the bound is passed by that
+// much at most, and the bytes it had read ahead when the bound was set are not counted.
+func (c *gentleConn) limitReads(n int64) {
+	c.readLimit, c.limited = 0, false
+	if n > 0 {
+		c.readLimit = c.read + n
+	}
+}
+
+// errReadLimit is what Read fails with past the bound limitReads set.
+var errReadLimit = errors.New("the request takes more bytes on the wire than the gateway reads of it")
 
 // Close closes the connection, gently when closeGently asked for it.
 func (c *gentleConn) Close() error {
