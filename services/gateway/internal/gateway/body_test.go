@@ -484,3 +484,56 @@ func TestChunkExtensionsCountAgainstTheBodyLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedConnectionsLingerWithinABound: a client dialling past its cap has its refused
+// connections closed gently (each held up to lingerTime, reading what it sends) only
+// lingeringRefusals at a time; the rest are closed at once, so a client that keeps its refused
+// connections open holds no more of the gateway's for it.
+func TestRefusedConnectionsLingerWithinABound(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.MaxConnsPerClient = 1 })
+	held := dialGateway(t, s.url)
+	defer held.Close()
+	if _, err := io.WriteString(held, "GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(held), nil)
+	if err != nil {
+		t.Fatalf("the held connection: %v", err)
+	}
+	if a, body := readAnswer(t, resp); a.StatusCode != http.StatusOK {
+		t.Fatalf("the held connection: status %d %s", a.StatusCode, body)
+	}
+	const refused = 3 * lingeringRefusals
+	conns := make([]*net.TCPConn, refused)
+	for i := range conns {
+		conns[i] = dialGateway(t, s.url)
+		defer conns[i].Close()
+		_, _ = io.WriteString(conns[i], "GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n")
+	}
+	// The first refusal lingers: its answer arrives whole, then the gateway's end.
+	r := bufio.NewReader(conns[0])
+	resp, err = http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("the first refused connection: %v, want its 429", err)
+	}
+	if a, body := readAnswer(t, resp); a.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the first refused connection: status %d %s, want 429", a.StatusCode, body)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("after the first refusal: %v, want the gateway's end", err)
+	}
+	time.Sleep(100 * time.Millisecond) // every refusal written and closed, gently or not
+	// A connection the gateway still reads takes more bytes; one it closed resets.
+	closed := 0
+	for _, c := range conns {
+		_, err1 := io.WriteString(c, "more")
+		time.Sleep(10 * time.Millisecond)
+		_, err2 := io.WriteString(c, "more")
+		if err1 != nil || err2 != nil {
+			closed++
+		}
+	}
+	if closed < refused-lingeringRefusals {
+		t.Errorf("%d of %d refused connections closed at once; want all but %d", closed, refused, lingeringRefusals)
+	}
+}

@@ -23,10 +23,42 @@ type clientConns struct {
 
 	mu    sync.Mutex
 	count map[ratelimit.Key]int
+	// lingering counts each client's refused connections being closed gently (refuseConn),
+	// at most lingeringRefusals.
+	lingering map[ratelimit.Key]int
 }
 
 func newClientConns(max int, trusted func(netip.Addr) bool) *clientConns {
-	return &clientConns{max: max, trusted: trusted, count: map[ratelimit.Key]int{}}
+	return &clientConns{max: max, trusted: trusted, count: map[ratelimit.Key]int{}, lingering: map[ratelimit.Key]int{}}
+}
+
+// lingeringRefusals bounds the refused connections of one client closed gently at once: each
+// is held up to lingerTime after its answer, with a goroutine reading it, so a client dialling
+// past its cap would otherwise hold as many more connections as it opens in that time.
+const lingeringRefusals = 16
+
+// takeLinger counts a refused connection of the client key as closing gently, and reports
+// whether it may: false when the client has lingeringRefusals closing so already. A true is
+// given back with releaseLinger.
+func (cc *clientConns) takeLinger(key ratelimit.Key) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.lingering[key] >= lingeringRefusals {
+		return false
+	}
+	cc.lingering[key]++
+	return true
+}
+
+// releaseLinger uncounts a connection takeLinger counted.
+func (cc *clientConns) releaseLinger(key ratelimit.Key) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.lingering[key] <= 1 {
+		delete(cc.lingering, key)
+		return
+	}
+	cc.lingering[key]--
 }
 
 // take counts c against its client: ok is false when the client holds max connections
@@ -74,11 +106,13 @@ func tooManyConnections(requestID string) []byte {
 		tooManyConnectionsBody...)
 }
 
-// refuseConn answers c tooManyConnections and closes it gently (gentleConn), off the accept
-// loop: within refuseTime to write, and lingerTime to read what the client sends meanwhile.
-// record, when set, records the refusal (counts and logs it as a request) and returns its
-// request id.
-func refuseConn(c net.Conn, record func() string) {
+// refuseConn answers c tooManyConnections, off the accept loop, within refuseTime to write,
+// and closes it: gently (gentleConn), within lingerTime to read what the client sends
+// meanwhile, when linger is set; else at once, which may reset the connection under the
+// answer (a client with lingeringRefusals refusals closing already). record, when set,
+// records the refusal (counts and logs it as a request) and returns its request id. done,
+// when set, is called once c is closed.
+func refuseConn(c net.Conn, record func() string, linger bool, done func()) {
 	var id string
 	if record != nil {
 		id = record()
@@ -88,8 +122,11 @@ func refuseConn(c net.Conn, record func() string) {
 	_ = c.SetWriteDeadline(time.Now().Add(refuseTime))
 	_, _ = c.Write(tooManyConnections(id))
 	gc := &gentleConn{Conn: c}
-	gc.gentle.Store(true)
+	gc.gentle.Store(linger)
 	_ = gc.Close()
+	if done != nil {
+		done()
+	}
 }
 
 // refuseTime bounds the write of the answer to a refused connection.

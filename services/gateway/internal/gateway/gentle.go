@@ -46,7 +46,12 @@ func (l gentleListener) Accept() (net.Conn, error) {
 		}
 		key, counted, ok := l.clients.take(c)
 		if !ok {
-			go refuseConn(c, l.refused)
+			var done func()
+			linger := l.clients.takeLinger(key)
+			if linger {
+				done = func() { l.clients.releaseLinger(key) }
+			}
+			go refuseConn(c, l.refused, linger, done)
 			continue
 		}
 		gc := &gentleConn{Conn: c}
