@@ -377,7 +377,8 @@ func TestClientConnectionsAreCapped(t *testing.T) {
 // answer would pass it is answered 503, and one asked once the stalled clients are gone is
 // served whole, as is an answer under bufferedAnswerBytes all along.
 func TestLargeAnswersHeldWithinABudget(t *testing.T) {
-	s := newSuiteOf(t, nil, func(g *Gateway) { g.answerBudget = semaphore.NewWeighted(10 << 20) })
+	budget := semaphore.NewWeighted(10 << 20)
+	s := newSuiteOf(t, nil, func(g *Gateway) { g.answerBudget = budget })
 	// 4 MiB: more than loopback's socket buffers take (about 1.3 MB), so most of it waits in
 	// the gateway for a client that does not read.
 	const size = 4 << 20
@@ -397,7 +398,14 @@ func TestLargeAnswersHeldWithinABudget(t *testing.T) {
 		}
 		stalled = append(stalled, conn)
 	}
-	time.Sleep(500 * time.Millisecond) // both answers are held
+	// Both answers are held once no more than the 2 MiB they leave is free.
+	for deadline := time.Now().Add(10 * time.Second); budget.TryAcquire(2<<20 + 1); {
+		budget.Release(2<<20 + 1)
+		if time.Now().After(deadline) {
+			t.Fatal("the two large answers are not held within the budget")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if resp, _ := rawRequest(t, s.url, 0, "GET /users/1 HTTP/1.1\r\nHost: g\r\n\r\n"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("a small answer beside two held large ones: %d", resp.StatusCode)
 	}
