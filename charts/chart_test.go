@@ -481,6 +481,39 @@ func startAPIServer(t *testing.T) (string, *rest.Config) {
 	return path, cfg
 }
 
+// TestTemplateWithoutLeaderElectionTimings: `helm upgrade --reuse-values` from a chart that
+// had no leaderElection timings renders with that release's values, which lack them.
+func TestTemplateWithoutLeaderElectionTimings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shopkeeper")
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	kept := slices.DeleteFunc(slices.Clone(lines), func(l string) bool {
+		return strings.HasPrefix(l, "  ") && strings.Contains(l, "Seconds:") && !strings.Contains(l, "#")
+	})
+	if len(kept) != len(lines)-3 {
+		t.Fatalf("values.yaml: %d timing lines found, want 3", len(lines)-len(kept))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "values.yaml"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, helmBinary(t), "template", "shop", dir, "--namespace", "shops-system", "--kube-version", kubeVersion)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	args := parse(t, out).deployment(t).Spec.Template.Spec.Containers[0].Args
+	for _, want := range []string{"--leader-election-lease-duration=60s", "--leader-election-renew-deadline=45s", "--leader-election-retry-period=5s"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("args = %q, want %s", args, want)
+		}
+	}
+}
+
 // TestTemplateRefuses checks that values which cannot work together fail to render, with
 // a message that says why.
 func TestTemplateRefuses(t *testing.T) {

@@ -98,7 +98,7 @@ func externalRabbitMQVhost(ctx context.Context, testName, amqpURL, mgmtURL strin
 		return "", err
 	}
 	vhost := fmt.Sprintf("test-%s-%d", strings.NewReplacer("/", "-", " ", "_").Replace(testName), time.Now().UnixNano())
-	user := au.User.Username()
+	user := amqpUser(au).Username()
 	put := func(path, body string) error {
 		u := *mu
 		// path is escaped (a vhost keeps a subtest name's ' or ,): Path is its unescaped
@@ -141,7 +141,16 @@ func managementURL(au *url.URL, mgmtURL string) (*url.URL, error) {
 	if mgmtURL != "" {
 		return url.Parse(mgmtURL)
 	}
-	return &url.URL{Scheme: "http", User: au.User, Host: net.JoinHostPort(au.Hostname(), "15672")}, nil
+	return &url.URL{Scheme: "http", User: amqpUser(au), Host: net.JoinHostPort(au.Hostname(), "15672")}, nil
+}
+
+// amqpUser is the user the client logs in as at au: its userinfo or, when it has none,
+// guest:guest, the client's default.
+func amqpUser(au *url.URL) *url.Userinfo {
+	if au.User == nil {
+		return url.UserPassword("guest", "guest")
+	}
+	return au.User
 }
 
 // rabbitMQChannel opens a connection and a channel to the broker at url; the caller

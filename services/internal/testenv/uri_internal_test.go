@@ -48,6 +48,7 @@ func TestWithDatabase(t *testing.T) {
 func TestManagementURL(t *testing.T) {
 	for _, tt := range []struct{ amqp, mgmt, want string }{
 		{"amqp://guest:guest@127.0.0.1:5672/", "", "http://guest:guest@127.0.0.1:15672"},
+		{"amqp://127.0.0.1:5672/", "", "http://guest:guest@127.0.0.1:15672"}, // the client's default user
 		{"amqp://ada:p%2Fw@[::1]:5673/shop", "", "http://ada:p%2Fw@[::1]:15672"},
 		{"amqp://ada:pw@mq:5672/", "https://admin:x@mq-admin:443/rabbit", "https://admin:x@mq-admin:443/rabbit"},
 	} {
@@ -70,7 +71,7 @@ func TestExternalRabbitMQVhostEscapesOnce(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	defer api.Close()
-	got, err := externalRabbitMQVhost(t.Context(), "TestX/the_peers'_deadline,_passed", "amqp://ada:pw@mq:5672/", api.URL+"/base/")
+	got, err := externalRabbitMQVhost(t.Context(), "TestX/the_peers'_deadline,_passed", "amqp://mq:5672/", api.URL+"/base/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestExternalRabbitMQVhostEscapesOnce(t *testing.T) {
 	if !strings.HasPrefix(vhost, "test-TestX-the_peers'_deadline,_passed-") {
 		t.Fatalf("AMQP URL %s names vhost %q", got, vhost)
 	}
-	want := []string{"/base/api/vhosts/" + vhost, "/base/api/permissions/" + vhost + "/ada"}
+	want := []string{"/base/api/vhosts/" + vhost, "/base/api/permissions/" + vhost + "/guest"} // the client's default user
 	if !slices.Equal(paths, want) {
 		t.Errorf("management API was asked for %q, want %q", paths, want)
 	}

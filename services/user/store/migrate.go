@@ -42,8 +42,10 @@ type emailDoc struct {
 // stored users that are one address, the first one rewritten holds it.
 //
 // Replicas starting at once may each run it: a rewrite applies only while the email is
-// still the one read, the unique index lets one user hold an address, and a second record
-// of the migration is no error. A failure stops the start, as EnsureIndexes' does, and the
+// still the one read (on MongoDB; FerretDB writes back the whole document it read, so there
+// a change another process makes meanwhile can be undone, which is why the operator runs one
+// user process on FerretDB, and runs it here before that process serves), the unique index
+// lets one user hold an address, and a second record of the migration is no error. A failure stops the start, as EnsureIndexes' does, and the
 // next start runs the migration again.
 func (s *Store) MigrateEmails(ctx context.Context, log *slog.Logger) error {
 	migrations := s.coll.Database().Collection(MigrationsCollection)
