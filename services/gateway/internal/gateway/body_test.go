@@ -479,6 +479,7 @@ func TestChunkExtensionsCountAgainstTheBodyLimit(t *testing.T) {
 		length     int64
 	}{
 		{"a body at the limit in chunks of 16 bytes", small.String() + "0\r\n\r\n", web.MaxBodyBytes},
+		{"a body at the limit in chunks of 1 byte", strings.Repeat("1\r\ns\r\n", web.MaxBodyBytes) + "0\r\n\r\n", web.MaxBodyBytes},
 		{"ordinary chunk extensions", "3;name=value;other=\"quoted\"\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n", 5},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -561,12 +561,13 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken
 }
 
 // chunkedWireBytes bounds what a chunked request body the gateway reads takes on the wire,
-// its framing, chunk extensions and trailer section included: twice what the services take
-// of it, so that a body at their limit sent in chunks of a few bytes still arrives, while
-// chunk extensions, which fasthttp reads and skips without bound, cannot make the gateway
-// read more than that for a body. (Go's net/http refuses a chunked body whose framing is
-// out of proportion to its data the same way.)
-const chunkedWireBytes = 2 * web.MaxBodyBytes
+// its framing, chunk extensions and trailer section included: six times what the services
+// take of it, and a trailer section's worth, so that a body at their limit still arrives
+// however it is cut into chunks ("1\r\nx\r\n", a byte a chunk, takes 6 bytes for each; Go's
+// net/http, and so the services, take a body sent so), while chunk extensions, which
+// fasthttp reads and skips without bound, cannot make the gateway read more than that for
+// a body.
+const chunkedWireBytes = 6*web.MaxBodyBytes + readBufferSize
 
 // limitChunkedReads bounds what the connection of ctx reads of a chunked body to n bytes
 // (gentleConn.limitReads) and returns the connection, when the request's body is chunked and
