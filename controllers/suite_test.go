@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
@@ -131,6 +133,13 @@ func asOperator(ctx context.Context, cfg *rest.Config) *rest.Config {
 		UserName: serviceaccount.MakeUsername(namespace, name),
 		Groups:   append(serviceaccount.MakeGroupNames(namespace), user.AllAuthenticated),
 	}
+	// Connections of its own: client-go shares one transport among configs that differ only
+	// in impersonation, and the manager's watches (eight kinds in each of the pool's
+	// namespaces, over 500) keep those HTTP/2 connections at the API server's stream limit. A
+	// spec's request riding on them was now and then refused under load (stream error
+	// PROTOCOL_ERROR, the server's over_max_streams); the manager retries such a reconcile,
+	// a spec's assertion does not.
+	operator.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return operator
 }
 
