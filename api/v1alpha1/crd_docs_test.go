@@ -1,6 +1,7 @@
 package v1alpha1_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,22 +17,6 @@ import (
 // or CEL rules: a default the description does not state is one a user at a terminal
 // never learns. Every field of the spec with a scalar default must say it.
 func TestCRDDescriptionsStateDefaults(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "crd", "bases", "commerce.shopkeeper.dev_shops.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var crd struct {
-		Spec struct {
-			Versions []struct {
-				Schema struct {
-					OpenAPIV3Schema map[string]any `json:"openAPIV3Schema"`
-				} `json:"schema"`
-			} `json:"versions"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(raw, &crd); err != nil {
-		t.Fatal(err)
-	}
 	var walk func(path string, node map[string]any)
 	walk = func(path string, node map[string]any) {
 		if def, ok := node["default"]; ok {
@@ -50,13 +35,12 @@ func TestCRDDescriptionsStateDefaults(t *testing.T) {
 			walk(path+"[]", items)
 		}
 	}
-	root := crd.Spec.Versions[0].Schema.OpenAPIV3Schema
-	walk("shop.spec", root["properties"].(map[string]any)["spec"].(map[string]any))
+	walk("shop.spec", specSchema(t))
 }
 
-// The rules on podAnnotations' size and on the length of one of its values spell
-// MaxPodAnnotationsSize out (a marker cannot name a constant): they must agree with it.
-func TestCRDPodAnnotationsLimitIsMaxPodAnnotationsSize(t *testing.T) {
+// specSchema is the OpenAPI schema of the Shop's spec, as the CRD states it.
+func specSchema(t *testing.T) map[string]any {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "crd", "bases", "commerce.shopkeeper.dev_shops.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -65,24 +49,7 @@ func TestCRDPodAnnotationsLimitIsMaxPodAnnotationsSize(t *testing.T) {
 		Spec struct {
 			Versions []struct {
 				Schema struct {
-					OpenAPIV3Schema struct {
-						Properties struct {
-							Spec struct {
-								Properties struct {
-									PodAnnotations struct {
-										Description          string `json:"description"`
-										AdditionalProperties struct {
-											MaxLength int `json:"maxLength"`
-										} `json:"additionalProperties"`
-										Rules []struct {
-											Rule    string `json:"rule"`
-											Message string `json:"message"`
-										} `json:"x-kubernetes-validations"`
-									} `json:"podAnnotations"`
-								} `json:"properties"`
-							} `json:"spec"`
-						} `json:"properties"`
-					} `json:"openAPIV3Schema"`
+					OpenAPIV3Schema map[string]any `json:"openAPIV3Schema"`
 				} `json:"schema"`
 			} `json:"versions"`
 		} `json:"spec"`
@@ -90,7 +57,29 @@ func TestCRDPodAnnotationsLimitIsMaxPodAnnotationsSize(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &crd); err != nil {
 		t.Fatal(err)
 	}
-	annotations := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties.Spec.Properties.PodAnnotations
+	return crd.Spec.Versions[0].Schema.OpenAPIV3Schema["properties"].(map[string]any)["spec"].(map[string]any)
+}
+
+// The rules on podAnnotations' size and on the length of one of its values spell
+// MaxPodAnnotationsSize out (a marker cannot name a constant): they must agree with it.
+func TestCRDPodAnnotationsLimitIsMaxPodAnnotationsSize(t *testing.T) {
+	raw, err := json.Marshal(specSchema(t)["properties"].(map[string]any)["podAnnotations"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var annotations struct {
+		Description          string `json:"description"`
+		AdditionalProperties struct {
+			MaxLength int `json:"maxLength"`
+		} `json:"additionalProperties"`
+		Rules []struct {
+			Rule    string `json:"rule"`
+			Message string `json:"message"`
+		} `json:"x-kubernetes-validations"`
+	}
+	if err := json.Unmarshal(raw, &annotations); err != nil {
+		t.Fatal(err)
+	}
 	limit := fmt.Sprint(v1alpha1.MaxPodAnnotationsSize)
 	if got := annotations.AdditionalProperties.MaxLength; got != v1alpha1.MaxPodAnnotationsSize {
 		t.Errorf("podAnnotations values: maxLength %d, want %s", got, limit)
