@@ -562,11 +562,13 @@ func (g *Gateway) readBody(ctx *fasthttp.RequestCtx, svc string) (ok bool, taken
 
 // chunkedWireBytes bounds what a chunked request body the gateway reads takes on the wire,
 // its framing, chunk extensions and trailer section included: six times what the services
-// take of it, and a trailer section's worth, so that a body at their limit still arrives
-// however it is cut into chunks ("1\r\nx\r\n", a byte a chunk, takes 6 bytes for each; Go's
-// net/http, and so the services, take a body sent so), while chunk extensions, which
-// fasthttp reads and skips without bound, cannot make the gateway read more than that for
-// a body.
+// take of it, and a trailer section's worth. A body at their limit still arrives however it
+// is cut into chunks whose sizes are written short, as clients write them ("1\r\nx\r\n", a
+// byte a chunk, takes 6 bytes for each; Go's net/http, and so the services, take a body sent
+// so). One whose sizes carry leading zeros ("01\r\nx\r\n") may be refused 413: taking every
+// such body, as net/http does, would mean reading about 21 times the limit. Chunk
+// extensions, which fasthttp reads and skips without bound, cannot make the gateway read
+// more than this for a body.
 const chunkedWireBytes = 6*web.MaxBodyBytes + readBufferSize
 
 // limitChunkedReads bounds what the connection of ctx reads of a chunked body to n bytes
