@@ -37,28 +37,23 @@ func newClientConns(max int, trusted func(netip.Addr) bool) *clientConns {
 // past its cap would otherwise hold as many more connections as it opens in that time.
 const lingeringRefusals = 16
 
-// takeLinger counts a refused connection of the client key as closing gently, and reports
-// whether it may: false when the client has lingeringRefusals closing so already. A true is
-// given back with releaseLinger.
-func (cc *clientConns) takeLinger(key ratelimit.Key) bool {
+// takeLinger counts a refused connection of the client key as closing gently and returns
+// the func that uncounts it once closed, or nil when the client has lingeringRefusals
+// closing so already.
+func (cc *clientConns) takeLinger(key ratelimit.Key) (release func()) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.lingering[key] >= lingeringRefusals {
-		return false
+		return nil
 	}
 	cc.lingering[key]++
-	return true
-}
-
-// releaseLinger uncounts a connection takeLinger counted.
-func (cc *clientConns) releaseLinger(key ratelimit.Key) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.lingering[key] <= 1 {
-		delete(cc.lingering, key)
-		return
+	return func() {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		if cc.lingering[key]--; cc.lingering[key] == 0 {
+			delete(cc.lingering, key)
+		}
 	}
-	cc.lingering[key]--
 }
 
 // take counts c against its client: ok is false when the client holds max connections
@@ -108,11 +103,11 @@ func tooManyConnections(requestID string) []byte {
 
 // refuseConn answers c tooManyConnections, off the accept loop, within refuseTime to write,
 // and closes it: gently (gentleConn), within lingerTime to read what the client sends
-// meanwhile, when linger is set; else at once, which may reset the connection under the
-// answer (a client with lingeringRefusals refusals closing already). record, when set,
-// records the refusal (counts and logs it as a request) and returns its request id. done,
-// when set, is called once c is closed.
-func refuseConn(c net.Conn, record func() string, linger bool, done func()) {
+// meanwhile, when release is set (takeLinger), which is called once c is closed; else at
+// once, which may reset the connection under the answer (a client with lingeringRefusals
+// refusals closing already). record, when set, records the refusal (counts and logs it as a
+// request) and returns its request id.
+func refuseConn(c net.Conn, record func() string, release func()) {
 	var id string
 	if record != nil {
 		id = record()
@@ -122,10 +117,10 @@ func refuseConn(c net.Conn, record func() string, linger bool, done func()) {
 	_ = c.SetWriteDeadline(time.Now().Add(refuseTime))
 	_, _ = c.Write(tooManyConnections(id))
 	gc := &gentleConn{Conn: c}
-	gc.gentle.Store(linger)
+	gc.gentle.Store(release != nil)
 	_ = gc.Close()
-	if done != nil {
-		done()
+	if release != nil {
+		release()
 	}
 }
 

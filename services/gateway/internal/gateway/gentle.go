@@ -46,12 +46,7 @@ func (l gentleListener) Accept() (net.Conn, error) {
 		}
 		key, counted, ok := l.clients.take(c)
 		if !ok {
-			var done func()
-			linger := l.clients.takeLinger(key)
-			if linger {
-				done = func() { l.clients.releaseLinger(key) }
-			}
-			go refuseConn(c, l.refused, linger, done)
+			go refuseConn(c, l.refused, l.clients.takeLinger(key))
 			continue
 		}
 		gc := &gentleConn{Conn: c}
