@@ -118,9 +118,9 @@ func (g *Gateway) Close() {
 // Handler returns the gateway's whole HTTP handler: the route table, behind the rate limit, and
 // the gateway's own GET /health, /healthz, /readyz and /metrics (from reg). Every request goes
 // through the suite's middleware (request id, tracing, access log, metrics per route and
-// status, panic recovery); what no route matches is answered JSON 404 or 405. A request
-// announcing a body over web.MaxBodyBytes with Expect: 100-continue is answered 413 before
-// its body is sent.
+// status, panic recovery); what no route matches is answered JSON 404 or 405. A request with
+// Expect: 100-continue is invited to send its body only when it is to be proxied
+// (expectContinue).
 func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	own := web.NewMux(g.log, reg)
 	// The gateway is ready when it can serve; a service being down is reported by /health and
@@ -158,7 +158,7 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 		Serve:     serve,
 		HeadRead:  g.heads.note,
 		ReadError: func(ctx *fasthttp.RequestCtx, err error) { g.answerReadError(ctx, m, err) },
-		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m) },
+		Expect:    func(ctx *fasthttp.RequestCtx) int { return g.expectContinue(ctx, m, serve) },
 		Clients:   g.clients,
 		RefusedConn: func() string {
 			// Refused before any request is read: named as a request whose head was not.
@@ -220,21 +220,69 @@ func (g *Gateway) answerReadError(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, 
 	g.refuse(ctx, m, a, read, start, status, body)
 }
 
-// expectContinue answers a request's Expect: 100-continue. A body announced over
-// web.MaxBodyBytes is refused 413 at once, as readBody refuses it, rather than invited and
-// then refused as it arrives; any other is invited. The note of the head (heads.note) stays
-// for the body that follows the invitation, on the connection (keepHead): it may stall or
-// stop short too.
-func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics) int {
-	if ctx.Request.Header.ContentLength() <= web.MaxBodyBytes {
+// expectContinue answers a request's Expect: 100-continue before its body is sent. Only a
+// request the gateway is to proxy is invited to send it: one to a route, from a client within
+// its limit, whose path and header fields can be sent on, announcing at most
+// web.MaxBodyBytes. Any other is answered at once, as it would be once its body was in (serve
+// answers it, and proxy answers a refused one), without the body: a body announced over the
+// limit 413; a client over its limit 429; a path or field name that cannot be sent on 400; the
+// gateway's own paths, unknown ones and CONNECT as without the expectation. The connection
+// closes after such an answer, gently: a client that stopped waiting for the invitation may
+// be sending the body already.
+//
+// The limit's decision on an invited request is kept on its connection (takeAdmitted), so
+// that serving or answering it does not count it twice. The note of its head (heads.note)
+// stays for the body that follows the invitation, on the connection (keepHead): it may stall
+// or stop short too.
+func (g *Gateway) expectContinue(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, serve fasthttp.RequestHandler) int {
+	c, _ := ctx.Conn().(*gentleConn)
+	if ctx.Request.Header.ContentLength() > web.MaxBodyBytes {
+		g.heads.release(g.forgetHead(ctx, false)) // the request ends here, without the handler or answerReadError
+		status := g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, time.Now(), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
+		closeGently(ctx)
+		return status // the server sets it again
+	}
+	if r := match(g.routes, ctx.Path()); r != nil && !ctx.IsConnect() && c != nil {
+		client, _ := g.clientOf(ctx, &ctx.Request.Header)
+		c.admitted, c.hasAdmitted = g.limiter.Allow(ratelimit.KeyFor(client)), true
+		if c.admitted.Allowed && headRefusal(&ctx.Request.Header, ctx.Request.URI()) == nil {
+			g.keepHead(ctx)
+			return fasthttp.StatusContinue
+		}
+	} else if c == nil {
+		// A connection that is not a gentleConn keeps no decision: the body is invited, and
+		// the request is limited when served.
 		g.keepHead(ctx)
 		return fasthttp.StatusContinue
 	}
-	g.heads.release(g.forgetHead(ctx, false)) // the request ends here, without the handler or answerReadError
-	status := g.refuse(ctx, m, g.accessOf(ctx), &ctx.Request.Header, time.Now(), fasthttp.StatusRequestEntityTooLarge, bodyTooLargeBody)
-	// A client that stopped waiting for the invitation may be sending the body already.
+	serve(ctx) // reads no body: none has been read, and none is invited
+	c.hasAdmitted = false
 	closeGently(ctx)
-	return status // the server sets it again: 429 for a client over its limit
+	return ctx.Response.StatusCode() // the server sets it again
+}
+
+// takeAdmitted returns the rate limit's decision on the request of ctx that its
+// Expect: 100-continue took (expectContinue), and true; false when it took none. The decision
+// is taken once: the connection's next request is counted anew.
+func takeAdmitted(ctx *fasthttp.RequestCtx) (ratelimit.Decision, bool) {
+	if c, ok := ctx.Conn().(*gentleConn); ok && c.hasAdmitted {
+		c.hasAdmitted = false
+		return c.admitted, true
+	}
+	return ratelimit.Decision{}, false
+}
+
+// headRefusal is the answer to a request on a route whose path or header fields cannot be
+// sent to its service, nil when they can: a path with a broken %-escape, or a field name that
+// is no token, which the service's net/http server would refuse in plain text.
+func headRefusal(h *fasthttp.RequestHeader, u *fasthttp.URI) *web.ErrorBody {
+	switch {
+	case !validEscapes(u.PathOriginal()):
+		return &malformedPathBody
+	case !validFieldNames(h.All()):
+		return &malformedFieldBody
+	}
+	return nil
 }
 
 // malformedPathBody is the answer to a path with a broken %-escape.
@@ -271,9 +319,8 @@ func validEscapes(p []byte) bool {
 // counted: its client is not known, and the proxy's own address is no client's. refuse
 // returns the status it answered.
 func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, m *web.HTTPMetrics, a web.Access, head *fasthttp.RequestHeader, start time.Time, status int, body any) int {
-	var d ratelimit.Decision
-	limited := false
-	if a.Route != web.UnmatchedRoute {
+	d, limited := takeAdmitted(ctx) // counted when its Expect: 100-continue was answered
+	if !limited && a.Route != web.UnmatchedRoute {
 		if client, trusted := g.clientOf(ctx, head); head != nil || !trusted {
 			d, limited = g.limiter.Allow(ratelimit.KeyFor(client)), true
 		}
@@ -418,7 +465,10 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	client, trusted := g.clientOfPeer(peer, &req.Header)
 	// A request without a network peer (never the case behind a listener) shares one bucket:
 	// failing closed beats letting it through unlimited.
-	d := g.limiter.Allow(ratelimit.KeyFor(client))
+	d, admitted := takeAdmitted(ctx)
+	if !admitted {
+		d = g.limiter.Allow(ratelimit.KeyFor(client))
+	}
 	// Every answer from here on carries the limit's headers, whatever it is.
 	defer limitHeaders(&resp.Header, g.policy, d)
 	if !d.Allowed {
@@ -428,15 +478,8 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		dropBody(ctx) // a request without a body (nearly every one) returns at once
 		return
 	}
-	if !validEscapes(req.URI().PathOriginal()) {
-		// The service's net/http server would refuse it in plain text.
-		writeJSON(resp, fasthttp.StatusBadRequest, malformedPathBody)
-		dropBody(ctx)
-		return
-	}
-	if !validFieldNames(req.Header.All()) {
-		// So would it this one.
-		writeJSON(resp, fasthttp.StatusBadRequest, malformedFieldBody)
+	if body := headRefusal(&req.Header, req.URI()); body != nil {
+		writeJSON(resp, fasthttp.StatusBadRequest, *body)
 		dropBody(ctx)
 		return
 	}

@@ -79,6 +79,12 @@ type gentleConn struct {
 	// Continue (keepHead) until it is served or answered (forgetHead). Only the server's
 	// goroutine serving the connection reads it and sets it.
 	continued *headNote
+	// admitted is the rate limit's decision on the request whose Expect: 100-continue was
+	// answered with an invitation (expectContinue), while hasAdmitted is set: the request was
+	// counted then, and is not counted again when it is served or answered (takeAdmitted).
+	// Only the server's goroutine serving the connection reads and sets them.
+	admitted    ratelimit.Decision
+	hasAdmitted bool
 	// clients counts the connection against client until it closes, when set.
 	clients *clientConns
 	client  ratelimit.Key

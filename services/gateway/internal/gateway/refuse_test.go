@@ -296,9 +296,10 @@ func TestRefusedRequestKeepsItsConnection(t *testing.T) {
 // TestUnusedBodyLeavesTheNextRequestAnswered: a request the gateway answers without its body
 // (its own paths, a 429, a CONNECT, a path with a broken %-escape) with a body it can read and
 // drop is answered on a connection that stays open, and the request the client pipelined after
-// it is answered too. One whose body is too large to drop, cut short, or sent with Connection:
-// close, is answered with Connection: close, and the connection then ends cleanly (no reset
-// under the answer): the client is never left waiting for an answer that does not come.
+// it is answered too. One whose body is too large to drop, cut short, sent with Connection:
+// close, or announced with Expect: 100-continue (answered before it comes), is answered with
+// Connection: close, and the connection then ends cleanly (no reset under the answer): the
+// client is never left waiting for an answer that does not come.
 func TestUnusedBodyLeavesTheNextRequestAnswered(t *testing.T) {
 	s := newSuite(t, func(c *Config) { c.ReadTimeout = 5 * time.Second })
 	limited := newSuite(t, func(c *Config) { c.RateLimitRequests = 1; c.RateLimitWindow = time.Minute })
@@ -340,8 +341,6 @@ func TestUnusedBodyLeavesTheNextRequestAnswered(t *testing.T) {
 		{name: "404, body past what the server reads first", url: s.url, request: withLength("POST /nothing", medium), status: http.StatusNotFound},
 		{name: "404, chunked", url: s.url, request: chunked("POST /nothing", medium), status: http.StatusNotFound},
 		{name: "404, empty chunked", url: s.url, request: chunked("POST /nothing", ""), status: http.StatusNotFound},
-		{name: "404, Expect: 100-continue", url: s.url, request: "POST /nothing HTTP/1.1\r\nHost: gateway\r\nExpect: 100-continue\r\nContent-Length: 7\r\n\r\n" + small,
-			status: http.StatusNotFound},
 		{name: "CONNECT", url: s.url, request: withLength("CONNECT gateway:443", small), status: http.StatusNotFound},
 		{name: "broken %-escape, chunked", url: s.url, request: chunked("POST /users/%zz", medium), status: http.StatusBadRequest},
 		{name: "429", url: limited.url, request: withLength("POST /users", small), status: http.StatusTooManyRequests},
@@ -353,6 +352,10 @@ func TestUnusedBodyLeavesTheNextRequestAnswered(t *testing.T) {
 		{name: "broken %-escape, chunked body too large to drop", url: s.url, request: chunked("POST /users/%zz", large),
 			status: http.StatusBadRequest, close: true},
 		{name: "429, body too large to drop", url: limited.url, request: withLength("POST /users", large), status: http.StatusTooManyRequests, close: true},
+		// Answered before the body is invited, so the body may or may not follow
+		// (TestExpectContinueInvitesOnlyWhatIsProxied).
+		{name: "404, Expect: 100-continue", url: s.url, request: "POST /nothing HTTP/1.1\r\nHost: gateway\r\nExpect: 100-continue\r\nContent-Length: 7\r\n\r\n" + small,
+			status: http.StatusNotFound, close: true},
 		{name: "404, Connection: close", url: s.url, request: "POST /nothing HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nContent-Length: 7\r\n\r\n" + small,
 			status: http.StatusNotFound, close: true},
 		// Past the 8 KiB the server reads first, which it would answer 400 itself when cut short.
@@ -486,5 +489,83 @@ func TestConnectionErrorsKeepWhatClientsSentOutOfTheLog(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the server logs the connection's error once it closes
 	if strings.Contains(s.log.String(), "s3cr3t") {
 		t.Errorf("the log holds the header's value:\n%s", s.log.String())
+	}
+}
+
+// TestExpectContinueInvitesOnlyWhatIsProxied: a request with Expect: 100-continue is invited
+// to send its body only when the gateway is to send it on; it is counted against its client's
+// limit once, invited or not. Any other is answered at once, without the body and with the
+// answer it would get once the body was in, and its connection closes (the client may have
+// started sending the body).
+func TestExpectContinueInvitesOnlyWhatIsProxied(t *testing.T) {
+	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 3; c.RateLimitWindow = time.Minute })
+	const body = `{"userId":"u1"}`
+	head := func(line, fields string) string {
+		return line + " HTTP/1.1\r\nHost: gateway\r\nExpect: 100-continue\r\n" + fields +
+			"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	}
+	for i := range 3 {
+		conn := dialGateway(t, s.url)
+		r := bufio.NewReader(conn)
+		if _, err := io.WriteString(conn, head("POST /users", "")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		resp.Body.Close() // a 100 Continue has none
+		if resp.StatusCode != http.StatusContinue {
+			t.Fatalf("request %d within the limit: status %d, want 100 Continue", i+1, resp.StatusCode)
+		}
+		if _, err := io.WriteString(conn, body); err != nil {
+			t.Fatal(err)
+		}
+		if resp, err = http.ReadResponse(r, nil); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		got, answer := readAnswer(t, resp)
+		conn.Close()
+		if got.StatusCode != http.StatusOK {
+			t.Fatalf("request %d within the limit, invited: status %d %s, want 200 (counted once)", i+1, got.StatusCode, answer)
+		}
+		if e := decode[echo](t, answer); e.Body != body {
+			t.Fatalf("request %d: the service saw body %q", i+1, e.Body)
+		}
+		checkRateLimitHeaders(t, got, 2-i)
+	}
+	resp, answer := exchange(t, s.url, head("POST /users", ""), 0, false)
+	if resp.StatusCode != http.StatusTooManyRequests || !resp.Close {
+		t.Fatalf("request past the limit: status %d, closing %v; %s; want 429 at once, closing", resp.StatusCode, resp.Close, answer)
+	}
+	checkRateLimitHeaders(t, resp, 0)
+	if n := s.upstreams["user"].hits.Load(); n != 3 {
+		t.Fatalf("user reached %d times, want 3", n)
+	}
+
+	open := newSuite(t, nil)
+	for _, tt := range []struct{ name, request string }{
+		{"the gateway's own path", head("POST /health", "")},
+		{"an unknown path", head("POST /nowhere", "")},
+		{"CONNECT", head("CONNECT gateway:443", "")},
+		{"a broken escape in the path", head("POST /users/%zz", "")},
+		{"a field name that is no token", head("POST /users", "X Foo: a\r\n")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want, _ := exchange(t, open.url, strings.Replace(tt.request, "Expect: 100-continue\r\n", "", 1)+body, 0, false)
+			resp, answer := exchange(t, open.url, tt.request, 0, false)
+			if resp.StatusCode == http.StatusContinue || resp.StatusCode != want.StatusCode || !resp.Close {
+				t.Fatalf("status %d, closing %v; %s; want %d (as without the expectation) at once, closing",
+					resp.StatusCode, resp.Close, answer, want.StatusCode)
+			}
+			if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !web.ValidRequestID(resp.Header.Get(web.RequestIDHeader)) {
+				t.Errorf("answer %s %q without JSON or a request id", answer, resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+	for name, u := range open.upstreams {
+		if n := u.hits.Load(); n != 0 {
+			t.Errorf("%s reached %d times", name, n)
+		}
 	}
 }

@@ -67,8 +67,8 @@ func NewServer(h Handler, cfg config.Base, logger *slog.Logger) *fasthttp.Server
 	return &fasthttp.Server{
 		Handler:      h.Serve,
 		ErrorHandler: h.ReadError,
-		// Rather than fasthttp's ContinueHandler, whose refusal is a 417 with no body: the
-		// client asking is told 413 in JSON before it sends a body over the limit.
+		// Rather than fasthttp's ContinueHandler, whose refusal is a 417 with no body: a
+		// request not to be proxied is given its own answer before it sends its body.
 		ExpectHandler: h.Expect,
 		// The head must come within the header timeout (a client holding a connection with a
 		// head sent byte by byte ties up memory); the body then has the read timeout.
