@@ -389,6 +389,12 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	// Hop-by-hop headers, and those the client's Connection names, go before the gateway adds
 	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
 	clientClose := req.Header.ConnectionClose()
+	// The client, and what the head is refused for, are taken from the head as the client sent
+	// it, before the fields its Connection names go, as expectContinue and refuse take them: a
+	// request refused at its Expect: 100-continue is never sent on without its body.
+	peer := peerAddr(ctx)
+	client, trusted := g.clientOfPeer(peer, &req.Header)
+	refusal := headRefusal(&req.Header, req.URI())
 	if hasTrailers(req.Header.Trailers()) {
 		dropTrailers(&req.Header)
 	}
@@ -461,8 +467,6 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		})
 	}()
 
-	peer := peerAddr(ctx)
-	client, trusted := g.clientOfPeer(peer, &req.Header)
 	// A request without a network peer (never the case behind a listener) shares one bucket:
 	// failing closed beats letting it through unlimited.
 	d, admitted := takeAdmitted(ctx)
@@ -478,8 +482,8 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		dropBody(ctx) // a request without a body (nearly every one) returns at once
 		return
 	}
-	if body := headRefusal(&req.Header, req.URI()); body != nil {
-		writeJSON(resp, fasthttp.StatusBadRequest, *body)
+	if refusal != nil {
+		writeJSON(resp, fasthttp.StatusBadRequest, *refusal)
 		dropBody(ctx)
 		return
 	}

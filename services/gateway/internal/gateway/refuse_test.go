@@ -569,3 +569,52 @@ func TestExpectContinueInvitesOnlyWhatIsProxied(t *testing.T) {
 		}
 	}
 }
+
+// TestExpectContinueNeverProxiesWithoutTheBody: a request answered at its Expect:
+// 100-continue (its body never invited) does not reach the service, and gets the answer it
+// gets with its body, even when the field that makes it refused is one its Connection names
+// (which the gateway drops before sending the request on).
+func TestExpectContinueNeverProxiesWithoutTheBody(t *testing.T) {
+	s := newSuite(t, nil)
+	const body = `{"userId":"u1"}`
+	head := "POST /users HTTP/1.1\r\nHost: gateway\r\nX Foo: a\r\nConnection: X Foo\r\nExpect: 100-continue\r\n" +
+		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	resp, answer := exchange(t, s.url, head, 0, false) // the body is never sent
+	if n := s.upstreams["user"].hits.Load(); n != 0 {
+		t.Fatalf("answered %d %s without an invitation, and the service was reached %d times without the body",
+			resp.StatusCode, answer, n)
+	}
+	want, _ := exchange(t, s.url, strings.Replace(head, "Expect: 100-continue\r\n", "", 1)+body, 0, false)
+	if resp.StatusCode == http.StatusContinue || resp.StatusCode != want.StatusCode {
+		t.Fatalf("status %d %s, want %d, as with the body", resp.StatusCode, answer, want.StatusCode)
+	}
+}
+
+// TestConnectionCannotNameTheClientAway: a request from a trusted proxy whose Connection
+// names X-Forwarded-For is limited as its client, the one X-Forwarded-For names, whether it
+// expects 100-continue or not, as any other of that client's.
+func TestConnectionCannotNameTheClientAway(t *testing.T) {
+	for _, expect := range []bool{false, true} {
+		s := newSuite(t, func(c *Config) {
+			c.RateLimitRequests = 3
+			c.RateLimitWindow = time.Minute
+			c.TrustedProxies = "127.0.0.0/8"
+		})
+		const body = `{"userId":"u1"}`
+		head := "POST /users HTTP/1.1\r\nHost: gateway\r\nX-Forwarded-For: 198.51.100.7\r\nConnection: X-Forwarded-For\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n"
+		var resp answer
+		if expect {
+			resp = converse(t, s.url, "", head+"Expect: 100-continue\r\n\r\n", body, true, false)
+		} else {
+			resp, _ = exchange(t, s.url, head+"\r\n"+body, 0, false)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("expect %v: status %d", expect, resp.StatusCode)
+		}
+		client, _ := s.do(t, "GET", "/users", http.Header{"X-Forwarded-For": {"198.51.100.7"}})
+		proxy, _ := s.do(t, "GET", "/users", nil)
+		checkRateLimitHeaders(t, client, 1) // the request counted against its client
+		checkRateLimitHeaders(t, proxy, 2)  // and not against the proxy
+	}
+}
