@@ -64,8 +64,9 @@ var _ = Describe("A child's name taken by someone else", func() {
 			})
 		Expect(podTemplate(shop, resources.RabbitMQ).Spec.Volumes).To(ContainElement(
 			HaveField("VolumeSource.Secret.SecretName", "conf-rabbitmq-config")))
-		Expect(string(secretData(shop, "conf-rabbitmq-config")[resources.RabbitMQConfKey])).To(
-			ContainSubstring("default_pass = " + string(secretData(shop, "conf-rabbitmq-credentials")[resources.PasswordKey]) + "\n"))
+		creds := secretData(shop, "conf-rabbitmq-credentials")
+		Expect(string(secretData(shop, "conf-rabbitmq-config")[resources.RabbitMQDefinitionsKey])).To(
+			ContainSubstring(resources.RabbitMQPasswordHash(string(creds[resources.UsernameKey]), string(creds[resources.PasswordKey]))))
 	})
 
 	It("keeps the services off a foreign connections Secret", func() {

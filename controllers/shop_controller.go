@@ -276,13 +276,30 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			r.event(shop, creds[store], corev1.EventTypeWarning, recovery.reason, "Reconcile", "%s", recovery.message)
 		}
 	}
+	// The passwords of the in-cluster broker's service users, made once and kept, as the
+	// credentials are: the broker's files and the services' URLs are built from them.
+	var rabbitMQUsers *corev1.Secret
+	if creds[resources.RabbitMQ] != nil {
+		existing, problem, err := r.existingSecret(ctx, shop, resources.RabbitMQUsersSecretName(shop))
+		if err != nil || problem != nil {
+			return problem, err
+		}
+		rabbitMQUsers = resources.RabbitMQUsersSecret(shop, existing)
+		err = r.apply(ctx, shop, rabbitMQUsers)
+		if p, ok := errors.AsType[*Problem](err); ok {
+			return p, nil // as for the credentials: nothing is built from passwords not stored
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	for _, store := range resources.InClusterStores(shop) {
 		// What the store's pods read at start: MongoDB its credentials, RabbitMQ the
 		// files made from them, FerretDB nothing.
 		read := creds[store]
 		switch {
 		case store == resources.RabbitMQ:
-			config, err := resources.RabbitMQConfigSecret(shop, creds[store])
+			config, err := resources.RabbitMQConfigSecret(shop, creds[store], rabbitMQUsers)
 			if err != nil {
 				// Without its files the broker would start with another user; the
 				// services, whose URL names this one, are made all the same.
@@ -311,7 +328,7 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		}
 	}
 
-	uris, problem, err := r.storeURIs(ctx, shop, creds)
+	uris, problem, err := r.storeURIs(ctx, shop, creds, rabbitMQUsers)
 	if err != nil || problem != nil {
 		return problem, err
 	}
@@ -503,14 +520,24 @@ func (r *ShopReconciler) replaceOtherKind(ctx context.Context, shop *shopv1.Shop
 // is a ChildConflict: nothing may be built from it, nor from a password generated in
 // its place.
 func (r *ShopReconciler) existingCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, *Problem, error) {
-	key := types.NamespacedName{Namespace: shop.Namespace, Name: resources.CredentialsSecretName(shop, store)}
+	existing, problem, err := r.existingSecret(ctx, shop, resources.CredentialsSecretName(shop, store))
+	if err != nil {
+		return nil, nil, fmt.Errorf("get credentials of %s: %w", store, err)
+	}
+	return existing, problem, nil
+}
+
+// existingSecret returns the Secret name of shop's namespace, read as existingCredentials
+// reads a credentials Secret: nil when there is none yet, a ChildConflict when it is not
+// the Shop's.
+func (r *ShopReconciler) existingSecret(ctx context.Context, shop *shopv1.Shop, name string) (*corev1.Secret, *Problem, error) {
 	existing := &corev1.Secret{}
-	err := r.getConfirmed(ctx, key, existing)
+	err := r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: name}, existing)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil, nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("get credentials of %s: %w", store, err)
+		return nil, nil, fmt.Errorf("get Secret %s: %w", name, err)
 	case !metav1.IsControlledBy(existing, shop) && !adoptable(existing, shop):
 		return nil, conflict("Secret", existing, shop), nil
 	}
@@ -526,8 +553,9 @@ type eventNote struct{ reason, message string }
 // up with whatever its Secret says, so a deleted Secret is made again with them rather
 // than with a new password that would lock every service out. It returns nil when the
 // connections Secret holds none (a new Shop, FerretDB, or that Secret deleted too), and
-// then new credentials are made; with the store's volume already there, that is worth
-// a Warning, since the store may have been set up with the lost ones. The note is the
+// then new credentials are made; with MongoDB's volume already there, that is worth a
+// Warning, since it may have been set up with the lost ones (FerretDB checks none, and the
+// broker imports its default user's new password at its next boot). The note is the
 // Event to record once the Secret is made.
 func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Shop, store string) (*corev1.Secret, *eventNote, error) {
 	name := resources.CredentialsSecretName(shop, store)
@@ -547,6 +575,11 @@ func (r *ShopReconciler) recoverCredentials(ctx context.Context, shop *shopv1.Sh
 	}
 	if store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
 		return nil, nil, nil // FerretDB checks no credentials: new ones lock nobody out
+	}
+	if store == resources.RabbitMQ {
+		// Nor do they lock anyone out of the broker: its default user's password is in its
+		// definitions, imported at the boot that follows their change (RabbitMQConfigSecret).
+		return nil, nil, nil
 	}
 	claim := &corev1.PersistentVolumeClaim{}
 	err = r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, store)}, claim)
@@ -597,7 +630,7 @@ func (r *ShopReconciler) getConfirmed(ctx context.Context, key types.NamespacedN
 
 // storeURIs resolves the base URI of each store: built from the credentials for an
 // in-cluster store, read from the referenced Secret for an external one.
-func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds map[string]*corev1.Secret) (resources.StoreURIs, *Problem, error) {
+func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds map[string]*corev1.Secret, rabbitMQUsers *corev1.Secret) (resources.StoreURIs, *Problem, error) {
 	var uris resources.StoreURIs
 	var problem *Problem
 	var err error
@@ -621,6 +654,7 @@ func (r *ShopReconciler) storeURIs(ctx context.Context, shop *shopv1.Shop, creds
 		}
 	} else {
 		uris.RabbitMQ = resources.InClusterRabbitMQURL(shop, creds[resources.RabbitMQ])
+		uris.RabbitMQServices = resources.InClusterRabbitMQServiceURLs(shop, rabbitMQUsers)
 	}
 	return uris, problem, err
 }

@@ -54,7 +54,8 @@ func expectedChildren(shop *shopv1.Shop) []client.Object {
 	for _, s := range resources.InClusterStores(shop) {
 		n := resources.Name(shop, s)
 		if s == resources.RabbitMQ {
-			objs = append(objs, &corev1.Secret{ObjectMeta: meta(resources.RabbitMQConfigSecretName(shop))})
+			objs = append(objs, &corev1.Secret{ObjectMeta: meta(resources.RabbitMQConfigSecretName(shop))},
+				&corev1.Secret{ObjectMeta: meta(resources.RabbitMQUsersSecretName(shop))})
 		}
 		objs = append(objs,
 			&corev1.Secret{ObjectMeta: meta(resources.CredentialsSecretName(shop, s))},
@@ -1184,17 +1185,28 @@ var _ = Describe("Shop controller", func() {
 		r, _, reconcileShop := drivenByHand(shop)
 		_, err := reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
-		before := secretData(shop, "lost-rabbitmq-credentials")
-
-		for _, name := range []string{"lost-connections", "lost-rabbitmq-credentials"} {
-			Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: name}})).To(Succeed())
+		lose := func(store string) {
+			before := secretData(shop, "lost-"+store+"-credentials")
+			for _, name := range []string{"lost-connections", "lost-" + store + "-credentials"} {
+				Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: shop.Namespace, Name: name}})).To(Succeed())
+			}
+			_, err = reconcileShop()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(missingChildren(shop)).To(BeEmpty())
+			Expect(secretData(shop, "lost-"+store+"-credentials")[resources.PasswordKey]).NotTo(Equal(before[resources.PasswordKey]))
+			Expect(r.Recorder.(*countingRecorder).reasons).NotTo(ContainElement("CredentialsRestored"))
 		}
-		_, err = reconcileShop()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(missingChildren(shop)).To(BeEmpty())
-		Expect(secretData(shop, "lost-rabbitmq-credentials")[resources.PasswordKey]).NotTo(Equal(before[resources.PasswordKey]))
+
+		By("the broker's: it takes its default user's new password from its definitions at its next boot")
+		lose(resources.RabbitMQ)
+		Expect(r.Recorder.(*countingRecorder).reasons).NotTo(ContainElement("CredentialsLost"))
+		creds := secretData(shop, "lost-rabbitmq-credentials")
+		Expect(string(secretData(shop, "lost-rabbitmq-config")[resources.RabbitMQDefinitionsKey])).To(ContainSubstring(
+			resources.RabbitMQPasswordHash(string(creds[resources.UsernameKey]), string(creds[resources.PasswordKey]))))
+
+		By("MongoDB's: it keeps the users of its first start")
+		lose(resources.MongoDB)
 		Expect(r.Recorder.(*countingRecorder).reasons).To(ContainElement("CredentialsLost"))
-		Expect(r.Recorder.(*countingRecorder).reasons).NotTo(ContainElement("CredentialsRestored"))
 	})
 
 	It("keeps the password of credentials that lost their label, out of the cache's sight", func() {
@@ -1490,8 +1502,9 @@ var _ = Describe("Shop controller", func() {
 		Expect(err).NotTo(HaveOccurred())
 		creds := secretData(shop, "files-rabbitmq-credentials")
 		conf := string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])
-		Expect(conf).To(ContainSubstring("default_user = " + string(creds[resources.UsernameKey]) + "\n"))
-		Expect(conf).To(ContainSubstring("default_pass = " + string(creds[resources.PasswordKey]) + "\n"))
+		Expect(conf).To(ContainSubstring("definitions.local.path = "))
+		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQDefinitionsKey])).To(ContainSubstring(
+			resources.RabbitMQPasswordHash(string(creds[resources.UsernameKey]), string(creds[resources.PasswordKey]))))
 		rabbit := podTemplate(shop, resources.RabbitMQ)
 		Expect(rabbit.Spec.Containers[0].Env).To(BeEmpty())
 		Expect(rabbit.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "files-rabbitmq-config")))
@@ -1529,6 +1542,8 @@ var _ = Describe("Shop controller", func() {
 		Expect(k8sClient.Get(ctx, key, stored)).To(Succeed())
 		Expect(stored.Immutable).To(BeNil(), "left editable, to be set right")
 		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(Equal(conf), "the broker's files are left as they were")
+		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQDefinitionsKey])).To(ContainSubstring(
+			resources.RabbitMQPasswordHash(string(creds[resources.UsernameKey]), string(creds[resources.PasswordKey]))), "the broker's files are left as they were")
 		Expect(podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]).To(Equal(checksumBefore))
 
 		By("rolling the broker when its files change, once the password is set right in place")
@@ -1537,10 +1552,89 @@ var _ = Describe("Shop controller", func() {
 		_, err = reconcileShop()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
-		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQConfKey])).To(ContainSubstring("default_pass = after\n"))
+		Expect(string(secretData(shop, "files-rabbitmq-config")[resources.RabbitMQDefinitionsKey])).To(ContainSubstring(
+			resources.RabbitMQPasswordHash(string(creds[resources.UsernameKey]), "after")))
 		Expect(podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]).NotTo(Equal(checksumBefore))
 		Expect(k8sClient.Get(ctx, key, stored)).To(Succeed())
 		Expect(stored.Immutable).To(HaveValue(BeTrue()), "the Secret is made immutable")
+	})
+
+	It("gives each service that uses the in-cluster broker a user of its own, made once and kept", func() {
+		shop := minimalShop(unwatchedNamespace, "amqpusers")
+		_, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		users := secretData(shop, "amqpusers-rabbitmq-users")
+		Expect(users).To(HaveLen(2))
+		creds := secretData(shop, "amqpusers-rabbitmq-credentials")
+		conn := secretData(shop, "amqpusers-connections")
+		definitions := string(secretData(shop, "amqpusers-rabbitmq-config")[resources.RabbitMQDefinitionsKey])
+		Expect(definitions).To(ContainSubstring(resources.RabbitMQPasswordHash(string(creds[resources.UsernameKey]), string(creds[resources.PasswordKey]))))
+		for _, service := range []string{resources.Order, resources.Payment} {
+			password := string(users[resources.RabbitMQPasswordKey(service)])
+			Expect(password).NotTo(BeEmpty())
+			Expect(definitions).To(ContainSubstring(resources.RabbitMQPasswordHash(service, password)))
+			Expect(string(conn[resources.RabbitMQServiceURLKey(service)])).To(Equal(
+				"amqp://" + service + ":" + password + "@amqpusers-rabbitmq:5672/shop"))
+			Expect(podTemplate(shop, service).Spec.Containers[0].Env).To(ContainElement(And(
+				HaveField("Name", "RABBITMQ_URL"), HaveField("ValueFrom.SecretKeyRef.Name", "amqpusers-connections"),
+				HaveField("ValueFrom.SecretKeyRef.Key", service+"-rabbitmq-url"))))
+		}
+		// The default user's URL stays, read by no service: a lost credentials Secret is made
+		// again from it.
+		Expect(string(conn[resources.RabbitMQURLKey])).To(HavePrefix("amqp://" + string(creds[resources.UsernameKey]) + ":"))
+		config := secretData(shop, "amqpusers-rabbitmq-config")
+		brokerSum := podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]
+
+		By("rendering the same files at the next reconcile, so the broker does not restart")
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(secretData(shop, "amqpusers-rabbitmq-config")).To(Equal(config))
+		Expect(secretData(shop, "amqpusers-rabbitmq-users")).To(Equal(users))
+		Expect(podTemplate(shop, resources.RabbitMQ).Annotations[resources.ChecksumAnnotation]).To(Equal(brokerSum))
+
+		By("adding a missing password, and keeping the others and the credentials as they are")
+		key := types.NamespacedName{Namespace: shop.Namespace, Name: "amqpusers-rabbitmq-users"}
+		stored := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, key, stored)).To(Succeed())
+		delete(stored.Data, resources.RabbitMQPasswordKey(resources.Payment))
+		Expect(k8sClient.Update(ctx, stored)).To(Succeed())
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		again := secretData(shop, "amqpusers-rabbitmq-users")
+		Expect(again[resources.RabbitMQPasswordKey(resources.Order)]).To(Equal(users[resources.RabbitMQPasswordKey(resources.Order)]))
+		Expect(again[resources.RabbitMQPasswordKey(resources.Payment)]).NotTo(BeEmpty())
+		Expect(again[resources.RabbitMQPasswordKey(resources.Payment)]).NotTo(Equal(users[resources.RabbitMQPasswordKey(resources.Payment)]))
+		Expect(secretData(shop, "amqpusers-rabbitmq-credentials")).To(Equal(creds))
+
+		By("making the Secret for a Shop that has none, as one made before the service users has not")
+		Expect(k8sClient.Delete(ctx, stored)).To(Succeed())
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(secretData(shop, "amqpusers-rabbitmq-users")).To(HaveLen(2))
+		Expect(secretData(shop, "amqpusers-rabbitmq-credentials")).To(Equal(creds))
+		Expect(string(secretData(shop, "amqpusers-rabbitmq-config")[resources.RabbitMQDefinitionsKey])).To(ContainSubstring(
+			resources.RabbitMQPasswordHash(string(creds[resources.UsernameKey]), string(creds[resources.PasswordKey]))))
+	})
+
+	It("gives the services an external broker's URL as it is, and makes no broker users", func() {
+		ns := takeNamespace()
+		Expect(k8sClient.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "broker", Labels: map[string]string{resources.LabelShop: "extamqp"}},
+			Data:       map[string][]byte{"url": []byte("amqp://u:p@broker.example:5672/")},
+		})).To(Succeed())
+		shop := minimalShop(ns, "extamqp")
+		shop.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "broker", Key: "url"}}
+		createShopAndWait(shop)
+		conn := secretData(shop, "extamqp-connections")
+		Expect(string(conn[resources.RabbitMQURLKey])).To(Equal("amqp://u:p@broker.example:5672/"))
+		Expect(conn).NotTo(HaveKey(resources.RabbitMQServiceURLKey(resources.Order)))
+		for _, service := range []string{resources.Order, resources.Payment} {
+			Expect(podTemplate(shop, service).Spec.Containers[0].Env).To(ContainElement(And(
+				HaveField("Name", "RABBITMQ_URL"), HaveField("ValueFrom.SecretKeyRef.Key", resources.RabbitMQURLKey))))
+		}
+		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "extamqp-rabbitmq-users"}, &corev1.Secret{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "users Secret: %v", err)
 	})
 
 	It("makes pods the restricted Pod Security Standard admits", func() {

@@ -109,7 +109,8 @@ func appFor(shop *shopv1.Shop, component string) app {
 		}
 		return env
 	}
-	rabbitmq := secretEnv("RABBITMQ_URL", ConnectionsSecretName(shop), RabbitMQURLKey)
+	// Each service its own user of an in-cluster broker (RabbitMQServiceUsers).
+	rabbitmq := secretEnv("RABBITMQ_URL", ConnectionsSecretName(shop), RabbitMQURLKeyFor(shop, component))
 	// FerretDB does not make an update atomic between processes: it rewrites the whole
 	// document, so user's updates and payment's once-per-order insert then rest on their
 	// one process too.
@@ -137,7 +138,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 			a.env = append(a.env, corev1.EnvVar{Name: "HTTP_WRITE_TIMEOUT", Value: upstream.String()})
 		}
 		a.env = append(a.env, urls(Peers(Order)...)...)
-		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
+		a.secretKeys = append(a.secretKeys, RabbitMQURLKeyFor(shop, component))
 		return a
 	case Payment:
 		a := backend(spec.Services.Payment.ServiceSpec)
@@ -146,7 +147,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 			Name:  "PAYMENT_LIMIT_CENTS",
 			Value: strconv.FormatInt(ptr.Deref(spec.Services.Payment.LimitCents, 100000), 10),
 		})
-		a.secretKeys = append(a.secretKeys, RabbitMQURLKey)
+		a.secretKeys = append(a.secretKeys, RabbitMQURLKeyFor(shop, component))
 		return a
 	case Gateway:
 		g := spec.Gateway

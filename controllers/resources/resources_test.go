@@ -55,7 +55,8 @@ func connectionsOf(t *testing.T, shop *shopv1.Shop) *corev1.Secret {
 	t.Helper()
 	mc := CredentialsSecret(shop, MongoDB, nil)
 	rc := CredentialsSecret(shop, RabbitMQ, nil)
-	c, err := ConnectionsSecret(shop, StoreURIs{MongoDB: InClusterMongoDBURI(shop, mc), RabbitMQ: InClusterRabbitMQURL(shop, rc)}, []byte("key"))
+	c, err := ConnectionsSecret(shop, StoreURIs{MongoDB: InClusterMongoDBURI(shop, mc), RabbitMQ: InClusterRabbitMQURL(shop, rc),
+		RabbitMQServices: InClusterRabbitMQServiceURLs(shop, rabbitUsers(shop))}, []byte("key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func allObjects(t *testing.T, shop *shopv1.Shop) []client.Object {
 		read := creds
 		if s == RabbitMQ {
 			read = rabbitMQConfig(t, shop, creds)
-			objs = append(objs, read)
+			objs = append(objs, read, rabbitUsers(shop))
 		}
 		objs = append(objs, creds, StoreStatefulSet(shop, s, read), StoreService(shop, s),
 			StorePersistentVolumeClaim(shop, s), NetworkPolicy(shop, s))
@@ -84,10 +85,19 @@ func allObjects(t *testing.T, shop *shopv1.Shop) []client.Object {
 	return objs
 }
 
-// rabbitMQConfig is the broker's configuration Secret made from creds.
+// rabbitUsers is the broker's users Secret with fixed passwords: order-pw, payment-pw.
+func rabbitUsers(shop *shopv1.Shop) *corev1.Secret {
+	s := RabbitMQUsersSecret(shop, nil)
+	for service := range RabbitMQServiceUsers {
+		s.Data[RabbitMQPasswordKey(service)] = []byte(service + "-pw")
+	}
+	return s
+}
+
+// rabbitMQConfig is the broker's configuration Secret made from creds and rabbitUsers.
 func rabbitMQConfig(t *testing.T, shop *shopv1.Shop, creds *corev1.Secret) *corev1.Secret {
 	t.Helper()
-	config, err := RabbitMQConfigSecret(shop, creds)
+	config, err := RabbitMQConfigSecret(shop, creds, rabbitUsers(shop))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +107,7 @@ func rabbitMQConfig(t *testing.T, shop *shopv1.Shop, creds *corev1.Secret) *core
 func TestEveryChildIsLabelledAndOwned(t *testing.T) {
 	shop := newShop()
 	objs := allObjects(t, shop)
-	if got, want := len(objs), 1+2*5+1+5*4; got != want {
+	if got, want := len(objs), 1+2*5+2+5*4; got != want {
 		t.Fatalf("built %d objects, want %d", got, want)
 	}
 	for _, o := range objs {
@@ -194,7 +204,7 @@ func TestAppEnvironment(t *testing.T) {
 				"PAYMENT_SERVICE_URL": "http://demo-payment:80", "PLACEMENT_TIMEOUT": "8s",
 			},
 			wantUnset:  []string{"HTTP_WRITE_TIMEOUT"}, // the service's own 30 s
-			wantSecret: map[string]string{"MONGODB_URI": "order-mongodb-uri", "RABBITMQ_URL": "rabbitmq-url"},
+			wantSecret: map[string]string{"MONGODB_URI": "order-mongodb-uri", "RABBITMQ_URL": "order-rabbitmq-url"},
 		},
 		{
 			// The order service answers before the gateway gives up on it.
@@ -221,6 +231,14 @@ func TestAppEnvironment(t *testing.T) {
 			app:        Payment,
 			edit:       func(s *shopv1.Shop) { s.Spec.Services.Payment.LimitCents = ptr.To[int64](5000) },
 			wantValues: map[string]string{"PAYMENT_LIMIT_CENTS": "5000"},
+			wantSecret: map[string]string{"MONGODB_URI": "payment-mongodb-uri", "RABBITMQ_URL": "payment-rabbitmq-url"},
+		},
+		{
+			// An external broker's URL is the one the Shop's Secret gives, the same for both.
+			app: Payment,
+			edit: func(s *shopv1.Shop) {
+				s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "broker", Key: "url"}}
+			},
 			wantSecret: map[string]string{"MONGODB_URI": "payment-mongodb-uri", "RABBITMQ_URL": "rabbitmq-url"},
 		},
 		{
@@ -447,7 +465,11 @@ func TestChecksumFollowsWhatThePodReads(t *testing.T) {
 	shop := newShop()
 	conn := connectionsOf(t, shop)
 	changed := conn.DeepCopy()
-	changed.Data[RabbitMQURLKey] = []byte("amqp://other")
+	changed.Data[RabbitMQServiceURLKey(Order)] = []byte("amqp://other")
+	changed.Data[RabbitMQServiceURLKey(Payment)] = []byte("amqp://other")
+	// The in-cluster broker's URL with its default user, which no service reads.
+	admin := conn.DeepCopy()
+	admin.Data[RabbitMQURLKey] = []byte("amqp://other")
 	tests := []struct {
 		app         string
 		wantChanged bool
@@ -462,6 +484,9 @@ func TestChecksumFollowsWhatThePodReads(t *testing.T) {
 		}
 		if (before != after) != tt.wantChanged {
 			t.Errorf("%s: checksum changed=%v after the broker URL changed, want %v", tt.app, before != after, tt.wantChanged)
+		}
+		if templateOf(t, AppWorkload(shop, tt.app, admin)).Annotations[ChecksumAnnotation] != before {
+			t.Errorf("%s: checksum changed after the default user's URL changed, which it does not read", tt.app)
 		}
 	}
 }
@@ -743,6 +768,7 @@ func TestStores(t *testing.T) {
 				wantMounts := []string{
 					"log:/var/log/rabbitmq", "tmp:/tmp", "data:/var/lib/rabbitmq",
 					"config:/etc/rabbitmq/conf.d/90-shopkeeper.conf<90-shopkeeper.conf",
+					"config:/etc/rabbitmq/shopkeeper-definitions.json<definitions.json",
 					"config:/etc/rabbitmq/rabbitmq-env.conf<rabbitmq-env.conf",
 				}
 				if got := mountsOf(c.VolumeMounts); !slices.Equal(got, wantMounts) {
@@ -754,7 +780,7 @@ func TestStores(t *testing.T) {
 					}
 				}
 				config := volumeNamed(p.Volumes, "config").Secret
-				if config == nil || config.SecretName != "demo-rabbitmq-config" || ptr.Deref(config.DefaultMode, 0) != 0o440 || len(config.Items) != 2 {
+				if config == nil || config.SecretName != "demo-rabbitmq-config" || ptr.Deref(config.DefaultMode, 0) != 0o440 || len(config.Items) != 3 {
 					t.Errorf("config volume %+v", config)
 				}
 				if c.LivenessProbe.TCPSocket.Port.StrVal != "amqp" || c.ReadinessProbe.TCPSocket.Port.StrVal != "amqp" || len(c.Ports) != 1 || c.Ports[0].ContainerPort != 5672 {

@@ -37,8 +37,28 @@ var Databases = map[string]string{
 	Payment: "payments",
 }
 
-// RabbitMQURLKey is the key of the connections Secret holding the broker's URL.
+// RabbitMQURLKey is the key of the connections Secret holding the broker's URL: the
+// external broker's, which the services read; the in-cluster broker's with its default
+// user, which no service reads (RabbitMQServiceURLKey) and a deleted credentials Secret
+// is made again from (CredentialsFromConnections).
 const RabbitMQURLKey = "rabbitmq-url"
+
+// RabbitMQServiceURLKey is the key of the connections Secret holding the in-cluster
+// broker's URL with service's own user (RabbitMQServiceUsers).
+func RabbitMQServiceURLKey(service string) string { return service + "-" + RabbitMQURLKey }
+
+// RabbitMQURLKeyFor is the key of the connections Secret that service reads its
+// broker's URL from: its own for the in-cluster broker, the external one's otherwise.
+func RabbitMQURLKeyFor(shop *shopv1.Shop, service string) string {
+	if shop.Spec.RabbitMQ.External != nil {
+		return RabbitMQURLKey
+	}
+	return RabbitMQServiceURLKey(service)
+}
+
+// RabbitMQPasswordKey is the key of the users Secret (RabbitMQUsersSecret) holding the
+// password of service's user, which is named after the service.
+func RabbitMQPasswordKey(service string) string { return service + "-" + PasswordKey }
 
 // ChecksumKeyKey is the key of the connections Secret holding the key of the services' pod
 // checksums (checksum): random, made once per Shop (NewChecksumKey) and kept.
@@ -59,26 +79,56 @@ func CredentialsSecretName(shop *shopv1.Shop, store string) string {
 func ConnectionsSecretName(shop *shopv1.Shop) string { return Name(shop, connections) }
 
 // OwnSecretNames are the names of the Secrets the controller makes for shop: the connections
-// Secret, and the credentials of each store in the cluster, and the broker's files when it
-// is one. None of them can hold an external store's URI; the others' names are free (which
-// stores run in the cluster cannot change).
+// Secret, and the credentials of each store in the cluster, and the broker's service users
+// and files when it is one. None of them can hold an external store's URI; the others'
+// names are free (which stores run in the cluster cannot change).
 func OwnSecretNames(shop *shopv1.Shop) []string {
 	names := []string{ConnectionsSecretName(shop)}
 	for _, s := range InClusterStores(shop) {
 		names = append(names, CredentialsSecretName(shop, s))
 		if s == RabbitMQ {
-			names = append(names, RabbitMQConfigSecretName(shop))
+			names = append(names, RabbitMQUsersSecretName(shop), RabbitMQConfigSecretName(shop))
 		}
 	}
 	return names
 }
 
+// RabbitMQUsersSecretName is the name of the Secret holding the passwords of the in-cluster
+// broker's service users: <shop>-rabbitmq-users.
+func RabbitMQUsersSecretName(shop *shopv1.Shop) string { return Name(shop, RabbitMQ+"-users") }
+
+// RabbitMQUsersSecret holds the password of each service's user of the in-cluster broker
+// (RabbitMQServiceUsers), under RabbitMQPasswordKey. As in a credentials Secret, values
+// already in existing are kept as they are and missing ones are generated, so that a
+// Shop made before the service users existed gets them without any other value changing;
+// other keys are dropped. Unlike a credentials Secret it stays editable: the broker takes
+// the users' passwords from its definitions file at every boot that follows a change of
+// it (RabbitMQConfigSecret), so an edited password reaches the broker and the services
+// alike, each restarted once; so does a new one, should the Secret be deleted.
+func RabbitMQUsersSecret(shop *shopv1.Shop, existing *corev1.Secret) *corev1.Secret {
+	s := &corev1.Secret{
+		ObjectMeta: objectMeta(shop, RabbitMQUsersSecretName(shop), credentials),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{},
+	}
+	for service := range RabbitMQServiceUsers {
+		key := RabbitMQPasswordKey(service)
+		s.Data[key] = []byte(rand.Text())
+		if existing != nil && len(existing.Data[key]) > 0 {
+			s.Data[key] = existing.Data[key]
+		}
+	}
+	return s
+}
+
 // CredentialsSecret is the credentials Secret of an in-cluster store. Values already in
-// existing are kept as they are: the store initialised its users with them on first
+// existing are kept as they are: MongoDB initialised its users with them on first
 // start, so a new password would lock the services out. Missing values are generated.
 //
-// The Secret is immutable, so the API server refuses an edit that the store would never
+// The Secret is immutable, so the API server refuses an edit that MongoDB would never
 // see (it keeps the users of its first start) while the services were rolled onto it.
+// The broker's default user, imported from its definitions (RabbitMQConfigSecret), would
+// follow an edit; its Secret is held to the same rule all the same.
 func CredentialsSecret(shop *shopv1.Shop, store string, existing *corev1.Secret) *corev1.Secret {
 	s := &corev1.Secret{
 		ObjectMeta: objectMeta(shop, CredentialsSecretName(shop, store), credentials),
@@ -142,6 +192,9 @@ func CredentialsFromConnections(shop *shopv1.Shop, store string, conn *corev1.Se
 type StoreURIs struct {
 	MongoDB  string
 	RabbitMQ string
+	// RabbitMQServices are the in-cluster broker's URLs by service, each with the
+	// service's own user (InClusterRabbitMQServiceURLs); none for an external broker.
+	RabbitMQServices map[string]string
 }
 
 // InClusterMongoDBURI is the URI of the shop's in-cluster MongoDB. MongoDB gets the
@@ -156,11 +209,27 @@ func InClusterMongoDBURI(shop *shopv1.Shop, creds *corev1.Secret) string {
 	return u.String()
 }
 
-// InClusterRabbitMQURL is the AMQP URL of the shop's in-cluster broker and virtual host.
+// InClusterRabbitMQURL is the AMQP URL of the shop's in-cluster broker and virtual host,
+// with the broker's default user of creds.
 func InClusterRabbitMQURL(shop *shopv1.Shop, creds *corev1.Secret) string {
+	return inClusterRabbitMQURL(shop, string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey]))
+}
+
+// InClusterRabbitMQServiceURLs are the AMQP URLs of the shop's in-cluster broker and
+// virtual host by service, each with the service's own user, its password from users
+// (RabbitMQUsersSecret).
+func InClusterRabbitMQServiceURLs(shop *shopv1.Shop, users *corev1.Secret) map[string]string {
+	urls := map[string]string{}
+	for service := range RabbitMQServiceUsers {
+		urls[service] = inClusterRabbitMQURL(shop, service, string(users.Data[RabbitMQPasswordKey(service)]))
+	}
+	return urls
+}
+
+func inClusterRabbitMQURL(shop *shopv1.Shop, user, password string) string {
 	u := url.URL{
 		Scheme: "amqp",
-		User:   url.UserPassword(string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey])),
+		User:   url.UserPassword(user, password),
 		Host:   fmt.Sprintf("%s:%d", Name(shop, RabbitMQ), RabbitMQPort),
 		Path:   "/" + RabbitMQVhost,
 	}
@@ -169,11 +238,14 @@ func InClusterRabbitMQURL(shop *shopv1.Shop, creds *corev1.Secret) string {
 
 // ConnectionsSecret holds the URI each service connects with: a MongoDB URI per
 // service naming its own database (after mongodb.databasePrefix, when set), and the
-// broker's URL; and checksumKey, the key of the services' pod checksums. It fails only
+// broker's URL, with each service's own for an in-cluster broker; and checksumKey, the key of the services' pod checksums. It fails only
 // when the MongoDB URI is not one the services' driver accepts (an external URI is the
 // user's input).
 func ConnectionsSecret(shop *shopv1.Shop, uris StoreURIs, checksumKey []byte) (*corev1.Secret, error) {
 	data := map[string][]byte{RabbitMQURLKey: []byte(uris.RabbitMQ), ChecksumKeyKey: checksumKey}
+	for service, u := range uris.RabbitMQServices {
+		data[RabbitMQServiceURLKey(service)] = []byte(u)
+	}
 	// The URI as given first: one the driver refuses may be rewritten into one it takes
 	// (mongodb://u:ab@cd/ef?gh@host/, an unescaped "@", "/" and "?" in the password, would
 	// become host cd, authSource ef).

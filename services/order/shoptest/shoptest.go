@@ -5,6 +5,7 @@ package shoptest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,10 @@ import (
 type Options struct {
 	// AMQPURL is the broker (a vhost of its own).
 	AMQPURL string
+	// OrderAMQPURL and PaymentAMQPURL, when set, are the order and payment services' own
+	// URLs of that broker (a user of their own each, as the operator gives them); AMQPURL
+	// otherwise.
+	OrderAMQPURL, PaymentAMQPURL string
 	// Database returns the database of a service ("users", "products", "orders", "payments").
 	Database func(service string) *mongo.Database
 	// PaymentLimitCents is the provider's limit; 0 means the default 100000.
@@ -132,7 +137,7 @@ func Start(ctx context.Context, opts Options) (*Shop, error) {
 // it; a test starts it again after StopOrder.
 func (s *Shop) StartOrder(ctx context.Context) error {
 	app, err := order.New(ctx, order.Config{
-		Broker: messaging.Settings{URL: s.opts.AMQPURL}, UserServiceURL: s.UserURL, ProductServiceURL: s.ProductURL,
+		Broker: messaging.Settings{URL: cmp.Or(s.opts.OrderAMQPURL, s.opts.AMQPURL)}, UserServiceURL: s.UserURL, ProductServiceURL: s.ProductURL,
 		PaymentServiceURL: s.PaymentURL, PeerTimeout: s.opts.PeerTimeout, PlacementTimeout: s.opts.PlacementTimeout,
 		PendingCheckAfter: s.opts.PendingCheckAfter, Prefetch: s.opts.Prefetch,
 	}, s.database("orders"), s.opts.Logger)
@@ -157,7 +162,7 @@ func (s *Shop) StopOrder(ctx context.Context) error {
 // Start starts it; a test starts it again after StopPayment.
 func (s *Shop) StartPayment(ctx context.Context) error {
 	app, err := payment.New(ctx, payment.Config{
-		Base: config.Base{}, Broker: messaging.Settings{URL: s.opts.AMQPURL},
+		Base: config.Base{}, Broker: messaging.Settings{URL: cmp.Or(s.opts.PaymentAMQPURL, s.opts.AMQPURL)},
 		LimitCents: s.opts.PaymentLimitCents, Prefetch: 64,
 	}, s.database("payments"), s.opts.Logger)
 	if err != nil {
