@@ -301,11 +301,12 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		case store == resources.RabbitMQ:
 			config, err := resources.RabbitMQConfigSecret(shop, creds[store], rabbitMQUsers)
 			if err != nil {
-				// Without its files the broker would start with another user; the
-				// services, whose URL names this one, are made all the same.
+				// Without its files the broker would start with other users; the
+				// services, whose URLs name their own users, are made all the same.
 				if first == nil {
 					first = &Problem{Reason: ReasonCredentialsInvalid, Message: "rabbitmq: " + err.Error() +
-						"; set it back to the broker's password (the Secret stays editable until then)"}
+						"; set it back to the broker's password where the Secret is editable, or delete it: a new one is made, " +
+						"whose password the broker takes from its definitions at its next boot"}
 				}
 				podsUnaffected = false // the broker is not made
 				continue

@@ -1903,3 +1903,26 @@ func (r *countingRecorder) Eventf(_, _ runtime.Object, _, reason, _, _ string, _
 	r.n.Add(1)
 	r.reasons = append(r.reasons, reason)
 }
+
+var _ = Describe("A broker default user named as a service's user", func() {
+	It("is set right by deleting its credentials Secret, as the Shop's message says", func() {
+		shop := minimalShop(unwatchedNamespace, "collide")
+		creds := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: unwatchedNamespace, Name: "collide-rabbitmq-credentials",
+				Labels: map[string]string{resources.LabelShop: "collide", resources.LabelManagedBy: resources.ManagedBy}},
+			Data: map[string][]byte{resources.UsernameKey: []byte(resources.Order), resources.PasswordKey: []byte("adminpw")},
+		}
+		Expect(k8sClient.Create(ctx, creds)).To(Succeed())
+		_, _, reconcileShop := drivenByHand(shop)
+		_, err := reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("True/CredentialsInvalid"))
+		Expect(getShop(shop).Status.Conditions[0].Message).To(ContainSubstring("delete it"))
+		Expect(k8sClient.Delete(ctx, creds)).To(Succeed())
+		_, err = reconcileShop()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(string(secretData(shop, "collide-rabbitmq-credentials")[resources.UsernameKey])).NotTo(Equal(resources.Order))
+		Expect(secretData(shop, "collide-rabbitmq-config")).To(HaveKey(resources.RabbitMQDefinitionsKey))
+	})
+})

@@ -279,12 +279,18 @@ vm_memory_high_watermark.absolute = %d
 }
 
 // rabbitMQCredentialsError tells whether the user and password of creds survive
-// rabbitMQ.conf's parser (rabbitMQConfValue), naming the first that does not.
+// rabbitMQ.conf's parser (rabbitMQConfValue), naming the first that does not, and whether
+// the user is named as a service's user (RabbitMQServiceUsers), which the definitions
+// cannot hold beside it: such credentials are not recovered from the connections Secret,
+// so that a deleted credentials Secret is made afresh.
 func rabbitMQCredentialsError(creds *corev1.Secret) error {
 	for _, key := range []string{UsernameKey, PasswordKey} {
 		if err := rabbitMQConfValue(string(creds.Data[key])); err != nil {
 			return fmt.Errorf("%s of Secret %s %w", key, creds.Name, err)
 		}
+	}
+	if user := string(creds.Data[UsernameKey]); slices.Contains(slices.Collect(maps.Keys(RabbitMQServiceUsers)), user) {
+		return fmt.Errorf("%s of Secret %s is %q, the name of the %s service's user", UsernameKey, creds.Name, user, user)
 	}
 	return nil
 }

@@ -147,8 +147,9 @@ func CredentialsSecret(shop *shopv1.Shop, store string, existing *corev1.Secret)
 		}
 	}
 	if store == RabbitMQ && rabbitMQCredentialsError(s) != nil {
-		// Only a Secret an earlier version made, edited by hand, can hold such values
-		// (RabbitMQConfigSecret refuses them): it stays editable, to be set right.
+		// Only a Secret made by hand, or one an earlier version made and someone edited,
+		// can hold such values (RabbitMQConfigSecret refuses them): it stays editable, to be
+		// set right.
 		s.Immutable = nil
 	}
 	return s
