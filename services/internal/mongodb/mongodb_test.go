@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -251,63 +249,4 @@ func TestConnect(t *testing.T) {
 			t.Error("Connect without a URI succeeded")
 		}
 	})
-}
-
-// FindPage tells the server how long the client waits for the page (maxTimeMS), what is left
-// of the request's deadline or else of the client's operation timeout, so that the server
-// stops a query its client gave up on; and asks for the page in one batch.
-func TestFindPageTellsTheServerItsTimeLimit(t *testing.T) {
-	var mu sync.Mutex
-	var finds []bson.Raw
-	monitor := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if e.CommandName == "find" {
-			mu.Lock()
-			defer mu.Unlock()
-			finds = append(finds, e.Command)
-		}
-	}}
-	const operationTimeout = 8 * time.Second
-	client, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)).SetTimeout(operationTimeout).SetMonitor(monitor))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	coll := client.Database(testenv.MongoDB(t).Name()).Collection("things")
-	if _, err := coll.InsertMany(context.Background(), []bson.D{{{Key: "n", Value: 1}}, {{Key: "n", Value: 2}}, {{Key: "n", Value: 3}}}); err != nil {
-		t.Fatal(err)
-	}
-	type doc struct {
-		ID bson.ObjectID `bson:"_id"`
-	}
-	deadline, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for _, tt := range []struct {
-		name     string
-		ctx      context.Context
-		min, max time.Duration
-	}{
-		{"the request's deadline", deadline, time.Second, 3 * time.Second},
-		{"no deadline: the operation timeout", context.Background(), 3 * time.Second, operationTimeout},
-	} {
-		mu.Lock()
-		finds = nil
-		mu.Unlock()
-		items, next, err := mongodb.FindPage[doc](tt.ctx, coll, nil, mongodb.PageRequest{Limit: 2})
-		if err != nil || len(items) != 2 || next != items[1].ID.Hex() {
-			t.Fatalf("%s: %d items, next %q, %v", tt.name, len(items), next, err)
-		}
-		mu.Lock()
-		sent := finds
-		mu.Unlock()
-		if len(sent) != 1 {
-			t.Fatalf("%s: %d find commands, want 1", tt.name, len(sent))
-		}
-		ms, ok := sent[0].Lookup("maxTimeMS").AsInt64OK()
-		if got := time.Duration(ms) * time.Millisecond; !ok || got <= tt.min || got > tt.max {
-			t.Errorf("%s: maxTimeMS %v (%v), want in (%v, %v]", tt.name, got, sent[0].Lookup("maxTimeMS"), tt.min, tt.max)
-		}
-		if single, _ := sent[0].Lookup("singleBatch").BooleanOK(); !single {
-			t.Errorf("%s: find %s, want the page in a single batch", tt.name, sent[0])
-		}
-	}
 }

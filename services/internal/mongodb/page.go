@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 )
@@ -55,30 +56,18 @@ func ParsePageRequest(q url.Values) (PageRequest, error) {
 }
 
 // PageOption changes how FindPage reads a page.
-type PageOption func(*pageQuery)
-
-// pageQuery is what FindPage asks of the server beside the filter, the order and the size.
-type pageQuery struct {
-	projection bson.D
-}
+type PageOption func(*options.FindOptionsBuilder)
 
 // Projection makes FindPage read only the fields projection keeps (or all but those it
 // drops, e.g. {bookkeeping: 0}), so what a list never shows is not shipped. _id is always
 // read: the page's next depends on it.
 func Projection(projection bson.D) PageOption {
-	return func(q *pageQuery) { q.projection = projection }
+	return func(o *options.FindOptionsBuilder) { o.SetProjection(projection) }
 }
 
 // FindPage returns the documents of coll matching filter (nil for all), in id order,
 // one page of req, decoded as D. next is the id to pass as after for the following
 // page, or "" when there is none. It reads one document more than the page to know.
-//
-// The page is read in one batch by a find command of its own, so that the server is told
-// how long the client waits for it (maxTimeMS: what is left of ctx's deadline, else of the
-// client's operation timeout) and stops a query the client has given up on. The driver's
-// Find leaves maxTimeMS out of every query that returns a cursor (DRIVERS-2722), and a
-// server reading a list without an index for it (FerretDB v1 uses one for _id alone) would
-// read the whole collection for a client long gone, while new queries pile up behind it.
 func FindPage[D any](ctx context.Context, coll *mongo.Collection, filter bson.D, req PageRequest, opts ...PageOption) (items []D, next string, err error) {
 	if req.Limit <= 0 {
 		req.Limit = DefaultLimit
@@ -90,24 +79,13 @@ func FindPage[D any](ctx context.Context, coll *mongo.Collection, filter bson.D,
 	if f == nil {
 		f = bson.D{}
 	}
-	var q pageQuery
+	find := options.Find().
+		SetSort(bson.D{{Key: "_id", Value: 1}}).
+		SetLimit(int64(req.Limit) + 1)
 	for _, o := range opts {
-		o(&q)
+		o(find)
 	}
-	n := int64(req.Limit) + 1
-	cmd := bson.D{
-		{Key: "find", Value: coll.Name()},
-		{Key: "filter", Value: f},
-		{Key: "sort", Value: bson.D{{Key: "_id", Value: 1}}},
-		{Key: "limit", Value: n},
-		{Key: "batchSize", Value: n},
-		{Key: "singleBatch", Value: true},
-	}
-	if q.projection != nil {
-		cmd = append(cmd, bson.E{Key: "projection", Value: q.projection})
-	}
-	// RunCommandCursor adds maxTimeMS from the deadline as every operation but Find does.
-	cur, err := coll.Database().RunCommandCursor(ctx, cmd)
+	cur, err := coll.Find(ctx, f, find)
 	if err != nil {
 		return nil, "", fmt.Errorf("find %s: %w", coll.Name(), err)
 	}
