@@ -210,12 +210,8 @@ func rabbitMQDefinitions(creds, users *corev1.Secret) ([]byte, error) {
 		defs.Users = append(defs.Users, user{name, RabbitMQPasswordHash(name, password), rabbitMQHashingAlgorithm, tags})
 		defs.Permissions = append(defs.Permissions, permission{name, RabbitMQVhost, p.Configure, p.Write, p.Read})
 	}
-	admin := string(creds.Data[UsernameKey])
-	add(admin, string(creds.Data[PasswordKey]), []string{"administrator"}, rabbitMQAdminPermissions)
+	add(string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey]), []string{"administrator"}, rabbitMQAdminPermissions)
 	for _, service := range slices.Sorted(maps.Keys(RabbitMQServiceUsers)) {
-		if service == admin {
-			return nil, fmt.Errorf("username of Secret %s is %q, the name of the %s service's user", creds.Name, admin, service)
-		}
 		password := users.Data[RabbitMQPasswordKey(service)]
 		if len(password) == 0 {
 			return nil, fmt.Errorf("%s of Secret %s is empty", RabbitMQPasswordKey(service), users.Name)
@@ -289,7 +285,8 @@ func rabbitMQCredentialsError(creds *corev1.Secret) error {
 			return fmt.Errorf("%s of Secret %s %w", key, creds.Name, err)
 		}
 	}
-	if user := string(creds.Data[UsernameKey]); slices.Contains(slices.Collect(maps.Keys(RabbitMQServiceUsers)), user) {
+	user := string(creds.Data[UsernameKey])
+	if _, service := RabbitMQServiceUsers[user]; service {
 		return fmt.Errorf("%s of Secret %s is %q, the name of the %s service's user", UsernameKey, creds.Name, user, user)
 	}
 	return nil

@@ -418,9 +418,7 @@ func (n *rabbitMQNode) ctl(t *testing.T, tool string, args ...string) string {
 // TestRabbitMQConfigRunsABroker boots a broker with the files of the configuration
 // Secret (bootBroker) and connects the way the services do.
 func TestRabbitMQConfigRunsABroker(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
-		t.Fatalf("rabbitmq-server is not installed (hack/install-rabbitmq.sh; make test runs it): %v", err)
-	}
+	requireRabbitMQServer(t)
 	shop := newShop()
 	creds := CredentialsSecret(shop, RabbitMQ, nil)
 	users := RabbitMQUsersSecret(shop, nil)
@@ -789,6 +787,14 @@ func mustMkdir(t *testing.T, dir string) {
 	}
 }
 
+// requireRabbitMQServer fails the test when rabbitmq-server is not installed.
+func requireRabbitMQServer(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
+		t.Fatalf("rabbitmq-server is not installed (hack/install-rabbitmq.sh; make test runs it): %v", err)
+	}
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -805,9 +811,7 @@ func readFile(t *testing.T, path string) string {
 // and its messages. A third boot with the same files imports nothing (skip_if_unchanged):
 // a user a person made meanwhile stays.
 func TestRabbitMQUpgradeGetsTheUsers(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(rabbitMQScripts, "rabbitmq-server")); err != nil {
-		t.Fatalf("rabbitmq-server is not installed (hack/install-rabbitmq.sh; make test runs it): %v", err)
-	}
+	requireRabbitMQServer(t)
 	shop := newShop()
 	creds := CredentialsSecret(shop, RabbitMQ, nil)
 	admin, adminPassword := string(creds.Data[UsernameKey]), string(creds.Data[PasswordKey])

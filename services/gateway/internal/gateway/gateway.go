@@ -384,17 +384,18 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	req, resp := &ctx.Request, &ctx.Response
 	method, standard := methodName(ctx.Method())
 
-	// Request id: a sane incoming X-Request-ID is kept, else one is made; the service gets it
-	// and the client gets it back.
-	// Hop-by-hop headers, and those the client's Connection names, go before the gateway adds
-	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
-	clientClose := req.Header.ConnectionClose()
 	// The client, and what the head is refused for, are taken from the head as the client sent
 	// it, before the fields its Connection names go, as expectContinue and refuse take them: a
 	// request refused at its Expect: 100-continue is never sent on without its body.
 	peer := peerAddr(ctx)
 	client, trusted := g.clientOfPeer(peer, &req.Header)
 	refusal := headRefusal(&req.Header, req.URI())
+
+	// Request id: a sane incoming X-Request-ID is kept, else one is made; the service gets it
+	// and the client gets it back.
+	// Hop-by-hop headers, and those the client's Connection names, go before the gateway adds
+	// its own (request id, traceparent, X-Forwarded-*), so a client cannot name those away.
+	clientClose := req.Header.ConnectionClose()
 	if hasTrailers(req.Header.Trailers()) {
 		dropTrailers(&req.Header)
 	}
