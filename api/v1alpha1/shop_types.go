@@ -86,10 +86,12 @@ type ShopSpec struct {
 	MongoDB MongoDBSpec `json:"mongodb,omitzero"`
 
 	// RabbitMQ is the message broker: in the cluster, or external. The in-cluster
-	// broker runs rabbitmq:4-management by default. It reads its user, virtual host
-	// and listener from /etc/rabbitmq/conf.d/90-shopkeeper.conf and its node name
-	// from /etc/rabbitmq/rabbitmq-env.conf, both mounted from the Secret
-	// <shop>-rabbitmq-config, and no image-specific variable: an image of one's own
+	// broker runs rabbitmq:4-management by default. It reads its listener, and where its
+	// definitions are, from /etc/rabbitmq/conf.d/90-shopkeeper.conf; its users, their
+	// permissions and its virtual host from the definitions it imports at boot,
+	// /etc/rabbitmq/shopkeeper-definitions.json; and its node name from
+	// /etc/rabbitmq/rabbitmq-env.conf: all three mounted from the Secret
+	// <shop>-rabbitmq-config, and no image-specific variable. An image of one's own
 	// must run rabbitmq-server 3.10 or later as its entrypoint, as user 999, with
 	// HOME=/var/lib/rabbitmq.
 	// +kubebuilder:default={}
