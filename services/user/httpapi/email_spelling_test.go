@@ -46,3 +46,32 @@ func TestEmailSpellingsMakeOneUser(t *testing.T) {
 		})
 	}
 }
+
+// TestEmailStoredAsOtherSpellingIsTaken: an address whose domain's A-label holds a letter
+// that folds to ASCII (ſ, the long s, folds to s) is one email with its A-label and its
+// Unicode spelling: whichever is registered first, the others are 409, and the email
+// stored is the domain's Unicode form, as the document says.
+func TestEmailStoredAsOtherSpellingIsTaken(t *testing.T) {
+	spellings := []string{
+		"ana@xn--ſtrae-oqa.de", // ſ folds to s: the A-label of straße
+		"ana@xn--strae-oqa.de",
+		"ana@straße.de",
+	}
+	for first := range spellings {
+		t.Run(fmt.Sprintf("%+q first", spellings[first]), func(t *testing.T) {
+			api := newAPI(t)
+			if u := createUser(t, api, "Ana", spellings[first]); u.Email != "ana@straße.de" {
+				t.Errorf("stored email = %+q, want %+q", u.Email, "ana@straße.de")
+			}
+			for i, email := range spellings {
+				if i == first {
+					continue
+				}
+				res := api.Request(t, "POST", "/users", map[string]string{"name": "Other", "email": email})
+				if res.Status != 409 {
+					t.Errorf("POST %+q after %+q = %d %s, want 409", email, spellings[first], res.Status, res.Body)
+				}
+			}
+		})
+	}
+}

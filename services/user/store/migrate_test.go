@@ -347,3 +347,24 @@ func TestMigrateEmailsConcurrently(t *testing.T) {
 		t.Error("migration not recorded")
 	}
 }
+
+// TestMigrateEmailsAfterTheFirstForm: a database the first form's migration
+// (canonical-emails-1) went through is migrated again: an email that form stored with an
+// A-label that only folding made one (xn--ſtrae-oqa, ſ folded to s) is rewritten to its
+// Unicode domain, so that spelling is taken too.
+func TestMigrateEmailsAfterTheFirstForm(t *testing.T) {
+	s, db := newStore(t)
+	if _, err := db.Collection(store.MigrationsCollection).InsertOne(t.Context(),
+		bson.D{{Key: "_id", Value: "canonical-emails-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	ana := storeOld(t, db, "Ana", "ana@xn--strae-oqa.de")
+	ada := storeOld(t, db, "Ada", "ada@example.com")
+	if err := s.MigrateEmails(t.Context(), logging.Discard()); err != nil {
+		t.Fatal(err)
+	}
+	if got := emailOf(t, s, ana); got != "ana@stra\u00dfe.de" {
+		t.Errorf("email stored as ana@xn--strae-oqa.de is now %+q, want %+q", got, "ana@stra\u00dfe.de")
+	}
+	assertTaken(t, s, ada, "ana@xn--strae-oqa.de", "ana@xn--\u017ftrae-oqa.de", "ana@stra\u00dfe.de")
+}

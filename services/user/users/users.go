@@ -128,24 +128,35 @@ var aLabels = idna.New(idna.ValidateLabels(true), idna.BidiRule(), idna.CheckJoi
 // finds it taken. The store rewrites emails stored in an earlier form to this one
 // (store.MigrateEmails): a change to what it maps an email to needs a new migration there.
 func CanonicalEmail(email string) string {
-	email = strings.TrimSpace(email)
-	if local, domain, found := strings.Cut(email, "@"); found && strings.Contains(strings.ToLower(domain), "xn--") {
-		// Label by label: a U-label or an ASCII one that IDNA2008 refuses beside it (ab--cd,
-		// -x) must not keep the domain's valid A-labels from being read, or the domain
-		// spelt in Unicode would be another email.
-		labels := strings.Split(domain, ".")
-		for i, label := range labels {
-			if l := strings.ToLower(label); strings.HasPrefix(l, "xn--") {
-				if u, err := aLabels.ToUnicode(l); err == nil {
-					labels[i] = u
-				}
+	// Folded before the A-labels are read as well as after: a letter that folds to ASCII
+	// (the long s ſ to s, as strings.EqualFold holds them equal) makes an A-label of a label
+	// that was none, which the A-label spelt with s, and the domain spelt in Unicode, must
+	// be the same email as (or the canonical form of a canonical form would be another).
+	email = foldEmail(strings.TrimSpace(email))
+	local, domain, found := strings.Cut(email, "@")
+	if !found || !strings.Contains(domain, "xn--") {
+		return email
+	}
+	// Label by label: a U-label or an ASCII one that IDNA2008 refuses beside it (ab--cd,
+	// -x) must not keep the domain's valid A-labels from being read, or the domain
+	// spelt in Unicode would be another email.
+	labels := strings.Split(domain, ".")
+	for i, label := range labels {
+		if strings.HasPrefix(label, "xn--") {
+			if u, err := aLabels.ToUnicode(label); err == nil {
+				labels[i] = u
 			}
 		}
-		email = local + "@" + strings.Join(labels, ".")
 	}
-	// Composed before the letters are folded (a decomposed É is E and an accent), and again
-	// after, which folding may have left uncomposed.
-	return norm.NFC.String(strings.Map(foldRune, norm.NFC.String(email)))
+	// A U-label is composed and lower-case, but may hold a letter that folds (ς).
+	return foldEmail(local + "@" + strings.Join(labels, "."))
+}
+
+// foldEmail is s in Unicode's composed form with each letter folded (foldRune): composed
+// before the letters are folded (a decomposed É is E and an accent), and again after,
+// which folding may have left uncomposed.
+func foldEmail(s string) string {
+	return norm.NFC.String(strings.Map(foldRune, norm.NFC.String(s)))
 }
 
 // foldRune is r lower-cased such that the letters strings.EqualFold holds equal (those of

@@ -140,6 +140,11 @@ func TestEmailSpellingsOfOneAddress(t *testing.T) {
 		{"ana@xn--bcher-kva.-x.example", "ana@bücher.-x.example"},
 		{"ana@xn--bcher-kva.3com.xn--4db", "ana@bücher.3com.א"},
 		{"ana@bücher.3com.א", "ana@bücher.3com.א"},
+		// A label that folding makes an A-label (the long s ſ folds to s) is that A-label:
+		// its Unicode form, as the A-label spelt with s is.
+		{"ana@xn--\u017ftrae-oqa.de", "ana@straße.de"},
+		{"ana@XN--\u017fTRAE-OQA.de", "ana@straße.de"},
+		{"ana@xn--strae-oqa.de", "ana@straße.de"},
 	} {
 		u := users.NewUser{Name: "Ana", Email: tc.in}
 		if err := u.Normalize(); err != nil || u.Email != tc.want {
