@@ -20,7 +20,7 @@ import (
 const (
 	MinNameLength  = 2
 	MaxNameLength  = 100
-	MaxEmailLength = 254 // RFC 5321's limit on a forward path
+	MaxEmailLength = 254 // RFC 5321's limit on a forward path, in characters as the API documents it
 )
 
 // User is a customer of the shop.
@@ -185,7 +185,7 @@ func checkEmail(v *apperr.Validator, email string) string {
 		v.Add("email", "must be an email address such as name@example.com (a name must come before the @)")
 	case domain == "":
 		v.Add("email", "must be an email address such as name@example.com (a domain must come after the @)")
-	case len(email) > MaxEmailLength:
+	case utf8.RuneCountInString(email) > MaxEmailLength: // characters, as the message says, not bytes
 		v.Add("email", fmt.Sprintf("must be at most %d characters", MaxEmailLength))
 	case strings.ContainsFunc(email, invisible) || strings.ContainsAny(email, joinerChars) && !joinersAsSpelt(email):
 		// net/mail takes any UTF-8: a zero-width space, a soft hyphen or a right-to-left

@@ -30,6 +30,9 @@ func TestNewUserNormalize(t *testing.T) {
 		{"display name", users.NewUser{Name: "Ada", Email: "Ada <ada@example.com>"}, users.NewUser{}, []string{"email"}},
 		{"spaces inside", users.NewUser{Name: "Ada", Email: "ada lovelace@example.com"}, users.NewUser{}, []string{"email"}},
 		{"too long", users.NewUser{Name: "Ada", Email: strings.Repeat("a", 250) + "@b.cd"}, users.NewUser{}, []string{"email"}},
+		// 254 characters, not bytes: these are 503 bytes.
+		{"254 characters", users.NewUser{Name: "Ada", Email: strings.Repeat("ж", 249) + "@b.cd"}, users.NewUser{Name: "Ada", Email: strings.Repeat("ж", 249) + "@b.cd"}, nil},
+		{"255 characters", users.NewUser{Name: "Ada", Email: strings.Repeat("ж", 250) + "@b.cd"}, users.NewUser{}, []string{"email"}},
 		{"both bad", users.NewUser{}, users.NewUser{}, []string{"name", "email"}},
 	}
 	for _, tt := range tests {
