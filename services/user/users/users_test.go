@@ -155,3 +155,25 @@ func TestEmailSpellingsOfOneAddress(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCanonicalEmailIsStable: an email the service accepts is stored in a form that is its
+// own canonical form, so a client that sends it back as it was stored names the same email,
+// never another.
+func FuzzCanonicalEmailIsStable(f *testing.F) {
+	for _, s := range []string{
+		"José@Example.com", "ana@xn--\u017ftrae-oqa.de", "ana@XN--EXMPLE-CUA.com", "ΟΔΟΣ@example.gr",
+		"\u00b5@example.gr", "ana@xn--u-ccb.com", "ana@xn--bcher-kva.ab--cd.example", "ana@bücher.3com.א",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, email string) {
+		u := users.NewUser{Name: "Ana", Email: email}
+		if u.Normalize() != nil {
+			return // refused: nothing is stored
+		}
+		again := users.NewUser{Name: "Ana", Email: u.Email}
+		if err := again.Normalize(); err != nil || again.Email != u.Email {
+			t.Errorf("%+q is stored as %+q, which is refused (%v) or stored as %+q", email, u.Email, err, again.Email)
+		}
+	})
+}
