@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -29,6 +30,60 @@ type store struct {
 	locks mongodb.KeyedMutex
 	// writes queues the database's writes, the relay's too (see mongodb.Gate).
 	writes *mongodb.Gate
+	// keyRemovals are the removals of idempotency keys' claims whose outcome is unknown
+	// (forgetKey): a key is not used again until they have landed or never will.
+	keyRemovals lateRemovals
+}
+
+// lateWriteWindow is how long after a write of unknown outcome was sent it may still
+// land: FerretDB v1 reads a document when a write arrives and writes it once SQLite's
+// lock is free, waiting up to its busy timeout (10 s), and a second more (as the product
+// store's fence waits). Not covered, as there: a write the network holds back longer, or
+// one sent by a process that stopped since.
+const lateWriteWindow = 11 * time.Second
+
+// lateRemovals records, per idempotency key, when the last removal of its claim whose
+// outcome is unknown was sent.
+type lateRemovals struct {
+	mu   sync.Mutex
+	sent map[string]time.Time
+}
+
+// add records that a removal of key's claim, sent at sent, has an unknown outcome.
+func (l *lateRemovals) add(key string, sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sent == nil {
+		l.sent = map[string]time.Time{}
+	}
+	if sent.After(l.sent[key]) {
+		l.sent[key] = sent
+	}
+}
+
+// wait waits until the removals of key's claim of unknown outcome were sent window ago,
+// or ctx ends (its error). An entry is dropped once waited out: a key that is never used
+// again keeps its (few bytes of) entry.
+func (l *lateRemovals) wait(ctx context.Context, key string, window time.Duration) error {
+	for {
+		l.mu.Lock()
+		sent, ok := l.sent[key]
+		if ok && time.Since(sent) >= window {
+			delete(l.sent, key)
+			ok = false
+		}
+		l.mu.Unlock()
+		if !ok {
+			return nil
+		}
+		t := time.NewTimer(time.Until(sent.Add(window)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
 }
 
 func newStore(ctx context.Context, db *mongo.Database) (*store, error) {
@@ -56,8 +111,14 @@ type idempotencyKey struct {
 	Fingerprint string        `bson:"fingerprint"` // of the request body
 }
 
-// claimKey records key for a new order id, or returns the one recorded first.
+// claimKey records key for a new order id, or returns the one recorded first. The caller
+// holds the key's lock. A removal of the key's claim whose outcome is unknown (forgetKey)
+// is waited out first, until ctx ends: landing late, it would remove the claim read or made
+// now, and a retry with the key would place a second order.
 func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey, error) {
+	if err := s.keyRemovals.wait(ctx, k.ID, lateWriteWindow); err != nil {
+		return idempotencyKey{}, err
+	}
 	err := s.writes.Do(ctx, func() error { _, err := s.keys.InsertOne(ctx, k); return err })
 	if err == nil {
 		return k, nil
@@ -77,7 +138,9 @@ func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey,
 // read and deleted by _id alone, both inside the write gate, which every write of the keys
 // passes through, so nothing comes between: FerretDB finds a document by its index only for
 // a filter of _id alone, and a delete filtered on the order too scanned every key ever
-// stored (134 ms with 4,000), holding the gate, so every other write, meanwhile.
+// stored (134 ms with 4,000), holding the gate, so every other write, meanwhile. A removal
+// whose answer is lost may still land later, on whatever claim then holds the key: it is
+// recorded, and claimKey waits it out before the key is used again.
 func (s *store) forgetKey(ctx context.Context, keyID string, orderID bson.ObjectID) error {
 	return s.writes.Do(ctx, func() error {
 		var claim idempotencyKey
@@ -90,7 +153,10 @@ func (s *store) forgetKey(ctx context.Context, keyID string, orderID bson.Object
 		case claim.OrderID != orderID:
 			return nil // the key's claim for another order
 		}
-		_, err = s.keys.DeleteOne(ctx, bson.D{{Key: "_id", Value: keyID}})
+		sent := time.Now()
+		if _, err = s.keys.DeleteOne(ctx, bson.D{{Key: "_id", Value: keyID}}); err != nil {
+			s.keyRemovals.add(keyID, sent)
+		}
 		return err
 	})
 }

@@ -92,7 +92,7 @@ func TestLateWritesApplyToNothingElse(t *testing.T) {
 			if held == nil {
 				held = stockMove
 			}
-			answered := link.delayNext(timeout+time.Second, held...)
+			answered := link.DelayNext(timeout+time.Second, held...)
 			if err := tc.late(ctx, s, p.ID); err == nil {
 				t.Fatal("the step whose write is held back past its timeout succeeded")
 			}

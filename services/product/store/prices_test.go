@@ -87,7 +87,7 @@ func TestLatePriceChangePricesLaterOrders(t *testing.T) {
 		return res.Items[0].UnitPriceCents
 	}
 
-	landed := link.delayNext(timeout+time.Second, "update", ProductsCollection, "priceCents")
+	landed := link.DelayNext(timeout+time.Second, "update", ProductsCollection, "priceCents")
 	if _, err := s.Update(ctx, p.ID, catalog.Patch{PriceCents: ptr(int64(500))}); err == nil {
 		t.Fatal("the held-back update did not time out")
 	}

@@ -1,0 +1,36 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestLateRemovalsAreWaitedOut: a key whose claim's removal has an unknown outcome is
+// used again only once that removal was sent the window ago; a wait cut short by its
+// context says so, and other keys never wait.
+func TestLateRemovalsAreWaitedOut(t *testing.T) {
+	const window = 200 * time.Millisecond
+	var l lateRemovals
+	sent := time.Now()
+	l.add("k", sent)
+	if err := l.wait(t.Context(), "other", window); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), window/4)
+	defer cancel()
+	if err := l.wait(short, "k", window); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait cut short: %v, want the context's deadline", err)
+	}
+	if err := l.wait(t.Context(), "k", window); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(sent); waited < window {
+		t.Fatalf("used again %v after the removal was sent, want %v at least", waited, window)
+	}
+	start := time.Now()
+	if err := l.wait(t.Context(), "k", window); err != nil || time.Since(start) > window/4 {
+		t.Fatalf("second wait: %v after %v, want none", err, time.Since(start))
+	}
+}
