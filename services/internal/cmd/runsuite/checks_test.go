@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLockLogDir(t *testing.T) {
@@ -34,5 +38,30 @@ func TestUnreachableRabbitMQURL(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "RABBITMQ_URL: cannot connect") || strings.Contains(err.Error(), "secret") {
 			t.Errorf("%s: error %v, want RABBITMQ_URL named, without its password", u, err)
 		}
+	}
+}
+
+// TestInterruptedStart: Ctrl-C while the stores start (here a broker that takes the
+// connection and never answers) is said as such, not as the client's "context canceled".
+func TestInterruptedStart(t *testing.T) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	t.Setenv("MONGODB_URI", "mongodb://127.0.0.1:1/")
+	t.Setenv("RABBITMQ_URL", "amqp://guest:guest@"+ln.Addr().String()+"/")
+	bin := t.TempDir()
+	for _, name := range []string{"user", "product", "order", "payment", "gateway"} {
+		if err := os.WriteFile(filepath.Join(bin, name), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	err = run(ctx, options{binDir: bin, logDir: t.TempDir(), startTimeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "interrupted while starting") || strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("run interrupted while the broker is dialled: %v, want it said as an interrupt", err)
 	}
 }

@@ -112,6 +112,11 @@ func run(ctx context.Context, o options) (err error) {
 
 	gatewayURL, err := s.start(ctx, o, tmp)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C (or SIGTERM, SIGHUP) while a store started: what failed then is the
+			// interrupt's doing, and the client's "context canceled" would not say so.
+			return errors.New("interrupted while starting the suite")
+		}
 		return err
 	}
 	fmt.Printf("gateway: %s (waiting for /health)\n", gatewayURL)
