@@ -141,6 +141,10 @@ func TestOrdersAPI(t *testing.T) {
 		// Dropped by url.URL.Query, these would list every user's orders.
 		{"/orders?userId=" + user + "%&limit=100", http.StatusBadRequest, -1},
 		{"/orders?userId=" + user + ";limit=100", http.StatusBadRequest, -1},
+		// The probes and metrics are the API's too: the document says what /readyz answers.
+		{"/healthz", http.StatusOK, -1},
+		{"/readyz", http.StatusOK, -1},
+		{"/metrics", http.StatusOK, -1},
 	}
 	for _, r := range reads {
 		res := api.Request(t, "GET", r.path, nil)

@@ -195,6 +195,10 @@ func TestPaymentsAPI(t *testing.T) {
 		// Dropped by url.URL.Query, these would list every order's payments.
 		{"/payments?orderId=" + bson.NewObjectID().Hex() + "%&limit=100", 400},
 		{"/payments?orderId=" + bson.NewObjectID().Hex() + ";limit=100", 400},
+		// The probes and metrics are the API's too: the document says what /readyz answers.
+		{"/healthz", 200},
+		{"/readyz", 200},
+		{"/metrics", 200},
 	}
 	for _, tt := range tests {
 		if res := e.api.Request(t, "GET", tt.path, nil); res.Status != tt.status {
