@@ -118,8 +118,17 @@ func exportEnabled(getenv func(string) string) (bool, error) {
 	default:
 		return false, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: only \"otlp\" and \"none\" are supported", exporter)
 	}
-	if p := getenv("OTEL_EXPORTER_OTLP_PROTOCOL"); p != "" && p != "http/protobuf" {
-		return false, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: only \"http/protobuf\" is supported", p)
+	// The traces' own variable, when set, wins over the one for every signal (OpenTelemetry's
+	// SDK configuration): a service must refuse a gRPC asked for its traces alone, and
+	// export its traces over HTTP when only the other signals are said to use gRPC.
+	name := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	p := getenv(name)
+	if p == "" {
+		name = "OTEL_EXPORTER_OTLP_PROTOCOL"
+		p = getenv(name)
+	}
+	if p != "" && p != "http/protobuf" {
+		return false, fmt.Errorf("%s=%q: only \"http/protobuf\" is supported", name, p)
 	}
 	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "", nil
 }
