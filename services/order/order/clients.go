@@ -115,7 +115,10 @@ func (p *peers) callWith(ctx context.Context, client *http.Client, peer string, 
 	}
 	if resp.StatusCode/100 == 2 && out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return 0, nil, fmt.Errorf("%s service answered malformed JSON: %w", peer, err)
+			// An answer the order service cannot read is one it does not expect: 503, as
+			// any other (what it asked for may have been done: a reservation's stock is
+			// given back as when its answer is lost).
+			return 0, nil, apperr.Unavailable(peer + " service answered malformed JSON").Because(err)
 		}
 	}
 	return resp.StatusCode, data, nil
