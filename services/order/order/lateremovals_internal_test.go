@@ -3,6 +3,7 @@ package order
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -32,5 +33,19 @@ func TestLateRemovalsAreWaitedOut(t *testing.T) {
 	start := time.Now()
 	if err := l.wait(t.Context(), "k", window); err != nil || time.Since(start) > window/4 {
 		t.Fatalf("second wait: %v after %v, want none", err, time.Since(start))
+	}
+}
+
+// TestLateRemovalsDoNotGrow: the entries of keys never used again go once waited out,
+// with the next removal of unknown outcome, rather than one staying for each.
+func TestLateRemovalsDoNotGrow(t *testing.T) {
+	var l lateRemovals
+	long := time.Now().Add(-lateWriteWindow)
+	for i := range 1000 {
+		l.add(fmt.Sprint("old", i), long)
+	}
+	l.add("new", time.Now())
+	if n := len(l.sent); n != 1 {
+		t.Fatalf("%d entries, want 1: the removals sent %v ago are waited out", n, lateWriteWindow)
 	}
 }

@@ -86,10 +86,6 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 			return Order{}, false, err
 		}
 		k, err := s.store.claimKey(steps, idempotencyKey{ID: keyID, OrderID: id, Fingerprint: hex.EncodeToString(sum[:])})
-		if errors.Is(err, context.DeadlineExceeded) && steps.Err() != nil {
-			// A removal of the key's claim that may still land was not over in time.
-			return Order{}, false, apperr.Unavailable(earlierStillSettled).Because(err)
-		}
 		if err != nil {
 			return Order{}, false, err
 		}

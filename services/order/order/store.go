@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 )
@@ -49,12 +50,19 @@ type lateRemovals struct {
 	sent map[string]time.Time
 }
 
-// add records that a removal of key's claim, sent at sent, has an unknown outcome.
+// add records that a removal of key's claim, sent at sent, has an unknown outcome, and
+// drops the entries of other keys sent lateWriteWindow ago: waited out, they would otherwise
+// stay for every key never used again, one for each removal lost while the database is slow.
 func (l *lateRemovals) add(key string, sent time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sent == nil {
 		l.sent = map[string]time.Time{}
+	}
+	for k, at := range l.sent {
+		if time.Since(at) >= lateWriteWindow {
+			delete(l.sent, k)
+		}
 	}
 	if sent.After(l.sent[key]) {
 		l.sent[key] = sent
@@ -62,8 +70,8 @@ func (l *lateRemovals) add(key string, sent time.Time) {
 }
 
 // wait waits until the removals of key's claim of unknown outcome were sent window ago,
-// or ctx ends (its error). An entry is dropped once waited out: a key that is never used
-// again keeps its (few bytes of) entry.
+// or ctx ends (its error). An entry is dropped once waited out, or by the next add after
+// lateWriteWindow.
 func (l *lateRemovals) wait(ctx context.Context, key string, window time.Duration) error {
 	for {
 		l.mu.Lock()
@@ -117,6 +125,12 @@ type idempotencyKey struct {
 // now, and a retry with the key would place a second order.
 func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey, error) {
 	if err := s.keyRemovals.wait(ctx, k.ID, lateWriteWindow); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The wait, not the database, ran out of time: the 503 of an earlier request
+			// with the key still being settled. A claim's write that runs out of time is
+			// the database's (web.RespondError), as before.
+			return idempotencyKey{}, apperr.Unavailable(earlierStillSettled).Because(err)
+		}
 		return idempotencyKey{}, err
 	}
 	err := s.writes.Do(ctx, func() error { _, err := s.keys.InsertOne(ctx, k); return err })
