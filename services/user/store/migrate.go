@@ -19,8 +19,9 @@ import (
 // users.CanonicalEmail gives, and is the _id of the document in the migrations collection
 // that records it done. A change to what CanonicalEmail maps an email to needs a new name,
 // so that the next start rewrites the emails again: canonical-emails-2 rewrites the emails
-// that canonical-emails-1's form left with an A-label only folding made one (an xn-- label
-// spelt with the long s ſ was stored with s, unread).
+// that canonical-emails-1's form left with an xn-- label read only once folded (one spelt
+// with a letter that folds otherwise, such as the long s ſ, folded to s, or the micro sign
+// µ, folded to μ, was stored folded but unread).
 const EmailsMigration = "canonical-emails-2"
 
 // MigrationsCollection holds one document per migration done on the database.

@@ -128,10 +128,11 @@ var aLabels = idna.New(idna.ValidateLabels(true), idna.BidiRule(), idna.CheckJoi
 // finds it taken. The store rewrites emails stored in an earlier form to this one
 // (store.MigrateEmails): a change to what it maps an email to needs a new migration there.
 func CanonicalEmail(email string) string {
-	// Folded before the A-labels are read as well as after: a letter that folds to ASCII
-	// (the long s ſ to s, as strings.EqualFold holds them equal) makes an A-label of a label
-	// that was none, which the A-label spelt with s, and the domain spelt in Unicode, must
-	// be the same email as (or the canonical form of a canonical form would be another).
+	// Folded before the A-labels are read as well as after: folding a letter (the long s ſ
+	// to s, the micro sign µ to μ, as strings.EqualFold holds them equal) can make a label
+	// one that reads as another domain, which the label spelt so, and that domain spelt in
+	// Unicode, must be the same email as (or the canonical form of a canonical form would
+	// be another).
 	email = foldEmail(strings.TrimSpace(email))
 	local, domain, found := strings.Cut(email, "@")
 	if !found || !strings.Contains(domain, "xn--") {
