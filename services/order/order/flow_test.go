@@ -186,17 +186,7 @@ func TestReservationAnswerLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var lose atomic.Bool
-	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
-		o.PeerTimeout = lostAnswerPeerTimeout
-		o.WrapProduct = func(h http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				h.ServeHTTP(w, r) // the reservation is made...
-				if r.Method == http.MethodPost && r.URL.Path == "/internal/reservations" && lose.Load() {
-					<-r.Context().Done() // ...and its answer comes after order gave up.
-				}
-			})
-		}
-	})
+	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) { loseReservationAnswers(o, &lose) })
 	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
 	body := orderOf(user, product, 2)
 	stockIs := func(want int64) {
@@ -244,6 +234,20 @@ func TestReservationAnswerLost(t *testing.T) {
 // that each lost answer costs little, but far longer than the calls meant to succeed take
 // on a loaded machine (300 ms failed one run in about 120).
 const lostAnswerPeerTimeout = 2 * time.Second
+
+// loseReservationAnswers has the product service of o, while lose is set, make each
+// reservation but answer it only after order gave up on it (lostAnswerPeerTimeout).
+func loseReservationAnswers(o *shoptest.Options, lose *atomic.Bool) {
+	o.PeerTimeout = lostAnswerPeerTimeout
+	o.WrapProduct = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r) // the reservation is made...
+			if r.Method == http.MethodPost && r.URL.Path == "/internal/reservations" && lose.Load() {
+				<-r.Context().Done() // ...and its answer comes after order gave up.
+			}
+		})
+	}
+}
 
 // startShopWithFailingReservations starts a shop whose product service, while failing is
 // set, makes a reservation but answers only after order gave up on it, and refuses to give

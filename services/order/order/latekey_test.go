@@ -26,15 +26,7 @@ func TestLateKeyRemovalKeepsANewerClaim(t *testing.T) {
 	var lose atomic.Bool
 	var link *testenv.SlowLink
 	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
-		o.PeerTimeout = lostAnswerPeerTimeout
-		o.WrapProduct = func(h http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				h.ServeHTTP(w, r) // the reservation is made...
-				if r.Method == http.MethodPost && r.URL.Path == "/internal/reservations" && lose.Load() {
-					<-r.Context().Done() // ...and its answer comes after order gave up.
-				}
-			})
-		}
+		loseReservationAnswers(o, &lose)
 		database := o.Database
 		o.Database = func(service string) *mongo.Database {
 			db := database(service)
