@@ -50,11 +50,13 @@ func TestPaymentResultMustMatchTheOrder(t *testing.T) {
 	pub := messaging.NewPublisher(b)
 	defer pub.Close()
 	n := 0
+	traceparent := "" // of the results sent
 	send := func(typ string, r order.PaymentResult) {
 		t.Helper()
 		body, _ := json.Marshal(r)
 		n++
-		if err := pub.Publish(ctx, messaging.Message{ID: fmt.Sprintf("result-%d", n), Type: typ, Body: body, Mandatory: true}); err != nil {
+		m := messaging.Message{ID: fmt.Sprintf("result-%d", n), Type: typ, Body: body, Mandatory: true, Traceparent: traceparent}
+		if err := pub.Publish(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 		for testenv.RabbitMQQueueDepth(t, url, messaging.OrderPaymentResults.Name) != 0 {
@@ -110,9 +112,14 @@ func TestPaymentResultMustMatchTheOrder(t *testing.T) {
 	if s := status(); s != order.Paid {
 		t.Fatalf("after a matching payment.succeeded: %s, want PAID\n%s", s, logs.String())
 	}
-	// A payment.failed of the same order, valid in itself, contradicts its settlement.
+	// A payment.failed of the same order, valid in itself, contradicts its settlement. Its
+	// ERROR line names the trace of the result (its traceparent), as the consumer's own lines
+	// do, which leads to the payment and the request that caused them.
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	traceparent = "00-" + traceID + "-b7ad6b7169203331-00"
 	before := strings.Count(logs.String(), "level=ERROR")
 	send(messaging.PaymentFailed, good("FAILED"))
+	traceparent = ""
 	if s := status(); s != order.Paid {
 		t.Errorf("after a conflicting payment.failed: %s, want PAID", s)
 	}
@@ -121,6 +128,11 @@ func TestPaymentResultMustMatchTheOrder(t *testing.T) {
 	}
 	if strings.Count(logs.String(), "level=ERROR") == before || !strings.Contains(logs.String(), id) {
 		t.Errorf("no ERROR line naming the order for a result conflicting with its settlement:\n%s", logs.String())
+	}
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "contradicts") && !strings.Contains(l, "trace_id="+traceID) {
+			t.Errorf("ERROR line for a conflicting result without its trace_id %s: %s", traceID, l)
+		}
 	}
 	// The same result again is a duplicate, not a conflict.
 	before = strings.Count(logs.String(), "level=ERROR")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
@@ -428,7 +429,9 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 	if err := json.Unmarshal(d.Body, &r); err != nil {
 		return messaging.Permanent(fmt.Errorf("malformed %s: %w", d.Type, err))
 	}
-	_, err := s.applyPaymentResult(ctx, d.Type, r, "id", d.ID)
+	// The ERROR line of a result that contradicts the order names the delivery's trace, as
+	// the consumer's own lines do: it leads to the payment and the request behind it.
+	_, err := s.applyPaymentResult(ctx, d.Type, r, "id", d.ID, "trace_id", trace.SpanContextFromContext(ctx).TraceID().String())
 	return err
 }
 
