@@ -14,7 +14,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -437,21 +436,9 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 			))
 		propagator.Inject(sctx, carrier)
 		traceID = span.SpanContext().TraceID().String()
-	} else {
-		// A request that brings no trace context, or one that cannot be read, is given one,
-		// not sampled, as a service's mux gives it (web.NewMux), and the service continues
-		// it: the gateway's access line, the service's lines and the events its handling
-		// writes name one trace, where the service would otherwise start one the gateway's
-		// line does not name.
-		var sc trace.SpanContext
-		if len(req.Header.Peek("Traceparent")) > 0 {
-			sc = trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(context.Background(), headerCarrier{&req.Header}))
-		}
-		if !sc.IsValid() {
-			sc = tracing.NewSpanContext()
-			setTraceparent(&req.Header, sc)
-		}
-		if logging {
+	} else if logging && len(req.Header.Peek("Traceparent")) > 0 {
+		sc := trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(context.Background(), headerCarrier{&req.Header}))
+		if sc.IsValid() {
 			traceID = sc.TraceID().String()
 		}
 	}
@@ -834,24 +821,6 @@ func mustJSON(v any) []byte {
 	}
 	return append(b, '\n')
 }
-
-// setTraceparent makes sc, not sampled, the trace context of the request of h: its only
-// traceparent, without the tracestate of any other (W3C trace context, version 00).
-func setTraceparent(h *fasthttp.RequestHeader, sc trace.SpanContext) {
-	tid, sid := sc.TraceID(), sc.SpanID()
-	var b [55]byte // 00-<32 hex digits>-<16 hex digits>-00
-	copy(b[:3], "00-")
-	hex.Encode(b[3:35], tid[:])
-	b[35] = '-'
-	hex.Encode(b[36:52], sid[:])
-	copy(b[52:], "-00")
-	h.Del("Traceparent")
-	h.Del("Tracestate")
-	h.SetCanonical(traceparentKey, b[:])
-}
-
-// traceparentKey is the canonical name of the traceparent field.
-var traceparentKey = []byte("Traceparent")
 
 // headerCarrier lets the trace-context propagator read and write a fasthttp request's headers.
 type headerCarrier struct{ h *fasthttp.RequestHeader }

@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
@@ -862,39 +860,6 @@ func TestTraceparentContinued(t *testing.T) {
 			sc := spans[0].SpanContext
 			if want := "00-" + traceID + "-" + sc.SpanID().String() + "-01"; got != want {
 				t.Fatalf("service saw traceparent %q, want %q (the gateway's span as parent)", got, want)
-			}
-		})
-	}
-}
-
-// TestTraceIDSharedWithTheService: while no span is recorded, a request whose client sends no
-// trace context (or one that cannot be read) is given one by the gateway, not sampled, which
-// the service continues: the gateway's access line and the service's lines (and the events
-// its handling writes) name the same trace, as those of a service's own calls do.
-func TestTraceIDSharedWithTheService(t *testing.T) {
-	tracingtest.Use(t, false)
-	for _, tt := range []struct {
-		name string
-		sent http.Header
-	}{
-		{"none", nil},
-		{"unreadable", http.Header{"Traceparent": {"00-zz-zz-01"}, "Tracestate": {"a=b"}}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newSuite(t, nil)
-			_, body := s.do(t, "GET", "/payments", tt.sent)
-			e := decode[echo](t, body)
-			sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
-				propagation.MapCarrier{"traceparent": e.Traceparent}))
-			if !sc.IsValid() || sc.IsSampled() {
-				t.Fatalf("service saw traceparent %q, want a valid one, not sampled", e.Traceparent)
-			}
-			if ts := e.Header.Get("Tracestate"); ts != "" {
-				t.Errorf("service saw tracestate %q of a trace context it was not sent", ts)
-			}
-			lines := s.log.requests(t)
-			if got := lines[len(lines)-1]["trace_id"]; got != sc.TraceID().String() {
-				t.Fatalf("gateway's access line trace_id = %v, want the service's %s", got, sc.TraceID())
 			}
 		})
 	}
