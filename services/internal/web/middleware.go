@@ -60,6 +60,25 @@ func Logger(ctx context.Context) *slog.Logger {
 	return st.logger.With(slog.String("request_id", st.id))
 }
 
+// LoggerFor returns log with what ties a line to the work ctx belongs to: the request id
+// of the request being served or forwarded (RequestID) and the trace id of ctx's span
+// context, each when there is one. It is for the lines a service logs about a request or a
+// delivery beside its access line and its consumer's lines, so that they name the same
+// request and trace; outside any, it returns log.
+func LoggerFor(ctx context.Context, log *slog.Logger) *slog.Logger {
+	var attrs []any
+	if id := RequestID(ctx); id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+	}
+	if attrs == nil {
+		return log
+	}
+	return log.With(attrs...)
+}
+
 // requestID keeps a sane incoming X-Request-ID or makes one (and sets it on r, for a
 // proxy to forward), returns it in the response and returns it.
 func requestID(w http.ResponseWriter, r *http.Request) string {

@@ -16,7 +16,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/testproc"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 	"github.com/shopkeeper-dev/shopkeeper/services/order/order"
@@ -252,9 +254,12 @@ func loseReservationAnswers(o *shoptest.Options, lose *atomic.Bool) {
 // startShopWithFailingReservations starts a shop whose product service, while failing is
 // set, makes a reservation but answers only after order gave up on it, and refuses to give
 // stock back.
-func startShopWithFailingReservations(t *testing.T, failing *atomic.Bool) *shoptest.Shop {
+func startShopWithFailingReservations(t *testing.T, failing *atomic.Bool, edits ...func(*shoptest.Options)) *shoptest.Shop {
 	t.Helper()
 	shop, _ := startShopWithDatabases(t, testenv.RabbitMQ(t), func(o *shoptest.Options) {
+		for _, edit := range edits {
+			edit(o)
+		}
 		o.PeerTimeout = lostAnswerPeerTimeout
 		o.WrapProduct = func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -282,7 +287,10 @@ func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var failing atomic.Bool
-	shop := startShopWithFailingReservations(t, &failing)
+	logs := &testproc.Buffer{}
+	shop := startShopWithFailingReservations(t, &failing, func(o *shoptest.Options) {
+		o.Logger = logging.NewTo(logs, "shop", slog.LevelInfo)
+	})
 	user, product := userAndProduct(ctx, t, shop, "lamp", 1500, 5)
 	stock := func() int64 {
 		t.Helper()
@@ -300,6 +308,20 @@ func TestSweepGivesBackTheStockOfAnUnstoredOrder(t *testing.T) {
 	}
 	if got := stock(); got != 3 {
 		t.Fatalf("stock %d, want 3: the release was refused", got)
+	}
+	// The warning names the request (and its trace) its access line names.
+	warned := false
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		var line map[string]any
+		if json.Unmarshal([]byte(l), &line) == nil && line["msg"] == "stock of an unstored order not released yet; the sweep tries again" {
+			warned = true
+			if line["request_id"] == nil || line["trace_id"] == nil {
+				t.Errorf("warning %s names no request_id or trace_id", l)
+			}
+		}
+	}
+	if !warned {
+		t.Errorf("no warning that the stock was not released in %s", logs)
 	}
 	// While the product service still refuses, the sweep keeps the placement.
 	if n, err := shop.Order.Sweep(ctx, 0); err != nil || n != 0 {

@@ -7,6 +7,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // A placement records an order being placed, from before its stock is taken until the
@@ -71,7 +73,7 @@ func (s *service) finishPlacement(ctx context.Context, id bson.ObjectID) {
 	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if err := s.store.placed(ctx, id); err != nil {
-		s.log.Warn("placement of an order kept; the sweep removes it", "order", id.Hex(), "error", err)
+		web.LoggerFor(ctx, s.log).Warn("placement of an order kept; the sweep removes it", "order", id.Hex(), "error", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // A pendingRelease records that the stock of an order cancelled by a failed payment is
@@ -43,7 +44,7 @@ func (s *service) releaseOrDefer(ctx context.Context, id bson.ObjectID, now time
 	if recErr := s.store.insertOnce(ctx, s.store.releases, pendingRelease{ID: id, CreatedAt: now}); recErr != nil {
 		return fmt.Errorf("stock of order %s not given back (%w), nor its release recorded: %w", id.Hex(), err, recErr)
 	}
-	s.log.Warn("stock of a cancelled order not given back yet; the sweep gives it back", "order", id.Hex(), "error", err)
+	web.LoggerFor(ctx, s.log).Warn("stock of a cancelled order not given back yet; the sweep gives it back", "order", id.Hex(), "error", err)
 	return nil
 }
 

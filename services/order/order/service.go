@@ -18,6 +18,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // relay is what the service needs of the outbox relay (outbox.Worker).
@@ -231,7 +232,7 @@ func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID stri
 			released <- s.abandon(settle, id, keyID)
 		default:
 			fenced <- outcome{err: err}
-			s.log.Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
+			web.LoggerFor(ctx, s.log).Warn("order not stored, or not known to be: its stock stays reserved until the sweep settles it",
 				"order", id.Hex(), "error", insertErr, "lookup", err)
 		}
 	})
@@ -239,7 +240,7 @@ func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID stri
 	select {
 	case r = <-fenced:
 	case <-ctx.Done():
-		s.log.Warn("order not known to be stored at the deadline: it is settled after the answer",
+		web.LoggerFor(ctx, s.log).Warn("order not known to be stored at the deadline: it is settled after the answer",
 			"order", id.Hex(), "error", insertErr)
 		return Order{}, false, outcomeUnknown(insertErr)
 	}
@@ -256,7 +257,7 @@ func (s *service) settleInsert(ctx context.Context, id bson.ObjectID, keyID stri
 		}
 		switch {
 		case !back:
-			s.log.Warn("order not stored, its stock not back at the answer: it is given back after it",
+			web.LoggerFor(ctx, s.log).Warn("order not stored, its stock not back at the answer: it is given back after it",
 				"order", id.Hex(), "error", insertErr)
 			return Order{}, false, stockNotBack(insertErr)
 		case errors.Is(insertErr, errNotFound):
@@ -301,7 +302,7 @@ func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) b
 	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if err := s.peers.release(ctx, id.Hex()); err != nil {
-		s.log.Warn("stock of an unstored order not released yet; the sweep tries again", "order", id.Hex(), "error", err)
+		web.LoggerFor(ctx, s.log).Warn("stock of an unstored order not released yet; the sweep tries again", "order", id.Hex(), "error", err)
 		return false
 	}
 	s.forgetKey(ctx, id, keyID)
@@ -390,7 +391,7 @@ func (s *service) forgetKey(ctx context.Context, id bson.ObjectID, keyID string)
 	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if err := s.store.forgetKey(ctx, keyID, id); err != nil {
-		s.log.Error("idempotency key of an unstored order kept", "order", id.Hex(), "error", err)
+		web.LoggerFor(ctx, s.log).Error("idempotency key of an unstored order kept", "order", id.Hex(), "error", err)
 	}
 }
 

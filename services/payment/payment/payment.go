@@ -15,6 +15,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Status of a payment.
@@ -113,7 +114,7 @@ func (c *charger) handleOrderCreated(ctx context.Context, d messaging.Delivery) 
 	if inserted {
 		c.relay.Notify(p.ID, ev)
 	} else {
-		c.log.Info("order already charged", "order", oc.OrderID, "event", d.ID)
+		web.LoggerFor(ctx, c.log).Info("order already charged", "order", oc.OrderID, "event", d.ID)
 	}
 	return nil
 }
