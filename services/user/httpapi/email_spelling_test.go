@@ -75,3 +75,16 @@ func TestEmailStoredAsOtherSpellingIsTaken(t *testing.T) {
 		})
 	}
 }
+
+// TestEmailWithNonASCIIxnLabelIsItsOwn: a label that begins xn-- but holds a letter beyond
+// ASCII is no A-label: the email is stored as it was given (folded), not as the domain the
+// punycode decoder would read from it (xn--é-xxx as é㤥), whose own address stays free.
+func TestEmailWithNonASCIIxnLabelIsItsOwn(t *testing.T) {
+	api := newAPI(t)
+	if u := createUser(t, api, "Ana", "ana@xn--\u00e9-xxx.de"); u.Email != "ana@xn--\u00e9-xxx.de" {
+		t.Errorf("stored email = %+q, want %+q", u.Email, "ana@xn--\u00e9-xxx.de")
+	}
+	if res := api.Request(t, "POST", "/users", map[string]string{"name": "Other", "email": "ana@\u00e9\u3925.de"}); res.Status != 201 {
+		t.Errorf("POST %+q = %d %s, want 201: another address", "ana@\u00e9\u3925.de", res.Status, res.Body)
+	}
+}

@@ -20,8 +20,8 @@ import (
 // that records it done. A change to what CanonicalEmail maps an email to needs a new name,
 // so that the next start rewrites the emails again: canonical-emails-2 rewrites the emails
 // that canonical-emails-1's form left with an xn-- label read only once folded (one spelt
-// with a letter that folds otherwise, such as the long s ſ, folded to s, or the micro sign
-// µ, folded to μ, was stored folded but unread).
+// with a letter that folds to ASCII, such as the long s ſ, folded to s, was stored folded
+// but unread).
 const EmailsMigration = "canonical-emails-2"
 
 // MigrationsCollection holds one document per migration done on the database.

@@ -128,11 +128,10 @@ var aLabels = idna.New(idna.ValidateLabels(true), idna.BidiRule(), idna.CheckJoi
 // finds it taken. The store rewrites emails stored in an earlier form to this one
 // (store.MigrateEmails): a change to what it maps an email to needs a new migration there.
 func CanonicalEmail(email string) string {
-	// Folded before the A-labels are read as well as after: folding a letter (the long s ſ
-	// to s, the micro sign µ to μ, as strings.EqualFold holds them equal) can make a label
-	// one that reads as another domain, which the label spelt so, and that domain spelt in
-	// Unicode, must be the same email as (or the canonical form of a canonical form would
-	// be another).
+	// Folded before the A-labels are read as well as after: a letter that folds to ASCII
+	// (the long s ſ to s, as strings.EqualFold holds them equal) can make a label an A-label
+	// of another domain, which the label spelt so, and that domain spelt in Unicode, must be
+	// the same email as (or the canonical form of a canonical form would be another).
 	email = foldEmail(strings.TrimSpace(email))
 	local, domain, found := strings.Cut(email, "@")
 	if !found || !strings.Contains(domain, "xn--") {
@@ -143,7 +142,9 @@ func CanonicalEmail(email string) string {
 	// spelt in Unicode would be another email.
 	labels := strings.Split(domain, ".")
 	for i, label := range labels {
-		if strings.HasPrefix(label, "xn--") {
+		// An A-label is ASCII: x/net/idna's punycode decoder also takes letters beyond ASCII
+		// before the last hyphen (xn--é-xxx would read as é㤥, another domain's name).
+		if strings.HasPrefix(label, "xn--") && isASCII(label) {
 			if u, err := aLabels.ToUnicode(label); err == nil {
 				labels[i] = u
 			}
@@ -151,6 +152,16 @@ func CanonicalEmail(email string) string {
 	}
 	// A U-label is composed and lower-case, but may hold a letter that folds (ς).
 	return foldEmail(local + "@" + strings.Join(labels, "."))
+}
+
+// isASCII tells whether s holds only ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // foldEmail is s in Unicode's composed form with each letter folded (foldRune): composed
