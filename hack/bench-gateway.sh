@@ -237,7 +237,14 @@ run_once() {
 	local target="$1" url="${URL[$1]}" proxy="${PROXY_PID[$1]}" out rps p50 p99 n u0 u1 p0 p1 wrk_cpu load proxy_us
 	load="$(load1)"
 	u0="$(cpu_ticks "$UP_PID")" p0="$(cpu_ticks "$proxy")"
-	out="$( { TIMEFORMAT='wrk-cpu %U %S'; time "${WRK_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url"; } 2>&1)"
+	# run_once runs in a command substitution, where set -e does not hold: wrk's failure (a DURATION
+	# it does not read, a target that stopped answering) is checked here, or its figures would be
+	# empty and the summary "nan" with exit status 0.
+	if ! out="$( { TIMEFORMAT='wrk-cpu %U %S'; time "${WRK_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url"; } 2>&1)"; then
+		echo "wrk failed against $target ($url):" >&2
+		echo "$out" >&2
+		exit 1
+	fi
 	u1="$(cpu_ticks "$UP_PID")" p1="$(cpu_ticks "$proxy")"
 	if grep -q 'Non-2xx' <<<"$out"; then
 		echo "non-2xx answers from $target ($url):" >&2
