@@ -28,6 +28,10 @@ KUBECTL = $(shell hack/kube-binaries.sh kubectl)/kubectl
 
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
+# The Go files of the work tree: tracked ones that still exist (a file removed but not yet
+# `git rm`ed would make gofmt fail) and new ones not yet added (git's ignores apply).
+GO_FILES = $$(comm -23 <(git ls-files -co --exclude-standard -- '*.go' | LC_ALL=C sort) <(git ls-files -d | LC_ALL=C sort))
+
 include hack/cluster.mk
 
 ##@ General
@@ -56,7 +60,7 @@ verify-generated: ## Fail when generated code or manifests are older than their 
 
 .PHONY: fmt
 fmt: ## Format the Go code (every module, as check-fmt checks it).
-	gofmt -w $$(git ls-files '*.go')
+	gofmt -w $(GO_FILES)
 
 .PHONY: vet
 vet: ## Run go vet.
@@ -84,7 +88,7 @@ race-toolchain: ## Install the C toolchain the race detector needs (cgo), from D
 
 .PHONY: check-fmt
 check-fmt: ## Fail when a Go file is not gofmt-formatted.
-	@files=$$(gofmt -l $$(git ls-files '*.go')); \
+	@files=$$(gofmt -l $(GO_FILES)); \
 	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
 
 .PHONY: envtest-assets
