@@ -514,6 +514,45 @@ func TestTemplateWithoutLeaderElectionTimings(t *testing.T) {
 	}
 }
 
+// TestTemplateWithoutMetricsSecure: `helm upgrade --reuse-values` from a chart that had no
+// metrics.secure (before f157469) renders with that release's values, which lack it: the
+// manager got --metrics-secure=, a flag it refuses, and exited.
+func TestTemplateWithoutMetricsSecure(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shopkeeper")
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	kept := slices.DeleteFunc(slices.Clone(lines), func(l string) bool { return l == "  secure: true" })
+	if len(kept) != len(lines)-1 {
+		t.Fatalf("values.yaml: %d metrics.secure lines found, want 1", len(lines)-len(kept))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "values.yaml"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, helmBinary(t), "template", "shop", dir, "--namespace", "shops-system", "--kube-version", kubeVersion)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	r := parse(t, out)
+	if args := r.deployment(t).Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--metrics-secure=true") {
+		t.Errorf("args = %q, want --metrics-secure=true, the default", args)
+	}
+	r.want(t, "ClusterRole", "", "shops-system-shop-shopkeeper-metrics-reader")
+	svc := r.find("Service", "shops-system", "shop-shopkeeper-metrics")
+	if svc == nil {
+		t.Fatal("no metrics Service")
+	}
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	if len(ports) != 1 || ports[0].(map[string]any)["name"] != "https" {
+		t.Errorf("metrics Service ports = %v, want one named https", ports)
+	}
+}
+
 // TestTemplateRefuses checks that values which cannot work together fail to render, with
 // a message that says why.
 func TestTemplateRefuses(t *testing.T) {

@@ -67,3 +67,14 @@ alone, so the tag is left out), else "<repository>:<tag or appVersion>". */}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Whether the metrics endpoint is HTTPS, "true" or "false": metrics.secure, true when unset, as
+`helm upgrade --reuse-values` from a chart without it (before metrics.secure) renders with that
+release's values, which lack it (rendered as is, --metrics-secure= stopped the manager). */}}
+{{- define "shopkeeper.metricsSecure" -}}
+{{- if kindIs "bool" .Values.metrics.secure -}}
+{{- .Values.metrics.secure -}}
+{{- else -}}
+true
+{{- end -}}
+{{- end -}}
