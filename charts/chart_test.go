@@ -553,6 +553,32 @@ func TestTemplateWithoutMetricsSecure(t *testing.T) {
 	}
 }
 
+// TestTemplatePodMetadataOverlap: a podLabel that names one of the selector's labels, or a
+// podAnnotation that names the chart's own, was written twice in the pod's metadata: Helm
+// read the last (the podLabel dropped without a word) and a kustomize post-renderer refused
+// the document ("mapping key already defined").
+func TestTemplatePodMetadataOverlap(t *testing.T) {
+	out, err := run(t, helmBinary(t), "template", "shop", chartDir, "--namespace", "shops-system", "--kube-version", kubeVersion,
+		"--set", `podLabels.app\.kubernetes\.io/component=operator`, "--set", "podLabels.team=a",
+		"--set-string", `podAnnotations.kubectl\.kubernetes\.io/default-container=sidecar`)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	for doc := range strings.SplitSeq(string(out), "\n---") {
+		if _, err := yaml.YAMLToJSONStrict([]byte(doc)); err != nil {
+			t.Errorf("rendered document is no strict YAML: %v\n%s", err, doc)
+		}
+	}
+	meta := parse(t, out).deployment(t).Spec.Template.ObjectMeta
+	want := map[string]string{"app.kubernetes.io/name": "shopkeeper", "app.kubernetes.io/instance": "shop", "app.kubernetes.io/component": "manager", "team": "a"}
+	if fmt.Sprint(meta.Labels) != fmt.Sprint(want) {
+		t.Errorf("pod labels = %v, want %v", meta.Labels, want)
+	}
+	if got := meta.Annotations["kubectl.kubernetes.io/default-container"]; got != "sidecar" {
+		t.Errorf("default-container annotation = %q, want the podAnnotation's, sidecar", got)
+	}
+}
+
 // TestTemplateRefuses checks that values which cannot work together fail to render, with
 // a message that says why.
 func TestTemplateRefuses(t *testing.T) {
