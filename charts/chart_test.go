@@ -579,6 +579,44 @@ func TestTemplatePodMetadataOverlap(t *testing.T) {
 	}
 }
 
+// TestTemplateNamesThatLookLikeNumbers: a namespace, ServiceAccount, Secret or
+// PriorityClass name YAML reads as a number or a boolean (2024, 007, 1e3, true) was written
+// unquoted, and so was no string: the API server refused the object.
+func TestTemplateNamesThatLookLikeNumbers(t *testing.T) {
+	out, err := run(t, helmBinary(t), "template", "shop", chartDir, "--namespace", "2024", "--kube-version", kubeVersion,
+		"--set", "watchNamespaces={007}", "--set-string", "metrics.certSecret=0123,serviceAccount.name=1e3,priorityClassName=true")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	r := parse(t, out)
+	for _, obj := range r {
+		if ns, ok := obj.Object["metadata"].(map[string]any)["namespace"]; ok {
+			if _, isString := ns.(string); !isString {
+				t.Errorf("%s %s: metadata.namespace = %v (%T), want a string", obj.GetKind(), obj.GetName(), ns, ns)
+			}
+		}
+		subjects, _, _ := unstructured.NestedSlice(obj.Object, "subjects")
+		for _, s := range subjects {
+			for _, k := range []string{"name", "namespace"} {
+				if _, isString := s.(map[string]any)[k].(string); !isString {
+					t.Errorf("%s %s: subject %s = %v, want a string", obj.GetKind(), obj.GetName(), k, s.(map[string]any)[k])
+				}
+			}
+		}
+	}
+	spec, _, _ := unstructured.NestedMap(r.findKind("Deployment").Object, "spec", "template", "spec")
+	for k, want := range map[string]string{"serviceAccountName": "1e3", "priorityClassName": "true"} {
+		if spec[k] != want {
+			t.Errorf("pod %s = %v (%T), want the string %q", k, spec[k], spec[k], want)
+		}
+	}
+	if got, _, _ := unstructured.NestedSlice(spec, "volumes"); len(got) != 1 || fmt.Sprint(got[0].(map[string]any)["secret"].(map[string]any)["secretName"]) != "0123" {
+		t.Errorf("volumes = %v, want the Secret 0123", got)
+	} else if _, isString := got[0].(map[string]any)["secret"].(map[string]any)["secretName"].(string); !isString {
+		t.Errorf("volumes = %v, want the Secret name a string", got)
+	}
+}
+
 // TestTemplateRefuses checks that values which cannot work together fail to render, with
 // a message that says why.
 func TestTemplateRefuses(t *testing.T) {
