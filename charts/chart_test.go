@@ -481,9 +481,11 @@ func startAPIServer(t *testing.T) (string, *rest.Config) {
 	return path, cfg
 }
 
-// TestTemplateWithoutLeaderElectionTimings: `helm upgrade --reuse-values` from a chart that
-// had no leaderElection timings renders with that release's values, which lack them.
-func TestTemplateWithoutLeaderElectionTimings(t *testing.T) {
+// templateWithoutValues renders the chart as `helm upgrade --reuse-values` does from a chart
+// that had no values by the lines drop picks in values.yaml (want of them, named what): with
+// that release's values, which lack them.
+func templateWithoutValues(t *testing.T, what string, want int, drop func(line string) bool) []byte {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "shopkeeper")
 	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
 		t.Fatal(err)
@@ -493,11 +495,9 @@ func TestTemplateWithoutLeaderElectionTimings(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(string(raw), "\n")
-	kept := slices.DeleteFunc(slices.Clone(lines), func(l string) bool {
-		return strings.HasPrefix(l, "  ") && strings.Contains(l, "Seconds:") && !strings.Contains(l, "#")
-	})
-	if len(kept) != len(lines)-3 {
-		t.Fatalf("values.yaml: %d timing lines found, want 3", len(lines)-len(kept))
+	kept := slices.DeleteFunc(slices.Clone(lines), drop)
+	if len(kept) != len(lines)-want {
+		t.Fatalf("values.yaml: %d %s lines found, want %d", len(lines)-len(kept), what, want)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "values.yaml"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
 		t.Fatal(err)
@@ -506,6 +506,15 @@ func TestTemplateWithoutLeaderElectionTimings(t *testing.T) {
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, out)
 	}
+	return out
+}
+
+// TestTemplateWithoutLeaderElectionTimings: `helm upgrade --reuse-values` from a chart that
+// had no leaderElection timings renders with that release's values, which lack them.
+func TestTemplateWithoutLeaderElectionTimings(t *testing.T) {
+	out := templateWithoutValues(t, "timing", 3, func(l string) bool {
+		return strings.HasPrefix(l, "  ") && strings.Contains(l, "Seconds:") && !strings.Contains(l, "#")
+	})
 	args := parse(t, out).deployment(t).Spec.Template.Spec.Containers[0].Args
 	for _, want := range []string{"--leader-election-lease-duration=60s", "--leader-election-renew-deadline=45s", "--leader-election-retry-period=5s"} {
 		if !slices.Contains(args, want) {
@@ -518,26 +527,7 @@ func TestTemplateWithoutLeaderElectionTimings(t *testing.T) {
 // metrics.secure (before f157469) renders with that release's values, which lack it: the
 // manager got --metrics-secure=, a flag it refuses, and exited.
 func TestTemplateWithoutMetricsSecure(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "shopkeeper")
-	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "values.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(raw), "\n")
-	kept := slices.DeleteFunc(slices.Clone(lines), func(l string) bool { return l == "  secure: true" })
-	if len(kept) != len(lines)-1 {
-		t.Fatalf("values.yaml: %d metrics.secure lines found, want 1", len(lines)-len(kept))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "values.yaml"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := run(t, helmBinary(t), "template", "shop", dir, "--namespace", "shops-system", "--kube-version", kubeVersion)
-	if err != nil {
-		t.Fatalf("helm template: %v\n%s", err, out)
-	}
+	out := templateWithoutValues(t, "metrics.secure", 1, func(l string) bool { return l == "  secure: true" })
 	r := parse(t, out)
 	if args := r.deployment(t).Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--metrics-secure=true") {
 		t.Errorf("args = %q, want --metrics-secure=true, the default", args)
