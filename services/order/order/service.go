@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
@@ -430,9 +429,7 @@ func (s *service) handlePaymentResult(ctx context.Context, d messaging.Delivery)
 	if err := json.Unmarshal(d.Body, &r); err != nil {
 		return messaging.Permanent(fmt.Errorf("malformed %s: %w", d.Type, err))
 	}
-	// The ERROR line of a result that contradicts the order names the delivery's trace, as
-	// the consumer's own lines do: it leads to the payment and the request behind it.
-	_, err := s.applyPaymentResult(ctx, d.Type, r, "id", d.ID, "trace_id", trace.SpanContextFromContext(ctx).TraceID().String())
+	_, err := s.applyPaymentResult(ctx, d.Type, r, "id", d.ID)
 	return err
 }
 
@@ -516,7 +513,9 @@ func (s *service) applyPaymentResult(ctx context.Context, typ string, r PaymentR
 		}
 	}
 	if o.Status != status {
-		s.log.ErrorContext(ctx, "payment result contradicts the order's settlement, order left as it is",
+		// The line names the delivery's trace (web.LoggerFor), as the consumer's own lines
+		// do: it leads to the payment and the request behind it.
+		web.LoggerFor(ctx, s.log).ErrorContext(ctx, "payment result contradicts the order's settlement, order left as it is",
 			append([]any{"order", r.OrderID, "status", o.Status, "type", typ, "payment", r.PaymentID}, logAttrs...)...)
 	}
 	return false, nil

@@ -36,12 +36,9 @@ type store struct {
 	keyRemovals lateRemovals
 }
 
-// lateWriteWindow is how long after a write of unknown outcome was sent it may still
-// land: FerretDB v1 reads a document when a write arrives and writes it once SQLite's
-// lock is free, waiting up to its busy timeout (10 s), and a second more (as the product
-// store's fence waits). Not covered, as there: a write the network holds back longer, or
-// one sent by a process that stopped since.
-const lateWriteWindow = 11 * time.Second
+// lateWriteWindow is how long after a removal of unknown outcome was sent it may still
+// land (mongodb.LateWriteWindow, the window the product service's fence waits too).
+const lateWriteWindow = mongodb.LateWriteWindow
 
 // lateRemovals records, per idempotency key, when the last removal of its claim whose
 // outcome is unknown was sent.

@@ -52,11 +52,9 @@ import (
 // that a server stalled longer than lateWriteWindow (its process frozen) holds.
 
 // lateWriteWindow is how long after an update of unknown outcome was sent the store waits
-// before it fences it: FerretDB's SQLite busy timeout (10 s), which bounds how long an
-// update it has read for may wait to be written, and a second more. On MongoDB, whose
-// updates are atomic, the wait is not needed but costs little: after a timeout of the
-// default 8 s (MONGODB_OPERATION_TIMEOUT), about 3 s.
-const lateWriteWindow = 11 * time.Second
+// before it fences it (mongodb.LateWriteWindow). On MongoDB, after a timeout of the default
+// 8 s (MONGODB_OPERATION_TIMEOUT), about 3 s.
+const lateWriteWindow = mongodb.LateWriteWindow
 
 // unknownWrite is an update of unknown outcome: its fence token, and when it was sent.
 type unknownWrite struct {
