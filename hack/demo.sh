@@ -27,6 +27,7 @@ requests=0 # requests that count against the rate limit
 status=""  # of the last answer
 body=""    # of the last answer
 quiet=false
+waiting=false # set while the gateway may not answer yet: request records no answer as status 000
 
 step() { printf '\n== %s\n' "$*"; }
 fail() {
@@ -39,7 +40,11 @@ request() {
 	local method=$1 path=$2 data=${3:-}
 	local args=(-sS -X "$method" -o "$work/body" -D "$work/headers" -w '%{http_code}' --max-time 30)
 	[ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data "$data")
-	status=$(curl "${args[@]}" "$gateway$path") || fail "$method $path: no answer from the gateway"
+	if ! status=$(curl "${args[@]}" "$gateway$path" 2>"$work/curl-error"); then
+		$waiting || fail "$method $path: no answer from the gateway: $(cat "$work/curl-error")"
+		status=000 # none yet: the caller waits and asks again
+		printf 'no answer from the gateway: %s' "$(cat "$work/curl-error")" >"$work/body"
+	fi
 	body=$(cat "$work/body")
 	[ "$path" = /health ] || requests=$((requests + 1))
 	if ! $quiet; then
@@ -92,14 +97,14 @@ poll() {
 
 step "The gateway checks every service (GET /health, not rate limited)"
 # Up to 15 s: a cluster's Ready counts the pods, and the routes of the services' Services to
-# them may come a moment later.
-quiet=true
+# them (or a port-forward to the gateway) may come a moment later.
+quiet=true waiting=true
 for _ in $(seq 15); do
 	request GET /health
 	[ "$status" = 200 ] && break
 	sleep 1
 done
-quiet=false
+quiet=false waiting=false
 printf '> GET /health\n< %s %s\n' "$status" "$(pretty)"
 expect 200
 
