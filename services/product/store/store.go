@@ -166,6 +166,12 @@ func (s *Store) List(ctx context.Context, req mongodb.PageRequest) (mongodb.Page
 // Update applies a (normalized) patch to product id and returns the result. Setting
 // stock sets what is available now; units held by reservations stay held.
 func (s *Store) Update(ctx context.Context, id string, p catalog.Patch) (catalog.Product, error) {
+	// Once asked, the change is made even if the caller goes away (as in Reserve): an
+	// update cut by its caller's context has an unknown outcome (update), and the fence
+	// then holds every step on the product, its reservations included, for up to
+	// lateWriteWindow (11 s, past the order service's PLACEMENT_TIMEOUT). Each operation
+	// is still bounded by the client's operation timeout.
+	ctx = context.WithoutCancel(ctx)
 	oid, ok := mongodb.ParseID(id)
 	if !ok {
 		return catalog.Product{}, errProductNotFound
