@@ -210,6 +210,12 @@ func (c *Consumer) run() {
 			}
 		}
 		subscribed, err := c.consume(conn, down)
+		if subscribed {
+			// The failures counted are those in a row: a subscription made ends them,
+			// however it ended (the connection lost, idle), or a failure long after would
+			// wait as long as the last of them.
+			failures = 0
+		}
 		select {
 		case <-c.stop:
 			return
@@ -234,7 +240,6 @@ func (c *Consumer) run() {
 			// Most often the queue was deleted. Whoever deleted it may have declared it
 			// again, without its bindings: the topology is declared before the next
 			// subscription, or this consumer would wait on a queue no event reaches.
-			failures = 0
 			wait = c.b.cfg.ReconnectDelay
 			redeclare = true
 			c.log.Warn("subscription ended, subscribing again", "error", err)
