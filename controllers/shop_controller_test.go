@@ -451,6 +451,17 @@ var _ = Describe("Shop controller", func() {
 		Entry("external Secret name that is no name", func(s *shopv1.Shop) {
 			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "Not_A_Name"}}
 		}, nil, "secretRef.name must be a Secret name"),
+		// No Secret can hold such a key: the Shop would only ever be Degraded
+		// (ExternalSecretInvalid, "has no key"), a trailing space hard to see in the message.
+		Entry("external Secret key with a space", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo", Key: "uri "}}
+		}, nil, "secretRef.key must be a key a Secret can hold"),
+		Entry("external Secret key with a slash", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "rabbit", Key: "amqp/url"}}
+		}, nil, "secretRef.key must be a key a Secret can hold"),
+		Entry("external Secret key starting with '..'", func(s *shopv1.Shop) {
+			s.Spec.RabbitMQ.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "rabbit", Key: "..url"}}
+		}, nil, "secretRef.key must be a key a Secret can hold"),
 		Entry("storage class changing", func(s *shopv1.Shop) {
 			s.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{StorageClassName: ptr.To("standard")}
 		}, func(s *shopv1.Shop) {
@@ -520,6 +531,9 @@ var _ = Describe("Shop controller", func() {
 		Entry("the longest name its children can carry", func(s *shopv1.Shop) { s.Name = "s" + strings.Repeat("0", 42) }),
 		Entry("a pre-release version", func(s *shopv1.Shop) { s.Spec.Version = "v0.2.0-rc.1" }),
 		Entry("a version without the v", func(s *shopv1.Shop) { s.Spec.Version = "1.2.3" }),
+		Entry("an external store's Secret key of every character a Secret key may hold", func(s *shopv1.Shop) {
+			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo", Key: ".Mongo_URI-2.txt"}}
+		}),
 		Entry("an external MongoDB with a database prefix of 40 characters", func(s *shopv1.Shop) {
 			s.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
 			s.Spec.MongoDB.DatabasePrefix = "Shop_" + strings.Repeat("0", 34) + "-"

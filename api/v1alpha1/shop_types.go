@@ -427,10 +427,12 @@ type SecretKeyRef struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="secretRef.name must be a Secret name: lower-case letters, digits, '-' and '.'"
 	Name string `json:"name"`
 
-	// Key in the Secret's data that holds the URI. Default: uri.
+	// Key in the Secret's data that holds the URI: a key a Secret can hold, of letters,
+	// digits, '-', '_' and '.', neither '.' nor starting with '..'. Default: uri.
 	// +kubebuilder:default=uri
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && !self.startsWith('..')",message="secretRef.key must be a key a Secret can hold: letters, digits, '-', '_' and '.', neither '.' nor starting with '..'"
 	// +optional
 	Key string `json:"key,omitempty"`
 }
