@@ -549,6 +549,23 @@ var _ = Describe("Shop controller", func() {
 		}),
 	)
 
+	// With an external store, engine says which server it runs (FerretDB holds user and
+	// payment to one process); no data of the Shop's is in either, so it may change, as when
+	// the external store moves from FerretDB to MongoDB.
+	It("lets the engine of an external MongoDB change", func() {
+		shop := minimalShop(unwatchedNamespace, fmt.Sprintf("engine-%d", time.Now().UnixNano()))
+		shop.Spec.MongoDB.External = &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "mongo"}}
+		shop.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, shop)).To(Succeed()) })
+		shop.Spec.MongoDB.Engine = shopv1.EngineMongoDB
+		shop.Spec.Services.User.Replicas = ptr.To[int32](3)
+		Expect(k8sClient.Update(ctx, shop)).To(Succeed())
+		shop.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+		shop.Spec.Services.User.Replicas = ptr.To[int32](1)
+		Expect(k8sClient.Update(ctx, shop)).To(Succeed())
+	})
+
 	It("lets storage grow", func() {
 		shop := minimalShop(unwatchedNamespace, "growing")
 		shop.Spec.MongoDB.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))}

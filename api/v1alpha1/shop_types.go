@@ -340,6 +340,7 @@ type StoreSpec struct {
 // (users, products, orders, payments).
 //
 // +kubebuilder:validation:XValidation:rule="has(self.external) == has(oldSelf.external)",message="mongodb cannot switch between in-cluster and external: the in-cluster store and its data would be left behind; make a new Shop to move"
+// +kubebuilder:validation:XValidation:rule="has(self.external) || (has(self.engine) ? self.engine : 'MongoDB') == (has(oldSelf.engine) ? oldSelf.engine : 'MongoDB')",message="mongodb.engine cannot be changed for an in-cluster store: MongoDB and FerretDB do not read each other's data; make a new Shop to move",fieldPath=".engine"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.storage) || has(self.storage)",message="mongodb.storage cannot be removed once set; to ask for less, lower mongodb.storage.size instead (the volume keeps its present size: a claim never shrinks)"
 // +kubebuilder:validation:XValidation:rule="(has(self.storage) && has(self.storage.storageClassName)) == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName))",message="mongodb.storage.storageClassName can be set only when the Shop is made, and never removed: a volume does not move between storage classes"
 // +kubebuilder:validation:XValidation:rule="!has(self.external) || (!has(self.image) && !has(self.storage) && !has(self.resources))",message="mongodb.external cannot be combined with image, storage or resources: those describe an in-cluster MongoDB"
@@ -351,9 +352,10 @@ type MongoDBSpec struct {
 	// FerretDB runs ghcr.io/ferretdb/ferretdb:1.24.2 by default: MongoDB's wire
 	// protocol over SQLite in the volume, set through FerretDB's own FERRETDB_*
 	// variables; an image of one's own must start FerretDB 1.x as its entrypoint.
-	// It cannot change: neither server reads the other's data. Default: MongoDB.
+	// It cannot change while the store is in the cluster: neither server reads the other's
+	// data. With external, it says which server the external store runs (FerretDB holds
+	// user and payment to one replica), and may change with it. Default: MongoDB.
 	// +kubebuilder:default=MongoDB
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="mongodb.engine cannot be changed: MongoDB and FerretDB do not read each other's data; make a new Shop to move"
 	// +optional
 	Engine MongoDBEngine `json:"engine,omitempty"`
 
