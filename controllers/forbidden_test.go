@@ -229,16 +229,16 @@ var _ = It("A policy denying every Deployment, resources set, is reported as suc
 
 // A refusal quoting a long value leaves the status writable: the condition's message is
 // cut short, not the whole status refused (the API takes 32 KiB in a message).
-var _ = It("A child refused for a value of 40 KB is reported, its message cut short", func() {
+var _ = It("A value of 40 KB the API server refuses is reported, its message cut short", func() {
 	ns := takeNamespace()
 	shop := minimalShop(ns, "long")
-	// The Shop's schema checks no label selector of a scraper; the NetworkPolicy that
-	// carries it is refused, quoting the value.
+	// The Shop's schema checks no label selector of a scraper; the dry run of a
+	// NetworkPolicy that carries it is refused, quoting the value.
 	shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{{
 		PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": strings.Repeat("a", 40_000)}},
 	}}
 	Expect(k8sClient.Create(ctx, shop)).To(Succeed())
-	expectDegraded(shop, "ChildRejected", And(ContainSubstring("the API server refused"), HaveSuffix("(cut short)"), HaveLen(maxConditionMessage)))
+	expectDegraded(shop, "ChildRejected", And(ContainSubstring("the API server refuses them in a NetworkPolicy"), HaveSuffix("(cut short)"), HaveLen(maxConditionMessage)))
 })
 
 // denyDeployment makes a ValidatingAdmissionPolicy, bound to namespace ns, that denies every

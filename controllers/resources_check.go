@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -79,6 +80,63 @@ func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop
 		}
 	}
 	return nil, nil
+}
+
+// probeScrapersPath is where the first of the Shop's monitoring.scrapers is in a service's
+// NetworkPolicy, in the API server's field paths: after the peer of its callers.
+const probeScrapersPath = "spec.ingress[0].from["
+
+// scrapersRefused asks the API server whether the services' NetworkPolicies may admit the
+// Shop's monitoring.scrapers, before any child is applied, as resourcesRefused asks of the
+// resources. The Shop's schema cannot check a peer's label selectors (a CEL rule over them
+// exceeds the API server's cost budget) nor, fully, its CIDRs; and a NetworkPolicy refused
+// only once the workloads run would leave the services' pods admitting every peer. So the
+// user service's NetworkPolicy is dry-run (every service's admits the same scrapers), and
+// only a refusal of a scraper counts. A verdict is kept per namespace and scrapers.
+func (r *ShopReconciler) scrapersRefused(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
+	scrapers := shop.Spec.Monitoring.Scrapers
+	if len(scrapers) == 0 {
+		return nil, nil
+	}
+	key := shop.Namespace + "/scrapers/" + digest(shop, scrapers)
+	if v, ok := r.resourceVerdicts.get(key); ok {
+		return scrapersProblem(v), nil
+	}
+	probe := resources.NetworkPolicy(shop, resources.User)
+	probe.Name, probe.GenerateName = "", shop.Name+"-scrapers-"
+	verdict := ""
+	err := r.Create(ctx, probe, client.DryRunAll)
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+	case apierrors.IsInvalid(err) && errors.As(err, &status) && status.Status().Details != nil:
+		var said []string
+		for _, c := range status.Status().Details.Causes {
+			rest, ok := strings.CutPrefix(c.Field, probeScrapersPath)
+			index, field, found := strings.Cut(rest, "]")
+			i, aerr := strconv.Atoi(index)
+			if !ok || !found || aerr != nil || i < 1 {
+				continue // not a scraper's: the callers' peer is the controller's own
+			}
+			said = append(said, fmt.Sprintf("spec.monitoring.scrapers[%d]%s: %s", i-1, field, c.Message))
+		}
+		verdict = strings.Join(said, "; ")
+	case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err), admissionDenied(err):
+		// A refusal of the probe, not of the scrapers: the NetworkPolicies meet it themselves.
+	default:
+		return nil, fmt.Errorf("dry-run the NetworkPolicy of spec.monitoring.scrapers: %w", err)
+	}
+	r.resourceVerdicts.add(key, verdict)
+	return scrapersProblem(verdict), nil
+}
+
+// scrapersProblem is the Problem of scrapers the API server refuses, nil for none.
+func scrapersProblem(said string) *Problem {
+	if said == "" {
+		return nil
+	}
+	return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf(
+		"spec.monitoring.scrapers: the API server refuses them in a NetworkPolicy (%s); no child is changed until they are fixed", said)}
 }
 
 // resourcesProblem is the Problem of resources the API server refuses, naming the Shop's

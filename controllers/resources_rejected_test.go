@@ -6,8 +6,10 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 	"github.com/shopkeeper-dev/shopkeeper/controllers/resources"
@@ -75,4 +77,35 @@ var _ = DescribeTable("Resources the API server refuses on a container, on a new
 	Entry("a resource no container can have", "spec.rabbitmq.resources", func(s *shopv1.ShopSpec) {
 		s.RabbitMQ.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{"gpu": resource.MustParse("1")}}
 	}, "gpu"),
+)
+
+// Scrapers whose selectors or CIDRs no NetworkPolicy can hold are refused before any child is
+// made: found only at the services' NetworkPolicies, after their workloads, they left the
+// services' pods running with no NetworkPolicy at all.
+var _ = DescribeTable("Scrapers the API server refuses in a NetworkPolicy, on a new Shop",
+	func(scraper networkingv1.NetworkPolicyPeer, said string) {
+		shop := minimalShop(takeNamespace(), "scr-new")
+		shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{
+			{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"name": "monitoring"}}}, scraper,
+		}
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed(), "the Shop's schema takes them")
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/ChildRejected"))
+		degraded := meta.FindStatusCondition(getShop(shop).Status.Conditions, ConditionDegraded)
+		Expect(degraded.Message).To(And(HavePrefix("spec.monitoring.scrapers: the API server refuses them in a NetworkPolicy"),
+			ContainSubstring(said), HaveSuffix("no child is changed until they are fixed")))
+		Expect(missingChildren(shop)).To(HaveLen(len(expectedChildren(shop))), "no child is made")
+
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.Monitoring.Scrapers = s.Spec.Monitoring.Scrapers[:1] })
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("False/AsExpected"))
+		Eventually(func() []string { return missingChildren(shop) }).WithTimeout(timeout).Should(BeEmpty())
+	},
+	Entry("an operator in lower case", networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "in", Values: []string{"prometheus"}}},
+	}}, "spec.monitoring.scrapers[1].podSelector.matchExpressions[0].operator: Invalid value: \"in\""),
+	Entry("In with no values", networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "name", Operator: metav1.LabelSelectorOpIn}},
+	}}, "spec.monitoring.scrapers[1].namespaceSelector.matchExpressions[0].values"),
+	Entry("a label key no label can have", networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{
+		MatchLabels: map[string]string{"not a key": "x"},
+	}}, "spec.monitoring.scrapers[1].podSelector.matchLabels"),
 )

@@ -56,7 +56,8 @@ type ShopReconciler struct {
 	PodReadyDeadline time.Duration
 
 	// resourceVerdicts holds what the API server said of a component's resources
-	// (resourcesRefused), by namespace and resources: "" when it takes them.
+	// (resourcesRefused), by namespace and resources, and of the Shop's scrapers
+	// (scrapersRefused): "" when it takes them.
 	resourceVerdicts verdictCache
 	// failures counts each Shop's reconciles failed in a row (reportFailure).
 	failures failureCount
@@ -171,6 +172,9 @@ func (r *ShopReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // the others that do not depend on it.
 func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
 	if p, err := r.resourcesRefused(ctx, shop); p != nil || err != nil {
+		return p, err
+	}
+	if p, err := r.scrapersRefused(ctx, shop); p != nil || err != nil {
 		return p, err
 	}
 	if p := externalInOwnSecret(shop); p != nil {
