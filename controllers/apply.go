@@ -217,6 +217,15 @@ func adoptable(obj client.Object, shop *shopv1.Shop) bool {
 // conflict is the Problem of a child whose name is taken by an object the Shop does
 // not control.
 func conflict(kind string, existing client.Object, shop *shopv1.Shop) *Problem {
+	if ref := metav1.GetControllerOf(existing); ref != nil && ref.Kind == "Shop" && ref.Name == shop.Name && ref.UID != shop.UID &&
+		strings.HasPrefix(ref.APIVersion, shopv1.GroupVersion.Group+"/") {
+		// A Shop of this name that is gone (names are unique): deleted, its children wait for
+		// the garbage collector (a claim until its store's pod has stopped). The deletions
+		// bring the next reconcile, which makes them again for this Shop: nothing to delete.
+		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
+			"%s %s belongs to the deleted Shop %s of the same name and is being removed by the garbage collector; "+
+				"it is made again for this Shop once it is gone", kind, existing.GetName(), shop.Name)}
+	}
 	if other := existing.GetLabels()[resources.LabelShop]; other != "" && other != shop.Name {
 		// Another Shop's (an external store's Secret, say): deleting it would break that one.
 		return &Problem{Reason: ReasonChildConflict, Message: fmt.Sprintf(
