@@ -61,6 +61,12 @@ func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop
 		var status apierrors.APIStatus
 		switch {
 		case err == nil:
+		case admissionDenied(err):
+			// A webhook's or a policy's refusal, whatever causes it names (a webhook that
+			// refuses with a field's cause, as apierrors.NewInvalid gives, has the API server
+			// pass it on): the cluster's policy, which may be lifted, not the API server's
+			// rule on the resources: no verdict on them, the children meet it themselves
+			// (ChildForbidden, looked at again).
 		case apierrors.IsInvalid(err) && errors.As(err, &status) && status.Status().Details != nil:
 			var said []string
 			for _, c := range status.Status().Details.Causes {
@@ -69,7 +75,7 @@ func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop
 				}
 			}
 			verdict = strings.Join(said, "; ")
-		case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err), admissionDenied(err):
+		case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err):
 			// A refusal of the probe, not of its resources: the children meet it themselves.
 		default:
 			return nil, fmt.Errorf("dry-run the resources of %s: %w", f.Path, err)
