@@ -56,28 +56,11 @@ func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop
 				},
 			},
 		}
-		verdict := ""
-		err := r.Create(ctx, probe, client.DryRunAll)
-		var status apierrors.APIStatus
-		switch {
-		case err == nil:
-		case admissionDenied(err):
-			// A webhook's or a policy's refusal, whatever causes it names (a webhook that
-			// refuses with a field's cause, as apierrors.NewInvalid gives, has the API server
-			// pass it on): the cluster's policy, which may be lifted, not the API server's
-			// rule on the resources: no verdict on them, the children meet it themselves
-			// (ChildForbidden, looked at again).
-		case apierrors.IsInvalid(err) && errors.As(err, &status) && status.Status().Details != nil:
-			var said []string
-			for _, c := range status.Status().Details.Causes {
-				if field, ok := strings.CutPrefix(c.Field, probeResourcesPath); ok {
-					said = append(said, strings.TrimPrefix(field, ".")+": "+c.Message)
-				}
-			}
-			verdict = strings.Join(said, "; ")
-		case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err):
-			// A refusal of the probe, not of its resources: the children meet it themselves.
-		default:
+		verdict, err := r.dryRunVerdict(ctx, probe, func(field string) (string, bool) {
+			field, ok := strings.CutPrefix(field, probeResourcesPath)
+			return strings.TrimPrefix(field, "."), ok
+		})
+		if err != nil {
 			return nil, fmt.Errorf("dry-run the resources of %s: %w", f.Path, err)
 		}
 		r.resourceVerdicts.add(key, verdict)
@@ -110,26 +93,16 @@ func (r *ShopReconciler) scrapersRefused(ctx context.Context, shop *shopv1.Shop)
 	}
 	probe := resources.NetworkPolicy(shop, resources.User)
 	probe.Name, probe.GenerateName = "", shop.Name+"-scrapers-"
-	verdict := ""
-	err := r.Create(ctx, probe, client.DryRunAll)
-	var status apierrors.APIStatus
-	switch {
-	case err == nil:
-	case apierrors.IsInvalid(err) && errors.As(err, &status) && status.Status().Details != nil:
-		var said []string
-		for _, c := range status.Status().Details.Causes {
-			rest, ok := strings.CutPrefix(c.Field, probeScrapersPath)
-			index, field, found := strings.Cut(rest, "]")
-			i, aerr := strconv.Atoi(index)
-			if !ok || !found || aerr != nil || i < 1 {
-				continue // not a scraper's: the callers' peer is the controller's own
-			}
-			said = append(said, fmt.Sprintf("spec.monitoring.scrapers[%d]%s: %s", i-1, field, c.Message))
+	verdict, err := r.dryRunVerdict(ctx, probe, func(field string) (string, bool) {
+		rest, ok := strings.CutPrefix(field, probeScrapersPath)
+		index, field, found := strings.Cut(rest, "]")
+		i, err := strconv.Atoi(index)
+		if !ok || !found || err != nil || i < 1 {
+			return "", false // not a scraper's: the callers' peer is the controller's own
 		}
-		verdict = strings.Join(said, "; ")
-	case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err), admissionDenied(err):
-		// A refusal of the probe, not of the scrapers: the NetworkPolicies meet it themselves.
-	default:
+		return fmt.Sprintf("spec.monitoring.scrapers[%d]%s", i-1, field), true
+	})
+	if err != nil {
 		return nil, fmt.Errorf("dry-run the NetworkPolicy of spec.monitoring.scrapers: %w", err)
 	}
 	r.resourceVerdicts.add(key, verdict)
@@ -143,6 +116,34 @@ func scrapersProblem(said string) *Problem {
 	}
 	return &Problem{Reason: ReasonChildRejected, Message: fmt.Sprintf(
 		"spec.monitoring.scrapers: the API server refuses them in a NetworkPolicy (%s); no child is changed until they are fixed", said)}
+}
+
+// dryRunVerdict creates probe in a server-side dry run and returns what the API server's
+// own rules say of the fields of the Shop's it carries: the causes of its refusal whose
+// field ours names (ours gives the Shop's field, and whether the cause is on one), joined;
+// "" when it takes them. Any other refusal of the probe is no verdict: one that names
+// none of those fields, a webhook's or a policy's (whatever causes it names: a webhook
+// refusing with a field's cause, as apierrors.NewInvalid gives, has the API server pass it
+// on), a quota's. Those are the cluster's, which may be lifted; the children meet them
+// themselves (ChildForbidden, looked at again).
+func (r *ShopReconciler) dryRunVerdict(ctx context.Context, probe client.Object, ours func(field string) (string, bool)) (string, error) {
+	err := r.Create(ctx, probe, client.DryRunAll)
+	var status apierrors.APIStatus
+	switch {
+	case err == nil, admissionDenied(err):
+	case apierrors.IsInvalid(err) && errors.As(err, &status) && status.Status().Details != nil:
+		var said []string
+		for _, c := range status.Status().Details.Causes {
+			if field, ok := ours(c.Field); ok {
+				said = append(said, field+": "+c.Message)
+			}
+		}
+		return strings.Join(said, "; "), nil
+	case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsBadRequest(err):
+	default:
+		return "", err
+	}
+	return "", nil
 }
 
 // resourcesProblem is the Problem of resources the API server refuses, naming the Shop's

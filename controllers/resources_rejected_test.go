@@ -108,4 +108,6 @@ var _ = DescribeTable("Scrapers the API server refuses in a NetworkPolicy, on a 
 	Entry("a label key no label can have", networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{
 		MatchLabels: map[string]string{"not a key": "x"},
 	}}, "spec.monitoring.scrapers[1].podSelector.matchLabels"),
+	Entry("a CIDR that is none", networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/33"}},
+		"spec.monitoring.scrapers[1].ipBlock.cidr"),
 )

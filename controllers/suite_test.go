@@ -37,7 +37,7 @@ import (
 // specs take one at a time; unwatchedNamespace is left to reconcilers the specs
 // drive by hand, so that what they count is theirs alone.
 const (
-	namespacePool      = 64
+	namespacePool      = 80
 	unwatchedNamespace = "shops-unwatched"
 )
 
