@@ -618,3 +618,64 @@ func TestConnectionCannotNameTheClientAway(t *testing.T) {
 		checkRateLimitHeaders(t, proxy, 2)  // and not against the proxy
 	}
 }
+
+// TestConnectionCloseBodyIsNotWaitedFor: a request saying Connection: close that the gateway
+// answers without its body (its own paths and unknown ones, a client over its limit, a path
+// refused 400) is answered at once, with Connection: close, while its body is still coming:
+// the body is not read on. The 429 and the 400 on a route waited for the whole body, or for
+// HTTP_READ_TIMEOUT, before they were sent.
+func TestConnectionCloseBodyIsNotWaitedFor(t *testing.T) {
+	s := newSuite(t, func(c *Config) {
+		c.RateLimitRequests = 1
+		c.RateLimitWindow = time.Minute
+		c.ReadTimeout = 20 * time.Second
+	})
+	if resp, body := s.do(t, "GET", "/users", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: status %d %s", resp.StatusCode, body)
+	}
+	for _, tt := range []struct {
+		target string
+		status int
+	}{
+		{"/nothing", http.StatusNotFound},
+		{"/users", http.StatusTooManyRequests},
+		{"/users/%zz", http.StatusTooManyRequests}, // the client is over its limit: 429 before 400
+	} {
+		t.Run(tt.target, func(t *testing.T) {
+			conn := dialGateway(t, s.url)
+			defer conn.Close()
+			// Past the 8 KiB the server reads first, within what the gateway would drop, and
+			// not all of it sent.
+			head := "POST " + tt.target + " HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(100<<10) + "\r\n\r\n"
+			if _, err := io.WriteString(conn, head+strings.Repeat("x", 16<<10)); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer while the body is still coming: %v", err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != tt.status || !resp.Close {
+				t.Fatalf("status %d, closing %v; want %d, closing", resp.StatusCode, resp.Close, tt.status)
+			}
+		})
+	}
+	// The refusal 400 itself, from a client within its limit.
+	fresh := newSuite(t, func(c *Config) { c.ReadTimeout = 20 * time.Second })
+	conn := dialGateway(t, fresh.url)
+	defer conn.Close()
+	head := "POST /users/%zz HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(100<<10) + "\r\n\r\n"
+	if _, err := io.WriteString(conn, head+strings.Repeat("x", 16<<10)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("/users/%%zz: no answer while the body is still coming: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+		t.Fatalf("/users/%%zz: status %d, closing %v; want 400, closing", resp.StatusCode, resp.Close)
+	}
+}
