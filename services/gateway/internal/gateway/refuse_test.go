@@ -641,41 +641,31 @@ func TestConnectionCloseBodyIsNotWaitedFor(t *testing.T) {
 		{"/users", http.StatusTooManyRequests},
 		{"/users/%zz", http.StatusTooManyRequests}, // the client is over its limit: 429 before 400
 	} {
-		t.Run(tt.target, func(t *testing.T) {
-			conn := dialGateway(t, s.url)
-			defer conn.Close()
-			// Past the 8 KiB the server reads first, within what the gateway would drop, and
-			// not all of it sent.
-			head := "POST " + tt.target + " HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(100<<10) + "\r\n\r\n"
-			if _, err := io.WriteString(conn, head+strings.Repeat("x", 16<<10)); err != nil {
-				t.Fatal(err)
-			}
-			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatalf("no answer while the body is still coming: %v", err)
-			}
-			_ = resp.Body.Close()
-			if resp.StatusCode != tt.status || !resp.Close {
-				t.Fatalf("status %d, closing %v; want %d, closing", resp.StatusCode, resp.Close, tt.status)
-			}
-		})
+		t.Run(tt.target, func(t *testing.T) { expectAnswerWhileBodyComes(t, s.url, tt.target, tt.status) })
 	}
 	// The refusal 400 itself, from a client within its limit.
 	fresh := newSuite(t, func(c *Config) { c.ReadTimeout = 20 * time.Second })
-	conn := dialGateway(t, fresh.url)
+	expectAnswerWhileBodyComes(t, fresh.url, "/users/%zz", http.StatusBadRequest)
+}
+
+// expectAnswerWhileBodyComes sends a POST of target saying Connection: close with part of its
+// body, past the 8 KiB the server reads first and within what the gateway would drop, and
+// expects the answer status, closing, while the rest has not been sent.
+func expectAnswerWhileBodyComes(t *testing.T, url, target string, status int) {
+	t.Helper()
+	conn := dialGateway(t, url)
 	defer conn.Close()
-	head := "POST /users/%zz HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(100<<10) + "\r\n\r\n"
+	head := "POST " + target + " HTTP/1.1\r\nHost: shop\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(100<<10) + "\r\n\r\n"
 	if _, err := io.WriteString(conn, head+strings.Repeat("x", 16<<10)); err != nil {
 		t.Fatal(err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		t.Fatalf("/users/%%zz: no answer while the body is still coming: %v", err)
+		t.Fatalf("%s: no answer while the body is still coming: %v", target, err)
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
-		t.Fatalf("/users/%%zz: status %d, closing %v; want 400, closing", resp.StatusCode, resp.Close)
+	if resp.StatusCode != status || !resp.Close {
+		t.Fatalf("%s: status %d, closing %v; want %d, closing", target, resp.StatusCode, resp.Close, status)
 	}
 }
