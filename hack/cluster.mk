@@ -135,6 +135,9 @@ E2E_MONGODB_ENGINE ?= FerretDB
 E2E_MONGODB_IMAGE ?=
 E2E_RABBITMQ_IMAGE ?=
 E2E_MANAGER_IMAGE ?= $(MANAGER_IMG)
+# The Shop's spec.version, the tag of the services image it runs: the one `make images`
+# wrote (SERVICES_IMG), so that VERSION moves the operator's and the services' images alike.
+E2E_SHOP_VERSION ?= $(VERSION)
 # -v streams the suite's progress; ginkgo's own timeout, shorter than go test's, leaves
 # time for its clean-up.
 E2E_FLAGS ?= -v -count=1 -timeout 45m
@@ -142,7 +145,7 @@ E2E_FLAGS ?= -v -count=1 -timeout 45m
 .PHONY: e2e
 e2e: ## Run the end-to-end suite (test/e2e) against the cluster of the current kubeconfig, which holds the images.
 	E2E_MONGODB_ENGINE=$(E2E_MONGODB_ENGINE) E2E_MONGODB_IMAGE=$(E2E_MONGODB_IMAGE) E2E_RABBITMQ_IMAGE=$(E2E_RABBITMQ_IMAGE) \
-		E2E_MANAGER_IMAGE=$(E2E_MANAGER_IMAGE) KUBECTL=$(KUBECTL) \
+		E2E_MANAGER_IMAGE=$(E2E_MANAGER_IMAGE) E2E_SHOP_VERSION=$(E2E_SHOP_VERSION) KUBECTL=$(KUBECTL) \
 		go test -tags e2e $(E2E_FLAGS) ./test/e2e/ -ginkgo.v -ginkgo.timeout 40m
 
 .PHONY: e2e-local
