@@ -62,7 +62,9 @@ build_binaries() {
 	mkdir -p "$state/run"
 	echo "$bins" >"$state/run/bins"
 	coredns="$root/bin/coredns"
-	if [ ! -x "$coredns" ] || [ "$root/hack/tools/coredns/go.mod" -nt "$coredns" ]; then
+	# Rebuilt when any of its sources (its main, the plugins it links, the pinned versions)
+	# is newer than the binary.
+	if [ ! -x "$coredns" ] || [ -n "$(find "$root/hack/tools/coredns" -newer "$coredns" \( -name '*.go' -o -name go.mod -o -name go.sum \) | head -1)" ]; then
 		log "building CoreDNS (hack/tools/coredns; a few minutes the first time)"
 		(cd "$root/hack/tools/coredns" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$coredns.tmp" . && mv "$coredns.tmp" "$coredns")
 	fi
