@@ -47,6 +47,8 @@ var _ = Describe("An external store's URI", func() {
 			{"rabbitmq", rabbit, "amqp://u:" + password + "@mq.example.com:99999/shop", "port 99999"},
 			{"mongodb", mongo, "mongodb+srv://u:" + password + "@db.example.com:27017/", "no port"},
 			{"mongodb", mongo, "mongodb://u:" + password + "@db.example.com:99999/", "port"},
+			// A literal "%" in the TLS key's password: the driver quotes the option's value.
+			{"mongodb", mongo, "mongodb://db.example.com:27017/?tls=true&tlsCertificateKeyFilePassword=" + password + "%rest", "invalid option value"},
 		} {
 			By(bad.secret.Name + ": " + bad.uri)
 			setURI(bad.secret, bad.uri)

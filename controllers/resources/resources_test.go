@@ -580,6 +580,16 @@ func TestConnectionsSecret(t *testing.T) {
 			error: "unescaped slash in password",
 		},
 		{
+			// The Problem quoting this error is in the Shop's status, which more may read than
+			// the Secret: no piece of the TLS key's password, which holds a literal "%".
+			name: "external URI with an unescaped % in its TLS key's password",
+			shop: newShop(),
+			uris: func(*shopv1.Shop) StoreURIs {
+				return StoreURIs{MongoDB: "mongodb://mongo.example.com/?tls=true&tlsCertificateKeyFile=/k.pem&tlsCertificateKeyFilePassword=Kq9Zt%rest"}
+			},
+			error: "invalid option value",
+		},
+		{
 			// The driver asks for a "/" before the options, which the database written gives.
 			name: "external URI with options and no slash before them",
 			shop: newShop(),

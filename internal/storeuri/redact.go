@@ -175,3 +175,42 @@ type redactedError struct {
 
 func (e redactedError) Error() string { return e.msg }
 func (e redactedError) Unwrap() error { return e.err }
+
+// secretOptions are the MongoDB URI options whose values are secrets, in lower case: the
+// password of the TLS client key (under either name), and the mechanism properties, which
+// may carry an AWS session token. The driver's parser quotes an option's value whole when it
+// cannot unescape it (a literal "%" in a password, most often).
+var secretOptions = []string{"tlscertificatekeyfilepassword", "sslclientcertificatekeypassword", "authmechanismproperties"}
+
+// redactOptions returns err with the value of each of uri's secretOptions hidden wherever its
+// text has it: the value whole as %q quotes it, and every run of minHidden or more of its
+// characters, as written and unescaped. An option is found wherever a "?" or "&" starts one,
+// its name read as the driver reads it (%-escapes decoded, any case). The result wraps err.
+func redactOptions(err error, uri string) error {
+	if err == nil {
+		return err
+	}
+	msg := err.Error()
+	for _, pair := range strings.FieldsFunc(uri, func(r rune) bool { return r == '?' || r == '&' }) {
+		key, value, ok := strings.Cut(pair, "=")
+		if !ok || value == "" {
+			continue
+		}
+		if k, kerr := url.QueryUnescape(key); kerr == nil {
+			key = k
+		}
+		if !slices.Contains(secretOptions, strings.ToLower(key)) {
+			continue
+		}
+		msg = strings.ReplaceAll(msg, strconv.Quote(value), `"xxxxx"`)
+		forms := secretForms(value)
+		if plain, uerr := url.QueryUnescape(value); uerr == nil {
+			forms = append(forms, secretForms(plain)...)
+		}
+		msg = hideRuns(msg, forms)
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return redactedError{msg: msg, err: err}
+}

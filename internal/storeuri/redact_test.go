@@ -117,3 +117,26 @@ func TestParseErrorsHoldNoPassword(t *testing.T) {
 		}
 	}
 }
+
+// A MongoDB URI's options may hold secrets too: the password of the TLS client key, an AWS
+// session token among the mechanism properties. The driver quotes an option's value whose
+// %-escapes it cannot read (a literal "%" in a password, most often).
+func TestParseErrorsHoldNoOptionSecret(t *testing.T) {
+	for _, uri := range []string{
+		"mongodb://db.example.com/?tls=true&tlsCertificateKeyFilePassword=Kq9Zt%rest",
+		"mongodb://db.example.com/?tls=true&TLSCERTIFICATEKEYFILEPASSWORD=Kq9Zt%rest",
+		"mongodb://db.example.com/?ssl=true&sslClientCertificateKeyPassword=Kq9Zt%rest",
+		"mongodb://db.example.com/?tls=true&tlsCertificateKeyFile%50assword=Kq9Zt%rest",
+		"mongodb+srv://cluster0.example.net/?tls=true&tlsCertificateKeyFilePassword=Kq9Zt%rest",
+		"mongodb://AKIAEXAMPLE:c2VjcmV0@db.example.com/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:Kq9Zt%rest",
+	} {
+		_, err := storeuri.ParseMongoDB(uri)
+		if err == nil {
+			t.Errorf("ParseMongoDB(%q) took it", uri)
+			continue
+		}
+		if strings.Contains(err.Error(), "Kq9Zt") {
+			t.Errorf("the error of %q quotes the secret of an option: %s", uri, err)
+		}
+	}
+}

@@ -23,7 +23,8 @@ const srvPrefix = connstring.SchemeMongoDBSRV + "://"
 // URI's records up as it parses it, and a failed lookup is a connection error, for the
 // client to report, not a bad URI. Such a URI is checked as the mongodb:// one its lookups
 // would give, with the rules of its own form: one host, no port. The driver's errors may
-// quote a part of the URI; they never hold its password (RedactError).
+// quote a part of the URI; they never hold its password (RedactError), nor the value of an
+// option that holds a secret (secretOptions).
 func ParseMongoDB(uri string) (*connstring.ConnString, error) {
 	if rest, ok := strings.CutPrefix(uri, srvPrefix); ok {
 		var err error
@@ -33,7 +34,7 @@ func ParseMongoDB(uri string) (*connstring.ConnString, error) {
 	}
 	cs, err := connstring.ParseAndValidate(uri)
 	if err != nil {
-		return nil, RedactError(err, uri)
+		return nil, redactOptions(RedactError(err, uri), uri)
 	}
 	return cs, nil
 }
