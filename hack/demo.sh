@@ -28,6 +28,7 @@ status=""  # of the last answer
 body=""    # of the last answer
 quiet=false
 waiting=false # set while the gateway may not answer yet: request records no answer as status 000
+max_time=30   # seconds curl may take over one request
 
 step() { printf '\n== %s\n' "$*"; }
 fail() {
@@ -38,7 +39,7 @@ fail() {
 # request METHOD PATH [JSON]: sends it, sets status and body, prints both unless quiet.
 request() {
 	local method=$1 path=$2 data=${3:-}
-	local args=(-sS -X "$method" -o "$work/body" -D "$work/headers" -w '%{http_code}' --max-time 30)
+	local args=(-sS -X "$method" -o "$work/body" -D "$work/headers" -w '%{http_code}' --max-time "$max_time")
 	[ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data "$data")
 	if ! status=$(curl "${args[@]}" "$gateway$path" 2>"$work/curl-error"); then
 		$waiting || fail "$method $path: no answer from the gateway: $(cat "$work/curl-error")"
@@ -97,14 +98,19 @@ poll() {
 
 step "The gateway checks every service (GET /health, not rate limited)"
 # Up to 15 s: a cluster's Ready counts the pods, and the routes of the services' Services to
-# them (or a port-forward to the gateway) may come a moment later.
+# them (or a port-forward to the gateway) may come a moment later. Each try has what is left
+# of the 15 s, at least 5 s (the gateway's checks take up to its HEALTH_TIMEOUT, 2 s): a
+# gateway that takes the connection and says nothing would otherwise hold every try for 30 s.
 quiet=true waiting=true
-for _ in $(seq 15); do
+wait_until=$((SECONDS + 15))
+while :; do
+	max_time=$((wait_until - SECONDS > 5 ? wait_until - SECONDS : 5))
 	request GET /health
 	[ "$status" = 200 ] && break
+	[ "$SECONDS" -lt "$wait_until" ] || break
 	sleep 1
 done
-quiet=false waiting=false
+quiet=false waiting=false max_time=30
 printf '> GET /health\n< %s %s\n' "$status" "$(pretty)"
 expect 200
 
