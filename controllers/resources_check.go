@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/lru"
@@ -56,7 +57,7 @@ func (r *ShopReconciler) resourcesRefused(ctx context.Context, shop *shopv1.Shop
 				},
 			},
 		}
-		verdict, err := r.dryRunVerdict(ctx, probe, func(field string) (string, bool) {
+		verdict, err := r.dryRunVerdict(ctx, probe, false, func(field string) (string, bool) {
 			field, ok := strings.CutPrefix(field, probeResourcesPath)
 			return strings.TrimPrefix(field, "."), ok
 		})
@@ -81,19 +82,37 @@ const probeScrapersPath = "spec.ingress[0].from["
 // exceeds the API server's cost budget) nor, fully, its CIDRs; and a NetworkPolicy refused
 // only once the workloads run would leave the services' pods admitting every peer. So the
 // user service's NetworkPolicy is dry-run (every service's admits the same scrapers), and
-// only a refusal of a scraper counts. A verdict is kept per namespace and scrapers.
+// only a refusal of a scraper counts. It is dry-run as it will be written: an update of the
+// one the Shop has, which the API server lets keep a value its rules have since tightened
+// (a CIDR with bits past its prefix, refused since Kubernetes 1.36), else a create. A
+// verdict is kept per namespace and scrapers, and for an update per version of the
+// NetworkPolicy updated.
 func (r *ShopReconciler) scrapersRefused(ctx context.Context, shop *shopv1.Shop) (*Problem, error) {
 	scrapers := shop.Spec.Monitoring.Scrapers
 	if len(scrapers) == 0 {
 		return nil, nil
 	}
+	probe := resources.NetworkPolicy(shop, resources.User)
 	key := shop.Namespace + "/scrapers/" + digest(shop, scrapers)
+	existing := &networkingv1.NetworkPolicy{}
+	update := false
+	switch err := r.Get(ctx, client.ObjectKeyFromObject(probe), existing); {
+	case err == nil && (metav1.IsControlledBy(existing, shop) || adoptable(existing, shop)):
+		update = true
+		key += "/" + string(existing.UID) + "/" + existing.ResourceVersion
+		desired := probe.Spec
+		probe = existing
+		probe.Spec = desired
+		probe.ResourceVersion = "" // unconditional: a cache behind by a write is no verdict
+	case err == nil, apierrors.IsNotFound(err):
+		probe.Name, probe.GenerateName = "", shop.Name+"-scrapers-"
+	default:
+		return nil, fmt.Errorf("get NetworkPolicy %s: %w", probe.Name, err)
+	}
 	if v, ok := r.resourceVerdicts.get(key); ok {
 		return scrapersProblem(v), nil
 	}
-	probe := resources.NetworkPolicy(shop, resources.User)
-	probe.Name, probe.GenerateName = "", shop.Name+"-scrapers-"
-	verdict, err := r.dryRunVerdict(ctx, probe, func(field string) (string, bool) {
+	verdict, err := r.dryRunVerdict(ctx, probe, update, func(field string) (string, bool) {
 		rest, ok := strings.CutPrefix(field, probeScrapersPath)
 		index, field, found := strings.Cut(rest, "]")
 		i, err := strconv.Atoi(index)
@@ -118,7 +137,7 @@ func scrapersProblem(said string) *Problem {
 		"spec.monitoring.scrapers: the API server refuses them in a NetworkPolicy (%s); no child is changed until they are fixed", said)}
 }
 
-// dryRunVerdict creates probe in a server-side dry run and returns what the API server's
+// dryRunVerdict creates probe (or, with update, updates it) in a server-side dry run and returns what the API server's
 // own rules say of the fields of the Shop's it carries: the causes of its refusal whose
 // field ours names (ours gives the Shop's field, and whether the cause is on one), joined;
 // "" when it takes them. Any other refusal of the probe is no verdict: one that names
@@ -126,8 +145,13 @@ func scrapersProblem(said string) *Problem {
 // refusing with a field's cause, as apierrors.NewInvalid gives, has the API server pass it
 // on), a quota's. Those are the cluster's, which may be lifted; the children meet them
 // themselves (ChildForbidden, looked at again).
-func (r *ShopReconciler) dryRunVerdict(ctx context.Context, probe client.Object, ours func(field string) (string, bool)) (string, error) {
-	err := r.Create(ctx, probe, client.DryRunAll)
+func (r *ShopReconciler) dryRunVerdict(ctx context.Context, probe client.Object, update bool, ours func(field string) (string, bool)) (string, error) {
+	var err error
+	if update {
+		err = r.Update(ctx, probe, client.DryRunAll)
+	} else {
+		err = r.Create(ctx, probe, client.DryRunAll)
+	}
 	var status apierrors.APIStatus
 	switch {
 	case err == nil, admissionDenied(err):
