@@ -111,3 +111,22 @@ var _ = DescribeTable("Scrapers the API server refuses in a NetworkPolicy, on a 
 	Entry("a CIDR that is none", networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/33"}},
 		"spec.monitoring.scrapers[1].ipBlock.cidr"),
 )
+
+// A Shop stored before the CRD refused a scraper with both or neither of an ipBlock and
+// selectors (the API server ratchets the rule) is held back whole, as the README's upgrade
+// notes say: the scrapers' dry run refuses it before any child is applied.
+var _ = It("A scraper stored before the CRD refused it holds back every child", func() {
+	r, _, _ := countingReconciler()
+	for _, peer := range []networkingv1.NetworkPolicyPeer{
+		{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}, NamespaceSelector: &metav1.LabelSelector{}},
+		{},
+	} {
+		shop := minimalShop(unwatchedNamespace, "stored") // never created: the CRD refuses it now
+		shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{peer}
+		p, err := r.scrapersRefused(ctx, shop)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(p).NotTo(BeNil())
+		Expect(p.Reason).To(Equal(ReasonChildRejected))
+		Expect(p.Message).To(HavePrefix("spec.monitoring.scrapers: the API server refuses them in a NetworkPolicy (spec.monitoring.scrapers[0]"))
+	}
+})
