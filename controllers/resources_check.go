@@ -137,10 +137,10 @@ func scrapersProblem(said string) *Problem {
 		"spec.monitoring.scrapers: the API server refuses them in a NetworkPolicy (%s); no child is changed until they are fixed", said)}
 }
 
-// dryRunVerdict creates probe (or, with update, updates it) in a server-side dry run and returns what the API server's
-// own rules say of the fields of the Shop's it carries: the causes of its refusal whose
-// field ours names (ours gives the Shop's field, and whether the cause is on one), joined;
-// "" when it takes them. Any other refusal of the probe is no verdict: one that names
+// dryRunVerdict creates probe (or, with update, updates it) in a server-side dry run and
+// returns what the API server's own rules say of the fields of the Shop's it carries: the
+// causes of its refusal whose field ours names (ours gives the Shop's field, and whether
+// the cause is on one), joined; "" when it takes them. Any other refusal of the probe is no verdict: one that names
 // none of those fields, a webhook's or a policy's (whatever causes it names: a webhook
 // refusing with a field's cause, as apierrors.NewInvalid gives, has the API server pass it
 // on), a quota's. Those are the cluster's, which may be lifted; the children meet them
