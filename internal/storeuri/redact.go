@@ -184,14 +184,23 @@ var secretOptions = []string{"tlscertificatekeyfilepassword", "sslclientcertific
 
 // redactOptions returns err with the value of each of uri's secretOptions hidden wherever its
 // text has it: the value whole as %q quotes it, and every run of minHidden or more of its
-// characters, as written and unescaped. An option is found wherever a "?" or "&" starts one,
-// its name read as the driver reads it (%-escapes decoded, any case). The result wraps err.
+// characters, as written and unescaped. An option is found wherever a "?", "&" or ";" starts
+// one, its name read as the driver reads it (%-escapes decoded, any case), and its value runs
+// to the next "&" or ";", as the driver splits options: a "?" in a value is part of it. The
+// result wraps err.
 func redactOptions(err error, uri string) error {
 	if err == nil {
 		return err
 	}
 	msg := err.Error()
-	for _, pair := range strings.FieldsFunc(uri, func(r rune) bool { return r == '?' || r == '&' }) {
+	for i := range len(uri) {
+		if !strings.ContainsRune("?&;", rune(uri[i])) {
+			continue
+		}
+		pair := uri[i+1:]
+		if end := strings.IndexAny(pair, "&;"); end >= 0 {
+			pair = pair[:end]
+		}
 		key, value, ok := strings.Cut(pair, "=")
 		if !ok || value == "" {
 			continue

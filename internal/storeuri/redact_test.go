@@ -129,6 +129,10 @@ func TestParseErrorsHoldNoOptionSecret(t *testing.T) {
 		"mongodb://db.example.com/?tls=true&tlsCertificateKeyFile%50assword=Kq9Zt%rest",
 		"mongodb+srv://cluster0.example.net/?tls=true&tlsCertificateKeyFilePassword=Kq9Zt%rest",
 		"mongodb://AKIAEXAMPLE:c2VjcmV0@db.example.com/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:Kq9Zt%rest",
+		// The driver splits options at ";" as at "&", and only there: a "?" is part of a value.
+		"mongodb://db.example.com/?tls=true;tlsCertificateKeyFilePassword=Kq9Zt%rest",
+		"mongodb+srv://cluster0.example.net/?tls=true;tlsCertificateKeyFilePassword=Kq9Zt%rest",
+		"mongodb://db.example.com/?tlsCertificateKeyFilePassword=ab?Kq9Zt%rest",
 	} {
 		_, err := storeuri.ParseMongoDB(uri)
 		if err == nil {
