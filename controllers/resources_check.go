@@ -96,7 +96,13 @@ func (r *ShopReconciler) scrapersRefused(ctx context.Context, shop *shopv1.Shop)
 	key := shop.Namespace + "/scrapers/" + digest(shop, scrapers)
 	existing := &networkingv1.NetworkPolicy{}
 	update := false
-	switch err := r.Get(ctx, client.ObjectKeyFromObject(probe), existing); {
+	err := r.Get(ctx, client.ObjectKeyFromObject(probe), existing)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only NetworkPolicies with our labels: one of the Shop's that lost
+		// them is out of its sight, and apply takes it back with an update (not a create).
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(probe), existing)
+	}
+	switch {
 	case err == nil && (metav1.IsControlledBy(existing, shop) || adoptable(existing, shop)):
 		update = true
 		key += "/" + string(existing.UID) + "/" + existing.ResourceVersion
