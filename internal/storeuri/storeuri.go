@@ -58,9 +58,13 @@ func withoutSRV(rest string) (string, error) {
 	}
 	path, query, hasQuery := strings.Cut(pathAndQuery, "?")
 	if hasQuery {
+		// Options as the driver reads them: separated by "&" or ";", names %-escaped.
 		var kept []string
-		for opt := range strings.SplitSeq(query, "&") {
+		for _, opt := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
 			key, _, _ := strings.Cut(opt, "=")
+			if k, err := url.QueryUnescape(key); err == nil {
+				key = k
+			}
 			if k := strings.ToLower(key); k != "srvmaxhosts" && k != "srvservicename" {
 				kept = append(kept, opt)
 			}

@@ -22,6 +22,10 @@ func TestParseMongoDB(t *testing.T) {
 		{uri: "mongodb+srv://shop:" + password + "@cluster.example.invalid/orders", wantDB: "orders"},
 		{uri: "mongodb+srv://shop:" + password + "@cluster.example.invalid:27017/", wantErr: "no port"},
 		{uri: "mongodb+srv://a.example.invalid,b.example.invalid/", wantErr: "one host"},
+		// SRV's own options, however the driver reads them: after a ";" as after a "&", a name
+		// %-escaped.
+		{uri: "mongodb+srv://cluster.example.invalid/?tls=true;srvMaxHosts=2"},
+		{uri: "mongodb+srv://cluster.example.invalid/?srvServiceNam%65=mongo"},
 		{uri: "mongodb://shop:" + password + "@db:99999/", wantErr: "port"},
 		{uri: "mongodb://shop:" + password + "@db/?w=0&journal=true", wantErr: "w=0"},
 		{uri: "postgres://shop:" + password + "@db/", wantErr: "scheme"},
