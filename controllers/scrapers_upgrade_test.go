@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -24,12 +25,16 @@ import (
 // a NetworkPolicy that holds one keeps it through every update (the API server ratchets
 // it). A Shop whose services' NetworkPolicies were made before the cluster's upgrade went on
 // being reconciled; the dry run of its scrapers, a create, was refused, and the Shop was
-// ChildRejected with no child changed.
+// ChildRejected with no child changed. So was one whose NetworkPolicy had lost the
+// operator's labels: the manager's cache holds only labelled NetworkPolicies
+// (CacheOptions), yet apply takes such a one back with an update (read from the API server
+// after its create is refused as AlreadyExists), and the labels were never put back.
 func TestScrapersKeptAcrossAStricterAPIServer(t *testing.T) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Skip("KUBEBUILDER_ASSETS is not set (hack/kube-binaries.sh)")
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	sch := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(sch))
 	utilruntime.Must(shopv1.AddToScheme(sch))
@@ -49,15 +54,23 @@ func TestScrapersKeptAcrossAStricterAPIServer(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "upgraded"}}); err != nil {
 		t.Fatal(err)
 	}
-	shop := minimalShop("upgraded", "shop")
-	shop.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.1.2.3/16"}}}
-	if err := c.Create(ctx, shop); err != nil {
-		t.Fatal(err)
+	scrapers := []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.1.2.3/16"}}}
+	shop, unlabelled, other := minimalShop("upgraded", "shop"), minimalShop("upgraded", "unlabelled"), minimalShop("upgraded", "other")
+	for _, s := range []*shopv1.Shop{shop, unlabelled, other} {
+		s.Spec.Monitoring.Scrapers = scrapers
+		if err := c.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, svc := range []string{resources.User, resources.Product, resources.Order, resources.Payment} {
 		if err := c.Create(ctx, resources.NetworkPolicy(shop, svc)); err != nil {
 			t.Fatalf("the NetworkPolicy of %s before the upgrade: %v", svc, err)
 		}
+	}
+	np := resources.NetworkPolicy(unlabelled, resources.User)
+	delete(np.Labels, resources.LabelManagedBy) // controlled, but out of the cache's sight
+	if err := c.Create(ctx, np); err != nil {
+		t.Fatal(err)
 	}
 
 	// The cluster upgraded: the same etcd, an API server with the stricter rule.
@@ -75,34 +88,47 @@ func TestScrapersKeptAcrossAStricterAPIServer(t *testing.T) {
 	if c, err = client.New(admin.Config(), client.Options{Scheme: sch}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(shop), shop); err != nil {
-		t.Fatal(err)
-	}
-	np := &networkingv1.NetworkPolicy{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(resources.NetworkPolicy(shop, resources.User)), np); err != nil {
-		t.Fatal(err)
-	}
-	np.Spec = resources.NetworkPolicy(shop, resources.User).Spec
-	if err := c.Update(ctx, np, client.DryRunAll); err != nil {
-		t.Fatalf("the API server refuses the update of the NetworkPolicy it holds: %v", err)
-	}
-
-	r := &ShopReconciler{Client: c, APIReader: c, Scheme: sch}
-	p, err := r.scrapersRefused(ctx, shop)
+	// The manager's client: reads from a cache filtered as the manager's is.
+	opts := CacheOptions()
+	opts.Scheme = sch
+	informers, err := cache.New(admin.Config(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p != nil {
-		t.Fatalf("scrapers its NetworkPolicies hold, and may keep, refused: %s: %s", p.Reason, p.Message)
-	}
-
-	// A Shop with the same scrapers and no NetworkPolicy yet: its NetworkPolicies would be
-	// refused, and so are its scrapers.
-	other := minimalShop("upgraded", "other")
-	other.Spec.Monitoring.Scrapers = shop.Spec.Monitoring.Scrapers
-	if err := c.Create(ctx, other); err != nil {
+	go func() { _ = informers.Start(ctx) }()
+	cached, err := client.New(admin.Config(), client.Options{Scheme: sch, Cache: &client.CacheOptions{Reader: informers}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	for _, s := range []*shopv1.Shop{shop, unlabelled, other} {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cached.Get(ctx, client.ObjectKeyFromObject(np), &networkingv1.NetworkPolicy{}); err == nil {
+		t.Fatal("the cache sees a NetworkPolicy without the operator's labels: no test")
+	}
+	held := &networkingv1.NetworkPolicy{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(resources.NetworkPolicy(shop, resources.User)), held); err != nil {
+		t.Fatal(err)
+	}
+	held.Spec = resources.NetworkPolicy(shop, resources.User).Spec
+	if err := c.Update(ctx, held, client.DryRunAll); err != nil {
+		t.Fatalf("the API server refuses the update of the NetworkPolicy it holds: %v", err)
+	}
+
+	r := &ShopReconciler{Client: cached, APIReader: c, Scheme: sch}
+	for _, s := range []*shopv1.Shop{shop, unlabelled} {
+		p, err := r.scrapersRefused(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p != nil {
+			t.Fatalf("%s: scrapers its NetworkPolicy holds, and may keep, refused: %s: %s", s.Name, p.Reason, p.Message)
+		}
+	}
+	// A Shop with the same scrapers and no NetworkPolicy yet: its NetworkPolicies would be
+	// refused, and so are its scrapers.
 	if p, err := r.scrapersRefused(ctx, other); err != nil || p == nil || p.Reason != ReasonChildRejected {
 		t.Fatalf("scrapers no new NetworkPolicy may hold: %v, %v; want ChildRejected", p, err)
 	}
