@@ -190,7 +190,7 @@ var secretOptions = []string{"tlscertificatekeyfilepassword", "sslclientcertific
 // result wraps err.
 func redactOptions(err error, uri string) error {
 	if err == nil {
-		return err
+		return nil
 	}
 	msg := err.Error()
 	for i := range len(uri) {
