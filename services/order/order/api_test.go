@@ -69,6 +69,8 @@ func TestOrdersAPI(t *testing.T) {
 		{"key not UTF-8", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "\xff\xfe"}, http.StatusBadRequest},
 		{"key with a control character", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", "a\x01b"}, http.StatusBadRequest},
 		{"key of 256 characters", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", strings.Repeat("k", 256)}, http.StatusBadRequest},
+		// Placed without a key, its retry with the same empty key would be a second order.
+		{"empty key", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", ""}, http.StatusBadRequest},
 	}
 	var first order.Order
 	for _, tt := range tests {

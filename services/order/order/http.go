@@ -35,8 +35,16 @@ func (a *App) placeOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	// Two keys are refused as a query parameter given twice is: the first would be used
 	// and the second said nothing of, though the client may have meant it.
-	if len(r.Header.Values(IdempotencyKeyHeader)) > 1 {
+	keys := r.Header.Values(IdempotencyKeyHeader)
+	if len(keys) > 1 {
 		web.RespondError(w, r, apperr.Validation(apperr.FieldError{Field: IdempotencyKeyHeader, Message: "must be given once"}))
+		return
+	}
+	// A key given empty is refused as a filter given empty is: placed without one, the
+	// request and its retry with the same (empty) key would make two orders, though the
+	// client sent a key to make the retry safe.
+	if len(keys) == 1 && keys[0] == "" {
+		web.RespondError(w, r, apperr.Validation(apperr.FieldError{Field: IdempotencyKeyHeader, Message: "must not be empty when given"}))
 		return
 	}
 	key := r.Header.Get(IdempotencyKeyHeader)
