@@ -119,29 +119,37 @@ type idempotencyKey struct {
 // claimKey records key for a new order id, or returns the one recorded first. The caller
 // holds the key's lock. A removal of the key's claim whose outcome is unknown (forgetKey)
 // is waited out first, until ctx ends: landing late, it would remove the claim read or made
-// now, and a retry with the key would place a second order.
+// now, and a retry with the key would place a second order. The sweep frees the key of a
+// placement it finishes without the key's lock (finishStale), so the claim found on the
+// insert may be gone by the read after it: the key is then free, and claimed again.
 func (s *store) claimKey(ctx context.Context, k idempotencyKey) (idempotencyKey, error) {
-	if err := s.keyRemovals.wait(ctx, k.ID, lateWriteWindow); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			// The wait, not the database, ran out of time: the 503 of an earlier request
-			// with the key still being settled. A claim's write that runs out of time is
-			// the database's (web.RespondError), as before.
-			return idempotencyKey{}, apperr.Unavailable(earlierStillSettled).Because(err)
+	for {
+		if err := s.keyRemovals.wait(ctx, k.ID, lateWriteWindow); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				// The wait, not the database, ran out of time: the 503 of an earlier request
+				// with the key still being settled. A claim's write that runs out of time is
+				// the database's (web.RespondError), as before.
+				return idempotencyKey{}, apperr.Unavailable(earlierStillSettled).Because(err)
+			}
+			return idempotencyKey{}, err
 		}
-		return idempotencyKey{}, err
+		err := s.writes.Do(ctx, func() error { _, err := s.keys.InsertOne(ctx, k); return err })
+		if err == nil {
+			return k, nil
+		}
+		if !mongodb.IsDuplicateKey(err) {
+			return idempotencyKey{}, err
+		}
+		var first idempotencyKey
+		err = s.keys.FindOne(ctx, bson.D{{Key: "_id", Value: k.ID}}).Decode(&first)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue // freed since the insert (the sweep): claim it again
+		}
+		if err != nil {
+			return idempotencyKey{}, err
+		}
+		return first, nil
 	}
-	err := s.writes.Do(ctx, func() error { _, err := s.keys.InsertOne(ctx, k); return err })
-	if err == nil {
-		return k, nil
-	}
-	if !mongodb.IsDuplicateKey(err) {
-		return idempotencyKey{}, err
-	}
-	var first idempotencyKey
-	if err := s.keys.FindOne(ctx, bson.D{{Key: "_id", Value: k.ID}}).Decode(&first); err != nil {
-		return idempotencyKey{}, err
-	}
-	return first, nil
 }
 
 // forgetKey removes the claim of idempotency key keyID for orderID, so that a retry with
