@@ -82,6 +82,14 @@ func (c *Config) Validate() error {
 	if c.RateLimitWindow > ratelimit.MaxWindow {
 		errs = append(errs, fmt.Errorf("RATE_LIMIT_WINDOW=%s: must be at most %s (a year)", c.RateLimitWindow, ratelimit.MaxWindow))
 	}
+	if c.RateLimitRequests >= 1 && c.RateLimitWindow > 0 && c.RateLimitWindow <= ratelimit.MaxWindow &&
+		int64(c.RateLimitWindow)/int64(c.RateLimitRequests) == 0 {
+		// The limiter spaces requests by RATE_LIMIT_WINDOW/RATE_LIMIT_REQUESTS in whole
+		// nanoseconds: it refuses a spacing of 0, and would otherwise stop the gateway with an
+		// error naming neither variable.
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_REQUESTS=%d: must be at most RATE_LIMIT_WINDOW in nanoseconds (%d for %s)",
+			c.RateLimitRequests, int64(c.RateLimitWindow), c.RateLimitWindow))
+	}
 	if c.RateLimitMaxClients < ratelimit.MinMaxClients {
 		errs = append(errs, fmt.Errorf("RATE_LIMIT_MAX_CLIENTS=%d: must be at least %d", c.RateLimitMaxClients, ratelimit.MinMaxClients))
 	}

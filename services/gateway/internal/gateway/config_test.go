@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,9 @@ func TestConfigErrors(t *testing.T) {
 		{name: "no requests allowed", environ: withServiceURLs("RATE_LIMIT_REQUESTS=0"), want: "RATE_LIMIT_REQUESTS"},
 		{name: "fewer clients tracked than the limiter's shards", environ: withServiceURLs("RATE_LIMIT_MAX_CLIENTS=63"), want: "RATE_LIMIT_MAX_CLIENTS=63: must be at least 64"},
 		{name: "a window too long to count in nanoseconds", environ: withServiceURLs("RATE_LIMIT_WINDOW=2562047h"), want: "RATE_LIMIT_WINDOW=2562047h0m0s: must be at most 8760h0m0s (a year)"},
+		// More requests than nanoseconds in the window: the limiter cannot space them.
+		{name: "more requests than nanoseconds in the window", environ: withServiceURLs("RATE_LIMIT_REQUESTS=2000000000", "RATE_LIMIT_WINDOW=1s"),
+			want: "RATE_LIMIT_REQUESTS=2000000000: must be at most RATE_LIMIT_WINDOW in nanoseconds (1000000000 for 1s)"},
 		{name: "no connection for a client", environ: withServiceURLs("MAX_CONNS_PER_CLIENT=0"), want: "MAX_CONNS_PER_CLIENT=0: must be at least 1"},
 		{name: "bad proxy CIDR", environ: withServiceURLs("TRUSTED_PROXIES=10.0.0.0/8,10.0.0.0/40"), want: "TRUSTED_PROXIES"},
 	}
@@ -62,4 +66,16 @@ func withServiceURLs(overrides ...string) []string {
 		}
 	}
 	return out
+}
+
+// TestConfigRateLimitUpToOneANanosecond: as many requests as nanoseconds in the window are
+// accepted, and the gateway is built with them.
+func TestConfigRateLimitUpToOneANanosecond(t *testing.T) {
+	var cfg Config
+	if err := config.LoadFrom(&cfg, withServiceURLs("RATE_LIMIT_REQUESTS=1000000000", "RATE_LIMIT_WINDOW=1s")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(&cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("New = %v, want the gateway of an accepted configuration", err)
+	}
 }
