@@ -22,6 +22,8 @@ func TestConfigLoad(t *testing.T) {
 		{"defaults", []string{uri}, ""},
 		{"no URI", nil, "MONGODB_URI must be set"},
 		{"not a connection string", []string{"MONGODB_URI=postgres://db/shop"}, "MONGODB_URI is not a valid MongoDB connection string"},
+		// The seed's name, when it is the one set, is the one named.
+		{"seed's URL not a connection string", []string{"MONGODB_URL=postgres://db/shop"}, "MONGODB_URL is not a valid MongoDB connection string"},
 		{"connect timeout 0", []string{uri, "MONGODB_CONNECT_TIMEOUT=0s"}, "MONGODB_CONNECT_TIMEOUT=0s: must be positive"},
 		{"connect timeout negative", []string{uri, "MONGODB_CONNECT_TIMEOUT=-1s"}, "MONGODB_CONNECT_TIMEOUT=-1s: must be positive"},
 		{"operation timeout negative", []string{uri, "MONGODB_OPERATION_TIMEOUT=-1s"}, "MONGODB_OPERATION_TIMEOUT=-1s: must be positive"},

@@ -66,10 +66,19 @@ func (c Config) validateURI() error {
 		return errors.New("MONGODB_URI must be set (MONGODB_URL is accepted too)")
 	}
 	if _, err := storeuri.ParseMongoDB(uri); err != nil {
-		// The driver's message may quote the password: do not repeat it.
-		return errors.New("MONGODB_URI is not a valid MongoDB connection string")
+		// The driver's message may quote the password: do not repeat it. The variable named is
+		// the one the URI came from: the seed's MONGODB_URL when MONGODB_URI is empty.
+		return fmt.Errorf("%s is not a valid MongoDB connection string", c.uriVariable())
 	}
 	return nil
+}
+
+// uriVariable names the variable ConnectionURI comes from.
+func (c Config) uriVariable() string {
+	if c.URI == "" && c.LegacyURL != "" {
+		return "MONGODB_URL"
+	}
+	return "MONGODB_URI"
 }
 
 // DatabaseName is Database, else the database in the URI's path, else fallback.
