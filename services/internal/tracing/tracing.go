@@ -16,7 +16,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
+	"unicode"
 
 	"github.com/go-logr/logr"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -40,6 +43,9 @@ func Setup(ctx context.Context, service string) (Shutdown, error) {
 		propagation.TraceContext{}, propagation.Baggage{}))
 
 	on, err := exportEnabled(os.Getenv)
+	if err == nil && on {
+		err = checkExporterHeaders(os.Getenv)
+	}
 	if err != nil || !on {
 		return func(context.Context) error { return nil }, err
 	}
@@ -169,4 +175,51 @@ func NewSpanContext() trace.SpanContext {
 		binary.BigEndian.PutUint64(sid[:], rand.Uint64())
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+}
+
+// checkExporterHeaders refuses OTEL_EXPORTER_OTLP_HEADERS or
+// OTEL_EXPORTER_OTLP_TRACES_HEADERS holding an entry the exporter would drop: one with no
+// "=", a name that is not an HTTP token, or a value with a bad %-escape. The exporter
+// would log such an entry whole at ERROR (its "input" or "value": most often the
+// credentials the headers are there for, "Authorization: Bearer …" written with a colon)
+// and send every export without it. The error names the variable and the entry by its
+// position (and its name when it is one), never its value. An empty entry (a trailing
+// comma) drops nothing and is let through.
+func checkExporterHeaders(getenv func(string) string) error {
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
+		for i, entry := range strings.Split(strings.TrimSpace(getenv(name)), ",") {
+			if strings.TrimSpace(entry) == "" {
+				continue
+			}
+			key, value, found := strings.Cut(entry, "=")
+			key = strings.TrimSpace(key)
+			switch {
+			case !found:
+				return fmt.Errorf("%s: entry %d has no \"=\": want name=value pairs separated by \",\" (the entry not shown)", name, i+1)
+			case !validHeaderName(key):
+				// Not quoted: "Authorization: Bearer <token>=" has its token in what
+				// precedes the "=".
+				return fmt.Errorf("%s: the name of entry %d is not an HTTP header name (the entry not shown)", name, i+1)
+			}
+			if _, err := url.PathUnescape(value); err != nil {
+				return fmt.Errorf("%s: the value of entry %d (%s) is not valid %%-escaped text (the value not shown)", name, i+1, key)
+			}
+		}
+	}
+	return nil
+}
+
+// validHeaderName reports whether s is an HTTP token, as the exporter requires of a name.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		token := c <= unicode.MaxASCII &&
+			(unicode.IsLetter(c) || unicode.IsDigit(c) || strings.ContainsRune("!#$%&'*+-.^_`|~", c))
+		if !token {
+			return false
+		}
+	}
+	return true
 }

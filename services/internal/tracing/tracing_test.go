@@ -113,3 +113,65 @@ func TestSetupLogsOpenTelemetryMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestSetupRefusesHeadersItWouldLog: OTEL_EXPORTER_OTLP_HEADERS (or its traces' own
+// variable) with an entry the exporter cannot read stops the service at start, naming the
+// variable, and neither the error nor the log shows the credentials the entry holds. The
+// exporter would log the entry whole at ERROR and send every export without it.
+func TestSetupRefusesHeadersItWouldLog(t *testing.T) {
+	const secret = "s3cret-t0ken"
+	tests := []struct {
+		name, variable, value, want string
+	}{
+		{"a colon for the =", "OTEL_EXPORTER_OTLP_HEADERS", "Authorization: Bearer " + secret, "entry 1 has no \"=\""},
+		{"a colon and an = in the token", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=shop,Authorization: Basic " + secret + "==", "the name of entry 2 is not an HTTP header name"},
+		{"a bad escape", "OTEL_EXPORTER_OTLP_HEADERS", "api-key=" + secret + "%zz", "the value of entry 1 (api-key) is not valid %-escaped text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+			t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+			t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "")
+			t.Setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")
+			t.Setenv(tt.variable, tt.value)
+			keepTracerProvider(t)
+			var out bytes.Buffer
+			SetLogger(logging.NewTo(&out, "test", slog.LevelInfo))
+			shutdown, err := Setup(context.Background(), "test")
+			if shutdown != nil {
+				defer func() { _ = shutdown(context.Background()) }()
+			}
+			if strings.Contains(out.String(), secret) {
+				t.Errorf("log shows the header's credentials: %s", out.String())
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.variable+": "+tt.want) {
+				t.Fatalf("Setup = %v, want an error naming %s and saying %q", err, tt.variable, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q shows the header's credentials", err)
+			}
+		})
+	}
+}
+
+// TestSetupTakesWellFormedHeaders: headers as the exporter reads them (spaces around the
+// names and values, %-escapes, a trailing comma) start the service.
+func TestSetupTakesWellFormedHeaders(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", " Authorization = Bearer%20abc , x-tenant=shop,")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")
+	keepTracerProvider(t)
+	shutdown, err := Setup(context.Background(), "test")
+	if err != nil {
+		t.Fatalf("Setup = %v, want the headers taken", err)
+	}
+	_ = shutdown(context.Background())
+}
+
+// keepTracerProvider puts back, when the test ends, the tracer provider a Setup of the test
+// may replace.
+func keepTracerProvider(t *testing.T) {
+	prev := otel.GetTracerProvider()
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+}
