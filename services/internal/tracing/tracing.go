@@ -12,6 +12,7 @@ package tracing
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -30,6 +31,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 )
 
 // Shutdown flushes and stops the exporter; it is a no-op when export is off.
@@ -44,7 +47,7 @@ func Setup(ctx context.Context, service string) (Shutdown, error) {
 
 	on, err := exportEnabled(os.Getenv)
 	if err == nil && on {
-		err = checkExporterHeaders(os.Getenv)
+		err = errors.Join(checkExporterEndpoint(os.Getenv), checkExporterHeaders(os.Getenv))
 	}
 	if err != nil || !on {
 		return func(context.Context) error { return nil }, err
@@ -175,6 +178,39 @@ func NewSpanContext() trace.SpanContext {
 		binary.BigEndian.PutUint64(sid[:], rand.Uint64())
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+}
+
+// checkExporterEndpoint refuses an OTLP endpoint the exporter cannot send to: the traces'
+// own OTEL_EXPORTER_OTLP_TRACES_ENDPOINT when set, which wins, else
+// OTEL_EXPORTER_OTLP_ENDPOINT. It must be an http or https URL with a host. The exporter
+// takes the host of whatever url.Parse makes of it: "collector:4318" (the form the gRPC
+// exporter takes) parses as the scheme "collector" with no host, and every export then
+// fails with an error naming neither the variable nor the value, while the service
+// started as if tracing worked; a value url.Parse refuses is logged and the exporter sends
+// to https://localhost:4318 instead. The error names the variable, its password hidden.
+func checkExporterEndpoint(getenv func(string) string) error {
+	name := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	v := getenv(name)
+	if strings.TrimSpace(v) == "" {
+		name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+		v = getenv(name)
+	}
+	u, err := url.Parse(strings.TrimSpace(v))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s=%q: want an http or https URL with a host, such as http://collector:4318", name, shownURL(v))
+	}
+	return nil
+}
+
+// shownURL is raw as written, or with its password hidden when it has one
+// (storeuri.RedactURL, which writes a URL it parsed again: " " would read "%20").
+func shownURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		if _, has := u.User.Password(); !has {
+			return raw
+		}
+	}
+	return storeuri.RedactURL(raw)
 }
 
 // checkExporterHeaders refuses OTEL_EXPORTER_OTLP_HEADERS or

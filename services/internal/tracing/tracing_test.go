@@ -175,3 +175,50 @@ func keepTracerProvider(t *testing.T) {
 	prev := otel.GetTracerProvider()
 	t.Cleanup(func() { otel.SetTracerProvider(prev) })
 }
+
+// TestSetupRefusesEndpointItCannotSendTo: an OTLP endpoint that is no http or https URL with
+// a host stops the service at start, naming the variable the exporter reads it from (the
+// traces' own one wins), its password hidden; the exporter would start and fail every
+// export with an error naming neither ("collector:4318" is the scheme "collector" with no
+// host), or send to https://localhost:4318 instead of a URL it cannot parse.
+func TestSetupRefusesEndpointItCannotSendTo(t *testing.T) {
+	tests := []struct {
+		name            string
+		endpoint, trace string // OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+		want            string // "" when taken
+	}{
+		{name: "host and port", endpoint: "collector:4318", want: `OTEL_EXPORTER_OTLP_ENDPOINT="collector:4318": want an http or https URL`},
+		{name: "traces' host and port", trace: "localhost:4318", want: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="localhost:4318": want`},
+		{name: "traces' own wins over a good one", endpoint: "http://c:4318", trace: "c:4318", want: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="},
+		{name: "blank", endpoint: " ", want: `OTEL_EXPORTER_OTLP_ENDPOINT=" ": want`},
+		{name: "no host", endpoint: "http://", want: `OTEL_EXPORTER_OTLP_ENDPOINT="http://": want`},
+		{name: "gRPC scheme", endpoint: "grpc://c:4317", want: "OTEL_EXPORTER_OTLP_ENDPOINT="},
+		{name: "unparsable, password hidden", endpoint: "https://u:s3cret@[c", want: `OTEL_EXPORTER_OTLP_ENDPOINT="https://u:xxxxx@[c": want`},
+		{name: "http", endpoint: "http://collector:4318"},
+		{name: "https with a path", endpoint: "HTTPS://collector/otlp"},
+		{name: "a host and port for other signals, traces' own URL", endpoint: "collector:4317", trace: "http://collector:4318/v1/traces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", tt.endpoint)
+			t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", tt.trace)
+			keepTracerProvider(t)
+			shutdown, err := Setup(context.Background(), "test")
+			if shutdown != nil {
+				defer func() { _ = shutdown(context.Background()) }()
+			}
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Setup = %v, want the endpoint taken", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Setup = %v, want an error saying %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+}
