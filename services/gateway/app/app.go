@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
@@ -51,9 +52,25 @@ func Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The drain of the requests in flight and the flush of the last spans share one
+	// SHUTDOWN_TIMEOUT, counted from ctx's end, as in every service of the kit (service.Runtime):
+	// the pod's grace period is sized for one.
+	var stopMu sync.Mutex
+	var stopBy time.Time
+	context.AfterFunc(ctx, func() {
+		stopMu.Lock()
+		defer stopMu.Unlock()
+		stopBy = time.Now().Add(cfg.ShutdownTimeout)
+	})
 	// A flush of the last spans that fails is a failed shutdown step: a non-zero exit.
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		stopMu.Lock()
+		deadline := stopBy
+		stopMu.Unlock()
+		if deadline.IsZero() { // Run failed before ctx ended
+			deadline = time.Now().Add(cfg.ShutdownTimeout)
+		}
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		if serr := shutdownTracing(sctx); serr != nil {
 			err = errors.Join(err, fmt.Errorf("shutdown tracing: %w", serr))

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+	"go.opentelemetry.io/otel"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
@@ -272,5 +273,68 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestRunStopsWithinShutdownTimeout: the drain of the requests in flight and the flush of the
+// last spans share one SHUTDOWN_TIMEOUT, counted from the context's end, as in every service
+// of the kit: a request that holds the drain to its end and a collector that does not answer
+// take the gateway no longer than that to stop, which the pod's grace period is sized for.
+func TestRunStopsWithinShutdownTimeout(t *testing.T) {
+	const shutdownTimeout = 2 * time.Second
+	release := make(chan struct{}) // closed before the servers close, which wait for their handlers
+	collector := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select { // a collector that takes the spans' request and never answers
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer collector.Close()
+	arrived := make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select { // a request in flight past the shutdown's end
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer up.Close()
+	defer close(release)
+	port := testenv.FreePort(t)
+	setEnv(t, port, "", up.URL)
+	t.Setenv("SHUTDOWN_TIMEOUT", shutdownTimeout.String())
+	t.Setenv("UPSTREAM_TIMEOUT", "30s")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	prev := otel.GetTracerProvider()
+	defer otel.SetTracerProvider(prev)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx) }()
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	getEventually(t, base+"/healthz")
+	go func() {
+		if res, err := http.Get(base + "/user/users/42"); err == nil {
+			_ = res.Body.Close()
+		}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the service")
+	}
+
+	cancel()
+	start := time.Now()
+	select {
+	case err := <-done:
+		t.Logf("Run = %v", err) // the request cut short, an error: its outcome is not what is checked
+	case <-time.After(4 * shutdownTimeout):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > shutdownTimeout+shutdownTimeout/2 {
+		t.Errorf("Run took %s to stop after the context ended, want about SHUTDOWN_TIMEOUT (%s)", took.Round(10*time.Millisecond), shutdownTimeout)
 	}
 }
