@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
@@ -69,7 +70,7 @@ func newPeers(userURL, productURL, paymentURL string, timeout time.Duration) (*p
 func peerURL(name, value string) (*url.URL, error) {
 	u, err := config.ParseServiceURL(value)
 	if err != nil {
-		return nil, fmt.Errorf("%s=%q: %w", name, value, err)
+		return nil, fmt.Errorf("%s=%q: %w", name, storeuri.RedactURL(value), err)
 	}
 	return u, nil
 }

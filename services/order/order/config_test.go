@@ -24,6 +24,9 @@ func TestConfigLoad(t *testing.T) {
 		{"ftp peer", []string{"USER_SERVICE_URL=ftp://user:21"}, `USER_SERVICE_URL="ftp://user:21": want an absolute http or https URL`},
 		{"no scheme", []string{"PRODUCT_SERVICE_URL=product:8080"}, `PRODUCT_SERVICE_URL="product:8080": want an absolute http or https URL`},
 		{"query", []string{"PRODUCT_SERVICE_URL=http://product:8080?x=1"}, `PRODUCT_SERVICE_URL="http://product:8080?x=1": want no query or fragment`},
+		// The password of a URL refused is not shown, nor any piece of it.
+		{"query, password hidden", []string{"USER_SERVICE_URL=http://svc:s3cret@user:8080?x=1"}, `USER_SERVICE_URL="http://svc:xxxxx@user:8080?x=1": want no query or fragment`},
+		{"unparsable, password hidden", []string{"USER_SERVICE_URL=http://svc:s3cr/et@user:8080"}, `USER_SERVICE_URL="http://svc:xxxxx@user:8080": invalid port`},
 		{"peer timeout negative", []string{"PEER_TIMEOUT=-1s"}, "PEER_TIMEOUT=-1s: must be positive"},
 		// 0 is no timeout at all in an http.Client: a hung peer would hold the request.
 		{"peer timeout 0", []string{"PEER_TIMEOUT=0s"}, "PEER_TIMEOUT=0s: must be positive"},
@@ -51,6 +54,11 @@ func TestConfigLoad(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("LoadFrom = %v, want an error saying %q", err, tt.wantErr)
+			}
+			for _, secret := range []string{"s3cret", "s3cr/et", "s3cr", "et@user"} {
+				if err != nil && strings.Contains(err.Error(), secret) {
+					t.Errorf("LoadFrom = %v, which shows the password", err)
+				}
 			}
 		})
 	}

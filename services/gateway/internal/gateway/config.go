@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/clientip"
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/ratelimit"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
@@ -70,7 +71,7 @@ func (c *Config) Validate() error {
 		{"PAYMENT_SERVICE_URL", c.PaymentServiceURL},
 	} {
 		if _, err := parseServiceURL(u.value); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", u.name, u.value, err))
+			errs = append(errs, fmt.Errorf("%s=%q: %w", u.name, storeuri.RedactURL(u.value), err))
 		}
 	}
 	if c.RateLimitRequests < 1 {

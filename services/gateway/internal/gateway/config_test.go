@@ -35,6 +35,10 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{name: "service URL missing", environ: serviceURLs[1:], want: "USER_SERVICE_URL"},
 		{name: "service URL not absolute", environ: withServiceURLs("ORDER_SERVICE_URL=order:8080"), want: "ORDER_SERVICE_URL"},
+		{name: "service URL with a query, password hidden", environ: withServiceURLs("ORDER_SERVICE_URL=http://gw:s3cret@order:8080/?x=1"),
+			want: `ORDER_SERVICE_URL="http://gw:xxxxx@order:8080/?x=1": want no query or fragment`},
+		{name: "service URL unparsable, password hidden", environ: withServiceURLs("ORDER_SERVICE_URL=http://gw:s3cr/et@order:8080"),
+			want: `ORDER_SERVICE_URL="http://gw:xxxxx@order:8080": invalid port`},
 		{name: "window not a duration", environ: withServiceURLs("RATE_LIMIT_WINDOW=900000"), want: "RATE_LIMIT_WINDOW"},
 		{name: "no requests allowed", environ: withServiceURLs("RATE_LIMIT_REQUESTS=0"), want: "RATE_LIMIT_REQUESTS"},
 		{name: "fewer clients tracked than the limiter's shards", environ: withServiceURLs("RATE_LIMIT_MAX_CLIENTS=63"), want: "RATE_LIMIT_MAX_CLIENTS=63: must be at least 64"},
@@ -51,6 +55,9 @@ func TestConfigErrors(t *testing.T) {
 			err := config.LoadFrom(&cfg, tt.environ)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one naming %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "s3cr") {
+				t.Errorf("error %v shows the password", err)
 			}
 		})
 	}

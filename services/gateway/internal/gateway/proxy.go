@@ -15,6 +15,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 )
 
 // service is one upstream of the gateway.
@@ -46,7 +48,7 @@ func services(cfg *Config) ([]service, error) {
 	for _, s := range list {
 		u, err := parseServiceURL(s.rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("%s service URL %q: %w", s.name, s.rawURL, err)
+			return nil, fmt.Errorf("%s service URL %q: %w", s.name, storeuri.RedactURL(s.rawURL), err)
 		}
 		out = append(out, service{
 			name:     s.name,
