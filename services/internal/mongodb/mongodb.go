@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -115,7 +116,27 @@ func Connect(ctx context.Context, cfg Config, defaultDatabase string) (*mongo.Da
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("mongodb ping: %w", storeuri.RedactError(err, cfg.ConnectionURI()))
 	}
-	return client.Database(cfg.DatabaseName(defaultDatabase)), nil
+	db := client.Database(cfg.DatabaseName(defaultDatabase))
+	// The ping is the admin database's: a database name the server refuses (my.shop on
+	// MongoDB, anything but letters, digits, _ and - on FerretDB) would pass it, and the
+	// service serve, ready, a 500 to every request. The server says here what it takes.
+	if _, err := db.ListCollectionNames(pctx, bson.D{}); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("mongodb database %q (%s): %w", db.Name(), cfg.databaseSource(),
+			storeuri.RedactError(err, cfg.ConnectionURI()))
+	}
+	return db, nil
+}
+
+// databaseSource says where DatabaseName took the name from, for an error about it.
+func (c Config) databaseSource() string {
+	if c.Database != "" {
+		return "MONGODB_DATABASE"
+	}
+	if cs, err := storeuri.ParseMongoDB(c.ConnectionURI()); err == nil && cs.Database != "" {
+		return "the path of " + c.uriVariable()
+	}
+	return "the service's default"
 }
 
 // Check is the readiness check of db: a ping of its server.

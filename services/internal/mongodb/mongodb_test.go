@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,6 +234,30 @@ func TestConnect(t *testing.T) {
 			}
 			if err := mongodb.Check(db).Run(context.Background()); err != nil {
 				t.Errorf("readiness: %v", err)
+			}
+		})
+	}
+
+	// A database name the server refuses stops the service at start, naming where the name
+	// came from: the ping, the admin database's, would pass, and every request fail.
+	for _, tt := range []struct {
+		name string
+		cfg  mongodb.Config
+		want string
+	}{
+		{"MONGODB_DATABASE with a dot", mongodb.Config{URI: uri, Database: "my.shop"}, `mongodb database "my.shop" (MONGODB_DATABASE): `},
+		{"MONGODB_DATABASE with a space", mongodb.Config{URI: uri, Database: "my shop"}, `mongodb database "my shop" (MONGODB_DATABASE): `},
+		{"the URI's path", mongodb.Config{URI: testenv.MongoURIFor(t, "my.shop")}, `mongodb database "my.shop" (the path of MONGODB_URI): `},
+	} {
+		t.Run("refused name, "+tt.name, func(t *testing.T) {
+			tt.cfg.ConnectTimeout, tt.cfg.OperationTimeout = 5*time.Second, 5*time.Second
+			db, err := mongodb.Connect(context.Background(), tt.cfg, "fallback")
+			if err == nil {
+				_ = db.Client().Disconnect(context.Background())
+				t.Fatalf("Connect to database %q succeeded, want the name refused", db.Name())
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Connect = %v, want an error saying %q", err, tt.want)
 			}
 		})
 	}
