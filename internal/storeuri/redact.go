@@ -201,14 +201,8 @@ func redactOptions(err error, uri string) error {
 		if end := strings.IndexAny(pair, "&;"); end >= 0 {
 			pair = pair[:end]
 		}
-		key, value, ok := strings.Cut(pair, "=")
-		if !ok || value == "" {
-			continue
-		}
-		if k, kerr := url.QueryUnescape(key); kerr == nil {
-			key = k
-		}
-		if !slices.Contains(secretOptions, strings.ToLower(key)) {
+		name, value := optionName(pair)
+		if value == "" || !slices.Contains(secretOptions, name) {
 			continue
 		}
 		msg = strings.ReplaceAll(msg, strconv.Quote(value), `"xxxxx"`)

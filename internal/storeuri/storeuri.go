@@ -58,14 +58,10 @@ func withoutSRV(rest string) (string, error) {
 	}
 	path, query, hasQuery := strings.Cut(pathAndQuery, "?")
 	if hasQuery {
-		// Options as the driver reads them: separated by "&" or ";", names %-escaped.
+		// Options as the driver splits them: separated by "&" or ";".
 		var kept []string
 		for _, opt := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
-			key, _, _ := strings.Cut(opt, "=")
-			if k, err := url.QueryUnescape(key); err == nil {
-				key = k
-			}
-			if k := strings.ToLower(key); k != "srvmaxhosts" && k != "srvservicename" {
+			if name, _ := optionName(opt); name != "srvmaxhosts" && name != "srvservicename" {
 				kept = append(kept, opt)
 			}
 		}
@@ -93,4 +89,14 @@ func CheckAMQP(raw string) error {
 		return RedactError(fmt.Errorf("port %d is not between 1 and 65535", uri.Port), raw)
 	}
 	return nil
+}
+
+// optionName is the name of opt, one option of a MongoDB URI ("name=value"), as the driver
+// reads it: %-escapes decoded, in lower case; and its value as written.
+func optionName(opt string) (name, value string) {
+	name, value, _ = strings.Cut(opt, "=")
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	return strings.ToLower(name), value
 }
