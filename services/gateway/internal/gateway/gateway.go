@@ -400,13 +400,10 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		dropTrailers(&req.Header)
 	}
 	if hasHopHeader(req.Header.All()) {
+		// The client's close stays, for dropBody, which reads it when the request is answered
+		// without its body (429, 400): such a body is not read on. The service never gets it
+		// (ResetConnectionClose before the request is sent).
 		dropHopHeaders(&req.Header)
-		if clientClose {
-			// Deleting Connection cleared the client's close, which dropBody reads when the
-			// request is answered without its body (429, 400): such a body is not read on.
-			// The service never gets it (ResetConnectionClose before the request is sent).
-			req.Header.SetConnectionClose()
-		}
 	}
 	requestID := requestIDOf(&req.Header)
 	// Set replaces only the first of several: the service gets this one alone.

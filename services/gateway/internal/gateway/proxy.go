@@ -178,6 +178,8 @@ var hopHeaders = []string{
 type headers interface {
 	PeekAll(key string) [][]byte
 	Del(key string)
+	ConnectionClose() bool
+	SetConnectionClose()
 }
 
 // hasHopHeader reports whether the fields all yields (a header's All) include one of
@@ -200,9 +202,11 @@ func hasHopHeader(all iter.Seq2[[]byte, []byte]) bool {
 
 // dropHopHeaders removes the hop-by-hop headers of h: the standard ones, and those its
 // Connection header names (RFC 9110, section 7.6.1), which concern one connection only and
-// so must not cross the gateway, in either direction. Connection itself (its close is the
-// caller's to handle) goes too.
+// so must not cross the gateway, in either direction. Connection itself goes too, but not
+// the close it said: fasthttp clears that with the field, and the message's connection is
+// still to be closed after it (whether the close crosses the gateway is the caller's to say).
 func dropHopHeaders(h headers) {
+	closing := h.ConnectionClose()
 	var named []string
 	for _, v := range h.PeekAll("Connection") {
 		for tok := range bytes.SplitSeq(v, []byte(",")) {
@@ -220,6 +224,9 @@ func dropHopHeaders(h headers) {
 	h.Del("Connection")
 	for _, k := range hopHeaders {
 		h.Del(k)
+	}
+	if closing {
+		h.SetConnectionClose()
 	}
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -85,5 +87,37 @@ func TestHasHopHeader(t *testing.T) {
 	closing.SetConnectionClose()
 	if !hasHopHeader(closing.All()) {
 		t.Error("request with Connection: close: not found")
+	}
+}
+
+// TestDropHopHeaders: the hop-by-hop fields of a request and of an answer go, with those
+// their Connection names, and the others stay; a Connection: close goes as a field but the
+// message still says its connection closes after it.
+func TestDropHopHeaders(t *testing.T) {
+	const fields = "Connection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\n"
+	var req fasthttp.RequestHeader
+	if err := req.Read(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: shop\r\n" + fields + "\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.ResponseHeader
+	if err := resp.Read(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + fields + "\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range map[string]interface {
+		headers
+		Peek(key string) []byte
+	}{"request": &req, "answer": &resp} {
+		dropHopHeaders(h)
+		for _, hop := range []string{"X-Hop", "Keep-Alive"} {
+			if v := h.Peek(hop); v != nil {
+				t.Errorf("%s: %s: %q is still there", name, hop, v)
+			}
+		}
+		if v := string(h.Peek("X-Kept")); v != "2" {
+			t.Errorf("%s: X-Kept = %q, want 2", name, v)
+		}
+		if !h.ConnectionClose() {
+			t.Errorf("%s: Connection: close was forgotten with the field", name)
+		}
 	}
 }
