@@ -103,6 +103,13 @@ func (p *Patch) Normalize() error {
 // currencyCode is a code as a client may send it: three ASCII letters, either case.
 var currencyCode = regexp.MustCompile(`^[A-Za-z]{3}$`)
 
+// currencySpace is the white space trimmed around a currency code, as openapi.yaml's
+// pattern for it allows: space, tab, line feed, form feed and carriage return, which `\s`
+// matches in every regular-expression dialect (Go's, ECMAScript's). strings.TrimSpace also
+// trims Unicode's (a no-break space, U+0085), which a client checking the document would
+// refuse.
+const currencySpace = " \t\n\f\r"
+
 func checkName(v *apperr.Validator, name string) {
 	n := utf8.RuneCountInString(name)
 	if v.Check(n >= 1 && n <= MaxNameLength, "name", fmt.Sprintf("must be 1 to %d characters", MaxNameLength)) {
@@ -124,7 +131,7 @@ func checkPrice(v *apperr.Validator, cents int64) {
 // It is checked before it is upper-cased: strings.ToUpper maps some letters beyond ASCII
 // to ASCII ones ("ſ", U+017F, to "S"), so "uſd" would pass as USD.
 func normalizeCurrency(v *apperr.Validator, c string) string {
-	c = strings.TrimSpace(c)
+	c = strings.Trim(c, currencySpace)
 	if !v.Check(currencyCode.MatchString(c), "currency", "must be a 3-letter ISO 4217 code such as USD") {
 		return c
 	}

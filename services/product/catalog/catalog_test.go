@@ -50,6 +50,12 @@ func TestNewProductNormalize(t *testing.T) {
 			NewProduct{}, "name,priceCents,stock"},
 		{"negative price", NewProduct{Name: "x", PriceCents: -5, Currency: "USD"}, NewProduct{}, "priceCents"},
 		{"currency with a digit", NewProduct{Name: "x", PriceCents: 5, Currency: "US1"}, NewProduct{}, "currency"},
+		// Only the white space openapi.yaml's pattern allows around the code is trimmed.
+		{"currency after form feed and CR LF", NewProduct{Name: "x", PriceCents: 5, Currency: "\f\r\nusd \t"},
+			NewProduct{Name: "x", PriceCents: 5, Currency: "USD"}, ""},
+		{"currency after a no-break space", NewProduct{Name: "x", PriceCents: 5, Currency: "\u00a0usd"}, NewProduct{}, "currency"},
+		{"currency before a next line", NewProduct{Name: "x", PriceCents: 5, Currency: "usd\u0085"}, NewProduct{}, "currency"},
+		{"currency after a vertical tab", NewProduct{Name: "x", PriceCents: 5, Currency: "\vusd"}, NewProduct{}, "currency"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

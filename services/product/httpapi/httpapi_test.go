@@ -148,6 +148,11 @@ func testProducts(t *testing.T, c *apitest.Client) {
 		t.Errorf("defaults: got currency %q stock %d description %q, want USD 0 \"\"",
 			defaulted.Currency, defaulted.Stock, defaulted.Description)
 	}
+	// Around a currency, white space the document's pattern does not allow (a no-break space)
+	// is refused, not trimmed: apitest would fail a 201 the document refuses.
+	if res := c.Request(t, http.MethodPost, "/products", `{"name": "Cup", "priceCents": 99, "currency": "\u00a0usd"}`); res.Status != http.StatusBadRequest {
+		t.Errorf("currency after a no-break space: %d %s, want 400", res.Status, res.Body)
+	}
 
 	path := "/products/" + created.ID
 	unknown := "/products/" + mongodb.NewID().Hex()
