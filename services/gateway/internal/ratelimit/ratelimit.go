@@ -33,8 +33,9 @@ const numShards = 64
 const evictionSample = 8
 
 // Key identifies a client. IPv4 addresses are kept whole; IPv6 addresses are reduced to their
-// /64 prefix, the block one subscriber usually holds, so that a client cannot escape its limit by
-// cycling through the addresses of its own network.
+// /64 prefix, the smallest block a network hands one subscriber, so that a client cannot escape
+// its limit by cycling through the addresses of its own network (one given a /56 or a /48 has
+// as many allowances as it has /64s).
 type Key [16]byte
 
 // KeyFor returns the key of a client address.
