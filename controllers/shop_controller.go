@@ -728,7 +728,8 @@ func (r *ShopReconciler) externalURI(ctx context.Context, shop *shopv1.Shop, fie
 }
 
 // observe reads the workload (Deployment or StatefulSet) of every component the Shop
-// should run and, for one that has not rolled out, its pods (stuckPod).
+// should run and, for one that has not rolled out, its pods (stuckPod); and, for a store,
+// whether its claim has grown to what it asks (claimGrowth).
 // recheck, when not zero, is when a pod now unready reaches its deadline.
 //
 // The workloads are read from the API server, not the cache: the cache may not yet hold
@@ -792,6 +793,10 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 		if err := read(store, 1); err != nil {
 			return nil, 0, err
 		}
+		state := &states[len(states)-1]
+		if state.Volume, state.VolumeFailed, err = r.claimGrowth(ctx, shop, store); err != nil {
+			return nil, 0, err
+		}
 	}
 	for _, app := range resources.Apps {
 		if err := read(app, resources.AppReplicas(shop, app)); err != nil {
@@ -799,6 +804,57 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 		}
 	}
 	return states, recheck, nil
+}
+
+// claimGrowth tells whether the claim of shop's store asks more than its volume holds: a
+// growth the cluster's resizer has yet to make (note says so), or one it failed to make
+// (failed: the claim's ControllerResizeError or NodeResizeError condition, or a growth it
+// found infeasible). note is empty when the volume holds what the claim asks, when the claim
+// is not bound (a new claim's volume is made at the size it asks), and when the claim is not
+// the Shop's (a ChildConflict, reported as such). The claim is read from the API server, as
+// the workloads are (observe): the cache may not yet hold the growth this reconcile has just
+// written. The note names no message of the resizer's, which may change at every attempt.
+func (r *ShopReconciler) claimGrowth(ctx context.Context, shop *shopv1.Shop, store string) (note string, failed bool, err error) {
+	claim := &corev1.PersistentVolumeClaim{}
+	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: resources.Name(shop, store)}, claim)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("get PersistentVolumeClaim %s: %w", resources.Name(shop, store), err)
+	case !metav1.IsControlledBy(claim, shop) || claim.Status.Phase != corev1.ClaimBound:
+		return "", false, nil
+	}
+	asked, ok := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+	held, bound := claim.Status.Capacity[corev1.ResourceStorage]
+	if !ok || !bound || asked.Cmp(held) <= 0 {
+		return "", false, nil
+	}
+	onNode := false
+	for _, c := range claim.Status.Conditions {
+		switch {
+		case c.Status != corev1.ConditionTrue:
+		case c.Type == corev1.PersistentVolumeClaimControllerResizeError, c.Type == corev1.PersistentVolumeClaimNodeResizeError:
+			failed = true
+		case c.Type == corev1.PersistentVolumeClaimFileSystemResizePending:
+			onNode = true
+		}
+	}
+	switch claim.Status.AllocatedResourceStatuses[corev1.ResourceStorage] {
+	case corev1.PersistentVolumeClaimControllerResizeInfeasible, corev1.PersistentVolumeClaimNodeResizeInfeasible:
+		failed = true
+	}
+	if failed {
+		return fmt.Sprintf("PersistentVolumeClaim %s failed to grow to %s from %s: kubectl describe pvc %s",
+			claim.Name, asked.String(), held.String(), claim.Name), true, nil
+	}
+	if onNode {
+		// The volume has grown; its file system grows on the node, at once where the driver
+		// can grow it in use, else when the store's pod next starts.
+		return fmt.Sprintf("PersistentVolumeClaim %s growing to %s from %s: its file system grows on the node, "+
+			"at the store's next start if its driver cannot grow it in use", claim.Name, asked.String(), held.String()), false, nil
+	}
+	return fmt.Sprintf("PersistentVolumeClaim %s growing to %s from %s", claim.Name, asked.String(), held.String()), false, nil
 }
 
 // writeStatus patches shop's status to status only when it changed, and records an Event

@@ -64,6 +64,10 @@ const (
 	// ReasonCredentialsInvalid (Degraded=True): a store's credentials Secret holds a value
 	// the store's configuration cannot carry.
 	ReasonCredentialsInvalid = "CredentialsInvalid"
+	// ReasonVolumeResizeFailed (Degraded=True): a store's claim asks more than its volume
+	// holds, and the cluster's resizer says it failed to grow it (the claim's
+	// ControllerResizeError or NodeResizeError condition, or a growth it finds infeasible).
+	ReasonVolumeResizeFailed = "VolumeResizeFailed"
 	// ReasonReconcileFailed (Degraded=True): the controller could not write or read the
 	// children for an error it retries with backoff (an API server or a webhook failing,
 	// say); the message is the error.
@@ -115,6 +119,11 @@ type ComponentState struct {
 	// why (stuckPod), or that the workload has failed to make a pod as long
 	// (failingCreate, replicaFailure); empty when neither.
 	Stuck string
+	// Volume, for a store, says that its claim asks more than its volume holds
+	// (claimGrowth): growing, or, with VolumeFailed, failed to grow. Empty when the volume
+	// holds what the claim asks, or the claim is not bound yet.
+	Volume       string
+	VolumeFailed bool
 }
 
 // workloadStatus is what a Deployment and a StatefulSet both report of their pods.
@@ -160,10 +169,12 @@ func (c ComponentState) ready() int32 {
 }
 
 // rolledOut tells whether the workload runs desired replicas of its current revision,
-// all available, with no old pod left (kubectl rollout status's rule).
+// all available, with no old pod left (kubectl rollout status's rule), and, for a store,
+// its volume holds what its claim asks: a raised storage.size changes the claim alone, and
+// is not done until the cluster's resizer has grown the volume.
 func (c ComponentState) rolledOut() bool {
 	s, ok := c.status()
-	if !ok || s.observedGeneration < s.generation || s.revisionsDiffer {
+	if !ok || s.observedGeneration < s.generation || s.revisionsDiffer || c.Volume != "" {
 		return false
 	}
 	return s.updated == c.Desired && s.replicas == s.updated && s.available == s.updated
@@ -379,7 +390,7 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 		Conditions:         append([]metav1.Condition(nil), shop.Status.Conditions...),
 		Components:         map[string]shopv1.ComponentStatus{},
 	}
-	var waiting, stalled []string
+	var waiting, stalled, resizeFailed []string
 	for _, c := range components {
 		ready := c.ready()
 		if c.Workload != nil && c.Name == resources.Gateway {
@@ -389,8 +400,15 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 		if msg, ok := c.stalled(); ok {
 			stalled = append(stalled, c.Name+": "+msg)
 		}
+		if c.VolumeFailed {
+			resizeFailed = append(resizeFailed, c.Name+": "+c.Volume)
+		}
 		if !c.rolledOut() {
-			waiting = append(waiting, fmt.Sprintf("%s (%d/%d)", c.Name, ready, c.Desired))
+			if c.Volume != "" {
+				waiting = append(waiting, fmt.Sprintf("%s (%d/%d, %s)", c.Name, ready, c.Desired, c.Volume))
+			} else {
+				waiting = append(waiting, fmt.Sprintf("%s (%d/%d)", c.Name, ready, c.Desired))
+			}
 		}
 	}
 
@@ -409,6 +427,8 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 		set(ConditionDegraded, true, problem.Reason, problem.Message)
 	case len(stalled) > 0:
 		set(ConditionDegraded, true, ReasonRolloutStalled, strings.Join(stalled, "; "))
+	case len(resizeFailed) > 0:
+		set(ConditionDegraded, true, ReasonVolumeResizeFailed, strings.Join(resizeFailed, "; "))
 	default:
 		set(ConditionDegraded, false, ReasonAsExpected, "no problem found")
 	}

@@ -390,7 +390,10 @@ type StorageSpec struct {
 	// Size of the volume. Raised, it grows the volume when the storage class allows
 	// expansion (allowVolumeExpansion); when the class does not, the API server forbids
 	// the claim's growth and the Shop is Degraded (ChildForbidden) until the size is set
-	// back. A claim not yet bound to a volume cannot grow: the Shop is Degraded
+	// back. Until the volume holds the size asked (the claim's capacity), the Shop is
+	// Progressing and not Ready; it is Degraded (VolumeResizeFailed) while the cluster's
+	// resizer reports that it failed to grow the volume. A claim not yet bound to a volume
+	// cannot grow: the Shop is Degraded
 	// (ChildRejected) until it is bound, or the size is set back. Any size below the
 	// claim's present one is accepted and leaves the claim as it is, since a claim never
 	// shrinks; the Shop's Events say so (StorageNotShrunk).
