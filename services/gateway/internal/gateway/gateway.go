@@ -437,6 +437,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 				attribute.String("http.route", r.pattern),
 				attribute.String("url.path", string(ctx.Path())),
 			))
+		// Inject writes a tracestate only when the span has one: the client's, sent with a
+		// traceparent that could not be continued (or none), would otherwise go on beside the
+		// new trace's traceparent, which W3C Trace Context forbids (a tracestate without its
+		// valid traceparent is discarded).
+		req.Header.Del("Tracestate")
 		propagator.Inject(sctx, carrier)
 		traceID = span.SpanContext().TraceID().String()
 	} else if logging && len(req.Header.Peek("Traceparent")) > 0 {
