@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Delivery is one received event.
@@ -364,9 +365,14 @@ func (c *Consumer) handle(conn *amqp.Connection, d amqp.Delivery, gone <-chan st
 	} else {
 		ctx = contextWithTraceparent(c.hardCx, traceparent)
 	}
-	// As web.Logger does for a request: the delivery's lines carry its trace, which the
-	// events its handling writes carry on.
-	log := c.log.With(slog.String("trace_id", trace.SpanContextFromContext(ctx).TraceID().String()))
+	// The request that caused the event, when it came with one: the handler's lines
+	// (web.LoggerFor), its calls and the events it writes name it on.
+	if id, _ := d.Headers[requestIDHeader].(string); web.ValidRequestID(id) {
+		ctx = web.WithRequestID(ctx, id)
+	}
+	// As web.Logger does for a request: the delivery's lines carry its request id and its
+	// trace, which the events its handling writes carry on.
+	log := web.LoggerFor(ctx, c.log)
 	held := time.Now()
 	var ackErr, err error
 	for try := 1; ; try++ {

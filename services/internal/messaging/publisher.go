@@ -34,6 +34,11 @@ type Message struct {
 	Body []byte
 	// Traceparent is the W3C trace context of the request that caused the event.
 	Traceparent string
+	// RequestID is the X-Request-ID of the request that caused the event, sent as the
+	// x-request-id header ("" for none): the consumer hands it to its handler
+	// (web.RequestID of its context), so that the lines logged about the event, and the
+	// requests its handling makes, name the request as the request's own lines do.
+	RequestID string
 	// Time the event happened; zero means now.
 	Time time.Time
 	// Mandatory asks the broker to return the message when no queue is bound for it.
@@ -94,6 +99,9 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (err error) {
 	headers := amqp.Table{}
 	if m.Traceparent != "" {
 		headers["traceparent"] = m.Traceparent
+	}
+	if m.RequestID != "" {
+		headers[requestIDHeader] = m.RequestID
 	}
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, Exchange, m.Type, m.Mandatory, false, amqp.Publishing{
 		ContentType:  "application/json",
@@ -284,6 +292,9 @@ func (p *Publisher) Close() {
 		p.ch = nil
 	}
 }
+
+// requestIDHeader is the message header carrying Message.RequestID.
+const requestIDHeader = "x-request-id"
 
 // Traceparent returns the W3C traceparent of the span in ctx, or "" when there is none,
 // for storing with an event that will be published later.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Field names in the documents.
@@ -42,12 +43,14 @@ type Event struct {
 	Type        string    `bson:"type"`
 	Body        string    `bson:"body"` // the JSON, kept byte for byte
 	Traceparent string    `bson:"traceparent,omitempty"`
+	RequestID   string    `bson:"requestId,omitempty"`
 	Time        time.Time `bson:"time"`
 	Mandatory   bool      `bson:"mandatory"`
 }
 
 // NewEvent makes an event of type typ with payload as its JSON body. Mandatory events
-// must reach a queue (see messaging.Message.Mandatory). ctx gives the traceparent.
+// must reach a queue (see messaging.Message.Mandatory). ctx gives the traceparent and the
+// request id (web.RequestID).
 func NewEvent(ctx context.Context, typ string, payload any, mandatory bool) (Event, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
@@ -58,6 +61,7 @@ func NewEvent(ctx context.Context, typ string, payload any, mandatory bool) (Eve
 		Type:        typ,
 		Body:        string(body),
 		Traceparent: messaging.Traceparent(ctx),
+		RequestID:   web.RequestID(ctx),
 		Time:        time.Now().UTC().Truncate(time.Millisecond),
 		Mandatory:   mandatory,
 	}, nil
@@ -587,7 +591,7 @@ func (r *Relay) relay(ctx context.Context, n notification) error {
 	for _, e := range events {
 		pubErr = r.pub.Publish(ctx, messaging.Message{
 			ID: e.ID, Type: e.Type, Body: []byte(e.Body),
-			Traceparent: e.Traceparent, Time: e.Time, Mandatory: e.Mandatory,
+			Traceparent: e.Traceparent, RequestID: e.RequestID, Time: e.Time, Mandatory: e.Mandatory,
 		})
 		if pubErr != nil {
 			break // the rest waits, to keep the order
