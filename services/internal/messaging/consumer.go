@@ -358,12 +358,13 @@ func (c *Consumer) handle(conn *amqp.Connection, d amqp.Delivery, gone <-chan st
 		attempt = int(n) + 1
 	}
 	traceparent, _ := d.Headers["traceparent"].(string)
+	tracestate, _ := d.Headers["tracestate"].(string)
 	var ctx context.Context
 	var span trace.Span
 	if tracing.Recording() {
-		ctx, span = startProcessSpan(c.hardCx, c.cfg.Queue, traceparent, d)
+		ctx, span = startProcessSpan(c.hardCx, c.cfg.Queue, traceparent, tracestate, d)
 	} else {
-		ctx = contextWithTraceparent(c.hardCx, traceparent)
+		ctx = contextWithTraceparent(c.hardCx, traceparent, tracestate)
 	}
 	// The request that caused the event, when it came with one: the handler's lines
 	// (web.LoggerFor), its calls and the events it writes name it on.

@@ -34,6 +34,10 @@ type Message struct {
 	Body []byte
 	// Traceparent is the W3C trace context of the request that caused the event.
 	Traceparent string
+	// Tracestate is the W3C tracestate of that trace ("" for none), sent beside
+	// Traceparent: the vendors' part of the trace context, which W3C Trace Context has go
+	// wherever the traceparent goes.
+	Tracestate string
 	// RequestID is the X-Request-ID of the request that caused the event, sent as the
 	// x-request-id header ("" for none): the consumer hands it to its handler
 	// (web.RequestID of its context), so that the lines logged about the event, and the
@@ -86,7 +90,7 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (err error) {
 	}
 	if tracing.Recording() {
 		var span trace.Span
-		m.Traceparent, span = startPublishSpan(ctx, m)
+		m.Traceparent, m.Tracestate, span = startPublishSpan(ctx, m)
 		defer func() { endPublishSpan(span, err) }()
 	}
 	ch, returns, err := p.channel(ctx)
@@ -99,6 +103,9 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (err error) {
 	headers := amqp.Table{}
 	if m.Traceparent != "" {
 		headers["traceparent"] = m.Traceparent
+		if m.Tracestate != "" {
+			headers["tracestate"] = m.Tracestate
+		}
 	}
 	if m.RequestID != "" {
 		headers[requestIDHeader] = m.RequestID
@@ -304,13 +311,30 @@ func Traceparent(ctx context.Context) string {
 	return carrier.Get("traceparent")
 }
 
+// Tracestate returns the W3C tracestate of the span in ctx, or "" when there is none, to
+// store beside Traceparent.
+func Tracestate(ctx context.Context) string {
+	return trace.SpanContextFromContext(ctx).TraceState().String()
+}
+
+// extractTraceContext returns ctx carrying the remote span context of traceparent and
+// tracestate, as a message carries them; ctx as it is when traceparent is "" or malformed.
+func extractTraceContext(ctx context.Context, traceparent, tracestate string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	carrier := propagation.MapCarrier{"traceparent": traceparent}
+	if tracestate != "" {
+		carrier["tracestate"] = tracestate
+	}
+	return propagation.TraceContext{}.Extract(ctx, carrier)
+}
+
 // contextWithTraceparent returns ctx carrying the remote span context of traceparent. A
 // delivery that brings none (or a malformed one) gets a trace of its own, not sampled, as an
 // HTTP request does (web.Mux): the events its handling writes carry it on.
-func contextWithTraceparent(ctx context.Context, traceparent string) context.Context {
-	if traceparent != "" {
-		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
-	}
+func contextWithTraceparent(ctx context.Context, traceparent, tracestate string) context.Context {
+	ctx = extractTraceContext(ctx, traceparent, tracestate)
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, tracing.NewSpanContext())
 	}

@@ -7,7 +7,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -23,13 +22,12 @@ import (
 // tracerName names the messaging spans' instrumentation.
 const tracerName = "github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 
-// startPublishSpan starts the span of publishing m: its parent is m.Traceparent, or the span of
-// ctx when m carries none. It returns the traceparent the message is to carry, the new span's.
-func startPublishSpan(ctx context.Context, m Message) (string, trace.Span) {
-	if m.Traceparent != "" {
-		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": m.Traceparent})
-	}
-	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+Exchange,
+// startPublishSpan starts the span of publishing m: its parent is m.Traceparent (with
+// m.Tracestate), or the span of ctx when m carries none. It returns the traceparent and
+// tracestate the message is to carry, the new span's.
+func startPublishSpan(ctx context.Context, m Message) (traceparent, tracestate string, span trace.Span) {
+	ctx = extractTraceContext(ctx, m.Traceparent, m.Tracestate)
+	ctx, span = otel.Tracer(tracerName).Start(ctx, "publish "+Exchange,
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			semconv.MessagingSystemRabbitMQ,
@@ -39,7 +37,7 @@ func startPublishSpan(ctx context.Context, m Message) (string, trace.Span) {
 			semconv.MessagingRabbitMQDestinationRoutingKey(m.Type),
 			semconv.MessagingMessageID(m.ID),
 		))
-	return Traceparent(ctx), span
+	return Traceparent(ctx), Tracestate(ctx), span
 }
 
 // endPublishSpan ends the span of a publish that returned err.
@@ -62,12 +60,10 @@ func endPublishSpan(span trace.Span, err error) {
 }
 
 // startProcessSpan starts the span of handling d from queue, the child of the span that
-// published it (d's traceparent; a delivery without one starts a trace). ctx is the
-// handlers' context.
-func startProcessSpan(ctx context.Context, queue, traceparent string, d amqp.Delivery) (context.Context, trace.Span) {
-	if traceparent != "" {
-		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
-	}
+// published it (d's traceparent and tracestate; a delivery without one starts a trace). ctx
+// is the handlers' context.
+func startProcessSpan(ctx context.Context, queue, traceparent, tracestate string, d amqp.Delivery) (context.Context, trace.Span) {
+	ctx = extractTraceContext(ctx, traceparent, tracestate)
 	return otel.Tracer(tracerName).Start(ctx, "process "+queue,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(

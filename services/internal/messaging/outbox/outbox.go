@@ -43,14 +43,15 @@ type Event struct {
 	Type        string    `bson:"type"`
 	Body        string    `bson:"body"` // the JSON, kept byte for byte
 	Traceparent string    `bson:"traceparent,omitempty"`
+	Tracestate  string    `bson:"tracestate,omitempty"`
 	RequestID   string    `bson:"requestId,omitempty"`
 	Time        time.Time `bson:"time"`
 	Mandatory   bool      `bson:"mandatory"`
 }
 
 // NewEvent makes an event of type typ with payload as its JSON body. Mandatory events
-// must reach a queue (see messaging.Message.Mandatory). ctx gives the traceparent and the
-// request id (web.RequestID).
+// must reach a queue (see messaging.Message.Mandatory). ctx gives the traceparent, the
+// tracestate and the request id (web.RequestID).
 func NewEvent(ctx context.Context, typ string, payload any, mandatory bool) (Event, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
@@ -61,6 +62,7 @@ func NewEvent(ctx context.Context, typ string, payload any, mandatory bool) (Eve
 		Type:        typ,
 		Body:        string(body),
 		Traceparent: messaging.Traceparent(ctx),
+		Tracestate:  messaging.Tracestate(ctx),
 		RequestID:   web.RequestID(ctx),
 		Time:        time.Now().UTC().Truncate(time.Millisecond),
 		Mandatory:   mandatory,
@@ -591,7 +593,7 @@ func (r *Relay) relay(ctx context.Context, n notification) error {
 	for _, e := range events {
 		pubErr = r.pub.Publish(ctx, messaging.Message{
 			ID: e.ID, Type: e.Type, Body: []byte(e.Body),
-			Traceparent: e.Traceparent, RequestID: e.RequestID, Time: e.Time, Mandatory: e.Mandatory,
+			Traceparent: e.Traceparent, Tracestate: e.Tracestate, RequestID: e.RequestID, Time: e.Time, Mandatory: e.Mandatory,
 		})
 		if pubErr != nil {
 			break // the rest waits, to keep the order
