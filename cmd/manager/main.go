@@ -67,6 +67,13 @@ func main() {
 	stallDeadline := flag.Duration("stall-deadline", controllers.DefaultPodReadyDeadline,
 		"how long a component's pod may stay unready, or a StatefulSet's pod missing, before the Shop is Degraded (RolloutStalled)")
 	flag.Parse()
+	// The flag package stops at the first argument that is no flag and leaves it and every
+	// one after it unread: a stray word (log-level=debug in the chart's extraArgs, say)
+	// would silently drop itself and the flags that follow it.
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "unexpected argument %q: the manager takes only flags (--name=value); it and those after it would be ignored\n", flag.Arg(0))
+		os.Exit(2)
+	}
 	if *stallDeadline <= 0 {
 		fmt.Fprintln(os.Stderr, "--stall-deadline must be positive")
 		os.Exit(2)
