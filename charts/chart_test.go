@@ -630,6 +630,14 @@ func TestTemplateRefuses(t *testing.T) {
 		{"arguments that are no list", []string{"extraArgs=--log-level=debug"}, "at '/extraArgs': got string, want array"},
 		{"a digest that is none", []string{"image.digest=latest"}, "at '/image/digest': 'latest' does not match pattern"},
 		{"a pull policy that is none", []string{"image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of"},
+		// --set key=null deletes the key: a value the templates cannot do without is refused
+		// (--leader-elect= stopped the manager at start; a null port or repository made a
+		// Deployment the API server or Helm's YAML parser refused without naming the value).
+		{"leader election unset", []string{"leaderElection.enabled=null"}, "at '/leaderElection': missing property 'enabled'"},
+		{"metrics unset", []string{"metrics.enabled=null"}, "at '/metrics': missing property 'enabled'"},
+		{"metrics port unset", []string{"metrics.port=null"}, "at '/metrics': missing property 'port'"},
+		{"image repository unset", []string{"image.repository=null"}, "at '/image': missing property 'repository'"},
+		{"ServiceAccount creation unset", []string{"serviceAccount.create=null"}, "at '/serviceAccount': missing property 'create'"},
 		// A misspelt key would be ignored: watchNamespace would install a cluster-wide operator.
 		{"a key the chart does not know", []string{"watchNamespace={tenant-a}"}, "additional properties 'watchNamespace' not allowed"},
 		{"a key inside one the chart does not know", []string{"leaderElection.enable=false"}, "at '/leaderElection': additional properties 'enable' not allowed"},
