@@ -974,3 +974,95 @@ func run(t *testing.T, name string, args ...string) ([]byte, error) {
 	defer cancel()
 	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
+
+// TestUpgradeBackToEveryNamespace runs the README's upgrade that takes a release watching
+// some namespaces back to every namespace, with --reuse-values as it is written, against a
+// real kube-apiserver: the Deployment must lose --watch-namespaces and the manager its
+// RoleBindings for a ClusterRoleBinding. (With --reuse-values, --set watchNamespaces=null
+// kept the old list: Helm drops a null key and falls back to the old release's values.)
+func TestUpgradeBackToEveryNamespace(t *testing.T) {
+	helm := helmBinary(t)
+	readme, err := os.ReadFile(filepath.Join(chartDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var install, upgrade []string
+	for line := range strings.Lines(string(readme)) {
+		if !strings.HasPrefix(line, "helm ") {
+			continue
+		}
+		words := shellWords(t, strings.TrimSpace(line))
+		switch {
+		case len(words) > 2 && words[0] == "helm" && words[1] == "install" && slices.Contains(words, "tenant-a"):
+			install = words
+		case len(words) > 2 && words[0] == "helm" && words[1] == "upgrade" && slices.Contains(words, "tenant-a"):
+			upgrade = words
+		}
+	}
+	if install == nil || upgrade == nil {
+		t.Fatalf("README.md shows no helm install and helm upgrade of tenant-a")
+	}
+	kubeconfig, _ := startAPIServer(t)
+	for _, words := range [][]string{install, upgrade} {
+		args := slices.Clone(words[1:])
+		for i, a := range args {
+			if a == "charts/shopkeeper" {
+				args[i] = chartDir
+			}
+		}
+		if out, err := run(t, helm, append(args, "--kubeconfig", kubeconfig)...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(words, " "), err, out)
+		}
+	}
+	out, err := run(t, helm, "get", "manifest", "tenant-a", "-n", "tenant-a", "--kubeconfig", kubeconfig)
+	if err != nil {
+		t.Fatalf("helm get manifest: %v\n%s", err, out)
+	}
+	r := parse(t, out)
+	var d appsv1.Deployment
+	r.decode(t, "Deployment", "tenant-a", "tenant-a-shopkeeper", &d)
+	if args := d.Spec.Template.Spec.Containers[0].Args; slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--watch-namespaces") }) {
+		t.Errorf("after %q the manager still watches only some namespaces: %q", strings.Join(upgrade, " "), args)
+	}
+	if r.count("RoleBinding") != 1 || r.count("ClusterRoleBinding") != 2 {
+		t.Errorf("after the upgrade: %d RoleBindings (want the leader election's alone), %d ClusterRoleBindings (want the manager's and the metrics'):\n%s",
+			r.count("RoleBinding"), r.count("ClusterRoleBinding"), out)
+	}
+}
+
+// shellWords splits a command line as a shell does the README's: words apart by spaces,
+// single quotes taken off; a comment ends it.
+func shellWords(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	var word strings.Builder
+	inWord, quoted := false, false
+	for _, c := range line {
+		switch {
+		case quoted && c == '\'':
+			quoted = false
+		case quoted:
+			word.WriteRune(c)
+		case c == '\'':
+			quoted, inWord = true, true
+		case c == '#' && !inWord:
+			return words
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, word.String())
+				word.Reset()
+				inWord = false
+			}
+		default:
+			word.WriteRune(c)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unclosed quote in %q", line)
+	}
+	if inWord {
+		words = append(words, word.String())
+	}
+	return words
+}
