@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,8 +42,32 @@ func TestUnreachableRabbitMQURL(t *testing.T) {
 	}
 }
 
-// TestInterruptedStart: Ctrl-C while the stores start (here a broker that takes the
-// connection and never answers) is said as such, not as the client's "context canceled".
+// TestUnusableMongoDBURI: a MONGODB_URI that does not parse, or names no server that
+// answers, stops the start with a clear error naming it, before the broker starts (it was
+// found only some 30 s later, as "user exited early"), and without its password.
+func TestUnusableMongoDBURI(t *testing.T) {
+	t.Setenv("MONGODB_CONNECT_TIMEOUT", "1s") // as the services read it
+	for _, tt := range []struct{ uri, want string }{
+		{"mongodb://root:secret@127.0.0.1:1/", "MONGODB_URI: cannot connect"},
+		{"mongodb://root:secret@127.0.0.1:1/?connectTimeoutMS=soon", "MONGODB_URI is not a valid MongoDB connection string"},
+		{"not a uri", "MONGODB_URI is not a valid MongoDB connection string"},
+	} {
+		t.Setenv("MONGODB_URI", tt.uri)
+		s := &suite{logDir: t.TempDir(), exited: make(chan error, 1)}
+		start := time.Now()
+		_, err := s.startMongoDB(context.Background(), t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: error %v, want %q, without the password", tt.uri, err, tt.want)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s: took %s, want about MONGODB_CONNECT_TIMEOUT (1s)", tt.uri, took)
+		}
+	}
+}
+
+// TestInterruptedStart: Ctrl-C while the stores start (here a MongoDB server, or a broker,
+// that takes the connection and never answers) is said as such, not as the client's
+// "context canceled", and does not wait out the client's timeout.
 func TestInterruptedStart(t *testing.T) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
@@ -50,7 +75,7 @@ func TestInterruptedStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = ln.Close() }()
-	t.Setenv("MONGODB_URI", "mongodb://127.0.0.1:1/")
+	t.Setenv("MONGODB_URI", "mongodb://"+ln.Addr().String()+"/")
 	t.Setenv("RABBITMQ_URL", "amqp://guest:guest@"+ln.Addr().String()+"/")
 	bin := t.TempDir()
 	for _, name := range []string{"user", "product", "order", "payment", "gateway"} {
@@ -60,8 +85,24 @@ func TestInterruptedStart(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
 	err = run(ctx, options{binDir: bin, logDir: t.TempDir(), startTimeout: time.Minute})
 	if err == nil || !strings.Contains(err.Error(), "interrupted while starting") || strings.Contains(err.Error(), "context canceled") {
-		t.Fatalf("run interrupted while the broker is dialled: %v, want it said as an interrupt", err)
+		t.Fatalf("run interrupted while MongoDB is pinged: %v, want it said as an interrupt", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("run interrupted while MongoDB is pinged took %s", took)
+	}
+
+	// The broker's dial, which heeds no context.
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start = time.Now()
+	s := &suite{logDir: t.TempDir(), exited: make(chan error, 1)}
+	if _, err := s.startRabbitMQ(ctx, t.TempDir()); !errors.Is(err, context.Canceled) {
+		t.Errorf("broker dial interrupted: %v, want context.Canceled (run says it as an interrupt)", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("broker dial interrupted took %s", took)
 	}
 }

@@ -8,8 +8,13 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	mongooptions "go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
@@ -17,6 +22,9 @@ import (
 // tmp/ferretdb (tmp is the log folder's .data) and its log in the log folder, and returns its URI.
 func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
+		if err := checkMongoDB(ctx, os.Environ()); err != nil {
+			return "", err
+		}
 		fmt.Println("mongodb: MONGODB_URI from the environment")
 		return uri, nil
 	}
@@ -29,6 +37,34 @@ func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 	s.watch("ferretdb", f.Done(), filepath.Join(s.logDir, "ferretdb.log"))
 	fmt.Printf("mongodb: FerretDB at %s\n", f.URI)
 	return f.URI, nil
+}
+
+// checkMongoDB pings the server the MONGODB_URI of environ names, as each service does at
+// its start and within the same MONGODB_CONNECT_TIMEOUT (environ is theirs too). Otherwise
+// a URI that does not parse, or names no server that answers, would be found only once
+// the broker had started, as "user exited early", half a minute after the start.
+func checkMongoDB(ctx context.Context, environ []string) error {
+	var cfg struct{ MongoDB mongodb.Config }
+	if err := config.LoadFrom(&cfg, environ); err != nil {
+		return err
+	}
+	uri := cfg.MongoDB.ConnectionURI()
+	client, err := mongo.Connect(mongooptions.Client().ApplyURI(uri).
+		SetConnectTimeout(cfg.MongoDB.ConnectTimeout).
+		SetServerSelectionTimeout(cfg.MongoDB.ConnectTimeout))
+	if err != nil {
+		return fmt.Errorf("MONGODB_URI: %w", storeuri.RedactError(err, uri))
+	}
+	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+	pctx, cancel := context.WithTimeout(ctx, cfg.MongoDB.ConnectTimeout)
+	defer cancel()
+	if err := client.Ping(pctx, readpref.Primary()); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // interrupted: run says so
+		}
+		return fmt.Errorf("MONGODB_URI: cannot connect: %w", storeuri.RedactError(err, uri))
+	}
+	return nil
 }
 
 // startRabbitMQ returns RABBITMQ_URL when set, else starts a private node (its own
