@@ -135,9 +135,9 @@ run: build $(RUN_STORES) ## Run the whole suite as local processes (gateway on :
 	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite $(RUN_ARGS)
 
 .PHONY: run-demo
-run-demo: build $(RUN_STORES) ## Start the suite as local processes, run the demo story (hack/demo.sh) through the gateway, stop it.
+run-demo: build $(RUN_STORES) ## Start the suite as local processes, run the demo story (hack/demo.sh) through the gateway, stop it (flags: RUN_ARGS, e.g. '-log-dir /tmp/demo' beside a make run).
 	go build -o $(LOCALBIN)/runsuite ./services/internal/cmd/runsuite
-	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite -port 0 -demo
+	FERRETDB_BIN="$(FERRETDB)" $(LOCALBIN)/runsuite -port 0 -demo $(RUN_ARGS)
 
 .PHONY: run-manager
 run-manager: manifests generate ## Run the operator against the cluster of the current kubeconfig.
