@@ -8,9 +8,6 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	mongooptions "go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/shopkeeper-dev/shopkeeper/internal/storeuri"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
@@ -39,31 +36,23 @@ func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 	return f.URI, nil
 }
 
-// checkMongoDB pings the server the MONGODB_URI of environ names, as each service does at
-// its start and within the same MONGODB_CONNECT_TIMEOUT (environ is theirs too). Otherwise
-// a URI that does not parse, or names no server that answers, would be found only once
-// the broker had started, as "user exited early", half a minute after the start.
+// checkMongoDB connects to the server the MONGODB_URI of environ names as each service does
+// at its start (mongodb.Connect, within the same MONGODB_CONNECT_TIMEOUT: environ is theirs
+// too). Otherwise a URI that does not parse, or names no server that answers, would be found
+// only once the broker had started, as "user exited early", half a minute after the start.
 func checkMongoDB(ctx context.Context, environ []string) error {
 	var cfg struct{ MongoDB mongodb.Config }
 	if err := config.LoadFrom(&cfg, environ); err != nil {
 		return err
 	}
-	uri := cfg.MongoDB.ConnectionURI()
-	client, err := mongo.Connect(mongooptions.Client().ApplyURI(uri).
-		SetConnectTimeout(cfg.MongoDB.ConnectTimeout).
-		SetServerSelectionTimeout(cfg.MongoDB.ConnectTimeout))
+	db, err := mongodb.Connect(ctx, cfg.MongoDB, "users")
 	if err != nil {
-		return fmt.Errorf("MONGODB_URI: %w", storeuri.RedactError(err, uri))
-	}
-	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
-	pctx, cancel := context.WithTimeout(ctx, cfg.MongoDB.ConnectTimeout)
-	defer cancel()
-	if err := client.Ping(pctx, readpref.Primary()); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // interrupted: run says so
 		}
-		return fmt.Errorf("MONGODB_URI: cannot connect: %w", storeuri.RedactError(err, uri))
+		return fmt.Errorf("MONGODB_URI: cannot connect: %w", err)
 	}
+	_ = db.Client().Disconnect(context.WithoutCancel(ctx))
 	return nil
 }
 
