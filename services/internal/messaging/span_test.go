@@ -132,8 +132,6 @@ func TestMessageCarriesThePublishSpan(t *testing.T) {
 func TestNoSpansWhileNotRecording(t *testing.T) {
 	exp := tracingtest.Use(t, false)
 	url := testenv.RabbitMQ(t)
-	var mu sync.Mutex
-	var handled trace.SpanContext
 	b := connect(t, url)
 	p := messaging.NewPublisher(b)
 	t.Cleanup(p.Close)
@@ -142,21 +140,9 @@ func TestNoSpansWhileNotRecording(t *testing.T) {
 		t.Errorf("traceparent %v, want the request's", d.Headers["traceparent"])
 	}
 
-	c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: func(ctx context.Context, _ messaging.Delivery) error {
-		mu.Lock()
-		handled = trace.SpanContextFromContext(ctx)
-		mu.Unlock()
-		return nil
-	}})
-	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	handledIn := consumeSpanContext(t, b)
 	publish(t, p, "evt-plain-2", "work.done")
-	eventually(t, "the delivery handled", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return handled.IsValid()
-	})
-	mu.Lock()
-	defer mu.Unlock()
+	handled := handledIn()
 	if handled.TraceID().String() != requestTraceID || handled.SpanID().String() != requestSpanID {
 		t.Errorf("handler's span context %s/%s, want the request's %s/%s", handled.TraceID(), handled.SpanID(), requestTraceID, requestSpanID)
 	}
@@ -198,4 +184,30 @@ func getOne(t *testing.T, url string) amqp.Delivery {
 		t.Fatalf("%d messages in the work queue, want 1", len(got))
 	}
 	return got[0]
+}
+
+// consumeSpanContext consumes workQueue on b; the function it returns waits for a delivery
+// to be handled and returns the span context its handler ran in.
+func consumeSpanContext(t *testing.T, b *messaging.Broker) func() trace.SpanContext {
+	t.Helper()
+	var mu sync.Mutex
+	var handled trace.SpanContext
+	c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: func(ctx context.Context, _ messaging.Delivery) error {
+		mu.Lock()
+		handled = trace.SpanContextFromContext(ctx)
+		mu.Unlock()
+		return nil
+	}})
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	return func() trace.SpanContext {
+		t.Helper()
+		eventually(t, "the delivery handled", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return handled.IsValid()
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		return handled
+	}
 }

@@ -2,11 +2,8 @@ package messaging_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
-
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
@@ -25,15 +22,7 @@ func TestTracestateCrossesTheBroker(t *testing.T) {
 			b := connect(t, url)
 			p := messaging.NewPublisher(b)
 			t.Cleanup(p.Close)
-			var mu sync.Mutex
-			var handled trace.SpanContext
-			c := b.Consume(messaging.ConsumerConfig{Queue: workQueue.Name, Handler: func(ctx context.Context, _ messaging.Delivery) error {
-				mu.Lock()
-				handled = trace.SpanContextFromContext(ctx)
-				mu.Unlock()
-				return nil
-			}})
-			t.Cleanup(func() { _ = c.Stop(context.Background()) })
+			handledIn := consumeSpanContext(t, b)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			err := p.Publish(ctx, messaging.Message{ID: "evt-state", Type: "work.done", Body: []byte(`{}`), Mandatory: true,
@@ -41,14 +30,7 @@ func TestTracestateCrossesTheBroker(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the delivery handled", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return handled.IsValid()
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			if handled.TraceID().String() != requestTraceID || handled.TraceState().String() != tracestate {
+			if handled := handledIn(); handled.TraceID().String() != requestTraceID || handled.TraceState().String() != tracestate {
 				t.Errorf("handler's trace %s, tracestate %q; want %s, %q", handled.TraceID(), handled.TraceState(), requestTraceID, tracestate)
 			}
 		})
