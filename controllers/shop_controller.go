@@ -809,8 +809,8 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 // claimGrowth tells whether the claim of shop's store asks more than its volume holds: a
 // growth the cluster's resizer has yet to make (note says so), or one it failed to make
 // (failed: the claim's ControllerResizeError or NodeResizeError condition, or a growth it
-// found infeasible). note is empty when the volume holds what the claim asks, when the claim
-// is not bound (a new claim's volume is made at the size it asks), and when the claim is not
+// found infeasible). note is empty when the volume holds what the claim asks, or what the
+// Shop asks when that is less (a growth set back in the Shop), when the claim is not bound (a new claim's volume is made at the size it asks), and when the claim is not
 // the Shop's (a ChildConflict, reported as such). The claim is read from the API server, as
 // the workloads are (observe): the cache may not yet hold the growth this reconcile has just
 // written. The note names no message of the resizer's, which may change at every attempt.
@@ -828,6 +828,14 @@ func (r *ShopReconciler) claimGrowth(ctx context.Context, shop *shopv1.Shop, sto
 	asked, ok := claim.Spec.Resources.Requests[corev1.ResourceStorage]
 	held, bound := claim.Status.Capacity[corev1.ResourceStorage]
 	if !ok || !bound || asked.Cmp(held) <= 0 {
+		return "", false, nil
+	}
+	// A claim never shrinks: one asking more than the Shop now does (a growth set back in
+	// the Shop, which StorageNotShrunk tells of) is done for the Shop once its volume holds
+	// what the Shop asks. The growth left on the claim is no rollout of the Shop's: else a
+	// growth the resizer failed, set back, would keep the Shop not Ready and Degraded for
+	// good, since no change of the Shop's takes it off the claim.
+	if want := resources.StorePersistentVolumeClaim(shop, store).Spec.Resources.Requests[corev1.ResourceStorage]; want.Cmp(held) <= 0 {
 		return "", false, nil
 	}
 	onNode := false

@@ -70,6 +70,34 @@ var _ = Describe("A store's volume growing", func() {
 		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
 		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/RolloutComplete"))
 	})
+
+	It("lets the Shop be Ready again when a growth that failed is set back in the Shop", func() {
+		expandable := storageClass("volgrow-setback", true)
+		shop := minimalShop(takeNamespace(), "volback")
+		shop.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To(expandable.Name)}
+		createShopAndWait(shop)
+		DeferCleanup(deleteWithServices, shop)
+		claim := bindClaim(shop, resources.RabbitMQ)
+		markAvailable(k8sClient, shop)
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.RabbitMQ.Storage.Size = ptr.To(resource.MustParse("2Gi")) })
+		Eventually(func() string { return claimSize(claim) }).WithTimeout(timeout).Should(Equal("2Gi"))
+		setClaimStatus(claim, func(st *corev1.PersistentVolumeClaimStatus) {
+			st.Conditions = []corev1.PersistentVolumeClaimCondition{{
+				Type: corev1.PersistentVolumeClaimControllerResizeError, Status: corev1.ConditionTrue,
+				Message: "resize volume failed: quota exceeded", LastTransitionTime: metav1.Now(),
+			}}
+		})
+		Eventually(conditionOf(shop, ConditionDegraded)).WithTimeout(timeout).Should(Equal("True/" + ReasonVolumeResizeFailed))
+
+		By("the Shop asking its old size again: the claim keeps 2Gi, a claim never shrinks, and the volume holds what the Shop asks")
+		updateShop(shop, func(s *shopv1.Shop) { s.Spec.RabbitMQ.Storage.Size = ptr.To(resource.MustParse("1Gi")) })
+		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+		Expect(conditionOf(shop, ConditionDegraded)()).To(Equal("False/AsExpected"))
+		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("False/RolloutComplete"))
+		Expect(claimSize(claim)).To(Equal("2Gi"))
+	})
 })
 
 // setClaimStatus edits the status of claim as stored, as the volume resizer would.

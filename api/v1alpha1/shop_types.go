@@ -392,8 +392,9 @@ type StorageSpec struct {
 	// the claim's growth and the Shop is Degraded (ChildForbidden) until the size is set
 	// back. Until the volume holds the size asked (the claim's capacity), the Shop is
 	// Progressing and not Ready; it is Degraded (VolumeResizeFailed) while the cluster's
-	// resizer reports that it failed to grow the volume. A claim not yet bound to a volume
-	// cannot grow: the Shop is Degraded
+	// resizer reports that it failed to grow the volume, or until the size is set back: the
+	// claim keeps the size it asks, but the Shop is done once the volume holds what the Shop
+	// asks. A claim not yet bound to a volume cannot grow: the Shop is Degraded
 	// (ChildRejected) until it is bound, or the size is set back. Any size below the
 	// claim's present one is accepted and leaves the claim as it is, since a claim never
 	// shrinks; the Shop's Events say so (StorageNotShrunk).
