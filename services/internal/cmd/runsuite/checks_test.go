@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 )
 
 func TestLockLogDir(t *testing.T) {
@@ -104,5 +106,26 @@ func TestInterruptedStart(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("broker dial interrupted took %s", took)
+	}
+}
+
+// TestMongoDBURIWithAPath: the check at start uses the database a service gets
+// (MONGODB_DATABASE, storeEnv), not the URI's path, where MongoDB checks credentials and
+// which no service uses as its database, nor a MONGODB_DATABASE of the shell's, which
+// storeEnv overrides. A path FerretDB takes no database by ("my.shop") stopped the start,
+// though every service would have run.
+func TestMongoDBURIWithAPath(t *testing.T) {
+	f, err := testenv.StartFerretDB(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Stop() })
+	uri := strings.TrimSuffix(f.URI, "/") + "/my.shop"
+	t.Setenv("MONGODB_URI", uri)
+	t.Setenv("MONGODB_DATABASE", "not.a.database")
+	s := &suite{logDir: t.TempDir(), exited: make(chan error, 1)}
+	got, err := s.startMongoDB(t.Context(), t.TempDir())
+	if err != nil || got != uri {
+		t.Fatalf("MONGODB_URI with the path /my.shop: %q, %v; want it taken, as the services take it", got, err)
 	}
 }

@@ -19,7 +19,9 @@ import (
 // tmp/ferretdb (tmp is the log folder's .data) and its log in the log folder, and returns its URI.
 func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
-		if err := checkMongoDB(ctx, os.Environ()); err != nil {
+		// As the first service gets it (storeEnv): its MONGODB_DATABASE, not the URI's
+		// path (where credentials are checked) or a MONGODB_DATABASE of this shell's.
+		if err := checkMongoDB(ctx, append(os.Environ(), storeEnv(uri, services[0].database)...)); err != nil {
 			return "", err
 		}
 		fmt.Println("mongodb: MONGODB_URI from the environment")
@@ -37,8 +39,8 @@ func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 }
 
 // checkMongoDB connects to the server the MONGODB_URI of environ names as each service does
-// at its start (mongodb.Connect, within the same MONGODB_CONNECT_TIMEOUT: environ is theirs
-// too). Otherwise a URI that does not parse, or names no server that answers, would be found
+// at its start (mongodb.Connect, within the same MONGODB_CONNECT_TIMEOUT): environ is a
+// service's, MONGODB_DATABASE included, which names the database it lists. Otherwise a URI that does not parse, or names no server that answers, would be found
 // only once the broker had started, as "user exited early", half a minute after the start.
 func checkMongoDB(ctx context.Context, environ []string) error {
 	var cfg struct{ MongoDB mongodb.Config }
