@@ -628,6 +628,9 @@ func TestTemplateRefuses(t *testing.T) {
 		{"a namespace that is no list", []string{"watchNamespaces=tenant-a"}, "at '/watchNamespaces': got string, want array"},
 		{"an empty namespace", []string{"watchNamespaces={tenant-a,}"}, "at '/watchNamespaces/1': '' does not match pattern"},
 		{"arguments that are no list", []string{"extraArgs=--log-level=debug"}, "at '/extraArgs': got string, want array"},
+		// Helm's --set 'extraArgs={}' is a list of one empty argument, which stops the manager
+		// at start (unexpected argument ""): refused here, at install or upgrade, instead.
+		{"an empty argument", []string{"extraArgs={}"}, "at '/extraArgs/0': minLength: got 0, want 1"},
 		{"a digest that is none", []string{"image.digest=latest"}, "at '/image/digest': 'latest' does not match pattern"},
 		{"a pull policy that is none", []string{"image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of"},
 		// --set key=null deletes the key: a value the templates cannot do without is refused
