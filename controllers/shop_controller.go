@@ -810,8 +810,9 @@ func (r *ShopReconciler) observe(ctx context.Context, shop *shopv1.Shop) (states
 // growth the cluster's resizer has yet to make (note says so), or one it failed to make
 // (failed: the claim's ControllerResizeError or NodeResizeError condition, or a growth it
 // found infeasible). note is empty when the volume holds what the claim asks, or what the
-// Shop asks when that is less (a growth set back in the Shop), when the claim is not bound (a new claim's volume is made at the size it asks), and when the claim is not
-// the Shop's (a ChildConflict, reported as such). The claim is read from the API server, as
+// Shop asks when that is less (a growth set back in the Shop), when the claim is not bound
+// (a new claim's volume is made at the size it asks), and when the claim is not the Shop's
+// (a ChildConflict, reported as such). The claim is read from the API server, as
 // the workloads are (observe): the cache may not yet hold the growth this reconcile has just
 // written. The note names no message of the resizer's, which may change at every attempt.
 func (r *ShopReconciler) claimGrowth(ctx context.Context, shop *shopv1.Shop, store string) (note string, failed bool, err error) {
