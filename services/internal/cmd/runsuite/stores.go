@@ -40,8 +40,9 @@ func (s *suite) startMongoDB(ctx context.Context, tmp string) (string, error) {
 
 // checkMongoDB connects to the server the MONGODB_URI of environ names as each service does
 // at its start (mongodb.Connect, within the same MONGODB_CONNECT_TIMEOUT): environ is a
-// service's, MONGODB_DATABASE included, which names the database it lists. Otherwise a URI that does not parse, or names no server that answers, would be found
-// only once the broker had started, as "user exited early", half a minute after the start.
+// service's, MONGODB_DATABASE included, which names the database it lists. Otherwise a URI
+// that does not parse, or names no server that answers, would be found only once the broker
+// had started, as "user exited early", half a minute after the start.
 func checkMongoDB(ctx context.Context, environ []string) error {
 	var cfg struct{ MongoDB mongodb.Config }
 	if err := config.LoadFrom(&cfg, environ); err != nil {
