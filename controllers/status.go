@@ -426,7 +426,8 @@ func ComputeStatus(shop *shopv1.Shop, components []ComponentState, problem *Prob
 	case problem != nil:
 		set(ConditionDegraded, true, problem.Reason, problem.Message)
 	case len(stalled) > 0:
-		set(ConditionDegraded, true, ReasonRolloutStalled, strings.Join(stalled, "; "))
+		// A growth failed beside it is named too: its reason waits for the stall to clear.
+		set(ConditionDegraded, true, ReasonRolloutStalled, strings.Join(append(stalled, resizeFailed...), "; "))
 	case len(resizeFailed) > 0:
 		set(ConditionDegraded, true, ReasonVolumeResizeFailed, strings.Join(resizeFailed, "; "))
 	default:

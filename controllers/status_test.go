@@ -256,6 +256,17 @@ func TestStuckPod(t *testing.T) {
 	if c := meta.FindStatusCondition(s.Conditions, ConditionDegraded); c.Reason != ReasonRolloutStalled || c.Message != "product: pod demo-product-0 not ready" {
 		t.Errorf("Degraded = %+v", c)
 	}
+
+	// A store's volume that failed to grow beside it is named in the same message.
+	resize := "PersistentVolumeClaim demo-rabbitmq failed to grow to 2Gi from 1Gi: kubectl describe pvc demo-rabbitmq"
+	s = ComputeStatus(shop, []ComponentState{
+		{Name: "product", Desired: 1, Workload: set, Stuck: "pod demo-product-0 not ready"},
+		{Name: "rabbitmq", Desired: 1, Workload: rolledSet(1, 1, 1, 1, "r1", "r1"), Volume: resize, VolumeFailed: true},
+	}, nil, metav1.Now())
+	if c := meta.FindStatusCondition(s.Conditions, ConditionDegraded); c.Reason != ReasonRolloutStalled ||
+		c.Message != "product: pod demo-product-0 not ready; rabbitmq: "+resize {
+		t.Errorf("Degraded with a stall and a failed growth = %+v", c)
+	}
 }
 
 func TestReplicaFailure(t *testing.T) {
