@@ -99,9 +99,17 @@ func (r *Resolver) ClientIP(peer netip.Addr, forwardedFor [][]byte) netip.Addr {
 }
 
 // parseHost parses an address with or without a port ("192.0.2.1", "192.0.2.1:80", "[::1]:80").
+// Only a text that may have a port (one colon, or a bracket closed before one) is tried with
+// one: the error of a failed try is an allocation, on every request behind a proxy.
 func parseHost(s string) (netip.Addr, bool) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().WithZone("").Unmap(), true
+	mayHavePort := strings.Count(s, ":") == 1
+	if strings.HasPrefix(s, "[") {
+		mayHavePort = strings.Contains(s, "]:")
+	}
+	if mayHavePort {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr().WithZone("").Unmap(), true
+		}
 	}
 	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package clientip
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 )
@@ -81,5 +82,24 @@ func TestMappedTrustedPrefix(t *testing.T) {
 	r := NewResolver([]netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")})
 	if !r.Trusted(netip.MustParseAddr("10.1.2.3")) {
 		t.Fatal("::ffff:10.0.0.0/104 does not cover 10.1.2.3")
+	}
+}
+
+// TestClientIPAllocations: behind a trusted proxy, each X-Forwarded-For entry costs one
+// allocation at most (the entry's text), whether it has a port or not: the resolver runs for
+// every request through a proxy.
+func TestClientIPAllocations(t *testing.T) {
+	trusted, err := ParsePrefixes("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(trusted)
+	peer := netip.MustParseAddr("10.0.0.2")
+	for _, xff := range []string{"198.51.100.7", "198.51.100.7:4000", "2001:db8::5", "[2001:db8::5]:443", "198.51.100.7, 10.9.9.9"} {
+		lines := [][]byte{[]byte(xff)}
+		entries := float64(len(bytes.Split(lines[0], []byte(","))))
+		if n := testing.AllocsPerRun(100, func() { r.ClientIP(peer, lines) }); n > entries {
+			t.Errorf("X-Forwarded-For %q: %.0f allocations, want at most %.0f", xff, n, entries)
+		}
 	}
 }
