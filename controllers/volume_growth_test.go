@@ -20,17 +20,7 @@ import (
 // what it asks; and a growth the resizer fails is reported, as one the API server refuses is.
 var _ = Describe("A store's volume growing", func() {
 	It("holds the Shop from Ready until the claim has grown, and reports a growth that fails", func() {
-		expandable := storageClass("volgrow-expandable", true)
-		shop := minimalShop(takeNamespace(), "volgrow")
-		shop.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To(expandable.Name)}
-		createShopAndWait(shop)
-		DeferCleanup(deleteWithServices, shop)
-		claim := bindClaim(shop, resources.RabbitMQ)
-		markAvailable(k8sClient, shop)
-		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
-
-		updateShop(shop, func(s *shopv1.Shop) { s.Spec.RabbitMQ.Storage.Size = ptr.To(resource.MustParse("2Gi")) })
-		Eventually(func() string { return claimSize(claim) }).WithTimeout(timeout).Should(Equal("2Gi"))
+		shop, claim := growingRabbitMQ("volgrow-expandable", "volgrow")
 		Eventually(func() int64 { return getShop(shop).Status.ObservedGeneration }).WithTimeout(timeout).Should(Equal(getShop(shop).Generation))
 		Expect(conditionOf(shop, ConditionReady)()).To(Equal("False/ComponentsNotReady"), "Ready while the volume has not grown")
 		Expect(conditionOf(shop, ConditionProgressing)()).To(Equal("True/RollingOut"))
@@ -72,17 +62,7 @@ var _ = Describe("A store's volume growing", func() {
 	})
 
 	It("lets the Shop be Ready again when a growth that failed is set back in the Shop", func() {
-		expandable := storageClass("volgrow-setback", true)
-		shop := minimalShop(takeNamespace(), "volback")
-		shop.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To(expandable.Name)}
-		createShopAndWait(shop)
-		DeferCleanup(deleteWithServices, shop)
-		claim := bindClaim(shop, resources.RabbitMQ)
-		markAvailable(k8sClient, shop)
-		Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
-
-		updateShop(shop, func(s *shopv1.Shop) { s.Spec.RabbitMQ.Storage.Size = ptr.To(resource.MustParse("2Gi")) })
-		Eventually(func() string { return claimSize(claim) }).WithTimeout(timeout).Should(Equal("2Gi"))
+		shop, claim := growingRabbitMQ("volgrow-setback", "volback")
 		setClaimStatus(claim, func(st *corev1.PersistentVolumeClaimStatus) {
 			st.Conditions = []corev1.PersistentVolumeClaimCondition{{
 				Type: corev1.PersistentVolumeClaimControllerResizeError, Status: corev1.ConditionTrue,
@@ -111,4 +91,23 @@ func setClaimStatus(claim *corev1.PersistentVolumeClaim, edit func(*corev1.Persi
 		edit(&stored.Status)
 		return k8sClient.Status().Update(ctx, stored)
 	})).To(Succeed())
+}
+
+// growingRabbitMQ makes Shop name, its RabbitMQ's 1Gi claim bound on the expandable class
+// class and the Shop Ready, then raises the size to 2Gi and waits for the claim to ask it;
+// the volume still holds 1Gi.
+func growingRabbitMQ(class, name string) (*shopv1.Shop, *corev1.PersistentVolumeClaim) {
+	GinkgoHelper()
+	expandable := storageClass(class, true)
+	shop := minimalShop(takeNamespace(), name)
+	shop.Spec.RabbitMQ.Storage = &shopv1.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To(expandable.Name)}
+	createShopAndWait(shop)
+	DeferCleanup(deleteWithServices, shop)
+	claim := bindClaim(shop, resources.RabbitMQ)
+	markAvailable(k8sClient, shop)
+	Eventually(conditionOf(shop, ConditionReady)).WithTimeout(timeout).Should(Equal("True/Available"))
+
+	updateShop(shop, func(s *shopv1.Shop) { s.Spec.RabbitMQ.Storage.Size = ptr.To(resource.MustParse("2Gi")) })
+	Eventually(func() string { return claimSize(claim) }).WithTimeout(timeout).Should(Equal("2Gi"))
+	return shop, claim
 }
