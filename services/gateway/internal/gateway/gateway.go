@@ -451,12 +451,19 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 		}
 	}
 
+	// The limit's decision, once taken: every answer from then on carries its headers,
+	// whatever it is, the 500 of a recovered panic too.
+	var d ratelimit.Decision
+	limited := false
 	defer func() {
 		if v := recover(); v != nil {
 			g.log.Error("panic serving request", slog.String("request_id", requestID),
 				slog.String("panic", fmt.Sprint(v)), slog.String("stack", strings.TrimSpace(string(debug.Stack()))))
 			resp.Reset()
 			writeJSON(resp, fasthttp.StatusInternalServerError, web.ErrorBody{Error: "Internal server error"})
+		}
+		if limited {
+			limitHeaders(&resp.Header, g.policy, d)
 		}
 		// The service echoes the id it was given; the answer carries it once.
 		resp.Header.Del(web.RequestIDHeader)
@@ -482,8 +489,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *route, m *web.HTTPMetrics) 
 	if !admitted {
 		d = g.limiter.Allow(ratelimit.KeyFor(client))
 	}
-	// Every answer from here on carries the limit's headers, whatever it is.
-	defer limitHeaders(&resp.Header, g.policy, d)
+	limited = true
 	if !d.Allowed {
 		resp.SetStatusCode(fasthttp.StatusTooManyRequests)
 		resp.Header.SetContentType("application/json")

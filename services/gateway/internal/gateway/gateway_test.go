@@ -427,6 +427,52 @@ func checkRateLimitHeaders(t *testing.T, resp answer, remaining int) {
 	}
 }
 
+// TestRateLimitHeadersReplaceTheService's: a service's own RateLimit fields, however many,
+// never reach the client beside the gateway's; the client is told the gateway's limit alone.
+func TestRateLimitHeadersReplaceTheService(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h["Ratelimit-Policy"] = []string{`"svc";q=1;w=1`, `"svc2";q=2;w=2`}
+		h["Ratelimit"] = []string{`"svc";r=0;t=1`, `"svc2";r=0;t=2`}
+	}))
+	t.Cleanup(svc.Close)
+	s := newSuite(t, func(c *Config) { c.RateLimitRequests = 3; c.OrderServiceURL = svc.URL })
+	resp, body := s.do(t, "GET", "/orders", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	if p := resp.Header.Values("RateLimit-Policy"); len(p) != 1 {
+		t.Errorf("RateLimit-Policy fields %q, want the gateway's alone", p)
+	}
+	if rl := resp.Header.Values("RateLimit"); len(rl) != 1 {
+		t.Errorf("RateLimit fields %q, want the gateway's alone", rl)
+	}
+	checkRateLimitHeaders(t, resp, 2)
+}
+
+// TestPanicAnswerCarriesRateLimitHeaders: the 500 of a panic recovered while a request is
+// proxied carries the limit's headers and the request id, as every other answer does.
+func TestPanicAnswerCarriesRateLimitHeaders(t *testing.T) {
+	s := newSuiteOf(t, func(c *Config) { c.RateLimitRequests = 3 }, func(g *Gateway) {
+		for i := range g.routes {
+			if g.routes[i].svc.name == "order" {
+				g.routes[i].svc.client.Dial = func(string) (net.Conn, error) { panic("dial") }
+			}
+		}
+	})
+	resp, body := s.do(t, "GET", "/orders", http.Header{"X-Request-Id": {"panic-1"}})
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("status %d %s, want 500", resp.StatusCode, body)
+	}
+	if got := decode[map[string]string](t, body); got["error"] != "Internal server error" {
+		t.Fatalf("500 body %s", body)
+	}
+	if id := resp.Header.Get("X-Request-ID"); id != "panic-1" {
+		t.Errorf("X-Request-ID %q, want panic-1", id)
+	}
+	checkRateLimitHeaders(t, resp, 2)
+}
+
 func TestRateLimitClientAddress(t *testing.T) {
 	tests := []struct {
 		name       string

@@ -23,10 +23,14 @@ type tooManyRequests struct {
 //	RateLimit-Policy: "default";q=<limit>;w=<window seconds>
 //	RateLimit: "default";r=<requests left now>;t=<seconds until the whole quota is back>
 //
-// and, on a refusal, Retry-After: the seconds until one more request is allowed.
+// and, on a refusal, Retry-After: the seconds until one more request is allowed. They
+// replace every field of those names a service sent (Set replaces only the first), so the
+// client is told the gateway's limit alone.
 func limitHeaders(h *fasthttp.ResponseHeader, policy []byte, d ratelimit.Decision) {
+	h.Del("RateLimit-Policy")
 	h.SetBytesV("RateLimit-Policy", policy)
 	var buf [64]byte
+	h.Del("RateLimit")
 	h.SetBytesV("RateLimit", rateLimitValue(buf[:0], d))
 	if !d.Allowed {
 		h.SetBytesV("Retry-After", strconv.AppendInt(buf[:0], max(1, ceilSeconds(d.RetryAfter)), 10))
