@@ -3,6 +3,8 @@ package store
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -21,6 +23,16 @@ import (
 // written back after the reservation of the last three units, and the product showed
 // them in stock again.
 func TestFenceWaitsForAnUpdateInsideFerretDB(t *testing.T) {
+	s, file := storeOnOwnFerretDB(t)
+	// Which write SQLite lets through first once the lock is free is chance: without the
+	// wait this went wrong in 2 runs of 6 on a busy machine, in none of 9 on a quiet one.
+	lateUpdateBeforeReservation(t, s, file, "B")
+}
+
+// storeOnOwnFerretDB returns a Store, with an operation timeout of 1 s, over a FerretDB of
+// its own, and the SQLite file of its database, for holdSQLiteLock.
+func storeOnOwnFerretDB(t *testing.T) (*Store, string) {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	f, err := testenv.StartFerretDB(ctx, dir)
@@ -38,9 +50,7 @@ func TestFenceWaitsForAnUpdateInsideFerretDB(t *testing.T) {
 	if err := s.Release(ctx, "warmup"); err != nil { // the reservations collection made
 		t.Fatal(err)
 	}
-	// Which write SQLite lets through first once the lock is free is chance: without the
-	// wait this went wrong in 2 runs of 6 on a busy machine, in none of 9 on a quiet one.
-	lateUpdateBeforeReservation(t, s, filepath.Join(dir, dbName+".sqlite"), "B")
+	return s, filepath.Join(dir, dbName+".sqlite")
 }
 
 // lateUpdateBeforeReservation makes a product of three units, sends a PATCH of it that
@@ -52,25 +62,7 @@ func lateUpdateBeforeReservation(t *testing.T, s *Store, file, order string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Another writer holds SQLite's write lock past the store's operation timeout.
-	lock := exec.CommandContext(ctx, "python3", "-c", `
-import sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(1.6)
-c.execute("ROLLBACK")
-`, file)
-	out, err := lock.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lock.Start(); err != nil {
-		t.Fatalf("python3 holds the database's lock: %v", err)
-	}
-	if l, _ := bufio.NewReader(out).ReadString('\n'); l != "locked\n" {
-		t.Fatalf("python3 did not lock the database: %q", l)
-	}
+	lock := holdSQLiteLock(t, file, 1600*time.Millisecond)
 	name := "Renamed"
 	if _, err := s.Update(ctx, p.ID, catalog.Patch{Name: &name}); err == nil {
 		t.Fatal("the PATCH behind the lock answered before the operation timeout; want it cut")
@@ -81,13 +73,85 @@ c.execute("ROLLBACK")
 		t.Fatalf("reserve the last three: %v", err)
 	}
 	t.Logf("the reservation waited %s for the PATCH to land or fail", time.Since(start).Round(time.Millisecond))
-	if err := lock.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	lock.wait()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // the hold's removal, in the background
 	defer cancel()
 	if err := s.Wait(wctx); err != nil {
 		t.Fatal(err)
 	}
 	checkBooks(t, s, p.ID, 3, 0)
+}
+
+// sqliteLock is another writer of a database file, holding SQLite's write lock.
+type sqliteLock struct {
+	t   *testing.T
+	cmd *exec.Cmd
+}
+
+// holdSQLiteLock makes another writer of the database file take SQLite's write lock and
+// hold it for d, so that FerretDB's writes wait for it (past an operation timeout shorter
+// than d). It returns once the lock is held.
+func holdSQLiteLock(t *testing.T, file string, d time.Duration) sqliteLock {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "python3", "-c", fmt.Sprintf(`
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(%g)
+c.execute("ROLLBACK")
+`, d.Seconds()), file)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("python3 holds the database's lock: %v", err)
+	}
+	if l, _ := bufio.NewReader(out).ReadString('\n'); l != "locked\n" {
+		t.Fatalf("python3 did not lock the database: %q", l)
+	}
+	return sqliteLock{t: t, cmd: cmd}
+}
+
+// wait waits until the lock is given up.
+func (l sqliteLock) wait() {
+	l.t.Helper()
+	if err := l.cmd.Wait(); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// A reservation whose insert timed out (503) while it waited inside FerretDB, and landed
+// after, must be released by the release the order service sends on that 503: the release
+// found no reservation, and its insert of a released one met the late insert (E11000),
+// which it answered as an error (a 500), leaving the reservation pending, not released.
+func TestReleaseMeetsALateReservationInsert(t *testing.T) {
+	ctx := t.Context()
+	s, file := storeOnOwnFerretDB(t)
+	p, err := s.Create(ctx, catalog.NewProduct{Name: "Mug", PriceCents: 100, Currency: "USD", Stock: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := catalog.ReservationRequest{OrderID: "O", Items: []catalog.ReservationItem{{ProductID: p.ID, Quantity: 1}}}
+	lock := holdSQLiteLock(t, file, 1600*time.Millisecond)
+	if _, _, err := s.Reserve(ctx, req); err == nil {
+		t.Fatal("the reservation behind the lock answered before the operation timeout; want it cut")
+	}
+	// The release, while the reservation's insert still waits inside FerretDB. Which insert
+	// SQLite lets through first once the lock is free is chance (the reservation's, in 4
+	// runs of 4 here).
+	if err := s.Release(ctx, req.OrderID); err != nil {
+		t.Errorf("release after the reservation timed out: %v", err)
+	}
+	lock.wait()
+	if _, _, err := s.Reserve(ctx, req); !errors.Is(err, catalog.ErrReleased) {
+		t.Errorf("reserve after the release = %v, want %v", err, catalog.ErrReleased)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Wait(wctx); err != nil {
+		t.Fatal(err)
+	}
+	checkBooks(t, s, p.ID, 3, 3)
 }

@@ -561,7 +561,9 @@ func (s *Store) giveBackLine(ctx context.Context, order string, l lineDoc) error
 
 // Release gives back the stock of order's reservation, once; releasing again, or an
 // order never reserved, does nothing more. An order released before its reservation
-// arrives is remembered as released, so a late reservation request takes nothing.
+// arrives is remembered as released, so a late reservation request takes nothing; a
+// reservation's insert that lands between the read and that record is released like any
+// other.
 func (s *Store) Release(ctx context.Context, order string) error {
 	ctx = context.WithoutCancel(ctx) // as in Reserve
 	defer s.lockOrder(order)()
@@ -571,16 +573,21 @@ func (s *Store) Release(ctx context.Context, order string) error {
 	doc, err := s.findReservation(ctx, order)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		now := s.now()
-		err := s.write(ctx, func() error {
+		insertErr := s.write(ctx, func() error {
 			_, err := s.reservations.InsertOne(ctx, reservationDoc{
 				OrderID: order, State: stateReleased, Lines: []lineDoc{}, CreatedAt: now, UpdatedAt: now,
 			})
 			return err
 		})
-		if err != nil {
-			return fmt.Errorf("insert released reservation: %w", err)
+		if insertErr == nil {
+			return nil
 		}
-		return nil
+		if !mongodb.IsDuplicateKey(insertErr) {
+			return fmt.Errorf("insert released reservation: %w", insertErr)
+		}
+		// Stored meanwhile: an insert whose answer was lost (a reservation, or a release,
+		// that timed out) landed after the read. Release what it stored.
+		doc, err = s.findReservation(ctx, order)
 	}
 	if err != nil {
 		return err
