@@ -32,7 +32,9 @@ import (
 // fences.<token> to true. From then on the lost update cannot apply, and the read that
 // follows shows whether it did before: every step computes from the state it writes to,
 // as the reasoning in reservations.go requires. Until that fencing update succeeds, each
-// step on the document tries it first and fails as the database does (a 503).
+// step on the document tries it first and fails as the database does (a 503); a fencing
+// update that fails after it was sent is itself one of unknown outcome, which the next
+// one waits for and fences.
 //
 // The fence stops an update that reads its document after it. FerretDB v1 reads the
 // document when the update arrives, and writes the whole of it back later, once SQLite's
@@ -155,11 +157,10 @@ func (s *Store) fence(ctx context.Context, coll *mongo.Collection, id any) error
 	for i, w := range writes {
 		set[i] = bson.E{Key: fenceKey(w.token), Value: true}
 	}
-	err := s.write(ctx, func() error {
-		_, err := coll.UpdateOne(ctx, byID(id), bson.D{{Key: "$set", Value: set}})
-		return err
-	})
-	if err != nil {
+	// Fenced itself (update): a fencing update that fails after it was sent is one of
+	// unknown outcome like any other, which on FerretDB may still write back the document
+	// it read, over the steps after it, so the next fence waits for it too.
+	if _, err := s.update(ctx, coll, id, bson.D{{Key: "$set", Value: set}}); err != nil {
 		return fmt.Errorf("fence %d updates of unknown outcome: %w", len(writes), err)
 	}
 	s.unknown.fenced(key, writes)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -86,6 +87,7 @@ func lateUpdateBeforeReservation(t *testing.T, s *Store, file, order string) {
 type sqliteLock struct {
 	t   *testing.T
 	cmd *exec.Cmd
+	out *bufio.Reader
 }
 
 // holdSQLiteLock makes another writer of the database file take SQLite's write lock and
@@ -100,6 +102,7 @@ c.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
 time.sleep(%g)
 c.execute("ROLLBACK")
+print("released", flush=True)
 `, d.Seconds()), file)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -108,15 +111,27 @@ c.execute("ROLLBACK")
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("python3 holds the database's lock: %v", err)
 	}
-	if l, _ := bufio.NewReader(out).ReadString('\n'); l != "locked\n" {
+	lines := bufio.NewReader(out)
+	if l, _ := lines.ReadString('\n'); l != "locked\n" {
 		t.Fatalf("python3 did not lock the database: %q", l)
 	}
-	return sqliteLock{t: t, cmd: cmd}
+	return sqliteLock{t: t, cmd: cmd, out: lines}
 }
 
-// wait waits until the lock is given up.
+// released returns as soon as the lock is given up: the writes that waited for it inside
+// FerretDB are then between two tries (SQLite's busy handler sleeps up to 100 ms), so a
+// write sent at once likely goes first.
+func (l sqliteLock) released() {
+	l.t.Helper()
+	if line, _ := l.out.ReadString('\n'); line != "released\n" {
+		l.t.Fatalf("python3 did not release the database: %q", line)
+	}
+}
+
+// wait waits until the lock is given up and its holder gone.
 func (l sqliteLock) wait() {
 	l.t.Helper()
+	_, _ = io.Copy(io.Discard, l.out)
 	if err := l.cmd.Wait(); err != nil {
 		l.t.Fatal(err)
 	}
@@ -154,4 +169,50 @@ func TestReleaseMeetsALateReservationInsert(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkBooks(t, s, p.ID, 3, 3)
+}
+
+// A fencing update is an update too: one that timed out (503) while it waited inside
+// FerretDB writes back, when it lands, the document it read on arrival. The next step
+// must not run before it has: here a reservation of the last three units was answered
+// and then undone by the late fence, which wrote the stock of three back (three units
+// sold twice). The reservation is sent the moment the lock is given up, while the late
+// fence sleeps between two tries, so that it likely goes first; that is still chance, so
+// the test tries three times.
+func TestFenceWaitsForALateFence(t *testing.T) {
+	ctx := t.Context()
+	s, file := storeOnOwnFerretDB(t)
+	// Past the lock below, as lateWriteWindow is past FerretDB's busy timeout.
+	s.lateWriteWindow = 2 * time.Second
+	for round := range 3 {
+		p, err := s.Create(ctx, catalog.NewProduct{Name: "Last three", PriceCents: 100, Currency: "USD", Stock: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock := holdSQLiteLock(t, file, 1600*time.Millisecond)
+		name := "Renamed"
+		if _, err := s.Update(ctx, p.ID, catalog.Patch{Name: &name}); err == nil {
+			t.Fatal("the PATCH behind the lock answered before the operation timeout; want it cut")
+		}
+		lock.wait()
+		time.Sleep(s.lateWriteWindow) // the PATCH has landed: the next step fences it at once
+		lock = holdSQLiteLock(t, file, 1600*time.Millisecond)
+		description := "Renamed again"
+		if _, err := s.Update(ctx, p.ID, catalog.Patch{Description: &description}); err == nil {
+			t.Fatal("the PATCH whose fence waited behind the lock answered before the operation timeout; want it cut")
+		}
+		// The next step, while the fence of that PATCH still waits inside FerretDB.
+		lock.released()
+		order := fmt.Sprintf("B%d", round)
+		if _, _, err := s.Reserve(ctx, catalog.ReservationRequest{OrderID: order, Items: []catalog.ReservationItem{{ProductID: p.ID, Quantity: 3}}}); err != nil {
+			t.Fatalf("reserve the last three: %v", err)
+		}
+		lock.wait()
+		time.Sleep(time.Second)                                  // the late fence lands, or fails, by now
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // the hold's removal, in the background
+		if err := s.Wait(wctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		checkBooks(t, s, p.ID, 3, 0)
+	}
 }
