@@ -319,6 +319,14 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 				return nil, err
 			}
 			read = config
+			if refused[childKey(config)] {
+				// Not written (forbidden, or refused): the broker reads its files at start
+				// only, so its checksum is of the files as stored. Of the files asked for, it
+				// would restart now onto the old ones, and not again once they are written.
+				if read, err = r.storedSecret(ctx, shop, config.Name); err != nil {
+					return nil, err
+				}
+			}
 		case store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB:
 			read = nil
 		}
@@ -547,6 +555,20 @@ func (r *ShopReconciler) existingSecret(ctx context.Context, shop *shopv1.Shop, 
 		return nil, conflict("Secret", existing, shop), nil
 	}
 	return existing, nil, nil // one that lost its owner is taken back when applied
+}
+
+// storedSecret returns the Secret name of shop's namespace as it is stored, nil when there
+// is none, read as getConfirmed reads.
+func (r *ShopReconciler) storedSecret(ctx context.Context, shop *shopv1.Shop, name string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	err := r.getConfirmed(ctx, types.NamespacedName{Namespace: shop.Namespace, Name: name}, s)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get Secret %s: %w", name, err)
+	}
+	return s, nil
 }
 
 // eventNote is an Event to record once what it tells of has been done.
