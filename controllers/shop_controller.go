@@ -333,10 +333,28 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		if err := apply(resources.StorePersistentVolumeClaim(shop, store)); err != nil {
 			return nil, err
 		}
+		rest := []client.Object{resources.StoreService(shop, store), resources.NetworkPolicy(shop, store)}
+		if store == resources.MongoDB && shop.Spec.MongoDB.Engine == shopv1.EngineFerretDB {
+			// FerretDB checks no credentials: its NetworkPolicy is all that keeps the other
+			// pods of the cluster from its data. It is applied first, and the store is made or
+			// changed only while the policy is the Shop's and stored.
+			policy := rest[1]
+			if err := apply(policy); err != nil {
+				return nil, err
+			}
+			rest = rest[:1]
+			if key := childKey(policy); refused[key] || withheld[key] {
+				podsUnaffected = false // the store waits for it
+				if err := apply(rest...); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
 		if err := applyWorkload(resources.StoreStatefulSet(shop, store, read)); err != nil {
 			return nil, err
 		}
-		if err := apply(resources.StoreService(shop, store), resources.NetworkPolicy(shop, store)); err != nil {
+		if err := apply(rest...); err != nil {
 			return nil, err
 		}
 	}
@@ -404,7 +422,8 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 // podsNeedNot tells whether no pod of the Shop needs o to start and be ready: the
 // gateway's Service (which a quota on LoadBalancers may forbid), a PodDisruptionBudget or
 // a NetworkPolicy. The other Services are how the services reach their stores and peers.
-// A Problem with such a child alone leaves every workload to roll out.
+// A Problem with such a child alone leaves every workload to roll out, but for an in-cluster
+// FerretDB, held back while its NetworkPolicy is not stored (applyChildren).
 func podsNeedNot(o client.Object) bool {
 	switch o.(type) {
 	case *corev1.Service:
