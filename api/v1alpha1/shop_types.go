@@ -141,9 +141,10 @@ const MaxPodAnnotationsSize = 262144 - 256
 // MonitoringSpec says who may scrape the services.
 type MonitoringSpec struct {
 	// Scrapers are the peers, such as Prometheus's namespace, that the services'
-	// NetworkPolicies admit to their HTTP port, which serves /metrics beside the API
-	// (the gateway admits anyone already). Empty: only the shop's own callers reach the
-	// services. Scrapers a NetworkPolicy cannot hold (the operator asks the API server with
+	// NetworkPolicies admit to their HTTP port, which serves /metrics beside the API,
+	// and the gateway's to its port named metrics (9090), where it serves /metrics apart
+	// from its HTTP port, which anyone reaches. Empty: only the shop's own callers reach the
+	// services, and no one the gateway's metrics. Scrapers a NetworkPolicy cannot hold (the operator asks the API server with
 	// a dry run) hold back every child of the Shop until they are fixed.
 	// +kubebuilder:validation:MaxItems=8
 	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) ? !has(p.podSelector) && !has(p.namespaceSelector) : has(p.podSelector) || has(p.namespaceSelector))",message="each of monitoring.scrapers sets either ipBlock, or podSelector and/or namespaceSelector"

@@ -76,6 +76,9 @@ type app struct {
 	callers []string
 	// oneProcess: at most one process of the app may run at any moment (OneProcess).
 	oneProcess bool
+	// metricsPort, when set, is the port the app serves /metrics on instead of its HTTP
+	// port (its METRICS_PORT): the gateway's, whose HTTP port anyone reaches.
+	metricsPort int32
 }
 
 // serviceURL is the in-cluster URL of one of the shop's services.
@@ -161,10 +164,11 @@ func appFor(shop *shopv1.Shop, component string) app {
 			corev1.EnvVar{Name: "UPSTREAM_TIMEOUT", Value: upstreamTimeout(&spec).String()},
 		)
 		return app{
-			name:      Gateway,
-			replicas:  ptr.Deref(g.Replicas, defaultGatewayReplicas),
-			resources: resourcesOr(&g.Resources, defaultAppResources),
-			env:       env,
+			name:        Gateway,
+			replicas:    ptr.Deref(g.Replicas, defaultGatewayReplicas),
+			resources:   resourcesOr(&g.Resources, defaultAppResources),
+			env:         env,
+			metricsPort: GatewayMetricsPort,
 		}
 	}
 	panic("resources: unknown app " + component)
@@ -181,6 +185,11 @@ func AppReplicas(shop *shopv1.Shop, component string) int32 {
 func AppWorkload(shop *shopv1.Shop, component string, connections *corev1.Secret) client.Object {
 	a := appFor(shop, component)
 	env := append([]corev1.EnvVar{{Name: "PORT", Value: strconv.Itoa(HTTPPort)}}, a.env...)
+	ports := []corev1.ContainerPort{{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}}
+	if a.metricsPort != 0 {
+		env = append(env, corev1.EnvVar{Name: "METRICS_PORT", Value: strconv.Itoa(int(a.metricsPort))})
+		ports = append(ports, corev1.ContainerPort{Name: MetricsPortName, ContainerPort: a.metricsPort, Protocol: corev1.ProtocolTCP})
+	}
 	var data map[string][]byte
 	if connections != nil {
 		data = connections.Data
@@ -201,7 +210,7 @@ func AppWorkload(shop *shopv1.Shop, component string, connections *corev1.Secret
 				ImagePullPolicy: shop.Spec.ImagePullPolicy,
 				Command:         []string{"/" + component},
 				Env:             env,
-				Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}},
+				Ports:           ports,
 				LivenessProbe:   httpProbe("/healthz", 10, 3),
 				ReadinessProbe:  httpProbe("/readyz", 5, 2),
 				Resources:       a.resources,

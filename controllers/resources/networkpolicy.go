@@ -10,20 +10,23 @@ import (
 	shopv1 "github.com/shopkeeper-dev/shopkeeper/api/v1alpha1"
 )
 
-// NetworkPolicy admits traffic to component's pods: to the gateway from anywhere, to
-// a service only from the components that call it, to a store only from the services
-// that use it. Only ingress is restricted; the shop's pods may still reach DNS and an
-// external store.
+// NetworkPolicy admits traffic to component's pods: to the gateway's HTTP port from
+// anywhere, to a service only from the components that call it, to a store only from the
+// services that use it; and to the services' metrics (their HTTP port, the gateway's metrics
+// port) from the Shop's monitoring.scrapers. Only ingress is restricted; the shop's pods may
+// still reach DNS and an external store.
 func NetworkPolicy(shop *shopv1.Shop, component string) *networkingv1.NetworkPolicy {
 	var callers []string
 	var scrapers []networkingv1.NetworkPolicyPeer
+	var metricsPort int32
 	port := intstr.FromInt32(HTTPPort)
 	switch component {
 	case MongoDB, RabbitMQ:
 		s := storeFor(shop, component)
 		callers, port = s.callers, intstr.FromInt32(s.port)
 	default:
-		callers = appFor(shop, component).callers
+		a := appFor(shop, component)
+		callers, metricsPort = a.callers, a.metricsPort
 		scrapers = shop.Spec.Monitoring.Scrapers
 	}
 	rule := networkingv1.NetworkPolicyIngressRule{
@@ -36,16 +39,34 @@ func NetworkPolicy(shop *shopv1.Shop, component string) *networkingv1.NetworkPol
 				Key: LabelName, Operator: metav1.LabelSelectorOpIn, Values: callers,
 			}},
 		}}}
-		for _, p := range scrapers {
-			rule.From = append(rule.From, *p.DeepCopy())
+		if metricsPort == 0 {
+			rule.From = append(rule.From, copyPeers(scrapers)...)
 		}
+	}
+	ingress := []networkingv1.NetworkPolicyIngressRule{rule}
+	if metricsPort != 0 && len(scrapers) > 0 {
+		// No scrapers, no rule: an empty From would admit anyone.
+		metrics := intstr.FromInt32(metricsPort)
+		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{
+			Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolTCP), Port: &metrics}},
+			From:  copyPeers(scrapers),
+		})
 	}
 	return &networkingv1.NetworkPolicy{
 		ObjectMeta: objectMeta(shop, Name(shop, component), component),
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: *selector(shop, component),
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress:     []networkingv1.NetworkPolicyIngressRule{rule},
+			Ingress:     ingress,
 		},
 	}
+}
+
+// copyPeers returns deep copies of peers.
+func copyPeers(peers []networkingv1.NetworkPolicyPeer) []networkingv1.NetworkPolicyPeer {
+	out := make([]networkingv1.NetworkPolicyPeer, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, *p.DeepCopy())
+	}
+	return out
 }

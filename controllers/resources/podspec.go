@@ -19,6 +19,14 @@ import (
 // HTTPPort is the port every service of the suite listens on (its PORT).
 const HTTPPort = 8080
 
+// GatewayMetricsPort is the port the gateway serves /metrics on (its METRICS_PORT), named
+// MetricsPortName in its pods: apart from its HTTP port, which anyone reaches. The other
+// services serve /metrics on their HTTP port.
+const GatewayMetricsPort = 9090
+
+// MetricsPortName names the gateway pods' metrics port, for a PodMonitor.
+const MetricsPortName = "metrics"
+
 // nonRootID is the user and group of the services image (distroless "nonroot").
 const nonRootID = 65532
 

@@ -247,6 +247,7 @@ func TestAppEnvironment(t *testing.T) {
 				"USER_SERVICE_URL": "http://demo-user:80", "PRODUCT_SERVICE_URL": "http://demo-product:80",
 				"ORDER_SERVICE_URL": "http://demo-order:80", "PAYMENT_SERVICE_URL": "http://demo-payment:80",
 				"RATE_LIMIT_REQUESTS": "100", "RATE_LIMIT_WINDOW": "15m0s", "TRUSTED_PROXIES": "", "UPSTREAM_TIMEOUT": "10s",
+				"METRICS_PORT": "9090",
 			},
 		},
 		{
@@ -922,11 +923,19 @@ func TestNetworkPolicyAdmitsScrapers(t *testing.T) {
 	}}
 	shop := newShop(func(s *shopv1.Shop) { s.Spec.Monitoring.Scrapers = []networkingv1.NetworkPolicyPeer{prometheus} })
 	for _, c := range []string{Gateway, User, Product, Order, Payment, MongoDB, RabbitMQ} {
-		from := NetworkPolicy(shop, c).Spec.Ingress[0].From
+		ingress := NetworkPolicy(shop, c).Spec.Ingress
+		from := ingress[0].From
+		if c != Gateway && len(ingress) != 1 {
+			t.Errorf("%s: %d ingress rules, want 1", c, len(ingress))
+		}
 		switch c {
-		case Gateway: // open to anyone already
-			if len(from) != 0 {
-				t.Errorf("%s: from %+v, want anyone", c, from)
+		case Gateway: // its HTTP port open to anyone, its metrics port to the scrapers alone
+			if len(from) != 0 || ingress[0].Ports[0].Port.IntVal != HTTPPort {
+				t.Errorf("%s: %+v, want anyone on the HTTP port", c, ingress[0])
+			}
+			if len(ingress) != 2 || ingress[1].Ports[0].Port.IntVal != GatewayMetricsPort ||
+				len(ingress[1].From) != 1 || !equality.Semantic.DeepEqual(ingress[1].From[0], prometheus) {
+				t.Errorf("%s: ingress %+v, want the scraper alone on the metrics port", c, ingress)
 			}
 		case MongoDB, RabbitMQ: // serve no metrics
 			if len(from) != 1 {
@@ -936,6 +945,30 @@ func TestNetworkPolicyAdmitsScrapers(t *testing.T) {
 			if len(from) != 2 || !equality.Semantic.DeepEqual(from[1], prometheus) {
 				t.Errorf("%s: from %+v, want the callers and the scraper", c, from)
 			}
+		}
+	}
+}
+
+// TestGatewayMetricsPort: the gateway serves /metrics on a port of its own, named for a
+// PodMonitor, which without scrapers no NetworkPolicy rule admits anyone to (an empty From
+// would admit anyone); the other services serve it on their HTTP port.
+func TestGatewayMetricsPort(t *testing.T) {
+	for _, c := range []string{Gateway, User} {
+		ports := templateOf(t, AppWorkload(newShop(), c, connectionsOf(t, newShop()))).Spec.Containers[0].Ports
+		want := []corev1.ContainerPort{{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}}
+		if c == Gateway {
+			want = append(want, corev1.ContainerPort{Name: MetricsPortName, ContainerPort: GatewayMetricsPort, Protocol: corev1.ProtocolTCP})
+		}
+		if !equality.Semantic.DeepEqual(ports, want) {
+			t.Errorf("%s ports %+v, want %+v", c, ports, want)
+		}
+	}
+	if ingress := NetworkPolicy(newShop(), Gateway).Spec.Ingress; len(ingress) != 1 || ingress[0].Ports[0].Port.IntVal != HTTPPort {
+		t.Errorf("gateway ingress without scrapers %+v, want the HTTP port alone", ingress)
+	}
+	for _, p := range AppService(newShop(), Gateway).Spec.Ports {
+		if p.Port == GatewayMetricsPort || p.TargetPort.IntVal == GatewayMetricsPort || p.TargetPort.StrVal == MetricsPortName {
+			t.Errorf("the gateway's Service exposes its metrics port: %+v", p)
 		}
 	}
 }

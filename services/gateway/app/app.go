@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/gateway"
 	"github.com/shopkeeper-dev/shopkeeper/services/gateway/internal/logbuf"
@@ -26,6 +28,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // Run runs the gateway, configured from the environment (gateway.Config), until ctx ends;
@@ -92,7 +95,36 @@ func Run(ctx context.Context) (err error) {
 		defer stopPprof()
 	}
 
-	return gateway.Serve(ctx, g.Handler(metrics.NewRegistry()), cfg.Base, log)
+	reg := metrics.NewRegistry()
+	if cfg.MetricsPort == 0 {
+		return gateway.Serve(ctx, g.Handler(reg), cfg.Base, log)
+	}
+	return serveWithMetrics(ctx, g, reg, &cfg, log)
+}
+
+// serveWithMetrics serves the gateway on cfg.Port and its metrics on cfg.MetricsPort until ctx
+// ends, then shuts both down. It listens on both before serving either, so that a metrics port
+// in use stops the gateway at start; a server that stops on an error stops the other too.
+func serveWithMetrics(ctx context.Context, g *gateway.Gateway, reg *prometheus.Registry, cfg *gateway.Config, log *slog.Logger) error {
+	metricsBase := cfg.Base
+	metricsBase.Port = cfg.MetricsPort
+	mln, err := web.Listen(ctx, metricsBase)
+	if err != nil {
+		return fmt.Errorf("METRICS_PORT=%d: %w", cfg.MetricsPort, err)
+	}
+	ln, err := web.Listen(ctx, cfg.Base)
+	if err != nil {
+		_ = mln.Close()
+		return err
+	}
+	group, gctx := errgroup.WithContext(ctx)
+	group.Go(func() error {
+		return gateway.ServeListener(gctx, ln, g.Handler(reg), cfg.Base, log)
+	})
+	group.Go(func() error {
+		return web.ServeListener(gctx, mln, g.MetricsHandler(reg), metricsBase, log.With(slog.String("server", "metrics")))
+	})
+	return group.Wait()
 }
 
 // gatewayGCPercent is the gateway's GOGC unless the environment sets one. A proxied request

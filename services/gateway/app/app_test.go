@@ -59,6 +59,67 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunMetricsApart: with METRICS_PORT set, /metrics is served there, counting the
+// proxied requests, and the public port answers it 404; a metrics port in use stops the
+// gateway at start, naming the variable.
+func TestRunMetricsApart(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "service saw "+r.URL.Path)
+	}))
+	defer up.Close()
+	port, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
+	setEnv(t, port, "", up.URL)
+	t.Setenv("METRICS_PORT", strconv.Itoa(metricsPort))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx) }()
+
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	metricsBase := "http://127.0.0.1:" + strconv.Itoa(metricsPort)
+	if got := getEventually(t, base+"/users/42"); got != "service saw /users/42" {
+		t.Errorf("proxied answer = %q", got)
+	}
+	if got := getEventually(t, metricsBase+"/metrics"); !strings.Contains(got, `http_requests_total{method="GET",route="/users/",status="200"} 1`) {
+		t.Errorf("the metrics port's /metrics does not count the proxied request:\n%s", got)
+	}
+	for _, u := range []string{base + "/metrics", metricsBase + "/users/42", metricsBase + "/health"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("GET %s: %d %s, want a JSON 404", u, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil after the context ended", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the context ended")
+	}
+
+	inUse, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inUse.Close()
+	setEnv(t, testenv.FreePort(t), "", up.URL)
+	t.Setenv("METRICS_PORT", strconv.Itoa(inUse.Addr().(*net.TCPAddr).Port))
+	t.Setenv("LISTEN_HOST", "127.0.0.1")
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if err := Run(rctx); err == nil || !strings.Contains(err.Error(), "METRICS_PORT") || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("Run with its metrics port in use = %v, want an error naming METRICS_PORT", err)
+	}
+}
+
 // setEnv sets the gateway's environment: its port, PPROF_ADDR, every service at upstream.
 func setEnv(t *testing.T, port int, pprofAddr, upstream string) {
 	t.Helper()

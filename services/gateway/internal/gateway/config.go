@@ -57,6 +57,11 @@ type Config struct {
 	// line). Access logs are a line per request; batching saves a system call per request.
 	LogFlushInterval time.Duration `env:"LOG_FLUSH_INTERVAL" envDefault:"200ms"`
 
+	// MetricsPort, when set, serves GET /metrics on that port of LISTEN_HOST alone, apart
+	// from the public port, which then answers it 404: a gateway open to the internet need
+	// not show its metrics to it. 0 (the default, for local runs): /metrics on PORT.
+	MetricsPort int `env:"METRICS_PORT"`
+
 	// PprofAddr, when set (e.g. "127.0.0.1:6060"), serves net/http/pprof there; off by default.
 	PprofAddr string `env:"PPROF_ADDR"`
 }
@@ -116,6 +121,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnsPerService < 1 {
 		errs = append(errs, fmt.Errorf("MAX_CONNS_PER_SERVICE=%d: must be at least 1", c.MaxConnsPerService))
+	}
+	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
+		errs = append(errs, fmt.Errorf("METRICS_PORT=%d: must be between 1 and 65535, or 0 to serve /metrics on PORT", c.MetricsPort))
+	}
+	if c.MetricsPort != 0 && c.MetricsPort == c.Port {
+		errs = append(errs, fmt.Errorf("METRICS_PORT=%d: must differ from PORT, or be 0 to serve /metrics on PORT", c.MetricsPort))
 	}
 	if c.MaxConnsPerClient < 1 {
 		errs = append(errs, fmt.Errorf("MAX_CONNS_PER_CLIENT=%d: must be at least 1", c.MaxConnsPerClient))

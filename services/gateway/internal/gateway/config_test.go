@@ -48,6 +48,9 @@ func TestConfigErrors(t *testing.T) {
 			want: "RATE_LIMIT_REQUESTS=2000000000: must be at most RATE_LIMIT_WINDOW in nanoseconds (1000000000 for 1s)"},
 		{name: "no connection for a client", environ: withServiceURLs("MAX_CONNS_PER_CLIENT=0"), want: "MAX_CONNS_PER_CLIENT=0: must be at least 1"},
 		{name: "bad proxy CIDR", environ: withServiceURLs("TRUSTED_PROXIES=10.0.0.0/8,10.0.0.0/40"), want: "TRUSTED_PROXIES"},
+		{name: "metrics port out of range", environ: withServiceURLs("METRICS_PORT=70000"), want: "METRICS_PORT=70000: must be between 1 and 65535"},
+		{name: "metrics port negative", environ: withServiceURLs("METRICS_PORT=-1"), want: "METRICS_PORT=-1: must be between 1 and 65535"},
+		{name: "metrics on the public port", environ: withServiceURLs("PORT=9090", "METRICS_PORT=9090"), want: "METRICS_PORT=9090: must differ from PORT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"runtime/debug"
@@ -65,6 +66,9 @@ type Gateway struct {
 	// heads notes the head of each request with a body until it is served or answered
 	// (heads.note), for answerReadError.
 	heads heads
+	// metricsApart says /metrics is served on a port of its own (Config.MetricsPort, by
+	// MetricsHandler), not by Handler.
+	metricsApart bool
 }
 
 // New builds the gateway of cfg.
@@ -99,6 +103,7 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 		answerBudget: semaphore.NewWeighted(largeAnswerBudget),
 		clients:      newClientConns(cfg.MaxConnsPerClient, ips.Trusted),
 		tracer:       otel.Tracer("github.com/shopkeeper-dev/shopkeeper/services/gateway"),
+		metricsApart: cfg.MetricsPort != 0,
 	}, nil
 }
 
@@ -116,7 +121,8 @@ func (g *Gateway) Close() {
 }
 
 // Handler returns the gateway's whole HTTP handler: the route table, behind the rate limit, and
-// the gateway's own GET /health, /healthz, /readyz and /metrics (from reg). Every request goes
+// the gateway's own GET /health, /healthz, /readyz and /metrics (from reg; not when it has a
+// port of its own, Config.MetricsPort, where MetricsHandler serves it). Every request goes
 // through the suite's middleware (request id, tracing, access log, metrics per route and
 // status, panic recovery); what no route matches is answered JSON 404 or 405. A request with
 // Expect: 100-continue is invited to send its body only when it is to be proxied
@@ -126,7 +132,9 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 	// The gateway is ready when it can serve; a service being down is reported by /health and
 	// answered 503 per request, and must not take every gateway replica out of its Service.
 	health.Register(own)
-	own.Handle("GET /metrics", metrics.Handler(reg))
+	if !g.metricsApart {
+		own.Handle("GET /metrics", metrics.Handler(reg))
+	}
 	own.Handle("GET /health", g.health)
 	serveOwn := fasthttpadaptor.NewFastHTTPHandler(own)
 	m := web.NewHTTPMetrics(reg)
@@ -168,6 +176,15 @@ func (g *Gateway) Handler(reg *prometheus.Registry) Handler {
 			return a.RequestID
 		},
 	}
+}
+
+// MetricsHandler is what the gateway serves on Config.MetricsPort: GET /metrics (from reg),
+// through the suite's middleware as every request of the public port, and JSON 404 or 405 for
+// anything else.
+func (g *Gateway) MetricsHandler(reg *prometheus.Registry) http.Handler {
+	m := web.NewMux(g.log, reg)
+	m.Handle("GET /metrics", metrics.Handler(reg))
+	return m
 }
 
 // accessOfHead names a request by what its head said (n), as accessOf does: the route and the
