@@ -54,8 +54,8 @@ type document struct {
 	Order         `bson:",inline"`
 	Outbox        []outbox.Event `bson:"outbox"`
 	OutboxPending bool           `bson:"outboxPending"`
-	// ResentAt is when the sweep sent the order's order.created again (pending.go); the
-	// zero time if it has not.
+	// ResentAt is when the sweep last sent the order's order.created again (pending.go);
+	// the zero time if it has not.
 	ResentAt time.Time `bson:"resentAt,omitempty"`
 }
 

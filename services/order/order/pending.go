@@ -26,9 +26,10 @@ import (
 // still on its way then finds the order settled and changes nothing. An order the payment
 // service holds no payment for has its order.created queued there still (a backlog), or
 // lost on its way there (dead-lettered by the same delivery limit): once PENDING for
-// pendingResendFactor times as long, its order.created is sent again, once (the payment
-// service charges an order once, however often the event comes); each pass over the
-// orders says how many have no payment, at WARN.
+// pendingResendFactor times as long, its order.created is sent again, and again each time
+// its age has doubled since (resendDue: the payment service charges an order once, however
+// often the event comes; the copy sent again can be lost too, by the same causes); each
+// pass over the orders says how many have no payment, at WARN.
 
 const (
 	// pendingPage is how many PENDING orders the sweep reads, and asks the payment
@@ -36,7 +37,7 @@ const (
 	pendingPage = 100
 	// pendingResendFactor: an order PENDING for pendingResendFactor times
 	// PENDING_CHECK_AFTER with no payment at the payment service has its order.created
-	// sent again, once.
+	// sent again, and again each time its age has doubled since (resendDue).
 	pendingResendFactor = 5
 	// pendingSweepBudget bounds a run of the background sweep: past it the run stops
 	// after the order it is settling (whose stock release may wait up to PEER_TIMEOUT),
@@ -71,16 +72,15 @@ type pendingPass struct {
 // sweepPending takes pass on over the orders PENDING since before olderThan ago, a page
 // at a time, until budget is spent (0: until the pass is over; one order at least). For
 // each page it asks the payment service for the payments in one call, and settles each
-// order that has one, and sends again the order.created of each order with none PENDING
-// since before resendAfter ago (once); it returns how many it settled. It stops at the first failure of
-// the payment service or the database, leaving pass before the orders it has not
+// order that has one, and sends again the order.created of each order with none whose
+// resendDue (after resendAfter) has come; it returns how many it settled. It stops at the
+// first failure of the payment service or the database, leaving pass before the orders it has not
 // finished: the next run tries them again. A payment that cannot settle its order (of an
 // amount other than the order's, say) is logged at ERROR, and the pass goes on.
 func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan, resendAfter, budget time.Duration) (settled int, err error) {
 	start := time.Now()
 	now := s.now()
 	before := now.Add(-olderThan)
-	resendBefore := now.Add(-resendAfter)
 	for {
 		var page []document
 		read, err := outbox.TimedQuery(ctx, pendingScanTimeout, func(ctx context.Context) (err error) {
@@ -117,8 +117,8 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 				if pass.oldestUnpaid.IsZero() {
 					pass.oldestUnpaid = d.ID
 				}
-				if d.ResentAt.IsZero() && !d.CreatedAt.After(resendBefore) { // inclusive, as pendingBefore
-					if err := s.resendCreated(ctx, d.Order, now); err != nil {
+				if !now.Before(resendDue(d.CreatedAt, d.ResentAt, resendAfter)) { // inclusive, as pendingBefore
+					if err := s.resendCreated(ctx, d.Order, now, resendAfter); err != nil {
 						return settled, err
 					}
 				}
@@ -137,14 +137,28 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 	}
 }
 
+// resendDue is when an order created at created, whose order.created the sweep last sent
+// again at resent (zero: never), is due to have it sent again, with no payment at the
+// payment service: resendAfter after its creation, and then each time its age has doubled
+// since the last (at 2, 4, 8... times resendAfter). Not only once: the copy sent again can
+// be lost as the first was (the queue's delivery limit used up by a connection closed again
+// and again, a queue purged), and the order would then stay PENDING, its stock held, for
+// good. Doubling, a backlog at the payment service meets few copies however long it lasts.
+func resendDue(created, resent time.Time, resendAfter time.Duration) time.Time {
+	if resent.IsZero() {
+		return created.Add(resendAfter)
+	}
+	return resent.Add(max(resendAfter, resent.Sub(created)))
+}
+
 // resendCreated sends order o's order.created again, through its outbox, unless the order
-// was settled or its event sent again meanwhile.
-func (s *service) resendCreated(ctx context.Context, o Order, now time.Time) error {
+// was settled, or its event sent again so that it is not due (resendDue), meanwhile.
+func (s *service) resendCreated(ctx context.Context, o Order, now time.Time, resendAfter time.Duration) error {
 	ev, err := createdEvent(ctx, o)
 	if err != nil {
 		return err
 	}
-	sent, err := s.store.resend(ctx, o.ID, ev, now)
+	sent, err := s.store.resend(ctx, o.ID, ev, now, resendAfter)
 	if err != nil || !sent {
 		return err
 	}
@@ -155,11 +169,11 @@ func (s *service) resendCreated(ctx context.Context, o Order, now time.Time) err
 }
 
 // resend adds ev, order id's order.created, to its outbox if the order is still PENDING
-// and was not sent again before, and records when (now) in the same write, under the
-// order's lock; sent is false when it was not.
-func (s *store) resend(ctx context.Context, id bson.ObjectID, ev outbox.Event, now time.Time) (sent bool, err error) {
+// and due to have it sent again (resendDue) at now, and records when (now) in the same
+// write, under the order's lock; sent is false when it was not.
+func (s *store) resend(ctx context.Context, id bson.ObjectID, ev outbox.Event, now time.Time, resendAfter time.Duration) (sent bool, err error) {
 	sent, err = s.updatePending(ctx, id, func(d document) (bson.D, error) {
-		if !d.ResentAt.IsZero() {
+		if now.Before(resendDue(d.CreatedAt, d.ResentAt, resendAfter)) {
 			return nil, nil
 		}
 		return append(outbox.Set(d.Outbox, nil, ev), bson.E{Key: "resentAt", Value: now}), nil

@@ -202,11 +202,12 @@ func TestSweepPendingCountsNoReadOfAnUnreachableDatabase(t *testing.T) {
 	}
 }
 
-// TestSweepPendingSendsOrderCreatedAgainOnce: an order PENDING for longer than the age to
+// TestSweepPendingSendsOrderCreatedAgain: an order PENDING for longer than the age to
 // send again, with no payment at the payment service, has its order.created sent again
-// through its outbox, once: after the broker confirmed it, a later sweep sends nothing.
-// A younger one is left as it is.
-func TestSweepPendingSendsOrderCreatedAgainOnce(t *testing.T) {
+// through its outbox; after the broker confirmed it, a sweep sends nothing more until the
+// order's age has doubled, and then, the order still PENDING with no payment (the copy
+// lost too), sends it again. A younger order is left as it is.
+func TestSweepPendingSendsOrderCreatedAgain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := newServiceWithPayments(ctx, t, &payingService{payments: map[string]PaymentResult{}}, 2*time.Second)
@@ -252,12 +253,28 @@ func TestSweepPendingSendsOrderCreatedAgainOnce(t *testing.T) {
 		bson.D{{Key: "$set", Value: bson.D{{Key: outbox.Field, Value: bson.A{}}, {Key: outbox.PendingField, Value: false}}}}); err != nil {
 		t.Fatal(err)
 	}
-	advance(250 * time.Millisecond) // the young order is now old enough too
+	advance(195 * time.Millisecond) // the young order is now old enough too
 	sweep()
 	if got := relay.told(); len(got) != 2 {
 		t.Fatalf("relay told of %v, want the young order's order.created and nothing more for the old one", got)
 	}
 	if err := s.store.orders.FindOne(ctx, bson.D{{Key: "_id", Value: young}}).Decode(&d); err != nil || d.ResentAt.IsZero() {
 		t.Fatalf("young order once old enough: resent at %v, %v", d.ResentAt, err)
+	}
+	// The copy was lost too. The old order, sent again at 310 ms of age, is due again at
+	// 620 ms; the young one's copy, just sent, waits in its outbox.
+	advance(110 * time.Millisecond) // 615 ms
+	sweep()
+	if got := relay.told(); len(got) != 2 {
+		t.Fatalf("relay told of %v before the old order's age doubled, want nothing more", got)
+	}
+	advance(5 * time.Millisecond)
+	sweep()
+	if got := relay.told(); len(got) != 3 || got[2] != messaging.OrderCreated {
+		t.Fatalf("relay told of %v, want the old order's order.created a third time", got)
+	}
+	resentAt := *clock.Load()
+	if err := s.store.orders.FindOne(ctx, bson.D{{Key: "_id", Value: old}}).Decode(&d); err != nil || !d.ResentAt.Equal(resentAt) {
+		t.Fatalf("old order sent again: resent at %v (%v), want %v", d.ResentAt, err, resentAt)
 	}
 }
