@@ -173,6 +173,11 @@ func (p *peers) reserve(ctx context.Context, orderID string, items []RequestItem
 	}
 	switch status {
 	case http.StatusOK, http.StatusCreated:
+		if err := res.check(orderID, items); err != nil {
+			// JSON, but not the reservation asked for: an answer the order service does not
+			// expect, a 503 as any other, its stock given back as when the answer is lost.
+			return reservation{}, apperr.Unavailable("product service answered an unexpected reservation").Because(err)
+		}
 		return res, nil
 	case http.StatusConflict, http.StatusUnprocessableEntity:
 		var e web.ErrorBody
@@ -181,6 +186,42 @@ func (p *peers) reserve(ctx context.Context, orderID string, items []RequestItem
 	default:
 		return reservation{}, apperr.Unavailable(fmt.Sprintf("product service answered %d", status))
 	}
+}
+
+// check tells whether res is the reservation of orderID for items, as the product service's
+// contract makes it: the same order, exactly the lines asked for (in any order), one
+// currency, and a total that is its lines'. An order is stored from it as it is: answered
+// otherwise (a product service of another version, say), the order would be stored with no
+// lines, or other lines, or a total of 0 and be charged that, for the stock that was taken.
+func (res reservation) check(orderID string, items []RequestItem) error {
+	if res.OrderID != orderID {
+		return fmt.Errorf("reservation of order %q, want %s", res.OrderID, orderID)
+	}
+	if len(res.Items) != len(items) {
+		return fmt.Errorf("reservation of %d lines, want %d", len(res.Items), len(items))
+	}
+	want := make(map[string]int, len(items))
+	for _, it := range items {
+		want[it.ProductID] = it.Quantity
+	}
+	var total int64
+	for _, it := range res.Items {
+		q, ok := want[it.ProductID]
+		switch {
+		case !ok || q != it.Quantity:
+			return fmt.Errorf("reservation of %d of product %q, not a line asked for", it.Quantity, it.ProductID)
+		case it.UnitPriceCents < 0:
+			return fmt.Errorf("reservation of product %q at %d cents", it.ProductID, it.UnitPriceCents)
+		case it.Currency != res.Items[0].Currency:
+			return fmt.Errorf("reservation in currencies %q and %q", res.Items[0].Currency, it.Currency)
+		}
+		delete(want, it.ProductID)
+		total += int64(it.Quantity) * it.UnitPriceCents
+	}
+	if total != res.TotalCents {
+		return fmt.Errorf("reservation total %d, its lines make %d", res.TotalCents, total)
+	}
+	return nil
 }
 
 // reservationRefused is the order's answer when the product service refused its
