@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -251,8 +252,20 @@ func reservationRefused(status int, e web.ErrorBody) error {
 // reservationSettled tells a reserve error that settles the reservation (the product service
 // answered that it took nothing) from one that leaves it unknown: the request may have
 // taken the stock before the answer was lost.
+// A reservation that could not be sent at all (no connection to the product service: it
+// is down) took nothing either.
 func reservationSettled(err error) bool {
-	return errors.Is(err, errAttemptAbandoned) || errors.Is(err, apperr.ErrConflict) || errors.Is(err, apperr.ErrUnprocessable)
+	return errors.Is(err, errAttemptAbandoned) || errors.Is(err, apperr.ErrConflict) || errors.Is(err, apperr.ErrUnprocessable) ||
+		notSent(err)
+}
+
+// notSent tells whether err is a request that never left: its connection could not be
+// made. An HTTP client sends a request only on a connection it made, or on one it reused,
+// whose failure is no dial error; and it tries a POST again on a new connection only when
+// nothing of it was written.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // errAttemptAbandoned answers a request whose Idempotency-Key names an earlier attempt that

@@ -368,7 +368,8 @@ func TestRetryOfAFencedOffOrder(t *testing.T) {
 	}
 
 	failing.Store(true)
-	post(http.StatusServiceUnavailable, "product service unavailable") // its answer came after order gave up
+	// Its answer came after order gave up, and the product service refused the stock back.
+	post(http.StatusServiceUnavailable, "its stock is still being given back")
 	if n, err := shop.Order.Sweep(ctx, 0); err != nil || n != 0 {
 		t.Fatalf("sweep: %d (%v), want 0: the product service still refuses", n, err)
 	}

@@ -131,9 +131,11 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 			// once the stock is back places the order instead of repeating this answer.
 			s.forgetKey(ctx, id, keyID)
 			s.finishPlacement(ctx, id)
-		} else {
-			// The stock may have been taken before the answer was lost: give it back.
-			s.abandonWithin(ctx, id, keyID, locks.handOver())
+		} else if !s.abandonWithin(ctx, id, keyID, locks.handOver()) {
+			// The stock may have been taken before the answer was lost, and is not back
+			// (a release slow or refused): nothing was placed, but the key still names this
+			// attempt, and the stock is held until the release is over, as the 503 says.
+			return Order{}, false, stockNotBack(err)
 		}
 		return Order{}, false, err
 	}
@@ -184,7 +186,7 @@ func outcomeUnknown(insertErr error) error {
 const orderMayExist = "the order may have been placed: send the request again with the same Idempotency-Key, or look for the order before placing it again without one"
 
 // stockNotBack answers a placement whose order was not stored and never will be (fenced
-// off), but whose stock was not given back by the deadline: the release is slow, and goes
+// off, or its reservation's answer lost), but whose stock was not given back by the deadline: the release is slow, and goes
 // on after the answer, or failed, and is left to the sweep. Unlike the 503s that say
 // nothing was placed, it does not say that a retry places the order: until the stock is
 // back the key still names the abandoned attempt, and a request without one may find the
@@ -317,18 +319,19 @@ func (s *service) abandon(ctx context.Context, id bson.ObjectID, keyID string) b
 // freed (the stock is back) or, if the release failed, the same order id, whose
 // reservation the product service answers as before or as released: a release never
 // runs alongside a retry that stores the order. A release that fails is the sweep's.
-func (s *service) abandonWithin(ctx context.Context, id bson.ObjectID, keyID string, unlock func()) {
-	done := make(chan struct{})
+// back tells whether the stock was back, and the key freed, by the answer.
+func (s *service) abandonWithin(ctx context.Context, id bson.ObjectID, keyID string, unlock func()) (back bool) {
+	done := make(chan bool, 1)
 	background := context.WithoutCancel(ctx) // the release is not cut short with the answer
 	s.background.Go(func() {
-		defer close(done)
 		defer unlock()
-		s.abandon(background, id, keyID)
+		done <- s.abandon(background, id, keyID)
 	})
 	select {
-	case <-done:
+	case back = <-done:
 	case <-ctx.Done():
 	}
+	return back
 }
 
 // cleanupContext returns the context of a step that puts the store or the stock back in
