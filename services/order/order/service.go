@@ -186,13 +186,14 @@ func outcomeUnknown(insertErr error) error {
 const orderMayExist = "the order may have been placed: send the request again with the same Idempotency-Key, or look for the order before placing it again without one"
 
 // stockNotBack answers a placement whose order was not stored and never will be (fenced
-// off, or its reservation's answer lost), but whose stock was not given back by the deadline: the release is slow, and goes
-// on after the answer, or failed, and is left to the sweep. Unlike the 503s that say
-// nothing was placed, it does not say that a retry places the order: until the stock is
-// back the key still names the abandoned attempt, and a request without one may find the
-// stock short. The same Idempotency-Key waits for the release, or finishes it.
-func stockNotBack(insertErr error) error {
-	return apperr.Unavailable(stockStillHeld).Because(insertErr)
+// off, or its reservation's answer lost), but whose stock was not given back by the
+// deadline: the release is slow, and goes on after the answer, or failed, and is left to
+// the sweep. Unlike the 503s that say nothing was placed, it does not say that a retry
+// places the order: until the stock is back the key still names the abandoned attempt,
+// and a request without one may find the stock short. The same Idempotency-Key waits for
+// the release, or finishes it. cause is why the order was not stored.
+func stockNotBack(cause error) error {
+	return apperr.Unavailable(stockStillHeld).Because(cause)
 }
 
 // stockStillHeld is the message of stockNotBack's 503.
@@ -324,8 +325,12 @@ func (s *service) abandonWithin(ctx context.Context, id bson.ObjectID, keyID str
 	done := make(chan bool, 1)
 	background := context.WithoutCancel(ctx) // the release is not cut short with the answer
 	s.background.Go(func() {
-		defer unlock()
-		done <- s.abandon(background, id, keyID)
+		released := false
+		defer func() {
+			unlock() // before the answer, so that a retry it leads to finds the order free
+			done <- released
+		}()
+		released = s.abandon(background, id, keyID)
 	})
 	select {
 	case back = <-done:
