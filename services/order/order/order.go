@@ -57,6 +57,34 @@ type document struct {
 	// ResentAt is when the sweep last sent the order's order.created again (pending.go);
 	// the zero time if it has not.
 	ResentAt time.Time `bson:"resentAt,omitempty"`
+	// Origin ties the order to the request that placed it, for the order.created the sweep
+	// sends again; nil for an order placed before it was kept.
+	Origin *origin `bson:"origin,omitempty"`
+}
+
+// origin is what an event carries of the request it came from: its trace and request id.
+type origin struct {
+	Traceparent string `bson:"traceparent,omitempty"`
+	Tracestate  string `bson:"tracestate,omitempty"`
+	RequestID   string `bson:"requestId,omitempty"`
+}
+
+// originOf is the origin ev carries, nil when it carries none.
+func originOf(ev outbox.Event) *origin {
+	o := origin{Traceparent: ev.Traceparent, Tracestate: ev.Tracestate, RequestID: ev.RequestID}
+	if o == (origin{}) {
+		return nil
+	}
+	return &o
+}
+
+// stamp makes ev carry o, when o is known: an event sent again for the order (the sweep's
+// order.created) is tied, in the logs and traces, to the request that placed it, not to
+// the sweep that has none.
+func (o *origin) stamp(ev *outbox.Event) {
+	if o != nil {
+		ev.Traceparent, ev.Tracestate, ev.RequestID = o.Traceparent, o.Tracestate, o.RequestID
+	}
 }
 
 // PlaceRequest is the body of POST /orders.

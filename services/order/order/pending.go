@@ -11,6 +11,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/messaging/outbox"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
 // An order stays PENDING until its payment result is handled, and a result can be lost on
@@ -118,7 +119,7 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 					pass.oldestUnpaid = d.ID
 				}
 				if !now.Before(resendDue(d.CreatedAt, d.ResentAt, resendAfter)) { // inclusive, as pendingBefore
-					if err := s.resendCreated(ctx, d.Order, now, resendAfter); err != nil {
+					if err := s.resendCreated(ctx, d, now, resendAfter); err != nil {
 						return settled, err
 					}
 				}
@@ -151,18 +152,24 @@ func resendDue(created, resent time.Time, resendAfter time.Duration) time.Time {
 	return resent.Add(max(resendAfter, resent.Sub(created)))
 }
 
-// resendCreated sends order o's order.created again, through its outbox, unless the order
-// was settled, or its event sent again so that it is not due (resendDue), meanwhile.
-func (s *service) resendCreated(ctx context.Context, o Order, now time.Time, resendAfter time.Duration) error {
+// resendCreated sends the order.created of d's order again, through its outbox, with the
+// trace and request id of the request that placed it, unless the order was settled, or its
+// event sent again so that it is not due (resendDue), meanwhile.
+func (s *service) resendCreated(ctx context.Context, d document, now time.Time, resendAfter time.Duration) error {
+	o := d.Order
 	ev, err := createdEvent(ctx, o)
 	if err != nil {
 		return err
 	}
+	d.Origin.stamp(&ev)
 	sent, err := s.store.resend(ctx, o.ID, ev, now, resendAfter)
 	if err != nil || !sent {
 		return err
 	}
 	s.relay.Notify(o.ID, ev)
+	if ev.RequestID != "" {
+		ctx = web.WithRequestID(ctx, ev.RequestID) // the line is the placing request's too
+	}
 	s.log.WarnContext(ctx, "order.created sent again: the order has been PENDING with no payment at the payment service",
 		"order", o.ID.Hex(), "since", o.CreatedAt, "event", ev.ID)
 	return nil

@@ -72,6 +72,25 @@ func TestOrderCreatedLostTwiceIsSentAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	elsewhere(2)
+	// The copy the sweep sent carries the trace and the request id of the request that
+	// placed the order, as the first did: the sweep has neither of its own.
+	var heads []amqp.Table
+	for range 2 {
+		m, ok, err := ch.Get("test.elsewhere", true)
+		must(err)
+		if !ok {
+			t.Fatal("an order.created that went astray is gone")
+		}
+		heads = append(heads, m.Headers)
+	}
+	for _, h := range []string{"x-request-id", "traceparent", "tracestate"} {
+		if heads[0][h] != heads[1][h] {
+			t.Errorf("%s: the sweep's copy carries %v, the placement's %v", h, heads[1][h], heads[0][h])
+		}
+	}
+	if id, _ := heads[0]["x-request-id"].(string); id == "" {
+		t.Errorf("the placement's order.created carries no request id: %v", heads[0])
+	}
 	// The binding comes back; the sweeps that follow find the order PENDING with no
 	// payment, and still nothing under way.
 	must(ch.QueueBind(messaging.PaymentOrderCreated.Name, messaging.OrderCreated, messaging.Exchange, false, nil))

@@ -156,7 +156,7 @@ func (s *service) place(ctx context.Context, req PlaceRequest, idemKey string) (
 	// settled, and its stock given back, before the answer.
 	write, cancelWrite := context.WithDeadline(ctx, deadline.Add(-margin/2))
 	defer cancelWrite()
-	stored, inserted, err := s.store.insert(write, document{Order: o, Outbox: []outbox.Event{ev}, OutboxPending: true})
+	stored, inserted, err := s.store.insert(write, document{Order: o, Outbox: []outbox.Event{ev}, OutboxPending: true, Origin: originOf(ev)})
 	if err != nil {
 		return s.settleInsert(ctx, id, keyID, now, ev, err, locks.handOver())
 	}
