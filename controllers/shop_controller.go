@@ -345,6 +345,19 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 			rest = rest[:1]
 			if key := childKey(policy); refused[key] || withheld[key] {
 				podsUnaffected = false // the store waits for it
+				// A store already running keeps running only while the Shop's policy, as
+				// it was, is stored (an update refused): gone and not made again, or
+				// someone else's, nothing guards it, and it is stopped (scaled to none,
+				// its volume kept) until the policy is stored.
+				guarded, err := r.policyStored(ctx, shop, policy)
+				if err != nil {
+					return nil, err
+				}
+				if !guarded {
+					if err := r.stopStore(ctx, shop, resources.StoreStatefulSet(shop, store, read), applyWorkload); err != nil {
+						return nil, err
+					}
+				}
 				if err := apply(rest...); err != nil {
 					return nil, err
 				}
@@ -417,6 +430,37 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 		first.Message += "; left as they are meanwhile: " + strings.Join(waiting, ", ")
 	}
 	return first, nil
+}
+
+// policyStored reports whether the NetworkPolicy named as policy is stored and the Shop's.
+func (r *ShopReconciler) policyStored(ctx context.Context, shop *shopv1.Shop, policy client.Object) (bool, error) {
+	stored := &networkingv1.NetworkPolicy{}
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(policy), stored)
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("get NetworkPolicy %s: %w", policy.GetName(), err)
+	}
+	return metav1.IsControlledBy(stored, shop), nil
+}
+
+// stopStore scales the store's StatefulSet sts, when it exists and is the Shop's, to no
+// replica, through applyWorkload; one not made yet is left so.
+func (r *ShopReconciler) stopStore(ctx context.Context, shop *shopv1.Shop, sts *appsv1.StatefulSet, applyWorkload func(client.Object) error) error {
+	stored := &appsv1.StatefulSet{}
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(sts), stored)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("get StatefulSet %s: %w", sts.Name, err)
+	}
+	if !metav1.IsControlledBy(stored, shop) {
+		return nil
+	}
+	sts.Spec.Replicas = ptr.To[int32](0)
+	return applyWorkload(sts)
 }
 
 // podsNeedNot tells whether no pod of the Shop needs o to start and be ready: the
