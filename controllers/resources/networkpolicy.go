@@ -1,6 +1,8 @@
 package resources
 
 import (
+	"net/netip"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,7 +51,7 @@ func NetworkPolicy(shop *shopv1.Shop, component string) *networkingv1.NetworkPol
 		metrics := intstr.FromInt32(metricsPort)
 		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{
 			Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolTCP), Port: &metrics}},
-			From:  copyPeers(scrapers),
+			From:  maskedPeers(copyPeers(scrapers)),
 		})
 	}
 	return &networkingv1.NetworkPolicy{
@@ -69,4 +71,29 @@ func copyPeers(peers []networkingv1.NetworkPolicyPeer) []networkingv1.NetworkPol
 		out = append(out, *p.DeepCopy())
 	}
 	return out
+}
+
+// maskedPeers clears, in place, the bits past the prefix of peers' CIDRs (10.1.2.3/16 is
+// 10.1.0.0/16, the range a NetworkPolicy admits either way). The gateway's metrics rule was
+// added after Kubernetes 1.36 began to refuse such a CIDR in a value a NetworkPolicy did not
+// hold before: a scraper the services' policies keep (the API server ratchets it) would
+// otherwise have the gateway's refused once the operator is upgraded. A CIDR that does not
+// parse is left for the API server to name.
+func maskedPeers(peers []networkingv1.NetworkPolicyPeer) []networkingv1.NetworkPolicyPeer {
+	mask := func(cidr string) string {
+		if p, err := netip.ParsePrefix(cidr); err == nil {
+			return p.Masked().String()
+		}
+		return cidr
+	}
+	for _, p := range peers {
+		if p.IPBlock == nil {
+			continue
+		}
+		p.IPBlock.CIDR = mask(p.IPBlock.CIDR)
+		for i, e := range p.IPBlock.Except {
+			p.IPBlock.Except[i] = mask(e)
+		}
+	}
+	return peers
 }
