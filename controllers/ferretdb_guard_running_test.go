@@ -6,6 +6,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -44,5 +46,24 @@ var _ = Describe("A running in-cluster FerretDB whose NetworkPolicy is gone and 
 			Expect(k8sClient.Get(ctx, key, sts)).To(Succeed())
 			return ptr.Deref(sts.Spec.Replicas, 0)
 		}).WithTimeout(timeout).Should(Equal(int32(1)))
+	})
+})
+
+// A FerretDB whose NetworkPolicy's name is someone else's is held back, and the conflict's
+// message names it among the children left as they are meanwhile, as the README says.
+var _ = Describe("An in-cluster FerretDB whose NetworkPolicy's name is someone else's", func() {
+	It("is named among the children held back", func() {
+		ns := takeNamespace()
+		shop := minimalShop(ns, "foreign-policy")
+		shop.Spec.MongoDB.Engine = shopv1.EngineFerretDB
+		name := resources.Name(shop, resources.MongoDB)
+		foreign := &networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}, // admits anyone
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		Expect(k8sClient.Create(ctx, shop)).To(Succeed())
+		expectDegraded(shop, ReasonChildConflict, ContainSubstring("StatefulSet "+name))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &appsv1.StatefulSet{}))).To(BeTrue())
 	})
 })

@@ -353,10 +353,17 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 				if err != nil {
 					return nil, err
 				}
+				sts := resources.StoreStatefulSet(shop, store, read)
 				if !guarded {
-					if err := r.stopStore(ctx, shop, resources.StoreStatefulSet(shop, store, read), applyWorkload); err != nil {
+					if err := r.stopStore(ctx, shop, sts, applyWorkload); err != nil {
 						return nil, err
 					}
+				}
+				if withheld[key] && !withheld[childKey(sts)] {
+					// Held for a name someone else holds, as a store on a foreign claim is:
+					// the conflict's message names it, and what uses it waits too.
+					withheld[childKey(sts)] = true
+					waiting = append(waiting, childKey(sts))
 				}
 				if err := apply(rest...); err != nil {
 					return nil, err
