@@ -122,6 +122,11 @@ func TestRequestID(t *testing.T) {
 		{"made when missing", "", false},
 		{"made when unprintable", "bad id\x01", false},
 		{"made when too long", strings.Repeat("a", 129), false},
+		{"kept at 128 characters", strings.Repeat("a", 128), true},
+		// Visible ASCII only: a space, DEL or a letter beyond ASCII is no part of an id.
+		{"made when it holds a space", "bad id", false},
+		{"made when it holds DEL", "bad-id\x7f", false},
+		{"made when it holds non-ASCII", "bad-id-\u00e9", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
