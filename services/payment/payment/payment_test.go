@@ -266,3 +266,30 @@ func TestPaymentsOfOrders(t *testing.T) {
 		}
 	}
 }
+
+// TestCurrencyDefaultsToUSD: an order.created with no currency, or an empty one, is charged
+// in USD, as the README says, and the payment and its result say so.
+func TestCurrencyDefaultsToUSD(t *testing.T) {
+	e := newEnv(t)
+	orders := map[string]string{
+		bson.NewObjectID().Hex(): `"totalCents":250`,
+		bson.NewObjectID().Hex(): `"totalCents":250,"currency":""`,
+	}
+	for orderID, rest := range orders {
+		e.publish(t, messaging.Message{ID: "e-" + orderID, Body: []byte(`{"orderId":"` + orderID + `",` + rest + `}`)})
+	}
+	results := e.results(t, len(orders))
+	if len(results) != len(orders) {
+		t.Fatalf("%d results, want %d", len(results), len(orders))
+	}
+	for _, r := range results {
+		if _, ok := orders[r.OrderID]; !ok || r.Currency != "USD" || r.AmountCents != 250 || r.Status != payment.Succeeded {
+			t.Errorf("result %+v, want 250 USD approved", r)
+		}
+	}
+	for orderID := range orders {
+		if ps := e.payments(t, orderID); len(ps) != 1 || ps[0].Currency != "USD" {
+			t.Errorf("payments of order %s: %+v, want one in USD", orderID, ps)
+		}
+	}
+}

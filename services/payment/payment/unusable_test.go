@@ -40,6 +40,8 @@ func TestUnusableOrderCreatedIsDeadLettered(t *testing.T) {
 		`{"orderId":"` + bson.NewObjectID().Hex() + `","totalCents":null,"currency":"USD"}`,
 		`{"orderId":"not-an-order-id","totalCents":500,"currency":"USD"}`,
 		`{"orderId":"` + strings.ToUpper(orderID) + `","totalCents":500,"currency":"USD"}`,
+		// A negative total is no charge the provider can make: the README dead-letters it.
+		`{"orderId":"` + bson.NewObjectID().Hex() + `","totalCents":-500,"currency":"USD"}`,
 	}
 	for i, body := range bodies {
 		e.publish(t, messaging.Message{ID: "bad-" + string(rune('a'+i)), Body: []byte(body)})
