@@ -210,6 +210,43 @@ func TestPanicRecovery(t *testing.T) {
 	}
 }
 
+// TestPanicAfterTheAnswerStarted: a handler that panics once it has begun its answer keeps
+// that answer as it is: no second status, no error JSON appended to what it wrote.
+func TestPanicAfterTheAnswerStarted(t *testing.T) {
+	mux, logs := newTestMux(t, nil)
+	mux.HandleFunc("GET /half", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("partial"))
+		panic("boom")
+	})
+	rec := serve(mux, "GET", "/half")
+	if rec.Code != 200 || rec.Body.String() != "partial" {
+		t.Errorf("GET /half = %d %q, want the 200 and the body the handler wrote, nothing added", rec.Code, rec.Body)
+	}
+	if !strings.Contains(logs.String(), `"panic":"boom"`) {
+		t.Errorf("panic not logged: %s", logs)
+	}
+}
+
+// TestAbortHandlerIsLetThrough: http.ErrAbortHandler, net/http's way for a handler to abort
+// its answer on purpose, is not recovered: net/http gets it and breaks the connection off, so
+// the client does not take a cut answer for a whole one. It is no failure to log.
+func TestAbortHandlerIsLetThrough(t *testing.T) {
+	mux, logs := newTestMux(t, nil)
+	mux.HandleFunc("GET /abort", func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		serve(mux, "GET", "/abort")
+	}()
+	if got != http.ErrAbortHandler { //nolint:errorlint // net/http panics with this exact value
+		t.Errorf("panic out of the mux = %v, want http.ErrAbortHandler", got)
+	}
+	if strings.Contains(logs.String(), "panic serving request") {
+		t.Error("an aborted answer was logged as a panic")
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	mux, _ := newTestMux(t, reg)
