@@ -43,6 +43,9 @@ func TestConfigErrors(t *testing.T) {
 		{name: "no requests allowed", environ: withServiceURLs("RATE_LIMIT_REQUESTS=0"), want: "RATE_LIMIT_REQUESTS"},
 		{name: "fewer clients tracked than the limiter's shards", environ: withServiceURLs("RATE_LIMIT_MAX_CLIENTS=63"), want: "RATE_LIMIT_MAX_CLIENTS=63: must be at least 64"},
 		{name: "a window too long to count in nanoseconds", environ: withServiceURLs("RATE_LIMIT_WINDOW=2562047h"), want: "RATE_LIMIT_WINDOW=2562047h0m0s: must be at most 8760h0m0s (a year)"},
+		// The README's bound exactly: an hour past a year is refused here, naming the variable
+		// (the limiter would refuse it too, at start, naming none).
+		{name: "a window an hour past a year", environ: withServiceURLs("RATE_LIMIT_WINDOW=8761h"), want: "RATE_LIMIT_WINDOW=8761h0m0s: must be at most 8760h0m0s (a year)"},
 		// More requests than nanoseconds in the window: the limiter cannot space them.
 		{name: "more requests than nanoseconds in the window", environ: withServiceURLs("RATE_LIMIT_REQUESTS=2000000000", "RATE_LIMIT_WINDOW=1s"),
 			want: "RATE_LIMIT_REQUESTS=2000000000: must be at most RATE_LIMIT_WINDOW in nanoseconds (1000000000 for 1s)"},
@@ -83,6 +86,18 @@ func withServiceURLs(overrides ...string) []string {
 func TestConfigRateLimitUpToOneANanosecond(t *testing.T) {
 	var cfg Config
 	if err := config.LoadFrom(&cfg, withServiceURLs("RATE_LIMIT_REQUESTS=1000000000", "RATE_LIMIT_WINDOW=1s")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(&cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("New = %v, want the gateway of an accepted configuration", err)
+	}
+}
+
+// TestConfigRateLimitWindowOfAYear: the longest window the README allows, 8760h, is accepted,
+// and the gateway is built with it.
+func TestConfigRateLimitWindowOfAYear(t *testing.T) {
+	var cfg Config
+	if err := config.LoadFrom(&cfg, withServiceURLs("RATE_LIMIT_WINDOW=8760h")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(&cfg, slog.New(slog.DiscardHandler)); err != nil {
