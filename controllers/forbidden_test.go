@@ -241,6 +241,25 @@ var _ = It("A value of 40 KB the API server refuses is reported, its message cut
 	expectDegraded(shop, "ChildRejected", And(ContainSubstring("the API server refuses them in a NetworkPolicy"), HaveSuffix("(cut short)"), HaveLen(maxConditionMessage)))
 })
 
+// bindInNamespace makes policy and its binding to namespace ns, denying what it does not
+// admit, both deleted when the spec ends.
+func bindInNamespace(policy *admissionv1.ValidatingAdmissionPolicy, ns string) {
+	GinkgoHelper()
+	Expect(k8sClient.Create(ctx, policy)).To(Succeed())
+	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, policy))).To(Succeed()) })
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}},
+		},
+	}
+	Expect(k8sClient.Create(ctx, binding)).To(Succeed())
+	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, binding))).To(Succeed()) })
+}
+
 // denyDeployment makes a ValidatingAdmissionPolicy, bound to namespace ns, that denies every
 // write of the Deployment named name (any Deployment when name is empty), with reason (none:
 // the policy's default).
@@ -270,19 +289,7 @@ func denyDeployment(ns, name string, reason metav1.StatusReason) {
 			Validations:   []admissionv1.Validation{{Expression: "false", Message: "no, said the policy", Reason: why}},
 		},
 	}
-	Expect(k8sClient.Create(ctx, policy)).To(Succeed())
-	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, policy))).To(Succeed()) })
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}},
-		},
-	}
-	Expect(k8sClient.Create(ctx, binding)).To(Succeed())
-	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, binding))).To(Succeed()) })
+	bindInNamespace(policy, ns)
 	// In force once a dry-run create of such an object in the namespace is denied.
 	probe := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},

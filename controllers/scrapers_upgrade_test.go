@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -30,30 +31,10 @@ import (
 // (CacheOptions), yet apply takes such a one back with an update (read from the API server
 // after its create is refused as AlreadyExists), and the labels were never put back.
 func TestScrapersKeptAcrossAStricterAPIServer(t *testing.T) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Skip("KUBEBUILDER_ASSETS is not set (hack/kube-binaries.sh)")
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sch := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(sch))
-	utilruntime.Must(shopv1.AddToScheme(sch))
-
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	api := env.ControlPlane.GetAPIServer()
-	api.Configure().Set("feature-gates", "StrictIPCIDRValidation=false") // as before 1.36
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	c, err := client.New(cfg, client.Options{Scheme: sch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "upgraded"}}); err != nil {
-		t.Fatal(err)
-	}
+	lenient := startLenientAPIServer(ctx, t)
+	sch, c := lenient.scheme, lenient.client
 	scrapers := []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.1.2.3/16"}}}
 	shop, unlabelled, other := minimalShop("upgraded", "shop"), minimalShop("upgraded", "unlabelled"), minimalShop("upgraded", "other")
 	for _, s := range []*shopv1.Shop{shop, unlabelled, other} {
@@ -74,29 +55,17 @@ func TestScrapersKeptAcrossAStricterAPIServer(t *testing.T) {
 	}
 
 	// The cluster upgraded: the same etcd, an API server with the stricter rule.
-	if err := api.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	api.Configure().Set("feature-gates", "StrictIPCIDRValidation=true")
-	if err := api.Start(); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, err = client.New(admin.Config(), client.Options{Scheme: sch}); err != nil {
-		t.Fatal(err)
-	}
+	adminConfig := lenient.upgrade(t)
+	c = lenient.client
 	// The manager's client: reads from a cache filtered as the manager's is.
 	opts := CacheOptions()
 	opts.Scheme = sch
-	informers, err := cache.New(admin.Config(), opts)
+	informers, err := cache.New(adminConfig, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = informers.Start(ctx) }()
-	cached, err := client.New(admin.Config(), client.Options{Scheme: sch, Cache: &client.CacheOptions{Reader: informers}})
+	cached, err := client.New(adminConfig, client.Options{Scheme: sch, Cache: &client.CacheOptions{Reader: informers}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,4 +101,60 @@ func TestScrapersKeptAcrossAStricterAPIServer(t *testing.T) {
 	if p, err := r.scrapersRefused(ctx, other); err != nil || p == nil || p.Reason != ReasonChildRejected {
 		t.Fatalf("scrapers no new NetworkPolicy may hold: %v, %v; want ChildRejected", p, err)
 	}
+}
+
+// lenientAPIServer is an API server started without Kubernetes 1.36's stricter CIDR rule
+// (StrictIPCIDRValidation), as a cluster's before its upgrade, with the namespace
+// "upgraded"; client is an admin's client of it, in scheme.
+type lenientAPIServer struct {
+	env    *envtest.Environment
+	scheme *runtime.Scheme
+	client client.Client
+}
+
+func startLenientAPIServer(ctx context.Context, t *testing.T) *lenientAPIServer {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Skip("KUBEBUILDER_ASSETS is not set (hack/kube-binaries.sh)")
+	}
+	sch := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(sch))
+	utilruntime.Must(shopv1.AddToScheme(sch))
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	env.ControlPlane.GetAPIServer().Configure().Set("feature-gates", "StrictIPCIDRValidation=false") // as before 1.36
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: sch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "upgraded"}}); err != nil {
+		t.Fatal(err)
+	}
+	return &lenientAPIServer{env: env, scheme: sch, client: c}
+}
+
+// upgrade restarts the API server, on the same etcd, with the stricter rule, points client
+// at it and returns the config of an admin of it.
+func (l *lenientAPIServer) upgrade(t *testing.T) *rest.Config {
+	t.Helper()
+	api := l.env.ControlPlane.GetAPIServer()
+	if err := api.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	api.Configure().Set("feature-gates", "StrictIPCIDRValidation=true")
+	if err := api.Start(); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := l.env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.client, err = client.New(admin.Config(), client.Options{Scheme: l.scheme}); err != nil {
+		t.Fatal(err)
+	}
+	return admin.Config()
 }

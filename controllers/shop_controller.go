@@ -441,33 +441,31 @@ func (r *ShopReconciler) applyChildren(ctx context.Context, shop *shopv1.Shop) (
 
 // policyStored reports whether the NetworkPolicy named as policy is stored and the Shop's.
 func (r *ShopReconciler) policyStored(ctx context.Context, shop *shopv1.Shop, policy client.Object) (bool, error) {
-	stored := &networkingv1.NetworkPolicy{}
-	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(policy), stored)
-	switch {
-	case apierrors.IsNotFound(err):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("get NetworkPolicy %s: %w", policy.GetName(), err)
-	}
-	return metav1.IsControlledBy(stored, shop), nil
+	return r.storedAndOwned(ctx, shop, policy, &networkingv1.NetworkPolicy{})
 }
 
 // stopStore scales the store's StatefulSet sts, when it exists and is the Shop's, to no
 // replica, through applyWorkload; one not made yet is left so.
 func (r *ShopReconciler) stopStore(ctx context.Context, shop *shopv1.Shop, sts *appsv1.StatefulSet, applyWorkload func(client.Object) error) error {
-	stored := &appsv1.StatefulSet{}
-	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(sts), stored)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil
-	case err != nil:
-		return fmt.Errorf("get StatefulSet %s: %w", sts.Name, err)
-	}
-	if !metav1.IsControlledBy(stored, shop) {
-		return nil
+	owned, err := r.storedAndOwned(ctx, shop, sts, &appsv1.StatefulSet{})
+	if err != nil || !owned {
+		return err
 	}
 	sts.Spec.Replicas = ptr.To[int32](0)
 	return applyWorkload(sts)
+}
+
+// storedAndOwned reports whether the object named as desired is stored now (read from the
+// API server into stored, an empty object of its kind) and controlled by the Shop.
+func (r *ShopReconciler) storedAndOwned(ctx context.Context, shop *shopv1.Shop, desired, stored client.Object) (bool, error) {
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), stored)
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("get %s: %w", childKey(desired), err)
+	}
+	return metav1.IsControlledBy(stored, shop), nil
 }
 
 // podsNeedNot tells whether no pod of the Shop needs o to start and be ready: the

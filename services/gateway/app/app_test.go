@@ -48,15 +48,7 @@ func TestRun(t *testing.T) {
 		t.Error("pprof answered nothing")
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v, want nil after the context ended", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return after the context ended")
-	}
+	stopRun(t, cancel, done)
 }
 
 // TestRunMetricsApart: with METRICS_PORT set, /metrics is served there, counting the
@@ -95,15 +87,7 @@ func TestRunMetricsApart(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v, want nil after the context ended", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return after the context ended")
-	}
+	stopRun(t, cancel, done)
 
 	inUse, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,6 +101,21 @@ func TestRunMetricsApart(t *testing.T) {
 	defer rcancel()
 	if err := Run(rctx); err == nil || !strings.Contains(err.Error(), "METRICS_PORT") || !strings.Contains(err.Error(), "address already in use") {
 		t.Errorf("Run with its metrics port in use = %v, want an error naming METRICS_PORT", err)
+	}
+}
+
+// stopRun cancels the context of a Run whose result done gives, and waits for it to return
+// nil.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil after the context ended", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the context ended")
 	}
 }
 

@@ -59,15 +59,7 @@ func storeOnOwnFerretDB(t *testing.T) (*Store, string) {
 // reserves the three units for order, and checks the books once everything has landed.
 func lateUpdateBeforeReservation(t *testing.T, s *Store, file, order string) {
 	ctx := t.Context()
-	p, err := s.Create(ctx, catalog.NewProduct{Name: "Last three", PriceCents: 100, Currency: "USD", Stock: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock := holdSQLiteLock(t, file, 1600*time.Millisecond)
-	name := "Renamed"
-	if _, err := s.Update(ctx, p.ID, catalog.Patch{Name: &name}); err == nil {
-		t.Fatal("the PATCH behind the lock answered before the operation timeout; want it cut")
-	}
+	p, lock := lastThreeRenamedBehindALock(t, s, file)
 	// The next step, while the PATCH still waits inside FerretDB.
 	start := time.Now()
 	if _, _, err := s.Reserve(ctx, catalog.ReservationRequest{OrderID: order, Items: []catalog.ReservationItem{{ProductID: p.ID, Quantity: 3}}}); err != nil {
@@ -81,6 +73,24 @@ func lateUpdateBeforeReservation(t *testing.T, s *Store, file, order string) {
 		t.Fatal(err)
 	}
 	checkBooks(t, s, p.ID, 3, 0)
+}
+
+// lastThreeRenamedBehindALock makes a product of three units and sends a PATCH of it that
+// another writer of the database file (the lock it returns) holds up past the store's
+// operation timeout: the PATCH fails, and still waits inside FerretDB.
+func lastThreeRenamedBehindALock(t *testing.T, s *Store, file string) (catalog.Product, sqliteLock) {
+	t.Helper()
+	ctx := t.Context()
+	p, err := s.Create(ctx, catalog.NewProduct{Name: "Last three", PriceCents: 100, Currency: "USD", Stock: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := holdSQLiteLock(t, file, 1600*time.Millisecond)
+	name := "Renamed"
+	if _, err := s.Update(ctx, p.ID, catalog.Patch{Name: &name}); err == nil {
+		t.Fatal("the PATCH behind the lock answered before the operation timeout; want it cut")
+	}
+	return p, lock
 }
 
 // sqliteLock is another writer of a database file, holding SQLite's write lock.
@@ -184,15 +194,7 @@ func TestFenceWaitsForALateFence(t *testing.T) {
 	// Past the lock below, as lateWriteWindow is past FerretDB's busy timeout.
 	s.lateWriteWindow = 2 * time.Second
 	for round := range 3 {
-		p, err := s.Create(ctx, catalog.NewProduct{Name: "Last three", PriceCents: 100, Currency: "USD", Stock: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lock := holdSQLiteLock(t, file, 1600*time.Millisecond)
-		name := "Renamed"
-		if _, err := s.Update(ctx, p.ID, catalog.Patch{Name: &name}); err == nil {
-			t.Fatal("the PATCH behind the lock answered before the operation timeout; want it cut")
-		}
+		p, lock := lastThreeRenamedBehindALock(t, s, file)
 		lock.wait()
 		time.Sleep(s.lateWriteWindow) // the PATCH has landed: the next step fences it at once
 		lock = holdSQLiteLock(t, file, 1600*time.Millisecond)
