@@ -31,6 +31,10 @@ func TestConfigLoad(t *testing.T) {
 		// 0 is no timeout at all in an http.Client: a hung peer would hold the request.
 		{"peer timeout 0", []string{"PEER_TIMEOUT=0s"}, "PEER_TIMEOUT=0s: must be positive"},
 		{"placement timeout 0", []string{"PLACEMENT_TIMEOUT=0s"}, "PLACEMENT_TIMEOUT=0s: must be positive"},
+		// The server would cut the connection before POST /orders answers.
+		{"placement timeout at the write timeout", []string{"PLACEMENT_TIMEOUT=30s"}, "PLACEMENT_TIMEOUT=30s: must be below HTTP_WRITE_TIMEOUT (30s)"},
+		{"write timeout below the placement", []string{"HTTP_WRITE_TIMEOUT=5s"}, "PLACEMENT_TIMEOUT=8s: must be below HTTP_WRITE_TIMEOUT (5s)"},
+		{"placement timeout just below the write timeout", []string{"PLACEMENT_TIMEOUT=39s", "HTTP_WRITE_TIMEOUT=40s"}, ""},
 		{"payment peer without host", []string{"PAYMENT_SERVICE_URL=http:///payments"}, `PAYMENT_SERVICE_URL="http:///payments": want an absolute http or https URL`},
 		// 0 would ask the payment service about every order still being paid.
 		{"pending check 0", []string{"PENDING_CHECK_AFTER=0s"}, "PENDING_CHECK_AFTER=0s: must be positive"},
