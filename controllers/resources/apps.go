@@ -211,6 +211,11 @@ func AppWorkload(shop *shopv1.Shop, component string, connections *corev1.Secret
 				Command:         []string{"/" + component},
 				Env:             env,
 				Ports:           ports,
+				// A service listens once its start is done: connected, its indexes made,
+				// the user service's one-time email migration run, which on a large
+				// collection can outlast the liveness probe's 30 s and, killed, began again
+				// each start. Liveness waits for the startup probe, up to startupSeconds.
+				StartupProbe:    httpProbe("/healthz", startupProbePeriod, startupSeconds/startupProbePeriod),
 				LivenessProbe:   httpProbe("/healthz", 10, 3),
 				ReadinessProbe:  httpProbe("/readyz", 5, 2),
 				Resources:       a.resources,
@@ -349,6 +354,14 @@ func upstreamTimeout(spec *shopv1.ShopSpec) time.Duration {
 	}
 	return defaultUpstreamTimeout
 }
+
+// startupSeconds is how long a service's pod may take to start listening (its start: the
+// database connected, its indexes made, a one-time migration run) before the kubelet
+// restarts it; startupProbePeriod is how often it looks, which delays readiness by as much.
+const (
+	startupSeconds     = 600
+	startupProbePeriod = 2
+)
 
 // serviceWriteTimeout is the services' HTTP_WRITE_TIMEOUT default: the longest a request
 // may take, answer written included. The order service's POST /orders may take its

@@ -160,6 +160,11 @@ func TestProbesAndGracePeriods(t *testing.T) {
 	for _, a := range Apps {
 		p := templateOf(t, AppWorkload(shop, a, conn))
 		c := p.Spec.Containers[0]
+		// A start as long as ten minutes (a migration of a large collection) is not
+		// killed by the liveness probe.
+		if diff := cmp.Diff(probe(get("/healthz"), 0, 2, 300), c.StartupProbe); diff != "" {
+			t.Errorf("%s: startup (-want +got):\n%s", a, diff)
+		}
 		if diff := cmp.Diff(probe(get("/healthz"), 0, 10, 3), c.LivenessProbe); diff != "" {
 			t.Errorf("%s: liveness (-want +got):\n%s", a, diff)
 		}
