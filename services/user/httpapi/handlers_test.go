@@ -206,6 +206,9 @@ func TestUpdateUser(t *testing.T) {
 		{name: "null name", method: "PATCH", path: adaPath, body: `{"name":null}`, status: 400, errMsg: `field "name" must be a JSON string`},
 		{name: "unknown id", method: "PATCH", path: func(f fixture) string { return "/users/" + f.unknown }, body: map[string]string{"name": "Nobody"}, status: 404, errMsg: "User not found"},
 		{name: "malformed id", method: "PATCH", path: path("/users/x"), body: `{"name": 5}`, status: 404, errMsg: "User not found"},
+		// An unknown user is not found whatever the body, as the product service answers.
+		{name: "unknown id, bad body", method: "PATCH", path: func(f fixture) string { return "/users/" + f.unknown }, body: `{"name": 5}`, status: 404, errMsg: "User not found"},
+		{name: "unknown id, invalid name", method: "PATCH", path: func(f fixture) string { return "/users/" + f.unknown }, body: map[string]string{"name": " "}, status: 404, errMsg: "User not found"},
 		{name: "over 1 MiB", method: "PATCH", path: adaPath, body: `{"name":"` + strings.Repeat("x", 1<<20) + `"}`, status: 413},
 	})
 }

@@ -5,11 +5,13 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/health"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
@@ -77,12 +79,18 @@ func (h handlers) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in patchBody
-	if err := web.Decode(w, r, &in); err != nil {
-		web.RespondError(w, r, err)
-		return
+	var patch users.Patch
+	err := web.Decode(w, r, &in)
+	if err == nil {
+		patch = users.Patch{Name: in.Name.Ptr(), Email: in.Email.Ptr()}
+		err = patch.Normalize()
 	}
-	patch := users.Patch{Name: in.Name.Ptr(), Email: in.Email.Ptr()}
-	if err := patch.Normalize(); err != nil {
+	if err != nil {
+		// An unknown user is 404 whatever the body says, as the product service answers
+		// a PATCH; the read is made only for a body refused.
+		if _, getErr := h.store.Get(r.Context(), id); errors.Is(getErr, apperr.ErrNotFound) {
+			err = getErr
+		}
 		web.RespondError(w, r, err)
 		return
 	}
