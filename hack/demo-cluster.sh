@@ -6,9 +6,11 @@
 #
 # The cluster is the current kubeconfig's when it answers; otherwise the local single-node
 # cluster of hack/local-cluster.sh is brought up (needs root; the first time builds its
-# binaries and images, about 15 minutes on 2 cores, then seconds). The images come from
-# `make images`: on the local cluster they are imported into its node; any other cluster
-# must be able to pull or already hold them (`kind load image-archive bin/images/*.tar`).
+# binaries and images, about 15 minutes on 2 cores, then seconds). On the local cluster
+# every image comes from `make images` and is imported into its node. Another cluster
+# runs the official store images and is given only the operator's and the services'
+# (`make image-manager image-services`): a kind cluster (a kind-* context, with kind
+# installed) has them loaded; any other must pull them or already hold them.
 #
 # Then: the operator from config/default, the sample Shop (config/samples; on the local
 # cluster config/samples/local, which runs FerretDB and the stores' local images), a wait

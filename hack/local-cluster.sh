@@ -12,7 +12,8 @@
 # etcd; CoreDNS with only the cluster-local plugins (hack/tools/coredns); containerd, runc,
 # the CNI plugins and iptables from Debian. Certificates are made with openssl at the first
 # `up` and kept. The sandbox image (hack/local-cluster/pause) must be imported before pods
-# can start; `make images` builds it and `up` imports bin/images/pause.tar when present.
+# can start: `up` imports bin/images/pause.tar, and stops without it (`make image-pause`
+# builds it, as `make cluster-up` and `make images` do).
 #
 # Everything runs as root and listens on the cni0 bridge (10.244.0.1) or loopback only.
 # NetworkPolicies are stored but not enforced: the CNI plugins here (bridge, portmap) have no
