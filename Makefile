@@ -15,7 +15,9 @@ LOCALBIN := $(ROOT)/bin
 export PATH := $(LOCALBIN):$(PATH)
 export GOTOOLCHAIN := local
 
-# The services image the operator runs; also the tag `make images` writes.
+# The tag `make images` writes on every image it builds but FerretDB's, the operator's image
+# `make deploy` installs (IMG) and the e2e suite's Shop's spec.version. A Shop runs the services
+# image its own spec.version names: the samples (config/samples) name v0.1.0.
 VERSION ?= v0.1.0
 IMG ?= ghcr.io/shopkeeper-dev/shopkeeper:$(VERSION)
 
