@@ -311,6 +311,42 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// TestUndefaultedShopGetsTheAPIDefaults: a Shop stored before the API server defaulted its
+// fields gets the defaults the API documents (shop_types.go: gateway replicas 2, a service's
+// 1, requests 100 per 15m window, upstream timeout 10s, payment limit 100000), not others the
+// builders chose: every test Shop had them all set, so no test read the builders' own.
+func TestUndefaultedShopGetsTheAPIDefaults(t *testing.T) {
+	shop := newShop(func(s *shopv1.Shop) {
+		s.Spec.Gateway = shopv1.GatewaySpec{}
+		s.Spec.Services = shopv1.ServicesSpec{}
+	})
+	for _, app := range Apps {
+		want := int32(1)
+		if app == Gateway {
+			want = 2
+		}
+		if got := AppReplicas(shop, app); got != want {
+			t.Errorf("%s: %d replicas, want %d", app, got, want)
+		}
+	}
+	env := map[string]string{}
+	for _, app := range []string{Gateway, Payment} {
+		for _, e := range templateOf(t, AppWorkload(shop, app, connectionsOf(t, shop))).Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+	}
+	for k, v := range map[string]string{"RATE_LIMIT_REQUESTS": "100", "PAYMENT_LIMIT_CENTS": "100000"} {
+		if env[k] != v {
+			t.Errorf("env %s = %q, want %q", k, env[k], v)
+		}
+	}
+	for k, want := range map[string]time.Duration{"RATE_LIMIT_WINDOW": 15 * time.Minute, "UPSTREAM_TIMEOUT": 10 * time.Second} {
+		if d, err := time.ParseDuration(env[k]); err != nil || d != want {
+			t.Errorf("env %s = %q, want %s", k, env[k], want)
+		}
+	}
+}
+
 func TestAppPodSpec(t *testing.T) {
 	shop := newShop(func(s *shopv1.Shop) {
 		s.Spec.PodLabels = map[string]shopv1.LabelValue{"team": "shop"}
