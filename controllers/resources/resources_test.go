@@ -985,6 +985,36 @@ func TestNetworkPolicyAdmitsScrapers(t *testing.T) {
 	}
 }
 
+// TestGatewayMetricsRuleMasksScraperCIDRs: the gateway's metrics rule, newer than the
+// services' rules, admits the scrapers with their CIDRs masked to their prefix, the range
+// admitted either way (10.1.2.3/16 is 10.1.0.0/16), excepted ranges included: Kubernetes
+// 1.36 refuses a CIDR with bits past its prefix in a value a NetworkPolicy did not hold
+// before, so the gateway's would be refused once the operator is upgraded. The services'
+// rules keep the scrapers as given, which the API server ratchets; the Shop is left as it is.
+func TestGatewayMetricsRuleMasksScraperCIDRs(t *testing.T) {
+	given := func() []networkingv1.NetworkPolicyPeer {
+		return []networkingv1.NetworkPolicyPeer{
+			{IPBlock: &networkingv1.IPBlock{CIDR: "10.1.2.3/16", Except: []string{"10.1.2.3/24", "fd00::1/64"}}},
+			{IPBlock: &networkingv1.IPBlock{CIDR: "not a CIDR"}}, // for the API server to name
+		}
+	}
+	masked := []networkingv1.NetworkPolicyPeer{
+		{IPBlock: &networkingv1.IPBlock{CIDR: "10.1.0.0/16", Except: []string{"10.1.2.0/24", "fd00::/64"}}},
+		{IPBlock: &networkingv1.IPBlock{CIDR: "not a CIDR"}},
+	}
+	shop := newShop(func(s *shopv1.Shop) { s.Spec.Monitoring.Scrapers = given() })
+	ingress := NetworkPolicy(shop, Gateway).Spec.Ingress
+	if len(ingress) != 2 || !equality.Semantic.DeepEqual(ingress[1].From, masked) {
+		t.Errorf("gateway's metrics rule %+v, want from %+v", ingress, masked)
+	}
+	if from := NetworkPolicy(shop, User).Spec.Ingress[0].From; len(from) != 3 || !equality.Semantic.DeepEqual(from[1:], given()) {
+		t.Errorf("user's rule from %+v, want the callers and the scrapers as given", from)
+	}
+	if !equality.Semantic.DeepEqual(shop.Spec.Monitoring.Scrapers, given()) {
+		t.Errorf("the Shop's scrapers were changed: %+v", shop.Spec.Monitoring.Scrapers)
+	}
+}
+
 // TestGatewayMetricsPort: the gateway serves /metrics on a port of its own, named for a
 // PodMonitor, which without scrapers no NetworkPolicy rule admits anyone to (an empty From
 // would admit anyone); the other services serve it on their HTTP port.
