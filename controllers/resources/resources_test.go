@@ -475,7 +475,8 @@ func TestAppWorkloadKind(t *testing.T) {
 }
 
 // A service's checksum is keyed by the Shop's own key: who reads a pod template cannot test
-// guesses at a password in the URIs it digests, and a new key gives a new checksum.
+// guesses at a password in the URIs it digests, and a new key gives a new checksum. The
+// gateway's, of nothing, is not: a new key does not roll its pods.
 func TestChecksumIsKeyed(t *testing.T) {
 	shop := newShop()
 	conn := connectionsOf(t, shop)
@@ -495,6 +496,14 @@ func TestChecksumIsKeyed(t *testing.T) {
 		if other := templateOf(t, AppWorkload(shop, app, rekeyed)).Annotations[ChecksumAnnotation]; other == sum {
 			t.Errorf("%s: checksum %s does not depend on the key", app, sum)
 		}
+	}
+	// The gateway reads no Secret: nothing to hide, and its pods do not roll for a new key.
+	sum := templateOf(t, AppWorkload(shop, Gateway, conn)).Annotations[ChecksumAnnotation]
+	if empty := sha256.Sum256(nil); sum != hex.EncodeToString(empty[:]) {
+		t.Errorf("gateway: checksum %s, want the plain digest of nothing", sum)
+	}
+	if other := templateOf(t, AppWorkload(shop, Gateway, rekeyed)).Annotations[ChecksumAnnotation]; other != sum {
+		t.Errorf("gateway: checksum %s changed to %s with the key", sum, other)
 	}
 }
 
