@@ -721,6 +721,9 @@ func TestCredentialsFromConnections(t *testing.T) {
 		{"a user without a password", newShop(), func(s *shopv1.Shop) *corev1.Secret {
 			return connections(s, StoreURIs{MongoDB: "mongodb://db/", RabbitMQ: "amqp://u@demo-rabbitmq:5672/shop"})
 		}, RabbitMQ, nil},
+		{"a user with an empty password", newShop(), func(s *shopv1.Shop) *corev1.Secret {
+			return &corev1.Secret{Data: map[string][]byte{MongoDBURIKey(User): []byte("mongodb://u:@demo-mongodb:27017/users?authSource=admin")}}
+		}, MongoDB, nil},
 		{"no store of that name", newShop(), inCluster, "redis", nil},
 		{"a '#' in MongoDB's password", newShop(), func(s *shopv1.Shop) *corev1.Secret {
 			c := &corev1.Secret{Data: hashed}
