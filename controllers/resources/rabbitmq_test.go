@@ -145,6 +145,7 @@ vm_memory_high_watermark.absolute = 536870912
 		{"trailing tab", "shopkeeper", "secret\t", "password of Secret demo-rabbitmq-credentials starts or ends with a space"},
 		{"new line", "shopkeeper", "sec\nret", "other than printable ASCII"},
 		{"not ASCII", "shopkeeper", "naïve", "other than printable ASCII"},
+		{"delete", "shopkeeper", "sec\x7fret", "other than printable ASCII"},
 		{"empty", "", "secret", "username of Secret demo-rabbitmq-credentials is empty"},
 	}
 	for _, tt := range refused {
@@ -209,6 +210,12 @@ func TestRabbitMQUsersSecret(t *testing.T) {
 	}
 	if string(existing.Data["order-password"]) != "kept" || existing.Data["payment-password"] != nil {
 		t.Error("the existing Secret was changed")
+	}
+	// An empty value, as the API server gives back a key set to "", is made too: the broker's
+	// definitions cannot hold an empty password (RabbitMQConfigSecret refuses it).
+	emptied := &corev1.Secret{Data: map[string][]byte{"order-password": {}, "payment-password": []byte("kept")}}
+	if got := RabbitMQUsersSecret(shop, emptied); len(got.Data["order-password"]) == 0 || string(got.Data["payment-password"]) != "kept" {
+		t.Errorf("from %q: %q", emptied.Data, got.Data)
 	}
 }
 
