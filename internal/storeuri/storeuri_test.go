@@ -69,6 +69,7 @@ func TestCheckAMQP(t *testing.T) {
 		{url: "rabbitmq:5672", wantErr: "scheme"},
 		{url: "amqp://shop:" + password + "@rabbitmq:notaport/", wantErr: "invalid port"},
 		{url: "amqp://shop:" + password + "@rabbitmq:99999/", wantErr: "port 99999"},
+		{url: "amqp://shop:" + password + "@rabbitmq:0/", wantErr: "port 0 is not between 1 and 65535"},
 		// net/url takes the password's digits for a port, and the rest for a fragment.
 		{url: "amqp://shop:123456#" + password + "@rabbitmq:5672/", wantErr: "port xxxxx is not"},
 		{url: "amqp://shop:s3/cret@rabbitmq:5672/", wantErr: "percent-encoded"},
