@@ -346,6 +346,16 @@ func TestFailingCreate(t *testing.T) {
 			}()},
 		},
 		{
+			// Past the StatefulSet controller's longest back-off (1000 s) since it was last
+			// seen, and not yet failureEnded: the failure may last, its event not yet seen again.
+			name: "last seen a back-off ago", events: []corev1.Event{func() corev1.Event {
+				e := event(45 * time.Minute)
+				e.LastTimestamp = metav1.NewTime(now.Add(-17 * time.Minute))
+				return e
+			}()},
+			wantStuck: "StatefulSet demo-product has failed to make its pod for 10m0s (kubectl describe statefulset demo-product)",
+		},
+		{
 			name: "an event time alone, long ago", events: []corev1.Event{{
 				Reason: "FailedCreate", EventTime: metav1.NewMicroTime(now.Add(-time.Hour)),
 			}},
