@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,20 @@ func TestComputeStatus(t *testing.T) {
 				t.Errorf("endpoint %q observedGeneration %d", s.Endpoint, s.ObservedGeneration)
 			}
 		})
+	}
+}
+
+// TestConditionMessagesAreCutAt4KiB: a problem's message, which may quote the API server at
+// length (every refused field), is cut short at 4 KiB in the conditions, as the README says.
+func TestConditionMessagesAreCutAt4KiB(t *testing.T) {
+	shop := &shopv1.Shop{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "ns"}}
+	long := strings.Repeat("refused; ", 2000) // 18000 bytes
+	s := ComputeStatus(shop, nil, &Problem{Reason: ReasonChildRejected, Message: long}, metav1.Now())
+	for _, typ := range []string{ConditionReady, ConditionDegraded} {
+		c := meta.FindStatusCondition(s.Conditions, typ)
+		if c == nil || len(c.Message) != 4096 || !strings.HasSuffix(c.Message, "(cut short)") {
+			t.Errorf("%s message of %d bytes, want 4096 cut short", typ, len(c.Message))
+		}
 	}
 }
 
