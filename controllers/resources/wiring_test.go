@@ -1,6 +1,7 @@
 package resources
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -8,6 +9,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -257,4 +259,45 @@ func equalResources(a, b corev1.ResourceRequirements) bool {
 		return true
 	}
 	return eq(a.Requests, b.Requests) && eq(a.Limits, b.Limits)
+}
+
+// TestNetworkPoliciesAdmitTheCallersPods: each component's NetworkPolicy admits, on its
+// port, the pods the builders make for its callers (Callers, the stores' users) and no other
+// component's, and applies to its own pods; the Shop's podLabels cannot take the labels it
+// selects by away, ours winning. The policies were checked against Labels, not the pods'.
+func TestNetworkPoliciesAdmitTheCallersPods(t *testing.T) {
+	shop := newShop(func(s *shopv1.Shop) {
+		s.Spec.PodLabels = map[string]shopv1.LabelValue{LabelManagedBy: "someone", LabelInstance: "other", "team": "shop"}
+	})
+	conn := connectionsOf(t, shop)
+	pods := map[string]corev1.PodTemplateSpec{}
+	for _, a := range Apps {
+		pods[a] = templateOf(t, AppWorkload(shop, a, conn))
+	}
+	for _, s := range []string{MongoDB, RabbitMQ} {
+		pods[s] = templateOf(t, StoreStatefulSet(shop, s, nil))
+	}
+	callers := map[string][]string{MongoDB: {User, Product, Order, Payment}, RabbitMQ: {Order, Payment}}
+	for _, a := range Apps {
+		callers[a] = Callers(a)
+	}
+	for component := range pods {
+		policy := NetworkPolicy(shop, component)
+		own, err := metav1.LabelSelectorAsSelector(&policy.Spec.PodSelector)
+		if err != nil || !own.Matches(labels.Set(pods[component].Labels)) {
+			t.Errorf("%s: policy selector %v does not select its pods %v (%v)", component, policy.Spec.PodSelector, pods[component].Labels, err)
+		}
+		if len(callers[component]) == 0 {
+			continue // the gateway: anyone on its HTTP port
+		}
+		from, err := metav1.LabelSelectorAsSelector(policy.Spec.Ingress[0].From[0].PodSelector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for other, pod := range pods {
+			if admitted, want := from.Matches(labels.Set(pod.Labels)), slices.Contains(callers[component], other); admitted != want {
+				t.Errorf("%s: %s's pods %v admitted %v, want %v", component, other, pod.Labels, admitted, want)
+			}
+		}
+	}
 }
