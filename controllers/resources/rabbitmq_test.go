@@ -288,6 +288,12 @@ func TestRabbitMQMemoryWatermark(t *testing.T) {
 			t.Errorf("limit %s written %q", limit, got)
 		}
 	}
+	// A tie, 9875Ki and 10112k alike six characters, is written binary, as the comment says.
+	for _, limit := range []string{"9875Ki", "10112k"} {
+		if got := rabbitMQMemoryWatermark(requirements("1", "1Mi", limit)); !strings.Contains(got, "container's 9875Ki limit") {
+			t.Errorf("limit %s written %q", limit, got)
+		}
+	}
 }
 
 // rabbitMQScripts is where Debian's rabbitmq-server package keeps the scripts the
