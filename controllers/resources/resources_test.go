@@ -1138,3 +1138,85 @@ func TestStoreClaimStorageClass(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreClaimNamesItsEngine: the document store's claim names the engine whose data it
+// holds, which the other engine cannot read (the controller refuses to start the other on
+// it); the broker's claim names none.
+func TestStoreClaimNamesItsEngine(t *testing.T) {
+	for _, engine := range []shopv1.MongoDBEngine{shopv1.EngineMongoDB, shopv1.EngineFerretDB, ""} {
+		shop := newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.Engine = engine })
+		want := string(shopv1.EngineMongoDB)
+		if engine == shopv1.EngineFerretDB {
+			want = string(shopv1.EngineFerretDB)
+		}
+		if got, ok := StorePersistentVolumeClaim(shop, MongoDB).Labels[LabelEngine]; !ok || got != want {
+			t.Errorf("engine %q: claim labelled %q (%v), want %q", engine, got, ok, want)
+		}
+		if got, ok := StorePersistentVolumeClaim(shop, RabbitMQ).Labels[LabelEngine]; ok {
+			t.Errorf("the broker's claim labelled engine %q", got)
+		}
+	}
+}
+
+// TestOwnSecretNamesHoldEverySecretMade: every Secret the builders make for a Shop is
+// named in OwnSecretNames, which an external store's Secret may not be named as (its URI
+// would be overwritten), with either store in the cluster or external.
+func TestOwnSecretNamesHoldEverySecretMade(t *testing.T) {
+	external := &shopv1.ExternalSpec{SecretRef: shopv1.SecretKeyRef{Name: "ext", Key: "uri"}}
+	for name, shop := range map[string]*shopv1.Shop{
+		"in cluster":        newShop(),
+		"external MongoDB":  newShop(func(s *shopv1.Shop) { s.Spec.MongoDB.External = external }),
+		"external RabbitMQ": newShop(func(s *shopv1.Shop) { s.Spec.RabbitMQ.External = external }),
+	} {
+		own := OwnSecretNames(shop)
+		made := 0
+		for _, o := range allObjects(t, shop) {
+			if _, ok := o.(*corev1.Secret); ok {
+				made++
+				if !slices.Contains(own, o.GetName()) {
+					t.Errorf("%s: Secret %s made, not among %q", name, o.GetName(), own)
+				}
+			}
+		}
+		if made != len(own) {
+			t.Errorf("%s: %d Secrets made, %d named: %q", name, made, len(own), own)
+		}
+	}
+}
+
+// TestResourceSettingsListWhatTheBuildersUse: ResourceSettings, whose values the controller
+// has the API server check before any pod is made of them, lists a component exactly when
+// its container gets the Shop's resources rather than the defaults: claims alone count.
+func TestResourceSettingsListWhatTheBuildersUse(t *testing.T) {
+	claims := corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}}
+	memory := corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}
+	shop := newShop(func(s *shopv1.Shop) {
+		s.Spec.Gateway.Resources = claims
+		s.Spec.Services.Order.Resources = memory
+		s.Spec.RabbitMQ.Resources = &claims
+		s.Spec.MongoDB.Resources = &corev1.ResourceRequirements{}
+	})
+	var got []string
+	for _, s := range ResourceSettings(shop) {
+		got = append(got, s.Path+"="+s.Component)
+	}
+	want := []string{"spec.gateway.resources=gateway", "spec.services.order.resources=order", "spec.rabbitmq.resources=rabbitmq"}
+	if !slices.Equal(got, want) {
+		t.Errorf("settings %q, want %q", got, want)
+	}
+	conn := connectionsOf(t, shop)
+	for _, c := range []struct {
+		component string
+		got, want corev1.ResourceRequirements
+	}{
+		{Gateway, templateOf(t, AppWorkload(shop, Gateway, conn)).Spec.Containers[0].Resources, claims},
+		{Order, templateOf(t, AppWorkload(shop, Order, conn)).Spec.Containers[0].Resources, memory},
+		{RabbitMQ, templateOf(t, StoreStatefulSet(shop, RabbitMQ, nil)).Spec.Containers[0].Resources, claims},
+		{User, templateOf(t, AppWorkload(shop, User, conn)).Spec.Containers[0].Resources, defaultAppResources},
+		{MongoDB, templateOf(t, StoreStatefulSet(shop, MongoDB, nil)).Spec.Containers[0].Resources, defaultStoreResources},
+	} {
+		if !equality.Semantic.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: resources %+v, want %+v", c.component, c.got, c.want)
+		}
+	}
+}
