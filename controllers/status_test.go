@@ -184,6 +184,13 @@ func TestStuckPod(t *testing.T) {
 			wantStuck: "pod p-0 not ready for 10m0s: container product keeps restarting",
 		},
 		{
+			// From its first restart: the words do not change at the second.
+			name: "restarted once, running and not ready", pods: []corev1.Pod{pod("p-0", 11*time.Minute, func(p *corev1.Pod) {
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "product", RestartCount: 1, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+			})},
+			wantStuck: "pod p-0 not ready for 10m0s: container product keeps restarting",
+		},
+		{
 			name: "image not pulled", pods: []corev1.Pod{pod("p-0", time.Hour, func(p *corev1.Pod) {
 				p.Status.Phase = corev1.PodPending
 				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "rabbitmq", State: corev1.ContainerState{
