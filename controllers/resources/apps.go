@@ -157,7 +157,7 @@ func appFor(shop *shopv1.Shop, component string) app {
 		env := urls(Peers(Gateway)...)
 		env = append(env,
 			corev1.EnvVar{Name: "RATE_LIMIT_REQUESTS", Value: strconv.Itoa(int(ptr.Deref(g.RateLimit.Requests, 100)))},
-			corev1.EnvVar{Name: "RATE_LIMIT_WINDOW", Value: durationOr(g.RateLimit.Window, "15m")},
+			corev1.EnvVar{Name: "RATE_LIMIT_WINDOW", Value: durationOr(g.RateLimit.Window, 15*time.Minute)},
 			// Always set, even empty, so removing the last proxy removes it from the pods; in
 			// one order, since the list is a set (the pods do not roll when it is reordered).
 			corev1.EnvVar{Name: "TRUSTED_PROXIES", Value: strings.Join(slices.Sorted(slices.Values(g.TrustedProxies)), ",")},
@@ -404,9 +404,9 @@ func databaseTimeout(shop *shopv1.Shop) []corev1.EnvVar {
 }
 
 // durationOr formats d as the services parse it (a Go duration), or def when unset.
-func durationOr(d *metav1.Duration, def string) string {
+func durationOr(d *metav1.Duration, def time.Duration) string {
 	if d == nil {
-		return def
+		return def.String()
 	}
 	return d.Duration.String()
 }

@@ -335,7 +335,9 @@ func TestUndefaultedShopGetsTheAPIDefaults(t *testing.T) {
 			env[e.Name] = e.Value
 		}
 	}
-	for k, v := range map[string]string{"RATE_LIMIT_REQUESTS": "100", "PAYMENT_LIMIT_CENTS": "100000"} {
+	// Spelt as the defaulted Shop's are, so that the API server's defaulting, when the Shop
+	// is next written, does not roll the gateway's pods: "15m0s", not "15m".
+	for k, v := range map[string]string{"RATE_LIMIT_REQUESTS": "100", "PAYMENT_LIMIT_CENTS": "100000", "RATE_LIMIT_WINDOW": "15m0s"} {
 		if env[k] != v {
 			t.Errorf("env %s = %q, want %q", k, env[k], v)
 		}
