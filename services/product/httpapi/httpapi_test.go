@@ -185,6 +185,9 @@ func testProducts(t *testing.T, c *apitest.Client) {
 		{"get malformed id", http.MethodGet, "/products/not-an-id", nil, http.StatusNotFound, nil},
 		{"patch unknown", http.MethodPatch, unknown, `{"stock": 1}`, http.StatusNotFound, nil},
 		{"patch malformed id", http.MethodPatch, "/products/42", `{"stock": 1}`, http.StatusNotFound, nil},
+		// The id is looked at before the body: an unknown one is 404 whatever the body holds.
+		{"patch unknown with a bad body", http.MethodPatch, unknown, `{"stock": -1}`, http.StatusNotFound, nil},
+		{"patch malformed id with an empty patch", http.MethodPatch, "/products/42", `{}`, http.StatusNotFound, nil},
 		{"delete unknown", http.MethodDelete, unknown, nil, http.StatusNotFound, nil},
 		{"delete", http.MethodDelete, path, nil, http.StatusNoContent, nil},
 		{"get deleted", http.MethodGet, path, nil, http.StatusNotFound, nil},
@@ -342,6 +345,31 @@ func testReservations(t *testing.T, c *apitest.Client) {
 				res.JSON(t, &e)
 				if len(e.Details) != 2 {
 					t.Errorf("details = %v, want both lines", e.Details)
+				}
+			}},
+		// A later line is checked without being taken: one its product's stock covers exactly
+		// is not short, and is not named.
+		{name: "a line the stock covers exactly is not named", method: http.MethodPost, path: "/internal/reservations",
+			body:   reservation("order-9", line{"productId": pen, "quantity": 1}, line{"productId": mug, "quantity": 8}),
+			status: http.StatusConflict, error: "insufficient stock", mug: 8, pen: 0,
+			check: func(t *testing.T, res *apitest.Response) {
+				var e errorBody
+				res.JSON(t, &e)
+				want := []map[string]any{{"productId": pen, "requested": float64(1), "available": float64(0)}}
+				if fmt.Sprint(e.Details) != fmt.Sprint(want) {
+					t.Errorf("details = %v, want only the short line %v", e.Details, want)
+				}
+			}},
+		// A short line names the stock there is, not 0.
+		{name: "a short line names what is available", method: http.MethodPost, path: "/internal/reservations",
+			body:   reservation("order-10", line{"productId": mug, "quantity": 9}),
+			status: http.StatusConflict, error: "insufficient stock", mug: 8, pen: 0,
+			check: func(t *testing.T, res *apitest.Response) {
+				var e errorBody
+				res.JSON(t, &e)
+				want := []map[string]any{{"productId": mug, "requested": float64(9), "available": float64(8)}}
+				if fmt.Sprint(e.Details) != fmt.Sprint(want) {
+					t.Errorf("details = %v, want %v", e.Details, want)
 				}
 			}},
 		{name: "a refused order is refused again", method: http.MethodPost, path: "/internal/reservations",
