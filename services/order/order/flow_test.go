@@ -180,6 +180,41 @@ func TestOrderIsPaidOrCancelled(t *testing.T) {
 	}
 }
 
+// TestOrderIsInItsProductsCurrency: an order of products priced in EUR is in EUR, as the
+// product service priced its lines, and so is the payment charged for it: USD is only what
+// an order is in when its lines name no currency.
+func TestOrderIsInItsProductsCurrency(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	shop := startShop(t, testenv.RabbitMQ(t))
+	user, err := shop.CreateUser(ctx, "Ada Lovelace", "ada@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var euro struct{ ID string }
+	if status, answer, err := shop.Call(ctx, http.MethodPost, shop.ProductURL+"/products",
+		map[string]any{"name": "Croissant", "priceCents": 150, "currency": "EUR", "stock": 5}, &euro); err != nil || status != http.StatusCreated {
+		t.Fatalf("create a product in EUR: %d %s (%v)", status, answer, err)
+	}
+	placed, err := shop.PlaceOrder(ctx, user, euro.ID, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if placed.Currency != "EUR" || placed.TotalCents != 300 {
+		t.Fatalf("placed %s %d, want EUR 300", placed.Currency, placed.TotalCents)
+	}
+	got, err := shop.WaitSettled(ctx, placed.ID.Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != order.Paid || got.Currency != "EUR" {
+		t.Fatalf("order ended %s in %s, want PAID in EUR", got.Status, got.Currency)
+	}
+	if ps, err := shop.Payments(ctx, placed.ID.Hex()); err != nil || len(ps) != 1 || ps[0].Currency != "EUR" || ps[0].AmountCents != 300 {
+		t.Fatalf("payments %+v (%v), want one of EUR 300", ps, err)
+	}
+}
+
 // TestReservationAnswerLost: when the product service takes the stock but its answer
 // never reaches order (here: it comes after order's peer timeout), the order is not
 // placed and the stock comes back. A retry with the same Idempotency-Key then places the
