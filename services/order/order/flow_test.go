@@ -165,8 +165,13 @@ func TestOrderIsPaidOrCancelled(t *testing.T) {
 			if stock, err := shop.Stock(ctx, product); err != nil || stock != tt.stockAfter {
 				t.Fatalf("stock %d (%v), want %d", stock, err, tt.stockAfter)
 			}
-			if ps, err := shop.Payments(ctx, placed.ID.Hex()); err != nil || len(ps) != 1 {
+			ps, err := shop.Payments(ctx, placed.ID.Hex())
+			if err != nil || len(ps) != 1 {
 				t.Fatalf("%d payments (%v), want 1", len(ps), err)
+			}
+			// The reason says that the payment failed, and why, as the payment says.
+			if want := "payment failed: " + ps[0].Reason; tt.want == order.Cancelled && (ps[0].Reason == "" || got.Reason != want) {
+				t.Fatalf("reason %q, want %q", got.Reason, want)
 			}
 			deadline := time.Now().Add(30 * time.Second)
 			for len(updates()[placed.ID.Hex()]) == 0 && time.Now().Before(deadline) {
