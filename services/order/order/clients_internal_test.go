@@ -1,11 +1,16 @@
 package order
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
@@ -65,6 +70,40 @@ func TestNewPeersRefusesBadURLs(t *testing.T) {
 		_, err := newPeers(tt.user, tt.product, tt.payment, time.Second)
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("newPeers(%q, %q, %q) = %v, want error %q", tt.user, tt.product, tt.payment, err, tt.wantErr)
+		}
+	}
+}
+
+// TestCheckUserPassesOnlyAUserFound: an order goes on only when the user service answers
+// 200 for its user; 404 is an unknown user (422), and any other answer, a 5xx or a 4xx its
+// contract does not make, is a 503: the user is not known to exist, and no order is placed
+// for one the user service could not vouch for.
+func TestCheckUserPassesOnlyAUserFound(t *testing.T) {
+	var status atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(int(status.Load()))
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	p, err := newPeers(srv.URL, srv.URL, srv.URL, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		status int
+		kind   error // nil: the user exists
+	}{
+		{http.StatusOK, nil},
+		{http.StatusNotFound, apperr.ErrUnprocessable},
+		{http.StatusInternalServerError, apperr.ErrUnavailable},
+		{http.StatusServiceUnavailable, apperr.ErrUnavailable},
+		{http.StatusForbidden, apperr.ErrUnavailable},
+	} {
+		status.Store(int32(tt.status))
+		err := p.checkUser(context.Background(), bson.NewObjectID().Hex())
+		if tt.kind == nil && err != nil || tt.kind != nil && !errors.Is(err, tt.kind) {
+			t.Errorf("user service answering %d: checkUser = %v, want %v", tt.status, err, tt.kind)
 		}
 	}
 }

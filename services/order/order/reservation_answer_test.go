@@ -19,11 +19,11 @@ import (
 )
 
 // TestReservationAnswerIsChecked: the product service makes the reservation, but answers
-// it with JSON that is not the reservation asked for (no lines, other lines, another
-// order, a total that is not its lines'): a product service of another version, say. The
-// order service does not store an order from it (an order of no lines, or charged 0 for
-// stock that was taken): it answers 503, as for any answer it does not expect, and gives
-// the stock back.
+// it with JSON that is not the reservation asked for (no lines, other lines, fewer units,
+// another order, a total that is not its lines'): a product service of another version,
+// say. The order service does not store an order from it (an order of no lines, or charged
+// 0 for stock that was taken): it answers 503, as for any answer it does not expect, and
+// gives the stock back.
 func TestReservationAnswerIsChecked(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -65,6 +65,11 @@ func TestReservationAnswerIsChecked(t *testing.T) {
 		},
 		"another quantity": func(res map[string]any) {
 			res["items"].([]any)[0].(map[string]any)["quantity"] = 1
+		},
+		// Fewer units than asked, with the total they make: the total alone does not tell.
+		"fewer units, priced as such": func(res map[string]any) {
+			res["items"].([]any)[0].(map[string]any)["quantity"] = 1
+			res["totalCents"] = 1500
 		},
 		"a total of 0":    func(res map[string]any) { res["totalCents"] = 0 },
 		"another orderId": func(res map[string]any) { res["orderId"] = other },
