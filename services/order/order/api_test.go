@@ -37,6 +37,14 @@ func TestOrdersAPI(t *testing.T) {
 		return []map[string]any{{"productId": productID, "quantity": q}}
 	}
 	unknown := bson.NewObjectID().Hex()
+	// Every printable ASCII character, the space (0x20) and the tilde (0x7e) included.
+	var printable string
+	for c := byte('!'); c <= '~'; c++ {
+		printable += string(c)
+		if c == 'a' {
+			printable += " "
+		}
+	}
 
 	tests := []struct {
 		name   string
@@ -71,6 +79,11 @@ func TestOrdersAPI(t *testing.T) {
 		{"key of 256 characters", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", strings.Repeat("k", 256)}, http.StatusBadRequest},
 		// Placed without a key, its retry with the same empty key would be a second order.
 		{"empty key", map[string]any{"userId": user, "items": line(product, 1)}, []string{"Idempotency-Key", ""}, http.StatusBadRequest},
+		{"no user", map[string]any{"items": line(product, 1)}, nil, http.StatusBadRequest},
+		// The key's bounds are inclusive: these keys are taken, and the request goes on to
+		// its user, who does not exist (422, nothing placed).
+		{"key of 255 characters", map[string]any{"userId": unknown, "items": line(product, 1)}, []string{"Idempotency-Key", strings.Repeat("k", 255)}, http.StatusUnprocessableEntity},
+		{"key of every printable character", map[string]any{"userId": unknown, "items": line(product, 1)}, []string{"Idempotency-Key", printable}, http.StatusUnprocessableEntity},
 	}
 	var first order.Order
 	for _, tt := range tests {
@@ -127,6 +140,7 @@ func TestOrdersAPI(t *testing.T) {
 		{"/orders?userId=" + user, http.StatusOK, 1},
 		{"/orders?userId=" + user + "&status=PAID", http.StatusOK, 1},
 		{"/orders?userId=" + user + "&status=CANCELLED", http.StatusOK, 0},
+		{"/orders?userId=" + user + "&status=PENDING", http.StatusOK, 0},
 		{"/orders?userId=" + unknown, http.StatusOK, 0},
 		{"/orders?status=SHIPPED", http.StatusBadRequest, -1},
 		// A filter given empty is no filter left out: every user's orders would be listed.

@@ -2,6 +2,7 @@ package order_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -13,12 +14,21 @@ import (
 // there (items[1].quantity): "items.quantity" would not say which line to mend.
 func TestPlaceRequestValidateNamesTheLine(t *testing.T) {
 	line := func(id string, q int) order.RequestItem { return order.RequestItem{ProductID: id, Quantity: q} }
+	lines := func(n int) []order.RequestItem {
+		items := make([]order.RequestItem, n)
+		for i := range items {
+			items[i] = line(fmt.Sprint("p", i), 1)
+		}
+		return items
+	}
 	tests := []struct {
 		name  string
 		items []order.RequestItem
 		want  []apperr.FieldError
 	}{
 		{"valid", []order.RequestItem{line("a", 1), line("b", 1000)}, nil},
+		{"50 lines", lines(50), nil},
+		{"51 lines", lines(51), []apperr.FieldError{{Field: "items", Message: "must hold 1 to 50 lines"}}},
 		{"quantity 0 on the second line", []order.RequestItem{line("a", 1), line("b", 0)},
 			[]apperr.FieldError{{Field: "items[1].quantity", Message: "must be from 1 to 1000"}}},
 		{"quantity over 1000 on the first line", []order.RequestItem{line("a", 1001)},
