@@ -282,6 +282,18 @@ type errorBody struct {
 	Details []map[string]any `json:"details"`
 }
 
+// shortLines checks that an insufficient-stock answer names exactly the lines want, in order.
+func shortLines(want ...map[string]any) func(*testing.T, *apitest.Response) {
+	return func(t *testing.T, res *apitest.Response) {
+		t.Helper()
+		var e errorBody
+		res.JSON(t, &e)
+		if fmt.Sprint(e.Details) != fmt.Sprint(want) {
+			t.Errorf("details = %v, want %v", e.Details, want)
+		}
+	}
+}
+
 func testReservations(t *testing.T, c *apitest.Client) {
 	mug := createProduct(t, c, "Mug", 1250, 10, "")
 	pen := createProduct(t, c, "Pen", 199, 3, "USD")
@@ -329,14 +341,7 @@ func testReservations(t *testing.T, c *apitest.Client) {
 		{name: "short stock takes nothing", method: http.MethodPost, path: "/internal/reservations",
 			body:   reservation("order-2", line{"productId": mug, "quantity": 5}, line{"productId": pen, "quantity": 1}),
 			status: http.StatusConflict, error: "insufficient stock", mug: 8, pen: 0,
-			check: func(t *testing.T, res *apitest.Response) {
-				var e errorBody
-				res.JSON(t, &e)
-				want := []map[string]any{{"productId": pen, "requested": float64(1), "available": float64(0)}}
-				if fmt.Sprint(e.Details) != fmt.Sprint(want) {
-					t.Errorf("details = %v, want %v", e.Details, want)
-				}
-			}},
+			check: shortLines(map[string]any{"productId": pen, "requested": float64(1), "available": float64(0)})},
 		{name: "every short line is named", method: http.MethodPost, path: "/internal/reservations",
 			body:   reservation("order-3", line{"productId": pen, "quantity": 1}, line{"productId": mug, "quantity": 9}),
 			status: http.StatusConflict, error: "insufficient stock", mug: 8, pen: 0,
@@ -352,26 +357,12 @@ func testReservations(t *testing.T, c *apitest.Client) {
 		{name: "a line the stock covers exactly is not named", method: http.MethodPost, path: "/internal/reservations",
 			body:   reservation("order-9", line{"productId": pen, "quantity": 1}, line{"productId": mug, "quantity": 8}),
 			status: http.StatusConflict, error: "insufficient stock", mug: 8, pen: 0,
-			check: func(t *testing.T, res *apitest.Response) {
-				var e errorBody
-				res.JSON(t, &e)
-				want := []map[string]any{{"productId": pen, "requested": float64(1), "available": float64(0)}}
-				if fmt.Sprint(e.Details) != fmt.Sprint(want) {
-					t.Errorf("details = %v, want only the short line %v", e.Details, want)
-				}
-			}},
+			check: shortLines(map[string]any{"productId": pen, "requested": float64(1), "available": float64(0)})},
 		// A short line names the stock there is, not 0.
 		{name: "a short line names what is available", method: http.MethodPost, path: "/internal/reservations",
 			body:   reservation("order-10", line{"productId": mug, "quantity": 9}),
 			status: http.StatusConflict, error: "insufficient stock", mug: 8, pen: 0,
-			check: func(t *testing.T, res *apitest.Response) {
-				var e errorBody
-				res.JSON(t, &e)
-				want := []map[string]any{{"productId": mug, "requested": float64(9), "available": float64(8)}}
-				if fmt.Sprint(e.Details) != fmt.Sprint(want) {
-					t.Errorf("details = %v, want %v", e.Details, want)
-				}
-			}},
+			check: shortLines(map[string]any{"productId": mug, "requested": float64(9), "available": float64(8)})},
 		{name: "a refused order is refused again", method: http.MethodPost, path: "/internal/reservations",
 			body:   reservation("order-2", line{"productId": mug, "quantity": 5}, line{"productId": pen, "quantity": 1}),
 			status: http.StatusConflict, error: "insufficient stock", mug: 8, pen: 0},
