@@ -158,3 +158,16 @@ func EnsureIndexes(ctx context.Context, coll *mongo.Collection, models ...mongo.
 	}
 	return nil
 }
+
+// IsFerretDB reports whether db's server is FerretDB (its buildInfo names a FerretDB
+// version), for the rare write that must then be shaped otherwise: FerretDB v1 looks a
+// document up by its index only for a filter of exactly {_id} (see KeyedMutex), so a
+// conditional update by _id and another field reads the whole collection.
+func IsFerretDB(ctx context.Context, db *mongo.Database) (bool, error) {
+	var info bson.Raw
+	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return false, fmt.Errorf("buildInfo: %w", err)
+	}
+	_, err := info.LookupErr("ferretdbVersion")
+	return err == nil, nil
+}

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/apperr"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/mongodb"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/testenv"
 	"github.com/shopkeeper-dev/shopkeeper/services/user/store"
 	"github.com/shopkeeper-dev/shopkeeper/services/user/users"
@@ -367,4 +369,73 @@ func TestMigrateEmailsAfterTheFirstForm(t *testing.T) {
 		t.Errorf("email stored as ana@xn--strae-oqa.de is now %+q, want %+q", got, "ana@stra\u00dfe.de")
 	}
 	assertTaken(t, s, ada, "ana@xn--strae-oqa.de", "ana@xn--\u017ftrae-oqa.de", "ana@stra\u00dfe.de")
+}
+
+// TestMigrateEmailsUpdatesByIDOnFerretDB: on FerretDB, which looks a document up by its
+// index only for a filter of exactly {_id}, every rewrite the migration sends filters by
+// _id alone (the email read is compared before it, under the writes' gate): a filter on the
+// email as well read the whole collection for each stale user (20,000 users, 2,000 stale:
+// past ten minutes). On MongoDB the update compares the email itself.
+func TestMigrateEmailsUpdatesByIDOnFerretDB(t *testing.T) {
+	db := testenv.MongoDB(t)
+	var mu sync.Mutex
+	var filters []string
+	client, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)).SetMonitor(&event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if e.CommandName != "update" || e.DatabaseName != db.Name() {
+				return
+			}
+			updates, _ := e.Command.Lookup("updates").ArrayOK()
+			values, _ := updates.Values()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, u := range values {
+				q, _ := u.Document().Lookup("q").DocumentOK()
+				elems, _ := q.Elements()
+				var keys []string
+				for _, el := range elems {
+					keys = append(keys, el.Key())
+				}
+				filters = append(filters, strings.Join(keys, ","))
+			}
+		},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	s := store.New(client.Database(db.Name()))
+	if err := s.EnsureIndexes(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for i := range 5 {
+		ids[storeOld(t, db, fmt.Sprintf("Jose %d", i), fmt.Sprintf("jose\u0301%d@example.com", i))] = fmt.Sprintf("jos\u00e9%d@example.com", i)
+	}
+	if err := s.MigrateEmails(t.Context(), logging.Discard()); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range ids {
+		if got := emailOf(t, s, id); got != want {
+			t.Errorf("user %s's email = %+q, want %+q", id, got, want)
+		}
+	}
+	ferretDB, err := mongodb.IsFerretDB(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "_id,email"
+	if ferretDB {
+		want = "_id"
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(filters) != len(ids) {
+		t.Errorf("%d updates sent, want one a user (%d): %v", len(filters), len(ids), filters)
+	}
+	for _, f := range filters {
+		if f != want {
+			t.Errorf("an update filtered by %s, want %s (FerretDB: %v)", f, want, ferretDB)
+		}
+	}
 }
