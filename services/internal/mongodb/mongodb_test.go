@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +275,17 @@ func TestConnect(t *testing.T) {
 			t.Error("Connect without a URI succeeded")
 		}
 	})
+}
+
+// TestIsFerretDB: the test server is FerretDB exactly when MONGODB_URI does not name
+// another (testenv starts FerretDB then), and IsFerretDB says which.
+func TestIsFerretDB(t *testing.T) {
+	db := testenv.MongoDB(t)
+	got, err := mongodb.IsFerretDB(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := os.Getenv("MONGODB_URI") == ""; got != want {
+		t.Errorf("IsFerretDB = %v, want %v (MONGODB_URI %q)", got, want, os.Getenv("MONGODB_URI"))
+	}
 }
