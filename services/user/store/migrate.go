@@ -115,7 +115,7 @@ func (s *Store) rewriteEmails(ctx context.Context, log *slog.Logger, stale []ema
 				if now.Email != d.Email {
 					return nil // changed meanwhile: kept
 				}
-				filter = filter[:1]
+				filter = bson.D{{Key: "_id", Value: d.ID}} // the email compared above
 			}
 			// updatedAt stays: the user changed nothing, and a rewrite run twice is the same.
 			res, err := s.coll.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "email", Value: canonical}}}})
