@@ -2,8 +2,11 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -103,6 +106,20 @@ func TestScrapersKeptAcrossAStricterAPIServer(t *testing.T) {
 	}
 }
 
+// apiServerMinor is the minor version of the kube-apiserver in KUBEBUILDER_ASSETS.
+func apiServerMinor(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-apiserver"), "--version").Output()
+	if err != nil {
+		t.Fatalf("kube-apiserver --version: %v", err)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "Kubernetes v%d.%d", &major, &minor); err != nil || major != 1 {
+		t.Fatalf("kube-apiserver --version: %q is no Kubernetes 1.x version", out)
+	}
+	return minor
+}
+
 // lenientAPIServer is an API server started without Kubernetes 1.36's stricter CIDR rule
 // (StrictIPCIDRValidation), as a cluster's before its upgrade, with the namespace
 // "upgraded"; client is an admin's client of it, in scheme.
@@ -116,6 +133,11 @@ func startLenientAPIServer(ctx context.Context, t *testing.T) *lenientAPIServer 
 	t.Helper()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Skip("KUBEBUILDER_ASSETS is not set (hack/kube-binaries.sh)")
+	}
+	// The upgrade is to 1.36's rule: an older API server has no such feature gate (1.32
+	// refuses to start with it) or only its alpha (1.33 to 1.35), which ratchets nothing.
+	if minor := apiServerMinor(t); minor < 36 {
+		t.Skipf("kube-apiserver 1.%d of KUBEBUILDER_ASSETS predates StrictIPCIDRValidation's default (1.36)", minor)
 	}
 	sch := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(sch))
