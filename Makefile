@@ -84,6 +84,18 @@ test: verify-generated check-fmt vet envtest-assets $(FERRETDB) $(HELM) rabbitmq
 		go test -race $(GO_TEST_FLAGS) ./...
 	cd hack/tools && go test $(GO_TEST_FLAGS) ./mkimage/ ./ferretdb/
 
+# The oldest Kubernetes the operator supports (README, "Install the operator") is pinned by
+# hack/tools/kube-min; its kube-apiserver, with the etcd and kubectl of envtest-assets, runs the
+# suites that start an API server (without the race detector: they test the API server's
+# answers, and test already runs them under it).
+.PHONY: test-kube-min
+test-kube-min: envtest-assets $(HELM) ## Run the envtest suites (operator, manager, chart) against the oldest Kubernetes supported (hack/tools/kube-min).
+	assets=$$(hack/kube-binaries.sh) && \
+	min=$$(KUBE_TOOLS_MODULE="$(ROOT)/hack/tools/kube-min" hack/kube-binaries.sh kube-apiserver) && \
+	ln -sf "$$assets/etcd" "$$assets/kubectl" "$$min/" && \
+	"$$min/kube-apiserver" --version && \
+	KUBEBUILDER_ASSETS="$$min" HELM="$(HELM)" go test $(GO_TEST_FLAGS) ./controllers/ ./cmd/manager/ ./charts/
+
 .PHONY: race-toolchain
 race-toolchain: ## Install the C toolchain the race detector needs (cgo), from Debian, when missing.
 	hack/apt-install.sh gcc libc6-dev

@@ -9,8 +9,11 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-mod="$root/hack/tools/kube"
-k8s_version=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$mod/go.mod")
+# KUBE_TOOLS_MODULE names another module of hack/tools that pins Kubernetes, such as
+# hack/tools/kube-min (the oldest supported; it builds kube-apiserver only).
+mod="${KUBE_TOOLS_MODULE:-$root/hack/tools/kube}"
+k8s_version=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3; exit}' "$mod/go.mod")
+[ -n "$k8s_version" ] || { echo "$mod/go.mod requires no k8s.io/kubernetes" >&2; exit 1; }
 out="${KUBE_BINARIES_DIR:-$root/bin/k8s/$k8s_version-$(go env GOOS)-$(go env GOARCH)}"
 commands=("$@")
 [ ${#commands[@]} -gt 0 ] || commands=(kube-apiserver etcd kubectl)
@@ -30,7 +33,9 @@ ldflags="-s -w
 # Built under other pins (etcd's, say: the folder is named by Kubernetes' version alone) or
 # from another etcd main, every binary this script builds is stale; nothing else in the
 # folder (KUBE_BINARIES_DIR may name one that holds more) is touched.
-pins=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/etcd/main.go" | sha256sum | cut -d' ' -f1)
+pinned=("$mod/go.mod" "$mod/go.sum")
+[ ! -f "$mod/etcd/main.go" ] || pinned+=("$mod/etcd/main.go") # kube-min builds no etcd
+pins=$(cat "${pinned[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$out/.pins" 2>/dev/null)" != "$pins" ]; then
 	for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd; do
 		rm -f "$out/$c"
