@@ -49,7 +49,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 	pkgs=()
 	for c in "${missing[@]}"; do
 		case "$c" in
-		etcd) pkgs+=(./etcd) ;;
+		etcd)
+			[ -f "$mod/etcd/main.go" ] || { echo "$mod pins no etcd: build it from hack/tools/kube" >&2; exit 1; }
+			pkgs+=(./etcd)
+			;;
 		*) pkgs+=("k8s.io/kubernetes/cmd/$c") ;;
 		esac
 	done

@@ -40,17 +40,18 @@ type emailDoc struct {
 // records it done, and a start that finds that document reads no user.
 //
 // It never merges or drops a user. A user whose canonical email another user already
-// holds keeps its email as stored and is logged (both users' ids)
-// for a person to settle; it is still read, listed, changed and deleted by its id. Among
-// stored users that are one address, the first one rewritten holds it.
+// holds keeps its email as stored and is logged (both users' ids) for a person to settle;
+// it is still read, listed, changed and deleted by its id. Among stored users that are one
+// address, the first one rewritten holds it.
 //
 // Replicas starting at once may each run it: a rewrite applies only while the email is
 // still the one read (on MongoDB the update compares it; on FerretDB it is compared after a
 // read by _id, under the writes' gate, and FerretDB writes back the whole document it read,
 // so there a change another process makes meanwhile can be undone, which is why the
-// operator runs one user process on FerretDB, and runs it here before that process serves), the unique index
-// lets one user hold an address, and a second record of the migration is no error. A failure stops the start, as EnsureIndexes' does, and the
-// next start runs the migration again.
+// operator runs one user process on FerretDB, and runs it here before that process
+// serves), the unique index lets one user hold an address, and a second record of the
+// migration is no error. A failure stops the start, as EnsureIndexes' does, and the next
+// start runs the migration again.
 func (s *Store) MigrateEmails(ctx context.Context, log *slog.Logger) error {
 	migrations := s.coll.Database().Collection(MigrationsCollection)
 	err := migrations.FindOne(ctx, bson.D{{Key: "_id", Value: EmailsMigration}}).Err()
