@@ -156,7 +156,7 @@ e2e-local: ## Local cluster up, images built and imported, the e2e suite, cluste
 
 .PHONY: demo
 demo: ## The shop on Kubernetes: a cluster (the current one, else the local one), the operator, the sample Shop until Ready, the demo story.
-	hack/demo-cluster.sh up
+	VERSION=$(VERSION) RABBITMQ_IMG=$(RABBITMQ_IMG) hack/demo-cluster.sh up
 
 .PHONY: demo-down
 demo-down: ## Remove the demo's Shop and the operator, and stop the local cluster when it runs.

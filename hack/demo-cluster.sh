@@ -15,7 +15,9 @@
 # Then: the operator from config/default, the sample Shop (config/samples; on the local
 # cluster config/samples/local, which runs FerretDB and the stores' local images), a wait
 # for condition Ready with the components printed as they come up, and hack/demo.sh through
-# a port-forward to the gateway. Running it again reuses all of it.
+# a port-forward to the gateway. Running it again reuses all of it. VERSION (the Makefile's,
+# v0.1.0 by default) is the tag of the images it builds and of those the Shop runs (on the
+# local cluster, the broker's image is RABBITMQ_IMG, as make images tags it).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -137,8 +139,19 @@ apply_shop() {
 		# rate-limit step count from zero again.
 		restart_gateway=true
 	fi
-	log "kubectl apply -k $sample"
-	kubectl -n "$namespace" apply -k "$sample"
+	if [ -z "${VERSION:-}" ]; then
+		log "kubectl apply -k $sample"
+		kubectl -n "$namespace" apply -k "$sample"
+	else
+		# The images were built with VERSION's tag (make images): the Shop asks for those, not
+		# for the sample's, which the local cluster's node does not hold (it pulls nothing).
+		local patch='{"spec":{"version":"'$VERSION'"}}'
+		$local_cluster && patch='{"spec":{"version":"'$VERSION'","rabbitmq":{"image":"'${RABBITMQ_IMG:-localhost/shopkeeper/rabbitmq:$VERSION}'"}}}'
+		log "kubectl apply -k $sample, with version $VERSION"
+		kubectl kustomize "$sample" |
+			kubectl patch --local -f - --type merge -p "$patch" -o yaml |
+			kubectl -n "$namespace" apply -f -
+	fi
 	if $restart_gateway; then
 		kubectl -n "$namespace" rollout restart "deployment/$shop-gateway"
 	fi
