@@ -73,13 +73,22 @@ image-pause: $(MKIMAGE) ## Build the local cluster's sandbox image (bin/images/p
 image-rabbitmq: $(IMAGES_DIR)/rabbitmq.tar ## Build the local cluster's RabbitMQ image from Debian's package (bin/images/rabbitmq.tar; needs root: debootstrap).
 
 # The root filesystem takes a couple of minutes of debootstrap: it is remade only when
-# its script changes, and the image only when the root filesystem does.
+# its script changes, and the image only when the root filesystem or its tag does.
 $(IMAGES_DIR)/cache/rabbitmq-rootfs.tar: hack/images/rabbitmq-rootfs.sh
 	@mkdir -p $(@D)
 	rm -f $@
 	hack/images/rabbitmq-rootfs.sh $@
 
-$(IMAGES_DIR)/rabbitmq.tar: $(IMAGES_DIR)/cache/rabbitmq-rootfs.tar $(MKIMAGE)
+# The tag and labels are in the image's file: a VERSION or RABBITMQ_IMG other than its last
+# build's makes it again (from the root filesystem above, in seconds).
+$(IMAGES_DIR)/cache/rabbitmq.tag: FORCE
+	@mkdir -p $(@D)
+	@echo '$(RABBITMQ_IMG) $(VERSION)' | cmp -s - $@ || echo '$(RABBITMQ_IMG) $(VERSION)' >$@
+
+.PHONY: FORCE
+FORCE:
+
+$(IMAGES_DIR)/rabbitmq.tar: $(IMAGES_DIR)/cache/rabbitmq-rootfs.tar $(IMAGES_DIR)/cache/rabbitmq.tag $(MKIMAGE)
 	$(MKIMAGE) -o $@ -t $(RABBITMQ_IMG) $(IMAGE_LABELS) -layer $< \
 		-user 999:999 -entrypoint /usr/lib/rabbitmq/bin/rabbitmq-server \
 		-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -1,8 +1,13 @@
 package build
 
 import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,6 +40,21 @@ func TestDemoRunsTheImagesOfVERSION(t *testing.T) {
 	}
 }
 
+// withoutImageVars is env without the variables that name images or their tag: what the
+// environment says wins over the Makefile's defaults (?=).
+func withoutImageVars(env []string) []string {
+	var kept []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "E2E_SHOP_VERSION", "E2E_MANAGER_IMAGE", "IMG", "MANAGER_IMG", "SERVICES_IMG", "RABBITMQ_IMG", "VERSION", "MAKEFLAGS":
+		default:
+			kept = append(kept, kv)
+		}
+	}
+	return kept
+}
+
 // makeDryRun prints the commands `make -n <target> <vars...>` would run from the repository's
 // root, with none of the images' variables taken from the test's environment.
 func makeDryRun(t *testing.T, target string, vars ...string) string {
@@ -44,18 +64,86 @@ func makeDryRun(t *testing.T, target string, vars ...string) string {
 	}
 	cmd := exec.CommandContext(t.Context(), "make", append([]string{"-n", "--no-print-directory", target}, vars...)...)
 	cmd.Dir = filepath.Join("..", "..")
-	// What the environment says wins over the Makefile's defaults (?=): leave none of it.
-	for _, kv := range cmd.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "E2E_SHOP_VERSION", "E2E_MANAGER_IMAGE", "IMG", "MANAGER_IMG", "SERVICES_IMG", "RABBITMQ_IMG", "VERSION", "MAKEFLAGS":
-		default:
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = withoutImageVars(cmd.Environ())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("make -n %s: %v\n%s", target, err, out)
 	}
 	return string(out)
+}
+
+// TestRabbitMQImageTakesANewVERSION: the RabbitMQ image is a file target, remade from its
+// cached root filesystem; a build with another VERSION must tag it with that one, as the
+// demo's and the end-to-end suite's Shops ask for localhost/shopkeeper/rabbitmq:<VERSION>.
+func TestRabbitMQImageTakesANewVERSION(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	bin := t.TempDir()
+	rootfs := filepath.Join(bin, "images", "cache", "rabbitmq-rootfs.tar")
+	if err := os.MkdirAll(filepath.Dir(rootfs), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTar(t, rootfs, "etc/hostname", "rabbit\n")
+	for _, version := range []string{"v9.8.7-a", "v9.8.7-b", "v9.8.7-a"} {
+		image := filepath.Join(bin, "images", "rabbitmq.tar")
+		// -o: the root filesystem is never remade here (that is debootstrap's minutes).
+		cmd := exec.CommandContext(t.Context(), "make", "--no-print-directory", "LOCALBIN="+bin, "-o", rootfs, image, "VERSION="+version)
+		cmd.Dir = filepath.Join("..", "..")
+		cmd.Env = withoutImageVars(cmd.Environ())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make %s VERSION=%s: %v\n%s", image, version, err, out)
+		}
+		want := "localhost/shopkeeper/rabbitmq:" + version
+		if got := repoTags(t, image); !slices.Equal(got, []string{want}) {
+			t.Errorf("make VERSION=%s: the image is tagged %v, want %s", version, got, want)
+		}
+	}
+}
+
+// writeTar writes a tar file at path holding one regular file, name, with content.
+func writeTar(t *testing.T, path, name, content string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(tw.Close(), f.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// repoTags reads the tags of the one image of a docker-archive.
+func repoTags(t *testing.T, archive string) []string {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no manifest.json: %v", archive, err)
+		}
+		if h.Name != "manifest.json" {
+			continue
+		}
+		var manifest []struct{ RepoTags []string }
+		if err := json.NewDecoder(tr).Decode(&manifest); err != nil {
+			t.Fatalf("%s: manifest.json: %v", archive, err)
+		}
+		if len(manifest) != 1 {
+			t.Fatalf("%s: %d images, want 1", archive, len(manifest))
+		}
+		return manifest[0].RepoTags
+	}
 }
