@@ -6,7 +6,7 @@
 #
 # The cluster is the current kubeconfig's when it answers; otherwise the local single-node
 # cluster of hack/local-cluster.sh is brought up (needs root; the first time builds its
-# binaries and images, about 15 minutes on 2 cores, then seconds). On the local cluster
+# binaries and images, about 30 minutes on 2 cores, then seconds). On the local cluster
 # every image comes from `make images` and is imported into its node. Another cluster
 # runs the official store images and is given only the operator's and the services'
 # (`make image-manager image-services`): a kind cluster (a kind-* context, with kind
