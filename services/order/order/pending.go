@@ -53,7 +53,7 @@ const (
 	pendingScanTimeout = 2 * time.Minute
 	// pendingScanShare bounds the database's time spent on those reads: the next run
 	// waits pendingScanShare times the database's work in the reads of the last two runs
-	// (the shorter), when that is longer than the interval (outbox.ScanWait, as the
+	// (the shorter), when that is longer than the interval (outbox.ScanTimes, as the
 	// relay's scans).
 	pendingScanShare = 20
 )
@@ -65,9 +65,10 @@ type pendingPass struct {
 	after        bson.ObjectID
 	unpaid       int
 	oldestUnpaid bson.ObjectID
-	// read is the database's work in the reads of PENDING orders since it was last
-	// zeroed (outbox.TimedQuery: a read that failed before its deadline counts nothing).
-	read time.Duration
+	// read is the database's work in the reads of PENDING orders of the runs of the sweep,
+	// the last two (outbox.TimedQuery: a read that failed before its deadline counts
+	// nothing).
+	read outbox.ScanTimes
 }
 
 // sweepPending takes pass on over the orders PENDING since before olderThan ago, a page
@@ -88,7 +89,7 @@ func (s *service) sweepPending(ctx context.Context, pass *pendingPass, olderThan
 			page, err = s.store.pendingBefore(ctx, pass.after, before, pendingPage)
 			return err
 		})
-		pass.read += read
+		pass.read.Add(read)
 		if err != nil {
 			return settled, err
 		}
@@ -239,8 +240,7 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 			return
 		case <-t.C:
 		}
-		readBefore := pass.read
-		pass.read = 0
+		pass.read.Begin()
 		if n, err := s.sweepPending(ctx, &pass, s.pendingAge, pendingResendFactor*s.pendingAge, pendingSweepBudget); err != nil && ctx.Err() == nil {
 			attrs := []any{"settled", n, "error", err}
 			if ae := (*apperr.Error)(nil); errors.As(err, &ae) && ae.Cause != nil {
@@ -248,7 +248,7 @@ func (s *service) sweepPendingEvery(ctx context.Context, interval time.Duration)
 			}
 			s.log.Warn("sweep of orders left PENDING stopped; the next one goes on from there", attrs...)
 		}
-		t.Reset(outbox.ScanWait(interval, pendingScanShare, pass.read, readBefore))
+		t.Reset(pass.read.Wait(interval, pendingScanShare))
 	}
 }
 

@@ -174,27 +174,47 @@ const scanTimeout = 5 * time.Minute
 
 // scanWait is how long after the last scan the next one is due: every interval while
 // the relay is behind, else every idleScan; but never so often that scanning takes more
-// than a fifth of the time while behind, or a twentieth otherwise (ScanWait, over the
-// store's work in the last two scans, took and tookBefore). A scan's time is its queries'
-// alone: its publishes wait for the broker as long as it is down, and an outage must not
-// space out the retries that follow it.
-func scanWait(behind bool, interval, took, tookBefore time.Duration) time.Duration {
+// than a fifth of the time while behind, or a twentieth otherwise (ScanTimes.Wait, over
+// the store's work in the last two scans). A scan's time is its queries' alone: its
+// publishes wait for the broker as long as it is down, and an outage must not space out
+// the retries that follow it.
+func scanWait(behind bool, interval time.Duration, times *ScanTimes) time.Duration {
 	if behind {
-		return ScanWait(interval, 5, took, tookBefore)
+		return times.Wait(interval, 5)
 	}
-	return ScanWait(idleScan, 20, took, tookBefore)
+	return times.Wait(idleScan, 20)
 }
 
-// ScanWait is how long after a scan of a store the next is due: every interval, but never
+// ScanTimes is the store's work (TimedQuery) in the last two scans of a store, which
+// ScanTimes.Wait spaces the scans by. The zero value is that of a start: no scan yet.
+type ScanTimes struct {
+	last, before time.Duration
+	scans        int
+}
+
+// Begin starts counting the work of a new scan; the last one's becomes the one before.
+func (s *ScanTimes) Begin() {
+	s.before, s.last = s.last, 0
+	s.scans++
+}
+
+// Add counts d, the work of one of its queries (TimedQuery), in the scan begun last.
+func (s *ScanTimes) Add(d time.Duration) { s.last += d }
+
+// Last is the work counted in the scan begun last.
+func (s *ScanTimes) Last() time.Duration { return s.last }
+
+// Wait is how long after the scan begun last the next is due: every interval, but never
 // so often that the scans take more than a share-th of the store's time (on FerretDB a
-// query on anything but _id reads the whole collection). last and before are the store's
-// work in the last two scans (TimedQuery): the shorter counts, so that one scan slowed by a
-// stall of the store does not space out the next ones, while a collection slow to read
-// every time keeps its share; before is 0 after a start, and last alone counts.
-func ScanWait(interval time.Duration, share int, last, before time.Duration) time.Duration {
-	took := last
-	if before > 0 {
-		took = min(last, before)
+// query on anything but _id reads the whole collection). Of the last two scans, the
+// shorter counts, so that one scan slowed by a stall of the store does not space out the
+// next ones, while a collection slow to read every time keeps its share; a scan that
+// found the store unreachable counted nothing, and so the stalled scan after it spaces
+// out nothing either. After the first scan from a start, it alone counts.
+func (s *ScanTimes) Wait(interval time.Duration, share int) time.Duration {
+	took := s.last
+	if s.scans > 1 {
+		took = min(s.last, s.before)
 	}
 	return max(interval, time.Duration(share)*took)
 }
@@ -402,10 +422,10 @@ func (r *Relay) Run(ctx context.Context) {
 	defer t.Stop()
 	var wg sync.WaitGroup
 	lastScan := time.Now()
-	var took, tookBefore time.Duration // the queries of the last scan, and of the one before
+	var times ScanTimes // the queries of the last scan, and of the one before
 	scan := func() {
 		lastScan = time.Now()
-		tookBefore, took = took, 0
+		times.Begin()
 		r.mu.Lock()
 		r.scans++
 		r.mu.Unlock()
@@ -417,7 +437,7 @@ func (r *Relay) Run(ctx context.Context) {
 		var after any
 		for {
 			n, last, query, err := r.drain(work, after)
-			took += query
+			times.Add(query)
 			if err != nil {
 				if work.Err() == nil {
 					r.log.Warn("relay", "error", err)
@@ -458,7 +478,7 @@ func (r *Relay) Run(ctx context.Context) {
 		case n := <-r.notes:
 			relay(n)
 		case <-t.C:
-			if behind, _ := r.state(); time.Since(lastScan) >= scanWait(behind, r.interval, took, tookBefore) {
+			if behind, _ := r.state(); time.Since(lastScan) >= scanWait(behind, r.interval, &times) {
 				scan()
 			}
 		}

@@ -14,31 +14,46 @@ import (
 // TestScanWait: scans come every interval while behind and every idleScan otherwise, but
 // scans that read a large collection slowly are spaced out, so that scanning never takes
 // more than a fifth of the time while behind, or a twentieth otherwise; one scan slowed by
-// a stall of the store (the one before it quick) spaces out nothing.
+// a stall of the store (the one before it quick, or failed at once) spaces out nothing.
 func TestScanWait(t *testing.T) {
 	const quick = 50 * time.Millisecond
 	tests := []struct {
-		name             string
-		behind           bool
-		took, tookBefore time.Duration
-		want             time.Duration
+		name   string
+		behind bool
+		scans  []time.Duration // the work counted in each scan since the start, the last last
+		want   time.Duration
 	}{
-		{"behind, quick scans", true, quick, quick, time.Second},
-		{"behind, slow scans", true, 12 * time.Second, 12 * time.Second, time.Minute},
-		{"idle, quick scans", false, quick, quick, idleScan},
-		{"idle, slow scans", false, 12 * time.Second, 15 * time.Second, 4 * time.Minute},
+		{"behind, quick scans", true, []time.Duration{quick, quick}, time.Second},
+		{"behind, slow scans", true, []time.Duration{12 * time.Second, 12 * time.Second}, time.Minute},
+		{"idle, quick scans", false, []time.Duration{quick, quick}, idleScan},
+		{"idle, slow scans", false, []time.Duration{15 * time.Second, 12 * time.Second}, 4 * time.Minute},
+		{"idle, slow scans, then a quick one", false, []time.Duration{15 * time.Second, 12 * time.Second, quick}, idleScan},
 		// A query that hung on a stalled store for its whole deadline, after a quick scan.
-		{"behind, one stalled scan", true, scanTimeout, quick, time.Second},
-		{"idle, one stalled scan", false, scanTimeout, quick, idleScan},
+		{"behind, one stalled scan", true, []time.Duration{quick, scanTimeout}, time.Second},
+		{"idle, one stalled scan", false, []time.Duration{quick, scanTimeout}, idleScan},
 		// A collection too large for the deadline: every query runs into it.
-		{"idle, every scan cut short", false, scanTimeout, scanTimeout, 20 * scanTimeout},
+		{"idle, every scan cut short", false, []time.Duration{scanTimeout, scanTimeout, scanTimeout}, 20 * scanTimeout},
 		// The first scan after a start, slow: nothing to compare it with.
-		{"idle, first scan slow", false, 12 * time.Second, 0, 4 * time.Minute},
+		{"idle, first scan slow", false, []time.Duration{12 * time.Second}, 4 * time.Minute},
+		{"idle, first scan stalled", false, []time.Duration{scanTimeout}, 20 * scanTimeout},
 		// The store unreachable: its failed queries count nothing (queryTime).
-		{"behind, store unreachable", true, 0, 0, time.Second},
+		{"behind, store unreachable", true, []time.Duration{0, 0}, time.Second},
+		{"behind, store unreachable at the first scan", true, []time.Duration{0}, time.Second},
+		// Back, but stalled for the whole deadline, right after a scan that found it
+		// unreachable: the stall alone spaces out nothing, as after a quick scan.
+		{"behind, a stalled scan after the store was unreachable", true, []time.Duration{quick, 0, scanTimeout}, time.Second},
+		{"idle, a stalled scan after the store was unreachable", false, []time.Duration{quick, 0, scanTimeout}, idleScan},
+		{"idle, a stalled scan after the first found the store unreachable", false, []time.Duration{0, scanTimeout}, idleScan},
 	}
 	for _, tt := range tests {
-		if got := scanWait(tt.behind, time.Second, tt.took, tt.tookBefore); got != tt.want {
+		var times ScanTimes
+		for _, d := range tt.scans {
+			times.Begin()
+			// A scan's queries add up: a page read quickly, the rest in the next one.
+			times.Add(d / 4)
+			times.Add(d - d/4)
+		}
+		if got := scanWait(tt.behind, time.Second, &times); got != tt.want {
 			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
 		}
 	}
