@@ -15,7 +15,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
@@ -27,7 +26,7 @@ import (
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/config"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/logging"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/metrics"
-	"github.com/shopkeeper-dev/shopkeeper/services/internal/tracing"
+	"github.com/shopkeeper-dev/shopkeeper/services/internal/service"
 	"github.com/shopkeeper-dev/shopkeeper/services/internal/web"
 )
 
@@ -50,35 +49,15 @@ func Run(ctx context.Context) (err error) {
 	log := logging.NewTo(logOut, "gateway", cfg.LogLevel)
 	setMemoryLimit(ctx, memlimit.FromCgroup, memoryLimitRefresh, log)
 
-	tracing.SetLogger(log)
-	shutdownTracing, err := tracing.Setup(ctx, "gateway")
+	// The drain of the requests in flight and the flush of the last spans share one
+	// SHUTDOWN_TIMEOUT, counted from ctx's end, as in every service of the kit: the pod's
+	// grace period is sized for one. A flush that fails is a failed shutdown step: a
+	// non-zero exit.
+	rt, err := service.NewRuntime(ctx, "gateway", cfg.Base, log)
 	if err != nil {
 		return err
 	}
-	// The drain of the requests in flight and the flush of the last spans share one
-	// SHUTDOWN_TIMEOUT, counted from ctx's end, as in every service of the kit (service.Runtime):
-	// the pod's grace period is sized for one.
-	var stopMu sync.Mutex
-	var stopBy time.Time
-	context.AfterFunc(ctx, func() {
-		stopMu.Lock()
-		defer stopMu.Unlock()
-		stopBy = time.Now().Add(cfg.ShutdownTimeout)
-	})
-	// A flush of the last spans that fails is a failed shutdown step: a non-zero exit.
-	defer func() {
-		stopMu.Lock()
-		deadline := stopBy
-		stopMu.Unlock()
-		if deadline.IsZero() { // Run failed before ctx ended
-			deadline = time.Now().Add(cfg.ShutdownTimeout)
-		}
-		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-		defer cancel()
-		if serr := shutdownTracing(sctx); serr != nil {
-			err = errors.Join(err, fmt.Errorf("shutdown tracing: %w", serr))
-		}
-	}()
+	defer func() { err = errors.Join(err, rt.Close()) }()
 
 	g, err := gateway.New(&cfg, log)
 	if err != nil {

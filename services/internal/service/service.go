@@ -93,7 +93,14 @@ func Start(ctx context.Context, name string, cfg Configuration) (*Runtime, error
 		return nil, err
 	}
 	base := cfg.Settings()
-	rt := &Runtime{Logger: logging.New(name, base.LogLevel), ctx: ctx, base: base}
+	return NewRuntime(ctx, name, base, logging.New(name, base.LogLevel))
+}
+
+// NewRuntime is Start for a service that loaded its configuration, whose settings are
+// base, and made its logger, log, itself (the gateway, whose log lines are batched): it
+// sets up tracing from the OTEL_* variables, and the shutdown's deadline from ctx's end.
+func NewRuntime(ctx context.Context, name string, base config.Base, log *slog.Logger) (*Runtime, error) {
+	rt := &Runtime{Logger: log, ctx: ctx, base: base}
 	context.AfterFunc(ctx, func() {
 		rt.mu.Lock()
 		defer rt.mu.Unlock()
