@@ -145,11 +145,11 @@ apply_shop() {
 	else
 		# The images were built with VERSION's tag (make images): the Shop asks for those, not
 		# for the sample's, which the local cluster's node does not hold (it pulls nothing).
-		local patch='{"spec":{"version":"'$VERSION'"}}'
-		$local_cluster && patch='{"spec":{"version":"'$VERSION'","rabbitmq":{"image":"'${RABBITMQ_IMG:-localhost/shopkeeper/rabbitmq:$VERSION}'"}}}'
+		local spec='"version":"'$VERSION'"' rabbitmq_img=${RABBITMQ_IMG:-$(make --no-print-directory -s print-RABBITMQ_IMG)}
+		$local_cluster && spec+=',"rabbitmq":{"image":"'$rabbitmq_img'"}'
 		log "kubectl apply -k $sample, with version $VERSION"
 		kubectl kustomize "$sample" |
-			kubectl patch --local -f - --type merge -p "$patch" -o yaml |
+			kubectl patch --local -f - --type merge -p "{\"spec\":{$spec}}" -o yaml |
 			kubectl -n "$namespace" apply -f -
 	fi
 	if $restart_gateway; then

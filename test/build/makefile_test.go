@@ -40,34 +40,33 @@ func TestDemoRunsTheImagesOfVERSION(t *testing.T) {
 	}
 }
 
-// withoutImageVars is env without the variables that name images or their tag: what the
-// environment says wins over the Makefile's defaults (?=).
-func withoutImageVars(env []string) []string {
-	var kept []string
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "E2E_SHOP_VERSION", "E2E_MANAGER_IMAGE", "IMG", "MANAGER_IMG", "SERVICES_IMG", "RABBITMQ_IMG", "VERSION", "MAKEFLAGS":
-		default:
-			kept = append(kept, kv)
-		}
-	}
-	return kept
+// makeDryRun prints the commands `make -n <target> <vars...>` would run.
+func makeDryRun(t *testing.T, target string, vars ...string) string {
+	t.Helper()
+	return runMake(t, append([]string{"-n", "--no-print-directory", target}, vars...)...)
 }
 
-// makeDryRun prints the commands `make -n <target> <vars...>` would run from the repository's
-// root, with none of the images' variables taken from the test's environment.
-func makeDryRun(t *testing.T, target string, vars ...string) string {
+// runMake runs make with args from the repository's root, with none of the images'
+// variables taken from the test's environment (what it says wins over the Makefile's
+// defaults, ?=), and returns its output; it fails the test when make fails.
+func runMake(t *testing.T, args ...string) string {
 	t.Helper()
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("no make")
 	}
-	cmd := exec.CommandContext(t.Context(), "make", append([]string{"-n", "--no-print-directory", target}, vars...)...)
+	cmd := exec.CommandContext(t.Context(), "make", args...)
 	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = withoutImageVars(cmd.Environ())
+	for _, kv := range cmd.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "E2E_SHOP_VERSION", "E2E_MANAGER_IMAGE", "IMG", "MANAGER_IMG", "SERVICES_IMG", "RABBITMQ_IMG", "VERSION", "MAKEFLAGS":
+		default:
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("make -n %s: %v\n%s", target, err, out)
+		t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
@@ -76,9 +75,6 @@ func makeDryRun(t *testing.T, target string, vars ...string) string {
 // cached root filesystem; a build with another VERSION must tag it with that one, as the
 // demo's and the end-to-end suite's Shops ask for localhost/shopkeeper/rabbitmq:<VERSION>.
 func TestRabbitMQImageTakesANewVERSION(t *testing.T) {
-	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("no make")
-	}
 	bin := t.TempDir()
 	rootfs := filepath.Join(bin, "images", "cache", "rabbitmq-rootfs.tar")
 	if err := os.MkdirAll(filepath.Dir(rootfs), 0o755); err != nil {
@@ -88,12 +84,7 @@ func TestRabbitMQImageTakesANewVERSION(t *testing.T) {
 	for _, version := range []string{"v9.8.7-a", "v9.8.7-b", "v9.8.7-a"} {
 		image := filepath.Join(bin, "images", "rabbitmq.tar")
 		// -o: the root filesystem is never remade here (that is debootstrap's minutes).
-		cmd := exec.CommandContext(t.Context(), "make", "--no-print-directory", "LOCALBIN="+bin, "-o", rootfs, image, "VERSION="+version)
-		cmd.Dir = filepath.Join("..", "..")
-		cmd.Env = withoutImageVars(cmd.Environ())
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("make %s VERSION=%s: %v\n%s", image, version, err, out)
-		}
+		runMake(t, "--no-print-directory", "LOCALBIN="+bin, "-o", rootfs, image, "VERSION="+version)
 		want := "localhost/shopkeeper/rabbitmq:" + version
 		if got := repoTags(t, image); !slices.Equal(got, []string{want}) {
 			t.Errorf("make VERSION=%s: the image is tagged %v, want %s", version, got, want)
